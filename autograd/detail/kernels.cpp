@@ -1,0 +1,137 @@
+#include "autograd/detail/kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace xgrad::detail {
+
+std::size_t normalize_axis(const char* op, std::ptrdiff_t axis, std::size_t rank) {
+  const auto r = static_cast<std::ptrdiff_t>(rank);
+  if (axis < -r || axis >= r)
+    throw IndexError(std::string(op) + ": axis " + std::to_string(axis) +
+                     " is out of range for a tensor of rank " + std::to_string(rank) +
+                     " (expected " + std::to_string(-r) + " <= axis < " + std::to_string(r) + ")");
+  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
+}
+
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype())
+    throw DtypeError(std::string(op) + ": operands have different dtypes, " +
+                     std::string(dtype_name(a.dtype())) + " and " +
+                     std::string(dtype_name(b.dtype())) + "; convert one with cast()");
+}
+
+void check_not_empty(const char* op, const Tensor& x) {
+  if (x.numel() == 0)
+    throw ValueError(std::string(op) + ": needs a non-empty tensor, got shape " +
+                     shape_str(x.shape()));
+}
+
+Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
+  const std::size_t rank = std::max(a.size(), b.size());
+  Shape out(rank, 1);
+  for (std::size_t i = 0; i < rank; ++i) {
+    const std::size_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const std::size_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1)
+      throw ShapeError(std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
+                       " cannot be broadcast together (axis " + std::to_string(i) +
+                       " of the result: " + std::to_string(da) + " vs " + std::to_string(db) +
+                       "; lengths must be equal or 1)");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+Shape broadcast_strides(const Shape& in, const Shape& out) {
+  Shape strides(out.size(), 0);
+  std::size_t stride = 1;
+  for (std::size_t i = in.size(); i-- > 0;) {
+    const std::size_t o = i + (out.size() - in.size());
+    strides[o] = in[i] == 1 ? 0 : stride;
+    stride *= in[i];
+  }
+  return strides;
+}
+
+std::size_t product(const Shape& shape) {
+  std::size_t n = 1;
+  for (std::size_t d : shape) n *= d;
+  return n;
+}
+
+Tensor scalar_like(const Tensor& x, double value) { return scalar(value, {.dtype = x.dtype()}); }
+
+AxisView axis_view(const Shape& shape, std::size_t axis) {
+  AxisView v;
+  for (std::size_t i = 0; i < axis; ++i) v.outer *= shape[i];
+  v.length = shape[axis];
+  for (std::size_t i = axis + 1; i < shape.size(); ++i) v.inner *= shape[i];
+  return v;
+}
+
+void check_indices(const char* op, std::span<const std::int64_t> index, std::size_t length) {
+  for (std::size_t k = 0; k < index.size(); ++k)
+    if (index[k] < 0 || static_cast<std::size_t>(index[k]) >= length)
+      throw IndexError(std::string(op) + ": index " + std::to_string(index[k]) + " (entry " +
+                       std::to_string(k) + ") is out of range for an axis of length " +
+                       std::to_string(length) + " (expected 0 <= index < " +
+                       std::to_string(length) + ")");
+}
+
+// index must have x's rank and length on every axis but `axis`; its entries must be in range.
+AxisView check_gather_index(const char* op, const Tensor& x, std::size_t axis, const Index& index) {
+  bool ok = index.dimension() == x.dim();
+  for (std::size_t d = 0; ok && d < x.dim(); ++d) ok = d == axis || index.shape()[d] == x.size(d);
+  if (!ok)
+    throw ShapeError(std::string(op) + ": index has shape " + shape_str(index.shape()) +
+                     "; expected the shape of x " + shape_str(x.shape()) +
+                     " on every axis but axis " + std::to_string(axis));
+  const std::size_t length = x.size(static_cast<std::ptrdiff_t>(axis));
+  for (std::size_t k = 0; k < index.size(); ++k)
+    if (index.data()[k] < 0 || static_cast<std::size_t>(index.data()[k]) >= length)
+      throw IndexError(std::string(op) + ": index value " + std::to_string(index.data()[k]) +
+                       " is out of range for axis " + std::to_string(axis) + " of length " +
+                       std::to_string(length));
+  return axis_view(index.shape(), axis);
+}
+
+template <class T>
+void log_softmax_lines(const T* x, T* out, const AxisView& v) {
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t i = 0; i < v.inner; ++i) {
+      const T* line = x + o * v.length * v.inner + i;
+      T* dst = out + o * v.length * v.inner + i;
+      T m = -std::numeric_limits<T>::infinity();
+      for (std::size_t k = 0; k < v.length; ++k) m = std::max(m, line[k * v.inner]);
+      T s = 0;
+      for (std::size_t k = 0; k < v.length; ++k) s += std::exp(line[k * v.inner] - m);
+      const T shift = m + std::log(s);
+      for (std::size_t k = 0; k < v.length; ++k) dst[k * v.inner] = line[k * v.inner] - shift;
+    }
+}
+template void log_softmax_lines<float>(const float*, float*, const AxisView&);
+template void log_softmax_lines<double>(const double*, double*, const AxisView&);
+
+std::vector<std::size_t> normalize_axes(const char* op, const Axes& axes, std::size_t rank) {
+  std::vector<std::size_t> out;
+  for (std::ptrdiff_t a : axes) out.push_back(normalize_axis(op, a, rank));
+  std::sort(out.begin(), out.end());
+  if (std::adjacent_find(out.begin(), out.end()) != out.end())
+    throw ShapeError(std::string(op) + ": an axis is given twice");
+  return out;
+}
+
+Shape reduced_shape(const Shape& shape, const std::vector<std::size_t>& axes, bool keepdims) {
+  Shape out;
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    const bool reduced = std::binary_search(axes.begin(), axes.end(), d);
+    if (!reduced)
+      out.push_back(shape[d]);
+    else if (keepdims)
+      out.push_back(1);
+  }
+  return out;
+}
+}  // namespace xgrad::detail

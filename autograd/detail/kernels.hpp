@@ -1,0 +1,148 @@
+#pragma once
+// Private helpers for op files: dtype dispatch, argument checks, and the loops that every
+// elementwise op shares. Included by .cpp files only.
+
+#include <array>
+#include <string>
+
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+
+namespace xgrad::detail {
+
+// Calls f(T{}) with T the C++ type of `dtype`.
+template <class F>
+decltype(auto) dispatch(Dtype dtype, F&& f) {
+  if (dtype == Dtype::float32) return f(float{});
+  return f(double{});
+}
+
+template <class T>
+xt::xarray<T> empty(const Shape& shape) {
+  return xt::xarray<T>::from_shape(shape);
+}
+
+std::size_t normalize_axis(const char* op, std::ptrdiff_t axis, std::size_t rank);
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
+void check_not_empty(const char* op, const Tensor& x);
+Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
+// Strides of a tensor of shape `in` read as broadcast to `out`: 0 along broadcast axes.
+Shape broadcast_strides(const Shape& in, const Shape& out);
+std::size_t product(const Shape& shape);
+
+// Calls f(i, offsets) for each element i of `out` in row-major order, offsets[k] being the
+// position of the matching element in input k, whose strides (from broadcast_strides) are given.
+template <std::size_t N, class F>
+void for_each_broadcast(const Shape& out, const std::array<Shape, N>& strides, F&& f) {
+  const std::size_t total = product(out);
+  if (total == 0) return;
+  const std::size_t rank = out.size();
+  if (rank == 0) return f(std::size_t{0}, std::array<std::size_t, N>{});
+  const std::size_t inner = out[rank - 1];
+  std::array<std::size_t, N> step{}, base{};
+  for (std::size_t k = 0; k < N; ++k) step[k] = strides[k][rank - 1];
+  Shape index(rank, 0);
+  for (std::size_t i = 0; i < total; i += inner) {
+    std::array<std::size_t, N> offsets = base;
+    for (std::size_t j = 0; j < inner; ++j) {
+      f(i + j, offsets);
+      for (std::size_t k = 0; k < N; ++k) offsets[k] += step[k];
+    }
+    for (std::size_t d = rank - 1; d-- > 0;) {  // carry into the outer axes
+      for (std::size_t k = 0; k < N; ++k) base[k] += strides[k][d];
+      if (++index[d] < out[d]) break;
+      for (std::size_t k = 0; k < N; ++k) base[k] -= strides[k][d] * out[d];
+      index[d] = 0;
+    }
+  }
+}
+
+// out[i] = f(x[i]); f is generic over float and double.
+template <class F>
+Tensor map(const Tensor& x, F&& f) {
+  return dispatch(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const xt::xarray<T>& a = x.value<T>();
+    xt::xarray<T> out = empty<T>(a.shape());
+    const T* src = a.data();
+    T* dst = out.data();
+    for (std::size_t i = 0, n = a.size(); i < n; ++i) dst[i] = f(src[i]);
+    return Tensor(std::move(out));
+  });
+}
+
+// out = f(a, b) elementwise with broadcasting; same dtype required.
+template <class F>
+Tensor zip(const char* op, const Tensor& a, const Tensor& b, F&& f) {
+  check_same_dtype(op, a, b);
+  return dispatch(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const xt::xarray<T>& x = a.value<T>();
+    const xt::xarray<T>& y = b.value<T>();
+    const T* px = x.data();
+    const T* py = y.data();
+    if (x.shape() == y.shape()) {
+      xt::xarray<T> out = empty<T>(x.shape());
+      T* po = out.data();
+      for (std::size_t i = 0, n = x.size(); i < n; ++i) po[i] = f(px[i], py[i]);
+      return Tensor(std::move(out));
+    }
+    const Shape shape = broadcast_shapes(op, x.shape(), y.shape());
+    xt::xarray<T> out = empty<T>(shape);
+    T* po = out.data();
+    if (y.size() == 1) {
+      const T s = py[0];
+      if (x.size() == out.size()) {
+        for (std::size_t i = 0, n = x.size(); i < n; ++i) po[i] = f(px[i], s);
+        return Tensor(std::move(out));
+      }
+    }
+    for_each_broadcast<2>(shape, {broadcast_strides(x.shape(), shape),
+                                  broadcast_strides(y.shape(), shape)},
+                          [&](std::size_t i, const std::array<std::size_t, 2>& at) {
+                            po[i] = f(px[at[0]], py[at[1]]);
+                          });
+    return Tensor(std::move(out));
+  });
+}
+
+// The value of x in dtype T as a raw pointer (x must be of dtype T).
+template <class T>
+const T* data(const Tensor& x) {
+  return x.value<T>().data();
+}
+
+// A rank-0 constant of x's dtype.
+Tensor scalar_like(const Tensor& x, double value);
+
+// Viewing x's shape around `axis` as (outer, length, inner), row-major: the layout every
+// single-axis op (softmax, max, index_select, concat, gather) loops over.
+struct AxisView {
+  std::size_t outer = 1, length = 1, inner = 1;
+};
+AxisView axis_view(const Shape& shape, std::size_t axis);
+
+// out = log_softmax(x) along the (outer, length, inner) view: x - m - log(sum e^(x - m)), m the
+// line's maximum. softmax exponentiates it.
+template <class T>
+void log_softmax_lines(const T* x, T* out, const AxisView& v);
+
+// Axes in range, sorted, none twice.
+std::vector<std::size_t> normalize_axes(const char* op, const Axes& axes, std::size_t rank);
+// `shape` without the (sorted) reduced axes, or with them set to 1 when keepdims.
+Shape reduced_shape(const Shape& shape, const std::vector<std::size_t>& axes, bool keepdims);
+
+// IndexError unless 0 <= index[k] < length for every k.
+void check_indices(const char* op, std::span<const std::int64_t> index, std::size_t length);
+// For gather and scatter_add: index must have x's rank and length on every axis but `axis`, and
+// entries in range. Returns index's shape viewed around axis.
+AxisView check_gather_index(const char* op, const Tensor& x, std::size_t axis, const Index& index);
+
+}  // namespace xgrad::detail
+
+namespace xgrad::detail {
+// A Shape as the signed sizes reshape() takes.
+inline std::vector<std::ptrdiff_t> spec(const Shape& shape) {
+  return {shape.begin(), shape.end()};
+}
+}  // namespace xgrad::detail

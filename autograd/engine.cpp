@@ -1,0 +1,193 @@
+// The backward sweep. Seeds go into the gradient slots of the outputs' nodes; then one loop walks
+// the tape from the newest of those nodes down to the oldest. A node whose slot stayed empty is
+// not on a path to the outputs and is skipped. Otherwise its backward turns the slot into input
+// gradients, which are summed back to each input's shape (undoing broadcasting, in this one place)
+// and added into the producing node's slot, or into the leaf's .grad.
+
+#include "autograd/engine.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "autograd/grad_mode.hpp"
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+#include "autograd/tape.hpp"
+
+namespace xgrad {
+
+// What grad() asked for: gradients of chosen tensors instead of .grad accumulation.
+struct Capture {
+  std::vector<const TensorImpl*> leaves;  // inputs that are leaves (else nullptr)
+  std::vector<const Node*> nodes;         // inputs produced by an op (else nullptr)
+  std::vector<Tensor> grads;
+};
+
+class Engine {
+ public:
+  static void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,
+                  bool retain_graph, bool create_graph, Capture* capture);
+
+ private:
+  struct Sweep;
+  static void deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, bool create_graph,
+                              Capture* capture);
+};
+
+namespace {
+
+void accumulate(Tensor& slot, Tensor g) { slot = slot.defined() ? add(slot, g) : std::move(g); }
+
+// A gradient that no one else holds, so that a leaf may keep it and later add to it in place.
+Tensor owned(Tensor g) {
+  if (g.impl_ptr().use_count() == 1 && g.impl()->value.use_count() == 1 && !g.requires_grad())
+    return g;
+  return Tensor(std::make_shared<TensorImpl>(TensorImpl{
+      std::make_shared<Storage>(g.storage()), Tensor(), NodeRef(), false}));
+}
+
+void add_in_place(Tensor& dst, const Tensor& src) {
+  std::visit(
+      [&](auto& d) {
+        using T = typename std::decay_t<decltype(d)>::value_type;
+        const T* s = src.value<T>().data();
+        T* p = d.data();
+        for (std::size_t i = 0, n = d.size(); i < n; ++i) p[i] += s[i];
+      },
+      *dst.impl()->value);
+}
+
+Tensor seed_for(const Tensor& out, const std::vector<Tensor>& grad_outputs, std::size_t i) {
+  const Tensor& given = i < grad_outputs.size() ? grad_outputs[i] : Tensor();
+  if (!given.defined()) {
+    if (out.numel() != 1)
+      throw AutogradError("backward: output " + std::to_string(i) + " has shape " +
+                          shape_str(out.shape()) +
+                          "; a gradient (seed) of that shape is needed unless the output has "
+                          "exactly one element");
+    return ones_like(out);
+  }
+  if (given.shape() != out.shape() || given.dtype() != out.dtype())
+    throw AutogradError("backward: the gradient for output " + std::to_string(i) + " has shape " +
+                        shape_str(given.shape()) + " and dtype " +
+                        std::string(dtype_name(given.dtype())) + "; expected shape " +
+                        shape_str(out.shape()) + " and dtype " +
+                        std::string(dtype_name(out.dtype())));
+  return given;
+}
+
+}  // namespace
+
+// Keeps tape positions fixed while the sweep runs, and empties every slot it may have filled
+// even when a backward throws.
+struct Engine::Sweep {
+  Tape& tape;
+  std::size_t top = 0;
+  explicit Sweep(Tape& t) : tape(t) { ++tape.sweeps_; }
+  ~Sweep() {
+    for (std::size_t i = 0; i < top && i < tape.entries_.size(); ++i)
+      if (Node* n = tape.entries_[i]) n->grad_ = Tensor();
+    if (--tape.sweeps_ == 0) tape.tidy();
+  }
+};
+
+void Engine::deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, bool create_graph,
+                             Capture* capture) {
+  if (capture) {
+    for (std::size_t j = 0; j < capture->leaves.size(); ++j)
+      if (capture->leaves[j] == leaf.get()) accumulate(capture->grads[j], g);
+    return;
+  }
+  Tensor& grad = leaf->grad;
+  if (!grad.defined())
+    grad = create_graph ? std::move(g) : owned(std::move(g));
+  else if (create_graph || grad.requires_grad())
+    grad = add(grad, g);
+  else
+    add_in_place(grad, g);
+}
+
+void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,
+                 bool retain_graph, bool create_graph, Capture* capture) {
+  if (!grad_outputs.empty() && grad_outputs.size() != outputs.size())
+    throw AutogradError("backward: " + std::to_string(outputs.size()) + " outputs but " +
+                        std::to_string(grad_outputs.size()) + " gradients");
+  Tape& tape = Tape::current();
+  GradModeGuard mode(create_graph);
+  Sweep sweep(tape);
+
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& out = outputs[i];
+    if (!out.defined() || !out.requires_grad())
+      throw AutogradError("backward: output " + std::to_string(i) +
+                          " does not require grad (no input of the ops that made it requires "
+                          "grad, or it was computed under NoGradGuard)");
+    Tensor seed = seed_for(out, grad_outputs, i);
+    Node* node = out.grad_fn();
+    if (!node) {
+      deliver_to_leaf(out.impl_ptr(), std::move(seed), create_graph, capture);
+      continue;
+    }
+    if (node->tape_ != &tape)
+      throw AutogradError("backward: output " + std::to_string(i) +
+                          " was computed on another thread; run backward on the thread that "
+                          "built the graph");
+    accumulate(node->grad_, std::move(seed));
+    sweep.top = std::max(sweep.top, node->index_ + 1);
+  }
+
+  std::vector<Tensor> grads;
+  for (std::size_t i = sweep.top; i-- > 0;) {
+    Node* node = tape.entries_[i];
+    if (!node || !node->grad_.defined()) continue;
+    Tensor g = std::move(node->grad_);
+    node->grad_ = Tensor();
+    if (capture) {
+      for (std::size_t j = 0; j < capture->nodes.size(); ++j)
+        if (capture->nodes[j] == node) capture->grads[j] = g;
+    }
+    grads.assign(node->num_inputs(), Tensor());
+    node->backward(g, grads);
+    for (std::size_t k = 0; k < grads.size(); ++k) {
+      const Edge& edge = node->edges_[k];
+      if (!edge.requires_grad() || !grads[k].defined()) continue;
+      Tensor gk = std::move(grads[k]);
+      if (gk.shape() != edge.shape) gk = sum_to(gk, edge.shape);
+      if (edge.fn)
+        accumulate(edge.fn->grad_, std::move(gk));
+      else
+        deliver_to_leaf(edge.leaf, std::move(gk), create_graph, capture);
+    }
+    if (!retain_graph) node->release();
+  }
+}
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,
+              std::optional<bool> retain_graph, bool create_graph) {
+  Engine::run(outputs, grad_outputs, retain_graph.value_or(create_graph), create_graph, nullptr);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, std::optional<bool> retain_graph,
+                         bool create_graph, bool allow_unused) {
+  Capture capture;
+  for (std::size_t j = 0; j < inputs.size(); ++j) {
+    const Tensor& in = inputs[j];
+    if (!in.defined() || !in.requires_grad())
+      throw AutogradError("grad: input " + std::to_string(j) + " does not require grad");
+    capture.leaves.push_back(in.grad_fn() ? nullptr : in.impl());
+    capture.nodes.push_back(in.grad_fn());
+  }
+  capture.grads.resize(inputs.size());
+  Engine::run(outputs, grad_outputs, retain_graph.value_or(create_graph), create_graph, &capture);
+  if (!allow_unused) {
+    for (std::size_t j = 0; j < inputs.size(); ++j)
+      if (!capture.grads[j].defined())
+        throw AutogradError("grad: input " + std::to_string(j) +
+                            " was not used to compute the outputs; pass allow_unused=true to get "
+                            "an undefined gradient for it instead");
+  }
+  return capture.grads;
+}
+
+}  // namespace xgrad

@@ -1,0 +1,225 @@
+// Composite ops: built from the primitives, so their gradients (and gradients of gradients) come
+// from the primitives' backward functions and need no code here.
+#include <cmath>
+#include <limits>
+#include <numbers>
+
+#include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
+
+namespace xgrad {
+
+using detail::scalar_like;
+
+// ---- elementwise ------------------------------------------------------------------------------
+
+Tensor pow(const Tensor& base, double exponent) { return pow(base, scalar_like(base, exponent)); }
+
+Tensor maximum(const Tensor& a, const Tensor& b) { return where(ge(a, b), a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return where(le(a, b), a, b); }
+
+Tensor clamp(const Tensor& x, double min, double max) {
+  if (!(min <= max))
+    throw ValueError("clamp: needs min <= max, got min=" + std::to_string(min) +
+                     " max=" + std::to_string(max));
+  const Tensor inside = mul(ge(x, scalar_like(x, min)), le(x, scalar_like(x, max)));
+  const Tensor bounded = detail::map(x, [min, max](auto v) {
+    using T = decltype(v);
+    return v < T(min) ? T(min) : (v > T(max) ? T(max) : v);
+  });
+  return where(inside, x, bounded);
+}
+
+// ---- activations ------------------------------------------------------------------------------
+
+Tensor gelu(const Tensor& x) {
+  const Tensor phi = mul(add(erf(mul(x, scalar_like(x, std::numbers::sqrt2 / 2))), scalar_like(x, 1.0)),
+                         scalar_like(x, 0.5));
+  return mul(x, phi);
+}
+
+Tensor elu(const Tensor& x, double alpha) {
+  // exp of min(x, 0): the branch not taken must stay finite, or its zero gradient times inf is NaN.
+  const Tensor negative = mul(sub(exp(minimum(x, scalar_like(x, 0.0))), scalar_like(x, 1.0)),
+                              scalar_like(x, alpha));
+  return where(gt(x, scalar_like(x, 0.0)), x, negative);
+}
+
+Tensor silu(const Tensor& x) { return mul(x, sigmoid(x)); }
+
+// ---- linear algebra ---------------------------------------------------------------------------
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  const std::size_t ra = a.dim(), rb = b.dim();
+  const auto n = [](const Tensor& t, std::ptrdiff_t axis) {
+    return static_cast<std::ptrdiff_t>(t.size(axis));
+  };
+  if (ra == 1 && rb == 1) return reshape(mm(reshape(a, {1, -1}), reshape(b, {-1, 1})), {});
+  if (ra == 1 && rb == 2) return reshape(mm(reshape(a, {1, -1}), b), {n(b, 1)});
+  if (ra == 2 && rb == 1) return reshape(mm(a, reshape(b, {-1, 1})), {n(a, 0)});
+  if (ra == 3 && rb == 2)  // a batch of rows times one matrix: one gemm
+    return reshape(mm(reshape(a, {-1, n(a, 2)}), b), {n(a, 0), n(a, 1), n(b, 1)});
+  if ((ra == 2 && rb == 2) || (ra == 3 && rb == 3)) return mm(a, b);
+  throw ShapeError("matmul: unsupported ranks, shapes " + shape_str(a.shape()) + " and " +
+                   shape_str(b.shape()) + " (supported: 1-D and 2-D operands, 3-D @ 3-D, 3-D @ 2-D)");
+}
+
+// ---- shape ------------------------------------------------------------------------------------
+
+Tensor flatten(const Tensor& x, std::ptrdiff_t start_axis, std::ptrdiff_t end_axis) {
+  if (x.dim() == 0) return reshape(x, {1});
+  const std::size_t s = detail::normalize_axis("flatten", start_axis, x.dim());
+  const std::size_t e = detail::normalize_axis("flatten", end_axis, x.dim());
+  if (s > e)
+    throw IndexError("flatten: start axis " + std::to_string(s) + " is after end axis " +
+                     std::to_string(e));
+  std::vector<std::ptrdiff_t> shape;
+  for (std::size_t d = 0; d < x.dim(); ++d) {
+    if (d <= s || d > e) shape.push_back(static_cast<std::ptrdiff_t>(x.size(d)));
+    if (d > s && d <= e) shape.back() *= static_cast<std::ptrdiff_t>(x.size(d));
+  }
+  return reshape(x, shape);
+}
+
+Tensor transpose(const Tensor& x, std::ptrdiff_t axis0, std::ptrdiff_t axis1) {
+  const std::size_t a = detail::normalize_axis("transpose", axis0, x.dim());
+  const std::size_t b = detail::normalize_axis("transpose", axis1, x.dim());
+  Axes axes(x.dim());
+  for (std::size_t d = 0; d < x.dim(); ++d) axes[d] = static_cast<std::ptrdiff_t>(d);
+  std::swap(axes[a], axes[b]);
+  return permute(x, axes);
+}
+
+Tensor squeeze(const Tensor& x) {
+  Shape shape;
+  for (std::size_t d : x.shape())
+    if (d != 1) shape.push_back(d);
+  return reshape(x, detail::spec(shape));
+}
+
+Tensor squeeze(const Tensor& x, std::ptrdiff_t axis) {
+  const std::size_t a = detail::normalize_axis("squeeze", axis, x.dim());
+  if (x.size(a) != 1) return x;  // as in PyTorch: an axis longer than 1 stays
+  Shape shape = x.shape();
+  shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(a));
+  return reshape(x, detail::spec(shape));
+}
+
+Tensor unsqueeze(const Tensor& x, std::ptrdiff_t axis) {
+  const std::size_t a = detail::normalize_axis("unsqueeze", axis, x.dim() + 1);
+  Shape shape = x.shape();
+  shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(a), 1);
+  return reshape(x, detail::spec(shape));
+}
+
+Tensor slice(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t start, std::ptrdiff_t stop,
+             std::ptrdiff_t step) {
+  const std::size_t a = detail::normalize_axis("slice", axis, x.dim());
+  if (step <= 0) throw ValueError("slice: step must be positive, got " + std::to_string(step));
+  const auto length = static_cast<std::ptrdiff_t>(x.size(a));
+  const auto clamp_index = [length](std::ptrdiff_t i) {
+    if (i < 0) i += length;
+    return std::clamp<std::ptrdiff_t>(i, 0, length);
+  };
+  std::vector<std::int64_t> index;
+  for (std::ptrdiff_t i = clamp_index(start), end = clamp_index(stop); i < end; i += step)
+    index.push_back(i);
+  return index_select(x, static_cast<std::ptrdiff_t>(a), index);
+}
+
+Tensor select(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t index) {
+  const std::size_t a = detail::normalize_axis("select", axis, x.dim());
+  const auto length = static_cast<std::ptrdiff_t>(x.size(a));
+  if (index < -length || index >= length)
+    throw IndexError("select: index " + std::to_string(index) + " is out of range for axis " +
+                     std::to_string(a) + " of length " + std::to_string(length));
+  const std::int64_t i = index < 0 ? index + length : index;
+  return squeeze(index_select(x, static_cast<std::ptrdiff_t>(a), {i}), static_cast<std::ptrdiff_t>(a));
+}
+
+Tensor stack(const std::vector<Tensor>& tensors, std::ptrdiff_t axis) {
+  if (tensors.empty()) throw ValueError("stack: needs at least one tensor");
+  const std::size_t a = detail::normalize_axis("stack", axis, tensors[0].dim() + 1);
+  std::vector<Tensor> parts;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].shape() != tensors[0].shape())
+      throw ShapeError("stack: tensor " + std::to_string(i) + " has shape " +
+                       shape_str(tensors[i].shape()) + ", tensor 0 has " +
+                       shape_str(tensors[0].shape()) + "; all must have the same shape");
+    parts.push_back(unsqueeze(tensors[i], static_cast<std::ptrdiff_t>(a)));
+  }
+  return concat(parts, static_cast<std::ptrdiff_t>(a));
+}
+
+// ---- reductions -------------------------------------------------------------------------------
+
+Tensor sum(const Tensor& x) { return sum_to(x, {}); }
+
+Tensor sum(const Tensor& x, const Axes& axes, bool keepdims) {
+  const std::vector<std::size_t> reduced = detail::normalize_axes("sum", axes, x.dim());
+  const Tensor kept = sum_to(x, detail::reduced_shape(x.shape(), reduced, true));
+  if (keepdims) return kept;
+  return reshape(kept, detail::spec(detail::reduced_shape(x.shape(), reduced, false)));
+}
+
+namespace {
+// Number of elements that each result of a reduction over `axes` summarizes.
+double reduced_count(const Tensor& x, const Axes& axes) {
+  double n = 1;
+  for (std::size_t a : detail::normalize_axes("mean", axes, x.dim())) n *= static_cast<double>(x.size(a));
+  return n;
+}
+}  // namespace
+
+Tensor mean(const Tensor& x) {
+  detail::check_not_empty("mean", x);
+  return div(sum(x), scalar_like(x, static_cast<double>(x.numel())));
+}
+
+Tensor mean(const Tensor& x, const Axes& axes, bool keepdims) {
+  detail::check_not_empty("mean", x);
+  return div(sum(x, axes, keepdims), scalar_like(x, reduced_count(x, axes)));
+}
+
+Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims) {
+  detail::check_not_empty("logsumexp", x);
+  // The shift m is a constant: the result does not depend on it, so neither does its gradient.
+  // An infinite maximum (a line of -inf) is replaced by 0 so that x - m stays defined.
+  Tensor m;
+  {
+    NoGradGuard no_grad;
+    m = detail::map(max(x, axes, true), [](auto v) { return std::isfinite(v) ? v : decltype(v){0}; });
+  }
+  const Tensor kept = add(log(sum(exp(sub(x, m)), axes, true)), m);
+  if (keepdims) return kept;
+  const std::vector<std::size_t> reduced = detail::normalize_axes("logsumexp", axes, x.dim());
+  return reshape(kept, detail::spec(detail::reduced_shape(x.shape(), reduced, false)));
+}
+
+Tensor var(const Tensor& x, const Axes& axes, bool keepdims, double correction) {
+  const double n = reduced_count(x, axes);
+  if (n - correction <= 0)
+    throw ValueError("var: " + std::to_string(static_cast<std::size_t>(n)) +
+                     " elements per result, not more than the correction " +
+                     std::to_string(correction));
+  const Tensor centered = sub(x, mean(x, axes, true));
+  return div(sum(mul(centered, centered), axes, keepdims), scalar_like(x, n - correction));
+}
+
+// ---- operators --------------------------------------------------------------------------------
+
+Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor operator-(const Tensor& x) { return neg(x); }
+Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(a, b)); }
+Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(a, b)); }
+Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(a, b)); }
+Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(a, b)); }
+Tensor operator+(double a, const Tensor& b) { return add(scalar_like(b, a), b); }
+Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(b, a), b); }
+Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(b, a), b); }
+Tensor operator/(double a, const Tensor& b) { return div(scalar_like(b, a), b); }
+
+}  // namespace xgrad

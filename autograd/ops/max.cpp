@@ -1,0 +1,92 @@
+// max along one axis: z = max_k x[..., k, ...], the axis kept with length 1
+//   dz/dx[k] = 1 at the first k holding the maximum, 0 elsewhere (a NaN counts as the maximum).
+//   Saves that one-hot mask.
+// max and min over several axes, or all of them, reduce one axis at a time; min(x) = -max(-x).
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad {
+namespace {
+struct MaxAlong final : Node {
+  std::string_view name() const override { return "max"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = mul(g, saved(0)); }
+};
+
+// Position k (0 <= k < length) of the first maximum of each (outer, inner) line.
+template <class T>
+std::vector<std::size_t> argmax_lines(const T* px, const detail::AxisView& v) {
+  std::vector<std::size_t> best(v.outer * v.inner, 0);
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t i = 0; i < v.inner; ++i) {
+      const T* line = px + o * v.length * v.inner + i;
+      std::size_t b = 0;
+      for (std::size_t k = 1; k < v.length && !std::isnan(line[b * v.inner]); ++k) {
+        const T value = line[k * v.inner];
+        if (value > line[b * v.inner] || std::isnan(value)) b = k;
+      }
+      best[o * v.inner + i] = b;
+    }
+  return best;
+}
+
+Tensor max_along(const Tensor& x, std::size_t axis) {
+  detail::check_not_empty("max", x);
+  const detail::AxisView v = detail::axis_view(x.shape(), axis);
+  Shape shape = x.shape();
+  shape[axis] = 1;
+  Tensor mask;
+  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = detail::data<T>(x);
+    const std::vector<std::size_t> best = argmax_lines(px, v);
+    xt::xarray<T> z = detail::empty<T>(shape);
+    xt::xarray<T> m = xt::zeros<T>(x.shape());
+    for (std::size_t o = 0; o < v.outer; ++o)
+      for (std::size_t i = 0; i < v.inner; ++i) {
+        const std::size_t at = (o * v.length + best[o * v.inner + i]) * v.inner + i;
+        z.data()[o * v.inner + i] = px[at];
+        m.data()[at] = T{1};
+      }
+    mask = Tensor(std::move(m));
+    return Tensor(std::move(z));
+  });
+  if (auto* node = record<MaxAlong>(out, {x})) node->save({mask});
+  return out;
+}
+
+}  // namespace
+
+Tensor max(const Tensor& x, const Axes& axes, bool keepdims) {
+  const std::vector<std::size_t> sorted = detail::normalize_axes("max", axes, x.dim());
+  Tensor out = x;
+  for (auto it = sorted.rbegin(); it != sorted.rend(); ++it) out = max_along(out, *it);
+  if (keepdims) return out;
+  return reshape(out, detail::spec(detail::reduced_shape(x.shape(), sorted, false)));
+}
+
+Tensor max(const Tensor& x) {
+  detail::check_not_empty("max", x);
+  return reshape(max_along(reshape(x, {-1}), 0), {});
+}
+
+Tensor min(const Tensor& x, const Axes& axes, bool keepdims) {
+  return neg(max(neg(x), axes, keepdims));
+}
+
+Tensor min(const Tensor& x) { return neg(max(neg(x))); }
+
+Index argmax(const Tensor& x, std::ptrdiff_t axis) {
+  const std::size_t ax = detail::normalize_axis("argmax", axis, x.dim());
+  detail::check_not_empty("argmax", x);
+  const detail::AxisView v = detail::axis_view(x.shape(), ax);
+  std::vector<std::size_t> best = detail::dispatch(
+      x.dtype(), [&](auto zero) { return argmax_lines(detail::data<decltype(zero)>(x), v); });
+  Shape shape = x.shape();
+  shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(ax));
+  Index out = Index::from_shape(shape);
+  std::copy(best.begin(), best.end(), out.data());
+  return out;
+}
+}  // namespace xgrad

@@ -1,0 +1,56 @@
+// mm: Z = op(A) op(B), op(M) = M or M^T (last two axes), by BLAS gemm; 3-D operands are batches.
+//   With G = dL/dZ:  d op(A) = G op(B)^T,  d op(B) = op(A)^T G, which, undoing op, gives
+//     dA = ta ? op(B) G^T : G op(B)^T      dB = tb ? G^T op(A) : op(A)^T G
+//   Each is again one mm with transpose flags, so no transposed copy is ever made.
+// Saves A and B.
+#include "autograd/detail/blas.hpp"
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad {
+namespace {
+struct Mm final : Node {
+  Mm(bool ta, bool tb) : ta_(ta), tb_(tb) {}
+  std::string_view name() const override { return "mm"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    const Tensor a = saved(0), b = saved(1);
+    if (needs_grad(0)) grads[0] = ta_ ? mm(b, g, tb_, true) : mm(g, b, false, !tb_);
+    if (needs_grad(1)) grads[1] = tb_ ? mm(g, a, true, ta_) : mm(a, g, !ta_, false);
+  }
+  bool ta_, tb_;
+};
+
+std::string operand(const Tensor& t, bool transposed) {
+  return shape_str(t.shape()) + (transposed ? " (transposed)" : "");
+}
+}  // namespace
+
+Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
+  detail::check_same_dtype("mm", a, b);
+  const std::size_t rank = a.dim();
+  if ((rank != 2 && rank != 3) || b.dim() != rank || (rank == 3 && a.size(0) != b.size(0)))
+    throw ShapeError("mm: needs two 2-D tensors, or two 3-D tensors with the same batch size; got " +
+                     shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  const std::size_t ra = a.size(-2), ca = a.size(-1), rb = b.size(-2), cb = b.size(-1);
+  const std::size_t m = transpose_a ? ca : ra, k = transpose_a ? ra : ca;
+  const std::size_t kb = transpose_b ? cb : rb, n = transpose_b ? rb : cb;
+  if (k != kb)
+    throw ShapeError("mm: inner dimensions differ: " + operand(a, transpose_a) + " @ " +
+                     operand(b, transpose_b) + " multiplies (" + std::to_string(m) + " x " +
+                     std::to_string(k) + ") by (" + std::to_string(kb) + " x " +
+                     std::to_string(n) + ")");
+  const std::size_t batch = rank == 3 ? a.size(0) : 1;
+  Shape shape = rank == 3 ? Shape{batch, m, n} : Shape{m, n};
+  Tensor out = detail::dispatch(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    xt::xarray<T> z = xt::xarray<T>::from_shape(shape);
+    if (k == 0) z.fill(T{0});
+    if (k == 0 || m == 0 || n == 0) return Tensor(std::move(z));
+    for (std::size_t i = 0; i < batch; ++i)
+      detail::gemm(transpose_a, transpose_b, m, n, k, T{1}, detail::data<T>(a) + i * ra * ca, ca,
+                   detail::data<T>(b) + i * rb * cb, cb, T{0}, z.data() + i * m * n, n);
+    return Tensor(std::move(z));
+  });
+  if (auto* node = record<Mm>(out, {a, b}, transpose_a, transpose_b)) node->save({a, b});
+  return out;
+}
+}  // namespace xgrad

@@ -1,0 +1,21 @@
+// mul: z = a * b (broadcasting)
+//   dz/da = b, dz/db = a. Saves a and b.
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad {
+namespace {
+struct Mul final : Node {
+  std::string_view name() const override { return "mul"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    if (needs_grad(0)) grads[0] = mul(g, saved(1));
+    if (needs_grad(1)) grads[1] = mul(g, saved(0));
+  }
+};
+}  // namespace
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::zip("mul", a, b, [](auto x, auto y) { return x * y; });
+  if (auto* node = record<Mul>(out, {a, b})) node->save({a, b});
+  return out;
+}
+}  // namespace xgrad

@@ -1,0 +1,18 @@
+// neg: z = -x
+//   dz/dx = -1. Saves nothing.
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad {
+namespace {
+struct Neg final : Node {
+  std::string_view name() const override { return "neg"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = neg(g); }
+};
+}  // namespace
+
+Tensor neg(const Tensor& x) {
+  Tensor out = detail::map(x, [](auto v) { return -v; });
+  record<Neg>(out, {x});
+  return out;
+}
+}  // namespace xgrad

@@ -1,0 +1,30 @@
+// sigmoid: z = 1 / (1 + e^-x)
+//   dz/dx = z (1 - z). Saves z.
+// NOTE: a primitive for stability: for x << 0 it is computed as e^x / (1 + e^x), so e^-x never
+// overflows.
+#include <cmath>
+
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad {
+namespace {
+struct Sigmoid final : Node {
+  std::string_view name() const override { return "sigmoid"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    const Tensor z = saved(0);
+    grads[0] = mul(g, mul(z, sub(detail::scalar_like(z, 1.0), z)));
+  }
+};
+}  // namespace
+
+Tensor sigmoid(const Tensor& x) {
+  Tensor out = detail::map(x, [](auto v) {
+    using T = decltype(v);
+    if (v >= 0) return T{1} / (T{1} + std::exp(-v));
+    const T e = std::exp(v);
+    return e / (T{1} + e);
+  });
+  if (auto* node = record<Sigmoid>(out, {x})) node->save({out});
+  return out;
+}
+}  // namespace xgrad

@@ -1,0 +1,36 @@
+// sum_to: z = x summed down to `shape`, over the axes that broadcasting from `shape` would repeat
+//   dz/dx = 1 for each term: the gradient is broadcast back to x's shape. Saves nothing.
+// Sums run in double, so float sums of many terms keep their precision. The engine calls this
+// for every gradient whose shape differs from its input's: it is where broadcasting is undone.
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad {
+namespace {
+struct SumTo final : Node {
+  std::string_view name() const override { return "sum_to"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    grads[0] = broadcast_to(g, edge(0).shape);
+  }
+};
+}  // namespace
+
+Tensor sum_to(const Tensor& x, const Shape& shape) {
+  if (shape.size() > x.dim() || detail::broadcast_shapes("sum_to", shape, x.shape()) != x.shape())
+    throw ShapeError("sum_to: shape " + shape_str(x.shape()) + " cannot be summed to " +
+                     shape_str(shape) + " (the target must broadcast to the tensor's shape)");
+  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = detail::data<T>(x);
+    std::vector<double> acc(detail::product(shape), 0.0);
+    detail::for_each_broadcast<1>(x.shape(), {detail::broadcast_strides(shape, x.shape())},
+                                  [&](std::size_t i, const std::array<std::size_t, 1>& at) {
+                                    acc[at[0]] += px[i];
+                                  });
+    xt::xarray<T> z = detail::empty<T>(shape);
+    for (std::size_t i = 0; i < acc.size(); ++i) z.data()[i] = static_cast<T>(acc[i]);
+    return Tensor(std::move(z));
+  });
+  record<SumTo>(out, {x});
+  return out;
+}
+}  // namespace xgrad

@@ -1,0 +1,221 @@
+#include "autograd/tensor.hpp"
+
+#include <sstream>
+#include <xtensor/xio.hpp>
+
+#include "autograd/engine.hpp"
+#include "autograd/node.hpp"
+
+namespace xgrad {
+
+std::string shape_str(std::span<const std::size_t> shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string_view dtype_name(Dtype dtype) {
+  return dtype == Dtype::float32 ? "float32" : "float64";
+}
+
+namespace {
+std::shared_ptr<TensorImpl> make_impl(Storage value, bool requires_grad) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->value = std::make_shared<Storage>(std::move(value));
+  impl->requires_grad = requires_grad;
+  return impl;
+}
+}  // namespace
+
+Tensor::Tensor(xt::xarray<float> value, bool requires_grad)
+    : impl_(make_impl(std::move(value), requires_grad)) {}
+Tensor::Tensor(xt::xarray<double> value, bool requires_grad)
+    : impl_(make_impl(std::move(value), requires_grad)) {}
+
+const TensorImpl& Tensor::checked(const char* what) const {
+  if (!impl_) throw ValueError(std::string(what) + ": the tensor is undefined (default-constructed, "
+                                                   "or a gradient that backward has not computed)");
+  return *impl_;
+}
+
+Dtype Tensor::dtype() const {
+  return checked("dtype").value->index() == 0 ? Dtype::float32 : Dtype::float64;
+}
+
+const Shape& Tensor::shape() const {
+  return std::visit([](const auto& a) -> const Shape& { return a.shape(); },
+                    *checked("shape").value);
+}
+
+std::size_t Tensor::numel() const {
+  return std::visit([](const auto& a) { return a.size(); }, *checked("numel").value);
+}
+
+std::size_t Tensor::size(std::ptrdiff_t axis) const {
+  const Shape& s = shape();
+  const auto rank = static_cast<std::ptrdiff_t>(s.size());
+  if (axis < -rank || axis >= rank)
+    throw IndexError("size: axis " + std::to_string(axis) + " is out of range for a tensor of shape " +
+                     shape_str(s));
+  return s[static_cast<std::size_t>(axis < 0 ? axis + rank : axis)];
+}
+
+template <class T>
+const xt::xarray<T>& Tensor::value() const {
+  const Storage& v = *checked("value").value;
+  if (const auto* a = std::get_if<xt::xarray<T>>(&v)) return *a;
+  throw DtypeError("value: the tensor is " + std::string(dtype_name(dtype())) + ", read as " +
+                   std::string(dtype_name(dtype_of<T>())));
+}
+
+template <class T>
+xt::xarray<T>& Tensor::mutable_value() const {
+  return const_cast<xt::xarray<T>&>(value<T>());
+}
+
+template const xt::xarray<float>& Tensor::value<float>() const;
+template const xt::xarray<double>& Tensor::value<double>() const;
+template xt::xarray<float>& Tensor::mutable_value<float>() const;
+template xt::xarray<double>& Tensor::mutable_value<double>() const;
+
+const Storage& Tensor::storage() const { return *checked("storage").value; }
+
+double Tensor::item() const {
+  if (numel() != 1)
+    throw ValueError("item: needs a tensor with one element, got shape " + shape_str(shape()));
+  return std::visit([](const auto& a) { return static_cast<double>(a.data()[0]); }, storage());
+}
+
+bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
+
+Tensor& Tensor::requires_grad_(bool on) {
+  TensorImpl& impl = const_cast<TensorImpl&>(checked("requires_grad_"));
+  if (impl.grad_fn && !on)
+    throw AutogradError("requires_grad_: this tensor is the output of " +
+                        std::string(impl.grad_fn->name()) +
+                        "; only leaves can change it (use detach() for a copy cut from the graph)");
+  impl.requires_grad = on;
+  return *this;
+}
+
+bool Tensor::is_leaf() const { return !checked("is_leaf").grad_fn; }
+Node* Tensor::grad_fn() const { return checked("grad_fn").grad_fn.get(); }
+Tensor Tensor::grad() const { return checked("grad").grad; }
+
+void Tensor::set_grad(Tensor grad) const {
+  if (grad.defined() && (grad.shape() != shape() || grad.dtype() != dtype()))
+    throw ShapeError("set_grad: the gradient has shape " + shape_str(grad.shape()) + " and dtype " +
+                     std::string(dtype_name(grad.dtype())) + "; the tensor has shape " +
+                     shape_str(shape()) + " and dtype " + std::string(dtype_name(dtype())));
+  const_cast<TensorImpl&>(checked("set_grad")).grad = std::move(grad);
+}
+
+void Tensor::zero_grad() const { const_cast<TensorImpl&>(checked("zero_grad")).grad = Tensor(); }
+
+Tensor Tensor::detach() const {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->value = checked("detach").value;
+  return Tensor(std::move(impl));
+}
+
+void Tensor::backward(const Tensor& gradient, std::optional<bool> retain_graph,
+                      bool create_graph) const {
+  xgrad::backward({*this}, {gradient}, retain_graph, create_graph);
+}
+
+std::string Tensor::str() const {
+  std::ostringstream os;
+  os << *this;
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  if (!t.defined()) return os << "Tensor(undefined)";
+  os << "Tensor(shape=" << shape_str(t.shape()) << ", dtype=" << dtype_name(t.dtype());
+  if (t.grad_fn())
+    os << ", grad_fn=" << t.grad_fn()->name();
+  else if (t.requires_grad())
+    os << ", requires_grad=true";
+  os << ")\n";
+  std::visit([&](const auto& a) { os << a; }, t.storage());
+  return os;
+}
+
+// ---- creation ---------------------------------------------------------------------------------
+
+Generator& default_generator() {
+  thread_local Generator gen;
+  return gen;
+}
+
+void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
+
+namespace {
+
+// Builds a tensor of `shape` whose elements are fill(i) for i = 0, 1, ... in row-major order.
+template <class F>
+Tensor generate(const Shape& shape, TensorOptions options, F&& fill) {
+  auto make = [&](auto zero) {
+    using T = decltype(zero);
+    auto a = xt::xarray<T>::from_shape(shape);
+    for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = static_cast<T>(fill(i));
+    return Tensor(std::move(a), options.requires_grad);
+  };
+  return options.dtype == Dtype::float32 ? make(float{}) : make(double{});
+}
+
+template <class List>
+Tensor from_list(List values, TensorOptions options) {
+  xt::xarray<double> a = values;
+  if (options.dtype == Dtype::float64) return Tensor(std::move(a), options.requires_grad);
+  return Tensor(xt::xarray<float>(xt::cast<float>(a)), options.requires_grad);
+}
+
+}  // namespace
+
+Tensor tensor(xt::nested_initializer_list_t<double, 1> v, TensorOptions o) { return from_list(v, o); }
+Tensor tensor(xt::nested_initializer_list_t<double, 2> v, TensorOptions o) { return from_list(v, o); }
+Tensor tensor(xt::nested_initializer_list_t<double, 3> v, TensorOptions o) { return from_list(v, o); }
+Tensor tensor(xt::nested_initializer_list_t<double, 4> v, TensorOptions o) { return from_list(v, o); }
+
+Tensor scalar(double value, TensorOptions options) { return full({}, value, options); }
+
+Tensor full(const Shape& shape, double value, TensorOptions options) {
+  return generate(shape, options, [&](std::size_t) { return value; });
+}
+Tensor zeros(const Shape& shape, TensorOptions options) { return full(shape, 0.0, options); }
+Tensor ones(const Shape& shape, TensorOptions options) { return full(shape, 1.0, options); }
+Tensor full_like(const Tensor& t, double value) {
+  return full(t.shape(), value, {.dtype = t.dtype()});
+}
+Tensor zeros_like(const Tensor& t) { return full_like(t, 0.0); }
+Tensor ones_like(const Tensor& t) { return full_like(t, 1.0); }
+
+Tensor randn(const Shape& shape, TensorOptions options, Generator& gen) {
+  std::normal_distribution<double> dist(0.0, 1.0);
+  return generate(shape, options, [&](std::size_t) { return dist(gen.engine()); });
+}
+
+Tensor uniform(const Shape& shape, double low, double high, TensorOptions options, Generator& gen) {
+  if (!(low <= high))
+    throw ValueError("uniform: needs low <= high, got low=" + std::to_string(low) +
+                     " high=" + std::to_string(high));
+  std::uniform_real_distribution<double> dist(low, high);
+  return generate(shape, options, [&](std::size_t) { return dist(gen.engine()); });
+}
+
+Tensor rand(const Shape& shape, TensorOptions options, Generator& gen) {
+  return uniform(shape, 0.0, 1.0, options, gen);
+}
+
+Tensor arange(double start, double stop, double step, TensorOptions options) {
+  if (step == 0.0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
+    throw ValueError("arange: needs finite start, stop and a non-zero step, got start=" +
+                     std::to_string(start) + " stop=" + std::to_string(stop) +
+                     " step=" + std::to_string(step));
+  const double count = std::ceil((stop - start) / step);
+  const auto n = static_cast<std::size_t>(std::max(0.0, count));
+  return generate({n}, options, [&](std::size_t i) { return start + static_cast<double>(i) * step; });
+}
+
+}  // namespace xgrad

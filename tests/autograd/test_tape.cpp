@@ -1,0 +1,261 @@
+// Engine semantics: what backward does, when it refuses, and how much memory the tape keeps.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <thread>
+
+#include "autograd/engine.hpp"
+#include "autograd/grad_mode.hpp"
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+#include "autograd/tape.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+using testing::flat;
+
+namespace {
+Tensor leaf(xt::xarray<double> a) { return Tensor(std::move(a), true); }
+}  // namespace
+
+TEST_CASE("every recorded op adds one tape entry; the entries go with the graph") {
+  const std::size_t before = Tape::current().size();
+  {
+    const Tensor x = leaf({1.0, 2.0});
+    const Tensor y = exp(x);
+    const Tensor z = sum(mul(y, y));
+    CHECK(Tape::current().size() == before + 3);  // exp, mul, sum_to
+    CHECK(z.grad_fn()->name() == "sum_to");
+    CHECK(y.grad_fn()->name() == "exp");
+  }
+  CHECK(Tape::current().size() == before);
+}
+
+TEST_CASE("a tensor used twice accumulates both gradients") {
+  const Tensor x = leaf({3.0});
+  const Tensor y = x * x + x;  // dy/dx = 2x + 1
+  y.backward();
+  CHECK(flat(x.grad()) == std::vector<double>{7.0});
+}
+
+TEST_CASE("diamond graph: two paths from one input meet again") {
+  const Tensor x = leaf({0.5, -1.0});
+  const Tensor y = sum(exp(x) * tanh(x));
+  y.backward();
+  const std::vector<double> g = flat(x.grad());
+  for (std::size_t i = 0; i < 2; ++i) {
+    const double v = flat(x)[i];
+    const double expected = std::exp(v) * std::tanh(v) + std::exp(v) * (1 - std::pow(std::tanh(v), 2));
+    CHECK(g[i] == doctest::Approx(expected).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("inputs that do not reach the output get no gradient") {
+  const Tensor x = leaf({1.0, 2.0});
+  const Tensor unused = leaf({5.0});
+  const Tensor also_unused = unused * 2.0;  // recorded, but not on the path to y
+  const Tensor y = sum(x * 2.0);
+  y.backward();
+  CHECK(flat(x.grad()) == std::vector<double>{2.0, 2.0});
+  CHECK_FALSE(unused.grad().defined());
+}
+
+TEST_CASE("no-grad mode records nothing") {
+  const Tensor x = leaf({1.0, 2.0});
+  const std::size_t before = Tape::current().size();
+  Tensor y;
+  {
+    NoGradGuard guard;
+    CHECK_FALSE(GradMode::is_enabled());
+    y = sum(exp(x) * x);
+  }
+  CHECK(GradMode::is_enabled());
+  CHECK(Tape::current().size() == before);
+  CHECK_FALSE(y.requires_grad());
+  CHECK(y.grad_fn() == nullptr);
+  CHECK_THROWS_AS(y.backward(), AutogradError);
+}
+
+TEST_CASE("a second backward through released saved tensors fails; retain_graph keeps them") {
+  const Tensor x = leaf({2.0});
+  const Tensor y = sum(x * x);
+  y.backward();
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("retain_graph"), AutogradError);
+
+  const Tensor z = sum(x * x);
+  x.zero_grad();
+  z.backward(Tensor(), true);
+  z.backward();
+  CHECK(flat(x.grad()) == std::vector<double>{8.0});  // 2 * (2x)
+}
+
+TEST_CASE("leaf gradients accumulate across backward calls until zero_grad") {
+  const Tensor x = leaf({1.0, -1.0});
+  sum(x * 3.0).backward();
+  sum(x * 3.0).backward();
+  CHECK(flat(x.grad()) == std::vector<double>{6.0, 6.0});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+  sum(x * 3.0).backward();
+  CHECK(flat(x.grad()) == std::vector<double>{3.0, 3.0});
+}
+
+TEST_CASE("backward needs a seed for a tensor of more than one element") {
+  const Tensor x = leaf({1.0, 2.0});
+  const Tensor y = x * 2.0;
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("[2]"), AutogradError);
+  CHECK_THROWS_AS(y.backward(testing::f64({1.0, 2.0, 3.0})), AutogradError);
+  CHECK_THROWS_AS(y.backward(tensor({1.0, 1.0})), AutogradError);  // float32 seed
+  y.backward(testing::f64({1.0, 10.0}));
+  CHECK(flat(x.grad()) == std::vector<double>{2.0, 20.0});
+  const Tensor single = leaf({4.0});
+  (single * single).backward();  // one element: seeded with 1
+  CHECK(flat(single.grad()) == std::vector<double>{8.0});
+}
+
+TEST_CASE("the seed given to backward is not aliased by a leaf's gradient") {
+  const Tensor x = leaf({1.0, 2.0});
+  const Tensor seed = testing::f64({1.0, 1.0});
+  x.backward(seed);  // a leaf as output: its gradient is the seed
+  x.backward(seed);
+  CHECK(flat(x.grad()) == std::vector<double>{2.0, 2.0});
+  CHECK(flat(seed) == std::vector<double>{1.0, 1.0});
+}
+
+namespace {
+Tensor loss_built_in_a_scope(const Tensor& w) {
+  const Tensor hidden = tanh(w * 2.0);
+  const Tensor out = hidden * hidden;
+  return sum(out);  // hidden and out go out of scope here
+}
+}  // namespace
+
+TEST_CASE("backward works after the scope that built the graph has ended") {
+  const Tensor w = leaf({0.3, -0.2});
+  const Tensor loss = loss_built_in_a_scope(w);
+  loss.backward();
+  for (std::size_t i = 0; i < 2; ++i) {
+    const double t = std::tanh(2 * flat(w)[i]);
+    CHECK(flat(w.grad())[i] == doctest::Approx(2 * t * (1 - t * t) * 2).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("a chain of 1,000,000 ops runs backward and is freed without overflowing the stack") {
+  const Tensor x = leaf({1.5});
+  const std::size_t before = Tape::current().size();
+  {
+    Tensor y = x;
+    for (int i = 0; i < 1000000; ++i) y = neg(y);
+    CHECK(Tape::current().size() == before + 1000000);
+    y.backward();
+  }
+  CHECK(flat(x.grad()) == std::vector<double>{1.0});
+  CHECK(Tape::current().size() == before);
+}
+
+TEST_CASE("grad() returns gradients without touching .grad, and create_graph differentiates them") {
+  const Tensor x = leaf({1.0, 2.0, -1.0});
+  const Tensor y = sum(pow(x, 3.0));
+  const std::vector<Tensor> g = grad({y}, {x}, {}, std::nullopt, true);
+  CHECK_FALSE(x.grad().defined());
+  CHECK(g[0].requires_grad());
+  CHECK(flat(g[0]) == std::vector<double>{3.0, 12.0, 3.0});
+  // Hessian-vector product: H v = 6 x * v for this f.
+  const Tensor v = testing::f64({1.0, 0.5, 2.0});
+  const std::vector<Tensor> hv = grad({sum(g[0] * v)}, {x});
+  CHECK(flat(hv[0]) == std::vector<double>{6.0, 6.0, -12.0});
+
+  const Tensor w = leaf({1.0});
+  CHECK_THROWS_WITH_AS(grad({sum(x)}, {w}), doctest::Contains("allow_unused"), AutogradError);
+  CHECK_FALSE(grad({sum(x)}, {w}, {}, std::nullopt, false, true)[0].defined());
+}
+
+TEST_CASE("grad() of intermediate tensors") {
+  const Tensor x = leaf({1.0, 2.0});
+  const Tensor h = x * 3.0;
+  const Tensor y = sum(h * h);
+  const std::vector<Tensor> g = grad({y}, {h, x});
+  CHECK(flat(g[0]) == std::vector<double>{6.0, 12.0});   // 2h
+  CHECK(flat(g[1]) == std::vector<double>{18.0, 36.0});  // 2h * 3
+}
+
+TEST_CASE("with create_graph off, backward records nothing; with it on, it does") {
+  const Tensor x = leaf({0.5, 1.0});
+  const Tensor y = sum(exp(x) * x);
+  const std::size_t recorded = Tape::current().size();
+  y.backward(Tensor(), true);
+  CHECK(Tape::current().size() == recorded);
+  CHECK_FALSE(x.grad().requires_grad());
+  x.zero_grad();
+  y.backward(Tensor(), true, true);
+  CHECK(Tape::current().size() > recorded);
+  CHECK(x.grad().requires_grad());
+}
+
+TEST_CASE("each thread has its own tape; a graph cannot cross threads") {
+  auto work = [](double start, double* result, std::size_t* tape_size) {
+    const Tensor x = leaf({start});
+    Tensor y = x;
+    for (int i = 0; i < 1000; ++i) y = y * 1.001 + 0.001;
+    *tape_size = Tape::current().size();
+    y.backward();
+    *result = x.grad().item();
+  };
+  double r1 = 0, r2 = 0;
+  std::size_t s1 = 0, s2 = 0;
+  std::thread t1(work, 1.0, &r1, &s1), t2(work, 2.0, &r2, &s2);
+  t1.join();
+  t2.join();
+  CHECK(r1 == doctest::Approx(std::pow(1.001, 1000)).epsilon(1e-12));
+  CHECK(r1 == r2);
+  CHECK(s1 == 2000);  // a mul and an add per step, on each thread's own tape
+  CHECK(s2 == 2000);
+
+  const Tensor x = leaf({1.0});
+  const Tensor here = x * 2.0;
+  std::string message;
+  std::thread other([&] {
+    try {
+      (void)(here * 3.0);
+    } catch (const AutogradError& e) {
+      message = e.what();
+    }
+  });
+  other.join();
+  CHECK(message.find("another thread") != std::string::npos);
+}
+
+TEST_CASE("memory stays bounded over 10,000 training-like iterations") {
+  const std::size_t before = Tape::current().size();
+  Tensor w = leaf(xt::xarray<double>{{0.1, -0.2}, {0.3, 0.05}});
+  const Tensor x = testing::f64({{1.0, 2.0}, {-1.0, 0.5}, {0.2, 0.1}});
+  Tensor loss;  // kept across iterations, as training loops often do
+  std::size_t size_after_first = 0;
+  for (int step = 0; step < 10000; ++step) {
+    loss = mean(relu(matmul(x, w)) * 2.0);
+    loss.backward();
+    {
+      NoGradGuard no_grad;
+      w.mutable_value<double>() -= 0.01 * w.grad().value<double>();
+    }
+    w.zero_grad();
+    if (step == 0) size_after_first = Tape::current().size();
+  }
+  CHECK(Tape::current().size() <= size_after_first);
+  CHECK(Tape::current().saved_bytes() < 4096);
+  loss = Tensor();
+  CHECK(Tape::current().size() == before);
+}
+
+TEST_CASE("memory stays bounded when forward results that require grad are discarded") {
+  const std::size_t before = Tape::current().size();
+  const Tensor w = leaf({0.5, -0.5, 2.0});
+  for (int i = 0; i < 10000; ++i) (void)sum(tanh(w * 2.0));
+  CHECK(Tape::current().size() == before);
+
+  Tensor kept;  // each iteration's result replaces the last: old entries are freed in the middle
+  for (int i = 0; i < 10000; ++i) kept = sum(tanh(w * 2.0));
+  CHECK(Tape::current().size() < before + 600);
+  kept = Tensor();
+  CHECK(Tape::current().size() == before);
+}

@@ -1,0 +1,90 @@
+#include <doctest/doctest.h>
+
+#include "autograd/ops.hpp"
+#include "autograd/tensor.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+
+TEST_CASE("tensors are created from xtensor arrays and nested lists") {
+  const Tensor a = tensor({{1, 2, 3}, {4, 5, 6}});
+  CHECK(a.dtype() == Dtype::float32);
+  CHECK(a.shape() == Shape{2, 3});
+  CHECK(a.dim() == 2);
+  CHECK(a.numel() == 6);
+  CHECK(a.size(-1) == 3);
+  CHECK(a.value<float>()(1, 2) == 6.0f);
+  CHECK_THROWS_AS(a.size(2), IndexError);
+
+  const Tensor b = tensor({1.5, 2.5}, {.dtype = kFloat64, .requires_grad = true});
+  CHECK(b.dtype() == Dtype::float64);
+  CHECK(b.requires_grad());
+  CHECK(b.is_leaf());
+  CHECK_THROWS_AS(b.value<float>(), DtypeError);
+
+  const xt::xarray<double> values = {{1.0, 2.0}, {3.0, 4.0}, {5.0, 6.0}};
+  const Tensor c(values);
+  CHECK(c.shape() == Shape{3, 2});
+  CHECK(c.dtype() == Dtype::float64);
+  CHECK(scalar(3.0).dim() == 0);
+  CHECK(scalar(3.0).item() == 3.0);
+  CHECK_THROWS_AS(a.item(), ValueError);
+}
+
+TEST_CASE("factories: zeros, ones, full, arange, and seeded random tensors") {
+  CHECK(testing::flat(zeros({2, 2}, {.dtype = kFloat64})) == std::vector<double>(4, 0.0));
+  CHECK(testing::flat(ones({3}, {.dtype = kFloat64})) == std::vector<double>(3, 1.0));
+  CHECK(testing::flat(full({2}, 7.0, {.dtype = kFloat64})) == std::vector<double>{7.0, 7.0});
+  CHECK(testing::flat(arange(0, 1, 0.25, {.dtype = kFloat64})) ==
+        std::vector<double>{0, 0.25, 0.5, 0.75});
+  CHECK(arange(5, 0, -1).numel() == 5);
+  CHECK_THROWS_AS(arange(0, 1, 0), ValueError);
+
+  manual_seed(7);
+  const Tensor r1 = randn({100}, {.dtype = kFloat64});
+  manual_seed(7);
+  const Tensor r2 = randn({100}, {.dtype = kFloat64});
+  CHECK(testing::flat(r1) == testing::flat(r2));
+  Generator gen(3);
+  const Tensor u = rand({1000}, {.dtype = kFloat64}, gen);
+  for (double v : testing::flat(u)) {
+    CHECK(v >= 0.0);
+    CHECK(v < 1.0);
+  }
+  const auto stats = testing::flat(randn({20000}, {.dtype = kFloat64}, gen));
+  double m = 0;
+  for (double v : stats) m += v / stats.size();
+  CHECK(std::abs(m) < 0.05);
+}
+
+TEST_CASE("printing shows shape, dtype and values") {
+  const Tensor x = tensor({1, 2}, {.requires_grad = true});
+  const std::string s = x.str();
+  CHECK(s.find("shape=[2]") != std::string::npos);
+  CHECK(s.find("float32") != std::string::npos);
+  CHECK(s.find("requires_grad=true") != std::string::npos);
+  CHECK(s.find("{ 1.,  2.}") != std::string::npos);
+  CHECK((x * 2.0).str().find("grad_fn=mul") != std::string::npos);
+  CHECK(Tensor().str() == "Tensor(undefined)");
+}
+
+TEST_CASE("detach shares the value and leaves the graph; requires_grad_ only on leaves") {
+  const Tensor x = tensor({1, 2}, {.dtype = kFloat64, .requires_grad = true});
+  const Tensor y = x * 3.0;
+  const Tensor d = y.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.is_leaf());
+  CHECK(testing::flat(d) == std::vector<double>{3, 6});
+  Tensor y2 = y;
+  CHECK_THROWS_AS(y2.requires_grad_(false), AutogradError);
+  Tensor leaf = tensor({1.0});
+  leaf.requires_grad_();
+  CHECK(leaf.requires_grad());
+}
+
+TEST_CASE("an undefined tensor gives a clear error, not a crash") {
+  const Tensor t;
+  CHECK_FALSE(t.defined());
+  CHECK_THROWS_WITH_AS(t.shape(), doctest::Contains("undefined"), ValueError);
+  CHECK_THROWS_AS(t.item(), ValueError);
+}
