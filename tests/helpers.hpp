@@ -19,6 +19,12 @@ inline std::vector<double> flat(const Tensor& t) {
 inline Tensor f64(xt::xarray<double> a, bool requires_grad = false) {
   return Tensor(std::move(a), requires_grad);
 }
+inline Tensor f64(xt::nested_initializer_list_t<double, 1> v, bool requires_grad = false) {
+  return tensor(v, {.dtype = kFloat64, .requires_grad = requires_grad});
+}
+inline Tensor f64(xt::nested_initializer_list_t<double, 2> v, bool requires_grad = false) {
+  return tensor(v, {.dtype = kFloat64, .requires_grad = requires_grad});
+}
 
 // CHECKs that a gradcheck report passed, printing it when it did not.
 #define CHECK_GRADCHECK(report)                 \

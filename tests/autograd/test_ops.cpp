@@ -1,0 +1,286 @@
+// The gradient-check table: one line per op and shape, each checked against finite differences
+// (gradcheck) and, for second derivatives, through create_graph (gradgradcheck), in double.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <limits>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "autograd/gradcheck.hpp"
+#include "autograd/ops.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+enum class Domain {
+  any,       // uniform in [-2, 2]
+  positive,  // uniform in [0.5, 2]: log, sqrt, the base of pow
+  away,      // |x| in [0.25, 2], either sign: keeps clear of kinks at 0 (relu, abs) and of 1/0
+};
+
+struct OpCase {
+  std::string op;             // the name declared in autograd/ops.hpp
+  std::vector<Shape> shapes;  // one per input; every input requires grad
+  Function f;
+  Domain domain = Domain::any;
+  bool constant = false;      // piecewise constant: checks that nothing requires grad instead
+};
+
+Tensor mask_3x4() { return tensor({{1, 0, 0, 1}, {0, 1, 1, 0}, {1, 1, 0, 0}}, {.dtype = kFloat64}); }
+
+const Index gather_index = {{0, 3}, {1, 1}, {2, 0}};
+
+std::vector<OpCase> table() {
+  using V = const std::vector<Tensor>&;
+  return {
+      {"add", {{3, 4}, {3, 4}}, [](V x) { return add(x[0], x[1]); }},
+      {"add", {{3, 4}, {4}}, [](V x) { return add(x[0], x[1]); }},
+      {"add", {{3, 1}, {1, 4}}, [](V x) { return x[0] + x[1]; }},
+      {"add", {{2, 3, 4}, {}}, [](V x) { return x[0] + x[1]; }},
+      {"sub", {{3, 4}, {4}}, [](V x) { return sub(x[0], x[1]); }},
+      {"sub", {{2, 1, 3}, {4, 1}}, [](V x) { return x[0] - x[1]; }},
+      {"mul", {{3, 4}, {3, 4}}, [](V x) { return mul(x[0], x[1]); }},
+      {"mul", {{3, 1}, {4}}, [](V x) { return x[0] * x[1]; }},
+      {"div", {{3, 4}, {3, 4}}, [](V x) { return div(x[0], x[1]); }, Domain::away},
+      {"div", {{3, 4}, {3, 1}}, [](V x) { return x[0] / x[1]; }, Domain::away},
+      {"neg", {{3, 4}}, [](V x) { return neg(x[0]); }},
+      {"pow", {{3, 4}, {3, 4}}, [](V x) { return pow(x[0], x[1]); }, Domain::positive},
+      {"pow", {{3, 4}, {}}, [](V x) { return pow(x[0], x[1]); }, Domain::positive},
+      {"pow", {{3, 4}}, [](V x) { return pow(x[0], 3.0); }},
+      {"pow", {{3, 4}}, [](V x) { return pow(x[0], -1.5); }, Domain::positive},
+      {"exp", {{3, 4}}, [](V x) { return exp(x[0]); }},
+      {"log", {{3, 4}}, [](V x) { return log(x[0]); }, Domain::positive},
+      {"sqrt", {{3, 4}}, [](V x) { return sqrt(x[0]); }, Domain::positive},
+      {"abs", {{3, 4}}, [](V x) { return abs(x[0]); }, Domain::away},
+      {"erf", {{3, 4}}, [](V x) { return erf(x[0]); }},
+      {"maximum", {{3, 4}, {3, 4}}, [](V x) { return maximum(x[0], x[1]); }},
+      {"maximum", {{3, 4}, {4}}, [](V x) { return maximum(x[0], x[1]); }},
+      {"minimum", {{3, 4}, {3, 1}}, [](V x) { return minimum(x[0], x[1]); }},
+      {"clamp", {{3, 4}}, [](V x) { return clamp(x[0], -0.7, 0.9); }},
+      {"where", {{3, 4}, {3, 4}}, [](V x) { return where(mask_3x4(), x[0], x[1]); }},
+      {"where", {{3, 4}, {4}}, [](V x) { return where(mask_3x4(), x[0], x[1]); }},
+      {"cast", {{3, 4}}, [](V x) { return cast(x[0], kFloat64) * x[0]; }},
+      {"gt", {{3, 4}, {3, 4}}, [](V x) { return gt(x[0], x[1]); }, Domain::any, true},
+      {"ge", {{3, 4}, {4}}, [](V x) { return ge(x[0], x[1]); }, Domain::any, true},
+      {"lt", {{3, 4}, {3, 4}}, [](V x) { return lt(x[0], x[1]); }, Domain::any, true},
+      {"le", {{3, 4}, {}}, [](V x) { return le(x[0], x[1]); }, Domain::any, true},
+      {"eq", {{3, 4}, {3, 4}}, [](V x) { return eq(x[0], x[1]); }, Domain::any, true},
+      {"sign", {{3, 4}}, [](V x) { return sign(x[0]); }, Domain::any, true},
+      {"relu", {{3, 4}}, [](V x) { return relu(x[0]); }, Domain::away},
+      {"leaky_relu", {{3, 4}}, [](V x) { return leaky_relu(x[0], 0.1); }, Domain::away},
+      {"sigmoid", {{3, 4}}, [](V x) { return sigmoid(x[0]); }},
+      {"tanh", {{3, 4}}, [](V x) { return tanh(x[0]); }},
+      {"gelu", {{3, 4}}, [](V x) { return gelu(x[0]); }},
+      {"softplus", {{3, 4}}, [](V x) { return softplus(x[0]); }},
+      {"elu", {{3, 4}}, [](V x) { return elu(x[0], 0.7); }, Domain::away},
+      {"silu", {{3, 4}}, [](V x) { return silu(x[0]); }},
+      {"matmul", {{3, 4}, {4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"matmul", {{4}, {4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"matmul", {{3, 4}, {4}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"matmul", {{4}, {4}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"matmul", {{2, 3, 4}, {2, 4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"matmul", {{2, 3, 4}, {4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"mm", {{3, 4}, {5, 4}}, [](V x) { return mm(x[0], x[1], false, true); }},
+      {"mm", {{4, 3}, {4, 5}}, [](V x) { return mm(x[0], x[1], true, false); }},
+      {"mm", {{4, 3}, {5, 4}}, [](V x) { return mm(x[0], x[1], true, true); }},
+      {"mm", {{2, 4, 3}, {2, 5, 4}}, [](V x) { return mm(x[0], x[1], true, true); }},
+      {"reshape", {{3, 4}}, [](V x) { return reshape(x[0], {2, -1}) * 2.0; }},
+      {"flatten", {{2, 3, 4}}, [](V x) { return flatten(x[0], 1); }},
+      {"permute", {{2, 3, 4}}, [](V x) { return permute(x[0], {2, 0, 1}); }},
+      {"transpose", {{3, 4}}, [](V x) { return transpose(x[0]); }},
+      {"squeeze", {{3, 1, 4}}, [](V x) { return squeeze(x[0]); }},
+      {"squeeze", {{3, 1, 4}}, [](V x) { return squeeze(x[0], 1); }},
+      {"unsqueeze", {{3, 4}}, [](V x) { return unsqueeze(x[0], -1); }},
+      {"broadcast_to", {{3, 1}}, [](V x) { return broadcast_to(x[0], {2, 3, 4}); }},
+      {"sum_to", {{2, 3, 4}}, [](V x) { return sum_to(x[0], {3, 1}); }},
+      {"slice", {{5, 4}}, [](V x) { return slice(x[0], 0, 1, 5, 2); }},
+      {"slice", {{3, 5}}, [](V x) { return slice(x[0], -1, -3, 100); }},
+      {"select", {{3, 4}}, [](V x) { return select(x[0], 1, 2); }},
+      {"index_select", {{4, 3}}, [](V x) { return index_select(x[0], 0, {3, 0, 3}); }},
+      {"index_add", {{4, 3}, {2, 3}}, [](V x) { return index_add(x[0], 0, {1, 1}, x[1]); }},
+      {"gather", {{3, 4}}, [](V x) { return gather(x[0], 1, gather_index); }},
+      {"scatter_add", {{3, 4}, {3, 2}}, [](V x) { return scatter_add(x[0], 1, gather_index, x[1]); }},
+      {"concat", {{2, 3}, {4, 3}}, [](V x) { return concat({x[0], x[1]}, 0); }},
+      {"concat", {{2, 3}, {2, 1}, {2, 2}}, [](V x) { return concat({x[0], x[1], x[2]}, -1); }},
+      {"stack", {{2, 3}, {2, 3}}, [](V x) { return stack({x[0], x[1]}, 1); }},
+      {"sum", {{3, 4}}, [](V x) { return sum(x[0]); }},
+      {"sum", {{2, 3, 4}}, [](V x) { return sum(x[0], {0}, true); }},
+      {"sum", {{2, 3, 4}}, [](V x) { return sum(x[0], {1, -1}); }},
+      {"mean", {{3, 4}}, [](V x) { return mean(x[0]); }},
+      {"mean", {{2, 3, 4}}, [](V x) { return mean(x[0], {1}); }},
+      {"max", {{3, 4}}, [](V x) { return max(x[0]); }},
+      {"max", {{3, 4}}, [](V x) { return max(x[0], {1}); }},
+      {"max", {{2, 3, 4}}, [](V x) { return max(x[0], {0, 2}, true); }},
+      {"min", {{3, 4}}, [](V x) { return min(x[0]); }},
+      {"min", {{3, 4}}, [](V x) { return min(x[0], {0}); }},
+      {"logsumexp", {{3, 4}}, [](V x) { return logsumexp(x[0], {1}); }},
+      {"logsumexp", {{2, 3, 4}}, [](V x) { return logsumexp(x[0], {0, 1}, true); }},
+      {"var", {{3, 4}}, [](V x) { return var(x[0], {1}); }},
+      {"var", {{3, 4}}, [](V x) { return var(x[0], {0}, true, 0.0); }},
+      {"softmax", {{3, 4}}, [](V x) { return softmax(x[0]); }},
+      {"softmax", {{3, 4}}, [](V x) { return softmax(x[0], 0); }},
+      {"softmax", {{2, 3, 4}}, [](V x) { return softmax(x[0], 1); }},
+      {"log_softmax", {{3, 4}}, [](V x) { return log_softmax(x[0]); }},
+      {"log_softmax", {{2, 3, 4}}, [](V x) { return log_softmax(x[0], 1); }},
+  };
+}
+
+Tensor draw(const Shape& shape, Domain domain, Generator& gen) {
+  Tensor t = uniform(shape, 0.25, 2.0, {.dtype = kFloat64}, gen);
+  auto& a = t.mutable_value<double>();
+  Tensor coin = rand(shape, {.dtype = kFloat64}, gen);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double u = coin.value<double>().data()[i];
+    if (domain == Domain::any) a.data()[i] = 4 * u - 2;
+    if (domain == Domain::positive) a.data()[i] = 0.5 + 1.5 * u;
+    if (domain == Domain::away && u < 0.5) a.data()[i] = -a.data()[i];
+  }
+  return t.requires_grad_(true);
+}
+
+std::string describe(const OpCase& c) {
+  std::ostringstream os;
+  os << c.op << " on";
+  for (const Shape& s : c.shapes) os << " " << shape_str(s);
+  return os.str();
+}
+
+}  // namespace
+
+TEST_CASE("every op's gradient and second derivative match finite differences") {
+  const std::vector<OpCase> cases = table();
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const OpCase& c = cases[i];
+    Generator gen(1000 + i);
+    std::vector<Tensor> inputs;
+    for (const Shape& s : c.shapes) inputs.push_back(draw(s, c.domain, gen));
+    INFO(describe(c));
+    if (c.constant) {
+      CHECK_FALSE(c.f(inputs).requires_grad());
+      continue;
+    }
+    CHECK_GRADCHECK(gradcheck(c.f, inputs));
+    CHECK_GRADCHECK(gradgradcheck(c.f, inputs));
+  }
+}
+
+TEST_CASE("the table names every op declared in autograd/ops.hpp") {
+  std::ifstream header(XGRAD_SOURCE_DIR "/autograd/ops.hpp");
+  REQUIRE(header.good());
+  std::stringstream text;
+  text << header.rdbuf();
+  const std::string source = text.str();
+  std::set<std::string> declared;
+  const std::regex declaration(R"(\nTensor (\w+)\()");
+  for (std::sregex_iterator it(source.begin(), source.end(), declaration), end; it != end; ++it)
+    declared.insert((*it)[1]);
+  CHECK(declared.size() > 50);
+  std::set<std::string> tested;
+  for (const OpCase& c : table()) tested.insert(c.op);
+  for (const std::string& op : declared) {
+    INFO("op declared in autograd/ops.hpp but missing from the gradient-check table: " << op);
+    CHECK(tested.count(op) == 1);
+  }
+  for (const std::string& op : tested) {
+    INFO("the table names an op that autograd/ops.hpp does not declare: " << op);
+    CHECK(declared.count(op) == 1);
+  }
+}
+
+// ---- edge values ------------------------------------------------------------------------------
+
+namespace {
+Tensor grad_of(const std::function<Tensor(const Tensor&)>& f, const Tensor& x) {
+  const Tensor leaf = x.detach().requires_grad_(true);
+  sum(f(leaf)).backward();
+  return leaf.grad();
+}
+}  // namespace
+
+TEST_CASE("kinks: relu and abs have gradient 0 at 0, sqrt has +inf") {
+  const Tensor zero = testing::f64({0.0, 1.0, -1.0});
+  CHECK(testing::flat(grad_of([](const Tensor& x) { return relu(x); }, zero)) ==
+        std::vector<double>{0.0, 1.0, 0.0});
+  CHECK(testing::flat(grad_of([](const Tensor& x) { return abs(x); }, zero)) ==
+        std::vector<double>{0.0, 1.0, -1.0});
+  const auto g = testing::flat(grad_of([](const Tensor& x) { return sqrt(x); }, testing::f64({0.0})));
+  CHECK(g[0] == std::numeric_limits<double>::infinity());
+}
+
+TEST_CASE("max and min send the gradient to the first of tied entries") {
+  const Tensor x = testing::f64({{1.0, 3.0, 3.0}, {2.0, 2.0, 0.0}});
+  CHECK(testing::flat(grad_of([](const Tensor& t) { return max(t, {1}); }, x)) ==
+        std::vector<double>{0, 1, 0, 1, 0, 0});
+  CHECK(testing::flat(grad_of([](const Tensor& t) { return max(t); }, x)) ==
+        std::vector<double>{0, 1, 0, 0, 0, 0});
+  CHECK(testing::flat(grad_of([](const Tensor& t) { return min(t, {0}); }, x)) ==
+        std::vector<double>{1, 0, 0, 0, 1, 1});
+  CHECK(argmax(x, 1) == Index{1, 0});
+  CHECK(argmax(x, 0) == Index{1, 0, 0});
+}
+
+TEST_CASE("large magnitudes: exp, sigmoid, softplus, tanh stay finite where the math is") {
+  const auto gexp = testing::flat(grad_of([](const Tensor& x) { return exp(x); }, testing::f64({700.0})));
+  CHECK(gexp[0] == doctest::Approx(std::exp(700.0)).epsilon(1e-14));
+  for (double v : {-1000.0, -50.0, 50.0, 1000.0}) {
+    const Tensor x = testing::f64({v});
+    const double s = sigmoid(x).item();
+    CHECK(s == doctest::Approx(v > 0 ? 1.0 : 0.0).epsilon(1e-15));
+    CHECK(std::isfinite(testing::flat(grad_of([](const Tensor& t) { return sigmoid(t); }, x))[0]));
+    CHECK(softplus(x).item() == doctest::Approx(v > 0 ? v : 0.0));
+    CHECK(std::isfinite(testing::flat(grad_of([](const Tensor& t) { return softplus(t); }, x))[0]));
+    CHECK(std::isfinite(testing::flat(grad_of([](const Tensor& t) { return tanh(t); }, x))[0]));
+    CHECK(std::isfinite(testing::flat(grad_of([](const Tensor& t) { return elu(t); }, x))[0]));
+  }
+  // float32 too: exp(-v) would overflow for v = -1000 if sigmoid were computed naively.
+  CHECK(sigmoid(tensor({-1000.0f})).item() == 0.0);
+}
+
+TEST_CASE("softmax and log_softmax are stable for logits of +-1e4") {
+  const Tensor x = testing::f64({{1e4, -1e4, 0.0}, {1e4, 1e4 - 1, -1e4}}, true);
+  const auto p = testing::flat(softmax(x));
+  CHECK(p[0] == doctest::Approx(1.0));
+  CHECK(p[3] + p[4] == doctest::Approx(1.0));
+  CHECK(p[4] == doctest::Approx(std::exp(-1.0) / (1 + std::exp(-1.0))));
+  const auto lp = testing::flat(log_softmax(x));
+  CHECK(lp[1] == doctest::Approx(-2e4));
+  const Function f = [](const std::vector<Tensor>& in) { return log_softmax(in[0]); };
+  CHECK_GRADCHECK(gradcheck(f, {x}));
+  const Function g = [](const std::vector<Tensor>& in) { return softmax(in[0]); };
+  CHECK_GRADCHECK(gradcheck(g, {x}));
+}
+
+TEST_CASE("softmax rows holding -inf: those entries get 0, the rest is exact and differentiable") {
+  const double inf = std::numeric_limits<double>::infinity();
+  const Tensor masked = full({2, 1}, -inf, {.dtype = kFloat64});
+  const Tensor x = testing::f64({{0.5, -1.0}, {2.0, 0.25}}, true);
+  const auto p = testing::flat(softmax(concat({x, masked}, 1)));
+  CHECK(p[2] == 0.0);
+  CHECK(p[0] == doctest::Approx(1 / (1 + std::exp(-1.5))));
+  const auto lp = testing::flat(log_softmax(concat({x, masked}, 1)));
+  CHECK(lp[2] == -inf);
+  CHECK(std::isfinite(lp[0]));
+  // The -inf column is a constant: the check differentiates with respect to the finite entries.
+  const Function sm = [&](const std::vector<Tensor>& in) { return softmax(concat({in[0], masked}, 1)); };
+  const Function lsm = [&](const std::vector<Tensor>& in) {  // the finite outputs
+    return slice(log_softmax(concat({in[0], masked}, 1)), 1, 0, 2);
+  };
+  CHECK_GRADCHECK(gradcheck(sm, {x}));
+  CHECK_GRADCHECK(gradcheck(lsm, {x}));
+  // logsumexp of a row that is all -inf is -inf, not NaN.
+  CHECK(logsumexp(testing::f64({-inf, -inf}), {0}).item() == -inf);
+  CHECK(logsumexp(testing::f64({1e4, 1e4}), {0}).item() == doctest::Approx(1e4 + std::log(2.0)));
+}
+
+TEST_CASE("cast: float32 forward, gradient converted back to the input's dtype") {
+  const Tensor x = testing::f64({1.0, 2.0}, true);
+  const Tensor y = cast(x, kFloat32);
+  CHECK(y.dtype() == kFloat32);
+  sum(y * 3.0).backward();
+  CHECK(x.grad().dtype() == kFloat64);
+  CHECK(testing::flat(x.grad()) == std::vector<double>{3.0, 3.0});
+}
