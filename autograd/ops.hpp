@@ -65,6 +65,10 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // operand transposed. 2-D, or 3-D with equal batch sizes.
 Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
 
+// x W^T + b, as torch.nn.functional.linear: x of shape (batch, in) or (in), weight (out, in),
+// bias (out) or undefined for none. One gemm onto the broadcast bias.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
 // ---- shape ------------------------------------------------------------------------------------
 Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape);  // one entry may be -1
 Tensor flatten(const Tensor& x, std::ptrdiff_t start_axis = 0, std::ptrdiff_t end_axis = -1);

@@ -1,0 +1,143 @@
+#include "autograd/verify.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <numeric>
+#include <sstream>
+
+#include "autograd/engine.hpp"
+#include "autograd/grad_mode.hpp"
+#include "autograd/ops.hpp"
+
+namespace xgrad {
+
+namespace {
+
+std::string index_str(std::size_t flat, const Shape& shape) {
+  Shape index(shape.size(), 0);
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    index[d] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return shape_str(index);
+}
+
+double max_abs(const xt::xarray<double>& a) {
+  double m = 0;
+  for (double v : a) m = std::max(m, std::abs(v));
+  return m;
+}
+
+// The five-point central difference of the loss along entry j of parameter i.
+double numeric_derivative(const Function& loss, const std::vector<Tensor>& params, std::size_t i,
+                          std::size_t j, double h) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> moved = params;
+  auto at = [&](double offset) {
+    xt::xarray<double> value = params[i].value<double>();
+    value.data()[j] += offset;
+    moved[i] = Tensor(std::move(value));
+    return loss(moved).item();
+  };
+  return (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h);
+}
+
+}  // namespace
+
+const ParameterVerdict* VerifyReport::first_failure() const {
+  for (const ParameterVerdict& p : parameters)
+    if (!p.matches_tape || !p.matches_numeric) return &p;
+  return nullptr;
+}
+
+std::string VerifyReport::str() const {
+  std::ostringstream os;
+  os << *this;
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const VerifyReport& r) {
+  os << "hand-derived gradients: " << (r.passed ? "all agree" : "MISMATCH") << " (tape: rel error <= "
+     << r.rtol << ", finite differences: <= " << r.numeric_rtol << ")\n";
+  for (const ParameterVerdict& p : r.parameters) {
+    os << "  " << std::left << std::setw(10) << p.name << " "
+       << (p.matches_tape && p.matches_numeric ? "ok      " : "WRONG   ") << std::setprecision(3)
+       << "vs tape " << p.rel_error << ", vs finite differences " << p.numeric_rel_error << " ("
+       << p.numeric_entries << " entries)";
+    if (!p.matches_tape || !p.matches_numeric)
+      os << std::setprecision(12) << "\n    worst entry " << p.index << ": claimed " << p.claimed
+         << ", tape " << p.tape << ", finite differences " << p.numeric << std::setprecision(3)
+         << ", abs error " << p.abs_error;
+    os << "\n";
+  }
+  return os;
+}
+
+VerifyReport verify_gradients(const Function& loss,
+                              const std::vector<std::pair<std::string, Tensor>>& parameters,
+                              const std::vector<Tensor>& claimed, const VerifyOptions& o) {
+  if (claimed.size() != parameters.size())
+    throw ValueError("verify_gradients: " + std::to_string(claimed.size()) + " claimed gradients for " +
+                     std::to_string(parameters.size()) + " parameters");
+  std::vector<Tensor> params;
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    const auto& [name, p] = parameters[i];
+    if (p.dtype() != Dtype::float64 || claimed[i].dtype() != Dtype::float64)
+      throw DtypeError("verify_gradients: '" + name + "' must be float64, as its claimed gradient");
+    if (claimed[i].shape() != p.shape())
+      throw ShapeError("verify_gradients: the claimed gradient of '" + name + "' has shape " +
+                       shape_str(claimed[i].shape()) + "; the parameter has shape " + shape_str(p.shape()));
+    params.push_back(p.detach().requires_grad_(true));
+  }
+  const Tensor value = loss(params);
+  if (value.numel() != 1)
+    throw ShapeError("verify_gradients: the loss has shape " + shape_str(value.shape()) + "; expected one element");
+  const std::vector<Tensor> tape = grad({value}, params, {}, std::nullopt, false, true);
+
+  VerifyReport report;
+  report.rtol = o.rtol;
+  report.numeric_rtol = o.numeric_rtol;
+  Generator gen(o.seed);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    ParameterVerdict v;
+    v.name = parameters[i].first;
+    const xt::xarray<double>& c = claimed[i].value<double>();
+    const xt::xarray<double> t = tape[i].defined() ? tape[i].value<double>() : xt::xarray<double>(xt::zeros<double>(c.shape()));
+    const double scale = std::max(max_abs(c), max_abs(t));
+    std::size_t worst = 0;
+    for (std::size_t j = 0; j < c.size(); ++j)
+      if (std::abs(c.data()[j] - t.data()[j]) > std::abs(c.data()[worst] - t.data()[worst])) worst = j;
+    // Entries compared numerically: all, or a sample that always includes the worst one.
+    std::vector<std::size_t> entries(c.size());
+    std::iota(entries.begin(), entries.end(), 0);
+    if (entries.size() > o.max_numeric_entries) {
+      std::shuffle(entries.begin(), entries.end(), gen.engine());
+      entries.resize(o.max_numeric_entries);
+      entries.push_back(worst);
+    }
+    double numeric_scale = scale, numeric_err = 0, numeric_at_worst = 0;
+    for (std::size_t j : entries) {
+      const double n = numeric_derivative(loss, params, i, j, o.step);
+      numeric_scale = std::max(numeric_scale, std::abs(n));
+      numeric_err = std::max(numeric_err, std::abs(c.data()[j] - n));
+      if (j == worst) numeric_at_worst = n;
+    }
+    v.numeric_entries = entries.size();
+    v.index = index_str(worst, claimed[i].shape());
+    v.claimed = c.data()[worst];
+    v.tape = t.data()[worst];
+    v.numeric = numeric_at_worst;
+    v.abs_error = std::abs(v.claimed - v.tape);
+    v.rel_error = scale > 0 ? v.abs_error / scale : 0.0;
+    v.numeric_abs_error = numeric_err;
+    v.numeric_rel_error = numeric_scale > 0 ? numeric_err / numeric_scale : 0.0;
+    v.matches_tape = v.rel_error <= o.rtol;
+    v.matches_numeric = v.numeric_rel_error <= o.numeric_rtol;
+    report.passed = report.passed && v.matches_tape && v.matches_numeric;
+    report.parameters.push_back(std::move(v));
+  }
+  return report;
+}
+
+}  // namespace xgrad

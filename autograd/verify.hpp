@@ -1,0 +1,59 @@
+#pragma once
+// Verifying hand-derived gradients: a student derives closed-form gradients on paper, computes
+// them, and asks whether they are right. verify_gradients compares them, parameter by parameter,
+// with the tape's gradients and with finite differences, and names the worst entry.
+//
+//   auto report = verify_gradients(loss_fn, {{"W1", W1}, {"b1", b1}}, {my_dW1, my_db1});
+//   std::cout << report;   // per parameter: agrees or not, worst entry, the three values
+//
+// Errors are relative to the parameter's gradient as a whole: |claimed - reference| at the worst
+// entry divided by the largest |gradient| of that parameter, so that entries that are
+// (nearly) zero do not make a right formula look wrong.
+
+#include <iosfwd>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/gradcheck.hpp"
+
+namespace xgrad {
+
+struct VerifyOptions {
+  double rtol = 1e-10;          // claimed vs tape
+  double numeric_rtol = 1e-7;   // claimed vs finite differences
+  double step = 1e-3;           // finite-difference step (a five-point stencil, error O(step^4))
+  std::size_t max_numeric_entries = 2000;  // per parameter; a random sample beyond that
+  std::uint64_t seed = 0;
+};
+
+struct ParameterVerdict {
+  std::string name;
+  bool matches_tape = true;
+  bool matches_numeric = true;
+  // The entry where the claimed gradient is furthest from the tape's:
+  std::string index;
+  double claimed = 0, tape = 0, numeric = 0;
+  double abs_error = 0, rel_error = 0;                  // claimed vs tape, worst entry
+  double numeric_abs_error = 0, numeric_rel_error = 0;  // claimed vs finite differences, worst
+  std::size_t numeric_entries = 0;                      // entries compared numerically
+};
+
+struct VerifyReport {
+  bool passed = true;
+  std::vector<ParameterVerdict> parameters;
+  double rtol = 0, numeric_rtol = 0;
+
+  explicit operator bool() const { return passed; }
+  const ParameterVerdict* first_failure() const;
+  std::string str() const;
+};
+std::ostream& operator<<(std::ostream& os, const VerifyReport& report);
+
+// loss: parameters (float64, in the order given) -> one-element loss. claimed[i] is the
+// hand-derived gradient for parameters[i] (same shape; ShapeError otherwise).
+VerifyReport verify_gradients(const Function& loss,
+                              const std::vector<std::pair<std::string, Tensor>>& parameters,
+                              const std::vector<Tensor>& claimed, const VerifyOptions& options = {});
+
+}  // namespace xgrad

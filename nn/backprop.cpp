@@ -1,0 +1,269 @@
+#include "nn/backprop.hpp"
+
+#include <cmath>
+#include <numbers>
+
+#include "autograd/engine.hpp"
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
+#include "nn/optim.hpp"
+
+namespace xgrad::nn {
+
+namespace {
+
+using Matrix = xt::xarray<double>;
+
+// A B^T for A (n, k), B (m, k).
+Matrix times_transposed(const Matrix& a, const Matrix& b) {
+  const std::size_t n = a.shape()[0], k = a.shape()[1], m = b.shape()[0];
+  Matrix c = xt::zeros<double>({n, m});
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < m; ++j)
+      for (std::size_t t = 0; t < k; ++t) c(i, j) += a(i, t) * b(j, t);
+  return c;
+}
+
+// A^T B for A (k, n), B (k, m).
+Matrix transposed_times(const Matrix& a, const Matrix& b) {
+  const std::size_t k = a.shape()[0], n = a.shape()[1], m = b.shape()[1];
+  Matrix c = xt::zeros<double>({n, m});
+  for (std::size_t t = 0; t < k; ++t)
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < m; ++j) c(i, j) += a(t, i) * b(t, j);
+  return c;
+}
+
+// A B for A (n, k), B (k, m).
+Matrix times(const Matrix& a, const Matrix& b) {
+  const std::size_t n = a.shape()[0], k = a.shape()[1], m = b.shape()[1];
+  Matrix c = xt::zeros<double>({n, m});
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t t = 0; t < k; ++t)
+      for (std::size_t j = 0; j < m; ++j) c(i, j) += a(i, t) * b(t, j);
+  return c;
+}
+
+Matrix as_batch(const xt::xarray<double>& x) {
+  if (x.dimension() == 2) return x;
+  Matrix row = x;
+  row.reshape({1, x.size()});
+  return row;
+}
+
+double sigmoid_of(double v) { return v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)); }
+
+template <class F>
+Matrix apply(const Matrix& z, F f) {
+  Matrix out = z;
+  for (double& v : out) v = f(v);
+  return out;
+}
+
+std::string index_str(std::size_t flat, const Shape& shape) {
+  Shape index(shape.size(), 0);
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    index[d] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return shape_str(index);
+}
+
+}  // namespace
+
+xt::xarray<double> activation_value(const std::string& name, const xt::xarray<double>& z) {
+  if (name == "identity") return z;
+  if (name == "relu") return apply(z, [](double v) { return v > 0 ? v : 0.0; });
+  if (name == "leaky_relu") return apply(z, [](double v) { return v > 0 ? v : 0.01 * v; });
+  if (name == "sigmoid") return apply(z, sigmoid_of);
+  if (name == "tanh") return apply(z, [](double v) { return std::tanh(v); });
+  if (name == "gelu") return apply(z, [](double v) { return v * 0.5 * (1 + std::erf(v / std::numbers::sqrt2)); });
+  if (name == "softplus") return apply(z, [](double v) { return std::max(v, 0.0) + std::log1p(std::exp(-std::abs(v))); });
+  if (name == "elu") return apply(z, [](double v) { return v > 0 ? v : std::expm1(v); });
+  if (name == "silu") return apply(z, [](double v) { return v * sigmoid_of(v); });
+  make_activation(name);  // throws the library's message for an unknown name
+  throw ValueError("activation_value: no closed form for '" + name + "'");
+}
+
+xt::xarray<double> activation_derivative(const std::string& name, const xt::xarray<double>& z) {
+  if (name == "identity") return apply(z, [](double) { return 1.0; });
+  if (name == "relu") return apply(z, [](double v) { return v > 0 ? 1.0 : 0.0; });
+  if (name == "leaky_relu") return apply(z, [](double v) { return v > 0 ? 1.0 : 0.01; });
+  if (name == "sigmoid") return apply(z, [](double v) { const double s = sigmoid_of(v); return s * (1 - s); });
+  if (name == "tanh") return apply(z, [](double v) { const double t = std::tanh(v); return 1 - t * t; });
+  if (name == "gelu")
+    return apply(z, [](double v) {
+      const double cdf = 0.5 * (1 + std::erf(v / std::numbers::sqrt2));
+      const double pdf = std::exp(-v * v / 2) / std::sqrt(2 * std::numbers::pi);
+      return cdf + v * pdf;
+    });
+  if (name == "softplus") return apply(z, sigmoid_of);
+  if (name == "elu") return apply(z, [](double v) { return v > 0 ? 1.0 : std::exp(v); });
+  if (name == "silu") return apply(z, [](double v) { const double s = sigmoid_of(v); return s + v * s * (1 - s); });
+  make_activation(name);
+  throw ValueError("activation_derivative: no closed form for '" + name + "'");
+}
+
+void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x, const Index& y) {
+  if (layers.empty()) throw ValueError("network: needs at least one layer");
+  if (x.dimension() != 1 && x.dimension() != 2)
+    throw ShapeError("network: x must be one sample (a vector) or a batch (a matrix), got shape " + shape_str(x.shape()));
+  const Matrix batch = as_batch(x);
+  std::size_t width = batch.shape()[1];
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const DenseLayer& layer = layers[l];
+    const std::string name = "layer " + std::to_string(l + 1);
+    if (layer.W.dimension() != 2 || layer.W.shape()[1] != width || layer.W.shape()[0] == 0)
+      throw ShapeError(name + ": W has shape " + shape_str(layer.W.shape()) + "; expected (d, " +
+                       std::to_string(width) + ") to take " + (l == 0 ? "x" : "the previous layer") +
+                       " of width " + std::to_string(width));
+    width = layer.W.shape()[0];
+    if (layer.b.dimension() != 1 || layer.b.size() != width)
+      throw ShapeError(name + ": b has shape " + shape_str(layer.b.shape()) + "; expected [" + std::to_string(width) + "]");
+    try {
+      make_activation(layer.activation);
+    } catch (const ValueError& e) {
+      throw ValueError(name + ": " + e.what());
+    }
+    if (l + 1 == layers.size() && layer.activation != "identity")
+      throw ValueError(name + " is the last: its outputs are the logits and take no activation, got '" +
+                       layer.activation + "'");
+  }
+  const std::size_t batch_size = batch.shape()[0];
+  if (y.dimension() != 1 || y.size() != batch_size)
+    throw ShapeError("network: " + std::to_string(y.size()) + " labels for " + std::to_string(batch_size) + " samples");
+  for (std::size_t i = 0; i < y.size(); ++i)
+    if (y(i) < 0 || static_cast<std::size_t>(y(i)) >= width)
+      throw IndexError("network: label " + std::to_string(y(i)) + " of sample " + std::to_string(i) +
+                       " is out of range for " + std::to_string(width) + " classes (0-based)");
+}
+
+BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x,
+                                   const Index& y, double lr, BackpropFormula formula) {
+  check_network(layers, x, y);
+  const std::size_t L = layers.size();
+  BackpropTrace t;
+  Matrix o = as_batch(x);
+  const Matrix input = o;
+  for (const DenseLayer& layer : layers) {  // z_l = W_l o_{l-1} + b_l, as rows: O W^T + 1 b^T
+    Matrix z = times_transposed(o, layer.W);
+    for (std::size_t i = 0; i < z.shape()[0]; ++i)
+      for (std::size_t j = 0; j < z.shape()[1]; ++j) z(i, j) += layer.b(j);
+    o = activation_value(layer.activation, z);
+    t.z.push_back(z);
+    t.o.push_back(o);
+  }
+  const Matrix& logits = t.z.back();
+  const std::size_t B = logits.shape()[0], C = logits.shape()[1];
+  t.p = logits;
+  for (std::size_t i = 0; i < B; ++i) {  // softmax (1), shifted by the row's maximum
+    double m = logits(i, 0), s = 0;
+    for (std::size_t c = 0; c < C; ++c) m = std::max(m, logits(i, c));
+    for (std::size_t c = 0; c < C; ++c) s += std::exp(logits(i, c) - m);
+    for (std::size_t c = 0; c < C; ++c) t.p(i, c) = std::exp(logits(i, c) - m) / s;
+    t.loss += -(logits(i, static_cast<std::size_t>(y(i))) - m - std::log(s)) / static_cast<double>(B);  // (2)
+  }
+  t.grad_o.resize(L);
+  t.grad_z.resize(L);
+  t.grad_W.resize(L);
+  t.grad_b.resize(L);
+  Matrix g = t.p;  // question 1: delta_L = p - e_y, over B for the mean
+  for (std::size_t i = 0; i < B; ++i) g(i, static_cast<std::size_t>(y(i))) -= 1;
+  g /= static_cast<double>(B);
+  t.grad_o[L - 1] = g;
+  t.grad_z[L - 1] = g;
+  for (std::size_t l = L - 1; l-- > 0;) {
+    // question 2: corrected, grad_o_l = G_{l+1} W_{l+1}; document, grad_o_{l+1} W_{l+1}
+    const Matrix& upstream = formula == BackpropFormula::corrected ? t.grad_z[l + 1] : t.grad_o[l + 1];
+    t.grad_o[l] = times(upstream, layers[l + 1].W);
+    t.grad_z[l] = t.grad_o[l] * activation_derivative(layers[l].activation, t.z[l]);
+  }
+  for (std::size_t l = 0; l < L; ++l) {  // question 3, then question 4
+    const Matrix& below = l == 0 ? input : t.o[l - 1];
+    t.grad_W.at(l) = transposed_times(t.grad_z[l], below);
+    t.grad_b.at(l) = xt::zeros<double>({t.grad_z[l].shape()[1]});
+    for (std::size_t i = 0; i < B; ++i)
+      for (std::size_t j = 0; j < t.grad_b[l].size(); ++j) t.grad_b[l](j) += t.grad_z[l](i, j);
+    t.W_next.push_back(layers[l].W - lr * t.grad_W[l]);
+    t.b_next.push_back(layers[l].b - lr * t.grad_b[l]);
+  }
+  return t;
+}
+
+BackpropTrace tape_backprop(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x,
+                            const Index& y, double lr) {
+  check_network(layers, x, y);
+  std::vector<Tensor> weights, biases, zs, os;
+  Tensor o(as_batch(x));
+  for (const DenseLayer& layer : layers) {
+    weights.emplace_back(layer.W, true);
+    biases.emplace_back(layer.b, true);
+    zs.push_back(linear(o, weights.back(), biases.back()));
+    o = make_activation(layer.activation)->forward(zs.back());
+    os.push_back(o);
+  }
+  const Tensor loss = softmax_cross_entropy(zs.back(), y);
+  std::vector<Tensor> wanted = os;
+  wanted.insert(wanted.end(), zs.begin(), zs.end());
+  wanted.insert(wanted.end(), weights.begin(), weights.end());
+  wanted.insert(wanted.end(), biases.begin(), biases.end());
+  const std::vector<Tensor> g = grad({loss}, wanted, {}, true);
+  loss.backward();
+  std::vector<Tensor> params = weights;
+  params.insert(params.end(), biases.begin(), biases.end());
+  SGD(params, {.lr = lr}).step();
+
+  const std::size_t L = layers.size();
+  BackpropTrace t;
+  for (std::size_t l = 0; l < L; ++l) {
+    t.z.push_back(zs[l].value<double>());
+    t.o.push_back(os[l].value<double>());
+    t.grad_o.push_back(g[l].value<double>());
+    t.grad_z.push_back(g[L + l].value<double>());
+    t.grad_W.push_back(g[2 * L + l].value<double>());
+    t.grad_b.push_back(g[3 * L + l].value<double>());
+    t.W_next.push_back(weights[l].value<double>());
+    t.b_next.push_back(biases[l].value<double>());
+  }
+  t.p = softmax(zs.back(), 1).value<double>();
+  t.loss = loss.item();
+  return t;
+}
+
+std::vector<QuantityDifference> compare_traces(const BackpropTrace& a, const BackpropTrace& b) {
+  std::vector<QuantityDifference> out;
+  auto diff = [&](const std::string& quantity, std::size_t layer, const Matrix& u, const Matrix& v) {
+    QuantityDifference d{quantity, layer, "[]", 0, 0};
+    double scale = 0;
+    std::size_t worst = 0;
+    for (std::size_t i = 0; i < u.size(); ++i) {
+      scale = std::max({scale, std::abs(u.data()[i]), std::abs(v.data()[i])});
+      const double e = std::abs(u.data()[i] - v.data()[i]);
+      if (e > d.max_abs || std::isnan(e)) {
+        d.max_abs = e;
+        worst = i;
+      }
+    }
+    d.index = index_str(worst, u.shape());
+    d.rel = scale > 0 ? d.max_abs / scale : 0.0;
+    out.push_back(d);
+  };
+  const std::size_t L = a.z.size();
+  for (std::size_t l = 0; l < L; ++l) {
+    diff("z", l + 1, a.z[l], b.z[l]);
+    diff("o", l + 1, a.o[l], b.o[l]);
+  }
+  diff("p", 0, a.p, b.p);
+  diff("loss", 0, xt::xarray<double>{a.loss}, xt::xarray<double>{b.loss});
+  for (std::size_t l = L; l-- > 0;) {
+    diff("grad_o", l + 1, a.grad_o[l], b.grad_o[l]);
+    diff("grad_z", l + 1, a.grad_z[l], b.grad_z[l]);
+    diff("grad_W", l + 1, a.grad_W[l], b.grad_W[l]);
+    diff("grad_b", l + 1, a.grad_b[l], b.grad_b[l]);
+    diff("W_next", l + 1, a.W_next[l], b.W_next[l]);
+    diff("b_next", l + 1, a.b_next[l], b.b_next[l]);
+  }
+  return out;
+}
+
+}  // namespace xgrad::nn

@@ -1,0 +1,90 @@
+#include "nn/layers.hpp"
+
+#include <cmath>
+
+#include "autograd/ops.hpp"
+#include "nn/init.hpp"
+
+namespace xgrad::nn {
+
+Linear::Linear(std::size_t in_features, std::size_t out_features, bool with_bias, Dtype dtype,
+               Generator& gen)
+    : in_(in_features), out_(out_features) {
+  if (in_features == 0 || out_features == 0)
+    throw ValueError("Linear: needs in_features and out_features > 0, got " +
+                     std::to_string(in_features) + " and " + std::to_string(out_features));
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+  weight = register_parameter("weight", zeros({out_features, in_features}, {.dtype = dtype}));
+  init::uniform_(weight, -bound, bound, gen);
+  if (with_bias) {
+    bias = register_parameter("bias", zeros({out_features}, {.dtype = dtype}));
+    init::uniform_(bias, -bound, bound, gen);
+  }
+}
+
+Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+
+std::string Linear::extra_repr() const {
+  return "in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
+         ", bias=" + (bias.defined() ? "true" : "false");
+}
+
+Identity::Identity() : Activation("Identity", "identity", [](const Tensor& x) { return x; }) {}
+ReLU::ReLU() : Activation("ReLU", "relu", [](const Tensor& x) { return relu(x); }) {}
+LeakyReLU::LeakyReLU(double s)
+    : Activation("LeakyReLU", "leaky_relu", [s](const Tensor& x) { return leaky_relu(x, s); }) {}
+Sigmoid::Sigmoid() : Activation("Sigmoid", "sigmoid", [](const Tensor& x) { return sigmoid(x); }) {}
+Tanh::Tanh() : Activation("Tanh", "tanh", [](const Tensor& x) { return tanh(x); }) {}
+GELU::GELU() : Activation("GELU", "gelu", [](const Tensor& x) { return gelu(x); }) {}
+Softplus::Softplus()
+    : Activation("Softplus", "softplus", [](const Tensor& x) { return softplus(x); }) {}
+ELU::ELU(double a) : Activation("ELU", "elu", [a](const Tensor& x) { return elu(x, a); }) {}
+SiLU::SiLU() : Activation("SiLU", "silu", [](const Tensor& x) { return silu(x); }) {}
+
+const std::vector<std::string>& activation_names() {
+  static const std::vector<std::string> names = {"identity", "relu", "leaky_relu", "sigmoid", "tanh",
+                                                 "gelu",     "softplus", "elu",  "silu"};
+  return names;
+}
+
+std::shared_ptr<Activation> make_activation(const std::string& op) {
+  if (op == "identity") return std::make_shared<Identity>();
+  if (op == "relu") return std::make_shared<ReLU>();
+  if (op == "leaky_relu") return std::make_shared<LeakyReLU>();
+  if (op == "sigmoid") return std::make_shared<Sigmoid>();
+  if (op == "tanh") return std::make_shared<Tanh>();
+  if (op == "gelu") return std::make_shared<GELU>();
+  if (op == "softplus") return std::make_shared<Softplus>();
+  if (op == "elu") return std::make_shared<ELU>();
+  if (op == "silu") return std::make_shared<SiLU>();
+  std::string known;
+  for (const std::string& n : activation_names()) known += (known.empty() ? "" : ", ") + n;
+  throw ValueError("unknown activation '" + op + "'; expected one of: " + known);
+}
+
+Sequential& Sequential::push_back(std::shared_ptr<Module> module) {
+  register_module(std::to_string(size()), std::move(module));
+  return *this;
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (const auto& [name, child] : children()) h = child->forward(h);
+  return h;
+}
+
+MLP::MLP(const std::vector<std::size_t>& sizes, const std::string& activation, Dtype dtype,
+         Generator& gen)
+    : activation_(activation) {
+  if (sizes.size() < 2)
+    throw ValueError("MLP: needs at least two layer sizes (inputs and outputs), got " +
+                     std::to_string(sizes.size()));
+  make_activation(activation);  // rejects an unknown name before building anything
+  for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
+    linears_.push_back(std::make_shared<Linear>(sizes[l], sizes[l + 1], true, dtype, gen));
+    push_back(linears_.back());
+    if (l + 2 < sizes.size()) push_back(make_activation(activation));
+  }
+}
+
+}  // namespace xgrad::nn

@@ -1,0 +1,174 @@
+#include "nn/optim.hpp"
+
+#include <cmath>
+#include <numbers>
+
+#include "autograd/grad_mode.hpp"
+#include "autograd/ops.hpp"
+
+namespace xgrad::nn {
+
+namespace {
+// Calls f(p, g, i) with the value and gradient arrays of each parameter that has a gradient.
+template <class F>
+void for_each_with_grad(const std::vector<Tensor>& params, F&& f) {
+  NoGradGuard no_grad;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const Tensor g = params[i].grad();
+    if (!g.defined()) continue;
+    if (params[i].dtype() == Dtype::float32)
+      f(params[i].mutable_value<float>(), g.value<float>(), i);
+    else
+      f(params[i].mutable_value<double>(), g.value<double>(), i);
+  }
+}
+
+}  // namespace
+
+Optimizer::Optimizer(std::vector<Tensor> parameters, double lr)
+    : parameters_(std::move(parameters)), lr_(lr) {
+  if (!(lr >= 0)) throw ValueError("optimizer: the learning rate must be >= 0, got " + std::to_string(lr));
+  for (std::size_t i = 0; i < parameters_.size(); ++i)
+    if (!parameters_[i].defined() || !parameters_[i].is_leaf() || !parameters_[i].requires_grad())
+      throw ValueError("optimizer: parameter " + std::to_string(i) +
+                       " must be a leaf tensor that requires grad");
+}
+
+void Optimizer::zero_grad() {
+  for (const Tensor& p : parameters_) p.zero_grad();
+}
+
+Tensor& Optimizer::buffer(const std::string& name, std::size_t i) {
+  std::vector<Tensor>& slots = state_[name];
+  slots.resize(parameters_.size());
+  if (!slots[i].defined()) slots[i] = zeros(parameters_[i].shape(), {.dtype = parameters_[i].dtype()});
+  return slots[i];
+}
+
+bool Optimizer::has_buffer(const std::string& name, std::size_t i) const {
+  const auto it = state_.find(name);
+  return it != state_.end() && i < it->second.size() && it->second[i].defined();
+}
+
+void Optimizer::set_state(const std::string& name, std::size_t index, const Tensor& value) {
+  const auto it = state_.find(name);
+  if (it == state_.end())
+    throw ValueError("optimizer: no state named '" + name + "' (is it another optimizer's?)");
+  if (index >= parameters_.size())
+    throw IndexError("optimizer: state " + name + "." + std::to_string(index) + " for a parameter " +
+                     "that does not exist (" + std::to_string(parameters_.size()) + " parameters)");
+  const Tensor& p = parameters_[index];
+  if (value.shape() != p.shape())
+    throw ShapeError("optimizer: state " + name + "." + std::to_string(index) + " has shape " +
+                     shape_str(value.shape()) + "; its parameter has shape " + shape_str(p.shape()));
+  it->second[index] = value.dtype() == p.dtype() ? value : cast(value, p.dtype());
+}
+
+// ---- SGD --------------------------------------------------------------------------------------
+
+SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
+    : Optimizer(std::move(parameters), options.lr), options_(options) {
+  if (options.momentum < 0 || options.weight_decay < 0)
+    throw ValueError("SGD: momentum and weight_decay must be >= 0");
+  if (options.nesterov && (options.momentum <= 0 || options.dampening != 0))
+    throw ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0");
+  if (options.momentum != 0) state_["momentum_buffer"].resize(parameters_.size());
+}
+
+void SGD::step() {
+  const SGDOptions& o = options_;
+  for_each_with_grad(parameters_, [&](auto& p, const auto& g, std::size_t i) {
+    using T = typename std::decay_t<decltype(p)>::value_type;
+    const T lr = static_cast<T>(lr_), wd = static_cast<T>(o.weight_decay);
+    const T mu = static_cast<T>(o.momentum), damp = static_cast<T>(1 - o.dampening);
+    T* pp = p.data();
+    const T* pg = g.data();
+    const bool first = !has_buffer("momentum_buffer", i);  // b = d at a buffer's first use
+    T* b = o.momentum != 0 ? buffer("momentum_buffer", i).mutable_value<T>().data() : nullptr;
+    for (std::size_t j = 0, n = p.size(); j < n; ++j) {
+      T d = pg[j];
+      if (wd != 0) d += wd * pp[j];
+      if (b) {
+        b[j] = first ? d : mu * b[j] + damp * d;
+        d = o.nesterov ? d + mu * b[j] : b[j];
+      }
+      pp[j] -= lr * d;
+    }
+  });
+  ++steps_;
+}
+
+// ---- Adam, AdamW ------------------------------------------------------------------------------
+
+Adam::Adam(std::vector<Tensor> parameters, AdamOptions options)
+    : Adam(std::move(parameters), options, false) {}
+
+Adam::Adam(std::vector<Tensor> parameters, AdamOptions options, bool decoupled)
+    : Optimizer(std::move(parameters), options.lr), options_(options), decoupled_(decoupled) {
+  if (!(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1))
+    throw ValueError("Adam: betas must be in [0, 1), got " + std::to_string(options.beta1) + ", " +
+                     std::to_string(options.beta2));
+  state_["exp_avg"].resize(parameters_.size());
+  state_["exp_avg_sq"].resize(parameters_.size());
+}
+
+void Adam::step() {
+  const AdamOptions& o = options_;
+  ++steps_;
+  const double c1 = 1 - std::pow(o.beta1, static_cast<double>(steps_));
+  const double c2 = 1 - std::pow(o.beta2, static_cast<double>(steps_));
+  for_each_with_grad(parameters_, [&](auto& p, const auto& g, std::size_t i) {
+    using T = typename std::decay_t<decltype(p)>::value_type;
+    T* pp = p.data();
+    const T* pg = g.data();
+    T* m = buffer("exp_avg", i).mutable_value<T>().data();
+    T* v = buffer("exp_avg_sq", i).mutable_value<T>().data();
+    const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
+    const T lr = static_cast<T>(lr_), wd = static_cast<T>(o.weight_decay);
+    const T step_size = static_cast<T>(lr_ / c1), root_c2 = static_cast<T>(std::sqrt(c2));
+    const T eps = static_cast<T>(o.eps);
+    for (std::size_t j = 0, n = p.size(); j < n; ++j) {
+      T d = pg[j];
+      if (wd != 0) {
+        if (decoupled_)
+          pp[j] -= lr * wd * pp[j];
+        else
+          d += wd * pp[j];
+      }
+      m[j] = b1 * m[j] + (1 - b1) * d;
+      v[j] = b2 * v[j] + (1 - b2) * d * d;
+      pp[j] -= step_size * m[j] / (std::sqrt(v[j]) / root_c2 + eps);
+    }
+  });
+}
+
+AdamW::AdamW(std::vector<Tensor> parameters, AdamOptions options)
+    : Adam(std::move(parameters), options, true) {}
+
+// ---- schedules --------------------------------------------------------------------------------
+
+void LRScheduler::step() {
+  ++epoch_;
+  optimizer_.set_lr(lr_at(epoch_));
+}
+
+StepLR::StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma)
+    : LRScheduler(optimizer), step_size_(step_size), gamma_(gamma) {
+  if (step_size <= 0) throw ValueError("StepLR: step_size must be > 0, got " + std::to_string(step_size));
+}
+
+double StepLR::lr_at(std::int64_t epoch) const {
+  return base_lr_ * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+}
+
+CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, std::int64_t t_max, double eta_min)
+    : LRScheduler(optimizer), t_max_(t_max), eta_min_(eta_min) {
+  if (t_max <= 0) throw ValueError("CosineAnnealingLR: t_max must be > 0, got " + std::to_string(t_max));
+}
+
+double CosineAnnealingLR::lr_at(std::int64_t epoch) const {
+  const double t = static_cast<double>(std::min(epoch, t_max_)) / static_cast<double>(t_max_);
+  return eta_min_ + (base_lr_ - eta_min_) * (1 + std::cos(std::numbers::pi * t)) / 2;
+}
+
+}  // namespace xgrad::nn

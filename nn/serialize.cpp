@@ -1,0 +1,188 @@
+#include "nn/serialize.hpp"
+
+#include <bit>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+
+namespace xgrad::nn {
+
+namespace fs = std::filesystem;
+static_assert(std::endian::native == std::endian::little, "NPY files are written little-endian");
+
+namespace {
+
+constexpr char kMagic[] = "\x93NUMPY";
+
+// "(2, 3)", "(5,)", "()": NumPy's spelling of a shape.
+std::string npy_shape(const Shape& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += std::to_string(shape[i]) + ", ";
+  if (shape.size() > 1) s.resize(s.size() - 2);
+  if (shape.size() == 1) s.resize(s.size() - 1);
+  return s + ")";
+}
+
+void write_atomically(const fs::path& path, const std::string& bytes) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) throw ValueError("save: could not write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw ValueError("save: could not rename " + tmp.string() + " to " + path.string() + ": " + ec.message());
+}
+
+[[noreturn]] void bad_file(const std::string& path, const std::string& why) {
+  throw ValueError("load_npy: " + path + ": " + why);
+}
+
+}  // namespace
+
+void save_npy(const std::string& path, const Tensor& tensor) {
+  const bool f32 = tensor.dtype() == Dtype::float32;
+  std::string header = std::string("{'descr': '") + (f32 ? "<f4" : "<f8") +
+                       "', 'fortran_order': False, 'shape': " + npy_shape(tensor.shape()) + ", }";
+  // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
+  const std::size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  std::string bytes(kMagic, 6);
+  bytes += '\x01';
+  bytes += '\x00';
+  const auto length = static_cast<std::uint16_t>(header.size());
+  bytes += static_cast<char>(length & 0xff);
+  bytes += static_cast<char>(length >> 8);
+  bytes += header;
+  std::visit([&](const auto& a) {
+    bytes.append(reinterpret_cast<const char*>(a.data()), a.size() * sizeof(a.data()[0]));
+  }, tensor.storage());
+  write_atomically(path, bytes);
+}
+
+Tensor load_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad_file(path, "cannot open the file");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 10 || bytes.compare(0, 6, kMagic, 6) != 0)
+    bad_file(path, "not an NPY file (the magic string \\x93NUMPY is missing)");
+  const auto major = static_cast<unsigned char>(bytes[6]);
+  std::size_t header_length = 0, offset = 0;
+  if (major == 1) {
+    header_length = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8;
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) bad_file(path, "truncated header");
+    for (int i = 3; i >= 0; --i) header_length = header_length << 8 | static_cast<unsigned char>(bytes[8 + i]);
+    offset = 12;
+  } else {
+    bad_file(path, "unsupported NPY version " + std::to_string(major));
+  }
+  if (header_length > bytes.size() - offset) bad_file(path, "truncated header");
+  const std::string header = bytes.substr(offset, header_length);
+  offset += header_length;
+
+  std::smatch m;
+  if (!std::regex_search(header, m, std::regex(R"('descr'\s*:\s*'([^']*)')")))
+    bad_file(path, "the header has no 'descr'");
+  const std::string descr = m[1];
+  if (descr != "<f4" && descr != "<f8")
+    bad_file(path, "dtype '" + descr + "' is not supported (expected '<f4' or '<f8')");
+  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))")) || m[1] == "True")
+    bad_file(path, "only C-order arrays are supported");
+  if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))")))
+    bad_file(path, "the header has no 'shape'");
+  Shape shape;
+  std::size_t count = 1;
+  const std::string dims = m[1];
+  const std::regex number(R"(\d+)");
+  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
+    const std::string digits = (*it)[0];
+    if (digits.size() > 12) bad_file(path, "absurd dimension " + digits);
+    shape.push_back(std::stoull(digits));
+    if (shape.back() != 0 && count > (std::size_t{1} << 40) / shape.back())
+      bad_file(path, "absurd shape " + npy_shape(shape));
+    count *= shape.back();
+  }
+  const std::size_t item = descr == "<f4" ? 4 : 8;
+  if (bytes.size() - offset != count * item)
+    bad_file(path, "shape " + npy_shape(shape) + " needs " + std::to_string(count * item) +
+                       " bytes of data, the file has " + std::to_string(bytes.size() - offset));
+  auto read = [&](auto zero) {
+    using T = decltype(zero);
+    auto a = xt::xarray<T>::from_shape(shape);
+    std::memcpy(a.data(), bytes.data() + offset, count * sizeof(T));
+    return Tensor(std::move(a));
+  };
+  return item == 4 ? read(float{}) : read(double{});
+}
+
+// ---- modules ----------------------------------------------------------------------------------
+
+void save(const Module& module, const std::string& dir) {
+  fs::create_directories(dir);
+  for (const auto& [name, p] : module.named_parameters()) save_npy((fs::path(dir) / (name + ".npy")).string(), p);
+}
+
+void load(Module& module, const std::string& dir) {
+  if (!fs::is_directory(dir)) throw ValueError("load: " + dir + " is not a folder");
+  std::map<std::string, Tensor> loaded;
+  const auto params = module.named_parameters();
+  for (const auto& [name, p] : params) {
+    const fs::path file = fs::path(dir) / (name + ".npy");
+    if (!fs::exists(file))
+      throw ValueError("load: " + file.string() + " is missing (parameter '" + name + "' of " + module.name() + ")");
+    Tensor t = load_npy(file.string());
+    if (t.shape() != p.shape())
+      throw ShapeError("load: parameter '" + name + "' has shape " + shape_str(p.shape()) +
+                       " in the module but " + shape_str(t.shape()) + " in " + file.string());
+    loaded[name] = t;
+  }
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string file = entry.path().filename().string();
+    if (file.size() > 4 && file.ends_with(".npy") && !loaded.count(file.substr(0, file.size() - 4)))
+      throw ValueError("load: " + entry.path().string() + " matches no parameter of " + module.name());
+  }
+  for (const auto& [name, p] : params) {
+    const Tensor& t = loaded[name];
+    if (p.dtype() == Dtype::float32)
+      p.mutable_value<float>() = t.dtype() == Dtype::float32 ? t.value<float>() : xt::xarray<float>(xt::cast<float>(t.value<double>()));
+    else
+      p.mutable_value<double>() = t.dtype() == Dtype::float64 ? t.value<double>() : xt::xarray<double>(xt::cast<double>(t.value<float>()));
+  }
+}
+
+// ---- optimizers -------------------------------------------------------------------------------
+
+void save(const Optimizer& optimizer, const std::string& dir) {
+  fs::create_directories(dir);
+  for (const auto& [name, slots] : optimizer.state())
+    for (std::size_t i = 0; i < slots.size(); ++i)
+      if (slots[i].defined())
+        save_npy((fs::path(dir) / (name + "." + std::to_string(i) + ".npy")).string(), slots[i]);
+  save_npy((fs::path(dir) / "steps.npy").string(), scalar(static_cast<double>(optimizer.steps()), {.dtype = kFloat64}));
+  save_npy((fs::path(dir) / "lr.npy").string(), scalar(optimizer.lr(), {.dtype = kFloat64}));
+}
+
+void load(Optimizer& optimizer, const std::string& dir) {
+  if (!fs::is_directory(dir)) throw ValueError("load: " + dir + " is not a folder");
+  const std::regex slot(R"((\w+)\.(\d+)\.npy)");
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string file = entry.path().filename().string();
+    std::smatch m;
+    if (std::regex_match(file, m, slot))
+      optimizer.set_state(m[1], std::stoul(m[2]), load_npy(entry.path().string()));
+  }
+  const fs::path steps = fs::path(dir) / "steps.npy", lr = fs::path(dir) / "lr.npy";
+  if (!fs::exists(steps) || !fs::exists(lr))
+    throw ValueError("load: " + dir + " has no steps.npy or lr.npy: not an optimizer checkpoint");
+  optimizer.set_steps(static_cast<std::int64_t>(load_npy(steps.string()).item()));
+  optimizer.set_lr(load_npy(lr.string()).item());
+}
+
+}  // namespace xgrad::nn

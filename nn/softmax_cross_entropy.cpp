@@ -1,0 +1,118 @@
+// softmax_cross_entropy: for logits z (B, C), labels y, class weights w, smoothing s,
+//   q_ic = (1 - s) [c = y_i] + s / C          the target distribution
+//   loss_i = -sum_c w_c q_ic log p_ic,        p_i = softmax(z_i), log p_ic = z_ic - lse(z_i)
+//   mean: sum_i loss_i / sum_i w_{y_i};  sum: sum_i loss_i;  none: loss_i
+//   d loss_i / d z_ic = p_ic t_i - w_c q_ic,  t_i = sum_c w_c q_ic
+// With no weights and no smoothing, t_i = 1 and the gradient of the mean is (p - onehot) / B.
+// Saves p, the target matrix (w_c q_ic) and t; the logits too, for gradients of gradients.
+// NOTE: a primitive for stability (the log-sum-exp is shifted by each row's maximum) and speed
+// (one pass over the logits; the backward reuses p).
+#include <cmath>
+
+#include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
+#include "nn/loss.hpp"
+
+namespace xgrad::nn {
+namespace {
+
+struct SoftmaxCrossEntropyNode final : Node {
+  SoftmaxCrossEntropyNode(double denominator, bool per_sample)
+      : denominator_(denominator), per_sample_(per_sample) {}
+  std::string_view name() const override { return "softmax_cross_entropy"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    // With create_graph, p is recomputed by the softmax op so that its own derivative is recorded.
+    const Tensor p = GradMode::is_enabled() ? softmax(saved(3), 1) : saved(0);
+    const Tensor target = saved(1), total = saved(2);
+    const Tensor scale = per_sample_ ? reshape(g, {-1, 1}) : g;
+    grads[0] = div(mul(sub(mul(p, total), target), scale),
+                   detail::scalar_like(g, denominator_));
+  }
+  double denominator_;
+  bool per_sample_;
+};
+
+void check_arguments(const Tensor& logits, const Index& labels, const CrossEntropyOptions& o) {
+  const char* op = "softmax_cross_entropy";
+  if (logits.dim() != 2 || logits.size(0) == 0 || logits.size(1) == 0)
+    throw ShapeError(std::string(op) + ": logits must be 2-D (batch, classes) and non-empty, got " +
+                     shape_str(logits.shape()));
+  const std::size_t batch = logits.size(0), classes = logits.size(1);
+  if (labels.dimension() != 1 || labels.size() != batch)
+    throw ShapeError(std::string(op) + ": " + std::to_string(labels.size()) + " labels of shape " +
+                     shape_str(labels.shape()) + " for a batch of " + std::to_string(batch) +
+                     " (logits " + shape_str(logits.shape()) + "); expected shape [" +
+                     std::to_string(batch) + "]");
+  for (std::size_t i = 0; i < batch; ++i)
+    if (labels(i) < 0 || static_cast<std::size_t>(labels(i)) >= classes)
+      throw IndexError(std::string(op) + ": label " + std::to_string(labels(i)) + " of sample " +
+                       std::to_string(i) + " is out of range for " + std::to_string(classes) +
+                       " classes (expected 0 <= label < " + std::to_string(classes) + ")");
+  if (o.weight.defined()) {
+    detail::check_same_dtype(op, logits, o.weight);
+    if (o.weight.shape() != Shape{classes})
+      throw ShapeError(std::string(op) + ": class weights of shape " + shape_str(o.weight.shape()) +
+                       "; expected [" + std::to_string(classes) + "]");
+  }
+  if (!(o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0))
+    throw ValueError(std::string(op) + ": label_smoothing must be in [0, 1], got " +
+                     std::to_string(o.label_smoothing));
+}
+
+}  // namespace
+
+Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
+                             const CrossEntropyOptions& o) {
+  check_arguments(logits, labels, o);
+  const std::size_t batch = logits.size(0), classes = logits.size(1);
+  const double s = o.label_smoothing;
+  Tensor p, target, total;
+  double denominator = o.reduction == Reduction::mean ? 0.0 : 1.0;
+  Tensor out = detail::dispatch(logits.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* z = detail::data<T>(logits);
+    const T* w = o.weight.defined() ? detail::data<T>(o.weight) : nullptr;
+    xt::xarray<T> probs = detail::empty<T>(logits.shape());
+    xt::xarray<T> targets = xt::zeros<T>(logits.shape());
+    xt::xarray<T> totals = detail::empty<T>({batch, 1});
+    std::vector<double> losses(batch);
+    for (std::size_t i = 0; i < batch; ++i) {
+      const T* row = z + i * classes;
+      T m = row[0];
+      for (std::size_t c = 1; c < classes; ++c) m = std::max(m, row[c]);
+      T sum = 0;
+      for (std::size_t c = 0; c < classes; ++c) sum += std::exp(row[c] - m);
+      const T lse = m + std::log(sum);
+      const auto y = static_cast<std::size_t>(labels(i));
+      double loss = 0, t = 0;
+      for (std::size_t c = 0; c < classes; ++c) {
+        probs.data()[i * classes + c] = std::exp(row[c] - lse);
+        const double q = (c == y ? 1.0 - s : 0.0) + s / static_cast<double>(classes);
+        const double wq = (w ? static_cast<double>(w[c]) : 1.0) * q;
+        targets.data()[i * classes + c] = static_cast<T>(wq);
+        t += wq;
+        if (wq != 0) loss += wq * static_cast<double>(lse - row[c]);
+      }
+      totals.data()[i] = static_cast<T>(t);
+      losses[i] = loss;
+      if (o.reduction == Reduction::mean) denominator += w ? static_cast<double>(w[y]) : 1.0;
+    }
+    p = Tensor(std::move(probs));
+    target = Tensor(std::move(targets));
+    total = Tensor(std::move(totals));
+    if (o.reduction == Reduction::none) {
+      xt::xarray<T> result = detail::empty<T>({batch});
+      for (std::size_t i = 0; i < batch; ++i) result.data()[i] = static_cast<T>(losses[i]);
+      return Tensor(std::move(result));
+    }
+    double sum = 0;
+    for (double l : losses) sum += l;
+    return scalar(sum / denominator, {.dtype = logits.dtype()});
+  });
+  auto* node = record<SoftmaxCrossEntropyNode>(out, {logits}, denominator,
+                                               o.reduction == Reduction::none);
+  if (node) node->save({p, target, total, logits});
+  return out;
+}
+
+}  // namespace xgrad::nn
