@@ -29,7 +29,9 @@ double max_abs(const xt::xarray<double>& a) {
   return m;
 }
 
-// The five-point central difference of the loss along entry j of parameter i.
+// The derivative of the loss along entry j of parameter i: five-point central differences
+// (error O(h^4)) at steps h and h/2, combined by Richardson extrapolation (error O(h^6)), which
+// brings finite differences of smooth losses to about 1e-12.
 double numeric_derivative(const Function& loss, const std::vector<Tensor>& params, std::size_t i,
                           std::size_t j, double h) {
   NoGradGuard no_grad;
@@ -40,7 +42,8 @@ double numeric_derivative(const Function& loss, const std::vector<Tensor>& param
     moved[i] = Tensor(std::move(value));
     return loss(moved).item();
   };
-  return (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h);
+  auto five_point = [&](double s) { return (8 * (at(s) - at(-s)) - (at(2 * s) - at(-2 * s))) / (12 * s); };
+  return (64 * five_point(h / 2) - five_point(h)) / 63;
 }
 
 }  // namespace
@@ -95,6 +98,11 @@ VerifyReport verify_gradients(const Function& loss,
     throw ShapeError("verify_gradients: the loss has shape " + shape_str(value.shape()) + "; expected one element");
   const std::vector<Tensor> tape = grad({value}, params, {}, std::nullopt, false, true);
 
+  double overall_scale = 0;  // the largest gradient entry of any parameter
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    overall_scale = std::max(overall_scale, max_abs(claimed[i].value<double>()));
+    if (tape[i].defined()) overall_scale = std::max(overall_scale, max_abs(tape[i].value<double>()));
+  }
   VerifyReport report;
   report.rtol = o.rtol;
   report.numeric_rtol = o.numeric_rtol;
@@ -116,7 +124,7 @@ VerifyReport verify_gradients(const Function& loss,
       entries.resize(o.max_numeric_entries);
       entries.push_back(worst);
     }
-    double numeric_scale = scale, numeric_err = 0, numeric_at_worst = 0;
+    double numeric_scale = overall_scale, numeric_err = 0, numeric_at_worst = 0;
     for (std::size_t j : entries) {
       const double n = numeric_derivative(loss, params, i, j, o.step);
       numeric_scale = std::max(numeric_scale, std::abs(n));

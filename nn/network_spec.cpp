@@ -1,0 +1,119 @@
+#include "nn/network_spec.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace xgrad::nn {
+
+namespace {
+
+using nlohmann::json;
+
+double number(const json& v, const std::string& where) {
+  if (!v.is_number()) throw ValueError(where + ": expected a number, got " + std::string(v.type_name()));
+  const double d = v.get<double>();
+  if (!std::isfinite(d)) throw ValueError(where + ": expected a finite number");
+  return d;
+}
+
+xt::xarray<double> vector_of(const json& v, const std::string& where) {
+  if (!v.is_array() || v.empty()) throw ValueError(where + ": expected a non-empty array of numbers");
+  xt::xarray<double> out = xt::xarray<double>::from_shape({v.size()});
+  for (std::size_t i = 0; i < v.size(); ++i) out(i) = number(v[i], where + "[" + std::to_string(i) + "]");
+  return out;
+}
+
+xt::xarray<double> matrix_of(const json& v, const std::string& where) {
+  if (!v.is_array() || v.empty() || !v[0].is_array())
+    throw ValueError(where + ": expected a matrix (a non-empty array of rows)");
+  const std::size_t cols = v[0].size();
+  xt::xarray<double> out = xt::xarray<double>::from_shape({v.size(), cols});
+  for (std::size_t r = 0; r < v.size(); ++r) {
+    const std::string row = where + "[" + std::to_string(r) + "]";
+    const xt::xarray<double> values = vector_of(v[r], row);
+    if (values.size() != cols)
+      throw ShapeError(row + ": row " + std::to_string(r) + " has " + std::to_string(values.size()) +
+                       " numbers, row 0 has " + std::to_string(cols));
+    std::copy(values.begin(), values.end(), out.data() + r * cols);
+  }
+  return out;
+}
+
+std::int64_t label(const json& v, const std::string& where) {
+  if (!v.is_number_integer()) throw ValueError(where + ": expected an integer class index");
+  return v.get<std::int64_t>();
+}
+
+void only_keys(const json& object, const std::vector<std::string>& allowed, const std::string& where) {
+  for (const auto& [key, value] : object.items())
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+      throw ValueError(where + ": unknown key \"" + key + "\"");
+}
+
+}  // namespace
+
+NetworkSpec parse_network_spec(const std::string& json_text) {
+  json doc;
+  try {
+    doc = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw ValueError(std::string("malformed JSON: ") + e.what());
+  }
+  if (!doc.is_object()) throw ValueError("spec: expected a JSON object with layers, x, y");
+  only_keys(doc, {"layers", "x", "y", "lr"}, "spec");
+  for (const char* key : {"layers", "x", "y"})
+    if (!doc.contains(key)) throw ValueError(std::string("spec: missing \"") + key + "\"");
+
+  NetworkSpec spec;
+  const json& layers = doc["layers"];
+  if (!layers.is_array() || layers.empty()) throw ValueError("layers: expected a non-empty array of layers");
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const std::string where = "layers[" + std::to_string(l) + "]";
+    const json& layer = layers[l];
+    if (!layer.is_object()) throw ValueError(where + ": expected an object with W and b");
+    only_keys(layer, {"W", "b", "activation"}, where);
+    if (!layer.contains("W") || !layer.contains("b")) throw ValueError(where + ": needs \"W\" and \"b\"");
+    DenseLayer d{matrix_of(layer["W"], where + ".W"), vector_of(layer["b"], where + ".b"), "identity"};
+    if (layer.contains("activation")) {
+      if (!layer["activation"].is_string()) throw ValueError(where + ".activation: expected a name");
+      d.activation = layer["activation"].get<std::string>();
+    }
+    spec.layers.push_back(std::move(d));
+  }
+  const json& x = doc["x"];
+  const bool batch = x.is_array() && !x.empty() && x[0].is_array();
+  spec.x = batch ? matrix_of(x, "x") : vector_of(x, "x");
+  if (!batch) spec.x.reshape({1, spec.x.size()});
+  const json& y = doc["y"];
+  std::vector<std::int64_t> labels;
+  if (y.is_array()) {
+    for (std::size_t i = 0; i < y.size(); ++i) labels.push_back(label(y[i], "y[" + std::to_string(i) + "]"));
+  } else {
+    labels.push_back(label(y, "y"));
+  }
+  spec.y = Index::from_shape({labels.size()});
+  std::copy(labels.begin(), labels.end(), spec.y.begin());
+  if (doc.contains("lr")) spec.lr = number(doc["lr"], "lr");
+  check_network(spec.layers, spec.x, spec.y);
+  return spec;
+}
+
+NetworkSpec load_network_spec(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ValueError("cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return parse_network_spec(text.str());
+  } catch (const ValueError& e) {
+    throw ValueError(path + ": " + e.what());
+  } catch (const ShapeError& e) {
+    throw ShapeError(path + ": " + e.what());
+  } catch (const IndexError& e) {
+    throw IndexError(path + ": " + e.what());
+  }
+}
+
+}  // namespace xgrad::nn

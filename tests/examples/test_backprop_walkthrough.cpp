@@ -1,0 +1,142 @@
+// The walkthrough program, run as a user runs it: output, JSON, exit status, bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include "nn/backprop.hpp"
+#include "nn/network_spec.hpp"
+
+using namespace xgrad;
+using namespace xgrad::nn;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int status;
+  std::string output;  // stdout and stderr
+};
+
+Run run(const std::string& args) {
+  const std::string command = std::string(WALKTHROUGH) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  char buffer[4096];
+  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::string spec_file(const std::string& name, const std::string& text) {
+  const fs::path dir = fs::temp_directory_path() / "xgrad_walkthrough";
+  fs::create_directories(dir);
+  std::ofstream(dir / name) << text;
+  return (dir / name).string();
+}
+
+// Two hidden layers (sigmoid, tanh), a batch of two samples.
+const char* kSpec = R"({
+  "layers": [
+    {"W": [[0.2, -0.5, 1.0], [0.7, 0.1, -0.3], [-0.4, 0.9, 0.25], [0.6, -0.2, 0.05]], "b": [0.1, -0.1, 0.0, 0.2], "activation": "sigmoid"},
+    {"W": [[0.5, -0.6, 0.3, 0.8], [-0.7, 0.2, 0.9, -0.1], [0.3, 0.3, -0.5, 0.4]], "b": [0.0, 0.05, -0.05], "activation": "tanh"},
+    {"W": [[1.0, -1.0, 0.5], [0.2, 0.4, -0.6]], "b": [0.3, -0.3]}
+  ],
+  "x": [[1.0, 2.0, -1.0], [0.5, -0.5, 0.25]],
+  "y": [1, 0],
+  "lr": 0.5
+})";
+
+}  // namespace
+
+TEST_CASE("walkthrough: the built-in network agrees with the tape, and the document's rule does not") {
+  const Run ok = run("");
+  CHECK(ok.status == 0);
+  CHECK(ok.output.find("agrees with the tape everywhere") != std::string::npos);
+  CHECK(ok.output.find("grad_W_1") != std::string::npos);
+  const Run doc = run("--formula document");
+  CHECK(doc.status == 1);
+  CHECK(doc.output.find("first disagrees with the tape at layer 1, grad_o_1") != std::string::npos);
+}
+
+TEST_CASE("walkthrough --json: every quantity, batch first, numbers that round-trip") {
+  const std::string path = spec_file("net.json", kSpec);
+  const Run r = run("--json --spec " + path);
+  REQUIRE(r.status == 0);
+  const nlohmann::json out = nlohmann::json::parse(r.output);
+  const NetworkSpec spec = load_network_spec(path);
+  const BackpropTrace expected = tape_backprop(spec.layers, spec.x, spec.y, spec.lr);
+  CHECK(out["loss"].get<double>() == doctest::Approx(expected.loss).epsilon(1e-15));
+  CHECK(out["tape"]["loss"].get<double>() == expected.loss);  // exact: digits round-trip
+  REQUIRE(out["layers"].size() == 3);
+  CHECK(out["p"].size() == 2);
+  CHECK(out["p"][0].size() == 2);
+  const auto& l1 = out["layers"][0];
+  CHECK(l1["z"].size() == 2);             // batch first
+  CHECK(l1["z"][0].size() == 4);
+  CHECK(l1["grad_W"].size() == 4);        // (d_1, d_0)
+  CHECK(l1["grad_W"][0].size() == 3);
+  CHECK(l1["grad_b"].is_array());
+  CHECK(l1["grad_b"][0].is_number());     // flat
+  CHECK(l1["b_next"].size() == 4);
+  for (std::size_t l = 0; l < 3; ++l)
+    for (std::size_t i = 0; i < expected.W_next[l].shape()[0]; ++i)
+      for (std::size_t j = 0; j < expected.W_next[l].shape()[1]; ++j)
+        CHECK(out["layers"][l]["W_next"][i][j].get<double>() ==
+              doctest::Approx(expected.W_next[l](i, j)).epsilon(1e-14));
+  CHECK(out["agree"] == true);
+  CHECK(out["first_disagreement"].is_null());
+
+  const Run doc = run("--json --formula document --spec " + path);
+  CHECK(doc.status == 1);
+  const nlohmann::json d = nlohmann::json::parse(doc.output);
+  CHECK(d["agree"] == false);
+  CHECK(d["first_disagreement"]["quantity"] == "grad_o");
+  CHECK(d["first_disagreement"]["layer"] == 1);
+}
+
+TEST_CASE("walkthrough: one sample as a vector, and one hidden layer where the document is right") {
+  const std::string path = spec_file("one.json", R"({"layers": [
+      {"W": [[1.0, -0.5], [0.3, 0.8], [-0.6, 0.2]], "b": [0, 0.1, -0.1], "activation": "relu"},
+      {"W": [[0.5, -1.0, 0.7], [-0.2, 0.4, 0.9]], "b": [0.0, 0.0]}],
+    "x": [1.5, -0.5], "y": 1})");
+  const Run r = run("--json --formula document --spec " + path);
+  CHECK(r.status == 0);
+  const nlohmann::json out = nlohmann::json::parse(r.output);
+  CHECK(out["layers"][0]["z"].size() == 1);  // a batch of one
+  CHECK(out["lr"].get<double>() == 0.1);     // the default
+}
+
+TEST_CASE("walkthrough: bad input exits with status 2 and says what is wrong") {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--spec /nonexistent/net.json", "cannot read /nonexistent/net.json"},
+      {"--spec " + spec_file("malformed.json", "{\"layers\": [}"), "malformed JSON"},
+      {"--spec " + spec_file("shapes.json", R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "relu"},
+          {"W": [[1, 2]], "b": [0]}], "x": [1, 2], "y": 0})"), "layer 2: W has shape [1, 2]"},
+      {"--spec " + spec_file("ragged.json", R"({"layers": [{"W": [[1, 2], [3]], "b": [0, 0]}], "x": [1, 2], "y": 0})"),
+       "layers[0].W[1]: row 1 has 1 numbers, row 0 has 2"},
+      {"--spec " + spec_file("act.json", R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "swish"},
+          {"W": [[1]], "b": [0]}], "x": [1, 2], "y": 0})"), "layer 1: unknown activation 'swish'"},
+      {"--spec " + spec_file("label.json", R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [1, 2], "y": 5})"),
+       "label 5 of sample 0 is out of range for 2 classes"},
+      {"--spec " + spec_file("count.json", R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [[1, 2], [3, 4]], "y": [1]})"),
+       "1 labels for 2 samples"},
+      {"--spec " + spec_file("key.json", R"({"layers": [{"W": [[1, 2]], "b": [0]}], "x": [1, 2], "y": 0, "learning_rate": 1})"),
+       "unknown key \"learning_rate\""},
+      {"--spec " + spec_file("last.json", R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "relu"}], "x": [1, 2], "y": 0})"),
+       "layer 1 is the last"},
+      {"--formula sloppy", "--formula"},
+      {"--no-such-flag", "no-such-flag"},
+  };
+  for (const auto& [args, message] : cases) {
+    const Run r = run(args);
+    INFO(args << "\n" << r.output);
+    CHECK(r.status == 2);
+    CHECK(r.output.find(message) != std::string::npos);
+  }
+}

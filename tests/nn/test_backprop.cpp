@@ -1,0 +1,161 @@
+// The source document's formulas, checked: the corrected closed forms agree with the tape and with
+// finite differences to 1e-10 for networks of 1 to 4 layers, every activation, batch 1 and
+// batches; the document's literal question-2 rule is caught where it is wrong.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/verify.hpp"
+#include "nn/backprop.hpp"
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+using namespace xgrad::nn;
+
+namespace {
+
+struct Problem {
+  std::vector<DenseLayer> layers;
+  xt::xarray<double> x;
+  Index y;
+};
+
+// A random network of `widths` (input first, classes last), with pre-activations at least
+// `margin` away from 0, so that finite differences never step across a kink of relu or elu.
+Problem random_problem(const std::vector<std::size_t>& widths, const std::string& activation,
+                       std::size_t batch, std::uint64_t seed) {
+  for (std::uint64_t attempt = 0;; ++attempt) {
+    Generator gen(seed * 1000 + attempt);
+    Problem p;
+    for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
+      const double scale = 1.5 / std::sqrt(static_cast<double>(widths[l]));
+      p.layers.push_back({randn({widths[l + 1], widths[l]}, {.dtype = kFloat64}, gen).value<double>() * scale,
+                          randn({widths[l + 1]}, {.dtype = kFloat64}, gen).value<double>() * 0.5,
+                          l + 2 < widths.size() ? activation : "identity"});
+    }
+    p.x = randn({batch, widths[0]}, {.dtype = kFloat64}, gen).value<double>();
+    p.y = Index::from_shape({batch});
+    for (std::size_t i = 0; i < batch; ++i) p.y(i) = static_cast<std::int64_t>((i * 7 + seed) % widths.back());
+    const BackpropTrace t = closed_form_backprop(p.layers, p.x, p.y, 0.1);
+    double closest = INFINITY;
+    for (std::size_t l = 0; l + 1 < t.z.size(); ++l)
+      for (double v : t.z[l]) closest = std::min(closest, std::abs(v));
+    if (closest > 0.02) return p;
+  }
+}
+
+// The loss as a function of (W_1, b_1, ..., W_L, b_L), for verify_gradients.
+Function loss_of(const Problem& p) {
+  return [&p](const std::vector<Tensor>& params) {
+    Tensor o(p.x);
+    for (std::size_t l = 0; l < p.layers.size(); ++l)
+      o = make_activation(p.layers[l].activation)->forward(linear(o, params[2 * l], params[2 * l + 1]));
+    return softmax_cross_entropy(o, p.y);
+  };
+}
+
+VerifyReport verify(const Problem& p, const BackpropTrace& closed) {
+  std::vector<std::pair<std::string, Tensor>> params;
+  std::vector<Tensor> claimed;
+  for (std::size_t l = 0; l < p.layers.size(); ++l) {
+    params.emplace_back("W_" + std::to_string(l + 1), Tensor(p.layers[l].W));
+    params.emplace_back("b_" + std::to_string(l + 1), Tensor(p.layers[l].b));
+    claimed.emplace_back(closed.grad_W[l]);
+    claimed.emplace_back(closed.grad_b[l]);
+  }
+  return verify_gradients(loss_of(p), params, claimed, {.rtol = 1e-10, .numeric_rtol = 1e-10});
+}
+
+const std::vector<std::vector<std::size_t>> kShapes = {{5, 3}, {5, 4, 3}, {4, 5, 4, 3}, {4, 5, 3, 4, 3}};
+
+}  // namespace
+
+TEST_CASE("the corrected formulas equal the tape and finite differences (1-4 layers, every activation, batch 1 and 6)") {
+  for (const std::string& act : activation_names())
+    for (const auto& widths : kShapes)
+      for (std::size_t batch : {1, 6}) {
+        const Problem p = random_problem(widths, act, batch, widths.size() + batch);
+        INFO(act << ", " << widths.size() - 1 << " layers, batch " << batch);
+        const BackpropTrace closed = closed_form_backprop(p.layers, p.x, p.y, 0.1);
+        const BackpropTrace tape = tape_backprop(p.layers, p.x, p.y, 0.1);
+        for (const QuantityDifference& d : compare_traces(closed, tape)) {
+          INFO(d.quantity << "_" << d.layer << " differs by " << d.max_abs << " at " << d.index);
+          CHECK(d.rel <= 1e-10);
+        }
+        const VerifyReport report = verify(p, closed);
+        INFO(report.str());
+        CHECK(report.passed);
+      }
+}
+
+TEST_CASE("one sample as a vector is a batch of one") {
+  const Problem p = random_problem({4, 5, 3}, "tanh", 1, 3);
+  xt::xarray<double> row = p.x;
+  row.reshape({p.x.size()});
+  const BackpropTrace a = closed_form_backprop(p.layers, row, p.y, 0.1);
+  const BackpropTrace b = closed_form_backprop(p.layers, p.x, p.y, 0.1);
+  CHECK(a.grad_W[0] == b.grad_W[0]);
+  CHECK(a.loss == b.loss);
+}
+
+TEST_CASE("the document's question-2 rule is wrong from layer L-2 on, for two or more non-linear hidden layers") {
+  for (const std::string& act : activation_names()) {
+    if (act == "identity") continue;
+    for (const auto& widths : {kShapes[2], kShapes[3]}) {
+      const std::size_t L = widths.size() - 1;
+      const Problem p = random_problem(widths, act, 4, 11);
+      const BackpropTrace doc = closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document);
+      const BackpropTrace tape = tape_backprop(p.layers, p.x, p.y, 0.1);
+      INFO(act << ", " << L << " layers");
+      const std::vector<QuantityDifference> diffs = compare_traces(doc, tape);
+      const QuantityDifference* first = nullptr;
+      for (const QuantityDifference& d : diffs)
+        if (d.rel > 1e-10) {
+          first = &d;
+          break;
+        }
+      REQUIRE(first != nullptr);
+      CHECK(first->quantity == "grad_o");
+      CHECK(first->layer == L - 2);
+      // verify_gradients agrees: W and b of layers L and L-1 are still right, those of every
+      // layer from L-2 down are wrong.
+      const VerifyReport report = verify(p, doc);
+      CHECK_FALSE(report.passed);
+      for (std::size_t l = 1; l <= L; ++l) {
+        INFO("layer " << l);
+        CHECK(report.parameters[2 * (l - 1)].matches_tape == (l >= L - 1));
+        CHECK(report.parameters[2 * (l - 1) + 1].matches_tape == (l >= L - 1));
+      }
+      CHECK(report.first_failure()->name == "W_1");
+      CHECK(report.str().find("WRONG") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("the document's rule is right for one hidden layer and for identity activations") {
+  for (const std::string& act : activation_names()) {
+    const Problem p = random_problem({5, 4, 3}, act, 3, 5);
+    CHECK(verify(p, closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document)).passed);
+  }
+  for (const auto& widths : kShapes) {
+    const Problem p = random_problem(widths, "identity", 3, 8);
+    CHECK(verify(p, closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document)).passed);
+  }
+}
+
+TEST_CASE("inconsistent networks give clear errors naming the layer") {
+  Problem p = random_problem({4, 5, 3}, "relu", 2, 1);
+  Problem bad = p;
+  bad.layers[1].W = xt::zeros<double>({3, 6});
+  CHECK_THROWS_WITH_AS(closed_form_backprop(bad.layers, bad.x, bad.y, 0.1), doctest::Contains("layer 2: W has shape [3, 6]"), ShapeError);
+  bad = p;
+  bad.layers[0].activation = "swish";
+  CHECK_THROWS_WITH_AS(closed_form_backprop(bad.layers, bad.x, bad.y, 0.1), doctest::Contains("layer 1: unknown activation"), ValueError);
+  bad = p;
+  bad.layers[1].activation = "relu";
+  CHECK_THROWS_WITH_AS(tape_backprop(bad.layers, bad.x, bad.y, 0.1), doctest::Contains("layer 2 is the last"), ValueError);
+  CHECK_THROWS_AS(closed_form_backprop(p.layers, p.x, Index{0, 3}, 0.1), IndexError);
+  CHECK_THROWS_AS(closed_form_backprop(p.layers, p.x, Index{0}, 0.1), ShapeError);
+}

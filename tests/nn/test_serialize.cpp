@@ -1,0 +1,121 @@
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
+#include "nn/serialize.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+using namespace xgrad::nn;
+namespace fs = std::filesystem;
+
+namespace {
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("xgrad_test_" + name);
+  fs::remove_all(dir);
+  return dir;
+}
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+}  // namespace
+
+TEST_CASE("npy files: the header NumPy expects, and a round trip in both dtypes") {
+  const fs::path dir = scratch("npy");
+  fs::create_directories(dir);
+  const Tensor a = tensor({{1.5, -2}, {3, 4}, {5, 6.25}});
+  save_npy((dir / "a.npy").string(), a);
+  const std::string bytes = read_bytes(dir / "a.npy");
+  CHECK(bytes.substr(0, 8) == std::string("\x93NUMPY\x01\x00", 8));
+  CHECK(bytes.find("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }") == 10);
+  CHECK((bytes.size() - 6 * 4) % 64 == 0);  // the header is padded to a multiple of 64 bytes
+  const Tensor back = load_npy((dir / "a.npy").string());
+  CHECK(back.dtype() == kFloat32);
+  CHECK(back.shape() == Shape{3, 2});
+  CHECK(back.value<float>() == a.value<float>());
+  const Tensor d = testing::f64({0.1, 0.2, 0.3});
+  save_npy((dir / "d.npy").string(), d);
+  CHECK(testing::flat(load_npy((dir / "d.npy").string())) == testing::flat(d));
+  save_npy((dir / "s.npy").string(), scalar(2.5, {.dtype = kFloat64}));
+  CHECK(load_npy((dir / "s.npy").string()).dim() == 0);
+}
+
+TEST_CASE("npy files: truncated, corrupt or foreign files give clear errors") {
+  const fs::path dir = scratch("npy_bad");
+  fs::create_directories(dir);
+  save_npy((dir / "a.npy").string(), zeros({100, 10}));
+  const std::string good = read_bytes(dir / "a.npy");
+  auto write = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+    return (dir / name).string();
+  };
+  CHECK_THROWS_WITH_AS(load_npy(write("t.npy", good.substr(0, good.size() - 1))), doctest::Contains("needs 4000 bytes"), ValueError);
+  CHECK_THROWS_WITH_AS(load_npy(write("m.npy", "PK" + good.substr(2))), doctest::Contains("magic"), ValueError);
+  std::string big = good;
+  big.replace(big.find("(100, 10)"), 9, "(99999999999, 999999)");
+  CHECK_THROWS_AS(load_npy(write("big.npy", big)), ValueError);
+  std::string ints = good;
+  ints.replace(ints.find("<f4"), 3, "<i8");
+  CHECK_THROWS_WITH_AS(load_npy(write("i.npy", ints)), doctest::Contains("'<i8'"), ValueError);
+  CHECK_THROWS_AS(load_npy((dir / "missing.npy").string()), ValueError);
+  CHECK_THROWS_AS(load_npy(write("short.npy", "\x93NUM")), ValueError);
+}
+
+TEST_CASE("a module's parameters round-trip through a folder of .npy files") {
+  const fs::path dir = scratch("module");
+  Generator gen(1);
+  MLP a({4, 6, 3}, "relu", kFloat32, gen);
+  save(a, dir.string());
+  CHECK(fs::exists(dir / "0.weight.npy"));
+  CHECK(fs::exists(dir / "2.bias.npy"));
+  MLP b({4, 6, 3}, "relu", kFloat32, gen);
+  load(b, dir.string());
+  for (std::size_t i = 0; i < 4; ++i)
+    CHECK(a.parameters()[i].value<float>() == b.parameters()[i].value<float>());
+  MLP wrong({4, 7, 3}, "relu");
+  CHECK_THROWS_WITH_AS(load(wrong, dir.string()), doctest::Contains("'0.weight' has shape [7, 4]"), ShapeError);
+  MLP deeper({4, 6, 3, 2}, "relu");
+  CHECK_THROWS_WITH_AS(load(deeper, dir.string()), doctest::Contains("missing"), ValueError);
+  CHECK_THROWS_AS(load(b, (dir / "nowhere").string()), ValueError);
+}
+
+TEST_CASE("an optimizer's state round-trips: a resumed run continues exactly") {
+  const fs::path dir = scratch("optimizer");
+  const Tensor x = testing::f64({{0.5, -1.0, 2.0, 0.1}, {1.0, 0.2, -0.3, 0.7}});
+  const Index y = {2, 0};
+  auto train = [&](MLP& net, Optimizer& opt, int steps) {
+    for (int i = 0; i < steps; ++i) {
+      opt.zero_grad();
+      softmax_cross_entropy(net(x), y).backward();
+      opt.step();
+    }
+  };
+  Generator g1(3), g2(3);
+  MLP straight({4, 5, 3}, "tanh", kFloat64, g1), resumed({4, 5, 3}, "tanh", kFloat64, g2);
+  Adam opt_straight(straight.parameters(), {.lr = 0.05});
+  train(straight, opt_straight, 6);
+
+  {
+    Adam first(resumed.parameters(), {.lr = 0.05});
+    train(resumed, first, 3);
+    save(resumed, (dir / "model").string());
+    save(first, (dir / "optim").string());
+  }
+  Generator g3(99);
+  MLP reloaded({4, 5, 3}, "tanh", kFloat64, g3);
+  load(reloaded, (dir / "model").string());
+  Adam second(reloaded.parameters(), {.lr = 0.05});
+  load(second, (dir / "optim").string());
+  CHECK(second.steps() == 3);
+  train(reloaded, second, 3);
+  for (std::size_t i = 0; i < 4; ++i)
+    CHECK(testing::flat(reloaded.parameters()[i]) == testing::flat(straight.parameters()[i]));
+
+  SGD sgd(reloaded.parameters(), {.lr = 0.1, .momentum = 0.9});
+  CHECK_THROWS_WITH_AS(load(sgd, (dir / "optim").string()), doctest::Contains("exp_avg"), ValueError);
+}
