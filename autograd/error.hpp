@@ -47,5 +47,7 @@ class AutogradError : public Error {
 
 // "[2, 3]": how shapes are written in every message.
 std::string shape_str(std::span<const std::size_t> shape);
+// "[1, 0]": the multi-index of element `flat` (row-major) of a tensor of `shape`.
+std::string index_str(std::size_t flat, std::span<const std::size_t> shape);
 
 }  // namespace xgrad

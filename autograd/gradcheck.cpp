@@ -12,15 +12,6 @@ namespace xgrad {
 
 namespace {
 
-std::string index_str(std::size_t flat, const Shape& shape) {
-  Shape index(shape.size(), 0);
-  for (std::size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return shape_str(index);
-}
-
 // Flat double copy of a tensor's value (an undefined gradient reads as zeros of `like`).
 std::vector<double> values(const Tensor& t, const Tensor& like) {
   if (!t.defined()) return std::vector<double>(like.numel(), 0.0);

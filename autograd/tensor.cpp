@@ -14,6 +14,15 @@ std::string shape_str(std::span<const std::size_t> shape) {
   return s + "]";
 }
 
+std::string index_str(std::size_t flat, std::span<const std::size_t> shape) {
+  std::vector<std::size_t> index(shape.size(), 0);
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    index[d] = shape[d] ? flat % shape[d] : 0;
+    flat = shape[d] ? flat / shape[d] : 0;
+  }
+  return shape_str(index);
+}
+
 std::string_view dtype_name(Dtype dtype) {
   return dtype == Dtype::float32 ? "float32" : "float64";
 }

@@ -14,15 +14,6 @@ namespace xgrad {
 
 namespace {
 
-std::string index_str(std::size_t flat, const Shape& shape) {
-  Shape index(shape.size(), 0);
-  for (std::size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return shape_str(index);
-}
-
 double max_abs(const xt::xarray<double>& a) {
   double m = 0;
   for (double v : a) m = std::max(m, std::abs(v));

@@ -60,15 +60,6 @@ Matrix apply(const Matrix& z, F f) {
   return out;
 }
 
-std::string index_str(std::size_t flat, const Shape& shape) {
-  Shape index(shape.size(), 0);
-  for (std::size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return shape_str(index);
-}
-
 }  // namespace
 
 xt::xarray<double> activation_value(const std::string& name, const xt::xarray<double>& z) {
