@@ -1,0 +1,183 @@
+#include "nn/data.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+namespace xgrad::nn {
+
+namespace {
+
+constexpr std::size_t kMaxItems = std::size_t{1} << 32;  // far above any real IDX file
+
+[[noreturn]] void bad(const std::string& path, const std::string& why) {
+  throw ValueError("read_idx: " + path + ": " + why);
+}
+
+// gzread over a file, compressed or not, that closes itself.
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : path_(path), file_(gzopen(path.c_str(), "rb")) {
+    if (!file_) bad(path, "cannot open the file");
+  }
+  ~Reader() { gzclose(file_); }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  // Reads up to n bytes; fewer only at the end of the data.
+  std::size_t read(std::uint8_t* out, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1 << 20));
+      const int got = gzread(file_, out + done, chunk);
+      if (got < 0) {
+        int code = 0;
+        bad(path_, std::string("corrupt gzip data (") + gzerror(file_, &code) + ")");
+      }
+      if (got == 0) break;
+      done += static_cast<std::size_t>(got);
+    }
+    return done;
+  }
+
+ private:
+  std::string path_;
+  gzFile file_;
+};
+
+// Rows order[start], ..., order[start + rows - 1] of a (N, features) tensor, in a new tensor.
+Tensor gather_rows(const Tensor& inputs, const std::vector<std::size_t>& order, std::size_t start,
+                   std::size_t rows) {
+  const std::size_t features = inputs.size(1);
+  auto copy = [&](auto zero) {
+    using T = decltype(zero);
+    const T* src = inputs.value<T>().data();
+    auto out = xt::xarray<T>::from_shape({rows, features});
+    for (std::size_t i = 0; i < rows; ++i)
+      std::copy_n(src + order[start + i] * features, features, out.data() + i * features);
+    return Tensor(std::move(out));
+  };
+  return inputs.dtype() == Dtype::float32 ? copy(float{}) : copy(double{});
+}
+
+}  // namespace
+
+IdxFile read_idx(const std::string& path) {
+  Reader in(path);
+  std::uint8_t magic[4];
+  if (in.read(magic, 4) != 4) bad(path, "too short for an IDX header");
+  if (magic[0] != 0 || magic[1] != 0)
+    bad(path, "not an IDX file (the magic number must start with two zero bytes)");
+  if (magic[2] != 0x08)
+    bad(path, "element type " + std::to_string(magic[2]) + " is not supported (expected 8, unsigned bytes)");
+  const std::size_t rank = magic[3];
+  if (rank < 1 || rank > 4) bad(path, "declares " + std::to_string(rank) + " dimensions (expected 1 to 4)");
+  IdxFile idx;
+  std::size_t count = 1;
+  for (std::size_t d = 0; d < rank; ++d) {
+    std::uint8_t b[4];
+    if (in.read(b, 4) != 4) bad(path, "truncated header");
+    const std::size_t n = std::size_t{b[0]} << 24 | std::size_t{b[1]} << 16 | std::size_t{b[2]} << 8 | b[3];
+    if (n == 0) bad(path, "dimension " + std::to_string(d) + " is 0");
+    idx.shape.push_back(n);
+    count *= n;
+    if (count > kMaxItems) bad(path, "declares an absurd size " + shape_str(idx.shape));
+  }
+  // Grow with what is really there, so that a short file declaring a huge size allocates little.
+  std::size_t have = 0;
+  while (have < count) {
+    const std::size_t chunk = std::min(count - have, std::size_t{1} << 22);
+    idx.data.resize(have + chunk);
+    const std::size_t got = in.read(idx.data.data() + have, chunk);
+    have += got;
+    if (got < chunk)
+      bad(path, "truncated: shape " + shape_str(idx.shape) + " needs " + std::to_string(count) +
+                    " bytes of data, the file has " + std::to_string(have));
+  }
+  std::uint8_t extra;
+  if (in.read(&extra, 1) != 0) bad(path, "longer than its shape " + shape_str(idx.shape) + " says");
+  return idx;
+}
+
+TensorDataset::TensorDataset(Tensor inputs, Index labels) : inputs_(std::move(inputs)), labels_(std::move(labels)) {
+  if (inputs_.dim() != 2 || labels_.dimension() != 1 || inputs_.size(0) != labels_.size())
+    throw ShapeError("TensorDataset: inputs of shape " + shape_str(inputs_.shape()) + " and labels of shape " +
+                     shape_str(labels_.shape()) + "; expected (N, features) and (N)");
+}
+
+TensorDataset load_idx_dataset(const std::string& images_path, const std::string& labels_path) {
+  const IdxFile images = read_idx(images_path);
+  const IdxFile labels = read_idx(labels_path);
+  if (images.shape.size() < 2)
+    throw ValueError("load_idx_dataset: " + images_path + " has shape " + shape_str(images.shape) +
+                     "; expected images (N, rows, columns)");
+  if (labels.shape.size() != 1)
+    throw ValueError("load_idx_dataset: " + labels_path + " has shape " + shape_str(labels.shape) +
+                     "; expected labels (N)");
+  const std::size_t n = images.shape[0];
+  if (labels.shape[0] != n)
+    throw ValueError("load_idx_dataset: " + std::to_string(n) + " images in " + images_path + " but " +
+                     std::to_string(labels.shape[0]) + " labels in " + labels_path);
+  const std::size_t features = images.data.size() / n;
+  xt::xarray<float> x = xt::xarray<float>::from_shape({n, features});
+  for (std::size_t i = 0; i < images.data.size(); ++i) x.data()[i] = images.data[i] / 255.0f;
+  Index y = Index::from_shape({n});
+  std::copy(labels.data.begin(), labels.data.end(), y.begin());
+  return TensorDataset(Tensor(std::move(x)), std::move(y));
+}
+
+Normalization pixel_statistics(const TensorDataset& data) {
+  const auto& x = data.inputs().value<float>();
+  double sum = 0, squares = 0;
+  for (float v : x) {
+    sum += v;
+    squares += static_cast<double>(v) * v;
+  }
+  const double n = static_cast<double>(x.size());
+  const double mean = sum / n;
+  return {mean, std::sqrt(std::max(squares / n - mean * mean, 1e-12))};
+}
+
+void standardize(TensorDataset& data, Normalization norm) {
+  if (!(norm.std > 0)) throw ValueError("standardize: the standard deviation must be > 0");
+  const float mean = static_cast<float>(norm.mean), scale = static_cast<float>(1 / norm.std);
+  for (float& v : data.inputs().mutable_value<float>()) v = (v - mean) * scale;
+}
+
+DataLoader::DataLoader(const TensorDataset& data, DataLoaderOptions options)
+    : data_(data), options_(options), order_(data.size()) {
+  if (options.batch_size == 0) throw ValueError("DataLoader: batch_size must be > 0");
+  std::iota(order_.begin(), order_.end(), 0);
+}
+
+std::size_t DataLoader::num_batches() const {
+  const std::size_t n = data_.size(), b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+DataLoader::Iterator DataLoader::begin() {
+  std::iota(order_.begin(), order_.end(), 0);
+  if (options_.shuffle) {
+    Generator gen(options_.seed * 1000003 + epoch_);
+    std::shuffle(order_.begin(), order_.end(), gen.engine());
+  }
+  ++epoch_;
+  return Iterator(this, 0);
+}
+
+Batch DataLoader::batch(std::size_t b) const {
+  const std::size_t start = b * options_.batch_size;
+  const std::size_t stop = std::min(start + options_.batch_size, data_.size());
+  if (start >= stop) throw IndexError("DataLoader: batch " + std::to_string(b) + " is past the end");
+  const std::size_t rows = stop - start;
+  Batch out;
+  out.labels = Index::from_shape({rows});
+  out.inputs = gather_rows(data_.inputs(), order_, start, rows);
+  for (std::size_t i = 0; i < rows; ++i) out.labels(i) = data_.labels()(order_[start + i]);
+  return out;
+}
+
+}  // namespace xgrad::nn

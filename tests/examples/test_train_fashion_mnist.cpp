@@ -1,0 +1,175 @@
+// The training program, run as a user runs it, on a small synthetic IDX data set (and once, with
+// its defaults, on the real Fashion-MNIST).
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+using namespace std::string_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int status;
+  std::string out;  // stdout only
+  std::string err;
+};
+
+Run run(const std::string& args) {
+  const fs::path err = fs::temp_directory_path() / "xgrad_train_stderr.txt";
+  const std::string command = std::string(TRAINER) + " " + args + " 2>" + err.string();
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buffer[4096];
+  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  const int status = pclose(pipe);
+  std::ifstream e(err);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, std::string(std::istreambuf_iterator<char>(e), {})};
+}
+
+std::string last_line(const std::string& text) {
+  const std::size_t end = text.find_last_not_of('\n');
+  return text.substr(text.rfind('\n', end) + 1, end - text.rfind('\n', end));
+}
+
+double accuracy(const Run& r) { return std::stod(last_line(r.out).substr(std::string("test_accuracy=").size())); }
+
+// The line of epoch `e` without its time in seconds: the numbers a run must reproduce.
+std::string epoch_numbers(const Run& r, const std::string& e) {
+  const std::size_t at = r.out.find("epoch " + e);
+  if (at == std::string::npos) return "(no epoch " + e + ")";
+  const std::string line = r.out.substr(at, r.out.find('\n', at) - at);
+  return line.substr(0, line.rfind("  "));
+}
+
+void write_idx(const fs::path& path, const std::vector<std::uint32_t>& shape, const std::vector<std::uint8_t>& data) {
+  std::string s = {0, 0, 8, static_cast<char>(shape.size())};
+  for (std::uint32_t d : shape)
+    for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((d >> shift) & 0xff);
+  s.append(data.begin(), data.end());
+  gzFile f = gzopen(path.c_str(), "wb");
+  gzwrite(f, s.data(), static_cast<unsigned>(s.size()));
+  gzclose(f);
+}
+
+// 8 x 8 images of 4 classes: class c lights up quadrant c, under noise.
+fs::path synthetic_data() {
+  const fs::path dir = fs::temp_directory_path() / "xgrad_synthetic_idx";
+  fs::create_directories(dir);
+  std::mt19937 gen(7);
+  for (auto [name, n] : {std::pair{"train"s, 600u}, std::pair{"t10k"s, 200u}}) {
+    std::vector<std::uint8_t> images(n * 64), labels(n);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      labels[i] = static_cast<std::uint8_t>(gen() % 4);
+      for (std::uint32_t p = 0; p < 64; ++p) {
+        const std::uint32_t quadrant = (p / 8 >= 4) * 2 + (p % 8 >= 4);
+        images[i * 64 + p] = static_cast<std::uint8_t>((quadrant == labels[i] ? 25 : 0) + gen() % 230);
+      }
+    }
+    write_idx(dir / (name + "-images-idx3-ubyte.gz"), {n, 8, 8}, images);
+    write_idx(dir / (name + "-labels-idx1-ubyte.gz"), {n}, labels);
+  }
+  return dir;
+}
+
+std::string small(const fs::path& data) { return "--data " + data.string() + " --hidden 16 --batch-size 32 --lr 0.01 "; }
+
+}  // namespace
+
+TEST_CASE("training: epoch lines, a CSV log, and test_accuracy= as the last line") {
+  const fs::path data = synthetic_data();
+  const fs::path log = fs::temp_directory_path() / "xgrad_train_log.csv";
+  const Run r = run(small(data) + "--epochs 3 --log " + log.string());
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("epoch  1/3") != std::string::npos);
+  CHECK(r.out.find("epoch  3/3") != std::string::npos);
+  CHECK(last_line(r.out).rfind("test_accuracy=", 0) == 0);
+  CHECK(accuracy(r) > 0.7);  // the classes overlap: about 0.8 is reachable
+  std::ifstream in(log);
+  std::string header, row;
+  std::getline(in, header);
+  CHECK(header == "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds");
+  int rows = 0;
+  while (std::getline(in, row)) ++rows;
+  CHECK(rows == 3);
+}
+
+TEST_CASE("training: the same seed gives the same numbers, and a resumed run continues exactly") {
+  const fs::path data = synthetic_data();
+  const fs::path ckpt = fs::temp_directory_path() / "xgrad_train_ckpt";
+  fs::remove_all(ckpt);
+  const Run straight = run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none");
+  const Run again = run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none");
+  REQUIRE(straight.status == 0);
+  CHECK(epoch_numbers(straight, " 3/3") == epoch_numbers(again, " 3/3"));
+  CHECK(last_line(straight.out) == last_line(again.out));
+  const Run first = run(small(data) + "--epochs 2 --optimizer sgd --momentum 0.9 --schedule none --save " + ckpt.string());
+  REQUIRE(first.status == 0);
+  CHECK(fs::exists(ckpt / "model" / "0.weight.npy"));
+  CHECK(fs::exists(ckpt / "optimizer" / "momentum_buffer.0.npy"));
+  const Run resumed = run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none --resume " + ckpt.string());
+  INFO(resumed.out << resumed.err);
+  REQUIRE(resumed.status == 0);
+  CHECK(resumed.out.find("epoch  1/3") == std::string::npos);
+  CHECK(resumed.out.find("epoch  3/3") != std::string::npos);
+  CHECK(epoch_numbers(resumed, " 3/3") == epoch_numbers(straight, " 3/3"));
+  CHECK(last_line(resumed.out) == last_line(straight.out));
+  const Run other = run(small(data) + "--epochs 3 --hidden 8 --resume " + ckpt.string());
+  CHECK(other.status == 2);
+  CHECK(other.err.find("another network") != std::string::npos);
+}
+
+TEST_CASE("training: missing or bad data exits with status 2 and says why") {
+  const Run missing = run("--data /nonexistent --epochs 1");
+  CHECK(missing.status == 2);
+  CHECK(missing.err.find("no train-images-idx3-ubyte(.gz) in /nonexistent") != std::string::npos);
+  const fs::path bad = fs::temp_directory_path() / "xgrad_bad_idx";
+  fs::create_directories(bad);
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
+    fs::copy_file(synthetic_data() / f, bad / f, fs::copy_options::overwrite_existing);
+  fs::resize_file(bad / "train-images-idx3-ubyte.gz", 100);
+  const Run truncated = run("--data " + bad.string() + " --epochs 1");
+  CHECK(truncated.status == 2);
+  CHECK(truncated.err.find("train-images-idx3-ubyte.gz") != std::string::npos);
+  CHECK(run("--epochs 0").status == 2);
+  CHECK(run("--optimizer rmsprop").status == 2);
+  const Run act = run("--activation swish");
+  CHECK(act.status == 2);
+  CHECK(act.err.find("unknown activation 'swish'") != std::string::npos);
+}
+
+TEST_CASE("training: --plot draws the curves with gnuplot") {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    const Run r = run(small(synthetic_data()) + "--epochs 1 --plot /tmp/xgrad_curves.svg");
+    CHECK(r.status == 2);
+    CHECK(r.err.find("gnuplot") != std::string::npos);
+    return;
+  }
+  const fs::path plot = fs::temp_directory_path() / "xgrad_curves.svg";
+  fs::remove(plot);
+  const Run r = run(small(synthetic_data()) + "--epochs 2 --plot " + plot.string());
+  REQUIRE(r.status == 0);
+  std::ifstream in(plot);
+  const std::string svg((std::istreambuf_iterator<char>(in)), {});
+  CHECK(svg.find("<svg") != std::string::npos);
+  CHECK(svg.find("accuracy") != std::string::npos);
+}
+
+TEST_CASE("training on Fashion-MNIST with the defaults reaches 89.5% test accuracy" * doctest::skip(!fs::exists(
+              "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))) {
+  const Run r = run("");
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("epoch 15/15") != std::string::npos);
+  CHECK(accuracy(r) >= 0.895);
+}
