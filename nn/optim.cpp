@@ -83,17 +83,22 @@ void SGD::step() {
     const T mu = static_cast<T>(o.momentum), damp = static_cast<T>(1 - o.dampening);
     T* pp = p.data();
     const T* pg = g.data();
-    const bool first = !has_buffer("momentum_buffer", i);  // b = d at a buffer's first use
-    T* b = o.momentum != 0 ? buffer("momentum_buffer", i).mutable_value<T>().data() : nullptr;
-    for (std::size_t j = 0, n = p.size(); j < n; ++j) {
-      T d = pg[j];
-      if (wd != 0) d += wd * pp[j];
-      if (b) {
-        b[j] = first ? d : mu * b[j] + damp * d;
-        d = o.nesterov ? d + mu * b[j] : b[j];
-      }
-      pp[j] -= lr * d;
+    const std::size_t n = p.size();
+    // One plain loop per case, so that each vectorizes: d = g + wd p is recomputed where needed.
+    if (o.momentum == 0) {
+      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * (pg[j] + wd * pp[j]);
+      return;
     }
+    const bool first = !has_buffer("momentum_buffer", i);  // b = d at a buffer's first use
+    T* b = buffer("momentum_buffer", i).template mutable_value<T>().data();
+    if (first)
+      for (std::size_t j = 0; j < n; ++j) b[j] = pg[j] + wd * pp[j];
+    else
+      for (std::size_t j = 0; j < n; ++j) b[j] = mu * b[j] + damp * (pg[j] + wd * pp[j]);
+    if (o.nesterov)
+      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * (pg[j] + wd * pp[j] + mu * b[j]);
+    else
+      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * b[j];
   });
   ++steps_;
 }
@@ -127,14 +132,12 @@ void Adam::step() {
     const T lr = static_cast<T>(lr_), wd = static_cast<T>(o.weight_decay);
     const T step_size = static_cast<T>(lr_ / c1), root_c2 = static_cast<T>(std::sqrt(c2));
     const T eps = static_cast<T>(o.eps);
-    for (std::size_t j = 0, n = p.size(); j < n; ++j) {
-      T d = pg[j];
-      if (wd != 0) {
-        if (decoupled_)
-          pp[j] -= lr * wd * pp[j];
-        else
-          d += wd * pp[j];
-      }
+    const std::size_t n = p.size();
+    if (decoupled_ && wd != 0)  // AdamW: decay the weights first, apart from the gradient
+      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * wd * pp[j];
+    const T l2 = decoupled_ ? T{0} : wd;  // Adam: weight decay as an L2 term of the gradient
+    for (std::size_t j = 0; j < n; ++j) {
+      const T d = pg[j] + l2 * pp[j];
       m[j] = b1 * m[j] + (1 - b1) * d;
       v[j] = b2 * v[j] + (1 - b2) * d * d;
       pp[j] -= step_size * m[j] / (std::sqrt(v[j]) / root_c2 + eps);
