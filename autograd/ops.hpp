@@ -19,8 +19,10 @@ using Index = xt::xarray<std::int64_t>;
 
 // ---- elementwise arithmetic -------------------------------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double b);  // no tensor is made for b: the fast path of x + 0.5
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, double b);  // likewise for 2.0 * x
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor neg(const Tensor& x);
 Tensor pow(const Tensor& base, const Tensor& exponent);

@@ -1,4 +1,4 @@
-// add: z = a + b (broadcasting)
+// add: z = a + b (broadcasting), or a + s for a number s
 //   dz/da = 1, dz/db = 1. Saves nothing.
 #include "autograd/detail/kernels.hpp"
 
@@ -7,8 +7,7 @@ namespace {
 struct Add final : Node {
   std::string_view name() const override { return "add"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    grads[0] = g;
-    grads[1] = g;
+    for (Tensor& slot : grads) slot = g;  // one slot for a + s, two for a + b
   }
 };
 }  // namespace
@@ -16,6 +15,12 @@ struct Add final : Node {
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = detail::zip("add", a, b, [](auto x, auto y) { return x + y; });
   record<Add>(out, {a, b});
+  return out;
+}
+
+Tensor add(const Tensor& a, double b) {
+  Tensor out = detail::map(a, [b](auto x) { return x + static_cast<decltype(x)>(b); });
+  record<Add>(out, {a});
   return out;
 }
 }  // namespace xgrad

@@ -1,5 +1,7 @@
 // mul: z = a * b (broadcasting)
 //   dz/da = b, dz/db = a. Saves a and b.
+// mul by a number s: z = s a
+//   dz/da = s. Saves s (no tensor is made for it).
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -11,11 +13,24 @@ struct Mul final : Node {
     if (needs_grad(1)) grads[1] = mul(g, saved(0));
   }
 };
+
+struct MulScalar final : Node {
+  explicit MulScalar(double s) : s_(s) {}
+  std::string_view name() const override { return "mul"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = mul(g, s_); }
+  double s_;
+};
 }  // namespace
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = detail::zip("mul", a, b, [](auto x, auto y) { return x * y; });
   if (auto* node = record<Mul>(out, {a, b})) node->save({a, b});
+  return out;
+}
+
+Tensor mul(const Tensor& a, double b) {
+  Tensor out = detail::map(a, [b](auto x) { return x * static_cast<decltype(x)>(b); });
+  record<MulScalar>(out, {a}, b);
   return out;
 }
 }  // namespace xgrad
