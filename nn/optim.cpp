@@ -85,6 +85,10 @@ void SGD::step() {
     const T* pg = g.data();
     const std::size_t n = p.size();
     // One plain loop per case, so that each vectorizes: d = g + wd p is recomputed where needed.
+    if (o.momentum == 0 && wd == 0) {  // question 4 of the document, the common case
+      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * pg[j];
+      return;
+    }
     if (o.momentum == 0) {
       for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * (pg[j] + wd * pp[j]);
       return;

@@ -1,5 +1,6 @@
 // relu: z = max(x, 0)
 //   dz/dx = [z > 0]   (0 at x = 0). Saves z.
+// The gradient is where(z, g, 0): z is non-zero exactly where z > 0, so no mask is built.
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -7,8 +8,7 @@ namespace {
 struct Relu final : Node {
   std::string_view name() const override { return "relu"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    const Tensor z = saved(0);
-    grads[0] = mul(g, gt(z, detail::scalar_like(z, 0.0)));
+    grads[0] = where(saved(0), g, detail::scalar_like(g, 0.0));
   }
 };
 }  // namespace

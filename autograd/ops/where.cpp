@@ -26,6 +26,14 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     T* pz = z.data();
     detail::dispatch(condition.dtype(), [&](auto czero) {
       const auto* pc = detail::data<decltype(czero)>(condition);
+      if (condition.shape() == shape && a.shape() == shape && b.numel() == 1) {  // as relu's backward
+        const T other = pb[0];
+        for (std::size_t i = 0, n = z.size(); i < n; ++i) {
+          const T value = pa[i];  // read unconditionally: the loop then vectorizes as a blend
+          pz[i] = pc[i] != 0 ? value : other;
+        }
+        return;
+      }
       detail::for_each_broadcast<3>(
           shape,
           {detail::broadcast_strides(condition.shape(), shape),

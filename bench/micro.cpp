@@ -1,0 +1,101 @@
+// Micro-benchmarks (Google Benchmark): the pieces a training step is made of.
+//   build/bench/micro [--benchmark_filter=Mm]
+#include <benchmark/benchmark.h>
+
+#include "autograd/blas.hpp"
+#include "autograd/ops.hpp"
+#include "nn/loss.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+// Forward and backward of a chain of 100 tiny ops: the tape's own cost per op.
+void BM_OpChain(benchmark::State& state) {
+  const Tensor x = rand({1}, {.requires_grad = true});
+  for (auto _ : state) {
+    Tensor y = x;
+    for (int i = 0; i < 100; ++i) y = i % 2 ? y * 0.999 : y + 0.001;
+    sum(y).backward();
+    x.zero_grad();
+  }
+  state.SetItemsProcessed(state.iterations() * 100);
+}
+BENCHMARK(BM_OpChain);
+
+// (M x K) @ (K x N)^T, as Linear computes it, forward only or forward and backward.
+void BM_Mm(benchmark::State& state) {
+  const auto m = static_cast<std::size_t>(state.range(0)), k = static_cast<std::size_t>(state.range(1)),
+             n = static_cast<std::size_t>(state.range(2));
+  const bool backward = state.range(3) != 0;
+  const Tensor a = randn({m, k}, {.requires_grad = backward}), b = randn({n, k}, {.requires_grad = backward});
+  for (auto _ : state) {
+    const Tensor c = mm(a, b, false, true);
+    if (backward) {
+      c.backward(ones_like(c));
+      a.zero_grad();
+      b.zero_grad();
+    }
+    benchmark::DoNotOptimize(c.impl());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(2 * m * n * k * (backward ? 3 : 1)));
+}
+BENCHMARK(BM_Mm)->Args({64, 784, 256, 0})->Args({64, 784, 256, 1})->Args({256, 256, 128, 1})->Args({512, 1024, 1024, 1});
+
+// Linear forward and backward (input gradient not needed, as for a first layer, or needed).
+void BM_Linear(benchmark::State& state) {
+  const auto batch = static_cast<std::size_t>(state.range(0)), in = static_cast<std::size_t>(state.range(1)),
+             out = static_cast<std::size_t>(state.range(2));
+  const Tensor x = randn({batch, in}, {.requires_grad = state.range(3) != 0});
+  const Tensor w = randn({out, in}, {.requires_grad = true}), b = zeros({out}, {.requires_grad = true});
+  for (auto _ : state) {
+    const Tensor z = linear(x, w, b);
+    z.backward(ones_like(z));
+    w.zero_grad();
+    b.zero_grad();
+    x.zero_grad();
+  }
+}
+BENCHMARK(BM_Linear)->Args({64, 784, 256, 0})->Args({64, 256, 128, 1})->Args({256, 256, 128, 1});
+
+// ReLU forward and backward.
+void BM_Relu(benchmark::State& state) {
+  const Tensor x = randn({static_cast<std::size_t>(state.range(0)), 256}, {.requires_grad = true});
+  for (auto _ : state) {
+    const Tensor y = relu(x);
+    y.backward(ones_like(y));
+    x.zero_grad();
+  }
+  state.SetBytesProcessed(state.iterations() * state.range(0) * 256 * 4);
+}
+BENCHMARK(BM_Relu)->Arg(64)->Arg(256);
+
+// The fused softmax cross-entropy, forward and backward, on (batch, classes) logits.
+void BM_SoftmaxCrossEntropy(benchmark::State& state) {
+  const auto batch = static_cast<std::size_t>(state.range(0)), classes = static_cast<std::size_t>(state.range(1));
+  const Tensor z = randn({batch, classes}, {.requires_grad = true});
+  Index y = Index::from_shape({batch});
+  for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % classes);
+  for (auto _ : state) {
+    nn::softmax_cross_entropy(z, y).backward();
+    z.zero_grad();
+  }
+}
+BENCHMARK(BM_SoftmaxCrossEntropy)->Args({64, 10})->Args({256, 10})->Args({128, 1000});
+
+// The bias gradient: a (batch, out) gradient summed over the batch.
+void BM_SumToBias(benchmark::State& state) {
+  const Tensor g = randn({static_cast<std::size_t>(state.range(0)), 512});
+  for (auto _ : state) benchmark::DoNotOptimize(sum_to(g, {512}).impl());
+}
+BENCHMARK(BM_SumToBias)->Arg(64)->Arg(1024);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  set_num_threads(1);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+}

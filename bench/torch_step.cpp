@@ -1,0 +1,91 @@
+// LibTorch doing what mlp_step and op_overhead do, for ratios measured in the same run. Built only
+// when libtorch-dev is installed (./dev bench --with-torch installs it).
+//
+//   torch_step mlp --batch 64 --steps 300 [--dims 784,256,128,10]   ->  median_us=...
+//   torch_step ops --ops 1000 [--reps 50]                             ->  ns_per_op=...
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+// "--name value" pairs after the mode; a bad one exits with status 2.
+std::string option(int argc, char** argv, const std::string& name, const std::string& fallback) {
+  for (int i = 2; i + 1 < argc; i += 2)
+    if (argv[i] == name) return argv[i + 1];
+  return fallback;
+}
+
+double median_tail(std::vector<double> t) {
+  const std::size_t skip = t.size() / 5;
+  std::sort(t.begin() + static_cast<std::ptrdiff_t>(skip), t.end());
+  return t[skip + (t.size() - skip) / 2];
+}
+
+int mlp(int argc, char** argv) {
+  const int batch = std::stoi(option(argc, argv, "--batch", "64"));
+  const int steps = std::stoi(option(argc, argv, "--steps", "300"));
+  std::vector<int64_t> dims;
+  std::stringstream list(option(argc, argv, "--dims", "784,256,128,10"));
+  for (std::string item; std::getline(list, item, ',');) dims.push_back(std::stoll(item));
+  torch::manual_seed(0);
+  torch::nn::Sequential net;
+  for (std::size_t i = 0; i + 1 < dims.size(); ++i) {
+    net->push_back(torch::nn::Linear(dims[i], dims[i + 1]));
+    if (i + 2 < dims.size()) net->push_back(torch::nn::ReLU());
+  }
+  torch::optim::SGD sgd(net->parameters(), 0.01);
+  const auto x = torch::randn({batch, dims.front()});
+  const auto y = torch::arange(batch, torch::kLong) % dims.back();
+  std::vector<double> times;
+  for (int s = 0; s < steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    sgd.zero_grad();
+    torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+    sgd.step();
+    times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::printf("median_us=%g\n", median_tail(times));
+  return 0;
+}
+
+int ops(int argc, char** argv) {
+  const int n = std::stoi(option(argc, argv, "--ops", "1000"));
+  const int reps = std::stoi(option(argc, argv, "--reps", "50"));
+  const auto x = torch::rand({1}, torch::requires_grad());
+  double best = 1e300;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      auto y = x;
+      for (int i = 0; i < n; ++i) y = i % 2 ? y * 0.999 : y + 0.001;
+      y.sum().backward();
+    }
+    best = std::min(best, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / n);
+    x.grad().zero_();
+  }
+  std::printf("ns_per_op=%g\n", best);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  torch::set_num_threads(1);
+  const std::string mode = argc > 1 ? argv[1] : "";
+  try {
+    if (mode == "mlp") return mlp(argc, argv);
+    if (mode == "ops") return ops(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "torch_step: %s\n", e.what());
+    return 2;
+  }
+  std::fprintf(stderr, "usage: torch_step mlp|ops [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
+  return 2;
+}
