@@ -54,8 +54,10 @@ void step(Net& n, std::size_t B, const std::vector<int>& labels, float lr) {
     if (l == 0) continue;  // no gradient for the input batch
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.f, n.grad[l + 1].data(), out,
                 n.W[l].data(), in, 0.f, n.grad[l].data(), in);
-    for (std::size_t i = 0; i < n.grad[l].size(); ++i)
-      if (n.act[l][i] <= 0.f) n.grad[l][i] = 0.f;  // ReLU
+    for (std::size_t i = 0; i < n.grad[l].size(); ++i) {  // ReLU, branch-free so that it vectorizes
+      const float g = n.grad[l][i];
+      n.grad[l][i] = n.act[l][i] > 0.f ? g : 0.f;
+    }
   }
   for (std::size_t l = 0; l < L; ++l) {
     cblas_saxpy(static_cast<int>(n.W[l].size()), -lr, n.gW[l].data(), 1, n.W[l].data(), 1);
