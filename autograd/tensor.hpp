@@ -82,6 +82,8 @@ class Tensor {
   // Reverse-mode sweep from this tensor. A one-element tensor is seeded with 1; any other needs
   // `gradient` of its own shape. Leaf gradients accumulate (+=) across calls until zero_grad().
   // The graph's saved tensors are released unless retain_graph (default: create_graph).
+  // With create_graph, a leaf's .grad is recorded and its graph may hold the leaf itself: call
+  // zero_grad() when done with it, or prefer grad(), as in PyTorch, or the two stay alive.
   void backward(const Tensor& gradient = Tensor(), std::optional<bool> retain_graph = std::nullopt,
                 bool create_graph = false) const;
 
