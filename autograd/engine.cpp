@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <string>
 
+#include "autograd/anomaly.hpp"
+#include "autograd/detail/anomaly.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
@@ -148,9 +150,11 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
     }
     grads.assign(node->num_inputs(), Tensor());
     node->backward(g, grads);
+    const bool anomaly = DetectAnomalyGuard::is_enabled();
     for (std::size_t k = 0; k < grads.size(); ++k) {
       const Edge& edge = node->edges_[k];
       if (!edge.requires_grad() || !grads[k].defined()) continue;
+      if (anomaly) detail::check_gradient(*node, k, grads[k]);
       Tensor gk = std::move(grads[k]);
       if (gk.shape() != edge.shape) gk = sum_to(gk, edge.shape);
       if (edge.fn)

@@ -45,6 +45,12 @@ class AutogradError : public Error {
   using Error::Error;
 };
 
+// A NaN or an Inf found by DetectAnomalyGuard (autograd/anomaly.hpp).
+class AnomalyError : public AutogradError {
+ public:
+  using AutogradError::AutogradError;
+};
+
 // "[2, 3]": how shapes are written in every message.
 std::string shape_str(std::span<const std::size_t> shape);
 // "[1, 0]": the multi-index of element `flat` (row-major) of a tensor of `shape`.

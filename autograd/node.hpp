@@ -79,6 +79,8 @@ class Node {
   Tensor saved(std::size_t i) const;
   std::size_t saved_bytes() const;
   bool released() const { return released_; }
+  // The stack of the forward call that created this node: recorded only under DetectAnomalyGuard.
+  const std::string& created_at() const;
 
  private:
   friend class NodeRef;
@@ -101,6 +103,7 @@ class Node {
   std::vector<Edge> edges_;
   std::vector<Saved> saved_;
   Tensor grad_;  // gradient of the output, accumulated during a backward sweep
+  std::unique_ptr<std::string> created_at_;
 };
 
 bool should_record(std::span<const Tensor* const> inputs);

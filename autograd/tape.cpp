@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "autograd/anomaly.hpp"
+#include "autograd/detail/anomaly.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 
@@ -77,6 +79,11 @@ std::size_t Node::saved_bytes() const {
   return bytes;
 }
 
+const std::string& Node::created_at() const {
+  static const std::string unknown = "    (unknown: the op ran without DetectAnomalyGuard)\n";
+  return created_at_ ? *created_at_ : unknown;
+}
+
 void Node::release() {
   saved_.clear();
   released_ = true;
@@ -106,6 +113,10 @@ void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs) {
       edge.leaf = t->impl_ptr();
     }
     node->edges_.push_back(std::move(edge));
+  }
+  if (DetectAnomalyGuard::is_enabled()) {
+    node->created_at_ = std::make_unique<std::string>(detail::capture_stack());
+    detail::check_output(*node, out, inputs);
   }
   tape.add(node);
   out.impl()->grad_fn = NodeRef(node);
