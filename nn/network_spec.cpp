@@ -58,7 +58,7 @@ NetworkSpec parse_network_spec(const std::string& json_text) {
   json doc;
   try {
     doc = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers beyond double's range
     throw ValueError(std::string("malformed JSON: ") + e.what());
   }
   if (!doc.is_object()) throw ValueError("spec: expected a JSON object with layers, x, y");

@@ -116,7 +116,7 @@ Tensor load_npy(const std::string& path) {
   auto read = [&](auto zero) {
     using T = decltype(zero);
     auto a = xt::xarray<T>::from_shape(shape);
-    std::memcpy(a.data(), bytes.data() + offset, count * sizeof(T));
+    if (count > 0) std::memcpy(a.data(), bytes.data() + offset, count * sizeof(T));  // data() may be null
     return Tensor(std::move(a));
   };
   return item == 4 ? read(float{}) : read(double{});
