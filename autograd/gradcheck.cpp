@@ -27,7 +27,7 @@ Tensor with_value(const Tensor& like, const std::vector<double>& v) {
 
 class Checker {
  public:
-  Checker(const Function& f, const std::vector<Tensor>& inputs, const GradcheckOptions& o)
+  Checker(const TensorFn& f, const std::vector<Tensor>& inputs, const GradcheckOptions& o)
       : f_(f), inputs_(inputs), o_(o) {
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i].dtype() != Dtype::float64)
@@ -142,7 +142,7 @@ class Checker {
     }
   }
 
-  const Function& f_;
+  const TensorFn& f_;
   std::vector<Tensor> inputs_;
   GradcheckOptions o_;
   std::vector<std::size_t> checked_;
@@ -169,12 +169,12 @@ std::ostream& operator<<(std::ostream& os, const GradcheckReport& r) {
   return os;
 }
 
-GradcheckReport gradcheck(const Function& f, const std::vector<Tensor>& inputs,
+GradcheckReport gradcheck(const TensorFn& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options) {
   return Checker(f, inputs, options).run();
 }
 
-GradcheckReport gradgradcheck(const Function& f, const std::vector<Tensor>& inputs,
+GradcheckReport gradgradcheck(const TensorFn& f, const std::vector<Tensor>& inputs,
                               const GradcheckOptions& options) {
   std::vector<std::size_t> checked;
   for (std::size_t i = 0; i < inputs.size(); ++i)
@@ -188,7 +188,7 @@ GradcheckReport gradgradcheck(const Function& f, const std::vector<Tensor>& inpu
   Tensor v = randn(out_shape, {.dtype = Dtype::float64, .requires_grad = true}, gen);
   std::vector<Tensor> extended = inputs;
   extended.push_back(v);
-  const Function first_derivative = [&](const std::vector<Tensor>& in) {
+  const TensorFn first_derivative = [&](const std::vector<Tensor>& in) {
     // The finite-difference side calls this with plain copies under NoGradGuard; it must still
     // differentiate f, so grad mode is on here and the copies are made to require grad.
     GradModeGuard grad_mode(true);

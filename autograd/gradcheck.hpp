@@ -43,15 +43,16 @@ struct GradcheckReport {
 };
 std::ostream& operator<<(std::ostream& os, const GradcheckReport& report);
 
-using Function = std::function<Tensor(const std::vector<Tensor>&)>;
+// A function of tensors to one tensor: what gradcheck and verify_gradients differentiate.
+using TensorFn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 // Checks d f / d input for every float64 input that requires grad. f returns one tensor.
-GradcheckReport gradcheck(const Function& f, const std::vector<Tensor>& inputs,
+GradcheckReport gradcheck(const TensorFn& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options = {});
 
 // Checks second derivatives: gradcheck of (inputs, v) -> d<f(inputs), v>/d inputs, the gradients
 // being recorded with create_graph, for a fixed random v that is itself checked as an input.
-GradcheckReport gradgradcheck(const Function& f, const std::vector<Tensor>& inputs,
+GradcheckReport gradgradcheck(const TensorFn& f, const std::vector<Tensor>& inputs,
                               const GradcheckOptions& options = {});
 
 }  // namespace xgrad

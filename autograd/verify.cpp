@@ -23,7 +23,7 @@ double max_abs(const xt::xarray<double>& a) {
 // The derivative of the loss along entry j of parameter i: five-point central differences
 // (error O(h^4)) at steps h and h/2, combined by Richardson extrapolation (error O(h^6)), which
 // brings finite differences of smooth losses to about 1e-12.
-double numeric_derivative(const Function& loss, const std::vector<Tensor>& params, std::size_t i,
+double numeric_derivative(const TensorFn& loss, const std::vector<Tensor>& params, std::size_t i,
                           std::size_t j, double h) {
   NoGradGuard no_grad;
   std::vector<Tensor> moved = params;
@@ -68,7 +68,7 @@ std::ostream& operator<<(std::ostream& os, const VerifyReport& r) {
   return os;
 }
 
-VerifyReport verify_gradients(const Function& loss,
+VerifyReport verify_gradients(const TensorFn& loss,
                               const std::vector<std::pair<std::string, Tensor>>& parameters,
                               const std::vector<Tensor>& claimed, const VerifyOptions& o) {
   if (claimed.size() != parameters.size())

@@ -59,7 +59,7 @@ std::ostream& operator<<(std::ostream& os, const VerifyReport& report);
 
 // loss: parameters (float64, in the order given) -> one-element loss. claimed[i] is the
 // hand-derived gradient for parameters[i] (same shape; ShapeError otherwise).
-VerifyReport verify_gradients(const Function& loss,
+VerifyReport verify_gradients(const TensorFn& loss,
                               const std::vector<std::pair<std::string, Tensor>>& parameters,
                               const std::vector<Tensor>& claimed, const VerifyOptions& options = {});
 

@@ -6,6 +6,7 @@
 //   backprop_walkthrough --spec net.json       your network (format: nn/network_spec.hpp)
 //   backprop_walkthrough --formula document    the document's literal question-2 rule
 //   backprop_walkthrough --json                one JSON object instead of tables
+//   backprop_walkthrough --graph net.dot       the tape's graph of the loss, as Graphviz DOT
 //
 // Exit status: 0 when the closed form agrees with the tape, 1 when it does not, 2 for bad input.
 #include <CLI/CLI.hpp>
@@ -13,7 +14,10 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "autograd/graph.hpp"
 #include "nn/backprop.hpp"
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
 #include "nn/network_spec.hpp"
 
 using namespace xgrad;
@@ -58,6 +62,14 @@ nlohmann::json trace_json(const BackpropTrace& t, const std::vector<DenseLayer>&
                              {"grad_W", to_json(t.grad_W[l])}, {"grad_b", to_json(t.grad_b[l])},
                              {"W_next", to_json(t.W_next[l])}, {"b_next", to_json(t.b_next[l])}});
   return out;
+}
+
+// The loss as the tape records it, for --graph: the network's layers, then the softmax cross-entropy.
+Tensor tape_loss(const NetworkSpec& spec) {
+  Tensor o(spec.x);
+  for (const DenseLayer& layer : spec.layers)
+    o = make_activation(layer.activation)->forward(linear(o, Tensor(layer.W, true), Tensor(layer.b, true)));
+  return softmax_cross_entropy(o, spec.y);
 }
 
 // ---- tables -----------------------------------------------------------------------------------
@@ -178,6 +190,8 @@ int main(int argc, char** argv) {
   app.add_option("--formula", formula_name, "closed form for question 2: corrected or document")
       ->check(CLI::IsMember({"corrected", "document"}));
   app.add_flag("--json", json_output, "print one JSON object instead of tables");
+  std::string graph;
+  app.add_option("--graph", graph, "write the tape's graph of the loss as Graphviz DOT to this file");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -193,6 +207,14 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     std::cerr << "backprop_walkthrough: " << e.what() << "\n";
     return 2;
+  }
+  if (!graph.empty()) {
+    try {
+      write_dot(tape_loss(spec), graph);
+    } catch (const Error& e) {
+      std::cerr << "backprop_walkthrough: --graph: " << e.what() << "\n";
+      return 2;
+    }
   }
   const BackpropFormula formula = formula_name == "document" ? BackpropFormula::document : BackpropFormula::corrected;
   const BackpropTrace closed = closed_form_backprop(spec.layers, spec.x, spec.y, spec.lr, formula);

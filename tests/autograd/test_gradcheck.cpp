@@ -74,10 +74,10 @@ Tensor detached_cube(const Tensor& x) {
 
 TEST_CASE("gradgradcheck catches a backward that is right but not differentiable") {
   const Tensor x = testing::f64({0.5, -1.0, 2.0}, true);
-  const Function f = [](const std::vector<Tensor>& in) { return detached_cube(in[0]); };
+  const TensorFn f = [](const std::vector<Tensor>& in) { return detached_cube(in[0]); };
   CHECK_GRADCHECK(gradcheck(f, {x}));
   CHECK_FALSE(gradgradcheck(f, {x}).passed);
-  const Function right = [](const std::vector<Tensor>& in) { return pow(in[0], 3.0); };
+  const TensorFn right = [](const std::vector<Tensor>& in) { return pow(in[0], 3.0); };
   CHECK_GRADCHECK(gradgradcheck(right, {x}));
 }
 

@@ -25,7 +25,7 @@ enum class Domain {
 struct OpCase {
   std::string op;             // the name declared in autograd/ops.hpp
   std::vector<Shape> shapes;  // one per input; every input requires grad
-  Function f;
+  TensorFn f;
   Domain domain = Domain::any;
   bool constant = false;      // piecewise constant: checks that nothing requires grad instead
 };
@@ -253,9 +253,9 @@ TEST_CASE("softmax and log_softmax are stable for logits of +-1e4") {
   CHECK(p[4] == doctest::Approx(std::exp(-1.0) / (1 + std::exp(-1.0))));
   const auto lp = testing::flat(log_softmax(x));
   CHECK(lp[1] == doctest::Approx(-2e4));
-  const Function f = [](const std::vector<Tensor>& in) { return log_softmax(in[0]); };
+  const TensorFn f = [](const std::vector<Tensor>& in) { return log_softmax(in[0]); };
   CHECK_GRADCHECK(gradcheck(f, {x}));
-  const Function g = [](const std::vector<Tensor>& in) { return softmax(in[0]); };
+  const TensorFn g = [](const std::vector<Tensor>& in) { return softmax(in[0]); };
   CHECK_GRADCHECK(gradcheck(g, {x}));
 }
 
@@ -270,8 +270,8 @@ TEST_CASE("softmax rows holding -inf: those entries get 0, the rest is exact and
   CHECK(lp[2] == -inf);
   CHECK(std::isfinite(lp[0]));
   // The -inf column is a constant: the check differentiates with respect to the finite entries.
-  const Function sm = [&](const std::vector<Tensor>& in) { return softmax(concat({in[0], masked}, 1)); };
-  const Function lsm = [&](const std::vector<Tensor>& in) {  // the finite outputs
+  const TensorFn sm = [&](const std::vector<Tensor>& in) { return softmax(concat({in[0], masked}, 1)); };
+  const TensorFn lsm = [&](const std::vector<Tensor>& in) {  // the finite outputs
     return slice(log_softmax(concat({in[0], masked}, 1)), 1, 0, 2);
   };
   CHECK_GRADCHECK(gradcheck(sm, {x}));

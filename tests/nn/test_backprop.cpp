@@ -47,7 +47,7 @@ Problem random_problem(const std::vector<std::size_t>& widths, const std::string
 }
 
 // The loss as a function of (W_1, b_1, ..., W_L, b_L), for verify_gradients.
-Function loss_of(const Problem& p) {
+TensorFn loss_of(const Problem& p) {
   return [&p](const std::vector<Tensor>& params) {
     Tensor o(p.x);
     for (std::size_t l = 0; l < p.layers.size(); ++l)

@@ -48,7 +48,7 @@ TEST_CASE("softmax cross-entropy: gradients and second derivatives for every opt
       {.label_smoothing = 0.1}, {.weight = w}, {.reduction = Reduction::none, .label_smoothing = 0.2, .weight = w},
       {.label_smoothing = 0.3, .weight = w}};
   for (const CrossEntropyOptions& o : options) {
-    const Function f = [&](const std::vector<Tensor>& in) { return softmax_cross_entropy(in[0], labels, o); };
+    const TensorFn f = [&](const std::vector<Tensor>& in) { return softmax_cross_entropy(in[0], labels, o); };
     CHECK_GRADCHECK(gradcheck(f, {logits_3x4()}));
     CHECK_GRADCHECK(gradgradcheck(f, {logits_3x4()}));
   }
