@@ -1,6 +1,7 @@
 #pragma once
-// OpenBLAS threads. OpenBLAS uses every core by default, which is slower on small matrices and
-// can change results from run to run; programs and tests set the count they want.
+/// \file
+/// OpenBLAS threads. OpenBLAS uses every core by default, which is slower on small matrices and
+/// can change results from run to run; programs and tests set the count they want.
 
 namespace xgrad {
 

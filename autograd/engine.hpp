@@ -1,5 +1,6 @@
 #pragma once
-// Reverse-mode differentiation over the tape, as torch::autograd::backward and ::grad.
+/// \file
+/// Reverse-mode differentiation over the tape, as torch::autograd::backward and ::grad.
 
 #include <optional>
 #include <vector>
@@ -8,14 +9,14 @@
 
 namespace xgrad {
 
-// Adds d(sum_i <outputs[i], grad_outputs[i]>)/d(leaf) to the .grad of every leaf that requires grad
-// and was used. An empty grad_outputs entry means 1 and is allowed for one-element outputs only.
+/// Adds d(sum_i <outputs[i], grad_outputs[i]>)/d(leaf) to the .grad of every leaf that requires grad
+/// and was used. An empty grad_outputs entry means 1 and is allowed for one-element outputs only.
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs = {},
               std::optional<bool> retain_graph = std::nullopt, bool create_graph = false);
 
-// Returns the same gradients for `inputs` (leaves or not) without touching any .grad. With
-// create_graph the results are recorded on the tape, so they can be differentiated again.
-// An input that the outputs do not depend on is an error unless allow_unused (then undefined).
+/// Returns the same gradients for `inputs` (leaves or not) without touching any .grad. With
+/// create_graph the results are recorded on the tape, so they can be differentiated again.
+/// An input that the outputs do not depend on is an error unless allow_unused (then undefined).
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs = {},
                          std::optional<bool> retain_graph = std::nullopt, bool create_graph = false,

@@ -1,5 +1,6 @@
 #pragma once
-// Whether ops record on the tape. Thread-local, on by default, switched by RAII guards.
+/// \file
+/// Whether ops record on the tape. Thread-local, on by default, switched by RAII guards.
 
 namespace xgrad {
 
@@ -9,7 +10,7 @@ class GradMode {
   static void set_enabled(bool enabled);
 };
 
-// Nothing run while it lives is recorded: evaluation, optimizer updates.
+/// Nothing run while it lives is recorded: evaluation, optimizer updates.
 class NoGradGuard {
  public:
   NoGradGuard() : previous_(GradMode::is_enabled()) { GradMode::set_enabled(false); }
@@ -21,7 +22,7 @@ class NoGradGuard {
   bool previous_;
 };
 
-// Sets grad mode to `enabled` for its lifetime (backward uses it for create_graph).
+/// Sets grad mode to `enabled` for its lifetime (backward uses it for create_graph).
 class GradModeGuard {
  public:
   explicit GradModeGuard(bool enabled) : previous_(GradMode::is_enabled()) {

@@ -1,10 +1,11 @@
 #pragma once
-// Node: one entry of the tape, the record of one op. It knows its inputs (edges), what it saved
-// for backward, and how to turn the gradient of its output into gradients of its inputs.
-//
-// Ownership: an op's output holds its node; a node holds the nodes of its inputs (through edges)
-// and the tensors it saved. Nothing points forward in time, so there are no cycles: when the last
-// tensor of a graph goes, the graph goes (see Tape for the order of the sweep).
+/// \file
+/// Node: one entry of the tape, the record of one op. It knows its inputs (edges), what it saved
+/// for backward, and how to turn the gradient of its output into gradients of its inputs.
+///
+/// Ownership: an op's output holds its node; a node holds the nodes of its inputs (through edges)
+/// and the tensors it saved. Nothing points forward in time, so there are no cycles: when the last
+/// tensor of a graph goes, the graph goes (see Tape for the order of the sweep).
 
 #include <functional>
 #include <initializer_list>
@@ -19,7 +20,7 @@ namespace xgrad {
 
 class Tape;
 
-// Intrusive reference to a node. Not atomic: a graph belongs to the thread that built it.
+/// Intrusive reference to a node. Not atomic: a graph belongs to the thread that built it.
 class NodeRef {
  public:
   NodeRef() = default;
@@ -41,17 +42,17 @@ class NodeRef {
 };
 
 struct TensorImpl {
-  std::shared_ptr<Storage> value;  // shared so that a node can save its own output without a cycle
+  std::shared_ptr<Storage> value;  ///< shared so that a node can save its own output without a cycle
   Tensor grad;
   NodeRef grad_fn;
   bool requires_grad = false;
 };
 
-// Where the gradient of one input goes: into the node that produced it, or into a leaf's .grad.
+/// Where the gradient of one input goes: into the node that produced it, or into a leaf's .grad.
 struct Edge {
   NodeRef fn;
   std::shared_ptr<TensorImpl> leaf;
-  Shape shape;  // the input's shape: the engine sums broadcast gradients back to it
+  Shape shape;  ///< the input's shape: the engine sums broadcast gradients back to it
 
   bool requires_grad() const { return fn || leaf; }
 };
@@ -64,22 +65,22 @@ class Node {
   virtual ~Node();
 
   virtual std::string_view name() const = 0;
-  // Given the gradient of the output, fills grads[i] for each input i with needs_grad(i), written
-  // with tensor ops (so that create_graph records them). A gradient may keep a broadcast shape:
-  // the engine sums it back to the input's shape.
+  /// Given the gradient of the output, fills grads[i] for each input i with needs_grad(i), written
+  /// with tensor ops (so that create_graph records them). A gradient may keep a broadcast shape:
+  /// the engine sums it back to the input's shape.
   virtual void backward(const Tensor& grad, std::span<Tensor> grads) = 0;
 
   std::size_t num_inputs() const { return edges_.size(); }
   bool needs_grad(std::size_t input) const { return edges_[input].requires_grad(); }
   const Edge& edge(std::size_t input) const { return edges_[input]; }
 
-  // Keeps tensors for backward. Saving the node's own output keeps only its value, not a
-  // reference to the output tensor (which holds this node).
+  /// Keeps tensors for backward. Saving the node's own output keeps only its value, not a
+  /// reference to the output tensor (which holds this node).
   void save(std::initializer_list<std::reference_wrapper<const Tensor>> tensors);
   Tensor saved(std::size_t i) const;
   std::size_t saved_bytes() const;
   bool released() const { return released_; }
-  // The stack of the forward call that created this node: recorded only under DetectAnomalyGuard.
+  /// The stack of the forward call that created this node: recorded only under DetectAnomalyGuard.
   const std::string& created_at() const;
 
  private:
@@ -89,28 +90,28 @@ class Node {
   friend void attach(Tensor&, Node*, std::span<const Tensor* const>);
 
   struct Saved {
-    std::shared_ptr<TensorImpl> tensor;  // an input
-    std::shared_ptr<Storage> output;     // or the value of this node's output
+    std::shared_ptr<TensorImpl> tensor;  ///< an input
+    std::shared_ptr<Storage> output;     ///< or the value of this node's output
   };
 
-  void release();  // drops saved tensors after backward; a second backward then fails
+  void release();  ///< drops saved tensors after backward; a second backward then fails
 
   int refs_ = 0;
   Tape* tape_ = nullptr;
-  std::size_t index_ = 0;  // position on the tape (creation order)
+  std::size_t index_ = 0;  ///< position on the tape (creation order)
   Node* next_dead_ = nullptr;
   bool released_ = false;
   std::vector<Edge> edges_;
   std::vector<Saved> saved_;
-  Tensor grad_;  // gradient of the output, accumulated during a backward sweep
+  Tensor grad_;  ///< gradient of the output, accumulated during a backward sweep
   std::unique_ptr<std::string> created_at_;
 };
 
 bool should_record(std::span<const Tensor* const> inputs);
 void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs);
 
-// Records `out` as the result of a new node N(args...) applied to `inputs`, when grad mode is on
-// and some input requires grad. Returns the node, to save tensors on, or nullptr.
+/// Records `out` as the result of a new node N(args...) applied to `inputs`, when grad mode is on
+/// and some input requires grad. Returns the node, to save tensors on, or nullptr.
 template <class N, class... Args>
 N* record_node(Tensor& out, std::span<const Tensor* const> inputs, Args&&... args) {
   if (!should_record(inputs)) return nullptr;

@@ -1,11 +1,12 @@
 #pragma once
-// Every differentiable op of xgrad. Each is either a primitive, with its node and derivative in
-// autograd/ops/<name>.cpp, or composed from primitives (autograd/ops/composite.cpp), and so needs
-// no derivative code. docs/ops.md lists the formulas. Binary elementwise ops broadcast as NumPy
-// does; an axis may be negative (counted from the end).
-//
-// Every `Tensor name(...)` declared here must have a line in the gradient-check table of
-// tests/autograd/test_ops.cpp; the test fails otherwise.
+/// \file
+/// Every differentiable op of xgrad. Each is either a primitive, with its node and derivative in
+/// autograd/ops/NAME.cpp, or composed from primitives (autograd/ops/composite.cpp), and so needs
+/// no derivative code. docs/ops.md lists the formulas. Binary elementwise ops broadcast as NumPy
+/// does; an axis may be negative (counted from the end).
+///
+/// Every `Tensor name(...)` declared here must have a line in the gradient-check table of
+/// tests/autograd/test_ops.cpp; the test fails otherwise.
 
 #include <cstdint>
 #include <vector>
@@ -19,10 +20,10 @@ using Index = xt::xarray<std::int64_t>;
 
 // ---- elementwise arithmetic -------------------------------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b);
-Tensor add(const Tensor& a, double b);  // no tensor is made for b: the fast path of x + 0.5
+Tensor add(const Tensor& a, double b);  ///< no tensor is made for b: the fast path of x + 0.5
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
-Tensor mul(const Tensor& a, double b);  // likewise for 2.0 * x
+Tensor mul(const Tensor& a, double b);  ///< likewise for 2.0 * x
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor neg(const Tensor& x);
 Tensor pow(const Tensor& base, const Tensor& exponent);
@@ -32,14 +33,14 @@ Tensor log(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor abs(const Tensor& x);
 Tensor erf(const Tensor& x);
-// Gradient to a where a > b, to b where b > a, to a on ties (as where(a >= b, a, b)).
+/// Gradient to a where a > b, to b where b > a, to a on ties (as where(a >= b, a, b)).
 Tensor maximum(const Tensor& a, const Tensor& b);
-Tensor minimum(const Tensor& a, const Tensor& b);  // ties: to a
-// Gradient 1 inside [min, max] (bounds included), 0 outside.
+Tensor minimum(const Tensor& a, const Tensor& b);  ///< ties: to a
+/// Gradient 1 inside [min, max] (bounds included), 0 outside.
 Tensor clamp(const Tensor& x, double min, double max);
-// a where condition is non-zero, else b. The condition gets no gradient.
+/// a where condition is non-zero, else b. The condition gets no gradient.
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
-// Converts to another dtype; the gradient is converted back.
+/// Converts to another dtype; the gradient is converted back.
 Tensor cast(const Tensor& x, Dtype dtype);
 
 // ---- comparisons and sign: constants, never requiring grad (1 where true, 0 elsewhere) -------
@@ -48,52 +49,52 @@ Tensor ge(const Tensor& a, const Tensor& b);
 Tensor lt(const Tensor& a, const Tensor& b);
 Tensor le(const Tensor& a, const Tensor& b);
 Tensor eq(const Tensor& a, const Tensor& b);
-Tensor sign(const Tensor& x);  // -1, 0 or 1
+Tensor sign(const Tensor& x);  ///< -1, 0 or 1
 
 // ---- activations ------------------------------------------------------------------------------
-Tensor relu(const Tensor& x);  // gradient 0 at x = 0
+Tensor relu(const Tensor& x);  ///< gradient 0 at x = 0
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);
-Tensor gelu(const Tensor& x);  // exact: x * Phi(x)
-Tensor softplus(const Tensor& x);  // log(1 + exp(x)), stable for large |x|
+Tensor gelu(const Tensor& x);  ///< exact: x * Phi(x)
+Tensor softplus(const Tensor& x);  ///< log(1 + exp(x)), stable for large |x|
 Tensor elu(const Tensor& x, double alpha = 1.0);
-Tensor silu(const Tensor& x);  // x * sigmoid(x)
+Tensor silu(const Tensor& x);  ///< x * sigmoid(x)
 
 // ---- linear algebra (BLAS) --------------------------------------------------------------------
-// 1-D and 2-D as NumPy; 3-D @ 3-D is a batch of matrix products with equal batch sizes.
+/// 1-D and 2-D as NumPy; 3-D @ 3-D is a batch of matrix products with equal batch sizes.
 Tensor matmul(const Tensor& a, const Tensor& b);
-// op(a) @ op(b), op transposing the last two axes when asked, without copying: BLAS reads the
-// operand transposed. 2-D, or 3-D with equal batch sizes.
+/// op(a) @ op(b), op transposing the last two axes when asked, without copying: BLAS reads the
+/// operand transposed. 2-D, or 3-D with equal batch sizes.
 Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
 
-// x W^T + b, as torch.nn.functional.linear: x of shape (batch, in) or (in), weight (out, in),
-// bias (out) or undefined for none. One gemm onto the broadcast bias.
+/// x W^T + b, as torch.nn.functional.linear: x of shape (batch, in) or (in), weight (out, in),
+/// bias (out) or undefined for none. One gemm onto the broadcast bias.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // ---- shape ------------------------------------------------------------------------------------
-Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape);  // one entry may be -1
+Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape);  ///< one entry may be -1
 Tensor flatten(const Tensor& x, std::ptrdiff_t start_axis = 0, std::ptrdiff_t end_axis = -1);
 Tensor permute(const Tensor& x, const Axes& axes);
 Tensor transpose(const Tensor& x, std::ptrdiff_t axis0 = -2, std::ptrdiff_t axis1 = -1);
-Tensor squeeze(const Tensor& x);  // drops every axis of length 1
+Tensor squeeze(const Tensor& x);  ///< drops every axis of length 1
 Tensor squeeze(const Tensor& x, std::ptrdiff_t axis);
 Tensor unsqueeze(const Tensor& x, std::ptrdiff_t axis);
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
-// Sums x down to `shape` (which x's shape broadcasts from): the inverse of broadcast_to.
+/// Sums x down to `shape` (which x's shape broadcasts from): the inverse of broadcast_to.
 Tensor sum_to(const Tensor& x, const Shape& shape);
-// Elements start, start + step, ... before stop along axis (negative start/stop count from the
-// end; both are clamped to the axis, as Python slices).
+/// Elements start, start + step, ... before stop along axis (negative start/stop count from the
+/// end; both are clamped to the axis, as Python slices).
 Tensor slice(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t start, std::ptrdiff_t stop,
              std::ptrdiff_t step = 1);
-Tensor select(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t index);  // drops the axis
+Tensor select(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t index);  ///< drops the axis
 Tensor index_select(const Tensor& x, std::ptrdiff_t axis, const std::vector<std::int64_t>& index);
-// x, with source's entries k added at position index[k] along axis (repeats add up).
+/// x, with source's entries k added at position index[k] along axis (repeats add up).
 Tensor index_add(const Tensor& x, std::ptrdiff_t axis, const std::vector<std::int64_t>& index,
                  const Tensor& source);
-// out[i][j] = x[i][index[i][j]] for axis 1 (likewise for any axis); index has x's rank.
+/// out[i][j] = x[i][index[i][j]] for axis 1 (likewise for any axis); index has x's rank.
 Tensor gather(const Tensor& x, std::ptrdiff_t axis, const Index& index);
-// x, with source[i][j] added at x[i][index[i][j]] for axis 1 (the adjoint of gather).
+/// x, with source[i][j] added at x[i][index[i][j]] for axis 1 (the adjoint of gather).
 Tensor scatter_add(const Tensor& x, std::ptrdiff_t axis, const Index& index, const Tensor& source);
 Tensor concat(const std::vector<Tensor>& tensors, std::ptrdiff_t axis = 0);
 Tensor stack(const std::vector<Tensor>& tensors, std::ptrdiff_t axis = 0);
@@ -103,21 +104,21 @@ Tensor sum(const Tensor& x);
 Tensor sum(const Tensor& x, const Axes& axes, bool keepdims = false);
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, const Axes& axes, bool keepdims = false);
-// The gradient goes to the first position holding the maximum along each reduced axis (axes are
-// reduced one after the other, the last first), as torch.max(x, dim) picks its index.
+/// The gradient goes to the first position holding the maximum along each reduced axis (axes are
+/// reduced one after the other, the last first), as torch.max(x, dim) picks its index.
 Tensor max(const Tensor& x);
 Tensor max(const Tensor& x, const Axes& axes, bool keepdims = false);
 Tensor min(const Tensor& x);
 Tensor min(const Tensor& x, const Axes& axes, bool keepdims = false);
-// log(sum(exp(x))), shifted by the maximum so that it neither overflows nor underflows.
+/// log(sum(exp(x))), shifted by the maximum so that it neither overflows nor underflows.
 Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims = false);
-// Variance with Bessel's correction by default (divides by n - correction), as torch.var.
+/// Variance with Bessel's correction by default (divides by n - correction), as torch.var.
 Tensor var(const Tensor& x, const Axes& axes, bool keepdims = false, double correction = 1.0);
-// The index of the first maximum along axis (not differentiable).
+/// The index of the first maximum along axis (not differentiable).
 Index argmax(const Tensor& x, std::ptrdiff_t axis);
 
 // ---- softmax ----------------------------------------------------------------------------------
-// Stable for large logits and for -inf entries (a row that is all -inf gives NaN, as in PyTorch).
+/// Stable for large logits and for -inf entries (a row that is all -inf gives NaN, as in PyTorch).
 Tensor softmax(const Tensor& x, std::ptrdiff_t axis = -1);
 Tensor log_softmax(const Tensor& x, std::ptrdiff_t axis = -1);
 

@@ -1,7 +1,8 @@
 #pragma once
-// Tensor: a value (an xtensor array of float or double, any rank, row-major), the gradient once
-// backward has computed it, and whether gradients flow to it. A Tensor is a shared handle, like
-// torch::Tensor: copies refer to the same data. Ops live in autograd/ops.hpp.
+/// \file
+/// Tensor: a value (an xtensor array of float or double, any rank, row-major), the gradient once
+/// backward has computed it, and whether gradients flow to it. A Tensor is a shared handle, like
+/// torch::Tensor: copies refer to the same data. Ops live in autograd/ops.hpp.
 
 #include <cstdint>
 #include <iosfwd>
@@ -43,7 +44,7 @@ struct TensorImpl;
 
 class Tensor {
  public:
-  Tensor() = default;  // undefined: no value (what grad() returns before backward)
+  Tensor() = default;  ///< undefined: no value (what grad() returns before backward)
   explicit Tensor(xt::xarray<float> value, bool requires_grad = false);
   explicit Tensor(xt::xarray<double> value, bool requires_grad = false);
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
@@ -53,37 +54,37 @@ class Tensor {
   const Shape& shape() const;
   std::size_t dim() const { return shape().size(); }
   std::size_t numel() const;
-  // Length of one axis; a negative axis counts from the end, as in PyTorch.
+  /// Length of one axis; a negative axis counts from the end, as in PyTorch.
   std::size_t size(std::ptrdiff_t axis) const;
 
-  // The value as an xtensor array; DtypeError when T is not the tensor's dtype.
+  /// The value as an xtensor array; DtypeError when T is not the tensor's dtype.
   template <class T>
   const xt::xarray<T>& value() const;
-  // For in-place updates such as an optimizer step. Not recorded on the tape: change a tensor
-  // only when no graph that saved it will run backward again.
+  /// For in-place updates such as an optimizer step. Not recorded on the tape: change a tensor
+  /// only when no graph that saved it will run backward again.
   template <class T>
   xt::xarray<T>& mutable_value() const;
   const Storage& storage() const;
 
-  // The single element of a one-element tensor (ValueError otherwise).
+  /// The single element of a one-element tensor (ValueError otherwise).
   double item() const;
 
   bool requires_grad() const;
-  // Turns gradient tracking on or off for a leaf (AutogradError for an op's output).
+  /// Turns gradient tracking on or off for a leaf (AutogradError for an op's output).
   Tensor& requires_grad_(bool on = true);
-  bool is_leaf() const;       // not produced by a recorded op
-  Node* grad_fn() const;      // the tape entry that produced it, or nullptr
-  Tensor grad() const;        // undefined until a backward reaches this leaf
-  // Gradient setters act on the shared tensor, so they work through a const handle, as in PyTorch.
+  bool is_leaf() const;       ///< not produced by a recorded op
+  Node* grad_fn() const;      ///< the tape entry that produced it, or nullptr
+  Tensor grad() const;        ///< undefined until a backward reaches this leaf
+  /// Gradient setters act on the shared tensor, so they work through a const handle, as in PyTorch.
   void set_grad(Tensor grad) const;
-  void zero_grad() const;     // drops the gradient (the next backward starts from zero)
-  Tensor detach() const;      // same data, cut from the graph, requires_grad false
+  void zero_grad() const;     ///< drops the gradient (the next backward starts from zero)
+  Tensor detach() const;      ///< same data, cut from the graph, requires_grad false
 
-  // Reverse-mode sweep from this tensor. A one-element tensor is seeded with 1; any other needs
-  // `gradient` of its own shape. Leaf gradients accumulate (+=) across calls until zero_grad().
-  // The graph's saved tensors are released unless retain_graph (default: create_graph).
-  // With create_graph, a leaf's .grad is recorded and its graph may hold the leaf itself: call
-  // zero_grad() when done with it, or prefer grad(), as in PyTorch, or the two stay alive.
+  /// Reverse-mode sweep from this tensor. A one-element tensor is seeded with 1; any other needs
+  /// `gradient` of its own shape. Leaf gradients accumulate (+=) across calls until zero_grad().
+  /// The graph's saved tensors are released unless retain_graph (default: create_graph).
+  /// With create_graph, a leaf's .grad is recorded and its graph may hold the leaf itself: call
+  /// zero_grad() when done with it, or prefer grad(), as in PyTorch, or the two stay alive.
   void backward(const Tensor& gradient = Tensor(), std::optional<bool> retain_graph = std::nullopt,
                 bool create_graph = false) const;
 
@@ -100,7 +101,7 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // ---- creation ---------------------------------------------------------------------------------
 
-// Seedable random numbers. Each thread has its own default generator (seed 0 until manual_seed).
+/// Seedable random numbers. Each thread has its own default generator (seed 0 until manual_seed).
 class Generator {
  public:
   explicit Generator(std::uint64_t seed = 0) : engine_(seed) {}
@@ -117,19 +118,19 @@ Tensor tensor(xt::nested_initializer_list_t<double, 1> values, TensorOptions opt
 Tensor tensor(xt::nested_initializer_list_t<double, 2> values, TensorOptions options = {});
 Tensor tensor(xt::nested_initializer_list_t<double, 3> values, TensorOptions options = {});
 Tensor tensor(xt::nested_initializer_list_t<double, 4> values, TensorOptions options = {});
-Tensor scalar(double value, TensorOptions options = {});  // a rank-0 tensor
+Tensor scalar(double value, TensorOptions options = {});  ///< a rank-0 tensor
 Tensor full(const Shape& shape, double value, TensorOptions options = {});
 Tensor zeros(const Shape& shape, TensorOptions options = {});
 Tensor ones(const Shape& shape, TensorOptions options = {});
-Tensor zeros_like(const Tensor& t);  // same shape and dtype, no grad
+Tensor zeros_like(const Tensor& t);  ///< same shape and dtype, no grad
 Tensor ones_like(const Tensor& t);
 Tensor full_like(const Tensor& t, double value);
 Tensor randn(const Shape& shape, TensorOptions options = {}, Generator& gen = default_generator());
 Tensor rand(const Shape& shape, TensorOptions options = {}, Generator& gen = default_generator());
-// Uniform in [low, high).
+/// Uniform in [low, high).
 Tensor uniform(const Shape& shape, double low, double high, TensorOptions options = {},
                Generator& gen = default_generator());
-// start, start + step, ... while below stop (above it for a negative step).
+/// start, start + step, ... while below stop (above it for a negative step).
 Tensor arange(double start, double stop, double step = 1.0, TensorOptions options = {});
 
 }  // namespace xgrad

@@ -1,19 +1,20 @@
 #pragma once
-// Verifying hand-derived gradients: a student derives closed-form gradients on paper, computes
-// them, and asks whether they are right. verify_gradients compares them, parameter by parameter,
-// with the tape's gradients and with finite differences, and names the worst entry.
-//
-//   auto report = verify_gradients(loss_fn, {{"W1", W1}, {"b1", b1}}, {my_dW1, my_db1});
-//   std::cout << report;   // per parameter: agrees or not, worst entry, the three values
-//
-// Errors are relative, and measured against a gradient as a whole, so that entries that are (nearly)
-// zero do not make a right formula look wrong:
-// - vs the tape: |claimed - tape| at the worst entry over the largest |gradient| entry of that
-//   parameter (the tape is exact to rounding, so this holds each parameter to full precision);
-// - vs finite differences: the largest |claimed - numeric| over the largest |gradient| entry of
-//   all parameters. Finite differences are accurate to an absolute amount set by the loss's
-//   rounding, so a parameter whose gradients are all tiny cannot be held to a tighter relative
-//   bound than the loss allows.
+/// \file
+/// Verifying hand-derived gradients: a student derives closed-form gradients on paper, computes
+/// them, and asks whether they are right. verify_gradients compares them, parameter by parameter,
+/// with the tape's gradients and with finite differences, and names the worst entry.
+///
+///   auto report = verify_gradients(loss_fn, {{"W1", W1}, {"b1", b1}}, {my_dW1, my_db1});
+///   std::cout << report;   // per parameter: agrees or not, worst entry, the three values
+///
+/// Errors are relative, and measured against a gradient as a whole, so that entries that are (nearly)
+/// zero do not make a right formula look wrong:
+/// - vs the tape: |claimed - tape| at the worst entry over the largest |gradient| entry of that
+///   parameter (the tape is exact to rounding, so this holds each parameter to full precision);
+/// - vs finite differences: the largest |claimed - numeric| over the largest |gradient| entry of
+///   all parameters. Finite differences are accurate to an absolute amount set by the loss's
+///   rounding, so a parameter whose gradients are all tiny cannot be held to a tighter relative
+///   bound than the loss allows.
 
 #include <iosfwd>
 #include <string>
@@ -25,12 +26,12 @@
 namespace xgrad {
 
 struct VerifyOptions {
-  double rtol = 1e-10;          // claimed vs tape
-  double numeric_rtol = 1e-9;   // claimed vs finite differences
-  // Finite-difference step: five-point stencils at step and step / 2, extrapolated (error
-  // O(step^6)). A kink of relu within 2 * step of a pre-activation spoils the numeric value.
+  double rtol = 1e-10;          ///< claimed vs tape
+  double numeric_rtol = 1e-9;   ///< claimed vs finite differences
+  /// Finite-difference step: five-point stencils at step and step / 2, extrapolated (error
+  /// O(step^6)). A kink of relu within 2 * step of a pre-activation spoils the numeric value.
   double step = 1e-3;
-  std::size_t max_numeric_entries = 2000;  // per parameter; a random sample beyond that
+  std::size_t max_numeric_entries = 2000;  ///< per parameter; a random sample beyond that
   std::uint64_t seed = 0;
 };
 
@@ -38,12 +39,12 @@ struct ParameterVerdict {
   std::string name;
   bool matches_tape = true;
   bool matches_numeric = true;
-  // The entry where the claimed gradient is furthest from the tape's:
+  /// The entry where the claimed gradient is furthest from the tape's:
   std::string index;
   double claimed = 0, tape = 0, numeric = 0;
-  double abs_error = 0, rel_error = 0;                  // claimed vs tape, worst entry
-  double numeric_abs_error = 0, numeric_rel_error = 0;  // claimed vs finite differences, worst
-  std::size_t numeric_entries = 0;                      // entries compared numerically
+  double abs_error = 0, rel_error = 0;                  ///< claimed vs tape, worst entry
+  double numeric_abs_error = 0, numeric_rel_error = 0;  ///< claimed vs finite differences, worst
+  std::size_t numeric_entries = 0;                      ///< entries compared numerically
 };
 
 struct VerifyReport {
@@ -57,8 +58,8 @@ struct VerifyReport {
 };
 std::ostream& operator<<(std::ostream& os, const VerifyReport& report);
 
-// loss: parameters (float64, in the order given) -> one-element loss. claimed[i] is the
-// hand-derived gradient for parameters[i] (same shape; ShapeError otherwise).
+/// loss: parameters (float64, in the order given) -> one-element loss. claimed[i] is the
+/// hand-derived gradient for parameters[i] (same shape; ShapeError otherwise).
 VerifyReport verify_gradients(const TensorFn& loss,
                               const std::vector<std::pair<std::string, Tensor>>& parameters,
                               const std::vector<Tensor>& claimed, const VerifyOptions& options = {});

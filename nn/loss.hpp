@@ -1,7 +1,8 @@
 #pragma once
-// Losses. softmax_cross_entropy is fused: one pass computes a stable log-sum-exp per row, and its
-// backward is exactly (softmax(logits) - onehot(labels)) / B for the mean over a batch of B, the
-// gradient that question 1 of the source document derives.
+/// \file
+/// Losses. softmax_cross_entropy is fused: one pass computes a stable log-sum-exp per row, and its
+/// backward is exactly (softmax(logits) - onehot(labels)) / B for the mean over a batch of B, the
+/// gradient that question 1 of the source document derives.
 
 #include "autograd/ops.hpp"
 
@@ -11,24 +12,24 @@ enum class Reduction { mean, sum, none };
 
 struct CrossEntropyOptions {
   Reduction reduction = Reduction::mean;
-  // The target puts 1 - s on the label and s / C on every class (s = 0: the plain one-hot).
+  /// The target puts 1 - s on the label and s / C on every class (s = 0: the plain one-hot).
   double label_smoothing = 0.0;
-  // Per-class weights (shape (C), the logits' dtype), or undefined for none. As in PyTorch, the
-  // mean divides by the sum of the weights of the samples' labels.
+  /// Per-class weights (shape (C), the logits' dtype), or undefined for none. As in PyTorch, the
+  /// mean divides by the sum of the weights of the samples' labels.
   Tensor weight;
 };
 
-// logits: (B, C) (rows are samples); labels: B class indices in [0, C).
-// loss_i = -sum_c w_c q_ic log softmax(logits_i)_c, reduced over the batch.
+/// logits: (B, C) (rows are samples); labels: B class indices in [0, C).
+/// loss_i = -sum_c w_c q_ic log softmax(logits_i)_c, reduced over the batch.
 Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
                              const CrossEntropyOptions& options = {});
-// (pred - target)^2, reduced; pred and target of the same shape.
+/// (pred - target)^2, reduced; pred and target of the same shape.
 Tensor mse_loss(const Tensor& pred, const Tensor& target, Reduction reduction = Reduction::mean);
-// -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)) = softplus(x) - x t, stable for any x.
+/// -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)) = softplus(x) - x t, stable for any x.
 Tensor bce_with_logits(const Tensor& logits, const Tensor& targets,
                        Reduction reduction = Reduction::mean);
 
-// The same as callable objects holding their options, as torch::nn losses.
+/// The same as callable objects holding their options, as torch::nn losses.
 class SoftmaxCrossEntropy {
  public:
   explicit SoftmaxCrossEntropy(CrossEntropyOptions options = {}) : options_(std::move(options)) {}

@@ -1,8 +1,9 @@
 #pragma once
-// Module: the base of every layer, as torch::nn::Module. A module registers its parameters and its
-// child modules by name; the base collects them (parameters(), named_parameters() with dotted
-// names such as "layers.0.weight"), zeroes their gradients, switches train/eval mode, and prints
-// itself as a tree.
+/// \file
+/// Module: the base of every layer, as torch::nn::Module. A module registers its parameters and its
+/// child modules by name; the base collects them (parameters(), named_parameters() with dotted
+/// names such as "layers.0.weight"), zeroes their gradients, switches train/eval mode, and prints
+/// itself as a tree.
 
 #include <memory>
 #include <string>
@@ -17,7 +18,7 @@ class Module {
  public:
   virtual ~Module() = default;
 
-  // Modules that map one tensor to one tensor override forward; operator() calls it.
+  /// Modules that map one tensor to one tensor override forward; operator() calls it.
   virtual Tensor forward(const Tensor& input);
   Tensor operator()(const Tensor& input) { return forward(input); }
 
@@ -32,12 +33,12 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  virtual std::string name() const = 0;          // "Linear"
-  virtual std::string extra_repr() const { return ""; }  // "in_features=3, out_features=2"
-  std::string str() const;                       // the tree, as PyTorch prints modules
+  virtual std::string name() const = 0;          ///< "Linear"
+  virtual std::string extra_repr() const { return ""; }  ///< "in_features=3, out_features=2"
+  std::string str() const;                       ///< the tree, as PyTorch prints modules
 
  protected:
-  // Registers a leaf tensor as a parameter (it is made to require grad) and returns it.
+  /// Registers a leaf tensor as a parameter (it is made to require grad) and returns it.
   Tensor register_parameter(std::string name, Tensor tensor);
   template <class M>
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> module) {

@@ -1,7 +1,8 @@
 #pragma once
-// Optimizers, as torch::optim: built on a list of parameters, step() updates them in place from
-// their .grad (parameters without a gradient are skipped), zero_grad() clears the gradients.
-// Updates run under NoGradGuard: they are not recorded.
+/// \file
+/// Optimizers, as torch::optim: built on a list of parameters, step() updates them in place from
+/// their .grad (parameters without a gradient are skipped), zero_grad() clears the gradients.
+/// Updates run under NoGradGuard: they are not recorded.
 
 #include <cstdint>
 #include <map>
@@ -23,18 +24,18 @@ class Optimizer {
   void set_lr(double lr) { lr_ = lr; }
   const std::vector<Tensor>& parameters() const { return parameters_; }
 
-  // Per-parameter state by name ("momentum_buffer", "exp_avg", ...), slot i for parameter i,
-  // undefined until first used; and the number of steps taken. With lr, what a checkpoint keeps
-  // to resume exactly (nn/serialize.hpp).
+  /// Per-parameter state by name ("momentum_buffer", "exp_avg", ...), slot i for parameter i,
+  /// undefined until first used; and the number of steps taken. With lr, what a checkpoint keeps
+  /// to resume exactly (nn/serialize.hpp).
   const std::map<std::string, std::vector<Tensor>>& state() const { return state_; }
-  // Replaces state slot `index` of buffer `name` (ValueError for an unknown name, ShapeError for a
-  // tensor not shaped like its parameter).
+  /// Replaces state slot `index` of buffer `name` (ValueError for an unknown name, ShapeError for a
+  /// tensor not shaped like its parameter).
   void set_state(const std::string& name, std::size_t index, const Tensor& value);
   std::int64_t steps() const { return steps_; }
   void set_steps(std::int64_t steps) { steps_ = steps; }
 
  protected:
-  // The buffer of parameter i in state `name`, created as zeros on first use.
+  /// The buffer of parameter i in state `name`, created as zeros on first use.
   Tensor& buffer(const std::string& name, std::size_t i);
   bool has_buffer(const std::string& name, std::size_t i) const;
 
@@ -48,13 +49,13 @@ struct SGDOptions {
   double lr = 0.01;
   double momentum = 0.0;
   double dampening = 0.0;
-  double weight_decay = 0.0;  // L2: adds weight_decay * p to the gradient
+  double weight_decay = 0.0;  ///< L2: adds weight_decay * p to the gradient
   bool nesterov = false;
 };
 
-// p <- p - lr * d, with d = g + weight_decay p, then with momentum
-// b <- momentum b + (1 - dampening) d (b = d at the first step), d = nesterov ? d + momentum b : b.
-// With momentum 0 it is question 4 of the source document: W <- W - eta grad W.
+/// p <- p - lr * d, with d = g + weight_decay p, then with momentum
+/// b <- momentum b + (1 - dampening) d (b = d at the first step), d = nesterov ? d + momentum b : b.
+/// With momentum 0 it is question 4 of the source document: W <- W - eta grad W.
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> parameters, SGDOptions options);
@@ -70,11 +71,11 @@ struct AdamOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
-  double weight_decay = 0.0;  // Adam: added to the gradient (L2); AdamW: decoupled
+  double weight_decay = 0.0;  ///< Adam: added to the gradient (L2); AdamW: decoupled
 };
 
-// m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
-// p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+/// m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
+/// p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
 class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> parameters, AdamOptions options = {});
@@ -88,14 +89,14 @@ class Adam : public Optimizer {
   bool decoupled_;
 };
 
-// Adam with decoupled weight decay: p <- p - lr weight_decay p before the Adam step
-// (weight_decay defaults to 0.01, as in PyTorch).
+/// Adam with decoupled weight decay: p <- p - lr weight_decay p before the Adam step
+/// (weight_decay defaults to 0.01, as in PyTorch).
 class AdamW : public Adam {
  public:
   AdamW(std::vector<Tensor> parameters, AdamOptions options = {.weight_decay = 0.01});
 };
 
-// Learning-rate schedules: call step() once per epoch; the optimizer's lr follows.
+/// Learning-rate schedules: call step() once per epoch; the optimizer's lr follows.
 class LRScheduler {
  public:
   explicit LRScheduler(Optimizer& optimizer)
@@ -113,7 +114,7 @@ class LRScheduler {
   std::int64_t epoch_ = 0;
 };
 
-// lr = base_lr * gamma^(epoch / step_size)
+/// lr = base_lr * gamma^(epoch / step_size)
 class StepLR : public LRScheduler {
  public:
   StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma = 0.1);
@@ -126,7 +127,7 @@ class StepLR : public LRScheduler {
   double gamma_;
 };
 
-// lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / t_max)) / 2
+/// lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / t_max)) / 2
 class CosineAnnealingLR : public LRScheduler {
  public:
   CosineAnnealingLR(Optimizer& optimizer, std::int64_t t_max, double eta_min = 0.0);
