@@ -10,7 +10,7 @@
 // that malloc keeps and OpenBLAS's own buffers. The resident size is reported for flatness.
 #include <malloc.h>
 
-#include <CLI/CLI.hpp>
+#include "examples/cli.hpp"
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -59,14 +59,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber);
   app.add_option("--steps", steps, "training steps")->check(CLI::Range(20, 1000000));
   app.add_option("--dims", dims, "layer sizes, inputs first")->delimiter(',')->expected(2, 64);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
   set_num_threads(1);
   const std::size_t baseline = live_bytes;  // what the program holds before the model exists
   peak_bytes = live_bytes;

@@ -4,7 +4,7 @@
 //   mlp_step --batch 64 --steps 300 [--dims 784,256,128,10] [--threads 1]   ->  median_us=...
 //
 // The median is taken over the steps after the first fifth (warm-up), as the peers do.
-#include <CLI/CLI.hpp>
+#include "examples/cli.hpp"
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,14 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "training steps to time")->check(CLI::Range(5, 1000000));
   app.add_option("--dims", dims, "layer sizes, inputs first")->delimiter(',')->expected(2, 64);
   app.add_option("--threads", threads, "OpenBLAS threads")->check(CLI::PositiveNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
   set_num_threads(threads);
   Generator gen(0);
   nn::MLP net(dims, "relu", Dtype::float32, gen);

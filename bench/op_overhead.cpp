@@ -2,7 +2,7 @@
 // y + 0.001, as the LibTorch peer does), forward and backward, best of R repetitions.
 //
 //   op_overhead --ops 1000 [--reps 50] [--size 1]   ->  ns_per_op=...
-#include <CLI/CLI.hpp>
+#include "examples/cli.hpp"
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,14 +18,7 @@ int main(int argc, char** argv) {
   app.add_option("--ops", ops, "ops in the chain")->check(CLI::PositiveNumber);
   app.add_option("--reps", reps, "repetitions (the best is reported)")->check(CLI::PositiveNumber);
   app.add_option("--size", size, "elements per tensor")->check(CLI::PositiveNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
   const Tensor x = rand({size}, {.requires_grad = true});
   double best = 1e300;
   for (int r = 0; r < reps; ++r) {

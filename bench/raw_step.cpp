@@ -5,7 +5,7 @@
 //   raw_step --batch 64 --steps 300 [--dims 784,256,128,10] [--threads 1]   ->  median_us=...
 #include <cblas.h>
 
-#include <CLI/CLI.hpp>
+#include "examples/cli.hpp"
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -67,6 +67,8 @@ void step(Net& n, std::size_t B, const std::vector<int>& labels, float lr) {
 
 }  // namespace
 
+namespace cli = xgrad::cli;
+
 int main(int argc, char** argv) {
   CLI::App app{"Median time of the MLP training step hand-written on raw BLAS."};
   std::size_t batch = 64, steps = 300;
@@ -76,14 +78,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "training steps to time")->check(CLI::Range(5, 1000000));
   app.add_option("--dims", dims, "layer sizes, inputs first")->delimiter(',')->expected(2, 64);
   app.add_option("--threads", threads, "OpenBLAS threads")->check(CLI::PositiveNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
   openblas_set_num_threads(threads);
   std::mt19937 gen(0);
   std::normal_distribution<float> normal(0.f, 0.05f);

@@ -9,7 +9,7 @@
 //   backprop_walkthrough --graph net.dot       the tape's graph of the loss, as Graphviz DOT
 //
 // Exit status: 0 when the closed form agrees with the tape, 1 when it does not, 2 for bad input.
-#include <CLI/CLI.hpp>
+#include "examples/cli.hpp"
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -192,14 +192,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json_output, "print one JSON object instead of tables");
   std::string graph;
   app.add_option("--graph", graph, "write the tape's graph of the loss as Graphviz DOT to this file");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
 
   NetworkSpec spec;
   try {

@@ -4,7 +4,7 @@
 // learns y = sin(3x). Exits 1 if a check fails.
 //
 //   custom_op [--graph loss.dot]      (dot -Tpng loss.dot -o loss.png draws the graph)
-#include <CLI/CLI.hpp>
+#include "examples/cli.hpp"
 #include <cmath>
 #include <iostream>
 
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Custom ops: Swish with a learnable beta and the smooth-L1 loss, checked and trained."};
   std::string graph;
   app.add_option("--graph", graph, "write the graph of the loss as Graphviz DOT to this file");
-  CLI11_PARSE(app, argc, argv);
+  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
 
   // 1. Verify both ops against finite differences, first and second derivatives.
   Generator gen(3);

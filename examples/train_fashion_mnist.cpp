@@ -7,7 +7,7 @@
 // The last line on stdout is test_accuracy=0.xxxx. Bad or missing data exits with status 2.
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
+#include "examples/cli.hpp"
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -292,14 +292,9 @@ int main(int argc, char** argv) {
   app.add_option("--resume", c.resume, "folder of a checkpoint to continue from");
   app.add_option("--log", c.log, "CSV file: epoch, train loss, train accuracy, test loss, test accuracy, seconds");
   app.add_option("--plot", c.plot, "PNG or SVG file of the loss and accuracy curves (needs gnuplot)");
+  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
   try {
-    app.parse(argc, argv);
     make_activation(c.activation);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
   } catch (const Error& e) {
     std::cerr << "train_fashion_mnist: --activation: " << e.what() << "\n";
     return 2;

@@ -5,24 +5,25 @@
 #include "autograd/function.hpp"
 #include "autograd/graph.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/tape.hpp"
 #include "tests/helpers.hpp"
 
 using namespace xgrad;
 
 namespace {
-// Swish with a learnable beta: y = x sigmoid(beta x).
-struct Swish : Function<Swish> {
-  static constexpr const char* name = "swish";
-  static Tensor forward(FunctionContext& ctx, const Tensor& x, const Tensor& beta) {
-    ctx.save_for_backward({x, beta});
-    return x * sigmoid(beta * x);
+// tanh with a learnable gain a: y = a tanh(x); dy/dx = a (1 - tanh(x)^2), dy/da = tanh(x).
+struct ScaledTanh : Function<ScaledTanh> {
+  static constexpr const char* name = "scaled_tanh";
+  static Tensor forward(FunctionContext& ctx, const Tensor& x, const Tensor& a) {
+    const Tensor y = a * tanh(x);
+    ctx.save_for_backward({x, a, y});  // the output too: it is kept as its value only
+    return y;
   }
   static std::vector<Tensor> backward(FunctionContext& ctx, const Tensor& g) {
     const std::vector<Tensor> saved = ctx.saved();
-    const Tensor &x = saved[0], &beta = saved[1];
-    const Tensor s = sigmoid(beta * x);  // recomputed from the inputs: differentiable again
-    const Tensor ds = s * (1.0 - s);     // sigmoid'
-    return {g * (s + x * beta * ds), g * x * x * ds};
+    const Tensor &x = saved[0], &a = saved[1];
+    const Tensor t = tanh(x);  // recomputed from the input: differentiable again
+    return {g * a * (1.0 - t * t), g * t};
   }
 };
 
@@ -52,15 +53,17 @@ Tensor smooth_l1(const Tensor& x) {
 
 TEST_CASE("a custom op as a struct: one tape entry, checked like a built-in op") {
   const Tensor x = testing::f64({{0.5, -1.2, 2.0}, {0.1, 0.0, -0.3}}, true);
-  const Tensor beta = testing::f64({1.3}, true);
-  const Tensor y = Swish::apply(x, beta);
-  CHECK(y.grad_fn()->name() == "swish");
+  const Tensor a = testing::f64({1.3}, true);
+  const Tensor y = ScaledTanh::apply(x, a);
+  CHECK(y.grad_fn()->name() == "scaled_tanh");
   CHECK(y.grad_fn()->edge(0).requires_grad());
-  const Tensor expected = x * sigmoid(beta * x);
-  CHECK(testing::flat(y) == testing::flat(expected));
-  const TensorFn f = [](const std::vector<Tensor>& in) { return Swish::apply(in[0], in[1]); };
-  CHECK_GRADCHECK(gradcheck(f, {x, beta}));
-  CHECK_GRADCHECK(gradgradcheck(f, {x, beta}));
+  CHECK(testing::flat(y) == testing::flat(a * tanh(x)));
+  const TensorFn f = [](const std::vector<Tensor>& in) { return ScaledTanh::apply(in[0], in[1]); };
+  CHECK_GRADCHECK(gradcheck(f, {x, a}));
+  CHECK_GRADCHECK(gradgradcheck(f, {x, a}));
+  const std::size_t entries = Tape::current().size();
+  { const Tensor unused = ScaledTanh::apply(x, a); }
+  CHECK(Tape::current().size() == entries);  // saving its own output made no cycle
   CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return Scale::apply(in[0], -2.5); }, {x}));
   CHECK(Scale::apply(x, 2.0).grad_fn()->name() == "custom");
 }
