@@ -23,8 +23,8 @@ std::string frame_name(const char* symbol) {
   if (open == std::string::npos || plus == std::string::npos || plus == open + 1) return s;
   const std::string mangled = s.substr(open + 1, plus - open - 1);
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status),
-                                              std::free);
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status), std::free);
   return status == 0 ? name.get() : mangled;
 }
 }  // namespace
@@ -64,20 +64,25 @@ void check_output(const Node& node, const Tensor& out, std::span<const Tensor* c
   if (at < 0) return;
   bool inputs_finite = true;
   for (const Tensor* t : inputs) inputs_finite = inputs_finite && first_non_finite(*t) < 0;
-  const double value = std::visit([&](const auto& a) { return static_cast<double>(a.data()[at]); }, out.storage());
+  const double value =
+      std::visit([&](const auto& a) { return static_cast<double>(a.data()[at]); }, out.storage());
   throw AnomalyError("anomaly: " + std::string(node.name()) + " produced " + std::to_string(value) +
-                     " at " + index_str(static_cast<std::size_t>(at), out.shape()) + " of its output of shape " +
-                     shape_str(out.shape()) + (inputs_finite ? " from finite inputs" : " (an input was not finite)") +
+                     " at " + index_str(static_cast<std::size_t>(at), out.shape()) +
+                     " of its output of shape " + shape_str(out.shape()) +
+                     (inputs_finite ? " from finite inputs" : " (an input was not finite)") +
                      "; the op was created at:\n" + node.created_at());
 }
 
 void check_gradient(const Node& node, std::size_t input, const Tensor& grad) {
   const std::ptrdiff_t at = first_non_finite(grad);
   if (at < 0) return;
-  const double value = std::visit([&](const auto& a) { return static_cast<double>(a.data()[at]); }, grad.storage());
-  throw AnomalyError("anomaly: the backward of " + std::string(node.name()) + " produced " + std::to_string(value) +
-                     " at " + index_str(static_cast<std::size_t>(at), grad.shape()) + " of the gradient of input " +
-                     std::to_string(input) + "; the op was created at:\n" + node.created_at());
+  const double value =
+      std::visit([&](const auto& a) { return static_cast<double>(a.data()[at]); }, grad.storage());
+  throw AnomalyError("anomaly: the backward of " + std::string(node.name()) + " produced " +
+                     std::to_string(value) + " at " +
+                     index_str(static_cast<std::size_t>(at), grad.shape()) +
+                     " of the gradient of input " + std::to_string(input) +
+                     "; the op was created at:\n" + node.created_at());
 }
 
 }  // namespace detail

@@ -44,8 +44,8 @@ void accumulate(Tensor& slot, Tensor g) { slot = slot.defined() ? add(slot, g) :
 Tensor owned(Tensor g) {
   if (g.impl_ptr().use_count() == 1 && g.impl()->value.use_count() == 1 && !g.requires_grad())
     return g;
-  return Tensor(std::make_shared<TensorImpl>(TensorImpl{
-      std::make_shared<Storage>(g.storage()), Tensor(), NodeRef(), false}));
+  return Tensor(std::make_shared<TensorImpl>(
+      TensorImpl{std::make_shared<Storage>(g.storage()), Tensor(), NodeRef(), false}));
 }
 
 void add_in_place(Tensor& dst, const Tensor& src) {

@@ -9,8 +9,9 @@
 
 namespace xgrad {
 
-/// Adds d(sum_i <outputs[i], grad_outputs[i]>)/d(leaf) to the .grad of every leaf that requires grad
-/// and was used. An empty grad_outputs entry means 1 and is allowed for one-element outputs only.
+/// Adds d(sum_i <outputs[i], grad_outputs[i]>)/d(leaf) to the .grad of every leaf that requires
+/// grad and was used. An empty grad_outputs entry means 1 and is allowed for one-element outputs
+/// only.
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs = {},
               std::optional<bool> retain_graph = std::nullopt, bool create_graph = false);
 

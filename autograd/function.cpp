@@ -37,20 +37,21 @@ void CustomNode::adopt(FunctionContext&& ctx) {
 void CustomNode::backward(const Tensor& grad, std::span<Tensor> grads) {
   std::vector<Tensor> result = backward_(ctx_, grad);
   if (result.size() != grads.size())
-    throw AutogradError(name_ + ": backward returned " + std::to_string(result.size()) + " gradients for " +
-                        std::to_string(grads.size()) +
+    throw AutogradError(name_ + ": backward returned " + std::to_string(result.size()) +
+                        " gradients for " + std::to_string(grads.size()) +
                         " tensor inputs (return an undefined Tensor for an input that gets none)");
   for (std::size_t i = 0; i < grads.size(); ++i) {
     if (!result[i].defined() || !needs_grad(i)) continue;
     if (!fits(result[i].shape(), edge(i).shape))
-      throw ShapeError(name_ + ": backward returned a gradient of shape " + shape_str(result[i].shape()) +
-                       " for input " + std::to_string(i) + " of shape " + shape_str(edge(i).shape));
+      throw ShapeError(name_ + ": backward returned a gradient of shape " +
+                       shape_str(result[i].shape()) + " for input " + std::to_string(i) +
+                       " of shape " + shape_str(edge(i).shape));
     grads[i] = std::move(result[i]);
   }
 }
 
-void record_custom(Tensor& out, std::span<const Tensor* const> inputs, std::string name, FunctionContext&& ctx,
-                   CustomNode::Backward backward) {
+void record_custom(Tensor& out, std::span<const Tensor* const> inputs, std::string name,
+                   FunctionContext&& ctx, CustomNode::Backward backward) {
   if (!out.defined()) throw AutogradError(name + ": forward returned an undefined tensor");
   if (auto* node = record_node<CustomNode>(out, inputs, std::move(name), std::move(backward)))
     node->adopt(std::move(ctx));
@@ -58,10 +59,11 @@ void record_custom(Tensor& out, std::span<const Tensor* const> inputs, std::stri
 
 }  // namespace detail
 
-Tensor custom_op(std::string name, const std::vector<Tensor>& inputs,
-                 const std::function<Tensor(const std::vector<Tensor>&)>& forward,
-                 std::function<std::vector<Tensor>(const std::vector<Tensor>&, const Tensor&, const Tensor&)>
-                     backward) {
+Tensor custom_op(
+    std::string name, const std::vector<Tensor>& inputs,
+    const std::function<Tensor(const std::vector<Tensor>&)>& forward,
+    std::function<std::vector<Tensor>(const std::vector<Tensor>&, const Tensor&, const Tensor&)>
+        backward) {
   Tensor out;
   {
     NoGradGuard no_grad;

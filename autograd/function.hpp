@@ -71,7 +71,8 @@ namespace detail {
 class CustomNode : public Node {
  public:
   using Backward = std::function<std::vector<Tensor>(FunctionContext&, const Tensor&)>;
-  CustomNode(std::string name, Backward backward) : name_(std::move(name)), backward_(std::move(backward)) {}
+  CustomNode(std::string name, Backward backward)
+      : name_(std::move(name)), backward_(std::move(backward)) {}
   std::string_view name() const override { return name_; }
   void backward(const Tensor& grad, std::span<Tensor> grads) override;
   /// Takes over the context of the forward call; its tensors become this node's saved tensors.
@@ -117,8 +118,10 @@ class Function {
   }
   /// F::name when F declares one (static constexpr const char* name = "swish"), else "custom".
   static std::string op_name() {
-    if constexpr (requires { std::string_view(F::name); }) return std::string(F::name);
-    else return "custom";
+    if constexpr (requires { std::string_view(F::name); })
+      return std::string(F::name);
+    else
+      return "custom";
   }
 };
 
@@ -126,8 +129,8 @@ class Function {
 /// input. Both the inputs and the output are saved.
 Tensor custom_op(std::string name, const std::vector<Tensor>& inputs,
                  const std::function<Tensor(const std::vector<Tensor>&)>& forward,
-                 std::function<std::vector<Tensor>(const std::vector<Tensor>& inputs, const Tensor& output,
-                                                   const Tensor& grad)>
+                 std::function<std::vector<Tensor>(const std::vector<Tensor>& inputs,
+                                                   const Tensor& output, const Tensor& grad)>
                      backward);
 
 }  // namespace xgrad

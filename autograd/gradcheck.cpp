@@ -130,8 +130,8 @@ class Checker {
       const std::vector<double> vv = values(v, v);
       for (std::size_t c = 0; c < checked_.size(); ++c) {
         const std::size_t i = checked_[c];
-        const std::vector<double> u = values(randn(inputs_[i].shape(), {.dtype = Dtype::float64}, gen),
-                                             inputs_[i]);
+        const std::vector<double> u =
+            values(randn(inputs_[i].shape(), {.dtype = Dtype::float64}, gen), inputs_[i]);
         double analytic = 0, numeric = 0;
         for (std::size_t j = 0; j < u.size(); ++j) analytic += g[c][j] * u[j];
         const std::vector<double> plus = f_at(i, u, o_.eps), minus = f_at(i, u, -o_.eps);
@@ -163,7 +163,8 @@ std::ostream& operator<<(std::ostream& os, const GradcheckReport& r) {
      << " compared)\n";
   os << "  worst: input " << r.input << " " << r.input_index << " -> output " << r.output_index
      << "\n";
-  os << std::setprecision(12) << "  analytic " << r.analytic << "\n  numeric  " << r.numeric << "\n";
+  os << std::setprecision(12) << "  analytic " << r.analytic << "\n  numeric  " << r.numeric
+     << "\n";
   os << std::setprecision(3) << "  abs error " << r.abs_error << ", rel error " << r.rel_error
      << " (passes when abs error <= " << r.atol << " + " << r.rtol << " * |numeric|)\n";
   return os;

@@ -30,12 +30,12 @@ struct GradcheckOptions {
 
 struct GradcheckReport {
   bool passed = true;
-  std::string method;       ///< "full Jacobian" or "random projections"
-  std::size_t compared = 0; ///< entries or projections compared
+  std::string method;        ///< "full Jacobian" or "random projections"
+  std::size_t compared = 0;  ///< entries or projections compared
   /// The worst comparison (largest error relative to its tolerance):
-  std::size_t input = 0;          ///< which input of f
-  std::string input_index;        ///< e.g. "[0, 2]" (full Jacobian) or "projection 3"
-  std::string output_index;       ///< e.g. "[1]"
+  std::size_t input = 0;     ///< which input of f
+  std::string input_index;   ///< e.g. "[0, 2]" (full Jacobian) or "projection 3"
+  std::string output_index;  ///< e.g. "[1]"
   double analytic = 0, numeric = 0, abs_error = 0, rel_error = 0;
   double atol = 0, rtol = 0;
 

@@ -38,7 +38,8 @@ std::string to_dot(const Tensor& output) {
     dot << "  " << id(root) << " -> out [label=\"" << shape_str(output.shape()) << "\"];\n";
     todo.push_back(root);
   } else {
-    dot << "  " << id(output.impl()) << " [shape=box, style=filled, fillcolor=\"#dde8f5\", label=\"leaf "
+    dot << "  " << id(output.impl())
+        << " [shape=box, style=filled, fillcolor=\"#dde8f5\", label=\"leaf "
         << shape_str(output.shape()) << "\"];\n  " << id(output.impl()) << " -> out;\n";
   }
   std::map<const Node*, bool> seen;
@@ -65,8 +66,8 @@ std::string to_dot(const Tensor& output) {
             << shape_str(e.shape) << "\\nrequires grad\"];\n";
       } else {
         from = id(&e);
-        dot << "  " << from << " [shape=box, color=gray, fontcolor=gray, label=\"constant " << shape_str(e.shape)
-            << "\"];\n";
+        dot << "  " << from << " [shape=box, color=gray, fontcolor=gray, label=\"constant "
+            << shape_str(e.shape) << "\"];\n";
       }
       dot << "  " << from << " -> " << id(node) << " [label=\"" << shape_str(e.shape) << "\"];\n";
     }

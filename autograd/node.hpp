@@ -42,7 +42,8 @@ class NodeRef {
 };
 
 struct TensorImpl {
-  std::shared_ptr<Storage> value;  ///< shared so that a node can save its own output without a cycle
+  std::shared_ptr<Storage>
+      value;  ///< shared so that a node can save its own output without a cycle
   Tensor grad;
   NodeRef grad_fn;
   bool requires_grad = false;

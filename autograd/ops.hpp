@@ -56,7 +56,7 @@ Tensor relu(const Tensor& x);  ///< gradient 0 at x = 0
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);
-Tensor gelu(const Tensor& x);  ///< exact: x * Phi(x)
+Tensor gelu(const Tensor& x);      ///< exact: x * Phi(x)
 Tensor softplus(const Tensor& x);  ///< log(1 + exp(x)), stable for large |x|
 Tensor elu(const Tensor& x, double alpha = 1.0);
 Tensor silu(const Tensor& x);  ///< x * sigmoid(x)

@@ -105,9 +105,10 @@ void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs) {
     TensorImpl* impl = t->impl();
     if (impl->grad_fn) {
       if (impl->grad_fn->tape_ != &tape)
-        throw AutogradError(std::string(node->name()) +
-                            ": an input was computed on another thread's tape; a graph must be "
-                            "built and differentiated on one thread (detach() the input to share it)");
+        throw AutogradError(
+            std::string(node->name()) +
+            ": an input was computed on another thread's tape; a graph must be "
+            "built and differentiated on one thread (detach() the input to share it)");
       edge.fn = impl->grad_fn;
     } else if (impl->requires_grad) {
       edge.leaf = t->impl_ptr();

@@ -27,7 +27,7 @@ class Tape {
   ~Tape();
 
   std::size_t size() const { return entries_.size() - dead_; }  ///< live entries
-  std::size_t saved_bytes() const;                             ///< bytes saved by live entries
+  std::size_t saved_bytes() const;                              ///< bytes saved by live entries
 
  private:
   friend class Node;

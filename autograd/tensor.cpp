@@ -26,9 +26,7 @@ std::string index_str(std::size_t flat, std::span<const std::size_t> shape) {
   return shape_str(index);
 }
 
-std::string_view dtype_name(Dtype dtype) {
-  return dtype == Dtype::float32 ? "float32" : "float64";
-}
+std::string_view dtype_name(Dtype dtype) { return dtype == Dtype::float32 ? "float32" : "float64"; }
 
 namespace {
 
@@ -58,8 +56,10 @@ Tensor::Tensor(xt::xarray<double> value, bool requires_grad)
     : impl_(make_impl(std::move(value), requires_grad)) {}
 
 const TensorImpl& Tensor::checked(const char* what) const {
-  if (!impl_) throw ValueError(std::string(what) + ": the tensor is undefined (default-constructed, "
-                                                   "or a gradient that backward has not computed)");
+  if (!impl_)
+    throw ValueError(std::string(what) +
+                     ": the tensor is undefined (default-constructed, "
+                     "or a gradient that backward has not computed)");
   return *impl_;
 }
 
@@ -80,8 +80,8 @@ std::size_t Tensor::size(std::ptrdiff_t axis) const {
   const Shape& s = shape();
   const auto rank = static_cast<std::ptrdiff_t>(s.size());
   if (axis < -rank || axis >= rank)
-    throw IndexError("size: axis " + std::to_string(axis) + " is out of range for a tensor of shape " +
-                     shape_str(s));
+    throw IndexError("size: axis " + std::to_string(axis) +
+                     " is out of range for a tensor of shape " + shape_str(s));
   return s[static_cast<std::size_t>(axis < 0 ? axis + rank : axis)];
 }
 
@@ -198,10 +198,18 @@ Tensor from_list(List values, TensorOptions options) {
 
 }  // namespace
 
-Tensor tensor(xt::nested_initializer_list_t<double, 1> v, TensorOptions o) { return from_list(v, o); }
-Tensor tensor(xt::nested_initializer_list_t<double, 2> v, TensorOptions o) { return from_list(v, o); }
-Tensor tensor(xt::nested_initializer_list_t<double, 3> v, TensorOptions o) { return from_list(v, o); }
-Tensor tensor(xt::nested_initializer_list_t<double, 4> v, TensorOptions o) { return from_list(v, o); }
+Tensor tensor(xt::nested_initializer_list_t<double, 1> v, TensorOptions o) {
+  return from_list(v, o);
+}
+Tensor tensor(xt::nested_initializer_list_t<double, 2> v, TensorOptions o) {
+  return from_list(v, o);
+}
+Tensor tensor(xt::nested_initializer_list_t<double, 3> v, TensorOptions o) {
+  return from_list(v, o);
+}
+Tensor tensor(xt::nested_initializer_list_t<double, 4> v, TensorOptions o) {
+  return from_list(v, o);
+}
 
 Tensor scalar(double value, TensorOptions options) { return full({}, value, options); }
 
@@ -235,12 +243,13 @@ Tensor rand(const Shape& shape, TensorOptions options, Generator& gen) {
 
 Tensor arange(double start, double stop, double step, TensorOptions options) {
   if (step == 0.0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
-    throw ValueError("arange: needs finite start, stop and a non-zero step, got start=" +
-                     std::to_string(start) + " stop=" + std::to_string(stop) +
-                     " step=" + std::to_string(step));
+    throw ValueError(
+        "arange: needs finite start, stop and a non-zero step, got start=" + std::to_string(start) +
+        " stop=" + std::to_string(stop) + " step=" + std::to_string(step));
   const double count = std::ceil((stop - start) / step);
   const auto n = static_cast<std::size_t>(std::max(0.0, count));
-  return generate({n}, options, [&](std::size_t i) { return start + static_cast<double>(i) * step; });
+  return generate({n}, options,
+                  [&](std::size_t i) { return start + static_cast<double>(i) * step; });
 }
 
 }  // namespace xgrad

@@ -26,9 +26,13 @@ std::string_view dtype_name(Dtype dtype);
 template <class T>
 constexpr Dtype dtype_of();
 template <>
-constexpr Dtype dtype_of<float>() { return Dtype::float32; }
+constexpr Dtype dtype_of<float>() {
+  return Dtype::float32;
+}
 template <>
-constexpr Dtype dtype_of<double>() { return Dtype::float64; }
+constexpr Dtype dtype_of<double>() {
+  return Dtype::float64;
+}
 
 using Shape = xt::svector<std::size_t, 4>;
 static_assert(std::is_same_v<Shape, xt::xarray<float>::shape_type>);
@@ -72,13 +76,13 @@ class Tensor {
   bool requires_grad() const;
   /// Turns gradient tracking on or off for a leaf (AutogradError for an op's output).
   Tensor& requires_grad_(bool on = true);
-  bool is_leaf() const;       ///< not produced by a recorded op
-  Node* grad_fn() const;      ///< the tape entry that produced it, or nullptr
-  Tensor grad() const;        ///< undefined until a backward reaches this leaf
+  bool is_leaf() const;   ///< not produced by a recorded op
+  Node* grad_fn() const;  ///< the tape entry that produced it, or nullptr
+  Tensor grad() const;    ///< undefined until a backward reaches this leaf
   /// Gradient setters act on the shared tensor, so they work through a const handle, as in PyTorch.
   void set_grad(Tensor grad) const;
-  void zero_grad() const;     ///< drops the gradient (the next backward starts from zero)
-  Tensor detach() const;      ///< same data, cut from the graph, requires_grad false
+  void zero_grad() const;  ///< drops the gradient (the next backward starts from zero)
+  Tensor detach() const;   ///< same data, cut from the graph, requires_grad false
 
   /// Reverse-mode sweep from this tensor. A one-element tensor is seeded with 1; any other needs
   /// `gradient` of its own shape. Leaf gradients accumulate (+=) across calls until zero_grad().

@@ -33,7 +33,9 @@ double numeric_derivative(const TensorFn& loss, const std::vector<Tensor>& param
     moved[i] = Tensor(std::move(value));
     return loss(moved).item();
   };
-  auto five_point = [&](double s) { return (8 * (at(s) - at(-s)) - (at(2 * s) - at(-2 * s))) / (12 * s); };
+  auto five_point = [&](double s) {
+    return (8 * (at(s) - at(-s)) - (at(2 * s) - at(-2 * s))) / (12 * s);
+  };
   return (64 * five_point(h / 2) - five_point(h)) / 63;
 }
 
@@ -52,8 +54,8 @@ std::string VerifyReport::str() const {
 }
 
 std::ostream& operator<<(std::ostream& os, const VerifyReport& r) {
-  os << "hand-derived gradients: " << (r.passed ? "all agree" : "MISMATCH") << " (tape: rel error <= "
-     << r.rtol << ", finite differences: <= " << r.numeric_rtol << ")\n";
+  os << "hand-derived gradients: " << (r.passed ? "all agree" : "MISMATCH")
+     << " (tape: rel error <= " << r.rtol << ", finite differences: <= " << r.numeric_rtol << ")\n";
   for (const ParameterVerdict& p : r.parameters) {
     os << "  " << std::left << std::setw(10) << p.name << " "
        << (p.matches_tape && p.matches_numeric ? "ok      " : "WRONG   ") << std::setprecision(3)
@@ -72,8 +74,8 @@ VerifyReport verify_gradients(const TensorFn& loss,
                               const std::vector<std::pair<std::string, Tensor>>& parameters,
                               const std::vector<Tensor>& claimed, const VerifyOptions& o) {
   if (claimed.size() != parameters.size())
-    throw ValueError("verify_gradients: " + std::to_string(claimed.size()) + " claimed gradients for " +
-                     std::to_string(parameters.size()) + " parameters");
+    throw ValueError("verify_gradients: " + std::to_string(claimed.size()) +
+                     " claimed gradients for " + std::to_string(parameters.size()) + " parameters");
   std::vector<Tensor> params;
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     const auto& [name, p] = parameters[i];
@@ -81,18 +83,21 @@ VerifyReport verify_gradients(const TensorFn& loss,
       throw DtypeError("verify_gradients: '" + name + "' must be float64, as its claimed gradient");
     if (claimed[i].shape() != p.shape())
       throw ShapeError("verify_gradients: the claimed gradient of '" + name + "' has shape " +
-                       shape_str(claimed[i].shape()) + "; the parameter has shape " + shape_str(p.shape()));
+                       shape_str(claimed[i].shape()) + "; the parameter has shape " +
+                       shape_str(p.shape()));
     params.push_back(p.detach().requires_grad_(true));
   }
   const Tensor value = loss(params);
   if (value.numel() != 1)
-    throw ShapeError("verify_gradients: the loss has shape " + shape_str(value.shape()) + "; expected one element");
+    throw ShapeError("verify_gradients: the loss has shape " + shape_str(value.shape()) +
+                     "; expected one element");
   const std::vector<Tensor> tape = grad({value}, params, {}, std::nullopt, false, true);
 
   double overall_scale = 0;  // the largest gradient entry of any parameter
   for (std::size_t i = 0; i < params.size(); ++i) {
     overall_scale = std::max(overall_scale, max_abs(claimed[i].value<double>()));
-    if (tape[i].defined()) overall_scale = std::max(overall_scale, max_abs(tape[i].value<double>()));
+    if (tape[i].defined())
+      overall_scale = std::max(overall_scale, max_abs(tape[i].value<double>()));
   }
   VerifyReport report;
   report.rtol = o.rtol;
@@ -102,11 +107,14 @@ VerifyReport verify_gradients(const TensorFn& loss,
     ParameterVerdict v;
     v.name = parameters[i].first;
     const xt::xarray<double>& c = claimed[i].value<double>();
-    const xt::xarray<double> t = tape[i].defined() ? tape[i].value<double>() : xt::xarray<double>(xt::zeros<double>(c.shape()));
+    const xt::xarray<double> t = tape[i].defined()
+                                     ? tape[i].value<double>()
+                                     : xt::xarray<double>(xt::zeros<double>(c.shape()));
     const double scale = std::max(max_abs(c), max_abs(t));
     std::size_t worst = 0;
     for (std::size_t j = 0; j < c.size(); ++j)
-      if (std::abs(c.data()[j] - t.data()[j]) > std::abs(c.data()[worst] - t.data()[worst])) worst = j;
+      if (std::abs(c.data()[j] - t.data()[j]) > std::abs(c.data()[worst] - t.data()[worst]))
+        worst = j;
     // Entries compared numerically: all, or a sample that always includes the worst one.
     std::vector<std::size_t> entries(c.size());
     std::iota(entries.begin(), entries.end(), 0);

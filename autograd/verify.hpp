@@ -7,8 +7,8 @@
 ///   auto report = verify_gradients(loss_fn, {{"W1", W1}, {"b1", b1}}, {my_dW1, my_db1});
 ///   std::cout << report;   // per parameter: agrees or not, worst entry, the three values
 ///
-/// Errors are relative, and measured against a gradient as a whole, so that entries that are (nearly)
-/// zero do not make a right formula look wrong:
+/// Errors are relative, and measured against a gradient as a whole, so that entries that are
+/// (nearly) zero do not make a right formula look wrong:
 /// - vs the tape: |claimed - tape| at the worst entry over the largest |gradient| entry of that
 ///   parameter (the tape is exact to rounding, so this holds each parameter to full precision);
 /// - vs finite differences: the largest |claimed - numeric| over the largest |gradient| entry of
@@ -26,8 +26,8 @@
 namespace xgrad {
 
 struct VerifyOptions {
-  double rtol = 1e-10;          ///< claimed vs tape
-  double numeric_rtol = 1e-9;   ///< claimed vs finite differences
+  double rtol = 1e-10;         ///< claimed vs tape
+  double numeric_rtol = 1e-9;  ///< claimed vs finite differences
   /// Finite-difference step: five-point stencils at step and step / 2, extrapolated (error
   /// O(step^6)). A kink of relu within 2 * step of a pre-activation spoils the numeric value.
   double step = 1e-3;
@@ -62,6 +62,7 @@ std::ostream& operator<<(std::ostream& os, const VerifyReport& report);
 /// hand-derived gradient for parameters[i] (same shape; ShapeError otherwise).
 VerifyReport verify_gradients(const TensorFn& loss,
                               const std::vector<std::pair<std::string, Tensor>>& parameters,
-                              const std::vector<Tensor>& claimed, const VerifyOptions& options = {});
+                              const std::vector<Tensor>& claimed,
+                              const VerifyOptions& options = {});
 
 }  // namespace xgrad

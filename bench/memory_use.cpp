@@ -10,12 +10,12 @@
 // that malloc keeps and OpenBLAS's own buffers. The resident size is reported for flatness.
 #include <malloc.h>
 
-#include "examples/cli.hpp"
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <new>
 #include <string>
+#include "examples/cli.hpp"
 
 #include "autograd/blas.hpp"
 #include "nn/layers.hpp"
@@ -53,7 +53,9 @@ double status_mb(const std::string& field) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Peak memory of MLP training against parameters + gradients + optimizer state + activations."};
+  CLI::App app{
+      "Peak memory of MLP training against parameters + gradients + optimizer state + "
+      "activations."};
   std::size_t batch = 256, steps = 200;
   std::vector<std::size_t> dims = {784, 256, 128, 10};
   app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber);
@@ -86,6 +88,6 @@ int main(int argc, char** argv) {
     if (s == 9) rss_step10 = status_mb("VmRSS");
   }
   const double peak = static_cast<double>(peak_bytes - baseline) / (1 << 20);
-  std::printf("needed_mb=%.2f peak_mb=%.2f ratio=%.2f rss_step10_mb=%.1f rss_last_mb=%.1f\n", needed, peak,
-              peak / needed, rss_step10, status_mb("VmRSS"));
+  std::printf("needed_mb=%.2f peak_mb=%.2f ratio=%.2f rss_step10_mb=%.1f rss_last_mb=%.1f\n",
+              needed, peak, peak / needed, rss_step10, status_mb("VmRSS"));
 }

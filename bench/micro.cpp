@@ -25,10 +25,12 @@ BENCHMARK(BM_OpChain);
 
 // (M x K) @ (K x N)^T, as Linear computes it, forward only or forward and backward.
 void BM_Mm(benchmark::State& state) {
-  const auto m = static_cast<std::size_t>(state.range(0)), k = static_cast<std::size_t>(state.range(1)),
+  const auto m = static_cast<std::size_t>(state.range(0)),
+             k = static_cast<std::size_t>(state.range(1)),
              n = static_cast<std::size_t>(state.range(2));
   const bool backward = state.range(3) != 0;
-  const Tensor a = randn({m, k}, {.requires_grad = backward}), b = randn({n, k}, {.requires_grad = backward});
+  const Tensor a = randn({m, k}, {.requires_grad = backward}),
+               b = randn({n, k}, {.requires_grad = backward});
   for (auto _ : state) {
     const Tensor c = mm(a, b, false, true);
     if (backward) {
@@ -38,16 +40,23 @@ void BM_Mm(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(c.impl());
   }
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(2 * m * n * k * (backward ? 3 : 1)));
+  state.SetItemsProcessed(state.iterations() *
+                          static_cast<std::int64_t>(2 * m * n * k * (backward ? 3 : 1)));
 }
-BENCHMARK(BM_Mm)->Args({64, 784, 256, 0})->Args({64, 784, 256, 1})->Args({256, 256, 128, 1})->Args({512, 1024, 1024, 1});
+BENCHMARK(BM_Mm)
+    ->Args({64, 784, 256, 0})
+    ->Args({64, 784, 256, 1})
+    ->Args({256, 256, 128, 1})
+    ->Args({512, 1024, 1024, 1});
 
 // Linear forward and backward (input gradient not needed, as for a first layer, or needed).
 void BM_Linear(benchmark::State& state) {
-  const auto batch = static_cast<std::size_t>(state.range(0)), in = static_cast<std::size_t>(state.range(1)),
+  const auto batch = static_cast<std::size_t>(state.range(0)),
+             in = static_cast<std::size_t>(state.range(1)),
              out = static_cast<std::size_t>(state.range(2));
   const Tensor x = randn({batch, in}, {.requires_grad = state.range(3) != 0});
-  const Tensor w = randn({out, in}, {.requires_grad = true}), b = zeros({out}, {.requires_grad = true});
+  const Tensor w = randn({out, in}, {.requires_grad = true}),
+               b = zeros({out}, {.requires_grad = true});
   for (auto _ : state) {
     const Tensor z = linear(x, w, b);
     z.backward(ones_like(z));
@@ -72,7 +81,8 @@ BENCHMARK(BM_Relu)->Arg(64)->Arg(256);
 
 // The fused softmax cross-entropy, forward and backward, on (batch, classes) logits.
 void BM_SoftmaxCrossEntropy(benchmark::State& state) {
-  const auto batch = static_cast<std::size_t>(state.range(0)), classes = static_cast<std::size_t>(state.range(1));
+  const auto batch = static_cast<std::size_t>(state.range(0)),
+             classes = static_cast<std::size_t>(state.range(1));
   const Tensor z = randn({batch, classes}, {.requires_grad = true});
   Index y = Index::from_shape({batch});
   for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % classes);

@@ -4,10 +4,10 @@
 //   mlp_step --batch 64 --steps 300 [--dims 784,256,128,10] [--threads 1]   ->  median_us=...
 //
 // The median is taken over the steps after the first fifth (warm-up), as the peers do.
-#include "examples/cli.hpp"
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include "examples/cli.hpp"
 
 #include "autograd/blas.hpp"
 #include "nn/layers.hpp"
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
     const Tensor loss = nn::softmax_cross_entropy(net(x), y);
     loss.backward();
     sgd.step();
-    times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    times.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin() + static_cast<std::ptrdiff_t>(steps / 5), times.end());
   std::printf("median_us=%g\n", times[steps / 5 + (steps - steps / 5) / 2]);

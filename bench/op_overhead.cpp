@@ -2,10 +2,10 @@
 // y + 0.001, as the LibTorch peer does), forward and backward, best of R repetitions.
 //
 //   op_overhead --ops 1000 [--reps 50] [--size 1]   ->  ns_per_op=...
-#include "examples/cli.hpp"
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include "examples/cli.hpp"
 
 #include "autograd/ops.hpp"
 

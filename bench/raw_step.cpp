@@ -5,22 +5,22 @@
 //   raw_step --batch 64 --steps 300 [--dims 784,256,128,10] [--threads 1]   ->  median_us=...
 #include <cblas.h>
 
-#include "examples/cli.hpp"
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <vector>
+#include "examples/cli.hpp"
 
 namespace {
 
 using Buffer = std::vector<float>;
 
 struct Net {
-  std::vector<std::size_t> d;               // layer widths, inputs first
-  std::vector<Buffer> W, b, gW, gb;         // per layer
-  std::vector<Buffer> act, grad;            // per layer boundary: act[0] is the input batch
+  std::vector<std::size_t> d;        // layer widths, inputs first
+  std::vector<Buffer> W, b, gW, gb;  // per layer
+  std::vector<Buffer> act, grad;     // per layer boundary: act[0] is the input batch
 };
 
 void step(Net& n, std::size_t B, const std::vector<int>& labels, float lr) {
@@ -29,8 +29,8 @@ void step(Net& n, std::size_t B, const std::vector<int>& labels, float lr) {
     const int in = static_cast<int>(n.d[l]), out = static_cast<int>(n.d[l + 1]);
     float* z = n.act[l + 1].data();
     for (std::size_t i = 0; i < B; ++i) std::copy(n.b[l].begin(), n.b[l].end(), z + i * n.d[l + 1]);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(B), out, in, 1.f, n.act[l].data(), in,
-                n.W[l].data(), in, 1.f, z, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(B), out, in, 1.f,
+                n.act[l].data(), in, n.W[l].data(), in, 1.f, z, out);
     if (l + 1 < L)
       for (float& v : n.act[l + 1]) v = std::max(v, 0.f);
   }
@@ -45,15 +45,16 @@ void step(Net& n, std::size_t B, const std::vector<int>& labels, float lr) {
     g[labels[i]] -= 1.f / static_cast<float>(B);
   }
   for (std::size_t l = L; l-- > 0;) {
-    const int in = static_cast<int>(n.d[l]), out = static_cast<int>(n.d[l + 1]), batch = static_cast<int>(B);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.f, n.grad[l + 1].data(), out,
-                n.act[l].data(), in, 0.f, n.gW[l].data(), in);
+    const int in = static_cast<int>(n.d[l]), out = static_cast<int>(n.d[l + 1]),
+              batch = static_cast<int>(B);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.f, n.grad[l + 1].data(),
+                out, n.act[l].data(), in, 0.f, n.gW[l].data(), in);
     std::fill(n.gb[l].begin(), n.gb[l].end(), 0.f);
     for (std::size_t i = 0; i < B; ++i)
       for (std::size_t j = 0; j < n.d[l + 1]; ++j) n.gb[l][j] += n.grad[l + 1][i * n.d[l + 1] + j];
     if (l == 0) continue;  // no gradient for the input batch
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.f, n.grad[l + 1].data(), out,
-                n.W[l].data(), in, 0.f, n.grad[l].data(), in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.f,
+                n.grad[l + 1].data(), out, n.W[l].data(), in, 0.f, n.grad[l].data(), in);
     for (std::size_t i = 0; i < n.grad[l].size(); ++i) {  // ReLU, branch-free so that it vectorizes
       const float g = n.grad[l][i];
       n.grad[l][i] = n.act[l][i] > 0.f ? g : 0.f;
@@ -103,7 +104,8 @@ int main(int argc, char** argv) {
   for (std::size_t s = 0; s < steps; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
     step(n, batch, labels, 0.01f);
-    times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    times.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin() + static_cast<std::ptrdiff_t>(steps / 5), times.end());
   std::printf("median_us=%g\n", times[steps / 5 + (steps - steps / 5) / 2]);

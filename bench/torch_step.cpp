@@ -49,7 +49,8 @@ int mlp(int argc, char** argv) {
     sgd.zero_grad();
     torch::nn::functional::cross_entropy(net->forward(x), y).backward();
     sgd.step();
-    times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    times.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   std::printf("median_us=%g\n", median_tail(times));
   return 0;
@@ -67,7 +68,10 @@ int ops(int argc, char** argv) {
       for (int i = 0; i < n; ++i) y = i % 2 ? y * 0.999 : y + 0.001;
       y.sum().backward();
     }
-    best = std::min(best, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / n);
+    best = std::min(
+        best,
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
+            n);
     x.grad().zero_();
   }
   std::printf("ns_per_op=%g\n", best);
@@ -86,6 +90,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "torch_step: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: torch_step mlp|ops [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
+  std::fprintf(stderr,
+               "usage: torch_step mlp|ops [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
   return 2;
 }

@@ -9,10 +9,10 @@
 //   backprop_walkthrough --graph net.dot       the tape's graph of the loss, as Graphviz DOT
 //
 // Exit status: 0 when the closed form agrees with the tape, 1 when it does not, 2 for bad input.
-#include "examples/cli.hpp"
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include "examples/cli.hpp"
 
 #include "autograd/graph.hpp"
 #include "nn/backprop.hpp"
@@ -50,25 +50,33 @@ nlohmann::json to_json(const Matrix& m) {
   if (m.dimension() == 1) return nlohmann::json(std::vector<double>(m.begin(), m.end()));
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t r = 0; r < m.shape()[0]; ++r)
-    rows.push_back(std::vector<double>(m.data() + r * m.shape()[1], m.data() + (r + 1) * m.shape()[1]));
+    rows.push_back(
+        std::vector<double>(m.data() + r * m.shape()[1], m.data() + (r + 1) * m.shape()[1]));
   return rows;
 }
 
 nlohmann::json trace_json(const BackpropTrace& t, const std::vector<DenseLayer>& layers) {
   nlohmann::json out = {{"loss", t.loss}, {"p", to_json(t.p)}, {"layers", nlohmann::json::array()}};
   for (std::size_t l = 0; l < t.z.size(); ++l)
-    out["layers"].push_back({{"activation", layers[l].activation}, {"z", to_json(t.z[l])}, {"o", to_json(t.o[l])},
-                             {"grad_o", to_json(t.grad_o[l])}, {"grad_z", to_json(t.grad_z[l])},
-                             {"grad_W", to_json(t.grad_W[l])}, {"grad_b", to_json(t.grad_b[l])},
-                             {"W_next", to_json(t.W_next[l])}, {"b_next", to_json(t.b_next[l])}});
+    out["layers"].push_back({{"activation", layers[l].activation},
+                             {"z", to_json(t.z[l])},
+                             {"o", to_json(t.o[l])},
+                             {"grad_o", to_json(t.grad_o[l])},
+                             {"grad_z", to_json(t.grad_z[l])},
+                             {"grad_W", to_json(t.grad_W[l])},
+                             {"grad_b", to_json(t.grad_b[l])},
+                             {"W_next", to_json(t.W_next[l])},
+                             {"b_next", to_json(t.b_next[l])}});
   return out;
 }
 
-// The loss as the tape records it, for --graph: the network's layers, then the softmax cross-entropy.
+// The loss as the tape records it, for --graph: the network's layers, then the softmax
+// cross-entropy.
 Tensor tape_loss(const NetworkSpec& spec) {
   Tensor o(spec.x);
   for (const DenseLayer& layer : spec.layers)
-    o = make_activation(layer.activation)->forward(linear(o, Tensor(layer.W, true), Tensor(layer.b, true)));
+    o = make_activation(layer.activation)
+            ->forward(linear(o, Tensor(layer.W, true), Tensor(layer.b, true)));
   return softmax_cross_entropy(o, spec.y);
 }
 
@@ -76,17 +84,18 @@ Tensor tape_loss(const NetworkSpec& spec) {
 
 class Tables {
  public:
-  Tables(const BackpropTrace& closed, const BackpropTrace& tape, const std::vector<QuantityDifference>& diffs)
+  Tables(const BackpropTrace& closed, const BackpropTrace& tape,
+         const std::vector<QuantityDifference>& diffs)
       : closed_(closed), tape_(tape), diffs_(diffs) {}
 
   // Prints one quantity: its closed-form value and how far the tape's is; the tape's own value
   // too when they disagree.
-  void show(const std::string& label, const std::string& quantity, std::size_t layer, const Matrix& closed,
-            const Matrix& tape) const {
+  void show(const std::string& label, const std::string& quantity, std::size_t layer,
+            const Matrix& closed, const Matrix& tape) const {
     const QuantityDifference& d = find(quantity, layer);
     const bool agree = d.rel <= kTolerance;
-    std::printf("  %-9s%s   tape: max |diff| %.2g%s\n", label.c_str(), rows(closed, 11).c_str(), d.max_abs,
-                agree ? "" : ("  <-- DISAGREES at " + d.index).c_str());
+    std::printf("  %-9s%s   tape: max |diff| %.2g%s\n", label.c_str(), rows(closed, 11).c_str(),
+                d.max_abs, agree ? "" : ("  <-- DISAGREES at " + d.index).c_str());
     if (!agree) std::printf("  %-9s%s\n", "(tape)", rows(tape, 11).c_str());
   }
 
@@ -124,7 +133,8 @@ class Tables {
       if (r) out += "\n" + std::string(static_cast<std::size_t>(indent), ' ');
       out += "[";
       for (std::size_t c = 0; c < width; ++c) {
-        std::snprintf(cell, sizeof cell, "%s%10.6f", c ? " " : "", m.data()[r * width + c] + 0.0);  // + 0.0: no "-0.000000"
+        std::snprintf(cell, sizeof cell, "%s%10.6f", c ? " " : "",
+                      m.data()[r * width + c] + 0.0);  // + 0.0: no "-0.000000"
         out += cell;
       }
       out += "]";
@@ -143,23 +153,30 @@ void print_tables(const NetworkSpec& spec, BackpropFormula formula, const Backpr
   const std::size_t L = spec.layers.size();
   std::string widths = std::to_string(spec.x.shape()[1]);
   for (const DenseLayer& layer : spec.layers) widths += " -> " + std::to_string(layer.W.shape()[0]);
-  std::printf("One SGD step through a %zu-layer network (%s), batch of %zu, lr = %g\n", L, widths.c_str(),
-              spec.x.shape()[0], spec.lr);
+  std::printf("One SGD step through a %zu-layer network (%s), batch of %zu, lr = %g\n", L,
+              widths.c_str(), spec.x.shape()[0], spec.lr);
   std::printf("Question 2 by the %s rule: grad_o_l = %s\n",
               formula == BackpropFormula::corrected ? "corrected" : "document's",
-              formula == BackpropFormula::corrected ? "W_{l+1}^T grad_z_{l+1}  (grad_z = grad_o * sigma')"
-                                                    : "W_{l+1}^T grad_o_{l+1}  (no sigma', as the document writes)");
-  std::printf("Each value comes from the closed-form formulas; 'tape' is its largest difference from autograd.\n");
+              formula == BackpropFormula::corrected
+                  ? "W_{l+1}^T grad_z_{l+1}  (grad_z = grad_o * sigma')"
+                  : "W_{l+1}^T grad_o_{l+1}  (no sigma', as the document writes)");
+  std::printf(
+      "Each value comes from the closed-form formulas; 'tape' is its largest difference from "
+      "autograd.\n");
   const Tables t(closed, tape, diffs);
   std::printf("\nForward: z_l = W_l o_{l-1} + b_l, o_l = sigma_l(z_l), o_0 = x\n");
   for (std::size_t l = 1; l <= L; ++l) {
-    std::printf("layer %zu (%s)\n", l, l == L ? "logits, no activation" : spec.layers[l - 1].activation.c_str());
+    std::printf("layer %zu (%s)\n", l,
+                l == L ? "logits, no activation" : spec.layers[l - 1].activation.c_str());
     t.layer(l, "forward");
   }
   std::printf("\nSoftmax and loss (mean over the batch)\n");
   t.show("p", "p", 0, closed.p, tape.p);
   t.show("loss", "loss", 0, Matrix{closed.loss}, Matrix{tape.loss});
-  std::printf("\nBackward, layer %zu down to 1: grad_z_L = (p - e_y) / B, grad_W = grad_z^T o_{l-1}, grad_b = grad_z^T 1\n", L);
+  std::printf(
+      "\nBackward, layer %zu down to 1: grad_z_L = (p - e_y) / B, grad_W = grad_z^T o_{l-1}, "
+      "grad_b = grad_z^T 1\n",
+      L);
   for (std::size_t l = L; l >= 1; --l) {
     std::printf("layer %zu\n", l);
     t.layer(l, "backward");
@@ -172,26 +189,34 @@ void print_tables(const NetworkSpec& spec, BackpropFormula formula, const Backpr
   double worst = 0;
   for (const QuantityDifference& d : diffs) worst = std::max(worst, d.rel);
   if (!first)
-    std::printf("\nThe closed form agrees with the tape everywhere (largest relative difference %.2g).\n", worst);
+    std::printf(
+        "\nThe closed form agrees with the tape everywhere (largest relative difference %.2g).\n",
+        worst);
   else
-    std::printf("\nMISMATCH: the closed form first disagrees with the tape at layer %zu, %s_%zu: max |difference| "
-                "%.6g at %s (relative %.3g). Every quantity computed from it inherits the error.\n",
-                first->layer, first->quantity.c_str(), first->layer, first->max_abs, first->index.c_str(), first->rel);
+    std::printf(
+        "\nMISMATCH: the closed form first disagrees with the tape at layer %zu, %s_%zu: max "
+        "|difference| "
+        "%.6g at %s (relative %.3g). Every quantity computed from it inherits the error.\n",
+        first->layer, first->quantity.c_str(), first->layer, first->max_abs, first->index.c_str(),
+        first->rel);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"One SGD step through the source document's network, by its closed-form formulas and by the "
-               "tape, layer by layer."};
+  CLI::App app{
+      "One SGD step through the source document's network, by its closed-form formulas and by the "
+      "tape, layer by layer."};
   std::string spec_path, formula_name = "corrected";
   bool json_output = false;
-  app.add_option("--spec", spec_path, "the network as JSON (layers with W, b, activation; x; y; lr)");
+  app.add_option("--spec", spec_path,
+                 "the network as JSON (layers with W, b, activation; x; y; lr)");
   app.add_option("--formula", formula_name, "closed form for question 2: corrected or document")
       ->check(CLI::IsMember({"corrected", "document"}));
   app.add_flag("--json", json_output, "print one JSON object instead of tables");
   std::string graph;
-  app.add_option("--graph", graph, "write the tape's graph of the loss as Graphviz DOT to this file");
+  app.add_option("--graph", graph,
+                 "write the tape's graph of the loss as Graphviz DOT to this file");
   if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
 
   NetworkSpec spec;
@@ -209,7 +234,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const BackpropFormula formula = formula_name == "document" ? BackpropFormula::document : BackpropFormula::corrected;
+  const BackpropFormula formula =
+      formula_name == "document" ? BackpropFormula::document : BackpropFormula::corrected;
   const BackpropTrace closed = closed_form_backprop(spec.layers, spec.x, spec.y, spec.lr, formula);
   const BackpropTrace tape = tape_backprop(spec.layers, spec.x, spec.y, spec.lr);
   const std::vector<QuantityDifference> diffs = compare_traces(closed, tape);
@@ -228,10 +254,15 @@ int main(int argc, char** argv) {
     out["tape"] = trace_json(tape, spec.layers);
     out["differences"] = nlohmann::json::array();
     for (const QuantityDifference& d : diffs)
-      out["differences"].push_back({{"quantity", d.quantity}, {"layer", d.layer}, {"max_abs", d.max_abs},
-                                    {"rel", d.rel}, {"index", d.index}});
-    out["first_disagreement"] = first ? nlohmann::json{{"quantity", first->quantity}, {"layer", first->layer},
-                                                       {"max_abs", first->max_abs}, {"index", first->index}}
+      out["differences"].push_back({{"quantity", d.quantity},
+                                    {"layer", d.layer},
+                                    {"max_abs", d.max_abs},
+                                    {"rel", d.rel},
+                                    {"index", d.index}});
+    out["first_disagreement"] = first ? nlohmann::json{{"quantity", first->quantity},
+                                                       {"layer", first->layer},
+                                                       {"max_abs", first->max_abs},
+                                                       {"index", first->index}}
                                       : nlohmann::json(nullptr);
     std::cout << out.dump() << "\n";
   } else {

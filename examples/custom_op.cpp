@@ -4,9 +4,9 @@
 // learns y = sin(3x). Exits 1 if a check fails.
 //
 //   custom_op [--graph loss.dot]      (dot -Tpng loss.dot -o loss.png draws the graph)
-#include "examples/cli.hpp"
 #include <cmath>
 #include <iostream>
+#include "examples/cli.hpp"
 
 #include "autograd/function.hpp"
 #include "autograd/gradcheck.hpp"
@@ -44,7 +44,8 @@ Tensor smooth_l1(const Tensor& prediction, const Tensor& target) {
         return mean(where(lt(a, ones_like(a)), 0.5 * in[0] * in[0], a - 0.5));
       },
       [](const std::vector<Tensor>& in, const Tensor&, const Tensor& g) {
-        return std::vector<Tensor>{g * clamp(in[0], -1.0, 1.0) / static_cast<double>(in[0].numel())};
+        return std::vector<Tensor>{g * clamp(in[0], -1.0, 1.0) /
+                                   static_cast<double>(in[0].numel())};
       });
 }
 
@@ -52,7 +53,8 @@ Tensor smooth_l1(const Tensor& prediction, const Tensor& target) {
 class SwishNet : public nn::Module {
  public:
   explicit SwishNet(Generator& gen)
-      : hidden_(register_module("hidden", std::make_shared<nn::Linear>(1, 32, true, kFloat64, gen))),
+      : hidden_(
+            register_module("hidden", std::make_shared<nn::Linear>(1, 32, true, kFloat64, gen))),
         out_(register_module("out", std::make_shared<nn::Linear>(32, 1, true, kFloat64, gen))),
         beta_(register_parameter("beta", ones({1}, {.dtype = kFloat64}))) {}
   Tensor forward(const Tensor& x) override { return (*out_)(Swish::apply((*hidden_)(x), beta_)); }
@@ -65,7 +67,8 @@ class SwishNet : public nn::Module {
 };
 
 int main(int argc, char** argv) {
-  CLI::App app{"Custom ops: Swish with a learnable beta and the smooth-L1 loss, checked and trained."};
+  CLI::App app{
+      "Custom ops: Swish with a learnable beta and the smooth-L1 loss, checked and trained."};
   std::string graph;
   app.add_option("--graph", graph, "write the graph of the loss as Graphviz DOT to this file");
   if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
@@ -78,9 +81,10 @@ int main(int argc, char** argv) {
   const TensorFn swish = [](const std::vector<Tensor>& in) { return Swish::apply(in[0], in[1]); };
   const TensorFn loss = [&](const std::vector<Tensor>& in) { return smooth_l1(in[0], target); };
   bool ok = true;
-  for (const auto& [what, report] : {std::pair{"swish: gradcheck", gradcheck(swish, {x, beta})},
-                                     std::pair{"swish: gradgradcheck", gradgradcheck(swish, {x, beta})},
-                                     std::pair{"smooth_l1: gradcheck", gradcheck(loss, {x})}}) {
+  for (const auto& [what, report] :
+       {std::pair{"swish: gradcheck", gradcheck(swish, {x, beta})},
+        std::pair{"swish: gradgradcheck", gradgradcheck(swish, {x, beta})},
+        std::pair{"smooth_l1: gradcheck", gradcheck(loss, {x})}}) {
     std::cout << what << ": " << report;
     ok = ok && report.passed;
   }
@@ -102,8 +106,8 @@ int main(int argc, char** argv) {
     adam.step();
     last = l.item();
   }
-  std::cout << "training y = sin(3x): smooth-L1 loss " << first << " -> " << last << ", learned beta "
-            << net.beta() << "\n";
+  std::cout << "training y = sin(3x): smooth-L1 loss " << first << " -> " << last
+            << ", learned beta " << net.beta() << "\n";
   if (!(last < first / 10)) {
     std::cout << "the loss did not fall tenfold\n";
     ok = false;

@@ -51,7 +51,9 @@ Matrix as_batch(const xt::xarray<double>& x) {
   return row;
 }
 
-double sigmoid_of(double v) { return v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)); }
+double sigmoid_of(double v) {
+  return v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v));
+}
 
 template <class F>
 Matrix apply(const Matrix& z, F f) {
@@ -68,8 +70,10 @@ xt::xarray<double> activation_value(const std::string& name, const xt::xarray<do
   if (name == "leaky_relu") return apply(z, [](double v) { return v > 0 ? v : 0.01 * v; });
   if (name == "sigmoid") return apply(z, sigmoid_of);
   if (name == "tanh") return apply(z, [](double v) { return std::tanh(v); });
-  if (name == "gelu") return apply(z, [](double v) { return v * 0.5 * (1 + std::erf(v / std::numbers::sqrt2)); });
-  if (name == "softplus") return apply(z, [](double v) { return std::max(v, 0.0) + std::log1p(std::exp(-std::abs(v))); });
+  if (name == "gelu")
+    return apply(z, [](double v) { return v * 0.5 * (1 + std::erf(v / std::numbers::sqrt2)); });
+  if (name == "softplus")
+    return apply(z, [](double v) { return std::max(v, 0.0) + std::log1p(std::exp(-std::abs(v))); });
   if (name == "elu") return apply(z, [](double v) { return v > 0 ? v : std::expm1(v); });
   if (name == "silu") return apply(z, [](double v) { return v * sigmoid_of(v); });
   make_activation(name);  // throws the library's message for an unknown name
@@ -80,8 +84,16 @@ xt::xarray<double> activation_derivative(const std::string& name, const xt::xarr
   if (name == "identity") return apply(z, [](double) { return 1.0; });
   if (name == "relu") return apply(z, [](double v) { return v > 0 ? 1.0 : 0.0; });
   if (name == "leaky_relu") return apply(z, [](double v) { return v > 0 ? 1.0 : 0.01; });
-  if (name == "sigmoid") return apply(z, [](double v) { const double s = sigmoid_of(v); return s * (1 - s); });
-  if (name == "tanh") return apply(z, [](double v) { const double t = std::tanh(v); return 1 - t * t; });
+  if (name == "sigmoid")
+    return apply(z, [](double v) {
+      const double s = sigmoid_of(v);
+      return s * (1 - s);
+    });
+  if (name == "tanh")
+    return apply(z, [](double v) {
+      const double t = std::tanh(v);
+      return 1 - t * t;
+    });
   if (name == "gelu")
     return apply(z, [](double v) {
       const double cdf = 0.5 * (1 + std::erf(v / std::numbers::sqrt2));
@@ -90,15 +102,21 @@ xt::xarray<double> activation_derivative(const std::string& name, const xt::xarr
     });
   if (name == "softplus") return apply(z, sigmoid_of);
   if (name == "elu") return apply(z, [](double v) { return v > 0 ? 1.0 : std::exp(v); });
-  if (name == "silu") return apply(z, [](double v) { const double s = sigmoid_of(v); return s + v * s * (1 - s); });
+  if (name == "silu")
+    return apply(z, [](double v) {
+      const double s = sigmoid_of(v);
+      return s + v * s * (1 - s);
+    });
   make_activation(name);
   throw ValueError("activation_derivative: no closed form for '" + name + "'");
 }
 
-void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x, const Index& y) {
+void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x,
+                   const Index& y) {
   if (layers.empty()) throw ValueError("network: needs at least one layer");
   if (x.dimension() != 1 && x.dimension() != 2)
-    throw ShapeError("network: x must be one sample (a vector) or a batch (a matrix), got shape " + shape_str(x.shape()));
+    throw ShapeError("network: x must be one sample (a vector) or a batch (a matrix), got shape " +
+                     shape_str(x.shape()));
   const Matrix batch = as_batch(x);
   std::size_t width = batch.shape()[1];
   for (std::size_t l = 0; l < layers.size(); ++l) {
@@ -106,31 +124,37 @@ void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<doubl
     const std::string name = "layer " + std::to_string(l + 1);
     if (layer.W.dimension() != 2 || layer.W.shape()[1] != width || layer.W.shape()[0] == 0)
       throw ShapeError(name + ": W has shape " + shape_str(layer.W.shape()) + "; expected (d, " +
-                       std::to_string(width) + ") to take " + (l == 0 ? "x" : "the previous layer") +
-                       " of width " + std::to_string(width));
+                       std::to_string(width) + ") to take " +
+                       (l == 0 ? "x" : "the previous layer") + " of width " +
+                       std::to_string(width));
     width = layer.W.shape()[0];
     if (layer.b.dimension() != 1 || layer.b.size() != width)
-      throw ShapeError(name + ": b has shape " + shape_str(layer.b.shape()) + "; expected [" + std::to_string(width) + "]");
+      throw ShapeError(name + ": b has shape " + shape_str(layer.b.shape()) + "; expected [" +
+                       std::to_string(width) + "]");
     try {
       make_activation(layer.activation);
     } catch (const ValueError& e) {
       throw ValueError(name + ": " + e.what());
     }
     if (l + 1 == layers.size() && layer.activation != "identity")
-      throw ValueError(name + " is the last: its outputs are the logits and take no activation, got '" +
+      throw ValueError(name +
+                       " is the last: its outputs are the logits and take no activation, got '" +
                        layer.activation + "'");
   }
   const std::size_t batch_size = batch.shape()[0];
   if (y.dimension() != 1 || y.size() != batch_size)
-    throw ShapeError("network: " + std::to_string(y.size()) + " labels for " + std::to_string(batch_size) + " samples");
+    throw ShapeError("network: " + std::to_string(y.size()) + " labels for " +
+                     std::to_string(batch_size) + " samples");
   for (std::size_t i = 0; i < y.size(); ++i)
     if (y(i) < 0 || static_cast<std::size_t>(y(i)) >= width)
-      throw IndexError("network: label " + std::to_string(y(i)) + " of sample " + std::to_string(i) +
-                       " is out of range for " + std::to_string(width) + " classes (0-based)");
+      throw IndexError("network: label " + std::to_string(y(i)) + " of sample " +
+                       std::to_string(i) + " is out of range for " + std::to_string(width) +
+                       " classes (0-based)");
 }
 
-BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x,
-                                   const Index& y, double lr, BackpropFormula formula) {
+BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers,
+                                   const xt::xarray<double>& x, const Index& y, double lr,
+                                   BackpropFormula formula) {
   check_network(layers, x, y);
   const std::size_t L = layers.size();
   BackpropTrace t;
@@ -152,7 +176,8 @@ BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers, const 
     for (std::size_t c = 0; c < C; ++c) m = std::max(m, logits(i, c));
     for (std::size_t c = 0; c < C; ++c) s += std::exp(logits(i, c) - m);
     for (std::size_t c = 0; c < C; ++c) t.p(i, c) = std::exp(logits(i, c) - m) / s;
-    t.loss += -(logits(i, static_cast<std::size_t>(y(i))) - m - std::log(s)) / static_cast<double>(B);  // (2)
+    t.loss += -(logits(i, static_cast<std::size_t>(y(i))) - m - std::log(s)) /
+              static_cast<double>(B);  // (2)
   }
   t.grad_o.resize(L);
   t.grad_z.resize(L);
@@ -165,7 +190,8 @@ BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers, const 
   t.grad_z[L - 1] = g;
   for (std::size_t l = L - 1; l-- > 0;) {
     // question 2: corrected, grad_o_l = G_{l+1} W_{l+1}; document, grad_o_{l+1} W_{l+1}
-    const Matrix& upstream = formula == BackpropFormula::corrected ? t.grad_z[l + 1] : t.grad_o[l + 1];
+    const Matrix& upstream =
+        formula == BackpropFormula::corrected ? t.grad_z[l + 1] : t.grad_o[l + 1];
     t.grad_o[l] = times(upstream, layers[l + 1].W);
     t.grad_z[l] = t.grad_o[l] * activation_derivative(layers[l].activation, t.z[l]);
   }
@@ -223,7 +249,8 @@ BackpropTrace tape_backprop(const std::vector<DenseLayer>& layers, const xt::xar
 
 std::vector<QuantityDifference> compare_traces(const BackpropTrace& a, const BackpropTrace& b) {
   std::vector<QuantityDifference> out;
-  auto diff = [&](const std::string& quantity, std::size_t layer, const Matrix& u, const Matrix& v) {
+  auto diff = [&](const std::string& quantity, std::size_t layer, const Matrix& u,
+                  const Matrix& v) {
     QuantityDifference d{quantity, layer, "[]", 0, 0};
     double scale = 0;
     std::size_t worst = 0;

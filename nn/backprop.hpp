@@ -40,11 +40,12 @@ struct BackpropTrace {
 /// Checks the network: at least one layer, W of shape (d_l, d_{l-1}) chaining from x's width, b of
 /// shape (d_l), known activations, identity on the last layer, x of rank 1 or 2, labels in range.
 /// ShapeError, ValueError or IndexError naming the layer otherwise.
-void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x, const Index& y);
+void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x,
+                   const Index& y);
 
 /// By the formulas above, with plain loops: no tape, no library op.
-BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x,
-                                   const Index& y, double lr,
+BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers,
+                                   const xt::xarray<double>& x, const Index& y, double lr,
                                    BackpropFormula formula = BackpropFormula::corrected);
 /// By the tape: Linear-style ops, the library's activations, the fused softmax cross-entropy,
 /// grad() for every intermediate, and the SGD optimizer for the update.
@@ -53,11 +54,12 @@ BackpropTrace tape_backprop(const std::vector<DenseLayer>& layers, const xt::xar
 
 /// The largest difference between two traces for one quantity of one layer.
 struct QuantityDifference {
-  std::string quantity;  ///< "z", "o", "p", "loss", "grad_o", "grad_z", "grad_W", "grad_b", "W_next", "b_next"
-  std::size_t layer = 0; ///< 1-based; 0 for p and loss
-  std::string index;     ///< where the difference is largest, e.g. "[0, 2]"
-  double max_abs = 0;    ///< max |a - b|
-  double rel = 0;        ///< max_abs / the largest |value| of the two
+  std::string quantity;   ///< "z", "o", "p", "loss", "grad_o", "grad_z", "grad_W", "grad_b",
+                          ///< "W_next", "b_next"
+  std::size_t layer = 0;  ///< 1-based; 0 for p and loss
+  std::string index;      ///< where the difference is largest, e.g. "[0, 2]"
+  double max_abs = 0;     ///< max |a - b|
+  double rel = 0;         ///< max_abs / the largest |value| of the two
 };
 /// Forward quantities first (z, o per layer, then p, loss), then the backward ones in the order
 /// backpropagation computes them: layer L down to 1.

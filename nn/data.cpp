@@ -72,15 +72,18 @@ IdxFile read_idx(const std::string& path) {
   if (magic[0] != 0 || magic[1] != 0)
     bad(path, "not an IDX file (the magic number must start with two zero bytes)");
   if (magic[2] != 0x08)
-    bad(path, "element type " + std::to_string(magic[2]) + " is not supported (expected 8, unsigned bytes)");
+    bad(path, "element type " + std::to_string(magic[2]) +
+                  " is not supported (expected 8, unsigned bytes)");
   const std::size_t rank = magic[3];
-  if (rank < 1 || rank > 4) bad(path, "declares " + std::to_string(rank) + " dimensions (expected 1 to 4)");
+  if (rank < 1 || rank > 4)
+    bad(path, "declares " + std::to_string(rank) + " dimensions (expected 1 to 4)");
   IdxFile idx;
   std::size_t count = 1;
   for (std::size_t d = 0; d < rank; ++d) {
     std::uint8_t b[4];
     if (in.read(b, 4) != 4) bad(path, "truncated header");
-    const std::size_t n = std::size_t{b[0]} << 24 | std::size_t{b[1]} << 16 | std::size_t{b[2]} << 8 | b[3];
+    const std::size_t n =
+        std::size_t{b[0]} << 24 | std::size_t{b[1]} << 16 | std::size_t{b[2]} << 8 | b[3];
     if (n == 0) bad(path, "dimension " + std::to_string(d) + " is 0");
     idx.shape.push_back(n);
     count *= n;
@@ -102,10 +105,12 @@ IdxFile read_idx(const std::string& path) {
   return idx;
 }
 
-TensorDataset::TensorDataset(Tensor inputs, Index labels) : inputs_(std::move(inputs)), labels_(std::move(labels)) {
+TensorDataset::TensorDataset(Tensor inputs, Index labels)
+    : inputs_(std::move(inputs)), labels_(std::move(labels)) {
   if (inputs_.dim() != 2 || labels_.dimension() != 1 || inputs_.size(0) != labels_.size())
-    throw ShapeError("TensorDataset: inputs of shape " + shape_str(inputs_.shape()) + " and labels of shape " +
-                     shape_str(labels_.shape()) + "; expected (N, features) and (N)");
+    throw ShapeError("TensorDataset: inputs of shape " + shape_str(inputs_.shape()) +
+                     " and labels of shape " + shape_str(labels_.shape()) +
+                     "; expected (N, features) and (N)");
 }
 
 TensorDataset load_idx_dataset(const std::string& images_path, const std::string& labels_path) {
@@ -119,8 +124,8 @@ TensorDataset load_idx_dataset(const std::string& images_path, const std::string
                      "; expected labels (N)");
   const std::size_t n = images.shape[0];
   if (labels.shape[0] != n)
-    throw ValueError("load_idx_dataset: " + std::to_string(n) + " images in " + images_path + " but " +
-                     std::to_string(labels.shape[0]) + " labels in " + labels_path);
+    throw ValueError("load_idx_dataset: " + std::to_string(n) + " images in " + images_path +
+                     " but " + std::to_string(labels.shape[0]) + " labels in " + labels_path);
   const std::size_t features = images.data.size() / n;
   xt::xarray<float> x = xt::xarray<float>::from_shape({n, features});
   for (std::size_t i = 0; i < images.data.size(); ++i) x.data()[i] = images.data[i] / 255.0f;
@@ -171,7 +176,8 @@ DataLoader::Iterator DataLoader::begin() {
 Batch DataLoader::batch(std::size_t b) const {
   const std::size_t start = b * options_.batch_size;
   const std::size_t stop = std::min(start + options_.batch_size, data_.size());
-  if (start >= stop) throw IndexError("DataLoader: batch " + std::to_string(b) + " is past the end");
+  if (start >= stop)
+    throw IndexError("DataLoader: batch " + std::to_string(b) + " is past the end");
   const std::size_t rows = stop - start;
   Batch out;
   out.labels = Index::from_shape({rows});

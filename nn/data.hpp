@@ -3,9 +3,10 @@
 /// Data: reading IDX files (the format of MNIST and Fashion-MNIST), an in-memory dataset, and a
 /// loader that hands out shuffled mini-batches.
 ///
-///   auto train = load_idx_dataset(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz");
-///   DataLoader loader(train, {.batch_size = 64, .shuffle = true, .seed = 1});
-///   for (const Batch& batch : loader) { ... batch.inputs (64, 784), batch.labels (64) ... }
+///   auto train = load_idx_dataset(dir + "/train-images-idx3-ubyte.gz", dir +
+///   "/train-labels-idx1-ubyte.gz"); DataLoader loader(train, {.batch_size = 64, .shuffle = true,
+///   .seed = 1}); for (const Batch& batch : loader) { ... batch.inputs (64, 784), batch.labels (64)
+///   ... }
 
 #include <cstdint>
 #include <string>

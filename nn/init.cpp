@@ -17,7 +17,8 @@ Tensor fill(const Tensor& t, F&& draw) {
 
 std::pair<double, double> fans(const Tensor& t, const char* op) {
   if (t.dim() < 2)
-    throw ShapeError(std::string(op) + ": needs a weight of rank >= 2 to know its fans, got shape " +
+    throw ShapeError(std::string(op) +
+                     ": needs a weight of rank >= 2 to know its fans, got shape " +
                      shape_str(t.shape()));
   double receptive = 1;
   for (std::size_t d = 2; d < t.dim(); ++d) receptive *= static_cast<double>(t.size(d));

@@ -11,7 +11,8 @@ Tensor uniform_(const Tensor& t, double low, double high, Generator& gen = defau
 Tensor normal_(const Tensor& t, double mean, double std, Generator& gen = default_generator());
 Tensor constant_(const Tensor& t, double value);
 Tensor zeros_(const Tensor& t);
-/// Glorot: uniform in +-gain sqrt(6 / (fan_in + fan_out)), or normal with std gain sqrt(2 / (fan_in + fan_out)).
+/// Glorot: uniform in +-gain sqrt(6 / (fan_in + fan_out)), or normal with std gain sqrt(2 / (fan_in
+/// + fan_out)).
 Tensor xavier_uniform_(const Tensor& t, double gain = 1.0, Generator& gen = default_generator());
 Tensor xavier_normal_(const Tensor& t, double gain = 1.0, Generator& gen = default_generator());
 /// He, for ReLU networks (fan_in mode, gain sqrt 2): uniform in +-sqrt(6 / fan_in), normal with

@@ -42,8 +42,8 @@ ELU::ELU(double a) : Activation("ELU", "elu", [a](const Tensor& x) { return elu(
 SiLU::SiLU() : Activation("SiLU", "silu", [](const Tensor& x) { return silu(x); }) {}
 
 const std::vector<std::string>& activation_names() {
-  static const std::vector<std::string> names = {"identity", "relu", "leaky_relu", "sigmoid", "tanh",
-                                                 "gelu",     "softplus", "elu",  "silu"};
+  static const std::vector<std::string> names = {
+      "identity", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "elu", "silu"};
   return names;
 }
 

@@ -43,15 +43,33 @@ class Activation : public Module {
   std::function<Tensor(const Tensor&)> f_;
 };
 
-struct Identity : Activation { Identity(); };
-struct ReLU : Activation { ReLU(); };
-struct LeakyReLU : Activation { explicit LeakyReLU(double negative_slope = 0.01); };
-struct Sigmoid : Activation { Sigmoid(); };
-struct Tanh : Activation { Tanh(); };
-struct GELU : Activation { GELU(); };
-struct Softplus : Activation { Softplus(); };
-struct ELU : Activation { explicit ELU(double alpha = 1.0); };
-struct SiLU : Activation { SiLU(); };
+struct Identity : Activation {
+  Identity();
+};
+struct ReLU : Activation {
+  ReLU();
+};
+struct LeakyReLU : Activation {
+  explicit LeakyReLU(double negative_slope = 0.01);
+};
+struct Sigmoid : Activation {
+  Sigmoid();
+};
+struct Tanh : Activation {
+  Tanh();
+};
+struct GELU : Activation {
+  GELU();
+};
+struct Softplus : Activation {
+  Softplus();
+};
+struct ELU : Activation {
+  explicit ELU(double alpha = 1.0);
+};
+struct SiLU : Activation {
+  SiLU();
+};
 
 /// The activation named as the op: "identity", "relu", "leaky_relu", "sigmoid", "tanh", "gelu",
 /// "softplus", "elu", "silu" (ValueError listing them for anything else).

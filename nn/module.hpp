@@ -33,9 +33,9 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  virtual std::string name() const = 0;          ///< "Linear"
+  virtual std::string name() const = 0;                  ///< "Linear"
   virtual std::string extra_repr() const { return ""; }  ///< "in_features=3, out_features=2"
-  std::string str() const;                       ///< the tree, as PyTorch prints modules
+  std::string str() const;                               ///< the tree, as PyTorch prints modules
 
  protected:
   /// Registers a leaf tensor as a parameter (it is made to require grad) and returns it.

@@ -12,16 +12,19 @@ namespace {
 using nlohmann::json;
 
 double number(const json& v, const std::string& where) {
-  if (!v.is_number()) throw ValueError(where + ": expected a number, got " + std::string(v.type_name()));
+  if (!v.is_number())
+    throw ValueError(where + ": expected a number, got " + std::string(v.type_name()));
   const double d = v.get<double>();
   if (!std::isfinite(d)) throw ValueError(where + ": expected a finite number");
   return d;
 }
 
 xt::xarray<double> vector_of(const json& v, const std::string& where) {
-  if (!v.is_array() || v.empty()) throw ValueError(where + ": expected a non-empty array of numbers");
+  if (!v.is_array() || v.empty())
+    throw ValueError(where + ": expected a non-empty array of numbers");
   xt::xarray<double> out = xt::xarray<double>::from_shape({v.size()});
-  for (std::size_t i = 0; i < v.size(); ++i) out(i) = number(v[i], where + "[" + std::to_string(i) + "]");
+  for (std::size_t i = 0; i < v.size(); ++i)
+    out(i) = number(v[i], where + "[" + std::to_string(i) + "]");
   return out;
 }
 
@@ -34,8 +37,9 @@ xt::xarray<double> matrix_of(const json& v, const std::string& where) {
     const std::string row = where + "[" + std::to_string(r) + "]";
     const xt::xarray<double> values = vector_of(v[r], row);
     if (values.size() != cols)
-      throw ShapeError(row + ": row " + std::to_string(r) + " has " + std::to_string(values.size()) +
-                       " numbers, row 0 has " + std::to_string(cols));
+      throw ShapeError(row + ": row " + std::to_string(r) + " has " +
+                       std::to_string(values.size()) + " numbers, row 0 has " +
+                       std::to_string(cols));
     std::copy(values.begin(), values.end(), out.data() + r * cols);
   }
   return out;
@@ -46,7 +50,8 @@ std::int64_t label(const json& v, const std::string& where) {
   return v.get<std::int64_t>();
 }
 
-void only_keys(const json& object, const std::vector<std::string>& allowed, const std::string& where) {
+void only_keys(const json& object, const std::vector<std::string>& allowed,
+               const std::string& where) {
   for (const auto& [key, value] : object.items())
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
       throw ValueError(where + ": unknown key \"" + key + "\"");
@@ -68,16 +73,20 @@ NetworkSpec parse_network_spec(const std::string& json_text) {
 
   NetworkSpec spec;
   const json& layers = doc["layers"];
-  if (!layers.is_array() || layers.empty()) throw ValueError("layers: expected a non-empty array of layers");
+  if (!layers.is_array() || layers.empty())
+    throw ValueError("layers: expected a non-empty array of layers");
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const std::string where = "layers[" + std::to_string(l) + "]";
     const json& layer = layers[l];
     if (!layer.is_object()) throw ValueError(where + ": expected an object with W and b");
     only_keys(layer, {"W", "b", "activation"}, where);
-    if (!layer.contains("W") || !layer.contains("b")) throw ValueError(where + ": needs \"W\" and \"b\"");
-    DenseLayer d{matrix_of(layer["W"], where + ".W"), vector_of(layer["b"], where + ".b"), "identity"};
+    if (!layer.contains("W") || !layer.contains("b"))
+      throw ValueError(where + ": needs \"W\" and \"b\"");
+    DenseLayer d{matrix_of(layer["W"], where + ".W"), vector_of(layer["b"], where + ".b"),
+                 "identity"};
     if (layer.contains("activation")) {
-      if (!layer["activation"].is_string()) throw ValueError(where + ".activation: expected a name");
+      if (!layer["activation"].is_string())
+        throw ValueError(where + ".activation: expected a name");
       d.activation = layer["activation"].get<std::string>();
     }
     spec.layers.push_back(std::move(d));
@@ -89,7 +98,8 @@ NetworkSpec parse_network_spec(const std::string& json_text) {
   const json& y = doc["y"];
   std::vector<std::int64_t> labels;
   if (y.is_array()) {
-    for (std::size_t i = 0; i < y.size(); ++i) labels.push_back(label(y[i], "y[" + std::to_string(i) + "]"));
+    for (std::size_t i = 0; i < y.size(); ++i)
+      labels.push_back(label(y[i], "y[" + std::to_string(i) + "]"));
   } else {
     labels.push_back(label(y, "y"));
   }

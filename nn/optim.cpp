@@ -27,7 +27,8 @@ void for_each_with_grad(const std::vector<Tensor>& params, F&& f) {
 
 Optimizer::Optimizer(std::vector<Tensor> parameters, double lr)
     : parameters_(std::move(parameters)), lr_(lr) {
-  if (!(lr >= 0)) throw ValueError("optimizer: the learning rate must be >= 0, got " + std::to_string(lr));
+  if (!(lr >= 0))
+    throw ValueError("optimizer: the learning rate must be >= 0, got " + std::to_string(lr));
   for (std::size_t i = 0; i < parameters_.size(); ++i)
     if (!parameters_[i].defined() || !parameters_[i].is_leaf() || !parameters_[i].requires_grad())
       throw ValueError("optimizer: parameter " + std::to_string(i) +
@@ -41,7 +42,8 @@ void Optimizer::zero_grad() {
 Tensor& Optimizer::buffer(const std::string& name, std::size_t i) {
   std::vector<Tensor>& slots = state_[name];
   slots.resize(parameters_.size());
-  if (!slots[i].defined()) slots[i] = zeros(parameters_[i].shape(), {.dtype = parameters_[i].dtype()});
+  if (!slots[i].defined())
+    slots[i] = zeros(parameters_[i].shape(), {.dtype = parameters_[i].dtype()});
   return slots[i];
 }
 
@@ -55,12 +57,14 @@ void Optimizer::set_state(const std::string& name, std::size_t index, const Tens
   if (it == state_.end())
     throw ValueError("optimizer: no state named '" + name + "' (is it another optimizer's?)");
   if (index >= parameters_.size())
-    throw IndexError("optimizer: state " + name + "." + std::to_string(index) + " for a parameter " +
-                     "that does not exist (" + std::to_string(parameters_.size()) + " parameters)");
+    throw IndexError("optimizer: state " + name + "." + std::to_string(index) +
+                     " for a parameter " + "that does not exist (" +
+                     std::to_string(parameters_.size()) + " parameters)");
   const Tensor& p = parameters_[index];
   if (value.shape() != p.shape())
     throw ShapeError("optimizer: state " + name + "." + std::to_string(index) + " has shape " +
-                     shape_str(value.shape()) + "; its parameter has shape " + shape_str(p.shape()));
+                     shape_str(value.shape()) + "; its parameter has shape " +
+                     shape_str(p.shape()));
   it->second[index] = value.dtype() == p.dtype() ? value : cast(value, p.dtype());
 }
 
@@ -161,7 +165,8 @@ void LRScheduler::step() {
 
 StepLR::StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma)
     : LRScheduler(optimizer), step_size_(step_size), gamma_(gamma) {
-  if (step_size <= 0) throw ValueError("StepLR: step_size must be > 0, got " + std::to_string(step_size));
+  if (step_size <= 0)
+    throw ValueError("StepLR: step_size must be > 0, got " + std::to_string(step_size));
 }
 
 double StepLR::lr_at(std::int64_t epoch) const {
@@ -170,7 +175,8 @@ double StepLR::lr_at(std::int64_t epoch) const {
 
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, std::int64_t t_max, double eta_min)
     : LRScheduler(optimizer), t_max_(t_max), eta_min_(eta_min) {
-  if (t_max <= 0) throw ValueError("CosineAnnealingLR: t_max must be > 0, got " + std::to_string(t_max));
+  if (t_max <= 0)
+    throw ValueError("CosineAnnealingLR: t_max must be > 0, got " + std::to_string(t_max));
 }
 
 double CosineAnnealingLR::lr_at(std::int64_t epoch) const {

@@ -54,8 +54,8 @@ struct SGDOptions {
 };
 
 /// p <- p - lr * d, with d = g + weight_decay p, then with momentum
-/// b <- momentum b + (1 - dampening) d (b = d at the first step), d = nesterov ? d + momentum b : b.
-/// With momentum 0 it is question 4 of the source document: W <- W - eta grad W.
+/// b <- momentum b + (1 - dampening) d (b = d at the first step), d = nesterov ? d + momentum b :
+/// b. With momentum 0 it is question 4 of the source document: W <- W - eta grad W.
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> parameters, SGDOptions options);
@@ -99,8 +99,7 @@ class AdamW : public Adam {
 /// Learning-rate schedules: call step() once per epoch; the optimizer's lr follows.
 class LRScheduler {
  public:
-  explicit LRScheduler(Optimizer& optimizer)
-      : optimizer_(optimizer), base_lr_(optimizer.lr()) {}
+  explicit LRScheduler(Optimizer& optimizer) : optimizer_(optimizer), base_lr_(optimizer.lr()) {}
   virtual ~LRScheduler() = default;
   void step();
   std::int64_t epoch() const { return epoch_; }

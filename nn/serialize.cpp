@@ -35,7 +35,9 @@ void write_atomically(const fs::path& path, const std::string& bytes) {
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) throw ValueError("save: could not rename " + tmp.string() + " to " + path.string() + ": " + ec.message());
+  if (ec)
+    throw ValueError("save: could not rename " + tmp.string() + " to " + path.string() + ": " +
+                     ec.message());
 }
 
 [[noreturn]] void bad_file(const std::string& path, const std::string& why) {
@@ -59,9 +61,11 @@ void save_npy(const std::string& path, const Tensor& tensor) {
   bytes += static_cast<char>(length & 0xff);
   bytes += static_cast<char>(length >> 8);
   bytes += header;
-  std::visit([&](const auto& a) {
-    bytes.append(reinterpret_cast<const char*>(a.data()), a.size() * sizeof(a.data()[0]));
-  }, tensor.storage());
+  std::visit(
+      [&](const auto& a) {
+        bytes.append(reinterpret_cast<const char*>(a.data()), a.size() * sizeof(a.data()[0]));
+      },
+      tensor.storage());
   write_atomically(path, bytes);
 }
 
@@ -74,11 +78,13 @@ Tensor load_npy(const std::string& path) {
   const auto major = static_cast<unsigned char>(bytes[6]);
   std::size_t header_length = 0, offset = 0;
   if (major == 1) {
-    header_length = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8;
+    header_length = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9])
+                                                               << 8;
     offset = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) bad_file(path, "truncated header");
-    for (int i = 3; i >= 0; --i) header_length = header_length << 8 | static_cast<unsigned char>(bytes[8 + i]);
+    for (int i = 3; i >= 0; --i)
+      header_length = header_length << 8 | static_cast<unsigned char>(bytes[8 + i]);
     offset = 12;
   } else {
     bad_file(path, "unsupported NPY version " + std::to_string(major));
@@ -93,7 +99,8 @@ Tensor load_npy(const std::string& path) {
   const std::string descr = m[1];
   if (descr != "<f4" && descr != "<f8")
     bad_file(path, "dtype '" + descr + "' is not supported (expected '<f4' or '<f8')");
-  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))")) || m[1] == "True")
+  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))")) ||
+      m[1] == "True")
     bad_file(path, "only C-order arrays are supported");
   if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))")))
     bad_file(path, "the header has no 'shape'");
@@ -116,7 +123,8 @@ Tensor load_npy(const std::string& path) {
   auto read = [&](auto zero) {
     using T = decltype(zero);
     auto a = xt::xarray<T>::from_shape(shape);
-    if (count > 0) std::memcpy(a.data(), bytes.data() + offset, count * sizeof(T));  // data() may be null
+    if (count > 0)
+      std::memcpy(a.data(), bytes.data() + offset, count * sizeof(T));  // data() may be null
     return Tensor(std::move(a));
   };
   return item == 4 ? read(float{}) : read(double{});
@@ -126,7 +134,8 @@ Tensor load_npy(const std::string& path) {
 
 void save(const Module& module, const std::string& dir) {
   fs::create_directories(dir);
-  for (const auto& [name, p] : module.named_parameters()) save_npy((fs::path(dir) / (name + ".npy")).string(), p);
+  for (const auto& [name, p] : module.named_parameters())
+    save_npy((fs::path(dir) / (name + ".npy")).string(), p);
 }
 
 void load(Module& module, const std::string& dir) {
@@ -136,7 +145,8 @@ void load(Module& module, const std::string& dir) {
   for (const auto& [name, p] : params) {
     const fs::path file = fs::path(dir) / (name + ".npy");
     if (!fs::exists(file))
-      throw ValueError("load: " + file.string() + " is missing (parameter '" + name + "' of " + module.name() + ")");
+      throw ValueError("load: " + file.string() + " is missing (parameter '" + name + "' of " +
+                       module.name() + ")");
     Tensor t = load_npy(file.string());
     if (t.shape() != p.shape())
       throw ShapeError("load: parameter '" + name + "' has shape " + shape_str(p.shape()) +
@@ -146,14 +156,19 @@ void load(Module& module, const std::string& dir) {
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string file = entry.path().filename().string();
     if (file.size() > 4 && file.ends_with(".npy") && !loaded.count(file.substr(0, file.size() - 4)))
-      throw ValueError("load: " + entry.path().string() + " matches no parameter of " + module.name());
+      throw ValueError("load: " + entry.path().string() + " matches no parameter of " +
+                       module.name());
   }
   for (const auto& [name, p] : params) {
     const Tensor& t = loaded[name];
     if (p.dtype() == Dtype::float32)
-      p.mutable_value<float>() = t.dtype() == Dtype::float32 ? t.value<float>() : xt::xarray<float>(xt::cast<float>(t.value<double>()));
+      p.mutable_value<float>() = t.dtype() == Dtype::float32
+                                     ? t.value<float>()
+                                     : xt::xarray<float>(xt::cast<float>(t.value<double>()));
     else
-      p.mutable_value<double>() = t.dtype() == Dtype::float64 ? t.value<double>() : xt::xarray<double>(xt::cast<double>(t.value<float>()));
+      p.mutable_value<double>() = t.dtype() == Dtype::float64
+                                      ? t.value<double>()
+                                      : xt::xarray<double>(xt::cast<double>(t.value<float>()));
   }
 }
 
@@ -165,7 +180,8 @@ void save(const Optimizer& optimizer, const std::string& dir) {
     for (std::size_t i = 0; i < slots.size(); ++i)
       if (slots[i].defined())
         save_npy((fs::path(dir) / (name + "." + std::to_string(i) + ".npy")).string(), slots[i]);
-  save_npy((fs::path(dir) / "steps.npy").string(), scalar(static_cast<double>(optimizer.steps()), {.dtype = kFloat64}));
+  save_npy((fs::path(dir) / "steps.npy").string(),
+           scalar(static_cast<double>(optimizer.steps()), {.dtype = kFloat64}));
   save_npy((fs::path(dir) / "lr.npy").string(), scalar(optimizer.lr(), {.dtype = kFloat64}));
 }
 

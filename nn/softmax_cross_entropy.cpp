@@ -25,8 +25,7 @@ struct SoftmaxCrossEntropyNode final : Node {
     const Tensor p = GradMode::is_enabled() ? softmax(saved(3), 1) : saved(0);
     const Tensor target = saved(1), total = saved(2);
     const Tensor scale = per_sample_ ? reshape(g, {-1, 1}) : g;
-    grads[0] = div(mul(sub(mul(p, total), target), scale),
-                   detail::scalar_like(g, denominator_));
+    grads[0] = div(mul(sub(mul(p, total), target), scale), detail::scalar_like(g, denominator_));
   }
   double denominator_;
   bool per_sample_;
@@ -109,8 +108,8 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
     for (double l : losses) sum += l;
     return scalar(sum / denominator, {.dtype = logits.dtype()});
   });
-  auto* node = record<SoftmaxCrossEntropyNode>(out, {logits}, denominator,
-                                               o.reduction == Reduction::none);
+  auto* node =
+      record<SoftmaxCrossEntropyNode>(out, {logits}, denominator, o.reduction == Reduction::none);
   if (node) node->save({p, target, total, logits});
   return out;
 }

@@ -27,11 +27,11 @@ inline Tensor f64(xt::nested_initializer_list_t<double, 2> v, bool requires_grad
 }
 
 // CHECKs that a gradcheck report passed, printing it when it did not.
-#define CHECK_GRADCHECK(report)                 \
-  do {                                          \
-    const auto& r_ = (report);                  \
-    INFO(r_.str());                             \
-    CHECK(r_.passed);                           \
+#define CHECK_GRADCHECK(report) \
+  do {                          \
+    const auto& r_ = (report);  \
+    INFO(r_.str());             \
+    CHECK(r_.passed);           \
   } while (0)
 
 }  // namespace xgrad::testing

@@ -97,11 +97,11 @@ Tensor zip(const char* op, const Tensor& a, const Tensor& b, F&& f) {
         return Tensor(std::move(out));
       }
     }
-    for_each_broadcast<2>(shape, {broadcast_strides(x.shape(), shape),
-                                  broadcast_strides(y.shape(), shape)},
-                          [&](std::size_t i, const std::array<std::size_t, 2>& at) {
-                            po[i] = f(px[at[0]], py[at[1]]);
-                          });
+    for_each_broadcast<2>(
+        shape, {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape)},
+        [&](std::size_t i, const std::array<std::size_t, 2>& at) {
+          po[i] = f(px[at[0]], py[at[1]]);
+        });
     return Tensor(std::move(out));
   });
 }
@@ -142,7 +142,5 @@ AxisView check_gather_index(const char* op, const Tensor& x, std::size_t axis, c
 
 namespace xgrad::detail {
 // A Shape as the signed sizes reshape() takes.
-inline std::vector<std::ptrdiff_t> spec(const Shape& shape) {
-  return {shape.begin(), shape.end()};
-}
+inline std::vector<std::ptrdiff_t> spec(const Shape& shape) { return {shape.begin(), shape.end()}; }
 }  // namespace xgrad::detail

@@ -20,10 +20,9 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
     const T* px = detail::data<T>(x);
     xt::xarray<T> z = detail::empty<T>(shape);
     T* pz = z.data();
-    detail::for_each_broadcast<1>(shape, {detail::broadcast_strides(x.shape(), shape)},
-                                  [&](std::size_t i, const std::array<std::size_t, 1>& at) {
-                                    pz[i] = px[at[0]];
-                                  });
+    detail::for_each_broadcast<1>(
+        shape, {detail::broadcast_strides(x.shape(), shape)},
+        [&](std::size_t i, const std::array<std::size_t, 1>& at) { pz[i] = px[at[0]]; });
     return Tensor(std::move(z));
   });
   record<BroadcastTo>(out, {x});

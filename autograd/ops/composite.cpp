@@ -33,15 +33,16 @@ Tensor clamp(const Tensor& x, double min, double max) {
 // ---- activations ------------------------------------------------------------------------------
 
 Tensor gelu(const Tensor& x) {
-  const Tensor phi = mul(add(erf(mul(x, scalar_like(x, std::numbers::sqrt2 / 2))), scalar_like(x, 1.0)),
-                         scalar_like(x, 0.5));
+  const Tensor phi =
+      mul(add(erf(mul(x, scalar_like(x, std::numbers::sqrt2 / 2))), scalar_like(x, 1.0)),
+          scalar_like(x, 0.5));
   return mul(x, phi);
 }
 
 Tensor elu(const Tensor& x, double alpha) {
   // exp of min(x, 0): the branch not taken must stay finite, or its zero gradient times inf is NaN.
-  const Tensor negative = mul(sub(exp(minimum(x, scalar_like(x, 0.0))), scalar_like(x, 1.0)),
-                              scalar_like(x, alpha));
+  const Tensor negative =
+      mul(sub(exp(minimum(x, scalar_like(x, 0.0))), scalar_like(x, 1.0)), scalar_like(x, alpha));
   return where(gt(x, scalar_like(x, 0.0)), x, negative);
 }
 
@@ -61,7 +62,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     return reshape(mm(reshape(a, {-1, n(a, 2)}), b), {n(a, 0), n(a, 1), n(b, 1)});
   if ((ra == 2 && rb == 2) || (ra == 3 && rb == 3)) return mm(a, b);
   throw ShapeError("matmul: unsupported ranks, shapes " + shape_str(a.shape()) + " and " +
-                   shape_str(b.shape()) + " (supported: 1-D and 2-D operands, 3-D @ 3-D, 3-D @ 2-D)");
+                   shape_str(b.shape()) +
+                   " (supported: 1-D and 2-D operands, 3-D @ 3-D, 3-D @ 2-D)");
 }
 
 // ---- shape ------------------------------------------------------------------------------------
@@ -134,7 +136,8 @@ Tensor select(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t index) {
     throw IndexError("select: index " + std::to_string(index) + " is out of range for axis " +
                      std::to_string(a) + " of length " + std::to_string(length));
   const std::int64_t i = index < 0 ? index + length : index;
-  return squeeze(index_select(x, static_cast<std::ptrdiff_t>(a), {i}), static_cast<std::ptrdiff_t>(a));
+  return squeeze(index_select(x, static_cast<std::ptrdiff_t>(a), {i}),
+                 static_cast<std::ptrdiff_t>(a));
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, std::ptrdiff_t axis) {
@@ -166,7 +169,8 @@ namespace {
 // Number of elements that each result of a reduction over `axes` summarizes.
 double reduced_count(const Tensor& x, const Axes& axes) {
   double n = 1;
-  for (std::size_t a : detail::normalize_axes("mean", axes, x.dim())) n *= static_cast<double>(x.size(a));
+  for (std::size_t a : detail::normalize_axes("mean", axes, x.dim()))
+    n *= static_cast<double>(x.size(a));
   return n;
 }
 }  // namespace
@@ -188,7 +192,8 @@ Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims) {
   Tensor m;
   {
     NoGradGuard no_grad;
-    m = detail::map(max(x, axes, true), [](auto v) { return std::isfinite(v) ? v : decltype(v){0}; });
+    m = detail::map(max(x, axes, true),
+                    [](auto v) { return std::isfinite(v) ? v : decltype(v){0}; });
   }
   const Tensor kept = add(log(sum(exp(sub(x, m)), axes, true)), m);
   if (keepdims) return kept;

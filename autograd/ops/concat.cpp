@@ -35,8 +35,8 @@ Tensor concat(const std::vector<Tensor>& tensors, std::ptrdiff_t axis) {
     bool ok = t.dim() == first.dim();
     for (std::size_t d = 0; ok && d < t.dim(); ++d) ok = d == ax || t.size(d) == first.size(d);
     if (!ok)
-      throw ShapeError("concat: tensor " + std::to_string(i) + " has shape " + shape_str(t.shape()) +
-                       ", tensor 0 has " + shape_str(first.shape()) +
+      throw ShapeError("concat: tensor " + std::to_string(i) + " has shape " +
+                       shape_str(t.shape()) + ", tensor 0 has " + shape_str(first.shape()) +
                        "; they must agree on every axis but axis " + std::to_string(ax));
     lengths.push_back(t.size(ax));
     shape[ax] += t.size(ax);

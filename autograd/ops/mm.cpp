@@ -28,16 +28,17 @@ Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) 
   detail::check_same_dtype("mm", a, b);
   const std::size_t rank = a.dim();
   if ((rank != 2 && rank != 3) || b.dim() != rank || (rank == 3 && a.size(0) != b.size(0)))
-    throw ShapeError("mm: needs two 2-D tensors, or two 3-D tensors with the same batch size; got " +
-                     shape_str(a.shape()) + " and " + shape_str(b.shape()));
+    throw ShapeError(
+        "mm: needs two 2-D tensors, or two 3-D tensors with the same batch size; got " +
+        shape_str(a.shape()) + " and " + shape_str(b.shape()));
   const std::size_t ra = a.size(-2), ca = a.size(-1), rb = b.size(-2), cb = b.size(-1);
   const std::size_t m = transpose_a ? ca : ra, k = transpose_a ? ra : ca;
   const std::size_t kb = transpose_b ? cb : rb, n = transpose_b ? rb : cb;
   if (k != kb)
     throw ShapeError("mm: inner dimensions differ: " + operand(a, transpose_a) + " @ " +
                      operand(b, transpose_b) + " multiplies (" + std::to_string(m) + " x " +
-                     std::to_string(k) + ") by (" + std::to_string(kb) + " x " +
-                     std::to_string(n) + ")");
+                     std::to_string(k) + ") by (" + std::to_string(kb) + " x " + std::to_string(n) +
+                     ")");
   const std::size_t batch = rank == 3 ? a.size(0) : 1;
   Shape shape = rank == 3 ? Shape{batch, m, n} : Shape{m, n};
   Tensor out = detail::dispatch(a.dtype(), [&](auto zero) {

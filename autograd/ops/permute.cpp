@@ -25,13 +25,15 @@ Tensor permute(const Tensor& x, const Axes& axes) {
   std::vector<std::size_t> perm(rank);
   std::vector<bool> seen(rank, false);
   if (axes.size() != rank)
-    throw ShapeError("permute: " + std::to_string(axes.size()) + " axes given for a tensor of shape " +
-                     shape_str(x.shape()));
+    throw ShapeError("permute: " + std::to_string(axes.size()) +
+                     " axes given for a tensor of shape " + shape_str(x.shape()));
   for (std::size_t i = 0; i < rank; ++i) {
     perm[i] = detail::normalize_axis("permute", axes[i], rank);
     if (seen[perm[i]])
-      throw ShapeError("permute: axis " + std::to_string(perm[i]) + " appears twice; expected a "
-                       "permutation of 0.." + std::to_string(rank - 1));
+      throw ShapeError("permute: axis " + std::to_string(perm[i]) +
+                       " appears twice; expected a "
+                       "permutation of 0.." +
+                       std::to_string(rank - 1));
     seen[perm[i]] = true;
   }
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {

@@ -22,10 +22,9 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
     using T = decltype(zero);
     const T* px = detail::data<T>(x);
     std::vector<double> acc(detail::product(shape), 0.0);
-    detail::for_each_broadcast<1>(x.shape(), {detail::broadcast_strides(shape, x.shape())},
-                                  [&](std::size_t i, const std::array<std::size_t, 1>& at) {
-                                    acc[at[0]] += px[i];
-                                  });
+    detail::for_each_broadcast<1>(
+        x.shape(), {detail::broadcast_strides(shape, x.shape())},
+        [&](std::size_t i, const std::array<std::size_t, 1>& at) { acc[at[0]] += px[i]; });
     xt::xarray<T> z = detail::empty<T>(shape);
     for (std::size_t i = 0; i < acc.size(); ++i) z.data()[i] = static_cast<T>(acc[i]);
     return Tensor(std::move(z));

@@ -26,7 +26,8 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     T* pz = z.data();
     detail::dispatch(condition.dtype(), [&](auto czero) {
       const auto* pc = detail::data<decltype(czero)>(condition);
-      if (condition.shape() == shape && a.shape() == shape && b.numel() == 1) {  // as relu's backward
+      if (condition.shape() == shape && a.shape() == shape &&
+          b.numel() == 1) {  // as relu's backward
         const T other = pb[0];
         for (std::size_t i = 0, n = z.size(); i < n; ++i) {
           const T value = pa[i];  // read unconditionally: the loop then vectorizes as a blend
@@ -34,18 +35,19 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
         }
         return;
       }
-      detail::for_each_broadcast<3>(
-          shape,
-          {detail::broadcast_strides(condition.shape(), shape),
-           detail::broadcast_strides(a.shape(), shape), detail::broadcast_strides(b.shape(), shape)},
-          [&](std::size_t i, const std::array<std::size_t, 3>& at) {
-            pz[i] = pc[at[0]] != 0 ? pa[at[1]] : pb[at[2]];
-          });
+      detail::for_each_broadcast<3>(shape,
+                                    {detail::broadcast_strides(condition.shape(), shape),
+                                     detail::broadcast_strides(a.shape(), shape),
+                                     detail::broadcast_strides(b.shape(), shape)},
+                                    [&](std::size_t i, const std::array<std::size_t, 3>& at) {
+                                      pz[i] = pc[at[0]] != 0 ? pa[at[1]] : pb[at[2]];
+                                    });
     });
     return Tensor(std::move(z));
   });
   if (auto* node = record<Where>(out, {a, b})) {
-    const Tensor mask = cast(detail::map(condition, [](auto c) { return c != 0 ? 1 : 0; }), a.dtype());
+    const Tensor mask =
+        cast(detail::map(condition, [](auto c) { return c != 0 ? 1 : 0; }), a.dtype());
     node->save({mask});
   }
   return out;

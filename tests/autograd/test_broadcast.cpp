@@ -44,7 +44,9 @@ TEST_CASE("broadcast pattern: a row") { check_pattern({3, 4}, {1, 4}, {3, 4}); }
 TEST_CASE("broadcast pattern: a column") { check_pattern({3, 1}, {3, 4}, {3, 4}); }
 TEST_CASE("broadcast pattern: change of rank") { check_pattern({2, 3, 4}, {4}, {2, 3, 4}); }
 TEST_CASE("broadcast pattern: both sides repeat") { check_pattern({3, 1}, {1, 4}, {3, 4}); }
-TEST_CASE("broadcast pattern: rank change and inner 1") { check_pattern({2, 1, 4}, {3, 1}, {2, 3, 4}); }
+TEST_CASE("broadcast pattern: rank change and inner 1") {
+  check_pattern({2, 1, 4}, {3, 1}, {2, 3, 4});
+}
 TEST_CASE("broadcast pattern: one-element tensor of rank 1") { check_pattern({1}, {2, 3}, {2, 3}); }
 
 TEST_CASE("impossible broadcasting names the op and both shapes") {

@@ -64,7 +64,8 @@ TEST_CASE("a custom op as a struct: one tape entry, checked like a built-in op")
   const std::size_t entries = Tape::current().size();
   { const Tensor unused = ScaledTanh::apply(x, a); }
   CHECK(Tape::current().size() == entries);  // saving its own output made no cycle
-  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return Scale::apply(in[0], -2.5); }, {x}));
+  CHECK_GRADCHECK(
+      gradcheck([](const std::vector<Tensor>& in) { return Scale::apply(in[0], -2.5); }, {x}));
   CHECK(Scale::apply(x, 2.0).grad_fn()->name() == "custom");
 }
 
@@ -83,14 +84,19 @@ TEST_CASE("a custom backward that returns the wrong number or shape of gradients
   const Tensor x = testing::f64({1.0, 2.0}, true);
   const Tensor wrong_count = custom_op(
       "bad", {x}, [](const auto& in) { return in[0] * 2.0; },
-      [](const auto&, const Tensor&, const Tensor& g) { return std::vector<Tensor>{g, g}; });
-  CHECK_THROWS_WITH_AS(sum(wrong_count).backward(), doctest::Contains("bad: backward returned 2 gradients for 1"),
+      [](const auto&, const Tensor&, const Tensor& g) {
+        return std::vector<Tensor>{g, g};
+      });
+  CHECK_THROWS_WITH_AS(sum(wrong_count).backward(),
+                       doctest::Contains("bad: backward returned 2 gradients for 1"),
                        AutogradError);
   const Tensor wrong_shape = custom_op(
       "bad_shape", {x}, [](const auto& in) { return in[0] * 2.0; },
-      [](const auto&, const Tensor&, const Tensor&) { return std::vector<Tensor>{testing::f64({1.0, 2.0, 3.0})}; });
-  CHECK_THROWS_WITH_AS(sum(wrong_shape).backward(), doctest::Contains("shape [3] for input 0 of shape [2]"),
-                       ShapeError);
+      [](const auto&, const Tensor&, const Tensor&) {
+        return std::vector<Tensor>{testing::f64({1.0, 2.0, 3.0})};
+      });
+  CHECK_THROWS_WITH_AS(sum(wrong_shape).backward(),
+                       doctest::Contains("shape [3] for input 0 of shape [2]"), ShapeError);
 }
 
 TEST_CASE("to_dot draws ops, shapes, leaves and what each entry saved") {
@@ -99,7 +105,8 @@ TEST_CASE("to_dot draws ops, shapes, leaves and what each entry saved") {
   const Tensor loss = sum(relu(linear(x, w)));
   const std::string dot = to_dot(loss);
   CHECK(dot.rfind("digraph xgrad {", 0) == 0);
-  CHECK(dot.find("label=\"linear\\nsaved: 64 B\"") != std::string::npos);  // x (2 doubles) and w (6)
+  CHECK(dot.find("label=\"linear\\nsaved: 64 B\"") !=
+        std::string::npos);  // x (2 doubles) and w (6)
   CHECK(dot.find("label=\"relu\\nsaved: 24 B\"") != std::string::npos);
   CHECK(dot.find("leaf [3, 2]\\nrequires grad") != std::string::npos);
   CHECK(dot.find("constant [1, 2]") != std::string::npos);

@@ -30,8 +30,8 @@ Tensor wrong_cube(const Tensor& x, std::size_t bad) {
 
 TEST_CASE("gradcheck reports the worst entry of a wrong derivative") {
   const Tensor x = testing::f64({{0.5, -1.0}, {2.0, 1.5}}, true);
-  const GradcheckReport report = gradcheck(
-      [](const std::vector<Tensor>& in) { return wrong_cube(in[0], 2); }, {x});
+  const GradcheckReport report =
+      gradcheck([](const std::vector<Tensor>& in) { return wrong_cube(in[0], 2); }, {x});
   CHECK_FALSE(report.passed);
   CHECK(report.method == "full Jacobian");
   CHECK(report.input_index == "[1, 0]");

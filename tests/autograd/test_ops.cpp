@@ -27,10 +27,12 @@ struct OpCase {
   std::vector<Shape> shapes;  // one per input; every input requires grad
   TensorFn f;
   Domain domain = Domain::any;
-  bool constant = false;      // piecewise constant: checks that nothing requires grad instead
+  bool constant = false;  // piecewise constant: checks that nothing requires grad instead
 };
 
-Tensor mask_3x4() { return tensor({{1, 0, 0, 1}, {0, 1, 1, 0}, {1, 1, 0, 0}}, {.dtype = kFloat64}); }
+Tensor mask_3x4() {
+  return tensor({{1, 0, 0, 1}, {0, 1, 1, 0}, {1, 1, 0, 0}}, {.dtype = kFloat64});
+}
 
 const Index gather_index = {{0, 3}, {1, 1}, {2, 0}};
 
@@ -93,37 +95,87 @@ std::vector<OpCase> table() {
       {"linear", {{3, 4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear", {{4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear", {{3, 4}, {5, 4}}, [](V x) { return linear(x[0], x[1]); }},
-      {"reshape", {{3, 4}}, [](V x) { return reshape(x[0], {2, -1}) * 2.0; }},
+      {"reshape",
+       {{3, 4}},
+       [](V x) {
+         return reshape(x[0], {2, -1}) * 2.0;
+       }},
       {"flatten", {{2, 3, 4}}, [](V x) { return flatten(x[0], 1); }},
-      {"permute", {{2, 3, 4}}, [](V x) { return permute(x[0], {2, 0, 1}); }},
+      {"permute",
+       {{2, 3, 4}},
+       [](V x) {
+         return permute(x[0], {2, 0, 1});
+       }},
       {"transpose", {{3, 4}}, [](V x) { return transpose(x[0]); }},
       {"squeeze", {{3, 1, 4}}, [](V x) { return squeeze(x[0]); }},
       {"squeeze", {{3, 1, 4}}, [](V x) { return squeeze(x[0], 1); }},
       {"unsqueeze", {{3, 4}}, [](V x) { return unsqueeze(x[0], -1); }},
-      {"broadcast_to", {{3, 1}}, [](V x) { return broadcast_to(x[0], {2, 3, 4}); }},
-      {"sum_to", {{2, 3, 4}}, [](V x) { return sum_to(x[0], {3, 1}); }},
+      {"broadcast_to",
+       {{3, 1}},
+       [](V x) {
+         return broadcast_to(x[0], {2, 3, 4});
+       }},
+      {"sum_to",
+       {{2, 3, 4}},
+       [](V x) {
+         return sum_to(x[0], {3, 1});
+       }},
       {"slice", {{5, 4}}, [](V x) { return slice(x[0], 0, 1, 5, 2); }},
       {"slice", {{3, 5}}, [](V x) { return slice(x[0], -1, -3, 100); }},
       {"select", {{3, 4}}, [](V x) { return select(x[0], 1, 2); }},
-      {"index_select", {{4, 3}}, [](V x) { return index_select(x[0], 0, {3, 0, 3}); }},
-      {"index_add", {{4, 3}, {2, 3}}, [](V x) { return index_add(x[0], 0, {1, 1}, x[1]); }},
+      {"index_select",
+       {{4, 3}},
+       [](V x) {
+         return index_select(x[0], 0, {3, 0, 3});
+       }},
+      {"index_add",
+       {{4, 3}, {2, 3}},
+       [](V x) {
+         return index_add(x[0], 0, {1, 1}, x[1]);
+       }},
       {"gather", {{3, 4}}, [](V x) { return gather(x[0], 1, gather_index); }},
-      {"scatter_add", {{3, 4}, {3, 2}}, [](V x) { return scatter_add(x[0], 1, gather_index, x[1]); }},
-      {"concat", {{2, 3}, {4, 3}}, [](V x) { return concat({x[0], x[1]}, 0); }},
-      {"concat", {{2, 3}, {2, 1}, {2, 2}}, [](V x) { return concat({x[0], x[1], x[2]}, -1); }},
-      {"stack", {{2, 3}, {2, 3}}, [](V x) { return stack({x[0], x[1]}, 1); }},
+      {"scatter_add",
+       {{3, 4}, {3, 2}},
+       [](V x) { return scatter_add(x[0], 1, gather_index, x[1]); }},
+      {"concat",
+       {{2, 3}, {4, 3}},
+       [](V x) {
+         return concat({x[0], x[1]}, 0);
+       }},
+      {"concat",
+       {{2, 3}, {2, 1}, {2, 2}},
+       [](V x) {
+         return concat({x[0], x[1], x[2]}, -1);
+       }},
+      {"stack",
+       {{2, 3}, {2, 3}},
+       [](V x) {
+         return stack({x[0], x[1]}, 1);
+       }},
       {"sum", {{3, 4}}, [](V x) { return sum(x[0]); }},
       {"sum", {{2, 3, 4}}, [](V x) { return sum(x[0], {0}, true); }},
-      {"sum", {{2, 3, 4}}, [](V x) { return sum(x[0], {1, -1}); }},
+      {"sum",
+       {{2, 3, 4}},
+       [](V x) {
+         return sum(x[0], {1, -1});
+       }},
       {"mean", {{3, 4}}, [](V x) { return mean(x[0]); }},
       {"mean", {{2, 3, 4}}, [](V x) { return mean(x[0], {1}); }},
       {"max", {{3, 4}}, [](V x) { return max(x[0]); }},
       {"max", {{3, 4}}, [](V x) { return max(x[0], {1}); }},
-      {"max", {{2, 3, 4}}, [](V x) { return max(x[0], {0, 2}, true); }},
+      {"max",
+       {{2, 3, 4}},
+       [](V x) {
+         return max(x[0], {0, 2}, true);
+       }},
       {"min", {{3, 4}}, [](V x) { return min(x[0]); }},
       {"min", {{3, 4}}, [](V x) { return min(x[0], {0}); }},
       {"logsumexp", {{3, 4}}, [](V x) { return logsumexp(x[0], {1}); }},
-      {"logsumexp", {{2, 3, 4}}, [](V x) { return logsumexp(x[0], {0, 1}, true); }},
+      {"logsumexp",
+       {{2, 3, 4}},
+       [](V x) {
+         return logsumexp(x[0], {0, 1}, true);
+       }},
       {"var", {{3, 4}}, [](V x) { return var(x[0], {1}); }},
       {"var", {{3, 4}}, [](V x) { return var(x[0], {0}, true, 0.0); }},
       {"softmax", {{3, 4}}, [](V x) { return softmax(x[0]); }},
@@ -212,7 +264,8 @@ TEST_CASE("kinks: relu and abs have gradient 0 at 0, sqrt has +inf") {
         std::vector<double>{0.0, 1.0, 0.0});
   CHECK(testing::flat(grad_of([](const Tensor& x) { return abs(x); }, zero)) ==
         std::vector<double>{0.0, 1.0, -1.0});
-  const auto g = testing::flat(grad_of([](const Tensor& x) { return sqrt(x); }, testing::f64({0.0})));
+  const auto g =
+      testing::flat(grad_of([](const Tensor& x) { return sqrt(x); }, testing::f64({0.0})));
   CHECK(g[0] == std::numeric_limits<double>::infinity());
 }
 
@@ -229,7 +282,8 @@ TEST_CASE("max and min send the gradient to the first of tied entries") {
 }
 
 TEST_CASE("large magnitudes: exp, sigmoid, softplus, tanh stay finite where the math is") {
-  const auto gexp = testing::flat(grad_of([](const Tensor& x) { return exp(x); }, testing::f64({700.0})));
+  const auto gexp =
+      testing::flat(grad_of([](const Tensor& x) { return exp(x); }, testing::f64({700.0})));
   CHECK(gexp[0] == doctest::Approx(std::exp(700.0)).epsilon(1e-14));
   for (double v : {-1000.0, -50.0, 50.0, 1000.0}) {
     const Tensor x = testing::f64({v});
@@ -270,7 +324,9 @@ TEST_CASE("softmax rows holding -inf: those entries get 0, the rest is exact and
   CHECK(lp[2] == -inf);
   CHECK(std::isfinite(lp[0]));
   // The -inf column is a constant: the check differentiates with respect to the finite entries.
-  const TensorFn sm = [&](const std::vector<Tensor>& in) { return softmax(concat({in[0], masked}, 1)); };
+  const TensorFn sm = [&](const std::vector<Tensor>& in) {
+    return softmax(concat({in[0], masked}, 1));
+  };
   const TensorFn lsm = [&](const std::vector<Tensor>& in) {  // the finite outputs
     return slice(log_softmax(concat({in[0], masked}, 1)), 1, 0, 2);
   };

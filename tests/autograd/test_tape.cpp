@@ -45,7 +45,8 @@ TEST_CASE("diamond graph: two paths from one input meet again") {
   const std::vector<double> g = flat(x.grad());
   for (std::size_t i = 0; i < 2; ++i) {
     const double v = flat(x)[i];
-    const double expected = std::exp(v) * std::tanh(v) + std::exp(v) * (1 - std::pow(std::tanh(v), 2));
+    const double expected =
+        std::exp(v) * std::tanh(v) + std::exp(v) * (1 - std::pow(std::tanh(v), 2));
     CHECK(g[i] == doctest::Approx(expected).epsilon(1e-14));
   }
 }

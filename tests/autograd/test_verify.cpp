@@ -8,10 +8,13 @@ using namespace xgrad;
 TEST_CASE("verify_gradients accepts right gradients and names the wrong parameter and entry") {
   const Tensor w = testing::f64({{0.5, -1.0}, {2.0, 0.25}});
   const Tensor x = testing::f64({1.0, 3.0});
-  const TensorFn loss = [&](const std::vector<Tensor>& p) { return sum(pow(matmul(p[0], x), 2.0)); };
+  const TensorFn loss = [&](const std::vector<Tensor>& p) {
+    return sum(pow(matmul(p[0], x), 2.0));
+  };
   // d/dW sum((W x)^2) = 2 (W x) x^T
   xt::xarray<double> wx = xt::zeros<double>({2});
-  for (std::size_t i = 0; i < 2; ++i) wx(i) = w.value<double>()(i, 0) * 1.0 + w.value<double>()(i, 1) * 3.0;
+  for (std::size_t i = 0; i < 2; ++i)
+    wx(i) = w.value<double>()(i, 0) * 1.0 + w.value<double>()(i, 1) * 3.0;
   xt::xarray<double> right = xt::zeros<double>({2, 2});
   for (std::size_t i = 0; i < 2; ++i)
     for (std::size_t j = 0; j < 2; ++j) right(i, j) = 2 * wx(i) * x.value<double>()(j);

@@ -1,12 +1,12 @@
 // The walkthrough program, run as a user runs it: output, JSON, exit status, bad input.
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 
 #include "nn/backprop.hpp"
 #include "nn/network_spec.hpp"
@@ -54,7 +54,8 @@ const char* kSpec = R"({
 
 }  // namespace
 
-TEST_CASE("walkthrough: the built-in network agrees with the tape, and the document's rule does not") {
+TEST_CASE(
+    "walkthrough: the built-in network agrees with the tape, and the document's rule does not") {
   const Run ok = run("");
   CHECK(ok.status == 0);
   CHECK(ok.output.find("agrees with the tape everywhere") != std::string::npos);
@@ -77,12 +78,12 @@ TEST_CASE("walkthrough --json: every quantity, batch first, numbers that round-t
   CHECK(out["p"].size() == 2);
   CHECK(out["p"][0].size() == 2);
   const auto& l1 = out["layers"][0];
-  CHECK(l1["z"].size() == 2);             // batch first
+  CHECK(l1["z"].size() == 2);  // batch first
   CHECK(l1["z"][0].size() == 4);
-  CHECK(l1["grad_W"].size() == 4);        // (d_1, d_0)
+  CHECK(l1["grad_W"].size() == 4);  // (d_1, d_0)
   CHECK(l1["grad_W"][0].size() == 3);
   CHECK(l1["grad_b"].is_array());
-  CHECK(l1["grad_b"][0].is_number());     // flat
+  CHECK(l1["grad_b"][0].is_number());  // flat
   CHECK(l1["b_next"].size() == 4);
   for (std::size_t l = 0; l < 3; ++l)
     for (std::size_t i = 0; i < expected.W_next[l].shape()[0]; ++i)
@@ -116,19 +117,36 @@ TEST_CASE("walkthrough: bad input exits with status 2 and says what is wrong") {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--spec /nonexistent/net.json", "cannot read /nonexistent/net.json"},
       {"--spec " + spec_file("malformed.json", "{\"layers\": [}"), "malformed JSON"},
-      {"--spec " + spec_file("shapes.json", R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "relu"},
-          {"W": [[1, 2]], "b": [0]}], "x": [1, 2], "y": 0})"), "layer 2: W has shape [1, 2]"},
-      {"--spec " + spec_file("ragged.json", R"({"layers": [{"W": [[1, 2], [3]], "b": [0, 0]}], "x": [1, 2], "y": 0})"),
+      {"--spec " +
+           spec_file("shapes.json", R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "relu"},
+          {"W": [[1, 2]], "b": [0]}], "x": [1, 2], "y": 0})"),
+       "layer 2: W has shape [1, 2]"},
+      {"--spec " +
+           spec_file("ragged.json",
+                     R"({"layers": [{"W": [[1, 2], [3]], "b": [0, 0]}], "x": [1, 2], "y": 0})"),
        "layers[0].W[1]: row 1 has 1 numbers, row 0 has 2"},
-      {"--spec " + spec_file("act.json", R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "swish"},
-          {"W": [[1]], "b": [0]}], "x": [1, 2], "y": 0})"), "layer 1: unknown activation 'swish'"},
-      {"--spec " + spec_file("label.json", R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [1, 2], "y": 5})"),
+      {"--spec " +
+           spec_file("act.json", R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "swish"},
+          {"W": [[1]], "b": [0]}], "x": [1, 2], "y": 0})"),
+       "layer 1: unknown activation 'swish'"},
+      {"--spec " +
+           spec_file("label.json",
+                     R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [1, 2], "y": 5})"),
        "label 5 of sample 0 is out of range for 2 classes"},
-      {"--spec " + spec_file("count.json", R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [[1, 2], [3, 4]], "y": [1]})"),
+      {"--spec " +
+           spec_file(
+               "count.json",
+               R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [[1, 2], [3, 4]], "y": [1]})"),
        "1 labels for 2 samples"},
-      {"--spec " + spec_file("key.json", R"({"layers": [{"W": [[1, 2]], "b": [0]}], "x": [1, 2], "y": 0, "learning_rate": 1})"),
+      {"--spec " +
+           spec_file(
+               "key.json",
+               R"({"layers": [{"W": [[1, 2]], "b": [0]}], "x": [1, 2], "y": 0, "learning_rate": 1})"),
        "unknown key \"learning_rate\""},
-      {"--spec " + spec_file("last.json", R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "relu"}], "x": [1, 2], "y": 0})"),
+      {"--spec " +
+           spec_file(
+               "last.json",
+               R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "relu"}], "x": [1, 2], "y": 0})"),
        "layer 1 is the last"},
       {"--formula sloppy", "--formula"},
       {"--no-such-flag", "no-such-flag"},

@@ -32,7 +32,8 @@ Run run(const std::string& args) {
   while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
   const int status = pclose(pipe);
   std::ifstream e(err);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, std::string(std::istreambuf_iterator<char>(e), {})};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out,
+          std::string(std::istreambuf_iterator<char>(e), {})};
 }
 
 std::string last_line(const std::string& text) {
@@ -40,7 +41,9 @@ std::string last_line(const std::string& text) {
   return text.substr(text.rfind('\n', end) + 1, end - text.rfind('\n', end));
 }
 
-double accuracy(const Run& r) { return std::stod(last_line(r.out).substr(std::string("test_accuracy=").size())); }
+double accuracy(const Run& r) {
+  return std::stod(last_line(r.out).substr(std::string("test_accuracy=").size()));
+}
 
 // The line of epoch `e` without its time in seconds: the numbers a run must reproduce.
 std::string epoch_numbers(const Run& r, const std::string& e) {
@@ -50,7 +53,8 @@ std::string epoch_numbers(const Run& r, const std::string& e) {
   return line.substr(0, line.rfind("  "));
 }
 
-void write_idx(const fs::path& path, const std::vector<std::uint32_t>& shape, const std::vector<std::uint8_t>& data) {
+void write_idx(const fs::path& path, const std::vector<std::uint32_t>& shape,
+               const std::vector<std::uint8_t>& data) {
   std::string s = {0, 0, 8, static_cast<char>(shape.size())};
   for (std::uint32_t d : shape)
     for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((d >> shift) & 0xff);
@@ -71,7 +75,8 @@ fs::path synthetic_data() {
       labels[i] = static_cast<std::uint8_t>(gen() % 4);
       for (std::uint32_t p = 0; p < 64; ++p) {
         const std::uint32_t quadrant = (p / 8 >= 4) * 2 + (p % 8 >= 4);
-        images[i * 64 + p] = static_cast<std::uint8_t>((quadrant == labels[i] ? 25 : 0) + gen() % 230);
+        images[i * 64 + p] =
+            static_cast<std::uint8_t>((quadrant == labels[i] ? 25 : 0) + gen() % 230);
       }
     }
     write_idx(dir / (name + "-images-idx3-ubyte.gz"), {n, 8, 8}, images);
@@ -80,7 +85,9 @@ fs::path synthetic_data() {
   return dir;
 }
 
-std::string small(const fs::path& data) { return "--data " + data.string() + " --hidden 16 --batch-size 32 --lr 0.01 "; }
+std::string small(const fs::path& data) {
+  return "--data " + data.string() + " --hidden 16 --batch-size 32 --lr 0.01 ";
+}
 
 }  // namespace
 
@@ -107,16 +114,21 @@ TEST_CASE("training: the same seed gives the same numbers, and a resumed run con
   const fs::path data = synthetic_data();
   const fs::path ckpt = fs::temp_directory_path() / "xgrad_train_ckpt";
   fs::remove_all(ckpt);
-  const Run straight = run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none");
+  const Run straight =
+      run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none");
   const Run again = run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none");
   REQUIRE(straight.status == 0);
   CHECK(epoch_numbers(straight, " 3/3") == epoch_numbers(again, " 3/3"));
   CHECK(last_line(straight.out) == last_line(again.out));
-  const Run first = run(small(data) + "--epochs 2 --optimizer sgd --momentum 0.9 --schedule none --save " + ckpt.string());
+  const Run first =
+      run(small(data) + "--epochs 2 --optimizer sgd --momentum 0.9 --schedule none --save " +
+          ckpt.string());
   REQUIRE(first.status == 0);
   CHECK(fs::exists(ckpt / "model" / "0.weight.npy"));
   CHECK(fs::exists(ckpt / "optimizer" / "momentum_buffer.0.npy"));
-  const Run resumed = run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none --resume " + ckpt.string());
+  const Run resumed =
+      run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none --resume " +
+          ckpt.string());
   INFO(resumed.out << resumed.err);
   REQUIRE(resumed.status == 0);
   CHECK(resumed.out.find("epoch  1/3") == std::string::npos);
@@ -134,8 +146,8 @@ TEST_CASE("training: missing or bad data exits with status 2 and says why") {
   CHECK(missing.err.find("no train-images-idx3-ubyte(.gz) in /nonexistent") != std::string::npos);
   const fs::path bad = fs::temp_directory_path() / "xgrad_bad_idx";
   fs::create_directories(bad);
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
     fs::copy_file(synthetic_data() / f, bad / f, fs::copy_options::overwrite_existing);
   fs::resize_file(bad / "train-images-idx3-ubyte.gz", 100);
   const Run truncated = run("--data " + bad.string() + " --epochs 1");
@@ -166,9 +178,10 @@ TEST_CASE("training: --plot draws the curves with gnuplot") {
 }
 
 // 15 epochs of real training: about 25 s in a release build, far longer under the sanitizers.
-TEST_CASE("training on Fashion-MNIST with the defaults reaches 89.5% test accuracy" *
-          doctest::skip(!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") ||
-                        std::getenv("XGRAD_SANITIZED") != nullptr)) {
+TEST_CASE(
+    "training on Fashion-MNIST with the defaults reaches 89.5% test accuracy" *
+    doctest::skip(!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") ||
+                  std::getenv("XGRAD_SANITIZED") != nullptr)) {
   const Run r = run("");
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);

@@ -31,13 +31,15 @@ Problem random_problem(const std::vector<std::size_t>& widths, const std::string
     Problem p;
     for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
       const double scale = 1.5 / std::sqrt(static_cast<double>(widths[l]));
-      p.layers.push_back({randn({widths[l + 1], widths[l]}, {.dtype = kFloat64}, gen).value<double>() * scale,
-                          randn({widths[l + 1]}, {.dtype = kFloat64}, gen).value<double>() * 0.5,
-                          l + 2 < widths.size() ? activation : "identity"});
+      p.layers.push_back(
+          {randn({widths[l + 1], widths[l]}, {.dtype = kFloat64}, gen).value<double>() * scale,
+           randn({widths[l + 1]}, {.dtype = kFloat64}, gen).value<double>() * 0.5,
+           l + 2 < widths.size() ? activation : "identity"});
     }
     p.x = randn({batch, widths[0]}, {.dtype = kFloat64}, gen).value<double>();
     p.y = Index::from_shape({batch});
-    for (std::size_t i = 0; i < batch; ++i) p.y(i) = static_cast<std::int64_t>((i * 7 + seed) % widths.back());
+    for (std::size_t i = 0; i < batch; ++i)
+      p.y(i) = static_cast<std::int64_t>((i * 7 + seed) % widths.back());
     const BackpropTrace t = closed_form_backprop(p.layers, p.x, p.y, 0.1);
     double closest = INFINITY;
     for (std::size_t l = 0; l + 1 < t.z.size(); ++l)
@@ -51,7 +53,8 @@ TensorFn loss_of(const Problem& p) {
   return [&p](const std::vector<Tensor>& params) {
     Tensor o(p.x);
     for (std::size_t l = 0; l < p.layers.size(); ++l)
-      o = make_activation(p.layers[l].activation)->forward(linear(o, params[2 * l], params[2 * l + 1]));
+      o = make_activation(p.layers[l].activation)
+              ->forward(linear(o, params[2 * l], params[2 * l + 1]));
     return softmax_cross_entropy(o, p.y);
   };
 }
@@ -68,11 +71,14 @@ VerifyReport verify(const Problem& p, const BackpropTrace& closed) {
   return verify_gradients(loss_of(p), params, claimed, {.rtol = 1e-10, .numeric_rtol = 1e-10});
 }
 
-const std::vector<std::vector<std::size_t>> kShapes = {{5, 3}, {5, 4, 3}, {4, 5, 4, 3}, {4, 5, 3, 4, 3}};
+const std::vector<std::vector<std::size_t>> kShapes = {
+    {5, 3}, {5, 4, 3}, {4, 5, 4, 3}, {4, 5, 3, 4, 3}};
 
 }  // namespace
 
-TEST_CASE("the corrected formulas equal the tape and finite differences (1-4 layers, every activation, batch 1 and 6)") {
+TEST_CASE(
+    "the corrected formulas equal the tape and finite differences (1-4 layers, every activation, "
+    "batch 1 and 6)") {
   for (const std::string& act : activation_names())
     for (const auto& widths : kShapes)
       for (std::size_t batch : {1, 6}) {
@@ -100,13 +106,16 @@ TEST_CASE("one sample as a vector is a batch of one") {
   CHECK(a.loss == b.loss);
 }
 
-TEST_CASE("the document's question-2 rule is wrong from layer L-2 on, for two or more non-linear hidden layers") {
+TEST_CASE(
+    "the document's question-2 rule is wrong from layer L-2 on, for two or more non-linear hidden "
+    "layers") {
   for (const std::string& act : activation_names()) {
     if (act == "identity") continue;
     for (const auto& widths : {kShapes[2], kShapes[3]}) {
       const std::size_t L = widths.size() - 1;
       const Problem p = random_problem(widths, act, 4, 11);
-      const BackpropTrace doc = closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document);
+      const BackpropTrace doc =
+          closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document);
       const BackpropTrace tape = tape_backprop(p.layers, p.x, p.y, 0.1);
       INFO(act << ", " << L << " layers");
       const std::vector<QuantityDifference> diffs = compare_traces(doc, tape);
@@ -137,11 +146,13 @@ TEST_CASE("the document's question-2 rule is wrong from layer L-2 on, for two or
 TEST_CASE("the document's rule is right for one hidden layer and for identity activations") {
   for (const std::string& act : activation_names()) {
     const Problem p = random_problem({5, 4, 3}, act, 3, 5);
-    CHECK(verify(p, closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document)).passed);
+    CHECK(
+        verify(p, closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document)).passed);
   }
   for (const auto& widths : kShapes) {
     const Problem p = random_problem(widths, "identity", 3, 8);
-    CHECK(verify(p, closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document)).passed);
+    CHECK(
+        verify(p, closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document)).passed);
   }
 }
 
@@ -149,13 +160,16 @@ TEST_CASE("inconsistent networks give clear errors naming the layer") {
   Problem p = random_problem({4, 5, 3}, "relu", 2, 1);
   Problem bad = p;
   bad.layers[1].W = xt::zeros<double>({3, 6});
-  CHECK_THROWS_WITH_AS(closed_form_backprop(bad.layers, bad.x, bad.y, 0.1), doctest::Contains("layer 2: W has shape [3, 6]"), ShapeError);
+  CHECK_THROWS_WITH_AS(closed_form_backprop(bad.layers, bad.x, bad.y, 0.1),
+                       doctest::Contains("layer 2: W has shape [3, 6]"), ShapeError);
   bad = p;
   bad.layers[0].activation = "swish";
-  CHECK_THROWS_WITH_AS(closed_form_backprop(bad.layers, bad.x, bad.y, 0.1), doctest::Contains("layer 1: unknown activation"), ValueError);
+  CHECK_THROWS_WITH_AS(closed_form_backprop(bad.layers, bad.x, bad.y, 0.1),
+                       doctest::Contains("layer 1: unknown activation"), ValueError);
   bad = p;
   bad.layers[1].activation = "relu";
-  CHECK_THROWS_WITH_AS(tape_backprop(bad.layers, bad.x, bad.y, 0.1), doctest::Contains("layer 2 is the last"), ValueError);
+  CHECK_THROWS_WITH_AS(tape_backprop(bad.layers, bad.x, bad.y, 0.1),
+                       doctest::Contains("layer 2 is the last"), ValueError);
   CHECK_THROWS_AS(closed_form_backprop(p.layers, p.x, Index{0, 3}, 0.1), IndexError);
   CHECK_THROWS_AS(closed_form_backprop(p.layers, p.x, Index{0}, 0.1), ShapeError);
 }

@@ -22,7 +22,8 @@ fs::path scratch() {
 }
 
 // An IDX file of unsigned bytes: magic, big-endian dimensions, data.
-std::string idx_bytes(const std::vector<std::uint32_t>& shape, const std::vector<std::uint8_t>& data) {
+std::string idx_bytes(const std::vector<std::uint32_t>& shape,
+                      const std::vector<std::uint8_t>& data) {
   std::string s = {0, 0, 8, static_cast<char>(shape.size())};
   for (std::uint32_t d : shape)
     for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((d >> shift) & 0xff);
@@ -62,16 +63,23 @@ TEST_CASE("IDX files are read gzip-compressed or plain") {
 
 TEST_CASE("truncated, corrupt and foreign IDX files give clear errors") {
   const std::string good = idx_bytes({4, 3}, ramp(12));
-  CHECK_THROWS_WITH_AS(read_idx(write_plain("t.idx", good.substr(0, good.size() - 2))),
-                       doctest::Contains("truncated: shape [4, 3] needs 12 bytes of data, the file has 10"), ValueError);
-  CHECK_THROWS_WITH_AS(read_idx(write_gz("t.idx.gz", good.substr(0, good.size() - 2))), doctest::Contains("truncated"), ValueError);
-  CHECK_THROWS_WITH_AS(read_idx(write_plain("long.idx", good + "x")), doctest::Contains("longer"), ValueError);
-  CHECK_THROWS_WITH_AS(read_idx(write_plain("magic.idx", "PK" + good.substr(2))), doctest::Contains("not an IDX file"), ValueError);
+  CHECK_THROWS_WITH_AS(
+      read_idx(write_plain("t.idx", good.substr(0, good.size() - 2))),
+      doctest::Contains("truncated: shape [4, 3] needs 12 bytes of data, the file has 10"),
+      ValueError);
+  CHECK_THROWS_WITH_AS(read_idx(write_gz("t.idx.gz", good.substr(0, good.size() - 2))),
+                       doctest::Contains("truncated"), ValueError);
+  CHECK_THROWS_WITH_AS(read_idx(write_plain("long.idx", good + "x")), doctest::Contains("longer"),
+                       ValueError);
+  CHECK_THROWS_WITH_AS(read_idx(write_plain("magic.idx", "PK" + good.substr(2))),
+                       doctest::Contains("not an IDX file"), ValueError);
   std::string floats = good;
   floats[2] = 0x0d;
-  CHECK_THROWS_WITH_AS(read_idx(write_plain("f.idx", floats)), doctest::Contains("element type 13"), ValueError);
-  CHECK_THROWS_WITH_AS(read_idx(write_plain("huge.idx", idx_bytes({60000, 60000, 60000}, ramp(10)))),
-                       doctest::Contains("absurd"), ValueError);
+  CHECK_THROWS_WITH_AS(read_idx(write_plain("f.idx", floats)), doctest::Contains("element type 13"),
+                       ValueError);
+  CHECK_THROWS_WITH_AS(
+      read_idx(write_plain("huge.idx", idx_bytes({60000, 60000, 60000}, ramp(10)))),
+      doctest::Contains("absurd"), ValueError);
   // A short file that declares 4 GB of data fails after reading what is there, without
   // allocating what it declares.
   CHECK_THROWS_WITH_AS(read_idx(write_gz("big.idx.gz", idx_bytes({65536, 65535}, ramp(100)))),
@@ -83,7 +91,8 @@ TEST_CASE("truncated, corrupt and foreign IDX files give clear errors") {
   }();
   for (std::size_t i = 12; i < gz.size() - 8; ++i) gz[i] = static_cast<char>(gz[i] ^ 0x5a);
   CHECK_THROWS_AS(read_idx(write_plain("corrupt.idx.gz", gz)), ValueError);
-  CHECK_THROWS_WITH_AS(read_idx((scratch() / "none.idx").string()), doctest::Contains("cannot open"), ValueError);
+  CHECK_THROWS_WITH_AS(read_idx((scratch() / "none.idx").string()),
+                       doctest::Contains("cannot open"), ValueError);
   CHECK_THROWS_AS(read_idx(write_plain("empty.idx", "")), ValueError);
 }
 
@@ -119,7 +128,8 @@ TEST_CASE("DataLoader: every example once per epoch, seeded shuffles, last batch
   std::vector<std::int64_t> epoch0, epoch1;
   for (const Batch& b : keep) {
     for (std::size_t i = 0; i < b.labels.size(); ++i) {
-      CHECK(b.inputs.value<float>()(i, 0) == static_cast<float>(b.labels(i)));  // rows stay with labels
+      CHECK(b.inputs.value<float>()(i, 0) ==
+            static_cast<float>(b.labels(i)));  // rows stay with labels
       epoch0.push_back(b.labels(i));
     }
   }

@@ -44,6 +44,7 @@ TEST_CASE("init: Xavier and Kaiming give the spread their formulas state, seedab
   init::kaiming_uniform_(u, a);
   init::kaiming_uniform_(v, b);
   CHECK(u.value<float>() == v.value<float>());
-  CHECK(testing::flat(init::constant_(zeros({3}, {.dtype = kFloat64}), 2.5)) == std::vector<double>(3, 2.5));
+  CHECK(testing::flat(init::constant_(zeros({3}, {.dtype = kFloat64}), 2.5)) ==
+        std::vector<double>(3, 2.5));
   CHECK_THROWS_AS(init::xavier_uniform_(zeros({3})), ShapeError);
 }

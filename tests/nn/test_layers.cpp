@@ -55,7 +55,8 @@ TEST_CASE("modules collect parameters with dotted names, zero their gradients, s
   net.train();
   CHECK(net[4]->is_training());
   const std::string s = net.str();
-  CHECK(s.find("MLP(\n  (0): Linear(in_features=4, out_features=8, bias=true)\n  (1): Tanh()") == 0);
+  CHECK(s.find("MLP(\n  (0): Linear(in_features=4, out_features=8, bias=true)\n  (1): Tanh()") ==
+        0);
 }
 
 TEST_CASE("an activation module for every activation op, by name") {
@@ -71,7 +72,8 @@ TEST_CASE("an activation module for every activation op, by name") {
   CHECK(testing::flat(make_activation("identity")->forward(x)) == testing::flat(x));
   CHECK(activation_names().size() == 9);
   CHECK(make_activation("gelu")->name() == "GELU");
-  CHECK_THROWS_WITH_AS(make_activation("swish"), doctest::Contains("unknown activation 'swish'"), ValueError);
+  CHECK_THROWS_WITH_AS(make_activation("swish"), doctest::Contains("unknown activation 'swish'"),
+                       ValueError);
   CHECK_THROWS_AS(MLP({4}, "relu"), ValueError);
   CHECK_THROWS_AS(MLP({4, 2}, "nope"), ValueError);
 }

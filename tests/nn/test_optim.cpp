@@ -58,7 +58,10 @@ TEST_CASE("Adam and AdamW follow their published updates") {
       opt->step();
       for (std::size_t i = 0; i < 2; ++i) {
         double d = g[i];
-        if (decoupled) x[i] -= 0.01 * 0.1 * x[i]; else d += 0.1 * x[i];
+        if (decoupled)
+          x[i] -= 0.01 * 0.1 * x[i];
+        else
+          d += 0.1 * x[i];
         m[i] = 0.9 * m[i] + 0.1 * d;
         v[i] = 0.999 * v[i] + 0.001 * d * d;
         const double mhat = m[i] / (1 - std::pow(0.9, t)), vhat = v[i] / (1 - std::pow(0.999, t));

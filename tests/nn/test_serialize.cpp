@@ -54,8 +54,10 @@ TEST_CASE("npy files: truncated, corrupt or foreign files give clear errors") {
     std::ofstream(dir / name, std::ios::binary) << bytes;
     return (dir / name).string();
   };
-  CHECK_THROWS_WITH_AS(load_npy(write("t.npy", good.substr(0, good.size() - 1))), doctest::Contains("needs 4000 bytes"), ValueError);
-  CHECK_THROWS_WITH_AS(load_npy(write("m.npy", "PK" + good.substr(2))), doctest::Contains("magic"), ValueError);
+  CHECK_THROWS_WITH_AS(load_npy(write("t.npy", good.substr(0, good.size() - 1))),
+                       doctest::Contains("needs 4000 bytes"), ValueError);
+  CHECK_THROWS_WITH_AS(load_npy(write("m.npy", "PK" + good.substr(2))), doctest::Contains("magic"),
+                       ValueError);
   std::string big = good;
   big.replace(big.find("(100, 10)"), 9, "(99999999999, 999999)");
   CHECK_THROWS_AS(load_npy(write("big.npy", big)), ValueError);
@@ -78,7 +80,8 @@ TEST_CASE("a module's parameters round-trip through a folder of .npy files") {
   for (std::size_t i = 0; i < 4; ++i)
     CHECK(a.parameters()[i].value<float>() == b.parameters()[i].value<float>());
   MLP wrong({4, 7, 3}, "relu");
-  CHECK_THROWS_WITH_AS(load(wrong, dir.string()), doctest::Contains("'0.weight' has shape [7, 4]"), ShapeError);
+  CHECK_THROWS_WITH_AS(load(wrong, dir.string()), doctest::Contains("'0.weight' has shape [7, 4]"),
+                       ShapeError);
   MLP deeper({4, 6, 3, 2}, "relu");
   CHECK_THROWS_WITH_AS(load(deeper, dir.string()), doctest::Contains("missing"), ValueError);
   CHECK_THROWS_AS(load(b, (dir / "nowhere").string()), ValueError);
@@ -117,5 +120,6 @@ TEST_CASE("an optimizer's state round-trips: a resumed run continues exactly") {
     CHECK(testing::flat(reloaded.parameters()[i]) == testing::flat(straight.parameters()[i]));
 
   SGD sgd(reloaded.parameters(), {.lr = 0.1, .momentum = 0.9});
-  CHECK_THROWS_WITH_AS(load(sgd, (dir / "optim").string()), doctest::Contains("exp_avg"), ValueError);
+  CHECK_THROWS_WITH_AS(load(sgd, (dir / "optim").string()), doctest::Contains("exp_avg"),
+                       ValueError);
 }
