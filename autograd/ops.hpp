@@ -111,8 +111,10 @@ Tensor max(const Tensor& x, const Axes& axes, bool keepdims = false);
 Tensor min(const Tensor& x);
 Tensor min(const Tensor& x, const Axes& axes, bool keepdims = false);
 /// log(sum(exp(x))), shifted by the maximum so that it neither overflows nor underflows.
+Tensor logsumexp(const Tensor& x);
 Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims = false);
 /// Variance with Bessel's correction by default (divides by n - correction), as torch.var.
+Tensor var(const Tensor& x, double correction = 1.0);
 Tensor var(const Tensor& x, const Axes& axes, bool keepdims = false, double correction = 1.0);
 /// The index of the first maximum along axis (not differentiable).
 Index argmax(const Tensor& x, std::ptrdiff_t axis);

@@ -11,6 +11,14 @@ namespace xgrad {
 
 using detail::scalar_like;
 
+namespace {
+Axes all_axes(const Tensor& x) {
+  Axes axes(x.dim());
+  for (std::size_t d = 0; d < x.dim(); ++d) axes[d] = static_cast<std::ptrdiff_t>(d);
+  return axes;
+}
+}  // namespace
+
 // ---- elementwise ------------------------------------------------------------------------------
 
 Tensor pow(const Tensor& base, double exponent) { return pow(base, scalar_like(base, exponent)); }
@@ -86,8 +94,7 @@ Tensor flatten(const Tensor& x, std::ptrdiff_t start_axis, std::ptrdiff_t end_ax
 Tensor transpose(const Tensor& x, std::ptrdiff_t axis0, std::ptrdiff_t axis1) {
   const std::size_t a = detail::normalize_axis("transpose", axis0, x.dim());
   const std::size_t b = detail::normalize_axis("transpose", axis1, x.dim());
-  Axes axes(x.dim());
-  for (std::size_t d = 0; d < x.dim(); ++d) axes[d] = static_cast<std::ptrdiff_t>(d);
+  Axes axes = all_axes(x);
   std::swap(axes[a], axes[b]);
   return permute(x, axes);
 }
@@ -200,6 +207,9 @@ Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims) {
   const std::vector<std::size_t> reduced = detail::normalize_axes("logsumexp", axes, x.dim());
   return reshape(kept, detail::spec(detail::reduced_shape(x.shape(), reduced, false)));
 }
+
+Tensor logsumexp(const Tensor& x) { return logsumexp(x, all_axes(x)); }
+Tensor var(const Tensor& x, double correction) { return var(x, all_axes(x), false, correction); }
 
 Tensor var(const Tensor& x, const Axes& axes, bool keepdims, double correction) {
   const double n = reduced_count(x, axes);

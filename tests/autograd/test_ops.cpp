@@ -171,12 +171,14 @@ std::vector<OpCase> table() {
       {"min", {{3, 4}}, [](V x) { return min(x[0]); }},
       {"min", {{3, 4}}, [](V x) { return min(x[0], {0}); }},
       {"logsumexp", {{3, 4}}, [](V x) { return logsumexp(x[0], {1}); }},
+      {"logsumexp", {{2, 3}}, [](V x) { return logsumexp(x[0]); }},
       {"logsumexp",
        {{2, 3, 4}},
        [](V x) {
          return logsumexp(x[0], {0, 1}, true);
        }},
       {"var", {{3, 4}}, [](V x) { return var(x[0], {1}); }},
+      {"var", {{2, 3}}, [](V x) { return var(x[0]); }},
       {"var", {{3, 4}}, [](V x) { return var(x[0], {0}, true, 0.0); }},
       {"softmax", {{3, 4}}, [](V x) { return softmax(x[0]); }},
       {"softmax", {{3, 4}}, [](V x) { return softmax(x[0], 0); }},
@@ -344,4 +346,16 @@ TEST_CASE("cast: float32 forward, gradient converted back to the input's dtype")
   sum(y * 3.0).backward();
   CHECK(x.grad().dtype() == kFloat64);
   CHECK(testing::flat(x.grad()) == std::vector<double>{3.0, 3.0});
+}
+
+TEST_CASE("reduction values: mean, var (corrected and not), logsumexp, over all axes and some") {
+  const Tensor x = testing::f64({{1.0, 2.0}, {3.0, 4.0}});
+  CHECK(mean(x).item() == 2.5);
+  CHECK(var(x).item() == doctest::Approx(5.0 / 3.0));
+  CHECK(var(x, 0.0).item() == doctest::Approx(1.25));
+  CHECK(testing::flat(var(x, {0}, false, 0.0)) == std::vector<double>{1.0, 1.0});
+  CHECK(logsumexp(x).item() == doctest::Approx(std::log(std::exp(1) + std::exp(2) + std::exp(3) + std::exp(4))));
+  CHECK(testing::flat(mean(x, {1}, true)) == std::vector<double>{1.5, 3.5});
+  CHECK(mean(x, {1}, true).shape() == Shape{2, 1});
+  CHECK_THROWS_AS(var(testing::f64({1.0})), ValueError);
 }
