@@ -142,8 +142,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
   for (std::size_t i = sweep.top; i-- > 0;) {
     Node* node = tape.entries_[i];
     if (!node || !node->grad_.defined()) continue;
-    Tensor g = std::move(node->grad_);
-    node->grad_ = Tensor();
+    Tensor g = std::move(node->grad_);  // leaves the slot empty
     if (capture) {
       for (std::size_t j = 0; j < capture->nodes.size(); ++j)
         if (capture->nodes[j] == node) capture->grads[j] = g;
