@@ -61,6 +61,9 @@ std::vector<OpCase> table() {
       {"sqrt", {{3, 4}}, [](V x) { return sqrt(x[0]); }, Domain::positive},
       {"abs", {{3, 4}}, [](V x) { return abs(x[0]); }, Domain::away},
       {"erf", {{3, 4}}, [](V x) { return erf(x[0]); }},
+      // From here on, many are composites (autograd/ops/composite.cpp): maximum, minimum, clamp,
+      // gelu, elu, silu, matmul, flatten, transpose, squeeze, unsqueeze, slice, select, stack,
+      // sum, mean, min, logsumexp, var. Their gradients come from the primitives they use.
       {"maximum", {{3, 4}, {3, 4}}, [](V x) { return maximum(x[0], x[1]); }},
       {"maximum", {{3, 4}, {4}}, [](V x) { return maximum(x[0], x[1]); }},
       {"minimum", {{3, 4}, {3, 1}}, [](V x) { return minimum(x[0], x[1]); }},
@@ -354,7 +357,8 @@ TEST_CASE("reduction values: mean, var (corrected and not), logsumexp, over all 
   CHECK(var(x).item() == doctest::Approx(5.0 / 3.0));
   CHECK(var(x, 0.0).item() == doctest::Approx(1.25));
   CHECK(testing::flat(var(x, {0}, false, 0.0)) == std::vector<double>{1.0, 1.0});
-  CHECK(logsumexp(x).item() == doctest::Approx(std::log(std::exp(1) + std::exp(2) + std::exp(3) + std::exp(4))));
+  CHECK(logsumexp(x).item() ==
+        doctest::Approx(std::log(std::exp(1) + std::exp(2) + std::exp(3) + std::exp(4))));
   CHECK(testing::flat(mean(x, {1}, true)) == std::vector<double>{1.5, 3.5});
   CHECK(mean(x, {1}, true).shape() == Shape{2, 1});
   CHECK_THROWS_AS(var(testing::f64({1.0})), ValueError);

@@ -1,15 +1,14 @@
 // The walkthrough program, run as a user runs it: output, JSON, exit status, bad input.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "nn/backprop.hpp"
 #include "nn/network_spec.hpp"
+#include "tests/examples/run.hpp"
 
 using namespace xgrad;
 using namespace xgrad::nn;
@@ -19,18 +18,12 @@ namespace {
 
 struct Run {
   int status;
-  std::string output;  // stdout and stderr
+  std::string output;  // stdout, then stderr
 };
 
 Run run(const std::string& args) {
-  const std::string command = std::string(WALKTHROUGH) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  char buffer[4096];
-  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+  const testing::Run r = testing::run_program(WALKTHROUGH, args);
+  return {r.status, r.out + r.err};
 }
 
 std::string spec_file(const std::string& name, const std::string& text) {

@@ -2,7 +2,6 @@
 // its defaults, on the real Fashion-MNIST).
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -11,30 +10,15 @@
 #include <random>
 #include <sstream>
 
+#include "tests/examples/run.hpp"
+
 using namespace std::string_literals;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int status;
-  std::string out;  // stdout only
-  std::string err;
-};
-
-Run run(const std::string& args) {
-  const fs::path err = fs::temp_directory_path() / "xgrad_train_stderr.txt";
-  const std::string command = std::string(TRAINER) + " " + args + " 2>" + err.string();
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  char buffer[4096];
-  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-  const int status = pclose(pipe);
-  std::ifstream e(err);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out,
-          std::string(std::istreambuf_iterator<char>(e), {})};
-}
+using xgrad::testing::Run;
+Run run(const std::string& args) { return xgrad::testing::run_program(TRAINER, args); }
 
 std::string last_line(const std::string& text) {
   const std::size_t end = text.find_last_not_of('\n');
