@@ -14,33 +14,17 @@ namespace {
 
 using Matrix = xt::xarray<double>;
 
-// A B^T for A (n, k), B (m, k).
-Matrix times_transposed(const Matrix& a, const Matrix& b) {
-  const std::size_t n = a.shape()[0], k = a.shape()[1], m = b.shape()[0];
+// op(A) op(B), op transposing when asked, with plain loops: the closed form does not go through
+// the library's BLAS path that it is checked against.
+Matrix product(const Matrix& a, bool transpose_a, const Matrix& b, bool transpose_b) {
+  const std::size_t n = a.shape()[transpose_a ? 1 : 0], k = a.shape()[transpose_a ? 0 : 1];
+  const std::size_t m = b.shape()[transpose_b ? 0 : 1];
   Matrix c = xt::zeros<double>({n, m});
   for (std::size_t i = 0; i < n; ++i)
-    for (std::size_t j = 0; j < m; ++j)
-      for (std::size_t t = 0; t < k; ++t) c(i, j) += a(i, t) * b(j, t);
-  return c;
-}
-
-// A^T B for A (k, n), B (k, m).
-Matrix transposed_times(const Matrix& a, const Matrix& b) {
-  const std::size_t k = a.shape()[0], n = a.shape()[1], m = b.shape()[1];
-  Matrix c = xt::zeros<double>({n, m});
-  for (std::size_t t = 0; t < k; ++t)
-    for (std::size_t i = 0; i < n; ++i)
-      for (std::size_t j = 0; j < m; ++j) c(i, j) += a(t, i) * b(t, j);
-  return c;
-}
-
-// A B for A (n, k), B (k, m).
-Matrix times(const Matrix& a, const Matrix& b) {
-  const std::size_t n = a.shape()[0], k = a.shape()[1], m = b.shape()[1];
-  Matrix c = xt::zeros<double>({n, m});
-  for (std::size_t i = 0; i < n; ++i)
-    for (std::size_t t = 0; t < k; ++t)
-      for (std::size_t j = 0; j < m; ++j) c(i, j) += a(i, t) * b(t, j);
+    for (std::size_t t = 0; t < k; ++t) {
+      const double left = transpose_a ? a(t, i) : a(i, t);
+      for (std::size_t j = 0; j < m; ++j) c(i, j) += left * (transpose_b ? b(j, t) : b(t, j));
+    }
   return c;
 }
 
@@ -161,7 +145,7 @@ BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers,
   Matrix o = as_batch(x);
   const Matrix input = o;
   for (const DenseLayer& layer : layers) {  // z_l = W_l o_{l-1} + b_l, as rows: O W^T + 1 b^T
-    Matrix z = times_transposed(o, layer.W);
+    Matrix z = product(o, false, layer.W, true);
     for (std::size_t i = 0; i < z.shape()[0]; ++i)
       for (std::size_t j = 0; j < z.shape()[1]; ++j) z(i, j) += layer.b(j);
     o = activation_value(layer.activation, z);
@@ -192,12 +176,12 @@ BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers,
     // question 2: corrected, grad_o_l = G_{l+1} W_{l+1}; document, grad_o_{l+1} W_{l+1}
     const Matrix& upstream =
         formula == BackpropFormula::corrected ? t.grad_z[l + 1] : t.grad_o[l + 1];
-    t.grad_o[l] = times(upstream, layers[l + 1].W);
+    t.grad_o[l] = product(upstream, false, layers[l + 1].W, false);
     t.grad_z[l] = t.grad_o[l] * activation_derivative(layers[l].activation, t.z[l]);
   }
   for (std::size_t l = 0; l < L; ++l) {  // question 3, then question 4
     const Matrix& below = l == 0 ? input : t.o[l - 1];
-    t.grad_W.at(l) = transposed_times(t.grad_z[l], below);
+    t.grad_W.at(l) = product(t.grad_z[l], true, below, false);
     t.grad_b.at(l) = xt::zeros<double>({t.grad_z[l].shape()[1]});
     for (std::size_t i = 0; i < B; ++i)
       for (std::size_t j = 0; j < t.grad_b[l].size(); ++j) t.grad_b[l](j) += t.grad_z[l](i, j);

@@ -90,12 +90,16 @@ Tensor zip(const char* op, const Tensor& a, const Tensor& b, F&& f) {
     const Shape shape = broadcast_shapes(op, x.shape(), y.shape());
     xt::xarray<T> out = empty<T>(shape);
     T* po = out.data();
-    if (y.size() == 1) {
+    // A one-element operand on either side (z - 1, 1 - z): one flat loop, no index walk.
+    if (y.size() == 1 && x.size() == out.size()) {
       const T s = py[0];
-      if (x.size() == out.size()) {
-        for (std::size_t i = 0, n = x.size(); i < n; ++i) po[i] = f(px[i], s);
-        return Tensor(std::move(out));
-      }
+      for (std::size_t i = 0, n = x.size(); i < n; ++i) po[i] = f(px[i], s);
+      return Tensor(std::move(out));
+    }
+    if (x.size() == 1 && y.size() == out.size()) {
+      const T s = px[0];
+      for (std::size_t i = 0, n = y.size(); i < n; ++i) po[i] = f(s, py[i]);
+      return Tensor(std::move(out));
     }
     for_each_broadcast<2>(
         shape, {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape)},

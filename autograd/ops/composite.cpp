@@ -41,16 +41,13 @@ Tensor clamp(const Tensor& x, double min, double max) {
 // ---- activations ------------------------------------------------------------------------------
 
 Tensor gelu(const Tensor& x) {
-  const Tensor phi =
-      mul(add(erf(mul(x, scalar_like(x, std::numbers::sqrt2 / 2))), scalar_like(x, 1.0)),
-          scalar_like(x, 0.5));
+  const Tensor phi = mul(add(erf(mul(x, std::numbers::sqrt2 / 2)), 1.0), 0.5);
   return mul(x, phi);
 }
 
 Tensor elu(const Tensor& x, double alpha) {
   // exp of min(x, 0): the branch not taken must stay finite, or its zero gradient times inf is NaN.
-  const Tensor negative =
-      mul(sub(exp(minimum(x, scalar_like(x, 0.0))), scalar_like(x, 1.0)), scalar_like(x, alpha));
+  const Tensor negative = mul(add(exp(minimum(x, scalar_like(x, 0.0))), -1.0), alpha);
   return where(gt(x, scalar_like(x, 0.0)), x, negative);
 }
 

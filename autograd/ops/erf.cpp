@@ -12,7 +12,7 @@ struct Erf final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor x = saved(0);
     const double c = 2.0 / std::sqrt(std::numbers::pi);
-    grads[0] = mul(g, mul(exp(neg(mul(x, x))), detail::scalar_like(x, c)));
+    grads[0] = mul(g, mul(exp(neg(mul(x, x))), c));
   }
 };
 }  // namespace

@@ -12,7 +12,7 @@ struct Pow final : Node {
   std::string_view name() const override { return "pow"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor a = saved(0), b = saved(1);
-    if (needs_grad(0)) grads[0] = mul(g, mul(b, pow(a, sub(b, detail::scalar_like(b, 1.0)))));
+    if (needs_grad(0)) grads[0] = mul(g, mul(b, pow(a, add(b, -1.0))));
     if (needs_grad(1)) {
       // log(a) is -inf at a = 0; the limit of z * log(a) there is 0 for b > 0.
       const Tensor safe = where(eq(a, detail::scalar_like(a, 0.0)), detail::scalar_like(a, 1.0), a);

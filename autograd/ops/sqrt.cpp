@@ -10,7 +10,7 @@ namespace {
 struct Sqrt final : Node {
   std::string_view name() const override { return "sqrt"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    grads[0] = div(mul(g, detail::scalar_like(g, 0.5)), saved(0));
+    grads[0] = div(mul(g, 0.5), saved(0));
   }
 };
 }  // namespace
