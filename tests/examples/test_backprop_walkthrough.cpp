@@ -151,3 +151,66 @@ TEST_CASE("walkthrough: bad input exits with status 2 and says what is wrong") {
     CHECK(r.output.find(message) != std::string::npos);
   }
 }
+
+namespace {
+
+// Every number under `path` of two JSON documents, compared to a relative `tolerance` of the
+// largest magnitude of that quantity; strings, booleans and nulls must be equal.
+void check_same_values(const nlohmann::json& got, const nlohmann::json& stored,
+                       const std::string& path, double tolerance, double scale = 0) {
+  INFO(path);
+  if (stored.is_number()) {
+    REQUIRE(got.is_number());
+    const double g = got.get<double>(), s = stored.get<double>();
+    CHECK(std::abs(g - s) <= tolerance * std::max({scale, std::abs(s), 1e-300}));
+    return;
+  }
+  if (stored.is_array() || stored.is_object()) {
+    REQUIRE(got.type() == stored.type());
+    REQUIRE(got.size() == stored.size());
+    double largest = scale;  // a quantity's scale: its largest entry
+    if (stored.is_array() && !stored.empty())
+      for (const auto& row : stored)
+        for (const auto& v : row.is_array() ? row : nlohmann::json::array({row}))
+          if (v.is_number()) largest = std::max(largest, std::abs(v.get<double>()));
+    for (auto it = stored.begin(); it != stored.end(); ++it) {
+      const std::string key = stored.is_object() ? it.key() : "";
+      const nlohmann::json& g =
+          stored.is_object() ? got.at(key)
+                             : got.at(static_cast<std::size_t>(it - stored.begin()));
+      // The differences are rounding noise of the BLAS backend: only where they are found.
+      if (key == "max_abs" || key == "rel" || (key == "index" && path.starts_with(".differences")))
+        continue;
+      check_same_values(g, *it, path + (key.empty() ? "[]" : "." + key), tolerance, largest);
+    }
+    return;
+  }
+  CHECK(got == stored);
+}
+
+}  // namespace
+
+TEST_CASE("walkthrough: the values are those stored for the built-in network and a 3-layer spec") {
+  const std::string data = std::string(XGRAD_SOURCE_DIR) + "/tests/examples/data/";
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {"--json", "walkthrough_builtin.json"},
+      {"--json --formula document", "walkthrough_builtin_document.json"},
+      {"--json --spec " + data + "three_layers.json", "walkthrough_three_layers.json"},
+      {"--json --formula document --spec " + data + "three_layers.json",
+       "walkthrough_three_layers_document.json"}};
+  for (const auto& [args, file] : runs) {
+    INFO(args);
+    const Run r = run(args);
+    std::ifstream in(data + file);
+    const nlohmann::json stored = nlohmann::json::parse(in);
+    CHECK(r.status == (stored["agree"] == true ? 0 : 1));
+    const nlohmann::json got = nlohmann::json::parse(r.output);
+    // The closed form is plain loops in double: its values may not move. The tape's go through
+    // BLAS, whose summation order may change with the backend: rounding only.
+    nlohmann::json closed = stored, closed_got = got;
+    closed.erase("tape");
+    closed_got.erase("tape");
+    check_same_values(closed_got, closed, "", 1e-15);
+    check_same_values(got["tape"], stored["tape"], "tape", 1e-12);
+  }
+}
