@@ -7,6 +7,8 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace xgrad {
 
@@ -51,6 +53,23 @@ class AnomalyError : public AutogradError {
  public:
   using AutogradError::AutogradError;
 };
+
+/// The items, written with std::to_string when they are numbers, with `separator` between them:
+/// join(std::vector<std::string>{"relu", "tanh"}, ", ") is "relu, tanh".
+template <class Range>
+std::string join(const Range& items, std::string_view separator) {
+  std::string out;
+  bool first = true;
+  for (const auto& item : items) {
+    if (!first) out += separator;
+    first = false;
+    if constexpr (std::is_arithmetic_v<std::decay_t<decltype(item)>>)
+      out += std::to_string(item);
+    else
+      out += item;
+  }
+  return out;
+}
 
 /// "[2, 3]": how shapes are written in every message.
 std::string shape_str(std::span<const std::size_t> shape);

@@ -15,9 +15,6 @@
 
 namespace xgrad {
 
-using Axes = std::vector<std::ptrdiff_t>;
-using Index = xt::xarray<std::int64_t>;
-
 // ---- elementwise arithmetic -------------------------------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor add(const Tensor& a, double b);  ///< no tensor is made for b: the fast path of x + 0.5
@@ -60,6 +57,7 @@ Tensor gelu(const Tensor& x);      ///< exact: x * Phi(x)
 Tensor softplus(const Tensor& x);  ///< log(1 + exp(x)), stable for large |x|
 Tensor elu(const Tensor& x, double alpha = 1.0);
 Tensor silu(const Tensor& x);  ///< x * sigmoid(x)
+Tensor mish(const Tensor& x);  ///< x * tanh(softplus(x))
 
 // ---- linear algebra (BLAS) --------------------------------------------------------------------
 /// 1-D and 2-D as NumPy; 3-D @ 3-D is a batch of matrix products with equal batch sizes.
@@ -123,6 +121,26 @@ Index argmax(const Tensor& x, std::ptrdiff_t axis);
 /// Stable for large logits and for -inf entries (a row that is all -inf gives NaN, as in PyTorch).
 Tensor softmax(const Tensor& x, std::ptrdiff_t axis = -1);
 Tensor log_softmax(const Tensor& x, std::ptrdiff_t axis = -1);
+
+// ---- losses -----------------------------------------------------------------------------------
+/// How a loss reduces its per-sample values: their mean, their sum, or none (one per sample).
+enum class Reduction { mean, sum, none };
+
+struct CrossEntropyOptions {
+  Reduction reduction = Reduction::mean;
+  /// The target puts 1 - s on the label and s / C on every class (s = 0: the plain one-hot).
+  double label_smoothing = 0.0;
+  /// Per-class weights (shape (C), the logits' dtype), or undefined for none. As in PyTorch, the
+  /// mean divides by the sum of the weights of the samples' labels.
+  Tensor weight;
+};
+
+/// Cross-entropy of softmax(logits) against class labels, fused (torch's cross_entropy): one pass
+/// computes a stable log-sum-exp per row, and the gradient of the mean over a batch of B is exactly
+/// (softmax(logits) - onehot(labels)) / B. logits: (B, C), rows are samples; labels: B class
+/// indices in [0, C). loss_i = -sum_c w_c q_ic log softmax(logits_i)_c, reduced over the batch.
+Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
+                             const CrossEntropyOptions& options = {});
 
 // ---- operators, with a double on either side (converted to the tensor's dtype) ----------------
 Tensor operator+(const Tensor& a, const Tensor& b);

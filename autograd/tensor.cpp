@@ -1,7 +1,5 @@
 #include "autograd/tensor.hpp"
 
-#include <malloc.h>
-
 #include <cstdlib>
 #include <sstream>
 #include <xtensor/xio.hpp>
@@ -12,9 +10,7 @@
 namespace xgrad {
 
 std::string shape_str(std::span<const std::size_t> shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
+  return "[" + join(shape, ", ") + "]";
 }
 
 std::string index_str(std::size_t flat, std::span<const std::size_t> shape) {
@@ -26,21 +22,23 @@ std::string index_str(std::size_t flat, std::span<const std::size_t> shape) {
   return shape_str(index);
 }
 
+std::string Generator::state() const {
+  std::ostringstream out;
+  out << engine_;
+  return out.str();
+}
+
+void Generator::set_state(const std::string& state) {
+  std::istringstream in(state);
+  std::mt19937_64 engine;
+  in >> engine;
+  if (in.fail()) throw ValueError("Generator: not the state of a generator");
+  engine_ = engine;
+}
+
 std::string_view dtype_name(Dtype dtype) { return dtype == Dtype::float32 ? "float32" : "float64"; }
 
 namespace {
-
-// Training allocates the same large buffers (activations, gradients) at every step. glibc's
-// defaults hand freed memory above 128 KiB back to the kernel, so every step page-faults it back in
-// (10-20% of a step of a 784-256-128-10 MLP at batch 256). Keeping freed memory in the process
-// makes the next step reuse it; the resident size then stays at the peak of one step. Skipped when
-// the user tunes malloc through the environment, or sets XGRAD_DEFAULT_MALLOC.
-const bool malloc_tuned = [] {
-  if (std::getenv("XGRAD_DEFAULT_MALLOC") || std::getenv("GLIBC_TUNABLES") ||
-      std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_"))
-    return false;
-  return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1;
-}();
 
 std::shared_ptr<TensorImpl> make_impl(Storage value, bool requires_grad) {
   auto impl = std::make_shared<TensorImpl>();

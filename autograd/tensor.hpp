@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "autograd/error.hpp"
 #include "autograd/xtensor.hpp"
@@ -37,6 +38,10 @@ constexpr Dtype dtype_of<double>() {
 using Shape = xt::svector<std::size_t, 4>;
 static_assert(std::is_same_v<Shape, xt::xarray<float>::shape_type>);
 using Storage = std::variant<xt::xarray<float>, xt::xarray<double>>;
+/// Axes of a tensor; a negative axis counts from the end.
+using Axes = std::vector<std::ptrdiff_t>;
+/// Integer indices: class labels, gather positions, argmax results.
+using Index = xt::xarray<std::int64_t>;
 
 struct TensorOptions {
   Dtype dtype = Dtype::float32;
@@ -111,6 +116,10 @@ class Generator {
   explicit Generator(std::uint64_t seed = 0) : engine_(seed) {}
   void manual_seed(std::uint64_t seed) { engine_.seed(seed); }
   std::mt19937_64& engine() { return engine_; }
+  /// The engine's whole state as text, and back (ValueError for text that is not one): what a
+  /// checkpoint keeps so that shuffling and dropout resume exactly.
+  std::string state() const;
+  void set_state(const std::string& state);
 
  private:
   std::mt19937_64 engine_;

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "autograd/compare.hpp"
 #include "autograd/engine.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
@@ -110,11 +111,8 @@ VerifyReport verify_gradients(const TensorFn& loss,
     const xt::xarray<double> t = tape[i].defined()
                                      ? tape[i].value<double>()
                                      : xt::xarray<double>(xt::zeros<double>(c.shape()));
-    const double scale = std::max(max_abs(c), max_abs(t));
-    std::size_t worst = 0;
-    for (std::size_t j = 0; j < c.size(); ++j)
-      if (std::abs(c.data()[j] - t.data()[j]) > std::abs(c.data()[worst] - t.data()[worst]))
-        worst = j;
+    const WorstEntry w = worst_entry(c, t);
+    const std::size_t worst = w.flat;
     // Entries compared numerically: all, or a sample that always includes the worst one.
     std::vector<std::size_t> entries(c.size());
     std::iota(entries.begin(), entries.end(), 0);
@@ -132,11 +130,11 @@ VerifyReport verify_gradients(const TensorFn& loss,
     }
     v.numeric_entries = entries.size();
     v.index = index_str(worst, claimed[i].shape());
-    v.claimed = c.data()[worst];
-    v.tape = t.data()[worst];
+    v.claimed = w.a;
+    v.tape = w.b;
     v.numeric = numeric_at_worst;
-    v.abs_error = std::abs(v.claimed - v.tape);
-    v.rel_error = scale > 0 ? v.abs_error / scale : 0.0;
+    v.abs_error = w.abs_error;
+    v.rel_error = w.rel_error;
     v.numeric_abs_error = numeric_err;
     v.numeric_rel_error = numeric_scale > 0 ? numeric_err / numeric_scale : 0.0;
     v.matches_tape = v.rel_error <= o.rtol;

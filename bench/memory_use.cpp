@@ -15,9 +15,10 @@
 #include <fstream>
 #include <new>
 #include <string>
-#include "examples/cli.hpp"
 
+#include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
+#include "bench/options.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
 #include "nn/optim.hpp"
@@ -56,12 +57,11 @@ int main(int argc, char** argv) {
   CLI::App app{
       "Peak memory of MLP training against parameters + gradients + optimizer state + "
       "activations."};
-  std::size_t batch = 256, steps = 200;
-  std::vector<std::size_t> dims = {784, 256, 128, 10};
-  app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber);
-  app.add_option("--steps", steps, "training steps")->check(CLI::Range(20, 1000000));
-  app.add_option("--dims", dims, "layer sizes, inputs first")->delimiter(',')->expected(2, 64);
-  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
+  bench::StepOptions o{.batch = 256, .steps = 200};
+  bench::add_step_options(app, o, 20, false);
+  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
+  const auto& [batch, steps, dims, threads] = o;
+  keep_freed_memory();
   set_num_threads(1);
   const std::size_t baseline = live_bytes;  // what the program holds before the model exists
   peak_bytes = live_bytes;

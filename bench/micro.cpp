@@ -2,6 +2,7 @@
 //   build/bench/micro [--benchmark_filter=Mm]
 #include <benchmark/benchmark.h>
 
+#include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
 #include "autograd/ops.hpp"
 #include "nn/loss.hpp"
@@ -103,6 +104,7 @@ BENCHMARK(BM_SumToBias)->Arg(64)->Arg(1024);
 }  // namespace
 
 int main(int argc, char** argv) {
+  keep_freed_memory();
   set_num_threads(1);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;

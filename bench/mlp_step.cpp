@@ -4,12 +4,12 @@
 //   mlp_step --batch 64 --steps 300 [--dims 784,256,128,10] [--threads 1]   ->  median_us=...
 //
 // The median is taken over the steps after the first fifth (warm-up), as the peers do.
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include "examples/cli.hpp"
 
+#include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
+#include "bench/options.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
 #include "nn/optim.hpp"
@@ -18,14 +18,11 @@ using namespace xgrad;
 
 int main(int argc, char** argv) {
   CLI::App app{"Median time of one MLP training step (forward, softmax-CE, backward, SGD)."};
-  std::size_t batch = 64, steps = 300;
-  std::vector<std::size_t> dims = {784, 256, 128, 10};
-  int threads = 1;
-  app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber);
-  app.add_option("--steps", steps, "training steps to time")->check(CLI::Range(5, 1000000));
-  app.add_option("--dims", dims, "layer sizes, inputs first")->delimiter(',')->expected(2, 64);
-  app.add_option("--threads", threads, "OpenBLAS threads")->check(CLI::PositiveNumber);
-  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
+  bench::StepOptions o;
+  bench::add_step_options(app, o, 5);
+  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
+  const auto [batch, steps, dims, threads] = o;
+  keep_freed_memory();
   set_num_threads(threads);
   Generator gen(0);
   nn::MLP net(dims, "relu", Dtype::float32, gen);
@@ -44,6 +41,5 @@ int main(int argc, char** argv) {
     times.push_back(
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(times.begin() + static_cast<std::ptrdiff_t>(steps / 5), times.end());
-  std::printf("median_us=%g\n", times[steps / 5 + (steps - steps / 5) / 2]);
+  std::printf("median_us=%g\n", bench::median_after_warmup(times));
 }

@@ -5,9 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include "examples/cli.hpp"
 
+#include "autograd/allocator.hpp"
 #include "autograd/ops.hpp"
+#include "bench/options.hpp"
 
 using namespace xgrad;
 
@@ -18,7 +19,8 @@ int main(int argc, char** argv) {
   app.add_option("--ops", ops, "ops in the chain")->check(CLI::PositiveNumber);
   app.add_option("--reps", reps, "repetitions (the best is reported)")->check(CLI::PositiveNumber);
   app.add_option("--size", size, "elements per tensor")->check(CLI::PositiveNumber);
-  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
+  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
+  keep_freed_memory();
   const Tensor x = rand({size}, {.requires_grad = true});
   double best = 1e300;
   for (int r = 0; r < reps; ++r) {

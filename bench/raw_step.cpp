@@ -11,7 +11,8 @@
 #include <cstdio>
 #include <random>
 #include <vector>
-#include "examples/cli.hpp"
+
+#include "bench/options.hpp"
 
 namespace {
 
@@ -68,18 +69,12 @@ void step(Net& n, std::size_t B, const std::vector<int>& labels, float lr) {
 
 }  // namespace
 
-namespace cli = xgrad::cli;
-
 int main(int argc, char** argv) {
   CLI::App app{"Median time of the MLP training step hand-written on raw BLAS."};
-  std::size_t batch = 64, steps = 300;
-  std::vector<std::size_t> dims = {784, 256, 128, 10};
-  int threads = 1;
-  app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber);
-  app.add_option("--steps", steps, "training steps to time")->check(CLI::Range(5, 1000000));
-  app.add_option("--dims", dims, "layer sizes, inputs first")->delimiter(',')->expected(2, 64);
-  app.add_option("--threads", threads, "OpenBLAS threads")->check(CLI::PositiveNumber);
-  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
+  bench::StepOptions o;
+  bench::add_step_options(app, o, 5);
+  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
+  const auto [batch, steps, dims, threads] = o;
   openblas_set_num_threads(threads);
   std::mt19937 gen(0);
   std::normal_distribution<float> normal(0.f, 0.05f);
@@ -107,6 +102,5 @@ int main(int argc, char** argv) {
     times.push_back(
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(times.begin() + static_cast<std::ptrdiff_t>(steps / 5), times.end());
-  std::printf("median_us=%g\n", times[steps / 5 + (steps - steps / 5) / 2]);
+  std::printf("median_us=%g\n", bench::median_after_warmup(times));
 }

@@ -6,7 +6,7 @@
 //   custom_op [--graph loss.dot]      (dot -Tpng loss.dot -o loss.png draws the graph)
 #include <cmath>
 #include <iostream>
-#include "examples/cli.hpp"
+#include "examples/common/cli.hpp"
 
 #include "autograd/function.hpp"
 #include "autograd/gradcheck.hpp"

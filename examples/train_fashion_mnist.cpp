@@ -5,18 +5,18 @@
 //   train_fashion_mnist --save ckpt   then   --resume ckpt --epochs 20
 //
 // The last line on stdout is test_accuracy=0.xxxx. Bad or missing data exits with status 2.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include "examples/cli.hpp"
 
+#include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
 #include "autograd/grad_mode.hpp"
+#include "examples/common/cli.hpp"
+#include "examples/common/training_log.hpp"
 #include "nn/data.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
@@ -25,6 +25,7 @@
 
 using namespace xgrad;
 using namespace xgrad::nn;
+using namespace xgrad::programs;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -44,11 +45,6 @@ struct Config {
   std::uint64_t seed = 1;
   int threads = 1;
   std::string save, resume, log, plot;
-};
-
-struct EpochResult {
-  int epoch;
-  double train_loss, train_accuracy, test_loss, test_accuracy, seconds;
 };
 
 // The data set's files, gzip-compressed or not.
@@ -83,36 +79,6 @@ std::pair<double, double> evaluate(MLP& model, const TensorDataset& data) {
           static_cast<double>(right) / static_cast<double>(data.size())};
 }
 
-// A progress line on stderr, redrawn in place; only when stderr is a terminal.
-class Progress {
- public:
-  Progress(int epoch, int epochs, std::size_t batches)
-      : on_(isatty(STDERR_FILENO)),
-        epoch_(epoch),
-        epochs_(epochs),
-        batches_(batches),
-        start_(Clock::now()) {}
-  void update(std::size_t done, double running_loss, std::size_t images) {
-    if (!on_ || (done % 20 != 0 && done != batches_)) return;
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-    const int width = 30, filled = static_cast<int>(width * done / batches_);
-    std::fprintf(stderr, "\repoch %d/%d [%s%s] %zu/%zu loss %.4f %6.0f img/s eta %4.1fs ", epoch_,
-                 epochs_, std::string(static_cast<std::size_t>(filled), '=').c_str(),
-                 std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), done, batches_,
-                 running_loss, static_cast<double>(images) / std::max(elapsed, 1e-9),
-                 elapsed / static_cast<double>(done) * static_cast<double>(batches_ - done));
-  }
-  void clear() const {
-    if (on_) std::fprintf(stderr, "\r%s\r", std::string(100, ' ').c_str());
-  }
-
- private:
-  bool on_;
-  int epoch_, epochs_;
-  std::size_t batches_;
-  Clock::time_point start_;
-};
-
 EpochResult train_epoch(MLP& model, Optimizer& optimizer, DataLoader& loader,
                         const TensorDataset& test, int epoch, int epochs) {
   const auto start = Clock::now();
@@ -141,92 +107,10 @@ EpochResult train_epoch(MLP& model, Optimizer& optimizer, DataLoader& loader,
           seconds};
 }
 
-void write_log(const std::string& path, const std::vector<EpochResult>& results) {
-  std::ofstream out(path);
-  out << "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n";
-  for (const EpochResult& r : results)
-    out << r.epoch << "," << r.train_loss << "," << r.train_accuracy << "," << r.test_loss << ","
-        << r.test_accuracy << "," << r.seconds << "\n";
-  if (!out) throw ValueError("cannot write the log " + path);
-}
-
-// Loss and accuracy curves through gnuplot: PNG or SVG by the file's extension.
-void write_plot(const std::string& path, const std::vector<EpochResult>& results) {
-  const fs::path data = fs::path(path).string() + ".dat";
-  {
-    std::ofstream out(data);
-    for (const EpochResult& r : results)
-      out << r.epoch << " " << r.train_loss << " " << r.test_loss << " " << r.train_accuracy << " "
-          << r.test_accuracy << "\n";
-  }
-  const bool svg = fs::path(path).extension() == ".svg";
-  const std::string script =
-      std::string("set terminal ") + (svg ? "svg size 900,400" : "png size 900,400") +
-      "\nset output '" + path +
-      "'\nset multiplot layout 1,2\nset xlabel 'epoch'\nset grid\nset title 'loss'\nplot '" +
-      data.string() +
-      "' using 1:2 with linespoints title 'train', '' using 1:3 with linespoints title 'test'\n"
-      "set title 'accuracy'\nset key bottom right\nplot '" +
-      data.string() +
-      "' using 1:4 with linespoints title 'train', '' using 1:5 with linespoints title "
-      "'test'\nunset multiplot\n";
-  const fs::path script_path = fs::path(path).string() + ".gp";
-  std::ofstream(script_path) << script;
-  const int status = std::system(("gnuplot '" + script_path.string() + "'").c_str());
-  fs::remove(script_path);
-  fs::remove(data);
-  if (status != 0) throw ValueError("gnuplot failed to write " + path);
-}
-
-void save_checkpoint(const std::string& dir, const MLP& model, const Optimizer& optimizer,
-                     const Config& c, int epoch, Normalization norm,
-                     const std::vector<EpochResult>& results) {
-  save(model, dir + "/model");
-  save(optimizer, dir + "/optimizer");
-  nlohmann::json meta = {{"epoch", epoch},
-                         {"hidden", c.hidden},
-                         {"activation", c.activation},
-                         {"optimizer", c.optimizer},
-                         {"seed", c.seed},
-                         {"mean", norm.mean},
-                         {"std", norm.std},
-                         {"history", nlohmann::json::array()}};
-  for (const EpochResult& r : results)
-    meta["history"].push_back(
-        {r.epoch, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.seconds});
-  const std::string tmp = dir + "/training.json.tmp";
-  std::ofstream(tmp) << meta.dump(2) << "\n";
-  fs::rename(tmp, dir + "/training.json");
-}
-
-// Restores what save_checkpoint wrote; returns the number of epochs already done.
-int load_checkpoint(const std::string& dir, MLP& model, Optimizer& optimizer, const Config& c,
-                    std::vector<EpochResult>& results) {
-  std::ifstream in(dir + "/training.json");
-  if (!in) throw ValueError("--resume: no training.json in " + dir);
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw ValueError("--resume: " + dir + "/training.json: " + e.what());
-  }
-  if (meta.value("hidden", std::vector<std::size_t>{}) != c.hidden ||
-      meta.value("activation", "") != c.activation || meta.value("optimizer", "") != c.optimizer)
-    throw ValueError("--resume: the checkpoint in " + dir +
-                     " is of another network or optimizer (hidden " +
-                     meta.value("hidden", nlohmann::json()).dump() + ", " +
-                     meta.value("activation", "?") + ", " + meta.value("optimizer", "?") + ")");
-  load(model, dir + "/model");
-  load(optimizer, dir + "/optimizer");
-  for (const auto& h : meta["history"])
-    results.push_back({h[0].get<int>(), h[1].get<double>(), h[2].get<double>(), h[3].get<double>(),
-                       h[4].get<double>(), h[5].get<double>()});
-  return meta.value("epoch", 0);
-}
-
 int run(const Config& c) {
+  keep_freed_memory();
   set_num_threads(c.threads);
-  if (!c.plot.empty() && std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+  if (!c.plot.empty() && !gnuplot_available())
     throw ValueError(
         "--plot needs gnuplot, which is not installed (./dev installs it; or apt-get install "
         "gnuplot-nox)");
@@ -259,23 +143,33 @@ int run(const Config& c) {
   else
     optimizer = std::make_unique<AdamW>(model.parameters(),
                                         AdamOptions{.lr = c.lr, .weight_decay = c.weight_decay});
-  std::vector<EpochResult> results;
-  const int done = c.resume.empty() ? 0 : load_checkpoint(c.resume, model, *optimizer, c, results);
-  optimizer->set_lr(c.lr);
   std::unique_ptr<LRScheduler> schedule;
   if (c.schedule == "cosine") schedule = std::make_unique<CosineAnnealingLR>(*optimizer, c.epochs);
   if (c.schedule == "step")
     schedule = std::make_unique<StepLR>(*optimizer, std::max(1, c.epochs / 3), 0.1);
-  for (int e = 0; e < done && schedule; ++e) schedule->step();
-
+  Checkpoint checkpoint;
+  checkpoint.module(model).optimizer(*optimizer);
+  if (schedule) checkpoint.scheduler(*schedule);
+  std::vector<EpochResult> results;
+  if (!c.resume.empty()) {
+    checkpoint.load(c.resume);
+    try {
+      results = from_rows(nlohmann::json::parse(checkpoint.metadata)
+                              .at("history")
+                              .get<std::vector<std::vector<double>>>());
+    } catch (const nlohmann::json::exception& e) {
+      throw ValueError("--resume: the history in " + c.resume + " is not readable: " + e.what());
+    }
+    if (checkpoint.epoch > c.epochs)
+      throw ValueError("--resume: the checkpoint in " + c.resume + " is of epoch " +
+                       std::to_string(checkpoint.epoch) + ", after the last (--epochs " +
+                       std::to_string(c.epochs) + ")");
+    std::printf("resumed from %s after epoch %lld\n", c.resume.c_str(),
+                static_cast<long long>(checkpoint.epoch));
+  }
+  const int done = static_cast<int>(checkpoint.epoch);
   std::printf("%s: %zu training and %zu test images; model %s\n", c.data.c_str(), train.size(),
-              test.size(),
-              [&] {
-                std::string s;
-                for (std::size_t d : sizes) s += (s.empty() ? "" : "-") + std::to_string(d);
-                return s + " " + c.activation;
-              }()
-                  .c_str());
+              test.size(), (join(sizes, "-") + " " + c.activation).c_str());
   std::fflush(stdout);
   DataLoader loader(train, {.batch_size = c.batch_size, .shuffle = true, .seed = c.seed});
   loader.set_epoch(static_cast<std::size_t>(done));
@@ -286,7 +180,13 @@ int run(const Config& c) {
                 c.epochs, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.seconds);
     std::fflush(stdout);
     if (schedule) schedule->step();
-    if (!c.save.empty()) save_checkpoint(c.save, model, *optimizer, c, epoch, norm, results);
+    if (!c.save.empty()) {
+      checkpoint.epoch = epoch;
+      checkpoint.metadata =
+          nlohmann::json{{"mean", norm.mean}, {"std", norm.std}, {"history", to_rows(results)}}
+              .dump();
+      checkpoint.save(c.save);
+    }
     if (!c.log.empty()) write_log(c.log, results);
   }
   if (!c.plot.empty()) write_plot(c.plot, results);
@@ -329,12 +229,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option(
          "--activation", c.activation,
-         "hidden activation: " +
-             [] {
-               std::string s;
-               for (const std::string& n : activation_names()) s += (s.empty() ? "" : ", ") + n;
-               return s;
-             }())
+         "hidden activation: " + join(activation_names(), ", "))
       ->capture_default_str();
   app.add_option("--seed", c.seed, "seed of the initialization and the shuffling")
       ->capture_default_str();

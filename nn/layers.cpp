@@ -29,39 +29,6 @@ std::string Linear::extra_repr() const {
          ", bias=" + (bias.defined() ? "true" : "false");
 }
 
-Identity::Identity() : Activation("Identity", "identity", [](const Tensor& x) { return x; }) {}
-ReLU::ReLU() : Activation("ReLU", "relu", [](const Tensor& x) { return relu(x); }) {}
-LeakyReLU::LeakyReLU(double s)
-    : Activation("LeakyReLU", "leaky_relu", [s](const Tensor& x) { return leaky_relu(x, s); }) {}
-Sigmoid::Sigmoid() : Activation("Sigmoid", "sigmoid", [](const Tensor& x) { return sigmoid(x); }) {}
-Tanh::Tanh() : Activation("Tanh", "tanh", [](const Tensor& x) { return tanh(x); }) {}
-GELU::GELU() : Activation("GELU", "gelu", [](const Tensor& x) { return gelu(x); }) {}
-Softplus::Softplus()
-    : Activation("Softplus", "softplus", [](const Tensor& x) { return softplus(x); }) {}
-ELU::ELU(double a) : Activation("ELU", "elu", [a](const Tensor& x) { return elu(x, a); }) {}
-SiLU::SiLU() : Activation("SiLU", "silu", [](const Tensor& x) { return silu(x); }) {}
-
-const std::vector<std::string>& activation_names() {
-  static const std::vector<std::string> names = {
-      "identity", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "elu", "silu"};
-  return names;
-}
-
-std::shared_ptr<Activation> make_activation(const std::string& op) {
-  if (op == "identity") return std::make_shared<Identity>();
-  if (op == "relu") return std::make_shared<ReLU>();
-  if (op == "leaky_relu") return std::make_shared<LeakyReLU>();
-  if (op == "sigmoid") return std::make_shared<Sigmoid>();
-  if (op == "tanh") return std::make_shared<Tanh>();
-  if (op == "gelu") return std::make_shared<GELU>();
-  if (op == "softplus") return std::make_shared<Softplus>();
-  if (op == "elu") return std::make_shared<ELU>();
-  if (op == "silu") return std::make_shared<SiLU>();
-  std::string known;
-  for (const std::string& n : activation_names()) known += (known.empty() ? "" : ", ") + n;
-  throw ValueError("unknown activation '" + op + "'; expected one of: " + known);
-}
-
 Sequential& Sequential::push_back(std::shared_ptr<Module> module) {
   register_module(std::to_string(size()), std::move(module));
   return *this;

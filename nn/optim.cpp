@@ -89,7 +89,7 @@ void SGD::step() {
     const T* pg = g.data();
     const std::size_t n = p.size();
     // One plain loop per case, so that each vectorizes: d = g + wd p is recomputed where needed.
-    if (o.momentum == 0 && wd == 0) {  // question 4 of the document, the common case
+    if (o.momentum == 0 && wd == 0) {  // plain gradient descent, the common case
       for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * pg[j];
       return;
     }
@@ -157,6 +157,16 @@ AdamW::AdamW(std::vector<Tensor> parameters, AdamOptions options)
     : Adam(std::move(parameters), options, true) {}
 
 // ---- schedules --------------------------------------------------------------------------------
+
+void LRScheduler::restore(std::int64_t epoch, double base_lr) {
+  if (epoch < 0 || !(base_lr >= 0 && std::isfinite(base_lr)))
+    throw ValueError("LRScheduler: cannot restore epoch " + std::to_string(epoch) +
+                     " with base lr " + std::to_string(base_lr) +
+                     "; expected epoch >= 0 and a finite base lr >= 0");
+  epoch_ = epoch;
+  base_lr_ = base_lr;
+  optimizer_.set_lr(lr_at(epoch_));
+}
 
 void LRScheduler::step() {
   ++epoch_;

@@ -19,6 +19,7 @@ class Optimizer {
   virtual ~Optimizer() = default;
 
   virtual void step() = 0;
+  virtual std::string name() const = 0;  ///< "SGD", "Adam", "AdamW"
   void zero_grad();
   double lr() const { return lr_; }
   void set_lr(double lr) { lr_ = lr; }
@@ -55,11 +56,12 @@ struct SGDOptions {
 
 /// p <- p - lr * d, with d = g + weight_decay p, then with momentum
 /// b <- momentum b + (1 - dampening) d (b = d at the first step), d = nesterov ? d + momentum b :
-/// b. With momentum 0 it is question 4 of the source document: W <- W - eta grad W.
+/// b. With momentum 0 it is plain gradient descent: p <- p - lr grad p.
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> parameters, SGDOptions options);
   void step() override;
+  std::string name() const override { return "SGD"; }
   const SGDOptions& options() const { return options_; }
 
  private:
@@ -80,6 +82,7 @@ class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> parameters, AdamOptions options = {});
   void step() override;
+  std::string name() const override { return decoupled_ ? "AdamW" : "Adam"; }
 
  protected:
   Adam(std::vector<Tensor> parameters, AdamOptions options, bool decoupled);
@@ -102,7 +105,10 @@ class LRScheduler {
   explicit LRScheduler(Optimizer& optimizer) : optimizer_(optimizer), base_lr_(optimizer.lr()) {}
   virtual ~LRScheduler() = default;
   void step();
-  std::int64_t epoch() const { return epoch_; }
+  std::int64_t epoch() const { return epoch_; }  ///< steps taken
+  double base_lr() const { return base_lr_; }
+  /// Restores what epoch() and base_lr() returned (a checkpoint's), and the optimizer's lr with it.
+  void restore(std::int64_t epoch, double base_lr);
 
  protected:
   virtual double lr_at(std::int64_t epoch) const = 0;

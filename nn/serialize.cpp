@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 namespace xgrad::nn {
@@ -199,6 +200,149 @@ void load(Optimizer& optimizer, const std::string& dir) {
     throw ValueError("load: " + dir + " has no steps.npy or lr.npy: not an optimizer checkpoint");
   optimizer.set_steps(static_cast<std::int64_t>(load_npy(steps.string()).item()));
   optimizer.set_lr(load_npy(lr.string()).item());
+}
+
+// ---- checkpoints ------------------------------------------------------------------------------
+
+namespace {
+
+using nlohmann::json;
+
+// What load checks: the model's tree and its parameters' shapes.
+json describe(const Module& module) {
+  json params = json::object();
+  for (const auto& [name, p] : module.named_parameters()) params[name] = shape_str(p.shape());
+  return {{"tree", module.str()}, {"parameters", params}};
+}
+
+fs::path sibling(const fs::path& dir, const std::string& suffix) {
+  return dir.parent_path() / (dir.filename().string() + suffix);
+}
+
+// A save in progress goes to DIR.new and is moved to DIR once whole, DIR's old content to DIR.old
+// meanwhile. After a crash between the two moves, DIR is missing: the whole one of the two is it.
+void finish_interrupted_save(const fs::path& dir) {
+  if (fs::exists(dir)) return;
+  for (const char* suffix : {".new", ".old"}) {
+    const fs::path candidate = sibling(dir, suffix);
+    if (fs::exists(candidate / "checkpoint.json")) {
+      fs::rename(candidate, dir);
+      return;
+    }
+  }
+}
+
+template <class T>
+T field(const json& meta, const char* key, const std::string& file) {
+  if (!meta.contains(key)) throw ValueError("load: " + file + " has no \"" + key + "\"");
+  try {
+    return meta.at(key).get<T>();
+  } catch (const json::exception&) {
+    throw ValueError("load: " + file + ": \"" + key + "\" is not of the expected type");
+  }
+}
+
+}  // namespace
+
+Checkpoint& Checkpoint::module(Module& module) {
+  module_ = &module;
+  return *this;
+}
+Checkpoint& Checkpoint::optimizer(Optimizer& optimizer) {
+  optimizer_ = &optimizer;
+  return *this;
+}
+Checkpoint& Checkpoint::scheduler(LRScheduler& scheduler) {
+  scheduler_ = &scheduler;
+  return *this;
+}
+Checkpoint& Checkpoint::generator(const std::string& name, Generator& generator) {
+  generators_.emplace_back(name, &generator);
+  return *this;
+}
+
+bool Checkpoint::exists(const std::string& dir) {
+  for (const char* suffix : {"", ".new", ".old"})
+    if (fs::exists(sibling(fs::path(dir), suffix) / "checkpoint.json")) return true;
+  return false;
+}
+
+void Checkpoint::save(const std::string& dir) const {
+  if (epoch < 0) throw ValueError("Checkpoint::save: epoch must be >= 0, got " + std::to_string(epoch));
+  const fs::path target(dir), fresh = sibling(target, ".new"), old = sibling(target, ".old");
+  fs::remove_all(fresh);
+  fs::create_directories(fresh);
+  json meta = {{"format", "xgrad checkpoint 1"}, {"epoch", epoch}, {"metadata", metadata}};
+  if (module_) {
+    nn::save(*module_, (fresh / "model").string());
+    meta["model"] = describe(*module_);
+  }
+  if (optimizer_) {
+    nn::save(*optimizer_, (fresh / "optimizer").string());
+    meta["optimizer"] = optimizer_->name();
+  }
+  if (scheduler_) meta["scheduler"] = {{"epoch", scheduler_->epoch()}, {"base_lr", scheduler_->base_lr()}};
+  meta["generators"] = json::object();
+  for (const auto& [name, g] : generators_) meta["generators"][name] = g->state();
+  // checkpoint.json last: a folder with it is whole.
+  {
+    std::ofstream out(fresh / "checkpoint.json");
+    out << meta.dump(2) << "\n";
+    out.flush();
+    if (!out) throw ValueError("Checkpoint::save: could not write " + (fresh / "checkpoint.json").string());
+  }
+  fs::remove_all(old);
+  if (fs::exists(target)) fs::rename(target, old);
+  fs::rename(fresh, target);
+  fs::remove_all(old);
+}
+
+void Checkpoint::load(const std::string& dir) {
+  const fs::path target(dir);
+  finish_interrupted_save(target);
+  const std::string file = (target / "checkpoint.json").string();
+  std::ifstream in(file);
+  if (!in) throw ValueError("load: no checkpoint in " + dir + " (" + file + " is missing)");
+  json meta;
+  try {
+    meta = json::parse(in);
+  } catch (const json::exception& e) {
+    throw ValueError("load: " + file + ": " + e.what());
+  }
+  if (!meta.is_object() || meta.value("format", "") != "xgrad checkpoint 1")
+    throw ValueError("load: " + file + " is not an xgrad checkpoint");
+  const auto saved_epoch = field<std::int64_t>(meta, "epoch", file);
+  if (saved_epoch < 0) throw ValueError("load: " + file + ": epoch " + std::to_string(saved_epoch) + " is negative");
+  auto mismatch = [&](const std::string& what, const std::string& saved, const std::string& here) {
+    throw ValueError("load: the checkpoint in " + dir + " is of another " + what + ": saved\n" +
+                     saved + "\nbut this program has\n" + here);
+  };
+  if (module_) {
+    const json saved = meta.contains("model") ? meta["model"] : json();
+    if (saved != describe(*module_))
+      mismatch("model", saved.is_object() ? saved.value("tree", saved.dump()) : saved.dump(),
+               module_->str());
+  }
+  if (optimizer_ && meta.value("optimizer", json()).dump() != json(optimizer_->name()).dump())
+    mismatch("optimizer", meta.value("optimizer", json()).dump(), optimizer_->name());
+  if (scheduler_ && !meta.contains("scheduler"))
+    throw ValueError("load: the checkpoint in " + dir + " has no learning-rate schedule");
+  for (const auto& [name, g] : generators_)
+    if (!meta.contains("generators") || !meta["generators"].contains(name))
+      throw ValueError("load: the checkpoint in " + dir + " has no state of generator '" + name + "'");
+  // Everything checked: now restore.
+  if (module_) nn::load(*module_, (target / "model").string());
+  if (optimizer_) nn::load(*optimizer_, (target / "optimizer").string());
+  if (scheduler_)
+    scheduler_->restore(field<std::int64_t>(meta["scheduler"], "epoch", file),
+                        field<double>(meta["scheduler"], "base_lr", file));
+  for (const auto& [name, g] : generators_) {
+    if (!meta["generators"][name].is_string())
+      throw ValueError("load: " + file + ": generator '" + name + "' is not a state");
+    g->set_state(meta["generators"][name].get<std::string>());
+  }
+  epoch = saved_epoch;
+  metadata = field<std::string>(meta, "metadata", file);
 }
 
 }  // namespace xgrad::nn

@@ -10,7 +10,10 @@
 /// Every file is written to a temporary name and renamed, so an interrupted save never leaves a
 /// half-written file where a good one was.
 
+#include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "autograd/tensor.hpp"
 #include "nn/module.hpp"
@@ -32,5 +35,44 @@ void load(Module& module, const std::string& dir);
 
 void save(const Optimizer& optimizer, const std::string& dir);
 void load(Optimizer& optimizer, const std::string& dir);
+
+/// Everything a training program needs to resume exactly, in one folder, the one checkpoint API
+/// of xgrad's programs: a module's parameters, an optimizer's state, a learning-rate schedule's,
+/// the states of random generators (shuffling, dropout, augmentation), the epoch, and the
+/// program's own metadata (any text, e.g. JSON), kept as is.
+///
+///   nn::Checkpoint ckpt;
+///   ckpt.module(model).optimizer(adam).scheduler(cosine).generator("shuffle", gen);
+///   ckpt.epoch = 3;
+///   ckpt.save("run/ckpt");   // run/ckpt/checkpoint.json, run/ckpt/model/*.npy, .../optimizer/
+///   ckpt.load("run/ckpt");   // into the same objects; returns with ckpt.epoch == 3
+///
+/// checkpoint.json describes the module (its printed tree and parameter shapes) and the optimizer
+/// (its name); load refuses a checkpoint of another model or optimizer, naming both. A save
+/// writes a new folder beside `dir` and then moves it into place, so that `dir` holds the old
+/// checkpoint or the new one whole; load finishes a move that a crash interrupted.
+class Checkpoint {
+ public:
+  Checkpoint& module(Module& module);
+  Checkpoint& optimizer(Optimizer& optimizer);
+  Checkpoint& scheduler(LRScheduler& scheduler);
+  Checkpoint& generator(const std::string& name, Generator& generator);
+
+  std::int64_t epoch = 0;
+  std::string metadata;
+
+  void save(const std::string& dir) const;
+  /// Restores every registered object, epoch and metadata. ValueError (before anything changes)
+  /// for a folder that is not a checkpoint, or one of another model, optimizer or schedule.
+  void load(const std::string& dir);
+  /// Whether `dir` holds a checkpoint (or an interrupted save of one).
+  static bool exists(const std::string& dir);
+
+ private:
+  Module* module_ = nullptr;
+  Optimizer* optimizer_ = nullptr;
+  LRScheduler* scheduler_ = nullptr;
+  std::vector<std::pair<std::string, Generator*>> generators_;
+};
 
 }  // namespace xgrad::nn

@@ -53,6 +53,8 @@ Tensor elu(const Tensor& x, double alpha) {
 
 Tensor silu(const Tensor& x) { return mul(x, sigmoid(x)); }
 
+Tensor mish(const Tensor& x) { return mul(x, tanh(softplus(x))); }
+
 // ---- linear algebra ---------------------------------------------------------------------------
 
 Tensor matmul(const Tensor& a, const Tensor& b) {

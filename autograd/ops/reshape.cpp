@@ -32,11 +32,8 @@ Shape resolve(const Tensor& x, const std::vector<std::ptrdiff_t>& spec) {
   if (infer >= 0 && known != 0 && n % known == 0)
     shape[static_cast<std::size_t>(infer)] = n / known;
   if (detail::product(shape) != n || (infer >= 0 && known == 0)) {
-    std::string target = "[";
-    for (std::size_t i = 0; i < spec.size(); ++i)
-      target += (i ? ", " : "") + std::to_string(spec[i]);
     throw ShapeError("reshape: cannot view " + std::to_string(n) + " elements of shape " +
-                     shape_str(x.shape()) + " as " + target + "]");
+                     shape_str(x.shape()) + " as [" + join(spec, ", ") + "]");
   }
   return shape;
 }

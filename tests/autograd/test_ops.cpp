@@ -85,6 +85,7 @@ std::vector<OpCase> table() {
       {"softplus", {{3, 4}}, [](V x) { return softplus(x[0]); }},
       {"elu", {{3, 4}}, [](V x) { return elu(x[0], 0.7); }, Domain::away},
       {"silu", {{3, 4}}, [](V x) { return silu(x[0]); }},
+      {"mish", {{3, 4}}, [](V x) { return mish(x[0]); }},
       {"matmul", {{3, 4}, {4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
       {"matmul", {{4}, {4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
       {"matmul", {{3, 4}, {4}}, [](V x) { return matmul(x[0], x[1]); }},
@@ -188,6 +189,19 @@ std::vector<OpCase> table() {
       {"softmax", {{2, 3, 4}}, [](V x) { return softmax(x[0], 1); }},
       {"log_softmax", {{3, 4}}, [](V x) { return log_softmax(x[0]); }},
       {"log_softmax", {{2, 3, 4}}, [](V x) { return log_softmax(x[0], 1); }},
+      {"softmax_cross_entropy", {{3, 4}},
+       [](V x) { return softmax_cross_entropy(x[0], Index{2, 0, 3}); }},
+      {"softmax_cross_entropy", {{3, 4}},
+       [](V x) {
+         return softmax_cross_entropy(x[0], Index{1, 1, 0},
+                                      {.reduction = Reduction::sum, .label_smoothing = 0.2});
+       }},
+      {"softmax_cross_entropy", {{3, 4}},
+       [](V x) {
+         const Tensor w = tensor({0.5, 2.0, 1.0, 0.25}, {.dtype = kFloat64});
+         return softmax_cross_entropy(x[0], Index{3, 0, 1},
+                                      {.reduction = Reduction::none, .weight = w});
+       }},
   };
 }
 

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "tests/scratch.hpp"
+
 namespace xgrad::testing {
 
 struct Run {
@@ -18,9 +20,8 @@ struct Run {
 };
 
 inline Run run_program(const std::string& program, const std::string& args) {
-  const std::filesystem::path err =
-      std::filesystem::temp_directory_path() /
-      ("xgrad_stderr_" + std::filesystem::path(program).filename().string() + ".txt");
+  static const ScratchDir dir("stderr");
+  const std::filesystem::path err = dir / (std::filesystem::path(program).filename().string() + ".txt");
   const std::string command = program + " " + args + " 2>" + err.string();
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);

@@ -6,12 +6,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "nn/backprop.hpp"
-#include "nn/network_spec.hpp"
+#include "examples/walkthrough/closed_form.hpp"
+#include "examples/walkthrough/network_spec.hpp"
 #include "tests/examples/run.hpp"
+#include "tests/scratch.hpp"
 
 using namespace xgrad;
-using namespace xgrad::nn;
+using namespace walkthrough;
 namespace fs = std::filesystem;
 
 namespace {
@@ -27,8 +28,7 @@ Run run(const std::string& args) {
 }
 
 std::string spec_file(const std::string& name, const std::string& text) {
-  const fs::path dir = fs::temp_directory_path() / "xgrad_walkthrough";
-  fs::create_directories(dir);
+  static const testing::ScratchDir dir("walkthrough");
   std::ofstream(dir / name) << text;
   return (dir / name).string();
 }
@@ -63,8 +63,7 @@ TEST_CASE("walkthrough --json: every quantity, batch first, numbers that round-t
   const Run r = run("--json --spec " + path);
   REQUIRE(r.status == 0);
   const nlohmann::json out = nlohmann::json::parse(r.output);
-  const NetworkSpec spec = load_network_spec(path);
-  const BackpropTrace expected = tape_backprop(spec.layers, spec.x, spec.y, spec.lr);
+  const BackpropTrace expected = tape_backprop(load_network_spec(path));
   CHECK(out["loss"].get<double>() == doctest::Approx(expected.loss).epsilon(1e-15));
   CHECK(out["tape"]["loss"].get<double>() == expected.loss);  // exact: digits round-trip
   REQUIRE(out["layers"].size() == 3);
@@ -213,4 +212,18 @@ TEST_CASE("walkthrough: the values are those stored for the built-in network and
     check_same_values(closed_got, closed, "", 1e-15);
     check_same_values(got["tape"], stored["tape"], "tape", 1e-12);
   }
+}
+
+TEST_CASE("walkthrough: an activation added to the table (mish) is taken by specs and checked") {
+  const std::string path = spec_file("mish.json", R"({"layers": [
+      {"W": [[1.0, -0.5], [0.3, 0.8], [-0.6, 0.2]], "b": [0, 0.1, -0.1], "activation": "mish"},
+      {"W": [[0.5, -1.0, 0.7], [-0.2, 0.4, 0.9]], "b": [0.1, 0.0], "activation": "mish"},
+      {"W": [[0.3, -0.6], [0.8, 0.1]], "b": [0.0, 0.0]}],
+    "x": [[1.5, -0.5], [0.2, 0.7]], "y": [1, 0]})");
+  const Run ok = run("--json --spec " + path);
+  CHECK(ok.status == 0);
+  CHECK(nlohmann::json::parse(ok.output)["layers"][0]["activation"] == "mish");
+  const Run doc = run("--json --formula document --spec " + path);
+  CHECK(doc.status == 1);
+  CHECK(nlohmann::json::parse(doc.output)["first_disagreement"]["layer"] == 1);
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "tests/examples/run.hpp"
+#include "tests/scratch.hpp"
 
 using namespace std::string_literals;
 namespace fs = std::filesystem;
@@ -48,9 +49,15 @@ void write_idx(const fs::path& path, const std::vector<std::uint32_t>& shape,
   gzclose(f);
 }
 
+// This run's scratch folder.
+const xgrad::testing::ScratchDir& scratch() {
+  static const xgrad::testing::ScratchDir dir("train");
+  return dir;
+}
+
 // 8 x 8 images of 4 classes: class c lights up quadrant c, under noise.
 fs::path synthetic_data() {
-  const fs::path dir = fs::temp_directory_path() / "xgrad_synthetic_idx";
+  const fs::path dir = scratch() / "synthetic_idx";
   fs::create_directories(dir);
   std::mt19937 gen(7);
   for (auto [name, n] : {std::pair{"train"s, 600u}, std::pair{"t10k"s, 200u}}) {
@@ -77,7 +84,7 @@ std::string small(const fs::path& data) {
 
 TEST_CASE("training: epoch lines, a CSV log, and test_accuracy= as the last line") {
   const fs::path data = synthetic_data();
-  const fs::path log = fs::temp_directory_path() / "xgrad_train_log.csv";
+  const fs::path log = scratch() / "train_log.csv";
   const Run r = run(small(data) + "--epochs 3 --log " + log.string());
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
@@ -96,7 +103,7 @@ TEST_CASE("training: epoch lines, a CSV log, and test_accuracy= as the last line
 
 TEST_CASE("training: the same seed gives the same numbers, and a resumed run continues exactly") {
   const fs::path data = synthetic_data();
-  const fs::path ckpt = fs::temp_directory_path() / "xgrad_train_ckpt";
+  const fs::path ckpt = scratch() / "ckpt";
   fs::remove_all(ckpt);
   const Run straight =
       run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none");
@@ -121,14 +128,14 @@ TEST_CASE("training: the same seed gives the same numbers, and a resumed run con
   CHECK(last_line(resumed.out) == last_line(straight.out));
   const Run other = run(small(data) + "--epochs 3 --hidden 8 --resume " + ckpt.string());
   CHECK(other.status == 2);
-  CHECK(other.err.find("another network") != std::string::npos);
+  CHECK(other.err.find("another model") != std::string::npos);
 }
 
 TEST_CASE("training: missing or bad data exits with status 2 and says why") {
   const Run missing = run("--data /nonexistent --epochs 1");
   CHECK(missing.status == 2);
   CHECK(missing.err.find("no train-images-idx3-ubyte(.gz) in /nonexistent") != std::string::npos);
-  const fs::path bad = fs::temp_directory_path() / "xgrad_bad_idx";
+  const fs::path bad = scratch() / "bad_idx";
   fs::create_directories(bad);
   for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
@@ -146,12 +153,12 @@ TEST_CASE("training: missing or bad data exits with status 2 and says why") {
 
 TEST_CASE("training: --plot draws the curves with gnuplot") {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    const Run r = run(small(synthetic_data()) + "--epochs 1 --plot /tmp/xgrad_curves.svg");
+    const Run r = run(small(synthetic_data()) + "--epochs 1 --plot " + (scratch() / "curves.svg").string());
     CHECK(r.status == 2);
     CHECK(r.err.find("gnuplot") != std::string::npos);
     return;
   }
-  const fs::path plot = fs::temp_directory_path() / "xgrad_curves.svg";
+  const fs::path plot = scratch() / "curves.svg";
   fs::remove(plot);
   const Run r = run(small(synthetic_data()) + "--epochs 2 --plot " + plot.string());
   REQUIRE(r.status == 0);

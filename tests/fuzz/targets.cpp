@@ -6,9 +6,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "nn/backprop.hpp"
 #include "nn/data.hpp"
-#include "nn/network_spec.hpp"
 #include "nn/serialize.hpp"
 
 namespace xgrad::fuzz {
@@ -30,22 +28,6 @@ std::string as_file(const std::uint8_t* data, std::size_t size) {
   return path;
 }
 }  // namespace
-
-void network_spec(const std::uint8_t* data, std::size_t size) {
-  nn::NetworkSpec spec;
-  try {
-    spec = nn::parse_network_spec(std::string(reinterpret_cast<const char*>(data), size));
-  } catch (const Error&) {
-    return;
-  }
-  // A spec that parsed must run: both computations, on networks small enough to be quick.
-  std::size_t weights = spec.x.size();
-  for (const nn::DenseLayer& layer : spec.layers) weights += layer.W.size();
-  if (weights > 20000) return;
-  const nn::BackpropTrace closed = nn::closed_form_backprop(spec.layers, spec.x, spec.y, spec.lr);
-  const nn::BackpropTrace tape = nn::tape_backprop(spec.layers, spec.x, spec.y, spec.lr);
-  (void)nn::compare_traces(closed, tape);
-}
 
 void idx(const std::uint8_t* data, std::size_t size) {
   try {

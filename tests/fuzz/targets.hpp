@@ -1,6 +1,6 @@
 #pragma once
-// What the fuzzers feed bytes to: the three parsers of untrusted files (network specs, IDX data
-// files, NPY checkpoints). Each returns normally for any input; xgrad::Error is the expected way
+// What the fuzzers feed bytes to: the library's parsers of untrusted files (IDX data files, NPY
+// checkpoints; the walkthrough's spec parser has its own, in examples/walkthrough/fuzz/). Each returns normally for any input; xgrad::Error is the expected way
 // to refuse one. A crash, a sanitizer report or a hang is a bug.
 
 #include <cstddef>
@@ -8,7 +8,6 @@
 
 namespace xgrad::fuzz {
 
-void network_spec(const std::uint8_t* data, std::size_t size);
 void idx(const std::uint8_t* data, std::size_t size);
 void npy(const std::uint8_t* data, std::size_t size);
 

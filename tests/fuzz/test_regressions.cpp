@@ -6,15 +6,17 @@
 #include <fstream>
 #include <vector>
 
+#include "examples/walkthrough/fuzz/target.hpp"
 #include "tests/fuzz/targets.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
-void run_all(const std::string& target, void (*f)(const std::uint8_t*, std::size_t)) {
+// The inputs kept in `folder` (relative to the source root): its regressions/ and corpus/.
+void run_all(const std::string& folder, void (*f)(const std::uint8_t*, std::size_t)) {
   std::size_t count = 0;
   for (const char* kind : {"regressions", "corpus"}) {
-    const fs::path dir = fs::path(XGRAD_SOURCE_DIR) / "tests/fuzz" / kind / target;
+    const fs::path dir = fs::path(XGRAD_SOURCE_DIR) / folder / kind;
     if (!fs::exists(dir)) continue;
     for (const auto& entry : fs::directory_iterator(dir)) {
       std::ifstream in(entry.path(), std::ios::binary);
@@ -28,6 +30,8 @@ void run_all(const std::string& target, void (*f)(const std::uint8_t*, std::size
 }
 }  // namespace
 
-TEST_CASE("fuzz inputs: network specs") { run_all("network_spec", xgrad::fuzz::network_spec); }
-TEST_CASE("fuzz inputs: IDX files") { run_all("idx", xgrad::fuzz::idx); }
-TEST_CASE("fuzz inputs: NPY files") { run_all("npy", xgrad::fuzz::npy); }
+TEST_CASE("fuzz inputs: network specs") {
+  run_all("examples/walkthrough/fuzz", walkthrough::fuzz::network_spec);
+}
+TEST_CASE("fuzz inputs: IDX files") { run_all("tests/fuzz/idx", xgrad::fuzz::idx); }
+TEST_CASE("fuzz inputs: NPY files") { run_all("tests/fuzz/npy", xgrad::fuzz::npy); }

@@ -8,6 +8,7 @@
 
 #include "nn/data.hpp"
 #include "tests/helpers.hpp"
+#include "tests/scratch.hpp"
 
 using namespace xgrad;
 using namespace xgrad::nn;
@@ -15,10 +16,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch() {
-  const fs::path dir = fs::temp_directory_path() / "xgrad_test_data";
-  fs::create_directories(dir);
-  return dir;
+const fs::path& scratch() {
+  static const testing::ScratchDir dir("test_data");
+  return dir.path();
 }
 
 // An IDX file of unsigned bytes: magic, big-endian dimensions, data.

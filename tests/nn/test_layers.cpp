@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <fstream>
+
 #include "autograd/engine.hpp"
 #include "nn/layers.hpp"
 #include "tests/helpers.hpp"
@@ -69,11 +71,52 @@ TEST_CASE("an activation module for every activation op, by name") {
   CHECK(testing::flat(make_activation("softplus")->forward(x)) == testing::flat(softplus(x)));
   CHECK(testing::flat(make_activation("elu")->forward(x)) == testing::flat(elu(x)));
   CHECK(testing::flat(make_activation("silu")->forward(x)) == testing::flat(silu(x)));
+  CHECK(testing::flat(make_activation("mish")->forward(x)) == testing::flat(mish(x)));
   CHECK(testing::flat(make_activation("identity")->forward(x)) == testing::flat(x));
-  CHECK(activation_names().size() == 9);
+  CHECK(activation_names().size() == activations().size());
+  CHECK(activation_names().front() == "identity");
   CHECK(make_activation("gelu")->name() == "GELU");
+  CHECK(make_activation("elu", {0.5})->str() == "ELU(alpha=0.5)");
+  CHECK(testing::flat(make_activation("elu", {0.5})->forward(x)) == testing::flat(elu(x, 0.5)));
+  CHECK(testing::flat(LeakyReLU(0.2).forward(x)) == testing::flat(leaky_relu(x, 0.2)));
+  CHECK(LeakyReLU().str() == "LeakyReLU(negative_slope=0.01)");
+  CHECK(ReLU().str() == "ReLU()");
+  CHECK_THROWS_WITH_AS(LeakyReLU(0.2, 0.3), doctest::Contains("LeakyReLU: takes 1 parameter(s), got 2"),
+                       ValueError);
   CHECK_THROWS_WITH_AS(make_activation("swish"), doctest::Contains("unknown activation 'swish'"),
                        ValueError);
   CHECK_THROWS_AS(MLP({4}, "relu"), ValueError);
   CHECK_THROWS_AS(MLP({4, 2}, "nope"), ValueError);
+}
+
+TEST_CASE("the activation table: typed modules agree with it, docs/ops.md lists every op of it") {
+  CHECK(Identity().op() == "identity");
+  CHECK(Sigmoid().name() == "Sigmoid");
+  CHECK(Tanh().name() == "Tanh");
+  CHECK(GELU().name() == "GELU");
+  CHECK(Softplus().name() == "Softplus");
+  CHECK(ELU().name() == "ELU");
+  CHECK(SiLU().name() == "SiLU");
+  CHECK(Mish().name() == "Mish");
+  std::ifstream in(XGRAD_SOURCE_DIR "/docs/ops.md");
+  REQUIRE(in.good());
+  const std::string docs((std::istreambuf_iterator<char>(in)), {});
+  for (const ActivationInfo& a : activations()) {
+    if (a.name == "identity") continue;  // a module only: no op
+    INFO(a.name);
+    CHECK(docs.find("| `" + std::string(a.name) + "(x") != std::string::npos);
+  }
+}
+
+TEST_CASE("an activation from the table in an MLP: mish, forward and gradients") {
+  Generator gen(3);
+  MLP net({4, 6, 3}, "mish", kFloat64, gen);
+  CHECK(net.str().find("(1): Mish()") != std::string::npos);
+  const Tensor x = randn({5, 4}, {.dtype = kFloat64}, gen);
+  const std::vector<Tensor> params = net.parameters();
+  const TensorFn f = [&](const std::vector<Tensor>& p) {
+    return linear(mish(linear(x, p[0], p[1])), p[2], p[3]);
+  };
+  CHECK(testing::flat(net(x)) == testing::flat(f(params)));
+  CHECK_GRADCHECK(gradcheck(f, params));
 }

@@ -7,16 +7,18 @@
 #include "nn/loss.hpp"
 #include "nn/serialize.hpp"
 #include "tests/helpers.hpp"
+#include "tests/scratch.hpp"
 
 using namespace xgrad;
 using namespace xgrad::nn;
 namespace fs = std::filesystem;
 
 namespace {
+// A path for `name` inside this run's scratch folder, with nothing there yet.
 fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("xgrad_test_" + name);
-  fs::remove_all(dir);
-  return dir;
+  static const testing::ScratchDir root("test_serialize");
+  fs::remove_all(root / name);
+  return root / name;
 }
 
 std::string read_bytes(const fs::path& p) {

@@ -1,18 +1,19 @@
-#include "nn/backprop.hpp"
+#include "examples/walkthrough/closed_form.hpp"
 
 #include <cmath>
 #include <numbers>
 
+#include "autograd/compare.hpp"
 #include "autograd/engine.hpp"
-#include "nn/layers.hpp"
+#include "nn/activation.hpp"
 #include "nn/loss.hpp"
 #include "nn/optim.hpp"
 
-namespace xgrad::nn {
+namespace walkthrough {
+
+using namespace xgrad;
 
 namespace {
-
-using Matrix = xt::xarray<double>;
 
 // op(A) op(B), op transposing when asked, with plain loops: the closed form does not go through
 // the library's BLAS path that it is checked against.
@@ -39,69 +40,95 @@ double sigmoid_of(double v) {
   return v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v));
 }
 
-template <class F>
-Matrix apply(const Matrix& z, F f) {
+double softplus_of(double v) { return std::max(v, 0.0) + std::log1p(std::exp(-std::abs(v))); }
+double normal_cdf(double v) { return 0.5 * (1 + std::erf(v / std::numbers::sqrt2)); }
+double normal_pdf(double v) { return std::exp(-v * v / 2) / std::sqrt(2 * std::numbers::pi); }
+
+using Args = std::span<const double>;
+
+}  // namespace
+
+const std::map<std::string_view, ClosedFormActivation>& closed_form_activations() {
+  static const std::map<std::string_view, ClosedFormActivation> table = {
+      {"identity", {[](double v, Args) { return v; }, [](double, Args) { return 1.0; }}},
+      {"relu",
+       {[](double v, Args) { return v > 0 ? v : 0.0; },
+        [](double v, Args) { return v > 0 ? 1.0 : 0.0; }}},
+      {"leaky_relu",
+       {[](double v, Args p) { return v > 0 ? v : p[0] * v; },
+        [](double v, Args p) { return v > 0 ? 1.0 : p[0]; }}},
+      {"sigmoid",
+       {[](double v, Args) { return sigmoid_of(v); },
+        [](double v, Args) { return sigmoid_of(v) * (1 - sigmoid_of(v)); }}},
+      {"tanh",
+       {[](double v, Args) { return std::tanh(v); },
+        [](double v, Args) { return 1 - std::tanh(v) * std::tanh(v); }}},
+      {"gelu",
+       {[](double v, Args) { return v * 0.5 * (1 + std::erf(v / std::numbers::sqrt2)); },
+        [](double v, Args) { return normal_cdf(v) + v * normal_pdf(v); }}},
+      {"softplus",
+       {[](double v, Args) { return softplus_of(v); },
+        [](double v, Args) { return sigmoid_of(v); }}},
+      {"elu",
+       {[](double v, Args p) { return v > 0 ? v : p[0] * std::expm1(v); },
+        [](double v, Args p) { return v > 0 ? 1.0 : p[0] * std::exp(v); }}},
+      {"silu",
+       {[](double v, Args) { return v * sigmoid_of(v); },
+        [](double v, Args) { return sigmoid_of(v) + v * sigmoid_of(v) * (1 - sigmoid_of(v)); }}},
+      {"mish",  // x tanh(sp(x)); d/dx = tanh(sp(x)) + x sigmoid(x) (1 - tanh^2(sp(x)))
+       {[](double v, Args) { return v * std::tanh(softplus_of(v)); },
+        [](double v, Args) {
+          const double t = std::tanh(softplus_of(v));
+          return t + v * sigmoid_of(v) * (1 - t * t);
+        }}},
+  };
+  return table;
+}
+
+namespace {
+
+// sigma or sigma' of the named activation, entrywise, with the table's default parameters.
+template <class Part>
+Matrix apply_closed_form(const std::string& name, const Matrix& z, Part part) {
+  const nn::ActivationInfo& info = nn::find_activation(name);  // the library's message if unknown
+  const auto it = closed_form_activations().find(info.name);
+  if (it == closed_form_activations().end())
+    throw ValueError("activation '" + name +
+                     "' has no closed form: add its sigma and sigma' to "
+                     "examples/walkthrough/closed_form.cpp");
+  std::vector<double> args;
+  for (const nn::ActivationParameter& p : info.parameters) args.push_back(p.default_value);
   Matrix out = z;
-  for (double& v : out) v = f(v);
+  for (double& v : out) v = part(it->second)(v, args);
   return out;
 }
 
 }  // namespace
 
-xt::xarray<double> activation_value(const std::string& name, const xt::xarray<double>& z) {
-  if (name == "identity") return z;
-  if (name == "relu") return apply(z, [](double v) { return v > 0 ? v : 0.0; });
-  if (name == "leaky_relu") return apply(z, [](double v) { return v > 0 ? v : 0.01 * v; });
-  if (name == "sigmoid") return apply(z, sigmoid_of);
-  if (name == "tanh") return apply(z, [](double v) { return std::tanh(v); });
-  if (name == "gelu")
-    return apply(z, [](double v) { return v * 0.5 * (1 + std::erf(v / std::numbers::sqrt2)); });
-  if (name == "softplus")
-    return apply(z, [](double v) { return std::max(v, 0.0) + std::log1p(std::exp(-std::abs(v))); });
-  if (name == "elu") return apply(z, [](double v) { return v > 0 ? v : std::expm1(v); });
-  if (name == "silu") return apply(z, [](double v) { return v * sigmoid_of(v); });
-  make_activation(name);  // throws the library's message for an unknown name
-  throw ValueError("activation_value: no closed form for '" + name + "'");
+Matrix activation_value(const std::string& name, const Matrix& z) {
+  return apply_closed_form(name, z, [](const ClosedFormActivation& c) { return c.value; });
 }
 
-xt::xarray<double> activation_derivative(const std::string& name, const xt::xarray<double>& z) {
-  if (name == "identity") return apply(z, [](double) { return 1.0; });
-  if (name == "relu") return apply(z, [](double v) { return v > 0 ? 1.0 : 0.0; });
-  if (name == "leaky_relu") return apply(z, [](double v) { return v > 0 ? 1.0 : 0.01; });
-  if (name == "sigmoid")
-    return apply(z, [](double v) {
-      const double s = sigmoid_of(v);
-      return s * (1 - s);
-    });
-  if (name == "tanh")
-    return apply(z, [](double v) {
-      const double t = std::tanh(v);
-      return 1 - t * t;
-    });
-  if (name == "gelu")
-    return apply(z, [](double v) {
-      const double cdf = 0.5 * (1 + std::erf(v / std::numbers::sqrt2));
-      const double pdf = std::exp(-v * v / 2) / std::sqrt(2 * std::numbers::pi);
-      return cdf + v * pdf;
-    });
-  if (name == "softplus") return apply(z, sigmoid_of);
-  if (name == "elu") return apply(z, [](double v) { return v > 0 ? 1.0 : std::exp(v); });
-  if (name == "silu")
-    return apply(z, [](double v) {
-      const double s = sigmoid_of(v);
-      return s + v * s * (1 - s);
-    });
-  make_activation(name);
-  throw ValueError("activation_derivative: no closed form for '" + name + "'");
+Matrix activation_derivative(const std::string& name, const Matrix& z) {
+  return apply_closed_form(name, z, [](const ClosedFormActivation& c) { return c.derivative; });
 }
 
-void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x,
-                   const Index& y) {
-  if (layers.empty()) throw ValueError("network: needs at least one layer");
+Network::Network(std::vector<DenseLayer> layers, const Matrix& x, Index y, double lr)
+    : layers_(std::move(layers)), y_(std::move(y)), lr_(lr) {
   if (x.dimension() != 1 && x.dimension() != 2)
     throw ShapeError("network: x must be one sample (a vector) or a batch (a matrix), got shape " +
                      shape_str(x.shape()));
-  const Matrix batch = as_batch(x);
+  x_ = as_batch(x);
+  check();
+}
+
+void Network::check() const {
+  const std::vector<DenseLayer>& layers = layers_;
+  const Index& y = y_;
+  if (!(lr_ >= 0 && std::isfinite(lr_)))
+    throw ValueError("network: lr must be a finite number >= 0, got " + std::to_string(lr_));
+  if (layers.empty()) throw ValueError("network: needs at least one layer");
+  const Matrix& batch = x_;
   std::size_t width = batch.shape()[1];
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const DenseLayer& layer = layers[l];
@@ -116,7 +143,7 @@ void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<doubl
       throw ShapeError(name + ": b has shape " + shape_str(layer.b.shape()) + "; expected [" +
                        std::to_string(width) + "]");
     try {
-      make_activation(layer.activation);
+      nn::find_activation(layer.activation);
     } catch (const ValueError& e) {
       throw ValueError(name + ": " + e.what());
     }
@@ -136,14 +163,14 @@ void check_network(const std::vector<DenseLayer>& layers, const xt::xarray<doubl
                        " classes (0-based)");
 }
 
-BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers,
-                                   const xt::xarray<double>& x, const Index& y, double lr,
-                                   BackpropFormula formula) {
-  check_network(layers, x, y);
+BackpropTrace closed_form_backprop(const Network& net, BackpropFormula formula) {
+  const std::vector<DenseLayer>& layers = net.layers();
+  const Index& y = net.y();
+  const double lr = net.lr();
   const std::size_t L = layers.size();
   BackpropTrace t;
-  Matrix o = as_batch(x);
-  const Matrix input = o;
+  Matrix o = net.x();
+  const Matrix& input = net.x();
   for (const DenseLayer& layer : layers) {  // z_l = W_l o_{l-1} + b_l, as rows: O W^T + 1 b^T
     Matrix z = product(o, false, layer.W, true);
     for (std::size_t i = 0; i < z.shape()[0]; ++i)
@@ -191,19 +218,18 @@ BackpropTrace closed_form_backprop(const std::vector<DenseLayer>& layers,
   return t;
 }
 
-BackpropTrace tape_backprop(const std::vector<DenseLayer>& layers, const xt::xarray<double>& x,
-                            const Index& y, double lr) {
-  check_network(layers, x, y);
+BackpropTrace tape_backprop(const Network& net) {
+  const std::vector<DenseLayer>& layers = net.layers();
   std::vector<Tensor> weights, biases, zs, os;
-  Tensor o(as_batch(x));
+  Tensor o(net.x());
   for (const DenseLayer& layer : layers) {
     weights.emplace_back(layer.W, true);
     biases.emplace_back(layer.b, true);
     zs.push_back(linear(o, weights.back(), biases.back()));
-    o = make_activation(layer.activation)->forward(zs.back());
+    o = nn::make_activation(layer.activation)->forward(zs.back());
     os.push_back(o);
   }
-  const Tensor loss = softmax_cross_entropy(zs.back(), y);
+  const Tensor loss = softmax_cross_entropy(zs.back(), net.y());
   std::vector<Tensor> wanted = os;
   wanted.insert(wanted.end(), zs.begin(), zs.end());
   wanted.insert(wanted.end(), weights.begin(), weights.end());
@@ -212,7 +238,7 @@ BackpropTrace tape_backprop(const std::vector<DenseLayer>& layers, const xt::xar
   loss.backward();
   std::vector<Tensor> params = weights;
   params.insert(params.end(), biases.begin(), biases.end());
-  SGD(params, {.lr = lr}).step();
+  nn::SGD(params, {.lr = net.lr()}).step();
 
   const std::size_t L = layers.size();
   BackpropTrace t;
@@ -231,24 +257,21 @@ BackpropTrace tape_backprop(const std::vector<DenseLayer>& layers, const xt::xar
   return t;
 }
 
-std::vector<QuantityDifference> compare_traces(const BackpropTrace& a, const BackpropTrace& b) {
-  std::vector<QuantityDifference> out;
+const QuantityDifference& Comparison::find(const std::string& quantity, std::size_t layer) const {
+  for (const QuantityDifference& d : differences)
+    if (d.quantity == quantity && d.layer == layer) return d;
+  throw Error("no difference recorded for " + quantity + " of layer " + std::to_string(layer));
+}
+
+Comparison compare_traces(const BackpropTrace& a, const BackpropTrace& b, double tolerance) {
+  Comparison out{.tolerance = tolerance};
   auto diff = [&](const std::string& quantity, std::size_t layer, const Matrix& u,
                   const Matrix& v) {
-    QuantityDifference d{quantity, layer, "[]", 0, 0};
-    double scale = 0;
-    std::size_t worst = 0;
-    for (std::size_t i = 0; i < u.size(); ++i) {
-      scale = std::max({scale, std::abs(u.data()[i]), std::abs(v.data()[i])});
-      const double e = std::abs(u.data()[i] - v.data()[i]);
-      if (e > d.max_abs || std::isnan(e)) {
-        d.max_abs = e;
-        worst = i;
-      }
-    }
-    d.index = index_str(worst, u.shape());
-    d.rel = scale > 0 ? d.max_abs / scale : 0.0;
-    out.push_back(d);
+    const WorstEntry w = worst_entry(u, v);
+    out.differences.push_back({quantity, layer, index_str(w.flat, u.shape()), w.abs_error,
+                               w.rel_error});
+    if (!out.first_disagreement && !(w.rel_error <= tolerance))
+      out.first_disagreement = out.differences.back();
   };
   const std::size_t L = a.z.size();
   for (std::size_t l = 0; l < L; ++l) {
@@ -256,7 +279,7 @@ std::vector<QuantityDifference> compare_traces(const BackpropTrace& a, const Bac
     diff("o", l + 1, a.o[l], b.o[l]);
   }
   diff("p", 0, a.p, b.p);
-  diff("loss", 0, xt::xarray<double>{a.loss}, xt::xarray<double>{b.loss});
+  diff("loss", 0, Matrix{a.loss}, Matrix{b.loss});
   for (std::size_t l = L; l-- > 0;) {
     diff("grad_o", l + 1, a.grad_o[l], b.grad_o[l]);
     diff("grad_z", l + 1, a.grad_z[l], b.grad_z[l]);
@@ -268,4 +291,4 @@ std::vector<QuantityDifference> compare_traces(const BackpropTrace& a, const Bac
   return out;
 }
 
-}  // namespace xgrad::nn
+}  // namespace walkthrough

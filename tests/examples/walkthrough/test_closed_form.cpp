@@ -6,13 +6,15 @@
 #include <cmath>
 
 #include "autograd/verify.hpp"
-#include "nn/backprop.hpp"
-#include "nn/layers.hpp"
+#include "examples/walkthrough/closed_form.hpp"
+#include "nn/activation.hpp"
 #include "nn/loss.hpp"
 #include "tests/helpers.hpp"
 
 using namespace xgrad;
-using namespace xgrad::nn;
+using namespace walkthrough;
+using nn::activation_names;
+using nn::make_activation;
 
 namespace {
 
@@ -20,6 +22,8 @@ struct Problem {
   std::vector<DenseLayer> layers;
   xt::xarray<double> x;
   Index y;
+
+  Network net(double lr = 0.1) const { return Network(layers, x, y, lr); }
 };
 
 // A random network of `widths` (input first, classes last), with pre-activations at least
@@ -40,7 +44,7 @@ Problem random_problem(const std::vector<std::size_t>& widths, const std::string
     p.y = Index::from_shape({batch});
     for (std::size_t i = 0; i < batch; ++i)
       p.y(i) = static_cast<std::int64_t>((i * 7 + seed) % widths.back());
-    const BackpropTrace t = closed_form_backprop(p.layers, p.x, p.y, 0.1);
+    const BackpropTrace t = closed_form_backprop(p.net());
     double closest = INFINITY;
     for (std::size_t l = 0; l + 1 < t.z.size(); ++l)
       for (double v : t.z[l]) closest = std::min(closest, std::abs(v));
@@ -84,9 +88,9 @@ TEST_CASE(
       for (std::size_t batch : {1, 6}) {
         const Problem p = random_problem(widths, act, batch, widths.size() + batch);
         INFO(act << ", " << widths.size() - 1 << " layers, batch " << batch);
-        const BackpropTrace closed = closed_form_backprop(p.layers, p.x, p.y, 0.1);
-        const BackpropTrace tape = tape_backprop(p.layers, p.x, p.y, 0.1);
-        for (const QuantityDifference& d : compare_traces(closed, tape)) {
+        const BackpropTrace closed = closed_form_backprop(p.net());
+        const BackpropTrace tape = tape_backprop(p.net());
+        for (const QuantityDifference& d : compare_traces(closed, tape).differences) {
           INFO(d.quantity << "_" << d.layer << " differs by " << d.max_abs << " at " << d.index);
           CHECK(d.rel <= 1e-10);
         }
@@ -100,8 +104,8 @@ TEST_CASE("one sample as a vector is a batch of one") {
   const Problem p = random_problem({4, 5, 3}, "tanh", 1, 3);
   xt::xarray<double> row = p.x;
   row.reshape({p.x.size()});
-  const BackpropTrace a = closed_form_backprop(p.layers, row, p.y, 0.1);
-  const BackpropTrace b = closed_form_backprop(p.layers, p.x, p.y, 0.1);
+  const BackpropTrace a = closed_form_backprop(Network(p.layers, row, p.y));
+  const BackpropTrace b = closed_form_backprop(p.net());
   CHECK(a.grad_W[0] == b.grad_W[0]);
   CHECK(a.loss == b.loss);
 }
@@ -115,17 +119,11 @@ TEST_CASE(
       const std::size_t L = widths.size() - 1;
       const Problem p = random_problem(widths, act, 4, 11);
       const BackpropTrace doc =
-          closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document);
-      const BackpropTrace tape = tape_backprop(p.layers, p.x, p.y, 0.1);
+          closed_form_backprop(p.net(), BackpropFormula::document);
+      const BackpropTrace tape = tape_backprop(p.net());
       INFO(act << ", " << L << " layers");
-      const std::vector<QuantityDifference> diffs = compare_traces(doc, tape);
-      const QuantityDifference* first = nullptr;
-      for (const QuantityDifference& d : diffs)
-        if (d.rel > 1e-10) {
-          first = &d;
-          break;
-        }
-      REQUIRE(first != nullptr);
+      const std::optional<QuantityDifference> first = compare_traces(doc, tape).first_disagreement;
+      REQUIRE(first.has_value());
       CHECK(first->quantity == "grad_o");
       CHECK(first->layer == L - 2);
       // verify_gradients agrees: W and b of layers L and L-1 are still right, those of every
@@ -147,12 +145,12 @@ TEST_CASE("the document's rule is right for one hidden layer and for identity ac
   for (const std::string& act : activation_names()) {
     const Problem p = random_problem({5, 4, 3}, act, 3, 5);
     CHECK(
-        verify(p, closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document)).passed);
+        verify(p, closed_form_backprop(p.net(), BackpropFormula::document)).passed);
   }
   for (const auto& widths : kShapes) {
     const Problem p = random_problem(widths, "identity", 3, 8);
     CHECK(
-        verify(p, closed_form_backprop(p.layers, p.x, p.y, 0.1, BackpropFormula::document)).passed);
+        verify(p, closed_form_backprop(p.net(), BackpropFormula::document)).passed);
   }
 }
 
@@ -160,16 +158,36 @@ TEST_CASE("inconsistent networks give clear errors naming the layer") {
   Problem p = random_problem({4, 5, 3}, "relu", 2, 1);
   Problem bad = p;
   bad.layers[1].W = xt::zeros<double>({3, 6});
-  CHECK_THROWS_WITH_AS(closed_form_backprop(bad.layers, bad.x, bad.y, 0.1),
-                       doctest::Contains("layer 2: W has shape [3, 6]"), ShapeError);
+  CHECK_THROWS_WITH_AS(bad.net(), doctest::Contains("layer 2: W has shape [3, 6]"), ShapeError);
   bad = p;
   bad.layers[0].activation = "swish";
-  CHECK_THROWS_WITH_AS(closed_form_backprop(bad.layers, bad.x, bad.y, 0.1),
-                       doctest::Contains("layer 1: unknown activation"), ValueError);
+  CHECK_THROWS_WITH_AS(bad.net(), doctest::Contains("layer 1: unknown activation"), ValueError);
   bad = p;
   bad.layers[1].activation = "relu";
-  CHECK_THROWS_WITH_AS(tape_backprop(bad.layers, bad.x, bad.y, 0.1),
-                       doctest::Contains("layer 2 is the last"), ValueError);
-  CHECK_THROWS_AS(closed_form_backprop(p.layers, p.x, Index{0, 3}, 0.1), IndexError);
-  CHECK_THROWS_AS(closed_form_backprop(p.layers, p.x, Index{0}, 0.1), ShapeError);
+  CHECK_THROWS_WITH_AS(bad.net(), doctest::Contains("layer 2 is the last"), ValueError);
+  CHECK_THROWS_AS(Network(p.layers, p.x, Index{0, 3}), IndexError);
+  CHECK_THROWS_AS(Network(p.layers, p.x, Index{0}), ShapeError);
+  CHECK_THROWS_WITH_AS(p.net(-0.1), doctest::Contains("lr must be a finite number >= 0"),
+                       ValueError);
+  CHECK_THROWS_AS(p.net(NAN), ValueError);
+  CHECK_THROWS_AS(Network(p.layers, xt::zeros<double>({2, 2, 4}), p.y), ShapeError);
+}
+
+TEST_CASE("every activation of the table has a closed form, and it matches the op and its gradient") {
+  const xt::xarray<double> z = {-3.0, -1.2, -0.4, -0.05, 0.05, 0.3, 1.1, 2.5};
+  for (const nn::ActivationInfo& info : nn::activations()) {
+    const std::string name(info.name);
+    INFO(name);
+    REQUIRE(closed_form_activations().count(info.name) == 1);
+    const Tensor x(z, true);
+    const Tensor y = make_activation(name)->forward(x);
+    sum(y).backward();
+    const xt::xarray<double> value = activation_value(name, z);
+    const xt::xarray<double> derivative = activation_derivative(name, z);
+    for (std::size_t i = 0; i < z.size(); ++i) {
+      CHECK(value(i) == doctest::Approx(y.value<double>()(i)).epsilon(1e-14));
+      CHECK(derivative(i) == doctest::Approx(x.grad().value<double>()(i)).epsilon(1e-14));
+    }
+  }
+  CHECK(closed_form_activations().size() == nn::activations().size());
 }

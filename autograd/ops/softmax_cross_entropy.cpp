@@ -11,9 +11,8 @@
 
 #include "autograd/detail/kernels.hpp"
 #include "autograd/grad_mode.hpp"
-#include "nn/loss.hpp"
 
-namespace xgrad::nn {
+namespace xgrad {
 namespace {
 
 struct SoftmaxCrossEntropyNode final : Node {
@@ -114,4 +113,4 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
   return out;
 }
 
-}  // namespace xgrad::nn
+}  // namespace xgrad

@@ -1,11 +1,13 @@
-#include "nn/network_spec.hpp"
+#include "examples/walkthrough/network_spec.hpp"
 
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-namespace xgrad::nn {
+namespace walkthrough {
+
+using namespace xgrad;
 
 namespace {
 
@@ -59,7 +61,7 @@ void only_keys(const json& object, const std::vector<std::string>& allowed,
 
 }  // namespace
 
-NetworkSpec parse_network_spec(const std::string& json_text) {
+Network parse_network_spec(const std::string& json_text) {
   json doc;
   try {
     doc = json::parse(json_text);
@@ -71,7 +73,7 @@ NetworkSpec parse_network_spec(const std::string& json_text) {
   for (const char* key : {"layers", "x", "y"})
     if (!doc.contains(key)) throw ValueError(std::string("spec: missing \"") + key + "\"");
 
-  NetworkSpec spec;
+  std::vector<DenseLayer> dense;
   const json& layers = doc["layers"];
   if (!layers.is_array() || layers.empty())
     throw ValueError("layers: expected a non-empty array of layers");
@@ -89,12 +91,11 @@ NetworkSpec parse_network_spec(const std::string& json_text) {
         throw ValueError(where + ".activation: expected a name");
       d.activation = layer["activation"].get<std::string>();
     }
-    spec.layers.push_back(std::move(d));
+    dense.push_back(std::move(d));
   }
   const json& x = doc["x"];
   const bool batch = x.is_array() && !x.empty() && x[0].is_array();
-  spec.x = batch ? matrix_of(x, "x") : vector_of(x, "x");
-  if (!batch) spec.x.reshape({1, spec.x.size()});
+  const Matrix inputs = batch ? matrix_of(x, "x") : vector_of(x, "x");
   const json& y = doc["y"];
   std::vector<std::int64_t> labels;
   if (y.is_array()) {
@@ -103,14 +104,13 @@ NetworkSpec parse_network_spec(const std::string& json_text) {
   } else {
     labels.push_back(label(y, "y"));
   }
-  spec.y = Index::from_shape({labels.size()});
-  std::copy(labels.begin(), labels.end(), spec.y.begin());
-  if (doc.contains("lr")) spec.lr = number(doc["lr"], "lr");
-  check_network(spec.layers, spec.x, spec.y);
-  return spec;
+  Index classes = Index::from_shape({labels.size()});
+  std::copy(labels.begin(), labels.end(), classes.begin());
+  const double lr = doc.contains("lr") ? number(doc["lr"], "lr") : 0.1;
+  return Network(std::move(dense), inputs, std::move(classes), lr);
 }
 
-NetworkSpec load_network_spec(const std::string& path) {
+Network load_network_spec(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ValueError("cannot read " + path);
   std::ostringstream text;
@@ -126,4 +126,4 @@ NetworkSpec load_network_spec(const std::string& path) {
   }
 }
 
-}  // namespace xgrad::nn
+}  // namespace walkthrough

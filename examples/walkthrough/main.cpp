@@ -1,9 +1,9 @@
 // The source document's exercise, step by step: one SGD step through an MLP with a softmax
 // cross-entropy loss, every quantity of its four questions computed twice, by the closed-form
-// formulas (nn/backprop.hpp) and by the tape, side by side with the largest difference.
+// formulas (closed_form.hpp) and by the tape, side by side with the largest difference.
 //
 //   backprop_walkthrough                       a built-in, seeded network
-//   backprop_walkthrough --spec net.json       your network (format: nn/network_spec.hpp)
+//   backprop_walkthrough --spec net.json       your network (format: network_spec.hpp)
 //   backprop_walkthrough --formula document    the document's literal question-2 rule
 //   backprop_walkthrough --json                one JSON object instead of tables
 //   backprop_walkthrough --graph net.dot       the tape's graph of the loss, as Graphviz DOT
@@ -12,38 +12,31 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include "examples/cli.hpp"
 
 #include "autograd/graph.hpp"
-#include "nn/backprop.hpp"
-#include "nn/layers.hpp"
+#include "examples/common/cli.hpp"
+#include "examples/walkthrough/closed_form.hpp"
+#include "examples/walkthrough/network_spec.hpp"
+#include "nn/activation.hpp"
 #include "nn/loss.hpp"
-#include "nn/network_spec.hpp"
 
 using namespace xgrad;
-using namespace xgrad::nn;
-using Matrix = xt::xarray<double>;
+using namespace walkthrough;
 
 namespace {
 
-constexpr double kTolerance = 1e-10;  // relative difference above which two values disagree
-
 // A small network with two non-linear hidden layers, as the document's, with fixed values.
-NetworkSpec builtin_network() {
+Network builtin_network() {
   Generator gen(2024);
   auto draw = [&](const Shape& shape, double scale) {
     Matrix m = randn(shape, {.dtype = kFloat64}, gen).value<double>();
     for (double& v : m) v = std::round(v * scale * 100) / 100;  // two decimals: easy to follow
     return m;
   };
-  NetworkSpec spec;
-  spec.layers = {{draw({5, 4}, 0.6), draw({5}, 0.3), "relu"},
-                 {draw({4, 5}, 0.6), draw({4}, 0.3), "tanh"},
-                 {draw({3, 4}, 0.6), draw({3}, 0.3), "identity"}};
-  spec.x = Matrix{{0.5, -1.2, 0.8, 2.0}};
-  spec.y = Index{2};
-  spec.lr = 0.1;
-  return spec;
+  std::vector<DenseLayer> layers = {{draw({5, 4}, 0.6), draw({5}, 0.3), "relu"},
+                                    {draw({4, 5}, 0.6), draw({4}, 0.3), "tanh"},
+                                    {draw({3, 4}, 0.6), draw({3}, 0.3), "identity"}};
+  return Network(std::move(layers), Matrix{{0.5, -1.2, 0.8, 2.0}}, Index{2}, 0.1);
 }
 
 nlohmann::json to_json(const Matrix& m) {
@@ -72,28 +65,27 @@ nlohmann::json trace_json(const BackpropTrace& t, const std::vector<DenseLayer>&
 
 // The loss as the tape records it, for --graph: the network's layers, then the softmax
 // cross-entropy.
-Tensor tape_loss(const NetworkSpec& spec) {
-  Tensor o(spec.x);
-  for (const DenseLayer& layer : spec.layers)
-    o = make_activation(layer.activation)
+Tensor tape_loss(const Network& net) {
+  Tensor o(net.x());
+  for (const DenseLayer& layer : net.layers())
+    o = nn::make_activation(layer.activation)
             ->forward(linear(o, Tensor(layer.W, true), Tensor(layer.b, true)));
-  return softmax_cross_entropy(o, spec.y);
+  return softmax_cross_entropy(o, net.y());
 }
 
 // ---- tables -----------------------------------------------------------------------------------
 
 class Tables {
  public:
-  Tables(const BackpropTrace& closed, const BackpropTrace& tape,
-         const std::vector<QuantityDifference>& diffs)
-      : closed_(closed), tape_(tape), diffs_(diffs) {}
+  Tables(const BackpropTrace& closed, const BackpropTrace& tape, const Comparison& comparison)
+      : closed_(closed), tape_(tape), comparison_(comparison) {}
 
   // Prints one quantity: its closed-form value and how far the tape's is; the tape's own value
   // too when they disagree.
   void show(const std::string& label, const std::string& quantity, std::size_t layer,
             const Matrix& closed, const Matrix& tape) const {
-    const QuantityDifference& d = find(quantity, layer);
-    const bool agree = d.rel <= kTolerance;
+    const QuantityDifference& d = comparison_.find(quantity, layer);
+    const bool agree = d.rel <= comparison_.tolerance;
     std::printf("  %-9s%s   tape: max |diff| %.2g%s\n", label.c_str(), rows(closed, 11).c_str(),
                 d.max_abs, agree ? "" : ("  <-- DISAGREES at " + d.index).c_str());
     if (!agree) std::printf("  %-9s%s\n", "(tape)", rows(tape, 11).c_str());
@@ -117,12 +109,6 @@ class Tables {
   }
 
  private:
-  const QuantityDifference& find(const std::string& quantity, std::size_t layer) const {
-    for (const QuantityDifference& d : diffs_)
-      if (d.quantity == quantity && d.layer == layer) return d;
-    throw Error("no difference recorded for " + quantity);
-  }
-
   // Rows of a matrix (or a vector as one row), aligned under each other.
   static std::string rows(const Matrix& m, int indent) {
     const std::size_t n = m.dimension() == 2 ? m.shape()[0] : 1;
@@ -144,17 +130,16 @@ class Tables {
 
   const BackpropTrace& closed_;
   const BackpropTrace& tape_;
-  const std::vector<QuantityDifference>& diffs_;
+  const Comparison& comparison_;
 };
 
-void print_tables(const NetworkSpec& spec, BackpropFormula formula, const BackpropTrace& closed,
-                  const BackpropTrace& tape, const std::vector<QuantityDifference>& diffs,
-                  const QuantityDifference* first) {
-  const std::size_t L = spec.layers.size();
-  std::string widths = std::to_string(spec.x.shape()[1]);
-  for (const DenseLayer& layer : spec.layers) widths += " -> " + std::to_string(layer.W.shape()[0]);
+void print_tables(const Network& net, BackpropFormula formula, const BackpropTrace& closed,
+                  const BackpropTrace& tape, const Comparison& comparison) {
+  const std::size_t L = net.layers().size();
+  std::vector<std::size_t> widths = {net.x().shape()[1]};
+  for (const DenseLayer& layer : net.layers()) widths.push_back(layer.W.shape()[0]);
   std::printf("One SGD step through a %zu-layer network (%s), batch of %zu, lr = %g\n", L,
-              widths.c_str(), spec.x.shape()[0], spec.lr);
+              join(widths, " -> ").c_str(), net.x().shape()[0], net.lr());
   std::printf("Question 2 by the %s rule: grad_o_l = %s\n",
               formula == BackpropFormula::corrected ? "corrected" : "document's",
               formula == BackpropFormula::corrected
@@ -163,11 +148,11 @@ void print_tables(const NetworkSpec& spec, BackpropFormula formula, const Backpr
   std::printf(
       "Each value comes from the closed-form formulas; 'tape' is its largest difference from "
       "autograd.\n");
-  const Tables t(closed, tape, diffs);
+  const Tables t(closed, tape, comparison);
   std::printf("\nForward: z_l = W_l o_{l-1} + b_l, o_l = sigma_l(z_l), o_0 = x\n");
   for (std::size_t l = 1; l <= L; ++l) {
     std::printf("layer %zu (%s)\n", l,
-                l == L ? "logits, no activation" : spec.layers[l - 1].activation.c_str());
+                l == L ? "logits, no activation" : net.layers()[l - 1].activation.c_str());
     t.layer(l, "forward");
   }
   std::printf("\nSoftmax and loss (mean over the batch)\n");
@@ -187,7 +172,8 @@ void print_tables(const NetworkSpec& spec, BackpropFormula formula, const Backpr
     t.layer(l, "update");
   }
   double worst = 0;
-  for (const QuantityDifference& d : diffs) worst = std::max(worst, d.rel);
+  for (const QuantityDifference& d : comparison.differences) worst = std::max(worst, d.rel);
+  const std::optional<QuantityDifference>& first = comparison.first_disagreement;
   if (!first)
     std::printf(
         "\nThe closed form agrees with the tape everywhere (largest relative difference %.2g).\n",
@@ -199,6 +185,48 @@ void print_tables(const NetworkSpec& spec, BackpropFormula formula, const Backpr
         "%.6g at %s (relative %.3g). Every quantity computed from it inherits the error.\n",
         first->layer, first->quantity.c_str(), first->layer, first->max_abs, first->index.c_str(),
         first->rel);
+}
+
+// Computes both traces, prints them, and returns the exit status: 0 when they agree, 1 when not.
+int run(const std::string& spec_path, const std::string& formula_name, bool json_output,
+        const std::string& graph) {
+  const Network net = spec_path.empty() ? builtin_network() : load_network_spec(spec_path);
+  if (!graph.empty()) {
+    try {
+      write_dot(tape_loss(net), graph);
+    } catch (const Error& e) {
+      throw ValueError(std::string("--graph: ") + e.what());
+    }
+  }
+  const BackpropFormula formula =
+      formula_name == "document" ? BackpropFormula::document : BackpropFormula::corrected;
+  const BackpropTrace closed = closed_form_backprop(net, formula);
+  const BackpropTrace tape = tape_backprop(net);
+  const Comparison comparison = compare_traces(closed, tape);
+  const std::optional<QuantityDifference>& first = comparison.first_disagreement;
+  if (json_output) {
+    nlohmann::json out = trace_json(closed, net.layers());
+    out["formula"] = formula_name;
+    out["lr"] = net.lr();
+    out["agree"] = comparison.agree();
+    out["tape"] = trace_json(tape, net.layers());
+    out["differences"] = nlohmann::json::array();
+    for (const QuantityDifference& d : comparison.differences)
+      out["differences"].push_back({{"quantity", d.quantity},
+                                    {"layer", d.layer},
+                                    {"max_abs", d.max_abs},
+                                    {"rel", d.rel},
+                                    {"index", d.index}});
+    out["first_disagreement"] = first ? nlohmann::json{{"quantity", first->quantity},
+                                                       {"layer", first->layer},
+                                                       {"max_abs", first->max_abs},
+                                                       {"index", first->index}}
+                                      : nlohmann::json(nullptr);
+    std::cout << out.dump() << "\n";
+  } else {
+    print_tables(net, formula, closed, tape, comparison);
+  }
+  return comparison.agree() ? 0 : 1;
 }
 
 }  // namespace
@@ -219,54 +247,13 @@ int main(int argc, char** argv) {
                  "write the tape's graph of the loss as Graphviz DOT to this file");
   if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
 
-  NetworkSpec spec;
   try {
-    spec = spec_path.empty() ? builtin_network() : load_network_spec(spec_path);
-  } catch (const Error& e) {
+    return run(spec_path, formula_name, json_output, graph);
+  } catch (const Error& e) {  // bad input: the spec, or the --graph file
     std::cerr << "backprop_walkthrough: " << e.what() << "\n";
     return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "backprop_walkthrough: internal error: " << e.what() << "\n";
+    return 3;
   }
-  if (!graph.empty()) {
-    try {
-      write_dot(tape_loss(spec), graph);
-    } catch (const Error& e) {
-      std::cerr << "backprop_walkthrough: --graph: " << e.what() << "\n";
-      return 2;
-    }
-  }
-  const BackpropFormula formula =
-      formula_name == "document" ? BackpropFormula::document : BackpropFormula::corrected;
-  const BackpropTrace closed = closed_form_backprop(spec.layers, spec.x, spec.y, spec.lr, formula);
-  const BackpropTrace tape = tape_backprop(spec.layers, spec.x, spec.y, spec.lr);
-  const std::vector<QuantityDifference> diffs = compare_traces(closed, tape);
-  const QuantityDifference* first = nullptr;
-  for (const QuantityDifference& d : diffs)
-    if (!(d.rel <= kTolerance)) {
-      first = &d;
-      break;
-    }
-
-  if (json_output) {
-    nlohmann::json out = trace_json(closed, spec.layers);
-    out["formula"] = formula_name;
-    out["lr"] = spec.lr;
-    out["agree"] = first == nullptr;
-    out["tape"] = trace_json(tape, spec.layers);
-    out["differences"] = nlohmann::json::array();
-    for (const QuantityDifference& d : diffs)
-      out["differences"].push_back({{"quantity", d.quantity},
-                                    {"layer", d.layer},
-                                    {"max_abs", d.max_abs},
-                                    {"rel", d.rel},
-                                    {"index", d.index}});
-    out["first_disagreement"] = first ? nlohmann::json{{"quantity", first->quantity},
-                                                       {"layer", first->layer},
-                                                       {"max_abs", first->max_abs},
-                                                       {"index", first->index}}
-                                      : nlohmann::json(nullptr);
-    std::cout << out.dump() << "\n";
-  } else {
-    print_tables(spec, formula, closed, tape, diffs, first);
-  }
-  return first ? 1 : 0;
 }

@@ -1,0 +1,122 @@
+#include "autograd/node.hpp"
+
+#include <string>
+
+#include "autograd/anomaly.hpp"
+#include "autograd/detail/anomaly.hpp"
+#include "autograd/grad_mode.hpp"
+#include "autograd/tape.hpp"
+
+namespace xgrad {
+
+namespace {
+// Nodes whose last reference went, waiting to be deleted. Deleting a node drops its references to
+// older nodes; doing that in this loop rather than recursively lets a chain of a million nodes go
+// without overflowing the stack. Both are trivially destructible, so safe during thread exit.
+thread_local Node* dead_head = nullptr;
+thread_local bool collecting = false;
+}  // namespace
+
+// ---- NodeRef ----------------------------------------------------------------------------------
+
+NodeRef::NodeRef(Node* node) : node_(node) {
+  if (node_) ++node_->refs_;
+}
+
+NodeRef::~NodeRef() {
+  if (!node_ || --node_->refs_ > 0) return;
+  node_->next_dead_ = dead_head;
+  dead_head = node_;
+  if (collecting) return;
+  collecting = true;
+  while (Node* n = dead_head) {
+    dead_head = n->next_dead_;
+    delete n;
+  }
+  collecting = false;
+}
+
+// ---- Node -------------------------------------------------------------------------------------
+
+Node::~Node() {
+  if (tape_) tape_->remove(this);
+}
+
+void Node::save(std::initializer_list<std::reference_wrapper<const Tensor>> tensors) {
+  for (const Tensor& t : tensors) {
+    if (t.impl()->grad_fn.get() == this)
+      saved_.push_back({nullptr, t.impl()->value});
+    else
+      saved_.push_back({t.impl_ptr(), nullptr});
+  }
+}
+
+Tensor Node::saved(std::size_t i) const {
+  if (released_)
+    throw AutogradError(std::string(name()) +
+                        ": backward through this graph a second time, but its saved tensors were "
+                        "released by the first backward; pass retain_graph=true to the first one");
+  const Saved& s = saved_.at(i);
+  if (s.tensor) return Tensor(s.tensor);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->value = s.output;
+  impl->grad_fn = NodeRef(const_cast<Node*>(this));
+  impl->requires_grad = true;
+  return Tensor(std::move(impl));
+}
+
+std::size_t Node::saved_bytes() const {
+  std::size_t bytes = 0;
+  for (const Saved& s : saved_) {
+    const Storage& v = s.tensor ? *s.tensor->value : *s.output;
+    bytes += std::visit([](const auto& a) { return a.size() * sizeof(a.data()[0]); }, v);
+  }
+  return bytes;
+}
+
+const std::string& Node::created_at() const {
+  static const std::string unknown = "    (unknown: the op ran without DetectAnomalyGuard)\n";
+  return created_at_ ? *created_at_ : unknown;
+}
+
+void Node::release() {
+  saved_.clear();
+  released_ = true;
+}
+
+bool should_record(std::span<const Tensor* const> inputs) {
+  if (!GradMode::is_enabled()) return false;
+  for (const Tensor* t : inputs)
+    if (t->requires_grad()) return true;
+  return false;
+}
+
+void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs) {
+  Tape& tape = Tape::current();
+  node->edges_.reserve(inputs.size());
+  for (const Tensor* t : inputs) {
+    Edge edge;
+    edge.shape = t->shape();
+    TensorImpl* impl = t->impl();
+    if (impl->grad_fn) {
+      if (impl->grad_fn->tape_ != &tape)
+        throw AutogradError(
+            std::string(node->name()) +
+            ": an input was computed on another thread's tape; a graph must be "
+            "built and differentiated on one thread (detach() the input to share it)");
+      edge.fn = impl->grad_fn;
+    } else if (impl->requires_grad) {
+      edge.leaf = t->impl_ptr();
+    }
+    node->edges_.push_back(std::move(edge));
+  }
+  if (DetectAnomalyGuard::is_enabled()) {
+    node->created_at_ = std::make_unique<std::string>(detail::capture_stack());
+    detail::check_output(*node, out, inputs);
+  }
+  tape.add(node);
+  out.impl()->grad_fn = NodeRef(node);
+  out.impl()->requires_grad = true;
+}
+
+}  // namespace xgrad

@@ -1,0 +1,46 @@
+#pragma once
+// The command line of the benchmark programs. The MLP-step programs (mlp_step, raw_step,
+// memory_use) take the same flags, so that ./dev bench runs every peer on the same problem, and
+// report the same statistic. Header-only on CLI11: raw_step links no xgrad.
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+namespace bench {
+
+struct StepOptions {
+  std::size_t batch = 64;
+  std::size_t steps = 300;
+  std::vector<std::size_t> dims = {784, 256, 128, 10};  ///< layer widths, inputs first
+  int threads = 1;
+};
+
+// --batch, --steps (at least min_steps), --dims and, when with_threads, --threads.
+inline void add_step_options(CLI::App& app, StepOptions& o, std::size_t min_steps,
+                             bool with_threads = true) {
+  app.add_option("--batch", o.batch, "batch size")->check(CLI::PositiveNumber);
+  app.add_option("--steps", o.steps, "training steps")->check(CLI::Range(min_steps, std::size_t{1000000}));
+  app.add_option("--dims", o.dims, "layer sizes, inputs first")->delimiter(',')->expected(2, 64);
+  if (with_threads) app.add_option("--threads", o.threads, "BLAS threads")->check(CLI::PositiveNumber);
+}
+
+// Parses argv: -1 to go on, 0 after --help, 2 for a bad flag (after saying what is wrong).
+inline int parse(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+}
+
+// The median of the times after the first fifth (the warm-up), as every peer reports it.
+inline double median_after_warmup(std::vector<double> times) {
+  const auto warm = times.begin() + static_cast<std::ptrdiff_t>(times.size() / 5);
+  std::sort(warm, times.end());
+  return warm[(times.end() - warm) / 2];
+}
+
+}  // namespace bench

@@ -1,0 +1,45 @@
+#pragma once
+// What a training program shows and keeps of its epochs: a progress line on the terminal, a CSV
+// log, and the curves drawn by gnuplot. Shared by the example programs; not part of the library.
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace xgrad::programs {
+
+struct EpochResult {
+  int epoch;
+  double train_loss, train_accuracy, test_loss, test_accuracy, seconds;
+};
+
+// A progress line on stderr, redrawn in place; only when stderr is a terminal.
+class Progress {
+ public:
+  Progress(int epoch, int epochs, std::size_t batches);
+  void update(std::size_t done, double running_loss, std::size_t images);
+  void clear() const;
+
+ private:
+  bool on_;
+  int epoch_, epochs_;
+  std::size_t batches_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds: one row per epoch.
+// ValueError when the file cannot be written whole.
+void write_log(const std::string& path, const std::vector<EpochResult>& results);
+
+// Loss and accuracy curves through gnuplot, PNG or SVG by the file's extension. gnuplot is run
+// without a shell, and the paths reach it as quoted strings, so any file name is safe.
+// ValueError when gnuplot is missing or fails.
+void write_plot(const std::string& path, const std::vector<EpochResult>& results);
+bool gnuplot_available();
+
+// The results as rows of numbers (for a checkpoint's metadata), and back.
+std::vector<std::vector<double>> to_rows(const std::vector<EpochResult>& results);
+std::vector<EpochResult> from_rows(const std::vector<std::vector<double>>& rows);
+
+}  // namespace xgrad::programs
