@@ -54,12 +54,12 @@ double status_mb(const std::string& field) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{
-      "Peak memory of MLP training against parameters + gradients + optimizer state + "
-      "activations."};
   bench::StepOptions o{.batch = 256, .steps = 200};
-  bench::add_step_options(app, o, 20, false);
-  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
+  const char* about =
+      "Peak memory of MLP training against parameters + gradients + optimizer state + "
+      "activations.";
+  if (const int status = bench::parse_step_options(argc, argv, about, o, 20, false); status >= 0)
+    return status;
   const auto& [batch, steps, dims, threads] = o;
   keep_freed_memory();
   set_num_threads(1);

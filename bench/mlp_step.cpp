@@ -17,10 +17,10 @@
 using namespace xgrad;
 
 int main(int argc, char** argv) {
-  CLI::App app{"Median time of one MLP training step (forward, softmax-CE, backward, SGD)."};
   bench::StepOptions o;
-  bench::add_step_options(app, o, 5);
-  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
+  const char* about = "Median time of one MLP training step (forward, softmax-CE, backward, SGD).";
+  if (const int status = bench::parse_step_options(argc, argv, about, o); status >= 0)
+    return status;
   const auto [batch, steps, dims, threads] = o;
   keep_freed_memory();
   set_num_threads(threads);

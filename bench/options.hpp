@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstddef>
+#include <string>
 #include <vector>
 
 namespace bench {
@@ -34,6 +35,15 @@ inline int parse(CLI::App& app, int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+}
+
+// The step options from argv, for a program described by `description`: -1 to go on, or the
+// status to exit with (0 after --help, 2 for a bad flag).
+inline int parse_step_options(int argc, char** argv, const std::string& description,
+                              StepOptions& o, std::size_t min_steps = 5, bool with_threads = true) {
+  CLI::App app{description};
+  add_step_options(app, o, min_steps, with_threads);
+  return parse(app, argc, argv);
 }
 
 // The median of the times after the first fifth (the warm-up), as every peer reports it.

@@ -70,10 +70,11 @@ void step(Net& n, std::size_t B, const std::vector<int>& labels, float lr) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Median time of the MLP training step hand-written on raw BLAS."};
   bench::StepOptions o;
-  bench::add_step_options(app, o, 5);
-  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
+  if (const int status = bench::parse_step_options(
+          argc, argv, "Median time of the MLP training step hand-written on raw BLAS.", o);
+      status >= 0)
+    return status;
   const auto [batch, steps, dims, threads] = o;
   openblas_set_num_threads(threads);
   std::mt19937 gen(0);
