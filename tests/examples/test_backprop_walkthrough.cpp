@@ -140,6 +140,10 @@ TEST_CASE("walkthrough: bad input exits with status 2 and says what is wrong") {
                "last.json",
                R"({"layers": [{"W": [[1, 2]], "b": [0], "activation": "relu"}], "x": [1, 2], "y": 0})"),
        "layer 1 is the last"},
+      {"--spec " +
+           spec_file("lr.json",
+                     R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [1, 2], "y": 0, "lr": -1})"),
+       "lr must be a finite number >= 0"},
       {"--formula sloppy", "--formula"},
       {"--no-such-flag", "no-such-flag"},
   };

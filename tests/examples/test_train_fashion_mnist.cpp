@@ -166,6 +166,15 @@ TEST_CASE("training: --plot draws the curves with gnuplot") {
   const std::string svg((std::istreambuf_iterator<char>(in)), {});
   CHECK(svg.find("<svg") != std::string::npos);
   CHECK(svg.find("accuracy") != std::string::npos);
+
+  // A file name that would run commands if it reached a shell or gnuplot unquoted.
+  const fs::path hostile = scratch() / "x'; touch pwned; echo '.svg";
+  const Run h = run(small(synthetic_data()) + "--epochs 1 --plot \"" + hostile.string() + "\"");
+  INFO(h.err);
+  CHECK(h.status == 0);
+  CHECK(fs::exists(hostile));
+  CHECK_FALSE(fs::exists("pwned"));
+  CHECK_FALSE(fs::exists(scratch() / "pwned"));
 }
 
 // 15 epochs of real training: about 25 s in a release build, far longer under the sanitizers.
