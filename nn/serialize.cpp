@@ -215,6 +215,15 @@ json describe(const Module& module) {
   return {{"tree", module.str()}, {"parameters", params}};
 }
 
+// "run/ckpt/" and "run/./ckpt" name the folder "run/ckpt".
+fs::path folder(const std::string& dir) {
+  fs::path p = fs::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  if (p.empty() || p.filename() == "." || p.filename() == "..")
+    throw ValueError("checkpoint: '" + dir + "' does not name a folder of its own");
+  return p;
+}
+
 fs::path sibling(const fs::path& dir, const std::string& suffix) {
   return dir.parent_path() / (dir.filename().string() + suffix);
 }
@@ -263,13 +272,14 @@ Checkpoint& Checkpoint::generator(const std::string& name, Generator& generator)
 
 bool Checkpoint::exists(const std::string& dir) {
   for (const char* suffix : {"", ".new", ".old"})
-    if (fs::exists(sibling(fs::path(dir), suffix) / "checkpoint.json")) return true;
+    if (fs::exists(sibling(folder(dir), suffix) / "checkpoint.json")) return true;
   return false;
 }
 
 void Checkpoint::save(const std::string& dir) const {
   if (epoch < 0) throw ValueError("Checkpoint::save: epoch must be >= 0, got " + std::to_string(epoch));
-  const fs::path target(dir), fresh = sibling(target, ".new"), old = sibling(target, ".old");
+  const fs::path target = folder(dir), fresh = sibling(target, ".new"),
+                 old = sibling(target, ".old");
   fs::remove_all(fresh);
   fs::create_directories(fresh);
   json meta = {{"format", "xgrad checkpoint 1"}, {"epoch", epoch}, {"metadata", metadata}};
@@ -298,7 +308,7 @@ void Checkpoint::save(const std::string& dir) const {
 }
 
 void Checkpoint::load(const std::string& dir) {
-  const fs::path target(dir);
+  const fs::path target = folder(dir);
   finish_interrupted_save(target);
   const std::string file = (target / "checkpoint.json").string();
   std::ifstream in(file);

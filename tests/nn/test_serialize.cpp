@@ -125,3 +125,63 @@ TEST_CASE("an optimizer's state round-trips: a resumed run continues exactly") {
   CHECK_THROWS_WITH_AS(load(sgd, (dir / "optim").string()), doctest::Contains("exp_avg"),
                        ValueError);
 }
+
+TEST_CASE("Checkpoint: model, optimizer, schedule, generator, epoch and metadata come back") {
+  const fs::path dir = scratch("checkpoint");
+  Generator init(1);
+  MLP net({3, 4, 2}, "tanh", kFloat32, init);
+  SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+  StepLR schedule(sgd, 2, 0.5);
+  Generator shuffle(7);
+  const Tensor x = randn({5, 3}, {}, init);
+  softmax_cross_entropy(net(x), Index{0, 1, 1, 0, 1}).backward();
+  sgd.step();
+  schedule.step();
+  schedule.step();
+  shuffle.engine()();
+  Checkpoint saved;
+  saved.module(net).optimizer(sgd).scheduler(schedule).generator("shuffle", shuffle);
+  saved.epoch = 2;
+  saved.metadata = "{\"note\": 1}";
+  saved.save(dir.string() + "/");  // a trailing separator names the same folder
+  CHECK(fs::exists(dir / "checkpoint.json"));
+  CHECK(fs::exists(dir / "model" / "0.weight.npy"));
+  CHECK_FALSE(fs::exists(dir.string() + ".new"));
+  saved.save(dir.string());  // over an existing checkpoint
+  CHECK(Checkpoint::exists(dir.string()));
+
+  Generator other_init(2);
+  MLP copy({3, 4, 2}, "tanh", kFloat32, other_init);
+  SGD sgd2(copy.parameters(), {.lr = 0.1, .momentum = 0.9});
+  StepLR schedule2(sgd2, 2, 0.5);
+  Generator shuffle2(99);
+  Checkpoint loaded;
+  loaded.module(copy).optimizer(sgd2).scheduler(schedule2).generator("shuffle", shuffle2);
+  loaded.load(dir.string());
+  CHECK(loaded.epoch == 2);
+  CHECK(loaded.metadata == "{\"note\": 1}");
+  CHECK(schedule2.epoch() == 2);
+  CHECK(sgd2.lr() == doctest::Approx(0.05));
+  CHECK(shuffle2.engine()() == shuffle.engine()());
+  CHECK(copy.named_parameters()[0].second.value<float>() ==
+        net.named_parameters()[0].second.value<float>());
+
+  // An interrupted save (the folder moved aside, the new one complete) is finished by load.
+  fs::rename(dir, dir.string() + ".new");
+  Checkpoint again;
+  again.module(copy);
+  again.load(dir.string());
+  CHECK(fs::exists(dir / "checkpoint.json"));
+
+  MLP wider({3, 5, 2}, "tanh", kFloat32, other_init);
+  Checkpoint wrong;
+  wrong.module(wider);
+  CHECK_THROWS_WITH_AS(wrong.load(dir.string()), doctest::Contains("is of another model"),
+                       ValueError);
+  Adam adam(copy.parameters());
+  Checkpoint wrong_optimizer;
+  wrong_optimizer.optimizer(adam);
+  CHECK_THROWS_WITH_AS(wrong_optimizer.load(dir.string()),
+                       doctest::Contains("is of another optimizer"), ValueError);
+  CHECK_THROWS_AS(Checkpoint().load((dir / "nothing").string()), ValueError);
+}
