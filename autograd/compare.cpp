@@ -14,7 +14,7 @@ WorstEntry worst_entry(std::span<const double> a, std::span<const double> b) {
   WorstEntry w;
   for (std::size_t i = 0; i < a.size(); ++i) {
     w.scale = std::max({w.scale, std::abs(a[i]), std::abs(b[i])});
-    const double e = std::abs(a[i] - b[i]);
+    const double e = a[i] == b[i] ? 0.0 : std::abs(a[i] - b[i]);  // the same infinity: equal
     if (std::isnan(w.abs_error)) continue;  // a NaN found earlier stays the worst
     if (e > w.abs_error || std::isnan(e) || i == 0) {
       w.flat = i;

@@ -13,7 +13,7 @@ namespace xgrad {
 struct WorstEntry {
   std::size_t flat = 0;  ///< row-major position of the largest |a - b|; the first NaN wins
   double a = 0, b = 0;   ///< the two values there
-  double abs_error = 0;  ///< |a - b| there
+  double abs_error = 0;  ///< |a - b| there (0 where a == b, infinities included)
   double scale = 0;      ///< the largest |value| in either array
   double rel_error = 0;  ///< abs_error / scale (0 when both arrays are all zeros)
 };

@@ -30,9 +30,9 @@ Tensor log(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor abs(const Tensor& x);
 Tensor erf(const Tensor& x);
-/// Gradient to a where a > b, to b where b > a, to a on ties (as where(a >= b, a, b)).
+/// Gradient to a where a > b, to b where b > a, half to each on ties (as PyTorch); NaN propagates.
 Tensor maximum(const Tensor& a, const Tensor& b);
-Tensor minimum(const Tensor& a, const Tensor& b);  ///< ties: to a
+Tensor minimum(const Tensor& a, const Tensor& b);  ///< likewise
 /// Gradient 1 inside [min, max] (bounds included), 0 outside.
 Tensor clamp(const Tensor& x, double min, double max);
 /// a where condition is non-zero, else b. The condition gets no gradient.

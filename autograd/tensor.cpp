@@ -175,9 +175,20 @@ void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
 
 namespace {
 
+// The largest tensor a creation function makes: 2^48 elements (1 PiB of float32), far beyond any
+// machine, but far below where a product of sizes wraps around.
+constexpr std::size_t kMaxElements = std::size_t{1} << 48;
+
 // Builds a tensor of `shape` whose elements are fill(i) for i = 0, 1, ... in row-major order.
 template <class F>
-Tensor generate(const Shape& shape, TensorOptions options, F&& fill) {
+Tensor generate(const char* op, const Shape& shape, TensorOptions options, F&& fill) {
+  std::size_t count = 1;
+  for (std::size_t d : shape) {
+    if (d != 0 && count > kMaxElements / d)
+      throw ValueError(std::string(op) + ": shape " + shape_str(shape) +
+                       " has more elements than any tensor can hold (at most 2^48)");
+    count *= d;
+  }
   auto make = [&](auto zero) {
     using T = decltype(zero);
     auto a = xt::xarray<T>::from_shape(shape);
@@ -212,7 +223,7 @@ Tensor tensor(xt::nested_initializer_list_t<double, 4> v, TensorOptions o) {
 Tensor scalar(double value, TensorOptions options) { return full({}, value, options); }
 
 Tensor full(const Shape& shape, double value, TensorOptions options) {
-  return generate(shape, options, [&](std::size_t) { return value; });
+  return generate("full", shape, options, [&](std::size_t) { return value; });
 }
 Tensor zeros(const Shape& shape, TensorOptions options) { return full(shape, 0.0, options); }
 Tensor ones(const Shape& shape, TensorOptions options) { return full(shape, 1.0, options); }
@@ -224,7 +235,7 @@ Tensor ones_like(const Tensor& t) { return full_like(t, 1.0); }
 
 Tensor randn(const Shape& shape, TensorOptions options, Generator& gen) {
   std::normal_distribution<double> dist(0.0, 1.0);
-  return generate(shape, options, [&](std::size_t) { return dist(gen.engine()); });
+  return generate("randn", shape, options, [&](std::size_t) { return dist(gen.engine()); });
 }
 
 Tensor uniform(const Shape& shape, double low, double high, TensorOptions options, Generator& gen) {
@@ -232,7 +243,7 @@ Tensor uniform(const Shape& shape, double low, double high, TensorOptions option
     throw ValueError("uniform: needs low <= high, got low=" + std::to_string(low) +
                      " high=" + std::to_string(high));
   std::uniform_real_distribution<double> dist(low, high);
-  return generate(shape, options, [&](std::size_t) { return dist(gen.engine()); });
+  return generate("uniform", shape, options, [&](std::size_t) { return dist(gen.engine()); });
 }
 
 Tensor rand(const Shape& shape, TensorOptions options, Generator& gen) {
@@ -245,8 +256,11 @@ Tensor arange(double start, double stop, double step, TensorOptions options) {
         "arange: needs finite start, stop and a non-zero step, got start=" + std::to_string(start) +
         " stop=" + std::to_string(stop) + " step=" + std::to_string(step));
   const double count = std::ceil((stop - start) / step);
+  if (!(count <= static_cast<double>(kMaxElements)))
+    throw ValueError("arange: from " + std::to_string(start) + " to " + std::to_string(stop) +
+                     " by " + std::to_string(step) + " is more elements than a tensor can hold");
   const auto n = static_cast<std::size_t>(std::max(0.0, count));
-  return generate({n}, options,
+  return generate("arange", {n}, options,
                   [&](std::size_t i) { return start + static_cast<double>(i) * step; });
 }
 

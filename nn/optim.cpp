@@ -1,6 +1,7 @@
 #include "nn/optim.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <numbers>
 
 #include "autograd/grad_mode.hpp"
@@ -9,6 +10,13 @@
 namespace xgrad::nn {
 
 namespace {
+// "0.01", "1e+30": a number as a person writes it, not std::to_string's 300 digits.
+std::string number_str(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+
 // Calls f(p, g, i) with the value and gradient arrays of each parameter that has a gradient.
 template <class F>
 void for_each_with_grad(const std::vector<Tensor>& params, F&& f) {
@@ -23,16 +31,42 @@ void for_each_with_grad(const std::vector<Tensor>& params, F&& f) {
   }
 }
 
+// ValueError unless `value` is finite and in [low, high] (high_open: below high).
+void check_hyperparameter(const char* op, const char* name, double value, double low,
+                          double high = INFINITY, bool high_open = false) {
+  const bool ok = std::isfinite(value) && value >= low &&
+                  (high_open ? value < high : value <= high);
+  if (ok) return;
+  std::string rule = "must be a finite number >= " + number_str(low);
+  if (std::isfinite(high)) rule += std::string(high_open ? " and < " : " and <= ") + number_str(high);
+  throw ValueError(std::string(op) + ": " + name + " " + rule + ", got " + number_str(value));
+}
+
 }  // namespace
 
 Optimizer::Optimizer(std::vector<Tensor> parameters, double lr)
     : parameters_(std::move(parameters)), lr_(lr) {
-  if (!(lr >= 0))
-    throw ValueError("optimizer: the learning rate must be >= 0, got " + std::to_string(lr));
-  for (std::size_t i = 0; i < parameters_.size(); ++i)
+  check_hyperparameter("optimizer", "the learning rate", lr, 0);
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
     if (!parameters_[i].defined() || !parameters_[i].is_leaf() || !parameters_[i].requires_grad())
       throw ValueError("optimizer: parameter " + std::to_string(i) +
                        " must be a leaf tensor that requires grad");
+    for (std::size_t j = 0; j < i; ++j)
+      if (parameters_[j].impl() == parameters_[i].impl())
+        throw ValueError("optimizer: parameters " + std::to_string(j) + " and " +
+                         std::to_string(i) + " are the same tensor; each must be given once");
+  }
+}
+
+void Optimizer::set_lr(double lr) {
+  check_hyperparameter("optimizer", "the learning rate", lr, 0);
+  lr_ = lr;
+}
+
+void Optimizer::set_steps(std::int64_t steps) {
+  if (steps < 0)
+    throw ValueError("optimizer: the step count must be >= 0, got " + std::to_string(steps));
+  steps_ = steps;
 }
 
 void Optimizer::zero_grad() {
@@ -72,8 +106,9 @@ void Optimizer::set_state(const std::string& name, std::size_t index, const Tens
 
 SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
     : Optimizer(std::move(parameters), options.lr), options_(options) {
-  if (options.momentum < 0 || options.weight_decay < 0)
-    throw ValueError("SGD: momentum and weight_decay must be >= 0");
+  check_hyperparameter("SGD", "momentum", options.momentum, 0);
+  check_hyperparameter("SGD", "dampening", options.dampening, 0, 1);
+  check_hyperparameter("SGD", "weight_decay", options.weight_decay, 0);
   if (options.nesterov && (options.momentum <= 0 || options.dampening != 0))
     throw ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0");
   if (options.momentum != 0) state_["momentum_buffer"].resize(parameters_.size());
@@ -118,9 +153,11 @@ Adam::Adam(std::vector<Tensor> parameters, AdamOptions options)
 
 Adam::Adam(std::vector<Tensor> parameters, AdamOptions options, bool decoupled)
     : Optimizer(std::move(parameters), options.lr), options_(options), decoupled_(decoupled) {
-  if (!(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1))
-    throw ValueError("Adam: betas must be in [0, 1), got " + std::to_string(options.beta1) + ", " +
-                     std::to_string(options.beta2));
+  const char* op = decoupled ? "AdamW" : "Adam";
+  check_hyperparameter(op, "beta1", options.beta1, 0, 1, true);
+  check_hyperparameter(op, "beta2", options.beta2, 0, 1, true);
+  check_hyperparameter(op, "eps", options.eps, 0);
+  check_hyperparameter(op, "weight_decay", options.weight_decay, 0);
   state_["exp_avg"].resize(parameters_.size());
   state_["exp_avg_sq"].resize(parameters_.size());
 }

@@ -22,7 +22,8 @@ class Optimizer {
   virtual std::string name() const = 0;  ///< "SGD", "Adam", "AdamW"
   void zero_grad();
   double lr() const { return lr_; }
-  void set_lr(double lr) { lr_ = lr; }
+  /// ValueError unless lr is finite and >= 0, as the constructors require.
+  void set_lr(double lr);
   const std::vector<Tensor>& parameters() const { return parameters_; }
 
   /// Per-parameter state by name ("momentum_buffer", "exp_avg", ...), slot i for parameter i,
@@ -33,7 +34,7 @@ class Optimizer {
   /// tensor not shaped like its parameter).
   void set_state(const std::string& name, std::size_t index, const Tensor& value);
   std::int64_t steps() const { return steps_; }
-  void set_steps(std::int64_t steps) { steps_ = steps; }
+  void set_steps(std::int64_t steps);  ///< ValueError for a negative count
 
  protected:
   /// The buffer of parameter i in state `name`, created as zeros on first use.

@@ -1,12 +1,14 @@
 #include "nn/serialize.hpp"
 
 #include <bit>
+#include <cctype>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
+#include <tuple>
 
 namespace xgrad::nn {
 
@@ -31,8 +33,12 @@ void write_atomically(const fs::path& path, const std::string& bytes) {
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) throw ValueError("save: could not write " + tmp.string());
+    out.close();
+    if (!out) {
+      std::error_code ignored;
+      fs::remove(tmp, ignored);
+      throw ValueError("save: could not write " + tmp.string() + " (disk full?)");
+    }
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
@@ -43,6 +49,89 @@ void write_atomically(const fs::path& path, const std::string& bytes) {
 
 [[noreturn]] void bad_file(const std::string& path, const std::string& why) {
   throw ValueError("load_npy: " + path + ": " + why);
+}
+
+// The header of an NPY file: a Python dict literal such as
+// {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }. Read by a plain scanner (no regex,
+// no recursion), so that a header of any length costs a loop over its characters.
+struct NpyHeader {
+  std::string descr;
+  bool fortran_order = false;
+  Shape shape;
+};
+
+NpyHeader parse_npy_header(const std::string& text, const std::string& path) {
+  std::size_t i = 0;
+  auto fail = [&](const std::string& why) {
+    bad_file(path, "malformed header at character " + std::to_string(i) + ": " + why);
+  };
+  auto skip_spaces = [&] {
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  };
+  auto expect = [&](char c) {
+    skip_spaces();
+    if (i >= text.size() || text[i] != c) fail(std::string("expected '") + c + "'");
+    ++i;
+  };
+  auto quoted = [&] {
+    skip_spaces();
+    if (i >= text.size() || (text[i] != '\'' && text[i] != '"')) fail("expected a quoted string");
+    const char quote = text[i++];
+    const std::size_t end = text.find(quote, i);
+    if (end == std::string::npos) fail("unterminated string");
+    std::string out = text.substr(i, end - i);
+    i = end + 1;
+    return out;
+  };
+  NpyHeader h;
+  bool has_descr = false, has_order = false, has_shape = false;
+  expect('{');
+  for (;;) {
+    skip_spaces();
+    if (i < text.size() && text[i] == '}') break;
+    const std::string key = quoted();
+    expect(':');
+    skip_spaces();
+    if (key == "descr") {
+      h.descr = quoted();
+      has_descr = true;
+    } else if (key == "fortran_order") {
+      if (text.compare(i, 4, "True") == 0) {
+        h.fortran_order = true;
+        i += 4;
+      } else if (text.compare(i, 5, "False") == 0) {
+        i += 5;
+      } else {
+        fail("fortran_order must be True or False");
+      }
+      has_order = true;
+    } else if (key == "shape") {
+      expect('(');
+      for (;;) {
+        skip_spaces();
+        if (i < text.size() && text[i] == ')') break;
+        const std::size_t start = i;
+        while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+        if (i == start) fail("a dimension must be a non-negative integer");
+        if (i - start > 12) fail("absurd dimension " + text.substr(start, i - start));
+        h.shape.push_back(std::stoull(text.substr(start, i - start)));
+        skip_spaces();
+        if (i < text.size() && text[i] == ',') ++i;
+        else if (i >= text.size() || text[i] != ')') fail("expected ',' or ')' in the shape");
+      }
+      ++i;  // ')'
+      has_shape = true;
+    } else {
+      fail("unknown key '" + key + "'");
+    }
+    skip_spaces();
+    if (i < text.size() && text[i] == ',') ++i;
+    else if (i >= text.size() || text[i] != '}') fail("expected ',' or '}'");
+  }
+  if (!has_descr) bad_file(path, "the header has no 'descr'");
+  if (!has_order) bad_file(path, "the header has no 'fortran_order'");
+  if (!has_shape) bad_file(path, "the header has no 'shape'");
+  return h;
 }
 
 }  // namespace
@@ -94,28 +183,16 @@ Tensor load_npy(const std::string& path) {
   const std::string header = bytes.substr(offset, header_length);
   offset += header_length;
 
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex(R"('descr'\s*:\s*'([^']*)')")))
-    bad_file(path, "the header has no 'descr'");
-  const std::string descr = m[1];
-  if (descr != "<f4" && descr != "<f8")
-    bad_file(path, "dtype '" + descr + "' is not supported (expected '<f4' or '<f8')");
-  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))")) ||
-      m[1] == "True")
-    bad_file(path, "only C-order arrays are supported");
-  if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))")))
-    bad_file(path, "the header has no 'shape'");
-  Shape shape;
+  const NpyHeader h = parse_npy_header(header, path);
+  if (h.descr != "<f4" && h.descr != "<f8")
+    bad_file(path, "dtype '" + h.descr + "' is not supported (expected '<f4' or '<f8')");
+  if (h.fortran_order) bad_file(path, "only C-order arrays are supported");
+  const Shape& shape = h.shape;
+  const std::string& descr = h.descr;
   std::size_t count = 1;
-  const std::string dims = m[1];
-  const std::regex number(R"(\d+)");
-  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
-    const std::string digits = (*it)[0];
-    if (digits.size() > 12) bad_file(path, "absurd dimension " + digits);
-    shape.push_back(std::stoull(digits));
-    if (shape.back() != 0 && count > (std::size_t{1} << 40) / shape.back())
-      bad_file(path, "absurd shape " + npy_shape(shape));
-    count *= shape.back();
+  for (std::size_t d : shape) {
+    if (d != 0 && count > (std::size_t{1} << 40) / d) bad_file(path, "absurd shape " + npy_shape(shape));
+    count *= d;
   }
   const std::size_t item = descr == "<f4" ? 4 : 8;
   if (bytes.size() - offset != count * item)
@@ -188,18 +265,38 @@ void save(const Optimizer& optimizer, const std::string& dir) {
 
 void load(Optimizer& optimizer, const std::string& dir) {
   if (!fs::is_directory(dir)) throw ValueError("load: " + dir + " is not a folder");
-  const std::regex slot(R"((\w+)\.(\d+)\.npy)");
+  const fs::path steps_file = fs::path(dir) / "steps.npy", lr_file = fs::path(dir) / "lr.npy";
+  if (!fs::exists(steps_file) || !fs::exists(lr_file))
+    throw ValueError("load: " + dir + " has no steps.npy or lr.npy: not an optimizer checkpoint");
+  const double steps = load_npy(steps_file.string()).item();
+  const double lr = load_npy(lr_file.string()).item();
+  if (!(steps >= 0 && steps <= 9e15 && steps == std::floor(steps)))
+    throw ValueError("load: " + steps_file.string() + " holds " + std::to_string(steps) +
+                     "; expected a whole number of steps >= 0");
+  if (!(lr >= 0 && std::isfinite(lr)))
+    throw ValueError("load: " + lr_file.string() + " holds " + std::to_string(lr) +
+                     "; expected a finite learning rate >= 0");
+  // State files are NAME.INDEX.npy, INDEX a parameter's position: read them all, then apply.
+  std::vector<std::tuple<std::string, std::size_t, Tensor>> slots;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string file = entry.path().filename().string();
-    std::smatch m;
-    if (std::regex_match(file, m, slot))
-      optimizer.set_state(m[1], std::stoul(m[2]), load_npy(entry.path().string()));
+    if (!file.ends_with(".npy") || file == "steps.npy" || file == "lr.npy") continue;
+    const std::string stem = file.substr(0, file.size() - 4);
+    const std::size_t dot = stem.rfind('.');
+    std::size_t index = 0;
+    const char* first = stem.data() + (dot == std::string::npos ? 0 : dot + 1);
+    const char* last = stem.data() + stem.size();
+    const auto [end, error] = std::from_chars(first, last, index);
+    if (dot == std::string::npos || dot == 0 || error != std::errc() || end != last ||
+        index >= optimizer.parameters().size())
+      throw ValueError("load: " + entry.path().string() +
+                       " is not a state file of this optimizer (expected NAME.INDEX.npy with "
+                       "INDEX below " + std::to_string(optimizer.parameters().size()) + ")");
+    slots.emplace_back(stem.substr(0, dot), index, load_npy(entry.path().string()));
   }
-  const fs::path steps = fs::path(dir) / "steps.npy", lr = fs::path(dir) / "lr.npy";
-  if (!fs::exists(steps) || !fs::exists(lr))
-    throw ValueError("load: " + dir + " has no steps.npy or lr.npy: not an optimizer checkpoint");
-  optimizer.set_steps(static_cast<std::int64_t>(load_npy(steps.string()).item()));
-  optimizer.set_lr(load_npy(lr.string()).item());
+  for (const auto& [name, index, value] : slots) optimizer.set_state(name, index, value);
+  optimizer.set_steps(static_cast<std::int64_t>(steps));
+  optimizer.set_lr(lr);
 }
 
 // ---- checkpoints ------------------------------------------------------------------------------
@@ -298,7 +395,7 @@ void Checkpoint::save(const std::string& dir) const {
   {
     std::ofstream out(fresh / "checkpoint.json");
     out << meta.dump(2) << "\n";
-    out.flush();
+    out.close();
     if (!out) throw ValueError("Checkpoint::save: could not write " + (fresh / "checkpoint.json").string());
   }
   fs::remove_all(old);

@@ -11,7 +11,9 @@ std::size_t normalize_axis(const char* op, std::ptrdiff_t axis, std::size_t rank
   if (axis < -r || axis >= r)
     throw IndexError(std::string(op) + ": axis " + std::to_string(axis) +
                      " is out of range for a tensor of rank " + std::to_string(rank) +
-                     " (expected " + std::to_string(-r) + " <= axis < " + std::to_string(r) + ")");
+                     (rank == 0 ? std::string(" (a 0-d tensor has no axis: reshape it to {1} first)")
+                                : " (expected " + std::to_string(-r) + " <= axis < " +
+                                      std::to_string(r) + ")"));
   return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
 

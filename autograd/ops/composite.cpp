@@ -23,9 +23,6 @@ Axes all_axes(const Tensor& x) {
 
 Tensor pow(const Tensor& base, double exponent) { return pow(base, scalar_like(base, exponent)); }
 
-Tensor maximum(const Tensor& a, const Tensor& b) { return where(ge(a, b), a, b); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return where(le(a, b), a, b); }
-
 Tensor clamp(const Tensor& x, double min, double max) {
   if (!(min <= max))
     throw ValueError("clamp: needs min <= max, got min=" + std::to_string(min) +
@@ -46,9 +43,12 @@ Tensor gelu(const Tensor& x) {
 }
 
 Tensor elu(const Tensor& x, double alpha) {
-  // exp of min(x, 0): the branch not taken must stay finite, or its zero gradient times inf is NaN.
-  const Tensor negative = mul(add(exp(minimum(x, scalar_like(x, 0.0))), -1.0), alpha);
-  return where(gt(x, scalar_like(x, 0.0)), x, negative);
+  // exp of x where x <= 0 and of 0 elsewhere: the branch not taken must stay finite, or its zero
+  // gradient times inf is NaN. At x = 0 both derivatives come from the negative branch (alpha), as
+  // PyTorch's (x <= 0); a NaN takes the negative branch and stays NaN.
+  const Tensor positive = gt(x, scalar_like(x, 0.0));
+  const Tensor negative = mul(add(exp(where(positive, scalar_like(x, 0.0), x)), -1.0), alpha);
+  return where(positive, x, negative);
 }
 
 Tensor silu(const Tensor& x) { return mul(x, sigmoid(x)); }

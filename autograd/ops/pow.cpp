@@ -1,5 +1,5 @@
 // pow: z = a ^ b (broadcasting)
-//   dz/da = b * a^(b - 1)
+//   dz/da = b * a^(b - 1)     (0 where b = 0: z is constant 1 there, even at a = 0)
 //   dz/db = z * log(a)        (taken as 0 where a = 0 and b > 0, the limit, as PyTorch does)
 // Saves a, b and z.
 #include <cmath>
@@ -12,7 +12,11 @@ struct Pow final : Node {
   std::string_view name() const override { return "pow"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor a = saved(0), b = saved(1);
-    if (needs_grad(0)) grads[0] = mul(g, mul(b, pow(a, add(b, -1.0))));
+    if (needs_grad(0)) {
+      // b a^(b - 1) is 0 * inf = NaN at a = 0, b = 0: the derivative of the constant 1 is 0.
+      const Tensor zero = detail::scalar_like(a, 0.0);
+      grads[0] = mul(g, where(eq(b, zero), zero, mul(b, pow(a, add(b, -1.0)))));
+    }
     if (needs_grad(1)) {
       // log(a) is -inf at a = 0; the limit of z * log(a) there is 0 for b > 0.
       const Tensor safe = where(eq(a, detail::scalar_like(a, 0.0)), detail::scalar_like(a, 1.0), a);

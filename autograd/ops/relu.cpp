@@ -1,6 +1,6 @@
-// relu: z = max(x, 0)
-//   dz/dx = [z > 0]   (0 at x = 0). Saves z.
-// The gradient is where(z, g, 0): z is non-zero exactly where z > 0, so no mask is built.
+// relu: z = max(x, 0); relu(NaN) = NaN
+//   dz/dx = [z > 0]   (0 at x = 0; at a NaN the gradient passes, as PyTorch's). Saves z.
+// The gradient is where(z, g, 0): z is non-zero exactly where z > 0 or NaN, so no mask is built.
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -14,7 +14,7 @@ struct Relu final : Node {
 }  // namespace
 
 Tensor relu(const Tensor& x) {
-  Tensor out = detail::map(x, [](auto v) { return v > 0 ? v : decltype(v){0}; });
+  Tensor out = detail::map(x, [](auto v) { return v > 0 || v != v ? v : decltype(v){0}; });
   if (auto* node = record<Relu>(out, {x})) node->save({out});
   return out;
 }

@@ -9,6 +9,7 @@
 //   backprop_walkthrough --graph net.dot       the tape's graph of the loss, as Graphviz DOT
 //
 // Exit status: 0 when the closed form agrees with the tape, 1 when it does not, 2 for bad input.
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -187,6 +188,24 @@ void print_tables(const Network& net, BackpropFormula formula, const BackpropTra
         first->rel);
 }
 
+// The first quantity of a trace holding an Inf or a NaN ("z_1 [0, 2]"), or "".
+std::string first_non_finite(const BackpropTrace& t) {
+  auto scan = [](const std::string& name, const Matrix& m) -> std::string {
+    for (std::size_t i = 0; i < m.size(); ++i)
+      if (!std::isfinite(m.data()[i])) return name + " " + index_str(i, m.shape());
+    return "";
+  };
+  std::string where = std::isfinite(t.loss) ? scan("p", t.p) : "loss";
+  for (std::size_t l = 0; l < t.z.size() && where.empty(); ++l) {
+    const std::string n = "_" + std::to_string(l + 1);
+    for (const auto& [name, m] : {std::pair{"z" + n, &t.z[l]}, {"o" + n, &t.o[l]},
+                                  {"grad_o" + n, &t.grad_o[l]}, {"grad_W" + n, &t.grad_W[l]},
+                                  {"W_next" + n, &t.W_next[l]}})
+      if (where.empty()) where = scan(name, *m);
+  }
+  return where;
+}
+
 // Computes both traces, prints them, and returns the exit status: 0 when they agree, 1 when not.
 int run(const std::string& spec_path, const std::string& formula_name, bool json_output,
         const std::string& graph) {
@@ -201,6 +220,9 @@ int run(const std::string& spec_path, const std::string& formula_name, bool json
   const BackpropFormula formula =
       formula_name == "document" ? BackpropFormula::document : BackpropFormula::corrected;
   const BackpropTrace closed = closed_form_backprop(net, formula);
+  if (const std::string where = first_non_finite(closed); !where.empty())
+    throw ValueError("the network's values leave double's range (" + where +
+                     " is not finite): scale the spec's numbers down");
   const BackpropTrace tape = tape_backprop(net);
   const Comparison comparison = compare_traces(closed, tape);
   const std::optional<QuantityDifference>& first = comparison.first_disagreement;

@@ -1,6 +1,7 @@
 #include "examples/walkthrough/network_spec.hpp"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -112,6 +113,9 @@ Network parse_network_spec(const std::string& json_text) {
 
 Network load_network_spec(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw ValueError(path + " is a folder; --spec takes a JSON file");
   if (!in) throw ValueError("cannot read " + path);
   std::ostringstream text;
   text << in.rdbuf();

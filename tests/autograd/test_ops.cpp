@@ -2,12 +2,15 @@
 // (gradcheck) and, for second derivatives, through create_graph (gradgradcheck), in double.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <regex>
 #include <set>
 #include <sstream>
 
+#include "autograd/engine.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
@@ -376,4 +379,73 @@ TEST_CASE("reduction values: mean, var (corrected and not), logsumexp, over all 
   CHECK(testing::flat(mean(x, {1}, true)) == std::vector<double>{1.5, 3.5});
   CHECK(mean(x, {1}, true).shape() == Shape{2, 1});
   CHECK_THROWS_AS(var(testing::f64({1.0})), ValueError);
+}
+
+namespace {
+// d f / d x at the entries of x, by the tape (x requires grad; f sums to one number).
+std::vector<double> derivative(const std::function<Tensor(const Tensor&)>& f, const Tensor& x) {
+  return testing::flat(grad({sum(f(x))}, {x})[0]);
+}
+}  // namespace
+
+TEST_CASE("conventions: maximum and minimum split the gradient on ties, and propagate NaN") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor a = testing::f64({1.0, 2.0, 3.0}, true), b = testing::f64({1.0, 5.0, 0.0}, true);
+  for (const auto& op : {maximum, minimum}) {
+    const std::vector<Tensor> g = grad({sum(op(a, b))}, {a, b});
+    const bool is_max = op(a, b).value<double>()(1) == 5.0;
+    CHECK(testing::flat(g[0]) == std::vector<double>{0.5, is_max ? 0.0 : 1.0, is_max ? 1.0 : 0.0});
+    CHECK(testing::flat(g[1]) == std::vector<double>{0.5, is_max ? 1.0 : 0.0, is_max ? 0.0 : 1.0});
+    const Tensor with_nan = testing::f64({nan, 1.0}), plain = testing::f64({1.0, nan});
+    for (double v : testing::flat(op(with_nan, plain))) CHECK(std::isnan(v));
+  }
+}
+
+TEST_CASE("conventions: NaN propagates through relu, elu and max, forward and backward") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor x = testing::f64({nan, -1.0, 2.0}, true);
+  CHECK(std::isnan(testing::flat(relu(x))[0]));
+  CHECK(std::isnan(testing::flat(elu(x))[0]));
+  CHECK(std::isnan(max(x).item()));
+  CHECK(std::isnan(derivative([](const Tensor& t) { return elu(t) * elu(t); }, x)[0]));
+  CHECK(testing::flat(relu(x))[1] == 0.0);
+}
+
+TEST_CASE("conventions: derivatives at kinks (relu, abs, elu) and of pow with exponent 0") {
+  const Tensor zero = testing::f64({0.0}, true);
+  CHECK(derivative([](const Tensor& t) { return relu(t); }, zero)[0] == 0.0);
+  CHECK(derivative([](const Tensor& t) { return abs(t); }, zero)[0] == 0.0);
+  CHECK(derivative([](const Tensor& t) { return elu(t, 0.7); }, zero)[0] == doctest::Approx(0.7));
+  // elu''(0) = alpha: the negative branch, as PyTorch's elu_backward (x <= 0).
+  const Tensor first = grad({sum(elu(zero, 0.7))}, {zero}, {}, std::nullopt, true)[0];
+  CHECK(grad({sum(first)}, {zero})[0].item() == doctest::Approx(0.7));
+  CHECK(derivative([](const Tensor& t) { return pow(t, 0.0); }, zero)[0] == 0.0);
+  const Tensor b = testing::f64({0.0}, true);
+  const std::vector<Tensor> g = grad({sum(pow(zero, b))}, {zero, b});
+  CHECK(g[0].item() == 0.0);
+  CHECK(g[1].item() == 0.0);
+}
+
+TEST_CASE("conventions: max and min reductions send a tie's gradient to one position") {
+  const Tensor x = testing::f64({{1.0, 3.0}, {3.0, 0.0}}, true);
+  CHECK(derivative([](const Tensor& t) { return max(t); }, x) ==
+        std::vector<double>{0.0, 1.0, 0.0, 0.0});
+  CHECK(derivative([](const Tensor& t) { return max(t, {0, 1}); }, x) ==
+        std::vector<double>{0.0, 1.0, 0.0, 0.0});
+  CHECK(derivative([](const Tensor& t) { return min(t, {1}); }, x) ==
+        std::vector<double>{1.0, 0.0, 0.0, 1.0});
+}
+
+TEST_CASE("conventions: an explicit axis on a 0-d tensor is refused, saying what to do") {
+  const Tensor s = scalar(2.0, {.dtype = kFloat64});
+  CHECK_THROWS_WITH_AS(sum(s, {0}), doctest::Contains("a 0-d tensor has no axis"), IndexError);
+  CHECK_THROWS_WITH_AS(softmax(s, -1), doctest::Contains("softmax"), IndexError);
+  CHECK(sum(reshape(s, {1}), {0}).item() == 2.0);
+}
+
+TEST_CASE("creation refuses shapes whose size overflows") {
+  CHECK_THROWS_WITH_AS(zeros({std::size_t{1} << 32, std::size_t{1} << 32}),
+                       doctest::Contains("more elements than any tensor can hold"), ValueError);
+  CHECK_THROWS_AS(arange(0, 1e30), ValueError);
+  CHECK_THROWS_AS(randn({std::size_t{1} << 40, std::size_t{1} << 40}), ValueError);
 }

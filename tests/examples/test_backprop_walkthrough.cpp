@@ -144,6 +144,11 @@ TEST_CASE("walkthrough: bad input exits with status 2 and says what is wrong") {
            spec_file("lr.json",
                      R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [1, 2], "y": 0, "lr": -1})"),
        "lr must be a finite number >= 0"},
+      {"--spec " +
+           spec_file("overflow.json",
+                     R"({"layers": [{"W": [[1e300, 1e300], [3, 4]], "b": [0, 0]}], "x": [1e300, 2], "y": 0})"),
+       "leave double's range"},
+      {"--spec " + fs::temp_directory_path().string(), "is a folder"},
       {"--formula sloppy", "--formula"},
       {"--no-such-flag", "no-such-flag"},
   };

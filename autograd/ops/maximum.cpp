@@ -1,0 +1,47 @@
+// maximum: z = max(a, b), minimum: z = min(a, b), elementwise with broadcasting
+//   dz/da = w, dz/db = 1 - w, with w = 1 where a wins, 0 where b wins, 1/2 on ties (as PyTorch:
+//   the gradient is split between equal operands). A NaN wins: it propagates, and its side gets
+//   the gradient. Saves w as a constant.
+// NOTE: a primitive for its conventions: as where(a >= b, a, b) a NaN in a was dropped, and ties
+// sent the whole gradient to one side.
+#include <cmath>
+
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad {
+namespace {
+struct Extremum final : Node {
+  explicit Extremum(const char* name) : name_(name) {}
+  std::string_view name() const override { return name_; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    const Tensor w = saved(0);
+    if (needs_grad(0)) grads[0] = mul(g, w);
+    if (needs_grad(1)) grads[1] = mul(g, sub(detail::scalar_like(w, 1.0), w));
+  }
+  const char* name_;
+};
+
+// The share of a's side: 1, 0 or 1/2 (ties), for the larger (sign 1) or the smaller (sign -1).
+template <class T>
+T share_of_a(T a, T b, int sign) {
+  if (std::isnan(a)) return 1;
+  if (std::isnan(b)) return 0;
+  if (a == b) return T(0.5);
+  return (sign > 0 ? a > b : a < b) ? 1 : 0;
+}
+
+Tensor extremum(const char* op, const Tensor& a, const Tensor& b, int sign) {
+  Tensor out = detail::zip(op, a, b, [sign](auto x, auto y) {
+    return share_of_a(x, y, sign) >= 0.5 ? x : y;  // a NaN on either side wins
+  });
+  if (auto* node = record<Extremum>(out, {a, b}, op)) {
+    const Tensor w = detail::zip(op, a, b, [sign](auto x, auto y) { return share_of_a(x, y, sign); });
+    node->save({w});
+  }
+  return out;
+}
+}  // namespace
+
+Tensor maximum(const Tensor& a, const Tensor& b) { return extremum("maximum", a, b, 1); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return extremum("minimum", a, b, -1); }
+}  // namespace xgrad
