@@ -75,6 +75,14 @@ Tensor seed_for(const Tensor& out, const std::vector<Tensor>& grad_outputs, std:
                         std::string(dtype_name(given.dtype())) + "; expected shape " +
                         shape_str(out.shape()) + " and dtype " +
                         std::string(dtype_name(out.dtype())));
+  // In anomaly mode a NaN or Inf in the caller's seed is named as such, not blamed on the
+  // backward of the op that receives it.
+  if (DetectAnomalyGuard::is_enabled()) {
+    if (const std::ptrdiff_t at = detail::first_non_finite(given); at >= 0)
+      throw AnomalyError("anomaly: the gradient given to backward for output " +
+                         std::to_string(i) + " is not finite at " +
+                         index_str(static_cast<std::size_t>(at), given.shape()));
+  }
   return given;
 }
 

@@ -42,6 +42,11 @@ void CustomNode::backward(const Tensor& grad, std::span<Tensor> grads) {
                         " tensor inputs (return an undefined Tensor for an input that gets none)");
   for (std::size_t i = 0; i < grads.size(); ++i) {
     if (!result[i].defined() || !needs_grad(i)) continue;
+    if (result[i].dtype() != edge(i).dtype)
+      throw DtypeError(name_ + ": backward returned a " +
+                       std::string(dtype_name(result[i].dtype())) + " gradient for input " +
+                       std::to_string(i) + " of dtype " +
+                       std::string(dtype_name(edge(i).dtype)));
     if (!fits(result[i].shape(), edge(i).shape))
       throw ShapeError(name_ + ": backward returned a gradient of shape " +
                        shape_str(result[i].shape()) + " for input " + std::to_string(i) +
@@ -53,6 +58,15 @@ void CustomNode::backward(const Tensor& grad, std::span<Tensor> grads) {
 void record_custom(Tensor& out, std::span<const Tensor* const> inputs, std::string name,
                    FunctionContext&& ctx, CustomNode::Backward backward) {
   if (!out.defined()) throw AutogradError(name + ": forward returned an undefined tensor");
+  // A forward that returns an input as it is: the output is a new tensor over the same values,
+  // so that the input stays what it was (a leaf stays a leaf) and no cycle is made.
+  for (const Tensor* t : inputs)
+    if (t->impl() == out.impl()) {
+      auto alias = std::make_shared<TensorImpl>();
+      alias->value = out.impl()->value;
+      out = Tensor(std::move(alias));
+      break;
+    }
   if (auto* node = record_node<CustomNode>(out, inputs, std::move(name), std::move(backward)))
     node->adopt(std::move(ctx));
 }

@@ -97,6 +97,7 @@ void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs) {
   for (const Tensor* t : inputs) {
     Edge edge;
     edge.shape = t->shape();
+    edge.dtype = t->dtype();
     TensorImpl* impl = t->impl();
     if (impl->grad_fn) {
       if (impl->grad_fn->tape_ != &tape)

@@ -54,6 +54,7 @@ struct Edge {
   NodeRef fn;
   std::shared_ptr<TensorImpl> leaf;
   Shape shape;  ///< the input's shape: the engine sums broadcast gradients back to it
+  Dtype dtype = Dtype::float32;  ///< the input's dtype: a gradient must have it
 
   bool requires_grad() const { return fn || leaf; }
 };

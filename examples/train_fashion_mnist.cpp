@@ -5,7 +5,9 @@
 //   train_fashion_mnist --save ckpt   then   --resume ckpt --epochs 20
 //
 // The last line on stdout is test_accuracy=0.xxxx. Bad or missing data exits with status 2.
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -107,7 +109,30 @@ EpochResult train_epoch(MLP& model, Optimizer& optimizer, DataLoader& loader,
           seconds};
 }
 
-int run(const Config& c) {
+// The number of classes: every label from 0 to the largest training label must have training
+// examples (a stray label 255 is damage, not a 256-class problem), and test labels must be among
+// them. Checked before training, so that bad labels never cost an epoch.
+std::size_t count_classes(const TensorDataset& train, const TensorDataset& test) {
+  std::vector<std::size_t> seen;
+  for (std::int64_t y : train.labels()) {
+    const auto label = static_cast<std::size_t>(y);
+    if (label >= seen.size()) seen.resize(label + 1, 0);
+    ++seen[label];
+  }
+  for (std::size_t k = 0; k < seen.size(); ++k)
+    if (seen[k] == 0)
+      throw ValueError("training labels go up to " + std::to_string(seen.size() - 1) +
+                       " but class " + std::to_string(k) +
+                       " has no training example: damaged labels?");
+  for (std::size_t i = 0; i < test.labels().size(); ++i)
+    if (static_cast<std::size_t>(test.labels()(i)) >= seen.size())
+      throw ValueError("test label " + std::to_string(test.labels()(i)) + " of image " +
+                       std::to_string(i) + " is not one of the " + std::to_string(seen.size()) +
+                       " classes of the training labels");
+  return seen.size();
+}
+
+void run(const Config& c) {
   keep_freed_memory();
   set_num_threads(c.threads);
   if (!c.plot.empty() && !gnuplot_available())
@@ -129,9 +154,7 @@ int run(const Config& c) {
 
   std::vector<std::size_t> sizes = {train.inputs().size(1)};
   sizes.insert(sizes.end(), c.hidden.begin(), c.hidden.end());
-  std::size_t classes = 0;
-  for (std::int64_t y : train.labels())
-    classes = std::max(classes, static_cast<std::size_t>(y) + 1);
+  const std::size_t classes = count_classes(train, test);
   sizes.push_back(classes);
   Generator gen(c.seed);
   MLP model(sizes, c.activation, Dtype::float32, gen);
@@ -193,7 +216,6 @@ int run(const Config& c) {
   const double accuracy =
       results.empty() ? evaluate(model, test).second : results.back().test_accuracy;
   std::printf("test_accuracy=%.4f\n", accuracy);
-  return 0;
 }
 
 }  // namespace
@@ -203,22 +225,22 @@ int main(int argc, char** argv) {
   CLI::App app{"Train an MLP on Fashion-MNIST (or MNIST) with xgrad."};
   app.add_option("--data", c.data, "folder of the IDX files (.gz or plain)")->capture_default_str();
   app.add_option("--epochs", c.epochs, "epochs in all (counting those of a resumed run)")
-      ->check(CLI::Range(1, 100000))
+      ->check(cli::count_up_to(100000))
       ->capture_default_str();
   app.add_option("--batch-size", c.batch_size, "examples per step")
-      ->check(CLI::PositiveNumber)
+      ->check(cli::count_up_to(1 << 20))
       ->capture_default_str();
   app.add_option("--lr", c.lr, "learning rate")
-      ->check(CLI::NonNegativeNumber)
+      ->check(cli::non_negative())
       ->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "sgd or adam (AdamW with --weight-decay)")
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   app.add_option("--momentum", c.momentum, "SGD momentum")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(cli::fraction())
       ->capture_default_str();
   app.add_option("--weight-decay", c.weight_decay, "weight decay")
-      ->check(CLI::NonNegativeNumber)
+      ->check(cli::non_negative())
       ->capture_default_str();
   app.add_option("--schedule", c.schedule,
                  "learning-rate schedule over the epochs: cosine, step or none")
@@ -226,6 +248,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--hidden", c.hidden, "hidden layer sizes, e.g. 256,128")
       ->delimiter(',')
+      ->check(cli::count_up_to(1 << 16))
       ->capture_default_str();
   app.add_option(
          "--activation", c.activation,
@@ -234,7 +257,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", c.seed, "seed of the initialization and the shuffling")
       ->capture_default_str();
   app.add_option("--threads", c.threads, "OpenBLAS threads")
-      ->check(CLI::PositiveNumber)
+      ->check(cli::count_up_to(1024))
       ->capture_default_str();
   app.add_option("--save", c.save, "folder to write a checkpoint to after every epoch");
   app.add_option("--resume", c.resume, "folder of a checkpoint to continue from");
@@ -250,12 +273,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return run(c);
-  } catch (const Error& e) {
+    run(c);
+    // What was printed must have reached its destination (a full disk, a closed pipe).
+    if (std::fflush(stdout) != 0 || std::ferror(stdout))
+      throw ValueError("could not write the output: " + std::string(std::strerror(errno)));
+    return 0;
+  } catch (const Error& e) {  // bad input: flags, data, checkpoints, files that cannot be written
     std::cerr << "train_fashion_mnist: " << e.what() << "\n";
     return 2;
   } catch (const fs::filesystem_error& e) {
     std::cerr << "train_fashion_mnist: " << e.what() << "\n";
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "train_fashion_mnist: out of memory (a smaller --hidden or --batch-size?)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "train_fashion_mnist: internal error: " << e.what() << "\n";
+    return 3;
   }
 }

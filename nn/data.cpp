@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
+#include <cstdio>
 #include <numeric>
 
 namespace xgrad::nn {
@@ -17,35 +17,69 @@ constexpr std::size_t kMaxItems = std::size_t{1} << 32;  // far above any real I
   throw ValueError("read_idx: " + path + ": " + why);
 }
 
-// gzread over a file, compressed or not, that closes itself.
+// Reads a file, gzip-compressed (one or more gzip members, as gzip writes them) or plain, and
+// closes it. zlib's gzread ignores bytes that follow a gzip stream when they are not another gzip
+// member; here they are damage, so the stream is inflated by hand.
 class Reader {
  public:
-  explicit Reader(const std::string& path) : path_(path), file_(gzopen(path.c_str(), "rb")) {
+  explicit Reader(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
     if (!file_) bad(path, "cannot open the file");
+    unsigned char magic[2] = {0, 0};
+    gzip_ = std::fread(magic, 1, 2, file_) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    std::rewind(file_);
+    if (gzip_ && inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK) {
+      std::fclose(file_);
+      bad(path, "cannot start zlib");
+    }
   }
-  ~Reader() { gzclose(file_); }
+  ~Reader() {
+    if (gzip_) inflateEnd(&zs_);
+    std::fclose(file_);
+  }
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
 
   // Reads up to n bytes; fewer only at the end of the data.
   std::size_t read(std::uint8_t* out, std::size_t n) {
+    if (!gzip_) return std::fread(out, 1, n, file_);
     std::size_t done = 0;
-    while (done < n) {
-      const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1 << 20));
-      const int got = gzread(file_, out + done, chunk);
-      if (got < 0) {
-        int code = 0;
-        bad(path_, std::string("corrupt gzip data (") + gzerror(file_, &code) + ")");
+    while (done < n && !finished_) {
+      if (zs_.avail_in == 0 && !refill()) {
+        if (!between_members_) bad(path_, "truncated gzip data");
+        finished_ = true;
+        break;
       }
-      if (got == 0) break;
-      done += static_cast<std::size_t>(got);
+      if (between_members_) {  // what follows a member must be another member
+        if (zs_.next_in[0] != 0x1f) bad(path_, "bytes that are not gzip data follow the gzip stream");
+        inflateReset(&zs_);
+        between_members_ = false;
+      }
+      const std::size_t chunk = std::min<std::size_t>(n - done, 1 << 20);
+      zs_.next_out = out + done;
+      zs_.avail_out = static_cast<uInt>(chunk);
+      const int r = inflate(&zs_, Z_NO_FLUSH);
+      done += chunk - zs_.avail_out;
+      if (r == Z_STREAM_END)
+        between_members_ = true;
+      else if (r != Z_OK && r != Z_BUF_ERROR)
+        bad(path_, std::string("corrupt gzip data (") + (zs_.msg ? zs_.msg : "zlib error") + ")");
     }
     return done;
   }
 
  private:
+  bool refill() {
+    const std::size_t got = std::fread(buffer_.data(), 1, buffer_.size(), file_);
+    zs_.next_in = buffer_.data();
+    zs_.avail_in = static_cast<uInt>(got);
+    return got > 0;
+  }
+
   std::string path_;
-  gzFile file_;
+  std::FILE* file_;
+  bool gzip_ = false, between_members_ = false, finished_ = false;
+  z_stream zs_{};
+  std::vector<unsigned char> buffer_ = std::vector<unsigned char>(1 << 16);
 };
 
 // Rows order[start], ..., order[start + rows - 1] of a (N, features) tensor, in a new tensor.

@@ -1,6 +1,8 @@
 #include "nn/serialize.hpp"
 
 #include <bit>
+#include <cmath>
+#include <cstdint>
 #include <cctype>
 #include <charconv>
 #include <cstring>
@@ -325,27 +327,41 @@ fs::path sibling(const fs::path& dir, const std::string& suffix) {
   return dir.parent_path() / (dir.filename().string() + suffix);
 }
 
-// A save in progress goes to DIR.new and is moved to DIR once whole, DIR's old content to DIR.old
-// meanwhile. After a crash between the two moves, DIR is missing: the whole one of the two is it.
+// A save goes to DIR.new, whole once its checkpoint.json is there (written last, by a rename),
+// then DIR moves to DIR.old and DIR.new to DIR, and DIR.old goes. A crash at any point leaves
+// one whole checkpoint among the three; this makes it DIR again and removes the leftovers.
 void finish_interrupted_save(const fs::path& dir) {
-  if (fs::exists(dir)) return;
-  for (const char* suffix : {".new", ".old"}) {
-    const fs::path candidate = sibling(dir, suffix);
-    if (fs::exists(candidate / "checkpoint.json")) {
-      fs::rename(candidate, dir);
-      return;
-    }
+  const fs::path fresh = sibling(dir, ".new"), old = sibling(dir, ".old");
+  if (fs::exists(fresh / "checkpoint.json")) {  // whole, and the newest
+    fs::remove_all(dir);
+    fs::rename(fresh, dir);
+  } else {
+    fs::remove_all(fresh);  // a save that did not finish
   }
+  if (!fs::exists(dir / "checkpoint.json") && fs::exists(old / "checkpoint.json")) {
+    fs::remove_all(dir);
+    fs::rename(old, dir);
+  }
+  fs::remove_all(old);
 }
 
+// meta[key] as a T, checked: an integer field must hold an integer within int64's range.
 template <class T>
 T field(const json& meta, const char* key, const std::string& file) {
-  if (!meta.contains(key)) throw ValueError("load: " + file + " has no \"" + key + "\"");
-  try {
-    return meta.at(key).get<T>();
-  } catch (const json::exception&) {
-    throw ValueError("load: " + file + ": \"" + key + "\" is not of the expected type");
-  }
+  if (!meta.is_object() || !meta.contains(key))
+    throw ValueError("load: " + file + " has no \"" + key + "\"");
+  const json& v = meta.at(key);
+  bool ok = false;
+  if constexpr (std::is_same_v<T, std::int64_t>)
+    ok = v.is_number_integer() &&
+         !(v.is_number_unsigned() &&
+           v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX));
+  else if constexpr (std::is_same_v<T, double>)
+    ok = v.is_number() && std::isfinite(v.get<double>());
+  else
+    ok = v.is_string();
+  if (!ok) throw ValueError("load: " + file + ": \"" + key + "\" is not of the expected type");
+  return v.get<T>();
 }
 
 }  // namespace
@@ -377,6 +393,11 @@ void Checkpoint::save(const std::string& dir) const {
   if (epoch < 0) throw ValueError("Checkpoint::save: epoch must be >= 0, got " + std::to_string(epoch));
   const fs::path target = folder(dir), fresh = sibling(target, ".new"),
                  old = sibling(target, ".old");
+  finish_interrupted_save(target);  // a crashed save's leftovers, before this one begins
+  // A save replaces DIR whole: never a folder that holds something other than a checkpoint.
+  if (fs::exists(target) && !fs::is_empty(target) && !fs::exists(target / "checkpoint.json"))
+    throw ValueError("Checkpoint::save: " + target.string() +
+                     " exists and is not a checkpoint; refusing to replace it");
   fs::remove_all(fresh);
   fs::create_directories(fresh);
   json meta = {{"format", "xgrad checkpoint 1"}, {"epoch", epoch}, {"metadata", metadata}};
@@ -391,12 +412,14 @@ void Checkpoint::save(const std::string& dir) const {
   if (scheduler_) meta["scheduler"] = {{"epoch", scheduler_->epoch()}, {"base_lr", scheduler_->base_lr()}};
   meta["generators"] = json::object();
   for (const auto& [name, g] : generators_) meta["generators"][name] = g->state();
-  // checkpoint.json last: a folder with it is whole.
+  // checkpoint.json last, by a rename: a folder with it is whole.
   {
-    std::ofstream out(fresh / "checkpoint.json");
+    const fs::path tmp = fresh / "checkpoint.json.tmp";
+    std::ofstream out(tmp);
     out << meta.dump(2) << "\n";
     out.close();
-    if (!out) throw ValueError("Checkpoint::save: could not write " + (fresh / "checkpoint.json").string());
+    if (!out) throw ValueError("Checkpoint::save: could not write " + tmp.string() + " (disk full?)");
+    fs::rename(tmp, fresh / "checkpoint.json");
   }
   fs::remove_all(old);
   if (fs::exists(target)) fs::rename(target, old);

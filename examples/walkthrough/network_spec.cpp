@@ -50,6 +50,8 @@ xt::xarray<double> matrix_of(const json& v, const std::string& where) {
 
 std::int64_t label(const json& v, const std::string& where) {
   if (!v.is_number_integer()) throw ValueError(where + ": expected an integer class index");
+  if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+    throw IndexError(where + ": label " + v.dump() + " is out of range");
   return v.get<std::int64_t>();
 }
 

@@ -105,3 +105,13 @@ TEST_CASE(
   }
   CHECK_FALSE(DetectAnomalyGuard::is_enabled());
 }
+
+TEST_CASE("anomaly mode names a NaN in the caller's seed gradient as such") {
+  DetectAnomalyGuard guard;
+  const Tensor x = testing::f64({1.0, 2.0}, true);
+  const Tensor y = exp(x);
+  CHECK_THROWS_WITH_AS(y.backward(testing::f64({1.0, NAN})),
+                       doctest::Contains("the gradient given to backward for output 0 is not "
+                                         "finite at [1]"),
+                       AnomalyError);
+}

@@ -114,3 +114,30 @@ TEST_CASE("to_dot draws ops, shapes, leaves and what each entry saved") {
   loss.backward();
   CHECK(to_dot(loss).find("saved: released") != std::string::npos);
 }
+
+TEST_CASE("a custom op whose forward returns its input: the input stays a leaf, no cycle") {
+  const Tensor x = testing::f64({1.0, 2.0}, true);
+  const Tensor y = custom_op(
+      "identity", {x}, [](const std::vector<Tensor>& in) { return in[0]; },
+      [](const std::vector<Tensor>&, const Tensor&, const Tensor& g) {
+        return std::vector<Tensor>{g};
+      });
+  CHECK(x.is_leaf());
+  CHECK(y.impl() != x.impl());
+  CHECK(testing::flat(y) == testing::flat(x));
+  sum(y * y).backward();
+  CHECK(testing::flat(x.grad()) == std::vector<double>{2.0, 4.0});
+}
+
+TEST_CASE("a custom backward returning the wrong dtype is an error naming the op") {
+  const Tensor x = Tensor(xt::xarray<float>{1.0f, 2.0f}, true);
+  const Tensor y = custom_op(
+      "widen", {x}, [](const std::vector<Tensor>& in) { return in[0] * 2.0; },
+      [](const std::vector<Tensor>&, const Tensor&, const Tensor& g) {
+        return std::vector<Tensor>{cast(g, kFloat64)};
+      });
+  CHECK_THROWS_WITH_AS(sum(y).backward(),
+                       doctest::Contains("widen: backward returned a float64 gradient for input 0 "
+                                         "of dtype float32"),
+                       DtypeError);
+}

@@ -4,6 +4,7 @@
 
 #include <zlib.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -175,6 +176,89 @@ TEST_CASE("training: --plot draws the curves with gnuplot") {
   CHECK(fs::exists(hostile));
   CHECK_FALSE(fs::exists("pwned"));
   CHECK_FALSE(fs::exists(scratch() / "pwned"));
+}
+
+TEST_CASE("training: bad values, bad labels and failed writes exit 2 and say why") {
+  const fs::path data = synthetic_data();
+  const std::vector<std::pair<std::string, std::string>> flags = {
+      {"--hidden -5", "must be a whole number from 1 to 65536, got -5"},
+      {"--hidden 100000000", "must be a whole number from 1 to 65536"},
+      {"--momentum nan", "must be a number from 0 to 1, got nan"},
+      {"--weight-decay nan", "must be a number >= 0"},
+      {"--lr -1", "must be a number >= 0, got -1"},
+      {"--batch-size 0", "must be a whole number from 1 to"},
+  };
+  for (const auto& [args, message] : flags) {
+    const Run r = run(small(data) + "--epochs 1 " + args);
+    INFO(args << "\n" << r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find(message) != std::string::npos);
+    CHECK(r.err.find("179769313486231570") == std::string::npos);  // no 300-digit bounds
+  }
+  const Run full_log = run(small(data) + "--epochs 1 --log /dev/full");
+  CHECK(full_log.status == 2);
+  CHECK(full_log.err.find("cannot write the log /dev/full") != std::string::npos);
+  const Run full_out = run(small(data) + "--epochs 1 >/dev/full");
+  CHECK(full_out.status == 2);
+  CHECK(full_out.err.find("could not write the output") != std::string::npos);
+
+  // A stray label 255 in the training labels, then a test label no training label has.
+  const fs::path bad = scratch() / "bad_labels";
+  fs::create_directories(bad);
+  for (const char* f : {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
+    fs::copy_file(data / f, bad / f, fs::copy_options::overwrite_existing);
+  std::vector<std::uint8_t> labels(600, 1);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::uint8_t>(i % 4);
+  labels[17] = 255;
+  write_idx(bad / "train-labels-idx1-ubyte.gz", {600}, labels);
+  const Run stray = run("--data " + bad.string() + " --epochs 1");
+  CHECK(stray.status == 2);
+  CHECK(stray.err.find("class 4 has no training example") != std::string::npos);
+  labels[17] = 1;
+  write_idx(bad / "train-labels-idx1-ubyte.gz", {600}, labels);
+  write_idx(bad / "t10k-labels-idx1-ubyte.gz", {200}, std::vector<std::uint8_t>(200, 7));
+  const Run test_label = run("--data " + bad.string() + " --epochs 1");
+  CHECK(test_label.status == 2);
+  CHECK(test_label.err.find("test label 7 of image 0 is not one of the 4 classes") !=
+        std::string::npos);
+}
+
+TEST_CASE("training: a save killed at any moment leaves a checkpoint that resumes exactly") {
+  const fs::path data = synthetic_data();
+  const std::string args = small(data) + "--epochs 8 --optimizer sgd --momentum 0.9 ";
+  const auto start = std::chrono::steady_clock::now();
+  const Run straight = run(args);
+  const double run_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE(straight.status == 0);
+  std::mt19937 gen(11);
+  int resumed = 0, midway = 0;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const fs::path ckpt = scratch() / ("killed_" + std::to_string(attempt));
+    // Anywhere in the run: the epochs save often, so some kills land inside a save.
+    const int delay_ms = static_cast<int>(run_ms * (0.1 + 0.9 * (gen() % 1000) / 1000.0));
+    // Started, then killed with SIGKILL after delay_ms, wherever it is (possibly mid-save).
+    const std::string command = "( " + std::string(TRAINER) + " " + args + "--save " +
+                                ckpt.string() + " >/dev/null 2>&1 & pid=$!; sleep " +
+                                std::to_string(delay_ms / 1000.0) + "; kill -9 $pid 2>/dev/null; " +
+                                "wait $pid 2>/dev/null ) 2>/dev/null";
+    REQUIRE(std::system(command.c_str()) != -1);
+    const Run r = run(args + "--resume " + ckpt.string());
+    INFO("killed after " << delay_ms << " ms\n" << r.err);
+    if (r.status == 2 && r.err.find("no checkpoint") != std::string::npos) continue;  // too soon
+    CHECK(r.status == 0);
+    CHECK(last_line(r.out) == last_line(straight.out));
+    if (r.out.find("epoch  8/8") != std::string::npos) {  // it had not finished: it trained on
+      CHECK(epoch_numbers(r, " 8/8") == epoch_numbers(straight, " 8/8"));
+      ++midway;
+    }
+    CHECK_FALSE(fs::exists(ckpt.string() + ".new"));  // no leftovers of the killed save
+    CHECK_FALSE(fs::exists(ckpt.string() + ".old"));
+    ++resumed;
+  }
+  CHECK(resumed > 0);
+  CHECK(midway > 0);
 }
 
 // 15 epochs of real training: about 25 s in a release build, far longer under the sanitizers.

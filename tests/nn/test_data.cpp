@@ -96,6 +96,13 @@ TEST_CASE("truncated, corrupt and foreign IDX files give clear errors") {
   CHECK_THROWS_AS(read_idx(write_plain("empty.idx", "")), ValueError);
 }
 
+TEST_CASE("an IDX .gz file followed by bytes that are not gzip data is refused") {
+  const std::string path = write_gz("garbage.gz", idx_bytes({3}, {1, 2, 3}));
+  CHECK(read_idx(path).data.size() == 3);
+  std::ofstream(path, std::ios::binary | std::ios::app) << "trailing garbage";
+  CHECK_THROWS_WITH_AS(read_idx(path), doctest::Contains("follow the gzip stream"), ValueError);
+}
+
 TEST_CASE("an IDX data set: images scaled to [0, 1], labels as class indices") {
   const std::string images = write_gz("img.gz", idx_bytes({5, 2, 3}, ramp(30)));
   const std::string labels = write_gz("lab.gz", idx_bytes({5}, {3, 1, 4, 1, 5}));

@@ -96,4 +96,24 @@ TEST_CASE("optimizers reject tensors that are not trainable leaves") {
   const Tensor w = param({1.0});
   CHECK_THROWS_AS(SGD({w * 2.0}, {.lr = 0.1}), ValueError);
   CHECK_THROWS_AS(SGD({w}, {.lr = -1}), ValueError);
+  CHECK_THROWS_WITH_AS(SGD({w, w}, {.lr = 0.1}), doctest::Contains("the same tensor"), ValueError);
+}
+
+TEST_CASE("hyperparameters must be finite and in range, in constructors and in set_lr") {
+  const Tensor w = param({1.0});
+  const double nan = NAN;
+  CHECK_THROWS_WITH_AS(SGD({w}, {.lr = 0.1, .momentum = nan}),
+                       doctest::Contains("SGD: momentum must be a finite number >= 0, got nan"),
+                       ValueError);
+  CHECK_THROWS_AS(SGD({w}, {.lr = 0.1, .weight_decay = nan}), ValueError);
+  CHECK_THROWS_AS(SGD({w}, {.lr = INFINITY}), ValueError);
+  CHECK_THROWS_AS(Adam({w}, {.eps = nan}), ValueError);
+  CHECK_THROWS_AS(Adam({w}, {.weight_decay = -0.1}), ValueError);
+  CHECK_THROWS_WITH_AS(Adam({w}, {.beta1 = 1.0}), doctest::Contains("beta1 must be a finite number >= 0 and < 1"),
+                       ValueError);
+  SGD sgd({w}, {.lr = 0.1});
+  CHECK_THROWS_AS(sgd.set_lr(nan), ValueError);
+  CHECK_THROWS_AS(sgd.set_lr(-1), ValueError);
+  CHECK_THROWS_AS(sgd.set_steps(-1), ValueError);
+  CHECK(sgd.lr() == 0.1);
 }

@@ -68,6 +68,74 @@ TEST_CASE("npy files: truncated, corrupt or foreign files give clear errors") {
   CHECK_THROWS_WITH_AS(load_npy(write("i.npy", ints)), doctest::Contains("'<i8'"), ValueError);
   CHECK_THROWS_AS(load_npy((dir / "missing.npy").string()), ValueError);
   CHECK_THROWS_AS(load_npy(write("short.npy", "\x93NUM")), ValueError);
+  std::string negative = good;
+  negative.replace(negative.find("(100, 10)"), 9, "(-1, 784)");
+  CHECK_THROWS_WITH_AS(load_npy(write("neg.npy", negative)), doctest::Contains("non-negative"),
+                       ValueError);
+  // A header of 30 KB (version 2: a 4-byte length) is read by a loop, not a recursive regex.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), " +
+                       std::string(30000, ' ') + "}\n";
+  std::string v2 = std::string("\x93NUMPY\x02\x00", 8);
+  for (int i = 0; i < 4; ++i) v2 += static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  const Tensor two = load_npy(write("long.npy", v2 + header + std::string(8, '\0')));
+  CHECK(two.shape() == Shape{2});
+  std::string nested = std::string("\x93NUMPY\x02\x00", 8);
+  const std::string deep = "{'descr': " + std::string(30000, '(') + "}";
+  for (int i = 0; i < 4; ++i) nested += static_cast<char>((deep.size() >> (8 * i)) & 0xff);
+  CHECK_THROWS_AS(load_npy(write("deep.npy", nested + deep)), ValueError);
+}
+
+TEST_CASE("an optimizer's folder with a foreign or absurd file is refused before anything changes") {
+  const fs::path dir = scratch("optimizer_bad");
+  const Tensor w = Tensor(xt::xarray<float>{1.0f, 2.0f}, true);
+  Adam adam({w});
+  w.set_grad(Tensor(xt::xarray<float>{0.5f, -0.5f}));
+  adam.step();
+  save(adam, dir.string());
+  fs::copy_file(dir / "exp_avg.0.npy", dir / "exp_avg.99999999999999999999.npy");
+  Adam other({w});
+  CHECK_THROWS_WITH_AS(load(other, dir.string()), doctest::Contains("NAME.INDEX.npy"), ValueError);
+  CHECK(other.steps() == 0);
+  fs::remove(dir / "exp_avg.99999999999999999999.npy");
+  save_npy((dir / "steps.npy").string(), scalar(NAN, {.dtype = kFloat64}));
+  CHECK_THROWS_WITH_AS(load(other, dir.string()), doctest::Contains("whole number of steps"),
+                       ValueError);
+  save_npy((dir / "steps.npy").string(), scalar(1, {.dtype = kFloat64}));
+  save_npy((dir / "lr.npy").string(), scalar(-1, {.dtype = kFloat64}));
+  CHECK_THROWS_AS(load(other, dir.string()), ValueError);
+}
+
+TEST_CASE("Checkpoint: a checkpoint.json of the wrong types or values is refused, not a crash") {
+  const fs::path dir = scratch("checkpoint_bad");
+  Generator gen(1);
+  MLP net({2, 3}, "relu", kFloat32, gen);
+  Checkpoint good;
+  good.module(net);
+  good.epoch = 1;
+  good.save(dir.string());
+  std::ifstream in(dir / "checkpoint.json");
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = text;
+    REQUIRE(t.find(from) != std::string::npos);
+    t.replace(t.find(from), from.size(), to);
+    std::ofstream(dir / "checkpoint.json") << t;
+  };
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"\"epoch\": 1", "\"epoch\": \"3\""},
+           {"\"epoch\": 1", "\"epoch\": -3"},
+           {"\"epoch\": 1", "\"epoch\": 1000000000000000000000"},
+           {"\"metadata\": \"\"", "\"metadata\": [5]"},
+           {"\"format\"", "\"fmt\""}}) {
+    with(from, to);
+    INFO(to);
+    Checkpoint c;
+    c.module(net);
+    CHECK_THROWS_AS(c.load(dir.string()), ValueError);
+  }
+  std::ofstream(dir / "checkpoint.json") << "[1, 2, 3]";
+  Checkpoint c;
+  CHECK_THROWS_AS(c.load(dir.string()), ValueError);
 }
 
 TEST_CASE("a module's parameters round-trip through a folder of .npy files") {
@@ -184,4 +252,16 @@ TEST_CASE("Checkpoint: model, optimizer, schedule, generator, epoch and metadata
   CHECK_THROWS_WITH_AS(wrong_optimizer.load(dir.string()),
                        doctest::Contains("is of another optimizer"), ValueError);
   CHECK_THROWS_AS(Checkpoint().load((dir / "nothing").string()), ValueError);
+}
+
+TEST_CASE("Checkpoint: a save never replaces a folder that is not a checkpoint") {
+  const fs::path dir = scratch("not_a_checkpoint");
+  fs::create_directories(dir);
+  std::ofstream(dir / "precious.txt") << "keep me";
+  Generator gen(1);
+  MLP net({2, 3}, "relu", kFloat32, gen);
+  Checkpoint c;
+  c.module(net);
+  CHECK_THROWS_WITH_AS(c.save(dir.string()), doctest::Contains("is not a checkpoint"), ValueError);
+  CHECK(fs::exists(dir / "precious.txt"));
 }
