@@ -44,8 +44,7 @@ void accumulate(Tensor& slot, Tensor g) { slot = slot.defined() ? add(slot, g) :
 Tensor owned(Tensor g) {
   if (g.impl_ptr().use_count() == 1 && g.impl()->value.use_count() == 1 && !g.requires_grad())
     return g;
-  return Tensor(std::make_shared<TensorImpl>(
-      TensorImpl{std::make_shared<Storage>(g.storage()), Tensor(), NodeRef(), false}));
+  return std::visit([](const auto& a) { return Tensor(a); }, g.storage());  // a copy
 }
 
 void add_in_place(Tensor& dst, const Tensor& src) {
@@ -57,6 +56,7 @@ void add_in_place(Tensor& dst, const Tensor& src) {
         for (std::size_t i = 0, n = d.size(); i < n; ++i) p[i] += s[i];
       },
       *dst.impl()->value);
+  if (dst.impl()->version) dst.impl()->version->fetch_add(1, std::memory_order_relaxed);
 }
 
 Tensor seed_for(const Tensor& out, const std::vector<Tensor>& grad_outputs, std::size_t i) {

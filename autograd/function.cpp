@@ -64,6 +64,7 @@ void record_custom(Tensor& out, std::span<const Tensor* const> inputs, std::stri
     if (t->impl() == out.impl()) {
       auto alias = std::make_shared<TensorImpl>();
       alias->value = out.impl()->value;
+      alias->version = out.impl()->version;
       out = Tensor(std::move(alias));
       break;
     }

@@ -44,10 +44,12 @@ Node::~Node() {
 
 void Node::save(std::initializer_list<std::reference_wrapper<const Tensor>> tensors) {
   for (const Tensor& t : tensors) {
-    if (t.impl()->grad_fn.get() == this)
-      saved_.push_back({nullptr, t.impl()->value});
+    TensorImpl* impl = t.impl();
+    const std::uint64_t at = impl->version ? impl->version->load(std::memory_order_relaxed) : 0;
+    if (impl->grad_fn.get() == this)
+      saved_.push_back({nullptr, impl->value, impl->version, at});
     else
-      saved_.push_back({t.impl_ptr(), nullptr});
+      saved_.push_back({t.impl_ptr(), nullptr, impl->version, at});
   }
 }
 
@@ -57,9 +59,17 @@ Tensor Node::saved(std::size_t i) const {
                         ": backward through this graph a second time, but its saved tensors were "
                         "released by the first backward; pass retain_graph=true to the first one");
   const Saved& s = saved_.at(i);
+  if (s.version && s.version->load(std::memory_order_relaxed) != s.at)
+    throw AutogradError(
+        std::string(name()) + ": " + (s.tensor ? "an input" : "the output") +
+        " that it saved for backward was changed in place after the forward (version " +
+        std::to_string(s.version->load()) + ", saved at version " + std::to_string(s.at) +
+        "), so its gradient would be wrong; change tensors only after backward, or compute with "
+        "a copy");
   if (s.tensor) return Tensor(s.tensor);
   auto impl = std::make_shared<TensorImpl>();
   impl->value = s.output;
+  impl->version = s.version;
   impl->grad_fn = NodeRef(const_cast<Node*>(this));
   impl->requires_grad = true;
   return Tensor(std::move(impl));

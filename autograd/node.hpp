@@ -7,6 +7,8 @@
 /// and the tensors it saved. Nothing points forward in time, so there are no cycles: when the last
 /// tensor of a graph goes, the graph goes (see Tape for the order of the sweep).
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -41,9 +43,19 @@ class NodeRef {
   Node* node_ = nullptr;
 };
 
+/// A tensor's values and their version: the count of in-place changes (mutable_value), which a
+/// node compares, when it uses a tensor it saved, with the count it saw at saving.
+struct StorageBox {
+  Storage data;
+  std::atomic<std::uint64_t> version{0};
+};
+
 struct TensorImpl {
   std::shared_ptr<Storage>
       value;  ///< shared so that a node can save its own output without a cycle
+  /// The version of `value`, in the same StorageBox (alive as long as `value`); shared by every
+  /// tensor over the same values (detach). Null for values made without a box: not tracked.
+  std::atomic<std::uint64_t>* version = nullptr;
   Tensor grad;
   NodeRef grad_fn;
   bool requires_grad = false;
@@ -94,6 +106,8 @@ class Node {
   struct Saved {
     std::shared_ptr<TensorImpl> tensor;  ///< an input
     std::shared_ptr<Storage> output;     ///< or the value of this node's output
+    std::atomic<std::uint64_t>* version = nullptr;  ///< the values' version counter
+    std::uint64_t at = 0;                           ///< its count when saved
   };
 
   void release();  ///< drops saved tensors after backward; a second backward then fails

@@ -42,7 +42,11 @@ namespace {
 
 std::shared_ptr<TensorImpl> make_impl(Storage value, bool requires_grad) {
   auto impl = std::make_shared<TensorImpl>();
-  impl->value = std::make_shared<Storage>(std::move(value));
+  auto box = std::make_shared<StorageBox>();
+  box->data = std::move(value);
+  impl->version = &box->version;
+  Storage* data = &box->data;
+  impl->value = std::shared_ptr<Storage>(std::move(box), data);  // one block: values and version
   impl->requires_grad = requires_grad;
   return impl;
 }
@@ -93,7 +97,9 @@ const xt::xarray<T>& Tensor::value() const {
 
 template <class T>
 xt::xarray<T>& Tensor::mutable_value() const {
-  return const_cast<xt::xarray<T>&>(value<T>());
+  xt::xarray<T>& a = const_cast<xt::xarray<T>&>(value<T>());
+  if (impl_->version) impl_->version->fetch_add(1, std::memory_order_relaxed);
+  return a;
 }
 
 template const xt::xarray<float>& Tensor::value<float>() const;
@@ -138,6 +144,7 @@ void Tensor::zero_grad() const { const_cast<TensorImpl&>(checked("zero_grad")).g
 Tensor Tensor::detach() const {
   auto impl = std::make_shared<TensorImpl>();
   impl->value = checked("detach").value;
+  impl->version = impl_->version;  // the same values: the same version
   return Tensor(std::move(impl));
 }
 

@@ -66,13 +66,27 @@ class SwishNet : public nn::Module {
   Tensor beta_;
 };
 
+int run(const std::string& graph);
+
 int main(int argc, char** argv) {
   CLI::App app{
       "Custom ops: Swish with a learnable beta and the smooth-L1 loss, checked and trained."};
   std::string graph;
   app.add_option("--graph", graph, "write the graph of the loss as Graphviz DOT to this file");
   if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
+  try {
+    return run(graph);
+  } catch (const Error& e) {  // the --graph file cannot be written
+    std::cerr << "custom_op: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "custom_op: internal error: " << e.what() << "\n";
+    return 3;
+  }
+}
 
+// 0 when both ops check out and training works, 1 when not.
+int run(const std::string& graph) {
   // 1. Verify both ops against finite differences, first and second derivatives.
   Generator gen(3);
   const Tensor x = randn({4, 3}, {.dtype = kFloat64, .requires_grad = true}, gen);

@@ -261,3 +261,24 @@ TEST_CASE("memory stays bounded when forward results that require grad are disca
   kept = Tensor();
   CHECK(Tape::current().size() == before);
 }
+
+TEST_CASE("a tensor changed in place between forward and backward: an error naming the op") {
+  const Tensor x = testing::f64({1.0, 2.0}, true);
+  const Tensor w = testing::f64({3.0, 4.0});
+  const Tensor y = sum(x * w);
+  w.mutable_value<double>()(0) = 30.0;  // the gradient of x would silently be 30, not 3
+  CHECK_THROWS_WITH_AS(y.backward(),
+                       doctest::Contains("mul: an input that it saved for backward was changed "
+                                         "in place after the forward"),
+                       AutogradError);
+  // A saved output changed through a detached handle: it shares the values, so their version.
+  const Tensor e = exp(x);
+  const Tensor z = sum(e);
+  e.detach().mutable_value<double>()(1) = 0.0;
+  CHECK_THROWS_WITH_AS(z.backward(), doctest::Contains("exp: the output"), AutogradError);
+  // Changes after backward are what optimizers do: fine.
+  const Tensor v = sum(x * w);
+  v.backward();
+  x.mutable_value<double>()(0) = 5.0;
+  CHECK(x.grad().defined());
+}

@@ -149,6 +149,9 @@ TEST_CASE("walkthrough: bad input exits with status 2 and says what is wrong") {
                      R"({"layers": [{"W": [[1e300, 1e300], [3, 4]], "b": [0, 0]}], "x": [1e300, 2], "y": 0})"),
        "leave double's range"},
       {"--spec " + fs::temp_directory_path().string(), "is a folder"},
+      {"--spec " + spec_file("big_label.json",
+                             R"({"layers": [{"W": [[1, 2], [3, 4]], "b": [0, 0]}], "x": [1, 2], "y": 18446744073709551615})"),
+       "label 18446744073709551615 is out of range"},
       {"--formula sloppy", "--formula"},
       {"--no-such-flag", "no-such-flag"},
   };
