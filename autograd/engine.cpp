@@ -97,7 +97,10 @@ struct Engine::Sweep {
   ~Sweep() {
     for (std::size_t i = 0; i < top && i < tape.entries_.size(); ++i)
       if (Node* n = tape.entries_[i]) n->grad_ = Tensor();
-    if (--tape.sweeps_ == 0) tape.tidy();
+    if (--tape.sweeps_ == 0) {
+      tape.tidy();
+      tape.collect_foreign();
+    }
   }
 };
 
@@ -138,7 +141,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
       deliver_to_leaf(out.impl_ptr(), std::move(seed), create_graph, capture);
       continue;
     }
-    if (node->tape_ != &tape)
+    if (node->tape_.load(std::memory_order_relaxed) != &tape)
       throw AutogradError("backward: output " + std::to_string(i) +
                           " was computed on another thread; run backward on the thread that "
                           "built the graph");

@@ -20,13 +20,19 @@ thread_local bool collecting = false;
 // ---- NodeRef ----------------------------------------------------------------------------------
 
 NodeRef::NodeRef(Node* node) : node_(node) {
-  if (node_) ++node_->refs_;
+  if (node_) node_->refs_.fetch_add(1, std::memory_order_relaxed);
 }
 
 NodeRef::~NodeRef() {
-  if (!node_ || --node_->refs_ > 0) return;
-  node_->next_dead_ = dead_head;
-  dead_head = node_;
+  if (!node_ || node_->refs_.fetch_sub(1, std::memory_order_acq_rel) > 1) return;
+  Tape* owner = node_->tape_.load(std::memory_order_acquire);
+  if (owner && owner != Tape::of_this_thread() && Tape::adopt_foreign(node_)) return;
+  collect_dead(node_);
+}
+
+void collect_dead(Node* node) {
+  node->next_dead_ = dead_head;
+  dead_head = node;
   if (collecting) return;
   collecting = true;
   while (Node* n = dead_head) {
@@ -39,7 +45,7 @@ NodeRef::~NodeRef() {
 // ---- Node -------------------------------------------------------------------------------------
 
 Node::~Node() {
-  if (tape_) tape_->remove(this);
+  if (Tape* tape = tape_.load(std::memory_order_relaxed)) tape->remove(this);
 }
 
 void Node::save(std::initializer_list<std::reference_wrapper<const Tensor>> tensors) {
@@ -110,7 +116,7 @@ void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs) {
     edge.dtype = t->dtype();
     TensorImpl* impl = t->impl();
     if (impl->grad_fn) {
-      if (impl->grad_fn->tape_ != &tape)
+      if (impl->grad_fn->tape_.load(std::memory_order_relaxed) != &tape)
         throw AutogradError(
             std::string(node->name()) +
             ": an input was computed on another thread's tape; a graph must be "

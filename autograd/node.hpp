@@ -22,7 +22,8 @@ namespace xgrad {
 
 class Tape;
 
-/// Intrusive reference to a node. Not atomic: a graph belongs to the thread that built it.
+/// Intrusive reference to a node, counted atomically: a handle may be dropped on any thread (a
+/// node whose last reference goes on another thread is deleted by its own thread, see Tape).
 class NodeRef {
  public:
   NodeRef() = default;
@@ -100,6 +101,7 @@ class Node {
  private:
   friend class NodeRef;
   friend class Tape;
+  friend void collect_dead(Node*);
   friend class Engine;
   friend void attach(Tensor&, Node*, std::span<const Tensor* const>);
 
@@ -112,8 +114,8 @@ class Node {
 
   void release();  ///< drops saved tensors after backward; a second backward then fails
 
-  int refs_ = 0;
-  Tape* tape_ = nullptr;
+  std::atomic<int> refs_{0};
+  std::atomic<Tape*> tape_{nullptr};  ///< the tape of the thread that built it; null once it ended
   std::size_t index_ = 0;  ///< position on the tape (creation order)
   Node* next_dead_ = nullptr;
   bool released_ = false;
@@ -122,6 +124,10 @@ class Node {
   Tensor grad_;  ///< gradient of the output, accumulated during a backward sweep
   std::unique_ptr<std::string> created_at_;
 };
+
+/// Deletes a node whose last reference went, and the older nodes that go with it, on this thread
+/// (iteratively: a chain of a million nodes does not overflow the stack).
+void collect_dead(Node* node);
 
 bool should_record(std::span<const Tensor* const> inputs);
 void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs);

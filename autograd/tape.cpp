@@ -1,20 +1,62 @@
 #include "autograd/tape.hpp"
 
+#include <mutex>
+
 #include "autograd/node.hpp"
 
 namespace xgrad {
+
+namespace {
+// Guards every tape's foreign_ list and the moment a tape lets go of its nodes (thread exit).
+std::mutex& foreign_mutex() {
+  static std::mutex m;
+  return m;
+}
+// Trivially destructible: readable while the thread's other thread_locals are destroyed.
+thread_local Tape* this_thread_tape = nullptr;
+}  // namespace
 
 // ---- Tape -------------------------------------------------------------------------------------
 
 Tape& Tape::current() {
   thread_local Tape tape;
+  this_thread_tape = &tape;
   return tape;
 }
 
+Tape* Tape::of_this_thread() { return this_thread_tape; }
+
 Tape::~Tape() {
-  // Graphs that outlive their thread stay usable as values; they just leave no trace here.
-  for (Node* n : entries_)
-    if (n) n->tape_ = nullptr;
+  std::vector<Node*> foreign;
+  {
+    // Graphs that outlive their thread stay usable as values; they just leave no trace here.
+    std::lock_guard<std::mutex> lock(foreign_mutex());
+    for (Node* n : entries_)
+      if (n) n->tape_.store(nullptr, std::memory_order_relaxed);
+    foreign.swap(foreign_);
+    this_thread_tape = nullptr;
+  }
+  for (Node* n : foreign) collect_dead(n);
+}
+
+bool Tape::adopt_foreign(Node* node) {
+  std::lock_guard<std::mutex> lock(foreign_mutex());
+  Tape* owner = node->tape_.load(std::memory_order_relaxed);
+  if (!owner) return false;  // its thread ended meanwhile
+  owner->foreign_.push_back(node);
+  owner->has_foreign_.store(true, std::memory_order_release);
+  return true;
+}
+
+void Tape::collect_foreign() {
+  if (!has_foreign_.load(std::memory_order_acquire) || sweeps_ > 0) return;
+  std::vector<Node*> foreign;
+  {
+    std::lock_guard<std::mutex> lock(foreign_mutex());
+    foreign.swap(foreign_);
+    has_foreign_.store(false, std::memory_order_relaxed);
+  }
+  for (Node* n : foreign) collect_dead(n);
 }
 
 std::size_t Tape::saved_bytes() const {
@@ -25,7 +67,8 @@ std::size_t Tape::saved_bytes() const {
 }
 
 void Tape::add(Node* node) {
-  node->tape_ = this;
+  collect_foreign();
+  node->tape_.store(this, std::memory_order_relaxed);
   node->index_ = entries_.size();
   entries_.push_back(node);
 }

@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <thread>
 
 #include "autograd/engine.hpp"
@@ -281,4 +284,71 @@ TEST_CASE("a tensor changed in place between forward and backward: an error nami
   v.backward();
   x.mutable_value<double>()(0) = 5.0;
   CHECK(x.grad().defined());
+}
+
+TEST_CASE("handles dropped on another thread while the building thread keeps recording") {
+  // Thread A builds graphs and hands their outputs to thread B, which drops them, while A goes on
+  // recording: the nodes go back to A's tape and A deletes them. Under ./dev sanitize any race on
+  // the tape or the nodes is a report.
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<Tensor> handed;
+  bool done = false;
+  std::size_t dropped = 0;
+  std::thread b([&] {
+    for (;;) {
+      std::unique_lock<std::mutex> lock(m);
+      cv.wait(lock, [&] { return done || !handed.empty(); });
+      if (handed.empty() && done) return;
+      Tensor t = std::move(handed.front());
+      handed.pop_front();
+      lock.unlock();
+      t = Tensor();  // the last handle of that graph goes here, on B
+      ++dropped;
+    }
+  });
+  std::size_t live_after = 0;
+  std::thread a([&] {
+    const Tensor x = testing::f64({1.0, 2.0, 3.0}, true);
+    for (int i = 0; i < 2000; ++i) {
+      Tensor y = x;
+      for (int k = 0; k < 5; ++k) y = tanh(y * 1.01 + 0.1);
+      {
+        std::lock_guard<std::mutex> lock(m);
+        handed.push_back(sum(y));
+      }
+      cv.notify_one();
+      const Tensor own = sum(exp(x));  // A keeps recording and running backward meanwhile
+      own.backward();
+    }
+    {
+      std::lock_guard<std::mutex> lock(m);
+      done = true;
+    }
+    cv.notify_one();
+    while (true) {  // once B dropped everything, A's next op collects what came back
+      {
+        std::lock_guard<std::mutex> lock(m);
+        if (handed.empty()) break;
+      }
+      std::this_thread::yield();
+    }
+    b.join();
+    const Tensor probe = exp(x);
+    live_after = Tape::current().size();
+  });
+  a.join();
+  CHECK(dropped == 2000);
+  CHECK(live_after == 1);  // only the probe's node: every handed-back graph was deleted
+}
+
+TEST_CASE("a graph outlives the thread that built it, and is freed where its last handle goes") {
+  Tensor kept;
+  std::thread t([&] {
+    const Tensor x = testing::f64({1.0, 2.0}, true);
+    kept = sum(tanh(x) * 2.0);
+  });
+  t.join();
+  CHECK(kept.item() == doctest::Approx(2 * (std::tanh(1.0) + std::tanh(2.0))));
+  kept = Tensor();
 }
