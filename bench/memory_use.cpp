@@ -61,33 +61,35 @@ int main(int argc, char** argv) {
   if (const int status = bench::parse_step_options(argc, argv, about, o, 20, false); status >= 0)
     return status;
   const auto& [batch, steps, dims, threads] = o;
-  keep_freed_memory();
-  set_num_threads(1);
-  const std::size_t baseline = live_bytes;  // what the program holds before the model exists
-  peak_bytes = live_bytes;
+  return bench::guarded("memory_use", [&] {
+    keep_freed_memory();
+    set_num_threads(1);
+    const std::size_t baseline = live_bytes;  // what the program holds before the model exists
+    peak_bytes = live_bytes;
 
-  Generator gen(0);
-  nn::MLP net(dims, "relu", Dtype::float32, gen);
-  nn::SGD sgd(net.parameters(), {.lr = 0.01, .momentum = 0.9});
-  const Tensor x = randn({batch, dims.front()}, {}, gen);
-  Index y = Index::from_shape({batch});
-  for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % dims.back());
+    Generator gen(0);
+    nn::MLP net(dims, "relu", Dtype::float32, gen);
+    nn::SGD sgd(net.parameters(), {.lr = 0.01, .momentum = 0.9});
+    const Tensor x = randn({batch, dims.front()}, {}, gen);
+    Index y = Index::from_shape({batch});
+    for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % dims.back());
 
-  double parameters = 0, activations = static_cast<double>(batch * dims.front());
-  for (const Tensor& p : net.parameters()) parameters += static_cast<double>(p.numel());
-  for (std::size_t l = 1; l < dims.size(); ++l)
-    activations += static_cast<double>(batch * dims[l]) * (l + 1 < dims.size() ? 2 : 1);
-  const double mb = 4.0 / (1 << 20);
-  const double needed = (3 * parameters + activations) * mb;  // parameters, gradients, momentum
+    double parameters = 0, activations = static_cast<double>(batch * dims.front());
+    for (const Tensor& p : net.parameters()) parameters += static_cast<double>(p.numel());
+    for (std::size_t l = 1; l < dims.size(); ++l)
+      activations += static_cast<double>(batch * dims[l]) * (l + 1 < dims.size() ? 2 : 1);
+    const double mb = 4.0 / (1 << 20);
+    const double needed = (3 * parameters + activations) * mb;  // parameters, gradients, momentum
 
-  double rss_step10 = 0;
-  for (std::size_t s = 0; s < steps; ++s) {
-    sgd.zero_grad();
-    nn::softmax_cross_entropy(net(x), y).backward();
-    sgd.step();
-    if (s == 9) rss_step10 = status_mb("VmRSS");
-  }
-  const double peak = static_cast<double>(peak_bytes - baseline) / (1 << 20);
-  std::printf("needed_mb=%.2f peak_mb=%.2f ratio=%.2f rss_step10_mb=%.1f rss_last_mb=%.1f\n",
-              needed, peak, peak / needed, rss_step10, status_mb("VmRSS"));
+    double rss_step10 = 0;
+    for (std::size_t s = 0; s < steps; ++s) {
+      sgd.zero_grad();
+      nn::softmax_cross_entropy(net(x), y).backward();
+      sgd.step();
+      if (s == 9) rss_step10 = status_mb("VmRSS");
+    }
+    const double peak = static_cast<double>(peak_bytes - baseline) / (1 << 20);
+    std::printf("needed_mb=%.2f peak_mb=%.2f ratio=%.2f rss_step10_mb=%.1f rss_last_mb=%.1f\n",
+                needed, peak, peak / needed, rss_step10, status_mb("VmRSS"));
+  });
 }

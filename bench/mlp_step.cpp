@@ -22,24 +22,26 @@ int main(int argc, char** argv) {
   if (const int status = bench::parse_step_options(argc, argv, about, o); status >= 0)
     return status;
   const auto [batch, steps, dims, threads] = o;
-  keep_freed_memory();
-  set_num_threads(threads);
-  Generator gen(0);
-  nn::MLP net(dims, "relu", Dtype::float32, gen);
-  nn::SGD sgd(net.parameters(), {.lr = 0.01});
-  const Tensor x = randn({batch, dims.front()}, {}, gen);
-  Index y = Index::from_shape({batch});
-  for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % dims.back());
+  return bench::guarded("mlp_step", [&] {
+    keep_freed_memory();
+    set_num_threads(threads);
+    Generator gen(0);
+    nn::MLP net(dims, "relu", Dtype::float32, gen);
+    nn::SGD sgd(net.parameters(), {.lr = 0.01});
+    const Tensor x = randn({batch, dims.front()}, {}, gen);
+    Index y = Index::from_shape({batch});
+    for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % dims.back());
 
-  std::vector<double> times;
-  for (std::size_t s = 0; s < steps; ++s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    sgd.zero_grad();
-    const Tensor loss = nn::softmax_cross_entropy(net(x), y);
-    loss.backward();
-    sgd.step();
-    times.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::printf("median_us=%g\n", bench::median_after_warmup(times));
+    std::vector<double> times;
+    for (std::size_t s = 0; s < steps; ++s) {
+      const auto t0 = std::chrono::steady_clock::now();
+      sgd.zero_grad();
+      const Tensor loss = nn::softmax_cross_entropy(net(x), y);
+      loss.backward();
+      sgd.step();
+      times.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::printf("median_us=%g\n", bench::median_after_warmup(times));
+  });
 }

@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstddef>
+#include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,18 @@ inline int parse_step_options(int argc, char** argv, const std::string& descript
   CLI::App app{description};
   add_step_options(app, o, min_steps, with_threads);
   return parse(app, argc, argv);
+}
+
+// Runs a benchmark's body: an exception (bad --dims, out of memory) is reported and exits 2.
+template <class F>
+int guarded(const char* program, F&& body) {
+  try {
+    body();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 2;
+  }
 }
 
 // The median of the times after the first fifth (the warm-up), as every peer reports it.

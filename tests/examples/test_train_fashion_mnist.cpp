@@ -130,6 +130,21 @@ TEST_CASE("training: the same seed gives the same numbers, and a resumed run con
   const Run other = run(small(data) + "--epochs 3 --hidden 8 --resume " + ckpt.string());
   CHECK(other.status == 2);
   CHECK(other.err.find("another model") != std::string::npos);
+  // A crafted epoch: far beyond --epochs, or negative. Refused, not run for ages.
+  std::ifstream in(ckpt / "checkpoint.json");
+  std::string meta((std::istreambuf_iterator<char>(in)), {});
+  in.close();
+  const std::size_t at = meta.find("\"epoch\": 2");
+  REQUIRE(at != std::string::npos);
+  for (const std::string epoch : {"1000000000000", "-3"}) {
+    std::string crafted = meta;
+    crafted.replace(at, 11, "\"epoch\": " + epoch);
+    std::ofstream(ckpt / "checkpoint.json") << crafted;
+    const Run r = run(small(data) + "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none " +
+                      "--resume " + ckpt.string());
+    INFO(epoch << ": " << r.err);
+    CHECK(r.status == 2);
+  }
 }
 
 TEST_CASE("training: missing or bad data exits with status 2 and says why") {
