@@ -439,7 +439,7 @@ void Checkpoint::load(const std::string& dir) {
   } catch (const json::exception& e) {
     throw ValueError("load: " + file + ": " + e.what());
   }
-  if (!meta.is_object() || meta.value("format", "") != "xgrad checkpoint 1")
+  if (!meta.is_object() || !meta.contains("format") || meta["format"] != "xgrad checkpoint 1")
     throw ValueError("load: " + file + " is not an xgrad checkpoint");
   const auto saved_epoch = field<std::int64_t>(meta, "epoch", file);
   if (saved_epoch < 0) throw ValueError("load: " + file + ": epoch " + std::to_string(saved_epoch) + " is negative");
@@ -450,7 +450,10 @@ void Checkpoint::load(const std::string& dir) {
   if (module_) {
     const json saved = meta.contains("model") ? meta["model"] : json();
     if (saved != describe(*module_))
-      mismatch("model", saved.is_object() ? saved.value("tree", saved.dump()) : saved.dump(),
+      mismatch("model",
+               saved.is_object() && saved.contains("tree") && saved["tree"].is_string()
+                   ? saved["tree"].get<std::string>()
+                   : saved.dump(),
                module_->str());
   }
   if (optimizer_ && meta.value("optimizer", json()).dump() != json(optimizer_->name()).dump())

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -114,6 +115,9 @@ std::vector<EpochResult> from_rows(const std::vector<std::vector<double>>& rows)
   for (const std::vector<double>& r : rows) {
     if (r.size() != 6) throw ValueError("an epoch's record has " + std::to_string(r.size()) +
                                         " numbers; expected 6");
+    if (!(r[0] >= 0 && r[0] <= 1e9 && r[0] == std::floor(r[0])))
+      throw ValueError("an epoch's record starts with " + std::to_string(r[0]) +
+                       "; expected an epoch number");
     out.push_back({static_cast<int>(r[0]), r[1], r[2], r[3], r[4], r[5]});
   }
   return out;
