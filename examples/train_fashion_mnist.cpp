@@ -285,7 +285,8 @@ int main(int argc, char** argv) {
     std::cerr << "train_fashion_mnist: " << e.what() << "\n";
     return 2;
   } catch (const std::bad_alloc&) {
-    std::cerr << "train_fashion_mnist: out of memory (a smaller --hidden or --batch-size?)\n";
+    std::cerr << "train_fashion_mnist: out of memory: the data set, --hidden or --batch-size is too "
+                 "large for this machine\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "train_fashion_mnist: internal error: " << e.what() << "\n";

@@ -276,6 +276,28 @@ TEST_CASE("training: a save killed at any moment leaves a checkpoint that resume
   CHECK(midway > 0);
 }
 
+// A 1 MB .gz declaring 256 MB of pixels (1 GB as floats), under a 1.5 GB limit of address space.
+// AddressSanitizer reserves far more address space than that: not under ./dev sanitize.
+TEST_CASE("training: running out of memory is a message and exit 2, not a crash" *
+          doctest::skip(std::getenv("XGRAD_SANITIZED") != nullptr)) {
+  const fs::path dir = scratch() / "huge";
+  fs::create_directories(dir);
+  const std::uint32_t n = 4096;
+  std::vector<std::uint8_t> labels(n);
+  for (std::uint32_t i = 0; i < n; ++i) labels[i] = static_cast<std::uint8_t>(i % 4);
+  write_idx(dir / "train-images-idx3-ubyte.gz", {n, 256, 256},
+            std::vector<std::uint8_t>(std::size_t{n} * 256 * 256, 0));
+  write_idx(dir / "train-labels-idx1-ubyte.gz", {n}, labels);
+  fs::copy_file(dir / "train-images-idx3-ubyte.gz", dir / "t10k-images-idx3-ubyte.gz");
+  fs::copy_file(dir / "train-labels-idx1-ubyte.gz", dir / "t10k-labels-idx1-ubyte.gz");
+  CHECK(fs::file_size(dir / "train-images-idx3-ubyte.gz") < (std::size_t{2} << 20));
+  const Run r = xgrad::testing::run_program("ulimit -v 1500000; " + std::string(TRAINER),
+                                            "--data " + dir.string() + " --epochs 1");
+  INFO(r.err);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("out of memory") != std::string::npos);
+}
+
 // 15 epochs of real training: about 25 s in a release build, far longer under the sanitizers.
 TEST_CASE(
     "training on Fashion-MNIST with the defaults reaches 89.5% test accuracy" *
