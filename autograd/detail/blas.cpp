@@ -2,6 +2,14 @@
 
 #include <cblas.h>
 
+#include <string>
+
+#include "autograd/error.hpp"
+
+#ifdef XGRAD_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
 namespace xgrad::detail {
 
 namespace {
@@ -9,11 +17,23 @@ CBLAS_TRANSPOSE flag(bool t) { return t ? CblasTrans : CblasNoTrans; }
 blasint as_int(std::size_t v) { return static_cast<blasint>(v); }
 }  // namespace
 
+// float32 goes to oneDNN where the build has it: its JIT kernels for the CPU at hand ran at about
+// twice OpenBLAS's rate on this project's shapes (docs/performance.md, ../shared/GEMM-NOTES.md).
+// float64 stays on OpenBLAS: oneDNN has no double GEMM on CPU.
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
           std::size_t ldc) {
+#ifdef XGRAD_ONEDNN
+  const auto d = [](std::size_t v) { return static_cast<dnnl_dim_t>(v); };
+  const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', d(m), d(n),
+                                          d(k), alpha, a, d(lda), b, d(ldb), beta, c, d(ldc));
+  if (status != dnnl_success)
+    throw Error("gemm: oneDNN's sgemm failed (status " + std::to_string(status) + ") for " +
+                std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k));
+#else
   cblas_sgemm(CblasRowMajor, flag(trans_a), flag(trans_b), as_int(m), as_int(n), as_int(k), alpha,
               a, as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
+#endif
 }
 
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, double alpha,
@@ -21,6 +41,14 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           double* c, std::size_t ldc) {
   cblas_dgemm(CblasRowMajor, flag(trans_a), flag(trans_b), as_int(m), as_int(n), as_int(k), alpha,
               a, as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
+}
+
+const char* gemm_backend() {
+#ifdef XGRAD_ONEDNN
+  return "onednn";
+#else
+  return "openblas";
+#endif
 }
 
 }  // namespace xgrad::detail

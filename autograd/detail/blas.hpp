@@ -13,4 +13,6 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
           double* c, std::size_t ldc);
 
+const char* gemm_backend();  // where the float32 gemm runs: "onednn" or "openblas"
+
 }  // namespace xgrad::detail

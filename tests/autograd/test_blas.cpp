@@ -1,0 +1,75 @@
+// The matrix-product backend (oneDNN or OpenBLAS for float32, OpenBLAS for float64) against a
+// double-precision loop, on odd shapes, every transpose, and the single row of batch 1.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "autograd/blas.hpp"
+#include "autograd/ops.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+// op(a) op(b) in double with plain loops, and the bound on float32 rounding: for each entry,
+// 2 K eps sum_k |a_ik b_kj| (a dot product of K terms, each rounded).
+template <class T>
+void check_product(std::size_t m, std::size_t n, std::size_t k, bool ta, bool tb, Generator& gen) {
+  const Dtype dtype = dtype_of<T>();
+  const Tensor a = randn(ta ? Shape{k, m} : Shape{m, k}, {.dtype = dtype}, gen);
+  const Tensor b = randn(tb ? Shape{n, k} : Shape{k, n}, {.dtype = dtype}, gen);
+  const Tensor product = mm(a, b, ta, tb);
+  const xt::xarray<T>& c = product.value<T>();
+  REQUIRE(c.shape() == Shape{m, n});
+  const T* pa = a.value<T>().data();
+  const T* pb = b.value<T>().data();
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double exact = 0, magnitude = 0;
+      for (std::size_t t = 0; t < k; ++t) {
+        const double x = pa[ta ? t * m + i : i * k + t], y = pb[tb ? j * k + t : t * n + j];
+        exact += x * y;
+        magnitude += std::abs(x * y);
+      }
+      const double got = c(i, j);
+      if (!(std::abs(got - exact) <= 2 * static_cast<double>(k) * eps * magnitude + 1e-30)) {
+        INFO(m << " x " << n << " x " << k << (ta ? " A^T" : "") << (tb ? " B^T" : "") << " at ["
+               << i << ", " << j << "]: " << got << " vs " << exact);
+        CHECK(false);
+        return;
+      }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("matrix products agree with a double-precision loop: odd shapes, transposes, batch 1") {
+  INFO("float32 backend: " << gemm_backend());
+  Generator gen(5);
+  const std::size_t shapes[][3] = {{1, 256, 784}, {7, 13, 5}, {33, 65, 129}, {1, 1, 1},
+                                   {64, 10, 128}, {3, 1, 17},  {2, 300, 1},   {257, 31, 63}};
+  for (const auto& s : shapes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        check_product<float>(s[0], s[1], s[2], ta, tb, gen);
+        check_product<double>(s[0], s[1], s[2], ta, tb, gen);
+      }
+  CHECK((std::string(gemm_backend()) == "onednn" || std::string(gemm_backend()) == "openblas"));
+}
+
+TEST_CASE("batched products (3-D) and linear go through the same backend") {
+  Generator gen(6);
+  const Tensor a = randn({3, 5, 7}, {}, gen), b = randn({3, 7, 4}, {}, gen);
+  const xt::xarray<float> c = matmul(a, b).value<float>();
+  for (std::size_t s = 0; s < 3; ++s)
+    for (std::size_t i = 0; i < 5; ++i)
+      for (std::size_t j = 0; j < 4; ++j) {
+        double exact = 0;
+        for (std::size_t t = 0; t < 7; ++t)
+          exact += double(a.value<float>()(s, i, t)) * double(b.value<float>()(s, t, j));
+        CHECK(c(s, i, j) == doctest::Approx(exact).epsilon(1e-5));
+      }
+}
