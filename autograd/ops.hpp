@@ -157,4 +157,18 @@ Tensor operator-(double a, const Tensor& b);
 Tensor operator*(double a, const Tensor& b);
 Tensor operator/(double a, const Tensor& b);
 
+// ---- compound assignment ----------------------------------------------------------------------
+/// `a += b` is `a = a + b`: while gradients are recorded, the handle `a` rebinds to the new result
+/// (other handles keep the old tensor). Under NoGradGuard, on a leaf, it writes the result into
+/// a's values in place and `a` stays the same leaf, so a module's parameter stays the module's:
+/// `p -= lr * p.grad()` is a hand-written SGD step. In place, the result must keep a's shape.
+Tensor& operator+=(Tensor& a, const Tensor& b);
+Tensor& operator-=(Tensor& a, const Tensor& b);
+Tensor& operator*=(Tensor& a, const Tensor& b);
+Tensor& operator/=(Tensor& a, const Tensor& b);
+Tensor& operator+=(Tensor& a, double b);
+Tensor& operator-=(Tensor& a, double b);
+Tensor& operator*=(Tensor& a, double b);
+Tensor& operator/=(Tensor& a, double b);
+
 }  // namespace xgrad

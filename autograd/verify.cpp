@@ -74,6 +74,7 @@ std::ostream& operator<<(std::ostream& os, const VerifyReport& r) {
 VerifyReport verify_gradients(const TensorFn& loss,
                               const std::vector<std::pair<std::string, Tensor>>& parameters,
                               const std::vector<Tensor>& claimed, const VerifyOptions& o) {
+  GradModeGuard recording(true);  // its own work needs the tape, even inside a NoGradGuard
   if (claimed.size() != parameters.size())
     throw ValueError("verify_gradients: " + std::to_string(claimed.size()) +
                      " claimed gradients for " + std::to_string(parameters.size()) + " parameters");

@@ -236,4 +236,31 @@ Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(b, a), b); 
 Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 Tensor operator/(double a, const Tensor& b) { return div(scalar_like(b, a), b); }
 
+// ---- compound assignment ----------------------------------------------------------------------
+
+namespace {
+// a = result, or, under NoGradGuard on a leaf, result written into a's values (a stays a leaf).
+Tensor& assign(Tensor& a, const Tensor& result, const char* op) {
+  if (GradMode::is_enabled() || !a.is_leaf()) return a = result;
+  if (result.shape() != a.shape())
+    throw ShapeError(std::string(op) + ": in place, the result of shape " +
+                     shape_str(result.shape()) + " must keep the tensor's shape " +
+                     shape_str(a.shape()));
+  if (a.dtype() == Dtype::float32)
+    a.mutable_value<float>() = result.value<float>();
+  else
+    a.mutable_value<double>() = result.value<double>();
+  return a;
+}
+}  // namespace
+
+Tensor& operator+=(Tensor& a, const Tensor& b) { return assign(a, add(a, b), "operator+="); }
+Tensor& operator-=(Tensor& a, const Tensor& b) { return assign(a, sub(a, b), "operator-="); }
+Tensor& operator*=(Tensor& a, const Tensor& b) { return assign(a, mul(a, b), "operator*="); }
+Tensor& operator/=(Tensor& a, const Tensor& b) { return assign(a, div(a, b), "operator/="); }
+Tensor& operator+=(Tensor& a, double b) { return assign(a, add(a, b), "operator+="); }
+Tensor& operator-=(Tensor& a, double b) { return assign(a, add(a, -b), "operator-="); }
+Tensor& operator*=(Tensor& a, double b) { return assign(a, mul(a, b), "operator*="); }
+Tensor& operator/=(Tensor& a, double b) { return assign(a, a / b, "operator/="); }
+
 }  // namespace xgrad

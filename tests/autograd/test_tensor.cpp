@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "autograd/engine.hpp"
+#include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/tensor.hpp"
 #include "tests/helpers.hpp"
@@ -87,4 +89,37 @@ TEST_CASE("an undefined tensor gives a clear error, not a crash") {
   CHECK_FALSE(t.defined());
   CHECK_THROWS_WITH_AS(t.shape(), doctest::Contains("undefined"), ValueError);
   CHECK_THROWS_AS(t.item(), ValueError);
+}
+
+TEST_CASE("compound assignment: recorded, it rebinds; under NoGradGuard on a leaf, it is in place") {
+  const Tensor c0 = testing::f64({1.0, 2.0}, true);
+  Tensor c = c0;
+  c += c + 1.0;  // c = c0 + (c0 + 1): recorded
+  c *= 2.0;
+  CHECK(testing::flat(c) == std::vector<double>{6.0, 10.0});
+  CHECK_FALSE(c.is_leaf());
+  CHECK(testing::flat(c0) == std::vector<double>{1.0, 2.0});  // the other handle keeps its tensor
+  sum(c).backward();
+  CHECK(testing::flat(c0.grad()) == std::vector<double>{4.0, 4.0});
+
+  // A hand-written SGD step: the parameter stays the same leaf, updated in place.
+  Tensor p = testing::f64({1.0, -1.0}, true);
+  const Tensor same = p;
+  sum(p * p).backward();
+  {
+    NoGradGuard no_grad;
+    p -= 0.25 * p.grad();
+  }
+  CHECK(p.is_leaf());
+  CHECK(p.requires_grad());
+  CHECK(p.impl() == same.impl());
+  CHECK(testing::flat(same) == std::vector<double>{0.5, -0.5});
+  {
+    NoGradGuard no_grad;
+    Tensor q = testing::f64({1.0, 2.0}, true);
+    CHECK_THROWS_WITH_AS(q += testing::f64({{1.0, 2.0}, {3.0, 4.0}}),
+                         doctest::Contains("must keep the tensor's shape [2]"), ShapeError);
+    q /= 2.0;
+    CHECK(testing::flat(q) == std::vector<double>{0.5, 1.0});
+  }
 }

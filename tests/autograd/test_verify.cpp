@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "autograd/grad_mode.hpp"
 #include "autograd/verify.hpp"
 #include "tests/helpers.hpp"
 
@@ -37,4 +38,14 @@ TEST_CASE("verify_gradients accepts right gradients and names the wrong paramete
 
   CHECK_THROWS_AS(verify_gradients(loss, {{"W", w}}, {testing::f64({1.0})}), ShapeError);
   CHECK_THROWS_AS(verify_gradients(loss, {{"W", w}}, {}), ValueError);
+}
+
+TEST_CASE("verify_gradients works inside a NoGradGuard: it turns recording on for its own work") {
+  const Tensor w = testing::f64({1.0, -2.0});
+  const TensorFn loss = [](const std::vector<Tensor>& p) { return sum(p[0] * p[0]); };
+  NoGradGuard no_grad;
+  const VerifyReport report = verify_gradients(loss, {{"w", w}}, {testing::f64({2.0, -4.0})});
+  INFO(report.str());
+  CHECK(report.passed);
+  CHECK_FALSE(GradMode::is_enabled());  // and gives the caller's mode back
 }
