@@ -251,13 +251,17 @@ TEST_CASE("training: a save killed at any moment leaves a checkpoint that resume
   int resumed = 0, midway = 0;
   for (int attempt = 0; attempt < 10; ++attempt) {
     const fs::path ckpt = scratch() / ("killed_" + std::to_string(attempt));
-    // Anywhere in the run: the epochs save often, so some kills land inside a save.
-    const int delay_ms = static_cast<int>(run_ms * (0.1 + 0.9 * (gen() % 1000) / 1000.0));
-    // Started, then killed with SIGKILL after delay_ms, wherever it is (possibly mid-save).
-    const std::string command = "( " + std::string(TRAINER) + " " + args + "--save " +
-                                ckpt.string() + " >/dev/null 2>&1 & pid=$!; sleep " +
-                                std::to_string(delay_ms / 1000.0) + "; kill -9 $pid 2>/dev/null; " +
-                                "wait $pid 2>/dev/null ) 2>/dev/null";
+    // Started; once its first checkpoint exists (so that timing on a slow machine cannot make
+    // every kill too early), killed with SIGKILL after delay_ms, wherever it is: often inside a
+    // save, since every epoch saves.
+    const int delay_ms = static_cast<int>(run_ms * 0.6 * (gen() % 1000) / 1000.0);
+    const std::string first = (ckpt / "checkpoint.json").string();
+    const std::string command =
+        "( " + std::string(TRAINER) + " " + args + "--save " + ckpt.string() +
+        " >/dev/null 2>&1 & pid=$!; while [ ! -e " + first +
+        " ] && kill -0 $pid 2>/dev/null; do sleep 0.002; done; sleep " +
+        std::to_string(delay_ms / 1000.0) + "; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null ) " +
+        "2>/dev/null";
     REQUIRE(std::system(command.c_str()) != -1);
     const Run r = run(args + "--resume " + ckpt.string());
     INFO("killed after " << delay_ms << " ms\n" << r.err);
