@@ -20,7 +20,8 @@ thread_local Tape* this_thread_tape = nullptr;
 
 Tape& Tape::current() {
   thread_local Tape tape;
-  this_thread_tape = &tape;
+  thread_local const bool registered = (this_thread_tape = &tape, true);  // once per thread
+  (void)registered;
   return tape;
 }
 
