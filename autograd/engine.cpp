@@ -14,6 +14,7 @@
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/profiler.hpp"
 #include "autograd/tape.hpp"
 
 namespace xgrad {
@@ -159,14 +160,20 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
         if (capture->nodes[j] == node) capture->grads[j] = g;
     }
     grads.assign(node->num_inputs(), Tensor());
-    node->backward(g, grads);
+    {
+      const ProfileScope profiled(node->name(), true);
+      node->backward(g, grads);
+    }
     const bool anomaly = DetectAnomalyGuard::is_enabled();
     for (std::size_t k = 0; k < grads.size(); ++k) {
       const Edge& edge = node->edges_[k];
       if (!edge.requires_grad() || !grads[k].defined()) continue;
       if (anomaly) detail::check_gradient(*node, k, grads[k]);
       Tensor gk = std::move(grads[k]);
-      if (gk.shape() != edge.shape) gk = sum_to(gk, edge.shape);
+      if (gk.shape() != edge.shape) {  // undoing a broadcast: profiled as backward work
+        const ProfileScope profiled("sum_to", true);
+        gk = sum_to(gk, edge.shape);
+      }
       if (edge.fn)
         accumulate(edge.fn->grad_, std::move(gk));
       else

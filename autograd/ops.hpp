@@ -70,6 +70,17 @@ Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a = false, bool trans
 /// bias (out) or undefined for none. One gemm onto the broadcast bias.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
+/// The activation a fused linear applies to its output.
+enum class Epilogue { none, relu, tanh, sigmoid };
+/// "none", "relu", "tanh", "sigmoid"; and back (ValueError naming the choices).
+const char* epilogue_name(Epilogue epilogue);
+Epilogue epilogue_from_name(const std::string& name);
+/// act(x W^T + b) as one op, asked for explicitly: one gemm onto the bias, then the activation in
+/// place over the output while it is in cache. The pre-activation is never stored: the backward
+/// works from the output (relu: [y > 0], tanh: 1 - y^2, sigmoid: y (1 - y)); under create_graph
+/// it is written in differentiable ops. The same arithmetic as the activation op after linear.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogue activation);
+
 // ---- shape ------------------------------------------------------------------------------------
 Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape);  ///< one entry may be -1
 Tensor flatten(const Tensor& x, std::ptrdiff_t start_axis = 0, std::ptrdiff_t end_axis = -1);

@@ -1,14 +1,18 @@
 // The MLP training step that the peers (LibTorch, raw BLAS) are measured on: forward through
 // Linear and ReLU layers, the fused softmax cross-entropy, backward, one SGD step.
 //
-//   mlp_step --batch 64 --steps 300 [--dims 784,256,128,10] [--threads 1]   ->  median_us=...
+//   mlp_step --batch 64 --steps 300 [--dims 784,256,128,10] [--threads 1] [--fused] [--profile]
+//     ->  median_us=...
 //
+// --fused runs each hidden ReLU inside its Linear (nn::MLP::fuse); --profile then runs as many
+// steps again under xgrad::Profiler and prints its table, per step.
 // The median is taken over the steps after the first fifth (warm-up), as the peers do.
 #include <chrono>
 #include <cstdio>
 
 #include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
+#include "autograd/profiler.hpp"
 #include "bench/options.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
@@ -18,30 +22,44 @@ using namespace xgrad;
 
 int main(int argc, char** argv) {
   bench::StepOptions o;
-  const char* about = "Median time of one MLP training step (forward, softmax-CE, backward, SGD).";
-  if (const int status = bench::parse_step_options(argc, argv, about, o); status >= 0)
-    return status;
+  bool fused = false, profile = false;
+  CLI::App app{"Median time of one MLP training step (forward, softmax-CE, backward, SGD)."};
+  bench::add_step_options(app, o, 5);
+  app.add_flag("--fused", fused, "ReLU in the Linear's epilogue (MLP::fuse)");
+  app.add_flag("--profile", profile, "then print the per-op profile of as many steps");
+  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
   const auto [batch, steps, dims, threads] = o;
   return bench::guarded("mlp_step", [&] {
     keep_freed_memory();
     set_num_threads(threads);
     Generator gen(0);
     nn::MLP net(dims, "relu", Dtype::float32, gen);
+    net.fuse(fused);
     nn::SGD sgd(net.parameters(), {.lr = 0.01});
     const Tensor x = randn({batch, dims.front()}, {}, gen);
     Index y = Index::from_shape({batch});
     for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % dims.back());
 
-    std::vector<double> times;
-    for (std::size_t s = 0; s < steps; ++s) {
-      const auto t0 = std::chrono::steady_clock::now();
+    const auto step = [&] {
       sgd.zero_grad();
       const Tensor loss = nn::softmax_cross_entropy(net(x), y);
       loss.backward();
       sgd.step();
+    };
+    std::vector<double> times;
+    for (std::size_t s = 0; s < steps; ++s) {
+      const auto t0 = std::chrono::steady_clock::now();
+      step();
       times.push_back(
           std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
     std::printf("median_us=%g\n", bench::median_after_warmup(times));
+    if (profile) {
+      Profiler profiler;
+      for (std::size_t s = 0; s < steps; ++s) step();
+      profiler.stop();
+      std::printf("\nprofile of %zu steps (times summed over them):\n%s", steps,
+                  profiler.table().c_str());
+    }
   });
 }

@@ -22,11 +22,12 @@ Linear::Linear(std::size_t in_features, std::size_t out_features, bool with_bias
   }
 }
 
-Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias, epilogue); }
 
 std::string Linear::extra_repr() const {
   return "in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
-         ", bias=" + (bias.defined() ? "true" : "false");
+         ", bias=" + (bias.defined() ? "true" : "false") +
+         (epilogue == Epilogue::none ? "" : std::string(", epilogue=") + epilogue_name(epilogue));
 }
 
 Sequential& Sequential::push_back(std::shared_ptr<Module> module) {
@@ -50,8 +51,34 @@ MLP::MLP(const std::vector<std::size_t>& sizes, const std::string& activation, D
   for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
     linears_.push_back(std::make_shared<Linear>(sizes[l], sizes[l + 1], true, dtype, gen));
     push_back(linears_.back());
-    if (l + 2 < sizes.size()) push_back(make_activation(activation));
+    if (l + 2 < sizes.size()) {
+      activations_.push_back(make_activation(activation));
+      push_back(activations_.back());
+    }
   }
+}
+
+MLP& MLP::fuse(bool on) {
+  Epilogue hidden = Epilogue::none;
+  if (on) {
+    if (activation_ != "relu" && activation_ != "tanh" && activation_ != "sigmoid")
+      throw ValueError("MLP::fuse: the activation \"" + activation_ +
+                       "\" does not fuse into Linear; relu, tanh and sigmoid do");
+    hidden = epilogue_from_name(activation_);
+  }
+  for (std::size_t l = 0; l < linears_.size(); ++l)
+    linears_[l]->epilogue = l + 1 < linears_.size() ? hidden : Epilogue::none;  // logits: none
+  fused_ = on;
+  return *this;
+}
+
+Tensor MLP::forward(const Tensor& x) {
+  Tensor h = x;
+  for (std::size_t l = 0; l < linears_.size(); ++l) {
+    h = linears_[l]->forward(h);
+    if (!fused_ && l < activations_.size()) h = activations_[l]->forward(h);
+  }
+  return h;
 }
 
 }  // namespace xgrad::nn

@@ -6,6 +6,7 @@
 
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/profiler.hpp"
 
 namespace xgrad::nn {
 
@@ -115,6 +116,7 @@ SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
 }
 
 void SGD::step() {
+  const ProfileScope profiled("SGD.step");
   const SGDOptions& o = options_;
   for_each_with_grad(parameters_, [&](auto& p, const auto& g, std::size_t i) {
     using T = typename std::decay_t<decltype(p)>::value_type;
@@ -163,6 +165,7 @@ Adam::Adam(std::vector<Tensor> parameters, AdamOptions options, bool decoupled)
 }
 
 void Adam::step() {
+  const ProfileScope profiled(decoupled_ ? "AdamW.step" : "Adam.step");
   const AdamOptions& o = options_;
   ++steps_;
   const double c1 = 1 - std::pow(o.beta1, static_cast<double>(steps_));

@@ -3,10 +3,12 @@
 // elementwise op shares. Included by .cpp files only.
 
 #include <array>
+#include <cmath>
 #include <string>
 
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/profiler.hpp"
 
 namespace xgrad::detail {
 
@@ -114,6 +116,14 @@ Tensor zip(const char* op, const Tensor& a, const Tensor& b, F&& f) {
 template <class T>
 const T* data(const Tensor& x) {
   return x.value<T>().data();
+}
+
+// 1 / (1 + e^-v), computed as e^v / (1 + e^v) for v < 0 so that e^-v never overflows.
+template <class T>
+T sigmoid_value(T v) {
+  if (v >= 0) return T{1} / (T{1} + std::exp(-v));
+  const T e = std::exp(v);
+  return e / (T{1} + e);
 }
 
 // A rank-0 constant of x's dtype.

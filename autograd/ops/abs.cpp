@@ -15,6 +15,7 @@ struct Abs final : Node {
 }  // namespace
 
 Tensor abs(const Tensor& x) {
+  const ProfileScope profiled("abs");
   Tensor out = detail::map(x, [](auto v) { return std::abs(v); });
   if (auto* node = record<Abs>(out, {x})) node->save({x});
   return out;

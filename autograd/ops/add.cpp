@@ -13,12 +13,14 @@ struct Add final : Node {
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  const ProfileScope profiled("add");
   Tensor out = detail::zip("add", a, b, [](auto x, auto y) { return x + y; });
   record<Add>(out, {a, b});
   return out;
 }
 
 Tensor add(const Tensor& a, double b) {
+  const ProfileScope profiled("add");
   Tensor out = detail::map(a, [b](auto x) { return x + static_cast<decltype(x)>(b); });
   record<Add>(out, {a});
   return out;

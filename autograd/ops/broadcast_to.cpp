@@ -12,6 +12,7 @@ struct BroadcastTo final : Node {
 }  // namespace
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+  const ProfileScope profiled("broadcast_to");
   if (x.dim() > shape.size() || detail::broadcast_shapes("broadcast_to", x.shape(), shape) != shape)
     throw ShapeError("broadcast_to: shape " + shape_str(x.shape()) + " cannot be broadcast to " +
                      shape_str(shape));

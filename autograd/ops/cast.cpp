@@ -13,6 +13,7 @@ struct Cast final : Node {
 }  // namespace
 
 Tensor cast(const Tensor& x, Dtype dtype) {
+  const ProfileScope profiled("cast");
   Tensor out = detail::dispatch(dtype, [&](auto zero) {
     using T = decltype(zero);
     return detail::dispatch(x.dtype(), [&](auto from) {

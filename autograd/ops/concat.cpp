@@ -23,6 +23,7 @@ struct Concat final : Node {
 }  // namespace
 
 Tensor concat(const std::vector<Tensor>& tensors, std::ptrdiff_t axis) {
+  const ProfileScope profiled("concat");
   if (tensors.empty()) throw ValueError("concat: needs at least one tensor");
   const Tensor& first = tensors[0];
   const std::size_t ax = detail::normalize_axis("concat", axis, first.dim());

@@ -16,6 +16,7 @@ struct Div final : Node {
 }  // namespace
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  const ProfileScope profiled("div");
   Tensor out = detail::zip("div", a, b, [](auto x, auto y) { return x / y; });
   if (auto* node = record<Div>(out, {a, b})) node->save({b, out});
   return out;

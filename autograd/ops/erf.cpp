@@ -18,6 +18,7 @@ struct Erf final : Node {
 }  // namespace
 
 Tensor erf(const Tensor& x) {
+  const ProfileScope profiled("erf");
   Tensor out = detail::map(x, [](auto v) { return std::erf(v); });
   if (auto* node = record<Erf>(out, {x})) node->save({x});
   return out;

@@ -13,6 +13,7 @@ struct Exp final : Node {
 }  // namespace
 
 Tensor exp(const Tensor& x) {
+  const ProfileScope profiled("exp");
   Tensor out = detail::map(x, [](auto v) { return std::exp(v); });
   if (auto* node = record<Exp>(out, {x})) node->save({out});
   return out;

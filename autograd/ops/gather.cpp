@@ -19,6 +19,7 @@ struct Gather final : Node {
 }  // namespace
 
 Tensor gather(const Tensor& x, std::ptrdiff_t axis, const Index& index) {
+  const ProfileScope profiled("gather");
   const std::size_t ax = detail::normalize_axis("gather", axis, x.dim());
   const detail::AxisView v = detail::check_gather_index("gather", x, ax, index);
   const std::size_t length = x.size(axis);

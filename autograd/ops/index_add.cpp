@@ -20,6 +20,7 @@ struct IndexAdd final : Node {
 
 Tensor index_add(const Tensor& x, std::ptrdiff_t axis, const std::vector<std::int64_t>& index,
                  const Tensor& source) {
+  const ProfileScope profiled("index_add");
   detail::check_same_dtype("index_add", x, source);
   const std::size_t ax = detail::normalize_axis("index_add", axis, x.dim());
   Shape expected = x.shape();

@@ -19,6 +19,7 @@ struct IndexSelect final : Node {
 }  // namespace
 
 Tensor index_select(const Tensor& x, std::ptrdiff_t axis, const std::vector<std::int64_t>& index) {
+  const ProfileScope profiled("index_select");
   const std::size_t ax = detail::normalize_axis("index_select", axis, x.dim());
   const detail::AxisView v = detail::axis_view(x.shape(), ax);
   detail::check_indices("index_select", index, v.length);

@@ -16,6 +16,7 @@ struct LeakyRelu final : Node {
 }  // namespace
 
 Tensor leaky_relu(const Tensor& x, double negative_slope) {
+  const ProfileScope profiled("leaky_relu");
   Tensor out = detail::map(x, [negative_slope](auto v) {
     return v > 0 ? v : static_cast<decltype(v)>(negative_slope) * v;
   });

@@ -3,29 +3,121 @@
 //   Each product is one gemm with transpose flags. Saves X and W.
 // NOTE: a primitive rather than add(mm(x, w, false, true), b) for speed: the bias is copied into
 // the output rows and gemm accumulates onto it (beta = 1), one pass and one tape entry.
+//
+// linear with an epilogue: Y = act(X W^T + b), act relu, tanh or sigmoid, one op
+//   dZ = G act'(Z), written from Y: relu [Y > 0] (a NaN passes, as relu's), tanh 1 - Y^2,
+//   sigmoid Y (1 - Y); then dX, dW, db as above from dZ. Saves X, W and Y.
+// NOTE: one gemm onto the bias, then the activation in place over the output while it is in
+// cache: the pre-activation is never kept, and no second array is made. oneDNN's matmul primitive
+// with post-ops would put the bias and activation in the GEMM itself, but on this project's shapes
+// (weights read transposed) it ran at half dnnl_sgemm's rate (docs/performance.md), and its relu
+// turns NaN into 0.
+#include <cmath>
+
 #include "autograd/detail/blas.hpp"
 #include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
 
 namespace xgrad {
 namespace {
+
+// dX, dW (and db = dz, summed over the batch by the engine) from the gradient at Z.
+void linear_backward(const Node& node, const Tensor& x, const Tensor& w, const Tensor& dz,
+                     std::span<Tensor> grads) {
+  if (x.dim() == 1) {  // one sample: treat as a batch of one
+    const Tensor g2 = reshape(dz, {1, -1});
+    if (node.needs_grad(0)) grads[0] = reshape(mm(g2, w), {-1});
+    if (node.needs_grad(1)) grads[1] = mm(g2, reshape(x, {1, -1}), true, false);
+  } else {
+    if (node.needs_grad(0)) grads[0] = mm(dz, w);
+    if (node.needs_grad(1)) grads[1] = mm(dz, x, true, false);
+  }
+  if (node.num_inputs() == 3 && node.needs_grad(2)) grads[2] = dz;
+}
+
 struct Linear final : Node {
   std::string_view name() const override { return "linear"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    const Tensor x = saved(0), w = saved(1);
-    if (x.dim() == 1) {  // one sample: treat as a batch of one
-      const Tensor g2 = reshape(g, {1, -1});
-      if (needs_grad(0)) grads[0] = reshape(mm(g2, w), {-1});
-      if (needs_grad(1)) grads[1] = mm(g2, reshape(x, {1, -1}), true, false);
-    } else {
-      if (needs_grad(0)) grads[0] = mm(g, w);
-      if (needs_grad(1)) grads[1] = mm(g, x, true, false);
-    }
-    if (num_inputs() == 3 && needs_grad(2)) grads[2] = g;  // summed over the batch by the engine
+    linear_backward(*this, saved(0), saved(1), g, grads);
   }
 };
-}  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+// The gradient at Z from the gradient at Y = act(Z) and Y: the same arithmetic as the activation
+// ops' backward, one loop per activation with no branch inside, so that each vectorizes (a
+// data-dependent branch on y > 0 cost more than the loop itself).
+Tensor activation_grad(Epilogue act, const Tensor& y, const Tensor& g) {
+  detail::check_same_dtype("linear", y, g);
+  return detail::dispatch(y.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    xt::xarray<T> out = detail::empty<T>(y.shape());
+    const T* py = detail::data<T>(y);
+    const T* pg = detail::data<T>(g);
+    T* po = out.data();
+    const std::size_t n = out.size();
+    switch (act) {
+      case Epilogue::relu:                     // a NaN passes, as relu's
+        for (std::size_t i = 0; i < n; ++i) {  // both read, no ||: a select, not a branch
+          const T v = py[i], d = pg[i];
+          po[i] = (v > 0) | (v != v) ? d : T{0};
+        }
+        break;
+      case Epilogue::tanh:
+        for (std::size_t i = 0; i < n; ++i) po[i] = pg[i] * (T{1} - py[i] * py[i]);
+        break;
+      case Epilogue::sigmoid:
+        for (std::size_t i = 0; i < n; ++i) po[i] = pg[i] * (py[i] * (T{1} - py[i]));
+        break;
+      case Epilogue::none:
+        std::copy_n(pg, n, po);
+        break;
+    }
+    return Tensor(std::move(out));
+  });
+}
+
+// The same in differentiable ops, for create_graph (the ops' own backward formulas).
+Tensor activation_grad_recorded(Epilogue act, const Tensor& y, const Tensor& g) {
+  const Tensor one = detail::scalar_like(y, 1.0);
+  switch (act) {
+    case Epilogue::relu:
+      return where(y, g, detail::scalar_like(g, 0.0));
+    case Epilogue::tanh:
+      return mul(g, sub(one, mul(y, y)));
+    case Epilogue::sigmoid:
+      return mul(g, mul(y, sub(one, y)));
+    case Epilogue::none:
+      break;
+  }
+  return g;
+}
+
+const char* fused_name(Epilogue act) {
+  switch (act) {
+    case Epilogue::relu:
+      return "linear+relu";
+    case Epilogue::tanh:
+      return "linear+tanh";
+    case Epilogue::sigmoid:
+      return "linear+sigmoid";
+    case Epilogue::none:
+      break;
+  }
+  return "linear";
+}
+
+struct LinearActivation final : Node {
+  explicit LinearActivation(Epilogue act) : act_(act) {}
+  std::string_view name() const override { return fused_name(act_); }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    const Tensor y = saved(2);
+    const Tensor dz =
+        GradMode::is_enabled() ? activation_grad_recorded(act_, y, g) : activation_grad(act_, y, g);
+    linear_backward(*this, saved(0), saved(1), dz, grads);
+  }
+  Epilogue act_;
+};
+
+void check_linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   detail::check_same_dtype("linear", x, weight);
   const bool has_bias = bias.defined();
   if (has_bias) detail::check_same_dtype("linear", x, bias);
@@ -35,14 +127,19 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                      shape_str(weight.shape()) + ", bias " +
                      (has_bias ? shape_str(bias.shape()) : std::string("none")) +
                      "; expected input (batch, in) or (in), weight (out, in), bias (out)");
+}
+
+// act(x W^T + b) without recording anything.
+Tensor linear_values(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogue act) {
+  const bool has_bias = bias.defined();
   const std::size_t batch = x.dim() == 2 ? x.size(0) : 1, in = weight.size(1), out = weight.size(0);
   const Shape shape = x.dim() == 2 ? Shape{batch, out} : Shape{out};
-  Tensor z = detail::dispatch(x.dtype(), [&](auto zero) {
+  return detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     xt::xarray<T> result = detail::empty<T>(shape);
     T* pz = result.data();
-    if (has_bias) {
-      const T* pb = detail::data<T>(bias);
+    const T* pb = has_bias ? detail::data<T>(bias) : nullptr;
+    if (pb) {
       for (std::size_t r = 0; r < batch; ++r) std::copy_n(pb, out, pz + r * out);
     } else {
       result.fill(T{0});
@@ -50,11 +147,65 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     if (in > 0 && batch > 0 && out > 0)
       detail::gemm(false, true, batch, out, in, T{1}, detail::data<T>(x), in,
                    detail::data<T>(weight), in, T{1}, pz, out);
+    const std::size_t n = result.size();
+    switch (act) {
+      case Epilogue::relu:
+        for (std::size_t i = 0; i < n; ++i) pz[i] = (pz[i] > 0) | (pz[i] != pz[i]) ? pz[i] : T{0};
+        break;
+      case Epilogue::tanh:
+        for (std::size_t i = 0; i < n; ++i) pz[i] = std::tanh(pz[i]);
+        break;
+      case Epilogue::sigmoid:
+        for (std::size_t i = 0; i < n; ++i) pz[i] = detail::sigmoid_value(pz[i]);
+        break;
+      case Epilogue::none:
+        break;
+    }
     return Tensor(std::move(result));
   });
-  Node* node = has_bias ? static_cast<Node*>(record<Linear>(z, {x, weight, bias}))
-                        : static_cast<Node*>(record<Linear>(z, {x, weight}));
+}
+}  // namespace
+
+const char* epilogue_name(Epilogue epilogue) {
+  switch (epilogue) {
+    case Epilogue::relu:
+      return "relu";
+    case Epilogue::tanh:
+      return "tanh";
+    case Epilogue::sigmoid:
+      return "sigmoid";
+    case Epilogue::none:
+      break;
+  }
+  return "none";
+}
+
+Epilogue epilogue_from_name(const std::string& name) {
+  for (Epilogue e : {Epilogue::none, Epilogue::relu, Epilogue::tanh, Epilogue::sigmoid})
+    if (name == epilogue_name(e)) return e;
+  throw ValueError("linear: no fused activation \"" + name +
+                   "\"; expected one of none, relu, tanh, sigmoid");
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const ProfileScope profiled("linear");
+  check_linear(x, weight, bias);
+  Tensor z = linear_values(x, weight, bias, Epilogue::none);
+  Node* node = bias.defined() ? static_cast<Node*>(record<Linear>(z, {x, weight, bias}))
+                              : static_cast<Node*>(record<Linear>(z, {x, weight}));
   if (node) node->save({x, weight});
   return z;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogue activation) {
+  if (activation == Epilogue::none) return linear(x, weight, bias);
+  const ProfileScope profiled(fused_name(activation));
+  check_linear(x, weight, bias);
+  Tensor y = linear_values(x, weight, bias, activation);
+  Node* node = bias.defined()
+                   ? static_cast<Node*>(record<LinearActivation>(y, {x, weight, bias}, activation))
+                   : static_cast<Node*>(record<LinearActivation>(y, {x, weight}, activation));
+  if (node) node->save({x, weight, y});
+  return y;
 }
 }  // namespace xgrad

@@ -13,6 +13,7 @@ struct Log final : Node {
 }  // namespace
 
 Tensor log(const Tensor& x) {
+  const ProfileScope profiled("log");
   Tensor out = detail::map(x, [](auto v) { return std::log(v); });
   if (auto* node = record<Log>(out, {x})) node->save({x});
   return out;

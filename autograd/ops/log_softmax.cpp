@@ -17,6 +17,7 @@ struct LogSoftmax final : Node {
 }  // namespace
 
 Tensor log_softmax(const Tensor& x, std::ptrdiff_t axis) {
+  const ProfileScope profiled("log_softmax");
   const std::size_t ax = detail::normalize_axis("log_softmax", axis, x.dim());
   const detail::AxisView v = detail::axis_view(x.shape(), ax);
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {

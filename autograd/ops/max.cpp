@@ -59,6 +59,7 @@ Tensor max_along(const Tensor& x, std::size_t axis) {
 }  // namespace
 
 Tensor max(const Tensor& x, const Axes& axes, bool keepdims) {
+  const ProfileScope profiled("max");
   const std::vector<std::size_t> sorted = detail::normalize_axes("max", axes, x.dim());
   Tensor out = x;
   for (auto it = sorted.rbegin(); it != sorted.rend(); ++it) out = max_along(out, *it);
@@ -67,11 +68,13 @@ Tensor max(const Tensor& x, const Axes& axes, bool keepdims) {
 }
 
 Tensor max(const Tensor& x) {
+  const ProfileScope profiled("max");
   detail::check_not_empty("max", x);
   return reshape(max_along(reshape(x, {-1}), 0), {});
 }
 
 Tensor min(const Tensor& x, const Axes& axes, bool keepdims) {
+  const ProfileScope profiled("min");
   return neg(max(neg(x), axes, keepdims));
 }
 

@@ -31,6 +31,7 @@ T share_of_a(T a, T b, int sign) {
 }
 
 Tensor extremum(const char* op, const Tensor& a, const Tensor& b, int sign) {
+  const ProfileScope profiled(op);
   Tensor out = detail::zip(op, a, b, [sign](auto x, auto y) {
     return share_of_a(x, y, sign) >= 0.5 ? x : y;  // a NaN on either side wins
   });

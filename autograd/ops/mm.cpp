@@ -25,6 +25,7 @@ std::string operand(const Tensor& t, bool transposed) {
 }  // namespace
 
 Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
+  const ProfileScope profiled("mm");
   detail::check_same_dtype("mm", a, b);
   const std::size_t rank = a.dim();
   if ((rank != 2 && rank != 3) || b.dim() != rank || (rank == 3 && a.size(0) != b.size(0)))

@@ -23,12 +23,14 @@ struct MulScalar final : Node {
 }  // namespace
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  const ProfileScope profiled("mul");
   Tensor out = detail::zip("mul", a, b, [](auto x, auto y) { return x * y; });
   if (auto* node = record<Mul>(out, {a, b})) node->save({a, b});
   return out;
 }
 
 Tensor mul(const Tensor& a, double b) {
+  const ProfileScope profiled("mul");
   Tensor out = detail::map(a, [b](auto x) { return x * static_cast<decltype(x)>(b); });
   record<MulScalar>(out, {a}, b);
   return out;

@@ -11,6 +11,7 @@ struct Neg final : Node {
 }  // namespace
 
 Tensor neg(const Tensor& x) {
+  const ProfileScope profiled("neg");
   Tensor out = detail::map(x, [](auto v) { return -v; });
   record<Neg>(out, {x});
   return out;

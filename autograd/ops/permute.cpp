@@ -21,6 +21,7 @@ struct Permute final : Node {
 }  // namespace
 
 Tensor permute(const Tensor& x, const Axes& axes) {
+  const ProfileScope profiled("permute");
   const std::size_t rank = x.dim();
   std::vector<std::size_t> perm(rank);
   std::vector<bool> seen(rank, false);

@@ -27,6 +27,7 @@ struct Pow final : Node {
 }  // namespace
 
 Tensor pow(const Tensor& base, const Tensor& exponent) {
+  const ProfileScope profiled("pow");
   Tensor out = detail::zip("pow", base, exponent, [](auto x, auto y) { return std::pow(x, y); });
   if (auto* node = record<Pow>(out, {base, exponent})) node->save({base, exponent, out});
   return out;

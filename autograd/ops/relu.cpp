@@ -14,6 +14,7 @@ struct Relu final : Node {
 }  // namespace
 
 Tensor relu(const Tensor& x) {
+  const ProfileScope profiled("relu");
   Tensor out = detail::map(x, [](auto v) { return v > 0 || v != v ? v : decltype(v){0}; });
   if (auto* node = record<Relu>(out, {x})) node->save({out});
   return out;

@@ -40,6 +40,7 @@ Shape resolve(const Tensor& x, const std::vector<std::ptrdiff_t>& spec) {
 }  // namespace
 
 Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape_spec) {
+  const ProfileScope profiled("reshape");
   const Shape shape = resolve(x, shape_spec);
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);

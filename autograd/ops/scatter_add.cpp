@@ -19,6 +19,7 @@ struct ScatterAdd final : Node {
 }  // namespace
 
 Tensor scatter_add(const Tensor& x, std::ptrdiff_t axis, const Index& index, const Tensor& source) {
+  const ProfileScope profiled("scatter_add");
   detail::check_same_dtype("scatter_add", x, source);
   const std::size_t ax = detail::normalize_axis("scatter_add", axis, x.dim());
   if (!std::equal(source.shape().begin(), source.shape().end(), index.shape().begin(),

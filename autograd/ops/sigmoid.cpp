@@ -2,8 +2,6 @@
 //   dz/dx = z (1 - z). Saves z.
 // NOTE: a primitive for stability: for x << 0 it is computed as e^x / (1 + e^x), so e^-x never
 // overflows.
-#include <cmath>
-
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -18,12 +16,8 @@ struct Sigmoid final : Node {
 }  // namespace
 
 Tensor sigmoid(const Tensor& x) {
-  Tensor out = detail::map(x, [](auto v) {
-    using T = decltype(v);
-    if (v >= 0) return T{1} / (T{1} + std::exp(-v));
-    const T e = std::exp(v);
-    return e / (T{1} + e);
-  });
+  const ProfileScope profiled("sigmoid");
+  Tensor out = detail::map(x, [](auto v) { return detail::sigmoid_value(v); });
   if (auto* node = record<Sigmoid>(out, {x})) node->save({out});
   return out;
 }

@@ -22,6 +22,7 @@ struct Softmax final : Node {
 }  // namespace
 
 Tensor softmax(const Tensor& x, std::ptrdiff_t axis) {
+  const ProfileScope profiled("softmax");
   const std::size_t ax = detail::normalize_axis("softmax", axis, x.dim());
   const detail::AxisView v = detail::axis_view(x.shape(), ax);
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {

@@ -61,6 +61,7 @@ void check_arguments(const Tensor& logits, const Index& labels, const CrossEntro
 
 Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
                              const CrossEntropyOptions& o) {
+  const ProfileScope profiled("softmax_cross_entropy");
   check_arguments(logits, labels, o);
   const std::size_t batch = logits.size(0), classes = logits.size(1);
   const double s = o.label_smoothing;

@@ -16,6 +16,7 @@ struct Softplus final : Node {
 }  // namespace
 
 Tensor softplus(const Tensor& x) {
+  const ProfileScope profiled("softplus");
   Tensor out = detail::map(x, [](auto v) {
     using T = decltype(v);
     return (v > 0 ? v : T{0}) + std::log1p(std::exp(-std::abs(v)));

@@ -16,6 +16,7 @@ struct Sqrt final : Node {
 }  // namespace
 
 Tensor sqrt(const Tensor& x) {
+  const ProfileScope profiled("sqrt");
   Tensor out = detail::map(x, [](auto v) { return std::sqrt(v); });
   if (auto* node = record<Sqrt>(out, {x})) node->save({out});
   return out;

@@ -15,6 +15,7 @@ struct Sub final : Node {
 }  // namespace
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  const ProfileScope profiled("sub");
   Tensor out = detail::zip("sub", a, b, [](auto x, auto y) { return x - y; });
   record<Sub>(out, {a, b});
   return out;

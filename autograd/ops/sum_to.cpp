@@ -15,6 +15,7 @@ struct SumTo final : Node {
 }  // namespace
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
+  const ProfileScope profiled("sum_to");
   if (shape.size() > x.dim() || detail::broadcast_shapes("sum_to", shape, x.shape()) != x.shape())
     throw ShapeError("sum_to: shape " + shape_str(x.shape()) + " cannot be summed to " +
                      shape_str(shape) + " (the target must broadcast to the tensor's shape)");

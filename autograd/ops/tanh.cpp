@@ -16,6 +16,7 @@ struct Tanh final : Node {
 }  // namespace
 
 Tensor tanh(const Tensor& x) {
+  const ProfileScope profiled("tanh");
   Tensor out = detail::map(x, [](auto v) { return std::tanh(v); });
   if (auto* node = record<Tanh>(out, {x})) node->save({out});
   return out;

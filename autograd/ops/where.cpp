@@ -15,6 +15,7 @@ struct Where final : Node {
 }  // namespace
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+  const ProfileScope profiled("where");
   detail::check_same_dtype("where", a, b);
   const Shape shape = detail::broadcast_shapes(
       "where", condition.shape(), detail::broadcast_shapes("where", a.shape(), b.shape()));

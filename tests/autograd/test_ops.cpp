@@ -102,6 +102,13 @@ std::vector<OpCase> table() {
       {"linear", {{3, 4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear", {{4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear", {{3, 4}, {5, 4}}, [](V x) { return linear(x[0], x[1]); }},
+      {"linear", {{3, 4}, {5, 4}, {5}},
+       [](V x) { return linear(x[0], x[1], x[2], Epilogue::relu); }},
+      {"linear", {{3, 4}, {5, 4}, {5}},
+       [](V x) { return linear(x[0], x[1], x[2], Epilogue::tanh); }},
+      {"linear", {{4}, {5, 4}, {5}},
+       [](V x) { return linear(x[0], x[1], x[2], Epilogue::sigmoid); }},
+      {"linear", {{3, 4}, {5, 4}}, [](V x) { return linear(x[0], x[1], {}, Epilogue::sigmoid); }},
       {"reshape",
        {{3, 4}},
        [](V x) {

@@ -120,3 +120,39 @@ TEST_CASE("an activation from the table in an MLP: mish, forward and gradients")
   CHECK(testing::flat(net(x)) == testing::flat(f(params)));
   CHECK_GRADCHECK(gradcheck(f, params));
 }
+
+TEST_CASE("a fused MLP: same values and gradients as the unfused one, same parameters") {
+  Generator gen(4);
+  for (const char* act : {"relu", "tanh", "sigmoid"}) {
+    INFO(act);
+    MLP net({5, 7, 6, 3}, act, kFloat64, gen);
+    const Tensor x = randn({4, 5}, {.dtype = kFloat64}, gen);
+    const auto loss = [&] { return sum(mul(net(x), net(x))); };
+    const double plain = loss().item();
+    const auto plain_grads = grad({loss()}, net.parameters());
+    net.fuse();
+    CHECK(net.fused());
+    CHECK(net.linears()[0]->epilogue == epilogue_from_name(act));
+    CHECK(net.linears()[2]->epilogue == Epilogue::none);  // the logits stay linear
+    CHECK(net.str().find(std::string("epilogue=") + act) != std::string::npos);
+    CHECK(net.named_parameters()[2].first == "2.weight");
+    CHECK(loss().item() == doctest::Approx(plain).epsilon(1e-12));
+    const auto fused_grads = grad({loss()}, net.parameters());
+    for (std::size_t i = 0; i < fused_grads.size(); ++i) {
+      const auto a = testing::flat(fused_grads[i]), b = testing::flat(plain_grads[i]);
+      for (std::size_t j = 0; j < a.size(); ++j) CHECK(a[j] == doctest::Approx(b[j]).epsilon(1e-10));
+    }
+    const Epilogue e = epilogue_from_name(act);
+    const TensorFn f = [&](const std::vector<Tensor>& p) {
+      return linear(linear(linear(x, p[0], p[1], e), p[2], p[3], e), p[4], p[5]);
+    };
+    CHECK(testing::flat(net(x)) == testing::flat(f(net.parameters())));
+    CHECK_GRADCHECK(gradcheck(f, net.parameters()));
+    net.fuse(false);
+    CHECK(net.linears()[0]->epilogue == Epilogue::none);
+    CHECK(loss().item() == doctest::Approx(plain).epsilon(1e-12));
+  }
+  CHECK_THROWS_WITH_AS(MLP({2, 3, 2}, "gelu").fuse(),
+                       doctest::Contains("MLP::fuse: the activation \"gelu\" does not fuse"),
+                       ValueError);
+}
