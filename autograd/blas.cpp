@@ -2,9 +2,7 @@
 
 #include <cblas.h>
 
-#ifdef XGRAD_ONEDNN
 #include <omp.h>
-#endif
 
 #include "autograd/detail/blas.hpp"
 
@@ -12,9 +10,7 @@ namespace xgrad {
 
 void set_num_threads(int threads) {
   openblas_set_num_threads(threads);
-#ifdef XGRAD_ONEDNN
-  omp_set_num_threads(threads);  // oneDNN's threads (Debian's build uses OpenMP)
-#endif
+  omp_set_num_threads(threads);  // oneDNN's (Debian's build uses OpenMP) and parallel_for's
 }
 
 int num_threads() { return openblas_get_num_threads(); }

@@ -6,6 +6,7 @@
 
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/parallel.hpp"
 #include "autograd/profiler.hpp"
 
 namespace xgrad::nn {
@@ -35,11 +36,12 @@ void for_each_with_grad(const std::vector<Tensor>& params, F&& f) {
 // ValueError unless `value` is finite and in [low, high] (high_open: below high).
 void check_hyperparameter(const char* op, const char* name, double value, double low,
                           double high = INFINITY, bool high_open = false) {
-  const bool ok = std::isfinite(value) && value >= low &&
-                  (high_open ? value < high : value <= high);
+  const bool ok =
+      std::isfinite(value) && value >= low && (high_open ? value < high : value <= high);
   if (ok) return;
   std::string rule = "must be a finite number >= " + number_str(low);
-  if (std::isfinite(high)) rule += std::string(high_open ? " and < " : " and <= ") + number_str(high);
+  if (std::isfinite(high))
+    rule += std::string(high_open ? " and < " : " and <= ") + number_str(high);
   throw ValueError(std::string(op) + ": " + name + " " + rule + ", got " + number_str(value));
 }
 
@@ -124,26 +126,30 @@ void SGD::step() {
     const T mu = static_cast<T>(o.momentum), damp = static_cast<T>(1 - o.dampening);
     T* pp = p.data();
     const T* pg = g.data();
-    const std::size_t n = p.size();
     // One plain loop per case, so that each vectorizes: d = g + wd p is recomputed where needed.
-    if (o.momentum == 0 && wd == 0) {  // plain gradient descent, the common case
-      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * pg[j];
-      return;
-    }
-    if (o.momentum == 0) {
-      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * (pg[j] + wd * pp[j]);
-      return;
-    }
-    const bool first = !has_buffer("momentum_buffer", i);  // b = d at a buffer's first use
-    T* b = buffer("momentum_buffer", i).template mutable_value<T>().data();
-    if (first)
-      for (std::size_t j = 0; j < n; ++j) b[j] = pg[j] + wd * pp[j];
-    else
-      for (std::size_t j = 0; j < n; ++j) b[j] = mu * b[j] + damp * (pg[j] + wd * pp[j]);
-    if (o.nesterov)
-      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * (pg[j] + wd * pp[j] + mu * b[j]);
-    else
-      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * b[j];
+    // Large parameters are split across the threads (each element is updated once, on one).
+    const bool first = o.momentum != 0 && !has_buffer("momentum_buffer", i);  // b = d at first
+    T* b =
+        o.momentum != 0 ? buffer("momentum_buffer", i).template mutable_value<T>().data() : nullptr;
+    // By value: pointers captured by reference would be reloaded at each store, unvectorized.
+    parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      if (o.momentum == 0 && wd == 0) {  // plain gradient descent, the common case
+        for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * pg[j];
+        return;
+      }
+      if (o.momentum == 0) {
+        for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * (pg[j] + wd * pp[j]);
+        return;
+      }
+      if (first)
+        for (std::size_t j = begin; j < end; ++j) b[j] = pg[j] + wd * pp[j];
+      else
+        for (std::size_t j = begin; j < end; ++j) b[j] = mu * b[j] + damp * (pg[j] + wd * pp[j]);
+      if (o.nesterov)
+        for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * (pg[j] + wd * pp[j] + mu * b[j]);
+      else
+        for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * b[j];
+    });
   });
   ++steps_;
 }
@@ -180,16 +186,18 @@ void Adam::step() {
     const T lr = static_cast<T>(lr_), wd = static_cast<T>(o.weight_decay);
     const T step_size = static_cast<T>(lr_ / c1), root_c2 = static_cast<T>(std::sqrt(c2));
     const T eps = static_cast<T>(o.eps);
-    const std::size_t n = p.size();
-    if (decoupled_ && wd != 0)  // AdamW: decay the weights first, apart from the gradient
-      for (std::size_t j = 0; j < n; ++j) pp[j] -= lr * wd * pp[j];
     const T l2 = decoupled_ ? T{0} : wd;  // Adam: weight decay as an L2 term of the gradient
-    for (std::size_t j = 0; j < n; ++j) {
-      const T d = pg[j] + l2 * pp[j];
-      m[j] = b1 * m[j] + (1 - b1) * d;
-      v[j] = b2 * v[j] + (1 - b2) * d * d;
-      pp[j] -= step_size * m[j] / (std::sqrt(v[j]) / root_c2 + eps);
-    }
+    const bool decay_first = decoupled_ && wd != 0;
+    parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      if (decay_first)  // AdamW: decay the weights first, apart from the gradient
+        for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * wd * pp[j];
+      for (std::size_t j = begin; j < end; ++j) {
+        const T d = pg[j] + l2 * pp[j];
+        m[j] = b1 * m[j] + (1 - b1) * d;
+        v[j] = b2 * v[j] + (1 - b2) * d * d;
+        pp[j] -= step_size * m[j] / (std::sqrt(v[j]) / root_c2 + eps);
+      }
+    });
   });
 }
 

@@ -8,6 +8,7 @@
 
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/parallel.hpp"
 #include "autograd/profiler.hpp"
 
 namespace xgrad::detail {
@@ -68,7 +69,9 @@ Tensor map(const Tensor& x, F&& f) {
     xt::xarray<T> out = empty<T>(a.shape());
     const T* src = a.data();
     T* dst = out.data();
-    for (std::size_t i = 0, n = a.size(); i < n; ++i) dst[i] = f(src[i]);
+    parallel_for(a.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) dst[i] = f(src[i]);
+    });
     return Tensor(std::move(out));
   });
 }
@@ -86,7 +89,9 @@ Tensor zip(const char* op, const Tensor& a, const Tensor& b, F&& f) {
     if (x.shape() == y.shape()) {
       xt::xarray<T> out = empty<T>(x.shape());
       T* po = out.data();
-      for (std::size_t i = 0, n = x.size(); i < n; ++i) po[i] = f(px[i], py[i]);
+      parallel_for(x.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], py[i]);
+      });
       return Tensor(std::move(out));
     }
     const Shape shape = broadcast_shapes(op, x.shape(), y.shape());
@@ -95,12 +100,16 @@ Tensor zip(const char* op, const Tensor& a, const Tensor& b, F&& f) {
     // A one-element operand on either side (z - 1, 1 - z): one flat loop, no index walk.
     if (y.size() == 1 && x.size() == out.size()) {
       const T s = py[0];
-      for (std::size_t i = 0, n = x.size(); i < n; ++i) po[i] = f(px[i], s);
+      parallel_for(x.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], s);
+      });
       return Tensor(std::move(out));
     }
     if (x.size() == 1 && y.size() == out.size()) {
       const T s = px[0];
-      for (std::size_t i = 0, n = y.size(); i < n; ++i) po[i] = f(s, py[i]);
+      parallel_for(y.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) po[i] = f(s, py[i]);
+      });
       return Tensor(std::move(out));
     }
     for_each_broadcast<2>(

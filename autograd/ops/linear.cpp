@@ -53,24 +53,25 @@ Tensor activation_grad(Epilogue act, const Tensor& y, const Tensor& g) {
     const T* py = detail::data<T>(y);
     const T* pg = detail::data<T>(g);
     T* po = out.data();
-    const std::size_t n = out.size();
-    switch (act) {
-      case Epilogue::relu:                     // a NaN passes, as relu's
-        for (std::size_t i = 0; i < n; ++i) {  // both read, no ||: a select, not a branch
-          const T v = py[i], d = pg[i];
-          po[i] = (v > 0) | (v != v) ? d : T{0};
-        }
-        break;
-      case Epilogue::tanh:
-        for (std::size_t i = 0; i < n; ++i) po[i] = pg[i] * (T{1} - py[i] * py[i]);
-        break;
-      case Epilogue::sigmoid:
-        for (std::size_t i = 0; i < n; ++i) po[i] = pg[i] * (py[i] * (T{1} - py[i]));
-        break;
-      case Epilogue::none:
-        std::copy_n(pg, n, po);
-        break;
-    }
+    parallel_for(out.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      switch (act) {
+        case Epilogue::relu:                           // a NaN passes, as relu's
+          for (std::size_t i = begin; i < end; ++i) {  // both read, no ||: a select, not a branch
+            const T v = py[i], d = pg[i];
+            po[i] = (v > 0) | (v != v) ? d : T{0};
+          }
+          break;
+        case Epilogue::tanh:
+          for (std::size_t i = begin; i < end; ++i) po[i] = pg[i] * (T{1} - py[i] * py[i]);
+          break;
+        case Epilogue::sigmoid:
+          for (std::size_t i = begin; i < end; ++i) po[i] = pg[i] * (py[i] * (T{1} - py[i]));
+          break;
+        case Epilogue::none:
+          std::copy(pg + begin, pg + end, po + begin);
+          break;
+      }
+    });
     return Tensor(std::move(out));
   });
 }
@@ -147,20 +148,22 @@ Tensor linear_values(const Tensor& x, const Tensor& weight, const Tensor& bias, 
     if (in > 0 && batch > 0 && out > 0)
       detail::gemm(false, true, batch, out, in, T{1}, detail::data<T>(x), in,
                    detail::data<T>(weight), in, T{1}, pz, out);
-    const std::size_t n = result.size();
-    switch (act) {
-      case Epilogue::relu:
-        for (std::size_t i = 0; i < n; ++i) pz[i] = (pz[i] > 0) | (pz[i] != pz[i]) ? pz[i] : T{0};
-        break;
-      case Epilogue::tanh:
-        for (std::size_t i = 0; i < n; ++i) pz[i] = std::tanh(pz[i]);
-        break;
-      case Epilogue::sigmoid:
-        for (std::size_t i = 0; i < n; ++i) pz[i] = detail::sigmoid_value(pz[i]);
-        break;
-      case Epilogue::none:
-        break;
-    }
+    parallel_for(result.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      switch (act) {
+        case Epilogue::relu:
+          for (std::size_t i = begin; i < end; ++i)
+            pz[i] = (pz[i] > 0) | (pz[i] != pz[i]) ? pz[i] : T{0};
+          break;
+        case Epilogue::tanh:
+          for (std::size_t i = begin; i < end; ++i) pz[i] = std::tanh(pz[i]);
+          break;
+        case Epilogue::sigmoid:
+          for (std::size_t i = begin; i < end; ++i) pz[i] = detail::sigmoid_value(pz[i]);
+          break;
+        case Epilogue::none:
+          break;
+      }
+    });
     return Tensor(std::move(result));
   });
 }

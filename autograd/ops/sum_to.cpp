@@ -2,6 +2,8 @@
 //   dz/dx = 1 for each term: the gradient is broadcast back to x's shape. Saves nothing.
 // Sums run in double, so float sums of many terms keep their precision. The engine calls this
 // for every gradient whose shape differs from its input's: it is where broadcasting is undone.
+#include <algorithm>
+
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -19,9 +21,35 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (shape.size() > x.dim() || detail::broadcast_shapes("sum_to", shape, x.shape()) != x.shape())
     throw ShapeError("sum_to: shape " + shape_str(x.shape()) + " cannot be summed to " +
                      shape_str(shape) + " (the target must broadcast to the tensor's shape)");
+  // The common case, a bias's gradient: x's trailing axes are `shape` (leading 1s aside), and the
+  // leading ones are summed away. Columns are split across the threads; each column is summed in
+  // row order, so the result is the same on any number of threads.
+  const std::size_t cols = detail::product(shape), total = detail::product(x.shape());
+  std::size_t ones = 0;  // shape's leading 1s: summed like the axes it lacks
+  while (ones < shape.size() && shape[ones] == 1) ++ones;
+  const bool leading =
+      cols > 0 && total > 0 &&
+      std::equal(shape.begin() + static_cast<std::ptrdiff_t>(ones), shape.end(),
+                 x.shape().end() - static_cast<std::ptrdiff_t>(shape.size() - ones));
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const T* px = detail::data<T>(x);
+    if (leading) {
+      xt::xarray<T> z = detail::empty<T>(shape);
+      T* pz = z.data();
+      const std::size_t rows = total / cols;
+      parallel_for(cols, std::max<std::size_t>(1, kParallelGrain / std::max<std::size_t>(rows, 1)),
+                   [=](std::size_t begin, std::size_t end) {
+                     std::vector<double> acc(end - begin, 0.0);
+                     for (std::size_t r = 0; r < rows; ++r) {
+                       const T* row = px + r * cols;
+                       for (std::size_t j = begin; j < end; ++j) acc[j - begin] += row[j];
+                     }
+                     for (std::size_t j = begin; j < end; ++j)
+                       pz[j] = static_cast<T>(acc[j - begin]);
+                   });
+      return Tensor(std::move(z));
+    }
     std::vector<double> acc(detail::product(shape), 0.0);
     detail::for_each_broadcast<1>(
         x.shape(), {detail::broadcast_strides(shape, x.shape())},
