@@ -71,6 +71,8 @@ std::string join(const Range& items, std::string_view separator) {
   return out;
 }
 
+/// "0.01", "1e+30": a number as a person writes it (%g), not std::to_string's fixed digits.
+std::string number_str(double value);
 /// "[2, 3]": how shapes are written in every message.
 std::string shape_str(std::span<const std::size_t> shape);
 /// "[1, 0]": the multi-index of element `flat` (row-major) of a tensor of `shape`.

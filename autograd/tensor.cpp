@@ -1,5 +1,6 @@
 #include "autograd/tensor.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <xtensor/xio.hpp>
@@ -8,6 +9,12 @@
 #include "autograd/node.hpp"
 
 namespace xgrad {
+
+std::string number_str(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
 
 std::string shape_str(std::span<const std::size_t> shape) {
   return "[" + join(shape, ", ") + "]";
@@ -141,6 +148,17 @@ void Tensor::set_grad(Tensor grad) const {
 
 void Tensor::zero_grad() const { const_cast<TensorImpl&>(checked("zero_grad")).grad = Tensor(); }
 
+void Tensor::set_data(const Tensor& source) const {
+  TensorImpl& impl = const_cast<TensorImpl&>(checked("set_data"));
+  if (impl.grad_fn)
+    throw AutogradError("set_data: this tensor is the output of " +
+                        std::string(impl.grad_fn->name()) + "; only a leaf's values can be replaced");
+  Storage copy = source.storage();  // first: source may be this tensor
+  *impl.value = std::move(copy);
+  if (impl.version) impl.version->fetch_add(1, std::memory_order_relaxed);
+  impl.grad = Tensor();
+}
+
 Tensor Tensor::detach() const {
   auto impl = std::make_shared<TensorImpl>();
   impl->value = checked("detach").value;
@@ -159,8 +177,21 @@ std::string Tensor::str() const {
   return os.str();
 }
 
+namespace {
+thread_local int precision = 6;
+}  // namespace
+
+int print_precision() { return precision; }
+
+void set_print_precision(int digits) {
+  if (digits < 1 || digits > 17)
+    throw ValueError("set_print_precision: digits must be in 1..17, got " + std::to_string(digits));
+  precision = digits;
+}
+
 std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "Tensor(undefined)";
+  os << xt::print_options::precision(precision);
   os << "Tensor(shape=" << shape_str(t.shape()) << ", dtype=" << dtype_name(t.dtype());
   if (t.grad_fn())
     os << ", grad_fn=" << t.grad_fn()->name();
@@ -186,9 +217,8 @@ namespace {
 // machine, but far below where a product of sizes wraps around.
 constexpr std::size_t kMaxElements = std::size_t{1} << 48;
 
-// Builds a tensor of `shape` whose elements are fill(i) for i = 0, 1, ... in row-major order.
-template <class F>
-Tensor generate(const char* op, const Shape& shape, TensorOptions options, F&& fill) {
+// The number of elements of `shape`; ValueError for a shape too large for any tensor.
+std::size_t element_count(const char* op, const Shape& shape) {
   std::size_t count = 1;
   for (std::size_t d : shape) {
     if (d != 0 && count > kMaxElements / d)
@@ -196,6 +226,13 @@ Tensor generate(const char* op, const Shape& shape, TensorOptions options, F&& f
                        " has more elements than any tensor can hold (at most 2^48)");
     count *= d;
   }
+  return count;
+}
+
+// Builds a tensor of `shape` whose elements are fill(i) for i = 0, 1, ... in row-major order.
+template <class F>
+Tensor generate(const char* op, const Shape& shape, TensorOptions options, F&& fill) {
+  element_count(op, shape);  // refuses shapes too large to hold
   auto make = [&](auto zero) {
     using T = decltype(zero);
     auto a = xt::xarray<T>::from_shape(shape);
@@ -213,6 +250,33 @@ Tensor from_list(List values, TensorOptions options) {
 }
 
 }  // namespace
+
+namespace {
+template <class S>
+Tensor from_values(const char* op, const S* data, std::size_t given, const Shape& shape,
+                   TensorOptions options) {
+  const std::size_t count = element_count(op, shape);
+  if (given != count)
+    throw ValueError(std::string(op) + ": " + std::to_string(given) + " values for shape " +
+                     shape_str(shape) + ", which holds " + std::to_string(count));
+  if (count > 0 && data == nullptr)
+    throw ValueError(std::string(op) + ": a null pointer for shape " + shape_str(shape));
+  return generate(op, shape, options, [data](std::size_t i) { return data[i]; });
+}
+}  // namespace
+
+Tensor from_vector(const std::vector<float>& values, const Shape& shape, TensorOptions options) {
+  return from_values("from_vector", values.data(), values.size(), shape, options);
+}
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, TensorOptions options) {
+  return from_values("from_vector", values.data(), values.size(), shape, options);
+}
+Tensor from_blob(const float* data, const Shape& shape, TensorOptions options) {
+  return from_values("from_blob", data, element_count("from_blob", shape), shape, options);
+}
+Tensor from_blob(const double* data, const Shape& shape, TensorOptions options) {
+  return from_values("from_blob", data, element_count("from_blob", shape), shape, options);
+}
 
 Tensor tensor(xt::nested_initializer_list_t<double, 1> v, TensorOptions o) {
   return from_list(v, o);

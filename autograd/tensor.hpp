@@ -88,6 +88,11 @@ class Tensor {
   void set_grad(Tensor grad) const;
   void zero_grad() const;  ///< drops the gradient (the next backward starts from zero)
   Tensor detach() const;   ///< same data, cut from the graph, requires_grad false
+  /// Replaces a leaf's values, shape and dtype included, with a copy of source's, in place: every
+  /// handle to this tensor sees the new values (what a module's to(dtype) and load_state_dict
+  /// do, as PyTorch's `p.data = ...`). Drops the gradient; keeps requires_grad. Not recorded:
+  /// AutogradError for an op's output.
+  void set_data(const Tensor& source) const;
 
   /// Reverse-mode sweep from this tensor. A one-element tensor is seeded with 1; any other needs
   /// `gradient` of its own shape. Leaf gradients accumulate (+=) across calls until zero_grad().
@@ -98,6 +103,41 @@ class Tensor {
                 bool create_graph = false) const;
 
   std::string str() const;
+
+  /// Member forms of the common ops, as PyTorch's x.relu(), x.sum(): each is the op of the same
+  /// name in autograd/ops.hpp (defined in autograd/tensor_methods.cpp).
+  Tensor relu() const;
+  Tensor sigmoid() const;
+  Tensor tanh() const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor sqrt() const;
+  Tensor abs() const;
+  Tensor pow(double exponent) const;
+  Tensor pow(const Tensor& exponent) const;
+  Tensor sum() const;
+  Tensor sum(const Axes& axes, bool keepdims = false) const;
+  Tensor mean() const;
+  Tensor mean(const Axes& axes, bool keepdims = false) const;
+  Tensor max() const;
+  Tensor max(const Axes& axes, bool keepdims = false) const;
+  Tensor min() const;
+  Tensor min(const Axes& axes, bool keepdims = false) const;
+  Index argmax(std::ptrdiff_t axis) const;
+  Index argmin(std::ptrdiff_t axis) const;
+  Tensor softmax(std::ptrdiff_t axis = -1) const;
+  Tensor log_softmax(std::ptrdiff_t axis = -1) const;
+  Tensor reshape(const std::vector<std::ptrdiff_t>& shape) const;
+  Tensor flatten(std::ptrdiff_t start_axis = 0, std::ptrdiff_t end_axis = -1) const;
+  Tensor t() const;  ///< the transpose of a 2-D tensor (ShapeError otherwise)
+  Tensor transpose(std::ptrdiff_t axis0, std::ptrdiff_t axis1) const;
+  Tensor permute(const Axes& axes) const;
+  Tensor squeeze() const;
+  Tensor unsqueeze(std::ptrdiff_t axis) const;
+  Tensor matmul(const Tensor& other) const;
+  Tensor clamp(double min, double max) const;
+  Tensor to(Dtype dtype) const;  ///< cast: the same tensor when it has that dtype already
+
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 
@@ -106,7 +146,11 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
+/// Prints the shape, dtype, grad_fn and values, with `print_precision()` significant digits.
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
+/// Significant digits that printed tensors show: 6 unless set (for this thread).
+int print_precision();
+void set_print_precision(int digits);  ///< ValueError outside 1..17
 
 // ---- creation ---------------------------------------------------------------------------------
 
@@ -126,6 +170,15 @@ class Generator {
 };
 Generator& default_generator();
 void manual_seed(std::uint64_t seed);
+
+/// A tensor of `shape` holding a copy of `values` in row-major order, converted to options.dtype
+/// (ValueError when their count is not the shape's): no xtensor code needed.
+Tensor from_vector(const std::vector<float>& values, const Shape& shape, TensorOptions options = {});
+Tensor from_vector(const std::vector<double>& values, const Shape& shape,
+                   TensorOptions options = {});
+/// The same from a pointer to product(shape) values, copied (the tensor does not keep `data`).
+Tensor from_blob(const float* data, const Shape& shape, TensorOptions options = {});
+Tensor from_blob(const double* data, const Shape& shape, TensorOptions options = {});
 
 Tensor tensor(xt::nested_initializer_list_t<double, 1> values, TensorOptions options = {});
 Tensor tensor(xt::nested_initializer_list_t<double, 2> values, TensorOptions options = {});

@@ -8,3 +8,4 @@
 /// contiguous memory instead, and the compiler vectorizes them.
 
 #include <xtensor/xarray.hpp>
+#include <xtensor/xio.hpp>  // so that std::cout << t.value<double>() prints

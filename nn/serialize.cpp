@@ -188,8 +188,9 @@ Tensor load_npy(const std::string& path) {
   const NpyHeader h = parse_npy_header(header, path);
   if (h.descr != "<f4" && h.descr != "<f8")
     bad_file(path, "dtype '" + h.descr + "' is not supported (expected '<f4' or '<f8')");
-  if (h.fortran_order) bad_file(path, "only C-order arrays are supported");
-  const Shape& shape = h.shape;
+  // A Fortran-order array (np.asfortranarray, a.T) is the C-order array of the reversed shape,
+  // transposed: read as that, then put in C order.
+  const Shape shape = h.fortran_order ? Shape(h.shape.rbegin(), h.shape.rend()) : h.shape;
   const std::string& descr = h.descr;
   std::size_t count = 1;
   for (std::size_t d : shape) {
@@ -205,6 +206,7 @@ Tensor load_npy(const std::string& path) {
     auto a = xt::xarray<T>::from_shape(shape);
     if (count > 0)
       std::memcpy(a.data(), bytes.data() + offset, count * sizeof(T));  // data() may be null
+    if (h.fortran_order) return Tensor(xt::xarray<T>(xt::transpose(a)));
     return Tensor(std::move(a));
   };
   return item == 4 ? read(float{}) : read(double{});
@@ -214,42 +216,33 @@ Tensor load_npy(const std::string& path) {
 
 void save(const Module& module, const std::string& dir) {
   fs::create_directories(dir);
-  for (const auto& [name, p] : module.named_parameters())
-    save_npy((fs::path(dir) / (name + ".npy")).string(), p);
+  for (const auto& [name, t] : module.state_dict())
+    save_npy((fs::path(dir) / (name + ".npy")).string(), t);
 }
 
 void load(Module& module, const std::string& dir) {
   if (!fs::is_directory(dir)) throw ValueError("load: " + dir + " is not a folder");
-  std::map<std::string, Tensor> loaded;
-  const auto params = module.named_parameters();
-  for (const auto& [name, p] : params) {
+  StateDict loaded;
+  for (const auto& [name, t] : module.state_dict()) {
     const fs::path file = fs::path(dir) / (name + ".npy");
     if (!fs::exists(file))
-      throw ValueError("load: " + file.string() + " is missing (parameter '" + name + "' of " +
+      throw ValueError("load: " + file.string() + " is missing ('" + name + "' of " +
                        module.name() + ")");
-    Tensor t = load_npy(file.string());
-    if (t.shape() != p.shape())
-      throw ShapeError("load: parameter '" + name + "' has shape " + shape_str(p.shape()) +
-                       " in the module but " + shape_str(t.shape()) + " in " + file.string());
-    loaded[name] = t;
+    Tensor given = load_npy(file.string());
+    if (given.shape() != t.shape())
+      throw ShapeError("load: '" + name + "' has shape " + shape_str(t.shape()) +
+                       " in the module but " + shape_str(given.shape()) + " in " + file.string());
+    loaded.emplace_back(name, std::move(given));
   }
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string file = entry.path().filename().string();
-    if (file.size() > 4 && file.ends_with(".npy") && !loaded.count(file.substr(0, file.size() - 4)))
-      throw ValueError("load: " + entry.path().string() + " matches no parameter of " +
+    const std::string name = file.size() > 4 ? file.substr(0, file.size() - 4) : file;
+    if (file.ends_with(".npy") &&
+        std::none_of(loaded.begin(), loaded.end(), [&](const auto& e) { return e.first == name; }))
+      throw ValueError("load: " + entry.path().string() + " matches no parameter or buffer of " +
                        module.name());
   }
-  for (const auto& [name, p] : params) {
-    const Tensor& t = loaded[name];
-    if (p.dtype() == Dtype::float32)
-      p.mutable_value<float>() = t.dtype() == Dtype::float32
-                                     ? t.value<float>()
-                                     : xt::xarray<float>(xt::cast<float>(t.value<double>()));
-    else
-      p.mutable_value<double>() = t.dtype() == Dtype::float64
-                                      ? t.value<double>()
-                                      : xt::xarray<double>(xt::cast<double>(t.value<float>()));
-  }
+  module.load_state_dict(loaded);  // converts each to the module's dtype
 }
 
 // ---- optimizers -------------------------------------------------------------------------------
@@ -310,7 +303,7 @@ using nlohmann::json;
 // What load checks: the model's tree and its parameters' shapes.
 json describe(const Module& module) {
   json params = json::object();
-  for (const auto& [name, p] : module.named_parameters()) params[name] = shape_str(p.shape());
+  for (const auto& [name, p] : module.state_dict()) params[name] = shape_str(p.shape());
   return {{"tree", module.str()}, {"parameters", params}};
 }
 
@@ -409,7 +402,7 @@ void Checkpoint::save(const std::string& dir) const {
     nn::save(*optimizer_, (fresh / "optimizer").string());
     meta["optimizer"] = optimizer_->name();
   }
-  if (scheduler_) meta["scheduler"] = {{"epoch", scheduler_->epoch()}, {"base_lr", scheduler_->base_lr()}};
+  if (scheduler_) meta["scheduler"] = scheduler_->state();  // "epoch", "base_lr" and its own
   meta["generators"] = json::object();
   for (const auto& [name, g] : generators_) meta["generators"][name] = g->state();
   // checkpoint.json last, by a rename: a folder with it is whole.
@@ -458,17 +451,27 @@ void Checkpoint::load(const std::string& dir) {
   }
   if (optimizer_ && meta.value("optimizer", json()).dump() != json(optimizer_->name()).dump())
     mismatch("optimizer", meta.value("optimizer", json()).dump(), optimizer_->name());
-  if (scheduler_ && !meta.contains("scheduler"))
-    throw ValueError("load: the checkpoint in " + dir + " has no learning-rate schedule");
+  std::map<std::string, double> schedule;
+  if (scheduler_) {
+    if (!meta.contains("scheduler") || !meta["scheduler"].is_object())
+      throw ValueError("load: the checkpoint in " + dir + " has no learning-rate schedule");
+    for (const auto& [key, value] : meta["scheduler"].items()) {
+      if (!value.is_number())
+        throw ValueError("load: " + file + ": scheduler entry '" + key + "' is not a number");
+      schedule[key] = value.get<double>();
+    }
+    for (const auto& [key, value] : scheduler_->state())  // this schedule's entries, all there
+      if (!schedule.count(key))
+        throw ValueError("load: the checkpoint in " + dir + " has no '" + key +
+                         "' in its learning-rate schedule (saved with another schedule?)");
+  }
   for (const auto& [name, g] : generators_)
     if (!meta.contains("generators") || !meta["generators"].contains(name))
       throw ValueError("load: the checkpoint in " + dir + " has no state of generator '" + name + "'");
   // Everything checked: now restore.
   if (module_) nn::load(*module_, (target / "model").string());
   if (optimizer_) nn::load(*optimizer_, (target / "optimizer").string());
-  if (scheduler_)
-    scheduler_->restore(field<std::int64_t>(meta["scheduler"], "epoch", file),
-                        field<double>(meta["scheduler"], "base_lr", file));
+  if (scheduler_) scheduler_->set_state(schedule);
   for (const auto& [name, g] : generators_) {
     if (!meta["generators"][name].is_string())
       throw ValueError("load: " + file + ": generator '" + name + "' is not a state");

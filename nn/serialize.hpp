@@ -24,13 +24,17 @@ namespace xgrad::nn {
 /// One tensor as an NPY (version 1.0) file: little-endian float32 ('<f4') or float64 ('<f8'),
 /// C order.
 void save_npy(const std::string& path, const Tensor& tensor);
-/// Reads what save_npy and np.save write for float32 and float64 arrays (ValueError for anything
-/// else: a wrong magic string, a truncated file, a size that disagrees with the shape).
+/// Reads what save_npy and np.save write for float32 and float64 arrays, in C or Fortran order
+/// (np.asfortranarray, a.T: the result is in C order), keeping the file's dtype (ValueError for
+/// anything else: a wrong magic string, a truncated file, a size that disagrees with the shape).
 Tensor load_npy(const std::string& path);
 
+/// Writes each parameter and buffer of `module` (state_dict) as NAME.npy in `dir`.
 void save(const Module& module, const std::string& dir);
-/// Loads every parameter of `module` from `dir`, converting to the parameter's dtype. Missing
-/// files, extra files and different shapes are errors, and then nothing is changed.
+/// Loads every parameter and buffer of `module` from `dir`, converting each file's dtype to the
+/// tensor's (a float64 file for a float32 parameter is rounded to float32, a float32 file for a
+/// float64 one widened exactly). Missing files, extra files and different shapes are errors, and
+/// then nothing is changed.
 void load(Module& module, const std::string& dir);
 
 void save(const Optimizer& optimizer, const std::string& dir);
