@@ -127,6 +127,23 @@ Tensor var(const Tensor& x, double correction = 1.0);
 Tensor var(const Tensor& x, const Axes& axes, bool keepdims = false, double correction = 1.0);
 /// The index of the first maximum along axis (not differentiable).
 Index argmax(const Tensor& x, std::ptrdiff_t axis);
+/// The index of the first minimum along axis (not differentiable).
+Index argmin(const Tensor& x, std::ptrdiff_t axis);
+
+// ---- order ------------------------------------------------------------------------------------
+/// Values (differentiable: each gets the gradient of the entry it came from) and their positions
+/// along the axis, as PyTorch's (values, indices) pairs.
+struct ValuesIndices {
+  Tensor values;
+  Index indices;
+};
+/// Each line along axis in order, ascending unless descending. Stable: equal values keep their
+/// order; NaN counts as the largest value, as in PyTorch.
+ValuesIndices sort(const Tensor& x, std::ptrdiff_t axis = -1, bool descending = false);
+/// The k largest (or smallest) of each line along axis, in sorted order, ties to the first.
+ValuesIndices topk(const Tensor& x, std::size_t k, std::ptrdiff_t axis = -1, bool largest = true);
+/// x with the order of each given axis reversed.
+Tensor flip(const Tensor& x, const Axes& axes);
 
 // ---- softmax ----------------------------------------------------------------------------------
 /// Stable for large logits and for -inf entries (a row that is all -inf gives NaN, as in PyTorch).

@@ -1,5 +1,8 @@
 #include "nn/loss.hpp"
 
+#include <cmath>
+#include <limits>
+
 namespace xgrad::nn {
 
 namespace {
@@ -25,6 +28,85 @@ Tensor mse_loss(const Tensor& pred, const Tensor& target, Reduction reduction) {
 Tensor bce_with_logits(const Tensor& logits, const Tensor& targets, Reduction reduction) {
   check_same_shape("bce_with_logits", logits, targets);
   return reduce(softplus(logits) - logits * targets, reduction);
+}
+
+namespace {
+void check_labels(const char* op, const Tensor& scores, const Index& labels) {
+  if (scores.dim() != 2)
+    throw ShapeError(std::string(op) + ": needs (batch, classes), got " +
+                     shape_str(scores.shape()));
+  if (labels.dimension() != 1 || labels.size() != scores.size(0))
+    throw ShapeError(std::string(op) + ": " + std::to_string(labels.size()) + " labels of shape " +
+                     shape_str(labels.shape()) + " for " + std::to_string(scores.size(0)) +
+                     " rows; expected shape [" + std::to_string(scores.size(0)) + "]");
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    if (labels(i) < 0 || static_cast<std::size_t>(labels(i)) >= scores.size(1))
+      throw IndexError(std::string(op) + ": label " + std::to_string(labels(i)) + " of row " +
+                       std::to_string(i) + " is out of range for " +
+                       std::to_string(scores.size(1)) + " classes");
+}
+
+Tensor constant_like(const Tensor& x, double value) {
+  return scalar(value, {.dtype = x.dtype()});
+}
+}  // namespace
+
+Tensor nll_loss(const Tensor& log_probs, const Index& labels, Reduction reduction) {
+  check_labels("nll_loss", log_probs, labels);
+  Index column = labels;
+  column.reshape({labels.size(), 1});
+  return reduce(neg(reshape(gather(log_probs, 1, column), {-1})), reduction);
+}
+
+Tensor l1_loss(const Tensor& pred, const Tensor& target, Reduction reduction) {
+  check_same_shape("l1_loss", pred, target);
+  return reduce(abs(pred - target), reduction);
+}
+
+Tensor smooth_l1_loss(const Tensor& pred, const Tensor& target, Reduction reduction,
+                      double beta) {
+  check_same_shape("smooth_l1_loss", pred, target);
+  if (!(beta > 0) || !std::isfinite(beta))
+    throw ValueError("smooth_l1_loss: beta must be a finite number > 0, got " +
+                     std::to_string(beta));
+  const Tensor d = pred - target;
+  const Tensor size = abs(d);
+  const Tensor small = lt(size, constant_like(d, beta));
+  return reduce(where(small, d * d * (0.5 / beta), size - 0.5 * beta), reduction);
+}
+
+Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction, bool log_target) {
+  check_same_shape("kl_div", input, target);
+  if (log_target) return reduce(exp(target) * (target - input), reduction);
+  // 0 log 0 = 0: where target is 0 the log is taken of 1 instead, so that no inf enters.
+  const Tensor positive = gt(target, constant_like(target, 0.0));
+  const Tensor safe = where(positive, target, constant_like(target, 1.0));
+  return reduce(where(positive, target * (log(safe) - input), constant_like(input, 0.0)),
+                reduction);
+}
+
+Tensor binary_cross_entropy(const Tensor& probs, const Tensor& targets, Reduction reduction) {
+  check_same_shape("binary_cross_entropy", probs, targets);
+  const auto& outside = [](const auto& a) {
+    for (auto v : a)
+      if (!(v >= 0 && v <= 1)) return true;
+    return false;
+  };
+  if (probs.dtype() == Dtype::float32 ? outside(probs.value<float>()) : outside(probs.value<double>()))
+    throw ValueError("binary_cross_entropy: probabilities must be in [0, 1] (from logits, use "
+                     "bce_with_logits)");
+  const double inf = std::numeric_limits<double>::infinity();
+  const Tensor log_p = clamp(log(probs), -100.0, inf);
+  const Tensor log_q = clamp(log(1.0 - probs), -100.0, inf);
+  return reduce(neg(targets * log_p + (1.0 - targets) * log_q), reduction);
+}
+
+double accuracy(const Tensor& logits, const Index& labels) {
+  check_labels("accuracy", logits, labels);
+  const Index predicted = argmax(logits, 1);
+  std::size_t right = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i) right += predicted(i) == labels(i);
+  return labels.size() == 0 ? 0.0 : static_cast<double>(right) / static_cast<double>(labels.size());
 }
 
 }  // namespace xgrad::nn

@@ -194,6 +194,16 @@ std::vector<OpCase> table() {
       {"var", {{3, 4}}, [](V x) { return var(x[0], {1}); }},
       {"var", {{2, 3}}, [](V x) { return var(x[0]); }},
       {"var", {{3, 4}}, [](V x) { return var(x[0], {0}, true, 0.0); }},
+      {"sort", {{3, 4}}, [](V x) { return sort(x[0]).values; }},
+      {"sort", {{3, 4, 2}}, [](V x) { return sort(x[0], 1, true).values; }},
+      {"topk", {{3, 5}}, [](V x) { return topk(x[0], 2).values; }},
+      {"topk", {{4, 3}}, [](V x) { return topk(x[0], 3, 0, false).values; }},
+      {"flip", {{3, 4}}, [](V x) { return flip(x[0], {0}); }},
+      {"flip",
+       {{2, 3, 4}},
+       [](V x) {
+         return flip(x[0], {-1, 0});
+       }},
       {"softmax", {{3, 4}}, [](V x) { return softmax(x[0]); }},
       {"softmax", {{3, 4}}, [](V x) { return softmax(x[0], 0); }},
       {"softmax", {{2, 3, 4}}, [](V x) { return softmax(x[0], 1); }},
@@ -261,7 +271,7 @@ TEST_CASE("the table names every op declared in autograd/ops.hpp") {
   text << header.rdbuf();
   const std::string source = text.str();
   std::set<std::string> declared;
-  const std::regex declaration(R"(\nTensor (\w+)\()");
+  const std::regex declaration(R"(\n(?:Tensor|ValuesIndices) (\w+)\()");
   for (std::sregex_iterator it(source.begin(), source.end(), declaration), end; it != end; ++it)
     declared.insert((*it)[1]);
   CHECK(declared.size() > 50);
