@@ -186,14 +186,19 @@ void standardize(TensorDataset& data, Normalization norm) {
   for (float& v : data.inputs().mutable_value<float>()) v = (v - mean) * scale;
 }
 
-DataLoader::DataLoader(const TensorDataset& data, DataLoaderOptions options)
-    : data_(data), options_(options), order_(data.size()) {
+DataLoader::DataLoader(TensorDataset data, DataLoaderOptions options)
+    : DataLoader(std::make_shared<const TensorDataset>(std::move(data)), options) {}
+
+DataLoader::DataLoader(std::shared_ptr<const TensorDataset> data, DataLoaderOptions options)
+    : data_(std::move(data)), options_(options) {
+  if (!data_) throw ValueError("DataLoader: no dataset (a null pointer)");
   if (options.batch_size == 0) throw ValueError("DataLoader: batch_size must be > 0");
+  order_.resize(data_->size());
   std::iota(order_.begin(), order_.end(), 0);
 }
 
 std::size_t DataLoader::num_batches() const {
-  const std::size_t n = data_.size(), b = options_.batch_size;
+  const std::size_t n = data_->size(), b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
@@ -209,14 +214,14 @@ DataLoader::Iterator DataLoader::begin() {
 
 Batch DataLoader::batch(std::size_t b) const {
   const std::size_t start = b * options_.batch_size;
-  const std::size_t stop = std::min(start + options_.batch_size, data_.size());
+  const std::size_t stop = std::min(start + options_.batch_size, data_->size());
   if (start >= stop)
     throw IndexError("DataLoader: batch " + std::to_string(b) + " is past the end");
   const std::size_t rows = stop - start;
   Batch out;
   out.labels = Index::from_shape({rows});
-  out.inputs = gather_rows(data_.inputs(), order_, start, rows);
-  for (std::size_t i = 0; i < rows; ++i) out.labels(i) = data_.labels()(order_[start + i]);
+  out.inputs = gather_rows(data_->inputs(), order_, start, rows);
+  for (std::size_t i = 0; i < rows; ++i) out.labels(i) = data_->labels()(order_[start + i]);
   return out;
 }
 

@@ -9,6 +9,7 @@
 ///   ... }
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -71,9 +72,12 @@ struct DataLoaderOptions {
 /// depends only on (seed, e), so a run resumed at epoch e sees the same batches as an unbroken one.
 class DataLoader {
  public:
-  DataLoader(const TensorDataset& data, DataLoaderOptions options);
+  /// The loader keeps the dataset alive: a copy of `data` (its inputs are shared, not copied), or
+  /// the shared one, so that a temporary dataset is safe.
+  DataLoader(TensorDataset data, DataLoaderOptions options);
+  DataLoader(std::shared_ptr<const TensorDataset> data, DataLoaderOptions options);
   std::size_t num_batches() const;
-  const TensorDataset& dataset() const { return data_; }
+  const TensorDataset& dataset() const { return *data_; }
 
   class Iterator {
    public:
@@ -96,7 +100,7 @@ class DataLoader {
   Batch batch(std::size_t b) const;  ///< batch b of the current epoch
 
  private:
-  const TensorDataset& data_;
+  std::shared_ptr<const TensorDataset> data_;
   DataLoaderOptions options_;
   std::size_t epoch_ = 0;
   std::vector<std::size_t> order_;

@@ -12,13 +12,6 @@
 namespace xgrad::nn {
 
 namespace {
-// "0.01", "1e+30": a number as a person writes it, not std::to_string's 300 digits.
-std::string number_str(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", v);
-  return text;
-}
-
 // Calls f(p, g, i) with the value and gradient arrays of each parameter that has a gradient.
 template <class F>
 void for_each_with_grad(const std::vector<Tensor>& params, F&& f) {
@@ -204,6 +197,134 @@ void Adam::step() {
 AdamW::AdamW(std::vector<Tensor> parameters, AdamOptions options)
     : Adam(std::move(parameters), options, true) {}
 
+// ---- RMSprop, Adagrad -------------------------------------------------------------------------
+
+RMSprop::RMSprop(std::vector<Tensor> parameters, RMSpropOptions options)
+    : Optimizer(std::move(parameters), options.lr), options_(options) {
+  check_hyperparameter("RMSprop", "alpha", options.alpha, 0, 1);
+  check_hyperparameter("RMSprop", "eps", options.eps, 0);
+  check_hyperparameter("RMSprop", "weight_decay", options.weight_decay, 0);
+  check_hyperparameter("RMSprop", "momentum", options.momentum, 0);
+  state_["square_avg"].resize(parameters_.size());
+  if (options.momentum != 0) state_["momentum_buffer"].resize(parameters_.size());
+  if (options.centered) state_["grad_avg"].resize(parameters_.size());
+}
+
+void RMSprop::step() {
+  const ProfileScope profiled("RMSprop.step");
+  const RMSpropOptions& o = options_;
+  for_each_with_grad(parameters_, [&](auto& p, const auto& g, std::size_t i) {
+    using T = typename std::decay_t<decltype(p)>::value_type;
+    T* pp = p.data();
+    const T* pg = g.data();
+    T* v = buffer("square_avg", i).template mutable_value<T>().data();
+    T* b = o.momentum != 0 ? buffer("momentum_buffer", i).template mutable_value<T>().data()
+                           : nullptr;
+    T* m = o.centered ? buffer("grad_avg", i).template mutable_value<T>().data() : nullptr;
+    const T lr = static_cast<T>(lr_), alpha = static_cast<T>(o.alpha);
+    const T eps = static_cast<T>(o.eps), wd = static_cast<T>(o.weight_decay);
+    const T mu = static_cast<T>(o.momentum);
+    const bool centered = o.centered, momentum = o.momentum != 0;
+    parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      for (std::size_t j = begin; j < end; ++j) {
+        const T d = pg[j] + wd * pp[j];
+        v[j] = alpha * v[j] + (1 - alpha) * d * d;
+        T var = v[j];
+        if (centered) {
+          m[j] = alpha * m[j] + (1 - alpha) * d;
+          var -= m[j] * m[j];
+        }
+        const T a = std::sqrt(var) + eps;
+        if (momentum) {
+          b[j] = mu * b[j] + d / a;
+          pp[j] -= lr * b[j];
+        } else {
+          pp[j] -= lr * d / a;
+        }
+      }
+    });
+  });
+  ++steps_;
+}
+
+Adagrad::Adagrad(std::vector<Tensor> parameters, AdagradOptions options)
+    : Optimizer(std::move(parameters), options.lr), options_(options) {
+  check_hyperparameter("Adagrad", "lr_decay", options.lr_decay, 0);
+  check_hyperparameter("Adagrad", "weight_decay", options.weight_decay, 0);
+  check_hyperparameter("Adagrad", "initial_accumulator_value", options.initial_accumulator_value, 0);
+  check_hyperparameter("Adagrad", "eps", options.eps, 0);
+  state_["sum"].resize(parameters_.size());
+}
+
+void Adagrad::step() {
+  const ProfileScope profiled("Adagrad.step");
+  const AdagradOptions& o = options_;
+  ++steps_;
+  const double clr = lr_ / (1 + static_cast<double>(steps_ - 1) * o.lr_decay);
+  for_each_with_grad(parameters_, [&](auto& p, const auto& g, std::size_t i) {
+    using T = typename std::decay_t<decltype(p)>::value_type;
+    const bool first = !has_buffer("sum", i);
+    auto& acc = buffer("sum", i).template mutable_value<T>();
+    if (first) acc.fill(static_cast<T>(o.initial_accumulator_value));
+    T* s = acc.data();
+    T* pp = p.data();
+    const T* pg = g.data();
+    const T lr = static_cast<T>(clr), eps = static_cast<T>(o.eps);
+    const T wd = static_cast<T>(o.weight_decay);
+    parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      for (std::size_t j = begin; j < end; ++j) {
+        const T d = pg[j] + wd * pp[j];
+        s[j] += d * d;
+        pp[j] -= lr * d / (std::sqrt(s[j]) + eps);
+      }
+    });
+  });
+}
+
+// ---- gradient clipping ------------------------------------------------------------------------
+
+double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, double norm_type,
+                       bool error_if_nonfinite) {
+  check_hyperparameter("clip_grad_norm_", "max_norm", max_norm, 0);
+  if (!(norm_type >= 1)) // inf allowed
+    throw ValueError("clip_grad_norm_: norm_type must be >= 1 (or infinity), got " +
+                     number_str(norm_type));
+  const bool inf_norm = std::isinf(norm_type);
+  double total = 0;  // sum of |g|^p, or the largest |g| for the infinity norm
+  for_each_with_grad(parameters, [&](auto&, const auto& g, std::size_t) {
+    for (auto v : g) {
+      const double a = std::abs(static_cast<double>(v));
+      if (inf_norm)
+        total = std::max(total, a) + (a != a ? a : 0);  // a NaN stays
+      else
+        total += norm_type == 2 ? a * a : std::pow(a, norm_type);
+    }
+  });
+  const double norm = inf_norm ? total : norm_type == 2 ? std::sqrt(total) : std::pow(total, 1 / norm_type);
+  if (!std::isfinite(norm)) {
+    if (error_if_nonfinite)
+      throw ValueError("clip_grad_norm_: the gradients' total norm is " + number_str(norm) +
+                       "; nothing was clipped");
+    return norm;
+  }
+  const double coef = max_norm / (norm + 1e-6);  // as PyTorch's
+  if (coef < 1)
+    for_each_with_grad(parameters, [&](auto&, const auto& g, std::size_t) {
+      using T = typename std::decay_t<decltype(g)>::value_type;
+      for (auto& v : const_cast<std::decay_t<decltype(g)>&>(g)) v *= static_cast<T>(coef);
+    });
+  return norm;
+}
+
+void clip_grad_value_(const std::vector<Tensor>& parameters, double clip_value) {
+  check_hyperparameter("clip_grad_value_", "clip_value", clip_value, 0);
+  for_each_with_grad(parameters, [&](auto&, const auto& g, std::size_t) {
+    using T = typename std::decay_t<decltype(g)>::value_type;
+    const T c = static_cast<T>(clip_value);
+    for (auto& v : const_cast<std::decay_t<decltype(g)>&>(g)) v = std::clamp(v, -c, c);
+  });
+}
+
 // ---- schedules --------------------------------------------------------------------------------
 
 void LRScheduler::restore(std::int64_t epoch, double base_lr) {
@@ -219,6 +340,107 @@ void LRScheduler::restore(std::int64_t epoch, double base_lr) {
 void LRScheduler::step() {
   ++epoch_;
   optimizer_.set_lr(lr_at(epoch_));
+}
+
+std::map<std::string, double> LRScheduler::state() const {
+  return {{"epoch", static_cast<double>(epoch_)}, {"base_lr", base_lr_}};
+}
+
+namespace {
+double entry(const std::map<std::string, double>& state, const std::string& name) {
+  const auto it = state.find(name);
+  if (it == state.end() || !std::isfinite(it->second))
+    throw ValueError("scheduler: the state has no finite '" + name + "'");
+  return it->second;
+}
+}  // namespace
+
+void LRScheduler::set_state(const std::map<std::string, double>& state) {
+  restore(static_cast<std::int64_t>(entry(state, "epoch")), entry(state, "base_lr"));
+}
+
+LinearLR::LinearLR(Optimizer& optimizer, double start_factor, double end_factor,
+                   std::int64_t total_iters)
+    : LRScheduler(optimizer),
+      start_factor_(start_factor),
+      end_factor_(end_factor),
+      total_iters_(total_iters) {
+  check_hyperparameter("LinearLR", "start_factor", start_factor, 0, 1);
+  check_hyperparameter("LinearLR", "end_factor", end_factor, 0, 1);
+  if (start_factor == 0)
+    throw ValueError("LinearLR: start_factor must be > 0 (and <= 1), got 0");
+  if (total_iters <= 0)
+    throw ValueError("LinearLR: total_iters must be > 0, got " + std::to_string(total_iters));
+  optimizer_.set_lr(lr_at(0));
+}
+
+double LinearLR::lr_at(std::int64_t epoch) const {
+  const double t = static_cast<double>(std::min(epoch, total_iters_)) /
+                   static_cast<double>(total_iters_);
+  return base_lr_ * (start_factor_ + (end_factor_ - start_factor_) * t);
+}
+
+ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& optimizer, ReduceLROnPlateauOptions options)
+    : LRScheduler(optimizer),
+      options_(options),
+      lr_(optimizer.lr()),
+      best_(options.maximize ? -INFINITY : INFINITY) {
+  check_hyperparameter("ReduceLROnPlateau", "factor", options.factor, 0, 1, true);
+  check_hyperparameter("ReduceLROnPlateau", "threshold", options.threshold, 0);
+  check_hyperparameter("ReduceLROnPlateau", "min_lr", options.min_lr, 0);
+  if (options.patience < 0 || options.cooldown < 0)
+    throw ValueError("ReduceLROnPlateau: patience and cooldown must be >= 0, got " +
+                     std::to_string(options.patience) + " and " + std::to_string(options.cooldown));
+}
+
+void ReduceLROnPlateau::step() {
+  throw ValueError("ReduceLROnPlateau: step needs the metric, step(validation_loss)");
+}
+
+void ReduceLROnPlateau::step(double metric) {
+  if (std::isnan(metric)) throw ValueError("ReduceLROnPlateau: the metric is NaN");
+  ++epoch_;
+  const double t = options_.threshold;  // relative, as PyTorch's default threshold_mode "rel"
+  const bool better =
+      options_.maximize ? metric > best_ * (1 + t) : metric < best_ * (1 - t);
+  if (better) {
+    best_ = metric;
+    bad_epochs_ = 0;
+  } else {
+    ++bad_epochs_;
+  }
+  if (cooldown_left_ > 0) {
+    --cooldown_left_;
+    bad_epochs_ = 0;
+  }
+  if (bad_epochs_ > options_.patience) {
+    lr_ = std::max(lr_ * options_.factor, options_.min_lr);
+    optimizer_.set_lr(lr_);
+    cooldown_left_ = options_.cooldown;
+    bad_epochs_ = 0;
+  }
+}
+
+std::map<std::string, double> ReduceLROnPlateau::state() const {
+  auto s = LRScheduler::state();
+  s["lr"] = lr_;
+  if (std::isfinite(best_)) s["best"] = best_;  // none before the first step
+  s["bad_epochs"] = static_cast<double>(bad_epochs_);
+  s["cooldown_left"] = static_cast<double>(cooldown_left_);
+  return s;
+}
+
+void ReduceLROnPlateau::set_state(const std::map<std::string, double>& state) {
+  const double lr = entry(state, "lr");
+  const auto best = state.find("best");  // none before the first step
+  const double bad = entry(state, "bad_epochs"), cooldown = entry(state, "cooldown_left");
+  epoch_ = static_cast<std::int64_t>(entry(state, "epoch"));
+  base_lr_ = entry(state, "base_lr");
+  lr_ = lr;
+  best_ = best != state.end() ? best->second : options_.maximize ? -INFINITY : INFINITY;
+  bad_epochs_ = static_cast<std::int64_t>(bad);
+  cooldown_left_ = static_cast<std::int64_t>(cooldown);
+  optimizer_.set_lr(lr_);
 }
 
 StepLR::StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma)

@@ -19,7 +19,7 @@ class Optimizer {
   virtual ~Optimizer() = default;
 
   virtual void step() = 0;
-  virtual std::string name() const = 0;  ///< "SGD", "Adam", "AdamW"
+  virtual std::string name() const = 0;  ///< "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"
   void zero_grad();
   double lr() const { return lr_; }
   /// ValueError unless lr is finite and >= 0, as the constructors require.
@@ -100,23 +100,75 @@ class AdamW : public Adam {
   AdamW(std::vector<Tensor> parameters, AdamOptions options = {.weight_decay = 0.01});
 };
 
+struct RMSpropOptions {
+  double lr = 0.01;
+  double alpha = 0.99;  ///< smoothing of the squared gradients' average
+  double eps = 1e-8;
+  double weight_decay = 0.0;  ///< L2: added to the gradient
+  double momentum = 0.0;
+  bool centered = false;  ///< divide by the gradients' estimated variance instead
+};
+
+/// As torch.optim.RMSprop: v <- alpha v + (1 - alpha) g^2, (centered: m <- alpha m + (1 - alpha) g,
+/// v - m^2 in place of v), a = sqrt(v) + eps; p <- p - lr g / a, or with momentum
+/// b <- momentum b + g / a, p <- p - lr b.
+class RMSprop : public Optimizer {
+ public:
+  RMSprop(std::vector<Tensor> parameters, RMSpropOptions options = {});
+  void step() override;
+  std::string name() const override { return "RMSprop"; }
+
+ private:
+  RMSpropOptions options_;
+};
+
+struct AdagradOptions {
+  double lr = 0.01;
+  double lr_decay = 0.0;
+  double weight_decay = 0.0;  ///< L2: added to the gradient
+  double initial_accumulator_value = 0.0;
+  double eps = 1e-10;
+};
+
+/// As torch.optim.Adagrad: s <- s + g^2, p <- p - lr / (1 + (t - 1) lr_decay) g / (sqrt(s) + eps).
+class Adagrad : public Optimizer {
+ public:
+  Adagrad(std::vector<Tensor> parameters, AdagradOptions options = {});
+  void step() override;
+  std::string name() const override { return "Adagrad"; }
+
+ private:
+  AdagradOptions options_;
+};
+
+/// Scales every gradient by one factor so that their joint norm (2, or any p >= 1, or infinity)
+/// is at most max_norm, as torch.nn.utils.clip_grad_norm_; returns the norm before clipping.
+/// Parameters without a gradient are skipped. A non-finite norm is a ValueError when
+/// error_if_nonfinite, else the gradients are left as they are.
+double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm,
+                       double norm_type = 2.0, bool error_if_nonfinite = false);
+/// Clamps every gradient entry into [-clip_value, clip_value], as clip_grad_value_.
+void clip_grad_value_(const std::vector<Tensor>& parameters, double clip_value);
+
 /// Learning-rate schedules: call step() once per epoch; the optimizer's lr follows.
 class LRScheduler {
  public:
   explicit LRScheduler(Optimizer& optimizer) : optimizer_(optimizer), base_lr_(optimizer.lr()) {}
   virtual ~LRScheduler() = default;
-  void step();
+  virtual void step();
   std::int64_t epoch() const { return epoch_; }  ///< steps taken
   double base_lr() const { return base_lr_; }
   /// Restores what epoch() and base_lr() returned (a checkpoint's), and the optimizer's lr with it.
   void restore(std::int64_t epoch, double base_lr);
+  /// Everything a checkpoint keeps to resume the schedule exactly, by name ("epoch", "base_lr",
+  /// and a schedule's own), and back (ValueError naming a missing or invalid entry).
+  virtual std::map<std::string, double> state() const;
+  virtual void set_state(const std::map<std::string, double>& state);
 
  protected:
   virtual double lr_at(std::int64_t epoch) const = 0;
   Optimizer& optimizer_;
   double base_lr_;
-
- private:
   std::int64_t epoch_ = 0;
 };
 
@@ -144,6 +196,50 @@ class CosineAnnealingLR : public LRScheduler {
  private:
   std::int64_t t_max_;
   double eta_min_;
+};
+
+/// A linear ramp of the learning rate, as torch's LinearLR (a warm-up from a small start_factor):
+/// lr = base_lr (start_factor + (end_factor - start_factor) min(epoch, total_iters) / total_iters).
+class LinearLR : public LRScheduler {
+ public:
+  LinearLR(Optimizer& optimizer, double start_factor = 1.0 / 3, double end_factor = 1.0,
+           std::int64_t total_iters = 5);
+
+ protected:
+  double lr_at(std::int64_t epoch) const override;
+
+ private:
+  double start_factor_, end_factor_;
+  std::int64_t total_iters_;
+};
+
+struct ReduceLROnPlateauOptions {
+  bool maximize = false;  ///< the metric is better when larger (accuracy), not smaller (loss)
+  double factor = 0.1;    ///< lr <- max(lr factor, min_lr) on a plateau
+  std::int64_t patience = 10;  ///< epochs without improvement tolerated
+  double threshold = 1e-4;     ///< improvement: relative to the best by this much
+  std::int64_t cooldown = 0;   ///< epochs to wait after a reduction
+  double min_lr = 0.0;
+};
+
+/// Reduces the lr when a metric stops improving, as torch's ReduceLROnPlateau: call step(metric)
+/// once per epoch with the validation loss (or accuracy, with maximize). step() without the
+/// metric is a ValueError.
+class ReduceLROnPlateau : public LRScheduler {
+ public:
+  ReduceLROnPlateau(Optimizer& optimizer, ReduceLROnPlateauOptions options = {});
+  void step() override;
+  void step(double metric);
+  std::map<std::string, double> state() const override;
+  void set_state(const std::map<std::string, double>& state) override;
+
+ protected:
+  double lr_at(std::int64_t) const override { return lr_; }
+
+ private:
+  ReduceLROnPlateauOptions options_;
+  double lr_, best_;
+  std::int64_t bad_epochs_ = 0, cooldown_left_ = 0;
 };
 
 }  // namespace xgrad::nn
