@@ -159,8 +159,8 @@ std::string GradcheckReport::str() const {
 }
 
 std::ostream& operator<<(std::ostream& os, const GradcheckReport& r) {
-  os << "gradcheck " << (r.passed ? "passed" : "FAILED") << " (" << r.method << ", " << r.compared
-     << " compared)\n";
+  os << r.check << " " << (r.passed ? "passed" : "FAILED") << " (" << r.method << ", "
+     << r.compared << " compared)\n";
   os << "  worst: input " << r.input << " " << r.input_index << " -> output " << r.output_index
      << "\n";
   os << std::setprecision(12) << "  analytic " << r.analytic << "\n  numeric  " << r.numeric
@@ -209,7 +209,23 @@ GradcheckReport gradgradcheck(const TensorFn& f, const std::vector<Tensor>& inpu
     }
     return concat(parts);
   };
-  return gradcheck(first_derivative, extended, options);
+  GradcheckReport report = gradcheck(first_derivative, extended, options);
+  report.check = "gradgradcheck";
+  // The output is the checked inputs' gradients, flattened one after another: name the input
+  // and the entry. The last input is v, the random direction, not one of f's.
+  if (report.output_index.size() > 2) {
+    std::size_t flat = std::stoul(report.output_index.substr(1, report.output_index.size() - 2));
+    for (std::size_t i : checked) {
+      if (flat < inputs[i].numel()) {
+        report.output_index =
+            "d/d input " + std::to_string(i) + " " + index_str(flat, inputs[i].shape());
+        break;
+      }
+      flat -= inputs[i].numel();
+    }
+  }
+  if (report.input == inputs.size()) report.input_index += " (of v, the random direction)";
+  return report;
 }
 
 }  // namespace xgrad

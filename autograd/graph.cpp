@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -20,65 +21,127 @@ std::string bytes_str(std::size_t bytes) {
     os << bytes / double(1 << 20) << " MiB";
   return os.str();
 }
+
+// Text inside a DOT label: quotes and backslashes escaped.
+std::string escaped(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+class Drawing {
+ public:
+  Drawing(const DotOptions& options) : options_(options) {
+    for (const auto& [name, t] : options.names)
+      if (t.defined()) names_.emplace(t.impl(), name);
+  }
+
+  std::string id(const void* p) {
+    auto [it, fresh] = ids_.emplace(p, "");
+    if (fresh) it->second = "n" + std::to_string(ids_.size());
+    return it->second;
+  }
+
+  // The box a node is drawn in: its own, or its composite call's when folding.
+  std::string box(const Node* node) {
+    if (options_.fold_composites && node->composite()) {
+      const std::string group = "c" + std::to_string(node->composite_call());
+      if (groups_.insert(group).second)
+        dot_ << "  " << group << " [shape=box, style=\"rounded,bold\", label=\""
+             << node->composite() << "\"];\n";
+      return group;
+    }
+    const std::string own = id(node);
+    if (drawn_.insert(own).second) {
+      dot_ << "  " << own << " [shape=box, style=rounded, label=\"" << node->name();
+      if (const std::string a = node->annotation(); !a.empty()) dot_ << " " << escaped(a);
+      if (node->released())
+        dot_ << "\\nsaved: released";
+      else if (const std::size_t bytes = node->saved_bytes())
+        dot_ << "\\nsaved: " << bytes_str(bytes);
+      dot_ << "\"];\n";
+    }
+    return own;
+  }
+
+  std::string leaf(const TensorImpl* impl, const Shape& shape, bool requires_grad) {
+    const std::string own = id(impl);
+    if (drawn_.insert(own).second) {
+      const auto name = names_.find(impl);
+      dot_ << "  " << own << " [shape=box, style=filled, fillcolor=\"#dde8f5\", label=\""
+           << (name != names_.end() ? escaped(name->second) + " " : std::string("leaf "))
+           << shape_str(shape) << (requires_grad ? "\\nrequires grad" : "") << "\"];\n";
+    }
+    return own;
+  }
+
+  std::string constant(const void* edge, const Shape& shape) {
+    const std::string own = id(edge);
+    if (drawn_.insert(own).second)
+      dot_ << "  " << own << " [shape=box, color=gray, fontcolor=gray, label=\"constant "
+           << shape_str(shape) << "\"];\n";
+    return own;
+  }
+
+  void arrow(const std::string& from, const std::string& to, const Shape& shape) {
+    if (from == to) return;  // inside one folded composite
+    if (!arrows_.insert(from + ">" + to + shape_str(shape)).second) return;  // drawn already
+    dot_ << "  " << from << " -> " << to << " [label=\"" << shape_str(shape) << "\"];\n";
+  }
+
+  std::ostringstream dot_;
+
+ private:
+  const DotOptions& options_;
+  std::map<const TensorImpl*, std::string> names_;
+  std::map<const void*, std::string> ids_;
+  std::set<std::string> drawn_, groups_, arrows_;
+};
 }  // namespace
 
-std::string to_dot(const Tensor& output) {
-  std::ostringstream dot;
+std::string to_dot(const Tensor& output, const DotOptions& options) {
+  Drawing d(options);
+  std::ostringstream& dot = d.dot_;
   dot << "digraph xgrad {\n  rankdir=BT;\n  node [fontname=\"Helvetica\", fontsize=10];\n"
       << "  edge [fontname=\"Helvetica\", fontsize=9];\n";
   dot << "  out [shape=ellipse, label=\"output " << shape_str(output.shape()) << "\"];\n";
-  std::map<const void*, std::string> ids;
-  auto id = [&](const void* p) {
-    auto [it, fresh] = ids.emplace(p, "");
-    if (fresh) it->second = "n" + std::to_string(ids.size());
-    return it->second;
-  };
   std::vector<const Node*> todo;
   if (const Node* root = output.grad_fn()) {
-    dot << "  " << id(root) << " -> out [label=\"" << shape_str(output.shape()) << "\"];\n";
+    d.arrow(d.box(root), "out", output.shape());
     todo.push_back(root);
   } else {
-    dot << "  " << id(output.impl())
-        << " [shape=box, style=filled, fillcolor=\"#dde8f5\", label=\"leaf "
-        << shape_str(output.shape()) << "\"];\n  " << id(output.impl()) << " -> out;\n";
+    d.arrow(d.leaf(output.impl(), output.shape(), output.requires_grad()), "out", output.shape());
   }
-  std::map<const Node*, bool> seen;
+  std::set<const Node*> seen;
   while (!todo.empty()) {  // each node once, iteratively: graphs can be deep
     const Node* node = todo.back();
     todo.pop_back();
-    if (seen[node]) continue;
-    seen[node] = true;
-    dot << "  " << id(node) << " [shape=box, style=rounded, label=\"" << node->name();
-    if (node->released())
-      dot << "\\nsaved: released";
-    else if (const std::size_t bytes = node->saved_bytes())
-      dot << "\\nsaved: " << bytes_str(bytes);
-    dot << "\"];\n";
+    if (!seen.insert(node).second) continue;
+    const std::string to = d.box(node);
     for (std::size_t i = 0; i < node->num_inputs(); ++i) {
       const Edge& e = node->edge(i);
       std::string from;
       if (e.fn) {
-        from = id(e.fn.get());
+        from = d.box(e.fn.get());
         todo.push_back(e.fn.get());
       } else if (e.leaf) {
-        from = id(e.leaf.get());
-        dot << "  " << from << " [shape=box, style=filled, fillcolor=\"#dde8f5\", label=\"leaf "
-            << shape_str(e.shape) << "\\nrequires grad\"];\n";
+        from = d.leaf(e.leaf.get(), e.shape, true);
       } else {
-        from = id(&e);
-        dot << "  " << from << " [shape=box, color=gray, fontcolor=gray, label=\"constant "
-            << shape_str(e.shape) << "\"];\n";
+        from = d.constant(&e, e.shape);
       }
-      dot << "  " << from << " -> " << id(node) << " [label=\"" << shape_str(e.shape) << "\"];\n";
+      d.arrow(from, to, e.shape);
     }
   }
   dot << "}\n";
   return dot.str();
 }
 
-void write_dot(const Tensor& output, const std::string& path) {
+void write_dot(const Tensor& output, const std::string& path, const DotOptions& options) {
   std::ofstream out(path);
-  out << to_dot(output);
+  out << to_dot(output, options);
   if (!out) throw ValueError("write_dot: cannot write " + path);
 }
 

@@ -107,7 +107,28 @@ bool should_record(std::span<const Tensor* const> inputs) {
   return false;
 }
 
+namespace {
+struct Composite {
+  const char* name = nullptr;
+  std::uint64_t call = 0;
+};
+thread_local Composite current_composite;
+thread_local std::uint64_t composite_calls = 0;
+}  // namespace
+
+CompositeScope::CompositeScope(const char* name) {
+  if (current_composite.name) return;
+  outer_ = true;
+  current_composite = {name, ++composite_calls};
+}
+
+CompositeScope::~CompositeScope() {
+  if (outer_) current_composite = {};
+}
+
 void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs) {
+  node->composite_ = current_composite.name;
+  node->composite_call_ = current_composite.call;
   Tape& tape = Tape::current();
   node->edges_.reserve(inputs.size());
   for (const Tensor* t : inputs) {

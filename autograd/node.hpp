@@ -80,6 +80,12 @@ class Node {
   virtual ~Node();
 
   virtual std::string_view name() const = 0;
+  /// What a picture of the graph shows beside the name: the number of x * 0.05 ("x 0.05").
+  virtual std::string annotation() const { return ""; }
+  /// The composite op (mean, var, ...) this node was recorded inside, or null, and which call of
+  /// it: to_dot can draw each call as one box.
+  const char* composite() const { return composite_; }
+  std::uint64_t composite_call() const { return composite_call_; }
   /// Given the gradient of the output, fills grads[i] for each input i with needs_grad(i), written
   /// with tensor ops (so that create_graph records them). A gradient may keep a broadcast shape:
   /// the engine sums it back to the input's shape.
@@ -104,6 +110,8 @@ class Node {
   friend void collect_dead(Node*);
   friend class Engine;
   friend void attach(Tensor&, Node*, std::span<const Tensor* const>);
+  const char* composite_ = nullptr;
+  std::uint64_t composite_call_ = 0;
 
   struct Saved {
     std::shared_ptr<TensorImpl> tensor;  ///< an input
@@ -128,6 +136,19 @@ class Node {
 /// Deletes a node whose last reference went, and the older nodes that go with it, on this thread
 /// (iteratively: a chain of a million nodes does not overflow the stack).
 void collect_dead(Node* node);
+
+/// Marks the nodes recorded while it lives as parts of one call of the composite op `name` (a
+/// string literal); inside another one, the outer one counts. Composite ops open one.
+class CompositeScope {
+ public:
+  explicit CompositeScope(const char* name);
+  ~CompositeScope();
+  CompositeScope(const CompositeScope&) = delete;
+  CompositeScope& operator=(const CompositeScope&) = delete;
+
+ private:
+  bool outer_ = false;
+};
 
 bool should_record(std::span<const Tensor* const> inputs);
 void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs);

@@ -40,7 +40,111 @@ double numeric_derivative(const TensorFn& loss, const std::vector<Tensor>& param
   return (64 * five_point(h / 2) - five_point(h)) / 63;
 }
 
+// x as a short decimal: 0.5, 0.125, 3.
+std::string short_number(double x) {
+  std::ostringstream os;
+  os << std::setprecision(6) << x;
+  return os.str();
+}
+
+// "(a missing 1/N, N = 64)" and the like, for a constant factor truth = k claim.
+std::string factor_hint(double k) {
+  const double n = std::round(1 / k);
+  if (n >= 2 && std::abs(1 / k - n) <= 1e-6 * n)
+    return " (the claim is " + short_number(n) + " times too large: a missing 1/" +
+           short_number(n) + ", as a mean over " + short_number(n) + " samples)";
+  const double m = std::round(k);
+  if (m >= 2 && std::abs(k - m) <= 1e-6 * m)
+    return " (the claim is " + short_number(m) + " times too small)";
+  return "";
+}
+
 }  // namespace
+
+std::string diagnose_gradient(const Tensor& claimed_t, const Tensor& truth_t, double rtol) {
+  const xt::xarray<double> c = cast(claimed_t.detach(), Dtype::float64).value<double>();
+  const xt::xarray<double> t = cast(truth_t.detach(), Dtype::float64).value<double>();
+  if (c.shape() != t.shape())
+    throw ShapeError("diagnose_gradient: claimed " + shape_str(claimed_t.shape()) + " and truth " +
+                     shape_str(truth_t.shape()) + "; expected equal shapes");
+  const double cs = max_abs(c), ts = max_abs(t), scale = std::max(cs, ts);
+  const auto near = [&](double a, double b) { return std::abs(a - b) <= rtol * scale; };
+  const std::size_t n = c.size();
+  bool agree = true;
+  for (std::size_t i = 0; i < n && agree; ++i) agree = near(c.data()[i], t.data()[i]);
+  if (agree) return "";
+  if (cs == 0) return "zeros where the truth is not: the claim is all zeros";
+  if (ts == 0) return "the truth is all zeros: the claim should be zero everywhere";
+  // Zeros where the truth is not, the other entries right.
+  std::size_t zeroed = 0;
+  bool rest_agree = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double a = c.data()[i], b = t.data()[i];
+    if (std::abs(a) <= rtol * scale && std::abs(b) > rtol * scale)
+      ++zeroed;
+    else
+      rest_agree = rest_agree && near(a, b);
+  }
+  if (zeroed > 0 && rest_agree)
+    return "zeros where the truth is not (" + std::to_string(zeroed) + " of " + std::to_string(n) +
+           " entries), the others right";
+  // Transposed (a square matrix; another shape would not have been accepted).
+  if (c.dimension() == 2 && c.shape()[0] == c.shape()[1]) {
+    const std::size_t d = c.shape()[0];
+    bool transposed = true;
+    for (std::size_t i = 0; i < d && transposed; ++i)
+      for (std::size_t j = 0; j < d && transposed; ++j) transposed = near(c(j, i), t(i, j));
+    if (transposed) return "transposed: the claim is the truth's transpose";
+  }
+  // Ratios truth / claim where the claim is not zero; where it is, the truth must be zero too.
+  std::vector<double> ratio(n, std::nan(""));
+  double lo = INFINITY, hi = -INFINITY;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double a = c.data()[i], b = t.data()[i];
+    if (std::abs(a) <= rtol * scale) {
+      if (std::abs(b) > rtol * scale) return "none of the known kinds";
+      continue;
+    }
+    ratio[i] = b / a;
+    lo = std::min(lo, ratio[i]);
+    hi = std::max(hi, ratio[i]);
+  }
+  const double tol = 1e-6;
+  if (hi - lo <= tol * std::max(1.0, std::abs(hi))) {
+    const double k = (lo + hi) / 2;
+    if (std::abs(k + 1) <= tol) return "the sign is flipped: truth = -claim";
+    return "a constant factor: truth = " + short_number(k) + " x claim" + factor_hint(k);
+  }
+  // An entrywise factor, as a missing activation derivative sigma'(z) leaves.
+  bool mask = true;
+  for (double r : ratio)
+    if (!std::isnan(r)) mask = mask && (std::abs(r) <= tol || std::abs(r - 1) <= tol);
+  std::string kind;
+  if (mask)
+    kind = "an entrywise factor of 0 or 1: a missing mask, as relu'(z) = [z > 0]";
+  else if (lo > -tol && hi <= 0.25 + tol)
+    kind = "an entrywise factor in (0, 0.25]: as sigmoid'(z) = s (1 - s)";
+  else if (lo > -tol && hi <= 1 + tol)
+    kind = "an entrywise factor in (0, 1]: as tanh'(z) = 1 - tanh(z)^2";
+  else
+    return "none of the known kinds";
+  // Constant along each row: one factor per output unit, as sigma' at the layer's z.
+  if (c.dimension() == 2 && c.shape()[1] > 1) {
+    const std::size_t rows = c.shape()[0], cols = c.shape()[1];
+    bool per_row = true;
+    for (std::size_t i = 0; i < rows && per_row; ++i) {
+      double first = std::nan("");
+      for (std::size_t j = 0; j < cols && per_row; ++j) {
+        const double r = ratio[i * cols + j];
+        if (std::isnan(r)) continue;
+        if (std::isnan(first)) first = r;
+        per_row = std::abs(r - first) <= tol * std::max(1.0, std::abs(first));
+      }
+    }
+    if (per_row) kind += ", the same along each row (one factor per output unit)";
+  }
+  return kind + ": the activation's derivative missing from the chain rule?";
+}
 
 const ParameterVerdict* VerifyReport::first_failure() const {
   for (const ParameterVerdict& p : parameters)
@@ -66,6 +170,7 @@ std::ostream& operator<<(std::ostream& os, const VerifyReport& r) {
       os << std::setprecision(12) << "\n    worst entry " << p.index << ": claimed " << p.claimed
          << ", tape " << p.tape << ", finite differences " << p.numeric << std::setprecision(3)
          << ", abs error " << p.abs_error;
+    if (!p.diagnosis.empty()) os << "\n    looks like: " << p.diagnosis;
     os << "\n";
   }
   return os;
@@ -140,6 +245,8 @@ VerifyReport verify_gradients(const TensorFn& loss,
     v.numeric_rel_error = numeric_scale > 0 ? numeric_err / numeric_scale : 0.0;
     v.matches_tape = v.rel_error <= o.rtol;
     v.matches_numeric = v.numeric_rel_error <= o.numeric_rtol;
+    if (!v.matches_tape)
+      v.diagnosis = diagnose_gradient(claimed[i], Tensor(t), std::max(o.rtol, 1e-9));
     report.passed = report.passed && v.matches_tape && v.matches_numeric;
     report.parameters.push_back(std::move(v));
   }

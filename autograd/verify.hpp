@@ -5,7 +5,8 @@
 /// with the tape's gradients and with finite differences, and names the worst entry.
 ///
 ///   auto report = verify_gradients(loss_fn, {{"W1", W1}, {"b1", b1}}, {my_dW1, my_db1});
-///   std::cout << report;   // per parameter: agrees or not, worst entry, the three values
+///   std::cout << report;   // per parameter: agrees or not, worst entry, the three values, and
+///                          // what kind of mistake a wrong one looks like
 ///
 /// Errors are relative, and measured against a gradient as a whole, so that entries that are
 /// (nearly) zero do not make a right formula look wrong:
@@ -45,7 +46,16 @@ struct ParameterVerdict {
   double abs_error = 0, rel_error = 0;                  ///< claimed vs tape, worst entry
   double numeric_abs_error = 0, numeric_rel_error = 0;  ///< claimed vs finite differences, worst
   std::size_t numeric_entries = 0;                      ///< entries compared numerically
+  /// For a claimed gradient that disagrees with the tape, what kind of mistake it looks like:
+  /// "a constant factor: truth = 0.5 x claim (...)", "the sign is flipped", "transposed",
+  /// "zeros where the truth is not", "an entrywise factor in (0, 1] ... as tanh'(z)", or "none
+  /// of the known kinds". Empty when it agrees.
+  std::string diagnosis;
 };
+
+/// The kind of mistake that turns the true gradient `truth` into `claimed` (same shape), as
+/// ParameterVerdict::diagnosis says it; "" when they agree to `rtol` of the largest entry.
+std::string diagnose_gradient(const Tensor& claimed, const Tensor& truth, double rtol = 1e-6);
 
 struct VerifyReport {
   bool passed = true;

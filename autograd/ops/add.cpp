@@ -7,8 +7,16 @@ namespace {
 struct Add final : Node {
   std::string_view name() const override { return "add"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    for (Tensor& slot : grads) slot = g;  // one slot for a + s, two for a + b
+    for (Tensor& slot : grads) slot = g;
   }
+};
+
+struct AddScalar final : Node {
+  explicit AddScalar(double s) : s_(s) {}
+  std::string_view name() const override { return "add"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = g; }
+  std::string annotation() const override { return "+ " + number_str(s_); }
+  double s_;
 };
 }  // namespace
 
@@ -22,7 +30,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor add(const Tensor& a, double b) {
   const ProfileScope profiled("add");
   Tensor out = detail::map(a, [b](auto x) { return x + static_cast<decltype(x)>(b); });
-  record<Add>(out, {a});
+  record<AddScalar>(out, {a}, b);
   return out;
 }
 }  // namespace xgrad

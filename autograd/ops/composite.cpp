@@ -24,6 +24,7 @@ Axes all_axes(const Tensor& x) {
 Tensor pow(const Tensor& base, double exponent) { return pow(base, scalar_like(base, exponent)); }
 
 Tensor clamp(const Tensor& x, double min, double max) {
+  const CompositeScope composite("clamp");
   if (!(min <= max))
     throw ValueError("clamp: needs min <= max, got min=" + std::to_string(min) +
                      " max=" + std::to_string(max));
@@ -38,11 +39,13 @@ Tensor clamp(const Tensor& x, double min, double max) {
 // ---- activations ------------------------------------------------------------------------------
 
 Tensor gelu(const Tensor& x) {
+  const CompositeScope composite("gelu");
   const Tensor phi = mul(add(erf(mul(x, std::numbers::sqrt2 / 2)), 1.0), 0.5);
   return mul(x, phi);
 }
 
 Tensor elu(const Tensor& x, double alpha) {
+  const CompositeScope composite("elu");
   // exp of x where x <= 0 and of 0 elsewhere: the branch not taken must stay finite, or its zero
   // gradient times inf is NaN. At x = 0 both derivatives come from the negative branch (alpha), as
   // PyTorch's (x <= 0); a NaN takes the negative branch and stays NaN.
@@ -51,9 +54,15 @@ Tensor elu(const Tensor& x, double alpha) {
   return where(positive, x, negative);
 }
 
-Tensor silu(const Tensor& x) { return mul(x, sigmoid(x)); }
+Tensor silu(const Tensor& x) {
+  const CompositeScope composite("silu");
+  return mul(x, sigmoid(x));
+}
 
-Tensor mish(const Tensor& x) { return mul(x, tanh(softplus(x))); }
+Tensor mish(const Tensor& x) {
+  const CompositeScope composite("mish");
+  return mul(x, tanh(softplus(x)));
+}
 
 // ---- linear algebra ---------------------------------------------------------------------------
 
@@ -182,16 +191,19 @@ double reduced_count(const Tensor& x, const Axes& axes) {
 }  // namespace
 
 Tensor mean(const Tensor& x) {
+  const CompositeScope composite("mean");
   detail::check_not_empty("mean", x);
   return div(sum(x), scalar_like(x, static_cast<double>(x.numel())));
 }
 
 Tensor mean(const Tensor& x, const Axes& axes, bool keepdims) {
+  const CompositeScope composite("mean");
   detail::check_not_empty("mean", x);
   return div(sum(x, axes, keepdims), scalar_like(x, reduced_count(x, axes)));
 }
 
 Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims) {
+  const CompositeScope composite("logsumexp");
   detail::check_not_empty("logsumexp", x);
   // The shift m is a constant: the result does not depend on it, so neither does its gradient.
   // An infinite maximum (a line of -inf) is replaced by 0 so that x - m stays defined.
@@ -211,6 +223,7 @@ Tensor logsumexp(const Tensor& x) { return logsumexp(x, all_axes(x)); }
 Tensor var(const Tensor& x, double correction) { return var(x, all_axes(x), false, correction); }
 
 Tensor var(const Tensor& x, const Axes& axes, bool keepdims, double correction) {
+  const CompositeScope composite("var");
   const double n = reduced_count(x, axes);
   if (n - correction <= 0)
     throw ValueError("var: " + std::to_string(static_cast<std::size_t>(n)) +

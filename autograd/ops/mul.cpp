@@ -18,6 +18,7 @@ struct MulScalar final : Node {
   explicit MulScalar(double s) : s_(s) {}
   std::string_view name() const override { return "mul"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = mul(g, s_); }
+  std::string annotation() const override { return "x " + number_str(s_); }
   double s_;
 };
 }  // namespace

@@ -86,10 +86,18 @@ void write_plot(const std::string& path, const std::vector<EpochResult>& results
   }
   const bool svg = fs::path(path).extension() == ".svg";
   const std::string d = quoted(data.string());
+  // Epochs are whole numbers: ticks on integers (about ten of them), and half an epoch of room
+  // on each side, so that a single epoch still has an x range.
+  const int first = results.empty() ? 1 : results.front().epoch;
+  const int last = results.empty() ? 1 : results.back().epoch;
+  const int tick = std::max(1, (last - first + 9) / 10);
+  const std::string x_axis = "set xrange [" + std::to_string(first) + "-0.5:" +
+                             std::to_string(last) + "+0.5]\nset xtics " + std::to_string(tick) +
+                             "\nset format x '%.0f'\n";
   const std::string script =
       std::string("set terminal ") + (svg ? "svg size 900,400" : "png size 900,400") +
-      "\nset output " + quoted(path) +
-      "\nset multiplot layout 1,2\nset xlabel 'epoch'\nset grid\nset title 'loss'\nplot " + d +
+      "\nset output " + quoted(path) + "\n" + x_axis +
+      "set multiplot layout 1,2\nset xlabel 'epoch'\nset grid\nset title 'loss'\nplot " + d +
       " using 1:2 with linespoints title 'train', '' using 1:3 with linespoints title 'test'\n"
       "set title 'accuracy'\nset key bottom right\nplot " +
       d +

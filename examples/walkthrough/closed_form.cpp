@@ -113,8 +113,11 @@ Matrix activation_derivative(const std::string& name, const Matrix& z) {
   return apply_closed_form(name, z, [](const ClosedFormActivation& c) { return c.derivative; });
 }
 
-Network::Network(std::vector<DenseLayer> layers, const Matrix& x, Index y, double lr)
-    : layers_(std::move(layers)), y_(std::move(y)), lr_(lr) {
+Network::Network(std::vector<DenseLayer> layers, const Matrix& x, Index y, double lr,
+                 int label_base)
+    : layers_(std::move(layers)), y_(std::move(y)), lr_(lr), label_base_(label_base) {
+  if (label_base != 0 && label_base != 1)
+    throw ValueError("network: label_base must be 0 or 1, got " + std::to_string(label_base));
   if (x.dimension() != 1 && x.dimension() != 2)
     throw ShapeError("network: x must be one sample (a vector) or a batch (a matrix), got shape " +
                      shape_str(x.shape()));

@@ -38,11 +38,15 @@ struct DenseLayer {
 /// ShapeError, ValueError or IndexError naming the layer otherwise.
 class Network {
  public:
-  Network(std::vector<DenseLayer> layers, const Matrix& x, xgrad::Index y, double lr = 0.1);
+  /// y holds 0-based class indices; label_base (0 or 1) is only how they are shown: 1 when the
+  /// spec numbered its classes 1..C, as the document does.
+  Network(std::vector<DenseLayer> layers, const Matrix& x, xgrad::Index y, double lr = 0.1,
+          int label_base = 0);
   const std::vector<DenseLayer>& layers() const { return layers_; }
   const Matrix& x() const { return x_; }  ///< (B, d_0): one sample is a batch of one
   const xgrad::Index& y() const { return y_; }
   double lr() const { return lr_; }
+  int label_base() const { return label_base_; }
 
  private:
   void check() const;
@@ -50,6 +54,7 @@ class Network {
   Matrix x_;
   xgrad::Index y_;
   double lr_;
+  int label_base_ = 0;
 };
 
 enum class BackpropFormula { corrected, document };

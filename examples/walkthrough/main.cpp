@@ -141,6 +141,15 @@ void print_tables(const Network& net, BackpropFormula formula, const BackpropTra
   for (const DenseLayer& layer : net.layers()) widths.push_back(layer.W.shape()[0]);
   std::printf("One SGD step through a %zu-layer network (%s), batch of %zu, lr = %g\n", L,
               join(widths, " -> ").c_str(), net.x().shape()[0], net.lr());
+  std::string labels;
+  for (std::size_t i = 0; i < net.y().size(); ++i)
+    labels += (i ? ", " : "") + std::to_string(net.y()(i) + net.label_base());
+  const std::size_t classes = net.layers().back().W.shape()[0];
+  std::printf("Labels: y = %s, %s\n", labels.c_str(),
+              net.label_base() == 1
+                  ? ("1-based (classes 1.." + std::to_string(classes) + ", as the document numbers them)").c_str()
+                  : ("0-based (classes 0.." + std::to_string(classes - 1) +
+                     "; \"label_base\": 1 in a spec takes the document's 1.." + std::to_string(classes) + ")").c_str());
   std::printf("Question 2 by the %s rule: grad_o_l = %s\n",
               formula == BackpropFormula::corrected ? "corrected" : "document's",
               formula == BackpropFormula::corrected

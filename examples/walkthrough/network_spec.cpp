@@ -72,7 +72,7 @@ Network parse_network_spec(const std::string& json_text) {
     throw ValueError(std::string("malformed JSON: ") + e.what());
   }
   if (!doc.is_object()) throw ValueError("spec: expected a JSON object with layers, x, y");
-  only_keys(doc, {"layers", "x", "y", "lr"}, "spec");
+  only_keys(doc, {"layers", "x", "y", "lr", "label_base"}, "spec");
   for (const char* key : {"layers", "x", "y"})
     if (!doc.contains(key)) throw ValueError(std::string("spec: missing \"") + key + "\"");
 
@@ -107,10 +107,29 @@ Network parse_network_spec(const std::string& json_text) {
   } else {
     labels.push_back(label(y, "y"));
   }
+  // "label_base": 1 takes the document's numbering of the classes, 1..C.
+  int base = 0;
+  if (doc.contains("label_base")) {
+    const json& b = doc["label_base"];
+    if (!b.is_number_integer() || (b.get<std::int64_t>() != 0 && b.get<std::int64_t>() != 1))
+      throw ValueError("label_base: expected 0 (classes 0..C-1) or 1 (classes 1..C, as the "
+                       "document numbers them), got " + b.dump());
+    base = static_cast<int>(b.get<std::int64_t>());
+  }
+  const std::size_t classes_count = dense.back().W.dimension() == 2 ? dense.back().W.shape()[0] : 0;
+  if (base == 1)
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      if (labels[i] < 1 || static_cast<std::size_t>(labels[i]) > classes_count)
+        throw IndexError("y" + (y.is_array() ? "[" + std::to_string(i) + "]" : std::string()) +
+                         ": label " + std::to_string(labels[i]) + " is out of range 1.." +
+                         std::to_string(classes_count) + " (\"label_base\": 1 numbers the " +
+                         std::to_string(classes_count) + " classes from 1)");
+      labels[i] -= 1;
+    }
   Index classes = Index::from_shape({labels.size()});
   std::copy(labels.begin(), labels.end(), classes.begin());
   const double lr = doc.contains("lr") ? number(doc["lr"], "lr") : 0.1;
-  return Network(std::move(dense), inputs, std::move(classes), lr);
+  return Network(std::move(dense), inputs, std::move(classes), lr, base);
 }
 
 Network load_network_spec(const std::string& path) {
