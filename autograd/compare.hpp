@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <span>
 
-#include "autograd/xtensor.hpp"
+#include "xgrad/autograd/xtensor.hpp"
 
 namespace xgrad {
 

@@ -40,8 +40,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "autograd/grad_mode.hpp"
-#include "autograd/node.hpp"
+#include "xgrad/autograd/grad_mode.hpp"
+#include "xgrad/autograd/node.hpp"
 
 namespace xgrad {
 

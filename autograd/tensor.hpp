@@ -14,8 +14,8 @@
 #include <variant>
 #include <vector>
 
-#include "autograd/error.hpp"
-#include "autograd/xtensor.hpp"
+#include "xgrad/autograd/error.hpp"
+#include "xgrad/autograd/xtensor.hpp"
 
 namespace xgrad {
 

@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-#include "autograd/gradcheck.hpp"
+#include "xgrad/autograd/gradcheck.hpp"
 
 namespace xgrad {
 

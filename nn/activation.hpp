@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "nn/module.hpp"
+#include "xgrad/nn/module.hpp"
 
 namespace xgrad::nn {
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/ops.hpp"
+#include "xgrad/autograd/ops.hpp"
 
 namespace xgrad::nn {
 

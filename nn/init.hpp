@@ -3,7 +3,7 @@
 /// Parameter initialization, as torch::nn::init: each fills a tensor in place and returns it.
 /// fan_in and fan_out of a weight of shape (out, in) are in and out.
 
-#include "autograd/tensor.hpp"
+#include "xgrad/autograd/tensor.hpp"
 
 namespace xgrad::nn::init {
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "autograd/ops.hpp"
-#include "nn/activation.hpp"
-#include "nn/module.hpp"
+#include "xgrad/autograd/ops.hpp"
+#include "xgrad/nn/activation.hpp"
+#include "xgrad/nn/module.hpp"
 
 namespace xgrad::nn {
 

@@ -77,7 +77,11 @@ Tensor smooth_l1_loss(const Tensor& pred, const Tensor& target, Reduction reduct
 
 Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction, bool log_target) {
   check_same_shape("kl_div", input, target);
-  if (log_target) return reduce(exp(target) * (target - input), reduction);
+  if (log_target) {  // a target of -inf (probability 0) counts 0, not 0 * -inf
+    const Tensor t = exp(target);
+    const Tensor positive = gt(t, constant_like(t, 0.0));
+    return reduce(where(positive, t * (target - input), constant_like(input, 0.0)), reduction);
+  }
   // 0 log 0 = 0: where target is 0 the log is taken of 1 instead, so that no inf enters.
   const Tensor positive = gt(target, constant_like(target, 0.0));
   const Tensor safe = where(positive, target, constant_like(target, 1.0));

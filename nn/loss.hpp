@@ -4,7 +4,7 @@
 /// softmax cross-entropy is a primitive op (autograd/ops/softmax_cross_entropy.cpp); the others
 /// are composed from ops.
 
-#include "autograd/ops.hpp"
+#include "xgrad/autograd/ops.hpp"
 
 namespace xgrad::nn {
 

@@ -15,9 +15,9 @@
 #include <utility>
 #include <vector>
 
-#include "autograd/tensor.hpp"
-#include "nn/module.hpp"
-#include "nn/optim.hpp"
+#include "xgrad/autograd/tensor.hpp"
+#include "xgrad/nn/module.hpp"
+#include "xgrad/nn/optim.hpp"
 
 namespace xgrad::nn {
 

@@ -95,7 +95,7 @@ Tensor flip(const Tensor& x, const Axes& axes) {
   for (std::ptrdiff_t axis : axes) {
     const std::size_t ax = detail::normalize_axis("flip", axis, x.dim());
     if (seen[ax])
-      throw ValueError("flip: axis " + std::to_string(axis) + " is given twice for " +
+      throw ShapeError("flip: axis " + std::to_string(axis) + " is given twice for " +
                        shape_str(x.shape()));
     seen[ax] = true;
     std::vector<std::int64_t> reversed(x.shape()[ax]);

@@ -141,3 +141,28 @@ TEST_CASE("a custom backward returning the wrong dtype is an error naming the op
                                          "of dtype float32"),
                        DtypeError);
 }
+
+TEST_CASE("to_dot: leaves by name, numbers of scalar ops, each node once, composites folded") {
+  const Tensor w = testing::f64({{1.0, 2.0}, {3.0, 4.0}}, true);
+  const Tensor b = testing::f64({0.5, -0.5}, true);
+  const Tensor x = testing::f64({{0.5, -0.5}});
+  const Tensor h = linear(x, w, b);
+  const Tensor loss = mean(h * 0.05 + h) + var(h) + 1.0;
+  const std::string plain = to_dot(loss, {.names = {{"fc.weight", w}, {"fc.bias", b}}});
+  CHECK(plain.find("label=\"fc.weight [2, 2]\\nrequires grad\"") != std::string::npos);
+  CHECK(plain.find("label=\"fc.bias [2]") != std::string::npos);
+  CHECK(plain.find("mul x 0.05") != std::string::npos);
+  CHECK(plain.find("add + 1") != std::string::npos);
+  const auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  CHECK(count(plain, "fc.weight") == 1);  // a leaf used by one op: drawn once
+  CHECK(count(plain, "\"linear") == 1);   // h feeds three ops: its node is drawn once
+  const std::string folded = to_dot(loss, {.fold_composites = true});
+  CHECK(folded.find("label=\"mean\"") != std::string::npos);
+  CHECK(folded.find("label=\"var\"") != std::string::npos);
+  CHECK(folded.find("sum_to") == std::string::npos);  // inside mean and var: not drawn
+  CHECK(plain.find("sum_to") != std::string::npos);
+}

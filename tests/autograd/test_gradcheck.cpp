@@ -87,3 +87,17 @@ TEST_CASE("gradcheck refuses float32 inputs and functions of nothing") {
   const Tensor y = testing::f64({1.0});
   CHECK_THROWS_AS(gradcheck([](const std::vector<Tensor>& in) { return in[0]; }, {y}), ValueError);
 }
+
+TEST_CASE("gradgradcheck failures say gradgradcheck and name the input and entry") {
+  const Tensor x = testing::f64({0.5, -1.0, 2.0}, true);
+  const Tensor y = testing::f64({{1.0, 2.0}}, true);
+  const TensorFn f = [](const std::vector<Tensor>& in) { return detached_cube(in[0]) * sum(in[1]); };
+  const GradcheckReport r = gradgradcheck(f, {x, y});
+  CHECK_FALSE(r.passed);
+  CHECK(r.check == "gradgradcheck");
+  CHECK(r.str().rfind("gradgradcheck FAILED", 0) == 0);
+  CHECK(r.output_index.rfind("d/d input 0 [", 0) == 0);  // the cube's second derivative, x's
+  CHECK(gradcheck([](const std::vector<Tensor>& in) { return wrong_cube(in[0], 0); }, {x})
+            .str()
+            .rfind("gradcheck FAILED", 0) == 0);
+}

@@ -49,3 +49,43 @@ TEST_CASE("verify_gradients works inside a NoGradGuard: it turns recording on fo
   CHECK(report.passed);
   CHECK_FALSE(GradMode::is_enabled());  // and gives the caller's mode back
 }
+
+TEST_CASE("verify_gradients says what kind of mistake a wrong gradient looks like") {
+  Generator gen(12);
+  const Tensor truth = randn({3, 4}, {.dtype = kFloat64}, gen);
+  const Tensor square = randn({3, 3}, {.dtype = kFloat64}, gen);
+  const auto says = [](const Tensor& claim, const Tensor& t) { return diagnose_gradient(claim, t); };
+  CHECK(says(truth, truth).empty());
+  CHECK(says(truth * 0.25, truth).find("a constant factor: truth = 4 x claim") == 0);
+  CHECK(says(truth * 0.25, truth).find("4 times too small") != std::string::npos);
+  CHECK(says(truth * 64.0, truth).find("a missing 1/64, as a mean over 64 samples") != std::string::npos);
+  CHECK(says(truth * 2.0, truth).find("2 times too large") != std::string::npos);
+  CHECK(says(-truth, truth) == "the sign is flipped: truth = -claim");
+  CHECK(says(transpose(square), square) == "transposed: the claim is the truth's transpose");
+  CHECK(says(zeros_like(truth), truth).find("the claim is all zeros") != std::string::npos);
+  Tensor holes = truth.detach();
+  {
+    auto a = truth.value<double>();
+    a(1, 2) = 0;
+    a(0, 0) = 0;
+    holes = Tensor(a);
+  }
+  CHECK(says(holes, truth) == "zeros where the truth is not (2 of 12 entries), the others right");
+  // The source document's mistake: sigma'(z) missing, one factor per output unit (row).
+  const Tensor z = randn({3, 1}, {.dtype = kFloat64}, gen);
+  const Tensor tanh_prime = 1.0 - tanh(z) * tanh(z);
+  const std::string t = says(truth, truth * tanh_prime);
+  CHECK(t.find("an entrywise factor in (0, 1]: as tanh'(z)") == 0);
+  CHECK(t.find("the same along each row") != std::string::npos);
+  CHECK(says(truth, truth * (sigmoid(z) * (1.0 - sigmoid(z)))).find("(0, 0.25]: as sigmoid'(z)") != std::string::npos);
+  const Tensor mask = reshape(testing::f64({1.0, 0.0, 1.0}), {3, 1});
+  CHECK(says(truth, truth * mask).find("0 or 1: a missing mask, as relu'(z)") != std::string::npos);
+  CHECK(says(truth + 1.0, truth) == "none of the known kinds");
+  // And in the report of verify_gradients.
+  const Tensor w = testing::f64({{0.5, -1.0}, {2.0, 0.25}});
+  const TensorFn loss = [](const std::vector<Tensor>& p) { return sum(p[0] * p[0]) * 0.5; };
+  const VerifyReport report = verify_gradients(loss, {{"W", w}}, {w * -1.0});
+  CHECK_FALSE(report.passed);
+  CHECK(report.parameters[0].diagnosis == "the sign is flipped: truth = -claim");
+  CHECK(report.str().find("looks like: the sign is flipped") != std::string::npos);
+}

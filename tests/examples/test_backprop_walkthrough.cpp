@@ -105,6 +105,31 @@ TEST_CASE("walkthrough: one sample as a vector, and one hidden layer where the d
   CHECK(out["lr"].get<double>() == 0.1);     // the default
 }
 
+TEST_CASE("walkthrough: the document's 1-based labels with \"label_base\": 1, shown with it") {
+  const std::string layers = R"("layers": [
+      {"W": [[1.0, -0.5], [0.3, 0.8], [-0.6, 0.2]], "b": [0, 0.1, -0.1], "activation": "tanh"},
+      {"W": [[0.5, -1.0, 0.7], [-0.2, 0.4, 0.9], [0.1, 0.1, 0.1]], "b": [0.0, 0.0, 0.0]}])";
+  const std::string zero = spec_file("zero_based.json", "{" + layers + R"(, "x": [[1.5, -0.5], [0.2, 0.1]], "y": [0, 2]})");
+  const std::string one = spec_file("one_based.json", "{" + layers + R"(, "x": [[1.5, -0.5], [0.2, 0.1]], "y": [1, 3], "label_base": 1})");
+  const Run a = run("--json --spec " + zero), b = run("--json --spec " + one);
+  REQUIRE(a.status == 0);
+  REQUIRE(b.status == 0);
+  CHECK(a.output == b.output);  // class 3 of 1..3 is class 2 of 0..2: the same numbers
+  const Run text = run("--spec " + one);
+  CHECK(text.output.find("Labels: y = 1, 3, 1-based (classes 1..3, as the document numbers them)") !=
+        std::string::npos);
+  CHECK(run("--spec " + zero).output.find("Labels: y = 0, 2, 0-based (classes 0..2") !=
+        std::string::npos);
+  const std::string bad = spec_file("bad_base.json", "{" + layers + R"(, "x": [1.5, -0.5], "y": 0, "label_base": 1})");
+  const Run r = run("--spec " + bad);
+  CHECK(r.status == 2);
+  CHECK(r.output.find("y: label 0 is out of range 1..3 (\"label_base\": 1 numbers the 3 classes from 1)") !=
+        std::string::npos);
+  const Run base = run("--spec " + spec_file("base2.json", "{" + layers + R"(, "x": [1.5, -0.5], "y": 0, "label_base": 2})"));
+  CHECK(base.status == 2);
+  CHECK(base.output.find("label_base: expected 0") != std::string::npos);
+}
+
 TEST_CASE("walkthrough: bad input exits with status 2 and says what is wrong") {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--spec /nonexistent/net.json", "cannot read /nonexistent/net.json"},

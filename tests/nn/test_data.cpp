@@ -161,3 +161,20 @@ TEST_CASE("DataLoader: every example once per epoch, seeded shuffles, last batch
   CHECK(ordered.batch(3).labels == Index{9});
   CHECK_THROWS_AS(DataLoader(data, {.batch_size = 0}), ValueError);
 }
+
+TEST_CASE("DataLoader keeps its dataset alive: a temporary dataset is safe (run under ASan)") {
+  Generator gen(3);
+  const Tensor x = randn({10, 2}, {}, gen);
+  Index y = Index::from_shape({10});
+  for (std::size_t i = 0; i < 10; ++i) y(i) = static_cast<std::int64_t>(i % 3);
+  DataLoader loader(TensorDataset(x, y), {.batch_size = 4, .shuffle = true, .seed = 1});
+  std::size_t rows = 0;
+  for (const Batch& batch : loader) rows += batch.labels.size();  // reads the dataset it owns
+  CHECK(rows == 10);
+  auto shared = std::make_shared<const TensorDataset>(x, y);
+  DataLoader a(shared, {.batch_size = 5}), b(shared, {.batch_size = 2, .shuffle = false});
+  shared.reset();  // both loaders still hold it
+  CHECK(a.num_batches() == 2);
+  CHECK(b.batch(4).labels(1) == 0);  // row 9: label 9 % 3
+  CHECK_THROWS_AS(DataLoader(std::shared_ptr<const TensorDataset>(), {}), ValueError);
+}

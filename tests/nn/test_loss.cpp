@@ -124,3 +124,67 @@ TEST_CASE("MSE and BCE-with-logits: values and gradients") {
         doctest::Approx(1000.0));
   CHECK_THROWS_AS(mse_loss(pred, testing::f64({1.0})), ShapeError);
 }
+
+TEST_CASE("nll, l1, smooth_l1, kl_div, binary_cross_entropy: values by hand, and their gradients") {
+  const Tensor logp = log_softmax(logits_3x4(), 1);
+  const auto lp = testing::flat(logp);
+  double nll = 0;
+  for (std::size_t i = 0; i < 3; ++i) nll -= lp[i * 4 + static_cast<std::size_t>(labels(i))] / 3;
+  CHECK(nll_loss(logp, labels).item() == doctest::Approx(nll).epsilon(1e-14));
+  CHECK(nll_loss(logp, labels).item() ==
+        doctest::Approx(softmax_cross_entropy(logits_3x4(), labels).item()).epsilon(1e-14));
+  CHECK_THROWS_WITH_AS(nll_loss(logp, Index{0, 4, 1}),
+                       doctest::Contains("nll_loss: label 4 of row 1 is out of range for 4"),
+                       IndexError);
+
+  const Tensor pred = testing::f64({0.5, -2.0, 3.0, 1.0}, true);
+  const Tensor target = testing::f64({1.0, -1.0, 1.0, 1.0});
+  CHECK(l1_loss(pred, target).item() == doctest::Approx((0.5 + 1.0 + 2.0 + 0.0) / 4));
+  // |d| = 0.5 < beta: 0.5 d^2 / beta; |d| = 1 and 2 >= beta: |d| - beta / 2 (beta = 1)
+  CHECK(smooth_l1_loss(pred, target, Reduction::sum).item() ==
+        doctest::Approx(0.125 + 0.5 + 1.5 + 0.0));
+  CHECK(smooth_l1_loss(pred, target, Reduction::sum, 4.0).item() ==
+        doctest::Approx((0.25 + 1.0 + 4.0) / 8));
+  CHECK_THROWS_AS(smooth_l1_loss(pred, target, Reduction::mean, 0.0), ValueError);
+
+  const Tensor q = testing::f64({0.25, 0.75, 0.0});  // a target with a zero: 0 log 0 = 0
+  const Tensor logr = log(testing::f64({0.5, 0.25, 0.25}));
+  const double kl = 0.25 * std::log(0.25 / 0.5) + 0.75 * std::log(0.75 / 0.25);
+  CHECK(kl_div(logr, q, Reduction::sum).item() == doctest::Approx(kl).epsilon(1e-14));
+  CHECK(kl_div(logr, log(q), Reduction::sum, true).item() == doctest::Approx(kl).epsilon(1e-14));
+
+  const Tensor p = testing::f64({0.9, 0.2, 0.0, 1.0});
+  const Tensor t = testing::f64({1.0, 0.0, 1.0, 1.0});
+  // the third: log 0 clamped to -100, as PyTorch's
+  CHECK(binary_cross_entropy(p, t, Reduction::sum).item() ==
+        doctest::Approx(-std::log(0.9) - std::log(0.8) + 100.0 + 0.0));
+  CHECK_THROWS_WITH_AS(binary_cross_entropy(testing::f64({1.5}), testing::f64({1.0})),
+                       doctest::Contains("probabilities must be in [0, 1]"), ValueError);
+  CHECK(accuracy(logits_3x4(false), labels) == 1.0);
+  CHECK(accuracy(logits_3x4(false), Index{2, 1, 1}) == doctest::Approx(2.0 / 3));
+  CHECK_THROWS_AS(accuracy(logits_3x4(false), Index{0, 1}), ShapeError);
+
+  // Gradients and second derivatives against finite differences, in double.
+  const Tensor soft = softmax(testing::f64({{0.1, 0.7, 0.2}, {0.3, 0.3, 0.4}}), 1);
+  const std::vector<std::pair<const char*, TensorFn>> losses = {
+      {"nll_loss", [](const std::vector<Tensor>& x) { return nll_loss(x[0], Index{2, 0, 1}); }},
+      {"l1_loss", [&](const std::vector<Tensor>& x) { return l1_loss(x[0], target * 0.1); }},
+      {"smooth_l1_loss",
+       [&](const std::vector<Tensor>& x) { return smooth_l1_loss(x[0], target, Reduction::sum); }},
+      {"kl_div",
+       [&](const std::vector<Tensor>& x) {
+         return kl_div(x[0], testing::f64({0.5, 0.0, 0.25, 0.25}), Reduction::sum);
+       }},
+      {"binary_cross_entropy",
+       [&](const std::vector<Tensor>& x) { return binary_cross_entropy(sigmoid(x[0]), p); }},
+  };
+  // Inputs away from the kinks (d = 0 for l1, |d| = beta for smooth_l1).
+  const Tensor away = testing::f64({0.5, -2.5, 3.0, 1.4}, true);
+  for (const auto& [name, f] : losses) {
+    const std::string op = name;
+    INFO(op);
+    const Tensor x = op == "nll_loss" ? logits_3x4() : away;
+    CHECK_GRADCHECK(gradcheck(f, {x}));
+    CHECK_GRADCHECK(gradgradcheck(f, {x}));
+  }
+}

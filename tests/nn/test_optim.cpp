@@ -117,3 +117,130 @@ TEST_CASE("hyperparameters must be finite and in range, in constructors and in s
   CHECK_THROWS_AS(sgd.set_steps(-1), ValueError);
   CHECK(sgd.lr() == 0.1);
 }
+
+TEST_CASE("RMSprop follows PyTorch's update: plain, centered, with momentum and weight decay") {
+  for (bool centered : {false, true})
+    for (double momentum : {0.0, 0.9}) {
+      INFO("centered " << centered << ", momentum " << momentum);
+      const Tensor w = param({1.0, -0.5});
+      RMSprop opt({w}, {.lr = 0.01, .alpha = 0.9, .eps = 1e-8, .weight_decay = 0.1,
+                        .momentum = momentum, .centered = centered});
+      double x[2] = {1.0, -0.5}, v[2] = {0, 0}, m[2] = {0, 0}, b[2] = {0, 0};
+      for (int step = 0; step < 4; ++step) {
+        const double g[2] = {0.3 * x[0] + 1.0, -2.0 * x[1]};
+        set_grad(w, {g[0], g[1]});
+        opt.step();
+        for (int j = 0; j < 2; ++j) {
+          const double d = g[j] + 0.1 * x[j];
+          v[j] = 0.9 * v[j] + 0.1 * d * d;
+          double var = v[j];
+          if (centered) {
+            m[j] = 0.9 * m[j] + 0.1 * d;
+            var -= m[j] * m[j];
+          }
+          const double a = std::sqrt(var) + 1e-8;
+          if (momentum != 0) {
+            b[j] = momentum * b[j] + d / a;
+            x[j] -= 0.01 * b[j];
+          } else {
+            x[j] -= 0.01 * d / a;
+          }
+        }
+      }
+      const auto got = testing::flat(w);
+      CHECK(got[0] == doctest::Approx(x[0]).epsilon(1e-12));
+      CHECK(got[1] == doctest::Approx(x[1]).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("Adagrad follows PyTorch's update, with lr decay and an initial accumulator") {
+  const Tensor w = param({2.0});
+  Adagrad opt({w}, {.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.05,
+                    .initial_accumulator_value = 0.5, .eps = 1e-10});
+  double x = 2.0, s = 0.5;
+  for (int step = 1; step <= 5; ++step) {
+    const double g = x * x - 1.0;
+    set_grad(w, {g});
+    opt.step();
+    const double d = g + 0.05 * x;
+    s += d * d;
+    x -= 0.1 / (1 + (step - 1) * 0.01) * d / (std::sqrt(s) + 1e-10);
+  }
+  CHECK(testing::flat(w)[0] == doctest::Approx(x).epsilon(1e-12));
+  CHECK(opt.name() == "Adagrad");
+  CHECK_THROWS_WITH_AS(Adagrad({param({1.0})}, {.lr_decay = -1}),
+                       doctest::Contains("Adagrad: lr_decay must be a finite number >= 0, got -1"),
+                       ValueError);
+  CHECK_THROWS_WITH_AS(RMSprop({param({1.0})}, {.alpha = 1.5}),
+                       doctest::Contains("RMSprop: alpha must be a finite number >= 0 and <= 1"),
+                       ValueError);
+}
+
+TEST_CASE("clip_grad_norm_ scales every gradient by one factor; clip_grad_value_ clamps") {
+  const Tensor a = param({3.0, 0.0}), b = param({4.0}), frozen = param({1.0});
+  set_grad(a, {3.0, 0.0});
+  set_grad(b, {4.0});  // joint 2-norm 5
+  CHECK(clip_grad_norm_({a, b, frozen}, 1.0) == doctest::Approx(5.0));  // frozen: no gradient
+  CHECK(testing::flat(a.grad())[0] == doctest::Approx(3.0 / (5.0 + 1e-6)));
+  CHECK(testing::flat(b.grad())[0] == doctest::Approx(4.0 / (5.0 + 1e-6)));
+  CHECK(clip_grad_norm_({a, b}, 10.0) == doctest::Approx(1.0).epsilon(1e-5));  // under: unchanged
+  CHECK(testing::flat(b.grad())[0] == doctest::Approx(4.0 / (5.0 + 1e-6)));
+  set_grad(a, {-3.0, 1.0});
+  set_grad(b, {2.0});
+  CHECK(clip_grad_norm_({a, b}, 1.5, INFINITY) == doctest::Approx(3.0));  // the largest entry
+  CHECK(testing::flat(a.grad())[0] == doctest::Approx(-1.5).epsilon(1e-6));
+  CHECK(clip_grad_norm_({a, b}, 100.0, 1.0) == doctest::Approx(1.5 + 0.5 + 1.0).epsilon(1e-6));
+  set_grad(a, {NAN, 1.0});
+  CHECK(std::isnan(clip_grad_norm_({a}, 1.0)));
+  CHECK(testing::flat(a.grad())[1] == 1.0);  // non-finite: left as it is
+  CHECK_THROWS_WITH_AS(clip_grad_norm_({a}, 1.0, 2.0, true),
+                       doctest::Contains("clip_grad_norm_: the gradients' total norm is nan"),
+                       ValueError);
+  set_grad(a, {-3.0, 0.25});
+  clip_grad_value_({a}, 0.5);
+  CHECK(testing::flat(a.grad()) == std::vector<double>{-0.5, 0.25});
+  CHECK_THROWS_AS(clip_grad_value_({a}, -1.0), ValueError);
+}
+
+TEST_CASE("LinearLR warms the learning rate up linearly, then holds it") {
+  const Tensor w = param({1.0});
+  SGD sgd({w}, {.lr = 0.1});
+  LinearLR warm(sgd, 0.25, 1.0, 3);
+  CHECK(sgd.lr() == doctest::Approx(0.025));  // from the start
+  const double expected[] = {0.05, 0.075, 0.1, 0.1};
+  for (double lr : expected) {
+    warm.step();
+    CHECK(sgd.lr() == doctest::Approx(lr));
+  }
+  CHECK_THROWS_AS(LinearLR(sgd, 0.0), ValueError);
+  CHECK_THROWS_AS(LinearLR(sgd, 0.5, 1.0, 0), ValueError);
+}
+
+TEST_CASE("ReduceLROnPlateau: patience, threshold, cooldown, min_lr; its state comes back") {
+  const Tensor w = param({1.0});
+  SGD sgd({w}, {.lr = 1.0});
+  ReduceLROnPlateau plateau(sgd, {.factor = 0.5, .patience = 1, .cooldown = 1, .min_lr = 0.2});
+  const double losses[] = {1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9};
+  const double lrs[] = {1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.2};
+  for (std::size_t i = 0; i < std::size(losses); ++i) {
+    plateau.step(losses[i]);
+    INFO("epoch " << i + 1);
+    CHECK(sgd.lr() == doctest::Approx(lrs[i]));
+  }
+  CHECK_THROWS_WITH_AS(plateau.step(), doctest::Contains("step needs the metric"), ValueError);
+  CHECK_THROWS_AS(plateau.step(NAN), ValueError);
+  // A copy of the state gives a twin that goes on exactly the same way.
+  SGD sgd2({param({1.0})}, {.lr = 1.0});
+  ReduceLROnPlateau twin(sgd2, {.factor = 0.5, .patience = 1, .cooldown = 1, .min_lr = 0.2});
+  twin.set_state(plateau.state());
+  CHECK(sgd2.lr() == doctest::Approx(0.2));
+  for (double loss : {0.1, 0.2, 0.2, 0.2}) {
+    plateau.step(loss);
+    twin.step(loss);
+    CHECK(sgd2.lr() == sgd.lr());
+  }
+  CHECK(twin.state() == plateau.state());
+  auto broken = plateau.state();
+  broken.erase("lr");
+  CHECK_THROWS_WITH_AS(twin.set_state(broken), doctest::Contains("no finite 'lr'"), ValueError);
+}

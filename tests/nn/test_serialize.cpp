@@ -47,6 +47,23 @@ TEST_CASE("npy files: the header NumPy expects, and a round trip in both dtypes"
   CHECK(load_npy((dir / "s.npy").string()).dim() == 0);
 }
 
+TEST_CASE("npy files: Fortran order (np.asfortranarray, a.T) is read into C order") {
+  const fs::path dir = scratch("fortran");
+  fs::create_directories(dir);
+  // a (3, 2) in Fortran order is the bytes of its transpose (2, 3) in C order.
+  const Tensor a = testing::f64({{1.5, -2}, {3, 4}, {5, 6.25}});
+  save_npy((dir / "t.npy").string(), transpose(a).detach() * 1.0);
+  std::string bytes = read_bytes(dir / "t.npy");
+  const std::string c_header = "'fortran_order': False, 'shape': (2, 3)";
+  const std::string f_header = "'fortran_order': True,  'shape': (3, 2)";  // the same length
+  REQUIRE(bytes.find(c_header) != std::string::npos);
+  bytes.replace(bytes.find(c_header), c_header.size(), f_header);
+  std::ofstream((dir / "f.npy").string(), std::ios::binary) << bytes;
+  const Tensor back = load_npy((dir / "f.npy").string());
+  CHECK(back.shape() == Shape{3, 2});
+  CHECK(testing::flat(back) == testing::flat(a));
+}
+
 TEST_CASE("npy files: truncated, corrupt or foreign files give clear errors") {
   const fs::path dir = scratch("npy_bad");
   fs::create_directories(dir);
