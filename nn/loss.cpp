@@ -46,9 +46,7 @@ void check_labels(const char* op, const Tensor& scores, const Index& labels) {
                        std::to_string(scores.size(1)) + " classes");
 }
 
-Tensor constant_like(const Tensor& x, double value) {
-  return scalar(value, {.dtype = x.dtype()});
-}
+Tensor constant_like(const Tensor& x, double value) { return scalar(value, {.dtype = x.dtype()}); }
 }  // namespace
 
 Tensor nll_loss(const Tensor& log_probs, const Index& labels, Reduction reduction) {
@@ -63,8 +61,7 @@ Tensor l1_loss(const Tensor& pred, const Tensor& target, Reduction reduction) {
   return reduce(abs(pred - target), reduction);
 }
 
-Tensor smooth_l1_loss(const Tensor& pred, const Tensor& target, Reduction reduction,
-                      double beta) {
+Tensor smooth_l1_loss(const Tensor& pred, const Tensor& target, Reduction reduction, double beta) {
   check_same_shape("smooth_l1_loss", pred, target);
   if (!(beta > 0) || !std::isfinite(beta))
     throw ValueError("smooth_l1_loss: beta must be a finite number > 0, got " +
@@ -96,9 +93,11 @@ Tensor binary_cross_entropy(const Tensor& probs, const Tensor& targets, Reductio
       if (!(v >= 0 && v <= 1)) return true;
     return false;
   };
-  if (probs.dtype() == Dtype::float32 ? outside(probs.value<float>()) : outside(probs.value<double>()))
-    throw ValueError("binary_cross_entropy: probabilities must be in [0, 1] (from logits, use "
-                     "bce_with_logits)");
+  if (probs.dtype() == Dtype::float32 ? outside(probs.value<float>())
+                                      : outside(probs.value<double>()))
+    throw ValueError(
+        "binary_cross_entropy: probabilities must be in [0, 1] (from logits, use "
+        "bce_with_logits)");
   const double inf = std::numeric_limits<double>::infinity();
   const Tensor log_p = clamp(log(probs), -100.0, inf);
   const Tensor log_q = clamp(log(1.0 - probs), -100.0, inf);

@@ -40,8 +40,8 @@ std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
 void Module::collect(const std::string& prefix, bool buffers,
                      std::vector<std::pair<std::string, Tensor>>& out) const {
   for (const auto& [name, t] : buffers ? buffers_ : parameters_) {
-    const bool seen = std::any_of(out.begin(), out.end(),
-                                  [&](const auto& entry) { return entry.second.impl() == t.impl(); });
+    const bool seen = std::any_of(
+        out.begin(), out.end(), [&](const auto& entry) { return entry.second.impl() == t.impl(); });
     if (!seen) out.emplace_back(prefix + name, t);
   }
   for (const auto& [name, child] : children_) child->collect(prefix + name + ".", buffers, out);

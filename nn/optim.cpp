@@ -40,9 +40,22 @@ void check_hyperparameter(const char* op, const char* name, double value, double
 
 }  // namespace
 
-Optimizer::Optimizer(std::vector<Tensor> parameters, double lr)
-    : parameters_(std::move(parameters)), lr_(lr) {
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay) {
   check_hyperparameter("optimizer", "the learning rate", lr, 0);
+  if (groups.empty()) throw ValueError("optimizer: no parameter groups");
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const std::string which = "group " + std::to_string(g) + "'s ";
+    const double group_lr = groups[g].lr.value_or(lr);
+    const double group_wd = groups[g].weight_decay.value_or(weight_decay);
+    check_hyperparameter("optimizer", (which + "learning rate").c_str(), group_lr, 0);
+    check_hyperparameter("optimizer", (which + "weight_decay").c_str(), group_wd, 0);
+    group_lr_.push_back(group_lr);
+    group_wd_.push_back(group_wd);
+    for (Tensor& p : groups[g].params) {
+      parameters_.push_back(std::move(p));
+      group_of_.push_back(g);
+    }
+  }
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     if (!parameters_[i].defined() || !parameters_[i].is_leaf() || !parameters_[i].requires_grad())
       throw ValueError("optimizer: parameter " + std::to_string(i) +
@@ -56,7 +69,15 @@ Optimizer::Optimizer(std::vector<Tensor> parameters, double lr)
 
 void Optimizer::set_lr(double lr) {
   check_hyperparameter("optimizer", "the learning rate", lr, 0);
-  lr_ = lr;
+  for (double& group_lr : group_lr_) group_lr = lr;
+}
+
+void Optimizer::set_lr(std::size_t group, double lr) {
+  if (group >= group_lr_.size())
+    throw IndexError("optimizer: no parameter group " + std::to_string(group) + " (there are " +
+                     std::to_string(group_lr_.size()) + ")");
+  check_hyperparameter("optimizer", "the learning rate", lr, 0);
+  group_lr_[group] = lr;
 }
 
 void Optimizer::set_steps(std::int64_t steps) {
@@ -100,8 +121,8 @@ void Optimizer::set_state(const std::string& name, std::size_t index, const Tens
 
 // ---- SGD --------------------------------------------------------------------------------------
 
-SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
-    : Optimizer(std::move(parameters), options.lr), options_(options) {
+SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
+    : Optimizer(std::move(groups), options.lr, options.weight_decay), options_(options) {
   check_hyperparameter("SGD", "momentum", options.momentum, 0);
   check_hyperparameter("SGD", "dampening", options.dampening, 0, 1);
   check_hyperparameter("SGD", "weight_decay", options.weight_decay, 0);
@@ -115,7 +136,7 @@ void SGD::step() {
   const SGDOptions& o = options_;
   for_each_with_grad(parameters_, [&](auto& p, const auto& g, std::size_t i) {
     using T = typename std::decay_t<decltype(p)>::value_type;
-    const T lr = static_cast<T>(lr_), wd = static_cast<T>(o.weight_decay);
+    const T lr = static_cast<T>(lr_of(i)), wd = static_cast<T>(wd_of(i));
     const T mu = static_cast<T>(o.momentum), damp = static_cast<T>(1 - o.dampening);
     T* pp = p.data();
     const T* pg = g.data();
@@ -149,11 +170,13 @@ void SGD::step() {
 
 // ---- Adam, AdamW ------------------------------------------------------------------------------
 
-Adam::Adam(std::vector<Tensor> parameters, AdamOptions options)
-    : Adam(std::move(parameters), options, false) {}
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions options)
+    : Adam(std::move(groups), options, false) {}
 
-Adam::Adam(std::vector<Tensor> parameters, AdamOptions options, bool decoupled)
-    : Optimizer(std::move(parameters), options.lr), options_(options), decoupled_(decoupled) {
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled)
+    : Optimizer(std::move(groups), options.lr, options.weight_decay),
+      options_(options),
+      decoupled_(decoupled) {
   const char* op = decoupled ? "AdamW" : "Adam";
   check_hyperparameter(op, "beta1", options.beta1, 0, 1, true);
   check_hyperparameter(op, "beta2", options.beta2, 0, 1, true);
@@ -176,8 +199,8 @@ void Adam::step() {
     T* m = buffer("exp_avg", i).mutable_value<T>().data();
     T* v = buffer("exp_avg_sq", i).mutable_value<T>().data();
     const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
-    const T lr = static_cast<T>(lr_), wd = static_cast<T>(o.weight_decay);
-    const T step_size = static_cast<T>(lr_ / c1), root_c2 = static_cast<T>(std::sqrt(c2));
+    const T lr = static_cast<T>(lr_of(i)), wd = static_cast<T>(wd_of(i));
+    const T step_size = static_cast<T>(lr_of(i) / c1), root_c2 = static_cast<T>(std::sqrt(c2));
     const T eps = static_cast<T>(o.eps);
     const T l2 = decoupled_ ? T{0} : wd;  // Adam: weight decay as an L2 term of the gradient
     const bool decay_first = decoupled_ && wd != 0;
@@ -194,13 +217,13 @@ void Adam::step() {
   });
 }
 
-AdamW::AdamW(std::vector<Tensor> parameters, AdamOptions options)
-    : Adam(std::move(parameters), options, true) {}
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamOptions options)
+    : Adam(std::move(groups), options, true) {}
 
 // ---- RMSprop, Adagrad -------------------------------------------------------------------------
 
-RMSprop::RMSprop(std::vector<Tensor> parameters, RMSpropOptions options)
-    : Optimizer(std::move(parameters), options.lr), options_(options) {
+RMSprop::RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options)
+    : Optimizer(std::move(groups), options.lr, options.weight_decay), options_(options) {
   check_hyperparameter("RMSprop", "alpha", options.alpha, 0, 1);
   check_hyperparameter("RMSprop", "eps", options.eps, 0);
   check_hyperparameter("RMSprop", "weight_decay", options.weight_decay, 0);
@@ -218,11 +241,11 @@ void RMSprop::step() {
     T* pp = p.data();
     const T* pg = g.data();
     T* v = buffer("square_avg", i).template mutable_value<T>().data();
-    T* b = o.momentum != 0 ? buffer("momentum_buffer", i).template mutable_value<T>().data()
-                           : nullptr;
+    T* b =
+        o.momentum != 0 ? buffer("momentum_buffer", i).template mutable_value<T>().data() : nullptr;
     T* m = o.centered ? buffer("grad_avg", i).template mutable_value<T>().data() : nullptr;
-    const T lr = static_cast<T>(lr_), alpha = static_cast<T>(o.alpha);
-    const T eps = static_cast<T>(o.eps), wd = static_cast<T>(o.weight_decay);
+    const T lr = static_cast<T>(lr_of(i)), alpha = static_cast<T>(o.alpha);
+    const T eps = static_cast<T>(o.eps), wd = static_cast<T>(wd_of(i));
     const T mu = static_cast<T>(o.momentum);
     const bool centered = o.centered, momentum = o.momentum != 0;
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
@@ -247,11 +270,12 @@ void RMSprop::step() {
   ++steps_;
 }
 
-Adagrad::Adagrad(std::vector<Tensor> parameters, AdagradOptions options)
-    : Optimizer(std::move(parameters), options.lr), options_(options) {
+Adagrad::Adagrad(std::vector<ParamGroup> groups, AdagradOptions options)
+    : Optimizer(std::move(groups), options.lr, options.weight_decay), options_(options) {
   check_hyperparameter("Adagrad", "lr_decay", options.lr_decay, 0);
   check_hyperparameter("Adagrad", "weight_decay", options.weight_decay, 0);
-  check_hyperparameter("Adagrad", "initial_accumulator_value", options.initial_accumulator_value, 0);
+  check_hyperparameter("Adagrad", "initial_accumulator_value", options.initial_accumulator_value,
+                       0);
   check_hyperparameter("Adagrad", "eps", options.eps, 0);
   state_["sum"].resize(parameters_.size());
 }
@@ -260,8 +284,9 @@ void Adagrad::step() {
   const ProfileScope profiled("Adagrad.step");
   const AdagradOptions& o = options_;
   ++steps_;
-  const double clr = lr_ / (1 + static_cast<double>(steps_ - 1) * o.lr_decay);
+  const double decay = 1 + static_cast<double>(steps_ - 1) * o.lr_decay;
   for_each_with_grad(parameters_, [&](auto& p, const auto& g, std::size_t i) {
+    const double clr = lr_of(i) / decay;
     using T = typename std::decay_t<decltype(p)>::value_type;
     const bool first = !has_buffer("sum", i);
     auto& acc = buffer("sum", i).template mutable_value<T>();
@@ -270,7 +295,7 @@ void Adagrad::step() {
     T* pp = p.data();
     const T* pg = g.data();
     const T lr = static_cast<T>(clr), eps = static_cast<T>(o.eps);
-    const T wd = static_cast<T>(o.weight_decay);
+    const T wd = static_cast<T>(wd_of(i));
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
       for (std::size_t j = begin; j < end; ++j) {
         const T d = pg[j] + wd * pp[j];
@@ -286,7 +311,7 @@ void Adagrad::step() {
 double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, double norm_type,
                        bool error_if_nonfinite) {
   check_hyperparameter("clip_grad_norm_", "max_norm", max_norm, 0);
-  if (!(norm_type >= 1)) // inf allowed
+  if (!(norm_type >= 1))  // inf allowed
     throw ValueError("clip_grad_norm_: norm_type must be >= 1 (or infinity), got " +
                      number_str(norm_type));
   const bool inf_norm = std::isinf(norm_type);
@@ -300,7 +325,9 @@ double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, d
         total += norm_type == 2 ? a * a : std::pow(a, norm_type);
     }
   });
-  const double norm = inf_norm ? total : norm_type == 2 ? std::sqrt(total) : std::pow(total, 1 / norm_type);
+  const double norm = inf_norm         ? total
+                      : norm_type == 2 ? std::sqrt(total)
+                                       : std::pow(total, 1 / norm_type);
   if (!std::isfinite(norm)) {
     if (error_if_nonfinite)
       throw ValueError("clip_grad_norm_: the gradients' total norm is " + number_str(norm) +
@@ -327,23 +354,41 @@ void clip_grad_value_(const std::vector<Tensor>& parameters, double clip_value) 
 
 // ---- schedules --------------------------------------------------------------------------------
 
+LRScheduler::LRScheduler(Optimizer& optimizer) : optimizer_(optimizer) {
+  for (std::size_t g = 0; g < optimizer.num_groups(); ++g) base_lrs_.push_back(optimizer.lr(g));
+}
+
+void LRScheduler::apply() {
+  for (std::size_t g = 0; g < base_lrs_.size(); ++g)
+    optimizer_.set_lr(g, lr_at(epoch_, base_lrs_[g]));
+}
+
 void LRScheduler::restore(std::int64_t epoch, double base_lr) {
   if (epoch < 0 || !(base_lr >= 0 && std::isfinite(base_lr)))
     throw ValueError("LRScheduler: cannot restore epoch " + std::to_string(epoch) +
                      " with base lr " + std::to_string(base_lr) +
                      "; expected epoch >= 0 and a finite base lr >= 0");
   epoch_ = epoch;
-  base_lr_ = base_lr;
-  optimizer_.set_lr(lr_at(epoch_));
+  base_lrs_.assign(base_lrs_.size(), base_lr);
+  apply();
 }
 
 void LRScheduler::step() {
   ++epoch_;
-  optimizer_.set_lr(lr_at(epoch_));
+  apply();
 }
 
+namespace {
+// "base_lr" for the first group, "base_lr.1", "base_lr.2", ... for the others.
+std::string group_key(const std::string& key, std::size_t group) {
+  return group == 0 ? key : key + "." + std::to_string(group);
+}
+}  // namespace
+
 std::map<std::string, double> LRScheduler::state() const {
-  return {{"epoch", static_cast<double>(epoch_)}, {"base_lr", base_lr_}};
+  std::map<std::string, double> s{{"epoch", static_cast<double>(epoch_)}};
+  for (std::size_t g = 0; g < base_lrs_.size(); ++g) s[group_key("base_lr", g)] = base_lrs_[g];
+  return s;
 }
 
 namespace {
@@ -356,7 +401,16 @@ double entry(const std::map<std::string, double>& state, const std::string& name
 }  // namespace
 
 void LRScheduler::set_state(const std::map<std::string, double>& state) {
-  restore(static_cast<std::int64_t>(entry(state, "epoch")), entry(state, "base_lr"));
+  const double epoch = entry(state, "epoch");
+  std::vector<double> bases;
+  for (std::size_t g = 0; g < base_lrs_.size(); ++g) {
+    bases.push_back(entry(state, group_key("base_lr", g)));
+    if (bases.back() < 0) throw ValueError("scheduler: a negative base learning rate");
+  }
+  if (epoch < 0) throw ValueError("scheduler: a negative epoch");
+  epoch_ = static_cast<std::int64_t>(epoch);
+  base_lrs_ = bases;
+  apply();
 }
 
 LinearLR::LinearLR(Optimizer& optimizer, double start_factor, double end_factor,
@@ -367,23 +421,22 @@ LinearLR::LinearLR(Optimizer& optimizer, double start_factor, double end_factor,
       total_iters_(total_iters) {
   check_hyperparameter("LinearLR", "start_factor", start_factor, 0, 1);
   check_hyperparameter("LinearLR", "end_factor", end_factor, 0, 1);
-  if (start_factor == 0)
-    throw ValueError("LinearLR: start_factor must be > 0 (and <= 1), got 0");
+  if (start_factor == 0) throw ValueError("LinearLR: start_factor must be > 0 (and <= 1), got 0");
   if (total_iters <= 0)
     throw ValueError("LinearLR: total_iters must be > 0, got " + std::to_string(total_iters));
-  optimizer_.set_lr(lr_at(0));
+  apply();
 }
 
-double LinearLR::lr_at(std::int64_t epoch) const {
-  const double t = static_cast<double>(std::min(epoch, total_iters_)) /
-                   static_cast<double>(total_iters_);
-  return base_lr_ * (start_factor_ + (end_factor_ - start_factor_) * t);
+double LinearLR::lr_at(std::int64_t epoch, double base) const {
+  const double t =
+      static_cast<double>(std::min(epoch, total_iters_)) / static_cast<double>(total_iters_);
+  return base * (start_factor_ + (end_factor_ - start_factor_) * t);
 }
 
 ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& optimizer, ReduceLROnPlateauOptions options)
     : LRScheduler(optimizer),
       options_(options),
-      lr_(optimizer.lr()),
+      lrs_(base_lrs_),
       best_(options.maximize ? -INFINITY : INFINITY) {
   check_hyperparameter("ReduceLROnPlateau", "factor", options.factor, 0, 1, true);
   check_hyperparameter("ReduceLROnPlateau", "threshold", options.threshold, 0);
@@ -401,8 +454,7 @@ void ReduceLROnPlateau::step(double metric) {
   if (std::isnan(metric)) throw ValueError("ReduceLROnPlateau: the metric is NaN");
   ++epoch_;
   const double t = options_.threshold;  // relative, as PyTorch's default threshold_mode "rel"
-  const bool better =
-      options_.maximize ? metric > best_ * (1 + t) : metric < best_ * (1 - t);
+  const bool better = options_.maximize ? metric > best_ * (1 + t) : metric < best_ * (1 - t);
   if (better) {
     best_ = metric;
     bad_epochs_ = 0;
@@ -414,8 +466,10 @@ void ReduceLROnPlateau::step(double metric) {
     bad_epochs_ = 0;
   }
   if (bad_epochs_ > options_.patience) {
-    lr_ = std::max(lr_ * options_.factor, options_.min_lr);
-    optimizer_.set_lr(lr_);
+    for (std::size_t g = 0; g < lrs_.size(); ++g) {
+      lrs_[g] = std::max(lrs_[g] * options_.factor, options_.min_lr);
+      optimizer_.set_lr(g, lrs_[g]);
+    }
     cooldown_left_ = options_.cooldown;
     bad_epochs_ = 0;
   }
@@ -423,7 +477,7 @@ void ReduceLROnPlateau::step(double metric) {
 
 std::map<std::string, double> ReduceLROnPlateau::state() const {
   auto s = LRScheduler::state();
-  s["lr"] = lr_;
+  for (std::size_t g = 0; g < lrs_.size(); ++g) s[group_key("lr", g)] = lrs_[g];
   if (std::isfinite(best_)) s["best"] = best_;  // none before the first step
   s["bad_epochs"] = static_cast<double>(bad_epochs_);
   s["cooldown_left"] = static_cast<double>(cooldown_left_);
@@ -431,16 +485,16 @@ std::map<std::string, double> ReduceLROnPlateau::state() const {
 }
 
 void ReduceLROnPlateau::set_state(const std::map<std::string, double>& state) {
-  const double lr = entry(state, "lr");
+  std::vector<double> lrs;
+  for (std::size_t g = 0; g < lrs_.size(); ++g) lrs.push_back(entry(state, group_key("lr", g)));
   const auto best = state.find("best");  // none before the first step
   const double bad = entry(state, "bad_epochs"), cooldown = entry(state, "cooldown_left");
-  epoch_ = static_cast<std::int64_t>(entry(state, "epoch"));
-  base_lr_ = entry(state, "base_lr");
-  lr_ = lr;
+  LRScheduler::set_state(state);  // epoch and bases
+  lrs_ = lrs;
   best_ = best != state.end() ? best->second : options_.maximize ? -INFINITY : INFINITY;
   bad_epochs_ = static_cast<std::int64_t>(bad);
   cooldown_left_ = static_cast<std::int64_t>(cooldown);
-  optimizer_.set_lr(lr_);
+  for (std::size_t g = 0; g < lrs_.size(); ++g) optimizer_.set_lr(g, lrs_[g]);
 }
 
 StepLR::StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma)
@@ -449,8 +503,8 @@ StepLR::StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma)
     throw ValueError("StepLR: step_size must be > 0, got " + std::to_string(step_size));
 }
 
-double StepLR::lr_at(std::int64_t epoch) const {
-  return base_lr_ * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+double StepLR::lr_at(std::int64_t epoch, double base) const {
+  return base * std::pow(gamma_, static_cast<double>(epoch / step_size_));
 }
 
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, std::int64_t t_max, double eta_min)
@@ -459,9 +513,9 @@ CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, std::int64_t t_max, d
     throw ValueError("CosineAnnealingLR: t_max must be > 0, got " + std::to_string(t_max));
 }
 
-double CosineAnnealingLR::lr_at(std::int64_t epoch) const {
+double CosineAnnealingLR::lr_at(std::int64_t epoch, double base) const {
   const double t = static_cast<double>(std::min(epoch, t_max_)) / static_cast<double>(t_max_);
-  return eta_min_ + (base_lr_ - eta_min_) * (1 + std::cos(std::numbers::pi * t)) / 2;
+  return eta_min_ + (base - eta_min_) * (1 + std::cos(std::numbers::pi * t)) / 2;
 }
 
 }  // namespace xgrad::nn

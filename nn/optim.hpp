@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,18 +14,32 @@
 
 namespace xgrad::nn {
 
+/// Some of the parameters with a learning rate and a weight decay of their own (the optimizer's
+/// where unset), as a PyTorch parameter group: SGD({{backbone}, {head, 0.1}}, {.lr = 0.01}).
+struct ParamGroup {
+  std::vector<Tensor> params;
+  std::optional<double> lr;
+  std::optional<double> weight_decay;
+};
+
 class Optimizer {
  public:
-  Optimizer(std::vector<Tensor> parameters, double lr);
+  /// One group of all the parameters, or several; a tensor may be in one group only.
+  Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay);
   virtual ~Optimizer() = default;
 
   virtual void step() = 0;
   virtual std::string name() const = 0;  ///< "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"
   void zero_grad();
-  double lr() const { return lr_; }
-  /// ValueError unless lr is finite and >= 0, as the constructors require.
+  double lr() const { return group_lr_.front(); }  ///< the first group's
+  /// Sets every group's learning rate. ValueError unless lr is finite and >= 0.
   void set_lr(double lr);
-  const std::vector<Tensor>& parameters() const { return parameters_; }
+  std::size_t num_groups() const { return group_lr_.size(); }
+  double lr(std::size_t group) const { return group_lr_.at(group); }
+  void set_lr(std::size_t group, double lr);  ///< one group's (IndexError past the last)
+  double weight_decay(std::size_t group) const { return group_wd_.at(group); }
+  std::size_t group_of(std::size_t parameter) const { return group_of_.at(parameter); }
+  const std::vector<Tensor>& parameters() const { return parameters_; }  ///< the groups' in order
 
   /// Per-parameter state by name ("momentum_buffer", "exp_avg", ...), slot i for parameter i,
   /// undefined until first used; and the number of steps taken. With lr, what a checkpoint keeps
@@ -41,8 +56,12 @@ class Optimizer {
   Tensor& buffer(const std::string& name, std::size_t i);
   bool has_buffer(const std::string& name, std::size_t i) const;
 
+  double lr_of(std::size_t parameter) const { return group_lr_[group_of_[parameter]]; }
+  double wd_of(std::size_t parameter) const { return group_wd_[group_of_[parameter]]; }
+
   std::vector<Tensor> parameters_;
-  double lr_;
+  std::vector<std::size_t> group_of_;        // parameter -> its group
+  std::vector<double> group_lr_, group_wd_;  // per group
   std::int64_t steps_ = 0;
   std::map<std::string, std::vector<Tensor>> state_;
 };
@@ -60,7 +79,9 @@ struct SGDOptions {
 /// b. With momentum 0 it is plain gradient descent: p <- p - lr grad p.
 class SGD : public Optimizer {
  public:
-  SGD(std::vector<Tensor> parameters, SGDOptions options);
+  SGD(std::vector<Tensor> parameters, SGDOptions options)
+      : SGD(std::vector<ParamGroup>{{std::move(parameters)}}, options) {}
+  SGD(std::vector<ParamGroup> groups, SGDOptions options);
   void step() override;
   std::string name() const override { return "SGD"; }
   const SGDOptions& options() const { return options_; }
@@ -81,12 +102,14 @@ struct AdamOptions {
 /// p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
 class Adam : public Optimizer {
  public:
-  Adam(std::vector<Tensor> parameters, AdamOptions options = {});
+  Adam(std::vector<Tensor> parameters, AdamOptions options = {})
+      : Adam(std::vector<ParamGroup>{{std::move(parameters)}}, options) {}
+  Adam(std::vector<ParamGroup> groups, AdamOptions options = {});
   void step() override;
   std::string name() const override { return decoupled_ ? "AdamW" : "Adam"; }
 
  protected:
-  Adam(std::vector<Tensor> parameters, AdamOptions options, bool decoupled);
+  Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled);
 
  private:
   AdamOptions options_;
@@ -97,7 +120,9 @@ class Adam : public Optimizer {
 /// (weight_decay defaults to 0.01, as in PyTorch).
 class AdamW : public Adam {
  public:
-  AdamW(std::vector<Tensor> parameters, AdamOptions options = {.weight_decay = 0.01});
+  AdamW(std::vector<Tensor> parameters, AdamOptions options = {.weight_decay = 0.01})
+      : AdamW(std::vector<ParamGroup>{{std::move(parameters)}}, options) {}
+  AdamW(std::vector<ParamGroup> groups, AdamOptions options = {.weight_decay = 0.01});
 };
 
 struct RMSpropOptions {
@@ -114,7 +139,9 @@ struct RMSpropOptions {
 /// b <- momentum b + g / a, p <- p - lr b.
 class RMSprop : public Optimizer {
  public:
-  RMSprop(std::vector<Tensor> parameters, RMSpropOptions options = {});
+  RMSprop(std::vector<Tensor> parameters, RMSpropOptions options = {})
+      : RMSprop(std::vector<ParamGroup>{{std::move(parameters)}}, options) {}
+  RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options = {});
   void step() override;
   std::string name() const override { return "RMSprop"; }
 
@@ -133,7 +160,9 @@ struct AdagradOptions {
 /// As torch.optim.Adagrad: s <- s + g^2, p <- p - lr / (1 + (t - 1) lr_decay) g / (sqrt(s) + eps).
 class Adagrad : public Optimizer {
  public:
-  Adagrad(std::vector<Tensor> parameters, AdagradOptions options = {});
+  Adagrad(std::vector<Tensor> parameters, AdagradOptions options = {})
+      : Adagrad(std::vector<ParamGroup>{{std::move(parameters)}}, options) {}
+  Adagrad(std::vector<ParamGroup> groups, AdagradOptions options = {});
   void step() override;
   std::string name() const override { return "Adagrad"; }
 
@@ -150,15 +179,19 @@ double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm,
 /// Clamps every gradient entry into [-clip_value, clip_value], as clip_grad_value_.
 void clip_grad_value_(const std::vector<Tensor>& parameters, double clip_value);
 
-/// Learning-rate schedules: call step() once per epoch; the optimizer's lr follows.
+/// Learning-rate schedules: call step() once per epoch; the optimizer's lr follows, each parameter
+/// group's from its own (as PyTorch's).
 class LRScheduler {
  public:
-  explicit LRScheduler(Optimizer& optimizer) : optimizer_(optimizer), base_lr_(optimizer.lr()) {}
+  /// Each parameter group follows the schedule from its own learning rate at this moment.
+  explicit LRScheduler(Optimizer& optimizer);
   virtual ~LRScheduler() = default;
   virtual void step();
-  std::int64_t epoch() const { return epoch_; }  ///< steps taken
-  double base_lr() const { return base_lr_; }
-  /// Restores what epoch() and base_lr() returned (a checkpoint's), and the optimizer's lr with it.
+  std::int64_t epoch() const { return epoch_; }         ///< steps taken
+  double base_lr() const { return base_lrs_.front(); }  ///< the first group's
+  const std::vector<double>& base_lrs() const { return base_lrs_; }
+  /// Restores what epoch() and base_lr() returned (a checkpoint's), and the optimizer's lr with it
+  /// (one group).
   void restore(std::int64_t epoch, double base_lr);
   /// Everything a checkpoint keeps to resume the schedule exactly, by name ("epoch", "base_lr",
   /// and a schedule's own), and back (ValueError naming a missing or invalid entry).
@@ -166,32 +199,34 @@ class LRScheduler {
   virtual void set_state(const std::map<std::string, double>& state);
 
  protected:
-  virtual double lr_at(std::int64_t epoch) const = 0;
+  /// The learning rate at `epoch` of a group that started at `base`.
+  virtual double lr_at(std::int64_t epoch, double base) const = 0;
+  void apply();  // every group's lr from lr_at(epoch_, its base)
   Optimizer& optimizer_;
-  double base_lr_;
+  std::vector<double> base_lrs_;
   std::int64_t epoch_ = 0;
 };
 
-/// lr = base_lr * gamma^(epoch / step_size)
+/// lr = base * gamma^(epoch / step_size)
 class StepLR : public LRScheduler {
  public:
   StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma = 0.1);
 
  protected:
-  double lr_at(std::int64_t epoch) const override;
+  double lr_at(std::int64_t epoch, double base) const override;
 
  private:
   std::int64_t step_size_;
   double gamma_;
 };
 
-/// lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / t_max)) / 2
+/// lr = eta_min + (base - eta_min) (1 + cos(pi epoch / t_max)) / 2
 class CosineAnnealingLR : public LRScheduler {
  public:
   CosineAnnealingLR(Optimizer& optimizer, std::int64_t t_max, double eta_min = 0.0);
 
  protected:
-  double lr_at(std::int64_t epoch) const override;
+  double lr_at(std::int64_t epoch, double base) const override;
 
  private:
   std::int64_t t_max_;
@@ -206,7 +241,7 @@ class LinearLR : public LRScheduler {
            std::int64_t total_iters = 5);
 
  protected:
-  double lr_at(std::int64_t epoch) const override;
+  double lr_at(std::int64_t epoch, double base) const override;
 
  private:
   double start_factor_, end_factor_;
@@ -214,8 +249,8 @@ class LinearLR : public LRScheduler {
 };
 
 struct ReduceLROnPlateauOptions {
-  bool maximize = false;  ///< the metric is better when larger (accuracy), not smaller (loss)
-  double factor = 0.1;    ///< lr <- max(lr factor, min_lr) on a plateau
+  bool maximize = false;       ///< the metric is better when larger (accuracy), not smaller (loss)
+  double factor = 0.1;         ///< lr <- max(lr factor, min_lr) on a plateau
   std::int64_t patience = 10;  ///< epochs without improvement tolerated
   double threshold = 1e-4;     ///< improvement: relative to the best by this much
   std::int64_t cooldown = 0;   ///< epochs to wait after a reduction
@@ -234,11 +269,12 @@ class ReduceLROnPlateau : public LRScheduler {
   void set_state(const std::map<std::string, double>& state) override;
 
  protected:
-  double lr_at(std::int64_t) const override { return lr_; }
+  double lr_at(std::int64_t, double) const override { return 0; }  // not used: see step
 
  private:
   ReduceLROnPlateauOptions options_;
-  double lr_, best_;
+  std::vector<double> lrs_;  // per group
+  double best_;
   std::int64_t bad_epochs_ = 0, cooldown_left_ = 0;
 };
 

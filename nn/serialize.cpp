@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
+#include "autograd/ops.hpp"
+
 namespace xgrad::nn {
 
 namespace fs = std::filesystem;
@@ -255,7 +257,12 @@ void save(const Optimizer& optimizer, const std::string& dir) {
         save_npy((fs::path(dir) / (name + "." + std::to_string(i) + ".npy")).string(), slots[i]);
   save_npy((fs::path(dir) / "steps.npy").string(),
            scalar(static_cast<double>(optimizer.steps()), {.dtype = kFloat64}));
-  save_npy((fs::path(dir) / "lr.npy").string(), scalar(optimizer.lr(), {.dtype = kFloat64}));
+  // One learning rate (one group), or one per parameter group.
+  std::vector<double> lrs;
+  for (std::size_t g = 0; g < optimizer.num_groups(); ++g) lrs.push_back(optimizer.lr(g));
+  save_npy((fs::path(dir) / "lr.npy").string(),
+           lrs.size() == 1 ? scalar(lrs[0], {.dtype = kFloat64})
+                           : from_vector(lrs, {lrs.size()}, {.dtype = kFloat64}));
 }
 
 void load(Optimizer& optimizer, const std::string& dir) {
@@ -264,13 +271,20 @@ void load(Optimizer& optimizer, const std::string& dir) {
   if (!fs::exists(steps_file) || !fs::exists(lr_file))
     throw ValueError("load: " + dir + " has no steps.npy or lr.npy: not an optimizer checkpoint");
   const double steps = load_npy(steps_file.string()).item();
-  const double lr = load_npy(lr_file.string()).item();
+  const Tensor lr_values = cast(load_npy(lr_file.string()), Dtype::float64);
+  if (lr_values.numel() != optimizer.num_groups())
+    throw ValueError("load: " + lr_file.string() + " holds " + std::to_string(lr_values.numel()) +
+                     " learning rates for " + std::to_string(optimizer.num_groups()) +
+                     " parameter groups");
+  const auto& lr_array = lr_values.value<double>();
+  const std::vector<double> lrs(lr_array.begin(), lr_array.end());
   if (!(steps >= 0 && steps <= 9e15 && steps == std::floor(steps)))
     throw ValueError("load: " + steps_file.string() + " holds " + std::to_string(steps) +
                      "; expected a whole number of steps >= 0");
-  if (!(lr >= 0 && std::isfinite(lr)))
-    throw ValueError("load: " + lr_file.string() + " holds " + std::to_string(lr) +
-                     "; expected a finite learning rate >= 0");
+  for (double lr : lrs)
+    if (!(lr >= 0 && std::isfinite(lr)))
+      throw ValueError("load: " + lr_file.string() + " holds " + std::to_string(lr) +
+                       "; expected a finite learning rate >= 0");
   // State files are NAME.INDEX.npy, INDEX a parameter's position: read them all, then apply.
   std::vector<std::tuple<std::string, std::size_t, Tensor>> slots;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -291,7 +305,7 @@ void load(Optimizer& optimizer, const std::string& dir) {
   }
   for (const auto& [name, index, value] : slots) optimizer.set_state(name, index, value);
   optimizer.set_steps(static_cast<std::int64_t>(steps));
-  optimizer.set_lr(lr);
+  for (std::size_t g = 0; g < lrs.size(); ++g) optimizer.set_lr(g, lrs[g]);
 }
 
 // ---- checkpoints ------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ std::pair<Axes, Axes> axis_last(std::size_t axis, std::size_t rank) {
   for (std::size_t d = 0; d < rank; ++d)
     if (d != axis) to_last.push_back(static_cast<std::ptrdiff_t>(d));
   to_last.push_back(static_cast<std::ptrdiff_t>(axis));
-  for (std::size_t d = 0; d < rank; ++d) back[static_cast<std::size_t>(to_last[d])] = static_cast<std::ptrdiff_t>(d);
+  for (std::size_t d = 0; d < rank; ++d)
+    back[static_cast<std::size_t>(to_last[d])] = static_cast<std::ptrdiff_t>(d);
   return {to_last, back};
 }
 
@@ -79,8 +80,8 @@ ValuesIndices topk(const Tensor& x, std::size_t k, std::ptrdiff_t axis, bool lar
   const std::size_t ax = detail::normalize_axis("topk", axis, x.dim());
   if (k > x.size(static_cast<std::ptrdiff_t>(ax)))
     throw ValueError("topk: k = " + std::to_string(k) + " is more than the " +
-                     std::to_string(x.size(static_cast<std::ptrdiff_t>(ax))) + " entries along axis " +
-                     std::to_string(axis) + " of " + shape_str(x.shape()));
+                     std::to_string(x.size(static_cast<std::ptrdiff_t>(ax))) +
+                     " entries along axis " + std::to_string(axis) + " of " + shape_str(x.shape()));
   return sorted("topk", x, k, axis, largest);
 }
 

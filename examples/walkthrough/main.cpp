@@ -146,10 +146,13 @@ void print_tables(const Network& net, BackpropFormula formula, const BackpropTra
     labels += (i ? ", " : "") + std::to_string(net.y()(i) + net.label_base());
   const std::size_t classes = net.layers().back().W.shape()[0];
   std::printf("Labels: y = %s, %s\n", labels.c_str(),
-              net.label_base() == 1
-                  ? ("1-based (classes 1.." + std::to_string(classes) + ", as the document numbers them)").c_str()
-                  : ("0-based (classes 0.." + std::to_string(classes - 1) +
-                     "; \"label_base\": 1 in a spec takes the document's 1.." + std::to_string(classes) + ")").c_str());
+              net.label_base() == 1 ? ("1-based (classes 1.." + std::to_string(classes) +
+                                       ", as the document numbers them)")
+                                          .c_str()
+                                    : ("0-based (classes 0.." + std::to_string(classes - 1) +
+                                       "; \"label_base\": 1 in a spec takes the document's 1.." +
+                                       std::to_string(classes) + ")")
+                                          .c_str());
   std::printf("Question 2 by the %s rule: grad_o_l = %s\n",
               formula == BackpropFormula::corrected ? "corrected" : "document's",
               formula == BackpropFormula::corrected
@@ -207,8 +210,10 @@ std::string first_non_finite(const BackpropTrace& t) {
   std::string where = std::isfinite(t.loss) ? scan("p", t.p) : "loss";
   for (std::size_t l = 0; l < t.z.size() && where.empty(); ++l) {
     const std::string n = "_" + std::to_string(l + 1);
-    for (const auto& [name, m] : {std::pair{"z" + n, &t.z[l]}, {"o" + n, &t.o[l]},
-                                  {"grad_o" + n, &t.grad_o[l]}, {"grad_W" + n, &t.grad_W[l]},
+    for (const auto& [name, m] : {std::pair{"z" + n, &t.z[l]},
+                                  {"o" + n, &t.o[l]},
+                                  {"grad_o" + n, &t.grad_o[l]},
+                                  {"grad_W" + n, &t.grad_W[l]},
                                   {"W_next" + n, &t.W_next[l]}})
       if (where.empty()) where = scan(name, *m);
   }

@@ -112,8 +112,10 @@ Network parse_network_spec(const std::string& json_text) {
   if (doc.contains("label_base")) {
     const json& b = doc["label_base"];
     if (!b.is_number_integer() || (b.get<std::int64_t>() != 0 && b.get<std::int64_t>() != 1))
-      throw ValueError("label_base: expected 0 (classes 0..C-1) or 1 (classes 1..C, as the "
-                       "document numbers them), got " + b.dump());
+      throw ValueError(
+          "label_base: expected 0 (classes 0..C-1) or 1 (classes 1..C, as the "
+          "document numbers them), got " +
+          b.dump());
     base = static_cast<int>(b.get<std::int64_t>());
   }
   const std::size_t classes_count = dense.back().W.dimension() == 2 ? dense.back().W.shape()[0] : 0;

@@ -59,7 +59,8 @@ TEST_CASE("sort: ties keep their order, NaN is the largest; topk's gradient goes
   CHECK(std::vector<std::int64_t>(i.begin(), i.end()) == std::vector<std::int64_t>{4, 2, 0, 3, 1});
   CHECK(std::isnan(testing::flat(v)[4]));
   const auto [vd, id] = sort(x, 0, true);
-  CHECK(std::vector<std::int64_t>(id.begin(), id.end()) == std::vector<std::int64_t>{1, 0, 3, 2, 4});
+  CHECK(std::vector<std::int64_t>(id.begin(), id.end()) ==
+        std::vector<std::int64_t>{1, 0, 3, 2, 4});
   const Tensor y = testing::f64({3.0, 1.0, 3.0, 0.5}, true);
   const auto [t, ti] = topk(y, 2);
   CHECK(std::vector<std::int64_t>(ti.begin(), ti.end()) == std::vector<std::int64_t>{0, 2});
@@ -76,7 +77,8 @@ TEST_CASE("sort: ties keep their order, NaN is the largest; topk's gradient goes
 TEST_CASE("argmin and flip") {
   const Tensor x = testing::f64({{3.0, -1.0, -1.0}, {0.0, 5.0, -2.0}});
   const Index lo = argmin(x, 1);
-  CHECK(std::vector<std::int64_t>(lo.begin(), lo.end()) == std::vector<std::int64_t>{1, 2});  // first of ties
+  CHECK(std::vector<std::int64_t>(lo.begin(), lo.end()) ==
+        std::vector<std::int64_t>{1, 2});  // first of ties
   const Index lo0 = x.argmin(0);
   CHECK(std::vector<std::int64_t>(lo0.begin(), lo0.end()) == std::vector<std::int64_t>{1, 0, 1});
   CHECK(testing::flat(flip(x, {1})) == std::vector<double>{-1, -1, 3, -2, 5, 0});
@@ -118,8 +120,8 @@ TEST_CASE("member forms give the ops' results; tensors from a vector or a pointe
   CHECK(x.argmax(1) == argmax(x, 1));
   CHECK(x.to(kFloat32).dtype() == kFloat32);
   CHECK(x.to(kFloat64).impl() == x.impl());
-  CHECK_THROWS_WITH_AS(x.unsqueeze(0).t(), doctest::Contains("t: needs a 2-D tensor, got shape [1, 2, 3]"),
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(x.unsqueeze(0).t(),
+                       doctest::Contains("t: needs a 2-D tensor, got shape [1, 2, 3]"), ShapeError);
   const Tensor leaf = x.detach().requires_grad_();
   leaf.pow(2).sum().backward();  // chained members record as the ops do
   CHECK(testing::flat(leaf.grad()) == testing::flat(2.0 * x));

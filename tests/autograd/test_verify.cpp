@@ -54,11 +54,14 @@ TEST_CASE("verify_gradients says what kind of mistake a wrong gradient looks lik
   Generator gen(12);
   const Tensor truth = randn({3, 4}, {.dtype = kFloat64}, gen);
   const Tensor square = randn({3, 3}, {.dtype = kFloat64}, gen);
-  const auto says = [](const Tensor& claim, const Tensor& t) { return diagnose_gradient(claim, t); };
+  const auto says = [](const Tensor& claim, const Tensor& t) {
+    return diagnose_gradient(claim, t);
+  };
   CHECK(says(truth, truth).empty());
   CHECK(says(truth * 0.25, truth).find("a constant factor: truth = 4 x claim") == 0);
   CHECK(says(truth * 0.25, truth).find("4 times too small") != std::string::npos);
-  CHECK(says(truth * 64.0, truth).find("a missing 1/64, as a mean over 64 samples") != std::string::npos);
+  CHECK(says(truth * 64.0, truth).find("a missing 1/64, as a mean over 64 samples") !=
+        std::string::npos);
   CHECK(says(truth * 2.0, truth).find("2 times too large") != std::string::npos);
   CHECK(says(-truth, truth) == "the sign is flipped: truth = -claim");
   CHECK(says(transpose(square), square) == "transposed: the claim is the truth's transpose");
@@ -77,7 +80,8 @@ TEST_CASE("verify_gradients says what kind of mistake a wrong gradient looks lik
   const std::string t = says(truth, truth * tanh_prime);
   CHECK(t.find("an entrywise factor in (0, 1]: as tanh'(z)") == 0);
   CHECK(t.find("the same along each row") != std::string::npos);
-  CHECK(says(truth, truth * (sigmoid(z) * (1.0 - sigmoid(z)))).find("(0, 0.25]: as sigmoid'(z)") != std::string::npos);
+  CHECK(says(truth, truth * (sigmoid(z) * (1.0 - sigmoid(z)))).find("(0, 0.25]: as sigmoid'(z)") !=
+        std::string::npos);
   const Tensor mask = reshape(testing::f64({1.0, 0.0, 1.0}), {3, 1});
   CHECK(says(truth, truth * mask).find("0 or 1: a missing mask, as relu'(z)") != std::string::npos);
   CHECK(says(truth + 1.0, truth) == "none of the known kinds");

@@ -1,5 +1,6 @@
-// A module's state as a PyTorch user handles it: state_dict and load_state_dict, buffers, to(dtype),
-// freezing, tied weights listed once, and saving and loading through the checkpoint files.
+// A module's state as a PyTorch user handles it: state_dict and load_state_dict, buffers,
+// to(dtype), freezing, tied weights listed once, and saving and loading through the checkpoint
+// files.
 #include <doctest/doctest.h>
 
 #include "autograd/engine.hpp"
@@ -80,7 +81,8 @@ TEST_CASE("load_state_dict: by name, dtype converted, strict names and shapes ch
   CHECK(testing::flat(b.linears()[0]->weight) == before);  // nothing changed
   StateDict some = {a.state_dict()[0]};
   b.load_state_dict(some, false);  // not strict: loads what is there
-  CHECK(testing::flat(b.linears()[0]->weight) == testing::flat(cast(a.linears()[0]->weight, kFloat64)));
+  CHECK(testing::flat(b.linears()[0]->weight) ==
+        testing::flat(cast(a.linears()[0]->weight, kFloat64)));
 }
 
 TEST_CASE("to(dtype): a custom module gradchecked in float64; requires_grad_(false) freezes") {

@@ -109,8 +109,8 @@ TEST_CASE("hyperparameters must be finite and in range, in constructors and in s
   CHECK_THROWS_AS(SGD({w}, {.lr = INFINITY}), ValueError);
   CHECK_THROWS_AS(Adam({w}, {.eps = nan}), ValueError);
   CHECK_THROWS_AS(Adam({w}, {.weight_decay = -0.1}), ValueError);
-  CHECK_THROWS_WITH_AS(Adam({w}, {.beta1 = 1.0}), doctest::Contains("beta1 must be a finite number >= 0 and < 1"),
-                       ValueError);
+  CHECK_THROWS_WITH_AS(Adam({w}, {.beta1 = 1.0}),
+                       doctest::Contains("beta1 must be a finite number >= 0 and < 1"), ValueError);
   SGD sgd({w}, {.lr = 0.1});
   CHECK_THROWS_AS(sgd.set_lr(nan), ValueError);
   CHECK_THROWS_AS(sgd.set_lr(-1), ValueError);
@@ -123,8 +123,12 @@ TEST_CASE("RMSprop follows PyTorch's update: plain, centered, with momentum and 
     for (double momentum : {0.0, 0.9}) {
       INFO("centered " << centered << ", momentum " << momentum);
       const Tensor w = param({1.0, -0.5});
-      RMSprop opt({w}, {.lr = 0.01, .alpha = 0.9, .eps = 1e-8, .weight_decay = 0.1,
-                        .momentum = momentum, .centered = centered});
+      RMSprop opt({w}, {.lr = 0.01,
+                        .alpha = 0.9,
+                        .eps = 1e-8,
+                        .weight_decay = 0.1,
+                        .momentum = momentum,
+                        .centered = centered});
       double x[2] = {1.0, -0.5}, v[2] = {0, 0}, m[2] = {0, 0}, b[2] = {0, 0};
       for (int step = 0; step < 4; ++step) {
         const double g[2] = {0.3 * x[0] + 1.0, -2.0 * x[1]};
@@ -155,8 +159,11 @@ TEST_CASE("RMSprop follows PyTorch's update: plain, centered, with momentum and 
 
 TEST_CASE("Adagrad follows PyTorch's update, with lr decay and an initial accumulator") {
   const Tensor w = param({2.0});
-  Adagrad opt({w}, {.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.05,
-                    .initial_accumulator_value = 0.5, .eps = 1e-10});
+  Adagrad opt({w}, {.lr = 0.1,
+                    .lr_decay = 0.01,
+                    .weight_decay = 0.05,
+                    .initial_accumulator_value = 0.5,
+                    .eps = 1e-10});
   double x = 2.0, s = 0.5;
   for (int step = 1; step <= 5; ++step) {
     const double g = x * x - 1.0;
@@ -179,7 +186,7 @@ TEST_CASE("Adagrad follows PyTorch's update, with lr decay and an initial accumu
 TEST_CASE("clip_grad_norm_ scales every gradient by one factor; clip_grad_value_ clamps") {
   const Tensor a = param({3.0, 0.0}), b = param({4.0}), frozen = param({1.0});
   set_grad(a, {3.0, 0.0});
-  set_grad(b, {4.0});  // joint 2-norm 5
+  set_grad(b, {4.0});                                                   // joint 2-norm 5
   CHECK(clip_grad_norm_({a, b, frozen}, 1.0) == doctest::Approx(5.0));  // frozen: no gradient
   CHECK(testing::flat(a.grad())[0] == doctest::Approx(3.0 / (5.0 + 1e-6)));
   CHECK(testing::flat(b.grad())[0] == doctest::Approx(4.0 / (5.0 + 1e-6)));
@@ -243,4 +250,39 @@ TEST_CASE("ReduceLROnPlateau: patience, threshold, cooldown, min_lr; its state c
   auto broken = plateau.state();
   broken.erase("lr");
   CHECK_THROWS_WITH_AS(twin.set_state(broken), doctest::Contains("no finite 'lr'"), ValueError);
+}
+
+TEST_CASE("parameter groups: their own lr and weight decay, scheduled from their own base") {
+  const Tensor a = param({1.0}), b = param({1.0}), c = param({1.0});
+  SGD sgd({{{a, b}}, {{c}, 0.5, 0.1}}, {.lr = 0.1});
+  REQUIRE(sgd.num_groups() == 2);
+  CHECK(sgd.parameters().size() == 3);
+  CHECK(sgd.group_of(2) == 1);
+  CHECK(sgd.lr(1) == 0.5);
+  CHECK(sgd.weight_decay(0) == 0.0);
+  CHECK(sgd.weight_decay(1) == 0.1);
+  for (const Tensor& p : {a, b, c}) set_grad(p, {1.0});
+  sgd.step();
+  CHECK(testing::flat(a)[0] == doctest::Approx(0.9));
+  CHECK(testing::flat(c)[0] == doctest::Approx(1.0 - 0.5 * (1.0 + 0.1)));
+  StepLR schedule(sgd, 1, 0.5);
+  schedule.step();
+  CHECK(sgd.lr(0) == doctest::Approx(0.05));
+  CHECK(sgd.lr(1) == doctest::Approx(0.25));
+  CHECK(schedule.state().at("base_lr.1") == 0.5);
+  sgd.set_lr(1, 0.3);
+  CHECK(sgd.lr(1) == 0.3);
+  CHECK_THROWS_AS(sgd.set_lr(2, 0.1), IndexError);
+  CHECK_THROWS_WITH_AS(SGD({ParamGroup{{a}}, ParamGroup{{a}}}, {}),
+                       doctest::Contains("are the same tensor"), ValueError);
+  CHECK_THROWS_WITH_AS(Adam({{{a}, -1.0}}), doctest::Contains("group 0's learning rate"),
+                       ValueError);
+  // Adam with two groups: each parameter moves by its group's lr (the first step is lr sign(g)).
+  const Tensor x = param({0.0}), y = param({0.0});
+  Adam adam({{{x}}, {{y}, 0.01}}, {.lr = 0.1});
+  set_grad(x, {2.0});
+  set_grad(y, {2.0});
+  adam.step();
+  CHECK(testing::flat(x)[0] == doctest::Approx(-0.1).epsilon(1e-6));
+  CHECK(testing::flat(y)[0] == doctest::Approx(-0.01).epsilon(1e-6));
 }

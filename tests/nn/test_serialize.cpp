@@ -209,6 +209,20 @@ TEST_CASE("an optimizer's state round-trips: a resumed run continues exactly") {
   SGD sgd(reloaded.parameters(), {.lr = 0.1, .momentum = 0.9});
   CHECK_THROWS_WITH_AS(load(sgd, (dir / "optim").string()), doctest::Contains("exp_avg"),
                        ValueError);
+
+  // Parameter groups keep their own learning rates; a folder of another grouping is refused.
+  const auto p = reloaded.parameters();
+  SGD grouped({{{p[0], p[1]}}, {{p[2], p[3]}, 0.5}}, {.lr = 0.1});
+  grouped.set_lr(0, 0.02);
+  save(grouped, (dir / "grouped").string());
+  SGD back({{{p[0], p[1]}}, {{p[2], p[3]}}}, {.lr = 0.1});
+  load(back, (dir / "grouped").string());
+  CHECK(back.lr(0) == 0.02);
+  CHECK(back.lr(1) == 0.5);
+  SGD single(p, {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(load(single, (dir / "grouped").string()),
+                       doctest::Contains("holds 2 learning rates for 1 parameter groups"),
+                       ValueError);
 }
 
 TEST_CASE("Checkpoint: model, optimizer, schedule, generator, epoch and metadata come back") {
