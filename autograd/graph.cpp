@@ -22,6 +22,13 @@ std::string bytes_str(std::size_t bytes) {
   return os.str();
 }
 
+// A node id, "n7": written so because g++ 12 warns (-Wrestrict, wrongly) on "n" + to_string(7).
+std::string label(char prefix, std::size_t number) {
+  std::string out = std::to_string(number);
+  out.insert(out.begin(), prefix);
+  return out;
+}
+
 // Text inside a DOT label: quotes and backslashes escaped.
 std::string escaped(const std::string& text) {
   std::string out;
@@ -41,14 +48,14 @@ class Drawing {
 
   std::string id(const void* p) {
     auto [it, fresh] = ids_.emplace(p, "");
-    if (fresh) it->second = "n" + std::to_string(ids_.size());
+    if (fresh) it->second = label('n', ids_.size());
     return it->second;
   }
 
   // The box a node is drawn in: its own, or its composite call's when folding.
   std::string box(const Node* node) {
     if (options_.fold_composites && node->composite()) {
-      const std::string group = "c" + std::to_string(node->composite_call());
+      const std::string group = label('c', node->composite_call());
       if (groups_.insert(group).second)
         dot_ << "  " << group << " [shape=box, style=\"rounded,bold\", label=\""
              << node->composite() << "\"];\n";

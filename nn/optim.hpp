@@ -17,6 +17,9 @@ namespace xgrad::nn {
 /// Some of the parameters with a learning rate and a weight decay of their own (the optimizer's
 /// where unset), as a PyTorch parameter group: SGD({{backbone}, {head, 0.1}}, {.lr = 0.01}).
 struct ParamGroup {
+  ParamGroup(std::vector<Tensor> params, std::optional<double> lr = std::nullopt,
+             std::optional<double> weight_decay = std::nullopt)
+      : params(std::move(params)), lr(lr), weight_decay(weight_decay) {}
   std::vector<Tensor> params;
   std::optional<double> lr;
   std::optional<double> weight_decay;
