@@ -12,9 +12,10 @@ int main() {
   const Tensor w = tensor({{0.5, -1.0}, {2.0, 0.25}}, {.dtype = kFloat64, .requires_grad = true});
   const Tensor x = tensor({1.0, 3.0}, {.dtype = kFloat64});
 
-  // Every op on them is recorded on the tape: y = sum(tanh(W x)^2).
-  const Tensor h = tanh(matmul(w, x));
-  const Tensor y = sum(h * h);
+  // Every op on them is recorded on the tape: y = sum(tanh(W x)^2). Each op has a member form
+  // (w.matmul(x).tanh()) and a function form (tanh(matmul(w, x))).
+  const Tensor h = w.matmul(x).tanh();
+  const Tensor y = (h * h).sum();
   std::cout << "y = " << y.item() << "\n";
 
   // One reverse sweep fills w.grad() with dy/dW = (2 h (1 - h^2)) x^T.
@@ -23,7 +24,7 @@ int main() {
 
   // The same derivative, checked entry by entry against central finite differences.
   const GradcheckReport report = gradcheck(
-      [&](const std::vector<Tensor>& in) { return sum(pow(tanh(matmul(in[0], x)), 2.0)); }, {w});
+      [&](const std::vector<Tensor>& in) { return in[0].matmul(x).tanh().pow(2).sum(); }, {w});
   std::cout << report;
   return report.passed ? 0 : 1;
 }
