@@ -90,8 +90,8 @@ TEST_CASE("npy files: truncated, corrupt or foreign files give clear errors") {
   CHECK_THROWS_WITH_AS(load_npy(write("neg.npy", negative)), doctest::Contains("non-negative"),
                        ValueError);
   // A header of 30 KB (version 2: a 4-byte length) is read by a loop, not a recursive regex.
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), " +
-                       std::string(30000, ' ') + "}\n";
+  std::string header =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), " + std::string(30000, ' ') + "}\n";
   std::string v2 = std::string("\x93NUMPY\x02\x00", 8);
   for (int i = 0; i < 4; ++i) v2 += static_cast<char>((header.size() >> (8 * i)) & 0xff);
   const Tensor two = load_npy(write("long.npy", v2 + header + std::string(8, '\0')));
@@ -102,7 +102,8 @@ TEST_CASE("npy files: truncated, corrupt or foreign files give clear errors") {
   CHECK_THROWS_AS(load_npy(write("deep.npy", nested + deep)), ValueError);
 }
 
-TEST_CASE("an optimizer's folder with a foreign or absurd file is refused before anything changes") {
+TEST_CASE(
+    "an optimizer's folder with a foreign or absurd file is refused before anything changes") {
   const fs::path dir = scratch("optimizer_bad");
   const Tensor w = Tensor(xt::xarray<float>{1.0f, 2.0f}, true);
   Adam adam({w});
@@ -222,6 +223,48 @@ TEST_CASE("an optimizer's state round-trips: a resumed run continues exactly") {
   SGD single(p, {.lr = 0.1});
   CHECK_THROWS_WITH_AS(load(single, (dir / "grouped").string()),
                        doctest::Contains("holds 2 learning rates for 1 parameter groups"),
+                       ValueError);
+}
+
+TEST_CASE("Checkpoint: a ReduceLROnPlateau's state (best, bad epochs, per-group lr) comes back") {
+  const fs::path dir = scratch("plateau");
+  Generator init(1);
+  MLP net({3, 4, 2}, "relu", kFloat32, init);
+  SGD sgd(
+      {ParamGroup(net.linears()[0]->parameters()), ParamGroup(net.linears()[1]->parameters(), 0.5)},
+      {.lr = 1.0});
+  ReduceLROnPlateau plateau(sgd, {.factor = 0.5, .patience = 1});
+  for (double loss : {1.0, 0.9, 0.95, 0.95}) plateau.step(loss);  // one reduction
+  CHECK(sgd.lr(1) == 0.25);
+  Checkpoint saved;
+  saved.module(net).optimizer(sgd).scheduler(plateau);
+  saved.save(dir.string());
+
+  MLP copy({3, 4, 2}, "relu", kFloat32, init);
+  SGD sgd2({ParamGroup(copy.linears()[0]->parameters()),
+            ParamGroup(copy.linears()[1]->parameters(), 0.5)},
+           {.lr = 1.0});
+  ReduceLROnPlateau plateau2(sgd2, {.factor = 0.5, .patience = 1});
+  Checkpoint loaded;
+  loaded.module(copy).optimizer(sgd2).scheduler(plateau2);
+  loaded.load(dir.string());
+  CHECK(sgd2.lr(0) == 0.5);
+  CHECK(sgd2.lr(1) == 0.25);
+  CHECK(plateau2.state() == plateau.state());
+  for (double loss : {0.95, 0.95}) {  // both go on the same way: best 0.9, one bad epoch in hand
+    plateau.step(loss);
+    plateau2.step(loss);
+  }
+  CHECK(sgd2.lr(1) == sgd.lr(1));
+  StepLR other(sgd2, 2);  // a checkpoint of another schedule's state is refused, before changes
+  Checkpoint wrong;
+  wrong.module(copy).optimizer(sgd2).scheduler(other);
+  CHECK_NOTHROW(wrong.load(dir.string()));  // epoch and base_lr are there: StepLR takes them
+  SGD lone(copy.parameters(), {.lr = 1.0});
+  ReduceLROnPlateau plateau3(lone);
+  Checkpoint grouped;
+  grouped.module(copy).optimizer(lone).scheduler(plateau3);
+  CHECK_THROWS_WITH_AS(grouped.load(dir.string()), doctest::Contains("2 learning rates for 1"),
                        ValueError);
 }
 
