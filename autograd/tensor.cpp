@@ -17,7 +17,10 @@ std::string number_str(double value) {
 }
 
 std::string shape_str(std::span<const std::size_t> shape) {
-  return "[" + join(shape, ", ") + "]";
+  std::string out(1, '[');  // not "[" + ...: g++ 12 warns on it, wrongly (-Wrestrict)
+  out += join(shape, ", ");
+  out += ']';
+  return out;
 }
 
 std::string index_str(std::size_t flat, std::span<const std::size_t> shape) {
