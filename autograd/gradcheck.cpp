@@ -159,8 +159,8 @@ std::string GradcheckReport::str() const {
 }
 
 std::ostream& operator<<(std::ostream& os, const GradcheckReport& r) {
-  os << r.check << " " << (r.passed ? "passed" : "FAILED") << " (" << r.method << ", "
-     << r.compared << " compared)\n";
+  os << r.check << " " << (r.passed ? "passed" : "FAILED") << " (" << r.method << ", " << r.compared
+     << " compared)\n";
   os << "  worst: input " << r.input << " " << r.input_index << " -> output " << r.output_index
      << "\n";
   os << std::setprecision(12) << "  analytic " << r.analytic << "\n  numeric  " << r.numeric
@@ -213,8 +213,11 @@ GradcheckReport gradgradcheck(const TensorFn& f, const std::vector<Tensor>& inpu
   report.check = "gradgradcheck";
   // The output is the checked inputs' gradients, flattened one after another: name the input
   // and the entry. The last input is v, the random direction, not one of f's.
-  if (report.output_index.size() > 2) {
-    std::size_t flat = std::stoul(report.output_index.substr(1, report.output_index.size() - 2));
+  const std::string& at = report.output_index;  // "[9]" for a full Jacobian; else left as it is
+  const bool entry = at.size() > 2 && at.front() == '[' && at.back() == ']' &&
+                     at.find_first_not_of("0123456789", 1) == at.size() - 1;
+  if (entry) {
+    std::size_t flat = std::stoul(at.substr(1, at.size() - 2));
     for (std::size_t i : checked) {
       if (flat < inputs[i].numel()) {
         report.output_index =

@@ -8,6 +8,7 @@
 /// Every `Tensor name(...)` declared here must have a line in the gradient-check table of
 /// tests/autograd/test_ops.cpp; the test fails otherwise.
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -80,6 +81,54 @@ Epilogue epilogue_from_name(const std::string& name);
 /// works from the output (relu: [y > 0], tanh: 1 - y^2, sigmoid: y (1 - y)); under create_graph
 /// it is written in differentiable ops. The same arithmetic as the activation op after linear.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogue activation);
+
+// ---- convolution and pooling (NCHW) --------------------------------------------------------------
+/// A sliding window over the last two axes of (N, C, H, W): its size, step, zero padding on each
+/// side and dilation, as (rows, columns).
+struct Window2d {
+  std::array<std::size_t, 2> kernel{1, 1};
+  std::array<std::size_t, 2> stride{1, 1};
+  std::array<std::size_t, 2> padding{0, 0};
+  std::array<std::size_t, 2> dilation{1, 1};
+};
+/// im2col, as torch's F.unfold: (N, C, H, W) -> (N, C kh kw, L), one column per window position
+/// (L of them, row-major), each the window's entries channel by channel (0 in the padding).
+/// Its derivative is fold, and fold's is unfold.
+Tensor unfold(const Tensor& x, const Window2d& window);
+/// col2im, as torch's F.fold: the adjoint of unfold, summing the entries that overlap into an
+/// (N, C, H, W) image of the given (H, W).
+Tensor fold(const Tensor& cols, const std::array<std::size_t, 2>& output_size,
+            const Window2d& window);
+
+struct Conv2dOptions {
+  std::array<std::size_t, 2> stride{1, 1};
+  std::array<std::size_t, 2> padding{0, 0};
+  std::array<std::size_t, 2> dilation{1, 1};
+  std::size_t groups = 1;
+};
+/// As torch's conv2d: x (N, C, H, W), weight (O, C / groups, kh, kw), bias (O) or undefined ->
+/// (N, O, oh, ow), oh = (H + 2 ph - dh (kh - 1) - 1) / sh + 1. Written with unfold and matrix
+/// products, so its gradients of every order come from theirs.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+              const Conv2dOptions& options = {});
+/// The largest entry of each window (padding counts as -inf), as torch's max_pool2d; stride
+/// {0, 0} means the kernel's. The gradient goes to the first largest entry of each window in
+/// row-major order (a NaN counts as the largest).
+Tensor max_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
+                  std::array<std::size_t, 2> stride = {0, 0},
+                  std::array<std::size_t, 2> padding = {0, 0});
+/// The mean of each window, padding counted as zeros (PyTorch's count_include_pad default).
+Tensor avg_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
+                  std::array<std::size_t, 2> stride = {0, 0},
+                  std::array<std::size_t, 2> padding = {0, 0});
+/// Constant padding of the trailing axes, as torch's F.pad: pads = {before, after} of the last
+/// axis, then of the one before it, ... (an even count, at most two per axis).
+Tensor pad(const Tensor& x, const std::vector<std::size_t>& pads, double value = 0.0);
+/// Inverted dropout: in training, each entry is zeroed with probability p and the others scaled
+/// by 1 / (1 - p), the mask drawn from `gen` (the same seed, the same mask); the identity
+/// otherwise. p in [0, 1].
+Tensor dropout(const Tensor& x, double p, bool training = true,
+               Generator& gen = default_generator());
 
 // ---- shape ------------------------------------------------------------------------------------
 Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape);  ///< one entry may be -1

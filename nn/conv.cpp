@@ -1,0 +1,69 @@
+#include "nn/conv.hpp"
+
+#include <cmath>
+
+#include "nn/init.hpp"
+
+namespace xgrad::nn {
+
+namespace {
+std::string pair_str(const std::array<std::size_t, 2>& v) {
+  std::string out(1, '(');  // not "(" + ...: g++ 12 warns on it, wrongly (-Wrestrict)
+  out += std::to_string(v[0]) + ", " + std::to_string(v[1]) + ")";
+  return out;
+}
+}  // namespace
+
+Conv2d::Conv2d(std::size_t in_channels, std::size_t out_channels, std::array<std::size_t, 2> kernel,
+               Conv2dOptions opts, bool with_bias, Dtype dtype, Generator& gen)
+    : options(opts), in_(in_channels), out_(out_channels) {
+  if (in_channels == 0 || out_channels == 0 || kernel[0] == 0 || kernel[1] == 0 ||
+      opts.groups == 0 || in_channels % opts.groups != 0 || out_channels % opts.groups != 0)
+    throw ValueError(
+        "Conv2d: needs channels and a kernel > 0 and groups dividing both channel "
+        "counts, got in " +
+        std::to_string(in_channels) + ", out " + std::to_string(out_channels) + ", kernel " +
+        pair_str(kernel) + ", groups " + std::to_string(opts.groups));
+  const std::size_t fan_in = in_channels / opts.groups * kernel[0] * kernel[1];
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  weight = register_parameter(
+      "weight",
+      zeros({out_channels, in_channels / opts.groups, kernel[0], kernel[1]}, {.dtype = dtype}));
+  init::uniform_(weight, -bound, bound, gen);
+  if (with_bias) {
+    bias = register_parameter("bias", zeros({out_channels}, {.dtype = dtype}));
+    init::uniform_(bias, -bound, bound, gen);
+  }
+}
+
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options); }
+
+std::string Conv2d::extra_repr() const {
+  std::string s = std::to_string(in_) + ", " + std::to_string(out_) +
+                  ", kernel_size=" + pair_str({weight.size(2), weight.size(3)}) +
+                  ", stride=" + pair_str(options.stride);
+  if (options.padding[0] || options.padding[1]) s += ", padding=" + pair_str(options.padding);
+  if (options.dilation[0] != 1 || options.dilation[1] != 1)
+    s += ", dilation=" + pair_str(options.dilation);
+  if (options.groups != 1) s += ", groups=" + std::to_string(options.groups);
+  if (!bias.defined()) s += ", bias=false";
+  return s;
+}
+
+std::string MaxPool2d::extra_repr() const {
+  return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
+         ", padding=" + pair_str(padding_);
+}
+
+std::string AvgPool2d::extra_repr() const {
+  return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
+         ", padding=" + pair_str(padding_);
+}
+
+Dropout::Dropout(double p, Generator& gen) : p_(p), gen_(&gen) {
+  if (!(p >= 0 && p <= 1)) throw ValueError("Dropout: p must be in [0, 1], got " + number_str(p));
+}
+
+std::string Dropout::extra_repr() const { return "p=" + number_str(p_); }
+
+}  // namespace xgrad::nn

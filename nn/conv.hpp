@@ -1,0 +1,87 @@
+#pragma once
+/// \file
+/// The layers of a convolutional network, as torch::nn's: Conv2d, MaxPool2d, AvgPool2d, Flatten,
+/// Dropout. Each is a Module over the public ops (conv2d, max_pool2d, avg_pool2d, dropout).
+
+#include <array>
+#include <cstddef>
+
+#include "xgrad/autograd/ops.hpp"
+#include "xgrad/nn/module.hpp"
+
+namespace xgrad::nn {
+
+/// y = conv2d(x, weight, bias), weight (out, in / groups, kh, kw), initialized as PyTorch's
+/// (uniform in +-1/sqrt(fan_in), fan_in = in / groups kh kw, for the weight and the bias).
+class Conv2d : public Module {
+ public:
+  Conv2d(std::size_t in_channels, std::size_t out_channels, std::array<std::size_t, 2> kernel,
+         Conv2dOptions options = {}, bool bias = true, Dtype dtype = Dtype::float32,
+         Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;
+  std::string name() const override { return "Conv2d"; }
+  std::string extra_repr() const override;
+
+  Tensor weight;
+  Tensor bias;  ///< undefined without bias
+  Conv2dOptions options;
+
+ private:
+  std::size_t in_, out_;
+};
+
+/// max_pool2d with a kernel, a stride (the kernel's unless given) and padding.
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride = {0, 0},
+                     std::array<std::size_t, 2> padding = {0, 0})
+      : kernel_(kernel), stride_(stride[0] || stride[1] ? stride : kernel), padding_(padding) {}
+  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
+  std::string name() const override { return "MaxPool2d"; }
+  std::string extra_repr() const override;
+
+ private:
+  std::array<std::size_t, 2> kernel_, stride_, padding_;
+};
+
+/// avg_pool2d (padding counted as zeros, as PyTorch's default).
+class AvgPool2d : public Module {
+ public:
+  explicit AvgPool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride = {0, 0},
+                     std::array<std::size_t, 2> padding = {0, 0})
+      : kernel_(kernel), stride_(stride[0] || stride[1] ? stride : kernel), padding_(padding) {}
+  Tensor forward(const Tensor& x) override { return avg_pool2d(x, kernel_, stride_, padding_); }
+  std::string name() const override { return "AvgPool2d"; }
+  std::string extra_repr() const override;
+
+ private:
+  std::array<std::size_t, 2> kernel_, stride_, padding_;
+};
+
+/// flatten(x, start, end): (N, C, H, W) -> (N, C H W) with the defaults, as torch's Flatten.
+class Flatten : public Module {
+ public:
+  explicit Flatten(std::ptrdiff_t start_axis = 1, std::ptrdiff_t end_axis = -1)
+      : start_(start_axis), end_(end_axis) {}
+  Tensor forward(const Tensor& x) override { return flatten(x, start_, end_); }
+  std::string name() const override { return "Flatten"; }
+
+ private:
+  std::ptrdiff_t start_, end_;
+};
+
+/// dropout(x, p) in training mode (train()), the identity in evaluation (eval()); masks drawn
+/// from `gen`, which must outlive the module.
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training(), *gen_); }
+  std::string name() const override { return "Dropout"; }
+  std::string extra_repr() const override;
+
+ private:
+  double p_;
+  Generator* gen_;
+};
+
+}  // namespace xgrad::nn

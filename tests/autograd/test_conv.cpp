@@ -1,0 +1,172 @@
+// conv2d, the pools, unfold/fold, pad and dropout against plain loops, in both dtypes; their
+// conventions and errors. Gradients of every order are lines of the op table.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "autograd/ops.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+
+namespace {
+// conv2d by its definition, in double: out[n, o, p, q] = b[o] + sum over the group's channels c
+// and the kernel (i, j) of w[o, c, i, j] x[n, g C/G + c, p sh - ph + i dh, q sw - pw + j dw].
+template <class T>
+std::vector<double> naive_conv(const Tensor& x, const Tensor& w, const Tensor& b,
+                               const Conv2dOptions& o, Shape& shape) {
+  const auto& X = x.value<T>();
+  const auto& W = w.value<T>();
+  const std::size_t N = x.size(0), C = x.size(1), H = x.size(2), Wd = x.size(3);
+  const std::size_t O = w.size(0), Cg = w.size(1), kh = w.size(2), kw = w.size(3);
+  const std::size_t oh = (H + 2 * o.padding[0] - o.dilation[0] * (kh - 1) - 1) / o.stride[0] + 1;
+  const std::size_t ow = (Wd + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) / o.stride[1] + 1;
+  shape = {N, O, oh, ow};
+  std::vector<double> out;
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t oc = 0; oc < O; ++oc)
+      for (std::size_t p = 0; p < oh; ++p)
+        for (std::size_t q = 0; q < ow; ++q) {
+          double s = b.defined() ? double(b.value<T>()(oc)) : 0.0;
+          const std::size_t g = oc / (O / o.groups);
+          for (std::size_t c = 0; c < Cg; ++c)
+            for (std::size_t i = 0; i < kh; ++i)
+              for (std::size_t j = 0; j < kw; ++j) {
+                const long y = long(p * o.stride[0] + i * o.dilation[0]) - long(o.padding[0]);
+                const long z = long(q * o.stride[1] + j * o.dilation[1]) - long(o.padding[1]);
+                if (y < 0 || z < 0 || y >= long(H) || z >= long(Wd)) continue;
+                s += double(W(oc, c, i, j)) *
+                     double(X(n, g * Cg + c, std::size_t(y), std::size_t(z)));
+              }
+          out.push_back(s);
+        }
+  (void)C;
+  return out;
+}
+
+double worst(const std::vector<double>& a, const Tensor& t) {
+  const auto b = testing::flat(cast(t, kFloat64));
+  REQUIRE(a.size() == b.size());
+  double w = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(a[i] - b[i]));
+  return w;
+}
+}  // namespace
+
+TEST_CASE("conv2d equals its definition: stride, padding, dilation, groups, batch 1, both dtypes") {
+  Generator gen(31);
+  struct Case {
+    Shape x, w;
+    Conv2dOptions o;
+  };
+  const Case cases[] = {
+      {{1, 1, 5, 5}, {1, 1, 3, 3}, {}},
+      {{2, 3, 7, 6}, {4, 3, 3, 2}, {.stride = {2, 1}, .padding = {1, 2}}},
+      {{3, 4, 9, 8}, {6, 2, 3, 3}, {.dilation = {2, 1}, .groups = 2}},
+      {{2, 6, 5, 7},
+       {6, 1, 2, 3},
+       {.stride = {1, 2}, .padding = {1, 1}, .dilation = {1, 2}, .groups = 6}},
+      {{1, 2, 28, 28}, {8, 2, 3, 3}, {.padding = {1, 1}}},
+  };
+  for (const Case& c : cases)
+    for (bool with_bias : {true, false}) {
+      INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " groups " << c.o.groups);
+      const Tensor x = randn(c.x, {.dtype = kFloat64}, gen),
+                   w = randn(c.w, {.dtype = kFloat64}, gen);
+      const Tensor b = with_bias ? randn({c.w[0]}, {.dtype = kFloat64}, gen) : Tensor();
+      Shape shape;
+      const auto exact = naive_conv<double>(x, w, b, c.o, shape);
+      const Tensor y = conv2d(x, w, b, c.o);
+      CHECK(y.shape() == shape);
+      CHECK(worst(exact, y) <= 1e-12);
+      const Tensor y32 = conv2d(cast(x, kFloat32), cast(w, kFloat32),
+                                with_bias ? cast(b, kFloat32) : Tensor(), c.o);
+      CHECK(y32.dtype() == kFloat32);
+      CHECK(worst(exact, y32) <= 1e-4);  // float32 rounding of sums of at most 54 terms
+    }
+}
+
+TEST_CASE("unfold and fold are adjoint: <fold(c), x> = <c, unfold(x)>") {
+  Generator gen(32);
+  const Window2d win{.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}};
+  const Tensor x = randn({2, 3, 6, 5}, {.dtype = kFloat64}, gen);
+  const Tensor u = unfold(x, win);
+  const Tensor c = randn(u.shape(), {.dtype = kFloat64}, gen);
+  const double left = sum(fold(c, {6, 5}, win) * x).item(), right = sum(c * u).item();
+  CHECK(left == doctest::Approx(right).epsilon(1e-12));
+  CHECK(u.shape() ==
+        Shape{2, 3 * 3 * 2, 3 * 5});  // oh = (6 + 2 - 2 - 1) / 2 + 1, ow = (5 + 2 - 2 - 1) + 1
+}
+
+TEST_CASE("pools equal their definitions; max pooling pads with -inf, average with zeros") {
+  const Tensor x = reshape(
+      cast(from_vector(std::vector<double>{1, 5, 2, 0, 3, -1, 4, 4, 7, 6, 2, 8, 0, 1, 9, 2}, {16}),
+           kFloat64),
+      {1, 1, 4, 4});
+  CHECK(testing::flat(max_pool2d(x, {2, 2})) == std::vector<double>{5, 4, 7, 9});
+  CHECK(testing::flat(avg_pool2d(x, {2, 2})) == std::vector<double>{2.0, 2.5, 3.5, 5.25});
+  // 3x3 windows, stride 2, padding 1: the corner window sees 1, 5, 3, -1 and 5 zeros of padding
+  const auto m = testing::flat(max_pool2d(x, {3, 3}, {2, 2}, {1, 1}));
+  CHECK(m == std::vector<double>{5, 5, 7, 9});
+  const auto a = testing::flat(avg_pool2d(x, {3, 3}, {2, 2}, {1, 1}));
+  CHECK(a[0] == doctest::Approx((1 + 5 + 3 - 1) / 9.0));
+  const Tensor negative = x * -1.0 - 10.0;
+  CHECK(testing::flat(max_pool2d(negative, {3, 3}, {2, 2}, {1, 1}))[0] == -9.0);  // not a pad's 0
+  // ties: the gradient goes to the first maximum of the window, row-major
+  const Tensor tie = testing::f64({{1.0, 3.0}, {3.0, 2.0}}, true);
+  sum(max_pool2d(reshape(tie, {1, 1, 2, 2}), {2, 2})).backward();
+  CHECK(testing::flat(tie.grad()) == std::vector<double>{0, 1, 0, 0});
+  CHECK_THROWS_WITH_AS(max_pool2d(x, {2, 2}, {2, 2}, {2, 2}), doctest::Contains("at most half"),
+                       ValueError);
+  CHECK_THROWS_AS(avg_pool2d(reshape(x, {1, 4, 4}), {2, 2}), ShapeError);
+}
+
+TEST_CASE("pad and dropout") {
+  const Tensor x = testing::f64({{1.0, 2.0}, {3.0, 4.0}});
+  const Tensor p = pad(x, {1, 0, 0, 1}, -1.0);  // last axis: 1 before; first axis: 1 after
+  CHECK(p.shape() == Shape{3, 3});
+  CHECK(testing::flat(p) == std::vector<double>{-1, 1, 2, -1, 3, 4, -1, -1, -1});
+  CHECK_THROWS_AS(pad(x, {1, 1, 1}), ValueError);
+  CHECK_THROWS_AS(pad(x, {1, 1, 1, 1, 1, 1}), ValueError);
+
+  Generator a(9), b(9);
+  const Tensor big = ones({200, 500}, {.dtype = kFloat64});
+  const Tensor da = dropout(big, 0.3, true, a), db = dropout(big, 0.3, true, b);
+  CHECK(testing::flat(da) == testing::flat(db));  // the same seed, the same mask
+  const auto v = testing::flat(da);
+  std::size_t zeros = 0;
+  for (double e : v) {
+    zeros += e == 0;
+    REQUIRE((e == 0 || std::abs(e - 1 / 0.7) < 1e-12));
+  }
+  // 100000 draws: the kept fraction is 0.7 within 5 standard deviations (0.0072), the mean 1
+  CHECK(std::abs(double(zeros) / double(v.size()) - 0.3) < 0.0072);
+  CHECK(mean(da).item() == doctest::Approx(1.0).epsilon(0.011));
+  CHECK(dropout(big, 0.3, false).impl() == big.impl());  // evaluation: the identity
+  CHECK(sum(dropout(big, 1.0, true, a)).item() == 0.0);
+  CHECK_THROWS_WITH_AS(dropout(big, 1.5),
+                       doctest::Contains("dropout: p must be in [0, 1], got 1.5"), ValueError);
+}
+
+TEST_CASE("conv2d refuses bad input with the op and the shapes in the message") {
+  const Tensor x = zeros({2, 3, 5, 5}), w = zeros({4, 3, 3, 3});
+  CHECK_THROWS_WITH_AS(
+      conv2d(x, zeros({4, 2, 3, 3})),
+      doctest::Contains("expects 2 input channels (groups 1), the input [2, 3, 5, 5] has 3"),
+      ShapeError);
+  CHECK_THROWS_WITH_AS(
+      conv2d(x, zeros({4, 3, 7, 3})),
+      doctest::Contains(
+          "the kernel spans 7 entries (dilation included), more than the padded input's 5"),
+      ShapeError);
+  CHECK_THROWS_WITH_AS(conv2d(x, w, {}, {.stride = {0, 1}}),
+                       doctest::Contains("kernel, stride and dilation must be > 0"), ValueError);
+  CHECK_THROWS_WITH_AS(conv2d(x, zeros({4, 1, 3, 3}), {}, {.groups = 2}),
+                       doctest::Contains("groups 2 must divide the input channels 3"), ValueError);
+  CHECK_THROWS_WITH_AS(conv2d(zeros({3, 5, 5}), w), doctest::Contains("needs input (N, C, H, W)"),
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(conv2d(x, w, zeros({3})),
+                       doctest::Contains("bias [3] for 4 output channels"), ShapeError);
+  CHECK_THROWS_AS(conv2d(x, zeros({4, 3, 3, 3}, {.dtype = kFloat64})), DtypeError);
+}

@@ -1,0 +1,106 @@
+// The convolutional layers: shapes, PyTorch's initialization bounds, train/eval for dropout, and
+// a small CNN that learns (its gradients checked in double against finite differences).
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/gradcheck.hpp"
+#include "nn/conv.hpp"
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
+#include "nn/optim.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+using namespace xgrad::nn;
+
+TEST_CASE("Conv2d and the pools: shapes, initialization, printing, bad arguments") {
+  Generator gen(4);
+  Conv2d conv(3, 8, {3, 3}, {.padding = {1, 1}}, true, kFloat32, gen);
+  CHECK(conv.weight.shape() == Shape{8, 3, 3, 3});
+  const double bound = 1 / std::sqrt(27.0);
+  for (float v : conv.weight.value<float>()) REQUIRE(std::abs(v) <= bound);
+  CHECK(conv(zeros({2, 3, 10, 9})).shape() == Shape{2, 8, 10, 9});
+  CHECK(conv.str() == "Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))");
+  Conv2d grouped(4, 6, {2, 2}, {.stride = {2, 2}, .groups = 2}, false);
+  CHECK(grouped.weight.shape() == Shape{6, 2, 2, 2});
+  CHECK(grouped.parameters().size() == 1);
+  CHECK(MaxPool2d({2, 2})(zeros({1, 2, 7, 8})).shape() == Shape{1, 2, 3, 4});
+  CHECK(AvgPool2d({3, 3}, {1, 1}, {1, 1})(zeros({1, 2, 7, 8})).shape() == Shape{1, 2, 7, 8});
+  CHECK(MaxPool2d({2, 2}).str() == "MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))");
+  CHECK(Flatten()(zeros({2, 3, 4, 5})).shape() == Shape{2, 60});
+  CHECK_THROWS_AS(Conv2d(3, 8, {3, 3}, {.groups = 2}), ValueError);
+  CHECK_THROWS_AS(Conv2d(3, 8, {0, 3}), ValueError);
+  CHECK_THROWS_AS(Dropout(-0.1), ValueError);
+}
+
+TEST_CASE("Dropout: drops in training, the identity in evaluation") {
+  Generator gen(5);
+  Dropout drop(0.5, gen);
+  const Tensor x = ones({50, 40});
+  const auto trained = testing::flat(cast(drop(x), kFloat64));
+  CHECK(std::count(trained.begin(), trained.end(), 0.0) > 0);
+  drop.eval();
+  CHECK(drop(x).impl() == x.impl());
+}
+
+namespace {
+// A small CNN: conv, relu, pool, conv, relu, global average (avg_pool over the whole map),
+// flatten, linear.
+class SmallCnn : public Module {
+ public:
+  SmallCnn(Dtype dtype, Generator& gen) {
+    c1 = register_module(
+        "c1", std::make_shared<Conv2d>(1, 4, std::array<std::size_t, 2>{3, 3},
+                                       Conv2dOptions{.padding = {1, 1}}, true, dtype, gen));
+    c2 = register_module("c2", std::make_shared<Conv2d>(4, 6, std::array<std::size_t, 2>{3, 3},
+                                                        Conv2dOptions{}, true, dtype, gen));
+    fc = register_module("fc", std::make_shared<Linear>(6, 3, true, dtype, gen));
+  }
+  Tensor forward(const Tensor& x) override {
+    Tensor h = max_pool2d(relu((*c1)(x)), {2, 2});  // (N, 4, 4, 4)
+    h = relu((*c2)(h));                             // (N, 6, 2, 2)
+    h = flatten(avg_pool2d(h, {2, 2}), 1);          // (N, 6)
+    return (*fc)(h);
+  }
+  std::string name() const override { return "SmallCnn"; }
+  std::shared_ptr<Conv2d> c1, c2;
+  std::shared_ptr<Linear> fc;
+};
+}  // namespace
+
+TEST_CASE("a small CNN: its gradients against finite differences, then it learns") {
+  Generator gen(6);
+  SmallCnn net(kFloat64, gen);
+  const Tensor x = randn({6, 1, 8, 8}, {.dtype = kFloat64}, gen);
+  const Index y = {0, 1, 2, 0, 1, 2};
+  const std::vector<Tensor> params = net.parameters();
+  const TensorFn loss = [&](const std::vector<Tensor>& p) {
+    // the same network, written with the parameters given
+    Tensor h = max_pool2d(relu(conv2d(x, p[0], p[1], {.padding = {1, 1}})), {2, 2});
+    h = relu(conv2d(h, p[2], p[3]));
+    h = flatten(avg_pool2d(h, {2, 2}), 1);
+    return softmax_cross_entropy(linear(h, p[4], p[5]), y);
+  };
+  CHECK(loss(params).item() == doctest::Approx(softmax_cross_entropy(net(x), y).item()));
+  CHECK_GRADCHECK(gradcheck(loss, params));
+  // Each class is an image with a bright quadrant of its own: 100 Adam steps separate them.
+  Tensor images = zeros({6, 1, 8, 8}, {.dtype = kFloat64});
+  auto& a = images.mutable_value<double>();
+  for (std::size_t i = 0; i < 6; ++i)
+    for (std::size_t r = 0; r < 4; ++r)
+      for (std::size_t c = 0; c < 4; ++c)
+        a(i, 0, r + (y(i) == 1 ? 4 : 0), c + (y(i) == 2 ? 4 : 0)) = 1.0;
+  Adam adam(net.parameters(), {.lr = 0.05});
+  double first = 0, last = 0;
+  for (int step = 0; step < 100; ++step) {
+    adam.zero_grad();
+    const Tensor l = softmax_cross_entropy(net(images), y);
+    if (step == 0) first = l.item();
+    last = l.item();
+    l.backward();
+    adam.step();
+  }
+  CHECK(last < 0.1 * first);
+  CHECK(accuracy(net(images), y) == 1.0);
+}
