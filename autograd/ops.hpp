@@ -121,6 +121,18 @@ Tensor max_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
 Tensor avg_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
                   std::array<std::size_t, 2> stride = {0, 0},
                   std::array<std::size_t, 2> padding = {0, 0});
+/// As torch's batch_norm, per channel (axis 1) over every other axis of x (N, C) or (N, C, ...):
+/// in training, normalized with the batch's mean and biased variance, and running_mean and
+/// running_var (when given) updated in place, r = (1 - momentum) r + momentum s, with the
+/// unbiased variance; in evaluation, normalized with the running statistics. Then times weight
+/// plus bias (each (C) or undefined). The statistics get no gradient.
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training,
+                  double momentum = 0.1, double eps = 1e-5);
+/// The mean of each of an output grid's cells, as torch's adaptive_avg_pool2d: cell (i, j) of
+/// an (oh, ow) grid averages rows floor(i H / oh) to ceil((i + 1) H / oh) - 1, and columns
+/// likewise. (1, 1) is global average pooling.
+Tensor adaptive_avg_pool2d(const Tensor& x, std::array<std::size_t, 2> output_size);
 /// Constant padding of the trailing axes, as torch's F.pad: pads = {before, after} of the last
 /// axis, then of the one before it, ... (an even count, at most two per axis).
 Tensor pad(const Tensor& x, const std::vector<std::size_t>& pads, double value = 0.0);

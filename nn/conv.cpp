@@ -60,6 +60,44 @@ std::string AvgPool2d::extra_repr() const {
          ", padding=" + pair_str(padding_);
 }
 
+BatchNorm::BatchNorm(std::size_t channels, std::size_t input_rank, double eps, double momentum,
+                     bool affine, Dtype dtype)
+    : channels_(channels), rank_(input_rank), eps_(eps), momentum_(momentum) {
+  if (channels == 0 || !(eps > 0) || !(momentum >= 0 && momentum <= 1))
+    throw ValueError("BatchNorm: needs channels > 0, eps > 0 and momentum in [0, 1], got " +
+                     std::to_string(channels) + ", " + number_str(eps) + ", " +
+                     number_str(momentum));
+  if (affine) {
+    weight = register_parameter("weight", ones({channels}, {.dtype = dtype}));
+    bias = register_parameter("bias", zeros({channels}, {.dtype = dtype}));
+  }
+  running_mean = register_buffer("running_mean", zeros({channels}, {.dtype = dtype}));
+  running_var = register_buffer("running_var", ones({channels}, {.dtype = dtype}));
+  num_batches_tracked = register_buffer("num_batches_tracked", zeros({}, {.dtype = dtype}));
+}
+
+Tensor BatchNorm::forward(const Tensor& x) {
+  if (x.dim() != rank_ && !(rank_ == 2 && x.dim() == 3))
+    throw ShapeError(
+        name() + ": needs " +
+        (rank_ == 2 ? std::string("(N, C) or (N, C, L)") : std::string("(N, C, H, W)")) +
+        " input, got " + shape_str(x.shape()));
+  if (is_training()) {
+    const Tensor counter = num_batches_tracked;
+    if (counter.dtype() == Dtype::float32)
+      counter.mutable_value<float>()() += 1;
+    else
+      counter.mutable_value<double>()() += 1;
+  }
+  return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum_, eps_);
+}
+
+std::string BatchNorm::extra_repr() const {
+  return std::to_string(channels_) + ", eps=" + number_str(eps_) +
+         ", momentum=" + number_str(momentum_) +
+         ", affine=" + (weight.defined() ? "true" : "false");
+}
+
 Dropout::Dropout(double p, Generator& gen) : p_(p), gen_(&gen) {
   if (!(p >= 0 && p <= 1)) throw ValueError("Dropout: p must be in [0, 1], got " + number_str(p));
 }

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// The layers of a convolutional network, as torch::nn's: Conv2d, MaxPool2d, AvgPool2d, Flatten,
-/// Dropout. Each is a Module over the public ops (conv2d, max_pool2d, avg_pool2d, dropout).
+/// BatchNorm1d, BatchNorm2d, Dropout. Each is a Module over the public ops (conv2d, max_pool2d,
+/// avg_pool2d, dropout).
 
 #include <array>
 #include <cstddef>
@@ -68,6 +69,40 @@ class Flatten : public Module {
 
  private:
   std::ptrdiff_t start_, end_;
+};
+
+/// batch_norm over (N, C) (BatchNorm1d) or (N, C, H, W) (BatchNorm2d) inputs, with a learned
+/// weight (1) and bias (0) per channel and the running statistics as buffers (running_mean 0,
+/// running_var 1, num_batches_tracked), as PyTorch's: train() normalizes with the batch and
+/// updates them, eval() uses them.
+class BatchNorm : public Module {
+ public:
+  BatchNorm(std::size_t channels, std::size_t input_rank, double eps = 1e-5, double momentum = 0.1,
+            bool affine = true, Dtype dtype = Dtype::float32);
+  Tensor forward(const Tensor& x) override;
+  std::string name() const override { return rank_ == 2 ? "BatchNorm1d" : "BatchNorm2d"; }
+  std::string extra_repr() const override;
+
+  Tensor weight, bias;  ///< undefined without affine
+  Tensor running_mean, running_var, num_batches_tracked;
+
+ private:
+  std::size_t channels_, rank_;
+  double eps_, momentum_;
+};
+
+class BatchNorm1d : public BatchNorm {
+ public:
+  explicit BatchNorm1d(std::size_t channels, double eps = 1e-5, double momentum = 0.1,
+                       bool affine = true, Dtype dtype = Dtype::float32)
+      : BatchNorm(channels, 2, eps, momentum, affine, dtype) {}
+};
+
+class BatchNorm2d : public BatchNorm {
+ public:
+  explicit BatchNorm2d(std::size_t channels, double eps = 1e-5, double momentum = 0.1,
+                       bool affine = true, Dtype dtype = Dtype::float32)
+      : BatchNorm(channels, 4, eps, momentum, affine, dtype) {}
 };
 
 /// dropout(x, p) in training mode (train()), the identity in evaluation (eval()); masks drawn

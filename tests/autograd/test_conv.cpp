@@ -170,3 +170,62 @@ TEST_CASE("conv2d refuses bad input with the op and the shapes in the message") 
                        doctest::Contains("bias [3] for 4 output channels"), ShapeError);
   CHECK_THROWS_AS(conv2d(x, zeros({4, 3, 3, 3}, {.dtype = kFloat64})), DtypeError);
 }
+
+TEST_CASE("batch_norm: the batch's statistics in training, the running ones after, by hand") {
+  Generator gen(33);
+  const Tensor x = randn({4, 3, 2, 5}, {.dtype = kFloat64}, gen) * 2.0 + 1.0;
+  const Tensor w = testing::f64({1.5, -0.5, 2.0}), b = testing::f64({0.1, 0.2, -0.3});
+  Tensor rm = zeros({3}, {.dtype = kFloat64}), rv = ones({3}, {.dtype = kFloat64});
+  const auto& X = x.value<double>();
+  const Tensor y = batch_norm(x, rm, rv, w, b, true, 0.2, 1e-5);
+  for (std::size_t c = 0; c < 3; ++c) {
+    double m = 0, v = 0;
+    for (std::size_t n = 0; n < 4; ++n)
+      for (std::size_t i = 0; i < 2; ++i)
+        for (std::size_t j = 0; j < 5; ++j) m += X(n, c, i, j) / 40;
+    for (std::size_t n = 0; n < 4; ++n)
+      for (std::size_t i = 0; i < 2; ++i)
+        for (std::size_t j = 0; j < 5; ++j) v += (X(n, c, i, j) - m) * (X(n, c, i, j) - m) / 40;
+    INFO("channel " << c);
+    CHECK(rm.value<double>()(c) == doctest::Approx(0.2 * m).epsilon(1e-12));
+    CHECK(rv.value<double>()(c) == doctest::Approx(0.8 + 0.2 * v * 40 / 39).epsilon(1e-12));
+    const double expected =
+        (X(1, c, 1, 3) - m) / std::sqrt(v + 1e-5) * w.value<double>()(c) + b.value<double>()(c);
+    CHECK(y.value<double>()(1, c, 1, 3) == doctest::Approx(expected).epsilon(1e-12));
+  }
+  // Evaluation: the running statistics, which do not move.
+  const auto before = testing::flat(rm);
+  const Tensor e = batch_norm(x, rm, rv, w, b, false);
+  CHECK(testing::flat(rm) == before);
+  const double expected =
+      (X(0, 2, 0, 0) - rm.value<double>()(2)) / std::sqrt(rv.value<double>()(2) + 1e-5) * 2.0 - 0.3;
+  CHECK(e.value<double>()(0, 2, 0, 0) == doctest::Approx(expected).epsilon(1e-12));
+  // float32 agrees with float64 at float32's precision
+  const Tensor y32 =
+      batch_norm(cast(x, kFloat32), {}, {}, cast(w, kFloat32), cast(b, kFloat32), true);
+  CHECK(worst(testing::flat(batch_norm(x, {}, {}, w, b, true)), y32) <= 1e-5);
+  CHECK_THROWS_WITH_AS(batch_norm(zeros({1, 3}), {}, {}, {}, {}, true),
+                       doctest::Contains("more than one value per channel"), ValueError);
+  CHECK_THROWS_WITH_AS(batch_norm(x, {}, {}, zeros({4}, {.dtype = kFloat64}), {}, true),
+                       doctest::Contains("batch_norm: weight [4] for 3 channels"), ShapeError);
+  CHECK_THROWS_WITH_AS(batch_norm(x, {}, {}, {}, {}, false),
+                       doctest::Contains("evaluation needs the running statistics"), ValueError);
+}
+
+TEST_CASE("adaptive_avg_pool2d averages each cell of the grid, unequal cells included") {
+  Generator gen(34);
+  const Tensor x = randn({2, 3, 5, 7}, {.dtype = kFloat64}, gen);
+  const auto& X = x.value<double>();
+  const Tensor y = adaptive_avg_pool2d(x, {3, 2});
+  REQUIRE(y.shape() == Shape{2, 3, 3, 2});
+  for (std::size_t i = 0; i < 3; ++i)
+    for (std::size_t j = 0; j < 2; ++j) {
+      const std::size_t r0 = i * 5 / 3, r1 = ((i + 1) * 5 + 2) / 3, c0 = j * 7 / 2,
+                        c1 = ((j + 1) * 7 + 1) / 2;
+      double s = 0;
+      for (std::size_t r = r0; r < r1; ++r)
+        for (std::size_t c = c0; c < c1; ++c) s += X(1, 2, r, c);
+      CHECK(y.value<double>()(1, 2, i, j) == doctest::Approx(s / double((r1 - r0) * (c1 - c0))));
+    }
+  CHECK(testing::flat(adaptive_avg_pool2d(x, {1, 1})) == testing::flat(mean(x, {2, 3}, true)));
+}

@@ -102,11 +102,14 @@ std::vector<OpCase> table() {
       {"linear", {{3, 4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear", {{4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear", {{3, 4}, {5, 4}}, [](V x) { return linear(x[0], x[1]); }},
-      {"linear", {{3, 4}, {5, 4}, {5}},
+      {"linear",
+       {{3, 4}, {5, 4}, {5}},
        [](V x) { return linear(x[0], x[1], x[2], Epilogue::relu); }},
-      {"linear", {{3, 4}, {5, 4}, {5}},
+      {"linear",
+       {{3, 4}, {5, 4}, {5}},
        [](V x) { return linear(x[0], x[1], x[2], Epilogue::tanh); }},
-      {"linear", {{4}, {5, 4}, {5}},
+      {"linear",
+       {{4}, {5, 4}, {5}},
        [](V x) { return linear(x[0], x[1], x[2], Epilogue::sigmoid); }},
       {"linear", {{3, 4}, {5, 4}}, [](V x) { return linear(x[0], x[1], {}, Epilogue::sigmoid); }},
       {"reshape",
@@ -194,25 +197,91 @@ std::vector<OpCase> table() {
       {"var", {{3, 4}}, [](V x) { return var(x[0], {1}); }},
       {"var", {{2, 3}}, [](V x) { return var(x[0]); }},
       {"var", {{3, 4}}, [](V x) { return var(x[0], {0}, true, 0.0); }},
-      {"unfold", {{2, 2, 4, 5}},
-       [](V x) { return unfold(x[0], {.kernel = {2, 3}, .stride = {1, 2}, .padding = {1, 0}}); }},
-      {"unfold", {{1, 1, 5, 5}},
-       [](V x) { return unfold(x[0], {.kernel = {2, 2}, .dilation = {2, 1}}); }},
-      {"fold", {{2, 6, 4}},
-       [](V x) { return fold(x[0], {2, 2}, {.kernel = {1, 3}, .stride = {1, 1}, .padding = {0, 1}}); }},
-      {"fold", {{1, 4, 4}}, [](V x) { return fold(x[0], {3, 3}, {.kernel = {2, 2}}); }},
-      {"conv2d", {{2, 3, 5, 4}, {4, 3, 3, 2}, {4}},
-       [](V x) { return conv2d(x[0], x[1], x[2], {.padding = {1, 0}}); }},
-      {"conv2d", {{1, 4, 6, 6}, {2, 2, 3, 3}},
-       [](V x) { return conv2d(x[0], x[1], {}, {.stride = {2, 1}, .dilation = {1, 2}, .groups = 2}); }},
-      {"conv2d", {{3, 2, 3, 3}, {6, 1, 2, 2}, {6}},
-       [](V x) { return conv2d(x[0], x[1], x[2], {.stride = {1, 2}, .padding = {1, 1}, .groups = 2}); }},
-      {"max_pool2d", {{2, 2, 4, 5}}, [](V x) { return max_pool2d(x[0], {2, 2}); }},
-      {"max_pool2d", {{1, 2, 5, 5}}, [](V x) { return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); }},
-      {"avg_pool2d", {{2, 2, 4, 4}}, [](V x) { return avg_pool2d(x[0], {2, 2}); }},
-      {"avg_pool2d", {{1, 2, 5, 4}}, [](V x) { return avg_pool2d(x[0], {3, 2}, {1, 1}, {1, 1}); }},
-      {"pad", {{2, 3, 4}}, [](V x) { return pad(x[0], {1, 2, 0, 1}, 0.5); }},
-      {"dropout", {{3, 4}},
+      {"unfold",
+       {{2, 2, 4, 5}},
+       [](V x) {
+         return unfold(x[0], {.kernel = {2, 3}, .stride = {1, 2}, .padding = {1, 0}});
+       }},
+      {"unfold",
+       {{1, 1, 5, 5}},
+       [](V x) {
+         return unfold(x[0], {.kernel = {2, 2}, .dilation = {2, 1}});
+       }},
+      {"fold",
+       {{2, 6, 4}},
+       [](V x) {
+         return fold(x[0], {2, 2}, {.kernel = {1, 3}, .stride = {1, 1}, .padding = {0, 1}});
+       }},
+      {"fold",
+       {{1, 4, 4}},
+       [](V x) {
+         return fold(x[0], {3, 3}, {.kernel = {2, 2}});
+       }},
+      {"conv2d",
+       {{2, 3, 5, 4}, {4, 3, 3, 2}, {4}},
+       [](V x) {
+         return conv2d(x[0], x[1], x[2], {.padding = {1, 0}});
+       }},
+      {"conv2d",
+       {{1, 4, 6, 6}, {2, 2, 3, 3}},
+       [](V x) {
+         return conv2d(x[0], x[1], {}, {.stride = {2, 1}, .dilation = {1, 2}, .groups = 2});
+       }},
+      {"conv2d",
+       {{3, 2, 3, 3}, {6, 1, 2, 2}, {6}},
+       [](V x) {
+         return conv2d(x[0], x[1], x[2], {.stride = {1, 2}, .padding = {1, 1}, .groups = 2});
+       }},
+      {"max_pool2d",
+       {{2, 2, 4, 5}},
+       [](V x) {
+         return max_pool2d(x[0], {2, 2});
+       }},
+      {"max_pool2d",
+       {{1, 2, 5, 5}},
+       [](V x) {
+         return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1});
+       }},
+      {"avg_pool2d",
+       {{2, 2, 4, 4}},
+       [](V x) {
+         return avg_pool2d(x[0], {2, 2});
+       }},
+      {"avg_pool2d",
+       {{1, 2, 5, 4}},
+       [](V x) {
+         return avg_pool2d(x[0], {3, 2}, {1, 1}, {1, 1});
+       }},
+      {"pad",
+       {{2, 3, 4}},
+       [](V x) {
+         return pad(x[0], {1, 2, 0, 1}, 0.5);
+       }},
+      {"adaptive_avg_pool2d",
+       {{2, 2, 5, 7}},
+       [](V x) {
+         return adaptive_avg_pool2d(x[0], {3, 2});
+       }},
+      {"adaptive_avg_pool2d",
+       {{1, 3, 4, 4}},
+       [](V x) {
+         return adaptive_avg_pool2d(x[0], {1, 1});
+       }},
+      {"batch_norm",
+       {{4, 3, 2, 2}, {3}, {3}},
+       [](V x) { return batch_norm(x[0], {}, {}, x[1], x[2], true); }},
+      {"batch_norm",
+       {{5, 3}},
+       [](V x) { return batch_norm(x[0], {}, {}, {}, {}, true, 0.1, 1e-3); }},
+      {"batch_norm",
+       {{3, 2, 4}, {2}, {2}},
+       [](V x) {
+         const Tensor rm = tensor({0.5, -0.25}, {.dtype = kFloat64});
+         const Tensor rv = tensor({1.5, 0.75}, {.dtype = kFloat64});
+         return batch_norm(x[0], rm, rv, x[1], x[2], false);
+       }},
+      {"dropout",
+       {{3, 4}},
        [](V x) {
          Generator gen(5);  // the same mask at every call
          return dropout(x[0], 0.4, true, gen);
@@ -232,14 +301,19 @@ std::vector<OpCase> table() {
       {"softmax", {{2, 3, 4}}, [](V x) { return softmax(x[0], 1); }},
       {"log_softmax", {{3, 4}}, [](V x) { return log_softmax(x[0]); }},
       {"log_softmax", {{2, 3, 4}}, [](V x) { return log_softmax(x[0], 1); }},
-      {"softmax_cross_entropy", {{3, 4}},
-       [](V x) { return softmax_cross_entropy(x[0], Index{2, 0, 3}); }},
-      {"softmax_cross_entropy", {{3, 4}},
+      {"softmax_cross_entropy",
+       {{3, 4}},
+       [](V x) {
+         return softmax_cross_entropy(x[0], Index{2, 0, 3});
+       }},
+      {"softmax_cross_entropy",
+       {{3, 4}},
        [](V x) {
          return softmax_cross_entropy(x[0], Index{1, 1, 0},
                                       {.reduction = Reduction::sum, .label_smoothing = 0.2});
        }},
-      {"softmax_cross_entropy", {{3, 4}},
+      {"softmax_cross_entropy",
+       {{3, 4}},
        [](V x) {
          const Tensor w = tensor({0.5, 2.0, 1.0, 0.25}, {.dtype = kFloat64});
          return softmax_cross_entropy(x[0], Index{3, 0, 1},
@@ -470,8 +544,11 @@ TEST_CASE("conventions: max and min reductions send a tie's gradient to one posi
   const Tensor x = testing::f64({{1.0, 3.0}, {3.0, 0.0}}, true);
   CHECK(derivative([](const Tensor& t) { return max(t); }, x) ==
         std::vector<double>{0.0, 1.0, 0.0, 0.0});
-  CHECK(derivative([](const Tensor& t) { return max(t, {0, 1}); }, x) ==
-        std::vector<double>{0.0, 1.0, 0.0, 0.0});
+  CHECK(derivative(
+            [](const Tensor& t) {
+              return max(t, {0, 1});
+            },
+            x) == std::vector<double>{0.0, 1.0, 0.0, 0.0});
   CHECK(derivative([](const Tensor& t) { return min(t, {1}); }, x) ==
         std::vector<double>{1.0, 0.0, 0.0, 1.0});
 }

@@ -104,3 +104,33 @@ TEST_CASE("a small CNN: its gradients against finite differences, then it learns
   CHECK(last < 0.1 * first);
   CHECK(accuracy(net(images), y) == 1.0);
 }
+
+TEST_CASE(
+    "BatchNorm2d: buffers, not parameters; train updates them, eval uses them; saved with the "
+    "model") {
+  BatchNorm2d bn(3, 1e-5, 0.5);
+  CHECK(bn.parameters().size() == 2);
+  const auto buffers = bn.named_buffers();
+  REQUIRE(buffers.size() == 3);
+  CHECK(buffers[0].first == "running_mean");
+  CHECK(buffers[2].first == "num_batches_tracked");
+  CHECK(bn.str() == "BatchNorm2d(3, eps=1e-05, momentum=0.5, affine=true)");
+  Generator gen(7);
+  const Tensor x = randn({4, 3, 3, 3}, {}, gen) + 2.0;
+  const Tensor y = bn(x);  // training: normalized by the batch
+  CHECK(std::abs(mean(y).item()) < 1e-5);
+  CHECK(bn.running_mean.value<float>()(0) ==
+        doctest::Approx(0.5 * mean(select(x, 1, 0)).item()).epsilon(1e-5));
+  CHECK(bn.num_batches_tracked.item() == 1.0);
+  bn.eval();
+  const Tensor e = bn(x);  // evaluation: the running statistics, which stay
+  CHECK(bn.num_batches_tracked.item() == 1.0);
+  CHECK(std::abs(mean(e).item()) > 0.1);  // not normalized by the batch any more
+  StateDict state = bn.state_dict();
+  CHECK(state.size() == 5);
+  bn.to(kFloat64);
+  CHECK(bn.running_var.dtype() == kFloat64);
+  CHECK(BatchNorm1d(4)(zeros({2, 4})).shape() == Shape{2, 4});
+  CHECK_THROWS_WITH_AS(BatchNorm2d(3)(zeros({2, 3})),
+                       doctest::Contains("BatchNorm2d: needs (N, C, H, W)"), ShapeError);
+}

@@ -1,0 +1,203 @@
+// batch_norm: per channel c (axis 1), over the M entries of every other axis,
+//   training: mu, var = the batch's mean and biased variance; evaluation: the running ones
+//   xhat = (x - mu) / sqrt(var + eps),  z = w xhat + b
+//   training: dx = (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) / sqrt(var + eps), dxhat = g w
+//   evaluation: dx = g w / sqrt(var + eps);  both: dw = sum(g xhat), db = sum(g)
+//   Saves x, w, and mu and 1 / sqrt(var + eps) per channel.
+// NOTE: a primitive for speed: one pass for the statistics, one for z, one backward pass. Under
+// create_graph the backward is written in ops (the statistics recomputed from x by mean and
+// var), so that its own derivative is recorded.
+#include <cmath>
+
+#include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
+
+namespace xgrad {
+namespace {
+
+// x viewed as (N, C, S): S the product of the axes after the channels.
+struct Layout {
+  std::size_t n, c, s;
+  std::size_t m() const { return n * s; }
+};
+
+Layout layout(const Tensor& x) {
+  std::size_t s = 1;
+  for (std::size_t d = 2; d < x.dim(); ++d) s *= x.size(static_cast<std::ptrdiff_t>(d));
+  return {x.size(0), x.size(1), s};
+}
+
+// Shape (1, C, 1, ...) of x's rank: a per-channel tensor broadcast over x.
+Tensor per_channel(const Tensor& t, std::size_t rank) {
+  std::vector<std::ptrdiff_t> shape(rank, 1);
+  shape[1] = -1;
+  return reshape(t, shape);
+}
+
+Axes reduced_axes(std::size_t rank) {
+  Axes axes = {0};
+  for (std::size_t d = 2; d < rank; ++d) axes.push_back(static_cast<std::ptrdiff_t>(d));
+  return axes;
+}
+
+struct BatchNorm final : Node {
+  BatchNorm(bool training, bool affine, bool bias, double eps)
+      : training_(training), affine_(affine), bias_(bias), eps_(eps) {}
+  std::string_view name() const override { return "batch_norm"; }
+
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    const Tensor x = saved(0), mu = saved(1), invstd = saved(2);
+    const Tensor w = affine_ ? saved(3) : Tensor();
+    const std::size_t wi = 1, bi = affine_ ? 2 : 1;
+    if (GradMode::is_enabled()) return recorded(g, x, mu, invstd, w, grads, wi, bi);
+    const Layout L = layout(x);
+    detail::dispatch(x.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      const T* px = detail::data<T>(x);
+      const T* pg = detail::data<T>(g);
+      const T* pm = detail::data<T>(mu);
+      const T* pi = detail::data<T>(invstd);
+      const T* pw = affine_ ? detail::data<T>(w) : nullptr;
+      xt::xarray<T> dx = detail::empty<T>(x.shape());
+      xt::xarray<T> dw = detail::empty<T>({L.c}), db = detail::empty<T>({L.c});
+      for (std::size_t c = 0; c < L.c; ++c) {
+        double sum_g = 0, sum_gx = 0;  // sum(g), sum(g xhat)
+        for (std::size_t n = 0; n < L.n; ++n)
+          for (std::size_t s = 0, at = (n * L.c + c) * L.s; s < L.s; ++s, ++at) {
+            const double xhat = (double(px[at]) - double(pm[c])) * double(pi[c]);
+            sum_g += pg[at];
+            sum_gx += double(pg[at]) * xhat;
+          }
+        const double wc = pw ? double(pw[c]) : 1.0, M = double(L.m());
+        for (std::size_t n = 0; n < L.n; ++n)
+          for (std::size_t s = 0, at = (n * L.c + c) * L.s; s < L.s; ++s, ++at) {
+            if (!training_) {
+              dx.data()[at] = static_cast<T>(double(pg[at]) * wc * double(pi[c]));
+              continue;
+            }
+            const double xhat = (double(px[at]) - double(pm[c])) * double(pi[c]);
+            dx.data()[at] = static_cast<T>(wc * double(pi[c]) *
+                                           (double(pg[at]) - sum_g / M - xhat * sum_gx / M));
+          }
+        dw.data()[c] = static_cast<T>(sum_gx);
+        db.data()[c] = static_cast<T>(sum_g);
+      }
+      if (needs_grad(0)) grads[0] = Tensor(std::move(dx));
+      if (affine_ && needs_grad(wi)) grads[wi] = Tensor(std::move(dw));
+      if (bias_ && needs_grad(bi)) grads[bi] = Tensor(std::move(db));
+    });
+  }
+
+  // The same in ops, for create_graph: in training the statistics come from x again.
+  void recorded(const Tensor& g, const Tensor& x, const Tensor& mu, const Tensor& invstd,
+                const Tensor& w, std::span<Tensor> grads, std::size_t wi, std::size_t bi) {
+    const std::size_t rank = x.dim();
+    const Axes axes = reduced_axes(rank);
+    Tensor m = per_channel(mu, rank), is = per_channel(invstd, rank);
+    if (training_) {
+      m = mean(x, axes, true);
+      is = pow(add(var(x, axes, true, 0.0), eps_), -0.5);
+    }
+    const Tensor xhat = mul(sub(x, m), is);
+    const Tensor dxhat = affine_ ? mul(g, per_channel(w, rank)) : g;
+    if (needs_grad(0))
+      grads[0] = training_ ? mul(is, sub(sub(dxhat, mean(dxhat, axes, true)),
+                                         mul(xhat, mean(mul(dxhat, xhat), axes, true))))
+                           : mul(dxhat, is);
+    if (affine_ && needs_grad(wi)) grads[wi] = sum(mul(g, xhat), axes);
+    if (bias_ && needs_grad(bi)) grads[bi] = sum(g, axes);
+  }
+
+  bool training_, affine_, bias_;
+  double eps_;
+};
+
+void check_channel(const char* what, const Tensor& t, const Tensor& x) {
+  if (!t.defined()) return;
+  detail::check_same_dtype("batch_norm", x, t);
+  if (t.dim() != 1 || t.size(0) != x.size(1))
+    throw ShapeError(std::string("batch_norm: ") + what + " " + shape_str(t.shape()) + " for " +
+                     std::to_string(x.size(1)) + " channels (input " + shape_str(x.shape()) +
+                     "); expected [" + std::to_string(x.size(1)) + "]");
+}
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                  double eps) {
+  const ProfileScope profiled("batch_norm");
+  if (x.dim() < 2)
+    throw ShapeError("batch_norm: needs (N, C) or (N, C, ...), got " + shape_str(x.shape()));
+  check_channel("running_mean", running_mean, x);
+  check_channel("running_var", running_var, x);
+  check_channel("weight", weight, x);
+  check_channel("bias", bias, x);
+  if (running_mean.defined() != running_var.defined())
+    throw ValueError("batch_norm: give both running statistics or neither");
+  if (!training && !running_mean.defined())
+    throw ValueError("batch_norm: evaluation needs the running statistics");
+  if (!(eps > 0) || !(momentum >= 0 && momentum <= 1))
+    throw ValueError("batch_norm: needs eps > 0 and momentum in [0, 1], got eps " +
+                     number_str(eps) + ", momentum " + number_str(momentum));
+  const Layout L = layout(x);
+  if (training && L.m() < 2)
+    throw ValueError("batch_norm: training needs more than one value per channel, got input " +
+                     shape_str(x.shape()));
+  Tensor mu, invstd;
+  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = detail::data<T>(x);
+    xt::xarray<T> means = detail::empty<T>({L.c}), inv = detail::empty<T>({L.c});
+    for (std::size_t c = 0; c < L.c; ++c) {
+      double m = 0, v = 0;
+      if (training) {  // two passes in double: the mean, then the squares around it
+        for (std::size_t n = 0; n < L.n; ++n)
+          for (std::size_t s = 0, at = (n * L.c + c) * L.s; s < L.s; ++s, ++at) m += px[at];
+        m /= double(L.m());
+        for (std::size_t n = 0; n < L.n; ++n)
+          for (std::size_t s = 0, at = (n * L.c + c) * L.s; s < L.s; ++s, ++at)
+            v += (double(px[at]) - m) * (double(px[at]) - m);
+        v /= double(L.m());
+      } else {
+        m = double(running_mean.value<T>()(c));
+        v = double(running_var.value<T>()(c));
+      }
+      means.data()[c] = static_cast<T>(m);
+      inv.data()[c] = static_cast<T>(1 / std::sqrt(v + eps));
+      if (training && running_mean.defined()) {  // the running variance is the unbiased one
+        const double unbiased = v * double(L.m()) / double(L.m() - 1);
+        T& rm = running_mean.mutable_value<T>().data()[c];
+        T& rv = running_var.mutable_value<T>().data()[c];
+        rm = static_cast<T>((1 - momentum) * double(rm) + momentum * m);
+        rv = static_cast<T>((1 - momentum) * double(rv) + momentum * unbiased);
+      }
+    }
+    xt::xarray<T> z = detail::empty<T>(x.shape());
+    const T* pw = weight.defined() ? detail::data<T>(weight) : nullptr;
+    const T* pb = bias.defined() ? detail::data<T>(bias) : nullptr;
+    for (std::size_t n = 0; n < L.n; ++n)
+      for (std::size_t c = 0; c < L.c; ++c) {
+        const T scale = inv.data()[c] * (pw ? pw[c] : T{1});
+        const T shift = (pb ? pb[c] : T{0}) - means.data()[c] * scale;
+        const T* src = px + (n * L.c + c) * L.s;
+        T* dst = z.data() + (n * L.c + c) * L.s;
+        for (std::size_t s = 0; s < L.s; ++s) dst[s] = src[s] * scale + shift;
+      }
+    mu = Tensor(std::move(means));
+    invstd = Tensor(std::move(inv));
+    return Tensor(std::move(z));
+  });
+  const bool affine = weight.defined(), shift = bias.defined();
+  std::vector<const Tensor*> inputs = {&x};
+  if (affine) inputs.push_back(&weight);
+  if (shift) inputs.push_back(&bias);
+  if (auto* node = record_node<BatchNorm>(out, inputs, training, affine, shift, eps)) {
+    if (affine)
+      node->save({x, mu, invstd, weight});
+    else
+      node->save({x, mu, invstd});
+  }
+  return out;
+}
+
+}  // namespace xgrad
