@@ -111,6 +111,13 @@ struct Conv2dOptions {
 /// products, so its gradients of every order come from theirs.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
               const Conv2dOptions& options = {});
+struct Conv1dOptions {
+  std::size_t stride = 1, padding = 0, dilation = 1, groups = 1;
+};
+/// As torch's conv1d: x (N, C, L), weight (O, C / groups, k), bias (O) or undefined ->
+/// (N, O, out), the same machinery as conv2d over a height of 1.
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+              const Conv1dOptions& options = {});
 /// The largest entry of each window (padding counts as -inf), as torch's max_pool2d; stride
 /// {0, 0} means the kernel's. The gradient goes to the first largest entry of each window in
 /// row-major order (a NaN counts as the largest).

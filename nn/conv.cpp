@@ -50,6 +50,37 @@ std::string Conv2d::extra_repr() const {
   return s;
 }
 
+Conv1d::Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
+               Conv1dOptions opts, bool with_bias, Dtype dtype, Generator& gen)
+    : options(opts), in_(in_channels), out_(out_channels) {
+  if (in_channels == 0 || out_channels == 0 || kernel == 0 || opts.groups == 0 ||
+      in_channels % opts.groups != 0 || out_channels % opts.groups != 0)
+    throw ValueError(
+        "Conv1d: needs channels and a kernel > 0 and groups dividing both channel "
+        "counts, got in " +
+        std::to_string(in_channels) + ", out " + std::to_string(out_channels) + ", kernel " +
+        std::to_string(kernel) + ", groups " + std::to_string(opts.groups));
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels / opts.groups * kernel));
+  weight = register_parameter(
+      "weight", zeros({out_channels, in_channels / opts.groups, kernel}, {.dtype = dtype}));
+  init::uniform_(weight, -bound, bound, gen);
+  if (with_bias) {
+    bias = register_parameter("bias", zeros({out_channels}, {.dtype = dtype}));
+    init::uniform_(bias, -bound, bound, gen);
+  }
+}
+
+std::string Conv1d::extra_repr() const {
+  std::string s = std::to_string(in_) + ", " + std::to_string(out_) +
+                  ", kernel_size=" + std::to_string(weight.size(2)) +
+                  ", stride=" + std::to_string(options.stride);
+  if (options.padding) s += ", padding=" + std::to_string(options.padding);
+  if (options.dilation != 1) s += ", dilation=" + std::to_string(options.dilation);
+  if (options.groups != 1) s += ", groups=" + std::to_string(options.groups);
+  if (!bias.defined()) s += ", bias=false";
+  return s;
+}
+
 std::string MaxPool2d::extra_repr() const {
   return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
          ", padding=" + pair_str(padding_);

@@ -1,8 +1,8 @@
 #pragma once
 /// \file
-/// The layers of a convolutional network, as torch::nn's: Conv2d, MaxPool2d, AvgPool2d, Flatten,
-/// BatchNorm1d, BatchNorm2d, Dropout. Each is a Module over the public ops (conv2d, max_pool2d,
-/// avg_pool2d, dropout).
+/// The layers of a convolutional network, as torch::nn's: Conv2d, Conv1d, MaxPool2d, AvgPool2d,
+/// Flatten, BatchNorm1d, BatchNorm2d, Dropout. Each is a Module over the public ops (conv2d,
+/// max_pool2d, avg_pool2d, dropout).
 
 #include <array>
 #include <cstddef>
@@ -26,6 +26,25 @@ class Conv2d : public Module {
   Tensor weight;
   Tensor bias;  ///< undefined without bias
   Conv2dOptions options;
+
+ private:
+  std::size_t in_, out_;
+};
+
+/// y = conv1d(x, weight, bias) over (N, C, L), weight (out, in / groups, k), initialized as
+/// PyTorch's (uniform in +-1/sqrt(in / groups k)).
+class Conv1d : public Module {
+ public:
+  Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
+         Conv1dOptions options = {}, bool bias = true, Dtype dtype = Dtype::float32,
+         Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override { return conv1d(x, weight, bias, options); }
+  std::string name() const override { return "Conv1d"; }
+  std::string extra_repr() const override;
+
+  Tensor weight;
+  Tensor bias;  ///< undefined without bias
+  Conv1dOptions options;
 
  private:
   std::size_t in_, out_;

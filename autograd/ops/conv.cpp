@@ -87,6 +87,19 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   return out;
 }
 
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv1dOptions& o) {
+  const CompositeScope composite("conv1d");
+  if (x.dim() != 3 || weight.dim() != 3)
+    throw ShapeError("conv1d: needs input (N, C, L) and weight (O, C / groups, k), got input " +
+                     shape_str(x.shape()) + " and weight " + shape_str(weight.shape()));
+  const Tensor y = conv2d(unsqueeze(x, 2), unsqueeze(weight, 2), bias,
+                          {.stride = {1, o.stride},
+                           .padding = {0, o.padding},
+                           .dilation = {1, o.dilation},
+                           .groups = o.groups});
+  return squeeze(y, 2);
+}
+
 Tensor max_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
                   std::array<std::size_t, 2> stride, std::array<std::size_t, 2> padding) {
   const CompositeScope composite("max_pool2d");

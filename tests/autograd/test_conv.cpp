@@ -229,3 +229,20 @@ TEST_CASE("adaptive_avg_pool2d averages each cell of the grid, unequal cells inc
     }
   CHECK(testing::flat(adaptive_avg_pool2d(x, {1, 1})) == testing::flat(mean(x, {2, 3}, true)));
 }
+
+TEST_CASE("conv1d is conv2d over a height of 1, and says conv1d in its errors") {
+  Generator gen(35);
+  const Tensor x = randn({2, 4, 9}, {.dtype = kFloat64}, gen),
+               w = randn({6, 2, 3}, {.dtype = kFloat64}, gen);
+  const Tensor b = randn({6}, {.dtype = kFloat64}, gen);
+  const Conv1dOptions o{.stride = 2, .padding = 2, .dilation = 2, .groups = 2};
+  const Tensor y = conv1d(x, w, b, o);
+  Shape shape;
+  const auto exact = naive_conv<double>(
+      unsqueeze(x, 2), unsqueeze(w, 2), b,
+      {.stride = {1, 2}, .padding = {0, 2}, .dilation = {1, 2}, .groups = 2}, shape);
+  CHECK(y.shape() == Shape{2, 6, 5});
+  CHECK(worst(exact, y) <= 1e-12);
+  CHECK_THROWS_WITH_AS(conv1d(unsqueeze(x, 0), w),
+                       doctest::Contains("conv1d: needs input (N, C, L)"), ShapeError);
+}

@@ -232,6 +232,11 @@ std::vector<OpCase> table() {
        [](V x) {
          return conv2d(x[0], x[1], x[2], {.stride = {1, 2}, .padding = {1, 1}, .groups = 2});
        }},
+      {"conv1d",
+       {{2, 4, 7}, {6, 2, 3}, {6}},
+       [](V x) {
+         return conv1d(x[0], x[1], x[2], {.stride = 2, .padding = 1, .dilation = 1, .groups = 2});
+       }},
       {"max_pool2d",
        {{2, 2, 4, 5}},
        [](V x) {

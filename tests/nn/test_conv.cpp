@@ -29,6 +29,12 @@ TEST_CASE("Conv2d and the pools: shapes, initialization, printing, bad arguments
   CHECK(AvgPool2d({3, 3}, {1, 1}, {1, 1})(zeros({1, 2, 7, 8})).shape() == Shape{1, 2, 7, 8});
   CHECK(MaxPool2d({2, 2}).str() == "MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))");
   CHECK(Flatten()(zeros({2, 3, 4, 5})).shape() == Shape{2, 60});
+  Conv1d c1(4, 6, 3, {.padding = 1, .groups = 2}, true, kFloat32, gen);
+  CHECK(c1.weight.shape() == Shape{6, 2, 3});
+  CHECK(c1(zeros({2, 4, 10})).shape() == Shape{2, 6, 10});
+  CHECK(c1.str() == "Conv1d(4, 6, kernel_size=3, stride=1, padding=1, groups=2)");
+  for (float v : c1.weight.value<float>()) REQUIRE(std::abs(v) <= 1 / std::sqrt(6.0));
+  CHECK_THROWS_AS(Conv1d(3, 8, 3, {.groups = 2}), ValueError);
   CHECK_THROWS_AS(Conv2d(3, 8, {3, 3}, {.groups = 2}), ValueError);
   CHECK_THROWS_AS(Conv2d(3, 8, {0, 3}), ValueError);
   CHECK_THROWS_AS(Dropout(-0.1), ValueError);
