@@ -80,7 +80,7 @@ class Checker {
   }
 
   void compare(double analytic, double numeric, std::size_t input, std::string in_index,
-               std::string out_index) {
+               std::string out_index, std::size_t out_entry = 0) {
     ++report_.compared;
     const double err = std::abs(analytic - numeric);
     const double tolerance = o_.atol + o_.rtol * std::abs(numeric);
@@ -91,6 +91,7 @@ class Checker {
     report_.input = input;
     report_.input_index = std::move(in_index);
     report_.output_index = std::move(out_index);
+    report_.output_entry = out_entry;
     report_.analytic = analytic;
     report_.numeric = numeric;
     report_.abs_error = err;
@@ -116,7 +117,7 @@ class Checker {
         const std::vector<double> plus = f_at(i, e, o_.eps), minus = f_at(i, e, -o_.eps);
         for (std::size_t k = 0; k < m; ++k)
           compare(rows[k][c][j], (plus[k] - minus[k]) / (2 * o_.eps), i,
-                  index_str(j, inputs_[i].shape()), index_str(k, y.shape()));
+                  index_str(j, inputs_[i].shape()), index_str(k, y.shape()), k);
       }
     }
   }
@@ -212,12 +213,10 @@ GradcheckReport gradgradcheck(const TensorFn& f, const std::vector<Tensor>& inpu
   GradcheckReport report = gradcheck(first_derivative, extended, options);
   report.check = "gradgradcheck";
   // The output is the checked inputs' gradients, flattened one after another: name the input
-  // and the entry. The last input is v, the random direction, not one of f's.
-  const std::string& at = report.output_index;  // "[9]" for a full Jacobian; else left as it is
-  const bool entry = at.size() > 2 && at.front() == '[' && at.back() == ']' &&
-                     at.find_first_not_of("0123456789", 1) == at.size() - 1;
-  if (entry) {
-    std::size_t flat = std::stoul(at.substr(1, at.size() - 2));
+  // and the entry (projections compare no single entry). The last input is v, the random
+  // direction, not one of f's.
+  if (report.method == "full Jacobian") {
+    std::size_t flat = report.output_entry;
     for (std::size_t i : checked) {
       if (flat < inputs[i].numel()) {
         report.output_index =

@@ -31,14 +31,15 @@ struct GradcheckOptions {
 struct GradcheckReport {
   bool passed = true;
   std::string check = "gradcheck";  ///< or "gradgradcheck"
-  std::string method;        ///< "full Jacobian" or "random projections"
-  std::size_t compared = 0;  ///< entries or projections compared
+  std::string method;               ///< "full Jacobian" or "random projections"
+  std::size_t compared = 0;         ///< entries or projections compared
   /// The worst comparison (largest error relative to its tolerance):
-  std::size_t input = 0;     ///< which input of f
-  std::string input_index;   ///< e.g. "[0, 2]" (full Jacobian) or "projection 3"
+  std::size_t input = 0;    ///< which input of f
+  std::string input_index;  ///< e.g. "[0, 2]" (full Jacobian) or "projection 3"
   /// e.g. "[1]"; for gradgradcheck the entry of the first derivative that is off, as
   /// "d/d input 0 [2, 1]" (the gradient with respect to input 0, at entry [2, 1])
   std::string output_index;
+  std::size_t output_entry = 0;  ///< full Jacobian: the output entry's row-major position
   double analytic = 0, numeric = 0, abs_error = 0, rel_error = 0;
   double atol = 0, rtol = 0;
 

@@ -81,12 +81,7 @@ std::string Conv1d::extra_repr() const {
   return s;
 }
 
-std::string MaxPool2d::extra_repr() const {
-  return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
-         ", padding=" + pair_str(padding_);
-}
-
-std::string AvgPool2d::extra_repr() const {
+std::string Pool2d::extra_repr() const {
   return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
          ", padding=" + pair_str(padding_);
 }

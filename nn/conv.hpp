@@ -50,32 +50,36 @@ class Conv1d : public Module {
   std::size_t in_, out_;
 };
 
-/// max_pool2d with a kernel, a stride (the kernel's unless given) and padding.
-class MaxPool2d : public Module {
+/// A pooling window: a kernel, a stride (the kernel's unless given) and padding.
+class Pool2d : public Module {
  public:
-  explicit MaxPool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride = {0, 0},
-                     std::array<std::size_t, 2> padding = {0, 0})
+  Pool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride,
+         std::array<std::size_t, 2> padding)
       : kernel_(kernel), stride_(stride[0] || stride[1] ? stride : kernel), padding_(padding) {}
-  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
-  std::string name() const override { return "MaxPool2d"; }
   std::string extra_repr() const override;
 
- private:
+ protected:
   std::array<std::size_t, 2> kernel_, stride_, padding_;
 };
 
-/// avg_pool2d (padding counted as zeros, as PyTorch's default).
-class AvgPool2d : public Module {
+/// max_pool2d over each window.
+class MaxPool2d : public Pool2d {
+ public:
+  explicit MaxPool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride = {0, 0},
+                     std::array<std::size_t, 2> padding = {0, 0})
+      : Pool2d(kernel, stride, padding) {}
+  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
+  std::string name() const override { return "MaxPool2d"; }
+};
+
+/// avg_pool2d over each window (padding counted as zeros, as PyTorch's default).
+class AvgPool2d : public Pool2d {
  public:
   explicit AvgPool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride = {0, 0},
                      std::array<std::size_t, 2> padding = {0, 0})
-      : kernel_(kernel), stride_(stride[0] || stride[1] ? stride : kernel), padding_(padding) {}
+      : Pool2d(kernel, stride, padding) {}
   Tensor forward(const Tensor& x) override { return avg_pool2d(x, kernel_, stride_, padding_); }
   std::string name() const override { return "AvgPool2d"; }
-  std::string extra_repr() const override;
-
- private:
-  std::array<std::size_t, 2> kernel_, stride_, padding_;
 };
 
 /// flatten(x, start, end): (N, C, H, W) -> (N, C H W) with the defaults, as torch's Flatten.

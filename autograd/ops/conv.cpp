@@ -14,12 +14,6 @@
 
 namespace xgrad {
 namespace {
-std::string pair_str(const std::array<std::size_t, 2>& v) {
-  std::string out(1, '(');  // not "(" + ...: g++ 12 warns on it, wrongly (-Wrestrict)
-  out += std::to_string(v[0]) + ", " + std::to_string(v[1]) + ")";
-  return out;
-}
-
 Window2d pool_window(const std::array<std::size_t, 2>& kernel, std::array<std::size_t, 2> stride,
                      const std::array<std::size_t, 2>& padding) {
   if (stride[0] == 0 && stride[1] == 0) stride = kernel;
@@ -31,18 +25,17 @@ void check_pool(const char* op, const Tensor& x, const Window2d& w) {
     throw ShapeError(std::string(op) + ": needs a 4-D input (N, C, H, W), got " +
                      shape_str(x.shape()));
   if (2 * w.padding[0] > w.kernel[0] || 2 * w.padding[1] > w.kernel[1])
-    throw ValueError(std::string(op) + ": padding " + pair_str(w.padding) +
-                     " must be at most half the kernel " + pair_str(w.kernel) + ", as in PyTorch");
+    throw ValueError(std::string(op) + ": padding " + shape_str(w.padding) +
+                     " must be at most half the kernel " + shape_str(w.kernel) + ", as in PyTorch");
 }
 
-// The windows of x as (N, C, kh kw, oh, ow), and (oh, ow).
-Tensor windows(const Tensor& x, const Window2d& w, std::array<std::size_t, 2>& out) {
+// The windows of x as (N, C, kh kw, oh, ow) (no dilation: the pools').
+Tensor windows(const Tensor& x, const Window2d& w) {
   const Tensor cols = unfold(x, w);  // (N, C kh kw, L)
   const std::size_t kh = w.kernel[0], kw = w.kernel[1];
-  const std::size_t H = x.size(2) + 2 * w.padding[0], W = x.size(3) + 2 * w.padding[1];
-  out = {(H - kh) / w.stride[0] + 1, (W - kw) / w.stride[1] + 1};
+  const std::size_t oh = (x.size(2) + 2 * w.padding[0] - kh) / w.stride[0] + 1;
   const auto d = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
-  return reshape(cols, {d(x.size(0)), d(x.size(1)), d(kh * kw), d(out[0]), d(out[1])});
+  return reshape(cols, {d(x.size(0)), d(x.size(1)), d(kh * kw), d(oh), d(cols.size(2) / oh)});
 }
 }  // namespace
 
@@ -109,9 +102,7 @@ Tensor max_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
   const double inf = std::numeric_limits<double>::infinity();
   const Tensor padded =
       padding[0] || padding[1] ? pad(x, {padding[1], padding[1], padding[0], padding[0]}, -inf) : x;
-  std::array<std::size_t, 2> out{};
-  const Tensor win = windows(padded, {w.kernel, w.stride, {0, 0}, {1, 1}}, out);
-  return max(win, {2});
+  return max(windows(padded, {w.kernel, w.stride, {0, 0}, {1, 1}}), {2});
 }
 
 Tensor avg_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
@@ -119,8 +110,7 @@ Tensor avg_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
   const CompositeScope composite("avg_pool2d");
   const Window2d w = pool_window(kernel, stride, padding);
   check_pool("avg_pool2d", x, w);
-  std::array<std::size_t, 2> out{};
-  return mean(windows(x, w, out), {2});  // zeros of the padding counted, as PyTorch's default
+  return mean(windows(x, w), {2});  // zeros of the padding counted, as PyTorch's default
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<std::size_t, 2> output_size) {
@@ -130,7 +120,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<std::size_t, 2> output_si
                      shape_str(x.shape()));
   const std::size_t H = x.size(2), W = x.size(3), oh = output_size[0], ow = output_size[1];
   if (oh == 0 || ow == 0 || H == 0 || W == 0)
-    throw ValueError("adaptive_avg_pool2d: output size " + pair_str(output_size) + " and input " +
+    throw ValueError("adaptive_avg_pool2d: output size " + shape_str(output_size) + " and input " +
                      shape_str(x.shape()) + " must have no empty axis");
   if (H % oh == 0 && W % ow == 0)  // equal cells: one pooling
     return avg_pool2d(x, {H / oh, W / ow});

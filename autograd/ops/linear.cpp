@@ -92,19 +92,13 @@ Tensor activation_grad_recorded(Epilogue act, const Tensor& y, const Tensor& g) 
   return g;
 }
 
-const char* fused_name(Epilogue act) {
-  switch (act) {
-    case Epilogue::relu:
-      return "linear+relu";
-    case Epilogue::tanh:
-      return "linear+tanh";
-    case Epilogue::sigmoid:
-      return "linear+sigmoid";
-    case Epilogue::none:
-      break;
-  }
-  return "linear";
-}
+// Each epilogue's name, and its node's: indexed by the enum.
+constexpr const char* kEpilogueNames[][2] = {{"none", "linear"},
+                                             {"relu", "linear+relu"},
+                                             {"tanh", "linear+tanh"},
+                                             {"sigmoid", "linear+sigmoid"}};
+
+const char* fused_name(Epilogue act) { return kEpilogueNames[static_cast<int>(act)][1]; }
 
 struct LinearActivation final : Node {
   explicit LinearActivation(Epilogue act) : act_(act) {}
@@ -170,17 +164,7 @@ Tensor linear_values(const Tensor& x, const Tensor& weight, const Tensor& bias, 
 }  // namespace
 
 const char* epilogue_name(Epilogue epilogue) {
-  switch (epilogue) {
-    case Epilogue::relu:
-      return "relu";
-    case Epilogue::tanh:
-      return "tanh";
-    case Epilogue::sigmoid:
-      return "sigmoid";
-    case Epilogue::none:
-      break;
-  }
-  return "none";
+  return kEpilogueNames[static_cast<int>(epilogue)][0];
 }
 
 Epilogue epilogue_from_name(const std::string& name) {
