@@ -160,10 +160,45 @@ void check_indices(const char* op, std::span<const std::int64_t> index, std::siz
 // For gather and scatter_add: index must have x's rank and length on every axis but `axis`, and
 // entries in range. Returns index's shape viewed around axis.
 AxisView check_gather_index(const char* op, const Tensor& x, std::size_t axis, const Index& index);
+// The (out_h, out_w) of a window sliding over an image (N, C, H, W), after unfold's checks of the
+// shape and the window (errors name `op`).
+std::array<std::size_t, 2> window_output(const char* op, const Shape& image, const Window2d& win);
+// A pool's window (stride {0, 0}: the kernel's) after checking that x is (N, C, H, W) and the
+// padding at most half the kernel, as PyTorch's.
+Window2d pool_window(const char* op, const Tensor& x, const std::array<std::size_t, 2>& kernel,
+                     std::array<std::size_t, 2> stride, const std::array<std::size_t, 2>& padding);
 
 }  // namespace xgrad::detail
 
 namespace xgrad::detail {
 // A Shape as the signed sizes reshape() takes.
 inline std::vector<std::ptrdiff_t> spec(const Shape& shape) { return {shape.begin(), shape.end()}; }
+}  // namespace xgrad::detail
+
+namespace xgrad::detail {
+// sum of f(p[i]) over a row, in T with eight running sums (so that the loop vectorizes and no
+// chain of additions waits on the one before), then in double; row_sum2 of f(p[i], q[i]).
+template <class T, class F>
+double row_sum(const T* p, std::size_t n, F f) {
+  T acc[8] = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t k = 0; k < 8; ++k) acc[k] += f(p[i + k]);
+  double total = 0;
+  for (; i < n; ++i) total += double(f(p[i]));
+  for (T a : acc) total += double(a);
+  return total;
+}
+template <class T, class F>
+double row_sum2(const T* p, const T* q, std::size_t n, F f) {
+  T acc[8] = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t k = 0; k < 8; ++k) acc[k] += f(p[i + k], q[i + k]);
+  double total = 0;
+  for (; i < n; ++i) total += double(f(p[i], q[i]));
+  for (T a : acc) total += double(a);
+  return total;
+}
+
 }  // namespace xgrad::detail

@@ -4,7 +4,9 @@
 //   training: dx = (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) / sqrt(var + eps), dxhat = g w
 //   evaluation: dx = g w / sqrt(var + eps);  both: dw = sum(g xhat), db = sum(g)
 //   Saves x, w, and mu and 1 / sqrt(var + eps) per channel.
-// NOTE: a primitive for speed: one pass for the statistics, one for z, one backward pass. Under
+// NOTE: a primitive for speed: two passes for the statistics, one for z; the backward one pass
+// for sum(g) and sum(g (x - mu)), one for dx = a g + b (x - mu) + k (per-channel constants).
+// Rows are summed in T with eight running sums, then in double across rows. Under
 // create_graph the backward is written in ops (the statistics recomputed from x by mean and
 // var), so that its own derivative is recorded.
 #include <cmath>
@@ -60,25 +62,28 @@ struct BatchNorm final : Node {
       const T* pw = affine_ ? detail::data<T>(w) : nullptr;
       xt::xarray<T> dx = detail::empty<T>(x.shape());
       xt::xarray<T> dw = detail::empty<T>({L.c}), db = detail::empty<T>({L.c});
+      const double M = double(L.m());
       for (std::size_t c = 0; c < L.c; ++c) {
-        double sum_g = 0, sum_gx = 0;  // sum(g), sum(g xhat)
-        for (std::size_t n = 0; n < L.n; ++n)
-          for (std::size_t s = 0, at = (n * L.c + c) * L.s; s < L.s; ++s, ++at) {
-            const double xhat = (double(px[at]) - double(pm[c])) * double(pi[c]);
-            sum_g += pg[at];
-            sum_gx += double(pg[at]) * xhat;
-          }
-        const double wc = pw ? double(pw[c]) : 1.0, M = double(L.m());
-        for (std::size_t n = 0; n < L.n; ++n)
-          for (std::size_t s = 0, at = (n * L.c + c) * L.s; s < L.s; ++s, ++at) {
-            if (!training_) {
-              dx.data()[at] = static_cast<T>(double(pg[at]) * wc * double(pi[c]));
-              continue;
-            }
-            const double xhat = (double(px[at]) - double(pm[c])) * double(pi[c]);
-            dx.data()[at] = static_cast<T>(wc * double(pi[c]) *
-                                           (double(pg[at]) - sum_g / M - xhat * sum_gx / M));
-          }
+        double sum_g = 0, sum_gd = 0;  // sum(g), sum(g (x - mu))
+        for (std::size_t n = 0; n < L.n; ++n) {
+          const std::size_t at = (n * L.c + c) * L.s;
+          sum_g += detail::row_sum(pg + at, L.s, [](T v) { return v; });
+          sum_gd += detail::row_sum2(pg + at, px + at, L.s, [m = pm[c]](T a, T b) { return a * (b - m); });
+        }
+        const double wc = pw ? double(pw[c]) : 1.0, inv = double(pi[c]);
+        const double sum_gx = sum_gd * inv;  // sum(g xhat)
+        // dx = a g + b (x - mu) + k, per channel
+        const T a = static_cast<T>(wc * inv);
+        const T b = training_ ? static_cast<T>(-wc * inv * inv * sum_gx / M) : T{0};
+        const T k = training_ ? static_cast<T>(-wc * inv * sum_g / M) : T{0};
+        const T m = pm[c];
+        for (std::size_t n = 0; n < L.n; ++n) {
+          const std::size_t at = (n * L.c + c) * L.s;
+          const T* gr = pg + at;
+          const T* xr = px + at;
+          T* out = dx.data() + at;
+          for (std::size_t s = 0; s < L.s; ++s) out[s] = a * gr[s] + b * (xr[s] - m) + k;
+        }
         dw.data()[c] = static_cast<T>(sum_gx);
         db.data()[c] = static_cast<T>(sum_g);
       }
@@ -150,13 +155,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     xt::xarray<T> means = detail::empty<T>({L.c}), inv = detail::empty<T>({L.c});
     for (std::size_t c = 0; c < L.c; ++c) {
       double m = 0, v = 0;
-      if (training) {  // two passes in double: the mean, then the squares around it
+      if (training) {  // two passes: the mean, then the squares around it
         for (std::size_t n = 0; n < L.n; ++n)
-          for (std::size_t s = 0, at = (n * L.c + c) * L.s; s < L.s; ++s, ++at) m += px[at];
+          m += detail::row_sum(px + (n * L.c + c) * L.s, L.s, [](T e) { return e; });
         m /= double(L.m());
+        const T mt = static_cast<T>(m);
         for (std::size_t n = 0; n < L.n; ++n)
-          for (std::size_t s = 0, at = (n * L.c + c) * L.s; s < L.s; ++s, ++at)
-            v += (double(px[at]) - m) * (double(px[at]) - m);
+          v += detail::row_sum(px + (n * L.c + c) * L.s, L.s, [mt](T e) { return (e - mt) * (e - mt); });
         v /= double(L.m());
       } else {
         m = double(running_mean.value<T>()(c));

@@ -72,6 +72,17 @@ void for_each_patch_entry(const Geometry& g, F&& f) {
       }
 }
 
+}  // namespace
+
+namespace detail {
+std::array<std::size_t, 2> window_output(const char* op, const Shape& image, const Window2d& win) {
+  const Geometry g = geometry(op, image, win);
+  return {g.oh, g.ow};
+}
+}  // namespace detail
+
+namespace {
+
 struct Unfold final : Node {
   explicit Unfold(Window2d win) : win_(win) {}
   std::string_view name() const override { return "unfold"; }

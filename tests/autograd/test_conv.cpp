@@ -87,6 +87,69 @@ TEST_CASE("conv2d equals its definition: stride, padding, dilation, groups, batc
     }
 }
 
+TEST_CASE("conv2d's gradients equal plain loops on every path, both dtypes") {
+  // Paths: stride 1 (shifted products over tiles of images: 50 images make two tiles, the last
+  // partial), any stride (one image's columns at a time), 1x1 (the image is its own columns).
+  Generator gen(32);
+  struct Case {
+    Shape x, w;
+    Conv2dOptions o;
+  };
+  const Case cases[] = {
+      {{50, 4, 5, 6}, {6, 2, 3, 3}, {.padding = {1, 1}, .groups = 2}},
+      {{3, 2, 6, 7}, {4, 2, 2, 3}, {.padding = {0, 2}, .dilation = {2, 1}}},
+      {{2, 3, 7, 6}, {4, 3, 3, 2}, {.stride = {2, 1}, .padding = {1, 2}}},
+      {{2, 4, 3, 3}, {5, 4, 1, 1}, {}},
+      {{2, 4, 3, 3}, {6, 2, 1, 1}, {.padding = {1, 0}, .groups = 2}},
+  };
+  for (const Case& c : cases) {
+    INFO("x " << shape_str(c.x) << " w " << shape_str(c.w));
+    const Tensor x = randn(c.x, {.dtype = kFloat64}, gen), w = randn(c.w, {.dtype = kFloat64}, gen),
+                 b = randn({c.w[0]}, {.dtype = kFloat64}, gen);
+    Shape shape;
+    naive_conv<double>(x, w, b, c.o, shape);
+    const Tensor g = randn(shape, {.dtype = kFloat64}, gen);
+    // by the definition: every product w[o, c, i, j] x[n, gC + c, y, z] of the sum, times g
+    const auto& X = x.value<double>();
+    const auto& Wt = w.value<double>();
+    const auto& G = g.value<double>();
+    xt::xarray<double> dx = xt::zeros<double>(c.x), dw = xt::zeros<double>(c.w),
+                       db = xt::zeros<double>({c.w[0]});
+    const std::size_t O = c.w[0], Cg = c.w[1];
+    for (std::size_t n = 0; n < shape[0]; ++n)
+      for (std::size_t o = 0; o < O; ++o)
+        for (std::size_t p = 0; p < shape[2]; ++p)
+          for (std::size_t q = 0; q < shape[3]; ++q) {
+            db(o) += G(n, o, p, q);
+            const std::size_t grp = o / (O / c.o.groups);
+            for (std::size_t ch = 0; ch < Cg; ++ch)
+              for (std::size_t i = 0; i < c.w[2]; ++i)
+                for (std::size_t j = 0; j < c.w[3]; ++j) {
+                  const long y = long(p * c.o.stride[0] + i * c.o.dilation[0]) - long(c.o.padding[0]);
+                  const long z = long(q * c.o.stride[1] + j * c.o.dilation[1]) - long(c.o.padding[1]);
+                  if (y < 0 || z < 0 || y >= long(c.x[2]) || z >= long(c.x[3])) continue;
+                  const std::size_t at[] = {n, grp * Cg + ch, std::size_t(y), std::size_t(z)};
+                  dw(o, ch, i, j) += G(n, o, p, q) * X(at[0], at[1], at[2], at[3]);
+                  dx(at[0], at[1], at[2], at[3]) += G(n, o, p, q) * Wt(o, ch, i, j);
+                }
+          }
+    for (Dtype dtype : {kFloat64, kFloat32}) {
+      INFO("dtype " << dtype_name(dtype));
+      const Tensor xv = cast(x, dtype).requires_grad_(), wv = cast(w, dtype).requires_grad_(),
+                   bv = cast(b, dtype).requires_grad_();
+      sum(mul(conv2d(xv, wv, bv, c.o), cast(g, dtype))).backward();
+      const double tol = dtype == kFloat64 ? 1e-12 : 1e-4;
+      const auto close = [&](const xt::xarray<double>& want, const Tensor& got) {
+        const double scale = std::max(1.0, double(xt::amax(xt::abs(want))()));
+        return worst(std::vector<double>(want.begin(), want.end()), got) <= tol * scale;
+      };
+      CHECK(close(dx, xv.grad()));
+      CHECK(close(dw, wv.grad()));
+      CHECK(close(db, bv.grad()));
+    }
+  }
+}
+
 TEST_CASE("unfold and fold are adjoint: <fold(c), x> = <c, unfold(x)>") {
   Generator gen(32);
   const Window2d win{.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}};
@@ -117,6 +180,19 @@ TEST_CASE("pools equal their definitions; max pooling pads with -inf, average wi
   const Tensor tie = testing::f64({{1.0, 3.0}, {3.0, 2.0}}, true);
   sum(max_pool2d(reshape(tie, {1, 1, 2, 2}), {2, 2})).backward();
   CHECK(testing::flat(tie.grad()) == std::vector<double>{0, 1, 0, 0});
+  // a NaN counts as the largest: the first NaN of the window takes the value and the gradient
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor with_nan = testing::f64({{1.0, nan, 5.0}, {nan, 2.0, 7.0}}, true);
+  const Tensor pooled = max_pool2d(reshape(with_nan, {1, 1, 2, 3}), {2, 2}, {1, 1});
+  CHECK(std::isnan(pooled.value<double>()(0, 0, 0, 0)));
+  CHECK(std::isnan(pooled.value<double>()(0, 0, 0, 1)));
+  sum(mul(pooled, testing::f64({{{{10.0, 100.0}}}}))).backward();
+  CHECK(testing::flat(with_nan.grad()) == std::vector<double>{0, 110, 0, 0, 0, 0});
+  // a window of -inf only, next to the padding: its first entry (padding is never chosen)
+  const double inf = std::numeric_limits<double>::infinity();
+  const Tensor low = testing::f64({{-inf, -inf}, {-inf, -inf}}, true);
+  sum(max_pool2d(reshape(low, {1, 1, 2, 2}), {2, 2}, {2, 2}, {1, 1})).backward();
+  CHECK(testing::flat(low.grad()) == std::vector<double>{1, 1, 1, 1});
   CHECK_THROWS_WITH_AS(max_pool2d(x, {2, 2}, {2, 2}, {2, 2}), doctest::Contains("at most half"),
                        ValueError);
   CHECK_THROWS_AS(avg_pool2d(reshape(x, {1, 4, 4}), {2, 2}), ShapeError);

@@ -232,6 +232,16 @@ std::vector<OpCase> table() {
        [](V x) {
          return conv2d(x[0], x[1], x[2], {.stride = {1, 2}, .padding = {1, 1}, .groups = 2});
        }},
+      {"conv2d",  // stride 1: shifted products, with dilation and groups
+       {{2, 4, 5, 5}, {4, 2, 2, 3}, {4}},
+       [](V x) {
+         return conv2d(x[0], x[1], x[2], {.padding = {1, 2}, .dilation = {2, 1}, .groups = 2});
+       }},
+      {"conv2d",  // 1x1, stride 1, no padding: the image is its own columns
+       {{2, 3, 3, 2}, {4, 3, 1, 1}, {4}},
+       [](V x) {
+         return conv2d(x[0], x[1], x[2]);
+       }},
       {"conv1d",
        {{2, 4, 7}, {6, 2, 3}, {6}},
        [](V x) {

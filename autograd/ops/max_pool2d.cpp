@@ -1,0 +1,118 @@
+// max_pool2d: x (N, C, H, W) -> y (N, C, oh, ow), y = the largest entry of each window, padding
+// counting as -inf (never chosen: each window holds at least one entry of x, as padding is at most
+// half the kernel). The chosen entry is the first largest in row-major order, a NaN counting as
+// the largest (the first NaN).
+//   dx = each output's gradient added to the entry it chose. Saves where each output came from.
+// NOTE: a primitive for speed: as unfold and max it built every window in memory (the kernel's
+// area times the output) and took a strided maximum over it; here one pass over the windows
+// records the chosen entry, and the backward adds the gradient back through those positions.
+// Under create_graph the backward is scatter_add into zeros, so that its own derivative is
+// recorded (gather of the gradient's gradient at the same positions).
+#include <limits>
+
+#include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
+
+namespace xgrad {
+namespace {
+
+struct MaxPool final : Node {
+  MaxPool(std::vector<std::uint32_t> where, Shape input) : where_(std::move(where)), input_(input) {}
+  std::string_view name() const override { return "max_pool2d"; }
+
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    const std::size_t planes = input_[0] * input_[1], area = input_[2] * input_[3];
+    const std::size_t outputs = g.numel() / std::max<std::size_t>(planes, 1);
+    if (GradMode::is_enabled()) {  // in ops: scatter_add into zeros, plane by plane
+      Index index = Index::from_shape({planes, outputs});
+      std::copy(where_.begin(), where_.end(), index.begin());
+      const auto d = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
+      const Tensor flat = scatter_add(zeros({planes, area}, {.dtype = g.dtype()}), 1, index,
+                                      reshape(g, {d(planes), d(outputs)}));
+      grads[0] = reshape(flat, detail::spec(input_));
+      return;
+    }
+    grads[0] = detail::dispatch(g.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      xt::xarray<T> dx = xt::zeros<T>(input_);
+      const T* pg = detail::data<T>(g);
+      for (std::size_t p = 0; p < planes; ++p) {
+        T* plane = dx.data() + p * area;
+        for (std::size_t i = p * outputs; i < (p + 1) * outputs; ++i)
+          plane[static_cast<std::size_t>(where_[i])] += pg[i];
+      }
+      return Tensor(std::move(dx));
+    });
+  }
+
+  std::vector<std::uint32_t> where_;  // per output, its entry's offset within its (H, W) plane
+  Shape input_;
+};
+
+// The first largest entry (a NaN counting as the largest) of each window.
+template <class T>
+xt::xarray<T> pool(const T* x, const Shape& in, const Window2d& w, std::size_t oh, std::size_t ow,
+                   std::vector<std::uint32_t>& where) {
+  const std::size_t planes = in[0] * in[1], H = in[2], W = in[3];
+  if (H * W > std::numeric_limits<std::uint32_t>::max())
+    throw ValueError("max_pool2d: planes of " + std::to_string(H) + " x " + std::to_string(W) +
+                     " entries are more than 2^32");
+  xt::xarray<T> y = detail::empty<T>({in[0], in[1], oh, ow});
+  where.resize(planes * oh * ow);
+  const auto s = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
+  for (std::size_t p = 0; p < planes; ++p) {
+    const T* plane = x + p * H * W;
+    for (std::size_t i = 0; i < oh; ++i) {
+      const std::ptrdiff_t r0 = s(i * w.stride[0]) - s(w.padding[0]);
+      const std::size_t rlo = static_cast<std::size_t>(std::max<std::ptrdiff_t>(r0, 0));
+      const std::size_t rhi = static_cast<std::size_t>(std::min(r0 + s(w.kernel[0]), s(H)));
+      for (std::size_t j = 0; j < ow; ++j) {
+        const std::ptrdiff_t c0 = s(j * w.stride[1]) - s(w.padding[1]);
+        const std::size_t clo = static_cast<std::size_t>(std::max<std::ptrdiff_t>(c0, 0));
+        const std::size_t chi = static_cast<std::size_t>(std::min(c0 + s(w.kernel[1]), s(W)));
+        // The first largest without branches that depend on the data (they were mispredicted
+        // half the time); a window with a NaN, rare, is searched again for its first NaN.
+        std::size_t best_at = rlo * W + clo;
+        T best = plane[best_at];
+        bool nan = false;
+        for (std::size_t r = rlo; r < rhi; ++r)
+          for (std::size_t c = clo; c < chi; ++c) {
+            const T v = plane[r * W + c];
+            const bool greater = v > best;
+            best = greater ? v : best;
+            best_at = greater ? r * W + c : best_at;
+            nan |= v != v;
+          }
+        if (nan)
+          for (std::size_t r = rhi; r-- > rlo;)
+            for (std::size_t c = chi; c-- > clo;)
+              if (plane[r * W + c] != plane[r * W + c]) {
+                best_at = r * W + c;
+                best = plane[best_at];
+              }
+        const std::size_t out = (p * oh + i) * ow + j;
+        y.data()[out] = best;
+        where[out] = static_cast<std::uint32_t>(best_at);
+      }
+    }
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
+                  std::array<std::size_t, 2> stride, std::array<std::size_t, 2> padding) {
+  const ProfileScope profiled("max_pool2d");
+  const Window2d w = detail::pool_window("max_pool2d", x, kernel, stride, padding);
+  const auto [oh, ow] = detail::window_output("max_pool2d", x.shape(), w);
+  std::vector<std::uint32_t> where;
+  Tensor y = detail::dispatch(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    return Tensor(pool(detail::data<T>(x), x.shape(), w, oh, ow, where));
+  });
+  record<MaxPool>(y, {x}, std::move(where), x.shape());
+  return y;
+}
+
+}  // namespace xgrad
