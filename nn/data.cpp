@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <random>
 
 namespace xgrad::nn {
 
@@ -82,19 +83,58 @@ class Reader {
   std::vector<unsigned char> buffer_ = std::vector<unsigned char>(1 << 16);
 };
 
-// Rows order[start], ..., order[start + rows - 1] of a (N, features) tensor, in a new tensor.
+// Examples order[start], ..., order[start + rows - 1] of an (N, ...) tensor, in a new tensor.
 Tensor gather_rows(const Tensor& inputs, const std::vector<std::size_t>& order, std::size_t start,
                    std::size_t rows) {
-  const std::size_t features = inputs.size(1);
+  Shape shape = inputs.shape();
+  shape[0] = rows;
+  const std::size_t features = inputs.numel() / inputs.size(0);
   auto copy = [&](auto zero) {
     using T = decltype(zero);
     const T* src = inputs.value<T>().data();
-    auto out = xt::xarray<T>::from_shape({rows, features});
+    auto out = xt::xarray<T>::from_shape(shape);
     for (std::size_t i = 0; i < rows; ++i)
       std::copy_n(src + order[start + i] * features, features, out.data() + i * features);
     return Tensor(std::move(out));
   };
   return inputs.dtype() == Dtype::float32 ? copy(float{}) : copy(double{});
+}
+
+// Crops, flips and normalizes each image of x (N, C, H, W) in place, drawing from gen: per image,
+// the offsets (dy, dx) of the crop, then the flip.
+template <class T>
+void augment_images(xt::xarray<T>& x, const Augmentation& a, Generator& gen) {
+  const std::size_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
+  const auto pad = static_cast<std::ptrdiff_t>(a.crop_padding);
+  std::uniform_int_distribution<std::ptrdiff_t> offset(-pad, pad);
+  std::bernoulli_distribution flip(0.5);
+  std::vector<T> plane(h * w);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::ptrdiff_t dy = pad ? offset(gen.engine()) : 0, dx = pad ? offset(gen.engine()) : 0;
+    const bool mirror = a.horizontal_flip && flip(gen.engine());
+    for (std::size_t ch = 0; ch < c; ++ch) {
+      T* image = x.data() + (i * c + ch) * h * w;
+      std::copy_n(image, h * w, plane.data());
+      // out(r, q) = in(r + dy, q' + dx), q' = q or its mirror; zero outside the image
+      for (std::size_t r = 0; r < h; ++r)
+        for (std::size_t q = 0; q < w; ++q) {
+          const std::ptrdiff_t y = static_cast<std::ptrdiff_t>(r) + dy;
+          const std::ptrdiff_t col =
+              static_cast<std::ptrdiff_t>(mirror ? w - 1 - q : q) + dx;
+          const bool inside = y >= 0 && y < static_cast<std::ptrdiff_t>(h) && col >= 0 &&
+                              col < static_cast<std::ptrdiff_t>(w);
+          image[r * w + q] = inside ? plane[static_cast<std::size_t>(y) * w +
+                                            static_cast<std::size_t>(col)]
+                                    : T{0};
+        }
+    }
+  }
+}
+
+template <class T>
+void normalize_entries(xt::xarray<T>& x, Normalization n) {
+  const T mean = static_cast<T>(n.mean), scale = static_cast<T>(1 / n.std);
+  for (T& v : x) v = (v - mean) * scale;
 }
 
 }  // namespace
@@ -141,10 +181,10 @@ IdxFile read_idx(const std::string& path) {
 
 TensorDataset::TensorDataset(Tensor inputs, Index labels)
     : inputs_(std::move(inputs)), labels_(std::move(labels)) {
-  if (inputs_.dim() != 2 || labels_.dimension() != 1 || inputs_.size(0) != labels_.size())
+  if (inputs_.dim() < 2 || labels_.dimension() != 1 || inputs_.size(0) != labels_.size())
     throw ShapeError("TensorDataset: inputs of shape " + shape_str(inputs_.shape()) +
                      " and labels of shape " + shape_str(labels_.shape()) +
-                     "; expected (N, features) and (N)");
+                     "; expected (N, ...) of at least two axes and (N)");
 }
 
 TensorDataset load_idx_dataset(const std::string& images_path, const std::string& labels_path) {
@@ -160,8 +200,9 @@ TensorDataset load_idx_dataset(const std::string& images_path, const std::string
   if (labels.shape[0] != n)
     throw ValueError("load_idx_dataset: " + std::to_string(n) + " images in " + images_path +
                      " but " + std::to_string(labels.shape[0]) + " labels in " + labels_path);
-  const std::size_t features = images.data.size() / n;
-  xt::xarray<float> x = xt::xarray<float>::from_shape({n, features});
+  Shape shape = images.shape;  // (N, H, W) images get their one channel
+  if (shape.size() == 3) shape.insert(shape.begin() + 1, 1);
+  xt::xarray<float> x = xt::xarray<float>::from_shape(shape);
   for (std::size_t i = 0; i < images.data.size(); ++i) x.data()[i] = images.data[i] / 255.0f;
   Index y = Index::from_shape({n});
   std::copy(labels.data.begin(), labels.data.end(), y.begin());
@@ -193,6 +234,14 @@ DataLoader::DataLoader(std::shared_ptr<const TensorDataset> data, DataLoaderOpti
     : data_(std::move(data)), options_(options) {
   if (!data_) throw ValueError("DataLoader: no dataset (a null pointer)");
   if (options.batch_size == 0) throw ValueError("DataLoader: batch_size must be > 0");
+  const Augmentation& a = options.augment;
+  if ((a.crop_padding > 0 || a.horizontal_flip) && data_->inputs().dim() != 4)
+    throw ShapeError("DataLoader: random crops and flips need images (N, C, H, W), the dataset's "
+                     "inputs are " + shape_str(data_->inputs().shape()));
+  if (!(a.normalize.std > 0) || !std::isfinite(a.normalize.std) || !std::isfinite(a.normalize.mean))
+    throw ValueError("DataLoader: normalization needs a finite mean and a standard deviation > 0, "
+                     "got mean " + number_str(a.normalize.mean) + " and std " +
+                     number_str(a.normalize.std));
   order_.resize(data_->size());
   std::iota(order_.begin(), order_.end(), 0);
 }
@@ -208,7 +257,7 @@ DataLoader::Iterator DataLoader::begin() {
     Generator gen(options_.seed * 1000003 + epoch_);
     std::shuffle(order_.begin(), order_.end(), gen.engine());
   }
-  ++epoch_;
+  current_ = epoch_++;
   return Iterator(this, 0);
 }
 
@@ -222,6 +271,21 @@ Batch DataLoader::batch(std::size_t b) const {
   out.labels = Index::from_shape({rows});
   out.inputs = gather_rows(data_->inputs(), order_, start, rows);
   for (std::size_t i = 0; i < rows; ++i) out.labels(i) = data_->labels()(order_[start + i]);
+  const Augmentation& a = options_.augment;
+  if (a.crop_padding > 0 || a.horizontal_flip) {
+    // A stream of its own per (seed, epoch, batch), apart from the shuffle's.
+    Generator gen((options_.seed * 1000003 + current_) * 1000033 + b + 0x5bd1e995);
+    if (out.inputs.dtype() == Dtype::float32)
+      augment_images(out.inputs.mutable_value<float>(), a, gen);
+    else
+      augment_images(out.inputs.mutable_value<double>(), a, gen);
+  }
+  if (a.normalize.mean != 0 || a.normalize.std != 1) {
+    if (out.inputs.dtype() == Dtype::float32)
+      normalize_entries(out.inputs.mutable_value<float>(), a.normalize);
+    else
+      normalize_entries(out.inputs.mutable_value<double>(), a.normalize);
+  }
   return out;
 }
 

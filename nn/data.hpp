@@ -1,12 +1,15 @@
 #pragma once
 /// \file
 /// Data: reading IDX files (the format of MNIST and Fashion-MNIST), an in-memory dataset, and a
-/// loader that hands out shuffled mini-batches.
+/// loader that hands out shuffled mini-batches, augmented when asked.
 ///
-///   auto train = load_idx_dataset(dir + "/train-images-idx3-ubyte.gz", dir +
-///   "/train-labels-idx1-ubyte.gz"); DataLoader loader(train, {.batch_size = 64, .shuffle = true,
-///   .seed = 1}); for (const Batch& batch : loader) { ... batch.inputs (64, 784), batch.labels (64)
-///   ... }
+///   auto train = load_idx_dataset(dir + "/train-images-idx3-ubyte.gz",
+///                                 dir + "/train-labels-idx1-ubyte.gz");   // (60000, 1, 28, 28)
+///   DataLoader loader(train, {.batch_size = 64, .seed = 1,
+///                             .augment = {.crop_padding = 2, .horizontal_flip = true}});
+///   for (const Batch& batch : loader) { ... batch.inputs (64, 1, 28, 28), batch.labels (64) ... }
+///
+/// An MLP takes flatten(batch.inputs) (64, 784).
 
 #include <cstdint>
 #include <memory>
@@ -29,7 +32,8 @@ struct IdxFile {
 /// anything large is allocated.
 IdxFile read_idx(const std::string& path);
 
-/// Examples as rows of `inputs` (N, features), with their class in `labels` (N).
+/// Examples along the first axis of `inputs` (N, ...): rows (N, features) or images (N, C, H, W),
+/// with their class in `labels` (N).
 class TensorDataset {
  public:
   TensorDataset() = default;
@@ -43,8 +47,9 @@ class TensorDataset {
   Index labels_;
 };
 
-/// Images as float32 rows scaled to [0, 1] (28 x 28 images give 784 columns), labels as class
-/// indices. The two files must hold the same number of items.
+/// Images as float32 scaled to [0, 1], in their shape with one channel: a file of (N, H, W) images
+/// gives (N, 1, H, W); (N, C, H, W) and (N, features) stay as they are. Labels as class indices.
+/// The two files must hold the same number of items.
 TensorDataset load_idx_dataset(const std::string& images_path, const std::string& labels_path);
 
 /// One mean and one standard deviation over all pixels, as is usual for these data sets (take them
@@ -56,20 +61,33 @@ Normalization pixel_statistics(const TensorDataset& data);
 void standardize(TensorDataset& data, Normalization n);
 
 struct Batch {
-  Tensor inputs;  ///< (batch, features), the dataset's dtype
+  Tensor inputs;  ///< (batch, ...) the dataset's inputs' trailing shape and dtype
   Index labels;   ///< (batch)
+};
+
+/// What the loader does to each image of a batch, in this order (as torchvision's RandomCrop with
+/// padding, RandomHorizontalFlip, Normalize). Crop and flip need images (N, C, H, W).
+struct Augmentation {
+  /// Pads each side with zeros by this much, then crops back to (H, W) at a random offset: the
+  /// image shifted by up to crop_padding pixels each way. 0: no crop.
+  std::size_t crop_padding = 0;
+  bool horizontal_flip = false;  ///< mirrors left to right with probability 1/2
+  /// Then every entry x becomes (x - mean) / std (the padding too). The identity by default.
+  Normalization normalize{};
 };
 
 struct DataLoaderOptions {
   std::size_t batch_size = 64;
   bool shuffle = true;
   bool drop_last = false;  ///< drop the last batch when it is smaller than batch_size
-  std::uint64_t seed = 0;  ///< with the epoch number, decides each epoch's order
+  std::uint64_t seed = 0;  ///< with the epoch number, decides each epoch's order and augmentation
+  Augmentation augment{};
 };
 
-/// Iterating over a loader runs one epoch: a new order when shuffling, then batches gathered row by
-/// row from the dataset (the dataset itself is never copied or reordered). The order of epoch e
-/// depends only on (seed, e), so a run resumed at epoch e sees the same batches as an unbroken one.
+/// Iterating over a loader runs one epoch: a new order when shuffling, then batches gathered
+/// example by example from the dataset (the dataset itself is never copied or reordered), then
+/// augmented. The order of epoch e depends only on (seed, e), and the crops and flips of batch b
+/// only on (seed, e, b), so a run resumed at epoch e sees the same batches as an unbroken one.
 class DataLoader {
  public:
   /// The loader keeps the dataset alive: a copy of `data` (its inputs are shared, not copied), or
@@ -98,11 +116,13 @@ class DataLoader {
   void set_epoch(std::size_t epoch) { epoch_ = epoch; }  ///< the epoch the next begin() starts
 
   Batch batch(std::size_t b) const;  ///< batch b of the current epoch
+  const DataLoaderOptions& options() const { return options_; }
 
  private:
   std::shared_ptr<const TensorDataset> data_;
   DataLoaderOptions options_;
-  std::size_t epoch_ = 0;
+  std::size_t epoch_ = 0;    // the epoch the next begin() starts
+  std::size_t current_ = 0;  // the epoch of order_
   std::vector<std::size_t> order_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "nn/data.hpp"
@@ -103,13 +104,16 @@ TEST_CASE("an IDX .gz file followed by bytes that are not gzip data is refused")
   CHECK_THROWS_WITH_AS(read_idx(path), doctest::Contains("follow the gzip stream"), ValueError);
 }
 
-TEST_CASE("an IDX data set: images scaled to [0, 1], labels as class indices") {
+TEST_CASE("an IDX data set: images scaled to [0, 1] with one channel, labels as class indices") {
   const std::string images = write_gz("img.gz", idx_bytes({5, 2, 3}, ramp(30)));
   const std::string labels = write_gz("lab.gz", idx_bytes({5}, {3, 1, 4, 1, 5}));
   TensorDataset data = load_idx_dataset(images, labels);
   CHECK(data.size() == 5);
-  CHECK(data.inputs().shape() == Shape{5, 6});
-  CHECK(data.inputs().value<float>()(1, 0) == doctest::Approx(ramp(30)[6] / 255.0));
+  CHECK(data.inputs().shape() == Shape{5, 1, 2, 3});
+  CHECK(data.inputs().value<float>()(1, 0, 1, 2) == doctest::Approx(ramp(30)[11] / 255.0));
+  // rows of features stay rows
+  const std::string rows = write_gz("rows.gz", idx_bytes({5, 6}, ramp(30)));
+  CHECK(load_idx_dataset(rows, labels).inputs().shape() == Shape{5, 6});
   CHECK(data.labels() == Index{3, 1, 4, 1, 5});
   const Normalization n = pixel_statistics(data);
   standardize(data, n);
@@ -177,4 +181,88 @@ TEST_CASE("DataLoader keeps its dataset alive: a temporary dataset is safe (run 
   CHECK(a.num_batches() == 2);
   CHECK(b.batch(4).labels(1) == 0);  // row 9: label 9 % 3
   CHECK_THROWS_AS(DataLoader(std::shared_ptr<const TensorDataset>(), {}), ValueError);
+}
+
+namespace {
+// Images (n, 1, 3, 4) of entries 100 i + 10 r + c, labels i.
+TensorDataset ramp_images(std::size_t n) {
+  xt::xarray<double> x = xt::xarray<double>::from_shape({n, 1, 3, 4});
+  Index y = Index::from_shape({n});
+  for (std::size_t i = 0; i < n; ++i) {
+    y(i) = static_cast<std::int64_t>(i);
+    for (std::size_t r = 0; r < 3; ++r)
+      for (std::size_t c = 0; c < 4; ++c) x(i, 0, r, c) = double(100 * i + 10 * r + c);
+  }
+  return TensorDataset(Tensor(x), y);
+}
+}  // namespace
+
+TEST_CASE("DataLoader augmentation: crops are shifts with zero padding, flips mirror, seeded") {
+  const TensorDataset data = ramp_images(64);
+  DataLoader loader(data, {.batch_size = 16,
+                           .shuffle = true,
+                           .seed = 3,
+                           .augment = {.crop_padding = 1, .horizontal_flip = true}});
+  std::map<std::string, int> seen;  // which of the 18 (shift, flip) outcomes occurred
+  std::vector<Tensor> epoch0;
+  for (const Batch& b : loader) {
+    epoch0.push_back(b.inputs);
+    CHECK(b.inputs.shape() == Shape{16, 1, 3, 4});
+    const auto& x = b.inputs.value<double>();
+    for (std::size_t i = 0; i < 16; ++i) {
+      const double base = 100.0 * double(b.labels(i));
+      // Find the (dy, dx, flip) that explains the image: every entry is the source's shifted
+      // entry, or 0 where that falls outside.
+      int explained = 0;
+      for (int dy = -1; dy <= 1; ++dy)
+        for (int dx = -1; dx <= 1; ++dx)
+          for (int flip = 0; flip < 2; ++flip) {
+            bool all = true;
+            for (int r = 0; r < 3; ++r)
+              for (int c = 0; c < 4; ++c) {
+                const int sr = r + dy, sc = (flip ? 3 - c : c) + dx;
+                const bool inside = sr >= 0 && sr < 3 && sc >= 0 && sc < 4;
+                const double want = inside ? base + 10 * sr + sc : 0.0;
+                all = all && x(i, 0, std::size_t(r), std::size_t(c)) == want;
+              }
+            if (all) {
+              ++explained;
+              ++seen[std::to_string(dy) + std::to_string(dx) + std::to_string(flip)];
+            }
+          }
+      CHECK(explained == 1);
+    }
+  }
+  CHECK(seen.size() >= 14);  // 64 draws of 18 equally likely outcomes: all but a few occur
+  // The same (seed, epoch) gives the same batches, crops and flips included: resuming is exact.
+  DataLoader again(data, {.batch_size = 16,
+                          .shuffle = true,
+                          .seed = 3,
+                          .augment = {.crop_padding = 1, .horizontal_flip = true}});
+  std::size_t b = 0;
+  for (const Batch& batch : again) CHECK(testing::flat(batch.inputs) == testing::flat(epoch0[b++]));
+  loader.begin();  // epoch 1: other crops
+  CHECK(testing::flat(loader.batch(0).inputs) != testing::flat(epoch0[0]));
+}
+
+TEST_CASE("DataLoader normalization comes after the crop, so the padding is normalized too") {
+  const TensorDataset data = ramp_images(4);
+  DataLoader plain(data, {.batch_size = 4, .shuffle = false, .augment = {.normalize = {100, 4}}});
+  CHECK(plain.batch(0).inputs.value<double>()(2, 0, 1, 3) == (213.0 - 100) / 4);
+  DataLoader cropped(data, {.batch_size = 4,
+                            .shuffle = false,
+                            .augment = {.crop_padding = 3, .normalize = {100, 4}}});
+  const auto& x = cropped.batch(0).inputs.value<double>();
+  std::size_t padding = 0;
+  for (double v : x) padding += v == -25.0;  // (0 - 100) / 4
+  CHECK(padding > 0);
+  // crops and flips need images; normalization needs std > 0
+  const TensorDataset rows(Tensor(xt::xarray<double>{{1, 2}, {3, 4}}), Index{0, 1});
+  CHECK_THROWS_WITH_AS(DataLoader(rows, {.augment = {.horizontal_flip = true}}),
+                       doctest::Contains("(N, C, H, W)"), ShapeError);
+  CHECK_THROWS_WITH_AS(DataLoader(rows, {.augment = {.normalize = {0, 0}}}),
+                       doctest::Contains("standard deviation > 0"), ValueError);
+  DataLoader rows_normalized(rows, {.batch_size = 2, .shuffle = false,
+                                    .augment = {.normalize = {1, 2}}});
+  CHECK(rows_normalized.batch(0).inputs.value<double>()(1, 1) == 1.5);
 }
