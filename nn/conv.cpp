@@ -86,6 +86,8 @@ std::string Pool2d::extra_repr() const {
          ", padding=" + pair_str(padding_);
 }
 
+std::string AdaptiveAvgPool2d::extra_repr() const { return "output_size=" + pair_str(size_); }
+
 BatchNorm::BatchNorm(std::size_t channels, std::size_t input_rank, double eps, double momentum,
                      bool affine, Dtype dtype)
     : channels_(channels), rank_(input_rank), eps_(eps), momentum_(momentum) {

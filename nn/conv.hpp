@@ -1,7 +1,7 @@
 #pragma once
 /// \file
 /// The layers of a convolutional network, as torch::nn's: Conv2d, Conv1d, MaxPool2d, AvgPool2d,
-/// Flatten, BatchNorm1d, BatchNorm2d, Dropout. Each is a Module over the public ops (conv2d,
+/// AdaptiveAvgPool2d, Flatten, BatchNorm1d, BatchNorm2d, Dropout. Each is a Module over the public ops (conv2d,
 /// max_pool2d, avg_pool2d, dropout).
 
 #include <array>
@@ -80,6 +80,18 @@ class AvgPool2d : public Pool2d {
       : Pool2d(kernel, stride, padding) {}
   Tensor forward(const Tensor& x) override { return avg_pool2d(x, kernel_, stride_, padding_); }
   std::string name() const override { return "AvgPool2d"; }
+};
+
+/// adaptive_avg_pool2d to an (oh, ow) grid: {1, 1} is global average pooling.
+class AdaptiveAvgPool2d : public Module {
+ public:
+  explicit AdaptiveAvgPool2d(std::array<std::size_t, 2> output_size) : size_(output_size) {}
+  Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, size_); }
+  std::string name() const override { return "AdaptiveAvgPool2d"; }
+  std::string extra_repr() const override;
+
+ private:
+  std::array<std::size_t, 2> size_;
 };
 
 /// flatten(x, start, end): (N, C, H, W) -> (N, C H W) with the defaults, as torch's Flatten.

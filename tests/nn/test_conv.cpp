@@ -28,6 +28,10 @@ TEST_CASE("Conv2d and the pools: shapes, initialization, printing, bad arguments
   CHECK(MaxPool2d({2, 2})(zeros({1, 2, 7, 8})).shape() == Shape{1, 2, 3, 4});
   CHECK(AvgPool2d({3, 3}, {1, 1}, {1, 1})(zeros({1, 2, 7, 8})).shape() == Shape{1, 2, 7, 8});
   CHECK(MaxPool2d({2, 2}).str() == "MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))");
+  const Tensor global = AdaptiveAvgPool2d({1, 1})(ones({2, 3, 5, 4}));
+  CHECK(global.shape() == Shape{2, 3, 1, 1});
+  CHECK(global.value<float>()(1, 2, 0, 0) == 1.0f);
+  CHECK(AdaptiveAvgPool2d({2, 3}).str() == "AdaptiveAvgPool2d(output_size=(2, 3))");
   CHECK(Flatten()(zeros({2, 3, 4, 5})).shape() == Shape{2, 60});
   Conv1d c1(4, 6, 3, {.padding = 1, .groups = 2}, true, kFloat32, gen);
   CHECK(c1.weight.shape() == Shape{6, 2, 3});
