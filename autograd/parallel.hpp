@@ -5,6 +5,9 @@
 
 #include <cstddef>
 #include <functional>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 namespace xgrad {
 
@@ -32,5 +35,28 @@ void parallel_for(std::size_t n, std::size_t grain, Body&& body) {
   }
   detail::run_parallel(n, grain, body);
 }
+
+/// While it lives, the calling thread computes with denormal floats (magnitudes below 1.2e-38 in
+/// float32, 2.2e-308 in float64) flushed to zero, as inputs and as results (x86's FTZ and DAZ
+/// bits; elsewhere it does nothing). On x86 an operation on a denormal takes about a hundred
+/// cycles. Optimizer state that decays geometrically reaches them: Adam's first moment of a weight
+/// whose gradient stays 0 (a dead ReLU's) falls by 0.9 a step, below 1e-38 within a few hundred
+/// steps, and a CNN's Adam step then took 40% of its training time. The optimizers' loops run
+/// under it: an update computed from a denormal is below any weight's last bit anyway. Per
+/// thread: open it inside a parallel_for body.
+class FlushDenormals {
+ public:
+#if defined(__SSE__) || defined(__x86_64__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+#else
+  FlushDenormals() = default;
+#endif
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  unsigned saved_ = 0;
+};
 
 }  // namespace xgrad

@@ -147,6 +147,7 @@ void SGD::step() {
         o.momentum != 0 ? buffer("momentum_buffer", i).template mutable_value<T>().data() : nullptr;
     // By value: pointers captured by reference would be reloaded at each store, unvectorized.
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      const FlushDenormals flush;  // decaying state must not crawl through denormals
       if (o.momentum == 0 && wd == 0) {  // plain gradient descent, the common case
         for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * pg[j];
         return;
@@ -205,6 +206,7 @@ void Adam::step() {
     const T l2 = decoupled_ ? T{0} : wd;  // Adam: weight decay as an L2 term of the gradient
     const bool decay_first = decoupled_ && wd != 0;
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      const FlushDenormals flush;  // decaying state must not crawl through denormals
       if (decay_first)  // AdamW: decay the weights first, apart from the gradient
         for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * wd * pp[j];
       for (std::size_t j = begin; j < end; ++j) {
@@ -249,6 +251,7 @@ void RMSprop::step() {
     const T mu = static_cast<T>(o.momentum);
     const bool centered = o.centered, momentum = o.momentum != 0;
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      const FlushDenormals flush;  // decaying state must not crawl through denormals
       for (std::size_t j = begin; j < end; ++j) {
         const T d = pg[j] + wd * pp[j];
         v[j] = alpha * v[j] + (1 - alpha) * d * d;
@@ -297,6 +300,7 @@ void Adagrad::step() {
     const T lr = static_cast<T>(clr), eps = static_cast<T>(o.eps);
     const T wd = static_cast<T>(wd_of(i));
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      const FlushDenormals flush;  // decaying state must not crawl through denormals
       for (std::size_t j = begin; j < end; ++j) {
         const T d = pg[j] + wd * pp[j];
         s[j] += d * d;
