@@ -8,35 +8,15 @@
 // G^T x (2 B in out), and, except for the first layer (its input needs no gradient), G W (2 B in
 // out). Everything else a step does (bias, activations, loss, update) is not counted: the
 // roofline is what a step would take if it were only its GEMMs, each at the best rate.
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <vector>
 
 #include "autograd/blas.hpp"
-#include "autograd/detail/blas.hpp"
+#include "bench/gemm_rate.hpp"
 #include "bench/options.hpp"
 
-namespace {
-struct Product {
-  bool ta, tb;
-  std::size_t m, n, k;
-};
-
-// The best GFLOP/s of `reps` runs of C = op(A) op(B).
-double best_rate(const Product& p, int reps) {
-  std::vector<float> a(p.m * p.k, 0.5f), b(p.k * p.n, 0.25f), c(p.m * p.n);
-  double best = 0;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    xgrad::detail::gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), p.ta ? p.m : p.k, b.data(),
-                        p.tb ? p.k : p.n, 0.0f, c.data(), p.n);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 2.0 * double(p.m) * double(p.n) * double(p.k) / s / 1e9);
-  }
-  return best;
-}
-}  // namespace
+using bench::best_rate;
+using bench::Product;
 
 int main(int argc, char** argv) {
   bench::StepOptions o;

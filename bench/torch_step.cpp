@@ -2,6 +2,7 @@
 // when libtorch-dev is installed (./dev bench --with-torch installs it).
 //
 //   torch_step mlp --batch 64 --steps 300 [--dims 784,256,128,10]   ->  median_us=...
+//   torch_step cnn --batch 64 --steps 30    (the reference CNN of cnn_step) ->  median_us=...
 //   torch_step ops --ops 1000 [--reps 50]                             ->  ns_per_op=...
 #include <torch/torch.h>
 
@@ -56,6 +57,46 @@ int mlp(int argc, char** argv) {
   return 0;
 }
 
+// cnn_step's network: four 3x3 convolutions (1->32, 32->32, pool, 32->64, 64->64, pool) each
+// with batch norm and ReLU, then 3136 -> 256, ReLU, dropout 0.5, 256 -> 10; Adam 1e-3.
+int cnn(int argc, char** argv) {
+  const int batch = std::stoi(option(argc, argv, "--batch", "64"));
+  const int steps = std::stoi(option(argc, argv, "--steps", "30"));
+  torch::manual_seed(0);
+  namespace tnn = torch::nn;
+  tnn::Sequential net;
+  const auto block = [&](int in, int out) {
+    net->push_back(tnn::Conv2d(tnn::Conv2dOptions(in, out, 3).padding(1)));
+    net->push_back(tnn::BatchNorm2d(out));
+    net->push_back(tnn::ReLU());
+  };
+  block(1, 32);
+  block(32, 32);
+  net->push_back(tnn::MaxPool2d(2));
+  block(32, 64);
+  block(64, 64);
+  net->push_back(tnn::MaxPool2d(2));
+  net->push_back(tnn::Flatten());
+  net->push_back(tnn::Linear(3136, 256));
+  net->push_back(tnn::ReLU());
+  net->push_back(tnn::Dropout(0.5));
+  net->push_back(tnn::Linear(256, 10));
+  torch::optim::Adam adam(net->parameters(), torch::optim::AdamOptions(1e-3));
+  const auto x = torch::randn({batch, 1, 28, 28});
+  const auto y = torch::arange(batch, torch::kLong) % 10;
+  std::vector<double> times;
+  for (int s = 0; s < steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    adam.zero_grad();
+    torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+    adam.step();
+    times.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::printf("median_us=%g\n", median_tail(times));
+  return 0;
+}
+
 int ops(int argc, char** argv) {
   const int n = std::stoi(option(argc, argv, "--ops", "1000"));
   const int reps = std::stoi(option(argc, argv, "--reps", "50"));
@@ -85,12 +126,13 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   try {
     if (mode == "mlp") return mlp(argc, argv);
+    if (mode == "cnn") return cnn(argc, argv);
     if (mode == "ops") return ops(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "torch_step: %s\n", e.what());
     return 2;
   }
   std::fprintf(stderr,
-               "usage: torch_step mlp|ops [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
+               "usage: torch_step mlp|cnn|ops [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
   return 2;
 }

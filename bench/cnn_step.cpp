@@ -1,0 +1,138 @@
+// The CNN training step that the LibTorch peer (torch_step cnn) is measured on: the reference
+// network of the issue on convolutional networks, on (N, 1, 28, 28) inputs:
+//   conv 1->32 3x3 pad 1, BN, ReLU; conv 32->32, BN, ReLU; max pool 2
+//   conv 32->64, BN, ReLU; conv 64->64, BN, ReLU; max pool 2
+//   flatten 3136 -> Linear 256, ReLU, dropout 0.5 -> Linear 10; softmax cross-entropy, Adam 1e-3
+//
+//   cnn_step --batch 64 --steps 30 [--threads 1] [--profile]  ->  median_us=...
+//   cnn_step --conv --batch 64  ->  conv_gflops=...  sgemm_gflops=...
+//
+// --conv times conv2d forward and backward alone on the network's two large layers (32->32 at
+// 28x28, 64->64 at 14x14) and prints their rate next to the best rate of the float32 GEMM on
+// the products an im2col convolution would make of one image (O x L x 9C), in the same run.
+#include <chrono>
+#include <cstdio>
+
+#include "autograd/allocator.hpp"
+#include "autograd/blas.hpp"
+#include "autograd/profiler.hpp"
+#include "bench/gemm_rate.hpp"
+#include "bench/options.hpp"
+#include "nn/conv.hpp"
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
+#include "nn/optim.hpp"
+
+using namespace xgrad;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::shared_ptr<nn::Sequential> reference_cnn(Generator& gen) {
+  auto net = std::make_shared<nn::Sequential>();
+  const auto block = [&](std::size_t in, std::size_t out) {
+    net->push_back(std::make_shared<nn::Conv2d>(in, out, std::array<std::size_t, 2>{3, 3},
+                                                Conv2dOptions{.padding = {1, 1}}, true,
+                                                Dtype::float32, gen));
+    net->push_back(std::make_shared<nn::BatchNorm2d>(out));
+    net->push_back(nn::make_activation("relu"));
+  };
+  block(1, 32);
+  block(32, 32);
+  net->push_back(std::make_shared<nn::MaxPool2d>(std::array<std::size_t, 2>{2, 2}));
+  block(32, 64);
+  block(64, 64);
+  net->push_back(std::make_shared<nn::MaxPool2d>(std::array<std::size_t, 2>{2, 2}));
+  net->push_back(std::make_shared<nn::Flatten>());
+  auto hidden = std::make_shared<nn::Linear>(3136, 256, true, Dtype::float32, gen);
+  hidden->epilogue = Epilogue::relu;  // ReLU fused, as a user asks for the fastest
+  net->push_back(hidden);
+  net->push_back(std::make_shared<nn::Dropout>(0.5, gen));
+  net->push_back(std::make_shared<nn::Linear>(256, 10, true, Dtype::float32, gen));
+  return net;
+}
+
+double micros_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
+
+void step_time(std::size_t batch, std::size_t steps, bool profile) {
+  Generator gen(0);
+  auto net = reference_cnn(gen);
+  nn::Adam adam(net->parameters(), {.lr = 1e-3});
+  const Tensor x = randn({batch, 1, 28, 28}, {}, gen);
+  Index y = Index::from_shape({batch});
+  for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % 10);
+  const auto step = [&] {
+    adam.zero_grad();
+    const Tensor loss = nn::softmax_cross_entropy((*net)(x), y);
+    loss.backward();
+    adam.step();
+  };
+  std::vector<double> times;
+  for (std::size_t s = 0; s < steps; ++s) {
+    const auto t0 = Clock::now();
+    step();
+    times.push_back(micros_since(t0));
+  }
+  std::printf("median_us=%g\n", bench::median_after_warmup(times));
+  if (profile) {
+    Profiler profiler;
+    for (std::size_t s = 0; s < steps; ++s) step();
+    profiler.stop();
+    std::printf("\nprofile of %zu steps (times summed over them):\n%s", steps,
+                profiler.table().c_str());
+  }
+}
+
+void conv_rate(std::size_t batch, std::size_t steps) {
+  Generator gen(0);
+  struct Layer {
+    std::size_t c, hw;
+  };
+  double flop = 0, seconds = 0, sgemm = 0;
+  for (const Layer l : {Layer{32, 28}, Layer{64, 14}}) {
+    const Tensor x = randn({batch, l.c, l.hw, l.hw}, {}, gen).requires_grad_();
+    const Tensor w = randn({l.c, l.c, 3, 3}, {}, gen).requires_grad_();
+    const Tensor g = randn({batch, l.c, l.hw, l.hw}, {}, gen);
+    std::vector<double> times;
+    for (std::size_t s = 0; s < steps; ++s) {
+      const auto t0 = Clock::now();
+      sum(mul(conv2d(x, w, {}, {.padding = {1, 1}}), g)).backward();
+      times.push_back(micros_since(t0));
+    }
+    seconds += bench::median_after_warmup(times) / 1e6;
+    // forward, weight gradient, input gradient: three products of 2 N O L 9C each
+    const double L = double(l.hw * l.hw), K = 9.0 * double(l.c), O = double(l.c);
+    flop += 3 * 2 * double(batch) * O * L * K;
+    for (const bench::Product p :
+         {bench::Product{false, false, l.c, l.hw * l.hw, 9 * l.c},
+          bench::Product{false, true, l.c, 9 * l.c, l.hw * l.hw},
+          bench::Product{true, false, 9 * l.c, l.hw * l.hw, l.c}})
+      sgemm = std::max(sgemm, bench::best_rate(p, 30));
+  }
+  std::printf("conv_gflops=%.1f\nsgemm_gflops=%.1f\n", flop / seconds / 1e9, sgemm);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::size_t batch = 64, steps = 30;
+  int threads = 1;
+  bool profile = false, conv = false;
+  CLI::App app{"Median time of one training step of the reference CNN (forward, backward, Adam)."};
+  app.add_option("--batch", batch, "batch size")->check(CLI::Range(1, 1 << 16));
+  app.add_option("--steps", steps, "training steps")->check(CLI::Range(5, 100000));
+  app.add_option("--threads", threads, "BLAS threads")->check(CLI::Range(1, 1024));
+  app.add_flag("--profile", profile, "then print the per-op profile of as many steps");
+  app.add_flag("--conv", conv, "the rate of conv2d alone against the GEMM's, instead");
+  if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
+  return bench::guarded("cnn_step", [&] {
+    keep_freed_memory();
+    set_num_threads(threads);
+    if (conv)
+      conv_rate(batch, steps);
+    else
+      step_time(batch, steps, profile);
+  });
+}
