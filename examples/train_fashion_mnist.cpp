@@ -235,7 +235,9 @@ void run(const Config& c) {
   if (c.schedule == "step")
     schedule = std::make_unique<StepLR>(*optimizer, std::max(1, c.epochs / 3), 0.1);
   Checkpoint checkpoint;
-  checkpoint.module(*model.net).optimizer(*optimizer);
+  // The generator goes on drawing dropout masks after the initialization: saved with the rest,
+  // so that a resumed run draws the same masks.
+  checkpoint.module(*model.net).optimizer(*optimizer).generator("model", gen);
   if (schedule) checkpoint.scheduler(*schedule);
   std::vector<EpochResult> results;
   if (!c.resume.empty()) {

@@ -102,6 +102,34 @@ TEST_CASE("training: epoch lines, a CSV log, and test_accuracy= as the last line
   CHECK(rows == 3);
 }
 
+TEST_CASE("training --model cnn: learns, and resumes exactly with crops, flips and dropout") {
+  const fs::path data = synthetic_data();
+  const std::string cnn =
+      "--data " + data.string() + " --hidden 16 --batch-size 32 --model cnn --channels 4,8 ";
+  // Flips would swap the quadrants (and so the classes) of these images, and shifts blur them.
+  const Run r = run(cnn + "--epochs 20 --augment none --lr 0.03");
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("model cnn 4-8 channels, hidden 16 relu\n") != std::string::npos);
+  CHECK(accuracy(r) > 0.7);  // chance is 0.25
+  CHECK(r.out.find(" s\n") != std::string::npos);  // the time of each epoch
+  // A run resumed after epoch 2 sees the same crops, flips and dropout masks in epoch 3.
+  const std::string args = cnn + "--augment crop+flip --dropout 0.5 --optimizer sgd --schedule none ";
+  const Run straight = run(args + "--epochs 3");
+  const fs::path ckpt = scratch() / "cnn_ckpt";
+  REQUIRE(run(args + "--epochs 2 --save " + ckpt.string()).status == 0);
+  const Run resumed = run(args + "--epochs 3 --resume " + ckpt.string());
+  INFO(straight.out << resumed.out << resumed.err);
+  CHECK(epoch_numbers(resumed, " 3/3") == epoch_numbers(straight, " 3/3"));
+  // options that do not fit
+  const Run mlp_dropout = run(small(data) + "--epochs 1 --dropout 0.5");
+  CHECK(mlp_dropout.status == 2);
+  CHECK(mlp_dropout.err.find("--dropout is an option of --model cnn") != std::string::npos);
+  const Run too_deep = run(cnn + "--epochs 1 --channels 4,4,4,4");
+  CHECK(too_deep.status == 2);
+  CHECK(too_deep.err.find("pooling blocks leave nothing") != std::string::npos);
+}
+
 TEST_CASE("training: the same seed gives the same numbers, and a resumed run continues exactly") {
   const fs::path data = synthetic_data();
   const fs::path ckpt = scratch() / "ckpt";

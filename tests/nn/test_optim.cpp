@@ -286,3 +286,19 @@ TEST_CASE("parameter groups: their own lr and weight decay, scheduled from their
   CHECK(testing::flat(x)[0] == doctest::Approx(-0.1).epsilon(1e-6));
   CHECK(testing::flat(y)[0] == doctest::Approx(-0.01).epsilon(1e-6));
 }
+
+TEST_CASE("optimizer state that decays below float32's normal range is flushed to zero") {
+  // A weight whose gradient stays 0: its momentum falls by 0.9 a step, to 0.9^900 = 6e-42 (a
+  // denormal) after 900 steps, which is slow arithmetic; the optimizers flush it to 0 instead.
+  Tensor w = zeros({4}).requires_grad_();
+  SGD sgd({w}, {.lr = 0.1, .momentum = 0.9});
+  w.set_grad(ones({4}));
+  sgd.step();  // momentum 1
+  w.set_grad(zeros({4}));
+  for (int s = 0; s < 900; ++s) sgd.step();
+  const Tensor momentum = sgd.state().at("momentum_buffer").at(0);
+  for (float v : momentum.value<float>()) CHECK(v == 0.0f);
+  // the flush ends with the step: this thread's arithmetic is IEEE again
+  volatile float tiny = 1e-38f;
+  CHECK(tiny * 0.01f != 0.0f);
+}
