@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "autograd/ops.hpp"
@@ -321,4 +322,65 @@ TEST_CASE("conv1d is conv2d over a height of 1, and says conv1d in its errors") 
   CHECK(worst(exact, y) <= 1e-12);
   CHECK_THROWS_WITH_AS(conv1d(unsqueeze(x, 0), w),
                        doctest::Contains("conv1d: needs input (N, C, L)"), ShapeError);
+}
+
+TEST_CASE("every convolution op: float32 (what training runs) agrees with float64, values and gradients") {
+  using F = std::function<Tensor(const std::vector<Tensor>&)>;
+  struct Case {
+    const char* name;
+    std::vector<Shape> inputs;
+    F f;
+  };
+  const std::vector<Case> cases = {
+      {"conv2d stride 1", {{9, 3, 8, 7}, {6, 3, 3, 3}, {6}},
+       [](const auto& x) { return conv2d(x[0], x[1], x[2], {.padding = {1, 1}}); }},
+      {"conv2d stride 2", {{3, 4, 8, 7}, {6, 2, 3, 2}, {6}},
+       [](const auto& x) { return conv2d(x[0], x[1], x[2], {.stride = {2, 2}, .groups = 2}); }},
+      {"conv2d 1x1", {{3, 4, 5, 5}, {2, 4, 1, 1}},
+       [](const auto& x) { return conv2d(x[0], x[1]); }},
+      {"conv1d", {{3, 4, 9}, {6, 4, 3}, {6}},
+       [](const auto& x) { return conv1d(x[0], x[1], x[2], {.padding = 1}); }},
+      {"max_pool2d", {{3, 4, 9, 8}},
+       [](const auto& x) { return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); }},
+      {"avg_pool2d", {{3, 4, 9, 8}},
+       [](const auto& x) { return avg_pool2d(x[0], {3, 2}, {2, 2}, {1, 1}); }},
+      {"adaptive_avg_pool2d", {{3, 4, 9, 8}},
+       [](const auto& x) { return adaptive_avg_pool2d(x[0], {4, 3}); }},
+      {"batch_norm", {{8, 4, 5, 5}, {4}, {4}},
+       [](const auto& x) { return batch_norm(x[0], {}, {}, x[1], x[2], true); }},
+      {"pad", {{3, 4, 5}}, [](const auto& x) { return pad(x[0], {1, 2, 3, 0}, 0.5); }},
+      {"unfold", {{2, 3, 6, 5}},
+       [](const auto& x) { return unfold(x[0], {.kernel = {3, 2}, .padding = {1, 1}}); }},
+      {"fold", {{2, 12, 9}}, [](const auto& x) { return fold(x[0], {4, 4}, {.kernel = {2, 2}}); }},
+      {"dropout", {{4, 50}},
+       [](const auto& x) {
+         Generator gen(5);  // the same draws in both dtypes
+         return dropout(x[0], 0.3, true, gen);
+       }},
+  };
+  Generator gen(40);
+  for (const Case& c : cases) {
+    INFO(c.name);
+    std::vector<Tensor> x64, x32;
+    for (const Shape& s : c.inputs) {
+      x64.push_back(randn(s, {.dtype = kFloat64}, gen).requires_grad_());
+      x32.push_back(cast(x64.back(), kFloat32).detach().requires_grad_());
+    }
+    const Tensor y64 = c.f(x64), y32 = c.f(x32);
+    REQUIRE(y32.dtype() == kFloat32);
+    const Tensor g = randn(y64.shape(), {.dtype = kFloat64}, gen);
+    sum(mul(y64, g)).backward();
+    sum(mul(y32, cast(g, kFloat32))).backward();
+    const auto scaled_gap = [](const Tensor& a, const Tensor& b) {
+      const auto va = testing::flat(a), vb = testing::flat(cast(b, kFloat64));
+      double gap = 0, scale = 1;
+      for (std::size_t i = 0; i < va.size(); ++i) {
+        gap = std::max(gap, std::abs(va[i] - vb[i]));
+        scale = std::max(scale, std::abs(va[i]));
+      }
+      return gap / scale;
+    };
+    CHECK(scaled_gap(y64, y32) <= 1e-5);
+    for (std::size_t i = 0; i < x64.size(); ++i) CHECK(scaled_gap(x64[i].grad(), x32[i].grad()) <= 1e-5);
+  }
 }
