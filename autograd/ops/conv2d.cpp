@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autograd/detail/blas.hpp"
+#include "autograd/detail/conv_onednn.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/grad_mode.hpp"
 
@@ -267,10 +268,28 @@ void backward_taps(const ConvShape& s, const T* x, const T* w, const T* gy, T* d
 }
 
 // ---- any stride: one image's columns at a time ----------------------------------------------
+// float32 on oneDNN's convolution where the build has it (nothing empty: it refuses 0 sizes).
+template <class T>
+bool on_onednn(const ConvShape& s) {
+  return std::is_same_v<T, float> && detail::onednn_convolution() && s.n > 0 && s.c > 0 &&
+         s.o > 0 && s.oh > 0 && s.ow > 0;
+}
+
+detail::ConvGeometry geometry(const ConvShape& s, bool bias) {
+  return {s.n,     s.c,         s.h,         s.w,          s.o,  s.kh, s.kw, s.oh, s.ow,
+          s.g,     s.opt.stride, s.opt.padding, s.opt.dilation, bias};
+}
+
 template <class T>
 xt::xarray<T> forward(const ConvShape& s, const T* x, const T* w, const T* b) {
   xt::xarray<T> y = detail::empty<T>({s.n, s.o, s.oh, s.ow});
   const std::size_t K = s.k(), L = s.l(), Og = s.og();
+  if constexpr (std::is_same_v<T, float>) {
+    if (on_onednn<T>(s)) {
+      detail::onednn_conv_forward(geometry(s, b != nullptr), x, w, b, y.data());
+      return y;
+    }
+  }
   if (K > 0 && s.shifted()) {
     forward_taps(s, x, w, b, y.data());
     return y;
@@ -330,6 +349,23 @@ struct Conv2d final : Node {
       const T* px = detail::data<T>(x);
       const T* pw = detail::data<T>(w);
       const T* pg = detail::data<T>(g);
+      if constexpr (std::is_same_v<T, float>) {
+        if (on_onednn<T>(s)) {
+          const bool bias = num_inputs() == 3;
+          xt::xarray<T> dx, dw, db;
+          if (needs_grad(0)) dx = detail::empty<T>(x.shape());
+          if (needs_grad(1)) dw = detail::empty<T>(w.shape());
+          if (bias && needs_grad(2)) db = detail::empty<T>({s.o});
+          detail::onednn_conv_backward(geometry(s, bias), px, pw, pg,
+                                       needs_grad(0) ? dx.data() : nullptr,
+                                       needs_grad(1) ? dw.data() : nullptr,
+                                       bias && needs_grad(2) ? db.data() : nullptr);
+          if (needs_grad(0)) grads[0] = Tensor(std::move(dx));
+          if (needs_grad(1)) grads[1] = Tensor(std::move(dw));
+          if (bias && needs_grad(2)) grads[2] = Tensor(std::move(db));
+          return;
+        }
+      }
       if (num_inputs() == 3 && needs_grad(2)) {
         xt::xarray<T> db = detail::empty<T>({s.o});
         for (std::size_t o = 0; o < s.o; ++o) {
