@@ -4,7 +4,7 @@
 //   conv 32->64, BN, ReLU; conv 64->64, BN, ReLU; max pool 2
 //   flatten 3136 -> Linear 256, ReLU, dropout 0.5 -> Linear 10; softmax cross-entropy, Adam 1e-3
 //
-//   cnn_step --batch 64 --steps 30 [--threads 1] [--profile]  ->  median_us=...
+//   cnn_step --batch 64 --steps 30 [--threads 1] [--profile]  ->  median_us=...  peak_rss_mb=...
 //   cnn_step --conv --batch 64  ->  conv_gflops=...  sgemm_gflops=...
 //
 // --conv times conv2d forward and backward alone on the network's two large layers (32->32 at
@@ -18,6 +18,7 @@
 #include "autograd/profiler.hpp"
 #include "bench/gemm_rate.hpp"
 #include "bench/options.hpp"
+#include "bench/peak_memory.hpp"
 #include "nn/conv.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
@@ -75,7 +76,8 @@ void step_time(std::size_t batch, std::size_t steps, bool profile) {
     step();
     times.push_back(micros_since(t0));
   }
-  std::printf("median_us=%g\n", bench::median_after_warmup(times));
+  std::printf("median_us=%g\npeak_rss_mb=%.1f\n", bench::median_after_warmup(times),
+              bench::peak_resident_mb());
   if (profile) {
     Profiler profiler;
     for (std::size_t s = 0; s < steps; ++s) step();

@@ -3,6 +3,7 @@
 //
 //   torch_step mlp --batch 64 --steps 300 [--dims 784,256,128,10]   ->  median_us=...
 //   torch_step cnn --batch 64 --steps 30    (the reference CNN of cnn_step) ->  median_us=...
+//                                                                  peak_rss_mb=...
 //   torch_step ops --ops 1000 [--reps 50]                             ->  ns_per_op=...
 #include <torch/torch.h>
 
@@ -13,6 +14,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "bench/peak_memory.hpp"
 
 namespace {
 
@@ -93,7 +96,7 @@ int cnn(int argc, char** argv) {
     times.push_back(
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::printf("median_us=%g\n", median_tail(times));
+  std::printf("median_us=%g\npeak_rss_mb=%.1f\n", median_tail(times), bench::peak_resident_mb());
   return 0;
 }
 
