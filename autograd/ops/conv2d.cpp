@@ -41,8 +41,8 @@ struct ConvShape {
 
 std::ptrdiff_t sgn(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
-// Calls f(out row segment start, q_lo, q_hi, src or nullptr, x0) for every row of every column
-// block: the entries q of [q_lo, q_hi) of the segment read src[x0 + q * sw]; the others are
+// Calls f(out row segment start, q_lo, q_hi, src, x0) for every row of every column block: the
+// entries q of [q_lo, q_hi) of the segment read the image's entry src + x0 + q sw; the others are
 // padding. `channels` channels of `img`, rows ordered as unfold's ((c kh + i) kw + j).
 template <class F>
 void for_each_segment(const ConvShape& s, std::size_t channels, F&& f) {
@@ -77,12 +77,12 @@ void im2col(const ConvShape& s, const T* img, T* cols) {
   for_each_segment(s, s.cg(), [&](std::size_t at, std::size_t lo, std::size_t hi,
                                   std::size_t src, std::ptrdiff_t x0) {
     T* __restrict out = cols + at;
-    const T* __restrict in = img + src + x0;
+    const T* __restrict in = img + src;  // the row; entry q of the segment reads in[x0 + q sw]
     for (std::size_t q = 0; q < lo; ++q) out[q] = T{0};
     if (sw == 1)  // rows are short (the output's width): a loop, not a call to memmove
-      for (std::size_t q = lo; q < hi; ++q) out[q] = in[q];
+      for (std::size_t q = lo; q < hi; ++q) out[q] = in[x0 + sgn(q)];
     else
-      for (std::size_t q = lo; q < hi; ++q) out[q] = in[q * sw];
+      for (std::size_t q = lo; q < hi; ++q) out[q] = in[x0 + sgn(q * sw)];
     for (std::size_t q = hi; q < s.ow; ++q) out[q] = T{0};
   });
 }
@@ -94,11 +94,11 @@ void col2im(const ConvShape& s, const T* cols, T* img) {
   for_each_segment(s, s.cg(), [&](std::size_t at, std::size_t lo, std::size_t hi,
                                   std::size_t src, std::ptrdiff_t x0) {
     const T* __restrict in = cols + at;
-    T* __restrict out = img + src + x0;
+    T* __restrict out = img + src;
     if (sw == 1)
-      for (std::size_t q = lo; q < hi; ++q) out[q] += in[q];
+      for (std::size_t q = lo; q < hi; ++q) out[x0 + sgn(q)] += in[q];
     else
-      for (std::size_t q = lo; q < hi; ++q) out[q * sw] += in[q];
+      for (std::size_t q = lo; q < hi; ++q) out[x0 + sgn(q * sw)] += in[q];
   });
 }
 
