@@ -110,7 +110,8 @@ TEST_CASE("training --model cnn: learns, and resumes exactly with crops, flips a
   const Run r = run(cnn + "--epochs 20 --augment none --lr 0.03");
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
-  CHECK(r.out.find("model cnn 4-8 channels, hidden 16 relu\n") != std::string::npos);
+  CHECK(r.out.find("model cnn 4-8 channels (2 convolutions per block), hidden 16 relu, dropout "
+                   "0.5\n") != std::string::npos);
   CHECK(accuracy(r) > 0.7);  // chance is 0.25
   CHECK(r.out.find(" s\n") != std::string::npos);  // the time of each epoch
   // A run resumed after epoch 2 sees the same crops, flips and dropout masks in epoch 3.
