@@ -1,6 +1,8 @@
 // float32 convolution on oneDNN (see conv_onednn.hpp). Primitives are created once per shape and
 // kept per thread; data moves between xgrad's NCHW and the layout oneDNN chose (blocked over
-// channels) by reorders inside each call, into arrays kept with the primitives.
+// channels) by reorders inside each call, into per-thread scratch arrays that every shape shares
+// (so that an evaluation batch of another size costs no second set of arrays), or not at all where
+// oneDNN chose NCHW itself.
 #include "autograd/detail/conv_onednn.hpp"
 
 #ifdef XGRAD_ONEDNN
@@ -38,16 +40,16 @@ dnnl::engine& engine() {
   return e;
 }
 
-// One shape's primitives, and its arrays in oneDNN's layouts.
+// One shape's primitives, and the layouts they take.
 struct Plan {
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data backward_data;
   dnnl::convolution_backward_weights backward_weights;
-  memory::desc src_user, weights_user, dst_user, bias_desc;
-  // oneDNN's layouts: for the forward, and for each backward (they may differ)
-  memory src, weights, dst;                 // forward
-  memory bd_weights, bd_diff_dst, bd_diff_src;  // backward data
-  memory bw_src, bw_diff_dst, bw_diff_weights;  // backward weights
+  memory::desc src_user, weights_user, dst_user, bias_desc;  // xgrad's: NCHW, OIHW (GOIHW)
+  // oneDNN's: for the forward, and for each backward (they may differ)
+  memory::desc src, weights, dst;                 // forward
+  memory::desc bd_weights, bd_diff_dst, bd_diff_src;  // backward data
+  memory::desc bw_src, bw_diff_dst, bw_diff_weights;  // backward weights
 };
 
 std::shared_ptr<Plan> make_plan(const ConvGeometry& g) {
@@ -91,15 +93,15 @@ std::shared_ptr<Plan> make_plan(const ConvGeometry& g) {
   p->dst_user = memory::desc(dst, f32, tag::nchw);
   p->weights_user = memory::desc(weights, f32, g.groups == 1 ? tag::oihw : tag::goihw);
   p->bias_desc = bias;
-  p->src = memory(fwd.src_desc(), engine());
-  p->weights = memory(fwd.weights_desc(), engine());
-  p->dst = memory(fwd.dst_desc(), engine());
-  p->bd_weights = memory(bwd_data.weights_desc(), engine());
-  p->bd_diff_dst = memory(bwd_data.diff_dst_desc(), engine());
-  p->bd_diff_src = memory(bwd_data.diff_src_desc(), engine());
-  p->bw_src = memory(bwd_weights.src_desc(), engine());
-  p->bw_diff_dst = memory(bwd_weights.diff_dst_desc(), engine());
-  p->bw_diff_weights = memory(bwd_weights.diff_weights_desc(), engine());
+  p->src = fwd.src_desc();
+  p->weights = fwd.weights_desc();
+  p->dst = fwd.dst_desc();
+  p->bd_weights = bwd_data.weights_desc();
+  p->bd_diff_dst = bwd_data.diff_dst_desc();
+  p->bd_diff_src = bwd_data.diff_src_desc();
+  p->bw_src = bwd_weights.src_desc();
+  p->bw_diff_dst = bwd_weights.diff_dst_desc();
+  p->bw_diff_weights = bwd_weights.diff_weights_desc();
   return p;
 }
 
@@ -114,14 +116,34 @@ Plan& plan(const ConvGeometry& g) {
   return *slot;
 }
 
-// Copies `from` (user's layout at `data`) into `to`, or back, by a reorder; none when they agree.
-void into(dnnl::stream& s, const memory::desc& user, const float* data, memory& to) {
-  memory from(user, engine(), const_cast<float*>(data));
-  dnnl::reorder(from, to).execute(s, from, to);
+// Per-thread arrays for the data in oneDNN's layouts, grown to the largest shape seen.
+enum Slot { kSrc, kWeights, kDst, kSlots };
+float* scratch(Slot slot, const memory::desc& desc) {
+  thread_local std::vector<float> arrays[kSlots];
+  std::vector<float>& a = arrays[slot];
+  const std::size_t floats = desc.get_size() / sizeof(float);
+  if (a.size() < floats) a.resize(floats);
+  return a.data();
 }
-void out_of(dnnl::stream& s, memory& from, const memory::desc& user, float* data) {
-  memory to(user, engine(), data);
+
+// The user's array `data` (layout `user`) as a memory of layout `want`: the array itself when
+// they agree, else a reordered copy in scratch `slot`.
+memory input(dnnl::stream& s, const memory::desc& user, const float* data,
+             const memory::desc& want, Slot slot) {
+  memory from(user, engine(), const_cast<float*>(data));
+  if (want == user) return from;
+  memory to(want, engine(), scratch(slot, want));
   dnnl::reorder(from, to).execute(s, from, to);
+  return to;
+}
+// A memory of layout `have` for a result that goes to `data` (layout `user`), and the copy back.
+memory output(const memory::desc& user, float* data, const memory::desc& have, Slot slot) {
+  return have == user ? memory(user, engine(), data) : memory(have, engine(), scratch(slot, have));
+}
+void deliver(dnnl::stream& s, memory& result, const memory::desc& user, float* data) {
+  if (result.get_desc() == user) return;
+  memory to(user, engine(), data);
+  dnnl::reorder(result, to).execute(s, result, to);
 }
 
 dnnl::stream& stream() {
@@ -146,45 +168,53 @@ void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, 
   guarded("forward convolution", [&] {
     Plan& p = plan(g);
     dnnl::stream& s = stream();
-    into(s, p.src_user, x, p.src);
-    into(s, p.weights_user, w, p.weights);
     std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, p.src}, {DNNL_ARG_WEIGHTS, p.weights}, {DNNL_ARG_DST, p.dst}};
+        {DNNL_ARG_SRC, input(s, p.src_user, x, p.src, kSrc)},
+        {DNNL_ARG_WEIGHTS, input(s, p.weights_user, w, p.weights, kWeights)}};
+    memory dst = output(p.dst_user, y, p.dst, kDst);
+    args[DNNL_ARG_DST] = dst;
     if (g.bias) args[DNNL_ARG_BIAS] = memory(p.bias_desc, engine(), const_cast<float*>(b));
     p.forward.execute(s, args);
-    out_of(s, p.dst, p.dst_user, y);
+    deliver(s, dst, p.dst_user, y);
     s.wait();
   });
 }
 
+// The data backward first (diff_dst in kDst, weights in kWeights, diff_src in kSrc), then the
+// weights backward (src in kSrc, diff_dst in kDst again unless the layouts agree, diff_weights in
+// kWeights): each step's arrays are free when the next one takes them.
 void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w, const float* dy,
                           float* dx, float* dw, float* db) {
   guarded("backward convolution", [&] {
     Plan& p = plan(g);
     dnnl::stream& s = stream();
     std::vector<float> bias_sink;  // the bias gradient when only dw is asked for
+    memory diff_dst;
     if (dx) {
-      into(s, p.weights_user, w, p.bd_weights);
-      into(s, p.dst_user, dy, p.bd_diff_dst);
-      p.backward_data.execute(s, {{DNNL_ARG_DIFF_DST, p.bd_diff_dst},
-                                  {DNNL_ARG_WEIGHTS, p.bd_weights},
-                                  {DNNL_ARG_DIFF_SRC, p.bd_diff_src}});
-      out_of(s, p.bd_diff_src, p.src_user, dx);
+      diff_dst = input(s, p.dst_user, dy, p.bd_diff_dst, kDst);
+      memory diff_src = output(p.src_user, dx, p.bd_diff_src, kSrc);
+      p.backward_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
+                                  {DNNL_ARG_WEIGHTS, input(s, p.weights_user, w, p.bd_weights, kWeights)},
+                                  {DNNL_ARG_DIFF_SRC, diff_src}});
+      deliver(s, diff_src, p.src_user, dx);
     }
     if (dw || db) {
-      into(s, p.src_user, x, p.bw_src);
-      // dy in the weights' backward layout: the data backward's copy when the layouts agree
-      const bool same = dx && p.bw_diff_dst.get_desc() == p.bd_diff_dst.get_desc();
-      if (!same) into(s, p.dst_user, dy, p.bw_diff_dst);
-      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, p.bw_src},
-                                              {DNNL_ARG_DIFF_DST, same ? p.bd_diff_dst : p.bw_diff_dst},
-                                              {DNNL_ARG_DIFF_WEIGHTS, p.bw_diff_weights}};
+      if (!dx || p.bw_diff_dst != p.bd_diff_dst) diff_dst = input(s, p.dst_user, dy, p.bw_diff_dst, kDst);
+      memory diff_weights = output(p.weights_user, dw ? dw : nullptr, p.bw_diff_weights, kWeights);
+      std::vector<float> weights_sink;  // dw when only db is asked for, in xgrad's layout
+      if (!dw && p.bw_diff_weights == p.weights_user) {
+        weights_sink.resize(p.weights_user.get_size() / sizeof(float));
+        diff_weights = memory(p.weights_user, engine(), weights_sink.data());
+      }
+      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, input(s, p.src_user, x, p.bw_src, kSrc)},
+                                              {DNNL_ARG_DIFF_DST, diff_dst},
+                                              {DNNL_ARG_DIFF_WEIGHTS, diff_weights}};
       if (g.bias) {
         if (!db) bias_sink.resize(g.o);
         args[DNNL_ARG_DIFF_BIAS] = memory(p.bias_desc, engine(), db ? db : bias_sink.data());
       }
       p.backward_weights.execute(s, args);
-      if (dw) out_of(s, p.bw_diff_weights, p.weights_user, dw);
+      if (dw) deliver(s, diff_weights, p.weights_user, dw);
     }
     s.wait();
   });

@@ -384,3 +384,31 @@ TEST_CASE("every convolution op: float32 (what training runs) agrees with float6
     for (std::size_t i = 0; i < x64.size(); ++i) CHECK(scaled_gap(x64[i].grad(), x32[i].grad()) <= 1e-5);
   }
 }
+
+TEST_CASE("conv2d gives each input's gradient alone: frozen weight, frozen bias, input only") {
+  Generator gen(41);
+  const Tensor x = randn({3, 4, 6, 5}, {.dtype = kFloat64}, gen),
+               w = randn({6, 4, 3, 3}, {.dtype = kFloat64}, gen), b = randn({6}, {.dtype = kFloat64}, gen);
+  const Tensor g = randn({3, 6, 6, 5}, {.dtype = kFloat64}, gen);
+  // all three in float64 (xgrad's own kernels), the reference
+  const Tensor x64 = x.detach().requires_grad_(), w64 = w.detach().requires_grad_(),
+               b64 = b.detach().requires_grad_();
+  sum(mul(conv2d(x64, w64, b64, {.padding = {1, 1}}), g)).backward();
+  for (int which = 0; which < 3; ++which) {  // float32 (oneDNN where built), one input at a time
+    INFO("only input " << which);
+    Tensor xs = cast(x, kFloat32), ws = cast(w, kFloat32), bs = cast(b, kFloat32);
+    Tensor& trained = which == 0 ? xs : which == 1 ? ws : bs;
+    trained.requires_grad_();
+    sum(mul(conv2d(xs, ws, bs, {.padding = {1, 1}}), cast(g, kFloat32))).backward();
+    const Tensor& want = which == 0 ? x64.grad() : which == 1 ? w64.grad() : b64.grad();
+    const auto a = testing::flat(want), c = testing::flat(cast(trained.grad(), kFloat64));
+    double gap = 0, scale = 1;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      gap = std::max(gap, std::abs(a[i] - c[i]));
+      scale = std::max(scale, std::abs(a[i]));
+    }
+    CHECK(gap / scale <= 1e-5);
+    for (const Tensor* other : {&xs, &ws, &bs})
+      if (other != &trained) CHECK_FALSE(other->grad().defined());
+  }
+}
