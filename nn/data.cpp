@@ -100,7 +100,7 @@ Tensor gather_rows(const Tensor& inputs, const std::vector<std::size_t>& order, 
   return inputs.dtype() == Dtype::float32 ? copy(float{}) : copy(double{});
 }
 
-// Crops, flips and normalizes each image of x (N, C, H, W) in place, drawing from gen: per image,
+// Crops and flips each image of x (N, C, H, W) in place, drawing from gen: per image,
 // the offsets (dy, dx) of the crop, then the flip.
 template <class T>
 void augment_images(xt::xarray<T>& x, const Augmentation& a, Generator& gen) {

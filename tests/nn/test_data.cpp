@@ -252,7 +252,8 @@ TEST_CASE("DataLoader normalization comes after the crop, so the padding is norm
   DataLoader cropped(data, {.batch_size = 4,
                             .shuffle = false,
                             .augment = {.crop_padding = 3, .normalize = {100, 4}}});
-  const auto& x = cropped.batch(0).inputs.value<double>();
+  const Batch batch = cropped.batch(0);  // kept: x refers into it
+  const auto& x = batch.inputs.value<double>();
   std::size_t padding = 0;
   for (double v : x) padding += v == -25.0;  // (0 - 100) / 4
   CHECK(padding > 0);
