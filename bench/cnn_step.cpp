@@ -10,22 +10,20 @@
 // --conv times conv2d forward and backward alone on the network's two large layers (32->32 at
 // 28x28, 64->64 at 14x14) and prints their rate next to the best rate of the float32 GEMM on
 // the products an im2col convolution would make of one image (O x L x 9C), in the same run.
-#include <chrono>
 #include <cstdio>
 
 #include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
-#include "autograd/profiler.hpp"
 #include "bench/gemm_rate.hpp"
 #include "bench/options.hpp"
 #include "bench/peak_memory.hpp"
+#include "bench/steps.hpp"
 #include "nn/conv.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
 #include "nn/optim.hpp"
 
 using namespace xgrad;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -53,10 +51,6 @@ std::shared_ptr<nn::Sequential> reference_cnn(Generator& gen) {
   return net;
 }
 
-double micros_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-}
-
 void step_time(std::size_t batch, std::size_t steps, bool profile) {
   Generator gen(0);
   auto net = reference_cnn(gen);
@@ -70,21 +64,9 @@ void step_time(std::size_t batch, std::size_t steps, bool profile) {
     loss.backward();
     adam.step();
   };
-  std::vector<double> times;
-  for (std::size_t s = 0; s < steps; ++s) {
-    const auto t0 = Clock::now();
-    step();
-    times.push_back(micros_since(t0));
-  }
-  std::printf("median_us=%g\npeak_rss_mb=%.1f\n", bench::median_after_warmup(times),
+  std::printf("median_us=%g\npeak_rss_mb=%.1f\n", bench::median_step_us(step, steps),
               bench::peak_resident_mb());
-  if (profile) {
-    Profiler profiler;
-    for (std::size_t s = 0; s < steps; ++s) step();
-    profiler.stop();
-    std::printf("\nprofile of %zu steps (times summed over them):\n%s", steps,
-                profiler.table().c_str());
-  }
+  if (profile) bench::print_profile(step, steps);
 }
 
 void conv_rate(std::size_t batch, std::size_t steps) {
@@ -97,20 +79,18 @@ void conv_rate(std::size_t batch, std::size_t steps) {
     const Tensor x = randn({batch, l.c, l.hw, l.hw}, {}, gen).requires_grad_();
     const Tensor w = randn({l.c, l.c, 3, 3}, {}, gen).requires_grad_();
     const Tensor g = randn({batch, l.c, l.hw, l.hw}, {}, gen);
-    std::vector<double> times;
-    for (std::size_t s = 0; s < steps; ++s) {
-      const auto t0 = Clock::now();
-      sum(mul(conv2d(x, w, {}, {.padding = {1, 1}}), g)).backward();
-      times.push_back(micros_since(t0));
-    }
-    seconds += bench::median_after_warmup(times) / 1e6;
+    seconds += bench::median_step_us(
+                   [&] {
+                     sum(mul(conv2d(x, w, {}, {.padding = {1, 1}}), g)).backward();
+                   },
+                   steps) /
+               1e6;
     // forward, weight gradient, input gradient: three products of 2 N O L 9C each
     const double L = double(l.hw * l.hw), K = 9.0 * double(l.c), O = double(l.c);
     flop += 3 * 2 * double(batch) * O * L * K;
-    for (const bench::Product p :
-         {bench::Product{false, false, l.c, l.hw * l.hw, 9 * l.c},
-          bench::Product{false, true, l.c, 9 * l.c, l.hw * l.hw},
-          bench::Product{true, false, 9 * l.c, l.hw * l.hw, l.c}})
+    for (const bench::Product p : {bench::Product{false, false, l.c, l.hw * l.hw, 9 * l.c},
+                                   bench::Product{false, true, l.c, 9 * l.c, l.hw * l.hw},
+                                   bench::Product{true, false, 9 * l.c, l.hw * l.hw, l.c}})
       sgemm = std::max(sgemm, bench::best_rate(p, 30));
   }
   std::printf("conv_gflops=%.1f\nsgemm_gflops=%.1f\n", flop / seconds / 1e9, sgemm);

@@ -7,13 +7,12 @@
 // --fused runs each hidden ReLU inside its Linear (nn::MLP::fuse); --profile then runs as many
 // steps again under xgrad::Profiler and prints its table, per step.
 // The median is taken over the steps after the first fifth (warm-up), as the peers do.
-#include <chrono>
 #include <cstdio>
 
 #include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
-#include "autograd/profiler.hpp"
 #include "bench/options.hpp"
+#include "bench/steps.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
 #include "nn/optim.hpp"
@@ -46,20 +45,7 @@ int main(int argc, char** argv) {
       loss.backward();
       sgd.step();
     };
-    std::vector<double> times;
-    for (std::size_t s = 0; s < steps; ++s) {
-      const auto t0 = std::chrono::steady_clock::now();
-      step();
-      times.push_back(
-          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::printf("median_us=%g\n", bench::median_after_warmup(times));
-    if (profile) {
-      Profiler profiler;
-      for (std::size_t s = 0; s < steps; ++s) step();
-      profiler.stop();
-      std::printf("\nprofile of %zu steps (times summed over them):\n%s", steps,
-                  profiler.table().c_str());
-    }
+    std::printf("median_us=%g\n", bench::median_step_us(step, steps));
+    if (profile) bench::print_profile(step, steps);
   });
 }

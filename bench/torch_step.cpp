@@ -32,6 +32,21 @@ double median_tail(std::vector<double> t) {
   return t[skip + (t.size() - skip) / 2];
 }
 
+// The median time of a training step: forward, cross-entropy, backward, optimizer step.
+double median_step_us(torch::nn::Sequential& net, torch::optim::Optimizer& optimizer,
+                      const torch::Tensor& x, const torch::Tensor& y, int steps) {
+  std::vector<double> times;
+  for (int s = 0; s < steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    optimizer.zero_grad();
+    torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+    optimizer.step();
+    times.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return median_tail(times);
+}
+
 int mlp(int argc, char** argv) {
   const int batch = std::stoi(option(argc, argv, "--batch", "64"));
   const int steps = std::stoi(option(argc, argv, "--steps", "300"));
@@ -47,16 +62,7 @@ int mlp(int argc, char** argv) {
   torch::optim::SGD sgd(net->parameters(), 0.01);
   const auto x = torch::randn({batch, dims.front()});
   const auto y = torch::arange(batch, torch::kLong) % dims.back();
-  std::vector<double> times;
-  for (int s = 0; s < steps; ++s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    sgd.zero_grad();
-    torch::nn::functional::cross_entropy(net->forward(x), y).backward();
-    sgd.step();
-    times.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::printf("median_us=%g\n", median_tail(times));
+  std::printf("median_us=%g\n", median_step_us(net, sgd, x, y, steps));
   return 0;
 }
 
@@ -87,16 +93,8 @@ int cnn(int argc, char** argv) {
   torch::optim::Adam adam(net->parameters(), torch::optim::AdamOptions(1e-3));
   const auto x = torch::randn({batch, 1, 28, 28});
   const auto y = torch::arange(batch, torch::kLong) % 10;
-  std::vector<double> times;
-  for (int s = 0; s < steps; ++s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    adam.zero_grad();
-    torch::nn::functional::cross_entropy(net->forward(x), y).backward();
-    adam.step();
-    times.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::printf("median_us=%g\npeak_rss_mb=%.1f\n", median_tail(times), bench::peak_resident_mb());
+  std::printf("median_us=%g\npeak_rss_mb=%.1f\n", median_step_us(net, adam, x, y, steps),
+              bench::peak_resident_mb());
   return 0;
 }
 
@@ -135,7 +133,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "torch_step: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr,
-               "usage: torch_step mlp|cnn|ops [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
+  std::fprintf(
+      stderr,
+      "usage: torch_step mlp|cnn|ops [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
   return 2;
 }

@@ -26,11 +26,11 @@ namespace {
 struct ConvShape {
   std::size_t n, c, h, w, o, g, kh, kw, oh, ow;
   Conv2dOptions opt;
-  std::size_t cg() const { return c / g; }             // input channels per group
-  std::size_t og() const { return o / g; }             // output channels per group
-  std::size_t k() const { return cg() * kh * kw; }     // rows of the columns
-  std::size_t l() const { return oh * ow; }            // columns: output positions
-  bool direct() const {  // the columns are the image itself
+  std::size_t cg() const { return c / g; }          // input channels per group
+  std::size_t og() const { return o / g; }          // output channels per group
+  std::size_t k() const { return cg() * kh * kw; }  // rows of the columns
+  std::size_t l() const { return oh * ow; }         // columns: output positions
+  bool direct() const {                             // the columns are the image itself
     return kh == 1 && kw == 1 && opt.stride == std::array<std::size_t, 2>{1, 1} &&
            opt.padding == std::array<std::size_t, 2>{0, 0};
   }
@@ -74,37 +74,40 @@ void for_each_segment(const ConvShape& s, std::size_t channels, F&& f) {
 template <class T>
 void im2col(const ConvShape& s, const T* img, T* cols) {
   const std::size_t sw = s.opt.stride[1];
-  for_each_segment(s, s.cg(), [&](std::size_t at, std::size_t lo, std::size_t hi,
-                                  std::size_t src, std::ptrdiff_t x0) {
-    T* __restrict out = cols + at;
-    const T* __restrict in = img + src;  // the row; entry q of the segment reads in[x0 + q sw]
-    for (std::size_t q = 0; q < lo; ++q) out[q] = T{0};
-    if (sw == 1)  // rows are short (the output's width): a loop, not a call to memmove
-      for (std::size_t q = lo; q < hi; ++q) out[q] = in[x0 + sgn(q)];
-    else
-      for (std::size_t q = lo; q < hi; ++q) out[q] = in[x0 + sgn(q * sw)];
-    for (std::size_t q = hi; q < s.ow; ++q) out[q] = T{0};
-  });
+  for_each_segment(
+      s, s.cg(),
+      [&](std::size_t at, std::size_t lo, std::size_t hi, std::size_t src, std::ptrdiff_t x0) {
+        T* __restrict out = cols + at;
+        const T* __restrict in = img + src;  // the row; entry q of the segment reads in[x0 + q sw]
+        for (std::size_t q = 0; q < lo; ++q) out[q] = T{0};
+        if (sw == 1)  // rows are short (the output's width): a loop, not a call to memmove
+          for (std::size_t q = lo; q < hi; ++q) out[q] = in[x0 + sgn(q)];
+        else
+          for (std::size_t q = lo; q < hi; ++q) out[q] = in[x0 + sgn(q * sw)];
+        for (std::size_t q = hi; q < s.ow; ++q) out[q] = T{0};
+      });
 }
 
 // The adjoint: adds cols (K, L) into the image's entries that they were read from.
 template <class T>
 void col2im(const ConvShape& s, const T* cols, T* img) {
   const std::size_t sw = s.opt.stride[1];
-  for_each_segment(s, s.cg(), [&](std::size_t at, std::size_t lo, std::size_t hi,
-                                  std::size_t src, std::ptrdiff_t x0) {
-    const T* __restrict in = cols + at;
-    T* __restrict out = img + src;
-    if (sw == 1)
-      for (std::size_t q = lo; q < hi; ++q) out[x0 + sgn(q)] += in[q];
-    else
-      for (std::size_t q = lo; q < hi; ++q) out[x0 + sgn(q * sw)] += in[q];
-  });
+  for_each_segment(
+      s, s.cg(),
+      [&](std::size_t at, std::size_t lo, std::size_t hi, std::size_t src, std::ptrdiff_t x0) {
+        const T* __restrict in = cols + at;
+        T* __restrict out = img + src;
+        if (sw == 1)
+          for (std::size_t q = lo; q < hi; ++q) out[x0 + sgn(q)] += in[q];
+        else
+          for (std::size_t q = lo; q < hi; ++q) out[x0 + sgn(q * sw)] += in[q];
+      });
 }
 
 // The columns of image n, group g: x itself for a direct convolution, else built in `work`.
 template <class T>
-const T* columns(const ConvShape& s, const T* x, std::size_t n, std::size_t g, std::vector<T>& work) {
+const T* columns(const ConvShape& s, const T* x, std::size_t n, std::size_t g,
+                 std::vector<T>& work) {
   const T* img = x + (n * s.c + g * s.cg()) * s.h * s.w;
   if (s.direct()) return img;
   work.resize(s.k() * s.l());
@@ -210,60 +213,65 @@ const std::vector<T>& weight_taps(const ConvShape& s, const T* w) {
   return out;
 }
 
-template <class T>
-void forward_taps(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
-  const std::size_t taps = s.kh * s.kw, Og = s.og(), Cg = s.cg(), per = tile_images(s);
-  const std::vector<T>& wt = weight_taps(s, w);
+// Calls f(tile, first image, group, tall image, grid) for each tile of images and each group, the
+// tall image and the grid sized for the tile in this thread's scratch.
+template <class T, class F>
+void for_each_tile(const ConvShape& s, F&& f) {
+  const std::size_t per = tile_images(s);
   for (std::size_t n0 = 0; n0 < s.n; n0 += per) {
     const Tiles t = tiles(s, std::min(per, s.n - n0));
-    std::vector<T>& tall = scratch<T>(kTall, Cg * t.plane);
-    std::vector<T>& grid = scratch<T>(kGrid, Og * t.cols);
-    for (std::size_t g = 0; g < s.g; ++g) {
-      pack_images(s, t, x, n0, g, tall.data());
-      for (std::size_t tap = 0; tap < taps; ++tap)
-        detail::gemm(false, false, Og, t.cols, Cg, T{1}, wt.data() + (g * taps + tap) * Og * Cg, Cg,
-                     tall.data() + tap_shift(s, t, tap), t.plane, tap ? T{1} : T{0}, grid.data(),
-                     t.cols);
-      from_grid(s, t, grid.data(), b, n0, g, y);
-    }
+    std::vector<T>& tall = scratch<T>(kTall, s.cg() * t.plane);
+    std::vector<T>& grid = scratch<T>(kGrid, s.og() * t.cols);
+    for (std::size_t g = 0; g < s.g; ++g) f(t, n0, g, tall, grid);
   }
+}
+
+template <class T>
+void forward_taps(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
+  const std::size_t taps = s.kh * s.kw, Og = s.og(), Cg = s.cg();
+  const std::vector<T>& wt = weight_taps(s, w);
+  for_each_tile<T>(s, [&](const Tiles& t, std::size_t n0, std::size_t g, std::vector<T>& tall,
+                          std::vector<T>& grid) {
+    pack_images(s, t, x, n0, g, tall.data());
+    for (std::size_t tap = 0; tap < taps; ++tap)
+      detail::gemm(false, false, Og, t.cols, Cg, T{1}, wt.data() + (g * taps + tap) * Og * Cg, Cg,
+                   tall.data() + tap_shift(s, t, tap), t.plane, tap ? T{1} : T{0}, grid.data(),
+                   t.cols);
+    from_grid(s, t, grid.data(), b, n0, g, y);
+  });
 }
 
 // dW (when dw) and dx (when dx) from the gradient g at the output.
 template <class T>
 void backward_taps(const ConvShape& s, const T* x, const T* w, const T* gy, T* dw, T* dx) {
-  const std::size_t taps = s.kh * s.kw, Og = s.og(), Cg = s.cg(), per = tile_images(s);
+  const std::size_t taps = s.kh * s.kw, Og = s.og(), Cg = s.cg();
   const auto [ph, pw] = s.opt.padding;
   const std::vector<T>& wt = weight_taps(s, w);
   std::vector<T>& dwt = scratch<T>(kTapGrads, dw ? wt.size() : 0);
   std::fill(dwt.begin(), dwt.end(), T{0});
-  for (std::size_t n0 = 0; n0 < s.n; n0 += per) {
-    const Tiles t = tiles(s, std::min(per, s.n - n0));
-    std::vector<T>& tall = scratch<T>(kTall, Cg * t.plane);
-    std::vector<T>& grid = scratch<T>(kGrid, Og * t.cols);
-    for (std::size_t g = 0; g < s.g; ++g) {
-      to_grid(s, t, gy, n0, g, grid.data());
-      if (dw) {
-        pack_images(s, t, x, n0, g, tall.data());
-        for (std::size_t tap = 0; tap < taps; ++tap)
-          detail::gemm(false, true, Og, Cg, t.cols, T{1}, grid.data(), t.cols,
-                       tall.data() + tap_shift(s, t, tap), t.plane, T{1},
-                       dwt.data() + (g * taps + tap) * Og * Cg, Cg);
-      }
-      if (dx) {  // the tall image's gradient, then its inside back to dx
-        std::fill(tall.begin(), tall.end(), T{0});
-        for (std::size_t tap = 0; tap < taps; ++tap)
-          detail::gemm(true, false, Cg, t.cols, Og, T{1}, wt.data() + (g * taps + tap) * Og * Cg,
-                       Cg, grid.data(), t.cols, T{1}, tall.data() + tap_shift(s, t, tap), t.plane);
-        for (std::size_t c = 0; c < Cg; ++c)
-          for (std::size_t im = 0; im < t.images; ++im) {
-            const T* src = tall.data() + c * t.plane + im * t.hp * t.wp + ph * t.wp + pw;
-            T* dst = dx + ((n0 + im) * s.c + g * Cg + c) * s.h * s.w;
-            for (std::size_t r = 0; r < s.h; ++r) std::copy_n(src + r * t.wp, s.w, dst + r * s.w);
-          }
-      }
+  for_each_tile<T>(s, [&](const Tiles& t, std::size_t n0, std::size_t g, std::vector<T>& tall,
+                          std::vector<T>& grid) {
+    to_grid(s, t, gy, n0, g, grid.data());
+    if (dw) {
+      pack_images(s, t, x, n0, g, tall.data());
+      for (std::size_t tap = 0; tap < taps; ++tap)
+        detail::gemm(false, true, Og, Cg, t.cols, T{1}, grid.data(), t.cols,
+                     tall.data() + tap_shift(s, t, tap), t.plane, T{1},
+                     dwt.data() + (g * taps + tap) * Og * Cg, Cg);
     }
-  }
+    if (dx) {  // the tall image's gradient, then its inside back to dx
+      std::fill(tall.begin(), tall.end(), T{0});
+      for (std::size_t tap = 0; tap < taps; ++tap)
+        detail::gemm(true, false, Cg, t.cols, Og, T{1}, wt.data() + (g * taps + tap) * Og * Cg, Cg,
+                     grid.data(), t.cols, T{1}, tall.data() + tap_shift(s, t, tap), t.plane);
+      for (std::size_t c = 0; c < Cg; ++c)
+        for (std::size_t im = 0; im < t.images; ++im) {
+          const T* src = tall.data() + c * t.plane + im * t.hp * t.wp + ph * t.wp + pw;
+          T* dst = dx + ((n0 + im) * s.c + g * Cg + c) * s.h * s.w;
+          for (std::size_t r = 0; r < s.h; ++r) std::copy_n(src + r * t.wp, s.w, dst + r * s.w);
+        }
+    }
+  });
   if (dw)
     for (std::size_t g = 0; g < s.g; ++g)
       for (std::size_t o = 0; o < Og; ++o)
@@ -281,8 +289,8 @@ bool on_onednn(const ConvShape& s) {
 }
 
 detail::ConvGeometry geometry(const ConvShape& s, bool bias) {
-  return {s.n,     s.c,         s.h,         s.w,          s.o,  s.kh, s.kw, s.oh, s.ow,
-          s.g,     s.opt.stride, s.opt.padding, s.opt.dilation, bias};
+  return {s.n,  s.c,  s.h, s.w,          s.o,           s.kh,           s.kw,
+          s.oh, s.ow, s.g, s.opt.stride, s.opt.padding, s.opt.dilation, bias};
 }
 
 template <class T>
@@ -361,10 +369,9 @@ struct Conv2d final : Node {
           if (needs_grad(0)) dx = detail::empty<T>(x.shape());
           if (needs_grad(1)) dw = detail::empty<T>(w.shape());
           if (bias && needs_grad(2)) db = detail::empty<T>({s.o});
-          detail::onednn_conv_backward(geometry(s, bias), px, pw, pg,
-                                       needs_grad(0) ? dx.data() : nullptr,
-                                       needs_grad(1) ? dw.data() : nullptr,
-                                       bias && needs_grad(2) ? db.data() : nullptr);
+          detail::onednn_conv_backward(
+              geometry(s, bias), px, pw, pg, needs_grad(0) ? dx.data() : nullptr,
+              needs_grad(1) ? dw.data() : nullptr, bias && needs_grad(2) ? db.data() : nullptr);
           if (needs_grad(0)) grads[0] = Tensor(std::move(dx));
           if (needs_grad(1)) grads[1] = Tensor(std::move(dw));
           if (bias && needs_grad(2)) grads[2] = Tensor(std::move(db));
