@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "xgrad/autograd/tensor.hpp"
@@ -61,7 +62,9 @@ Tensor silu(const Tensor& x);  ///< x * sigmoid(x)
 Tensor mish(const Tensor& x);  ///< x * tanh(softplus(x))
 
 // ---- linear algebra (BLAS) --------------------------------------------------------------------
-/// 1-D and 2-D as NumPy; 3-D @ 3-D is a batch of matrix products with equal batch sizes.
+/// As NumPy's matmul: 1-D operands are a row (left) or a column (right), dropped after; the axes
+/// before the last two are batch axes and broadcast, (B, H, T, D) @ (B, H, D, S) or
+/// (B, H, T, D) @ (D, S); each batch is one matrix product.
 Tensor matmul(const Tensor& a, const Tensor& b);
 /// op(a) @ op(b), op transposing the last two axes when asked, without copying: BLAS reads the
 /// operand transposed. 2-D, or 3-D with equal batch sizes.
@@ -213,6 +216,53 @@ ValuesIndices topk(const Tensor& x, std::size_t k, std::ptrdiff_t axis = -1, boo
 /// x with the order of each given axis reversed.
 Tensor flip(const Tensor& x, const Axes& axes);
 
+// ---- sequence models ---------------------------------------------------------------------------
+/// Rows of weight (num_embeddings, dim) looked up: out[..., :] = weight[indices[...], :], of shape
+/// indices' shape + (dim). The gradient is added back into the rows (repeats sum). The rows of
+/// padding_idx, when given, get no gradient. An index out of range: IndexError.
+Tensor embedding(const Tensor& weight, const Index& indices,
+                 std::optional<std::int64_t> padding_idx = std::nullopt);
+/// Over the trailing axes given by normalized_shape, as torch's layer_norm: each row normalized
+/// by its mean and biased variance, then times weight plus bias (each of normalized_shape, or
+/// undefined). A fused primitive: one pass forward, one backward.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+/// value where mask (broadcast to x) is non-zero, x elsewhere; the filled entries get no gradient.
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+/// The lower (upper) triangle of the last two axes: entries with column - row <= k (>= k) kept,
+/// the others 0.
+Tensor tril(const Tensor& x, std::ptrdiff_t k = 0);
+Tensor triu(const Tensor& x, std::ptrdiff_t k = 0);
+/// The running sum along axis; its gradient is the running sum of g from the end.
+Tensor cumsum(const Tensor& x, std::ptrdiff_t axis);
+/// indices' shape + (num_classes): 1 at each index, 0 elsewhere. A constant.
+Tensor one_hot(const Index& indices, std::size_t num_classes, Dtype dtype = kFloat32);
+/// Consecutive parts along axis of the given sizes (adding up to its length), or of `size` each
+/// (the last one shorter); chunk: n parts of ceil(length / n) each, as torch's.
+std::vector<Tensor> split(const Tensor& x, const std::vector<std::size_t>& sizes,
+                          std::ptrdiff_t axis = 0);
+std::vector<Tensor> split(const Tensor& x, std::size_t size, std::ptrdiff_t axis = 0);
+std::vector<Tensor> chunk(const Tensor& x, std::size_t chunks, std::ptrdiff_t axis = 0);
+
+struct AttentionOptions {
+  /// Broadcast to (..., T, S): 0 where a query must not see a key, non-zero where it may (the
+  /// meaning of PyTorch's boolean masks); undefined for none.
+  Tensor mask{};
+  bool is_causal = false;  ///< query i sees keys j <= i
+  double dropout_p = 0.0;  ///< on the attention weights, drawn from generator (the default if null)
+  Generator* generator = nullptr;
+  double scale = 0.0;      ///< 0: 1 / sqrt(D)
+};
+/// softmax(q k^T scale, masked entries -inf) v for q (..., T, D), k (..., S, D), v (..., S, Dv),
+/// composed from batched products, masked_fill, softmax and dropout. A query whose keys are all
+/// masked gets NaN, as in PyTorch.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const AttentionOptions& options = {});
+/// num_samples category indices per row of probs (C) or (B, C) (non-negative weights, not
+/// necessarily normalized), drawn from gen; without replacement, a category at most once.
+Index multinomial(const Tensor& probs, std::size_t num_samples, bool replacement = false,
+                  Generator& gen = default_generator());
+
 // ---- softmax ----------------------------------------------------------------------------------
 /// Stable for large logits and for -inf entries (a row that is all -inf gives NaN, as in PyTorch).
 Tensor softmax(const Tensor& x, std::ptrdiff_t axis = -1);
@@ -228,7 +278,10 @@ struct CrossEntropyOptions {
   double label_smoothing = 0.0;
   /// Per-class weights (shape (C), the logits' dtype), or undefined for none. As in PyTorch, the
   /// mean divides by the sum of the weights of the samples' labels.
-  Tensor weight;
+  Tensor weight{};
+  /// Samples with this label count for nothing: loss 0, no gradient, not in the mean's divisor
+  /// (PyTorch's default -100). For padded positions of sequences of different lengths.
+  std::int64_t ignore_index = -100;
 };
 
 /// Cross-entropy of softmax(logits) against class labels, fused (torch's cross_entropy): one pass

@@ -71,15 +71,37 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const auto n = [](const Tensor& t, std::ptrdiff_t axis) {
     return static_cast<std::ptrdiff_t>(t.size(axis));
   };
+  if (ra == 0 || rb == 0)
+    throw ShapeError("matmul: needs operands of at least 1 axis, got shapes " +
+                     shape_str(a.shape()) + " and " + shape_str(b.shape()));
   if (ra == 1 && rb == 1) return reshape(mm(reshape(a, {1, -1}), reshape(b, {-1, 1})), {});
-  if (ra == 1 && rb == 2) return reshape(mm(reshape(a, {1, -1}), b), {n(b, 1)});
-  if (ra == 2 && rb == 1) return reshape(mm(a, reshape(b, {-1, 1})), {n(a, 0)});
-  if (ra == 3 && rb == 2)  // a batch of rows times one matrix: one gemm
-    return reshape(mm(reshape(a, {-1, n(a, 2)}), b), {n(a, 0), n(a, 1), n(b, 1)});
-  if ((ra == 2 && rb == 2) || (ra == 3 && rb == 3)) return mm(a, b);
-  throw ShapeError("matmul: unsupported ranks, shapes " + shape_str(a.shape()) + " and " +
-                   shape_str(b.shape()) +
-                   " (supported: 1-D and 2-D operands, 3-D @ 3-D, 3-D @ 2-D)");
+  if (ra == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);  // a row, dropped after
+  if (rb == 1) return squeeze(matmul(a, unsqueeze(b, -1)), -1);  // a column, likewise
+  if (ra == 2 && rb == 2) return mm(a, b);
+  if (a.size(-1) != b.size(-2))
+    throw ShapeError("matmul: shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) +
+                     " do not chain (" + std::to_string(a.size(-1)) + " columns against " +
+                     std::to_string(b.size(-2)) + " rows)");
+  if (rb == 2) {  // a batch of rows times one matrix: one gemm
+    std::vector<std::ptrdiff_t> shape = detail::spec(a.shape());
+    shape.back() = n(b, 1);
+    return reshape(mm(reshape(a, {-1, n(a, -1)}), b), shape);
+  }
+  // Leading (batch) axes broadcast as NumPy's; then one batched product over them.
+  const Shape batch_a(a.shape().begin(), a.shape().end() - 2);
+  const Shape batch_b(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = detail::broadcast_shapes("matmul", batch_a, batch_b);
+  const auto batched = [&](const Tensor& t) {
+    Shape full = batch;
+    full.push_back(t.size(-2));
+    full.push_back(t.size(-1));
+    const Tensor wide = t.shape() == full ? t : broadcast_to(t, full);
+    return reshape(wide, {-1, n(t, -2), n(t, -1)});
+  };
+  std::vector<std::ptrdiff_t> shape = detail::spec(batch);
+  shape.push_back(n(a, -2));
+  shape.push_back(n(b, -1));
+  return reshape(mm(batched(a), batched(b)), shape);
 }
 
 // ---- shape ------------------------------------------------------------------------------------

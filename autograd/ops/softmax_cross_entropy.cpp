@@ -2,6 +2,7 @@
 //   q_ic = (1 - s) [c = y_i] + s / C          the target distribution
 //   loss_i = -sum_c w_c q_ic log p_ic,        p_i = softmax(z_i), log p_ic = z_ic - lse(z_i)
 //   mean: sum_i loss_i / sum_i w_{y_i};  sum: sum_i loss_i;  none: loss_i
+//   A sample labelled ignore_index has q_i = 0: loss 0, gradient 0, no part in the mean.
 //   d loss_i / d z_ic = p_ic t_i - w_c q_ic,  t_i = sum_c w_c q_ic
 // With no weights and no smoothing, t_i = 1 and the gradient of the mean is (p - onehot) / B.
 // Saves p, the target matrix (w_c q_ic) and t; the logits too, for gradients of gradients.
@@ -42,7 +43,8 @@ void check_arguments(const Tensor& logits, const Index& labels, const CrossEntro
                      " (logits " + shape_str(logits.shape()) + "); expected shape [" +
                      std::to_string(batch) + "]");
   for (std::size_t i = 0; i < batch; ++i)
-    if (labels(i) < 0 || static_cast<std::size_t>(labels(i)) >= classes)
+    if (labels(i) != o.ignore_index &&
+        (labels(i) < 0 || static_cast<std::size_t>(labels(i)) >= classes))
       throw IndexError(std::string(op) + ": label " + std::to_string(labels(i)) + " of sample " +
                        std::to_string(i) + " is out of range for " + std::to_string(classes) +
                        " classes (expected 0 <= label < " + std::to_string(classes) + ")");
@@ -82,11 +84,13 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
       T sum = 0;
       for (std::size_t c = 0; c < classes; ++c) sum += std::exp(row[c] - m);
       const T lse = m + std::log(sum);
+      const bool ignored = labels(i) == o.ignore_index;
       const auto y = static_cast<std::size_t>(labels(i));
       double loss = 0, t = 0;
       for (std::size_t c = 0; c < classes; ++c) {
         probs.data()[i * classes + c] = std::exp(row[c] - lse);
-        const double q = (c == y ? 1.0 - s : 0.0) + s / static_cast<double>(classes);
+        const double q =
+            ignored ? 0.0 : (c == y ? 1.0 - s : 0.0) + s / static_cast<double>(classes);
         const double wq = (w ? static_cast<double>(w[c]) : 1.0) * q;
         targets.data()[i * classes + c] = static_cast<T>(wq);
         t += wq;
@@ -94,7 +98,8 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
       }
       totals.data()[i] = static_cast<T>(t);
       losses[i] = loss;
-      if (o.reduction == Reduction::mean) denominator += w ? static_cast<double>(w[y]) : 1.0;
+      if (o.reduction == Reduction::mean && !ignored)
+        denominator += w ? static_cast<double>(w[y]) : 1.0;
     }
     p = Tensor(std::move(probs));
     target = Tensor(std::move(targets));

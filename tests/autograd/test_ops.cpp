@@ -95,6 +95,10 @@ std::vector<OpCase> table() {
       {"matmul", {{4}, {4}}, [](V x) { return matmul(x[0], x[1]); }},
       {"matmul", {{2, 3, 4}, {2, 4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
       {"matmul", {{2, 3, 4}, {4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"matmul", {{2, 1, 3, 4}, {3, 4, 2}}, [](V x) { return matmul(x[0], x[1]); }},  // broadcast
+      {"matmul", {{3, 4}, {2, 4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"matmul", {{4}, {2, 4, 3}}, [](V x) { return matmul(x[0], x[1]); }},
+      {"matmul", {{2, 2, 3, 4}, {4}}, [](V x) { return matmul(x[0], x[1]); }},
       {"mm", {{3, 4}, {5, 4}}, [](V x) { return mm(x[0], x[1], false, true); }},
       {"mm", {{4, 3}, {4, 5}}, [](V x) { return mm(x[0], x[1], true, false); }},
       {"mm", {{4, 3}, {5, 4}}, [](V x) { return mm(x[0], x[1], true, true); }},
@@ -301,6 +305,57 @@ std::vector<OpCase> table() {
          Generator gen(5);  // the same mask at every call
          return dropout(x[0], 0.4, true, gen);
        }},
+      {"embedding",
+       {{5, 3}},
+       [](V x) {
+         return embedding(x[0], Index{{1, 4, 1}, {0, 2, 4}});
+       }},
+      {"embedding",  // row 2 is padding, sends no gradient: its positions are zeroed after, so
+       {{5, 3}},     // that finite differences agree (the convention has its own test)
+       [](V x) {
+         const Tensor keep = from_vector(std::vector<double>{0, 1, 0, 1}, {4, 1}, {.dtype = kFloat64});
+         return embedding(x[0], Index{2, 3, 2, 0}, 2) * keep * sum(x[0]);
+       }},
+      {"layer_norm",
+       {{3, 5}, {5}, {5}},
+       [](V x) { return layer_norm(x[0], {5}, x[1], x[2]); }},
+      {"layer_norm",
+       {{2, 3, 2, 2}},
+       [](V x) { return layer_norm(x[0], {2, 2}, {}, {}, 1e-3); }},
+      {"layer_norm",
+       {{2, 2, 3}, {2, 3}},
+       [](V x) { return layer_norm(x[0], {2, 3}, x[1]); }},
+      {"masked_fill",
+       {{3, 4}},
+       [](V x) {
+         return masked_fill(x[0], mask_3x4(), 0.5);
+       }},
+      {"tril", {{2, 3, 4}}, [](V x) { return tril(x[0]); }},
+      {"triu", {{4, 3}}, [](V x) { return triu(x[0], 1); }},
+      {"cumsum", {{3, 4}}, [](V x) { return cumsum(x[0], 1); }},
+      {"cumsum", {{3, 2, 2}}, [](V x) { return cumsum(x[0], 0) * x[0]; }},
+      {"one_hot",
+       {{3}},
+       [](V x) {
+         return one_hot(Index{2, 0, 1}, 4, kFloat64) + sum(x[0].detach());
+       },
+       Domain::any, true},
+      {"scaled_dot_product_attention",
+       {{2, 3, 4}, {2, 3, 4}, {2, 3, 2}},
+       [](V x) {
+         return scaled_dot_product_attention(x[0], x[1], x[2], {.is_causal = true});
+       }},
+      {"scaled_dot_product_attention",  // a mask broadcast over the batch, 2 queries, 3 keys
+       {{2, 2, 4}, {2, 3, 4}, {2, 3, 3}},
+       [](V x) {
+         const Tensor mask = tensor({{1, 0, 1}, {1, 1, 0}}, {.dtype = kFloat64});
+         return scaled_dot_product_attention(x[0], x[1], x[2], {.mask = mask, .scale = 0.7});
+       }},
+      {"scaled_dot_product_attention",  // leading axes that broadcast: (B, H, T, D) @ (1, H, S, D)
+       {{2, 2, 3, 2}, {1, 2, 3, 2}, {1, 2, 3, 2}},
+       [](V x) {
+         return scaled_dot_product_attention(x[0], x[1], x[2], {.is_causal = true});
+       }},
       {"sort", {{3, 4}}, [](V x) { return sort(x[0]).values; }},
       {"sort", {{3, 4, 2}}, [](V x) { return sort(x[0], 1, true).values; }},
       {"topk", {{3, 5}}, [](V x) { return topk(x[0], 2).values; }},
@@ -333,6 +388,11 @@ std::vector<OpCase> table() {
          const Tensor w = tensor({0.5, 2.0, 1.0, 0.25}, {.dtype = kFloat64});
          return softmax_cross_entropy(x[0], Index{3, 0, 1},
                                       {.reduction = Reduction::none, .weight = w});
+       }},
+      {"softmax_cross_entropy",  // sample 1 is padding: no loss, no gradient, not in the mean
+       {{3, 4}},
+       [](V x) {
+         return softmax_cross_entropy(x[0], Index{2, -1, 3}, {.ignore_index = -1});
        }},
   };
 }

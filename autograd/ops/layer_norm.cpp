@@ -1,0 +1,160 @@
+// layer_norm: each row r of x viewed as (R, D), D the product of the normalized (trailing) axes,
+//   mu_r, var_r = the row's mean and biased variance,  s_r = 1 / sqrt(var_r + eps)
+//   xhat = (x - mu_r) s_r,  z = w xhat + b   (w, b of the normalized shape, or none)
+//   dxhat = g w,  dx = s_r (dxhat - mean_r(dxhat) - xhat mean_r(dxhat xhat))
+//   dw = sum over rows of g xhat,  db = sum over rows of g
+//   Saves x, w, and mu and s per row.
+// NOTE: a primitive for speed: two passes over a row for its statistics, one for z; the backward
+// one pass per row for both sums, one for dx. Under create_graph the backward is written in ops
+// (the statistics recomputed from x by mean and var) so that its own derivative is recorded.
+#include <cmath>
+
+#include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
+
+namespace xgrad {
+namespace {
+
+// The last k axes of a tensor of the given rank.
+Axes trailing_axes(std::size_t rank, std::size_t k) {
+  Axes axes;
+  for (std::size_t d = rank - k; d < rank; ++d) axes.push_back(static_cast<std::ptrdiff_t>(d));
+  return axes;
+}
+
+struct LayerNorm final : Node {
+  LayerNorm(std::size_t rows, std::size_t width, std::size_t k, bool affine, bool bias, double eps)
+      : rows_(rows), width_(width), k_(k), affine_(affine), bias_(bias), eps_(eps) {}
+  std::string_view name() const override { return "layer_norm"; }
+
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    const Tensor x = saved(0), mu = saved(1), invstd = saved(2);
+    const Tensor w = affine_ ? saved(3) : Tensor();
+    const std::size_t wi = 1, bi = affine_ ? 2 : 1;
+    if (GradMode::is_enabled()) return recorded(g, x, w, grads, wi, bi);
+    const std::size_t R = rows_, D = width_;
+    detail::dispatch(x.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      const T* px = detail::data<T>(x);
+      const T* pg = detail::data<T>(g);
+      const T* pm = detail::data<T>(mu);
+      const T* ps = detail::data<T>(invstd);
+      const T* pw = affine_ ? detail::data<T>(w) : nullptr;
+      xt::xarray<T> dx = detail::empty<T>(x.shape());
+      std::vector<double> dw(affine_ ? D : 0, 0.0), db(bias_ ? D : 0, 0.0);
+      std::vector<T> dxhat(D);
+      for (std::size_t r = 0; r < R; ++r) {
+        const T* xr = px + r * D;
+        const T* gr = pg + r * D;
+        const T m = pm[r], s = ps[r];
+        double sum_d = 0, sum_dx = 0;  // sum(dxhat), sum(dxhat xhat)
+        for (std::size_t j = 0; j < D; ++j) {
+          const T xhat = (xr[j] - m) * s;
+          dxhat[j] = pw ? gr[j] * pw[j] : gr[j];
+          sum_d += double(dxhat[j]);
+          sum_dx += double(dxhat[j]) * double(xhat);
+          if (affine_) dw[j] += double(gr[j]) * double(xhat);
+          if (bias_) db[j] += double(gr[j]);
+        }
+        const T a = static_cast<T>(sum_d / double(D)), b = static_cast<T>(sum_dx / double(D));
+        T* out = dx.data() + r * D;
+        for (std::size_t j = 0; j < D; ++j) out[j] = s * (dxhat[j] - a - (xr[j] - m) * s * b);
+      }
+      const Shape normalized(x.shape().end() - static_cast<std::ptrdiff_t>(k_), x.shape().end());
+      const auto to_tensor = [&](const std::vector<double>& v) {
+        xt::xarray<T> t = detail::empty<T>(normalized);
+        for (std::size_t j = 0; j < D; ++j) t.data()[j] = static_cast<T>(v[j]);
+        return Tensor(std::move(t));
+      };
+      if (needs_grad(0)) grads[0] = Tensor(std::move(dx));
+      if (affine_ && needs_grad(wi)) grads[wi] = to_tensor(dw);
+      if (bias_ && needs_grad(bi)) grads[bi] = to_tensor(db);
+    });
+  }
+
+  // The same in ops, for create_graph: the statistics come from x again.
+  void recorded(const Tensor& g, const Tensor& x, const Tensor& w, std::span<Tensor> grads,
+                std::size_t wi, std::size_t bi) {
+    const Axes axes = trailing_axes(x.dim(), k_);
+    const Tensor is = pow(add(var(x, axes, true, 0.0), eps_), -0.5);
+    const Tensor xhat = mul(sub(x, mean(x, axes, true)), is);
+    const Tensor dxhat = affine_ ? mul(g, w) : g;
+    if (needs_grad(0))
+      grads[0] = mul(is, sub(sub(dxhat, mean(dxhat, axes, true)),
+                             mul(xhat, mean(mul(dxhat, xhat), axes, true))));
+    const Shape normalized(x.shape().end() - static_cast<std::ptrdiff_t>(k_), x.shape().end());
+    if (affine_ && needs_grad(wi)) grads[wi] = sum_to(mul(g, xhat), normalized);
+    if (bias_ && needs_grad(bi)) grads[bi] = sum_to(g, normalized);
+  }
+  std::size_t rows_, width_, k_;
+  bool affine_, bias_;
+  double eps_;
+};
+
+void check_affine(const char* what, const Tensor& t, const Tensor& x, const Shape& normalized) {
+  if (!t.defined()) return;
+  detail::check_same_dtype("layer_norm", x, t);
+  if (t.shape() != normalized)
+    throw ShapeError(std::string("layer_norm: ") + what + " " + shape_str(t.shape()) +
+                     "; expected the normalized shape " + shape_str(normalized));
+}
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                  const Tensor& bias, double eps) {
+  const ProfileScope profiled("layer_norm");
+  const std::size_t k = normalized_shape.size();
+  const bool fits =
+      k >= 1 && k <= x.dim() &&
+      std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - long(k));
+  if (!fits)
+    throw ShapeError("layer_norm: normalized shape " + shape_str(normalized_shape) +
+                     " is not the trailing shape of the input " + shape_str(x.shape()));
+  check_affine("weight", weight, x, normalized_shape);
+  check_affine("bias", bias, x, normalized_shape);
+  if (!(eps > 0)) throw ValueError("layer_norm: needs eps > 0, got " + number_str(eps));
+  const std::size_t D = detail::product(normalized_shape);
+  if (D == 0) throw ShapeError("layer_norm: empty normalized shape " + shape_str(normalized_shape));
+  const std::size_t R = x.numel() / D;
+  Shape stats_shape(x.shape().begin(), x.shape().end() - long(k));
+  Tensor mu, invstd;
+  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = detail::data<T>(x);
+    const T* pw = weight.defined() ? detail::data<T>(weight) : nullptr;
+    const T* pb = bias.defined() ? detail::data<T>(bias) : nullptr;
+    xt::xarray<T> means = detail::empty<T>(stats_shape), inv = detail::empty<T>(stats_shape);
+    xt::xarray<T> z = detail::empty<T>(x.shape());
+    for (std::size_t r = 0; r < R; ++r) {
+      const T* row = px + r * D;
+      const double m = detail::row_sum(row, D, [](T e) { return e; }) / double(D);
+      const T mt = static_cast<T>(m);
+      const double v =
+          detail::row_sum(row, D, [mt](T e) { return (e - mt) * (e - mt); }) / double(D);
+      const T s = static_cast<T>(1 / std::sqrt(v + eps));
+      means.data()[r] = mt;
+      inv.data()[r] = s;
+      T* dst = z.data() + r * D;
+      for (std::size_t j = 0; j < D; ++j) {
+        const T xhat = (row[j] - mt) * s;
+        dst[j] = (pw ? xhat * pw[j] : xhat) + (pb ? pb[j] : T{0});
+      }
+    }
+    mu = Tensor(std::move(means));
+    invstd = Tensor(std::move(inv));
+    return Tensor(std::move(z));
+  });
+  const bool affine = weight.defined(), shift = bias.defined();
+  std::vector<const Tensor*> inputs = {&x};
+  if (affine) inputs.push_back(&weight);
+  if (shift) inputs.push_back(&bias);
+  if (auto* node = record_node<LayerNorm>(out, inputs, R, D, k, affine, shift, eps)) {
+    if (affine)
+      node->save({x, mu, invstd, weight});
+    else
+      node->save({x, mu, invstd});
+  }
+  return out;
+}
+
+}  // namespace xgrad

@@ -1,0 +1,257 @@
+// The ops of sequence models against plain loops, in both dtypes; their conventions (padding,
+// ignored labels, masks) and errors. Gradients of every order are lines of the op table.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "autograd/ops.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+Tensor random64(const Shape& shape, std::uint64_t seed, bool requires_grad = false) {
+  Generator gen(seed);
+  return randn(shape, {.dtype = kFloat64, .requires_grad = requires_grad}, gen);
+}
+
+// The entries of a tensor of either dtype, as doubles.
+std::vector<double> values(const Tensor& t) { return testing::flat(cast(t.detach(), kFloat64)); }
+
+void check_close(const std::vector<double>& a, const std::vector<double>& b, double tol) {
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    INFO("entry " << i << ": " << a[i] << " against " << b[i]);
+    CHECK(std::abs(a[i] - b[i]) <= tol * (1 + std::abs(b[i])));
+  }
+}
+
+// layer_norm of x viewed as (R, D) by its definition.
+std::vector<double> naive_layer_norm(const std::vector<double>& x, std::size_t D,
+                                     const std::vector<double>& w, const std::vector<double>& b,
+                                     double eps) {
+  std::vector<double> out(x.size());
+  for (std::size_t r = 0; r < x.size() / D; ++r) {
+    double m = 0, v = 0;
+    for (std::size_t j = 0; j < D; ++j) m += x[r * D + j] / double(D);
+    for (std::size_t j = 0; j < D; ++j) v += (x[r * D + j] - m) * (x[r * D + j] - m) / double(D);
+    for (std::size_t j = 0; j < D; ++j)
+      out[r * D + j] = (x[r * D + j] - m) / std::sqrt(v + eps) * w[j] + b[j];
+  }
+  return out;
+}
+
+// Attention by its definition, one query at a time: (B, T, D) queries, (B, S, D) keys,
+// (B, S, E) values; query t sees key s when allowed(t, s).
+template <class Allowed>
+std::vector<double> naive_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    Allowed allowed) {
+  const auto Q = values(q), K = values(k), V = values(v);
+  const std::size_t B = q.size(0), T = q.size(1), D = q.size(2), S = k.size(1), E = v.size(2);
+  std::vector<double> out;
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t t = 0; t < T; ++t) {
+      std::vector<double> score(S, -std::numeric_limits<double>::infinity());
+      double m = score[0];
+      for (std::size_t s = 0; s < S; ++s) {
+        if (!allowed(t, s)) continue;
+        double dot = 0;
+        for (std::size_t d = 0; d < D; ++d) dot += Q[(b * T + t) * D + d] * K[(b * S + s) * D + d];
+        score[s] = dot / std::sqrt(double(D));
+        m = std::max(m, score[s]);
+      }
+      double total = 0;
+      for (double& e : score) total += (e = std::exp(e - m));
+      for (std::size_t e = 0; e < E; ++e) {
+        double acc = 0;
+        for (std::size_t s = 0; s < S; ++s) acc += score[s] / total * V[(b * S + s) * E + e];
+        out.push_back(acc);
+      }
+    }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("embedding: rows looked up, repeats sum their gradients, the padding row gets none") {
+  const Tensor w = random64({4, 3}, 1, true);
+  const Index idx = {{1, 3}, {1, 0}};
+  const Tensor out = embedding(w, idx, 0);
+  CHECK(out.shape() == Shape{2, 2, 3});
+  const auto W = values(w), O = values(out);
+  for (std::size_t p = 0; p < 4; ++p)
+    for (std::size_t j = 0; j < 3; ++j)
+      CHECK(O[p * 3 + j] == W[std::size_t(idx.data()[p]) * 3 + j]);  // padding row 0 looked up too
+  sum(out * 2.0).backward();
+  const auto G = values(w.grad());
+  for (std::size_t j = 0; j < 3; ++j) {
+    CHECK(G[0 * 3 + j] == 0.0);  // padding
+    CHECK(G[1 * 3 + j] == 4.0);  // twice
+    CHECK(G[2 * 3 + j] == 0.0);  // never
+    CHECK(G[3 * 3 + j] == 2.0);
+  }
+}
+
+TEST_CASE("embedding: an index out of range names it and the vocabulary size") {
+  const Tensor w = random64({5, 2}, 2);
+  CHECK_THROWS_WITH_AS(embedding(w, Index{1, 5}),
+                       doctest::Contains("index 5 (position 1) is out of range for a vocabulary of 5"),
+                       IndexError);
+  CHECK_THROWS_AS(embedding(w, Index{-1}), IndexError);
+  CHECK_THROWS_AS(embedding(w, Index{0}, 7), IndexError);
+  CHECK_THROWS_AS(embedding(random64({5}, 2), Index{0}), ShapeError);
+}
+
+TEST_CASE("layer_norm equals its definition, in both dtypes, and checks its shapes") {
+  const Tensor x = random64({3, 2, 5}, 3) * 3.0 + 1.0;
+  const Tensor w = random64({5}, 4), b = random64({5}, 5);
+  const auto expected = naive_layer_norm(values(x), 5, values(w), values(b), 1e-5);
+  check_close(values(layer_norm(x, {5}, w, b)), expected, 1e-12);
+  check_close(values(layer_norm(cast(x, kFloat32), {5}, cast(w, kFloat32), cast(b, kFloat32))),
+              expected, 1e-5);
+  // Over two axes, no affine part.
+  const auto two = naive_layer_norm(values(x), 10, std::vector<double>(10, 1.0),
+                                    std::vector<double>(10, 0.0), 1e-5);
+  check_close(values(layer_norm(x, {2, 5})), two, 1e-12);
+  CHECK_THROWS_AS(layer_norm(x, {2}), ShapeError);
+  CHECK_THROWS_AS(layer_norm(x, {5}, random64({4}, 1)), ShapeError);
+  CHECK_THROWS_AS(layer_norm(x, {5}, {}, {}, 0.0), ValueError);
+}
+
+TEST_CASE("layer_norm's float32 gradients agree with float64's") {
+  const Tensor x = random64({4, 6}, 6), w = random64({6}, 7), b = random64({6}, 8);
+  const Tensor g = random64({4, 6}, 9);
+  std::vector<std::vector<double>> grads[2];
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    const Tensor xs = cast(x, dtype).requires_grad_(true), ws = cast(w, dtype).requires_grad_(true),
+                 bs = cast(b, dtype).requires_grad_(true);
+    sum(layer_norm(xs, {6}, ws, bs) * cast(g, dtype)).backward();
+    grads[dtype == kFloat32].push_back(values(xs.grad()));
+    grads[dtype == kFloat32].push_back(values(ws.grad()));
+    grads[dtype == kFloat32].push_back(values(bs.grad()));
+  }
+  for (std::size_t i = 0; i < 3; ++i) check_close(grads[1][i], grads[0][i], 1e-4);
+}
+
+TEST_CASE("attention with a causal mask equals a per-position loop, in both dtypes") {
+  const Tensor q = random64({2, 4, 3}, 10), k = random64({2, 4, 3}, 11), v = random64({2, 4, 5}, 12);
+  const auto expected = naive_attention(q, k, v, [](std::size_t t, std::size_t s) { return s <= t; });
+  check_close(values(scaled_dot_product_attention(q, k, v, {.is_causal = true})), expected, 1e-12);
+  check_close(values(scaled_dot_product_attention(cast(q, kFloat32), cast(k, kFloat32),
+                                                  cast(v, kFloat32), {.is_causal = true})),
+              expected, 1e-5);
+  // The same mask given explicitly (1 = may attend), and 4-D inputs (B, H, T, D).
+  const Tensor mask = tril(ones({4, 4}, {.dtype = kFloat64}));
+  check_close(values(scaled_dot_product_attention(q, k, v, {.mask = mask})), expected, 1e-12);
+  const Tensor q4 = reshape(q, {1, 2, 4, 3}), k4 = reshape(k, {1, 2, 4, 3}),
+               v4 = reshape(v, {1, 2, 4, 5});
+  check_close(values(scaled_dot_product_attention(q4, k4, v4, {.is_causal = true})), expected,
+              1e-12);
+}
+
+TEST_CASE("attention is stable for large scores; a query with every key masked gets NaN") {
+  const Tensor q = random64({1, 2, 3}, 13) * 1e3, k = random64({1, 3, 3}, 14) * 1e3,
+               v = random64({1, 3, 2}, 15);
+  const auto out = values(scaled_dot_product_attention(q, k, v));
+  for (double e : out) CHECK(std::isfinite(e));
+  const Tensor mask = tensor({{0, 0, 0}, {1, 0, 1}}, {.dtype = kFloat64});
+  const auto masked = values(scaled_dot_product_attention(q, k, v, {.mask = mask}));
+  CHECK(std::isnan(masked[0]));
+  CHECK(std::isfinite(masked[2]));
+  CHECK_THROWS_AS(scaled_dot_product_attention(q, random64({1, 3, 4}, 1), v), ShapeError);
+  CHECK_THROWS_AS(scaled_dot_product_attention(q, k, random64({1, 2, 2}, 1)), ShapeError);
+}
+
+TEST_CASE("matmul broadcasts batch axes as NumPy's") {
+  const Tensor a = random64({2, 1, 3, 4}, 16), b = random64({3, 4, 2}, 17);
+  const Tensor z = matmul(a, b);
+  REQUIRE(z.shape() == Shape{2, 3, 3, 2});
+  const auto A = values(a), B = values(b), Z = values(z);
+  for (std::size_t i = 0; i < 2; ++i)
+    for (std::size_t j = 0; j < 3; ++j)
+      for (std::size_t r = 0; r < 3; ++r)
+        for (std::size_t c = 0; c < 2; ++c) {
+          double s = 0;
+          for (std::size_t t = 0; t < 4; ++t) s += A[(i * 3 + r) * 4 + t] * B[(j * 4 + t) * 2 + c];
+          CHECK(Z[((i * 3 + j) * 3 + r) * 2 + c] == doctest::Approx(s).epsilon(1e-12));
+        }
+  CHECK_THROWS_AS(matmul(random64({2, 3, 4}, 1), random64({3, 4, 2}, 1)), ShapeError);
+  CHECK_THROWS_AS(matmul(random64({2, 3, 4}, 1), random64({2, 3, 2}, 1)), ShapeError);
+}
+
+TEST_CASE("cross-entropy's ignore_index: no loss, no gradient, not in the mean") {
+  const Tensor logits = random64({4, 3}, 18, true);
+  const Tensor kept = random64({4, 3}, 18, true);
+  const Tensor loss = softmax_cross_entropy(logits, Index{2, -100, 0, -100});
+  const Tensor reference =
+      softmax_cross_entropy(index_select(kept, 0, {0, 2}), Index{2, 0});  // the two kept rows
+  CHECK(loss.item() == doctest::Approx(reference.item()).epsilon(1e-14));
+  loss.backward();
+  reference.backward();
+  const auto g = values(logits.grad()), gk = values(kept.grad());
+  for (std::size_t c = 0; c < 3; ++c) {
+    CHECK(g[1 * 3 + c] == 0.0);
+    CHECK(g[3 * 3 + c] == 0.0);
+    CHECK(g[0 * 3 + c] == doctest::Approx(gk[0 * 3 + c]).epsilon(1e-14));
+    CHECK(g[2 * 3 + c] == doctest::Approx(gk[2 * 3 + c]).epsilon(1e-14));
+  }
+  // Any other out-of-range label is still an error.
+  CHECK_THROWS_AS(softmax_cross_entropy(logits, Index{2, -1, 0, 1}), IndexError);
+}
+
+TEST_CASE("cumsum, tril, triu, masked_fill, one_hot, split and chunk") {
+  const Tensor x = testing::f64({{1, 2, 3}, {4, 5, 6}});
+  CHECK(testing::flat(cumsum(x, 1)) == std::vector<double>{1, 3, 6, 4, 9, 15});
+  CHECK(testing::flat(cumsum(x, 0)) == std::vector<double>{1, 2, 3, 5, 7, 9});
+  CHECK(testing::flat(tril(x)) == std::vector<double>{1, 0, 0, 4, 5, 0});
+  CHECK(testing::flat(triu(x, 1)) == std::vector<double>{0, 2, 3, 0, 0, 6});
+  CHECK(testing::flat(tril(x, -1)) == std::vector<double>{0, 0, 0, 4, 0, 0});
+  // tril replaces, it does not multiply: an infinity above the diagonal becomes 0.
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK(testing::flat(tril(testing::f64({{1, inf}, {2, 3}}))) == std::vector<double>{1, 0, 2, 3});
+  const Tensor mask = testing::f64({{0, 1, 0}, {1, 0, 0}});
+  CHECK(testing::flat(masked_fill(x, mask, -inf)) == std::vector<double>{1, -inf, 3, -inf, 5, 6});
+  const Tensor oh = one_hot(Index{2, 0}, 3, kFloat64);
+  CHECK(oh.shape() == Shape{2, 3});
+  CHECK(testing::flat(oh) == std::vector<double>{0, 0, 1, 1, 0, 0});
+  CHECK_THROWS_AS(one_hot(Index{3}, 3), IndexError);
+  const auto parts = split(x, 2, 1);
+  REQUIRE(parts.size() == 2);
+  CHECK(testing::flat(parts[0]) == std::vector<double>{1, 2, 4, 5});
+  CHECK(testing::flat(parts[1]) == std::vector<double>{3, 6});
+  const auto sized = split(x, std::vector<std::size_t>{1, 2}, -1);
+  CHECK(sized[1].shape() == Shape{2, 2});
+  CHECK_THROWS_AS(split(x, std::vector<std::size_t>{1, 1}, 1), ShapeError);
+  const auto chunks = chunk(random64({5, 2}, 1), 3);
+  REQUIRE(chunks.size() == 3);
+  CHECK(chunks[0].size(0) == 2);
+  CHECK(chunks[2].size(0) == 1);
+}
+
+TEST_CASE("multinomial: reproducible from the seed, frequencies as the weights, zeros never") {
+  const Tensor p = testing::f64({0.2, 0.0, 0.5, 0.3});
+  Generator a(7), b(7);
+  const Index first = multinomial(p, 2000, true, a);
+  CHECK(first == multinomial(p, 2000, true, b));
+  std::map<std::int64_t, int> count;
+  for (std::int64_t c : first) ++count[c];
+  CHECK(count[1] == 0);
+  CHECK(count[0] / 2000.0 == doctest::Approx(0.2).epsilon(0.2));
+  CHECK(count[2] / 2000.0 == doctest::Approx(0.5).epsilon(0.1));
+  // Without replacement: distinct categories, those with weight only.
+  const Index rows = multinomial(testing::f64({{1, 1, 1, 0}, {0, 2, 1, 1}}), 3, false, a);
+  CHECK(rows.shape() == std::vector<std::size_t>{2, 3});
+  for (std::size_t r = 0; r < 2; ++r) {
+    std::set<std::int64_t> seen;
+    for (std::size_t s = 0; s < 3; ++s) seen.insert(rows(r, s));
+    CHECK(seen.size() == 3);
+    CHECK(seen.count(r == 0 ? 3 : 0) == 0);
+  }
+  CHECK_THROWS_AS(multinomial(p, 4, false, a), ValueError);  // 3 categories can be drawn
+  CHECK_THROWS_AS(multinomial(testing::f64({1, -1}), 1, true, a), ValueError);
+  CHECK_THROWS_AS(multinomial(p, 5, false, a), ValueError);
+}
