@@ -28,7 +28,10 @@ TEST_CASE("mismatched shapes name the op and both shapes") {
   CHECK_THROWS_WITH_AS(concat({zeros({2, 3}), zeros({2, 4})}, 0),
                        doctest::Contains("tensor 1 has shape [2, 4]"), ShapeError);
   CHECK_THROWS_AS(permute(zeros({2, 3}), {0, 0}), ShapeError);
-  CHECK_THROWS_AS(matmul(zeros({2, 3, 4, 5}), zeros({5, 2})), ShapeError);
+  CHECK_THROWS_WITH_AS(matmul(zeros({2, 3, 4, 5}), zeros({4, 2})),
+                       doctest::Contains("matmul: shapes [2, 3, 4, 5] and [4, 2] do not chain"),
+                       ShapeError);
+  CHECK_THROWS_AS(matmul(zeros({2, 4, 5}), zeros({3, 5, 2})), ShapeError);  // batch 2 against 3
 }
 
 TEST_CASE("impossible broadcasting names both shapes and the axis") {
