@@ -70,8 +70,8 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 /// operand transposed. 2-D, or 3-D with equal batch sizes.
 Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
 
-/// x W^T + b, as torch.nn.functional.linear: x of shape (batch, in) or (in), weight (out, in),
-/// bias (out) or undefined for none. One gemm onto the broadcast bias.
+/// x W^T + b, as torch.nn.functional.linear: x of shape (batch, in) or (in), or (..., in) taken as
+/// rows; weight (out, in), bias (out) or undefined for none. One gemm onto the broadcast bias.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 /// The activation a fused linear applies to its output.

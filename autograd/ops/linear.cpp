@@ -116,12 +116,22 @@ void check_linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   detail::check_same_dtype("linear", x, weight);
   const bool has_bias = bias.defined();
   if (has_bias) detail::check_same_dtype("linear", x, bias);
-  if ((x.dim() != 1 && x.dim() != 2) || weight.dim() != 2 || x.size(-1) != weight.size(1) ||
+  if (x.dim() == 0 || weight.dim() != 2 || x.size(-1) != weight.size(1) ||
       (has_bias && (bias.dim() != 1 || bias.size(0) != weight.size(0))))
     throw ShapeError("linear: input " + shape_str(x.shape()) + ", weight " +
                      shape_str(weight.shape()) + ", bias " +
                      (has_bias ? shape_str(bias.shape()) : std::string("none")) +
-                     "; expected input (batch, in) or (in), weight (out, in), bias (out)");
+                     "; expected input (..., in), weight (out, in), bias (out)");
+}
+
+// An input (..., in) of more than two axes, as rows: (rows, in) -> (rows, out) -> (..., out).
+// Returns an undefined tensor for 1-D and 2-D inputs, which the ops take as they are.
+template <class F>
+Tensor as_rows(const Tensor& x, const Tensor& weight, F&& f) {
+  if (x.dim() <= 2) return Tensor();
+  std::vector<std::ptrdiff_t> shape = detail::spec(x.shape());
+  shape.back() = static_cast<std::ptrdiff_t>(weight.size(0));
+  return reshape(f(reshape(x, {-1, static_cast<std::ptrdiff_t>(x.size(-1))})), shape);
 }
 
 // act(x W^T + b) without recording anything.
@@ -175,8 +185,11 @@ Epilogue epilogue_from_name(const std::string& name) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  const ProfileScope profiled("linear");
   check_linear(x, weight, bias);
+  if (Tensor z = as_rows(x, weight, [&](const Tensor& r) { return linear(r, weight, bias); });
+      z.defined())
+    return z;
+  const ProfileScope profiled("linear");
   Tensor z = linear_values(x, weight, bias, Epilogue::none);
   Node* node = bias.defined() ? static_cast<Node*>(record<Linear>(z, {x, weight, bias}))
                               : static_cast<Node*>(record<Linear>(z, {x, weight}));
@@ -186,8 +199,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogue activation) {
   if (activation == Epilogue::none) return linear(x, weight, bias);
-  const ProfileScope profiled(fused_name(activation));
   check_linear(x, weight, bias);
+  if (Tensor y = as_rows(x, weight, [&](const Tensor& r) { return linear(r, weight, bias, activation); });
+      y.defined())
+    return y;
+  const ProfileScope profiled(fused_name(activation));
   Tensor y = linear_values(x, weight, bias, activation);
   Node* node = bias.defined()
                    ? static_cast<Node*>(record<LinearActivation>(y, {x, weight, bias}, activation))

@@ -106,6 +106,7 @@ std::vector<OpCase> table() {
       {"linear", {{3, 4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear", {{4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear", {{3, 4}, {5, 4}}, [](V x) { return linear(x[0], x[1]); }},
+      {"linear", {{2, 3, 4}, {5, 4}, {5}}, [](V x) { return linear(x[0], x[1], x[2]); }},
       {"linear",
        {{3, 4}, {5, 4}, {5}},
        [](V x) { return linear(x[0], x[1], x[2], Epilogue::relu); }},

@@ -1,0 +1,234 @@
+#pragma once
+/// \file
+/// The layers of sequence models, as torch::nn's: Embedding, LayerNorm, PositionalEmbedding,
+/// MultiheadAttention (batch first), TransformerBlock (pre-norm), GRUCell, GRU, LSTMCell, LSTM.
+/// Each is a Module over the public ops (embedding, layer_norm, linear,
+/// scaled_dot_product_attention, sigmoid, tanh, gelu).
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+
+#include "xgrad/autograd/ops.hpp"
+#include "xgrad/nn/layers.hpp"
+#include "xgrad/nn/module.hpp"
+
+namespace xgrad::nn {
+
+/// A table of num_embeddings rows of embedding_dim: forward(indices) looks them up, (..., ) ->
+/// (..., embedding_dim). Initialized N(0, 1) as PyTorch's, the padding row (if any) zero; that
+/// row gets no gradient. The weight may be shared with an output layer (weight tying).
+class Embedding : public Module {
+ public:
+  Embedding(std::size_t num_embeddings, std::size_t embedding_dim,
+            std::optional<std::int64_t> padding_idx = std::nullopt, Dtype dtype = Dtype::float32,
+            Generator& gen = default_generator());
+  Tensor forward(const Index& indices) { return embedding(weight, indices, padding_idx); }
+  Tensor operator()(const Index& indices) { return forward(indices); }
+  using Module::forward;
+  std::string name() const override { return "Embedding"; }
+  std::string extra_repr() const override;
+
+  Tensor weight;
+  std::optional<std::int64_t> padding_idx;
+};
+
+/// layer_norm over the trailing normalized_shape, with a weight (ones) and bias (zeros) of that
+/// shape unless elementwise_affine is false.
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true,
+                     Dtype dtype = Dtype::float32);
+  Tensor forward(const Tensor& x) override {
+    return layer_norm(x, normalized_shape_, weight, bias, eps_);
+  }
+  std::string name() const override { return "LayerNorm"; }
+  std::string extra_repr() const override;
+
+  Tensor weight, bias;  ///< undefined without elementwise_affine
+
+ private:
+  Shape normalized_shape_;
+  double eps_;
+};
+
+/// A learned position table (max_length, dim), N(0, 1): forward(x) for x (B, T, dim) adds rows
+/// 0 .. T-1. A sequence longer than the table: ShapeError naming both lengths.
+class PositionalEmbedding : public Module {
+ public:
+  PositionalEmbedding(std::size_t max_length, std::size_t dim, Dtype dtype = Dtype::float32,
+                      Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;
+  std::string name() const override { return "PositionalEmbedding"; }
+  std::string extra_repr() const override;
+
+  Tensor weight;
+};
+
+struct MultiheadAttentionOptions {
+  bool bias = true;
+  double dropout = 0.0;  ///< on the attention weights, in training
+  bool causal = false;   ///< forward(x): each position sees itself and the ones before
+};
+
+/// Multi-head attention, batch first: inputs (B, T, E). The queries, keys and values come from
+/// one Linear in_proj (E -> 3E: rows 0..E-1 make the queries, then the keys, then the values),
+/// are split into num_heads heads of E / num_heads, attended (scaled_dot_product_attention),
+/// joined and projected by out_proj (E -> E). Linear's initializations.
+class MultiheadAttention : public Module {
+ public:
+  MultiheadAttention(std::size_t embed_dim, std::size_t num_heads,
+                     MultiheadAttentionOptions options = {}, Dtype dtype = Dtype::float32,
+                     Generator& gen = default_generator());
+  /// Self-attention, causal if the options say so.
+  Tensor forward(const Tensor& x) override;
+  /// query (B, T, E), key and value (B, S, E); mask broadcast to (B, heads, T, S), 0 where a
+  /// query must not see a key.
+  Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                 const Tensor& mask = Tensor(), bool is_causal = false);
+  std::string name() const override { return "MultiheadAttention"; }
+  std::string extra_repr() const override;
+
+  std::shared_ptr<Linear> in_proj, out_proj;
+
+ private:
+  Tensor heads(const Tensor& x) const;  // (B, T, E) -> (B, heads, T, E / heads)
+  std::size_t embed_dim_, num_heads_;
+  MultiheadAttentionOptions options_;
+  Generator* gen_;
+};
+
+struct TransformerBlockOptions {
+  std::size_t mlp_hidden = 0;  ///< 0: 4 d_model
+  double dropout = 0.0;        ///< after the attention and after the MLP, in training
+  bool causal = true;
+};
+
+/// A pre-norm transformer block: x + attn(ln1(x)), then x + fc2(gelu(fc1(ln2(x)))), over
+/// (B, T, d_model). Children ln1, attn, ln2, fc1, fc2.
+class TransformerBlock : public Module {
+ public:
+  TransformerBlock(std::size_t d_model, std::size_t num_heads, TransformerBlockOptions options = {},
+                   Dtype dtype = Dtype::float32, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;
+  std::string name() const override { return "TransformerBlock"; }
+
+  std::shared_ptr<LayerNorm> ln1, ln2;
+  std::shared_ptr<MultiheadAttention> attn;
+  std::shared_ptr<Linear> fc1, fc2;
+
+ private:
+  double dropout_;
+  Generator* gen_;
+};
+
+/// The gate arithmetic of one GRU step, as PyTorch defines it, from the input's projection
+/// xp = x W_ih^T + b_ih (B, 3H, gates r, z, n) and the state h (B, H):
+///   hp = h W_hh^T + b_hh,  r = sigmoid(xp_r + hp_r),  z = sigmoid(xp_z + hp_z),
+///   n = tanh(xp_n + r hp_n),  h' = (1 - z) n + z h.
+Tensor gru_step(const Tensor& xp, const Tensor& h, const Tensor& weight_hh, const Tensor& bias_hh);
+
+/// The state of an LSTM: hidden h and cell c.
+struct LSTMState {
+  Tensor h, c;
+};
+/// One LSTM step from xp = x W_ih^T + b_ih (B, 4H, gates i, f, g, o):
+///   gates = xp + h W_hh^T + b_hh,  i, f, o = sigmoid,  g = tanh,
+///   c' = f c + i g,  h' = o tanh(c').
+LSTMState lstm_step(const Tensor& xp, const LSTMState& state, const Tensor& weight_hh,
+                    const Tensor& bias_hh);
+
+/// The parameters of one recurrent step: weight_ih (G H, input), weight_hh (G H, H), biases
+/// (G H), for G gates, uniform in +-1/sqrt(H) as PyTorch's.
+class RecurrentCell : public Module {
+ public:
+  std::string extra_repr() const override;
+  Tensor weight_ih, weight_hh, bias_ih, bias_hh;  ///< biases undefined without bias
+
+ protected:
+  RecurrentCell(const char* layer, std::size_t gates, std::size_t input_size,
+                std::size_t hidden_size, bool bias, Dtype dtype, Generator& gen);
+  void check_input(const Tensor& x, const Tensor& state) const;
+  Tensor zero_state(const Tensor& x) const;
+
+ private:
+  std::size_t input_, hidden_;
+};
+
+/// One GRU step (gates r, z, n): x (B, input) and h (B, hidden) -> h' (B, hidden).
+class GRUCell : public RecurrentCell {
+ public:
+  GRUCell(std::size_t input_size, std::size_t hidden_size, bool bias = true,
+          Dtype dtype = Dtype::float32, Generator& gen = default_generator())
+      : RecurrentCell("GRUCell", 3, input_size, hidden_size, bias, dtype, gen) {}
+  Tensor forward(const Tensor& x, const Tensor& h);
+  Tensor forward(const Tensor& x) override;  ///< from a zero state
+  std::string name() const override { return "GRUCell"; }
+};
+
+/// One LSTM step (gates i, f, g, o): x (B, input) and (h, c) -> (h', c').
+class LSTMCell : public RecurrentCell {
+ public:
+  LSTMCell(std::size_t input_size, std::size_t hidden_size, bool bias = true,
+           Dtype dtype = Dtype::float32, Generator& gen = default_generator())
+      : RecurrentCell("LSTMCell", 4, input_size, hidden_size, bias, dtype, gen) {}
+  LSTMState forward(const Tensor& x, const LSTMState& state);
+  Tensor forward(const Tensor& x) override;  ///< h' from a zero state
+  std::string name() const override { return "LSTMCell"; }
+};
+
+struct RecurrentOptions {
+  std::size_t num_layers = 1;
+  bool bias = true;
+  double dropout = 0.0;  ///< on each layer's outputs but the last, in training
+};
+
+/// What GRU and LSTM return: the last layer's outputs at every step (B, T, H) and the final
+/// state of every layer (num_layers, B, H); c only for the LSTM.
+struct RecurrentOutput {
+  Tensor output, h, c;
+};
+
+/// A GRU or LSTM unrolled over a batch-first input (B, T, input), num_layers deep, as torch's
+/// with batch_first. Parameters weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... as
+/// PyTorch names them, uniform in +-1/sqrt(H). Each layer projects its whole input sequence in one
+/// product, then steps through time.
+class Recurrent : public Module {
+ public:
+  /// h0 and c0: (num_layers, B, H) or undefined for zeros.
+  RecurrentOutput forward(const Tensor& x, const Tensor& h0, const Tensor& c0 = Tensor());
+  Tensor forward(const Tensor& x) override { return forward(x, Tensor()).output; }
+  std::string extra_repr() const override;
+
+  std::size_t num_layers() const { return options_.num_layers; }
+  std::size_t hidden_size() const { return hidden_; }
+
+ protected:
+  Recurrent(bool lstm, std::size_t input_size, std::size_t hidden_size, RecurrentOptions options,
+            Dtype dtype, Generator& gen);
+
+ private:
+  bool lstm_;
+  std::size_t input_, hidden_;
+  RecurrentOptions options_;
+  Generator* gen_;
+  std::vector<Tensor> weight_ih_, weight_hh_, bias_ih_, bias_hh_;
+};
+
+class GRU : public Recurrent {
+ public:
+  GRU(std::size_t input_size, std::size_t hidden_size, RecurrentOptions options = {},
+      Dtype dtype = Dtype::float32, Generator& gen = default_generator())
+      : Recurrent(false, input_size, hidden_size, options, dtype, gen) {}
+  std::string name() const override { return "GRU"; }
+};
+
+class LSTM : public Recurrent {
+ public:
+  LSTM(std::size_t input_size, std::size_t hidden_size, RecurrentOptions options = {},
+       Dtype dtype = Dtype::float32, Generator& gen = default_generator())
+      : Recurrent(true, input_size, hidden_size, options, dtype, gen) {}
+  std::string name() const override { return "LSTM"; }
+};
+
+}  // namespace xgrad::nn
