@@ -8,9 +8,7 @@
 //   train_fashion_mnist --save ckpt   then   --resume ckpt --epochs 20
 //
 // The last line on stdout is test_accuracy=0.xxxx. Bad or missing data exits with status 2.
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -21,7 +19,7 @@
 #include "autograd/blas.hpp"
 #include "autograd/grad_mode.hpp"
 #include "examples/common/cli.hpp"
-#include "examples/common/training_log.hpp"
+#include "examples/common/training_run.hpp"
 #include "nn/conv.hpp"
 #include "nn/data.hpp"
 #include "nn/layers.hpp"
@@ -205,10 +203,6 @@ std::size_t count_classes(const TensorDataset& train, const TensorDataset& test)
 void run(const Config& c) {
   keep_freed_memory();
   set_num_threads(c.threads);
-  if (!c.plot.empty() && !gnuplot_available())
-    throw ValueError(
-        "--plot needs gnuplot, which is not installed (./dev installs it; or apt-get install "
-        "gnuplot-nox)");
   std::vector<std::string> files;
   for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
@@ -251,24 +245,8 @@ void run(const Config& c) {
   // so that a resumed run draws the same masks.
   checkpoint.module(*model.net).optimizer(*optimizer).generator("model", gen);
   if (schedule) checkpoint.scheduler(*schedule);
-  std::vector<EpochResult> results;
-  if (!c.resume.empty()) {
-    checkpoint.load(c.resume);
-    try {
-      results = from_rows(nlohmann::json::parse(checkpoint.metadata)
-                              .at("history")
-                              .get<std::vector<std::vector<double>>>());
-    } catch (const nlohmann::json::exception& e) {
-      throw ValueError("--resume: the history in " + c.resume + " is not readable: " + e.what());
-    }
-    if (checkpoint.epoch > c.epochs)
-      throw ValueError("--resume: the checkpoint in " + c.resume + " is of epoch " +
-                       std::to_string(checkpoint.epoch) + ", after the last (--epochs " +
-                       std::to_string(c.epochs) + ")");
-    std::printf("resumed from %s after epoch %lld\n", c.resume.c_str(),
-                static_cast<long long>(checkpoint.epoch));
-  }
-  const int done = static_cast<int>(checkpoint.epoch);
+  TrainingRun training(checkpoint, {c.save, c.resume, c.log, c.plot}, c.epochs);
+  const int done = training.epochs_done();
   const std::string described =
       cnn ? "cnn " + join(c.channels, "-") + " channels (" + std::to_string(c.convs_per_block) +
                 " convolutions per block), hidden " + join(c.hidden, "-") + " " + c.activation +
@@ -287,21 +265,14 @@ void run(const Config& c) {
   loader.set_epoch(static_cast<std::size_t>(done));
   for (int epoch = done + 1; epoch <= c.epochs; ++epoch) {
     const EpochResult r = train_epoch(model, *optimizer, loader, test, norm, epoch, c.epochs);
-    results.push_back(r);
     std::printf("epoch %2d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  %.2f s\n", epoch,
                 c.epochs, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.seconds);
     std::fflush(stdout);
     if (schedule) schedule->step();
-    if (!c.save.empty()) {
-      checkpoint.epoch = epoch;
-      checkpoint.metadata =
-          nlohmann::json{{"mean", norm.mean}, {"std", norm.std}, {"history", to_rows(results)}}
-              .dump();
-      checkpoint.save(c.save);
-    }
-    if (!c.log.empty()) write_log(c.log, results);
+    training.end_epoch(r, nlohmann::json{{"mean", norm.mean}, {"std", norm.std}}.dump());
   }
-  if (!c.plot.empty()) write_plot(c.plot, results);
+  training.finish();
+  const std::vector<EpochResult>& results = training.results();
   const double accuracy =
       results.empty() ? evaluate(model, test, norm).second : results.back().test_accuracy;
   std::printf("test_accuracy=%.4f\n", accuracy);
@@ -390,24 +361,5 @@ int main(int argc, char** argv) {
     std::cerr << "train_fashion_mnist: --activation: " << e.what() << "\n";
     return 2;
   }
-  try {
-    run(c);
-    // What was printed must have reached its destination (a full disk, a closed pipe).
-    if (std::fflush(stdout) != 0 || std::ferror(stdout))
-      throw ValueError("could not write the output: " + std::string(std::strerror(errno)));
-    return 0;
-  } catch (const Error& e) {  // bad input: flags, data, checkpoints, files that cannot be written
-    std::cerr << "train_fashion_mnist: " << e.what() << "\n";
-    return 2;
-  } catch (const fs::filesystem_error& e) {
-    std::cerr << "train_fashion_mnist: " << e.what() << "\n";
-    return 2;
-  } catch (const std::bad_alloc&) {
-    std::cerr << "train_fashion_mnist: out of memory: the data set, --hidden or --batch-size is too "
-                 "large for this machine\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "train_fashion_mnist: internal error: " << e.what() << "\n";
-    return 3;
-  }
+  return guarded_main("train_fashion_mnist", [&] { run(c); });
 }

@@ -1,5 +1,6 @@
 #include "examples/common/training_log.hpp"
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,21 +20,22 @@ namespace xgrad::programs {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-Progress::Progress(int epoch, int epochs, std::size_t batches)
+Progress::Progress(int epoch, int epochs, std::size_t batches, const char* unit)
     : on_(isatty(STDERR_FILENO)),
       epoch_(epoch),
       epochs_(epochs),
       batches_(batches),
+      unit_(unit),
       start_(Clock::now()) {}
 
-void Progress::update(std::size_t done, double running_loss, std::size_t images) {
+void Progress::update(std::size_t done, double running_loss, std::size_t count) {
   if (!on_ || (done % 20 != 0 && done != batches_)) return;
   const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
   const int width = 30, filled = static_cast<int>(width * done / batches_);
-  std::fprintf(stderr, "\repoch %d/%d [%s%s] %zu/%zu loss %.4f %6.0f img/s eta %4.1fs ", epoch_,
+  std::fprintf(stderr, "\repoch %d/%d [%s%s] %zu/%zu loss %.4f %6.0f %s eta %4.1fs ", epoch_,
                epochs_, std::string(static_cast<std::size_t>(filled), '=').c_str(),
                std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), done, batches_,
-               running_loss, static_cast<double>(images) / std::max(elapsed, 1e-9),
+               running_loss, static_cast<double>(count) / std::max(elapsed, 1e-9), unit_,
                elapsed / static_cast<double>(done) * static_cast<double>(batches_ - done));
 }
 
@@ -60,13 +62,19 @@ std::string quoted(const std::string& s) {
   return out + "'";
 }
 
-// Runs a program by its argument vector (no shell); its exit status, or -1.
-int run_program(const std::vector<std::string>& args) {
+// Runs a program by its argument vector (no shell); its exit status, or -1. quiet: its stdout
+// goes to /dev/null, not into the calling program's output.
+int run_program(const std::vector<std::string>& args, bool quiet = false) {
   std::vector<char*> argv;
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (quiet) posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   pid_t pid = 0;
-  if (posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  const int spawned = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) return -1;
   int status = 0;
   if (waitpid(pid, &status, 0) < 0) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -74,7 +82,7 @@ int run_program(const std::vector<std::string>& args) {
 
 }  // namespace
 
-bool gnuplot_available() { return run_program({"gnuplot", "--version"}) == 0; }
+bool gnuplot_available() { return run_program({"gnuplot", "--version"}, true) == 0; }
 
 void write_plot(const std::string& path, const std::vector<EpochResult>& results) {
   const fs::path data = path + ".dat", script_path = path + ".gp";

@@ -17,14 +17,16 @@ struct EpochResult {
 // A progress line on stderr, redrawn in place; only when stderr is a terminal.
 class Progress {
  public:
-  Progress(int epoch, int epochs, std::size_t batches);
-  void update(std::size_t done, double running_loss, std::size_t images);
+  // `unit`: what update's count counts, per second ("img/s", "char/s").
+  Progress(int epoch, int epochs, std::size_t batches, const char* unit = "img/s");
+  void update(std::size_t done, double running_loss, std::size_t count);
   void clear() const;
 
  private:
   bool on_;
   int epoch_, epochs_;
   std::size_t batches_;
+  const char* unit_;
   std::chrono::steady_clock::time_point start_;
 };
 

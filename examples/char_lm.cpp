@@ -1,0 +1,422 @@
+// A character-level language model of English words (the wamerican word list, one word per
+// sequence): it learns to spell, and its held-out loss says how well, in nats per character.
+//
+//   char_lm --model transformer        2 pre-norm blocks of width 128, 4 heads (bench/lm_step's)
+//   char_lm --model gru                embeddings of 64, a GRU of 256 (bench/lm_step's)
+//   char_lm --model mlp                the previous 3 characters' embeddings, a tanh layer of 256
+//   char_lm --model bigram             the previous character only: a table of logits
+//   char_lm --samples 10 --temperature 0.8     words made up by the trained model
+//   char_lm --save ckpt   then   --resume ckpt --epochs 10
+//
+// Each word w becomes the input "^w" and the target "w$" (one token, '\n', stands for both ^ and
+// $); a batch pads its words to the longest with a padding token that the loss ignores. The words
+// are split 80 / 10 / 10 into train, validation and test by --seed. The last line on stdout is
+// test_loss=x.xxxx (nats per character, the end of each word counted as one). Bad input exits 2.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+
+#include "autograd/blas.hpp"
+#include "autograd/grad_mode.hpp"
+#include "examples/common/cli.hpp"
+#include "examples/common/training_run.hpp"
+#include "nn/layers.hpp"
+#include "nn/optim.hpp"
+#include "nn/sequence.hpp"
+#include "nn/serialize.hpp"
+
+using namespace xgrad;
+using namespace xgrad::nn;
+using namespace xgrad::programs;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Config {
+  std::string corpus = "/usr/share/dict/words";
+  std::string model = "transformer";
+  int epochs = 10;
+  std::size_t batch_size = 32;
+  double lr = 0;  // 0: the model's own (default_lr)
+  double weight_decay = 0.01;
+  std::size_t context = 32;  // the longest sequence: words of up to context - 1 letters
+  std::size_t limit = 0;     // 0: every word
+  std::uint64_t seed = 1;
+  std::size_t samples = 10;
+  double temperature = 1.0;
+  int threads = 1;
+  std::string save, resume, log, plot;
+};
+
+constexpr std::int64_t kPad = 0, kBoundary = 1;  // token 1 is '\n': the start and end of a word
+
+// The characters of the corpus as tokens 2, 3, ...; 0 pads, 1 marks a word's ends.
+struct Vocabulary {
+  std::string chars;  // token t + 2 is chars[t]
+  std::size_t size() const { return chars.size() + 2; }
+  std::int64_t token(char c) const {
+    return static_cast<std::int64_t>(chars.find(c)) + 2;
+  }
+  char character(std::int64_t t) const { return t >= 2 ? chars[std::size_t(t - 2)] : '\n'; }
+};
+
+struct Corpus {
+  Vocabulary vocab;
+  std::vector<std::string> train, validation, test;
+};
+
+// The words of the file, one per line: those of printable ASCII, short enough for the context.
+// Shuffled by the seed and split 80 / 10 / 10.
+Corpus load_corpus(const Config& c) {
+  std::ifstream in(c.corpus);
+  if (!in)
+    throw ValueError("cannot read the corpus " + c.corpus +
+                     " (./dev installs wamerican; or give --corpus a text file, one word per line)");
+  std::vector<std::string> words;
+  std::string line;
+  std::size_t skipped = 0;
+  while (std::getline(in, line)) {
+    const bool ascii = std::all_of(line.begin(), line.end(),
+                                   [](char ch) { return ch > ' ' && ch < 127; });
+    if (line.empty()) continue;
+    if (!ascii || line.size() + 1 > c.context) {
+      ++skipped;
+      continue;
+    }
+    words.push_back(line);
+  }
+  if (words.size() < 10)
+    throw ValueError("the corpus " + c.corpus + " has " + std::to_string(words.size()) +
+                     " usable words (printable ASCII, at most " + std::to_string(c.context - 1) +
+                     " letters, one per line); needs at least 10");
+  std::mt19937_64 shuffle(c.seed);
+  std::shuffle(words.begin(), words.end(), shuffle);
+  if (c.limit > 0 && c.limit < words.size()) words.resize(std::max<std::size_t>(c.limit, 10));
+  Corpus corpus;
+  std::string seen;
+  for (const std::string& w : words) seen += w;
+  std::sort(seen.begin(), seen.end());
+  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+  corpus.vocab.chars = seen;
+  const std::size_t n = words.size(), train = n * 8 / 10, validation = n / 10;
+  corpus.train.assign(words.begin(), words.begin() + long(train));
+  corpus.validation.assign(words.begin() + long(train), words.begin() + long(train + validation));
+  corpus.test.assign(words.begin() + long(train + validation), words.end());
+  std::printf("%s: %zu words (%zu skipped), %zu characters; %zu / %zu / %zu words to train / "
+              "validate / test\n",
+              c.corpus.c_str(), n, skipped, seen.size(), corpus.train.size(),
+              corpus.validation.size(), corpus.test.size());
+  return corpus;
+}
+
+// Inputs (B, T) and flattened targets (B T) of a batch of words, T the longest word + 1.
+struct Batch {
+  Index inputs, targets;
+  std::size_t characters = 0;  // targets that count (not padding)
+};
+
+Batch make_batch(const std::vector<const std::string*>& words, const Vocabulary& v) {
+  std::size_t T = 0;
+  for (const std::string* w : words) T = std::max(T, w->size() + 1);
+  Batch b{Index::from_shape({words.size(), T}), Index::from_shape({words.size() * T}), 0};
+  b.inputs.fill(kPad);
+  b.targets.fill(kPad);
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    const std::string& w = *words[i];
+    b.inputs(i, 0) = kBoundary;
+    for (std::size_t t = 0; t < w.size(); ++t) {
+      b.inputs(i, t + 1) = v.token(w[t]);
+      b.targets(i * T + t) = v.token(w[t]);
+    }
+    b.targets(i * T + w.size()) = kBoundary;
+    b.characters += w.size() + 1;
+  }
+  return b;
+}
+
+// ---- the models: tokens (B, T) -> logits (B, T, V) --------------------------------------------
+
+class LanguageModel : public Module {
+ public:
+  virtual Tensor logits(const Index& tokens) = 0;
+};
+
+// The next character from the current one alone: a V x V table of logits.
+class Bigram : public LanguageModel {
+ public:
+  Bigram(std::size_t V, Generator& gen) {
+    table = register_module("table", std::make_shared<Embedding>(V, V, std::nullopt, kFloat32, gen));
+  }
+  Tensor logits(const Index& tokens) override { return table->forward(tokens); }
+  std::string name() const override { return "Bigram"; }
+  std::shared_ptr<Embedding> table;
+};
+
+// Bengio et al.'s model: the embeddings of the last k characters (the word's start repeated
+// before it), joined, through a tanh layer.
+class ContextMLP : public LanguageModel {
+ public:
+  ContextMLP(std::size_t V, std::size_t k, std::size_t dim, std::size_t hidden, Generator& gen)
+      : k_(k) {
+    emb = register_module("emb", std::make_shared<Embedding>(V, dim, std::nullopt, kFloat32, gen));
+    fc = register_module("fc", std::make_shared<Linear>(k * dim, hidden, true, kFloat32, gen));
+    out = register_module("out", std::make_shared<Linear>(hidden, V, true, kFloat32, gen));
+  }
+  Tensor logits(const Index& tokens) override {
+    const std::size_t B = tokens.shape()[0], T = tokens.shape()[1];
+    Index context = Index::from_shape({B, T, k_});
+    for (std::size_t b = 0; b < B; ++b)
+      for (std::size_t t = 0; t < T; ++t)
+        for (std::size_t j = 0; j < k_; ++j) {  // position t - (k - 1 - j)
+          const long at = long(t) - long(k_ - 1 - j);
+          context(b, t, j) = at >= 0 ? tokens(b, std::size_t(at)) : kBoundary;
+        }
+    const Tensor e = emb->forward(context);  // (B, T, k, dim)
+    return out->forward(tanh(fc->forward(flatten(e, 2))));
+  }
+  std::string name() const override { return "ContextMLP"; }
+  std::shared_ptr<Embedding> emb;
+  std::shared_ptr<Linear> fc, out;
+
+ private:
+  std::size_t k_;
+};
+
+// bench/lm_step's GRU: embeddings of 64, a GRU of hidden 256, a Linear to the vocabulary.
+class GruModel : public LanguageModel {
+ public:
+  GruModel(std::size_t V, Generator& gen) {
+    emb = register_module("emb", std::make_shared<Embedding>(V, 64, std::nullopt, kFloat32, gen));
+    gru = register_module("gru", std::make_shared<GRU>(64, 256, RecurrentOptions{}, kFloat32, gen));
+    head = register_module("head", std::make_shared<Linear>(256, V, true, kFloat32, gen));
+  }
+  Tensor logits(const Index& tokens) override {
+    return head->forward(gru->forward(emb->forward(tokens)));
+  }
+  std::string name() const override { return "GruModel"; }
+  std::shared_ptr<Embedding> emb;
+  std::shared_ptr<GRU> gru;
+  std::shared_ptr<Linear> head;
+};
+
+// bench/lm_step's transformer: width 128, learned positions, 2 causal pre-norm blocks of 4 heads,
+// a final layer norm, a Linear to the vocabulary.
+class TransformerModel : public LanguageModel {
+ public:
+  TransformerModel(std::size_t V, std::size_t context, Generator& gen) {
+    const std::size_t C = 128;
+    tok = register_module("tok", std::make_shared<Embedding>(V, C, std::nullopt, kFloat32, gen));
+    pos = register_module("pos", std::make_shared<PositionalEmbedding>(context, C, kFloat32, gen));
+    blocks = register_module("blocks", std::make_shared<Sequential>());
+    for (int i = 0; i < 2; ++i)
+      blocks->push_back(std::make_shared<TransformerBlock>(C, 4, TransformerBlockOptions{},
+                                                           kFloat32, gen));
+    lnf = register_module("lnf", std::make_shared<LayerNorm>(Shape{C}));
+    head = register_module("head", std::make_shared<Linear>(C, V, true, kFloat32, gen));
+  }
+  Tensor logits(const Index& tokens) override {
+    return head->forward(lnf->forward(blocks->forward(pos->forward(tok->forward(tokens)))));
+  }
+  std::string name() const override { return "TransformerModel"; }
+  std::shared_ptr<Embedding> tok;
+  std::shared_ptr<PositionalEmbedding> pos;
+  std::shared_ptr<Sequential> blocks;
+  std::shared_ptr<LayerNorm> lnf;
+  std::shared_ptr<Linear> head;
+};
+
+// AdamW's learning rate for each model, chosen on 20000 words, one epoch (docs/sequence.md).
+double default_lr(const std::string& model) {
+  if (model == "bigram") return 1e-2;
+  if (model == "transformer") return 2e-3;
+  return 3e-3;
+}
+
+std::shared_ptr<LanguageModel> make_model(const Config& c, std::size_t V, Generator& gen) {
+  if (c.model == "bigram") return std::make_shared<Bigram>(V, gen);
+  if (c.model == "mlp") return std::make_shared<ContextMLP>(V, 3, 16, 256, gen);
+  if (c.model == "gru") return std::make_shared<GruModel>(V, gen);
+  return std::make_shared<TransformerModel>(V, c.context, gen);
+}
+
+// ---- training ---------------------------------------------------------------------------------
+
+struct Totals {
+  double loss = 0;  // summed over the characters
+  std::size_t right = 0, characters = 0;
+  double mean_loss() const { return loss / double(characters); }
+  double accuracy() const { return double(right) / double(characters); }
+};
+
+// The summed loss of a batch, and its correct guesses counted into `totals`.
+Tensor batch_loss(LanguageModel& model, const Batch& b, std::size_t V, Totals& totals) {
+  const Tensor logits = reshape(model.logits(b.inputs), {-1, std::ptrdiff_t(V)});
+  const Tensor loss = softmax_cross_entropy(
+      logits, b.targets, {.reduction = Reduction::sum, .ignore_index = kPad});
+  const Index guess = argmax(logits, 1);
+  for (std::size_t i = 0; i < b.targets.size(); ++i)
+    totals.right += b.targets(i) != kPad && guess(i) == b.targets(i);
+  totals.loss += loss.item();
+  totals.characters += b.characters;
+  return loss;
+}
+
+// The words of a split in batches, in the order given.
+template <class F>
+void for_each_batch(const std::vector<std::string>& words, const std::vector<std::size_t>& order,
+                    std::size_t batch_size, const Vocabulary& v, F&& f) {
+  std::vector<const std::string*> chunk;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    chunk.push_back(&words[order[i]]);
+    if (chunk.size() == batch_size || i + 1 == order.size()) {
+      f(make_batch(chunk, v));
+      chunk.clear();
+    }
+  }
+}
+
+Totals evaluate(LanguageModel& model, const std::vector<std::string>& words, const Vocabulary& v) {
+  NoGradGuard no_grad;
+  model.eval();
+  std::vector<std::size_t> order(words.size());
+  std::iota(order.begin(), order.end(), 0);
+  Totals totals;
+  for_each_batch(words, order, 256, v,
+                 [&](const Batch& b) { batch_loss(model, b, v.size(), totals); });
+  model.train();
+  return totals;
+}
+
+// A word made up by the model: characters drawn one at a time from softmax(logits / temperature)
+// until the end token or the context is full.
+std::string sample_word(LanguageModel& model, const Vocabulary& v, std::size_t context,
+                        double temperature, Generator& gen) {
+  NoGradGuard no_grad;
+  std::vector<std::int64_t> tokens = {kBoundary};
+  std::string word;
+  while (tokens.size() < context) {
+    Index input = Index::from_shape({1, tokens.size()});
+    std::copy(tokens.begin(), tokens.end(), input.begin());
+    const Tensor logits = select(select(model.logits(input), 0, 0), 0, -1);
+    const std::int64_t next =
+        multinomial(softmax(div(logits, scalar(temperature))), 1, true, gen)(0);
+    if (next == kBoundary || next == kPad) break;
+    tokens.push_back(next);
+    word += v.character(next);
+  }
+  return word;
+}
+
+void run(Config c) {
+  set_num_threads(c.threads);
+  if (c.lr == 0) c.lr = default_lr(c.model);
+  const Corpus corpus = load_corpus(c);
+  const Vocabulary& v = corpus.vocab;
+  Generator gen(c.seed);
+  const std::shared_ptr<LanguageModel> model = make_model(c, v.size(), gen);
+  AdamW optimizer(model->parameters(), AdamOptions{.lr = c.lr, .weight_decay = c.weight_decay});
+  CosineAnnealingLR schedule(optimizer, c.epochs);
+  Checkpoint checkpoint;
+  checkpoint.module(*model).optimizer(optimizer).scheduler(schedule).generator("model", gen);
+  TrainingRun training(checkpoint, {c.save, c.resume, c.log, c.plot}, c.epochs);
+  std::size_t parameters = 0;
+  for (const Tensor& p : model->parameters()) parameters += p.numel();
+  std::printf("model %s: %zu parameters, vocabulary %zu; AdamW lr %g\n", c.model.c_str(),
+              parameters, v.size(), c.lr);
+  std::fflush(stdout);
+  for (int epoch = training.epochs_done() + 1; epoch <= c.epochs; ++epoch) {
+    const auto start = Clock::now();
+    // The epoch's order is a function of the seed and the epoch: a resumed run takes the same.
+    std::vector<std::size_t> order(corpus.train.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 shuffle(c.seed * 1000003 + std::uint64_t(epoch));
+    std::shuffle(order.begin(), order.end(), shuffle);
+    Progress progress(epoch, c.epochs, (order.size() + c.batch_size - 1) / c.batch_size, "char/s");
+    Totals totals;
+    std::size_t done = 0;
+    for_each_batch(corpus.train, order, c.batch_size, v, [&](const Batch& b) {
+      optimizer.zero_grad();
+      const Tensor loss = batch_loss(*model, b, v.size(), totals);
+      div(loss, scalar(double(b.characters))).backward();  // the mean over the batch's characters
+      optimizer.step();
+      progress.update(++done, totals.mean_loss(), totals.characters);
+    });
+    progress.clear();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const Totals val = evaluate(*model, corpus.validation, v);
+    const EpochResult r{epoch, totals.mean_loss(), totals.accuracy(), val.mean_loss(),
+                        val.accuracy(), seconds};
+    std::printf("epoch %2d/%d  train loss %.4f acc %.4f  validation loss %.4f acc %.4f  %.2f s\n",
+                epoch, c.epochs, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy,
+                r.seconds);
+    std::fflush(stdout);
+    schedule.step();
+    training.end_epoch(r, nlohmann::json{{"model", c.model}}.dump());
+  }
+  training.finish();
+  if (c.samples > 0) {
+    Generator draw(c.seed + 7);
+    std::printf("samples (temperature %g):", c.temperature);
+    for (std::size_t i = 0; i < c.samples; ++i)
+      std::printf(" %s", sample_word(*model, v, c.context, c.temperature, draw).c_str());
+    std::printf("\n");
+  }
+  const Totals test = evaluate(*model, corpus.test, v);
+  std::printf("test_accuracy=%.4f\n", test.accuracy());
+  std::printf("test_loss=%.4f\n", test.mean_loss());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config c;
+  CLI::App app{"Train a character-level language model of English words with xgrad."};
+  app.add_option("--corpus", c.corpus, "text file, one word per line")->capture_default_str();
+  app.add_option("--model", c.model, "bigram, mlp, gru or transformer")
+      ->check(CLI::IsMember({"bigram", "mlp", "gru", "transformer"}))
+      ->capture_default_str();
+  app.add_option("--epochs", c.epochs, "epochs in all (counting those of a resumed run)")
+      ->check(cli::count_up_to(100000))
+      ->capture_default_str();
+  app.add_option("--batch-size", c.batch_size, "words per step")
+      ->check(cli::count_up_to(1 << 16))
+      ->capture_default_str();
+  app.add_option("--lr", c.lr,
+                 "AdamW's learning rate, cosine schedule over the epochs (0: the model's default, "
+                 "1e-2 bigram, 2e-3 transformer, 3e-3 mlp and gru)")
+      ->check(cli::non_negative())
+      ->capture_default_str();
+  app.add_option("--weight-decay", c.weight_decay, "AdamW's weight decay")
+      ->check(cli::non_negative())
+      ->capture_default_str();
+  app.add_option("--context", c.context,
+                 "the longest sequence, in tokens (the transformer's position table)")
+      ->check(cli::number_rule("a whole number from 2 to 1024", 2, false, 1024, true))
+      ->capture_default_str();
+  app.add_option("--limit", c.limit, "use only this many words (at least 10; 0: all)")
+      ->capture_default_str();
+  app.add_option("--seed", c.seed, "seed of the split, the initialization and the order")
+      ->capture_default_str();
+  app.add_option("--samples", c.samples, "words to generate after training")
+      ->capture_default_str();
+  app.add_option("--temperature", c.temperature, "divides the logits when sampling")
+      ->check(cli::positive())
+      ->capture_default_str();
+  app.add_option("--threads", c.threads, "threads of xgrad's loops and the GEMMs")
+      ->check(cli::count_up_to(1024))
+      ->capture_default_str();
+  app.add_option("--save", c.save, "folder to write a checkpoint to after every epoch");
+  app.add_option("--resume", c.resume, "folder of a checkpoint to continue from");
+  app.add_option("--log", c.log,
+                 "CSV file: epoch, train loss, train accuracy, validation loss, validation "
+                 "accuracy, seconds");
+  app.add_option("--plot", c.plot, "PNG or SVG file of the loss and accuracy curves (needs gnuplot)");
+  if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
+  return guarded_main("char_lm", [&] { run(c); });
+}

@@ -1,0 +1,49 @@
+#pragma once
+// What every training program does around its epochs, written once: resuming from a checkpoint
+// with the history of the epochs before, saving one and the CSV log after each epoch, the plot at
+// the end; and main's mapping of failures to exit statuses. Not part of the library.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "examples/common/training_log.hpp"
+#include "nn/serialize.hpp"
+
+namespace xgrad::programs {
+
+// The files a run reads and writes (empty: none).
+struct RunFiles {
+  std::string save, resume, log, plot;
+};
+
+class TrainingRun {
+ public:
+  // Checks that a plot can be drawn, then, with files.resume, loads the checkpoint (whose
+  // objects are registered already) and the history kept in its metadata. ValueError for a
+  // checkpoint of an epoch after the last, or metadata that is not readable.
+  TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs);
+  int epochs_done() const { return static_cast<int>(checkpoint_.epoch); }
+  const std::vector<EpochResult>& results() const { return results_; }
+  // The program's own metadata saved with the checkpoint (as a JSON object's text), kept across
+  // a resume: what was given when the run began.
+  std::string extra_metadata() const { return extra_; }
+  // Records an epoch: the checkpoint and the log, when asked for. `extra`: a JSON object's text
+  // (the program's own metadata, "{}" for none).
+  void end_epoch(const EpochResult& result, const std::string& extra = "{}");
+  // Draws the plot, when asked for.
+  void finish() const;
+
+ private:
+  nn::Checkpoint& checkpoint_;
+  RunFiles files_;
+  std::vector<EpochResult> results_;
+  std::string extra_ = "{}";
+};
+
+// Runs a program's body: returns 0, or prints "program: message" on stderr and returns 2 for bad
+// input (an xgrad Error, a file system error, memory exhausted by the sizes asked for) and 3 for
+// anything else. Also fails when stdout could not be written whole.
+int guarded_main(const char* program, const std::function<void()>& body);
+
+}  // namespace xgrad::programs
