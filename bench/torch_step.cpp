@@ -4,6 +4,7 @@
 //   torch_step mlp --batch 64 --steps 300 [--dims 784,256,128,10]   ->  median_us=...
 //   torch_step cnn --batch 64 --steps 30    (the reference CNN of cnn_step) ->  median_us=...
 //                                                                  peak_rss_mb=...
+//   torch_step lm --model transformer|gru --batch 32 --steps 30  (lm_step's models) -> median_us=...
 //   torch_step ops --ops 1000 [--reps 50]                             ->  ns_per_op=...
 #include <torch/torch.h>
 
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -98,6 +100,104 @@ int cnn(int argc, char** argv) {
   return 0;
 }
 
+// lm_step's models, written with LibTorch's modules: vocabulary 64, context 32, AdamW 3e-4.
+constexpr int64_t kVocab = 64, kContext = 32, kWidth = 128, kHeads = 4;
+
+struct PreNormBlock : torch::nn::Module {
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  torch::nn::Linear in_proj{nullptr}, out_proj{nullptr}, fc1{nullptr}, fc2{nullptr};
+  PreNormBlock() {
+    const std::vector<int64_t> width = {kWidth};
+    norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+    norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+    in_proj = register_module("in_proj", torch::nn::Linear(kWidth, 3 * kWidth));
+    out_proj = register_module("out_proj", torch::nn::Linear(kWidth, kWidth));
+    fc1 = register_module("fc1", torch::nn::Linear(kWidth, 4 * kWidth));
+    fc2 = register_module("fc2", torch::nn::Linear(4 * kWidth, kWidth));
+  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& future) {
+    const int64_t B = x.size(0), T = x.size(1);
+    const auto qkv = in_proj->forward(norm1->forward(x)).chunk(3, -1);
+    const auto split = [&](const torch::Tensor& t) {
+      return t.reshape({B, T, kHeads, kWidth / kHeads}).permute({0, 2, 1, 3});
+    };
+    const auto q = split(qkv[0]), k = split(qkv[1]), v = split(qkv[2]);
+    auto scores = q.matmul(k.transpose(2, 3)) * (1.0 / std::sqrt(double(kWidth / kHeads)));
+    const auto weights = scores.masked_fill(future, -std::numeric_limits<float>::infinity()).softmax(-1);
+    const auto joined = weights.matmul(v).permute({0, 2, 1, 3}).reshape({B, T, kWidth});
+    const auto h = x + out_proj->forward(joined);
+    return h + fc2->forward(torch::gelu(fc1->forward(norm2->forward(h))));
+  }
+};
+
+struct TransformerLM : torch::nn::Module {
+  torch::nn::Embedding tokens{nullptr}, positions{nullptr};
+  std::shared_ptr<PreNormBlock> first, second;
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear head{nullptr};
+  torch::Tensor future = torch::ones({kContext, kContext}, torch::kBool).triu(1);
+  TransformerLM() {
+    tokens = register_module("tokens", torch::nn::Embedding(kVocab, kWidth));
+    positions = register_module("positions", torch::nn::Embedding(kContext, kWidth));
+    first = register_module("first", std::make_shared<PreNormBlock>());
+    second = register_module("second", std::make_shared<PreNormBlock>());
+    norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kWidth})));
+    head = register_module("head", torch::nn::Linear(kWidth, kVocab));
+  }
+  torch::Tensor forward(const torch::Tensor& idx) {
+    auto h = tokens->forward(idx) + positions->forward(torch::arange(kContext));
+    h = second->forward(first->forward(h, future), future);
+    return head->forward(norm->forward(h));
+  }
+};
+
+struct GruLM : torch::nn::Module {
+  torch::nn::Embedding tokens{nullptr};
+  torch::nn::GRU gru{nullptr};
+  torch::nn::Linear head{nullptr};
+  GruLM() {
+    tokens = register_module("tokens", torch::nn::Embedding(kVocab, 64));
+    gru = register_module("gru", torch::nn::GRU(torch::nn::GRUOptions(64, 256).batch_first(true)));
+    head = register_module("head", torch::nn::Linear(256, kVocab));
+  }
+  torch::Tensor forward(const torch::Tensor& idx) {
+    return head->forward(std::get<0>(gru->forward(tokens->forward(idx))));
+  }
+};
+
+template <class Model>
+double lm_median_us(int batch, int steps) {
+  auto model = std::make_shared<Model>();
+  torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(3e-4));
+  const auto x = torch::randint(kVocab, {batch, kContext}, torch::kLong);
+  const auto y = torch::randint(kVocab, {batch * kContext}, torch::kLong);
+  std::vector<double> times;
+  for (int s = 0; s < steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    adamw.zero_grad();
+    torch::nn::functional::cross_entropy(model->forward(x).reshape({-1, kVocab}), y).backward();
+    adamw.step();
+    times.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return median_tail(times);
+}
+
+int lm(int argc, char** argv) {
+  const std::string model = option(argc, argv, "--model", "transformer");
+  const int batch = std::stoi(option(argc, argv, "--batch", "32"));
+  const int steps = std::stoi(option(argc, argv, "--steps", "30"));
+  torch::manual_seed(0);
+  if (model != "transformer" && model != "gru") {
+    std::fprintf(stderr, "torch_step lm: --model is transformer or gru, got %s\n", model.c_str());
+    return 2;
+  }
+  const double us = model == "gru" ? lm_median_us<GruLM>(batch, steps)
+                                   : lm_median_us<TransformerLM>(batch, steps);
+  std::printf("median_us=%g\n", us);
+  return 0;
+}
+
 int ops(int argc, char** argv) {
   const int n = std::stoi(option(argc, argv, "--ops", "1000"));
   const int reps = std::stoi(option(argc, argv, "--reps", "50"));
@@ -128,6 +228,7 @@ int main(int argc, char** argv) {
   try {
     if (mode == "mlp") return mlp(argc, argv);
     if (mode == "cnn") return cnn(argc, argv);
+    if (mode == "lm") return lm(argc, argv);
     if (mode == "ops") return ops(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "torch_step: %s\n", e.what());
@@ -135,6 +236,6 @@ int main(int argc, char** argv) {
   }
   std::fprintf(
       stderr,
-      "usage: torch_step mlp|cnn|ops [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
+      "usage: torch_step mlp|cnn|lm|ops [--model transformer|gru] [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
   return 2;
 }

@@ -25,6 +25,7 @@
 #include "autograd/blas.hpp"
 #include "autograd/grad_mode.hpp"
 #include "examples/common/cli.hpp"
+#include "examples/common/language_models.hpp"
 #include "examples/common/training_run.hpp"
 #include "nn/layers.hpp"
 #include "nn/optim.hpp"
@@ -54,7 +55,6 @@ struct Config {
   std::string save, resume, log, plot;
 };
 
-constexpr std::int64_t kPad = 0, kBoundary = 1;  // token 1 is '\n': the start and end of a word
 
 // The characters of the corpus as tokens 2, 3, ...; 0 pads, 1 marks a word's ends.
 struct Vocabulary {
@@ -140,109 +140,11 @@ Batch make_batch(const std::vector<const std::string*>& words, const Vocabulary&
   return b;
 }
 
-// ---- the models: tokens (B, T) -> logits (B, T, V) --------------------------------------------
-
-class LanguageModel : public Module {
- public:
-  virtual Tensor logits(const Index& tokens) = 0;
-};
-
-// The next character from the current one alone: a V x V table of logits.
-class Bigram : public LanguageModel {
- public:
-  Bigram(std::size_t V, Generator& gen) {
-    table = register_module("table", std::make_shared<Embedding>(V, V, std::nullopt, kFloat32, gen));
-  }
-  Tensor logits(const Index& tokens) override { return table->forward(tokens); }
-  std::string name() const override { return "Bigram"; }
-  std::shared_ptr<Embedding> table;
-};
-
-// Bengio et al.'s model: the embeddings of the last k characters (the word's start repeated
-// before it), joined, through a tanh layer.
-class ContextMLP : public LanguageModel {
- public:
-  ContextMLP(std::size_t V, std::size_t k, std::size_t dim, std::size_t hidden, Generator& gen)
-      : k_(k) {
-    emb = register_module("emb", std::make_shared<Embedding>(V, dim, std::nullopt, kFloat32, gen));
-    fc = register_module("fc", std::make_shared<Linear>(k * dim, hidden, true, kFloat32, gen));
-    out = register_module("out", std::make_shared<Linear>(hidden, V, true, kFloat32, gen));
-  }
-  Tensor logits(const Index& tokens) override {
-    const std::size_t B = tokens.shape()[0], T = tokens.shape()[1];
-    Index context = Index::from_shape({B, T, k_});
-    for (std::size_t b = 0; b < B; ++b)
-      for (std::size_t t = 0; t < T; ++t)
-        for (std::size_t j = 0; j < k_; ++j) {  // position t - (k - 1 - j)
-          const long at = long(t) - long(k_ - 1 - j);
-          context(b, t, j) = at >= 0 ? tokens(b, std::size_t(at)) : kBoundary;
-        }
-    const Tensor e = emb->forward(context);  // (B, T, k, dim)
-    return out->forward(tanh(fc->forward(flatten(e, 2))));
-  }
-  std::string name() const override { return "ContextMLP"; }
-  std::shared_ptr<Embedding> emb;
-  std::shared_ptr<Linear> fc, out;
-
- private:
-  std::size_t k_;
-};
-
-// bench/lm_step's GRU: embeddings of 64, a GRU of hidden 256, a Linear to the vocabulary.
-class GruModel : public LanguageModel {
- public:
-  GruModel(std::size_t V, Generator& gen) {
-    emb = register_module("emb", std::make_shared<Embedding>(V, 64, std::nullopt, kFloat32, gen));
-    gru = register_module("gru", std::make_shared<GRU>(64, 256, RecurrentOptions{}, kFloat32, gen));
-    head = register_module("head", std::make_shared<Linear>(256, V, true, kFloat32, gen));
-  }
-  Tensor logits(const Index& tokens) override {
-    return head->forward(gru->forward(emb->forward(tokens)));
-  }
-  std::string name() const override { return "GruModel"; }
-  std::shared_ptr<Embedding> emb;
-  std::shared_ptr<GRU> gru;
-  std::shared_ptr<Linear> head;
-};
-
-// bench/lm_step's transformer: width 128, learned positions, 2 causal pre-norm blocks of 4 heads,
-// a final layer norm, a Linear to the vocabulary.
-class TransformerModel : public LanguageModel {
- public:
-  TransformerModel(std::size_t V, std::size_t context, Generator& gen) {
-    const std::size_t C = 128;
-    tok = register_module("tok", std::make_shared<Embedding>(V, C, std::nullopt, kFloat32, gen));
-    pos = register_module("pos", std::make_shared<PositionalEmbedding>(context, C, kFloat32, gen));
-    blocks = register_module("blocks", std::make_shared<Sequential>());
-    for (int i = 0; i < 2; ++i)
-      blocks->push_back(std::make_shared<TransformerBlock>(C, 4, TransformerBlockOptions{},
-                                                           kFloat32, gen));
-    lnf = register_module("lnf", std::make_shared<LayerNorm>(Shape{C}));
-    head = register_module("head", std::make_shared<Linear>(C, V, true, kFloat32, gen));
-  }
-  Tensor logits(const Index& tokens) override {
-    return head->forward(lnf->forward(blocks->forward(pos->forward(tok->forward(tokens)))));
-  }
-  std::string name() const override { return "TransformerModel"; }
-  std::shared_ptr<Embedding> tok;
-  std::shared_ptr<PositionalEmbedding> pos;
-  std::shared_ptr<Sequential> blocks;
-  std::shared_ptr<LayerNorm> lnf;
-  std::shared_ptr<Linear> head;
-};
-
 // AdamW's learning rate for each model, chosen on 20000 words, one epoch (docs/sequence.md).
 double default_lr(const std::string& model) {
   if (model == "bigram") return 1e-2;
   if (model == "transformer") return 2e-3;
   return 3e-3;
-}
-
-std::shared_ptr<LanguageModel> make_model(const Config& c, std::size_t V, Generator& gen) {
-  if (c.model == "bigram") return std::make_shared<Bigram>(V, gen);
-  if (c.model == "mlp") return std::make_shared<ContextMLP>(V, 3, 16, 256, gen);
-  if (c.model == "gru") return std::make_shared<GruModel>(V, gen);
-  return std::make_shared<TransformerModel>(V, c.context, gen);
 }
 
 // ---- training ---------------------------------------------------------------------------------
@@ -319,7 +221,7 @@ void run(Config c) {
   const Corpus corpus = load_corpus(c);
   const Vocabulary& v = corpus.vocab;
   Generator gen(c.seed);
-  const std::shared_ptr<LanguageModel> model = make_model(c, v.size(), gen);
+  const std::shared_ptr<LanguageModel> model = make_language_model(c.model, v.size(), c.context, gen);
   AdamW optimizer(model->parameters(), AdamOptions{.lr = c.lr, .weight_decay = c.weight_decay});
   CosineAnnealingLR schedule(optimizer, c.epochs);
   Checkpoint checkpoint;

@@ -38,12 +38,6 @@ Tensor clamp(const Tensor& x, double min, double max) {
 
 // ---- activations ------------------------------------------------------------------------------
 
-Tensor gelu(const Tensor& x) {
-  const CompositeScope composite("gelu");
-  const Tensor phi = mul(add(erf(mul(x, std::numbers::sqrt2 / 2)), 1.0), 0.5);
-  return mul(x, phi);
-}
-
 Tensor elu(const Tensor& x, double alpha) {
   const CompositeScope composite("elu");
   // exp of x where x <= 0 and of 0 elsewhere: the branch not taken must stay finite, or its zero

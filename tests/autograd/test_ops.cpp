@@ -65,7 +65,7 @@ std::vector<OpCase> table() {
       {"abs", {{3, 4}}, [](V x) { return abs(x[0]); }, Domain::away},
       {"erf", {{3, 4}}, [](V x) { return erf(x[0]); }},
       // From here on, many are composites (autograd/ops/composite.cpp): maximum, minimum, clamp,
-      // gelu, elu, silu, matmul, flatten, transpose, squeeze, unsqueeze, slice, select, stack,
+      // elu, silu, matmul, flatten, transpose, squeeze, unsqueeze, slice, select, stack,
       // sum, mean, min, logsumexp, var. Their gradients come from the primitives they use.
       {"maximum", {{3, 4}, {3, 4}}, [](V x) { return maximum(x[0], x[1]); }},
       {"maximum", {{3, 4}, {4}}, [](V x) { return maximum(x[0], x[1]); }},

@@ -255,3 +255,23 @@ TEST_CASE("multinomial: reproducible from the seed, frequencies as the weights, 
   CHECK_THROWS_AS(multinomial(testing::f64({1, -1}), 1, true, a), ValueError);
   CHECK_THROWS_AS(multinomial(p, 5, false, a), ValueError);
 }
+
+TEST_CASE("gelu equals x Phi(x) and its derivative Phi(x) + x phi(x), in both dtypes") {
+  const Tensor x = random64({50}, 19) * 3.0;
+  const auto X = values(x);
+  std::vector<double> value, slope;
+  for (double v : X) {
+    const double cdf = 0.5 * (1 + std::erf(v / std::sqrt(2.0)));
+    value.push_back(v * cdf);
+    slope.push_back(cdf + v * std::exp(-v * v / 2) / std::sqrt(2 * M_PI));
+  }
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    const Tensor leaf = cast(x, dtype).requires_grad_(true);
+    const Tensor y = gelu(leaf);
+    sum(y).backward();
+    const double tol = dtype == kFloat64 ? 1e-14 : 1e-6;
+    check_close(values(y), value, tol);
+    check_close(values(leaf.grad()), slope, tol);
+  }
+  CHECK(std::isnan(values(gelu(testing::f64({NAN})))[0]));
+}
