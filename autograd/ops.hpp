@@ -258,6 +258,13 @@ struct AttentionOptions {
 /// masked gets NaN, as in PyTorch.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const AttentionOptions& options = {});
+/// Self-attention of H heads from a packed projection qkv (B, T, 3E) (queries in columns 0..E-1,
+/// keys in E..2E-1, values in 2E..3E-1; head h takes columns h E/H .. (h+1) E/H - 1 of each), the
+/// heads joined: (B, T, E). The same as scaled_dot_product_attention on the heads, fused: each
+/// head's products read qkv in place and write the output in place. A mask in the options takes
+/// the composite path instead.
+Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
+                            const AttentionOptions& options = {});
 /// num_samples category indices per row of probs (C) or (B, C) (non-negative weights, not
 /// necessarily normalized), drawn from gen; without replacement, a category at most once.
 Index multinomial(const Tensor& probs, std::size_t num_samples, bool replacement = false,

@@ -120,12 +120,9 @@ Tensor MultiheadAttention::forward(const Tensor& x) {
   if (x.dim() != 3 || x.size(2) != embed_dim_)
     throw ShapeError("MultiheadAttention: needs input (B, T, " + std::to_string(embed_dim_) +
                      "), got " + shape_str(x.shape()));
-  const std::vector<Tensor> qkv = chunk(in_proj->forward(x), 3, -1);
   AttentionOptions attend{.is_causal = options_.causal, .generator = gen_};
   if (is_training()) attend.dropout_p = options_.dropout;
-  const Tensor y = scaled_dot_product_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), attend);
-  return out_proj->forward(reshape(transpose(y, 1, 2), {signed_size(x.size(0)),
-                                                         signed_size(x.size(1)), -1}));
+  return out_proj->forward(multi_head_attention(in_proj->forward(x), num_heads_, attend));
 }
 
 Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,

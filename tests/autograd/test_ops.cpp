@@ -357,6 +357,17 @@ std::vector<OpCase> table() {
        [](V x) {
          return scaled_dot_product_attention(x[0], x[1], x[2], {.is_causal = true});
        }},
+      {"multi_head_attention",  // 2 heads of 2, causal
+       {{2, 3, 12}},
+       [](V x) {
+         return multi_head_attention(x[0], 2, {.is_causal = true});
+       }},
+      {"multi_head_attention",  // 1 head, dropout (the same mask at every call), a scale
+       {{1, 4, 6}},
+       [](V x) {
+         Generator gen(3);
+         return multi_head_attention(x[0], 1, {.dropout_p = 0.3, .generator = &gen, .scale = 0.8});
+       }},
       {"sort", {{3, 4}}, [](V x) { return sort(x[0]).values; }},
       {"sort", {{3, 4, 2}}, [](V x) { return sort(x[0], 1, true).values; }},
       {"topk", {{3, 5}}, [](V x) { return topk(x[0], 2).values; }},

@@ -275,3 +275,39 @@ TEST_CASE("gelu equals x Phi(x) and its derivative Phi(x) + x phi(x), in both dt
   }
   CHECK(std::isnan(values(gelu(testing::f64({NAN})))[0]));
 }
+
+TEST_CASE("multi_head_attention equals the composite on the heads, values and gradients") {
+  const std::size_t B = 2, T = 5, H = 2, d = 3, E = H * d;
+  const Tensor qkv = random64({B, T, 3 * E}, 20);
+  const Tensor g = random64({B, T, E}, 21);
+  const auto heads = [&](const Tensor& x) {
+    return transpose(reshape(x, {long(B), long(T), long(H), long(d)}), 1, 2);
+  };
+  for (bool causal : {false, true}) {
+    INFO("causal " << causal);
+    // The composite: chunk, heads, scaled_dot_product_attention, heads joined.
+    const Tensor leaf = qkv.detach().requires_grad_(true);
+    const auto parts = chunk(leaf, 3, -1);
+    const Tensor composite = reshape(
+        transpose(scaled_dot_product_attention(heads(parts[0]), heads(parts[1]), heads(parts[2]),
+                                               {.is_causal = causal}),
+                  1, 2),
+        {long(B), long(T), long(E)});
+    sum(composite * g).backward();
+    for (Dtype dtype : {kFloat64, kFloat32}) {
+      const Tensor fused_leaf = cast(qkv, dtype).requires_grad_(true);
+      const Tensor fused = multi_head_attention(fused_leaf, H, {.is_causal = causal});
+      sum(fused * cast(g, dtype)).backward();
+      const double tol = dtype == kFloat64 ? 1e-12 : 2e-5;
+      check_close(values(fused), values(composite), tol);
+      check_close(values(fused_leaf.grad()), values(leaf.grad()), tol);
+    }
+  }
+  // A mask takes the composite path and gives the same as is_causal.
+  const Tensor mask = tril(ones({T, T}, {.dtype = kFloat64}));
+  check_close(values(multi_head_attention(qkv, H, {.mask = mask})),
+              values(multi_head_attention(qkv, H, {.is_causal = true})), 1e-12);
+  CHECK_THROWS_WITH_AS(multi_head_attention(qkv, 4), doctest::Contains("4 heads do not divide the width 6"),
+                       ShapeError);
+  CHECK_THROWS_AS(multi_head_attention(random64({2, 5, 7}, 1), 1), ShapeError);
+}
