@@ -265,6 +265,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 /// the composite path instead.
 Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
                             const AttentionOptions& options = {});
+/// One GRU step's gates, fused, as PyTorch defines them: from the input's projection xp and the
+/// state's hp (each (B, 3H), blocks r, z, n) and the state h (B, H),
+/// r = sigmoid(xp_r + hp_r), z = sigmoid(xp_z + hp_z), n = tanh(xp_n + r hp_n), h' = (1 - z) n + z h.
+Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h);
 /// num_samples category indices per row of probs (C) or (B, C) (non-negative weights, not
 /// necessarily normalized), drawn from gen; without replacement, a category at most once.
 Index multinomial(const Tensor& probs, std::size_t num_samples, bool replacement = false,

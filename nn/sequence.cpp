@@ -180,12 +180,7 @@ Tensor TransformerBlock::forward(const Tensor& x) {
 // ---- recurrence -------------------------------------------------------------------------------
 
 Tensor gru_step(const Tensor& xp, const Tensor& h, const Tensor& weight_hh, const Tensor& bias_hh) {
-  const std::vector<Tensor> x3 = chunk(xp, 3, -1);
-  const std::vector<Tensor> h3 = chunk(linear(h, weight_hh, bias_hh), 3, -1);
-  const Tensor r = sigmoid(add(x3[0], h3[0]));
-  const Tensor z = sigmoid(add(x3[1], h3[1]));
-  const Tensor n = tanh(add(x3[2], mul(r, h3[2])));
-  return add(n, mul(z, sub(h, n)));  // (1 - z) n + z h
+  return gru_cell(xp, linear(h, weight_hh, bias_hh), h);
 }
 
 LSTMState lstm_step(const Tensor& xp, const LSTMState& state, const Tensor& weight_hh,
@@ -288,14 +283,14 @@ RecurrentOutput Recurrent::forward(const Tensor& x, const Tensor& h0, const Tens
   Tensor input = x;
   std::vector<Tensor> last_h, last_c;
   for (std::size_t l = 0; l < L; ++l) {
-    // The input's projection for every step at once: one product of (B T, in) rows.
-    const Tensor xp = linear(input, weight_ih_[l], bias_ih_[l]);
     LSTMState state{h0.defined() ? select(h0, 0, signed_size(l)) : zero,
                     c0.defined() ? select(c0, 0, signed_size(l)) : zero};
     std::vector<Tensor> outputs;
     outputs.reserve(T);
     for (std::size_t t = 0; t < T; ++t) {
-      const Tensor step = select(xp, 1, signed_size(t));
+      // Each step projects its own input: a slice of the projected sequence would cost a
+      // gradient the size of the whole sequence at every step.
+      const Tensor step = linear(select(input, 1, signed_size(t)), weight_ih_[l], bias_ih_[l]);
       if (lstm_)
         state = lstm_step(step, state, weight_hh_[l], bias_hh_[l]);
       else

@@ -122,8 +122,8 @@ class TransformerBlock : public Module {
   Generator* gen_;
 };
 
-/// The gate arithmetic of one GRU step, as PyTorch defines it, from the input's projection
-/// xp = x W_ih^T + b_ih (B, 3H, gates r, z, n) and the state h (B, H):
+/// One GRU step, as PyTorch defines it, from the input's projection xp = x W_ih^T + b_ih (B, 3H,
+/// gates r, z, n) and the state h (B, H); the gates run fused (gru_cell):
 ///   hp = h W_hh^T + b_hh,  r = sigmoid(xp_r + hp_r),  z = sigmoid(xp_z + hp_z),
 ///   n = tanh(xp_n + r hp_n),  h' = (1 - z) n + z h.
 Tensor gru_step(const Tensor& xp, const Tensor& h, const Tensor& weight_hh, const Tensor& bias_hh);
@@ -191,8 +191,7 @@ struct RecurrentOutput {
 
 /// A GRU or LSTM unrolled over a batch-first input (B, T, input), num_layers deep, as torch's
 /// with batch_first. Parameters weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... as
-/// PyTorch names them, uniform in +-1/sqrt(H). Each layer projects its whole input sequence in one
-/// product, then steps through time.
+/// PyTorch names them, uniform in +-1/sqrt(H). The GRU's gates run fused (gru_cell).
 class Recurrent : public Module {
  public:
   /// h0 and c0: (num_layers, B, H) or undefined for zeros.

@@ -311,3 +311,22 @@ TEST_CASE("multi_head_attention equals the composite on the heads, values and gr
                        ShapeError);
   CHECK_THROWS_AS(multi_head_attention(random64({2, 5, 7}, 1), 1), ShapeError);
 }
+
+TEST_CASE("gru_cell: float32 values and gradients agree with float64's") {
+  const std::vector<Tensor> inputs = {random64({3, 12}, 22), random64({3, 12}, 23), random64({3, 4}, 24)};
+  const Tensor g = random64({3, 4}, 25);
+  std::vector<std::vector<double>> got[2];
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    std::vector<Tensor> leaves;
+    for (const Tensor& t : inputs) leaves.push_back(cast(t, dtype).requires_grad_(true));
+    const Tensor h = gru_cell(leaves[0], leaves[1], leaves[2]);
+    sum(h * cast(g, dtype)).backward();
+    auto& out = got[dtype == kFloat32];
+    out.push_back(values(h));
+    for (const Tensor& leaf : leaves) out.push_back(values(leaf.grad()));
+  }
+  for (std::size_t i = 0; i < got[0].size(); ++i) check_close(got[1][i], got[0][i], 1e-5);
+  CHECK_THROWS_WITH_AS(gru_cell(random64({3, 12}, 1), random64({3, 9}, 1), random64({3, 4}, 1)),
+                       doctest::Contains("gru_cell: needs projections (B, 3H) and a state (B, H)"),
+                       ShapeError);
+}
