@@ -5,12 +5,15 @@
 //   torch_step cnn --batch 64 --steps 30    (the reference CNN of cnn_step) ->  median_us=...
 //                                                                  peak_rss_mb=...
 //   torch_step lm --model transformer|gru --batch 32 --steps 30  (lm_step's models) -> median_us=...
+//   torch_step char-lm [--epochs 10 --limit 0 --seed 1]   (char_lm --model transformer's training)
+//                                                                  ->  test_loss=...
 //   torch_step ops --ops 1000 [--reps 50]                             ->  ns_per_op=...
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <sstream>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "bench/peak_memory.hpp"
+#include "examples/common/word_corpus.hpp"
 
 namespace {
 
@@ -135,17 +139,18 @@ struct TransformerLM : torch::nn::Module {
   std::shared_ptr<PreNormBlock> first, second;
   torch::nn::LayerNorm norm{nullptr};
   torch::nn::Linear head{nullptr};
-  torch::Tensor future = torch::ones({kContext, kContext}, torch::kBool).triu(1);
-  TransformerLM() {
-    tokens = register_module("tokens", torch::nn::Embedding(kVocab, kWidth));
+  explicit TransformerLM(int64_t vocab = kVocab) {
+    tokens = register_module("tokens", torch::nn::Embedding(vocab, kWidth));
     positions = register_module("positions", torch::nn::Embedding(kContext, kWidth));
     first = register_module("first", std::make_shared<PreNormBlock>());
     second = register_module("second", std::make_shared<PreNormBlock>());
     norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kWidth})));
-    head = register_module("head", torch::nn::Linear(kWidth, kVocab));
+    head = register_module("head", torch::nn::Linear(kWidth, vocab));
   }
-  torch::Tensor forward(const torch::Tensor& idx) {
-    auto h = tokens->forward(idx) + positions->forward(torch::arange(kContext));
+  torch::Tensor forward(const torch::Tensor& idx) {  // (B, T), T <= kContext
+    const int64_t T = idx.size(1);
+    const auto future = torch::ones({T, T}, torch::kBool).triu(1);
+    auto h = tokens->forward(idx) + positions->forward(torch::arange(T));
     h = second->forward(first->forward(h, future), future);
     return head->forward(norm->forward(h));
   }
@@ -198,6 +203,79 @@ int lm(int argc, char** argv) {
   return 0;
 }
 
+// examples/char_lm's transformer training, in LibTorch: the same words, split, order and padded
+// batches (examples/common/word_corpus.hpp), AdamW (weight decay 0.01) with the cosine schedule
+// over the epochs, the mean cross-entropy over the characters (padding ignored).
+int char_lm(int argc, char** argv) {
+  using namespace xgrad::programs;
+  const std::string corpus_path = option(argc, argv, "--corpus", "/usr/share/dict/words");
+  const int epochs = std::stoi(option(argc, argv, "--epochs", "10"));
+  const std::size_t batch = std::stoul(option(argc, argv, "--batch-size", "32"));
+  const double lr = std::stod(option(argc, argv, "--lr", "2e-3"));
+  const std::uint64_t seed = std::stoull(option(argc, argv, "--seed", "1"));
+  const std::size_t limit = std::stoul(option(argc, argv, "--limit", "0"));
+  WordCorpus corpus;
+  const std::string error = load_word_corpus(corpus_path, kContext, seed, limit, corpus);
+  if (!error.empty()) {
+    std::fprintf(stderr, "torch_step char-lm: %s\n", error.c_str());
+    return 2;
+  }
+  torch::manual_seed(seed);
+  const auto V = static_cast<int64_t>(corpus.vocab.size());
+  auto model = std::make_shared<TransformerLM>(V);
+  torch::optim::AdamW adamw(model->parameters(),
+                            torch::optim::AdamWOptions(lr).weight_decay(0.01));
+  const auto tensors = [](const TokenBatch& b) {
+    auto in = torch::from_blob(const_cast<int64_t*>(b.inputs.data()),
+                               {int64_t(b.rows), int64_t(b.length)}, torch::kLong);
+    auto target = torch::from_blob(const_cast<int64_t*>(b.targets.data()),
+                                   {int64_t(b.rows * b.length)}, torch::kLong);
+    return std::pair{in, target};
+  };
+  const auto loss_of = [&](const TokenBatch& b) {
+    const auto [in, target] = tensors(b);
+    return torch::nn::functional::cross_entropy(
+        model->forward(in).reshape({-1, V}), target,
+        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kPad).reduction(torch::kSum));
+  };
+  const auto evaluate = [&](const std::vector<std::string>& words) {
+    torch::NoGradGuard no_grad;
+    std::vector<std::size_t> order(words.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    double loss = 0;
+    std::size_t characters = 0;
+    for_each_token_batch(words, order, 256, corpus.vocab, [&](const TokenBatch& b) {
+      loss += loss_of(b).item<double>();
+      characters += b.characters;
+    });
+    return loss / double(characters);
+  };
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
+    const double rate = lr * 0.5 * (1 + std::cos(M_PI * (epoch - 1) / epochs));  // cosine
+    for (auto& group : adamw.param_groups())
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(rate);
+    double loss = 0;
+    std::size_t characters = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for_each_token_batch(corpus.train, epoch_order(corpus.train.size(), seed, epoch), batch,
+                         corpus.vocab, [&](const TokenBatch& b) {
+                           adamw.zero_grad();
+                           const auto sum = loss_of(b);
+                           (sum / double(b.characters)).backward();
+                           adamw.step();
+                           loss += sum.item<double>();
+                           characters += b.characters;
+                         });
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("epoch %2d/%d  train loss %.4f  validation loss %.4f  %.2f s\n", epoch, epochs,
+                loss / double(characters), evaluate(corpus.validation), seconds);
+    std::fflush(stdout);
+  }
+  std::printf("test_loss=%.4f\n", evaluate(corpus.test));
+  return 0;
+}
+
 int ops(int argc, char** argv) {
   const int n = std::stoi(option(argc, argv, "--ops", "1000"));
   const int reps = std::stoi(option(argc, argv, "--reps", "50"));
@@ -229,6 +307,7 @@ int main(int argc, char** argv) {
     if (mode == "mlp") return mlp(argc, argv);
     if (mode == "cnn") return cnn(argc, argv);
     if (mode == "lm") return lm(argc, argv);
+    if (mode == "char-lm") return char_lm(argc, argv);
     if (mode == "ops") return ops(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "torch_step: %s\n", e.what());
@@ -236,6 +315,6 @@ int main(int argc, char** argv) {
   }
   std::fprintf(
       stderr,
-      "usage: torch_step mlp|cnn|lm|ops [--model transformer|gru] [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
+      "usage: torch_step mlp|cnn|lm|char-lm|ops [--model transformer|gru] [--batch N --steps N --dims a,b,c | --ops N --reps N]\n");
   return 2;
 }

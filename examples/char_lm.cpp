@@ -27,6 +27,7 @@
 #include "examples/common/cli.hpp"
 #include "examples/common/language_models.hpp"
 #include "examples/common/training_run.hpp"
+#include "examples/common/word_corpus.hpp"
 #include "nn/layers.hpp"
 #include "nn/optim.hpp"
 #include "nn/sequence.hpp"
@@ -56,88 +57,30 @@ struct Config {
 };
 
 
-// The characters of the corpus as tokens 2, 3, ...; 0 pads, 1 marks a word's ends.
-struct Vocabulary {
-  std::string chars;  // token t + 2 is chars[t]
-  std::size_t size() const { return chars.size() + 2; }
-  std::int64_t token(char c) const {
-    return static_cast<std::int64_t>(chars.find(c)) + 2;
-  }
-  char character(std::int64_t t) const { return t >= 2 ? chars[std::size_t(t - 2)] : '\n'; }
-};
-
-struct Corpus {
-  Vocabulary vocab;
-  std::vector<std::string> train, validation, test;
-};
-
-// The words of the file, one per line: those of printable ASCII, short enough for the context.
-// Shuffled by the seed and split 80 / 10 / 10.
-Corpus load_corpus(const Config& c) {
-  std::ifstream in(c.corpus);
-  if (!in)
-    throw ValueError("cannot read the corpus " + c.corpus +
-                     " (./dev installs wamerican; or give --corpus a text file, one word per line)");
-  std::vector<std::string> words;
-  std::string line;
-  std::size_t skipped = 0;
-  while (std::getline(in, line)) {
-    const bool ascii = std::all_of(line.begin(), line.end(),
-                                   [](char ch) { return ch > ' ' && ch < 127; });
-    if (line.empty()) continue;
-    if (!ascii || line.size() + 1 > c.context) {
-      ++skipped;
-      continue;
-    }
-    words.push_back(line);
-  }
-  if (words.size() < 10)
-    throw ValueError("the corpus " + c.corpus + " has " + std::to_string(words.size()) +
-                     " usable words (printable ASCII, at most " + std::to_string(c.context - 1) +
-                     " letters, one per line); needs at least 10");
-  std::mt19937_64 shuffle(c.seed);
-  std::shuffle(words.begin(), words.end(), shuffle);
-  if (c.limit > 0 && c.limit < words.size()) words.resize(std::max<std::size_t>(c.limit, 10));
-  Corpus corpus;
-  std::string seen;
-  for (const std::string& w : words) seen += w;
-  std::sort(seen.begin(), seen.end());
-  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-  corpus.vocab.chars = seen;
-  const std::size_t n = words.size(), train = n * 8 / 10, validation = n / 10;
-  corpus.train.assign(words.begin(), words.begin() + long(train));
-  corpus.validation.assign(words.begin() + long(train), words.begin() + long(train + validation));
-  corpus.test.assign(words.begin() + long(train + validation), words.end());
-  std::printf("%s: %zu words (%zu skipped), %zu characters; %zu / %zu / %zu words to train / "
-              "validate / test\n",
-              c.corpus.c_str(), n, skipped, seen.size(), corpus.train.size(),
-              corpus.validation.size(), corpus.test.size());
-  return corpus;
-}
-
-// Inputs (B, T) and flattened targets (B T) of a batch of words, T the longest word + 1.
+// A batch as the models take it: inputs (B, T) and flattened targets (B T).
 struct Batch {
   Index inputs, targets;
   std::size_t characters = 0;  // targets that count (not padding)
 };
 
-Batch make_batch(const std::vector<const std::string*>& words, const Vocabulary& v) {
-  std::size_t T = 0;
-  for (const std::string* w : words) T = std::max(T, w->size() + 1);
-  Batch b{Index::from_shape({words.size(), T}), Index::from_shape({words.size() * T}), 0};
-  b.inputs.fill(kPad);
-  b.targets.fill(kPad);
-  for (std::size_t i = 0; i < words.size(); ++i) {
-    const std::string& w = *words[i];
-    b.inputs(i, 0) = kBoundary;
-    for (std::size_t t = 0; t < w.size(); ++t) {
-      b.inputs(i, t + 1) = v.token(w[t]);
-      b.targets(i * T + t) = v.token(w[t]);
-    }
-    b.targets(i * T + w.size()) = kBoundary;
-    b.characters += w.size() + 1;
-  }
+Batch to_batch(const TokenBatch& t) {
+  Batch b{Index::from_shape({t.rows, t.length}), Index::from_shape({t.rows * t.length}),
+          t.characters};
+  std::copy(t.inputs.begin(), t.inputs.end(), b.inputs.begin());
+  std::copy(t.targets.begin(), t.targets.end(), b.targets.begin());
   return b;
+}
+
+WordCorpus load_corpus(const Config& c) {
+  WordCorpus corpus;
+  const std::string error = load_word_corpus(c.corpus, c.context, c.seed, c.limit, corpus);
+  if (!error.empty()) throw ValueError(error);
+  const std::size_t n = corpus.train.size() + corpus.validation.size() + corpus.test.size();
+  std::printf("%s: %zu words (%zu skipped), %zu characters; %zu / %zu / %zu words to train / "
+              "validate / test\n",
+              c.corpus.c_str(), n, corpus.skipped, corpus.vocab.chars.size(), corpus.train.size(),
+              corpus.validation.size(), corpus.test.size());
+  return corpus;
 }
 
 // AdamW's learning rate for each model, chosen on 20000 words, one epoch (docs/sequence.md).
@@ -169,28 +112,14 @@ Tensor batch_loss(LanguageModel& model, const Batch& b, std::size_t V, Totals& t
   return loss;
 }
 
-// The words of a split in batches, in the order given.
-template <class F>
-void for_each_batch(const std::vector<std::string>& words, const std::vector<std::size_t>& order,
-                    std::size_t batch_size, const Vocabulary& v, F&& f) {
-  std::vector<const std::string*> chunk;
-  for (std::size_t i = 0; i < order.size(); ++i) {
-    chunk.push_back(&words[order[i]]);
-    if (chunk.size() == batch_size || i + 1 == order.size()) {
-      f(make_batch(chunk, v));
-      chunk.clear();
-    }
-  }
-}
-
 Totals evaluate(LanguageModel& model, const std::vector<std::string>& words, const Vocabulary& v) {
   NoGradGuard no_grad;
   model.eval();
   std::vector<std::size_t> order(words.size());
   std::iota(order.begin(), order.end(), 0);
   Totals totals;
-  for_each_batch(words, order, 256, v,
-                 [&](const Batch& b) { batch_loss(model, b, v.size(), totals); });
+  for_each_token_batch(words, order, 256, v,
+                       [&](const TokenBatch& b) { batch_loss(model, to_batch(b), v.size(), totals); });
   model.train();
   return totals;
 }
@@ -218,7 +147,7 @@ std::string sample_word(LanguageModel& model, const Vocabulary& v, std::size_t c
 void run(Config c) {
   set_num_threads(c.threads);
   if (c.lr == 0) c.lr = default_lr(c.model);
-  const Corpus corpus = load_corpus(c);
+  const WordCorpus corpus = load_corpus(c);
   const Vocabulary& v = corpus.vocab;
   Generator gen(c.seed);
   const std::shared_ptr<LanguageModel> model = make_language_model(c.model, v.size(), c.context, gen);
@@ -234,15 +163,12 @@ void run(Config c) {
   std::fflush(stdout);
   for (int epoch = training.epochs_done() + 1; epoch <= c.epochs; ++epoch) {
     const auto start = Clock::now();
-    // The epoch's order is a function of the seed and the epoch: a resumed run takes the same.
-    std::vector<std::size_t> order(corpus.train.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 shuffle(c.seed * 1000003 + std::uint64_t(epoch));
-    std::shuffle(order.begin(), order.end(), shuffle);
+    const std::vector<std::size_t> order = epoch_order(corpus.train.size(), c.seed, epoch);
     Progress progress(epoch, c.epochs, (order.size() + c.batch_size - 1) / c.batch_size, "char/s");
     Totals totals;
     std::size_t done = 0;
-    for_each_batch(corpus.train, order, c.batch_size, v, [&](const Batch& b) {
+    for_each_token_batch(corpus.train, order, c.batch_size, v, [&](const TokenBatch& t) {
+      const Batch b = to_batch(t);
       optimizer.zero_grad();
       const Tensor loss = batch_loss(*model, b, v.size(), totals);
       div(loss, scalar(double(b.characters))).backward();  // the mean over the batch's characters

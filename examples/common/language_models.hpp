@@ -5,13 +5,11 @@
 #include <memory>
 #include <string>
 
+#include "examples/common/word_corpus.hpp"
 #include "nn/layers.hpp"
 #include "nn/sequence.hpp"
 
 namespace xgrad::programs {
-
-// Token 0 pads, token 1 marks a word's start and end; the characters follow.
-constexpr std::int64_t kPad = 0, kBoundary = 1;
 
 class LanguageModel : public nn::Module {
  public:
