@@ -8,6 +8,7 @@
 
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/detail/vector_math.hpp"
 #include "autograd/parallel.hpp"
 #include "autograd/profiler.hpp"
 
@@ -74,6 +75,41 @@ Tensor map(const Tensor& x, F&& f) {
     });
     return Tensor(std::move(out));
   });
+}
+
+// x[i] = e^x[i] and tanh(x[i]) in place: vectorized in float32 (vector_math.hpp), std:: in float64.
+template <class T>
+void exp_in_place(T* x, std::size_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    vec::exp(x, n);
+  else
+    for (std::size_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+}
+template <class T>
+void tanh_in_place(T* x, std::size_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    vec::tanh(x, n);
+  else
+    for (std::size_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
+}
+
+// out[i] = post(x[i], f(pre(x[i]))), f one of the vectorized float functions of
+// vector_math.hpp (vec::exp, vec::tanh, vec::erf) run over blocks of the array; in float64,
+// out[i] = scalar(x[i]) (std:: functions). Both generic lambdas.
+template <class Pre, class Post, class Scalar>
+Tensor map_vectorized(const Tensor& x, void (*f)(float*, std::size_t), Pre pre, Post post,
+                      Scalar scalar) {
+  if (x.dtype() != Dtype::float32) return map(x, scalar);
+  const xt::xarray<float>& a = x.value<float>();
+  xt::xarray<float> out = empty<float>(a.shape());
+  const float* src = a.data();
+  float* dst = out.data();
+  parallel_for(a.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) dst[i] = pre(src[i]);
+    f(dst + begin, end - begin);
+    for (std::size_t i = begin; i < end; ++i) dst[i] = post(src[i], dst[i]);
+  });
+  return Tensor(std::move(out));
 }
 
 // out = f(a, b) elementwise with broadcasting; same dtype required.

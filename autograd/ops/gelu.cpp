@@ -14,6 +14,26 @@ namespace {
 constexpr double kInvSqrt2 = std::numbers::sqrt2 / 2;
 constexpr double kInvSqrt2Pi = std::numbers::inv_sqrtpi * kInvSqrt2;
 
+// g (Phi(x) + x phi(x)) in float32, erf and exp vectorized over blocks of the arrays.
+Tensor slope_f32(const Tensor& g, const Tensor& x) {
+  const float* px = detail::data<float>(x);
+  const float* pg = detail::data<float>(g);
+  xt::xarray<float> out = detail::empty<float>(x.shape());
+  float* dst = out.data();
+  parallel_for(x.numel(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+    std::vector<float> pdf(end - begin);
+    for (std::size_t i = begin; i < end; ++i) {
+      dst[i] = px[i] * float(kInvSqrt2);
+      pdf[i - begin] = -0.5f * px[i] * px[i];
+    }
+    detail::vec::erf(dst + begin, end - begin);
+    detail::vec::exp(pdf.data(), end - begin);
+    for (std::size_t i = begin; i < end; ++i)
+      dst[i] = pg[i] * (0.5f * (1.0f + dst[i]) + px[i] * pdf[i - begin] * float(kInvSqrt2Pi));
+  });
+  return Tensor(std::move(out));
+}
+
 struct Gelu final : Node {
   std::string_view name() const override { return "gelu"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
@@ -22,6 +42,10 @@ struct Gelu final : Node {
       const Tensor cdf = mul(add(erf(mul(x, kInvSqrt2)), 1.0), 0.5);
       const Tensor pdf = mul(exp(mul(mul(x, x), -0.5)), kInvSqrt2Pi);
       grads[0] = mul(g, add(cdf, mul(x, pdf)));
+      return;
+    }
+    if (x.dtype() == Dtype::float32) {
+      grads[0] = slope_f32(g, x);
       return;
     }
     grads[0] = detail::zip("gelu", g, x, [](auto gv, auto xv) {
@@ -36,10 +60,13 @@ struct Gelu final : Node {
 
 Tensor gelu(const Tensor& x) {
   const ProfileScope profiled("gelu");
-  Tensor out = detail::map(x, [](auto v) {
-    using T = decltype(v);
-    return v * T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
-  });
+  Tensor out = detail::map_vectorized(
+      x, detail::vec::erf, [](float v) { return v * float(kInvSqrt2); },
+      [](float v, float e) { return v * 0.5f * (1.0f + e); },
+      [](auto v) {
+        using T = decltype(v);
+        return v * T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
+      });
   if (auto* node = record<Gelu>(out, {x})) node->save({x});
   return out;
 }

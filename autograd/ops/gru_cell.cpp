@@ -93,15 +93,18 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h) {
     for (std::size_t b = 0; b < B; ++b) {
       const T* x = px + b * 3 * H;
       const T* p = pp + b * 3 * H;
-      T* s = saved.data() + b * 4 * H;
+      T* s = saved.data() + b * 4 * H;  // r, z, n, hp_n
+      // r and z: 1 / (1 + e^-a), the exponentials of both gates in one vectorized pass
+      for (std::size_t j = 0; j < 2 * H; ++j) s[j] = -(x[j] + p[j]);
+      detail::exp_in_place(s, 2 * H);
+      for (std::size_t j = 0; j < 2 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
       for (std::size_t j = 0; j < H; ++j) {
-        const T r = detail::sigmoid_value(x[j] + p[j]);
-        const T z = detail::sigmoid_value(x[H + j] + p[H + j]);
-        const T n = std::tanh(x[2 * H + j] + r * p[2 * H + j]);
-        s[j] = r;
-        s[H + j] = z;
-        s[2 * H + j] = n;
+        s[2 * H + j] = x[2 * H + j] + s[j] * p[2 * H + j];
         s[3 * H + j] = p[2 * H + j];
+      }
+      detail::tanh_in_place(s + 2 * H, H);
+      for (std::size_t j = 0; j < H; ++j) {
+        const T z = s[H + j], n = s[2 * H + j];
         next.data()[b * H + j] = n + z * (ph[b * H + j] - n);
       }
     }

@@ -158,11 +158,22 @@ Tensor linear_values(const Tensor& x, const Tensor& weight, const Tensor& bias, 
           for (std::size_t i = begin; i < end; ++i)
             pz[i] = (pz[i] > 0) | (pz[i] != pz[i]) ? pz[i] : T{0};
           break;
+        // float32 as the tanh and sigmoid ops compute it (vectorized), so that the values agree
         case Epilogue::tanh:
-          for (std::size_t i = begin; i < end; ++i) pz[i] = std::tanh(pz[i]);
+          if constexpr (std::is_same_v<T, float>) {
+            detail::vec::tanh(pz + begin, end - begin);
+          } else {
+            for (std::size_t i = begin; i < end; ++i) pz[i] = std::tanh(pz[i]);
+          }
           break;
         case Epilogue::sigmoid:
-          for (std::size_t i = begin; i < end; ++i) pz[i] = detail::sigmoid_value(pz[i]);
+          if constexpr (std::is_same_v<T, float>) {
+            for (std::size_t i = begin; i < end; ++i) pz[i] = -pz[i];
+            detail::vec::exp(pz + begin, end - begin);
+            for (std::size_t i = begin; i < end; ++i) pz[i] = 1.0f / (1.0f + pz[i]);
+          } else {
+            for (std::size_t i = begin; i < end; ++i) pz[i] = detail::sigmoid_value(pz[i]);
+          }
           break;
         case Epilogue::none:
           break;

@@ -17,7 +17,11 @@ struct Sigmoid final : Node {
 
 Tensor sigmoid(const Tensor& x) {
   const ProfileScope profiled("sigmoid");
-  Tensor out = detail::map(x, [](auto v) { return detail::sigmoid_value(v); });
+  // float32: 1 / (1 + e^-x) with a vectorized exp (e^-x = inf gives 0, the limit)
+  Tensor out = detail::map_vectorized(
+      x, detail::vec::exp, [](float v) { return -v; },
+      [](float, float e) { return 1.0f / (1.0f + e); },
+      [](auto v) { return detail::sigmoid_value(v); });
   if (auto* node = record<Sigmoid>(out, {x})) node->save({out});
   return out;
 }

@@ -17,7 +17,9 @@ struct Tanh final : Node {
 
 Tensor tanh(const Tensor& x) {
   const ProfileScope profiled("tanh");
-  Tensor out = detail::map(x, [](auto v) { return std::tanh(v); });
+  Tensor out = detail::map_vectorized(
+      x, detail::vec::tanh, [](float v) { return v; }, [](float, float t) { return t; },
+      [](auto v) { return std::tanh(v); });
   if (auto* node = record<Tanh>(out, {x})) node->save({out});
   return out;
 }
