@@ -56,7 +56,6 @@ struct Config {
   std::string save, resume, log, plot;
 };
 
-
 // A batch as the models take it: inputs (B, T) and flattened targets (B T).
 struct Batch {
   Index inputs, targets;
@@ -76,10 +75,11 @@ WordCorpus load_corpus(const Config& c) {
   const std::string error = load_word_corpus(c.corpus, c.context, c.seed, c.limit, corpus);
   if (!error.empty()) throw ValueError(error);
   const std::size_t n = corpus.train.size() + corpus.validation.size() + corpus.test.size();
-  std::printf("%s: %zu words (%zu skipped), %zu characters; %zu / %zu / %zu words to train / "
-              "validate / test\n",
-              c.corpus.c_str(), n, corpus.skipped, corpus.vocab.chars.size(), corpus.train.size(),
-              corpus.validation.size(), corpus.test.size());
+  std::printf(
+      "%s: %zu words (%zu skipped), %zu characters; %zu / %zu / %zu words to train / "
+      "validate / test\n",
+      c.corpus.c_str(), n, corpus.skipped, corpus.vocab.chars.size(), corpus.train.size(),
+      corpus.validation.size(), corpus.test.size());
   return corpus;
 }
 
@@ -102,8 +102,8 @@ struct Totals {
 // The summed loss of a batch, and its correct guesses counted into `totals`.
 Tensor batch_loss(LanguageModel& model, const Batch& b, std::size_t V, Totals& totals) {
   const Tensor logits = reshape(model.logits(b.inputs), {-1, std::ptrdiff_t(V)});
-  const Tensor loss = softmax_cross_entropy(
-      logits, b.targets, {.reduction = Reduction::sum, .ignore_index = kPad});
+  const Tensor loss =
+      softmax_cross_entropy(logits, b.targets, {.reduction = Reduction::sum, .ignore_index = kPad});
   const Index guess = argmax(logits, 1);
   for (std::size_t i = 0; i < b.targets.size(); ++i)
     totals.right += b.targets(i) != kPad && guess(i) == b.targets(i);
@@ -118,8 +118,9 @@ Totals evaluate(LanguageModel& model, const std::vector<std::string>& words, con
   std::vector<std::size_t> order(words.size());
   std::iota(order.begin(), order.end(), 0);
   Totals totals;
-  for_each_token_batch(words, order, 256, v,
-                       [&](const TokenBatch& b) { batch_loss(model, to_batch(b), v.size(), totals); });
+  for_each_token_batch(words, order, 256, v, [&](const TokenBatch& b) {
+    batch_loss(model, to_batch(b), v.size(), totals);
+  });
   model.train();
   return totals;
 }
@@ -150,7 +151,8 @@ void run(Config c) {
   const WordCorpus corpus = load_corpus(c);
   const Vocabulary& v = corpus.vocab;
   Generator gen(c.seed);
-  const std::shared_ptr<LanguageModel> model = make_language_model(c.model, v.size(), c.context, gen);
+  const std::shared_ptr<LanguageModel> model =
+      make_language_model(c.model, v.size(), c.context, gen);
   AdamW optimizer(model->parameters(), AdamOptions{.lr = c.lr, .weight_decay = c.weight_decay});
   CosineAnnealingLR schedule(optimizer, c.epochs);
   Checkpoint checkpoint;
@@ -178,8 +180,8 @@ void run(Config c) {
     progress.clear();
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     const Totals val = evaluate(*model, corpus.validation, v);
-    const EpochResult r{epoch, totals.mean_loss(), totals.accuracy(), val.mean_loss(),
-                        val.accuracy(), seconds};
+    const EpochResult r{epoch,           totals.mean_loss(), totals.accuracy(),
+                        val.mean_loss(), val.accuracy(),     seconds};
     std::printf("epoch %2d/%d  train loss %.4f acc %.4f  validation loss %.4f acc %.4f  %.2f s\n",
                 epoch, c.epochs, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy,
                 r.seconds);
@@ -231,8 +233,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", c.seed, "seed of the split, the initialization and the order")
       ->capture_default_str();
-  app.add_option("--samples", c.samples, "words to generate after training")
-      ->capture_default_str();
+  app.add_option("--samples", c.samples, "words to generate after training")->capture_default_str();
   app.add_option("--temperature", c.temperature, "divides the logits when sampling")
       ->check(cli::positive())
       ->capture_default_str();
@@ -244,7 +245,8 @@ int main(int argc, char** argv) {
   app.add_option("--log", c.log,
                  "CSV file: epoch, train loss, train accuracy, validation loss, validation "
                  "accuracy, seconds");
-  app.add_option("--plot", c.plot, "PNG or SVG file of the loss and accuracy curves (needs gnuplot)");
+  app.add_option("--plot", c.plot,
+                 "PNG or SVG file of the loss and accuracy curves (needs gnuplot)");
   if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
   return guarded_main("char_lm", [&] { run(c); });
 }

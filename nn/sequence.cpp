@@ -129,21 +129,22 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
                                    const Tensor& mask, bool is_causal) {
   for (const Tensor* t : {&query, &key, &value})
     if (t->dim() != 3 || t->size(2) != embed_dim_ || t->size(0) != query.size(0))
-      throw ShapeError("MultiheadAttention: needs query (B, T, E), key and value (B, S, E) with E " +
-                       std::to_string(embed_dim_) + ", got " + shape_str(query.shape()) + ", " +
-                       shape_str(key.shape()) + ", " + shape_str(value.shape()));
+      throw ShapeError(
+          "MultiheadAttention: needs query (B, T, E), key and value (B, S, E) with E " +
+          std::to_string(embed_dim_) + ", got " + shape_str(query.shape()) + ", " +
+          shape_str(key.shape()) + ", " + shape_str(value.shape()));
   // The three projections are the three blocks of in_proj's rows.
   const auto E = signed_size(embed_dim_);
   const auto project = [&](const Tensor& t, std::ptrdiff_t block) {
     const Tensor w = slice(in_proj->weight, 0, block * E, (block + 1) * E);
-    const Tensor b = in_proj->bias.defined() ? slice(in_proj->bias, 0, block * E, (block + 1) * E)
-                                             : Tensor();
+    const Tensor b =
+        in_proj->bias.defined() ? slice(in_proj->bias, 0, block * E, (block + 1) * E) : Tensor();
     return heads(linear(t, w, b));
   };
   AttentionOptions attend{.mask = mask, .is_causal = is_causal, .generator = gen_};
   if (is_training()) attend.dropout_p = options_.dropout;
-  const Tensor y = scaled_dot_product_attention(project(query, 0), project(key, 1),
-                                                project(value, 2), attend);
+  const Tensor y =
+      scaled_dot_product_attention(project(query, 0), project(key, 1), project(value, 2), attend);
   return out_proj->forward(
       reshape(transpose(y, 1, 2), {signed_size(query.size(0)), signed_size(query.size(1)), -1}));
 }
@@ -159,9 +160,10 @@ TransformerBlock::TransformerBlock(std::size_t d_model, std::size_t num_heads,
     : dropout_(options.dropout), gen_(&gen) {
   const std::size_t hidden = options.mlp_hidden ? options.mlp_hidden : 4 * d_model;
   ln1 = register_module("ln1", std::make_shared<LayerNorm>(Shape{d_model}, 1e-5, true, dtype));
-  attn = register_module("attn", std::make_shared<MultiheadAttention>(
-                                     d_model, num_heads,
-                                     MultiheadAttentionOptions{.causal = options.causal}, dtype, gen));
+  attn = register_module(
+      "attn",
+      std::make_shared<MultiheadAttention>(
+          d_model, num_heads, MultiheadAttentionOptions{.causal = options.causal}, dtype, gen));
   ln2 = register_module("ln2", std::make_shared<LayerNorm>(Shape{d_model}, 1e-5, true, dtype));
   fc1 = register_module("fc1", std::make_shared<Linear>(d_model, hidden, true, dtype, gen));
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, d_model, true, dtype, gen));
@@ -196,8 +198,10 @@ RecurrentCell::RecurrentCell(const char* layer, std::size_t gates, std::size_t i
     : input_(input_size), hidden_(hidden_size) {
   check_sizes(layer, input_size, hidden_size);
   const std::size_t rows = gates * hidden_size;
-  weight_ih = register_parameter("weight_ih", recurrent_weight({rows, input_size}, hidden_size, dtype, gen));
-  weight_hh = register_parameter("weight_hh", recurrent_weight({rows, hidden_size}, hidden_size, dtype, gen));
+  weight_ih = register_parameter("weight_ih",
+                                 recurrent_weight({rows, input_size}, hidden_size, dtype, gen));
+  weight_hh = register_parameter("weight_hh",
+                                 recurrent_weight({rows, hidden_size}, hidden_size, dtype, gen));
   if (bias) {
     bias_ih = register_parameter("bias_ih", recurrent_weight({rows}, hidden_size, dtype, gen));
     bias_hh = register_parameter("bias_hh", recurrent_weight({rows}, hidden_size, dtype, gen));
@@ -251,15 +255,15 @@ Recurrent::Recurrent(bool lstm, std::size_t input_size, std::size_t hidden_size,
   for (std::size_t l = 0; l < options.num_layers; ++l) {
     const std::string k = std::to_string(l);
     const std::size_t in = l == 0 ? input_size : hidden_size;
-    weight_ih_.push_back(register_parameter(
-        "weight_ih_l" + k, recurrent_weight({rows, in}, hidden_size, dtype, gen)));
+    weight_ih_.push_back(register_parameter("weight_ih_l" + k,
+                                            recurrent_weight({rows, in}, hidden_size, dtype, gen)));
     weight_hh_.push_back(register_parameter(
         "weight_hh_l" + k, recurrent_weight({rows, hidden_size}, hidden_size, dtype, gen)));
     if (options.bias) {
-      bias_ih_.push_back(register_parameter(
-          "bias_ih_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
-      bias_hh_.push_back(register_parameter(
-          "bias_hh_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
+      bias_ih_.push_back(
+          register_parameter("bias_ih_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
+      bias_hh_.push_back(
+          register_parameter("bias_hh_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
     } else {
       bias_ih_.emplace_back();
       bias_hh_.emplace_back();

@@ -82,8 +82,8 @@ struct MultiHeadAttention final : Node {
           // dQ = dS K;  dK = dS^T Q
           detail::gemm(false, false, s.T, s.d, s.T, T{1}, dd.data(), s.T, x + at + s.E, ld, T{0},
                        dQ, ld);
-          detail::gemm(true, false, s.T, s.d, s.T, T{1}, dd.data(), s.T, x + at, ld, T{0},
-                       dQ + s.E, ld);
+          detail::gemm(true, false, s.T, s.d, s.T, T{1}, dd.data(), s.T, x + at, ld, T{0}, dQ + s.E,
+                       ld);
         }
       return Tensor(std::move(dx));
     });

@@ -9,9 +9,7 @@
 namespace xgrad {
 namespace {
 
-std::string count_str(std::size_t n, const char* what) {
-  return std::to_string(n) + " " + what;
-}
+std::string count_str(std::size_t n, const char* what) { return std::to_string(n) + " " + what; }
 
 // 1 where (row i, column j) of the last two axes keeps its value: j - i <= k (tril) or >= k.
 Tensor triangle_mask(const Tensor& x, std::ptrdiff_t k, bool lower, const char* op) {
@@ -33,7 +31,8 @@ Tensor triangle_mask(const Tensor& x, std::ptrdiff_t k, bool lower, const char* 
 
 }  // namespace
 
-Tensor embedding(const Tensor& weight, const Index& indices, std::optional<std::int64_t> padding_idx) {
+Tensor embedding(const Tensor& weight, const Index& indices,
+                 std::optional<std::int64_t> padding_idx) {
   const CompositeScope composite("embedding");
   if (weight.dim() != 2)
     throw ShapeError("embedding: weight must be 2-D (num_embeddings, embedding_dim), got " +
@@ -148,7 +147,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Tensor scores;
   if (std::equal(q.shape().begin(), q.shape().end() - 2, k.shape().begin())) {
     const auto n = [](const Tensor& t, std::ptrdiff_t a) { return std::ptrdiff_t(t.size(a)); };
-    scores = mm(reshape(q, {-1, n(q, -2), n(q, -1)}), reshape(k, {-1, n(k, -2), n(k, -1)}), false, true);
+    scores =
+        mm(reshape(q, {-1, n(q, -2), n(q, -1)}), reshape(k, {-1, n(k, -2), n(k, -1)}), false, true);
     std::vector<std::ptrdiff_t> shape = detail::spec(q.shape());
     shape.back() = n(k, -2);
     scores = reshape(scores, shape);

@@ -10,7 +10,8 @@ namespace {
 class Bigram : public LanguageModel {
  public:
   Bigram(std::size_t V, Generator& gen) {
-    table = register_module("table", std::make_shared<Embedding>(V, V, std::nullopt, kFloat32, gen));
+    table =
+        register_module("table", std::make_shared<Embedding>(V, V, std::nullopt, kFloat32, gen));
   }
   Tensor logits(const Index& tokens) override { return table->forward(tokens); }
   std::string name() const override { return "Bigram"; }
@@ -74,8 +75,8 @@ class TransformerModel : public LanguageModel {
     pos = register_module("pos", std::make_shared<PositionalEmbedding>(context, C, kFloat32, gen));
     blocks = register_module("blocks", std::make_shared<Sequential>());
     for (int i = 0; i < 2; ++i)
-      blocks->push_back(std::make_shared<TransformerBlock>(C, 4, TransformerBlockOptions{},
-                                                           kFloat32, gen));
+      blocks->push_back(
+          std::make_shared<TransformerBlock>(C, 4, TransformerBlockOptions{}, kFloat32, gen));
     lnf = register_module("lnf", std::make_shared<LayerNorm>(Shape{C}));
     head = register_module("head", std::make_shared<Linear>(C, V, true, kFloat32, gen));
   }

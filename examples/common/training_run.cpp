@@ -39,9 +39,10 @@ void TrainingRun::end_epoch(const EpochResult& result, const std::string& extra)
   extra_ = extra;
   if (!files_.save.empty()) {
     checkpoint_.epoch = result.epoch;
-    checkpoint_.metadata =
-        nlohmann::json{{"program", nlohmann::json::parse(extra)}, {"history", to_rows(results_)}}
-            .dump();
+    checkpoint_.metadata = nlohmann::json{
+        {"program", nlohmann::json::parse(extra)},
+        {"history",
+         to_rows(results_)}}.dump();
     checkpoint_.save(files_.save);
   }
   if (!files_.log.empty()) write_log(files_.log, results_);
@@ -65,8 +66,9 @@ int guarded_main(const char* program, const std::function<void()>& body) {
     std::cerr << program << ": " << e.what() << "\n";
     return 2;
   } catch (const std::bad_alloc&) {
-    std::cerr << program << ": out of memory: the data or the sizes asked for are too large for "
-                            "this machine\n";
+    std::cerr << program
+              << ": out of memory: the data or the sizes asked for are too large for "
+                 "this machine\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << program << ": internal error: " << e.what() << "\n";

@@ -98,9 +98,9 @@ TEST_CASE("embedding: rows looked up, repeats sum their gradients, the padding r
 
 TEST_CASE("embedding: an index out of range names it and the vocabulary size") {
   const Tensor w = random64({5, 2}, 2);
-  CHECK_THROWS_WITH_AS(embedding(w, Index{1, 5}),
-                       doctest::Contains("index 5 (position 1) is out of range for a vocabulary of 5"),
-                       IndexError);
+  CHECK_THROWS_WITH_AS(
+      embedding(w, Index{1, 5}),
+      doctest::Contains("index 5 (position 1) is out of range for a vocabulary of 5"), IndexError);
   CHECK_THROWS_AS(embedding(w, Index{-1}), IndexError);
   CHECK_THROWS_AS(embedding(w, Index{0}, 7), IndexError);
   CHECK_THROWS_AS(embedding(random64({5}, 2), Index{0}), ShapeError);
@@ -138,8 +138,10 @@ TEST_CASE("layer_norm's float32 gradients agree with float64's") {
 }
 
 TEST_CASE("attention with a causal mask equals a per-position loop, in both dtypes") {
-  const Tensor q = random64({2, 4, 3}, 10), k = random64({2, 4, 3}, 11), v = random64({2, 4, 5}, 12);
-  const auto expected = naive_attention(q, k, v, [](std::size_t t, std::size_t s) { return s <= t; });
+  const Tensor q = random64({2, 4, 3}, 10), k = random64({2, 4, 3}, 11),
+               v = random64({2, 4, 5}, 12);
+  const auto expected =
+      naive_attention(q, k, v, [](std::size_t t, std::size_t s) { return s <= t; });
   check_close(values(scaled_dot_product_attention(q, k, v, {.is_causal = true})), expected, 1e-12);
   check_close(values(scaled_dot_product_attention(cast(q, kFloat32), cast(k, kFloat32),
                                                   cast(v, kFloat32), {.is_causal = true})),
@@ -288,11 +290,11 @@ TEST_CASE("multi_head_attention equals the composite on the heads, values and gr
     // The composite: chunk, heads, scaled_dot_product_attention, heads joined.
     const Tensor leaf = qkv.detach().requires_grad_(true);
     const auto parts = chunk(leaf, 3, -1);
-    const Tensor composite = reshape(
-        transpose(scaled_dot_product_attention(heads(parts[0]), heads(parts[1]), heads(parts[2]),
-                                               {.is_causal = causal}),
-                  1, 2),
-        {long(B), long(T), long(E)});
+    const Tensor composite =
+        reshape(transpose(scaled_dot_product_attention(heads(parts[0]), heads(parts[1]),
+                                                       heads(parts[2]), {.is_causal = causal}),
+                          1, 2),
+                {long(B), long(T), long(E)});
     sum(composite * g).backward();
     for (Dtype dtype : {kFloat64, kFloat32}) {
       const Tensor fused_leaf = cast(qkv, dtype).requires_grad_(true);
@@ -307,13 +309,14 @@ TEST_CASE("multi_head_attention equals the composite on the heads, values and gr
   const Tensor mask = tril(ones({T, T}, {.dtype = kFloat64}));
   check_close(values(multi_head_attention(qkv, H, {.mask = mask})),
               values(multi_head_attention(qkv, H, {.is_causal = true})), 1e-12);
-  CHECK_THROWS_WITH_AS(multi_head_attention(qkv, 4), doctest::Contains("4 heads do not divide the width 6"),
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(multi_head_attention(qkv, 4),
+                       doctest::Contains("4 heads do not divide the width 6"), ShapeError);
   CHECK_THROWS_AS(multi_head_attention(random64({2, 5, 7}, 1), 1), ShapeError);
 }
 
 TEST_CASE("gru_cell: float32 values and gradients agree with float64's") {
-  const std::vector<Tensor> inputs = {random64({3, 12}, 22), random64({3, 12}, 23), random64({3, 4}, 24)};
+  const std::vector<Tensor> inputs = {random64({3, 12}, 22), random64({3, 12}, 23),
+                                      random64({3, 4}, 24)};
   const Tensor g = random64({3, 4}, 25);
   std::vector<std::vector<double>> got[2];
   for (Dtype dtype : {kFloat64, kFloat32}) {

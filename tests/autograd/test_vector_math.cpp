@@ -12,8 +12,8 @@ namespace vec = xgrad::detail::vec;
 
 TEST_CASE("vectorized exp, tanh and erf agree with std:: to float rounding, at any position") {
   const double inf = std::numeric_limits<double>::infinity();
-  std::vector<double> x = {0.0, -0.0, 1e-8, -1e-8, 0.5, -0.5, 3.0, -3.0, 20.0, -20.0, 87.0, -87.0,
-                           100.0, -110.0, inf, -inf};
+  std::vector<double> x = {0.0,  -0.0,  1e-8, -1e-8, 0.5,   -0.5,   3.0, -3.0,
+                           20.0, -20.0, 87.0, -87.0, 100.0, -110.0, inf, -inf};
   for (int i = 0; i < 200; ++i) x.push_back(-9.0 + 0.0917 * i);
   struct Case {
     const char* name;

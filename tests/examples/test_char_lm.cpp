@@ -80,8 +80,7 @@ TEST_CASE("char_lm: a resumed run repeats the straight one; log and checkpoint w
   const fs::path ckpt = scratch() / "ckpt", log = scratch() / "log.csv";
   const Run first = run(base + "--epochs 1 --save " + ckpt.string());
   REQUIRE(first.status == 0);
-  const Run resumed =
-      run(base + "--epochs 2 --resume " + ckpt.string() + " --log " + log.string());
+  const Run resumed = run(base + "--epochs 2 --resume " + ckpt.string() + " --log " + log.string());
   REQUIRE(resumed.status == 0);
   CHECK(resumed.out.find("resumed from") != std::string::npos);
   CHECK(epoch_numbers(resumed, "2") == epoch_numbers(straight, "2"));
@@ -94,8 +93,8 @@ TEST_CASE("char_lm: a resumed run repeats the straight one; log and checkpoint w
   CHECK(header.find("epoch") == 0);
   CHECK(row2.find("2,") == 0);
   // Another model cannot load this checkpoint.
-  const Run other = run("--corpus " + synthetic_words().string() + " --model gru --epochs 2 --resume " +
-                        ckpt.string());
+  const Run other = run("--corpus " + synthetic_words().string() +
+                        " --model gru --epochs 2 --resume " + ckpt.string());
   CHECK(other.status == 2);
 }
 

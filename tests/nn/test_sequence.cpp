@@ -32,7 +32,8 @@ std::vector<double> flat_of(const Tensor& t) {
 
 // One sample through one layer of a GRU or LSTM, written out gate by gate as PyTorch's
 // documentation defines them. xs: T inputs of size I; h, c: the state, updated.
-std::vector<std::vector<double>> reference_layer(bool lstm, const std::vector<std::vector<double>>& xs,
+std::vector<std::vector<double>> reference_layer(bool lstm,
+                                                 const std::vector<std::vector<double>>& xs,
                                                  std::vector<double>& h, std::vector<double>& c,
                                                  const Tensor& wih, const Tensor& whh,
                                                  const Tensor& bih, const Tensor& bhh) {
@@ -104,7 +105,8 @@ TEST_CASE("GRU and LSTM, two layers deep, equal a hand-unrolled reference of the
       for (std::size_t t = 0; t < T; ++t)
         seq.emplace_back(X.begin() + long((b * T + t) * I), X.begin() + long((b * T + t + 1) * I));
       for (std::size_t l = 0; l < L; ++l) {
-        std::vector<double> h(H0.begin() + long((l * B + b) * H), H0.begin() + long((l * B + b + 1) * H));
+        std::vector<double> h(H0.begin() + long((l * B + b) * H),
+                              H0.begin() + long((l * B + b + 1) * H));
         std::vector<double> c = lstm ? std::vector<double>(C0.begin() + long((l * B + b) * H),
                                                            C0.begin() + long((l * B + b + 1) * H))
                                      : std::vector<double>(H);
@@ -121,7 +123,8 @@ TEST_CASE("GRU and LSTM, two layers deep, equal a hand-unrolled reference of the
         }
       }
       for (std::size_t t = 0; t < T; ++t)
-        check_close(std::vector<double>(O.begin() + long((b * T + t) * H), O.begin() + long((b * T + t + 1) * H)),
+        check_close(std::vector<double>(O.begin() + long((b * T + t) * H),
+                                        O.begin() + long((b * T + t + 1) * H)),
                     seq[t], 1e-12);
     }
   }
@@ -133,11 +136,13 @@ TEST_CASE("GRU and LSTM gradients through 5 steps agree with finite differences"
     Generator gen(2);
     const std::size_t I = 2, H = 3, G = lstm ? 4 : 3;
     const Tensor w = randn({2, 5, H}, {.dtype = kFloat64}, gen);  // weights the outputs
-    std::vector<Tensor> inputs = {
-        randn({2, 5, I}, {.dtype = kFloat64}, gen), randn({2, H}, {.dtype = kFloat64}, gen),
-        randn({2, H}, {.dtype = kFloat64}, gen),  // c0, for the LSTM
-        randn({G * H, I}, {.dtype = kFloat64}, gen) * 0.5, randn({G * H, H}, {.dtype = kFloat64}, gen) * 0.5,
-        randn({G * H}, {.dtype = kFloat64}, gen), randn({G * H}, {.dtype = kFloat64}, gen)};
+    std::vector<Tensor> inputs = {randn({2, 5, I}, {.dtype = kFloat64}, gen),
+                                  randn({2, H}, {.dtype = kFloat64}, gen),
+                                  randn({2, H}, {.dtype = kFloat64}, gen),  // c0, for the LSTM
+                                  randn({G * H, I}, {.dtype = kFloat64}, gen) * 0.5,
+                                  randn({G * H, H}, {.dtype = kFloat64}, gen) * 0.5,
+                                  randn({G * H}, {.dtype = kFloat64}, gen),
+                                  randn({G * H}, {.dtype = kFloat64}, gen)};
     for (Tensor& t : inputs) t = t.detach().requires_grad_(true);
     const TensorFn f = [&](const std::vector<Tensor>& p) {
       const Tensor xp = linear(p[0], p[3], p[5]);
@@ -159,9 +164,10 @@ TEST_CASE("GRU and LSTM gradients through 5 steps agree with finite differences"
     else
       net = std::make_shared<GRU>(I, H, RecurrentOptions{}, kFloat64);
     const auto params = net->parameters();
-    const RecurrentOutput out = net->forward(inputs[0], unsqueeze(inputs[1], 0),
-                                             lstm ? unsqueeze(inputs[2], 0) : Tensor());
-    const Tensor expected = f({inputs[0], inputs[1], inputs[2], params[0], params[1], params[2], params[3]});
+    const RecurrentOutput out =
+        net->forward(inputs[0], unsqueeze(inputs[1], 0), lstm ? unsqueeze(inputs[2], 0) : Tensor());
+    const Tensor expected =
+        f({inputs[0], inputs[1], inputs[2], params[0], params[1], params[2], params[3]});
     const Tensor got = sum(out.output * w) + (lstm ? sum(out.c) : scalar(0.0, {.dtype = kFloat64}));
     CHECK(got.item() == doctest::Approx(expected.item()).epsilon(1e-12));
     CHECK_GRADCHECK(gradcheck(f, inputs));
@@ -171,23 +177,27 @@ TEST_CASE("GRU and LSTM gradients through 5 steps agree with finite differences"
 TEST_CASE("GRUCell and LSTMCell are one step of the layers") {
   Generator gen(3);
   GRUCell gru(3, 4, true, kFloat64, gen);
-  const Tensor x = randn({2, 3}, {.dtype = kFloat64}, gen), h = randn({2, 4}, {.dtype = kFloat64}, gen);
-  check_close(testing::flat(gru.forward(x, h)),
-              testing::flat(gru_step(linear(x, gru.weight_ih, gru.bias_ih), h, gru.weight_hh, gru.bias_hh)),
-              1e-15);
+  const Tensor x = randn({2, 3}, {.dtype = kFloat64}, gen),
+               h = randn({2, 4}, {.dtype = kFloat64}, gen);
+  check_close(
+      testing::flat(gru.forward(x, h)),
+      testing::flat(gru_step(linear(x, gru.weight_ih, gru.bias_ih), h, gru.weight_hh, gru.bias_hh)),
+      1e-15);
   LSTMCell lstm(3, 4, false, kFloat64, gen);
   CHECK(lstm.parameters().size() == 2);
   CHECK(lstm.str() == "LSTMCell(3, 4, bias=false)");
   const LSTMState s = lstm.forward(x, {h, h});
   CHECK(s.c.shape() == Shape{2, 4});
-  CHECK_THROWS_WITH_AS(gru.forward(x, randn({2, 5}, {.dtype = kFloat64})),
-                       doctest::Contains("GRUCell: needs input (B, 3) and state (B, 4), got [2, 3] and [2, 5]"),
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(
+      gru.forward(x, randn({2, 5}, {.dtype = kFloat64})),
+      doctest::Contains("GRUCell: needs input (B, 3) and state (B, 4), got [2, 3] and [2, 5]"),
+      ShapeError);
   GRU layer(3, 4);
   CHECK_THROWS_WITH_AS(layer.forward(zeros({2, 5, 2})),
                        doctest::Contains("GRU: needs input (B, T, 3), got [2, 5, 2]"), ShapeError);
   CHECK_THROWS_WITH_AS(layer.forward(zeros({2, 5, 3}), zeros({2, 2, 4})),
-                       doctest::Contains("expected (num_layers, B, hidden) = [1, 2, 4]"), ShapeError);
+                       doctest::Contains("expected (num_layers, B, hidden) = [1, 2, 4]"),
+                       ShapeError);
 }
 
 TEST_CASE("MultiheadAttention: causal, heads that must divide the width, cross-attention") {
@@ -205,14 +215,15 @@ TEST_CASE("MultiheadAttention: causal, heads that must divide the width, cross-a
   CHECK(a[39] != doctest::Approx(b[39]));
   // Self-attention through the three-input form gives the same.
   check_close(testing::flat(attn.forward(x, x, x, Tensor(), true)), a, 1e-12);
-  CHECK_THROWS_WITH_AS(MultiheadAttention(8, 3), doctest::Contains("3 heads do not divide the width 8"),
-                       ValueError);
+  CHECK_THROWS_WITH_AS(MultiheadAttention(8, 3),
+                       doctest::Contains("3 heads do not divide the width 8"), ValueError);
   CHECK_THROWS_AS(attn(zeros({2, 5, 6}, {.dtype = kFloat64})), ShapeError);
   // Gradients with respect to the input, through a whole block, against finite differences.
   TransformerBlock block(8, 2, {.mlp_hidden = 6}, kFloat64, gen);
   const Tensor w = randn({2, 3, 8}, {.dtype = kFloat64}, gen);
   const TensorFn f = [&](const std::vector<Tensor>& p) { return sum(block(p[0]) * w); };
-  CHECK_GRADCHECK(gradcheck(f, {randn({2, 3, 8}, {.dtype = kFloat64, .requires_grad = true}, gen)}));
+  CHECK_GRADCHECK(
+      gradcheck(f, {randn({2, 3, 8}, {.dtype = kFloat64, .requires_grad = true}, gen)}));
   CHECK(block.named_parameters().size() == 12);
 }
 
@@ -245,12 +256,14 @@ TEST_CASE("Embedding: padding row zero and frozen; a tied output layer lists the
   check_close(testing::flat(net.head.grad()), testing::flat(copy.grad()), 1e-14);
   const Tensor lookup_only = net.head.detach().requires_grad_(true);
   softmax_cross_entropy(linear(embedding(lookup_only, Index{1, 2, 1}), net.head.detach()),
-                        Index{2, 1, 0}).backward();
+                        Index{2, 1, 0})
+      .backward();
   CHECK(testing::flat(lookup_only.grad()) != testing::flat(copy.grad()));
   PositionalEmbedding pos(4, 3);
-  CHECK_THROWS_WITH_AS(pos(zeros({2, 5, 3})),
-                       doctest::Contains("a sequence of length 5 is longer than the table's 4 positions"),
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(
+      pos(zeros({2, 5, 3})),
+      doctest::Contains("a sequence of length 5 is longer than the table's 4 positions"),
+      ShapeError);
   LayerNorm ln({3});
   CHECK(ln.str() == "LayerNorm([3], eps=1e-05, elementwise_affine=true)");
 }
