@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <set>
@@ -332,4 +333,43 @@ TEST_CASE("gru_cell: float32 values and gradients agree with float64's") {
   CHECK_THROWS_WITH_AS(gru_cell(random64({3, 12}, 1), random64({3, 9}, 1), random64({3, 4}, 1)),
                        doctest::Contains("gru_cell: needs projections (B, 3H) and a state (B, H)"),
                        ShapeError);
+}
+
+TEST_CASE("the float32 path of every sequence op agrees with float64, values and gradients") {
+  using F = std::function<Tensor(const std::vector<Tensor>&)>;
+  struct Case {
+    const char* op;
+    std::vector<Shape> shapes;
+    F f;
+  };
+  const std::vector<Case> cases = {
+      {"embedding", {{5, 3}}, [](const auto& x) { return embedding(x[0], Index{{1, 4}, {1, 0}}); }},
+      {"cumsum", {{3, 4}}, [](const auto& x) { return cumsum(x[0], 1); }},
+      {"tril", {{2, 3, 3}}, [](const auto& x) { return tril(x[0], -1); }},
+      {"masked_fill",
+       {{2, 3}},
+       [](const auto& x) {
+         return masked_fill(x[0], tensor({{1, 0, 0}, {0, 0, 1}}, {.dtype = x[0].dtype()}), 2.0);
+       }},
+      {"matmul", {{2, 1, 3, 4}, {3, 4, 2}}, [](const auto& x) { return matmul(x[0], x[1]); }},
+      {"scaled_dot_product_attention",
+       {{2, 4, 3}, {2, 5, 3}, {2, 5, 2}},
+       [](const auto& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); }},
+  };
+  for (std::size_t k = 0; k < cases.size(); ++k) {
+    const Case& c = cases[k];
+    INFO(std::string(c.op));
+    std::vector<std::vector<double>> got[2];
+    for (Dtype dtype : {kFloat64, kFloat32}) {
+      std::vector<Tensor> leaves;
+      for (std::size_t i = 0; i < c.shapes.size(); ++i)
+        leaves.push_back(cast(random64(c.shapes[i], 100 + 10 * k + i), dtype).requires_grad_(true));
+      const Tensor y = c.f(leaves);
+      sum(y * cast(random64(y.shape(), 99), dtype)).backward();
+      auto& out = got[dtype == kFloat32];
+      out.push_back(values(y));
+      for (const Tensor& leaf : leaves) out.push_back(values(leaf.grad()));
+    }
+    for (std::size_t i = 0; i < got[0].size(); ++i) check_close(got[1][i], got[0][i], 1e-5);
+  }
 }
