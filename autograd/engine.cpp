@@ -7,6 +7,8 @@
 #include "autograd/engine.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <unordered_map>
 #include <string>
 
 #include "autograd/anomaly.hpp"
@@ -33,9 +35,18 @@ class Engine {
 
  private:
   struct Sweep;
+  class PendingLeaves;
   static void deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, bool create_graph,
                               Capture* capture);
 };
+
+namespace {
+std::atomic<bool> hooks_registered{false};
+}  // namespace
+
+void detail::note_post_accumulate_grad_hook() {
+  hooks_registered.store(true, std::memory_order_relaxed);
+}
 
 namespace {
 
@@ -105,6 +116,39 @@ struct Engine::Sweep {
   }
 };
 
+// A leaf's gradient is final once the sweep has passed every op of the tape that uses it: for each
+// leaf with post-accumulate-grad hooks, how many such ops are still ahead.
+class Engine::PendingLeaves {
+ public:
+  // Counts the uses below `top` (the sweep visits all of them) and the leaves among the outputs.
+  PendingLeaves(const Tape& tape, std::size_t top, const std::vector<Tensor>& outputs) {
+    if (!hooks_registered.load(std::memory_order_relaxed)) return;
+    for (std::size_t i = 0; i < top; ++i)
+      if (const Node* node = tape.entries_[i])
+        for (const Edge& edge : node->edges_)
+          if (edge.leaf && !edge.leaf->post_accumulate_grad_hooks.empty()) ++left_[edge.leaf.get()];
+    for (const Tensor& out : outputs)
+      if (!out.grad_fn() && !out.impl()->post_accumulate_grad_hooks.empty()) ++left_[out.impl()];
+  }
+  // One use of `leaf` passed: when it was the last, its hooks run.
+  void passed(const std::shared_ptr<TensorImpl>& leaf) {
+    if (left_.empty() || leaf->post_accumulate_grad_hooks.empty()) return;
+    const auto it = left_.find(leaf.get());
+    if (it == left_.end() || --it->second > 0) return;
+    left_.erase(it);
+    const Tensor handle(leaf);
+    for (const auto& hook : leaf->post_accumulate_grad_hooks) hook(handle);
+  }
+  void passed(const Node& node) {
+    if (left_.empty()) return;
+    for (const Edge& edge : node.edges_)
+      if (edge.leaf) passed(edge.leaf);
+  }
+
+ private:
+  std::unordered_map<const TensorImpl*, std::size_t> left_;
+};
+
 void Engine::deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, bool create_graph,
                              Capture* capture) {
   if (capture) {
@@ -150,10 +194,17 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
     sweep.top = std::max(sweep.top, node->index_ + 1);
   }
 
+  PendingLeaves pending(tape, capture ? 0 : sweep.top, capture ? std::vector<Tensor>() : outputs);
+  for (const Tensor& out : outputs)
+    if (!capture && !out.grad_fn()) pending.passed(out.impl_ptr());
   std::vector<Tensor> grads;
   for (std::size_t i = sweep.top; i-- > 0;) {
     Node* node = tape.entries_[i];
-    if (!node || !node->grad_.defined()) continue;
+    if (!node) continue;
+    if (!node->grad_.defined()) {
+      pending.passed(*node);
+      continue;
+    }
     Tensor g = std::move(node->grad_);  // leaves the slot empty
     if (capture) {
       for (std::size_t j = 0; j < capture->nodes.size(); ++j)
@@ -179,6 +230,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
       else
         deliver_to_leaf(edge.leaf, std::move(gk), create_graph, capture);
     }
+    pending.passed(*node);
     if (!retain_graph) node->release();
   }
 }

@@ -60,6 +60,8 @@ struct TensorImpl {
   Tensor grad;
   NodeRef grad_fn;
   bool requires_grad = false;
+  /// Called when a backward sweep has finished accumulating into grad (leaves only).
+  std::vector<std::function<void(const Tensor&)>> post_accumulate_grad_hooks;
 };
 
 /// Where the gradient of one input goes: into the node that produced it, or into a leaf's .grad.
@@ -151,6 +153,12 @@ class CompositeScope {
 };
 
 bool should_record(std::span<const Tensor* const> inputs);
+
+namespace detail {
+/// Set once any leaf gets a post-accumulate-grad hook: only then does a backward sweep count, per
+/// hooked leaf, the ops that use it (autograd/engine.cpp).
+void note_post_accumulate_grad_hook();
+}  // namespace detail
 void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs);
 
 /// Records `out` as the result of a new node N(args...) applied to `inputs`, when grad mode is on

@@ -137,6 +137,15 @@ Tensor& Tensor::requires_grad_(bool on) {
   return *this;
 }
 
+void Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const {
+  TensorImpl& impl = const_cast<TensorImpl&>(checked("register_post_accumulate_grad_hook"));
+  if (impl.grad_fn)
+    throw AutogradError("register_post_accumulate_grad_hook: this tensor is the output of " +
+                        std::string(impl.grad_fn->name()) + "; only leaves accumulate a .grad");
+  impl.post_accumulate_grad_hooks.push_back(std::move(hook));
+  detail::note_post_accumulate_grad_hook();
+}
+
 bool Tensor::is_leaf() const { return !checked("is_leaf").grad_fn; }
 Node* Tensor::grad_fn() const { return checked("grad_fn").grad_fn.get(); }
 Tensor Tensor::grad() const { return checked("grad").grad; }

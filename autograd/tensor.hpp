@@ -5,6 +5,7 @@
 /// torch::Tensor: copies refer to the same data. Ops live in autograd/ops.hpp.
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>
@@ -93,6 +94,14 @@ class Tensor {
   /// do, as PyTorch's `p.data = ...`). Drops the gradient; keeps requires_grad. Not recorded:
   /// AutogradError for an op's output.
   void set_data(const Tensor& source) const;
+
+  /// Calls hook(this leaf) in every backward() that accumulates into .grad, once its gradient
+  /// for that sweep is final: after the last op of the tape that uses the leaf has been passed
+  /// (it may have sent nothing, when no path from the outputs goes through it). As PyTorch's
+  /// register_post_accumulate_grad_hook: what data-parallel training uses to send each gradient
+  /// while the rest of the backward runs. Not called by grad(), nor when no op on the tape below
+  /// the outputs uses the leaf. AutogradError for an op's output.
+  void register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const;
 
   /// Reverse-mode sweep from this tensor. A one-element tensor is seeded with 1; any other needs
   /// `gradient` of its own shape. Leaf gradients accumulate (+=) across calls until zero_grad().

@@ -352,3 +352,50 @@ TEST_CASE("a graph outlives the thread that built it, and is freed where its las
   CHECK(kept.item() == doctest::Approx(2 * (std::tanh(1.0) + std::tanh(2.0))));
   kept = Tensor();
 }
+
+TEST_CASE("post-accumulate-grad hooks: once per backward, when the leaf's gradient is final") {
+  const Tensor w1 = testing::f64({1.0, 2.0}, true), w2 = testing::f64({0.5, -1.0}, true);
+  const Tensor x = testing::f64({3.0, 4.0});
+  std::vector<std::string> order;
+  std::vector<std::vector<double>> seen;
+  const auto hook = [&](const char* name) {
+    return [&, name](const Tensor& leaf) {
+      order.push_back(name);
+      seen.push_back(testing::flat(leaf.grad()));
+    };
+  };
+  w1.register_post_accumulate_grad_hook(hook("w1"));
+  w2.register_post_accumulate_grad_hook(hook("w2"));
+  // A recurrence: w1 is used at each of three steps, and in one op twice; w2 only at the end.
+  Tensor h = x;
+  for (int t = 0; t < 3; ++t) h = tanh(h * w1 + w1 * w1);
+  const Tensor loss = sum(h * w2);
+  loss.backward();
+  REQUIRE(order == std::vector<std::string>{"w2", "w1"});  // w2's last use is the newest
+  CHECK(seen[0] == testing::flat(w2.grad()));  // final when the hook ran: nothing came after
+  CHECK(seen[1] == testing::flat(w1.grad()));
+  // grad() leaves .grad alone and calls no hook.
+  const Tensor again = sum(tanh(x * w1) * w2);
+  grad({again}, {w1});
+  CHECK(order.size() == 2);
+  // A second backward calls them again, with the accumulated gradient.
+  sum(tanh(x * w1) * w2).backward();
+  REQUIRE(order.size() == 4);
+  CHECK(seen[3] == testing::flat(w1.grad()));
+  CHECK_THROWS_AS((w1 * 2.0).register_post_accumulate_grad_hook([](const Tensor&) {}),
+                  AutogradError);
+}
+
+TEST_CASE("post-accumulate-grad hooks: a leaf no path reaches is settled when the sweep passes it") {
+  const Tensor used = testing::f64({1.0}, true), unused = testing::f64({2.0}, true);
+  int calls = 0;
+  unused.register_post_accumulate_grad_hook([&](const Tensor& leaf) {
+    ++calls;
+    CHECK_FALSE(leaf.grad().defined());  // nothing came to it
+  });
+  const Tensor other = unused * 3.0;  // an op that uses it, on the tape, off the loss's path
+  const Tensor loss = sum(used * 2.0) + sum(used * used);
+  loss.backward();
+  CHECK(calls == 1);
+  CHECK(other.requires_grad());
+}
