@@ -242,28 +242,41 @@ DataLoader::DataLoader(std::shared_ptr<const TensorDataset> data, DataLoaderOpti
     throw ValueError("DataLoader: normalization needs a finite mean and a standard deviation > 0, "
                      "got mean " + number_str(a.normalize.mean) + " and std " +
                      number_str(a.normalize.std));
-  order_.resize(data_->size());
+  if (options.num_replicas == 0 || options.rank >= options.num_replicas)
+    throw ValueError("DataLoader: rank " + std::to_string(options.rank) + " of " +
+                     std::to_string(options.num_replicas) +
+                     " replicas (expected num_replicas >= 1 and rank < num_replicas)");
+  order_.resize(shard_size());
   std::iota(order_.begin(), order_.end(), 0);
 }
 
+std::size_t DataLoader::shard_size() const {
+  const std::size_t n = data_->size(), r = options_.num_replicas;
+  return (n + r - 1) / r;
+}
+
 std::size_t DataLoader::num_batches() const {
-  const std::size_t n = data_->size(), b = options_.batch_size;
+  const std::size_t n = shard_size(), b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
 DataLoader::Iterator DataLoader::begin() {
-  std::iota(order_.begin(), order_.end(), 0);
+  std::vector<std::size_t> order(data_->size());
+  std::iota(order.begin(), order.end(), 0);
   if (options_.shuffle) {
     Generator gen(options_.seed * 1000003 + epoch_);
-    std::shuffle(order_.begin(), order_.end(), gen.engine());
+    std::shuffle(order.begin(), order.end(), gen.engine());
   }
+  // This rank's shard: every num_replicas-th entry, the order's start repeated past its end.
+  for (std::size_t k = 0; k < order_.size() && !order.empty(); ++k)
+    order_[k] = order[(options_.rank + k * options_.num_replicas) % order.size()];
   current_ = epoch_++;
   return Iterator(this, 0);
 }
 
 Batch DataLoader::batch(std::size_t b) const {
   const std::size_t start = b * options_.batch_size;
-  const std::size_t stop = std::min(start + options_.batch_size, data_->size());
+  const std::size_t stop = std::min(start + options_.batch_size, order_.size());
   if (start >= stop)
     throw IndexError("DataLoader: batch " + std::to_string(b) + " is past the end");
   const std::size_t rows = stop - start;
@@ -274,7 +287,9 @@ Batch DataLoader::batch(std::size_t b) const {
   const Augmentation& a = options_.augment;
   if (a.crop_padding > 0 || a.horizontal_flip) {
     // A stream of its own per (seed, epoch, batch), apart from the shuffle's.
-    Generator gen((options_.seed * 1000003 + current_) * 1000033 + b + 0x5bd1e995);
+    // (and per rank: the ranks' images of batch b are not flipped alike)
+    Generator gen((options_.seed * 1000003 + current_) * 1000033 + b + 0x5bd1e995 +
+                  options_.rank * 0x9e3779b97f4a7c15ull);
     if (out.inputs.dtype() == Dtype::float32)
       augment_images(out.inputs.mutable_value<float>(), a, gen);
     else

@@ -82,6 +82,13 @@ struct DataLoaderOptions {
   bool drop_last = false;  ///< drop the last batch when it is smaller than batch_size
   std::uint64_t seed = 0;  ///< with the epoch number, decides each epoch's order and augmentation
   Augmentation augment{};
+  /// Distributed sampling, as PyTorch's DistributedSampler: the epoch's order (the same on every
+  /// process) is padded by repeating its start to a multiple of num_replicas, and this process
+  /// (rank) takes entries rank, rank + num_replicas, ...: shards of equal size that together are
+  /// the epoch. With a per-rank batch of B / num_replicas, the ranks' batches b together are the
+  /// single-process batch b of size B.
+  std::size_t num_replicas = 1;
+  std::size_t rank = 0;
 };
 
 /// Iterating over a loader runs one epoch: a new order when shuffling, then batches gathered
@@ -95,6 +102,7 @@ class DataLoader {
   DataLoader(TensorDataset data, DataLoaderOptions options);
   DataLoader(std::shared_ptr<const TensorDataset> data, DataLoaderOptions options);
   std::size_t num_batches() const;
+  std::size_t shard_size() const;  ///< examples an epoch gives this rank (all, for one replica)
   const TensorDataset& dataset() const { return *data_; }
 
   class Iterator {

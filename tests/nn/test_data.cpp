@@ -166,6 +166,39 @@ TEST_CASE("DataLoader: every example once per epoch, seeded shuffles, last batch
   CHECK_THROWS_AS(DataLoader(data, {.batch_size = 0}), ValueError);
 }
 
+TEST_CASE(
+    "DataLoader shards: equal sizes, together the epoch; the ranks' batches make the global one") {
+  Index y = Index::from_shape({11});
+  xt::xarray<float> x = xt::xarray<float>::from_shape({11, 1});
+  for (std::size_t i = 0; i < 11; ++i) {
+    x(i, 0) = static_cast<float>(i);
+    y(i) = static_cast<std::int64_t>(i);
+  }
+  const TensorDataset data(Tensor(x), y);
+  DataLoader whole(data, {.batch_size = 4, .shuffle = true, .seed = 3});
+  DataLoader rank0(data,
+                   {.batch_size = 2, .shuffle = true, .seed = 3, .num_replicas = 2, .rank = 0});
+  DataLoader rank1(data,
+                   {.batch_size = 2, .shuffle = true, .seed = 3, .num_replicas = 2, .rank = 1});
+  CHECK(rank0.shard_size() == 6);  // 11 padded to 12
+  CHECK(rank1.shard_size() == 6);
+  CHECK(rank0.num_batches() == 3);
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    std::vector<std::int64_t> global, a, b;
+    for (const Batch& batch : whole)
+      global.insert(global.end(), batch.labels.begin(), batch.labels.end());
+    for (const Batch& batch : rank0) a.insert(a.end(), batch.labels.begin(), batch.labels.end());
+    for (const Batch& batch : rank1) b.insert(b.end(), batch.labels.begin(), batch.labels.end());
+    // Entry k of rank r is entry r + 2k of the epoch's order; the 12th repeats the first.
+    for (std::size_t k = 0; k < 6; ++k) {
+      CHECK(a[k] == global[2 * k]);
+      CHECK(b[k] == (2 * k + 1 < 11 ? global[2 * k + 1] : global[0]));
+    }
+  }
+  CHECK_THROWS_WITH_AS(DataLoader(data, {.num_replicas = 2, .rank = 2}),
+                       doctest::Contains("rank 2 of 2 replicas"), ValueError);
+}
+
 TEST_CASE("DataLoader keeps its dataset alive: a temporary dataset is safe (run under ASan)") {
   Generator gen(3);
   const Tensor x = randn({10, 2}, {}, gen);
@@ -249,9 +282,9 @@ TEST_CASE("DataLoader normalization comes after the crop, so the padding is norm
   const TensorDataset data = ramp_images(4);
   DataLoader plain(data, {.batch_size = 4, .shuffle = false, .augment = {.normalize = {100, 4}}});
   CHECK(plain.batch(0).inputs.value<double>()(2, 0, 1, 3) == (213.0 - 100) / 4);
-  DataLoader cropped(data, {.batch_size = 4,
-                            .shuffle = false,
-                            .augment = {.crop_padding = 3, .normalize = {100, 4}}});
+  DataLoader cropped(
+      data,
+      {.batch_size = 4, .shuffle = false, .augment = {.crop_padding = 3, .normalize = {100, 4}}});
   const Batch batch = cropped.batch(0);  // kept: x refers into it
   const auto& x = batch.inputs.value<double>();
   std::size_t padding = 0;
@@ -263,7 +296,7 @@ TEST_CASE("DataLoader normalization comes after the crop, so the padding is norm
                        doctest::Contains("(N, C, H, W)"), ShapeError);
   CHECK_THROWS_WITH_AS(DataLoader(rows, {.augment = {.normalize = {0, 0}}}),
                        doctest::Contains("standard deviation > 0"), ValueError);
-  DataLoader rows_normalized(rows, {.batch_size = 2, .shuffle = false,
-                                    .augment = {.normalize = {1, 2}}});
+  DataLoader rows_normalized(rows,
+                             {.batch_size = 2, .shuffle = false, .augment = {.normalize = {1, 2}}});
   CHECK(rows_normalized.batch(0).inputs.value<double>()(1, 1) == 1.5);
 }
