@@ -14,13 +14,9 @@
 // test_loss=x.xxxx (nats per character, the end of each word counted as one). Bad input exits 2.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
-#include <random>
 
 #include "autograd/blas.hpp"
 #include "autograd/grad_mode.hpp"
