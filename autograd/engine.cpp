@@ -121,8 +121,9 @@ struct Engine::Sweep {
 class Engine::PendingLeaves {
  public:
   // Counts the uses below `top` (the sweep visits all of them) and the leaves among the outputs.
-  PendingLeaves(const Tape& tape, std::size_t top, const std::vector<Tensor>& outputs) {
-    if (!hooks_registered.load(std::memory_order_relaxed)) return;
+  PendingLeaves(const Tape& tape, bool enabled, std::size_t top,
+                const std::vector<Tensor>& outputs) {
+    if (!enabled || !hooks_registered.load(std::memory_order_relaxed)) return;
     for (std::size_t i = 0; i < top; ++i)
       if (const Node* node = tape.entries_[i])
         for (const Edge& edge : node->edges_)
@@ -194,9 +195,10 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
     sweep.top = std::max(sweep.top, node->index_ + 1);
   }
 
-  PendingLeaves pending(tape, capture ? 0 : sweep.top, capture ? std::vector<Tensor>() : outputs);
+  // grad() fills no .grad, so it calls no hook: nothing counted.
+  PendingLeaves pending(tape, capture == nullptr, sweep.top, outputs);
   for (const Tensor& out : outputs)
-    if (!capture && !out.grad_fn()) pending.passed(out.impl_ptr());
+    if (!out.grad_fn()) pending.passed(out.impl_ptr());
   std::vector<Tensor> grads;
   for (std::size_t i = sweep.top; i-- > 0;) {
     Node* node = tape.entries_[i];

@@ -77,6 +77,22 @@ Tensor map(const Tensor& x, F&& f) {
   });
 }
 
+// Records a normalization's node (batch_norm, layer_norm) on x and on whichever of weight and
+// bias are defined, saving x, the mean and 1 / sqrt(var + eps) it normalized with, and the weight.
+template <class N, class... Args>
+void record_normalization(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const Tensor& mean, const Tensor& invstd, Args&&... args) {
+  std::vector<const Tensor*> inputs = {&x};
+  if (weight.defined()) inputs.push_back(&weight);
+  if (bias.defined()) inputs.push_back(&bias);
+  N* node = record_node<N>(out, inputs, std::forward<Args>(args)...);
+  if (!node) return;
+  if (weight.defined())
+    node->save({x, mean, invstd, weight});
+  else
+    node->save({x, mean, invstd});
+}
+
 // x[i] = e^x[i] and tanh(x[i]) in place: vectorized in float32 (vector_math.hpp), std:: in float64.
 template <class T>
 void exp_in_place(T* x, std::size_t n) {

@@ -68,7 +68,8 @@ struct BatchNorm final : Node {
         for (std::size_t n = 0; n < L.n; ++n) {
           const std::size_t at = (n * L.c + c) * L.s;
           sum_g += detail::row_sum(pg + at, L.s, [](T v) { return v; });
-          sum_gd += detail::row_sum2(pg + at, px + at, L.s, [m = pm[c]](T a, T b) { return a * (b - m); });
+          sum_gd += detail::row_sum2(pg + at, px + at, L.s,
+                                     [m = pm[c]](T a, T b) { return a * (b - m); });
         }
         const double wc = pw ? double(pw[c]) : 1.0, inv = double(pi[c]);
         const double sum_gx = sum_gd * inv;  // sum(g xhat)
@@ -161,7 +162,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
         m /= double(L.m());
         const T mt = static_cast<T>(m);
         for (std::size_t n = 0; n < L.n; ++n)
-          v += detail::row_sum(px + (n * L.c + c) * L.s, L.s, [mt](T e) { return (e - mt) * (e - mt); });
+          v += detail::row_sum(px + (n * L.c + c) * L.s, L.s,
+                               [mt](T e) { return (e - mt) * (e - mt); });
         v /= double(L.m());
       } else {
         m = double(running_mean.value<T>()(c));
@@ -192,16 +194,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     invstd = Tensor(std::move(inv));
     return Tensor(std::move(z));
   });
-  const bool affine = weight.defined(), shift = bias.defined();
-  std::vector<const Tensor*> inputs = {&x};
-  if (affine) inputs.push_back(&weight);
-  if (shift) inputs.push_back(&bias);
-  if (auto* node = record_node<BatchNorm>(out, inputs, training, affine, shift, eps)) {
-    if (affine)
-      node->save({x, mu, invstd, weight});
-    else
-      node->save({x, mu, invstd});
-  }
+  detail::record_normalization<BatchNorm>(out, x, weight, bias, mu, invstd, training,
+                                          weight.defined(), bias.defined(), eps);
   return out;
 }
 

@@ -144,16 +144,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
     invstd = Tensor(std::move(inv));
     return Tensor(std::move(z));
   });
-  const bool affine = weight.defined(), shift = bias.defined();
-  std::vector<const Tensor*> inputs = {&x};
-  if (affine) inputs.push_back(&weight);
-  if (shift) inputs.push_back(&bias);
-  if (auto* node = record_node<LayerNorm>(out, inputs, R, D, k, affine, shift, eps)) {
-    if (affine)
-      node->save({x, mu, invstd, weight});
-    else
-      node->save({x, mu, invstd});
-  }
+  detail::record_normalization<LayerNorm>(out, x, weight, bias, mu, invstd, R, D, k,
+                                          weight.defined(), bias.defined(), eps);
   return out;
 }
 
