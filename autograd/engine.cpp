@@ -42,6 +42,8 @@ class Engine {
 
 namespace {
 std::atomic<bool> hooks_registered{false};
+// The callbacks queued during the backward() running on this thread (nullptr outside one).
+thread_local std::vector<std::function<void()>>* queued_callbacks = nullptr;
 }  // namespace
 
 void detail::note_post_accumulate_grad_hook() {
@@ -197,6 +199,12 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
 
   // grad() fills no .grad, so it calls no hook: nothing counted.
   PendingLeaves pending(tape, capture == nullptr, sweep.top, outputs);
+  std::vector<std::function<void()>> callbacks;
+  struct Queue {  // this backward's callbacks; an outer backward's again when it ends
+    std::vector<std::function<void()>>* outer = queued_callbacks;
+    explicit Queue(std::vector<std::function<void()>>* mine) { queued_callbacks = mine; }
+    ~Queue() { queued_callbacks = outer; }
+  } queue(capture ? nullptr : &callbacks);
   for (const Tensor& out : outputs)
     if (!out.grad_fn()) pending.passed(out.impl_ptr());
   std::vector<Tensor> grads;
@@ -235,6 +243,17 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
     pending.passed(*node);
     if (!retain_graph) node->release();
   }
+  for (std::size_t i = 0; i < callbacks.size(); ++i) {  // a callback may queue more
+    const std::function<void()> callback = std::move(callbacks[i]);
+    callback();
+  }
+}
+
+void queue_backward_callback(std::function<void()> callback) {
+  if (!queued_callbacks)
+    throw AutogradError(
+        "queue_backward_callback: called outside a backward() (queue from a tensor's hook)");
+  queued_callbacks->push_back(std::move(callback));
 }
 
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,

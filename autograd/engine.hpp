@@ -2,6 +2,7 @@
 /// \file
 /// Reverse-mode differentiation over the tape, as torch::autograd::backward and ::grad.
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -22,5 +23,11 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
                          const std::vector<Tensor>& grad_outputs = {},
                          std::optional<bool> retain_graph = std::nullopt, bool create_graph = false,
                          bool allow_unused = false);
+
+/// From inside a hook run by backward(): calls `callback` once the sweep has passed the whole
+/// tape, after every .grad of that backward is final (callbacks in the order queued). As PyTorch's
+/// engine queue_callback: data-parallel training waits there for the gradients it sent during the
+/// sweep. Not called when the sweep throws. AutogradError outside a backward().
+void queue_backward_callback(std::function<void()> callback);
 
 }  // namespace xgrad

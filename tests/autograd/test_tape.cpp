@@ -386,6 +386,35 @@ TEST_CASE("post-accumulate-grad hooks: once per backward, when the leaf's gradie
                   AutogradError);
 }
 
+TEST_CASE("queue_backward_callback: runs once the sweep is done, in order, only within backward") {
+  const Tensor w = testing::f64({1.0, 2.0}, true), v = testing::f64({3.0}, true);
+  std::vector<std::string> events;
+  w.register_post_accumulate_grad_hook([&](const Tensor&) {
+    events.push_back("hook w");
+    queue_backward_callback([&] {
+      // Every gradient of this backward is final here, v's too (its hook runs after w's).
+      events.push_back("first: v.grad " + std::to_string(v.grad().item()));
+      queue_backward_callback([&] { events.push_back("queued by a callback"); });
+    });
+    queue_backward_callback([&] { events.push_back("second"); });
+  });
+  v.register_post_accumulate_grad_hook([&](const Tensor&) { events.push_back("hook v"); });
+  const Tensor loss = sum(w * w) * v;  // v's use is the newest op: its hook runs first
+  loss.backward();
+  CHECK(events == std::vector<std::string>{"hook v", "hook w", "first: v.grad 5.000000", "second",
+                                           "queued by a callback"});
+  CHECK_THROWS_WITH_AS(queue_backward_callback([] {}),
+                       doctest::Contains("called outside a backward()"), AutogradError);
+  // A callback's exception reaches backward's caller, and the next backward starts clean.
+  events.clear();
+  const Tensor u = testing::f64({1.0}, true);
+  u.register_post_accumulate_grad_hook([&](const Tensor&) {
+    queue_backward_callback([] { throw ValueError("from a callback"); });
+  });
+  CHECK_THROWS_AS(sum(u * 2.0).backward(), ValueError);
+  CHECK_THROWS_AS(queue_backward_callback([] {}), AutogradError);
+}
+
 TEST_CASE("post-accumulate-grad hooks: a leaf no path reaches is settled when the sweep passes it") {
   const Tensor used = testing::f64({1.0}, true), unused = testing::f64({2.0}, true);
   int calls = 0;
