@@ -1,0 +1,493 @@
+// Data-parallel training over MPI. The gradients of a module are packed into buckets (reverse
+// registration order: the order the backward sweep finishes them); each bucket is summed over the
+// ranks with MPI_Iallreduce as soon as all its gradients are final, which the engine says through
+// the parameters' post-accumulate-grad hooks; a callback queued on the engine waits for the sums
+// at the end of the sweep and writes the averages back into the .grad tensors.
+//
+// Every rank must start the same collectives in the same order: buckets are sent strictly in
+// their index order, whatever order their gradients come in. Each bucket carries, after the
+// gradients, one count per parameter (1 where this rank has a gradient): after the sum it says
+// whether any rank had one, so that a gradient no rank computed stays undefined.
+#include "nn/distributed.hpp"
+
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <unordered_set>
+
+#include "autograd/engine.hpp"
+#include "autograd/error.hpp"
+#include "autograd/node.hpp"
+#include "autograd/xtensor.hpp"
+
+#ifdef XGRAD_MPI
+#define OMPI_SKIP_MPICXX 1  // the C API only (Open MPI's deprecated C++ bindings otherwise)
+#include <mpi.h>
+#endif
+
+namespace xgrad::nn {
+
+// ---- the transport: the only MPI calls ----------------------------------------------------------
+
+namespace {
+
+#ifdef XGRAD_MPI
+using Request = MPI_Request;
+const Request no_request = MPI_REQUEST_NULL;
+MPI_Datatype mpi_type(Dtype dtype) { return dtype == Dtype::float64 ? MPI_DOUBLE : MPI_FLOAT; }
+#else
+using Request = int;
+constexpr Request no_request = 0;
+#endif
+
+std::size_t dtype_size(Dtype dtype) { return dtype == Dtype::float64 ? 8 : 4; }
+
+int checked_count(std::size_t n, const char* what) {
+  if (n > static_cast<std::size_t>(INT_MAX))
+    throw ValueError(std::string(what) + ": " + std::to_string(n) +
+                     " values in one message; MPI counts stop at " + std::to_string(INT_MAX));
+  return static_cast<int>(n);
+}
+
+// The raw values of a tensor, for MPI to read and write.
+void* data_of(const Tensor& t) {
+  return t.dtype() == Dtype::float64 ? static_cast<void*>(t.mutable_value<double>().data())
+                                     : static_cast<void*>(t.mutable_value<float>().data());
+}
+
+}  // namespace
+
+// ---- the process group ------------------------------------------------------------------------
+
+namespace distributed {
+
+bool available() {
+#ifdef XGRAD_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool is_initialized() {
+#ifdef XGRAD_MPI
+  int started = 0, finished = 0;
+  MPI_Initialized(&started);
+  MPI_Finalized(&finished);
+  return started && !finished;
+#else
+  return false;
+#endif
+}
+
+namespace {
+bool session_open = false;
+}  // namespace
+
+Session::Session([[maybe_unused]] int& argc, [[maybe_unused]] char**& argv) {
+#ifdef XGRAD_MPI
+  if (session_open) throw ValueError("distributed::Session: one is open already (one per process)");
+  int finished = 0;
+  MPI_Finalized(&finished);
+  if (finished)
+    throw ValueError("distributed::Session: MPI was finalized already; a process starts it once");
+  if (!is_initialized()) {
+    // FUNNELED: xgrad's own threads (OpenMP loops, oneDNN) never call MPI.
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    owns_mpi_ = true;
+  }
+  session_open = true;
+#else
+  throw ValueError(
+      "distributed::Session: xgrad was built without MPI (install libopenmpi-dev and openmpi-bin, "
+      "then build again: ./dev build)");
+#endif
+}
+
+Session::~Session() {
+#ifdef XGRAD_MPI
+  session_open = false;
+  if (owns_mpi_ && is_initialized()) MPI_Finalize();
+#endif
+}
+
+int rank() {
+  int r = 0;
+#ifdef XGRAD_MPI
+  if (is_initialized()) MPI_Comm_rank(MPI_COMM_WORLD, &r);
+#endif
+  return r;
+}
+
+int world_size() {
+  int n = 1;
+#ifdef XGRAD_MPI
+  if (is_initialized()) MPI_Comm_size(MPI_COMM_WORLD, &n);
+#endif
+  return n;
+}
+
+void barrier() {
+#ifdef XGRAD_MPI
+  if (is_initialized()) MPI_Barrier(MPI_COMM_WORLD);
+#endif
+}
+
+void broadcast(const Tensor& tensor, [[maybe_unused]] int root) {
+  if (!tensor.defined()) throw ValueError("distributed::broadcast: the tensor is undefined");
+  if (root < 0 || root >= world_size())
+    throw ValueError("distributed::broadcast: root " + std::to_string(root) + " of " +
+                     std::to_string(world_size()) + " ranks");
+#ifdef XGRAD_MPI
+  if (world_size() == 1) return;
+  MPI_Bcast(data_of(tensor), checked_count(tensor.numel(), "distributed::broadcast"),
+            mpi_type(tensor.dtype()), root, MPI_COMM_WORLD);
+#endif
+}
+
+void all_reduce_sum(const Tensor& tensor) {
+  if (!tensor.defined()) throw ValueError("distributed::all_reduce_sum: the tensor is undefined");
+#ifdef XGRAD_MPI
+  if (world_size() == 1) return;
+  MPI_Allreduce(MPI_IN_PLACE, data_of(tensor),
+                checked_count(tensor.numel(), "distributed::all_reduce_sum"),
+                mpi_type(tensor.dtype()), MPI_SUM, MPI_COMM_WORLD);
+#endif
+}
+
+void abort(int status) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+#ifdef XGRAD_MPI
+  if (is_initialized()) MPI_Abort(MPI_COMM_WORLD, status);
+#endif
+  std::exit(status);
+}
+
+}  // namespace distributed
+
+// ---- DistributedDataParallel ------------------------------------------------------------------
+
+namespace {
+
+// Gradients of one dtype, sent as one message: the values, then one count per parameter.
+struct Bucket {
+  Dtype dtype = Dtype::float32;
+  std::vector<std::size_t> params;   // indices into State::params
+  std::vector<std::size_t> offsets;  // where each one's values start
+  std::size_t values = 0;
+  std::vector<float> f32;
+  std::vector<double> f64;
+  std::size_t pending = 0;  // parameters whose gradient is not final yet in this backward
+  bool sent = false;
+  Request request = no_request;
+
+  template <class T>
+  std::vector<T>& buffer() {
+    if constexpr (std::is_same_v<T, float>)
+      return f32;
+    else
+      return f64;
+  }
+  void* data() { return dtype == Dtype::float64 ? static_cast<void*>(f64.data()) : f32.data(); }
+  std::size_t count() const { return values + params.size(); }
+};
+
+// Which gradient went into a bucket: the tensor and its version (in-place additions count up).
+struct SentGrad {
+  const TensorImpl* grad = nullptr;
+  std::uint64_t version = 0;
+  bool operator==(const SentGrad&) const = default;
+};
+SentGrad sent_grad(const Tensor& param) {
+  const Tensor g = param.grad();
+  if (!g.defined()) return {};
+  return {g.impl(), g.impl()->version ? g.impl()->version->load() : 0};
+}
+
+template <class T>
+void pack(Bucket& b, const std::vector<Tensor>& params, std::vector<SentGrad>& sent) {
+  std::vector<T>& buf = b.buffer<T>();
+  for (std::size_t j = 0; j < b.params.size(); ++j) {
+    const Tensor& p = params[b.params[j]];
+    const Tensor g = p.grad();
+    sent[b.params[j]] = sent_grad(p);
+    T* at = buf.data() + b.offsets[j];
+    if (g.defined()) {
+      if (g.dtype() != p.dtype() || g.shape() != p.shape())
+        throw AutogradError("DistributedDataParallel: a parameter of shape " + shape_str(p.shape()) +
+                            " has a gradient of shape " + shape_str(g.shape()) + " and dtype " +
+                            std::string(dtype_name(g.dtype())));
+      const T* src = g.value<T>().data();
+      std::copy(src, src + p.numel(), at);
+    } else {
+      std::fill(at, at + p.numel(), T(0));
+    }
+    buf[b.values + j] = g.defined() ? T(1) : T(0);
+  }
+}
+
+// The sums divided by the number of ranks, into .grad where some rank had a gradient.
+template <class T>
+void unpack(Bucket& b, const std::vector<Tensor>& params, int world) {
+  const std::vector<T>& buf = b.buffer<T>();
+  const T scale = T(1) / static_cast<T>(world);
+  for (std::size_t j = 0; j < b.params.size(); ++j) {
+    if (buf[b.values + j] == T(0)) continue;
+    const Tensor& p = params[b.params[j]];
+    Tensor g = p.grad();
+    if (!g.defined() || g.requires_grad()) {
+      g = Tensor(xt::xarray<T>::from_shape(p.shape()));
+      p.set_grad(g);
+    }
+    T* dst = g.mutable_value<T>().data();
+    const T* src = buf.data() + b.offsets[j];
+    for (std::size_t i = 0, n = p.numel(); i < n; ++i) dst[i] = src[i] * scale;
+  }
+}
+
+}  // namespace
+
+struct DistributedDataParallel::State {
+  std::vector<Tensor> params;
+  std::vector<std::string> names;
+  std::vector<std::size_t> bucket_of;
+  std::vector<Bucket> buckets;
+  DistributedOptions options;
+  int world = 1;
+  bool sync = true;
+
+  // This backward's progress.
+  bool in_backward = false;
+  std::vector<char> ready;
+  std::vector<SentGrad> sent;  // what each parameter's bucket carried
+  std::size_t next = 0;  // the next bucket to send
+  std::string late;      // a parameter whose gradient came after its bucket had gone
+  DistributedStats stats, last;
+
+  // The parameters the last forward's output depends on (empty: not known).
+  std::unordered_set<const TensorImpl*> used;
+
+  void begin(const std::weak_ptr<State>& self);
+  void on_final(std::size_t i);
+  void send(Bucket& b);
+  void send_ready();
+  void finish();
+};
+
+void DistributedDataParallel::State::begin(const std::weak_ptr<State>& self) {
+  in_backward = true;
+  next = 0;
+  late.clear();
+  stats = {};
+  std::fill(ready.begin(), ready.end(), 0);
+  for (Bucket& b : buckets) {
+    b.pending = b.params.size();
+    b.sent = false;
+  }
+  // What gets no gradient in this sweep is final now: frozen parameters, and those the output of
+  // the forward did not use (their .grad may hold what earlier backwards accumulated).
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (!params[i].requires_grad() || (!used.empty() && !used.count(params[i].impl())))
+      on_final(i);
+  queue_backward_callback([self] {
+    if (const auto state = self.lock()) state->finish();
+  });
+}
+
+void DistributedDataParallel::State::on_final(std::size_t i) {
+  if (ready[i]) {  // taken as unused, yet passed by the sweep: did its gradient change since?
+    const bool changed = buckets[bucket_of[i]].sent ? !(sent_grad(params[i]) == sent[i])
+                                                    : false;
+    if (changed && late.empty()) late = names[i];
+    return;
+  }
+  ready[i] = 1;
+  --buckets[bucket_of[i]].pending;
+  if (options.overlap && in_backward) send_ready();
+}
+
+void DistributedDataParallel::State::send_ready() {
+  while (next < buckets.size() && buckets[next].pending == 0) {
+    send(buckets[next++]);
+    ++stats.sent_during_backward;
+  }
+#ifdef XGRAD_MPI
+  // Lets MPI move the messages on while the sweep goes on (two ranks on two cores have no spare
+  // core for a progress thread).
+  for (std::size_t k = 0; k < next; ++k) {
+    int done = 0;
+    MPI_Test(&buckets[k].request, &done, MPI_STATUS_IGNORE);
+  }
+#endif
+}
+
+void DistributedDataParallel::State::send(Bucket& b) {
+  if (b.dtype == Dtype::float64)
+    pack<double>(b, params, sent);
+  else
+    pack<float>(b, params, sent);
+  b.sent = true;
+  stats.bytes += b.values * dtype_size(b.dtype);
+#ifdef XGRAD_MPI
+  if (world > 1)
+    MPI_Iallreduce(MPI_IN_PLACE, b.data(), static_cast<int>(b.count()), mpi_type(b.dtype), MPI_SUM,
+                   MPI_COMM_WORLD, &b.request);
+#endif
+}
+
+void DistributedDataParallel::State::finish() {
+  const auto start = std::chrono::steady_clock::now();
+  in_backward = false;
+  while (next < buckets.size()) send(buckets[next++]);  // what is left: no overlap, or never final
+  for (Bucket& b : buckets) {
+#ifdef XGRAD_MPI
+    MPI_Wait(&b.request, MPI_STATUS_IGNORE);
+#endif
+    if (b.dtype == Dtype::float64)
+      unpack<double>(b, params, world);
+    else
+      unpack<float>(b, params, world);
+  }
+  stats.buckets = buckets.size();
+  stats.wait_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  last = stats;
+  if (!late.empty())
+    throw AutogradError(
+        "DistributedDataParallel: parameter '" + late + "'" +
+        " was used by this backward but not by the output of the wrapper's last forward, so its "
+        "gradient was sent before it was final; compute every differentiated output through the "
+        "wrapper's forward");
+}
+
+namespace {
+
+// The leaves the graph of `output` reaches.
+std::unordered_set<const TensorImpl*> leaves_of(const Tensor& output) {
+  std::unordered_set<const TensorImpl*> leaves;
+  if (!output.requires_grad()) return leaves;
+  if (!output.grad_fn()) {
+    leaves.insert(output.impl());
+    return leaves;
+  }
+  std::vector<const Node*> stack = {output.grad_fn()};
+  std::unordered_set<const Node*> seen = {output.grad_fn()};
+  while (!stack.empty()) {
+    const Node* node = stack.back();
+    stack.pop_back();
+    for (std::size_t k = 0; k < node->num_inputs(); ++k) {
+      const Edge& e = node->edge(k);
+      if (e.leaf) leaves.insert(e.leaf.get());
+      if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
+    }
+  }
+  return leaves;
+}
+
+// The ranks must hold the same parameters: count, shapes and dtypes, summarized in two numbers.
+void check_same_parameters(const std::vector<Tensor>& params) {
+  std::uint64_t mine[2] = {params.size(), 1469598103934665603ull};
+  for (const Tensor& p : params) {
+    for (std::size_t d : p.shape()) mine[1] = (mine[1] ^ d) * 1099511628211ull;
+    mine[1] = (mine[1] ^ static_cast<std::uint64_t>(p.dtype())) * 1099511628211ull;
+    mine[1] = (mine[1] ^ 0xffu) * 1099511628211ull;  // between parameters
+  }
+#ifdef XGRAD_MPI
+  const int world = distributed::world_size();
+  if (world == 1) return;
+  std::vector<std::uint64_t> all(2 * static_cast<std::size_t>(world));
+  MPI_Allgather(mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, MPI_COMM_WORLD);
+  for (int r = 1; r < world; ++r)
+    if (all[2 * r] != all[0] || all[2 * r + 1] != all[1])
+      throw ValueError("DistributedDataParallel: rank " + std::to_string(r) + " holds " +
+                       std::to_string(all[2 * r]) + " parameters, rank 0 " +
+                       std::to_string(all[0]) +
+                       (all[2 * r] == all[0] ? " (their shapes or dtypes differ)" : "") +
+                       "; every rank must build the same model");
+#endif
+}
+
+}  // namespace
+
+DistributedDataParallel::DistributedDataParallel(std::shared_ptr<Module> module,
+                                                 DistributedOptions options)
+    : module_(std::move(module)), state_(std::make_shared<State>()) {
+  if (!module_) throw ValueError("DistributedDataParallel: the module is null");
+  register_module("module", module_);
+  State& s = *state_;
+  s.options = options;
+  s.world = distributed::world_size();
+  for (auto& [name, p] : module_->named_parameters()) {
+    s.names.push_back(name);
+    s.params.push_back(p);
+  }
+  check_same_parameters(s.params);
+  for (const Tensor& p : s.params) distributed::broadcast(p);
+  for (const Tensor& b : module_->buffers()) distributed::broadcast(b);
+
+  // Buckets from the last parameter back: a new one when the dtype changes or the bytes would
+  // pass the cap (a parameter larger than the cap gets a bucket of its own).
+  s.bucket_of.resize(s.params.size());
+  std::size_t bytes = 0;
+  for (std::size_t i = s.params.size(); i-- > 0;) {
+    const Tensor& p = s.params[i];
+    const std::size_t size = p.numel() * dtype_size(p.dtype());
+    if (s.buckets.empty() || s.buckets.back().dtype != p.dtype() ||
+        (bytes > 0 && bytes + size > options.bucket_bytes)) {
+      s.buckets.emplace_back();
+      s.buckets.back().dtype = p.dtype();
+      bytes = 0;
+    }
+    Bucket& b = s.buckets.back();
+    b.params.push_back(i);
+    b.offsets.push_back(b.values);
+    b.values += p.numel();
+    bytes += size;
+    s.bucket_of[i] = s.buckets.size() - 1;
+  }
+  for (Bucket& b : s.buckets) {
+    checked_count(b.count(), "DistributedDataParallel");
+    if (b.dtype == Dtype::float64)
+      b.f64.resize(b.count());
+    else
+      b.f32.resize(b.count());
+  }
+  s.ready.assign(s.params.size(), 0);
+  s.sent.resize(s.params.size());
+
+  const std::weak_ptr<State> weak = state_;
+  for (std::size_t i = 0; i < s.params.size(); ++i)
+    s.params[i].register_post_accumulate_grad_hook([weak, i](const Tensor&) {
+      const auto state = weak.lock();
+      if (!state || !state->sync) return;
+      if (!state->in_backward) state->begin(weak);
+      state->on_final(i);
+    });
+}
+
+DistributedDataParallel::~DistributedDataParallel() = default;
+
+Tensor DistributedDataParallel::forward(const Tensor& input) {
+  Tensor output = (*module_)(input);
+  state_->used = leaves_of(output);
+  return output;
+}
+
+DistributedDataParallel::NoSync::NoSync(DistributedDataParallel& ddp)
+    : ddp_(ddp), before_(ddp.state_->sync) {
+  ddp_.state_->sync = false;
+}
+
+DistributedDataParallel::NoSync::~NoSync() { ddp_.state_->sync = before_; }
+
+DistributedStats DistributedDataParallel::last_stats() const { return state_->last; }
+
+std::string DistributedDataParallel::extra_repr() const {
+  return "world_size=" + std::to_string(state_->world) + ", buckets=" +
+         std::to_string(state_->buckets.size()) + (state_->options.overlap ? "" : ", overlap=false");
+}
+
+}  // namespace xgrad::nn

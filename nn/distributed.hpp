@@ -1,0 +1,122 @@
+#pragma once
+/// \file
+/// Data-parallel training over MPI, as PyTorch's DistributedDataParallel: every process (rank)
+/// holds a copy of the model, takes its own shard of each batch (DataLoaderOptions::num_replicas,
+/// rank), and after backward() the gradients are averaged across the ranks, so that every rank's
+/// optimizer takes the same step. Start the program under `mpirun -np N`; see docs/distributed.md.
+///
+///     nn::distributed::Session mpi(argc, argv);         // MPI_Init ... MPI_Finalize
+///     auto ddp = std::make_shared<nn::DistributedDataParallel>(model);  // rank 0's weights
+///     loss = criterion((*ddp)(x), y);  loss.backward();  // gradients averaged here
+///     optimizer.step();
+///
+/// MPI appears in nn/distributed.cpp only. Without MPI (xgrad built where libopenmpi-dev was not
+/// installed) the functions behave as a single process and Session throws.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "xgrad/nn/module.hpp"
+
+namespace xgrad::nn {
+
+namespace distributed {
+
+/// Whether xgrad was built with MPI.
+bool available();
+
+/// MPI for the life of the object (MPI_Init_thread ... MPI_Finalize), once per process. Started
+/// without mpirun, the program is a world of one rank. ValueError when xgrad was built without
+/// MPI, or when a Session exists already.
+class Session {
+ public:
+  Session(int& argc, char**& argv);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+ private:
+  bool owns_mpi_ = false;  // false when the program had started MPI itself
+};
+
+bool is_initialized();  ///< a Session is open
+int rank();             ///< this process's rank: 0 without a Session
+int world_size();       ///< the number of ranks: 1 without a Session
+void barrier();
+/// Copies rank root's values of `tensor` into every rank's, in place (same shape and dtype
+/// everywhere).
+void broadcast(const Tensor& tensor, int root = 0);
+/// Replaces `tensor` by its sum over the ranks, in place.
+void all_reduce_sum(const Tensor& tensor);
+/// Ends every rank of the job with `status` (MPI_Abort): what a rank that failed calls, so that
+/// the others, waiting for it in a collective, do not wait forever. Plain exit without a Session.
+[[noreturn]] void abort(int status);
+
+}  // namespace distributed
+
+struct DistributedOptions {
+  /// Gradients are sent in buckets of about this many bytes (PyTorch's bucket_cap_mb: 25 MB): each
+  /// as soon as all its gradients are final during the backward sweep. Smaller buckets start
+  /// sending earlier; each costs a message.
+  std::size_t bucket_bytes = 25u << 20;
+  /// false: every bucket is sent after the sweep instead (same numbers, no overlap).
+  bool overlap = true;
+};
+
+/// What the last synchronized backward did on this rank.
+struct DistributedStats {
+  std::size_t buckets = 0;               ///< buckets averaged
+  std::size_t sent_during_backward = 0;  ///< of those, sent before the sweep ended (overlap)
+  std::size_t bytes = 0;                 ///< gradient bytes averaged
+  double wait_seconds = 0;  ///< time the end of the backward spent finishing the averaging
+};
+
+/// Wraps a module for data-parallel training (PyTorch's DistributedDataParallel; its child is
+/// named "module", so its state_dict's names start with "module."; checkpoint the wrapped module
+/// to keep the names of a single process). At construction the parameters and buffers of rank
+/// 0 are copied to every rank. Each backward() that reaches the parameters ends with every
+/// .grad the average over the ranks of the ranks' gradients: buckets in reverse registration
+/// order (the order the sweep finishes them), sent with MPI_Iallreduce from the parameters'
+/// post-accumulate-grad hooks, waited for at the end of the sweep. A parameter that gets no
+/// gradient on a rank (not used in its forward, frozen) counts as zero there and does not hold
+/// its bucket back when the forward went through this wrapper; its .grad stays undefined when no
+/// rank had one. Buffers (batch norm's statistics) stay per rank.
+class DistributedDataParallel : public Module {
+ public:
+  /// ValueError when the ranks' modules differ in their parameters' count, shapes or dtypes.
+  explicit DistributedDataParallel(std::shared_ptr<Module> module, DistributedOptions options = {});
+  ~DistributedDataParallel() override;
+
+  /// The module's forward; also notes which parameters the output depends on.
+  Tensor forward(const Tensor& input) override;
+  Module& module() const { return *module_; }
+
+  /// While the returned guard lives, backward() only accumulates each rank's own gradients (for
+  /// gradient accumulation over several micro-batches); the next backward after it averages
+  /// the sum. As PyTorch's no_sync().
+  class NoSync {
+   public:
+    explicit NoSync(DistributedDataParallel& ddp);
+    ~NoSync();
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+
+   private:
+    DistributedDataParallel& ddp_;
+    bool before_;
+  };
+  NoSync no_sync() { return NoSync(*this); }
+
+  DistributedStats last_stats() const;
+  std::string name() const override { return "DistributedDataParallel"; }
+  std::string extra_repr() const override;
+
+  struct State;  ///< the buckets and the MPI requests (nn/distributed.cpp)
+
+ private:
+  std::shared_ptr<Module> module_;
+  std::shared_ptr<State> state_;  // shared with the hooks, which hold it weakly
+};
+
+}  // namespace xgrad::nn
