@@ -1,8 +1,5 @@
 // The CNN training step that the LibTorch peer (torch_step cnn) is measured on: the reference
-// network of the issue on convolutional networks, on (N, 1, 28, 28) inputs:
-//   conv 1->32 3x3 pad 1, BN, ReLU; conv 32->32, BN, ReLU; max pool 2
-//   conv 32->64, BN, ReLU; conv 64->64, BN, ReLU; max pool 2
-//   flatten 3136 -> Linear 256, ReLU, dropout 0.5 -> Linear 10; softmax cross-entropy, Adam 1e-3
+// network of bench/reference_cnn.hpp; softmax cross-entropy, Adam 1e-3.
 //
 //   cnn_step --batch 64 --steps 30 [--threads 1] [--profile]  ->  median_us=...  peak_rss_mb=...
 //   cnn_step --conv --batch 64  ->  conv_gflops=...  sgemm_gflops=...
@@ -17,6 +14,7 @@
 #include "bench/gemm_rate.hpp"
 #include "bench/options.hpp"
 #include "bench/peak_memory.hpp"
+#include "bench/reference_cnn.hpp"
 #include "bench/steps.hpp"
 #include "nn/conv.hpp"
 #include "nn/layers.hpp"
@@ -27,33 +25,9 @@ using namespace xgrad;
 
 namespace {
 
-std::shared_ptr<nn::Sequential> reference_cnn(Generator& gen) {
-  auto net = std::make_shared<nn::Sequential>();
-  const auto block = [&](std::size_t in, std::size_t out) {
-    net->push_back(std::make_shared<nn::Conv2d>(in, out, std::array<std::size_t, 2>{3, 3},
-                                                Conv2dOptions{.padding = {1, 1}}, true,
-                                                Dtype::float32, gen));
-    net->push_back(std::make_shared<nn::BatchNorm2d>(out));
-    net->push_back(nn::make_activation("relu"));
-  };
-  block(1, 32);
-  block(32, 32);
-  net->push_back(std::make_shared<nn::MaxPool2d>(std::array<std::size_t, 2>{2, 2}));
-  block(32, 64);
-  block(64, 64);
-  net->push_back(std::make_shared<nn::MaxPool2d>(std::array<std::size_t, 2>{2, 2}));
-  net->push_back(std::make_shared<nn::Flatten>());
-  auto hidden = std::make_shared<nn::Linear>(3136, 256, true, Dtype::float32, gen);
-  hidden->epilogue = Epilogue::relu;  // ReLU fused, as a user asks for the fastest
-  net->push_back(hidden);
-  net->push_back(std::make_shared<nn::Dropout>(0.5, gen));
-  net->push_back(std::make_shared<nn::Linear>(256, 10, true, Dtype::float32, gen));
-  return net;
-}
-
 void step_time(std::size_t batch, std::size_t steps, bool profile) {
   Generator gen(0);
-  auto net = reference_cnn(gen);
+  auto net = bench::reference_cnn(gen);
   nn::Adam adam(net->parameters(), {.lr = 1e-3});
   const Tensor x = randn({batch, 1, 28, 28}, {}, gen);
   Index y = Index::from_shape({batch});

@@ -6,9 +6,14 @@
 //                        0.5; training images flipped left-right at random)
 //   train_fashion_mnist --epochs 10 --optimizer sgd --lr 0.01 --momentum 0.9 --schedule none
 //   train_fashion_mnist --save ckpt   then   --resume ckpt --epochs 20
+//   mpirun -np 2 train_fashion_mnist --distributed --batch-size 1024
+//                       data parallel: each rank takes half of each (global) batch; rank 0
+//                       alone prints and writes files (docs/distributed.md)
 //
 // The last line on stdout is test_accuracy=0.xxxx. Bad or missing data exits with status 2.
 #include <chrono>
+#include <cmath>
+#include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +27,7 @@
 #include "examples/common/training_run.hpp"
 #include "nn/conv.hpp"
 #include "nn/data.hpp"
+#include "nn/distributed.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
 #include "nn/optim.hpp"
@@ -53,6 +59,7 @@ struct Config {
   std::string activation = "relu";
   std::uint64_t seed = 1;
   int threads = 1;
+  bool distributed = false;
   std::string save, resume, log, plot;
 };
 
@@ -72,11 +79,13 @@ std::size_t correct(const Tensor& logits, const Index& labels) {
 }
 
 // The network and how it takes a batch of images (N, 1, H, W): the MLP flattened, the CNN as is.
+// Trained through `parallel` when set (--distributed), which averages the ranks' gradients.
 struct Model {
   std::shared_ptr<Module> net;
   bool flatten_inputs;
+  std::shared_ptr<Module> parallel;
   Tensor operator()(const Tensor& images) const {
-    return (*net)(flatten_inputs ? flatten(images, 1) : images);
+    return (parallel ? *parallel : *net)(flatten_inputs ? flatten(images, 1) : images);
   }
 };
 
@@ -168,7 +177,20 @@ EpochResult train_epoch(const Model& model, Optimizer& optimizer, DataLoader& lo
   }
   progress.clear();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  const auto [test_loss, test_accuracy] = evaluate(model, test, norm);
+  if (distributed::world_size() > 1) {  // the training figures of every rank's shard
+    const Tensor sums = from_vector(
+        std::vector<double>{loss_sum, static_cast<double>(right), static_cast<double>(seen)}, {3},
+        {.dtype = kFloat64});
+    distributed::all_reduce_sum(sums);
+    const auto& v = sums.value<double>();
+    loss_sum = v(0);
+    right = static_cast<std::size_t>(v(1));
+    seen = static_cast<std::size_t>(v(2));
+  }
+  // Rank 0 alone reports: the others do not evaluate.
+  const auto [test_loss, test_accuracy] = distributed::rank() == 0
+                                              ? evaluate(model, test, norm)
+                                              : std::pair{std::nan(""), std::nan("")};
   return {epoch,
           loss_sum / static_cast<double>(seen),
           static_cast<double>(right) / static_cast<double>(seen),
@@ -203,6 +225,11 @@ std::size_t count_classes(const TensorDataset& train, const TensorDataset& test)
 void run(const Config& c) {
   keep_freed_memory();
   set_num_threads(c.threads);
+  const int rank = distributed::rank(), ranks = distributed::world_size();
+  if (c.batch_size % static_cast<std::size_t>(ranks) != 0)
+    throw ValueError("--batch-size " + std::to_string(c.batch_size) +
+                     " (the global batch) is not a multiple of the " + std::to_string(ranks) +
+                     " ranks, which take equal shares of it");
   std::vector<std::string> files;
   for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
@@ -227,7 +254,7 @@ void run(const Config& c) {
   const std::size_t classes = count_classes(train, test);
   sizes.push_back(classes);
   Generator gen(c.seed);
-  const Model model = cnn ? make_cnn(c, image, classes, gen) : make_mlp(c, sizes, gen);
+  Model model = cnn ? make_cnn(c, image, classes, gen) : make_mlp(c, sizes, gen);
   std::unique_ptr<Optimizer> optimizer;
   if (c.optimizer == "sgd")
     optimizer = std::make_unique<SGD>(
@@ -245,23 +272,36 @@ void run(const Config& c) {
   // so that a resumed run draws the same masks.
   checkpoint.module(*model.net).optimizer(*optimizer).generator("model", gen);
   if (schedule) checkpoint.scheduler(*schedule);
-  TrainingRun training(checkpoint, {c.save, c.resume, c.log, c.plot}, c.epochs);
+  // Every rank resumes from the checkpoint; rank 0 alone writes files.
+  TrainingRun training(checkpoint,
+                       rank == 0 ? RunFiles{c.save, c.resume, c.log, c.plot}
+                                 : RunFiles{"", c.resume, "", ""},
+                       c.epochs);
   const int done = training.epochs_done();
+  // Rank 0's parameters and buffers on every rank, then gradients averaged at each backward.
+  if (c.distributed) model.parallel = std::make_shared<DistributedDataParallel>(model.net);
   const std::string described =
       cnn ? "cnn " + join(c.channels, "-") + " channels (" + std::to_string(c.convs_per_block) +
                 " convolutions per block), hidden " + join(c.hidden, "-") + " " + c.activation +
                 (c.dropout > 0 ? ", dropout " + number_str(c.dropout) : "") +
                 (crop ? ", random crops" : "") + (flip ? ", flips" : "")
           : join(sizes, "-") + " " + c.activation;
-  std::printf("%s: %zu training and %zu test images; model %s\n", c.data.c_str(), train.size(),
-              test.size(), described.c_str());
+  const std::string parallel =
+      c.distributed ? "; " + std::to_string(ranks) + " ranks, " +
+                          std::to_string(c.batch_size / static_cast<std::size_t>(ranks)) +
+                          " images of each batch of " + std::to_string(c.batch_size) + " per rank"
+                    : "";
+  std::printf("%s: %zu training and %zu test images; model %s%s\n", c.data.c_str(),
+              train.size(), test.size(), described.c_str(), parallel.c_str());
   std::fflush(stdout);
-  DataLoader loader(train, {.batch_size = c.batch_size,
+  DataLoader loader(train, {.batch_size = c.batch_size / static_cast<std::size_t>(ranks),
                             .shuffle = true,
                             .seed = c.seed,
                             .augment = {.crop_padding = crop ? 2u : 0u,
                                         .horizontal_flip = flip,
-                                        .normalize = norm}});
+                                        .normalize = norm},
+                            .num_replicas = static_cast<std::size_t>(ranks),
+                            .rank = static_cast<std::size_t>(rank)});
   loader.set_epoch(static_cast<std::size_t>(done));
   for (int epoch = done + 1; epoch <= c.epochs; ++epoch) {
     const EpochResult r = train_epoch(model, *optimizer, loader, test, norm, epoch, c.epochs);
@@ -343,6 +383,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", c.threads, "OpenBLAS threads")
       ->check(cli::count_up_to(1024))
       ->capture_default_str();
+  app.add_flag("--distributed", c.distributed,
+               "data parallel over the ranks of mpirun (each takes its share of every batch of "
+               "--batch-size; rank 0 prints and writes the files)");
   app.add_option("--save", c.save, "folder to write a checkpoint to after every epoch");
   app.add_option("--resume", c.resume, "folder of a checkpoint to continue from");
   app.add_option("--log", c.log,
@@ -361,5 +404,20 @@ int main(int argc, char** argv) {
     std::cerr << "train_fashion_mnist: --activation: " << e.what() << "\n";
     return 2;
   }
-  return guarded_main("train_fashion_mnist", [&] { run(c); });
+  if (!c.distributed) return guarded_main("train_fashion_mnist", [&] { run(c); });
+  std::optional<distributed::Session> mpi;
+  try {
+    mpi.emplace(argc, argv);
+  } catch (const Error& e) {
+    std::cerr << "train_fashion_mnist: --distributed: " << e.what() << "\n";
+    return 2;
+  }
+  const int rank = distributed::rank();
+  if (rank != 0 && !std::freopen("/dev/null", "w", stdout)) return 3;  // rank 0 alone prints
+  const std::string program =
+      "train_fashion_mnist (rank " + std::to_string(rank) + ")";
+  const int status = guarded_main(program.c_str(), [&] { run(c); });
+  // A rank that failed ends the job: the others may be waiting for it in an allreduce.
+  if (status != 0 && distributed::world_size() > 1) distributed::abort(status);
+  return status;
 }

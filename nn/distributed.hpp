@@ -56,10 +56,11 @@ void all_reduce_sum(const Tensor& tensor);
 }  // namespace distributed
 
 struct DistributedOptions {
-  /// Gradients are sent in buckets of about this many bytes (PyTorch's bucket_cap_mb: 25 MB): each
-  /// as soon as all its gradients are final during the backward sweep. Smaller buckets start
-  /// sending earlier; each costs a message.
-  std::size_t bucket_bytes = 25u << 20;
+  /// Gradients are sent in buckets of about this many bytes, each as soon as all its gradients
+  /// are final during the backward sweep: smaller buckets start sending earlier; each costs a
+  /// message. PyTorch's 25 MB suits GPUs; between processes of one machine a message is cheap,
+  /// and 1 MB lets a large layer's gradient go by itself while the layers below are differentiated.
+  std::size_t bucket_bytes = 1u << 20;
   /// false: every bucket is sent after the sweep instead (same numbers, no overlap).
   bool overlap = true;
 };

@@ -4,8 +4,10 @@
 
 #include <zlib.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -343,3 +345,109 @@ TEST_CASE(
   CHECK(r.out.find("epoch 15/15") != std::string::npos);
   CHECK(accuracy(r) >= 0.895);
 }
+
+#ifdef MPIRUN
+// ---- --distributed: the trainer on 2 ranks of mpirun ----------------------------------------------
+
+namespace {
+
+// The trainer on 2 ranks. Open MPI wants its two variables to run as root (CI does); under the
+// sanitizers its own leaks are suppressed by name (tests/openmpi.supp).
+Run run_distributed(const std::string& args) {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string lsan = "suppressions="s + XGRAD_SOURCE_DIR +
+                           "/tests/openmpi.supp:fast_unwind_on_malloc=0:print_suppressions=0";
+  setenv("LSAN_OPTIONS", lsan.c_str(), 1);
+  const Run r = xgrad::testing::run_program(
+      MPIRUN, "--oversubscribe -np 2 "s + TRAINER + " --distributed " + args);
+  unsetenv("LSAN_OPTIONS");
+  return r;
+}
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// The numbers of epoch line `e`: train loss, train accuracy, test loss, test accuracy.
+std::vector<double> epoch_values(const Run& r, const std::string& e) {
+  std::istringstream line(epoch_numbers(r, e));
+  std::vector<double> values;
+  for (std::string word; line >> word;)
+    if (!word.empty() && (std::isdigit(static_cast<unsigned char>(word[0])) != 0) &&
+        word.find('/') == std::string::npos)
+      values.push_back(std::stod(word));
+  return values;
+}
+
+}  // namespace
+
+TEST_CASE("training --distributed: one process's numbers on 2 ranks; rank 0 alone prints, "
+          "writes and resumes") {
+  const fs::path data = synthetic_data();
+  const std::string args = small(data) + "--optimizer sgd --momentum 0.9 --schedule none ";
+  const Run single = run(args + "--epochs 3");
+  const fs::path log = scratch() / "distributed_log.csv", ckpt = scratch() / "distributed_ckpt";
+  const Run parallel = run_distributed(args + "--epochs 3 --log " + log.string());
+  INFO(parallel.out << parallel.err);
+  REQUIRE(parallel.status == 0);
+  CHECK(parallel.out.find("2 ranks, 16 images of each batch of 32 per rank") != std::string::npos);
+  CHECK(count(parallel.out, "epoch  3/3") == 1);
+  CHECK(count(parallel.out, "test_accuracy=") == 1);
+  // The same steps in float32, summed in another order: the same figures but for rounding (a test
+  // accuracy step is 1/200).
+  const std::vector<double> a = epoch_values(single, " 3/3"), b = epoch_values(parallel, " 3/3");
+  REQUIRE(a.size() == 4);
+  REQUIRE(b.size() == 4);
+  CHECK(b[0] == doctest::Approx(a[0]).epsilon(2e-3));
+  CHECK(b[2] == doctest::Approx(a[2]).epsilon(2e-3));
+  CHECK(std::abs(b[3] - a[3]) <= 0.011);
+  std::ifstream in(log);
+  std::string row;
+  int rows = 0;
+  while (std::getline(in, row)) ++rows;
+  CHECK(rows == 4);  // the header and 3 epochs
+  // Saved after epoch 2 and resumed on 2 ranks: epoch 3 as in the unbroken run.
+  REQUIRE(run_distributed(args + "--epochs 2 --save " + ckpt.string()).status == 0);
+  const Run resumed = run_distributed(args + "--epochs 3 --resume " + ckpt.string());
+  INFO(resumed.out << resumed.err);
+  REQUIRE(resumed.status == 0);
+  CHECK(count(resumed.out, "resumed from") == 1);
+  CHECK(epoch_numbers(resumed, " 3/3") == epoch_numbers(parallel, " 3/3"));
+}
+
+TEST_CASE("training --distributed --model cnn runs on 2 ranks") {
+  const Run r = run_distributed("--data " + synthetic_data().string() +
+                                " --hidden 16 --batch-size 32 --model cnn --channels 4,8 "
+                                "--epochs 1 --augment none");
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(count(r.out, "epoch  1/1") == 1);
+  CHECK(last_line(r.out).rfind("test_accuracy=", 0) == 0);
+}
+
+TEST_CASE("training --distributed: a rank that fails ends the job with its message") {
+  const fs::path data = synthetic_data();
+  // Rank 0 alone writes checkpoints: it fails after epoch 1, while rank 1 goes on into epoch 2 and
+  // waits for it in the first allreduce. The job must end, not hang.
+  const fs::path file = scratch() / "not_a_folder";
+  std::ofstream(file) << "x";
+  const auto start = std::chrono::steady_clock::now();
+  const Run r = run_distributed(small(data) + "--epochs 50 --save " + (file / "ckpt").string());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  INFO(r.out << r.err);
+  CHECK(r.status != 0);
+  CHECK(r.err.find("train_fashion_mnist (rank 0): ") != std::string::npos);
+  CHECK(r.err.find("not_a_folder") != std::string::npos);
+  CHECK(count(r.out, "epoch  2/50") == 0);
+  CHECK(seconds < 60);  // 50 epochs would take minutes; the abort takes a few seconds
+  // Bad input on every rank: status 2 and the reason.
+  const Run uneven = run_distributed("--data " + data.string() + " --epochs 1 --batch-size 33");
+  CHECK(uneven.status == 2);
+  CHECK(uneven.err.find("--batch-size 33 (the global batch) is not a multiple of the 2 ranks") !=
+        std::string::npos);
+}
+#endif
