@@ -8,6 +8,8 @@
 int main(int argc, char** argv) {
   xgrad::nn::distributed::Session mpi(argc, argv);
   doctest::Context context(argc, argv);
+  // mpirun hands the ranks a terminal: no colour codes in the summary ./dev test reads.
+  context.setOption("no-colors", true);
   if (xgrad::nn::distributed::rank() != 0) context.setOption("minimal", true);
   const int failed = context.run();
   // A rank that failed ends the job (the others may be waiting for it in a collective).
