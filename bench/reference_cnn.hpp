@@ -17,8 +17,8 @@ inline std::shared_ptr<xgrad::nn::Sequential> reference_cnn(xgrad::Generator& ge
   auto net = std::make_shared<xgrad::nn::Sequential>();
   const auto block = [&](std::size_t in, std::size_t out) {
     net->push_back(std::make_shared<xgrad::nn::Conv2d>(in, out, std::array<std::size_t, 2>{3, 3},
-                                                xgrad::Conv2dOptions{.padding = {1, 1}}, true,
-                                                xgrad::Dtype::float32, gen));
+                                                       xgrad::Conv2dOptions{.padding = {1, 1}},
+                                                       true, xgrad::Dtype::float32, gen));
     net->push_back(std::make_shared<xgrad::nn::BatchNorm2d>(out));
     net->push_back(xgrad::nn::make_activation("relu"));
   };

@@ -13,12 +13,12 @@
 // The last line on stdout is test_accuracy=0.xxxx. Bad or missing data exits with status 2.
 #include <chrono>
 #include <cmath>
-#include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"

@@ -217,8 +217,9 @@ void pack(Bucket& b, const std::vector<Tensor>& params, std::vector<SentGrad>& s
     T* at = buf.data() + b.offsets[j];
     if (g.defined()) {
       if (g.dtype() != p.dtype() || g.shape() != p.shape())
-        throw AutogradError("DistributedDataParallel: a parameter of shape " + shape_str(p.shape()) +
-                            " has a gradient of shape " + shape_str(g.shape()) + " and dtype " +
+        throw AutogradError("DistributedDataParallel: a parameter of shape " +
+                            shape_str(p.shape()) + " has a gradient of shape " +
+                            shape_str(g.shape()) + " and dtype " +
                             std::string(dtype_name(g.dtype())));
       const T* src = g.value<T>().data();
       std::copy(src, src + p.numel(), at);
@@ -263,12 +264,14 @@ struct DistributedDataParallel::State {
   bool in_backward = false;
   std::vector<char> ready;
   std::vector<SentGrad> sent;  // what each parameter's bucket carried
-  std::size_t next = 0;  // the next bucket to send
-  std::string late;      // a parameter whose gradient came after its bucket had gone
+  std::size_t next = 0;        // the next bucket to send
+  std::string late;            // a parameter whose gradient came after its bucket had gone
   DistributedStats stats, last;
 
-  // The parameters the last forward's output depends on (empty: not known).
+  // The leaves the outputs of the wrapper's forwards since the last backward depend on, when some
+  // forward went through the wrapper with gradients on.
   std::unordered_set<const TensorImpl*> used;
+  bool used_known = false;
 
   void begin(const std::weak_ptr<State>& self);
   void on_final(std::size_t i);
@@ -290,8 +293,7 @@ void DistributedDataParallel::State::begin(const std::weak_ptr<State>& self) {
   // What gets no gradient in this sweep is final now: frozen parameters, and those the output of
   // the forward did not use (their .grad may hold what earlier backwards accumulated).
   for (std::size_t i = 0; i < params.size(); ++i)
-    if (!params[i].requires_grad() || (!used.empty() && !used.count(params[i].impl())))
-      on_final(i);
+    if (!params[i].requires_grad() || (used_known && !used.count(params[i].impl()))) on_final(i);
   queue_backward_callback([self] {
     if (const auto state = self.lock()) state->finish();
   });
@@ -299,8 +301,7 @@ void DistributedDataParallel::State::begin(const std::weak_ptr<State>& self) {
 
 void DistributedDataParallel::State::on_final(std::size_t i) {
   if (ready[i]) {  // taken as unused, yet passed by the sweep: did its gradient change since?
-    const bool changed = buckets[bucket_of[i]].sent ? !(sent_grad(params[i]) == sent[i])
-                                                    : false;
+    const bool changed = buckets[bucket_of[i]].sent ? !(sent_grad(params[i]) == sent[i]) : false;
     if (changed && late.empty()) late = names[i];
     return;
   }
@@ -363,26 +364,26 @@ void DistributedDataParallel::State::finish() {
       unpack<float>(b, params, world);
   }
   stats.buckets = buckets.size();
+  used.clear();
+  used_known = false;
   stats.wait_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   last = stats;
   if (!late.empty())
     throw AutogradError(
         "DistributedDataParallel: parameter '" + late + "'" +
-        " was used by this backward but not by the output of the wrapper's last forward, so its "
+        " was used by this backward but not by the output of the wrapper's forward, so its "
         "gradient was sent before it was final; compute every differentiated output through the "
         "wrapper's forward");
 }
 
 namespace {
 
-// The leaves the graph of `output` reaches.
-std::unordered_set<const TensorImpl*> leaves_of(const Tensor& output) {
-  std::unordered_set<const TensorImpl*> leaves;
-  if (!output.requires_grad()) return leaves;
+// Adds the leaves the graph of `output` reaches.
+void add_leaves(const Tensor& output, std::unordered_set<const TensorImpl*>& leaves) {
   if (!output.grad_fn()) {
     leaves.insert(output.impl());
-    return leaves;
+    return;
   }
   std::vector<const Node*> stack = {output.grad_fn()};
   std::unordered_set<const Node*> seen = {output.grad_fn()};
@@ -395,7 +396,6 @@ std::unordered_set<const TensorImpl*> leaves_of(const Tensor& output) {
       if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
     }
   }
-  return leaves;
 }
 
 // The ranks must hold the same parameters: count, shapes and dtypes, summarized in two numbers.
@@ -483,7 +483,10 @@ DistributedDataParallel::~DistributedDataParallel() = default;
 
 Tensor DistributedDataParallel::forward(const Tensor& input) {
   Tensor output = (*module_)(input);
-  state_->used = leaves_of(output);
+  if (output.requires_grad()) {  // not under NoGradGuard
+    add_leaves(output, state_->used);
+    state_->used_known = true;
+  }
   return output;
 }
 
@@ -497,8 +500,9 @@ DistributedDataParallel::NoSync::~NoSync() { ddp_.state_->sync = before_; }
 DistributedStats DistributedDataParallel::last_stats() const { return state_->last; }
 
 std::string DistributedDataParallel::extra_repr() const {
-  return "world_size=" + std::to_string(state_->world) + ", buckets=" +
-         std::to_string(state_->buckets.size()) + (state_->options.overlap ? "" : ", overlap=false");
+  return "world_size=" + std::to_string(state_->world) +
+         ", buckets=" + std::to_string(state_->buckets.size()) +
+         (state_->options.overlap ? "" : ", overlap=false");
 }
 
 }  // namespace xgrad::nn

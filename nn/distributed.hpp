@@ -89,7 +89,8 @@ class DistributedDataParallel : public Module {
   explicit DistributedDataParallel(std::shared_ptr<Module> module, DistributedOptions options = {});
   ~DistributedDataParallel() override;
 
-  /// The module's forward; also notes which parameters the output depends on.
+  /// The module's forward; also notes which parameters the output depends on (until the next
+  /// averaging backward), so that the others are not waited for.
   Tensor forward(const Tensor& input) override;
   Module& module() const { return *module_; }
 

@@ -39,7 +39,8 @@ struct Samples {
 Samples make_samples(std::size_t rows) {
   Generator gen(42);
   Samples s{randn({rows, kIn}, {.dtype = kFloat64}, gen), Index::from_shape({rows})};
-  for (std::size_t i = 0; i < rows; ++i) s.labels(i) = static_cast<std::int64_t>((i * 7) % kClasses);
+  for (std::size_t i = 0; i < rows; ++i)
+    s.labels(i) = static_cast<std::int64_t>((i * 7) % kClasses);
   return s;
 }
 
@@ -88,12 +89,14 @@ TEST_CASE("2 ranks end with the parameters of 1 rank on the same samples, after 
   for (const Case& c : {Case{"sgd", kFloat64, true, 1e-12}, Case{"sgd", kFloat64, false, 1e-12},
                         Case{"adam", kFloat64, true, 1e-12}, Case{"adam", kFloat64, false, 1e-12},
                         Case{"sgd", kFloat32, true, 1e-5}}) {
-    INFO(c.optimizer << " " << dtype_name(c.dtype) << (c.overlap ? " overlapped" : " after the sweep"));
+    INFO(c.optimizer << " " << dtype_name(c.dtype)
+                     << (c.overlap ? " overlapped" : " after the sweep"));
     // One process: the whole batch of 64.
     const auto single = make_mlp(c.dtype, 7);
     const auto single_opt = make_optimizer(c.optimizer, *single);
     // Data parallel: each rank starts from another seed (the broadcast makes them rank 0's, which
-    // is seed 7's) and takes every second row of each batch. Buckets of 2 KB: several, sent in turn.
+    // is seed 7's) and takes every second row of each batch. Buckets of 2 KB: several, sent in
+    // turn.
     const auto local = make_mlp(c.dtype, 7 + static_cast<std::uint64_t>(rank));
     DistributedDataParallel ddp(local, {.bucket_bytes = 2048, .overlap = c.overlap});
     const auto ddp_opt = make_optimizer(c.optimizer, ddp);
@@ -171,18 +174,45 @@ TEST_CASE("a parameter without gradient counts as zero and holds no bucket back"
   const Tensor expected_a = rank == 0 ? mine->weight.grad() : zeros({2, 3}, {.dtype = kFloat64});
   dist::all_reduce_sum(expected_a);
 
-  const Tensor y = ddp(x);
-  sum(y * y).backward();
-  CHECK(ddp.last_stats().buckets == 8);  // a, b, spare: weight and bias; frozen's two
-  CHECK(ddp.last_stats().sent_during_backward == 8);
-  // a: rank 0's gradient, averaged over 2 ranks, on both ranks.
-  REQUIRE(model->a->weight.grad().defined());
-  const auto& got = model->a->weight.grad().value<double>();
-  const auto& want = expected_a.value<double>();
-  for (std::size_t k = 0; k < got.size(); ++k) CHECK(got.data()[k] == doctest::Approx(want.data()[k] / 2).epsilon(1e-14));
-  CHECK(model->b->weight.grad().defined());
-  CHECK_FALSE(model->spare->weight.grad().defined());   // no rank had one
-  CHECK_FALSE(model->frozen->weight.grad().defined());  // frozen
+  {
+    const Tensor y = ddp(x);
+    sum(y * y).backward();
+    CHECK(ddp.last_stats().buckets == 8);  // a, b, spare: weight and bias; frozen's two
+    CHECK(ddp.last_stats().sent_during_backward == 8);
+    // a: rank 0's gradient, averaged over 2 ranks, on both ranks.
+    REQUIRE(model->a->weight.grad().defined());
+    const auto& got = model->a->weight.grad().value<double>();
+    const auto& want = expected_a.value<double>();
+    for (std::size_t k = 0; k < got.size(); ++k)
+      CHECK(got.data()[k] == doctest::Approx(want.data()[k] / 2).epsilon(1e-14));
+    CHECK(model->b->weight.grad().defined());
+    CHECK_FALSE(model->spare->weight.grad().defined());   // no rank had one
+    CHECK_FALSE(model->frozen->weight.grad().defined());  // frozen
+  }
+
+  // Two forwards before one backward, through each branch: both are waited for (a branch taken
+  // as unused would have been sent before its gradient came: AutogradError).
+  {
+    ddp.zero_grad();
+    model->use_a = true;
+    const Tensor ya = ddp(x);
+    model->use_a = false;
+    const Tensor yb = ddp(x);
+    CHECK_NOTHROW(sum(ya * ya + yb * yb).backward());
+    CHECK(model->a->weight.grad().defined());
+    CHECK(model->b->weight.grad().defined());
+  }  // (graphs still alive would delay the hooks of the parameters they used)
+  // A forward outside the wrapper, older than the one through it: the sweep reaches the branch
+  // it used after that branch, taken as unused, had been sent.
+  ddp.zero_grad();
+  model->use_a = false;
+  const Tensor outside = (*model)(x);
+  model->use_a = true;
+  const Tensor through = ddp(x);
+  CHECK_THROWS_WITH_AS(sum(through * through + outside * outside).backward(),
+                       doctest::Contains("parameter 'b.weight' was used by this backward "
+                                         "but not by the output of the wrapper's forward"),
+                       AutogradError);
 }
 
 TEST_CASE("no_sync accumulates locally; the next backward averages the sum") {
@@ -211,7 +241,8 @@ TEST_CASE("no_sync accumulates locally; the next backward averages the sum") {
   for (std::size_t i = 0; i < ps.size(); ++i) {
     const auto& u = pl[i].grad().value<double>();
     const auto& v = ps[i].grad().value<double>();
-    for (std::size_t k = 0; k < u.size(); ++k) CHECK(u.data()[k] == doctest::Approx(v.data()[k]).epsilon(1e-12));
+    for (std::size_t k = 0; k < u.size(); ++k)
+      CHECK(u.data()[k] == doctest::Approx(v.data()[k]).epsilon(1e-12));
   }
 }
 
