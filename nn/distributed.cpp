@@ -50,11 +50,13 @@ int checked_count(std::size_t n, const char* what) {
   return static_cast<int>(n);
 }
 
+#ifdef XGRAD_MPI
 // The raw values of a tensor, for MPI to read and write.
 void* data_of(const Tensor& t) {
   return t.dtype() == Dtype::float64 ? static_cast<void*>(t.mutable_value<double>().data())
                                      : static_cast<void*>(t.mutable_value<float>().data());
 }
+#endif
 
 }  // namespace
 
@@ -81,9 +83,11 @@ bool is_initialized() {
 #endif
 }
 
+#ifdef XGRAD_MPI
 namespace {
 bool session_open = false;
 }  // namespace
+#endif
 
 Session::Session([[maybe_unused]] int& argc, [[maybe_unused]] char**& argv) {
 #ifdef XGRAD_MPI
