@@ -95,7 +95,7 @@ Model make_mlp(const Config& c, const std::vector<std::size_t>& sizes, Generator
   // Each hidden activation inside its Linear where it can be (relu, tanh, sigmoid): the same
   // numbers, one op and one array fewer per layer.
   if (c.activation == "relu" || c.activation == "tanh" || c.activation == "sigmoid") mlp->fuse();
-  return {mlp, true};
+  return {mlp, true, nullptr};
 }
 
 // The CNN: per entry of --channels, a block of --convs-per-block 3x3 convolutions (padding 1), each
@@ -137,7 +137,7 @@ Model make_cnn(const Config& c, const Shape& image, std::size_t classes, Generat
     features = hidden;
   }
   net->push_back(std::make_shared<Linear>(features, classes, true, Dtype::float32, gen));
-  return {net, false};
+  return {net, false, nullptr};
 }
 
 // Mean loss and accuracy over a data set, without recording anything.
