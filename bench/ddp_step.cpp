@@ -3,14 +3,15 @@
 //
 //   mpirun -np 2 ddp_step --model mlp --batch 1024 --steps 60 [--mode overlap|after|none]
 //                         [--bucket-kb K]
-//     ->  median_us=...  wait_us=...  allreduce_kb=...   (rank 0 prints)
+//     ->  median_us=...  exposed_us=...  allreduce_kb=...  slowest_rank_us=...  (rank 0 prints)
 //
-// median_us: the median step (after a warm-up). wait_us: the median time the end of the
-// backward spent finishing the averaging (sending what was left, waiting for the sums). --mode
-// overlap: buckets sent during the sweep (the default); after: all sent after it; none: no
-// averaging at all (no_sync), the compute alone: step(after) - step(none) is what the
-// allreduce adds, and step(after) - step(overlap) what the overlap hides of it. Run without
-// mpirun, or with -np 1, for one process on the whole batch.
+// median_us: the median step (after a warm-up) on rank 0; slowest_rank_us: the largest of the
+// ranks' medians (with --mode none the ranks run apart: the slowest one). exposed_us: the median
+// time a step spent in the averaging itself, on the backward's critical path: sending buckets
+// from the hooks (a blocking send waits for the other ranks) and finishing at the end of the
+// sweep. --mode overlap: buckets sent during the sweep (the default); after: all sent after it,
+// so that exposed_us is all the allreduce adds; none: no averaging at all (no_sync), the compute
+// alone. Run without mpirun, or with -np 1, for one process on the whole batch.
 #include <algorithm>
 #include <cstdio>
 #include <optional>
@@ -56,7 +57,7 @@ void run(const std::string& model, std::size_t batch, std::size_t steps, const s
   const Tensor x = randn(input, {}, data);
   Index y = Index::from_shape({local});
   for (std::size_t i = 0; i < local; ++i) y(i) = static_cast<std::int64_t>((i * 7) % 10);
-  std::vector<double> waits;
+  std::vector<double> exposed;
   const auto step = [&] {
     adam.zero_grad();
     const Tensor loss = nn::softmax_cross_entropy(ddp(x), y);
@@ -65,18 +66,24 @@ void run(const std::string& model, std::size_t batch, std::size_t steps, const s
       loss.backward();
     } else {
       loss.backward();
-      waits.push_back(ddp.last_stats().wait_seconds * 1e6);
+      const nn::DistributedStats stats = ddp.last_stats();
+      exposed.push_back((stats.send_seconds + stats.wait_seconds) * 1e6);
     }
     adam.step();
   };
   dist::barrier();
   const double median = bench::median_step_us(step, steps);
-  const double wait = waits.empty() ? 0.0 : bench::median_after_warmup(waits);
+  const double exposed_us = exposed.empty() ? 0.0 : bench::median_after_warmup(exposed);
   std::size_t bytes = 0;
   for (const Tensor& p : ddp.parameters()) bytes += p.numel() * 4;
+  // Each rank's median: the slowest bounds a step once the ranks wait for each other.
+  const Tensor medians = zeros({static_cast<std::size_t>(ranks)}, {.dtype = kFloat64});
+  medians.mutable_value<double>()(dist::rank()) = median;
+  dist::all_reduce_sum(medians);
   if (dist::rank() == 0)
-    std::printf("median_us=%g\nwait_us=%g\nallreduce_kb=%.1f\nranks=%d\n", median, wait,
-                static_cast<double>(bytes) / 1024, ranks);
+    std::printf("median_us=%g\nexposed_us=%g\nallreduce_kb=%.1f\nranks=%d\nslowest_rank_us=%g\n",
+                median, exposed_us, static_cast<double>(bytes) / 1024, ranks,
+                *std::max_element(medians.value<double>().begin(), medians.value<double>().end()));
 }
 
 }  // namespace

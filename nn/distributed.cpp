@@ -315,10 +315,13 @@ void DistributedDataParallel::State::on_final(std::size_t i) {
 }
 
 void DistributedDataParallel::State::send_ready() {
+  const auto start = std::chrono::steady_clock::now();
   while (next < buckets.size() && buckets[next].pending == 0) {
     send(buckets[next++]);
     ++stats.sent_during_backward;
   }
+  stats.send_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 #ifdef XGRAD_MPI
   // Lets MPI move the messages on while the sweep goes on (two ranks on two cores have no spare
   // core for a progress thread).

@@ -70,6 +70,9 @@ struct DistributedStats {
   std::size_t buckets = 0;               ///< buckets averaged
   std::size_t sent_during_backward = 0;  ///< of those, sent before the sweep ended (overlap)
   std::size_t bytes = 0;                 ///< gradient bytes averaged
+  /// Time spent packing and sending buckets during the sweep (a blocking send waits for the
+  /// other ranks there).
+  double send_seconds = 0;
   double wait_seconds = 0;  ///< time the end of the backward spent finishing the averaging
 };
 
