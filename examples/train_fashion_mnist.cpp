@@ -161,7 +161,7 @@ std::pair<double, double> evaluate(const Model& model, const TensorDataset& data
 EpochResult train_epoch(const Model& model, Optimizer& optimizer, DataLoader& loader,
                         const TensorDataset& test, Normalization norm, int epoch, int epochs) {
   const auto start = Clock::now();
-  Progress progress(epoch, epochs, loader.num_batches());
+  Progress progress(epoch, epochs, loader.num_batches(), "img/s", distributed::rank() == 0);
   double loss_sum = 0;
   std::size_t seen = 0, right = 0, done = 0;
   for (const Batch& batch : loader) {

@@ -1,6 +1,6 @@
 // Data-parallel training over MPI. The gradients of a module are packed into buckets (reverse
 // registration order: the order the backward sweep finishes them); each bucket is summed over the
-// ranks with MPI_Iallreduce as soon as all its gradients are final, which the engine says through
+// ranks (MPI_Iallreduce) as soon as all its gradients are final, which the engine says through
 // the parameters' post-accumulate-grad hooks; a callback queued on the engine waits for the sums
 // at the end of the sweep and writes the averages back into the .grad tensors.
 //
@@ -345,8 +345,10 @@ void DistributedDataParallel::State::send(Bucket& b) {
     pack<float>(b, params, sent);
 #ifdef XGRAD_MPI
   // Open MPI's non-blocking allreduce (libnbc) took twice as long as the blocking one here: it
-  // serves only where there is backward work left to hide it behind.
-  const bool overlapped = in_backward && &b != &buckets.back();
+  // serves only where there may be backward work left to hide it behind, not for the last bucket.
+  // The choice must not depend on when a rank sends (a blocking collective on one rank does not
+  // match a non-blocking one on another): it depends on the bucket and the options alone.
+  const bool overlapped = options.overlap && &b != &buckets.back();
   if (overlapped)
     MPI_Iallreduce(MPI_IN_PLACE, b.data(), static_cast<int>(b.count()), mpi_type(b.dtype), MPI_SUM,
                    MPI_COMM_WORLD, &b.request);
@@ -405,14 +407,18 @@ void add_leaves(const Tensor& output, std::unordered_set<const TensorImpl*>& lea
   }
 }
 
-// The ranks must hold the same parameters: count, shapes and dtypes, summarized in two numbers.
-void check_same_parameters(const std::vector<Tensor>& params) {
+// The ranks must hold the same parameters (count, shapes and dtypes) and options, which decide
+// the buckets and how each is sent: summarized in two numbers.
+void check_same_parameters(const std::vector<Tensor>& params, const DistributedOptions& options) {
   std::uint64_t mine[2] = {params.size(), 1469598103934665603ull};
+  const auto mix = [&](std::uint64_t v) { mine[1] = (mine[1] ^ v) * 1099511628211ull; };
   for (const Tensor& p : params) {
-    for (std::size_t d : p.shape()) mine[1] = (mine[1] ^ d) * 1099511628211ull;
-    mine[1] = (mine[1] ^ static_cast<std::uint64_t>(p.dtype())) * 1099511628211ull;
-    mine[1] = (mine[1] ^ 0xffu) * 1099511628211ull;  // between parameters
+    for (std::size_t d : p.shape()) mix(d);
+    mix(static_cast<std::uint64_t>(p.dtype()));
+    mix(0xffu);  // between parameters
   }
+  mix(options.bucket_bytes);
+  mix(options.overlap ? 1u : 0u);
 #ifdef XGRAD_MPI
   const int world = distributed::world_size();
   if (world == 1) return;
@@ -420,11 +426,12 @@ void check_same_parameters(const std::vector<Tensor>& params) {
   MPI_Allgather(mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, MPI_COMM_WORLD);
   for (int r = 1; r < world; ++r)
     if (all[2 * r] != all[0] || all[2 * r + 1] != all[1])
-      throw ValueError("DistributedDataParallel: rank " + std::to_string(r) + " holds " +
-                       std::to_string(all[2 * r]) + " parameters, rank 0 " +
-                       std::to_string(all[0]) +
-                       (all[2 * r] == all[0] ? " (their shapes or dtypes differ)" : "") +
-                       "; every rank must build the same model");
+      throw ValueError(
+          "DistributedDataParallel: rank " + std::to_string(r) + " holds " +
+          std::to_string(all[2 * r]) + " parameters, rank 0 " + std::to_string(all[0]) +
+          (all[2 * r] == all[0] ? " (their shapes or dtypes differ, or the DistributedOptions)"
+                                : "") +
+          "; every rank must build the same model");
 #endif
 }
 
@@ -442,7 +449,7 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<Module> module,
     s.names.push_back(name);
     s.params.push_back(p);
   }
-  check_same_parameters(s.params);
+  check_same_parameters(s.params, options);
   for (const Tensor& p : s.params) distributed::broadcast(p);
   for (const Tensor& b : module_->buffers()) distributed::broadcast(b);
 

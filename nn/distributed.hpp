@@ -40,7 +40,7 @@ class Session {
   bool owns_mpi_ = false;  // false when the program had started MPI itself
 };
 
-bool is_initialized();  ///< a Session is open
+bool is_initialized();  ///< MPI is running (a Session, or the program's own MPI_Init)
 int rank();             ///< this process's rank: 0 without a Session
 int world_size();       ///< the number of ranks: 1 without a Session
 void barrier();
@@ -81,14 +81,16 @@ struct DistributedStats {
 /// to keep the names of a single process). At construction the parameters and buffers of rank
 /// 0 are copied to every rank. Each backward() that reaches the parameters ends with every
 /// .grad the average over the ranks of the ranks' gradients: buckets in reverse registration
-/// order (the order the sweep finishes them), sent with MPI_Iallreduce from the parameters'
-/// post-accumulate-grad hooks, waited for at the end of the sweep. A parameter that gets no
+/// order (the order the sweep finishes them), sent from the parameters' post-accumulate-grad
+/// hooks (MPI_Iallreduce; the last bucket, which nothing is left to hide, MPI_Allreduce), waited
+/// for at the end of the sweep. A parameter that gets no
 /// gradient on a rank (not used in its forward, frozen) counts as zero there and does not hold
 /// its bucket back when the forward went through this wrapper; its .grad stays undefined when no
 /// rank had one. Buffers (batch norm's statistics) stay per rank.
 class DistributedDataParallel : public Module {
  public:
-  /// ValueError when the ranks' modules differ in their parameters' count, shapes or dtypes.
+  /// ValueError when the ranks' modules differ in their parameters' count, shapes or dtypes, or
+  /// the ranks' options differ. Convert the module's dtype (Module::to) before wrapping it.
   explicit DistributedDataParallel(std::shared_ptr<Module> module, DistributedOptions options = {});
   ~DistributedDataParallel() override;
 

@@ -20,8 +20,8 @@ namespace xgrad::programs {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-Progress::Progress(int epoch, int epochs, std::size_t batches, const char* unit)
-    : on_(isatty(STDERR_FILENO)),
+Progress::Progress(int epoch, int epochs, std::size_t batches, const char* unit, bool show)
+    : on_(show && isatty(STDERR_FILENO)),
       epoch_(epoch),
       epochs_(epochs),
       batches_(batches),

@@ -17,8 +17,10 @@ struct EpochResult {
 // A progress line on stderr, redrawn in place; only when stderr is a terminal.
 class Progress {
  public:
-  // `unit`: what update's count counts, per second ("img/s", "char/s").
-  Progress(int epoch, int epochs, std::size_t batches, const char* unit = "img/s");
+  // `unit`: what update's count counts, per second ("img/s", "char/s"). Shown on a terminal only,
+  // and only when `show` (rank 0 alone, in a data-parallel run).
+  Progress(int epoch, int epochs, std::size_t batches, const char* unit = "img/s",
+           bool show = true);
   void update(std::size_t done, double running_loss, std::size_t count);
   void clear() const;
 

@@ -190,6 +190,21 @@ TEST_CASE("a parameter without gradient counts as zero and holds no bucket back"
     CHECK_FALSE(model->frozen->weight.grad().defined());  // frozen
   }
 
+  // A forward that does not go through the wrapper: the branch a rank did not use is sent after
+  // the sweep there, during it on the other rank; the numbers are the same.
+  {
+    ddp.zero_grad();
+    model->spare->requires_grad_(false);
+    const Tensor y = (*model)(x);
+    sum(y * y).backward();
+    model->spare->requires_grad_(true);
+    CHECK(ddp.last_stats().sent_during_backward < 8);
+    const auto& got = model->a->weight.grad().value<double>();
+    const auto& want = expected_a.value<double>();
+    for (std::size_t k = 0; k < got.size(); ++k)
+      CHECK(got.data()[k] == doctest::Approx(want.data()[k] / 2).epsilon(1e-14));
+  }
+
   // Two forwards before one backward, through each branch: both are waited for (a branch taken
   // as unused would have been sent before its gradient came: AutogradError).
   {
@@ -246,11 +261,14 @@ TEST_CASE("no_sync accumulates locally; the next backward averages the sum") {
   }
 }
 
-TEST_CASE("ranks that build different models: ValueError on every rank") {
+TEST_CASE("ranks that build different models or options: ValueError on every rank") {
   const auto model = std::make_shared<MLP>(
       std::vector<std::size_t>{3, dist::rank() == 0 ? 4u : 5u, 2}, "relu", kFloat64);
   CHECK_THROWS_WITH_AS(DistributedDataParallel{model},
                        doctest::Contains("rank 1 holds 4 parameters, rank 0 4 (their shapes or "
-                                         "dtypes differ)"),
+                                         "dtypes differ, or the DistributedOptions)"),
                        ValueError);
+  const auto same = make_mlp(kFloat64, 1);
+  CHECK_THROWS_WITH_AS((DistributedDataParallel{same, {.overlap = dist::rank() == 0}}),
+                       doctest::Contains("or the DistributedOptions"), ValueError);
 }
