@@ -285,6 +285,10 @@ struct DistributedDataParallel::State {
 };
 
 void DistributedDataParallel::State::begin(const std::weak_ptr<State>& self) {
+#ifdef XGRAD_MPI
+  // Sums still under way from a sweep that threw (every rank started them): let them end.
+  for (Bucket& b : buckets) MPI_Wait(&b.request, MPI_STATUS_IGNORE);
+#endif
   in_backward = true;
   next = 0;
   late.clear();
@@ -298,7 +302,18 @@ void DistributedDataParallel::State::begin(const std::weak_ptr<State>& self) {
   // the forward did not use (their .grad may hold what earlier backwards accumulated).
   for (std::size_t i = 0; i < params.size(); ++i)
     if (!params[i].requires_grad() || (used_known && !used.count(params[i].impl()))) on_final(i);
-  queue_backward_callback([self] {
+  // When the sweep throws, the engine drops the callback without running it: the token's
+  // destructor then ends this backward, so that the next one begins afresh.
+  struct Token {
+    std::weak_ptr<State> state;
+    explicit Token(std::weak_ptr<State> s) : state(std::move(s)) {}
+    Token(const Token&) = delete;
+    Token& operator=(const Token&) = delete;
+    ~Token() {
+      if (const auto s = state.lock()) s->in_backward = false;
+    }
+  };
+  queue_backward_callback([self, token = std::make_shared<Token>(self)] {
     if (const auto state = self.lock()) state->finish();
   });
 }

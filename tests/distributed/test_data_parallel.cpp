@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/function.hpp"
 #include "autograd/ops.hpp"
 #include "nn/conv.hpp"
 #include "nn/distributed.hpp"
@@ -252,6 +253,38 @@ TEST_CASE("no_sync accumulates locally; the next backward averages the sum") {
       softmax_cross_entropy(ddp(x), y).backward();
     }
   }
+  const auto ps = single->parameters(), pl = local->parameters();
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    const auto& u = pl[i].grad().value<double>();
+    const auto& v = ps[i].grad().value<double>();
+    for (std::size_t k = 0; k < u.size(); ++k)
+      CHECK(u.data()[k] == doctest::Approx(v.data()[k]).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("a backward that throws midway leaves the wrapper ready for the next one") {
+  const int rank = dist::rank(), world = dist::world_size();
+  const Samples samples = make_samples(kBatch);
+  const auto single = make_mlp(kFloat64, 9);
+  const auto local = make_mlp(kFloat64, 9);
+  DistributedDataParallel ddp(local, {.bucket_bytes = 1024});
+  const auto [x, y] = samples.rows(static_cast<std::size_t>(rank), static_cast<std::size_t>(world),
+                                   kBatch / 2, kFloat64);
+  // An op older than the model's forward, whose backward throws: the sweep passes every layer
+  // first (the averaging begins, every bucket goes), then fails.
+  const Tensor z =
+      from_vector(std::vector<double>{1.0}, {1}, {.dtype = kFloat64, .requires_grad = true});
+  const Tensor failing = custom_op(
+      "fails", {z}, [](const std::vector<Tensor>& in) { return in[0] * 1.0; },
+      [](const std::vector<Tensor>&, const Tensor&, const Tensor&) -> std::vector<Tensor> {
+        throw ValueError("this backward fails");
+      });
+  CHECK_THROWS_AS((sum(failing) + softmax_cross_entropy(ddp(x), y)).backward(), ValueError);
+  ddp.zero_grad();
+  const auto [xs, ys] = samples.rows(0, 1, kBatch, kFloat64);
+  softmax_cross_entropy((*single)(xs), ys).backward();
+  softmax_cross_entropy(ddp(x), y).backward();
+  CHECK(ddp.last_stats().buckets > 1);
   const auto ps = single->parameters(), pl = local->parameters();
   for (std::size_t i = 0; i < ps.size(); ++i) {
     const auto& u = pl[i].grad().value<double>();
