@@ -185,7 +185,6 @@ struct Bucket {
   std::vector<float> f32;
   std::vector<double> f64;
   std::size_t pending = 0;  // parameters whose gradient is not final yet in this backward
-  bool sent = false;
   Request request = no_request;
 
   template <class T>
@@ -268,7 +267,7 @@ struct DistributedDataParallel::State {
   bool in_backward = false;
   std::vector<char> ready;
   std::vector<SentGrad> sent;  // what each parameter's bucket carried
-  std::size_t next = 0;        // the next bucket to send
+  std::size_t next = 0;        // the next bucket to send: those before it are sent
   std::string late;            // a parameter whose gradient came after its bucket had gone
   DistributedStats stats, last;
 
@@ -294,10 +293,7 @@ void DistributedDataParallel::State::begin(const std::weak_ptr<State>& self) {
   late.clear();
   stats = {};
   std::fill(ready.begin(), ready.end(), 0);
-  for (Bucket& b : buckets) {
-    b.pending = b.params.size();
-    b.sent = false;
-  }
+  for (Bucket& b : buckets) b.pending = b.params.size();
   // What gets no gradient in this sweep is final now: frozen parameters, and those the output of
   // the forward did not use (their .grad may hold what earlier backwards accumulated).
   for (std::size_t i = 0; i < params.size(); ++i)
@@ -320,7 +316,7 @@ void DistributedDataParallel::State::begin(const std::weak_ptr<State>& self) {
 
 void DistributedDataParallel::State::on_final(std::size_t i) {
   if (ready[i]) {  // taken as unused, yet passed by the sweep: did its gradient change since?
-    const bool changed = buckets[bucket_of[i]].sent ? !(sent_grad(params[i]) == sent[i]) : false;
+    const bool changed = bucket_of[i] < next && !(sent_grad(params[i]) == sent[i]);
     if (changed && late.empty()) late = names[i];
     return;
   }
@@ -348,7 +344,6 @@ void DistributedDataParallel::State::send_ready() {
 }
 
 void DistributedDataParallel::State::send(Bucket& b) {
-  b.sent = true;
   stats.bytes += b.values * dtype_size(b.dtype);
   if (world == 1) {  // the average of one rank's gradients: themselves, left where they are
     for (std::size_t i : b.params) sent[i] = sent_grad(params[i]);

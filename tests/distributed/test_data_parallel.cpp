@@ -75,6 +75,18 @@ double worst_relative_difference(const Module& a, const Module& b) {
   return worst;
 }
 
+// Every float64 gradient of `got` equals the one of `want` to 1e-12.
+void check_same_gradients(const Module& got, const Module& want) {
+  const auto pg = got.parameters(), pw = want.parameters();
+  REQUIRE(pg.size() == pw.size());
+  for (std::size_t i = 0; i < pg.size(); ++i) {
+    const auto& u = pg[i].grad().value<double>();
+    const auto& v = pw[i].grad().value<double>();
+    for (std::size_t k = 0; k < u.size(); ++k)
+      CHECK(u.data()[k] == doctest::Approx(v.data()[k]).epsilon(1e-12));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("2 ranks end with the parameters of 1 rank on the same samples, after 20 steps") {
@@ -253,13 +265,7 @@ TEST_CASE("no_sync accumulates locally; the next backward averages the sum") {
       softmax_cross_entropy(ddp(x), y).backward();
     }
   }
-  const auto ps = single->parameters(), pl = local->parameters();
-  for (std::size_t i = 0; i < ps.size(); ++i) {
-    const auto& u = pl[i].grad().value<double>();
-    const auto& v = ps[i].grad().value<double>();
-    for (std::size_t k = 0; k < u.size(); ++k)
-      CHECK(u.data()[k] == doctest::Approx(v.data()[k]).epsilon(1e-12));
-  }
+  check_same_gradients(*local, *single);
 }
 
 TEST_CASE("a backward that throws midway leaves the wrapper ready for the next one") {
@@ -285,13 +291,7 @@ TEST_CASE("a backward that throws midway leaves the wrapper ready for the next o
   softmax_cross_entropy((*single)(xs), ys).backward();
   softmax_cross_entropy(ddp(x), y).backward();
   CHECK(ddp.last_stats().buckets > 1);
-  const auto ps = single->parameters(), pl = local->parameters();
-  for (std::size_t i = 0; i < ps.size(); ++i) {
-    const auto& u = pl[i].grad().value<double>();
-    const auto& v = ps[i].grad().value<double>();
-    for (std::size_t k = 0; k < u.size(); ++k)
-      CHECK(u.data()[k] == doctest::Approx(v.data()[k]).epsilon(1e-12));
-  }
+  check_same_gradients(*local, *single);
 }
 
 TEST_CASE("ranks that build different models or options: ValueError on every rank") {
