@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 #include <unordered_set>
 
 #include "autograd/engine.hpp"
@@ -165,7 +166,13 @@ void abort(int status) {
   std::fflush(stdout);
   std::fflush(stderr);
 #ifdef XGRAD_MPI
-  if (is_initialized()) MPI_Abort(MPI_COMM_WORLD, status);
+  if (is_initialized()) {
+    // When every rank fails alike (bad input), all would abort at once, and Open MPI 4.1's mpirun
+    // once crashed (exit 139) gathering their messages. The others leave rank 0 a second to end
+    // the job; a rank that fails alone still ends it in about a second.
+    if (rank() != 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+    MPI_Abort(MPI_COMM_WORLD, status);
+  }
 #endif
   std::exit(status);
 }
