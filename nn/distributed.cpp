@@ -14,7 +14,6 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 #include <unordered_set>
 
 #include "autograd/engine.hpp"
@@ -163,16 +162,16 @@ void all_reduce_sum(const Tensor& tensor) {
 }
 
 void abort(int status) {
+  if (status == 0) status = 1;
   std::fflush(stdout);
   std::fflush(stderr);
 #ifdef XGRAD_MPI
-  if (is_initialized()) {
-    // When every rank fails alike (bad input), all would abort at once, and Open MPI 4.1's mpirun
-    // once crashed (exit 139) gathering their messages. The others leave rank 0 a second to end
-    // the job; a rank that fails alone still ends it in about a second.
-    if (rank() != 0) std::this_thread::sleep_for(std::chrono::seconds(1));
-    MPI_Abort(MPI_COMM_WORLD, status);
-  }
+  // Not MPI_Abort: on Debian 12's Open MPI 4.1.4 with PMIx 4.2.2, the message MPI_Abort sends to
+  // mpirun arrives garbled ("ORTE_ERROR_LOG: Out of resource in file show_help.c") and, now and
+  // then, crashes mpirun (exit 139: twice in CI). A rank that leaves before MPI_Finalize with a
+  // non-zero status makes mpirun end the others and return that status
+  // (orte_abort_on_non_zero_status, its default), and mpirun prints that message itself.
+  if (is_initialized()) std::_Exit(status);
 #endif
   std::exit(status);
 }

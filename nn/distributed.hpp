@@ -49,9 +49,11 @@ void barrier();
 void broadcast(const Tensor& tensor, int root = 0);
 /// Replaces `tensor` by its sum over the ranks, in place.
 void all_reduce_sum(const Tensor& tensor);
-/// Ends every rank of the job with `status` (MPI_Abort): what a rank that failed calls, so that
-/// the others, waiting for it in a collective, do not wait forever (ranks other than 0 wait a
-/// second first, so that rank 0 ends the job alone when all fail). Plain exit without a Session.
+/// Ends every rank of the job with `status` (1 if given 0): what a rank that failed calls, so
+/// that the others, waiting for it in a collective, do not wait forever. The rank leaves at once
+/// (stdout and stderr flushed, no MPI_Finalize) and mpirun ends the others and returns `status`;
+/// under another launcher, make it end the job when a rank fails (srun --kill-on-bad-exit).
+/// Plain exit without a Session.
 [[noreturn]] void abort(int status);
 
 }  // namespace distributed

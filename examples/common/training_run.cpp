@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "autograd/error.hpp"
@@ -52,6 +51,18 @@ void TrainingRun::finish() const {
   if (!files_.plot.empty()) write_plot(files_.plot, results_);
 }
 
+namespace {
+
+// One write per message: the ranks of a data-parallel run share one stderr, and a message written
+// in pieces came out interleaved with the other rank's.
+void report(const char* program, const std::string& message) {
+  const std::string line = std::string(program) + ": " + message + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace
+
 int guarded_main(const char* program, const std::function<void()>& body) {
   try {
     body();
@@ -60,18 +71,17 @@ int guarded_main(const char* program, const std::function<void()>& body) {
       throw ValueError("could not write the output: " + std::string(std::strerror(errno)));
     return 0;
   } catch (const Error& e) {  // bad input: flags, data, checkpoints, files that cannot be written
-    std::cerr << program << ": " << e.what() << "\n";
+    report(program, e.what());
     return 2;
   } catch (const std::filesystem::filesystem_error& e) {
-    std::cerr << program << ": " << e.what() << "\n";
+    report(program, e.what());
     return 2;
   } catch (const std::bad_alloc&) {
-    std::cerr << program
-              << ": out of memory: the data or the sizes asked for are too large for "
-                 "this machine\n";
+    report(program,
+           "out of memory: the data or the sizes asked for are too large for this machine");
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << program << ": internal error: " << e.what() << "\n";
+    report(program, std::string("internal error: ") + e.what());
     return 3;
   }
 }
