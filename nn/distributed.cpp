@@ -167,10 +167,10 @@ void abort(int status) {
   std::fflush(stderr);
 #ifdef XGRAD_MPI
   // Not MPI_Abort: on Debian 12's Open MPI 4.1.4 with PMIx 4.2.2, the message MPI_Abort sends to
-  // mpirun arrives garbled ("ORTE_ERROR_LOG: Out of resource in file show_help.c") and, now and
-  // then, crashes mpirun (exit 139: twice in CI). A rank that leaves before MPI_Finalize with a
+  // mpirun often arrives garbled ("ORTE_ERROR_LOG: ... in file show_help.c") and, now and then,
+  // crashes mpirun (exit 139: twice in CI). A rank that leaves before MPI_Finalize with a
   // non-zero status makes mpirun end the others and return that status
-  // (orte_abort_on_non_zero_status, its default), and mpirun prints that message itself.
+  // (orte_abort_on_non_zero_status, its default); mpirun prints its own message about it.
   if (is_initialized()) std::_Exit(status);
 #endif
   std::exit(status);
