@@ -242,7 +242,8 @@ int main(int argc, char** argv) {
                  "CSV file: epoch, train loss, train accuracy, validation loss, validation "
                  "accuracy, seconds");
   app.add_option("--plot", c.plot,
-                 "PNG or SVG file of the loss and accuracy curves (needs gnuplot)");
+                 "PNG or SVG file of the loss and accuracy curves (needs gnuplot)")
+      ->check(cli::rule(plot_path_error, "FILE.png or FILE.svg"));
   if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
   return guarded_main("char_lm", [&] { run(c); });
 }

@@ -391,7 +391,8 @@ int main(int argc, char** argv) {
   app.add_option("--log", c.log,
                  "CSV file: epoch, train loss, train accuracy, test loss, test accuracy, seconds");
   app.add_option("--plot", c.plot,
-                 "PNG or SVG file of the loss and accuracy curves (needs gnuplot)");
+                 "PNG or SVG file of the loss and accuracy curves (needs gnuplot)")
+      ->check(cli::rule(plot_path_error, "FILE.png or FILE.svg"));
   if (const int status = cli::parse(app, argc, argv); status >= 0) return status;
   if (c.model == "cnn" && app.count("--hidden") == 0) c.hidden = {256};  // the CNN's default head
   if (c.model == "mlp" && app.count("--dropout") > 0) {

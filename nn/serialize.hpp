@@ -26,7 +26,8 @@ namespace xgrad::nn {
 void save_npy(const std::string& path, const Tensor& tensor);
 /// Reads what save_npy and np.save write for float32 and float64 arrays, in C or Fortran order
 /// (np.asfortranarray, a.T: the result is in C order), keeping the file's dtype (ValueError for
-/// anything else: a wrong magic string, a truncated file, a size that disagrees with the shape).
+/// anything else: a wrong magic string, a truncated file, a size that disagrees with the shape,
+/// a path that is not a regular file).
 Tensor load_npy(const std::string& path);
 
 /// Writes each parameter and buffer of `module` (state_dict) as NAME.npy in `dir`.
@@ -52,9 +53,13 @@ void load(Optimizer& optimizer, const std::string& dir);
 ///   ckpt.load("run/ckpt");   // into the same objects; returns with ckpt.epoch == 3
 ///
 /// checkpoint.json describes the module (its printed tree and parameter shapes) and the optimizer
-/// (its name); load refuses a checkpoint of another model or optimizer, naming both. A save
-/// writes a new folder beside `dir` and then moves it into place, so that `dir` holds the old
-/// checkpoint or the new one whole; load finishes a move that a crash interrupted.
+/// (its name), and lists every file with its size and CRC-32; load refuses a checkpoint of
+/// another model or optimizer, naming both, and one whose files are missing, extra or changed.
+/// A save writes a new folder beside `dir` (DIR.new, marked as the save's own) and then moves it
+/// into place, so that `dir` holds the old checkpoint or the new one whole; load finishes a move
+/// that a crash interrupted. Only folders that a save marked as its own are ever replaced, moved
+/// or removed: a user's DIR.new or DIR.old, a foreign file in DIR, or a symbolic link makes save
+/// refuse before it changes anything (docs/design.md, "Checkpoints").
 class Checkpoint {
  public:
   Checkpoint& module(Module& module);
@@ -66,8 +71,9 @@ class Checkpoint {
   std::string metadata;
 
   void save(const std::string& dir) const;
-  /// Restores every registered object, epoch and metadata. ValueError (before anything changes)
-  /// for a folder that is not a checkpoint, or one of another model, optimizer or schedule.
+  /// Restores every registered object, epoch and metadata. ValueError (and nothing changed: every
+  /// file is read and checked first) for a folder that is not a checkpoint, one of another
+  /// model, optimizer or schedule, or one with a missing, extra or damaged file.
   void load(const std::string& dir);
   /// Whether `dir` holds a checkpoint (or an interrupted save of one).
   static bool exists(const std::string& dir);

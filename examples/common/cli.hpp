@@ -52,4 +52,9 @@ inline CLI::Validator count_up_to(double max) {
   return number_rule(rule, 1, false, max, true);
 }
 
+// A check by a function that says what is wrong with a value ("" when nothing is).
+inline CLI::Validator rule(std::string (*why)(const std::string&), const std::string& description) {
+  return CLI::Validator([why](std::string& text) { return why(text); }, description);
+}
+
 }  // namespace xgrad::cli

@@ -6,10 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "autograd/error.hpp"
 
@@ -55,13 +59,6 @@ void write_log(const std::string& path, const std::vector<EpochResult>& results)
 
 namespace {
 
-// A gnuplot string literal: single quotes, a quote inside doubled.
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
 // Runs a program by its argument vector (no shell); its exit status, or -1. quiet: its stdout
 // goes to /dev/null, not into the calling program's output.
 int run_program(const std::vector<std::string>& args, bool quiet = false) {
@@ -80,20 +77,68 @@ int run_program(const std::vector<std::string>& args, bool quiet = false) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// A folder of this process's own under the temporary directory (mkdtemp: a new name, mode 0700),
+// removed with what it holds when the object goes.
+class PrivateFolder {
+ public:
+  PrivateFolder() {
+    std::string pattern = (fs::temp_directory_path() / "xgrad-plot-XXXXXX").string();
+    if (!mkdtemp(pattern.data()))
+      throw ValueError("--plot: cannot create a temporary folder in " +
+                       fs::temp_directory_path().string() + ": " + std::strerror(errno));
+    path_ = pattern;
+  }
+  ~PrivateFolder() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  PrivateFolder(const PrivateFolder&) = delete;
+  PrivateFolder& operator=(const PrivateFolder&) = delete;
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+void write_file(const fs::path& path, const std::string& bytes, const std::string& what) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) throw ValueError("cannot write " + what + " " + path.string());
+}
+
 }  // namespace
 
 bool gnuplot_available() { return run_program({"gnuplot", "--version"}, true) == 0; }
 
+std::string plot_path_error(const std::string& path) {
+  for (unsigned char c : path)
+    if (c < 0x20 || c == 0x7f) {
+      char code[8];
+      std::snprintf(code, sizeof code, "0x%02x", c);
+      return std::string("the path has a control character (") + code +
+             "); give a file name without one";
+    }
+  const std::string extension = fs::path(path).extension().string();
+  if (extension != ".png" && extension != ".svg")
+    return "'" + path + "' must end in .png or .svg";
+  return "";
+}
+
 void write_plot(const std::string& path, const std::vector<EpochResult>& results) {
-  const fs::path data = path + ".dat", script_path = path + ".gp";
-  {
-    std::ofstream out(data);
-    for (const EpochResult& r : results)
-      out << r.epoch << " " << r.train_loss << " " << r.test_loss << " " << r.train_accuracy << " "
-          << r.test_accuracy << "\n";
-  }
+  if (const std::string error = plot_path_error(path); !error.empty())
+    throw ValueError("--plot: " + error);
   const bool svg = fs::path(path).extension() == ".svg";
-  const std::string d = quoted(data.string());
+  // gnuplot reads a script of this program's own and writes into a private folder: the user's
+  // path never reaches gnuplot (nothing in it can be read as a command), and no file beside it is
+  // touched. The points go inside the script, as a data block.
+  const PrivateFolder folder;
+  const fs::path script_path = folder / "curves.gp", drawn = folder / (svg ? "curves.svg" : "curves.png");
+  std::ostringstream points;
+  points.precision(10);
+  for (const EpochResult& r : results)
+    points << r.epoch << " " << r.train_loss << " " << r.test_loss << " " << r.train_accuracy
+           << " " << r.test_accuracy << "\n";
   // Epochs are whole numbers: ticks on integers (about ten of them), and half an epoch of room
   // on each side, so that a single epoch still has an x range.
   const int first = results.empty() ? 1 : results.front().epoch;
@@ -103,19 +148,23 @@ void write_plot(const std::string& path, const std::vector<EpochResult>& results
                              std::to_string(last) + "+0.5]\nset xtics " + std::to_string(tick) +
                              "\nset format x '%.0f'\n";
   const std::string script =
-      std::string("set terminal ") + (svg ? "svg size 900,400" : "png size 900,400") +
-      "\nset output " + quoted(path) + "\n" + x_axis +
-      "set multiplot layout 1,2\nset xlabel 'epoch'\nset grid\nset title 'loss'\nplot " + d +
-      " using 1:2 with linespoints title 'train', '' using 1:3 with linespoints title 'test'\n"
-      "set title 'accuracy'\nset key bottom right\nplot " +
-      d +
-      " using 1:4 with linespoints title 'train', '' using 1:5 with linespoints title "
-      "'test'\nunset multiplot\n";
-  std::ofstream(script_path) << script;
-  const int status = run_program({"gnuplot", script_path.string()});
-  fs::remove(script_path);
-  fs::remove(data);
-  if (status != 0) throw ValueError("gnuplot failed to write " + path);
+      "$points << EOD\n" + points.str() + "EOD\n" + "set terminal " +
+      (svg ? "svg size 900,400" : "png size 900,400") +
+      "\nset output ARG1\n" + x_axis +  // ARG1: the first argument after the script's name
+      "set multiplot layout 1,2\nset xlabel 'epoch'\nset grid\nset title 'loss'\n"
+      "plot $points using 1:2 with linespoints title 'train', '' using 1:3 with linespoints "
+      "title 'test'\nset title 'accuracy'\nset key bottom right\n"
+      "plot $points using 1:4 with linespoints title 'train', '' using 1:5 with linespoints "
+      "title 'test'\nunset multiplot\nset output\n";
+  write_file(script_path, script, "the plot's script");
+  const int status = run_program({"gnuplot", "-c", script_path.string(), drawn.string()});
+  std::error_code ec;
+  const auto size = fs::file_size(drawn, ec);
+  if (status != 0 || ec || size == 0) throw ValueError("gnuplot failed to draw the plot " + path);
+  std::ifstream in(drawn, std::ios::binary);
+  const std::string image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (image.size() != size) throw ValueError("cannot read gnuplot's plot " + drawn.string());
+  write_file(path, image, "the plot");
 }
 
 std::vector<std::vector<double>> to_rows(const std::vector<EpochResult>& results) {

@@ -36,10 +36,15 @@ class Progress {
 // ValueError when the file cannot be written whole.
 void write_log(const std::string& path, const std::vector<EpochResult>& results);
 
-// Loss and accuracy curves through gnuplot, PNG or SVG by the file's extension. gnuplot is run
-// without a shell, and the paths reach it as quoted strings, so any file name is safe.
-// ValueError when gnuplot is missing or fails.
+// Loss and accuracy curves through gnuplot, PNG or SVG by the file's extension. gnuplot runs
+// without a shell, on a script and into a folder of this process's own (mkdtemp): the path is
+// written by this program, never seen by gnuplot, and no other file is created or removed.
+// ValueError when the path is refused (plot_path_error), gnuplot is missing or fails, or the
+// plot cannot be written whole.
 void write_plot(const std::string& path, const std::vector<EpochResult>& results);
+// Why `path` cannot be a plot's file (a control character, an extension other than .png or
+// .svg), or "" when it can.
+std::string plot_path_error(const std::string& path);
 bool gnuplot_available();
 
 // The results as rows of numbers (for a checkpoint's metadata), and back.

@@ -12,6 +12,9 @@ namespace xgrad::programs {
 
 TrainingRun::TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs)
     : checkpoint_(checkpoint), files_(std::move(files)) {
+  if (!files_.plot.empty())
+    if (const std::string error = plot_path_error(files_.plot); !error.empty())
+      throw ValueError("--plot: " + error);
   if (!files_.plot.empty() && !gnuplot_available())
     throw ValueError(
         "--plot needs gnuplot, which is not installed (./dev installs it; or apt-get install "

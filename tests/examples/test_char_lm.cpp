@@ -110,4 +110,11 @@ TEST_CASE("char_lm: bad input is a message and exit 2") {
   CHECK(run("--model lstm").status == 2);
   CHECK(run("--temperature 0").status == 2);
   CHECK(run("--context 1").status == 2);
+  // A plot's path that would end a quoted string in gnuplot's script: refused at once.
+  const fs::path marker = scratch() / "ran";
+  const Run plot = run("--corpus " + few.string() + " --plot \"$(printf 'p.png\\nsystem(\"touch " +
+                       marker.string() + "\")\\n#')\"");
+  CHECK(plot.status == 2);
+  CHECK(plot.err.find("control character") != std::string::npos);
+  CHECK_FALSE(fs::exists(marker));
 }

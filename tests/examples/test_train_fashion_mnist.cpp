@@ -223,6 +223,36 @@ TEST_CASE("training: --plot draws the curves with gnuplot") {
   CHECK(fs::exists(hostile));
   CHECK_FALSE(fs::exists("pwned"));
   CHECK_FALSE(fs::exists(scratch() / "pwned"));
+
+  // A newline would end a quoted string in a gnuplot script and start a command: refused before
+  // anything runs, and nothing reaches gnuplot.
+  const fs::path marker = scratch() / "ran";
+  const Run newline = run(small(synthetic_data()) + "--epochs 1 --plot \"$(printf 'p.png\\nsystem(\"touch " +
+                          marker.string() + "\")\\n#')\"");
+  INFO(newline.err);
+  CHECK(newline.status == 2);
+  CHECK(newline.err.find("control character (0x0a)") != std::string::npos);
+  CHECK_FALSE(fs::exists(marker));
+
+  // The user's own files beside the plot are neither overwritten nor removed.
+  std::ofstream(plot.string() + ".dat") << "mine";
+  std::ofstream(plot.string() + ".gp") << "mine too";
+  REQUIRE(run(small(synthetic_data()) + "--epochs 1 --plot " + plot.string()).status == 0);
+  std::ifstream dat(plot.string() + ".dat"), gp(plot.string() + ".gp");
+  CHECK(std::string((std::istreambuf_iterator<char>(dat)), {}) == "mine");
+  CHECK(std::string((std::istreambuf_iterator<char>(gp)), {}) == "mine too");
+
+  // A plot that cannot be written whole (a full disk, a missing folder) is an error, not exit 0.
+  const fs::path full = scratch() / "full.svg";
+  fs::remove(full);
+  fs::create_symlink("/dev/full", full);
+  for (const fs::path& bad : {full, scratch() / "no_such_folder" / "c.svg"}) {
+    const Run r = run(small(synthetic_data()) + "--epochs 1 --plot " + bad.string());
+    INFO(bad << ": " << r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("cannot write the plot") != std::string::npos);
+  }
+  CHECK(run(small(synthetic_data()) + "--epochs 1 --plot " + (scratch() / "c.pdf").string()).status == 2);
 }
 
 TEST_CASE("training: bad values, bad labels and failed writes exit 2 and say why") {

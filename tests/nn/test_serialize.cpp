@@ -339,3 +339,185 @@ TEST_CASE("Checkpoint: a save never replaces a folder that is not a checkpoint")
   CHECK_THROWS_WITH_AS(c.save(dir.string()), doctest::Contains("is not a checkpoint"), ValueError);
   CHECK(fs::exists(dir / "precious.txt"));
 }
+
+namespace {
+// A small model, optimizer and generator registered in a checkpoint, after one step.
+struct Trained {
+  Generator gen{3};
+  MLP net{{3, 4, 2}, "tanh", kFloat32, gen};
+  Adam adam{net.parameters()};
+  Checkpoint ckpt;
+  Trained() {
+    softmax_cross_entropy(net(randn({5, 3}, {}, gen)), Index{0, 1, 1, 0, 1}).backward();
+    adam.step();
+    ckpt.module(net).optimizer(adam).generator("model", gen);
+  }
+  std::vector<float> first_weight() const {
+    const auto& w = net.named_parameters()[0].second.value<float>();
+    return {w.begin(), w.end()};
+  }
+};
+
+void write_text(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << text;
+}
+}  // namespace
+
+TEST_CASE("Checkpoint: a user's folders named DIR, DIR.new or DIR.old are never removed") {
+  Trained t;
+  // results/ holds a user's file, results.old a checkpoint copied by hand: the old recovery made
+  // results.old the checkpoint and deleted results/.
+  const fs::path results = scratch("results");
+  write_text(results / "notes.txt", "mine");
+  const fs::path backup = fs::path(results.string() + ".old");
+  fs::remove_all(backup);
+  const fs::path elsewhere = scratch("elsewhere");
+  t.ckpt.save(elsewhere.string());
+  fs::copy(elsewhere, backup, fs::copy_options::recursive);
+  CHECK_THROWS_WITH_AS(t.ckpt.save(results.string()), doctest::Contains("is not a checkpoint"),
+                       ValueError);
+  CHECK(read_bytes(results / "notes.txt") == "mine");
+  CHECK(fs::exists(backup / "checkpoint.json"));
+  CHECK_THROWS_AS(t.ckpt.load(results.string()), ValueError);
+  CHECK(read_bytes(results / "notes.txt") == "mine");
+  CHECK(fs::exists(backup / "checkpoint.json"));
+
+  // A failed load of data/ leaves data.new/ and data.old/ (the user's) as they were.
+  const fs::path data = scratch("data");
+  write_text(data / "a.csv", "1");
+  for (const char* suffix : {".new", ".old"}) {
+    fs::remove_all(data.string() + suffix);
+    write_text(fs::path(data.string() + suffix) / "b.csv", "2");
+  }
+  CHECK_THROWS_WITH_AS(t.ckpt.load(data.string()), doctest::Contains("no checkpoint"), ValueError);
+  for (const char* suffix : {".new", ".old"})
+    CHECK(read_bytes(fs::path(data.string() + suffix) / "b.csv") == "2");
+  // A save beside them refuses to touch them.
+  const fs::path fresh = scratch("fresh");
+  fs::remove_all(fresh.string() + ".new");
+  write_text(fs::path(fresh.string() + ".new") / "b.csv", "2");
+  CHECK_THROWS_WITH_AS(t.ckpt.save(fresh.string()), doctest::Contains("refusing to touch it"),
+                       ValueError);
+  CHECK(read_bytes(fs::path(fresh.string() + ".new") / "b.csv") == "2");
+  CHECK_FALSE(fs::exists(fresh));
+
+  // A checkpoint with a user's file added is not replaced either.
+  const fs::path ckpt = scratch("ckpt");
+  t.ckpt.save(ckpt.string());
+  write_text(ckpt / "model" / "README", "my notes");
+  CHECK_THROWS_WITH_AS(t.ckpt.save(ckpt.string()), doctest::Contains("not part of a checkpoint"),
+                       ValueError);
+  CHECK(read_bytes(ckpt / "model" / "README") == "my notes");
+}
+
+TEST_CASE("Checkpoint: a symbolic link is never replaced by a save") {
+  Trained t;
+  const fs::path real = scratch("real"), link = scratch("link");
+  t.ckpt.save(real.string());
+  fs::create_directory_symlink(real, link);
+  CHECK_THROWS_WITH_AS(t.ckpt.save(link.string()), doctest::Contains("is a symbolic link"),
+                       ValueError);
+  CHECK(fs::is_symlink(link));
+  CHECK(fs::exists(real / "checkpoint.json"));
+  CHECK_NOTHROW(t.ckpt.load(link.string()));  // reading through a link changes nothing
+  CHECK(fs::is_symlink(link));
+}
+
+TEST_CASE("Checkpoint: the leftovers of saves cut short anywhere are recovered, and only those") {
+  Trained t;
+  const fs::path dir = scratch("cut");
+  const fs::path fresh = dir.string() + ".new", old = dir.string() + ".old";
+  t.ckpt.save(dir.string());
+  // Cut short while writing DIR.new: marked, not whole. The next save removes it.
+  fs::copy(dir, fresh, fs::copy_options::recursive);
+  fs::remove(fresh / "checkpoint.json");
+  t.ckpt.epoch = 1;
+  t.ckpt.save(dir.string());
+  CHECK_FALSE(fs::exists(fresh));
+  // Cut short between the renames: DIR.old and DIR.new, no DIR. Load finishes the move.
+  t.ckpt.epoch = 2;
+  t.ckpt.save(dir.string());
+  fs::copy(dir, old, fs::copy_options::recursive);  // not the real predecessor: kept
+  fs::rename(dir, fresh);
+  Trained other;
+  other.ckpt.load(dir.string());
+  CHECK(other.ckpt.epoch == 2);
+  CHECK(fs::exists(dir / "checkpoint.json"));
+  CHECK_FALSE(fs::exists(fresh));
+  CHECK(fs::exists(old / "checkpoint.json"));  // its identity is not the one DIR replaced
+  fs::remove_all(old);
+  // A copy of DIR named DIR.old is not the checkpoint DIR replaced: kept, and a save refuses.
+  fs::copy(dir, old, fs::copy_options::recursive);
+  t.ckpt.epoch = 3;
+  CHECK_THROWS_WITH_AS(t.ckpt.save(dir.string()), doctest::Contains("refusing to touch it"),
+                       ValueError);
+  CHECK(fs::exists(old / "checkpoint.json"));
+  fs::remove_all(old);
+  // Cut short while removing DIR.old: what is left of the predecessor (its marker, removed
+  // last) goes at the next save.
+  const fs::path predecessor = scratch("predecessor");
+  fs::copy(dir, predecessor, fs::copy_options::recursive);
+  t.ckpt.save(dir.string());
+  fs::create_directory(old);
+  fs::copy_file(predecessor / ".xgrad-checkpoint", old / ".xgrad-checkpoint");
+  t.ckpt.epoch = 4;
+  t.ckpt.save(dir.string());
+  CHECK_FALSE(fs::exists(old));
+  other.ckpt.load(dir.string());
+  CHECK(other.ckpt.epoch == 4);
+}
+
+TEST_CASE("Checkpoint: a missing or damaged file is refused, and a failed load changes nothing") {
+  Trained t;
+  const fs::path dir = scratch("damaged");
+  t.ckpt.save(dir.string());
+  Trained fresh_model;  // same architecture, other weights? same seed: perturb them
+  fresh_model.net.named_parameters()[0].second.set_data(
+      zeros_like(fresh_model.net.named_parameters()[0].second));
+  const std::vector<float> before = fresh_model.first_weight();
+
+  // Adam's second moment deleted: it would divide by a zero moment.
+  const fs::path moment = dir / "optimizer" / "exp_avg_sq.0.npy";
+  REQUIRE(fs::exists(moment));
+  const std::string saved = read_bytes(moment);
+  fs::remove(moment);
+  CHECK_THROWS_WITH_AS(fresh_model.ckpt.load(dir.string()),
+                       doctest::Contains("is missing optimizer/exp_avg_sq.0.npy"), ValueError);
+  CHECK(fresh_model.first_weight() == before);
+  // The same size, other bytes.
+  std::string flipped = saved;
+  flipped.back() = static_cast<char>(flipped.back() ^ 1);
+  std::ofstream(moment, std::ios::binary) << flipped;
+  CHECK_THROWS_WITH_AS(fresh_model.ckpt.load(dir.string()),
+                       doctest::Contains("checksum differs"), ValueError);
+  std::ofstream(moment, std::ios::binary) << saved;
+  write_text(dir / "optimizer" / "exp_avg.9.npy", "extra");
+  CHECK_THROWS_WITH_AS(fresh_model.ckpt.load(dir.string()),
+                       doctest::Contains("is not one of the checkpoint's files"), ValueError);
+  fs::remove(dir / "optimizer" / "exp_avg.9.npy");
+
+  // A failure after the model's files were read (a generator state that is not one) leaves the
+  // module and the optimizer as they were.
+  std::string meta = read_bytes(dir / "checkpoint.json");
+  const std::size_t at = meta.find("\"model\": \"");
+  REQUIRE(at != std::string::npos);
+  std::string crafted = meta;
+  crafted.replace(at, 10, "\"model\": \"not a state ");
+  std::ofstream(dir / "checkpoint.json") << crafted;
+  const std::int64_t steps = fresh_model.adam.steps();
+  CHECK_THROWS_AS(fresh_model.ckpt.load(dir.string()), ValueError);
+  CHECK(fresh_model.first_weight() == before);
+  CHECK(fresh_model.adam.steps() == steps);
+  std::ofstream(dir / "checkpoint.json") << meta;
+  fresh_model.ckpt.load(dir.string());
+  CHECK(fresh_model.first_weight() == t.first_weight());
+
+  // Not a regular file: refused, never read (a FIFO would block, /dev/zero fill memory).
+  fs::remove(dir / "model" / "0.weight.npy");
+  fs::create_symlink("/dev/zero", dir / "model" / "0.weight.npy");
+  CHECK_THROWS_WITH_AS(fresh_model.ckpt.load(dir.string()),
+                       doctest::Contains("is not a regular file"), ValueError);
+  CHECK_THROWS_WITH_AS(load_npy("/dev/zero"), doctest::Contains("is not a regular file"),
+                       ValueError);
+}
