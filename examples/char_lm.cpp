@@ -153,7 +153,16 @@ void run(Config c) {
   CosineAnnealingLR schedule(optimizer, c.epochs);
   Checkpoint checkpoint;
   checkpoint.module(*model).optimizer(optimizer).scheduler(schedule).generator("model", gen);
-  TrainingRun training(checkpoint, {c.save, c.resume, c.log, c.plot}, c.epochs);
+  // What a resume may not change (docs/design.md lists what it may).
+  const RunSettings settings = {{"--model", c.model},
+                                {"--batch-size", std::to_string(c.batch_size)},
+                                {"--lr", setting_value(c.lr)},
+                                {"--weight-decay", setting_value(c.weight_decay)},
+                                {"--context", std::to_string(c.context)},
+                                {"--limit", std::to_string(c.limit)},
+                                {"--seed", std::to_string(c.seed)},
+                                {"corpus", file_identity(c.corpus)}};
+  TrainingRun training(checkpoint, {c.save, c.resume, c.log, c.plot}, c.epochs, settings);
   std::size_t parameters = 0;
   for (const Tensor& p : model->parameters()) parameters += p.numel();
   std::printf("model %s: %zu parameters, vocabulary %zu; AdamW lr %g\n", c.model.c_str(),

@@ -222,6 +222,28 @@ std::size_t count_classes(const TensorDataset& train, const TensorDataset& test)
   return seen.size();
 }
 
+// What a resume may not change (docs/design.md lists what it may): every flag that shapes the
+// model, the optimizer, the schedule, the data's order and augmentation, and the data itself.
+RunSettings run_settings(const Config& c, const std::vector<std::string>& files) {
+  RunSettings s = {{"--model", c.model},
+                   {"--channels", join(c.channels, ",")},
+                   {"--convs-per-block", std::to_string(c.convs_per_block)},
+                   {"--augment", c.augment},
+                   {"--dropout", setting_value(c.dropout)},
+                   {"--batch-size", std::to_string(c.batch_size)},
+                   {"--lr", setting_value(c.lr)},
+                   {"--optimizer", c.optimizer},
+                   {"--momentum", setting_value(c.momentum)},
+                   {"--weight-decay", setting_value(c.weight_decay)},
+                   {"--schedule", c.schedule},
+                   {"--hidden", join(c.hidden, ",")},
+                   {"--activation", c.activation},
+                   {"--seed", std::to_string(c.seed)}};
+  for (const std::string& f : files)
+    s.emplace_back("data " + fs::path(f).filename().string(), file_identity(f));
+  return s;
+}
+
 void run(const Config& c) {
   keep_freed_memory();
   set_num_threads(c.threads);
@@ -276,7 +298,7 @@ void run(const Config& c) {
   TrainingRun training(checkpoint,
                        rank == 0 ? RunFiles{c.save, c.resume, c.log, c.plot}
                                  : RunFiles{"", c.resume, "", ""},
-                       c.epochs);
+                       c.epochs, run_settings(c, files));
   const int done = training.epochs_done();
   // Rank 0's parameters and buffers on every rank, then gradients averaged at each backward.
   if (c.distributed) model.parallel = std::make_shared<DistributedDataParallel>(model.net);

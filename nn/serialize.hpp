@@ -63,6 +63,8 @@ void load(Optimizer& optimizer, const std::string& dir);
 class Checkpoint {
  public:
   Checkpoint& module(Module& module);
+  /// The module registered (nullptr: none).
+  Module* module() const { return module_; }
   Checkpoint& optimizer(Optimizer& optimizer);
   Checkpoint& scheduler(LRScheduler& scheduler);
   Checkpoint& generator(const std::string& name, Generator& generator);

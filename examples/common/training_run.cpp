@@ -1,17 +1,43 @@
 #include "examples/common/training_run.hpp"
 
+#include <zlib.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <variant>
 #include <nlohmann/json.hpp>
 
 #include "autograd/error.hpp"
 
 namespace xgrad::programs {
 
-TrainingRun::TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs)
-    : checkpoint_(checkpoint), files_(std::move(files)) {
+std::string file_identity(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ValueError("cannot read " + path);
+  std::vector<char> buffer(1 << 20);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  std::uint64_t bytes = 0;
+  while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(buffer.data()), static_cast<uInt>(in.gcount()));
+    bytes += static_cast<std::uint64_t>(in.gcount());
+  }
+  if (in.bad()) throw ValueError("cannot read " + path);
+  char text[64];
+  std::snprintf(text, sizeof text, "%llu bytes, crc32 %08lx", static_cast<unsigned long long>(bytes),
+                static_cast<unsigned long>(crc));
+  return text;
+}
+
+std::string setting_value(double value) { return nlohmann::json(value).dump(); }
+
+TrainingRun::TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs,
+                         RunSettings settings)
+    : checkpoint_(checkpoint), files_(std::move(files)), settings_(std::move(settings)) {
   if (!files_.plot.empty())
     if (const std::string error = plot_path_error(files_.plot); !error.empty())
       throw ValueError("--plot: " + error);
@@ -21,13 +47,30 @@ TrainingRun::TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs)
         "gnuplot-nox)");
   if (files_.resume.empty()) return;
   checkpoint_.load(files_.resume);
+  nlohmann::json saved_settings;
   try {
     const nlohmann::json meta = nlohmann::json::parse(checkpoint_.metadata);
     results_ = from_rows(meta.at("history").get<std::vector<std::vector<double>>>());
     if (meta.contains("program")) extra_ = meta.at("program").dump();
+    saved_settings = meta.value("run", nlohmann::json::object());
   } catch (const nlohmann::json::exception& e) {
     throw ValueError("--resume: the history in " + files_.resume + " is not readable: " + e.what());
   }
+  // The run must be the one the checkpoint continues: the same data, model, optimizer,
+  // schedule and their settings. Only what docs/design.md lists may change (--epochs, ...).
+  std::string differences;
+  for (const auto& [name, value] : settings_) {
+    const nlohmann::json& saved = saved_settings.is_object() && saved_settings.contains(name)
+                                      ? saved_settings[name]
+                                      : nlohmann::json();
+    const std::string was = saved.is_string() ? saved.get<std::string>() : "(not recorded)";
+    if (was != value) differences += "\n  " + name + ": " + value + " here, " + was + " in the checkpoint";
+  }
+  if (!differences.empty())
+    throw ValueError("--resume: the checkpoint in " + files_.resume +
+                     " is of another run; a resume continues the run it was saved from, and "
+                     "changes only --epochs and the files and threads it uses. Different:" +
+                     differences);
   if (checkpoint_.epoch > epochs)
     throw ValueError("--resume: the checkpoint in " + files_.resume + " is of epoch " +
                      std::to_string(checkpoint_.epoch) + ", after the last (--epochs " +
@@ -36,13 +79,45 @@ TrainingRun::TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs)
               static_cast<long long>(checkpoint_.epoch));
 }
 
+namespace {
+
+// The name of the first parameter of `module` with an entry that is not finite, or "".
+std::string non_finite_parameter(const nn::Module& module) {
+  for (const auto& [name, p] : module.named_parameters()) {
+    const bool finite = std::visit(
+        [](const auto& a) {
+          return std::all_of(a.begin(), a.end(), [](auto v) { return std::isfinite(v); });
+        },
+        p.storage());
+    if (!finite) return name;
+  }
+  return "";
+}
+
+}  // namespace
+
 void TrainingRun::end_epoch(const EpochResult& result, const std::string& extra) {
+  // A run that diverged stops here, before its weights replace the last good checkpoint.
+  const std::string bad = checkpoint_.module() ? non_finite_parameter(*checkpoint_.module()) : "";
+  if (!std::isfinite(result.train_loss) || !bad.empty()) {
+    const std::string kept = files_.save.empty() ? ""
+                             : nn::Checkpoint::exists(files_.save)
+                                 ? "; the last checkpoint in " + files_.save + " is kept as it was"
+                                 : "; nothing was saved";
+    throw ValueError("training diverged in epoch " + std::to_string(result.epoch) + ": " +
+                     (bad.empty() ? "the training loss is " + number_str(result.train_loss)
+                                  : "parameter '" + bad + "' has entries that are not finite") +
+                     " (a smaller --lr?)" + kept);
+  }
   results_.push_back(result);
   extra_ = extra;
   if (!files_.save.empty()) {
     checkpoint_.epoch = result.epoch;
+    nlohmann::json run = nlohmann::json::object();
+    for (const auto& [name, value] : settings_) run[name] = value;
     checkpoint_.metadata = nlohmann::json{
         {"program", nlohmann::json::parse(extra)},
+        {"run", run},
         {"history",
          to_rows(results_)}}.dump();
     checkpoint_.save(files_.save);

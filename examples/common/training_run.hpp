@@ -17,19 +17,33 @@ struct RunFiles {
   std::string save, resume, log, plot;
 };
 
+// What defines a run, as (name, value) pairs: every flag that a resume may not change with its
+// value, and the data's identity (file_identity). Saved with each checkpoint; a resume whose
+// settings differ is refused, naming both values.
+using RunSettings = std::vector<std::pair<std::string, std::string>>;
+
+// A file's identity for RunSettings: its size and CRC-32 ("55000 bytes, crc32 1a2b3c4d").
+// ValueError when it cannot be read.
+std::string file_identity(const std::string& path);
+// A number as a setting's value: the shortest text that reads back as the same double.
+std::string setting_value(double value);
+
 class TrainingRun {
  public:
   // Checks that a plot can be drawn, then, with files.resume, loads the checkpoint (whose
-  // objects are registered already) and the history kept in its metadata. ValueError for a
-  // checkpoint of an epoch after the last, or metadata that is not readable.
-  TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs);
+  // objects are registered already) and the history kept in its metadata, and checks that the
+  // checkpoint's run had the same `settings`. ValueError for a checkpoint of an epoch after the
+  // last, of another run (naming each setting that differs, with both values), or metadata that
+  // is not readable.
+  TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs, RunSettings settings);
   int epochs_done() const { return static_cast<int>(checkpoint_.epoch); }
   const std::vector<EpochResult>& results() const { return results_; }
   // The program's own metadata saved with the checkpoint (as a JSON object's text), kept across
   // a resume: what was given when the run began.
   std::string extra_metadata() const { return extra_; }
   // Records an epoch: the checkpoint and the log, when asked for. `extra`: a JSON object's text
-  // (the program's own metadata, "{}" for none).
+  // (the program's own metadata, "{}" for none). A training loss or a parameter that is not
+  // finite (a run that diverged) is a ValueError, and the last checkpoint is kept as it was.
   void end_epoch(const EpochResult& result, const std::string& extra = "{}");
   // Draws the plot, when asked for.
   void finish() const;
@@ -37,6 +51,7 @@ class TrainingRun {
  private:
   nn::Checkpoint& checkpoint_;
   RunFiles files_;
+  RunSettings settings_;
   std::vector<EpochResult> results_;
   std::string extra_ = "{}";
 };

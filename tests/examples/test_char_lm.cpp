@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <random>
+#include <vector>
 
 #include "tests/examples/run.hpp"
 #include "tests/scratch.hpp"
@@ -96,6 +97,33 @@ TEST_CASE("char_lm: a resumed run repeats the straight one; log and checkpoint w
   const Run other = run("--corpus " + synthetic_words().string() +
                         " --model gru --epochs 2 --resume " + ckpt.string());
   CHECK(other.status == 2);
+  // Nor can another run of the same model: another split (--seed: most of the new test words
+  // were trained on), learning rate, or corpus with the same letters. Each named, both values.
+  const fs::path shuffled = scratch() / "other_words.txt";
+  {
+    std::ifstream in(synthetic_words());
+    std::vector<std::string> words;
+    for (std::string w; std::getline(in, w);) words.push_back(w);
+    std::ofstream out(shuffled);
+    for (auto w = words.rbegin(); w != words.rend(); ++w) out << *w << "\n";
+  }
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {base + "--seed 2", "--seed: 2 here, 1 in the checkpoint"},
+      {base + "--lr 0.1", "--lr: 0.1 here, 0.002 in the checkpoint"},
+      {"--corpus " + shuffled.string() + " --model transformer --samples 0 --batch-size 32 ",
+       "corpus: "},
+  };
+  for (const auto& [args, message] : runs) {
+    const Run r = run(args + " --epochs 2 --resume " + ckpt.string());
+    INFO(args << "\n" << r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("is of another run") != std::string::npos);
+    CHECK(r.err.find(message) != std::string::npos);
+  }
+  // What a resume may change: the epochs, the threads, the files.
+  const Run longer = run(base + "--epochs 3 --threads 2 --resume " + ckpt.string());
+  INFO(longer.err);
+  CHECK(longer.status == 0);
 }
 
 TEST_CASE("char_lm: bad input is a message and exit 2") {

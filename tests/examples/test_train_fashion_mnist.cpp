@@ -161,6 +161,43 @@ TEST_CASE("training: the same seed gives the same numbers, and a resumed run con
   const Run other = run(small(data) + "--epochs 3 --hidden 8 --resume " + ckpt.string());
   CHECK(other.status == 2);
   CHECK(other.err.find("another model") != std::string::npos);
+  // The same model in another run: other flags, or other data of the same shape. Refused, each
+  // setting named with both values (--lr on a resume was ignored without a word).
+  const std::string same = "--epochs 3 --optimizer sgd --momentum 0.9 --schedule none --resume " +
+                           ckpt.string() + " ";
+  const fs::path other_data = scratch() / "other_idx";
+  fs::create_directories(other_data);
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
+    fs::copy_file(data / f, other_data / f, fs::copy_options::overwrite_existing);
+  std::vector<std::uint8_t> relabelled(600);
+  for (std::size_t i = 0; i < relabelled.size(); ++i)
+    relabelled[i] = static_cast<std::uint8_t>(i % 4);
+  write_idx(other_data / "train-labels-idx1-ubyte.gz", {600}, relabelled);
+  const std::string model = "--data " + data.string() + " --hidden 16 ";
+  const std::string sgd = " --epochs 3 --optimizer sgd --schedule none --resume " + ckpt.string();
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {small(data) + same + "--seed 5", "--seed: 5 here, 1 in the checkpoint"},
+      {small(data) + same + "--weight-decay 0.5", "--weight-decay: 0.5 here, 0.0 in the checkpoint"},
+      {model + "--batch-size 32 --lr 0.5 --momentum 0.9" + sgd,
+       "--lr: 0.5 here, 0.01 in the checkpoint"},
+      {model + "--batch-size 32 --lr 0.01 --momentum 0.5" + sgd,
+       "--momentum: 0.5 here, 0.9 in the checkpoint"},
+      {model + "--batch-size 16 --lr 0.01 --momentum 0.9" + sgd,
+       "--batch-size: 16 here, 32 in the checkpoint"},
+      {small(other_data) + same, "data train-labels-idx1-ubyte.gz: "},
+  };
+  for (const auto& [args, message] : runs) {
+    const Run r = run(args);
+    INFO(args << "\n" << r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("is of another run") != std::string::npos);
+    CHECK(r.err.find(message) != std::string::npos);
+  }
+  // The same data in another folder is the same run.
+  fs::copy_file(data / "train-labels-idx1-ubyte.gz", other_data / "train-labels-idx1-ubyte.gz",
+                fs::copy_options::overwrite_existing);
+  CHECK(run(small(other_data) + same).status == 0);
   // A crafted epoch: far beyond --epochs, or negative. Refused, not run for ages.
   std::ifstream in(ckpt / "checkpoint.json");
   std::string meta((std::istreambuf_iterator<char>(in)), {});
@@ -340,6 +377,30 @@ TEST_CASE("training: a save killed at any moment leaves a checkpoint that resume
   }
   CHECK(resumed > 0);
   CHECK(midway > 0);
+}
+
+TEST_CASE("training: a run that diverges stops with exit 2 and keeps the last good checkpoint") {
+  const fs::path data = synthetic_data();
+  const fs::path ckpt = scratch() / "diverged";
+  REQUIRE(run(small(data) + "--epochs 1 --save " + ckpt.string()).status == 0);
+  std::ifstream in(ckpt / "checkpoint.json");
+  const std::string good((std::istreambuf_iterator<char>(in)), {});
+  in.close();
+  const std::string weights = (ckpt / "model" / "0.weight.npy").string();
+  std::ifstream w(weights, std::ios::binary);
+  const std::string good_weights((std::istreambuf_iterator<char>(w)), {});
+  w.close();
+  // A learning rate of 1e300 takes the weights to inf and the loss to NaN in the first epoch.
+  const Run r = run("--data " + data.string() + " --hidden 16 --batch-size 32 --lr 1e300 " +
+                    "--epochs 2 --save " + ckpt.string());
+  INFO(r.out << r.err);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("training diverged in epoch 1") != std::string::npos);
+  CHECK(r.err.find("the last checkpoint in " + ckpt.string() + " is kept") != std::string::npos);
+  std::ifstream again(ckpt / "checkpoint.json");
+  CHECK(std::string((std::istreambuf_iterator<char>(again)), {}) == good);
+  std::ifstream w2(weights, std::ios::binary);
+  CHECK(std::string((std::istreambuf_iterator<char>(w2)), {}) == good_weights);
 }
 
 // A 1 MB .gz declaring 256 MB of pixels (1 GB as floats), under a 1.5 GB limit of address space.
