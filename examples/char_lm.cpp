@@ -235,10 +235,13 @@ int main(int argc, char** argv) {
       ->check(cli::number_rule("a whole number from 2 to 1024", 2, false, 1024, true))
       ->capture_default_str();
   app.add_option("--limit", c.limit, "use only this many words (at least 10; 0: all)")
+      ->check(cli::number_rule("a whole number from 0 to 1e9", 0, false, 1e9, true))
       ->capture_default_str();
   app.add_option("--seed", c.seed, "seed of the split, the initialization and the order")
       ->capture_default_str();
-  app.add_option("--samples", c.samples, "words to generate after training")->capture_default_str();
+  app.add_option("--samples", c.samples, "words to generate after training")
+      ->check(cli::number_rule("a whole number from 0 to 100000", 0, false, 1e5, true))
+      ->capture_default_str();
   app.add_option("--temperature", c.temperature, "divides the logits when sampling")
       ->check(cli::positive())
       ->capture_default_str();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <numeric>
 #include <random>
 
@@ -23,7 +24,13 @@ constexpr std::size_t kMaxItems = std::size_t{1} << 32;  // far above any real I
 // member; here they are damage, so the stream is inflated by hand.
 class Reader {
  public:
-  explicit Reader(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
+  explicit Reader(const std::string& path) : path_(path) {
+    // A FIFO would block and a device (/dev/zero) never end: only regular files are read.
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+      bad(path, "not a regular file");
+    file_ = std::fopen(path.c_str(), "rb");
     if (!file_) bad(path, "cannot open the file");
     unsigned char magic[2] = {0, 0};
     gzip_ = std::fread(magic, 1, 2, file_) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
@@ -77,7 +84,7 @@ class Reader {
   }
 
   std::string path_;
-  std::FILE* file_;
+  std::FILE* file_ = nullptr;
   bool gzip_ = false, between_members_ = false, finished_ = false;
   z_stream zs_{};
   std::vector<unsigned char> buffer_ = std::vector<unsigned char>(1 << 16);
@@ -139,8 +146,11 @@ void normalize_entries(xt::xarray<T>& x, Normalization n) {
 
 }  // namespace
 
-IdxFile read_idx(const std::string& path) {
-  Reader in(path);
+namespace {
+
+// The shape an IDX header declares (checked: unsigned bytes, 1 to 4 axes, none empty, at most
+// kMaxItems entries); the reader is then at the data.
+std::vector<std::size_t> read_idx_header(Reader& in, const std::string& path) {
   std::uint8_t magic[4];
   if (in.read(magic, 4) != 4) bad(path, "too short for an IDX header");
   if (magic[0] != 0 || magic[1] != 0)
@@ -151,7 +161,7 @@ IdxFile read_idx(const std::string& path) {
   const std::size_t rank = magic[3];
   if (rank < 1 || rank > 4)
     bad(path, "declares " + std::to_string(rank) + " dimensions (expected 1 to 4)");
-  IdxFile idx;
+  std::vector<std::size_t> shape;
   std::size_t count = 1;
   for (std::size_t d = 0; d < rank; ++d) {
     std::uint8_t b[4];
@@ -159,23 +169,42 @@ IdxFile read_idx(const std::string& path) {
     const std::size_t n =
         std::size_t{b[0]} << 24 | std::size_t{b[1]} << 16 | std::size_t{b[2]} << 8 | b[3];
     if (n == 0) bad(path, "dimension " + std::to_string(d) + " is 0");
-    idx.shape.push_back(n);
+    shape.push_back(n);
     count *= n;
-    if (count > kMaxItems) bad(path, "declares an absurd size " + shape_str(idx.shape));
+    if (count > kMaxItems) bad(path, "declares an absurd size " + shape_str(shape));
   }
+  return shape;
+}
+
+// The data of a header's shape, and nothing after it.
+std::vector<std::uint8_t> read_idx_data(Reader& in, const std::string& path,
+                                        const std::vector<std::size_t>& shape) {
+  std::size_t count = 1;
+  for (std::size_t n : shape) count *= n;
+  std::vector<std::uint8_t> data;
   // Grow with what is really there, so that a short file declaring a huge size allocates little.
   std::size_t have = 0;
   while (have < count) {
     const std::size_t chunk = std::min(count - have, std::size_t{1} << 22);
-    idx.data.resize(have + chunk);
-    const std::size_t got = in.read(idx.data.data() + have, chunk);
+    data.resize(have + chunk);
+    const std::size_t got = in.read(data.data() + have, chunk);
     have += got;
     if (got < chunk)
-      bad(path, "truncated: shape " + shape_str(idx.shape) + " needs " + std::to_string(count) +
+      bad(path, "truncated: shape " + shape_str(shape) + " needs " + std::to_string(count) +
                     " bytes of data, the file has " + std::to_string(have));
   }
   std::uint8_t extra;
-  if (in.read(&extra, 1) != 0) bad(path, "longer than its shape " + shape_str(idx.shape) + " says");
+  if (in.read(&extra, 1) != 0) bad(path, "longer than its shape " + shape_str(shape) + " says");
+  return data;
+}
+
+}  // namespace
+
+IdxFile read_idx(const std::string& path) {
+  Reader in(path);
+  IdxFile idx;
+  idx.shape = read_idx_header(in, path);
+  idx.data = read_idx_data(in, path, idx.shape);
   return idx;
 }
 
@@ -188,8 +217,12 @@ TensorDataset::TensorDataset(Tensor inputs, Index labels)
 }
 
 TensorDataset load_idx_dataset(const std::string& images_path, const std::string& labels_path) {
-  const IdxFile images = read_idx(images_path);
-  const IdxFile labels = read_idx(labels_path);
+  // Both headers first: counts that disagree are refused before any data is read (a file
+  // declaring gigabytes is never inflated to find out).
+  Reader images_in(images_path), labels_in(labels_path);
+  IdxFile images, labels;
+  images.shape = read_idx_header(images_in, images_path);
+  labels.shape = read_idx_header(labels_in, labels_path);
   if (images.shape.size() < 2)
     throw ValueError("load_idx_dataset: " + images_path + " has shape " + shape_str(images.shape) +
                      "; expected images (N, rows, columns)");
@@ -200,6 +233,8 @@ TensorDataset load_idx_dataset(const std::string& images_path, const std::string
   if (labels.shape[0] != n)
     throw ValueError("load_idx_dataset: " + std::to_string(n) + " images in " + images_path +
                      " but " + std::to_string(labels.shape[0]) + " labels in " + labels_path);
+  labels.data = read_idx_data(labels_in, labels_path, labels.shape);
+  images.data = read_idx_data(images_in, images_path, images.shape);
   Shape shape = images.shape;  // (N, H, W) images get their one channel
   if (shape.size() == 3) shape.insert(shape.begin() + 1, 1);
   xt::xarray<float> x = xt::xarray<float>::from_shape(shape);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
@@ -30,25 +31,68 @@ struct WordCorpus {
   std::size_t skipped = 0;  // lines not of printable ASCII, or too long for the context
 };
 
+// The largest corpus read: far above any word list (wamerican is 1 MB).
+constexpr std::uintmax_t kMaxCorpusBytes = std::uintmax_t{1} << 30;
+
 // The words of the file, one per line: those of printable ASCII with at most context - 1 letters,
 // shuffled by the seed (the first `limit` kept when limit > 0) and split 80 / 10 / 10. Returns an
-// error message, empty when all went well.
+// error message, empty when all went well. Only a regular file of at most kMaxCorpusBytes is
+// read (a FIFO or a device is refused), and a line is never held longer than the context.
 inline std::string load_word_corpus(const std::string& path, std::size_t context,
                                     std::uint64_t seed, std::size_t limit, WordCorpus& out) {
-  std::ifstream in(path);
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    return "the corpus " + path + " is not a regular file (give a text file, one word per line)";
+  if (!ec && std::filesystem::is_regular_file(status)) {
+    const std::uintmax_t bytes = std::filesystem::file_size(path, ec);
+    if (!ec && bytes > kMaxCorpusBytes)
+      return "the corpus " + path + " has " + std::to_string(bytes) + " bytes; at most " +
+             std::to_string(kMaxCorpusBytes) + " are read";
+  }
+  std::ifstream in(path, std::ios::binary);
   if (!in)
     return "cannot read the corpus " + path +
            " (./dev installs wamerican; or give --corpus a text file, one word per line)";
   std::vector<std::string> words;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    const bool ascii =
-        std::all_of(line.begin(), line.end(), [](char ch) { return ch > ' ' && ch < 127; });
-    if (!ascii || line.size() + 1 > context)
+  std::string line;
+  bool too_long = false;
+  auto end_line = [&] {
+    if (too_long) {
       ++out.skipped;
-    else
-      words.push_back(line);
+    } else if (!line.empty()) {
+      const bool ascii =
+          std::all_of(line.begin(), line.end(), [](char ch) { return ch > ' ' && ch < 127; });
+      if (!ascii || line.size() + 1 > context)
+        ++out.skipped;
+      else
+        words.push_back(line);
+    }
+    line.clear();
+    too_long = false;
+  };
+  std::vector<char> buffer(1 << 16);
+  std::uintmax_t total = 0;
+  while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
+    const auto got = static_cast<std::size_t>(in.gcount());
+    total += got;
+    if (total > kMaxCorpusBytes)
+      return "the corpus " + path + " has more than " + std::to_string(kMaxCorpusBytes) +
+             " bytes; at most that many are read";
+    for (std::size_t i = 0; i < got; ++i) {
+      const char ch = buffer[i];
+      if (ch == '\n') {
+        end_line();
+      } else if (!too_long) {
+        line += ch;
+        if (line.size() > context) {  // longer than any word kept: not held
+          too_long = true;
+          line.clear();
+        }
+      }
+    }
   }
+  end_line();
   if (words.size() < 10)
     return "the corpus " + path + " has " + std::to_string(words.size()) +
            " usable words (printable ASCII, at most " + std::to_string(context - 1) +

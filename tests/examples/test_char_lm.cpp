@@ -1,6 +1,7 @@
 // The language-model program, run as a user runs it, on a small synthetic word list: every model
 // learns, a resumed run repeats the straight one, bad input exits 2.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <fstream>
@@ -138,6 +139,28 @@ TEST_CASE("char_lm: bad input is a message and exit 2") {
   CHECK(run("--model lstm").status == 2);
   CHECK(run("--temperature 0").status == 2);
   CHECK(run("--context 1").status == 2);
+  // Negative counts wrapped around to 2^64 - 1 (endless samples); refused as they are parsed.
+  for (const char* flag : {"--samples -1", "--limit -1", "--samples 1e12"}) {
+    const Run r = run(std::string("--corpus ") + few.string() + " " + flag);
+    INFO(flag << ": " << r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("must be a whole number from 0") != std::string::npos);
+  }
+  // Not a file of words: a device or a FIFO is refused, never read (/dev/zero had 16.8 GB read
+  // before "0 usable words"), and so is one whose words would never end.
+  const fs::path fifo = scratch() / "fifo";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  for (const std::string corpus : {std::string("/dev/zero"), fifo.string()}) {
+    const Run r = run("--corpus " + corpus + " --epochs 1");
+    INFO(corpus << ": " << r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("is not a regular file") != std::string::npos);
+  }
+  const fs::path one_line = scratch() / "one_line.txt";
+  std::ofstream(one_line) << std::string(3 << 20, 'a') << "\nab\n";
+  const Run long_line = run("--corpus " + one_line.string() + " --epochs 1");
+  CHECK(long_line.status == 2);
+  CHECK(long_line.err.find("has 1 usable words") != std::string::npos);
   // A plot's path that would end a quoted string in gnuplot's script: refused at once.
   const fs::path marker = scratch() / "ran";
   const Run plot = run("--corpus " + few.string() + " --plot \"$(printf 'p.png\\nsystem(\"touch " +

@@ -125,6 +125,19 @@ TEST_CASE("an IDX data set: images scaled to [0, 1] with one channel, labels as 
   CHECK_THROWS_AS(load_idx_dataset(labels, labels), ValueError);
 }
 
+TEST_CASE("an IDX data set: counts are checked before any data is read; only regular files") {
+  // Images declaring 65535 x 256 x 256 (4.29 GB) with a few bytes of data, and 10 labels: the
+  // counts disagree, said before the images' data is inflated (it would be found truncated).
+  const std::string huge = write_gz("huge.gz", idx_bytes({65535, 256, 256}, ramp(1000)));
+  const std::string labels = write_gz("ten.gz", idx_bytes({10}, ramp(10)));
+  CHECK_THROWS_WITH_AS(load_idx_dataset(huge, labels),
+                       doctest::Contains(("65535 images in " + huge + " but 10 labels").c_str()),
+                       ValueError);
+  CHECK_THROWS_WITH_AS(read_idx("/dev/zero"), doctest::Contains("not a regular file"), ValueError);
+  CHECK_THROWS_WITH_AS(load_idx_dataset("/dev/zero", labels),
+                       doctest::Contains("not a regular file"), ValueError);
+}
+
 TEST_CASE("DataLoader: every example once per epoch, seeded shuffles, last batch kept or dropped") {
   xt::xarray<float> x = xt::xarray<float>::from_shape({10, 2});
   Index y = Index::from_shape({10});

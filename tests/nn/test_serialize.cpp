@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -520,4 +521,8 @@ TEST_CASE("Checkpoint: a missing or damaged file is refused, and a failed load c
                        doctest::Contains("is not a regular file"), ValueError);
   CHECK_THROWS_WITH_AS(load_npy("/dev/zero"), doctest::Contains("is not a regular file"),
                        ValueError);
+  fs::remove(dir / "checkpoint.json");
+  REQUIRE(mkfifo((dir / "checkpoint.json").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(fresh_model.ckpt.load(dir.string()),
+                       doctest::Contains("is not a regular file"), ValueError);
 }
