@@ -1,7 +1,9 @@
 #include "autograd/tensor.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <sstream>
 #include <xtensor/xio.hpp>
 
@@ -216,12 +218,30 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
 
 // ---- creation ---------------------------------------------------------------------------------
 
+namespace {
+// manual_seed's seed, and how many times it was called: each thread's default generator
+// restarts from the seed when it sees a count it has not seen.
+std::mutex seed_mutex;
+std::uint64_t global_seed = 0;
+std::atomic<std::uint64_t> seedings{0};
+}  // namespace
+
 Generator& default_generator() {
   thread_local Generator gen;
+  thread_local std::uint64_t seen = 0;
+  if (seedings.load(std::memory_order_acquire) != seen) {  // rare: after a manual_seed
+    const std::lock_guard<std::mutex> lock(seed_mutex);
+    seen = seedings.load(std::memory_order_relaxed);
+    gen.manual_seed(global_seed);
+  }
   return gen;
 }
 
-void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
+void manual_seed(std::uint64_t seed) {
+  const std::lock_guard<std::mutex> lock(seed_mutex);
+  global_seed = seed;
+  seedings.fetch_add(1, std::memory_order_release);
+}
 
 namespace {
 

@@ -164,6 +164,9 @@ void set_print_precision(int digits);  ///< ValueError outside 1..17
 // ---- creation ---------------------------------------------------------------------------------
 
 /// Seedable random numbers. Each thread has its own default generator (seed 0 until manual_seed).
+/// manual_seed(s), called on any thread, makes every thread's default generator restart from s at
+/// its next draw (threads started later too); default_generator().manual_seed(s) seeds the
+/// calling thread's alone, until the next manual_seed.
 class Generator {
  public:
   explicit Generator(std::uint64_t seed = 0) : engine_(seed) {}
@@ -178,6 +181,7 @@ class Generator {
   std::mt19937_64 engine_;
 };
 Generator& default_generator();
+/// Seeds every thread's default generator (each restarts from `seed` at its next draw).
 void manual_seed(std::uint64_t seed);
 
 /// A tensor of `shape` holding a copy of `values` in row-major order, converted to options.dtype

@@ -1,5 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "autograd/engine.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
@@ -31,6 +35,50 @@ TEST_CASE("tensors are created from xtensor arrays and nested lists") {
   CHECK(scalar(3.0).dim() == 0);
   CHECK(scalar(3.0).item() == 3.0);
   CHECK_THROWS_AS(a.item(), ValueError);
+}
+
+TEST_CASE("manual_seed seeds every thread's default generator, not only the caller's") {
+  auto draw = [] { return testing::flat(randn({8}, {.dtype = kFloat64})); };
+  Generator reference(11);
+  const std::vector<double> expected = testing::flat(randn({8}, {.dtype = kFloat64}, reference));
+  // A thread that exists already, and has drawn: it restarts from the seed at its next draw.
+  std::mutex m;
+  std::condition_variable cv;
+  int stage = 0;
+  std::vector<double> other_before, other_after;
+  std::thread other([&] {
+    other_before = draw();
+    std::unique_lock<std::mutex> lock(m);
+    stage = 1;
+    cv.notify_all();
+    cv.wait(lock, [&] { return stage == 2; });
+    other_after = draw();
+  });
+  {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return stage == 1; });
+  }
+  manual_seed(11);
+  {
+    const std::lock_guard<std::mutex> lock(m);
+    stage = 2;
+  }
+  cv.notify_all();
+  other.join();
+  CHECK(other_after == expected);
+  CHECK(draw() == expected);  // and the caller's own
+  // A thread started after manual_seed starts from the seed too.
+  std::vector<double> later;
+  std::thread([&] { later = draw(); }).join();
+  CHECK(later == expected);
+  // A thread's own seed holds until the next manual_seed.
+  std::vector<double> own;
+  std::thread([&] {
+    default_generator().manual_seed(11);
+    draw();
+    own = draw();
+  }).join();
+  CHECK(own != expected);
 }
 
 TEST_CASE("factories: zeros, ones, full, arange, and seeded random tensors") {
