@@ -295,11 +295,21 @@ void run(const Config& c) {
   checkpoint.module(*model.net).optimizer(*optimizer).generator("model", gen);
   if (schedule) checkpoint.scheduler(*schedule);
   // Every rank resumes from the checkpoint; rank 0 alone writes files.
+  const RunSettings settings = run_settings(c, files);
   TrainingRun training(checkpoint,
                        rank == 0 ? RunFiles{c.save, c.resume, c.log, c.plot}
                                  : RunFiles{"", c.resume, "", ""},
-                       c.epochs, run_settings(c, files));
+                       c.epochs, settings);
   const int done = training.epochs_done();
+  if (c.distributed) {  // before any collective: ranks started alike, or exit 2 on every rank
+    RunSettings all = settings;
+    all.emplace_back("--epochs", std::to_string(c.epochs));
+    all.emplace_back("resumed after epoch", std::to_string(done));
+    all.emplace_back("resumed checkpoint",
+                     c.resume.empty() ? "none"
+                                      : file_identity((fs::path(c.resume) / "checkpoint.json").string()));
+    check_ranks_agree(all);
+  }
   // Rank 0's parameters and buffers on every rank, then gradients averaged at each backward.
   if (c.distributed) model.parallel = std::make_shared<DistributedDataParallel>(model.net);
   const std::string described =

@@ -14,7 +14,9 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "autograd/engine.hpp"
 #include "autograd/error.hpp"
@@ -159,6 +161,30 @@ void all_reduce_sum(const Tensor& tensor) {
                 checked_count(tensor.numel(), "distributed::all_reduce_sum"),
                 mpi_type(tensor.dtype()), MPI_SUM, MPI_COMM_WORLD);
 #endif
+}
+
+std::vector<std::string> all_gather(const std::string& bytes) {
+  const int ranks = world_size();
+  if (ranks == 1) return {bytes};
+  std::vector<std::string> out(static_cast<std::size_t>(ranks));
+#ifdef XGRAD_MPI
+  // The lengths first (one number each, so that this step always matches), then the bytes.
+  const long long mine = static_cast<long long>(bytes.size());
+  std::vector<long long> lengths(static_cast<std::size_t>(ranks));
+  MPI_Allgather(&mine, 1, MPI_LONG_LONG, lengths.data(), 1, MPI_LONG_LONG, MPI_COMM_WORLD);
+  for (int r = 0; r < ranks; ++r)
+    if (lengths[static_cast<std::size_t>(r)] != mine)
+      throw ValueError("distributed::all_gather: rank " + std::to_string(r) + " gave " +
+                       std::to_string(lengths[static_cast<std::size_t>(r)]) + " bytes, rank " +
+                       std::to_string(rank()) + " " + std::to_string(mine) +
+                       "; every rank must give the same number");
+  const int count = checked_count(bytes.size(), "distributed::all_gather");
+  std::string all(bytes.size() * static_cast<std::size_t>(ranks), '\0');
+  MPI_Allgather(bytes.data(), count, MPI_CHAR, all.data(), count, MPI_CHAR, MPI_COMM_WORLD);
+  for (std::size_t r = 0; r < out.size(); ++r)
+    out[r] = all.substr(r * bytes.size(), bytes.size());
+#endif
+  return out;
 }
 
 void abort(int status) {

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "xgrad/nn/module.hpp"
 
@@ -49,6 +50,9 @@ void barrier();
 void broadcast(const Tensor& tensor, int root = 0);
 /// Replaces `tensor` by its sum over the ranks, in place.
 void all_reduce_sum(const Tensor& tensor);
+/// Every rank's `bytes`, in rank order (MPI_Allgather). The ranks must give the same number of
+/// bytes: the lengths are compared first, and a difference is a ValueError on every rank.
+std::vector<std::string> all_gather(const std::string& bytes);
 /// Ends every rank of the job with `status` (1 if given 0): what a rank that failed calls, so
 /// that the others, waiting for it in a collective, do not wait forever. The rank leaves at once
 /// (stdout and stderr flushed, no MPI_Finalize) and mpirun ends the others and returns `status`;

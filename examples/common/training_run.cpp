@@ -9,10 +9,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <variant>
 #include <nlohmann/json.hpp>
 
 #include "autograd/error.hpp"
+#include "nn/distributed.hpp"
 
 namespace xgrad::programs {
 
@@ -34,6 +36,60 @@ std::string file_identity(const std::string& path) {
 }
 
 std::string setting_value(double value) { return nlohmann::json(value).dump(); }
+
+namespace {
+
+// A setting as the ranks exchange it: its name and value in fixed fields (a long value keeps its
+// start and a hash of the whole, so that any difference still shows).
+constexpr std::size_t kMaxSettings = 64, kNameBytes = 32, kValueBytes = 96;
+
+std::string fixed(const std::string& text, std::size_t bytes) {
+  if (text.size() <= bytes) return text + std::string(bytes - text.size(), '\0');
+  const std::string hash = " #" + std::to_string(std::hash<std::string>{}(text));
+  return text.substr(0, bytes - hash.size()) + hash;
+}
+
+std::string unfixed(const std::string& field) { return field.substr(0, field.find('\0')); }
+
+}  // namespace
+
+void check_ranks_agree(const RunSettings& settings) {
+  if (nn::distributed::world_size() == 1) return;
+  if (settings.size() > kMaxSettings)
+    throw ValueError("check_ranks_agree: " + std::to_string(settings.size()) +
+                     " settings; at most " + std::to_string(kMaxSettings));
+  constexpr std::size_t entry = kNameBytes + kValueBytes;
+  std::string mine(kMaxSettings * entry, '\0');
+  for (std::size_t i = 0; i < settings.size(); ++i)
+    mine.replace(i * entry, entry,
+                 fixed(settings[i].first, kNameBytes) + fixed(settings[i].second, kValueBytes));
+  const std::vector<std::string> all = nn::distributed::all_gather(mine);
+  std::string differences;
+  for (std::size_t i = 0; i < kMaxSettings; ++i) {
+    auto name = [&](std::size_t r) { return unfixed(all[r].substr(i * entry, kNameBytes)); };
+    auto value = [&](std::size_t r) {
+      return unfixed(all[r].substr(i * entry + kNameBytes, kValueBytes));
+    };
+    bool same = true;
+    for (std::size_t r = 1; r < all.size(); ++r)
+      same = same && name(r) == name(0) && value(r) == value(0);
+    if (same) continue;
+    differences += "\n  " + name(0) + ":";
+    for (std::size_t r = 0; r < all.size(); ++r) {
+      differences += r == 0 ? " " : ", ";
+      if (name(r) == name(0))
+        differences += value(r);
+      else
+        differences.append("(").append(name(r)).append(" ").append(value(r)).append(")");
+      differences += " on rank " + std::to_string(r);
+    }
+  }
+  if (!differences.empty())
+    throw ValueError(
+        "the ranks were started with different settings; every rank must be given the same "
+        "flags, data and checkpoint:" +
+        differences);
+}
 
 TrainingRun::TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs,
                          RunSettings settings)

@@ -28,6 +28,12 @@ std::string file_identity(const std::string& path);
 // A number as a setting's value: the shortest text that reads back as the same double.
 std::string setting_value(double value);
 
+// In a data-parallel run, before any other collective: every rank's settings (fixed-size, one
+// MPI_Allgather) are compared with rank 0's. ValueError on every rank, naming each setting that
+// differs with each rank's value, when the ranks were not started alike (their collectives would
+// otherwise mismatch: a hang, a corrupted heap, or models that silently diverge).
+void check_ranks_agree(const RunSettings& settings);
+
 class TrainingRun {
  public:
   // Checks that a plot can be drawn, then, with files.resume, loads the checkpoint (whose

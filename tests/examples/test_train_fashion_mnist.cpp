@@ -456,6 +456,20 @@ Run run_distributed(const std::string& args) {
   return r;
 }
 
+// Rank 0 started with args0, rank 1 with args1 (mpirun's MPMD form).
+Run run_ranks(const std::string& args0, const std::string& args1) {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string lsan = "suppressions="s + XGRAD_SOURCE_DIR +
+                           "/tests/openmpi.supp:fast_unwind_on_malloc=0:print_suppressions=0";
+  setenv("LSAN_OPTIONS", lsan.c_str(), 1);
+  const Run r = xgrad::testing::run_program(
+      MPIRUN, "--oversubscribe -np 1 "s + TRAINER + " --distributed " + args0 + " : -np 1 " +
+                  TRAINER + " --distributed " + args1);
+  unsetenv("LSAN_OPTIONS");
+  return r;
+}
+
 std::size_t count(const std::string& text, const std::string& what) {
   std::size_t n = 0;
   for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
@@ -542,5 +556,46 @@ TEST_CASE("training --distributed: a rank that fails ends the job with its messa
   CHECK(uneven.status == 2);
   CHECK(uneven.err.find("--batch-size 33 (the global batch) is not a multiple of the 2 ranks") !=
         std::string::npos);
+}
+
+TEST_CASE("training --distributed: ranks started with different settings exit 2, never hang") {
+  // Before: another --batch-size or data set corrupted the heap inside MPI_Allreduce, another
+  // --epochs or --resume hung, another --lr, --optimizer, --seed, --schedule or --activation
+  // trained diverging models without a word.
+  const fs::path data = synthetic_data();
+  const fs::path other_data = scratch() / "rank_idx";
+  fs::create_directories(other_data);
+  for (const char* f : {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
+    fs::copy_file(data / f, other_data / f, fs::copy_options::overwrite_existing);
+  std::vector<std::uint8_t> labels(600);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::uint8_t>(i % 4);
+  write_idx(other_data / "train-labels-idx1-ubyte.gz", {600}, labels);
+  const std::string common = "--data " + data.string() + " --hidden 16 ";
+  const std::string base = common + "--batch-size 32 --epochs 2";
+  const fs::path ckpt = scratch() / "rank_ckpt";
+  REQUIRE(run(common + "--batch-size 32 --epochs 1 --save " + ckpt.string()).status == 0);
+  const std::vector<std::pair<std::string, std::string>> kinds = {
+      {common + "--batch-size 64 --epochs 2", "--batch-size: 32 on rank 0, 64 on rank 1"},
+      {"--data " + other_data.string() + " --hidden 16 --batch-size 32 --epochs 2",
+       "data train-labels-idx1-ubyte.gz: "},
+      {common + "--batch-size 32 --epochs 3", "--epochs: 2 on rank 0, 3 on rank 1"},
+      {base + " --resume " + ckpt.string(), "resumed after epoch: 0 on rank 0, 1 on rank 1"},
+      {base + " --lr 0.01", "--lr: 0.001 on rank 0, 0.01 on rank 1"},
+      {base + " --optimizer sgd", "--optimizer: adam on rank 0, sgd on rank 1"},
+      {base + " --seed 2", "--seed: 1 on rank 0, 2 on rank 1"},
+      {base + " --schedule none", "--schedule: cosine on rank 0, none on rank 1"},
+      {base + " --activation tanh", "--activation: relu on rank 0, tanh on rank 1"},
+  };
+  for (const auto& [other, message] : kinds) {
+    const Run r = run_ranks(base, other);
+    INFO(other << "\n" << r.out << r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("the ranks were started with different settings") != std::string::npos);
+    CHECK(r.err.find(message) != std::string::npos);
+    CHECK(count(r.out, "epoch  1/") == 0);
+  }
+  // Alike: trains.
+  CHECK(run_ranks(base, base).status == 0);
 }
 #endif
