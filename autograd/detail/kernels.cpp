@@ -109,8 +109,11 @@ void log_softmax_lines(const T* x, T* out, const AxisView& v) {
       for (std::size_t k = 0; k < v.length; ++k) m = std::max(m, line[k * v.inner]);
       T s = 0;
       for (std::size_t k = 0; k < v.length; ++k) s += std::exp(line[k * v.inner] - m);
-      const T shift = m + std::log(s);
-      for (std::size_t k = 0; k < v.length; ++k) dst[k * v.inner] = line[k * v.inner] - shift;
+      // (x - m) - log s, never x - (m + log s): in float32 m + log s rounds to m once |m| is
+      // large (1e8: every entry of [v, v, v, v] came out log-probability 0, softmax summing to 4).
+      const T log_s = std::log(s);
+      for (std::size_t k = 0; k < v.length; ++k)
+        dst[k * v.inner] = (line[k * v.inner] - m) - log_s;
     }
 }
 template void log_softmax_lines<float>(const float*, float*, const AxisView&);

@@ -11,7 +11,10 @@ namespace xgrad {
 namespace {
 struct MaxAlong final : Node {
   std::string_view name() const override { return "max"; }
-  void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = mul(g, saved(0)); }
+  // Selected, not multiplied: the other entries get exactly 0 even when g is NaN.
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    grads[0] = where(saved(0), g, detail::scalar_like(g, 0.0));
+  }
 };
 
 // Position k (0 <= k < length) of the first maximum of each (outer, inner) line.

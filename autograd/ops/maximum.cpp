@@ -14,9 +14,13 @@ struct Extremum final : Node {
   explicit Extremum(const char* name) : name_(name) {}
   std::string_view name() const override { return name_; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    const Tensor w = saved(0);
-    if (needs_grad(0)) grads[0] = mul(g, w);
-    if (needs_grad(1)) grads[1] = mul(g, sub(detail::scalar_like(w, 1.0), w));
+    // Selected, then scaled: the losing side gets exactly 0 even when g is NaN.
+    const Tensor w = saved(0), zero = detail::scalar_like(g, 0.0);
+    if (needs_grad(0)) grads[0] = where(w, mul(g, w), zero);
+    if (needs_grad(1)) {
+      const Tensor rest = sub(detail::scalar_like(w, 1.0), w);
+      grads[1] = where(rest, mul(g, rest), zero);
+    }
   }
   const char* name_;
 };

@@ -2,7 +2,8 @@
 //   q_ic = (1 - s) [c = y_i] + s / C          the target distribution
 //   loss_i = -sum_c w_c q_ic log p_ic,        p_i = softmax(z_i), log p_ic = z_ic - lse(z_i)
 //   mean: sum_i loss_i / sum_i w_{y_i};  sum: sum_i loss_i;  none: loss_i
-//   A sample labelled ignore_index has q_i = 0: loss 0, gradient 0, no part in the mean.
+//   A sample labelled ignore_index has q_i = 0: loss 0, gradient 0, no part in the mean. A mean
+//   over a batch whose labels are all ignore_index is 0 / 0 = NaN (as PyTorch), its gradient 0.
 //   d loss_i / d z_ic = p_ic t_i - w_c q_ic,  t_i = sum_c w_c q_ic
 // With no weights and no smoothing, t_i = 1 and the gradient of the mean is (p - onehot) / B.
 // Saves p, the target matrix (w_c q_ic) and t; the logits too, for gradients of gradients.
@@ -22,6 +23,12 @@ struct SoftmaxCrossEntropyNode final : Node {
   std::string_view name() const override { return "softmax_cross_entropy"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     // With create_graph, p is recomputed by the softmax op so that its own derivative is recorded.
+    // Nothing counted (every label ignore_index, mean): the loss is 0 / 0 = NaN, as PyTorch's,
+    // but no sample has a part in it, so the gradient is 0, in every order (a constant).
+    if (denominator_ == 0) {
+      grads[0] = zeros_like(saved(3));
+      return;
+    }
     const Tensor p = GradMode::is_enabled() ? softmax(saved(3), 1) : saved(0);
     const Tensor target = saved(1), total = saved(2);
     const Tensor scale = per_sample_ ? reshape(g, {-1, 1}) : g;
@@ -83,18 +90,20 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
       for (std::size_t c = 1; c < classes; ++c) m = std::max(m, row[c]);
       T sum = 0;
       for (std::size_t c = 0; c < classes; ++c) sum += std::exp(row[c] - m);
-      const T lse = m + std::log(sum);
+      const T log_sum = std::log(sum);  // log p = (z - m) - log_sum: never z - (m + log_sum),
+                                        // which rounds to 0 in float32 for large logits
       const bool ignored = labels(i) == o.ignore_index;
       const auto y = static_cast<std::size_t>(labels(i));
       double loss = 0, t = 0;
       for (std::size_t c = 0; c < classes; ++c) {
-        probs.data()[i * classes + c] = std::exp(row[c] - lse);
+        const T log_p = (row[c] - m) - log_sum;
+        probs.data()[i * classes + c] = std::exp(log_p);
         const double q =
             ignored ? 0.0 : (c == y ? 1.0 - s : 0.0) + s / static_cast<double>(classes);
         const double wq = (w ? static_cast<double>(w[c]) : 1.0) * q;
         targets.data()[i * classes + c] = static_cast<T>(wq);
         t += wq;
-        if (wq != 0) loss += wq * static_cast<double>(lse - row[c]);
+        if (wq != 0) loss -= wq * static_cast<double>(log_p);
       }
       totals.data()[i] = static_cast<T>(t);
       losses[i] = loss;

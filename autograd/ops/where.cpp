@@ -1,5 +1,9 @@
 // where: z = c ? a : b, elementwise with broadcasting over all three (c non-zero is true)
 //   dz/da = [c], dz/db = 1 - [c]; the condition gets none. Saves [c] as a 0/1 constant.
+// The gradients select, never multiply: grad_a = where(c, g, 0), grad_b = where(c, 0, g), so an
+// unselected position gets exactly 0 even where g is NaN or inf (0 x NaN would be NaN), in
+// every derivative order (the backward is where again). masked_fill, tril/triu, clamp, elu, the
+// losses and the attention masks are built on this.
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -7,9 +11,9 @@ namespace {
 struct Where final : Node {
   std::string_view name() const override { return "where"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    const Tensor mask = saved(0);
-    if (needs_grad(0)) grads[0] = mul(g, mask);
-    if (needs_grad(1)) grads[1] = mul(g, sub(detail::scalar_like(mask, 1.0), mask));
+    const Tensor mask = saved(0), zero = detail::scalar_like(g, 0.0);
+    if (needs_grad(0)) grads[0] = where(mask, g, zero);
+    if (needs_grad(1)) grads[1] = where(mask, zero, g);
   }
 };
 }  // namespace
@@ -33,6 +37,15 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
         for (std::size_t i = 0, n = z.size(); i < n; ++i) {
           const T value = pa[i];  // read unconditionally: the loop then vectorizes as a blend
           pz[i] = pc[i] != 0 ? value : other;
+        }
+        return;
+      }
+      if (condition.shape() == shape && b.shape() == shape &&
+          a.numel() == 1) {  // as the backward's grad_b
+        const T one = pa[0];
+        for (std::size_t i = 0, n = z.size(); i < n; ++i) {
+          const T value = pb[i];
+          pz[i] = pc[i] != 0 ? one : value;
         }
         return;
       }

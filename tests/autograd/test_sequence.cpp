@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "autograd/engine.hpp"
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
 
@@ -371,5 +372,102 @@ TEST_CASE("the float32 path of every sequence op agrees with float64, values and
       for (const Tensor& leaf : leaves) out.push_back(values(leaf.grad()));
     }
     for (std::size_t i = 0; i < got[0].size(); ++i) check_close(got[1][i], got[0][i], 1e-5);
+  }
+}
+
+TEST_CASE("masking selects: an unselected position's gradient is exactly 0, whatever flows there") {
+  const double nan = std::numeric_limits<double>::quiet_NaN(),
+               inf = std::numeric_limits<double>::infinity();
+  // where: a NaN or inf upstream at a position that took b gives a exactly 0 there (0 x NaN was
+  // NaN), and b exactly 0 where a was taken; in the second derivative too.
+  const Tensor a = testing::f64({1.0, 2.0, 3.0}, true), b = testing::f64({4.0, 5.0, 6.0}, true);
+  const Tensor c = testing::f64({1.0, 0.0, 1.0});
+  const Tensor upstream = testing::f64({1.0, nan, inf});
+  std::vector<Tensor> g = grad({where(c, a, b)}, {a, b}, {upstream});
+  CHECK(values(g[0])[1] == 0.0);
+  CHECK(values(g[1])[0] == 0.0);
+  CHECK(values(g[1])[2] == 0.0);
+  CHECK(std::isnan(values(g[1])[1]));  // the selected position carries what came
+  const Tensor u = testing::f64({1.0, 2.0, 3.0}, true);
+  const Tensor first = grad({sum(mul(where(c, mul(u, u), b), upstream))}, {u}, {}, std::nullopt,
+                            true)[0];
+  const std::vector<double> second = values(grad({sum(first)}, {u})[0]);
+  CHECK(second[1] == 0.0);
+  CHECK(std::isinf(second[2]));
+  // masked_fill, tril: the filled positions get 0 even when the rest of the graph gives NaN.
+  const Tensor x = testing::f64({{1.0, 2.0}, {3.0, 4.0}}, true);
+  const Tensor fill_mask = testing::f64({{0.0, 1.0}, {0.0, 0.0}});
+  const Tensor nan_up = testing::f64({{1.0, nan}, {1.0, 1.0}});
+  CHECK(values(grad({masked_fill(x, fill_mask, 0.0)}, {x}, {nan_up})[0])[1] == 0.0);
+  CHECK(values(grad({tril(x)}, {x}, {nan_up})[0])[1] == 0.0);
+  // clamp and elu through where: a NaN upstream at a clamped entry.
+  const Tensor y = testing::f64({-5.0, 0.5, 5.0}, true);
+  const Tensor clamp_up = testing::f64({nan, 1.0, inf});
+  const std::vector<double> gc = values(grad({clamp(y, -1.0, 1.0)}, {y}, {clamp_up})[0]);
+  CHECK(gc[0] == 0.0);
+  CHECK(gc[1] == 1.0);
+  CHECK(gc[2] == 0.0);
+  // max along an axis and maximum: the losing entries get 0 under a NaN upstream.
+  const Tensor m = testing::f64({{1.0, 3.0, 2.0}}, true);
+  const std::vector<double> gm =
+      values(grad({max(m, Axes{1}, true)}, {m}, {full({1, 1}, nan, {.dtype = kFloat64})})[0]);
+  CHECK(gm[0] == 0.0);
+  CHECK(std::isnan(gm[1]));
+  CHECK(gm[2] == 0.0);
+  const std::vector<Tensor> gx = grad({maximum(a, b)}, {a, b}, {upstream});
+  for (double e : values(gx[0])) CHECK(e == 0.0);  // b wins everywhere
+}
+
+TEST_CASE("attention: a query whose keys are all masked leaves the other gradients finite") {
+  // As PyTorch's masked_fill + softmax + matmul: that query's output is NaN, and so are its
+  // attention weights, so v's gradient (weights^T g) is NaN even where g is 0; q's and k's are
+  // finite (before, every entry of k's gradient was NaN: 0 x NaN through the mask).
+  const Tensor q = random64({1, 3, 4}, 21, true), k = random64({1, 5, 4}, 22, true),
+               v = random64({1, 5, 2}, 23, true);
+  const Tensor mask = tensor({{0, 0, 0, 0, 0}, {1, 1, 0, 1, 0}, {1, 1, 1, 1, 1}}, {.dtype = kFloat64});
+  const Tensor out = scaled_dot_product_attention(q, k, v, {.mask = mask});
+  REQUIRE(std::isnan(values(out)[0]));
+  // The loss reads the two queries that have keys.
+  const Tensor loss = sum(index_select(out, 1, {1, 2}));
+  const std::vector<Tensor> g = grad({loss}, {q, k});
+  for (const Tensor& t : g)
+    for (double e : values(t)) CHECK(std::isfinite(e));
+  for (std::size_t j = 0; j < 4; ++j) CHECK(values(g[0])[j] == 0.0);  // the masked query's
+}
+
+TEST_CASE("cross-entropy over a batch whose labels are all ignore_index: NaN loss, gradient 0") {
+  const Tensor logits = random64({3, 4}, 24, true);
+  const Tensor loss = softmax_cross_entropy(logits, Index{-100, -100, -100});
+  CHECK(std::isnan(loss.item()));  // 0 / 0, as PyTorch
+  loss.backward();
+  for (double e : values(logits.grad())) CHECK(e == 0.0);
+  // Second order too.
+  const Tensor first = grad({softmax_cross_entropy(logits, Index{-100, -100, -100})}, {logits}, {},
+                            std::nullopt, true)[0];
+  for (double e : values(first)) CHECK(e == 0.0);
+  // Summed, the loss is 0 and so is the gradient.
+  CHECK(softmax_cross_entropy(logits, Index{-100, -100, -100}, {.reduction = Reduction::sum})
+            .item() == 0.0);
+}
+
+TEST_CASE("float32 softmax, log_softmax and cross-entropy are exact for equal logits at any scale") {
+  // [v, v, v, v]: softmax 1/4 each, log_softmax -log 4, cross-entropy log 4. Computed as
+  // x - (m + log s), the row summed to 1.0035 at 1e5, 4.0 at 1e8, and the loss was 0.
+  for (const double v : {1e5, 1e7, 1e8, 1e15, 1e30, -1e30}) {
+    INFO("v = " << v);
+    const Tensor x = full({2, 4}, v, {.dtype = kFloat32});
+    for (double p : values(softmax(x, -1))) CHECK(p == doctest::Approx(0.25).epsilon(1e-6));
+    for (double l : values(log_softmax(x, -1)))
+      CHECK(l == doctest::Approx(-std::log(4.0)).epsilon(1e-6));
+    CHECK(softmax_cross_entropy(x, Index{0, 3}).item() ==
+          doctest::Approx(std::log(4.0)).epsilon(1e-6));
+    // One logit larger by 1: the exact softmax of [1, 0, 0, 0].
+    const Tensor y = add(x, tensor({{1, 0, 0, 0}, {0, 0, 0, 1}}, {.dtype = kFloat32}));
+    const double top = std::exp(1.0) / (std::exp(1.0) + 3);
+    if (std::abs(v) < 1e7) {  // float32 keeps v + 1 apart from v only below 2^24
+      CHECK(values(softmax(y, -1))[0] == doctest::Approx(top).epsilon(1e-5));
+      CHECK(softmax_cross_entropy(y, Index{0, 3}).item() ==
+            doctest::Approx(-std::log(top)).epsilon(1e-5));
+    }
   }
 }
