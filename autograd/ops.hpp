@@ -251,7 +251,9 @@ struct AttentionOptions {
   bool is_causal = false;  ///< query i sees keys j <= i
   double dropout_p = 0.0;  ///< on the attention weights, drawn from generator (the default if null)
   Generator* generator = nullptr;
-  double scale = 0.0;      ///< 0: 1 / sqrt(D)
+  /// Multiplies q k^T: any finite value (0 and negative ones too, as PyTorch); none: 1 / sqrt(D).
+  /// NaN and inf are refused (ValueError).
+  std::optional<double> scale{};
 };
 /// softmax(q k^T scale, masked entries -inf) v for q (..., T, D), k (..., S, D), v (..., S, Dv),
 /// composed from batched products, masked_fill, softmax and dropout. A query whose keys are all

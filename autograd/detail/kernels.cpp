@@ -119,6 +119,14 @@ void log_softmax_lines(const T* x, T* out, const AxisView& v) {
 template void log_softmax_lines<float>(const float*, float*, const AxisView&);
 template void log_softmax_lines<double>(const double*, double*, const AxisView&);
 
+double attention_scale(const char* op, std::optional<double> scale, std::size_t d) {
+  if (!scale) return 1 / std::sqrt(static_cast<double>(d));
+  if (!std::isfinite(*scale))
+    throw ValueError(std::string(op) + ": scale must be finite, got " + number_str(*scale) +
+                     " (leave it unset for 1 / sqrt(" + std::to_string(d) + "))");
+  return *scale;
+}
+
 std::vector<std::size_t> normalize_axes(const char* op, const Axes& axes, std::size_t rank) {
   std::vector<std::size_t> out;
   for (std::ptrdiff_t a : axes) out.push_back(normalize_axis(op, a, rank));

@@ -28,6 +28,9 @@ xt::xarray<T> empty(const Shape& shape) {
 
 std::size_t normalize_axis(const char* op, std::ptrdiff_t axis, std::size_t rank);
 void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
+// The attention's scale: the one given (finite, any sign), or 1 / sqrt(d). ValueError naming op
+// for NaN or inf.
+double attention_scale(const char* op, std::optional<double> scale, std::size_t d);
 void check_not_empty(const char* op, const Tensor& x);
 Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 // Strides of a tensor of shape `in` read as broadcast to `out`: 0 along broadcast axes.

@@ -137,7 +137,7 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
     throw ValueError(std::string(op) + ": dropout_p must be in [0, 1), got " +
                      number_str(options.dropout_p));
   const ProfileScope profiled("multi_head_attention");
-  const double scale = options.scale > 0 ? options.scale : 1 / std::sqrt(double(s.d));
+  const double scale = detail::attention_scale(op, options.scale, s.d);
   const bool dropout = options.dropout_p > 0;
   Tensor mask = dropout ? rand({B, s.H, T, T}, {.dtype = qkv.dtype()},
                                options.generator ? *options.generator : default_generator())

@@ -141,7 +141,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   if (!(options.dropout_p >= 0 && options.dropout_p < 1))
     throw ValueError(std::string(op) + ": dropout_p must be in [0, 1), got " +
                      number_str(options.dropout_p));
-  const double scale = options.scale > 0 ? options.scale : 1 / std::sqrt(double(q.size(-1)));
+  const double scale = detail::attention_scale(op, options.scale, q.size(-1));
   // (..., T, D) @ (..., S, D)^T: when the leading axes agree, one batched product that reads k
   // transposed; otherwise matmul broadcasts them.
   Tensor scores;

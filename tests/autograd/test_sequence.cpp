@@ -471,3 +471,29 @@ TEST_CASE("float32 softmax, log_softmax and cross-entropy are exact for equal lo
     }
   }
 }
+
+TEST_CASE("attention's scale: any finite value is used (0 and negative too); NaN and inf refused") {
+  const Tensor q = random64({1, 3, 4}, 31), k = random64({1, 5, 4}, 32), v = random64({1, 5, 2}, 33);
+  const Tensor qkv = random64({2, 3, 12}, 34);
+  for (const double scale : {-0.7, 0.0, 0.35}) {
+    INFO("scale " << scale);
+    // softmax(scale q k^T) v, by hand.
+    const std::vector<double> expected =
+        values(matmul(softmax(mul(matmul(q, transpose(k)), scale), -1), v));
+    check_close(values(scaled_dot_product_attention(q, k, v, {.scale = scale})), expected, 1e-12);
+    // The fused multi-head path takes the same scale as the composite on the heads.
+    const std::vector<Tensor> parts = chunk(qkv, 3, -1);
+    const std::vector<double> fused = values(multi_head_attention(qkv, 1, {.scale = scale}));
+    check_close(fused, values(scaled_dot_product_attention(parts[0], parts[1], parts[2],
+                                                           {.scale = scale})),
+                1e-12);
+  }
+  check_close(values(scaled_dot_product_attention(q, k, v)),
+              values(scaled_dot_product_attention(q, k, v, {.scale = 0.5})), 1e-14);  // 1/sqrt(4)
+  for (const double bad : {std::nan(""), double(INFINITY), -double(INFINITY)}) {
+    CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k, v, {.scale = bad}),
+                         doctest::Contains("scale must be finite"), ValueError);
+    CHECK_THROWS_WITH_AS(multi_head_attention(qkv, 1, {.scale = bad}),
+                         doctest::Contains("scale must be finite"), ValueError);
+  }
+}
