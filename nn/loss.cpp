@@ -98,9 +98,16 @@ Tensor binary_cross_entropy(const Tensor& probs, const Tensor& targets, Reductio
     throw ValueError(
         "binary_cross_entropy: probabilities must be in [0, 1] (from logits, use "
         "bce_with_logits)");
+  // log p and log(1 - p), clamped at -100 as PyTorch's. Where p is 0 (or 1), the clamped log is
+  // the constant -100, selected: never log(0) = -inf, whose derivative times a zero target weight
+  // was 0 x inf = NaN (p = t = 1 had gradient NaN; PyTorch 0).
   const double inf = std::numeric_limits<double>::infinity();
-  const Tensor log_p = clamp(log(probs), -100.0, inf);
-  const Tensor log_q = clamp(log(1.0 - probs), -100.0, inf);
+  const Tensor one = constant_like(probs, 1.0), floor = constant_like(probs, -100.0);
+  const auto clamped_log = [&](const Tensor& x) {
+    const Tensor positive = gt(x, constant_like(x, 0.0));
+    return where(positive, clamp(log(where(positive, x, one)), -100.0, inf), floor);
+  };
+  const Tensor log_p = clamped_log(probs), log_q = clamped_log(1.0 - probs);
   return reduce(neg(targets * log_p + (1.0 - targets) * log_q), reduction);
 }
 

@@ -30,6 +30,13 @@ void check_not_empty(const char* op, const Tensor& x) {
                      shape_str(x.shape()));
 }
 
+void check_reduced_not_empty(const char* op, const Tensor& x, const std::vector<std::size_t>& axes) {
+  for (std::size_t a : axes)
+    if (x.size(a) == 0)
+      throw ValueError(std::string(op) + ": axis " + std::to_string(a) + " of shape " +
+                       shape_str(x.shape()) + " is empty: nothing to reduce");
+}
+
 Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
   const std::size_t rank = std::max(a.size(), b.size());
   Shape out(rank, 1);
@@ -118,6 +125,12 @@ void log_softmax_lines(const T* x, T* out, const AxisView& v) {
 }
 template void log_softmax_lines<float>(const float*, float*, const AxisView&);
 template void log_softmax_lines<double>(const double*, double*, const AxisView&);
+
+std::ptrdiff_t leading_count(const Shape& shape, std::size_t keep) {
+  std::size_t n = 1;
+  for (std::size_t d = 0; d + keep < shape.size(); ++d) n *= shape[d];
+  return static_cast<std::ptrdiff_t>(n);
+}
 
 double attention_scale(const char* op, std::optional<double> scale, std::size_t d) {
   if (!scale) return 1 / std::sqrt(static_cast<double>(d));

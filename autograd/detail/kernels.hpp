@@ -32,6 +32,12 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
 // for NaN or inf.
 double attention_scale(const char* op, std::optional<double> scale, std::size_t d);
 void check_not_empty(const char* op, const Tensor& x);
+// A reduction over `axes` of x that has something to reduce: ValueError naming op when one of
+// them has length 0 (a max or a mean of nothing). Other axes may be empty: the result then is.
+void check_reduced_not_empty(const char* op, const Tensor& x, const std::vector<std::size_t>& axes);
+// The product of shape's axes but its last `keep`: the row count of a (rows, ...) view. Counted,
+// never -1 in a reshape, which a tensor with a 0 axis leaves undetermined.
+std::ptrdiff_t leading_count(const Shape& shape, std::size_t keep);
 Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 // Strides of a tensor of shape `in` read as broadcast to `out`: 0 along broadcast axes.
 Shape broadcast_strides(const Shape& in, const Shape& out);

@@ -79,7 +79,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (rb == 2) {  // a batch of rows times one matrix: one gemm
     std::vector<std::ptrdiff_t> shape = detail::spec(a.shape());
     shape.back() = n(b, 1);
-    return reshape(mm(reshape(a, {-1, n(a, -1)}), b), shape);
+    return reshape(mm(reshape(a, {detail::leading_count(a.shape(), 1), n(a, -1)}), b), shape);
   }
   // Leading (batch) axes broadcast as NumPy's; then one batched product over them.
   const Shape batch_a(a.shape().begin(), a.shape().end() - 2);
@@ -90,7 +90,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     full.push_back(t.size(-2));
     full.push_back(t.size(-1));
     const Tensor wide = t.shape() == full ? t : broadcast_to(t, full);
-    return reshape(wide, {-1, n(t, -2), n(t, -1)});
+    return reshape(wide, {detail::leading_count(wide.shape(), 2), n(t, -2), n(t, -1)});
   };
   std::vector<std::ptrdiff_t> shape = detail::spec(batch);
   shape.push_back(n(a, -2));
@@ -140,9 +140,10 @@ Tensor squeeze(const Tensor& x, std::ptrdiff_t axis) {
 
 Tensor unsqueeze(const Tensor& x, std::ptrdiff_t axis) {
   const std::size_t a = detail::normalize_axis("unsqueeze", axis, x.dim() + 1);
-  Shape shape = x.shape();
+  // On the spec (a std::vector): xtensor's svector::insert draws a false -Warray-bounds.
+  std::vector<std::ptrdiff_t> shape = detail::spec(x.shape());
   shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(a), 1);
-  return reshape(x, detail::spec(shape));
+  return reshape(x, shape);
 }
 
 Tensor slice(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t start, std::ptrdiff_t stop,
@@ -214,13 +215,14 @@ Tensor mean(const Tensor& x) {
 
 Tensor mean(const Tensor& x, const Axes& axes, bool keepdims) {
   const CompositeScope composite("mean");
-  detail::check_not_empty("mean", x);
+  detail::check_reduced_not_empty("mean", x, detail::normalize_axes("mean", axes, x.dim()));
   return div(sum(x, axes, keepdims), scalar_like(x, reduced_count(x, axes)));
 }
 
 Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims) {
   const CompositeScope composite("logsumexp");
-  detail::check_not_empty("logsumexp", x);
+  detail::check_reduced_not_empty("logsumexp", x,
+                                  detail::normalize_axes("logsumexp", axes, x.dim()));
   // The shift m is a constant: the result does not depend on it, so neither does its gradient.
   // An infinite maximum (a line of -inf) is replaced by 0 so that x - m stays defined.
   Tensor m;

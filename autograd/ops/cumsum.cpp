@@ -26,6 +26,7 @@ Tensor cumsum(const Tensor& x, std::ptrdiff_t axis) {
     const T* px = detail::data<T>(x);
     xt::xarray<T> z = detail::empty<T>(x.shape());
     T* pz = z.data();
+    if (v.length == 0) return Tensor(std::move(z));  // nothing to sum: the empty tensor
     for (std::size_t o = 0; o < v.outer; ++o) {
       const std::size_t base = o * v.length * v.inner;
       for (std::size_t k = 0; k < v.inner; ++k) pz[base + k] = px[base + k];

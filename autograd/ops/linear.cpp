@@ -131,7 +131,9 @@ Tensor as_rows(const Tensor& x, const Tensor& weight, F&& f) {
   if (x.dim() <= 2) return Tensor();
   std::vector<std::ptrdiff_t> shape = detail::spec(x.shape());
   shape.back() = static_cast<std::ptrdiff_t>(weight.size(0));
-  return reshape(f(reshape(x, {-1, static_cast<std::ptrdiff_t>(x.size(-1))})), shape);
+  return reshape(
+      f(reshape(x, {detail::leading_count(x.shape(), 1), static_cast<std::ptrdiff_t>(x.size(-1))})),
+      shape);
 }
 
 // act(x W^T + b) without recording anything.

@@ -35,7 +35,7 @@ std::vector<std::size_t> argmax_lines(const T* px, const detail::AxisView& v) {
 }
 
 Tensor max_along(const Tensor& x, std::size_t axis) {
-  detail::check_not_empty("max", x);
+  detail::check_reduced_not_empty("max", x, {axis});
   const detail::AxisView v = detail::axis_view(x.shape(), axis);
   Shape shape = x.shape();
   shape[axis] = 1;
@@ -85,7 +85,7 @@ Tensor min(const Tensor& x) { return neg(max(neg(x))); }
 
 Index argmax(const Tensor& x, std::ptrdiff_t axis) {
   const std::size_t ax = detail::normalize_axis("argmax", axis, x.dim());
-  detail::check_not_empty("argmax", x);
+  detail::check_reduced_not_empty("argmax", x, {ax});
   const detail::AxisView v = detail::axis_view(x.shape(), ax);
   std::vector<std::size_t> best = detail::dispatch(
       x.dtype(), [&](auto zero) { return argmax_lines(detail::data<decltype(zero)>(x), v); });

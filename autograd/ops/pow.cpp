@@ -1,5 +1,6 @@
 // pow: z = a ^ b (broadcasting)
-//   dz/da = b * a^(b - 1)     (0 where b = 0: z is constant 1 there, even at a = 0)
+//   dz/da = b * a^(b - 1)     (0 where b = 0: z is constant 1 there, even at a = 0 or NaN, and
+//                              so are its derivatives; as PyTorch's, which has none there)
 //   dz/db = z * log(a)        (taken as 0 where a = 0 and b > 0, the limit, as PyTorch does)
 // Saves a, b and z.
 #include <cmath>
@@ -14,8 +15,12 @@ struct Pow final : Node {
     const Tensor a = saved(0), b = saved(1);
     if (needs_grad(0)) {
       // b a^(b - 1) is 0 * inf = NaN at a = 0, b = 0: the derivative of the constant 1 is 0.
+      // The branch not taken is computed at a = 1, so that its own derivative (0 x inf there)
+      // never reaches a second derivative either: exactly 0 in every order where b = 0.
       const Tensor zero = detail::scalar_like(a, 0.0);
-      grads[0] = mul(g, where(eq(b, zero), zero, mul(b, pow(a, add(b, -1.0)))));
+      const Tensor constant = eq(b, zero);
+      const Tensor base = where(constant, detail::scalar_like(a, 1.0), a);
+      grads[0] = mul(g, where(constant, zero, mul(b, pow(base, add(b, -1.0)))));
     }
     if (needs_grad(1)) {
       // log(a) is -inf at a = 0; the limit of z * log(a) there is 0 for b > 0.

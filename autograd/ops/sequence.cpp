@@ -147,8 +147,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Tensor scores;
   if (std::equal(q.shape().begin(), q.shape().end() - 2, k.shape().begin())) {
     const auto n = [](const Tensor& t, std::ptrdiff_t a) { return std::ptrdiff_t(t.size(a)); };
-    scores =
-        mm(reshape(q, {-1, n(q, -2), n(q, -1)}), reshape(k, {-1, n(k, -2), n(k, -1)}), false, true);
+    const std::ptrdiff_t batch = detail::leading_count(q.shape(), 2);
+    scores = mm(reshape(q, {batch, n(q, -2), n(q, -1)}), reshape(k, {batch, n(k, -2), n(k, -1)}),
+                false, true);
     std::vector<std::ptrdiff_t> shape = detail::spec(q.shape());
     shape.back() = n(k, -2);
     scores = reshape(scores, shape);

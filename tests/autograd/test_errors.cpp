@@ -58,11 +58,55 @@ TEST_CASE("an axis or an index out of range") {
   CHECK_THROWS_AS(select(zeros({2, 3}), 0, 2), IndexError);
 }
 
+TEST_CASE("empty tensors give empty results wherever PyTorch does, gradients included") {
+  // Each was a crash or an error: cumsum along an empty axis (SIGSEGV), avg_pool2d with N = 0,
+  // float32 conv2d with 0 output channels and multi_head_attention with T = 0 (oneDNN's sgemm
+  // refused), attention with T or S = 0 (a reshape by -1), max along a full axis of (0, 3).
+  const auto empty_grad = [](const Tensor& x, const Tensor& y) {
+    const Tensor g = grad({sum(y)}, {x})[0];
+    CHECK(g.shape() == x.shape());
+  };
+  for (const Dtype dtype : {kFloat32, kFloat64}) {
+    INFO(dtype_name(dtype));
+    const TensorOptions o{.dtype = dtype, .requires_grad = true};
+    const Tensor a = zeros({2, 0}, o);
+    CHECK(cumsum(a, 1).shape() == Shape{2, 0});
+    empty_grad(a, cumsum(a, 1));
+    const Tensor images = zeros({0, 1, 4, 4}, o);
+    CHECK(avg_pool2d(images, {2, 2}).shape() == Shape{0, 1, 2, 2});
+    empty_grad(images, avg_pool2d(images, {2, 2}));
+    const Tensor x = randn({1, 2, 4, 4}, o), w = zeros({0, 2, 3, 3}, o);
+    CHECK(conv2d(x, w).shape() == Shape{1, 0, 2, 2});
+    const std::vector<Tensor> gw = grad({sum(conv2d(x, w))}, {x, w});
+    CHECK(testing::flat(cast(gw[0], kFloat64)) == std::vector<double>(32, 0.0));
+    const Tensor qkv = zeros({2, 0, 12}, o);
+    CHECK(multi_head_attention(qkv, 2).shape() == Shape{2, 0, 4});
+    empty_grad(qkv, multi_head_attention(qkv, 2));
+    const Tensor q = zeros({1, 0, 4}, o), k = randn({1, 3, 4}, o), v = randn({1, 3, 2}, o);
+    CHECK(scaled_dot_product_attention(q, k, v).shape() == Shape{1, 0, 2});
+    empty_grad(q, scaled_dot_product_attention(q, k, v));
+    // No keys: each query's weights are empty, its output a sum of nothing (zeros, as PyTorch).
+    const Tensor q2 = randn({1, 2, 4}, o), k0 = zeros({1, 0, 4}, o), v0 = zeros({1, 0, 2}, o);
+    const Tensor none = scaled_dot_product_attention(q2, k0, v0);
+    CHECK(none.shape() == Shape{1, 2, 2});
+    CHECK(testing::flat(cast(none, kFloat64)) == std::vector<double>(4, 0.0));
+    const Tensor rows = zeros({0, 3}, o);
+    CHECK(max(rows, Axes{1}).shape() == Shape{0});
+    CHECK(argmax(rows, 1).shape() == std::vector<std::size_t>{0});
+    CHECK(mean(rows, Axes{1}).shape() == Shape{0});
+    empty_grad(rows, max(rows, Axes{1}));
+  }
+}
+
 TEST_CASE("empty tensors where they make no sense") {
   CHECK_THROWS_WITH_AS(max(zeros({0})),
                        doctest::Contains("needs a non-empty tensor, got shape [0]"), ValueError);
   CHECK_THROWS_AS(mean(zeros({3, 0})), ValueError);
   CHECK_THROWS_AS(logsumexp(zeros({0, 2}), {0}), ValueError);
+  // A max or a mean along an empty axis has nothing to reduce (PyTorch: an error for max).
+  CHECK_THROWS_WITH_AS(max(zeros({0, 3}), Axes{0}),
+                       doctest::Contains("max: axis 0 of shape [0, 3] is empty"), ValueError);
+  CHECK_THROWS_AS(argmax(zeros({3, 0}), 1), ValueError);
   CHECK_THROWS_AS(concat({}), ValueError);
   CHECK(sum(zeros({0})).item() == 0.0);  // a sum of nothing is fine
 }

@@ -622,7 +622,8 @@ TEST_CASE("conventions: derivatives at kinks (relu, abs, elu) and of pow with ex
   CHECK(derivative([](const Tensor& t) { return relu(t); }, zero)[0] == 0.0);
   CHECK(derivative([](const Tensor& t) { return abs(t); }, zero)[0] == 0.0);
   CHECK(derivative([](const Tensor& t) { return elu(t, 0.7); }, zero)[0] == doctest::Approx(0.7));
-  // elu''(0) = alpha: the negative branch, as PyTorch's elu_backward (x <= 0).
+  // elu''(0) = alpha: the negative branch, as the first derivative takes (PyTorch's double
+  // backward gives 0 there: a divergence listed in docs/ops.md).
   const Tensor first = grad({sum(elu(zero, 0.7))}, {zero}, {}, std::nullopt, true)[0];
   CHECK(grad({sum(first)}, {zero})[0].item() == doctest::Approx(0.7));
   CHECK(derivative([](const Tensor& t) { return pow(t, 0.0); }, zero)[0] == 0.0);
@@ -630,6 +631,51 @@ TEST_CASE("conventions: derivatives at kinks (relu, abs, elu) and of pow with ex
   const std::vector<Tensor> g = grad({sum(pow(zero, b))}, {zero, b});
   CHECK(g[0].item() == 0.0);
   CHECK(g[1].item() == 0.0);
+}
+
+TEST_CASE("conventions: pow with a scalar exponent at 0, negative and NaN bases, as PyTorch") {
+  // Values, first and second derivatives at x = 0, -1, NaN, 2, recorded from PyTorch 1.13.1
+  // (torch.pow(x, e), torch.autograd.grad twice, float64).
+  const double nan = std::numeric_limits<double>::quiet_NaN(),
+               inf = std::numeric_limits<double>::infinity();
+  struct Row {
+    double e;
+    std::vector<double> y, g, gg;
+  };
+  const std::vector<Row> rows = {
+      {0.0, {1, 1, 1, 1}, {0, 0, 0, 0}, {0, 0, 0, 0}},  // PyTorch: no second derivative (0)
+      {0.5, {0, nan, nan, std::sqrt(2.0)}, {inf, nan, nan, 0.35355339059327373},
+       {-inf, nan, nan, -0.08838834764831845}},
+      {1.0, {0, -1, nan, 2}, {1, 1, 1, 1}, {0, 0, 0, 0}},
+      {2.0, {0, 1, nan, 4}, {0, -2, nan, 4}, {2, 2, 2, 2}},
+      {3.0, {0, -1, nan, 8}, {0, 3, nan, 12}, {0, -6, nan, 12}},
+      {-1.0, {inf, -1, nan, 0.5}, {-inf, -1, nan, -0.25}, {inf, -2, nan, 0.25}},
+      {2.5, {0, nan, nan, 5.656854249492381}, {0, nan, nan, 7.0710678118654755},
+       {0, nan, nan, 5.303300858899107}},
+      {-0.5, {inf, nan, nan, 0.7071067811865475}, {-inf, nan, nan, -0.1767766952966369},
+       {inf, nan, nan, 0.13258252147247768}},
+  };
+  const auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      INFO("entry " << i << ": " << got[i] << " against " << want[i]);
+      if (std::isnan(want[i]))
+        CHECK(std::isnan(got[i]));
+      else if (std::isinf(want[i]))
+        CHECK(got[i] == want[i]);
+      else
+        CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-14));
+    }
+  };
+  for (const Row& r : rows) {
+    INFO("exponent " << r.e);
+    const Tensor x = testing::f64({0.0, -1.0, nan, 2.0}, true);
+    const Tensor y = pow(x, r.e);
+    const Tensor g = grad({sum(y)}, {x}, {}, std::nullopt, true)[0];
+    same(testing::flat(y), r.y);
+    same(testing::flat(g), r.g);
+    same(testing::flat(grad({sum(g)}, {x})[0]), r.gg);
+  }
 }
 
 TEST_CASE("conventions: max and min reductions send a tie's gradient to one position") {

@@ -158,6 +158,16 @@ TEST_CASE("nll, l1, smooth_l1, kl_div, binary_cross_entropy: values by hand, and
   // the third: log 0 clamped to -100, as PyTorch's
   CHECK(binary_cross_entropy(p, t, Reduction::sum).item() ==
         doctest::Approx(-std::log(0.9) - std::log(0.8) + 100.0 + 0.0));
+  // Probabilities exactly 0 or 1: finite gradients, those of the clamped loss (log(0) = -inf
+  // reached the gradient as 0 x inf = NaN). Equal to the target: loss 0, gradient that of
+  // -log(1 - p) at p = 0 (1) and of -log(p) at p = 1 (-1); maximally wrong: the clamp is flat,
+  // 0. PyTorch's (p - t) / max(p (1 - p), 1e-12) gives 0, 0, -1e12 and 1e12 (docs/ops.md).
+  const Tensor edge = testing::f64({0.0, 1.0, 0.0, 1.0}, true);
+  const Tensor edge_target = testing::f64({0.0, 1.0, 1.0, 0.0});
+  const Tensor edge_loss = binary_cross_entropy(edge, edge_target, Reduction::sum);
+  CHECK(edge_loss.item() == 200.0);
+  edge_loss.backward();
+  CHECK(testing::flat(edge.grad()) == std::vector<double>{1.0, -1.0, 0.0, 0.0});
   CHECK_THROWS_WITH_AS(binary_cross_entropy(testing::f64({1.5}), testing::f64({1.0})),
                        doctest::Contains("probabilities must be in [0, 1]"), ValueError);
   CHECK(accuracy(logits_3x4(false), labels) == 1.0);
