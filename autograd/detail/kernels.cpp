@@ -126,6 +126,24 @@ void log_softmax_lines(const T* x, T* out, const AxisView& v) {
 template void log_softmax_lines<float>(const float*, float*, const AxisView&);
 template void log_softmax_lines<double>(const double*, double*, const AxisView&);
 
+namespace {
+constexpr std::size_t kMaxSize = std::size_t{1} << 48;
+[[noreturn]] void too_large(const char* op, std::size_t a, const char* sign, std::size_t b) {
+  throw ValueError(std::string(op) + ": a size of " + std::to_string(a) + " " + sign + " " +
+                   std::to_string(b) + " is larger than any tensor (at most 2^48 entries)");
+}
+}  // namespace
+
+std::size_t size_add(const char* op, std::size_t a, std::size_t b) {
+  if (a > kMaxSize || b > kMaxSize - a) too_large(op, a, "+", b);
+  return a + b;
+}
+
+std::size_t size_mul(const char* op, std::size_t a, std::size_t b) {
+  if (a > kMaxSize || b > kMaxSize || (a != 0 && b > kMaxSize / a)) too_large(op, a, "x", b);
+  return a * b;
+}
+
 std::ptrdiff_t leading_count(const Shape& shape, std::size_t keep) {
   std::size_t n = 1;
   for (std::size_t d = 0; d + keep < shape.size(); ++d) n *= shape[d];

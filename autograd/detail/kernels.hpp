@@ -35,6 +35,12 @@ void check_not_empty(const char* op, const Tensor& x);
 // A reduction over `axes` of x that has something to reduce: ValueError naming op when one of
 // them has length 0 (a max or a mean of nothing). Other axes may be empty: the result then is.
 void check_reduced_not_empty(const char* op, const Tensor& x, const std::vector<std::size_t>& axes);
+// Sizes computed from sizes (padded lengths, spans, counts): a + b and a * b, checked. ValueError
+// naming op when the result passes 2^48 (the most entries a tensor holds): far below where a
+// std::size_t wraps or a position times a stride leaves std::ptrdiff_t. Every size that a caller
+// gives and an op adds or multiplies goes through these.
+std::size_t size_add(const char* op, std::size_t a, std::size_t b);
+std::size_t size_mul(const char* op, std::size_t a, std::size_t b);
 // The product of shape's axes but its last `keep`: the row count of a (rows, ...) view. Counted,
 // never -1 in a reshape, which a tensor with a 0 axis leaves undetermined.
 std::ptrdiff_t leading_count(const Shape& shape, std::size_t keep);

@@ -15,7 +15,7 @@ Window2d pool_window(const char* op, const Tensor& x, const std::array<std::size
   if (x.dim() != 4)
     throw ShapeError(std::string(op) + ": needs a 4-D input (N, C, H, W), got " +
                      shape_str(x.shape()));
-  if (2 * padding[0] > kernel[0] || 2 * padding[1] > kernel[1])
+  if (size_mul(op, 2, padding[0]) > kernel[0] || size_mul(op, 2, padding[1]) > kernel[1])
     throw ValueError(std::string(op) + ": padding " + shape_str(padding) +
                      " must be at most half the kernel " + shape_str(kernel) + ", as in PyTorch");
   return {kernel, stride, padding, {1, 1}};

@@ -80,7 +80,7 @@ Tensor one_hot(const Index& indices, std::size_t num_classes, Dtype dtype) {
   if (num_classes == 0) throw ValueError("one_hot: num_classes must be positive");
   Shape shape(indices.shape().begin(), indices.shape().end());
   shape.push_back(num_classes);
-  std::vector<double> values(indices.size() * num_classes, 0.0);
+  std::vector<double> values(detail::size_mul("one_hot", indices.size(), num_classes), 0.0);
   for (std::size_t i = 0; i < indices.size(); ++i) {
     const std::int64_t c = indices.data()[i];
     if (c < 0 || static_cast<std::size_t>(c) >= num_classes)
@@ -95,7 +95,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<std::size_t>& sizes
                           std::ptrdiff_t axis) {
   const std::size_t ax = detail::normalize_axis("split", axis, x.dim());
   std::size_t total = 0;
-  for (std::size_t s : sizes) total += s;
+  for (std::size_t s : sizes) total = detail::size_add("split", total, s);
   if (total != x.size(ax))
     throw ShapeError("split: sizes adding up to " + std::to_string(total) + " for axis " +
                      std::to_string(ax) + " of length " + std::to_string(x.size(ax)) + " (input " +

@@ -17,12 +17,13 @@ struct Geometry {
 
 std::size_t out_size(const char* op, std::size_t in, std::size_t kernel, std::size_t stride,
                      std::size_t pad, std::size_t dilation, const Shape& shape) {
-  const std::size_t span = dilation * (kernel - 1) + 1;
-  if (in + 2 * pad < span)
+  const std::size_t span = detail::size_add(op, detail::size_mul(op, dilation, kernel - 1), 1);
+  const std::size_t padded = detail::size_add(op, in, detail::size_mul(op, 2, pad));
+  if (padded < span)
     throw ShapeError(std::string(op) + ": the kernel spans " + std::to_string(span) +
                      " entries (dilation included), more than the padded input's " +
-                     std::to_string(in + 2 * pad) + " (input " + shape_str(shape) + ")");
-  return (in + 2 * pad - span) / stride + 1;
+                     std::to_string(padded) + " (input " + shape_str(shape) + ")");
+  return (padded - span) / stride + 1;
 }
 
 void check_window(const char* op, const Window2d& win) {
@@ -43,6 +44,10 @@ Geometry geometry(const char* op, const Shape& image, const Window2d& win) {
   Geometry g{image[0], image[1], image[2], image[3], win.kernel[0], win.kernel[1], 0, 0, win};
   g.oh = out_size(op, g.h, g.kh, win.stride[0], win.padding[0], win.dilation[0], image);
   g.ow = out_size(op, g.w, g.kw, win.stride[1], win.padding[1], win.dilation[1], image);
+  // The outputs (N, C, oh, ow) and the columns (N, C kh kw, oh ow) must be sizes a tensor has.
+  using detail::size_mul;
+  size_mul(op, size_mul(op, size_mul(op, size_mul(op, g.n, g.c), g.kh), g.kw),
+           size_mul(op, g.oh, g.ow));
   return g;
 }
 

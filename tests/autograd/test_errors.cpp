@@ -162,3 +162,28 @@ TEST_CASE("anomaly mode names a NaN in the caller's seed gradient as such") {
                                          "finite at [1]"),
                        AnomalyError);
 }
+
+TEST_CASE("sizes that would wrap around are refused, naming the op") {
+  const std::size_t huge = std::size_t{1} << 63;
+  const Tensor image = zeros({1, 1, 4, 4});
+  // 2 x padding wrapped past the check, then an out-of-bounds read.
+  CHECK_THROWS_WITH_AS(max_pool2d(image, {2, 2}, {1, 1}, {huge, huge}),
+                       doctest::Contains("max_pool2d: a size of 2 x 9223372036854775808"),
+                       ValueError);
+  CHECK_THROWS_AS(avg_pool2d(image, {2, 2}, {1, 1}, {huge, 0}), ValueError);
+  // conv2d with such a padding or dilation gave a silently wrong output.
+  CHECK_THROWS_WITH_AS(conv2d(image, zeros({1, 1, 3, 3}), Tensor(), {.padding = {huge, 0}}),
+                       doctest::Contains("conv2d: a size of"), ValueError);
+  CHECK_THROWS_WITH_AS(conv2d(image, zeros({1, 1, 3, 3}), Tensor(), {.dilation = {huge, 1}}),
+                       doctest::Contains("conv2d: a size of"), ValueError);
+  // An output too large to index: (2^25 x 2^25) positions of a 1 x 1 kernel.
+  CHECK_THROWS_AS(conv2d(image, zeros({1, 1, 1, 1}), Tensor(),
+                         {.padding = {std::size_t{1} << 24, std::size_t{1} << 24}}),
+                  ValueError);
+  // one_hot's buffer wrapped to nothing, then was written.
+  CHECK_THROWS_WITH_AS(one_hot(Index{1, 2}, huge), doctest::Contains("one_hot: a size of"),
+                       ValueError);
+  // Sizes adding up past 2^64 matched the length: parts of 2 and 1 came back.
+  CHECK_THROWS_WITH_AS(split(zeros({3}), std::vector<std::size_t>{SIZE_MAX, 4}),
+                       doctest::Contains("split: a size of"), ValueError);
+}
