@@ -53,33 +53,6 @@ Tensor avg_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
   return mean(windows(x, w), {2});  // zeros of the padding counted, as PyTorch's default
 }
 
-Tensor adaptive_avg_pool2d(const Tensor& x, std::array<std::size_t, 2> output_size) {
-  const CompositeScope composite("adaptive_avg_pool2d");
-  if (x.dim() != 4)
-    throw ShapeError("adaptive_avg_pool2d: needs a 4-D input (N, C, H, W), got " +
-                     shape_str(x.shape()));
-  const std::size_t H = x.size(2), W = x.size(3), oh = output_size[0], ow = output_size[1];
-  if (oh == 0 || ow == 0 || H == 0 || W == 0)
-    throw ValueError("adaptive_avg_pool2d: output size " + shape_str(output_size) + " and input " +
-                     shape_str(x.shape()) + " must have no empty axis");
-  if (H % oh == 0 && W % ow == 0)  // equal cells: one pooling
-    return avg_pool2d(x, {H / oh, W / ow});
-  // Cells of unequal sizes: each one's mean, then the grid put together.
-  std::vector<Tensor> rows;
-  for (std::size_t i = 0; i < oh; ++i) {
-    const auto r0 = static_cast<std::ptrdiff_t>(i * H / oh);
-    const auto r1 = static_cast<std::ptrdiff_t>(((i + 1) * H + oh - 1) / oh);
-    std::vector<Tensor> cells;
-    for (std::size_t j = 0; j < ow; ++j) {
-      const auto c0 = static_cast<std::ptrdiff_t>(j * W / ow);
-      const auto c1 = static_cast<std::ptrdiff_t>(((j + 1) * W + ow - 1) / ow);
-      cells.push_back(mean(slice(slice(x, 2, r0, r1), 3, c0, c1), {2, 3}, true));
-    }
-    rows.push_back(concat(cells, 3));
-  }
-  return concat(rows, 2);
-}
-
 Tensor pad(const Tensor& x, const std::vector<std::size_t>& pads, double value) {
   const CompositeScope composite("pad");
   if (pads.size() % 2 != 0 || pads.size() / 2 > x.dim())
