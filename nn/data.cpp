@@ -235,9 +235,14 @@ TensorDataset load_idx_dataset(const std::string& images_path, const std::string
                      " but " + std::to_string(labels.shape[0]) + " labels in " + labels_path);
   labels.data = read_idx_data(labels_in, labels_path, labels.shape);
   images.data = read_idx_data(images_in, images_path, images.shape);
-  Shape shape = images.shape;  // (N, H, W) images get their one channel
-  if (shape.size() == 3) shape.insert(shape.begin() + 1, 1);
-  xt::xarray<float> x = xt::xarray<float>::from_shape(shape);
+  // (N, H, W) images get their one channel. Built by appending (g++ 12 draws a false
+  // -Warray-bounds from an insert, into xtensor's svector or std::vector).
+  std::vector<std::size_t> dims;
+  for (std::size_t d = 0; d < images.shape.size(); ++d) {
+    dims.push_back(images.shape[d]);
+    if (d == 0 && images.shape.size() == 3) dims.push_back(1);
+  }
+  xt::xarray<float> x = xt::xarray<float>::from_shape(dims);
   for (std::size_t i = 0; i < images.data.size(); ++i) x.data()[i] = images.data[i] / 255.0f;
   Index y = Index::from_shape({n});
   std::copy(labels.data.begin(), labels.data.end(), y.begin());

@@ -267,7 +267,7 @@ const QuantityDifference& Comparison::find(const std::string& quantity, std::siz
 }
 
 Comparison compare_traces(const BackpropTrace& a, const BackpropTrace& b, double tolerance) {
-  Comparison out{.tolerance = tolerance};
+  Comparison out{.differences = {}, .tolerance = tolerance, .first_disagreement = std::nullopt};
   auto diff = [&](const std::string& quantity, std::size_t layer, const Matrix& u,
                   const Matrix& v) {
     const WorstEntry w = worst_entry(u, v);

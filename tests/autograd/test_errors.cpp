@@ -102,6 +102,8 @@ TEST_CASE("empty tensors where they make no sense") {
   CHECK_THROWS_WITH_AS(max(zeros({0})),
                        doctest::Contains("needs a non-empty tensor, got shape [0]"), ValueError);
   CHECK_THROWS_AS(mean(zeros({3, 0})), ValueError);
+  CHECK_THROWS_WITH_AS(mean(zeros({3, 0}), Axes{1}),
+                       doctest::Contains("mean: axis 1 of shape [3, 0] is empty"), ValueError);
   CHECK_THROWS_AS(logsumexp(zeros({0, 2}), {0}), ValueError);
   // A max or a mean along an empty axis has nothing to reduce (PyTorch: an error for max).
   CHECK_THROWS_WITH_AS(max(zeros({0, 3}), Axes{0}),

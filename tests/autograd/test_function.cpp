@@ -160,7 +160,7 @@ TEST_CASE("to_dot: leaves by name, numbers of scalar ops, each node once, compos
   };
   CHECK(count(plain, "fc.weight") == 1);  // a leaf used by one op: drawn once
   CHECK(count(plain, "\"linear") == 1);   // h feeds three ops: its node is drawn once
-  const std::string folded = to_dot(loss, {.fold_composites = true});
+  const std::string folded = to_dot(loss, {.names = {}, .fold_composites = true});
   CHECK(folded.find("label=\"mean\"") != std::string::npos);
   CHECK(folded.find("label=\"var\"") != std::string::npos);
   CHECK(folded.find("sum_to") == std::string::npos);  // inside mean and var: not drawn

@@ -614,6 +614,8 @@ TEST_CASE("conventions: NaN propagates through relu, elu and max, forward and ba
   CHECK(std::isnan(testing::flat(elu(x))[0]));
   CHECK(std::isnan(max(x).item()));
   CHECK(std::isnan(derivative([](const Tensor& t) { return elu(t) * elu(t); }, x)[0]));
+  // elu'(NaN) itself is NaN (PyTorch's is 1: docs/ops.md, where xgrad differs).
+  CHECK(std::isnan(derivative([](const Tensor& t) { return elu(t); }, x)[0]));
   CHECK(testing::flat(relu(x))[1] == 0.0);
 }
 
