@@ -101,6 +101,21 @@ void BM_SumToBias(benchmark::State& state) {
 }
 BENCHMARK(BM_SumToBias)->Arg(64)->Arg(1024);
 
+// Adaptive average pooling, forward and backward, of 8 x 3 images 224 x 224: to 100 x 100
+// (cells that overlap: its own kernel) against avg_pool2d's 2 x 2 windows to 112 x 112 (unfold
+// and a mean), the same amount of input read, in the same run.
+void BM_AdaptiveAvgPool(benchmark::State& state) {
+  const Tensor x = randn({8, 3, 224, 224}, {.requires_grad = true});
+  const bool adaptive = state.range(0) == 1;
+  for (auto _ : state) {
+    const Tensor y = adaptive ? adaptive_avg_pool2d(x, {100, 100}) : avg_pool2d(x, {2, 2});
+    y.backward(ones_like(y));
+    x.zero_grad();
+  }
+  state.SetLabel(adaptive ? "adaptive 224->100" : "avg_pool2d 2x2 224->112");
+}
+BENCHMARK(BM_AdaptiveAvgPool)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 int main(int argc, char** argv) {
