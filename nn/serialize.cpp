@@ -456,7 +456,8 @@ std::string foreign_entry(const fs::path& dir) {
     const std::string name = entry.path().filename().string();
     const fs::file_type type = type_of(entry.path());
     if (type == fs::file_type::regular &&
-        (name == "checkpoint.json" || name == "checkpoint.json.tmp" || name == kMarker))
+        (name == "checkpoint.json" || name == "checkpoint.json.tmp" || name == kMarker ||
+         name == std::string(kMarker) + ".tmp"))
       continue;
     if (type == fs::file_type::directory && (name == "model" || name == "optimizer")) {
       for (const auto& inner : fs::directory_iterator(entry.path())) {
@@ -493,14 +494,22 @@ std::optional<Marker> marker_of(const fs::path& dir) {
 
 // Removes a folder that xgrad wrote, its marker last.
 void remove_own(const fs::path& dir) {
-  for (const char* name : {"model", "optimizer", "checkpoint.json", "checkpoint.json.tmp"})
+  for (const std::string name : {"model", "optimizer", "checkpoint.json", "checkpoint.json.tmp",
+                                 ".xgrad-checkpoint.tmp"})
     fs::remove_all(dir / name);
   fs::remove(dir / kMarker);
   fs::remove(dir);
 }
 
-bool is_empty_folder(const fs::path& dir) {
-  return type_of(dir) == fs::file_type::directory && fs::is_empty(dir);
+// A folder that a save created and had not yet marked: empty, or holding only the marker being
+// written (its .tmp).
+bool is_unmarked_start(const fs::path& dir) {
+  if (type_of(dir) != fs::file_type::directory) return false;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().filename() != std::string(kMarker) + ".tmp" ||
+        type_of(entry.path()) != fs::file_type::regular)
+      return false;
+  return true;
 }
 
 // A save goes to DIR.new (marked first, checkpoint.json written last, by a rename), then DIR
@@ -513,7 +522,7 @@ void finish_interrupted_save(const fs::path& dir) {
   const fs::path fresh = sibling(dir, ".new"), old = sibling(dir, ".old");
   for (const fs::path& p : {dir, fresh, old})
     if (type_of(p) == fs::file_type::symlink) return;
-  if (is_empty_folder(fresh)) fs::remove(fresh);  // created, not yet marked
+  if (is_unmarked_start(fresh)) fs::remove_all(fresh);  // created, not yet marked
   if (const std::optional<Marker> made = marker_of(fresh)) {
     if (!whole(fresh)) {
       remove_own(fresh);  // a save that did not finish
@@ -525,7 +534,7 @@ void finish_interrupted_save(const fs::path& dir) {
       fs::rename(fresh, dir);
     }
   }
-  if (is_empty_folder(old)) fs::remove(old);
+  if (is_unmarked_start(old)) fs::remove_all(old);  // emptied: its marker went last
   const std::optional<Marker> current = marker_of(dir), previous = marker_of(old);
   if (current && previous && whole(dir) && current->replaces == previous->save) remove_own(old);
 }
@@ -653,14 +662,8 @@ void Checkpoint::save(const std::string& dir) const {
                        "(move it away)");
   const std::string id = new_save_id();
   fs::create_directories(fresh);
-  {
-    std::ofstream marker(fresh / kMarker);
-    marker << "save " << id << "\nreplaces " << (replaces.empty() ? "-" : replaces) << "\n";
-    marker.close();
-    if (!marker)
-      throw ValueError("Checkpoint::save: could not write " + (fresh / kMarker).string() +
-                       " (disk full?)");
-  }
+  write_atomically(fresh / kMarker,
+                   "save " + id + "\nreplaces " + (replaces.empty() ? "-" : replaces) + "\n");
   json meta = {{"format", kFormat}, {"epoch", epoch}, {"metadata", metadata}};
   Manifest manifest;
   if (module_) {

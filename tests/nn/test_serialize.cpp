@@ -436,6 +436,11 @@ TEST_CASE("Checkpoint: the leftovers of saves cut short anywhere are recovered, 
   t.ckpt.epoch = 1;
   t.ckpt.save(dir.string());
   CHECK_FALSE(fs::exists(fresh));
+  // Cut short while marking DIR.new (only the marker's .tmp there): removed too.
+  fs::create_directory(fresh);
+  write_text(fresh / ".xgrad-checkpoint.tmp", "save 12");
+  t.ckpt.save(dir.string());
+  CHECK_FALSE(fs::exists(fresh));
   // Cut short between the renames: DIR.old and DIR.new, no DIR. Load finishes the move.
   t.ckpt.epoch = 2;
   t.ckpt.save(dir.string());
