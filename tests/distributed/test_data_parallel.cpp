@@ -305,3 +305,17 @@ TEST_CASE("ranks that build different models or options: ValueError on every ran
   CHECK_THROWS_WITH_AS((DistributedDataParallel{same, {.overlap = dist::rank() == 0}}),
                        doctest::Contains("or the DistributedOptions"), ValueError);
 }
+
+TEST_CASE("all_gather: every rank's bytes in rank order; different lengths a ValueError everywhere") {
+  const int rank = dist::rank(), ranks = dist::world_size();
+  const std::string mine = "rank " + std::to_string(rank) + std::string(3, char('a' + rank));
+  const std::vector<std::string> all = dist::all_gather(mine);
+  REQUIRE(all.size() == static_cast<std::size_t>(ranks));
+  for (int r = 0; r < ranks; ++r)
+    CHECK(all[static_cast<std::size_t>(r)] == "rank " + std::to_string(r) +
+                                                   std::string(3, char('a' + r)));
+  // Rank 1 gives one byte more: every rank learns it from the lengths, and none waits.
+  if (ranks > 1)
+    CHECK_THROWS_WITH_AS(dist::all_gather(std::string(rank == 1 ? 5 : 4, 'x')),
+                         doctest::Contains("every rank must give the same number"), ValueError);
+}
