@@ -30,7 +30,9 @@ Cells cells(std::size_t n, std::size_t m) {
 
 // forward: y (planes, oh, ow) from x (planes, H, W); adjoint: x += A^T y, into a zeroed x.
 // Planes per block of parallel_for: blocks of about kParallelGrain entries.
-std::size_t planes_per_block(std::size_t area) { return std::max<std::size_t>(1, kParallelGrain / area); }
+std::size_t planes_per_block(std::size_t area) {
+  return std::max<std::size_t>(1, kParallelGrain / area);
+}
 
 template <class T>
 void pool_plane(const T* x, T* y, std::size_t W, const Cells& rows, const Cells& cols) {
@@ -39,7 +41,8 @@ void pool_plane(const T* x, T* y, std::size_t W, const Cells& rows, const Cells&
       T s = 0;
       for (std::size_t r = rows.begin[i]; r < rows.end[i]; ++r)
         for (std::size_t c = cols.begin[j]; c < cols.end[j]; ++c) s += x[r * W + c];
-      const auto count = static_cast<T>((rows.end[i] - rows.begin[i]) * (cols.end[j] - cols.begin[j]));
+      const auto count =
+          static_cast<T>((rows.end[i] - rows.begin[i]) * (cols.end[j] - cols.begin[j]));
       y[i * cols.begin.size() + j] = s / count;
     }
 }
@@ -48,7 +51,8 @@ template <class T>
 void spread_plane(const T* g, T* dx, std::size_t W, const Cells& rows, const Cells& cols) {
   for (std::size_t i = 0; i < rows.begin.size(); ++i)
     for (std::size_t j = 0; j < cols.begin.size(); ++j) {
-      const auto count = static_cast<T>((rows.end[i] - rows.begin[i]) * (cols.end[j] - cols.begin[j]));
+      const auto count =
+          static_cast<T>((rows.end[i] - rows.begin[i]) * (cols.end[j] - cols.begin[j]));
       const T share = g[i * cols.begin.size() + j] / count;
       for (std::size_t r = rows.begin[i]; r < rows.end[i]; ++r)
         for (std::size_t c = cols.begin[j]; c < cols.end[j]; ++c) dx[r * W + c] += share;
@@ -60,7 +64,9 @@ Tensor adjoint(const Tensor& g, std::size_t H, std::size_t W);
 struct AdaptiveAvgPool final : Node {
   AdaptiveAvgPool(std::size_t H, std::size_t W) : H_(H), W_(W) {}
   std::string_view name() const override { return "adaptive_avg_pool2d"; }
-  void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = adjoint(g, H_, W_); }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    grads[0] = adjoint(g, H_, W_);
+  }
   std::size_t H_, W_;
 };
 
@@ -116,7 +122,8 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<std::size_t, 2> output_si
     const T* px = detail::data<T>(x);
     T* py = y.data();
     parallel_for(N * C, planes_per_block(H * W), [=, &rows, &cols](std::size_t b, std::size_t e) {
-      for (std::size_t p = b; p < e; ++p) pool_plane(px + p * H * W, py + p * oh * ow, W, rows, cols);
+      for (std::size_t p = b; p < e; ++p)
+        pool_plane(px + p * H * W, py + p * oh * ow, W, rows, cols);
     });
     return Tensor(std::move(y));
   });
