@@ -150,7 +150,7 @@ TEST_CASE("char_lm: bad input is a message and exit 2") {
   // before "0 usable words"), and so is one whose words would never end.
   const fs::path fifo = scratch() / "fifo";
   REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
-  for (const std::string corpus : {std::string("/dev/zero"), fifo.string()}) {
+  for (const std::string& corpus : {std::string("/dev/zero"), fifo.string()}) {
     const Run r = run("--corpus " + corpus + " --epochs 1");
     INFO(corpus << ": " << r.err);
     CHECK(r.status == 2);
