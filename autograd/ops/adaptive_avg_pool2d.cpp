@@ -28,12 +28,13 @@ Cells cells(std::size_t n, std::size_t m) {
   return c;
 }
 
-// forward: y (planes, oh, ow) from x (planes, H, W); adjoint: x += A^T y, into a zeroed x.
-// Planes per block of parallel_for: blocks of about kParallelGrain entries.
-std::size_t planes_per_block(std::size_t area) {
-  return std::max<std::size_t>(1, kParallelGrain / area);
+// The number of entries of cell (i, j).
+template <class T>
+T cell_size(const Cells& rows, const Cells& cols, std::size_t i, std::size_t j) {
+  return static_cast<T>((rows.end[i] - rows.begin[i]) * (cols.end[j] - cols.begin[j]));
 }
 
+// One (H, W) plane x to its (oh, ow) means y.
 template <class T>
 void pool_plane(const T* x, T* y, std::size_t W, const Cells& rows, const Cells& cols) {
   for (std::size_t i = 0; i < rows.begin.size(); ++i)
@@ -41,22 +42,39 @@ void pool_plane(const T* x, T* y, std::size_t W, const Cells& rows, const Cells&
       T s = 0;
       for (std::size_t r = rows.begin[i]; r < rows.end[i]; ++r)
         for (std::size_t c = cols.begin[j]; c < cols.end[j]; ++c) s += x[r * W + c];
-      const auto count =
-          static_cast<T>((rows.end[i] - rows.begin[i]) * (cols.end[j] - cols.begin[j]));
-      y[i * cols.begin.size() + j] = s / count;
+      y[i * cols.begin.size() + j] = s / cell_size<T>(rows, cols, i, j);
     }
 }
 
+// The adjoint: one (oh, ow) plane g spread over its (H, W) plane dx (zeroed), each cell's share.
 template <class T>
 void spread_plane(const T* g, T* dx, std::size_t W, const Cells& rows, const Cells& cols) {
   for (std::size_t i = 0; i < rows.begin.size(); ++i)
     for (std::size_t j = 0; j < cols.begin.size(); ++j) {
-      const auto count =
-          static_cast<T>((rows.end[i] - rows.begin[i]) * (cols.end[j] - cols.begin[j]));
-      const T share = g[i * cols.begin.size() + j] / count;
+      const T share = g[i * cols.begin.size() + j] / cell_size<T>(rows, cols, i, j);
       for (std::size_t r = rows.begin[i]; r < rows.end[i]; ++r)
         for (std::size_t c = cols.begin[j]; c < cols.end[j]; ++c) dx[r * W + c] += share;
     }
+}
+
+// A new (N, C, out_h, out_w) tensor from `in` (N, C, ...), zeroed, with plane(src, dst) run on
+// each of the N C planes, blocks of planes of about kParallelGrain entries split across threads.
+template <class Plane>
+Tensor over_planes(const Tensor& in, std::size_t out_h, std::size_t out_w, Plane&& plane) {
+  const std::size_t planes = in.size(0) * in.size(1), in_area = in.size(2) * in.size(3);
+  const std::size_t out_area = out_h * out_w;
+  return detail::dispatch(in.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    xt::xarray<T> out = xt::zeros<T>({in.size(0), in.size(1), out_h, out_w});
+    const T* src = detail::data<T>(in);
+    T* dst = out.data();
+    const std::size_t grain =
+        std::max<std::size_t>(1, kParallelGrain / std::max(in_area, out_area));
+    parallel_for(planes, grain, [=, &plane](std::size_t b, std::size_t e) {
+      for (std::size_t p = b; p < e; ++p) plane(src + p * in_area, dst + p * out_area);
+    });
+    return Tensor(std::move(out));
+  });
 }
 
 Tensor adjoint(const Tensor& g, std::size_t H, std::size_t W);
@@ -81,19 +99,10 @@ struct AdaptiveAvgPoolAdjoint final : Node {
 
 Tensor adjoint(const Tensor& g, std::size_t H, std::size_t W) {
   const ProfileScope profiled("adaptive_avg_pool2d_backward");
-  const std::size_t N = g.size(0), C = g.size(1), oh = g.size(2), ow = g.size(3);
+  const std::size_t oh = g.size(2), ow = g.size(3);
   const Cells rows = cells(H, oh), cols = cells(W, ow);
-  Tensor out = detail::dispatch(g.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    xt::xarray<T> dx = xt::zeros<T>({N, C, H, W});
-    const T* pg = detail::data<T>(g);
-    T* pdx = dx.data();
-    parallel_for(N * C, planes_per_block(H * W), [=, &rows, &cols](std::size_t b, std::size_t e) {
-      for (std::size_t p = b; p < e; ++p)
-        spread_plane(pg + p * oh * ow, pdx + p * H * W, W, rows, cols);
-    });
-    return Tensor(std::move(dx));
-  });
+  Tensor out = over_planes(
+      g, H, W, [&](const auto* src, auto* dst) { spread_plane(src, dst, W, rows, cols); });
   record<AdaptiveAvgPoolAdjoint>(out, {g}, oh, ow);
   return out;
 }
@@ -116,17 +125,8 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<std::size_t, 2> output_si
   detail::size_mul(op, ow, W);
   detail::size_mul(op, detail::size_mul(op, N, C), detail::size_mul(op, oh, ow));
   const Cells rows = cells(H, oh), cols = cells(W, ow);
-  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    xt::xarray<T> y = detail::empty<T>({N, C, oh, ow});
-    const T* px = detail::data<T>(x);
-    T* py = y.data();
-    parallel_for(N * C, planes_per_block(H * W), [=, &rows, &cols](std::size_t b, std::size_t e) {
-      for (std::size_t p = b; p < e; ++p)
-        pool_plane(px + p * H * W, py + p * oh * ow, W, rows, cols);
-    });
-    return Tensor(std::move(y));
-  });
+  Tensor out = over_planes(
+      x, oh, ow, [&](const auto* src, auto* dst) { pool_plane(src, dst, W, rows, cols); });
   record<AdaptiveAvgPool>(out, {x}, H, W);
   return out;
 }

@@ -442,32 +442,28 @@ TEST_CASE(
 
 namespace {
 
-// The trainer on 2 ranks. Open MPI wants its two variables to run as root (CI does); under the
+// mpirun with `args`. Open MPI wants its two variables to run as root (CI does); under the
 // sanitizers its own leaks are suppressed by name (tests/openmpi.supp).
-Run run_distributed(const std::string& args) {
+Run run_mpirun(const std::string& args) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   const std::string lsan = "suppressions="s + XGRAD_SOURCE_DIR +
                            "/tests/openmpi.supp:fast_unwind_on_malloc=0:print_suppressions=0";
   setenv("LSAN_OPTIONS", lsan.c_str(), 1);
-  const Run r = xgrad::testing::run_program(
-      MPIRUN, "--oversubscribe -np 2 "s + TRAINER + " --distributed " + args);
+  const Run r = xgrad::testing::run_program(MPIRUN, "--oversubscribe " + args);
   unsetenv("LSAN_OPTIONS");
   return r;
 }
 
+// The trainer on 2 ranks.
+Run run_distributed(const std::string& args) {
+  return run_mpirun("-np 2 "s + TRAINER + " --distributed " + args);
+}
+
 // Rank 0 started with args0, rank 1 with args1 (mpirun's MPMD form).
 Run run_ranks(const std::string& args0, const std::string& args1) {
-  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const std::string lsan = "suppressions="s + XGRAD_SOURCE_DIR +
-                           "/tests/openmpi.supp:fast_unwind_on_malloc=0:print_suppressions=0";
-  setenv("LSAN_OPTIONS", lsan.c_str(), 1);
-  const Run r = xgrad::testing::run_program(
-      MPIRUN, "--oversubscribe -np 1 "s + TRAINER + " --distributed " + args0 + " : -np 1 " +
-                  TRAINER + " --distributed " + args1);
-  unsetenv("LSAN_OPTIONS");
-  return r;
+  return run_mpirun("-np 1 "s + TRAINER + " --distributed " + args0 + " : -np 1 " + TRAINER +
+                    " --distributed " + args1);
 }
 
 std::size_t count(const std::string& text, const std::string& what) {
