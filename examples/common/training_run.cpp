@@ -94,9 +94,6 @@ void check_ranks_agree(const RunSettings& settings) {
 TrainingRun::TrainingRun(nn::Checkpoint& checkpoint, RunFiles files, int epochs,
                          RunSettings settings)
     : checkpoint_(checkpoint), files_(std::move(files)), settings_(std::move(settings)) {
-  if (!files_.plot.empty())
-    if (const std::string error = plot_path_error(files_.plot); !error.empty())
-      throw ValueError("--plot: " + error);
   if (!files_.plot.empty() && !gnuplot_available())
     throw ValueError(
         "--plot needs gnuplot, which is not installed (./dev installs it; or apt-get install "
