@@ -161,11 +161,12 @@ void note_post_accumulate_grad_hook();
 }  // namespace detail
 void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs);
 
-/// Records `out` as the result of a new node N(args...) applied to `inputs`, when grad mode is on
-/// and some input requires grad. Returns the node, to save tensors on, or nullptr.
+/// Records `out` as the result of a new node N(args...) applied to `inputs`, when grad mode is on,
+/// some input requires grad and `out` is floating-point (an integer or bool result, argmax's or a
+/// cast's, is a constant). Returns the node, to save tensors on, or nullptr.
 template <class N, class... Args>
 N* record_node(Tensor& out, std::span<const Tensor* const> inputs, Args&&... args) {
-  if (!should_record(inputs)) return nullptr;
+  if (!should_record(inputs) || !is_floating_point(out.dtype())) return nullptr;
   auto node = std::make_unique<N>(std::forward<Args>(args)...);
   attach(out, node.get(), inputs);
   return node.release();

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "xgrad/autograd/tensor.hpp"
@@ -18,12 +19,26 @@
 namespace xgrad {
 
 // ---- elementwise arithmetic -------------------------------------------------------------------
+// Operands of different dtypes are promoted (tensor.hpp's Dtype): an integer or bool with a
+// float gives the float, bool arithmetic gives int64, float32 with float64 is a DtypeError.
+// Integer results wrap around on overflow and are constants (never recorded). With a number
+// (a Scalar) no tensor is made for it.
 Tensor add(const Tensor& a, const Tensor& b);
-Tensor add(const Tensor& a, double b);  ///< no tensor is made for b: the fast path of x + 0.5
+Tensor add(const Tensor& a, Scalar b);
 Tensor sub(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, Scalar b);
+Tensor sub(Scalar a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
-Tensor mul(const Tensor& a, double b);  ///< likewise for 2.0 * x
+Tensor mul(const Tensor& a, Scalar b);
+/// True division: integer and bool operands give float32, as torch.div.
 Tensor div(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, Scalar b);
+Tensor div(Scalar a, const Tensor& b);
+/// Division rounded "trunc" (toward zero) or "floor" (toward -inf), in the promoted dtype:
+/// integers stay integers (division by zero: ValueError). Piecewise constant, so a constant:
+/// not recorded (PyTorch's gradient of it is 0 everywhere).
+Tensor div(const Tensor& a, const Tensor& b, const std::string& rounding_mode);
+Tensor floor_divide(const Tensor& a, const Tensor& b);  ///< div(a, b, "floor")
 Tensor neg(const Tensor& x);
 Tensor pow(const Tensor& base, const Tensor& exponent);
 Tensor pow(const Tensor& base, double exponent);
@@ -37,17 +52,54 @@ Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);  ///< likewise
 /// Gradient 1 inside [min, max] (bounds included), 0 outside.
 Tensor clamp(const Tensor& x, double min, double max);
-/// a where condition is non-zero, else b. The condition gets no gradient.
+/// a where condition is true (a bool tensor; another dtype counts non-zero as true), else b; a
+/// and b promoted to one dtype, either may be a number. The condition gets no gradient.
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
-/// Converts to another dtype; the gradient is converted back.
+Tensor where(const Tensor& condition, const Tensor& a, Scalar b);
+Tensor where(const Tensor& condition, Scalar a, const Tensor& b);
+Tensor where(const Tensor& condition, Scalar a, Scalar b);  ///< int64, or float32 for a float
+/// Converts to another dtype (to bool: non-zero is true; a float to an integer truncates toward
+/// zero and saturates, NaN giving 0). Between floating dtypes the gradient is converted back; an
+/// integer or bool result is a constant.
 Tensor cast(const Tensor& x, Dtype dtype);
 
-// ---- comparisons and sign: constants, never requiring grad (1 where true, 0 elsewhere) -------
+// ---- comparisons, logic and sign: constants, never requiring grad ----------------------------
+/// Bool tensors: true where the relation holds (promoted operands, broadcasting; a number on
+/// either side with the operators). NaN compares false, and unequal (ne) to everything.
 Tensor gt(const Tensor& a, const Tensor& b);
 Tensor ge(const Tensor& a, const Tensor& b);
 Tensor lt(const Tensor& a, const Tensor& b);
 Tensor le(const Tensor& a, const Tensor& b);
 Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, Scalar b);
+Tensor ge(const Tensor& a, Scalar b);
+Tensor lt(const Tensor& a, Scalar b);
+Tensor le(const Tensor& a, Scalar b);
+Tensor eq(const Tensor& a, Scalar b);
+Tensor ne(const Tensor& a, Scalar b);
+/// Bool tensors of truth values: any dtype, non-zero is true.
+Tensor logical_and(const Tensor& a, const Tensor& b);
+Tensor logical_or(const Tensor& a, const Tensor& b);
+Tensor logical_xor(const Tensor& a, const Tensor& b);
+Tensor logical_not(const Tensor& x);
+/// Bitwise, on bool and integer tensors (promoted); DtypeError for floats. On bool tensors they
+/// are the logical ones (~ is not).
+Tensor bitwise_and(const Tensor& a, const Tensor& b);
+Tensor bitwise_or(const Tensor& a, const Tensor& b);
+Tensor bitwise_xor(const Tensor& a, const Tensor& b);
+Tensor bitwise_not(const Tensor& x);
+/// Whether any / every entry is non-zero (true for all() of an empty tensor): a bool scalar, or a
+/// bool tensor without `axis` (kept with length 1 when keepdims).
+Tensor any(const Tensor& x);
+Tensor any(const Tensor& x, std::ptrdiff_t axis, bool keepdims = false);
+Tensor all(const Tensor& x);
+Tensor all(const Tensor& x, std::ptrdiff_t axis, bool keepdims = false);
+/// How many entries are non-zero: an int64 scalar, or int64 per line along axis.
+Tensor count_nonzero(const Tensor& x);
+Tensor count_nonzero(const Tensor& x, std::ptrdiff_t axis);
+/// The positions of the non-zero entries, (count, rank) int64 in row-major order (torch.nonzero).
+Tensor nonzero(const Tensor& x);
 Tensor sign(const Tensor& x);  ///< -1, 0 or 1
 
 // ---- activations ------------------------------------------------------------------------------
@@ -168,18 +220,23 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 Tensor slice(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t start, std::ptrdiff_t stop,
              std::ptrdiff_t step = 1);
 Tensor select(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t index);  ///< drops the axis
+/// Any dtype. The positions as a vector, or as a 1-D int64 tensor (as torch.index_select).
 Tensor index_select(const Tensor& x, std::ptrdiff_t axis, const std::vector<std::int64_t>& index);
+Tensor index_select(const Tensor& x, std::ptrdiff_t axis, const Tensor& index);
 /// x, with source's entries k added at position index[k] along axis (repeats add up).
 Tensor index_add(const Tensor& x, std::ptrdiff_t axis, const std::vector<std::int64_t>& index,
                  const Tensor& source);
-/// out[i][j] = x[i][index[i][j]] for axis 1 (likewise for any axis); index has x's rank.
-Tensor gather(const Tensor& x, std::ptrdiff_t axis, const Index& index);
+/// out[i][j] = x[i][index[i][j]] for axis 1 (likewise for any axis); index an int64 tensor of
+/// x's rank. Any dtype.
+Tensor gather(const Tensor& x, std::ptrdiff_t axis, const Tensor& index);
 /// x, with source[i][j] added at x[i][index[i][j]] for axis 1 (the adjoint of gather).
-Tensor scatter_add(const Tensor& x, std::ptrdiff_t axis, const Index& index, const Tensor& source);
+Tensor scatter_add(const Tensor& x, std::ptrdiff_t axis, const Tensor& index, const Tensor& source);
 Tensor concat(const std::vector<Tensor>& tensors, std::ptrdiff_t axis = 0);
 Tensor stack(const std::vector<Tensor>& tensors, std::ptrdiff_t axis = 0);
 
 // ---- reductions: over all axes, or over `axes` (keepdims keeps them with length 1) -----------
+// sum, max, min, argmax and argmin take integer and bool tensors too (sum gives int64); mean,
+// var and logsumexp need a floating one.
 Tensor sum(const Tensor& x);
 Tensor sum(const Tensor& x, const Axes& axes, bool keepdims = false);
 Tensor mean(const Tensor& x);
@@ -196,17 +253,17 @@ Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims = false);
 /// Variance with Bessel's correction by default (divides by n - correction), as torch.var.
 Tensor var(const Tensor& x, double correction = 1.0);
 Tensor var(const Tensor& x, const Axes& axes, bool keepdims = false, double correction = 1.0);
-/// The index of the first maximum along axis (not differentiable).
-Index argmax(const Tensor& x, std::ptrdiff_t axis);
-/// The index of the first minimum along axis (not differentiable).
-Index argmin(const Tensor& x, std::ptrdiff_t axis);
+/// The index of the first maximum along axis: an int64 tensor (a constant).
+Tensor argmax(const Tensor& x, std::ptrdiff_t axis);
+/// The index of the first minimum along axis: an int64 tensor (a constant).
+Tensor argmin(const Tensor& x, std::ptrdiff_t axis);
 
 // ---- order ------------------------------------------------------------------------------------
 /// Values (differentiable: each gets the gradient of the entry it came from) and their positions
 /// along the axis, as PyTorch's (values, indices) pairs.
 struct ValuesIndices {
   Tensor values;
-  Index indices;
+  Tensor indices;  ///< int64
 };
 /// Each line along axis in order, ascending unless descending. Stable: equal values keep their
 /// order; NaN counts as the largest value, as in PyTorch.
@@ -219,24 +276,25 @@ Tensor flip(const Tensor& x, const Axes& axes);
 // ---- sequence models ---------------------------------------------------------------------------
 /// Rows of weight (num_embeddings, dim) looked up: out[..., :] = weight[indices[...], :], of shape
 /// indices' shape + (dim). The gradient is added back into the rows (repeats sum). The rows of
-/// padding_idx, when given, get no gradient. An index out of range: IndexError.
-Tensor embedding(const Tensor& weight, const Index& indices,
+/// padding_idx, when given, get no gradient. indices: int64; one out of range: IndexError.
+Tensor embedding(const Tensor& weight, const Tensor& indices,
                  std::optional<std::int64_t> padding_idx = std::nullopt);
 /// Over the trailing axes given by normalized_shape, as torch's layer_norm: each row normalized
 /// by its mean and biased variance, then times weight plus bias (each of normalized_shape, or
 /// undefined). A fused primitive: one pass forward, one backward.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
-/// value where mask (broadcast to x) is non-zero, x elsewhere; the filled entries get no gradient.
-Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+/// value where the bool mask (broadcast to x) is true, x elsewhere; the filled entries get no
+/// gradient. A mask of another dtype: DtypeError (as PyTorch's).
+Tensor masked_fill(const Tensor& x, const Tensor& mask, Scalar value);
 /// The lower (upper) triangle of the last two axes: entries with column - row <= k (>= k) kept,
 /// the others 0.
 Tensor tril(const Tensor& x, std::ptrdiff_t k = 0);
 Tensor triu(const Tensor& x, std::ptrdiff_t k = 0);
 /// The running sum along axis; its gradient is the running sum of g from the end.
 Tensor cumsum(const Tensor& x, std::ptrdiff_t axis);
-/// indices' shape + (num_classes): 1 at each index, 0 elsewhere. A constant.
-Tensor one_hot(const Index& indices, std::size_t num_classes, Dtype dtype = kFloat32);
+/// indices' (int64) shape + (num_classes): 1 at each index, 0 elsewhere. A constant.
+Tensor one_hot(const Tensor& indices, std::size_t num_classes, Dtype dtype = kFloat32);
 /// Consecutive parts along axis of the given sizes (adding up to its length), or of `size` each
 /// (the last one shorter); chunk: n parts of ceil(length / n) each, as torch's.
 std::vector<Tensor> split(const Tensor& x, const std::vector<std::size_t>& sizes,
@@ -245,8 +303,8 @@ std::vector<Tensor> split(const Tensor& x, std::size_t size, std::ptrdiff_t axis
 std::vector<Tensor> chunk(const Tensor& x, std::size_t chunks, std::ptrdiff_t axis = 0);
 
 struct AttentionOptions {
-  /// Broadcast to (..., T, S): 0 where a query must not see a key, non-zero where it may (the
-  /// meaning of PyTorch's boolean masks); undefined for none.
+  /// Broadcast to (..., T, S): false (0) where a query must not see a key, true (non-zero) where
+  /// it may: PyTorch's boolean masks (x > 0 gives one); undefined for none.
   Tensor mask{};
   bool is_causal = false;  ///< query i sees keys j <= i
   double dropout_p = 0.0;  ///< on the attention weights, drawn from generator (the default if null)
@@ -272,8 +330,8 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
 /// r = sigmoid(xp_r + hp_r), z = sigmoid(xp_z + hp_z), n = tanh(xp_n + r hp_n), h' = (1 - z) n + z h.
 Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h);
 /// num_samples category indices per row of probs (C) or (B, C) (non-negative weights, not
-/// necessarily normalized), drawn from gen; without replacement, a category at most once.
-Index multinomial(const Tensor& probs, std::size_t num_samples, bool replacement = false,
+/// necessarily normalized), drawn from gen; without replacement, a category at most once. int64.
+Tensor multinomial(const Tensor& probs, std::size_t num_samples, bool replacement = false,
                   Generator& gen = default_generator());
 
 // ---- softmax ----------------------------------------------------------------------------------
@@ -300,24 +358,49 @@ struct CrossEntropyOptions {
 /// Cross-entropy of softmax(logits) against class labels, fused (torch's cross_entropy): one pass
 /// computes a stable log-sum-exp per row, and the gradient of the mean over a batch of B is exactly
 /// (softmax(logits) - onehot(labels)) / B. logits: (B, C), rows are samples; labels: B class
-/// indices in [0, C). loss_i = -sum_c w_c q_ic log softmax(logits_i)_c, reduced over the batch.
-Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
+/// indices in [0, C) (int64). loss_i = -sum_c w_c q_ic log softmax(logits_i)_c, reduced over the
+/// batch.
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
                              const CrossEntropyOptions& options = {});
 
-// ---- operators, with a double on either side (converted to the tensor's dtype) ----------------
+// ---- operators, with a number on either side (no tensor is made for it) -----------------------
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);
 Tensor operator*(const Tensor& a, const Tensor& b);
 Tensor operator/(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& x);
-Tensor operator+(const Tensor& a, double b);
-Tensor operator-(const Tensor& a, double b);
-Tensor operator*(const Tensor& a, double b);
-Tensor operator/(const Tensor& a, double b);
-Tensor operator+(double a, const Tensor& b);
-Tensor operator-(double a, const Tensor& b);
-Tensor operator*(double a, const Tensor& b);
-Tensor operator/(double a, const Tensor& b);
+Tensor operator+(const Tensor& a, Scalar b);
+Tensor operator-(const Tensor& a, Scalar b);
+Tensor operator*(const Tensor& a, Scalar b);
+Tensor operator/(const Tensor& a, Scalar b);
+Tensor operator+(Scalar a, const Tensor& b);
+Tensor operator-(Scalar a, const Tensor& b);
+Tensor operator*(Scalar a, const Tensor& b);
+Tensor operator/(Scalar a, const Tensor& b);
+/// Comparisons give bool tensors: x > 0, 0 < x, a == b.
+Tensor operator>(const Tensor& a, const Tensor& b);
+Tensor operator>=(const Tensor& a, const Tensor& b);
+Tensor operator<(const Tensor& a, const Tensor& b);
+Tensor operator<=(const Tensor& a, const Tensor& b);
+Tensor operator==(const Tensor& a, const Tensor& b);
+Tensor operator!=(const Tensor& a, const Tensor& b);
+Tensor operator>(const Tensor& a, Scalar b);
+Tensor operator>=(const Tensor& a, Scalar b);
+Tensor operator<(const Tensor& a, Scalar b);
+Tensor operator<=(const Tensor& a, Scalar b);
+Tensor operator==(const Tensor& a, Scalar b);
+Tensor operator!=(const Tensor& a, Scalar b);
+Tensor operator>(Scalar a, const Tensor& b);
+Tensor operator>=(Scalar a, const Tensor& b);
+Tensor operator<(Scalar a, const Tensor& b);
+Tensor operator<=(Scalar a, const Tensor& b);
+Tensor operator==(Scalar a, const Tensor& b);
+Tensor operator!=(Scalar a, const Tensor& b);
+/// Bitwise on bool and integer tensors: mask & (x > 0), ~mask.
+Tensor operator&(const Tensor& a, const Tensor& b);
+Tensor operator|(const Tensor& a, const Tensor& b);
+Tensor operator^(const Tensor& a, const Tensor& b);
+Tensor operator~(const Tensor& x);
 
 // ---- compound assignment ----------------------------------------------------------------------
 /// `a += b` is `a = a + b`: while gradients are recorded, the handle `a` rebinds to the new result
@@ -328,9 +411,9 @@ Tensor& operator+=(Tensor& a, const Tensor& b);
 Tensor& operator-=(Tensor& a, const Tensor& b);
 Tensor& operator*=(Tensor& a, const Tensor& b);
 Tensor& operator/=(Tensor& a, const Tensor& b);
-Tensor& operator+=(Tensor& a, double b);
-Tensor& operator-=(Tensor& a, double b);
-Tensor& operator*=(Tensor& a, double b);
-Tensor& operator/=(Tensor& a, double b);
+Tensor& operator+=(Tensor& a, Scalar b);
+Tensor& operator-=(Tensor& a, Scalar b);
+Tensor& operator*=(Tensor& a, Scalar b);
+Tensor& operator/=(Tensor& a, Scalar b);
 
 }  // namespace xgrad

@@ -14,7 +14,10 @@ struct Profiler::State {
 
 namespace {
 thread_local Profiler::State* running = nullptr;  // the profiler of this thread, if one runs
+thread_local std::string_view outermost_op;         // the op the user called, while it runs
 }  // namespace
+
+std::string_view current_op() { return outermost_op; }
 
 Profiler::Profiler() : state_(std::make_unique<State>()) {
   if (running) throw AutogradError("Profiler: one is already running on this thread");
@@ -71,6 +74,10 @@ std::string Profiler::table() const {
 
 ProfileScope::ProfileScope(std::string_view name, bool backward)
     : name_(name), backward_(backward) {
+  if (outermost_op.empty()) {
+    outermost_op = name;
+    outermost_ = true;
+  }
   if (!running) return;
   counted_ = true;
   if (running->depth++ > 0) return;  // inside another timed scope: it counts for that one
@@ -79,6 +86,7 @@ ProfileScope::ProfileScope(std::string_view name, bool backward)
 }
 
 ProfileScope::~ProfileScope() {
+  if (outermost_) outermost_op = {};
   if (!counted_ || !running) return;  // the profiler stopped meanwhile: nothing to record
   if (running->depth > 0) --running->depth;
   if (!timed_) return;

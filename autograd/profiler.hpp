@@ -66,8 +66,12 @@ class ProfileScope {
 
  private:
   std::string_view name_;
-  bool backward_ = false, counted_ = false, timed_ = false;
+  bool backward_ = false, counted_ = false, timed_ = false, outermost_ = false;
   std::chrono::steady_clock::time_point start_;
 };
+
+/// The name of the outermost ProfileScope open on this thread (the op the user called), or "" when
+/// none: what an error deep inside an op names.
+std::string_view current_op();
 
 }  // namespace xgrad

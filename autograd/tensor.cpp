@@ -48,7 +48,26 @@ void Generator::set_state(const std::string& state) {
   engine_ = engine;
 }
 
-std::string_view dtype_name(Dtype dtype) { return dtype == Dtype::float32 ? "float32" : "float64"; }
+std::string_view dtype_name(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::float32: return "float32";
+    case Dtype::float64: return "float64";
+    case Dtype::int64: return "int64";
+    case Dtype::int32: return "int32";
+    case Dtype::uint8: return "uint8";
+    case Dtype::bool_: return "bool";
+  }
+  return "unknown";
+}
+
+namespace {
+void check_can_require_grad(const char* op, Dtype dtype) {
+  if (!is_floating_point(dtype))
+    throw AutogradError(std::string(op) +
+                        ": only floating-point tensors (float32, float64) can require gradients, "
+                        "this one is " + std::string(dtype_name(dtype)));
+}
+}  // namespace
 
 namespace {
 
@@ -64,10 +83,17 @@ std::shared_ptr<TensorImpl> make_impl(Storage value, bool requires_grad) {
 }
 }  // namespace
 
-Tensor::Tensor(xt::xarray<float> value, bool requires_grad)
-    : impl_(make_impl(std::move(value), requires_grad)) {}
-Tensor::Tensor(xt::xarray<double> value, bool requires_grad)
-    : impl_(make_impl(std::move(value), requires_grad)) {}
+template <class T>
+Tensor::Tensor(xt::xarray<T> value, bool requires_grad) {
+  if (requires_grad) check_can_require_grad("Tensor", dtype_of<T>());
+  impl_ = make_impl(std::move(value), requires_grad);
+}
+template Tensor::Tensor(xt::xarray<float>, bool);
+template Tensor::Tensor(xt::xarray<double>, bool);
+template Tensor::Tensor(xt::xarray<std::int64_t>, bool);
+template Tensor::Tensor(xt::xarray<std::int32_t>, bool);
+template Tensor::Tensor(xt::xarray<std::uint8_t>, bool);
+template Tensor::Tensor(xt::xarray<bool>, bool);
 
 const TensorImpl& Tensor::checked(const char* what) const {
   if (!impl_)
@@ -78,7 +104,7 @@ const TensorImpl& Tensor::checked(const char* what) const {
 }
 
 Dtype Tensor::dtype() const {
-  return checked("dtype").value->index() == 0 ? Dtype::float32 : Dtype::float64;
+  return static_cast<Dtype>(checked("dtype").value->index());  // Storage lists them in order
 }
 
 const Shape& Tensor::shape() const {
@@ -114,10 +140,16 @@ xt::xarray<T>& Tensor::mutable_value() const {
   return a;
 }
 
-template const xt::xarray<float>& Tensor::value<float>() const;
-template const xt::xarray<double>& Tensor::value<double>() const;
-template xt::xarray<float>& Tensor::mutable_value<float>() const;
-template xt::xarray<double>& Tensor::mutable_value<double>() const;
+#define XGRAD_VALUE_ACCESS(T)                          \
+  template const xt::xarray<T>& Tensor::value<T>() const; \
+  template xt::xarray<T>& Tensor::mutable_value<T>() const;
+XGRAD_VALUE_ACCESS(float)
+XGRAD_VALUE_ACCESS(double)
+XGRAD_VALUE_ACCESS(std::int64_t)
+XGRAD_VALUE_ACCESS(std::int32_t)
+XGRAD_VALUE_ACCESS(std::uint8_t)
+XGRAD_VALUE_ACCESS(bool)
+#undef XGRAD_VALUE_ACCESS
 
 const Storage& Tensor::storage() const { return *checked("storage").value; }
 
@@ -125,6 +157,14 @@ double Tensor::item() const {
   if (numel() != 1)
     throw ValueError("item: needs a tensor with one element, got shape " + shape_str(shape()));
   return std::visit([](const auto& a) { return static_cast<double>(a.data()[0]); }, storage());
+}
+
+std::int64_t Tensor::item_int64() const {
+  if (numel() != 1)
+    throw ValueError("item: needs a tensor with one element, got shape " + shape_str(shape()));
+  if (is_floating_point(dtype())) return static_cast<std::int64_t>(item());
+  return std::visit([](const auto& a) { return static_cast<std::int64_t>(a.data()[0]); },
+                    storage());
 }
 
 bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
@@ -135,6 +175,7 @@ Tensor& Tensor::requires_grad_(bool on) {
     throw AutogradError("requires_grad_: this tensor is the output of " +
                         std::string(impl.grad_fn->name()) +
                         "; only leaves can change it (use detach() for a copy cut from the graph)");
+  if (on) check_can_require_grad("requires_grad_", impl.value ? dtype() : Dtype::float32);
   impl.requires_grad = on;
   return *this;
 }
@@ -212,7 +253,17 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   else if (t.requires_grad())
     os << ", requires_grad=true";
   os << ")\n";
-  std::visit([&](const auto& a) { os << a; }, t.storage());
+  std::visit(
+      [&](const auto& a) {
+        using T = typename std::decay_t<decltype(a)>::value_type;
+        if constexpr (std::is_same_v<T, std::uint8_t>)
+          os << xt::xarray<int>(xt::cast<int>(a));  // numbers, not characters
+        else if constexpr (std::is_same_v<T, bool>)
+          os << xt::xarray<int>(xt::cast<int>(a));  // 1 and 0, as NumPy's True and False
+        else
+          os << a;
+      },
+      t.storage());
   return os;
 }
 
@@ -271,14 +322,28 @@ Tensor generate(const char* op, const Shape& shape, TensorOptions options, F&& f
     for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = static_cast<T>(fill(i));
     return Tensor(std::move(a), options.requires_grad);
   };
-  return options.dtype == Dtype::float32 ? make(float{}) : make(double{});
+  if (options.requires_grad) check_can_require_grad(op, options.dtype);
+  switch (options.dtype) {
+    case Dtype::float32: return make(float{});
+    case Dtype::float64: return make(double{});
+    case Dtype::int64: return make(std::int64_t{});
+    case Dtype::int32: return make(std::int32_t{});
+    case Dtype::uint8: return make(std::uint8_t{});
+    case Dtype::bool_: return make(bool{});
+  }
+  throw DtypeError(std::string(op) + ": unknown dtype");
+}
+
+void check_floating(const char* op, Dtype dtype) {
+  if (!is_floating_point(dtype))
+    throw DtypeError(std::string(op) + ": makes floating-point tensors (float32, float64), not " +
+                     std::string(dtype_name(dtype)));
 }
 
 template <class List>
 Tensor from_list(List values, TensorOptions options) {
-  xt::xarray<double> a = values;
-  if (options.dtype == Dtype::float64) return Tensor(std::move(a), options.requires_grad);
-  return Tensor(xt::xarray<float>(xt::cast<float>(a)), options.requires_grad);
+  const xt::xarray<double> a = values;
+  return generate("tensor", a.shape(), options, [&](std::size_t i) { return a.data()[i]; });
 }
 
 }  // namespace
@@ -309,6 +374,13 @@ Tensor from_blob(const float* data, const Shape& shape, TensorOptions options) {
 Tensor from_blob(const double* data, const Shape& shape, TensorOptions options) {
   return from_values("from_blob", data, element_count("from_blob", shape), shape, options);
 }
+Tensor from_vector(const std::vector<std::int64_t>& values, const Shape& shape,
+                   TensorOptions options) {
+  return from_values("from_vector", values.data(), values.size(), shape, options);
+}
+Tensor from_blob(const std::int64_t* data, const Shape& shape, TensorOptions options) {
+  return from_values("from_blob", data, element_count("from_blob", shape), shape, options);
+}
 
 Tensor tensor(xt::nested_initializer_list_t<double, 1> v, TensorOptions o) {
   return from_list(v, o);
@@ -337,6 +409,7 @@ Tensor zeros_like(const Tensor& t) { return full_like(t, 0.0); }
 Tensor ones_like(const Tensor& t) { return full_like(t, 1.0); }
 
 Tensor randn(const Shape& shape, TensorOptions options, Generator& gen) {
+  check_floating("randn", options.dtype);
   std::normal_distribution<double> dist(0.0, 1.0);
   return generate("randn", shape, options, [&](std::size_t) { return dist(gen.engine()); });
 }
@@ -345,6 +418,7 @@ Tensor uniform(const Shape& shape, double low, double high, TensorOptions option
   if (!(low <= high))
     throw ValueError("uniform: needs low <= high, got low=" + std::to_string(low) +
                      " high=" + std::to_string(high));
+  check_floating("uniform", options.dtype);
   std::uniform_real_distribution<double> dist(low, high);
   return generate("uniform", shape, options, [&](std::size_t) { return dist(gen.engine()); });
 }

@@ -12,6 +12,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -20,29 +21,65 @@
 
 namespace xgrad {
 
-enum class Dtype { float32, float64 };
+/// Element types. Only the floating ones (float32, float64) can require grad; the integer and
+/// boolean ones hold labels, token ids, indices and masks. Promotion, as PyTorch's: an integer or
+/// bool with a float gives the float; integers give the wider one (uint8 < int32 < int64); bool
+/// arithmetic counts as int64. float32 with float64 is an error naming to() (never a silent
+/// widening).
+enum class Dtype { float32, float64, int64, int32, uint8, bool_ };
 inline constexpr Dtype kFloat32 = Dtype::float32;
 inline constexpr Dtype kFloat64 = Dtype::float64;
+inline constexpr Dtype kInt64 = Dtype::int64;
+inline constexpr Dtype kInt32 = Dtype::int32;
+inline constexpr Dtype kUInt8 = Dtype::uint8;
+inline constexpr Dtype kBool = Dtype::bool_;
+/// "float32", "float64", "int64", "int32", "uint8", "bool".
 std::string_view dtype_name(Dtype dtype);
+constexpr bool is_floating_point(Dtype dtype) {
+  return dtype == Dtype::float32 || dtype == Dtype::float64;
+}
 
 template <class T>
-constexpr Dtype dtype_of();
-template <>
-constexpr Dtype dtype_of<float>() {
-  return Dtype::float32;
-}
-template <>
-constexpr Dtype dtype_of<double>() {
-  return Dtype::float64;
+constexpr Dtype dtype_of() {
+  if constexpr (std::is_same_v<T, float>) return Dtype::float32;
+  else if constexpr (std::is_same_v<T, double>) return Dtype::float64;
+  else if constexpr (std::is_same_v<T, std::int64_t>) return Dtype::int64;
+  else if constexpr (std::is_same_v<T, std::int32_t>) return Dtype::int32;
+  else if constexpr (std::is_same_v<T, std::uint8_t>) return Dtype::uint8;
+  else {
+    static_assert(std::is_same_v<T, bool>, "xgrad tensors hold float, double, int64_t, int32_t, "
+                                           "uint8_t or bool");
+    return Dtype::bool_;
+  }
 }
 
 using Shape = xt::svector<std::size_t, 4>;
 static_assert(std::is_same_v<Shape, xt::xarray<float>::shape_type>);
-using Storage = std::variant<xt::xarray<float>, xt::xarray<double>>;
+/// A tensor's values: one xtensor array of one of the six element types (in Dtype's order).
+using Storage = std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int64_t>,
+                             xt::xarray<std::int32_t>, xt::xarray<std::uint8_t>, xt::xarray<bool>>;
 /// Axes of a tensor; a negative axis counts from the end.
 using Axes = std::vector<std::ptrdiff_t>;
-/// Integer indices: class labels, gather positions, argmax results.
-using Index = xt::xarray<std::int64_t>;
+
+/// A number on one side of an op with a tensor (`x + 1`, `2.5 * x`, `x > 0`): it remembers
+/// whether it was written as an integer, so that an integer tensor plus an integer stays an
+/// integer tensor and plus a floating number becomes float32, as in PyTorch.
+class Scalar {
+ public:
+  template <class I>
+    requires std::is_integral_v<I>
+  Scalar(I value) : value_(static_cast<double>(value)), integral_(true) {}  // NOLINT: implicit
+  template <class F>
+    requires std::is_floating_point_v<F>
+  Scalar(F value) : value_(static_cast<double>(value)), integral_(false) {}  // NOLINT: implicit
+  double value() const { return value_; }
+  bool is_integral() const { return integral_; }
+  operator double() const { return value_; }  // NOLINT: where a double is expected
+
+ private:
+  double value_;
+  bool integral_;
+};
 
 struct TensorOptions {
   Dtype dtype = Dtype::float32;
@@ -55,8 +92,10 @@ struct TensorImpl;
 class Tensor {
  public:
   Tensor() = default;  ///< undefined: no value (what grad() returns before backward)
-  explicit Tensor(xt::xarray<float> value, bool requires_grad = false);
-  explicit Tensor(xt::xarray<double> value, bool requires_grad = false);
+  /// Takes the array's values (float, double, int64_t, int32_t, uint8_t or bool); requires_grad
+  /// only for float and double (AutogradError otherwise).
+  template <class T>
+  explicit Tensor(xt::xarray<T> value, bool requires_grad = false);
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
   bool defined() const { return impl_ != nullptr; }
@@ -76,8 +115,17 @@ class Tensor {
   xt::xarray<T>& mutable_value() const;
   const Storage& storage() const;
 
-  /// The single element of a one-element tensor (ValueError otherwise).
+  /// The single element of a one-element tensor (ValueError otherwise), as a double, or
+  /// converted to T (`x.item<std::int64_t>()`).
   double item() const;
+  template <class T>
+  T item() const {
+    if constexpr (std::is_integral_v<T>)
+      return static_cast<T>(item_int64());  // exact beyond 2^53
+    else
+      return static_cast<T>(item());
+  }
+  std::int64_t item_int64() const;  ///< item() of an integer or bool tensor, exactly
 
   bool requires_grad() const;
   /// Turns gradient tracking on or off for a leaf (AutogradError for an op's output).
@@ -132,8 +180,8 @@ class Tensor {
   Tensor max(const Axes& axes, bool keepdims = false) const;
   Tensor min() const;
   Tensor min(const Axes& axes, bool keepdims = false) const;
-  Index argmax(std::ptrdiff_t axis) const;
-  Index argmin(std::ptrdiff_t axis) const;
+  Tensor argmax(std::ptrdiff_t axis) const;  ///< int64
+  Tensor argmin(std::ptrdiff_t axis) const;  ///< int64
   Tensor softmax(std::ptrdiff_t axis = -1) const;
   Tensor log_softmax(std::ptrdiff_t axis = -1) const;
   Tensor reshape(const std::vector<std::ptrdiff_t>& shape) const;
@@ -189,10 +237,17 @@ void manual_seed(std::uint64_t seed);
 Tensor from_vector(const std::vector<float>& values, const Shape& shape, TensorOptions options = {});
 Tensor from_vector(const std::vector<double>& values, const Shape& shape,
                    TensorOptions options = {});
+/// Integer values: an int64 tensor unless options say another dtype (labels, token ids).
+Tensor from_vector(const std::vector<std::int64_t>& values, const Shape& shape,
+                   TensorOptions options = {.dtype = Dtype::int64});
 /// The same from a pointer to product(shape) values, copied (the tensor does not keep `data`).
 Tensor from_blob(const float* data, const Shape& shape, TensorOptions options = {});
 Tensor from_blob(const double* data, const Shape& shape, TensorOptions options = {});
+Tensor from_blob(const std::int64_t* data, const Shape& shape,
+                 TensorOptions options = {.dtype = Dtype::int64});
 
+/// From nested braces, as torch::tensor: `tensor({1, 0, 2}, {.dtype = kInt64})`. Values are
+/// converted to options.dtype (integers exactly up to 2^53).
 Tensor tensor(xt::nested_initializer_list_t<double, 1> values, TensorOptions options = {});
 Tensor tensor(xt::nested_initializer_list_t<double, 2> values, TensorOptions options = {});
 Tensor tensor(xt::nested_initializer_list_t<double, 3> values, TensorOptions options = {});
@@ -204,6 +259,7 @@ Tensor ones(const Shape& shape, TensorOptions options = {});
 Tensor zeros_like(const Tensor& t);  ///< same shape and dtype, no grad
 Tensor ones_like(const Tensor& t);
 Tensor full_like(const Tensor& t, double value);
+/// Random tensors are floating-point: DtypeError for another dtype.
 Tensor randn(const Shape& shape, TensorOptions options = {}, Generator& gen = default_generator());
 Tensor rand(const Shape& shape, TensorOptions options = {}, Generator& gen = default_generator());
 /// Uniform in [low, high).

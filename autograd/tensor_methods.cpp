@@ -28,8 +28,8 @@ Tensor Tensor::min() const { return xgrad::min(*this); }
 Tensor Tensor::min(const Axes& axes, bool keepdims) const {
   return xgrad::min(*this, axes, keepdims);
 }
-Index Tensor::argmax(std::ptrdiff_t axis) const { return xgrad::argmax(*this, axis); }
-Index Tensor::argmin(std::ptrdiff_t axis) const { return xgrad::argmin(*this, axis); }
+Tensor Tensor::argmax(std::ptrdiff_t axis) const { return xgrad::argmax(*this, axis); }
+Tensor Tensor::argmin(std::ptrdiff_t axis) const { return xgrad::argmin(*this, axis); }
 Tensor Tensor::softmax(std::ptrdiff_t axis) const { return xgrad::softmax(*this, axis); }
 Tensor Tensor::log_softmax(std::ptrdiff_t axis) const { return xgrad::log_softmax(*this, axis); }
 Tensor Tensor::reshape(const std::vector<std::ptrdiff_t>& shape) const {

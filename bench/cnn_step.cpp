@@ -30,8 +30,9 @@ void step_time(std::size_t batch, std::size_t steps, bool profile) {
   auto net = bench::reference_cnn(gen);
   nn::Adam adam(net->parameters(), {.lr = 1e-3});
   const Tensor x = randn({batch, 1, 28, 28}, {}, gen);
-  Index y = Index::from_shape({batch});
-  for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % 10);
+  std::vector<std::int64_t> labels(batch);
+  for (std::size_t i = 0; i < batch; ++i) labels[i] = static_cast<std::int64_t>(i % 10);
+  const Tensor y = from_vector(labels, {batch});
   const auto step = [&] {
     adam.zero_grad();
     const Tensor loss = nn::softmax_cross_entropy((*net)(x), y);

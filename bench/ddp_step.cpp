@@ -55,8 +55,9 @@ void run(const std::string& model, std::size_t batch, std::size_t steps, const s
   nn::Adam adam(ddp.parameters(), {.lr = 1e-3});
   Generator data(static_cast<std::uint64_t>(1 + dist::rank()));
   const Tensor x = randn(input, {}, data);
-  Index y = Index::from_shape({local});
-  for (std::size_t i = 0; i < local; ++i) y(i) = static_cast<std::int64_t>((i * 7) % 10);
+  std::vector<std::int64_t> labels(local);
+  for (std::size_t i = 0; i < local; ++i) labels[i] = static_cast<std::int64_t>((i * 7) % 10);
+  const Tensor y = from_vector(labels, {local});
   std::vector<double> exposed;
   const auto step = [&] {
     adam.zero_grad();

@@ -26,10 +26,11 @@ void step_time(const std::string& model, std::size_t batch, std::size_t steps, b
   Generator gen(0);
   const auto net = programs::make_language_model(model, kVocabulary, kContext, gen);
   nn::AdamW adamw(net->parameters(), {.lr = 3e-4, .weight_decay = 0.01});
-  Index x = Index::from_shape({batch, kContext}), y = Index::from_shape({batch * kContext});
+  std::vector<std::int64_t> inputs(batch * kContext), targets(batch * kContext);
   std::mt19937_64 draw(1);
-  for (auto& t : x) t = std::int64_t(draw() % kVocabulary);
-  for (auto& t : y) t = std::int64_t(draw() % kVocabulary);
+  for (auto& t : inputs) t = std::int64_t(draw() % kVocabulary);
+  for (auto& t : targets) t = std::int64_t(draw() % kVocabulary);
+  const Tensor x = from_vector(inputs, {batch, kContext}), y = from_vector(targets, {batch * kContext});
   const auto step = [&] {
     adamw.zero_grad();
     const Tensor logits = reshape(net->logits(x), {-1, std::ptrdiff_t(kVocabulary)});

@@ -71,8 +71,9 @@ int main(int argc, char** argv) {
     nn::MLP net(dims, "relu", Dtype::float32, gen);
     nn::SGD sgd(net.parameters(), {.lr = 0.01, .momentum = 0.9});
     const Tensor x = randn({batch, dims.front()}, {}, gen);
-    Index y = Index::from_shape({batch});
-    for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % dims.back());
+    std::vector<std::int64_t> labels(batch);
+    for (std::size_t i = 0; i < batch; ++i) labels[i] = static_cast<std::int64_t>(i % dims.back());
+    const Tensor y = from_vector(labels, {batch});
 
     double parameters = 0, activations = static_cast<double>(batch * dims.front());
     for (const Tensor& p : net.parameters()) parameters += static_cast<double>(p.numel());

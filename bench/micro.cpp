@@ -85,8 +85,9 @@ void BM_SoftmaxCrossEntropy(benchmark::State& state) {
   const auto batch = static_cast<std::size_t>(state.range(0)),
              classes = static_cast<std::size_t>(state.range(1));
   const Tensor z = randn({batch, classes}, {.requires_grad = true});
-  Index y = Index::from_shape({batch});
-  for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % classes);
+  std::vector<std::int64_t> labels(batch);
+  for (std::size_t i = 0; i < batch; ++i) labels[i] = static_cast<std::int64_t>(i % classes);
+  const Tensor y = from_vector(labels, {batch});
   for (auto _ : state) {
     nn::softmax_cross_entropy(z, y).backward();
     z.zero_grad();

@@ -36,8 +36,9 @@ int main(int argc, char** argv) {
     net.fuse(fused);
     nn::SGD sgd(net.parameters(), {.lr = 0.01});
     const Tensor x = randn({batch, dims.front()}, {}, gen);
-    Index y = Index::from_shape({batch});
-    for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % dims.back());
+    std::vector<std::int64_t> labels(batch);
+    for (std::size_t i = 0; i < batch; ++i) labels[i] = static_cast<std::int64_t>(i % dims.back());
+    const Tensor y = from_vector(labels, {batch});
 
     const auto step = [&] {
       sgd.zero_grad();

@@ -54,16 +54,13 @@ struct Config {
 
 // A batch as the models take it: inputs (B, T) and flattened targets (B T).
 struct Batch {
-  Index inputs, targets;
+  Tensor inputs, targets;  // int64
   std::size_t characters = 0;  // targets that count (not padding)
 };
 
 Batch to_batch(const TokenBatch& t) {
-  Batch b{Index::from_shape({t.rows, t.length}), Index::from_shape({t.rows * t.length}),
+  return {from_vector(t.inputs, {t.rows, t.length}), from_vector(t.targets, {t.rows * t.length}),
           t.characters};
-  std::copy(t.inputs.begin(), t.inputs.end(), b.inputs.begin());
-  std::copy(t.targets.begin(), t.targets.end(), b.targets.begin());
-  return b;
 }
 
 WordCorpus load_corpus(const Config& c) {
@@ -100,9 +97,8 @@ Tensor batch_loss(LanguageModel& model, const Batch& b, std::size_t V, Totals& t
   const Tensor logits = reshape(model.logits(b.inputs), {-1, std::ptrdiff_t(V)});
   const Tensor loss =
       softmax_cross_entropy(logits, b.targets, {.reduction = Reduction::sum, .ignore_index = kPad});
-  const Index guess = argmax(logits, 1);
-  for (std::size_t i = 0; i < b.targets.size(); ++i)
-    totals.right += b.targets(i) != kPad && guess(i) == b.targets(i);
+  const Tensor right = logical_and(b.targets != kPad, argmax(logits, 1) == b.targets);
+  totals.right += static_cast<std::size_t>(count_nonzero(right).item<std::int64_t>());
   totals.loss += loss.item();
   totals.characters += b.characters;
   return loss;
@@ -129,11 +125,10 @@ std::string sample_word(LanguageModel& model, const Vocabulary& v, std::size_t c
   std::vector<std::int64_t> tokens = {kBoundary};
   std::string word;
   while (tokens.size() < context) {
-    Index input = Index::from_shape({1, tokens.size()});
-    std::copy(tokens.begin(), tokens.end(), input.begin());
+    const Tensor input = from_vector(tokens, {1, tokens.size()});
     const Tensor logits = select(select(model.logits(input), 0, 0), 0, -1);
     const std::int64_t next =
-        multinomial(softmax(div(logits, scalar(temperature))), 1, true, gen)(0);
+        multinomial(softmax(logits / temperature), 1, true, gen).item<std::int64_t>();
     if (next == kBoundary || next == kPad) break;
     tokens.push_back(next);
     word += v.character(next);

@@ -71,11 +71,8 @@ std::string find_file(const std::string& dir, const std::string& name) {
                    " (--data points to the folder of the IDX files)");
 }
 
-std::size_t correct(const Tensor& logits, const Index& labels) {
-  const Index predicted = argmax(logits, 1);
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < labels.size(); ++i) n += predicted(i) == labels(i);
-  return n;
+std::size_t correct(const Tensor& logits, const Tensor& labels) {
+  return static_cast<std::size_t>(count_nonzero(argmax(logits, 1) == labels).item<std::int64_t>());
 }
 
 // The network and how it takes a batch of images (N, 1, H, W): the MLP flattened, the CNN as is.
@@ -170,9 +167,9 @@ EpochResult train_epoch(const Model& model, Optimizer& optimizer, DataLoader& lo
     const Tensor loss = softmax_cross_entropy(logits, batch.labels);
     loss.backward();
     optimizer.step();
-    loss_sum += loss.item() * static_cast<double>(batch.labels.size());
+    loss_sum += loss.item() * static_cast<double>(batch.labels.numel());
     right += correct(logits, batch.labels);
-    seen += batch.labels.size();
+    seen += batch.labels.numel();
     progress.update(++done, loss_sum / static_cast<double>(seen), seen);
   }
   progress.clear();
@@ -204,7 +201,7 @@ EpochResult train_epoch(const Model& model, Optimizer& optimizer, DataLoader& lo
 // them. Checked before training, so that bad labels never cost an epoch.
 std::size_t count_classes(const TensorDataset& train, const TensorDataset& test) {
   std::vector<std::size_t> seen;
-  for (std::int64_t y : train.labels()) {
+  for (std::int64_t y : train.labels().value<std::int64_t>()) {
     const auto label = static_cast<std::size_t>(y);
     if (label >= seen.size()) seen.resize(label + 1, 0);
     ++seen[label];
@@ -214,9 +211,10 @@ std::size_t count_classes(const TensorDataset& train, const TensorDataset& test)
       throw ValueError("training labels go up to " + std::to_string(seen.size() - 1) +
                        " but class " + std::to_string(k) +
                        " has no training example: damaged labels?");
-  for (std::size_t i = 0; i < test.labels().size(); ++i)
-    if (static_cast<std::size_t>(test.labels()(i)) >= seen.size())
-      throw ValueError("test label " + std::to_string(test.labels()(i)) + " of image " +
+  const auto& test_labels = test.labels().value<std::int64_t>();
+  for (std::size_t i = 0; i < test_labels.size(); ++i)
+    if (static_cast<std::size_t>(test_labels(i)) >= seen.size())
+      throw ValueError("test label " + std::to_string(test_labels(i)) + " of image " +
                        std::to_string(i) + " is not one of the " + std::to_string(seen.size()) +
                        " classes of the training labels");
   return seen.size();

@@ -93,18 +93,9 @@ class Reader {
 // Examples order[start], ..., order[start + rows - 1] of an (N, ...) tensor, in a new tensor.
 Tensor gather_rows(const Tensor& inputs, const std::vector<std::size_t>& order, std::size_t start,
                    std::size_t rows) {
-  Shape shape = inputs.shape();
-  shape[0] = rows;
-  const std::size_t features = inputs.numel() / inputs.size(0);
-  auto copy = [&](auto zero) {
-    using T = decltype(zero);
-    const T* src = inputs.value<T>().data();
-    auto out = xt::xarray<T>::from_shape(shape);
-    for (std::size_t i = 0; i < rows; ++i)
-      std::copy_n(src + order[start + i] * features, features, out.data() + i * features);
-    return Tensor(std::move(out));
-  };
-  return inputs.dtype() == Dtype::float32 ? copy(float{}) : copy(double{});
+  std::vector<std::int64_t> positions(rows);
+  for (std::size_t i = 0; i < rows; ++i) positions[i] = static_cast<std::int64_t>(order[start + i]);
+  return index_select(inputs, 0, positions);
 }
 
 // Crops and flips each image of x (N, C, H, W) in place, drawing from gen: per image,
@@ -208,9 +199,14 @@ IdxFile read_idx(const std::string& path) {
   return idx;
 }
 
-TensorDataset::TensorDataset(Tensor inputs, Index labels)
+TensorDataset::TensorDataset(Tensor inputs, Tensor labels)
     : inputs_(std::move(inputs)), labels_(std::move(labels)) {
-  if (inputs_.dim() < 2 || labels_.dimension() != 1 || inputs_.size(0) != labels_.size())
+  if (!inputs_.defined() || !labels_.defined())
+    throw ValueError("TensorDataset: the inputs or the labels are undefined");
+  if (labels_.dtype() != Dtype::int64)
+    throw DtypeError("TensorDataset: labels must be an int64 tensor of class indices, got " +
+                     std::string(dtype_name(labels_.dtype())) + "; convert with to(kInt64)");
+  if (inputs_.dim() < 2 || labels_.dim() != 1 || inputs_.size(0) != labels_.numel())
     throw ShapeError("TensorDataset: inputs of shape " + shape_str(inputs_.shape()) +
                      " and labels of shape " + shape_str(labels_.shape()) +
                      "; expected (N, ...) of at least two axes and (N)");
@@ -244,9 +240,9 @@ TensorDataset load_idx_dataset(const std::string& images_path, const std::string
   }
   xt::xarray<float> x = xt::xarray<float>::from_shape(dims);
   for (std::size_t i = 0; i < images.data.size(); ++i) x.data()[i] = images.data[i] / 255.0f;
-  Index y = Index::from_shape({n});
+  xt::xarray<std::int64_t> y = xt::xarray<std::int64_t>::from_shape({n});
   std::copy(labels.data.begin(), labels.data.end(), y.begin());
-  return TensorDataset(Tensor(std::move(x)), std::move(y));
+  return TensorDataset(Tensor(std::move(x)), Tensor(std::move(y)));
 }
 
 Normalization pixel_statistics(const TensorDataset& data) {
@@ -321,9 +317,8 @@ Batch DataLoader::batch(std::size_t b) const {
     throw IndexError("DataLoader: batch " + std::to_string(b) + " is past the end");
   const std::size_t rows = stop - start;
   Batch out;
-  out.labels = Index::from_shape({rows});
   out.inputs = gather_rows(data_->inputs(), order_, start, rows);
-  for (std::size_t i = 0; i < rows; ++i) out.labels(i) = data_->labels()(order_[start + i]);
+  out.labels = gather_rows(data_->labels(), order_, start, rows);
   const Augmentation& a = options_.augment;
   if (a.crop_padding > 0 || a.horizontal_flip) {
     // A stream of its own per (seed, epoch, batch), apart from the shuffle's.

@@ -37,14 +37,15 @@ IdxFile read_idx(const std::string& path);
 class TensorDataset {
  public:
   TensorDataset() = default;
-  TensorDataset(Tensor inputs, Index labels);
-  std::size_t size() const { return labels_.size(); }
+  /// labels: an int64 tensor (N) of class indices.
+  TensorDataset(Tensor inputs, Tensor labels);
+  std::size_t size() const { return labels_.numel(); }
   const Tensor& inputs() const { return inputs_; }
-  const Index& labels() const { return labels_; }
+  const Tensor& labels() const { return labels_; }
 
  private:
   Tensor inputs_;
-  Index labels_;
+  Tensor labels_;
 };
 
 /// Images as float32 scaled to [0, 1], in their shape with one channel: a file of (N, H, W) images
@@ -62,7 +63,7 @@ void standardize(TensorDataset& data, Normalization n);
 
 struct Batch {
   Tensor inputs;  ///< (batch, ...) the dataset's inputs' trailing shape and dtype
-  Index labels;   ///< (batch)
+  Tensor labels;  ///< (batch) int64
 };
 
 /// What the loader does to each image of a batch, in this order (as torchvision's RandomCrop with

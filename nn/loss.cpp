@@ -31,10 +31,18 @@ Tensor bce_with_logits(const Tensor& logits, const Tensor& targets, Reduction re
 }
 
 namespace {
-void check_labels(const char* op, const Tensor& scores, const Index& labels) {
+const xt::xarray<std::int64_t>& check_labels(const char* op, const Tensor& scores,
+                                             const Tensor& label_tensor) {
   if (scores.dim() != 2)
     throw ShapeError(std::string(op) + ": needs (batch, classes), got " +
                      shape_str(scores.shape()));
+  if (!label_tensor.defined() || label_tensor.dtype() != Dtype::int64)
+    throw DtypeError(std::string(op) + ": labels must be an int64 tensor of class indices" +
+                     (label_tensor.defined()
+                          ? ", got " + std::string(dtype_name(label_tensor.dtype())) +
+                                "; convert with to(kInt64)"
+                          : std::string(", got an undefined tensor")));
+  const xt::xarray<std::int64_t>& labels = label_tensor.value<std::int64_t>();
   if (labels.dimension() != 1 || labels.size() != scores.size(0))
     throw ShapeError(std::string(op) + ": " + std::to_string(labels.size()) + " labels of shape " +
                      shape_str(labels.shape()) + " for " + std::to_string(scores.size(0)) +
@@ -44,15 +52,15 @@ void check_labels(const char* op, const Tensor& scores, const Index& labels) {
       throw IndexError(std::string(op) + ": label " + std::to_string(labels(i)) + " of row " +
                        std::to_string(i) + " is out of range for " +
                        std::to_string(scores.size(1)) + " classes");
+  return labels;
 }
 
 Tensor constant_like(const Tensor& x, double value) { return scalar(value, {.dtype = x.dtype()}); }
 }  // namespace
 
-Tensor nll_loss(const Tensor& log_probs, const Index& labels, Reduction reduction) {
+Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, Reduction reduction) {
   check_labels("nll_loss", log_probs, labels);
-  Index column = labels;
-  column.reshape({labels.size(), 1});
+  const Tensor column = labels.unsqueeze(1);
   return reduce(neg(reshape(gather(log_probs, 1, column), {-1})), reduction);
 }
 
@@ -104,19 +112,18 @@ Tensor binary_cross_entropy(const Tensor& probs, const Tensor& targets, Reductio
   const double inf = std::numeric_limits<double>::infinity();
   const Tensor one = constant_like(probs, 1.0), floor = constant_like(probs, -100.0);
   const auto clamped_log = [&](const Tensor& x) {
-    const Tensor positive = gt(x, constant_like(x, 0.0));
+    const Tensor positive = x > 0.0;
     return where(positive, clamp(log(where(positive, x, one)), -100.0, inf), floor);
   };
   const Tensor log_p = clamped_log(probs), log_q = clamped_log(1.0 - probs);
   return reduce(neg(targets * log_p + (1.0 - targets) * log_q), reduction);
 }
 
-double accuracy(const Tensor& logits, const Index& labels) {
+double accuracy(const Tensor& logits, const Tensor& labels) {
   check_labels("accuracy", logits, labels);
-  const Index predicted = argmax(logits, 1);
-  std::size_t right = 0;
-  for (std::size_t i = 0; i < labels.size(); ++i) right += predicted(i) == labels(i);
-  return labels.size() == 0 ? 0.0 : static_cast<double>(right) / static_cast<double>(labels.size());
+  if (labels.numel() == 0) return 0.0;
+  const std::int64_t right = count_nonzero(argmax(logits, 1) == labels).item<std::int64_t>();
+  return static_cast<double>(right) / static_cast<double>(labels.numel());
 }
 
 }  // namespace xgrad::nn

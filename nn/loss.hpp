@@ -21,7 +21,7 @@ Tensor bce_with_logits(const Tensor& logits, const Tensor& targets,
 
 /// -log_probs[i, label_i], reduced: the cross-entropy after a log_softmax of one's own, as
 /// torch.nn.functional.nll_loss. log_probs (batch, classes), one label per row in [0, classes).
-Tensor nll_loss(const Tensor& log_probs, const Index& labels, Reduction reduction = Reduction::mean);
+Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, Reduction reduction = Reduction::mean);
 /// |pred - target|, reduced (gradient 0 where they are equal, as abs's).
 Tensor l1_loss(const Tensor& pred, const Tensor& target, Reduction reduction = Reduction::mean);
 /// Huber's loss, as torch's smooth_l1_loss: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta,
@@ -42,13 +42,13 @@ Tensor binary_cross_entropy(const Tensor& probs, const Tensor& targets,
 
 /// The fraction of rows whose largest logit is at their label (the first one on ties), in
 /// [0, 1]: logits (batch, classes), one label per row. Not differentiable.
-double accuracy(const Tensor& logits, const Index& labels);
+double accuracy(const Tensor& logits, const Tensor& labels);
 
 /// The same as callable objects holding their options, as torch::nn losses.
 class SoftmaxCrossEntropy {
  public:
   explicit SoftmaxCrossEntropy(CrossEntropyOptions options = {}) : options_(std::move(options)) {}
-  Tensor operator()(const Tensor& logits, const Index& labels) const {
+  Tensor operator()(const Tensor& logits, const Tensor& labels) const {
     return softmax_cross_entropy(logits, labels, options_);
   }
 

@@ -23,9 +23,11 @@ class Embedding : public Module {
   Embedding(std::size_t num_embeddings, std::size_t embedding_dim,
             std::optional<std::int64_t> padding_idx = std::nullopt, Dtype dtype = Dtype::float32,
             Generator& gen = default_generator());
-  Tensor forward(const Index& indices) { return embedding(weight, indices, padding_idx); }
-  Tensor operator()(const Index& indices) { return forward(indices); }
-  using Module::forward;
+  /// indices: an int64 tensor (token ids), as for any module's forward: an Embedding can sit
+  /// first in a Sequential.
+  Tensor forward(const Tensor& indices) override {
+    return embedding(weight, indices, padding_idx);
+  }
   std::string name() const override { return "Embedding"; }
   std::string extra_repr() const override;
 

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "autograd/gradcheck.hpp"
@@ -25,6 +26,24 @@ inline Tensor f64(xt::nested_initializer_list_t<double, 1> v, bool requires_grad
 inline Tensor f64(xt::nested_initializer_list_t<double, 2> v, bool requires_grad = false) {
   return tensor(v, {.dtype = kFloat64, .requires_grad = requires_grad});
 }
+
+// int64 tensors (labels, positions) from braces, and the values of an integer or bool tensor as
+// a flat vector, for CHECK(ints(argmax(x, 1)) == std::vector<std::int64_t>{1, 0}).
+inline Tensor i64(xt::nested_initializer_list_t<double, 1> v) {
+  return tensor(v, {.dtype = kInt64});
+}
+inline Tensor i64(xt::nested_initializer_list_t<double, 2> v) {
+  return tensor(v, {.dtype = kInt64});
+}
+inline Tensor i64(xt::nested_initializer_list_t<double, 3> v) {
+  return tensor(v, {.dtype = kInt64});
+}
+inline std::vector<std::int64_t> ints(const Tensor& t) {
+  const Tensor wide = t.to(kInt64);
+  const auto& a = wide.value<std::int64_t>();
+  return {a.begin(), a.end()};
+}
+using I64s = std::vector<std::int64_t>;
 
 // CHECKs that a gradcheck report passed, printing it when it did not.
 #define CHECK_GRADCHECK(report) \

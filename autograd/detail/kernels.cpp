@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <variant>
 
 namespace xgrad::detail {
 
@@ -21,8 +22,66 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
     throw DtypeError(std::string(op) + ": operands have different dtypes, " +
                      std::string(dtype_name(a.dtype())) + " and " +
-                     std::string(dtype_name(b.dtype())) + "; convert one with cast()");
+                     std::string(dtype_name(b.dtype())) + "; convert one with to()");
 }
+
+void not_floating(const char* op, Dtype dtype) {
+  throw DtypeError(std::string(op) + ": needs a floating-point tensor (float32 or float64), got " +
+                   std::string(dtype_name(dtype)) + "; convert it with to(kFloat32)");
+}
+
+void not_floating(Dtype dtype) {
+  const std::string op(current_op().empty() ? std::string_view("this op") : current_op());
+  not_floating(op.c_str(), dtype);
+}
+
+void check_floating(const char* op, const Tensor& x) {
+  if (!is_floating_point(x.dtype())) not_floating(op, x.dtype());
+}
+
+Tensor empty_tensor(Dtype dtype, const Shape& shape) {
+  return dispatch_all(dtype, [&](auto zero) { return Tensor(empty<decltype(zero)>(shape)); });
+}
+
+const void* raw_data(const Tensor& x) {
+  return std::visit([](const auto& a) -> const void* { return a.data(); }, x.storage());
+}
+
+void* raw_output(const Tensor& x) { return const_cast<void*>(raw_data(x)); }
+
+namespace {
+// The rank of a dtype in promotion order.
+int promotion_rank(Dtype d) {
+  switch (d) {
+    case Dtype::bool_: return 0;
+    case Dtype::uint8: return 1;
+    case Dtype::int32: return 2;
+    case Dtype::int64: return 3;
+    case Dtype::float32:
+    case Dtype::float64: break;
+  }
+  return 4;
+}
+}  // namespace
+
+Dtype promote_types(const char* op, Dtype a, Dtype b) {
+  if (a == b) return a;
+  if (is_floating_point(a) && is_floating_point(b))
+    throw DtypeError(std::string(op) + ": operands have different dtypes, " +
+                     std::string(dtype_name(a)) + " and " + std::string(dtype_name(b)) +
+                     "; convert one with to()");
+  return promotion_rank(a) >= promotion_rank(b) ? a : b;
+}
+
+const xt::xarray<std::int64_t>& indices(const char* op, const Tensor& index) {
+  if (!index.defined()) throw ValueError(std::string(op) + ": the index tensor is undefined");
+  if (index.dtype() != Dtype::int64)
+    throw DtypeError(std::string(op) + ": indices must be an int64 tensor, got " +
+                     std::string(dtype_name(index.dtype())) + "; convert with to(kInt64)");
+  return index.value<std::int64_t>();
+}
+
+Tensor convert(const Tensor& x, Dtype dtype) { return x.dtype() == dtype ? x : cast(x, dtype); }
 
 void check_not_empty(const char* op, const Tensor& x) {
   if (x.numel() == 0)
@@ -90,7 +149,8 @@ void check_indices(const char* op, std::span<const std::int64_t> index, std::siz
 }
 
 // index must have x's rank and length on every axis but `axis`; its entries must be in range.
-AxisView check_gather_index(const char* op, const Tensor& x, std::size_t axis, const Index& index) {
+AxisView check_gather_index(const char* op, const Tensor& x, std::size_t axis,
+                            const xt::xarray<std::int64_t>& index) {
   bool ok = index.dimension() == x.dim();
   for (std::size_t d = 0; ok && d < x.dim(); ++d) ok = d == axis || index.shape()[d] == x.size(d);
   if (!ok)

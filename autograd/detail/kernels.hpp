@@ -14,12 +14,66 @@
 
 namespace xgrad::detail {
 
-// Calls f(T{}) with T the C++ type of `dtype`.
+// DtypeError naming the running op (current_op()): it needs float32 or float64, got `dtype`.
+[[noreturn]] void not_floating(Dtype dtype);
+// The same naming `op`; check_floating throws it unless x is float32 or float64.
+[[noreturn]] void not_floating(const char* op, Dtype dtype);
+void check_floating(const char* op, const Tensor& x);
+
+// Calls f(T{}) with T the C++ type of a floating `dtype` (float, double): the kernels of the
+// differentiable ops. An integer or bool tensor: DtypeError naming the op.
 template <class F>
 decltype(auto) dispatch(Dtype dtype, F&& f) {
   if (dtype == Dtype::float32) return f(float{});
+  if (dtype != Dtype::float64) not_floating(dtype);
   return f(double{});
 }
+
+// Calls f(T{}) with T any of the six element types: for the few kernels that make sense on all
+// of them (comparison, selection, reductions). Each use instantiates f six times: prefer
+// dispatch_bytes for ops that only move elements.
+template <class F>
+decltype(auto) dispatch_all(Dtype dtype, F&& f) {
+  switch (dtype) {
+    case Dtype::float64: return f(double{});
+    case Dtype::int64: return f(std::int64_t{});
+    case Dtype::int32: return f(std::int32_t{});
+    case Dtype::uint8: return f(std::uint8_t{});
+    case Dtype::bool_: return f(bool{});
+    case Dtype::float32: break;
+  }
+  return f(float{});
+}
+
+// Calls f(T{}) with T the unsigned integer of the element's size (1, 4 or 8 bytes): ops that
+// only move elements (reshape, permute, index_select, concat, gather) copy any dtype with three
+// instantiations. Read and write through raw_data().
+template <class F>
+decltype(auto) dispatch_bytes(Dtype dtype, F&& f) {
+  switch (dtype) {
+    case Dtype::uint8:
+    case Dtype::bool_: return f(std::uint8_t{});
+    case Dtype::float32:
+    case Dtype::int32: return f(std::uint32_t{});
+    case Dtype::float64:
+    case Dtype::int64: break;
+  }
+  return f(std::uint64_t{});
+}
+
+// A tensor of `dtype` and `shape`, its values not set: a kernel's output.
+Tensor empty_tensor(Dtype dtype, const Shape& shape);
+// The first element of x's values, whatever its dtype, for dispatch_bytes kernels. The mutable
+// one is for an output just made by empty_tensor (it does not count as a change of version).
+const void* raw_data(const Tensor& x);
+void* raw_output(const Tensor& x);
+
+// PyTorch's promotion of two dtypes: bool < uint8 < int32 < int64 < the floats, the larger one
+// wins. float32 with float64: DtypeError naming op and to().
+Dtype promote_types(const char* op, Dtype a, Dtype b);
+// x's values as `dtype` (x itself when it has it): not recorded, for operands that never
+// require grad (integer and bool ones).
+Tensor convert(const Tensor& x, Dtype dtype);
 
 template <class T>
 xt::xarray<T> empty(const Shape& shape) {
@@ -143,50 +197,69 @@ Tensor map_vectorized(const Tensor& x, void (*f)(float*, std::size_t), Pre pre, 
   return Tensor(std::move(out));
 }
 
-// out = f(a, b) elementwise with broadcasting; same dtype required.
+// out[i] = f(x[i], y[i]) with broadcasting, x and y of element type T, out of R.
+template <class T, class R, class F>
+Tensor zip_as(const char* op, const xt::xarray<T>& x, const xt::xarray<T>& y, F&& f) {
+  const T* px = x.data();
+  const T* py = y.data();
+  if (x.shape() == y.shape()) {
+    xt::xarray<R> out = empty<R>(x.shape());
+    R* po = out.data();
+    parallel_for(x.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], py[i]);
+    });
+    return Tensor(std::move(out));
+  }
+  const Shape shape = broadcast_shapes(op, x.shape(), y.shape());
+  xt::xarray<R> out = empty<R>(shape);
+  R* po = out.data();
+  // A one-element operand on either side (z - 1, 1 - z): one flat loop, no index walk.
+  if (y.size() == 1 && x.size() == out.size()) {
+    const T s = py[0];
+    parallel_for(x.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], s);
+    });
+    return Tensor(std::move(out));
+  }
+  if (x.size() == 1 && y.size() == out.size()) {
+    const T s = px[0];
+    parallel_for(y.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) po[i] = f(s, py[i]);
+    });
+    return Tensor(std::move(out));
+  }
+  for_each_broadcast<2>(
+      shape, {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape)},
+      [&](std::size_t i, const std::array<std::size_t, 2>& at) {
+        po[i] = f(px[at[0]], py[at[1]]);
+      });
+  return Tensor(std::move(out));
+}
+
+// out = f(a, b) elementwise with broadcasting, for the differentiable ops: float32 or float64,
+// the same for both (DtypeError otherwise).
 template <class F>
 Tensor zip(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   check_same_dtype(op, a, b);
   return dispatch(a.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const xt::xarray<T>& x = a.value<T>();
-    const xt::xarray<T>& y = b.value<T>();
-    const T* px = x.data();
-    const T* py = y.data();
-    if (x.shape() == y.shape()) {
-      xt::xarray<T> out = empty<T>(x.shape());
-      T* po = out.data();
-      parallel_for(x.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], py[i]);
-      });
-      return Tensor(std::move(out));
-    }
-    const Shape shape = broadcast_shapes(op, x.shape(), y.shape());
-    xt::xarray<T> out = empty<T>(shape);
-    T* po = out.data();
-    // A one-element operand on either side (z - 1, 1 - z): one flat loop, no index walk.
-    if (y.size() == 1 && x.size() == out.size()) {
-      const T s = py[0];
-      parallel_for(x.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], s);
-      });
-      return Tensor(std::move(out));
-    }
-    if (x.size() == 1 && y.size() == out.size()) {
-      const T s = px[0];
-      parallel_for(y.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) po[i] = f(s, py[i]);
-      });
-      return Tensor(std::move(out));
-    }
-    for_each_broadcast<2>(
-        shape, {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape)},
-        [&](std::size_t i, const std::array<std::size_t, 2>& at) {
-          po[i] = f(px[at[0]], py[at[1]]);
-        });
-    return Tensor(std::move(out));
+    return zip_as<T, T>(op, a.value<T>(), b.value<T>(), f);
   });
 }
+
+// The dtype of add, sub and mul of a and b: promote_types, with bool counted as int64 (bool
+// arithmetic gives int64).
+Dtype arithmetic_type(const char* op, Dtype a, Dtype b);
+// The same with a number: a floating tensor keeps its dtype; an integer one its own with an
+// integral number (bool: int64), float32 with a floating one.
+Dtype arithmetic_type(Dtype a, const Scalar& b);
+// a + b, a - b, a * b (wrapping around on overflow, as PyTorch) and a / b rounded toward zero
+// or toward -inf, for integer tensors of one dtype (int64, int32 or uint8); division by zero is
+// a ValueError naming op (autograd/ops/integer.cpp).
+enum class IntegerOp { add, sub, mul, div_trunc, div_floor };
+Tensor integer_arithmetic(const char* op, IntegerOp kind, const Tensor& a, const Tensor& b);
+// sum_to of an integer or bool tensor: int64 sums (wrapping, as PyTorch's).
+Tensor integer_sum_to(const Tensor& x, const Shape& shape);
 
 // The value of x in dtype T as a raw pointer (x must be of dtype T).
 template <class T>
@@ -226,7 +299,11 @@ Shape reduced_shape(const Shape& shape, const std::vector<std::size_t>& axes, bo
 void check_indices(const char* op, std::span<const std::int64_t> index, std::size_t length);
 // For gather and scatter_add: index must have x's rank and length on every axis but `axis`, and
 // entries in range. Returns index's shape viewed around axis.
-AxisView check_gather_index(const char* op, const Tensor& x, std::size_t axis, const Index& index);
+AxisView check_gather_index(const char* op, const Tensor& x, std::size_t axis,
+                            const xt::xarray<std::int64_t>& index);
+// The values of an index tensor (positions, labels, token ids): DtypeError naming op unless it
+// is int64, as PyTorch's.
+const xt::xarray<std::int64_t>& indices(const char* op, const Tensor& index);
 // The (out_h, out_w) of a window sliding over an image (N, C, H, W), after unfold's checks of the
 // shape and the window (errors name `op`).
 std::array<std::size_t, 2> window_output(const char* op, const Shape& image, const Window2d& win);

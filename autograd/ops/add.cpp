@@ -1,5 +1,7 @@
 // add: z = a + b (broadcasting), or a + s for a number s
 //   dz/da = 1, dz/db = 1. Saves nothing.
+// Integer and bool operands: promoted (detail::arithmetic_type), integer results computed by
+// detail::integer_arithmetic, never recorded.
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -22,15 +24,24 @@ struct AddScalar final : Node {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   const ProfileScope profiled("add");
-  Tensor out = detail::zip("add", a, b, [](auto x, auto y) { return x + y; });
+  const Dtype r = detail::arithmetic_type("add", a.dtype(), b.dtype());
+  if (!is_floating_point(r))
+    return detail::integer_arithmetic("add", detail::IntegerOp::add, a, b);
+  Tensor out = detail::zip("add", detail::convert(a, r), detail::convert(b, r),
+                           [](auto x, auto y) { return x + y; });
   record<Add>(out, {a, b});
   return out;
 }
 
-Tensor add(const Tensor& a, double b) {
+Tensor add(const Tensor& a, Scalar b) {
   const ProfileScope profiled("add");
-  Tensor out = detail::map(a, [b](auto x) { return x + static_cast<decltype(x)>(b); });
-  record<AddScalar>(out, {a}, b);
+  const Dtype r = detail::arithmetic_type(a.dtype(), b);
+  if (!is_floating_point(r))
+    return detail::integer_arithmetic("add", detail::IntegerOp::add, a, scalar(b, {.dtype = r}));
+  const double s = b;
+  Tensor out =
+      detail::map(detail::convert(a, r), [s](auto x) { return x + static_cast<decltype(x)>(s); });
+  record<AddScalar>(out, {a}, s);
   return out;
 }
 }  // namespace xgrad

@@ -95,7 +95,7 @@ struct MultiHeadAttention final : Node {
     const Tensor q = to_heads(parts[0], s_), k = to_heads(parts[1], s_), v = to_heads(parts[2], s_);
     Tensor scores = mul(matmul(q, transpose(k)), scale_);
     if (causal_)
-      scores = masked_fill(scores, 1.0 - tril(ones_like(scores)),
+      scores = masked_fill(scores, tril(ones_like(scores)) == 0,
                            -std::numeric_limits<double>::infinity());
     const Tensor p = softmax(scores, -1);
     const Tensor d = dropout_ ? mul(p, mask) : p;

@@ -16,15 +16,14 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   if (x.dim() > shape.size() || detail::broadcast_shapes("broadcast_to", x.shape(), shape) != shape)
     throw ShapeError("broadcast_to: shape " + shape_str(x.shape()) + " cannot be broadcast to " +
                      shape_str(shape));
-  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
+  Tensor out = detail::empty_tensor(x.dtype(), shape);
+  detail::dispatch_bytes(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* px = detail::data<T>(x);
-    xt::xarray<T> z = detail::empty<T>(shape);
-    T* pz = z.data();
+    const T* px = static_cast<const T*>(detail::raw_data(x));
+    T* pz = static_cast<T*>(detail::raw_output(out));
     detail::for_each_broadcast<1>(
         shape, {detail::broadcast_strides(x.shape(), shape)},
         [&](std::size_t i, const std::array<std::size_t, 1>& at) { pz[i] = px[at[0]]; });
-    return Tensor(std::move(z));
   });
   record<BroadcastTo>(out, {x});
   return out;

@@ -1,30 +1,109 @@
-// Comparisons and sign: piecewise-constant functions, so their derivative is 0 almost everywhere
-// and their results never require grad. They give masks (1 where true, 0 elsewhere) in the first
-// operand's dtype, which backward functions multiply gradients by.
+// Comparisons: bool tensors (true where the relation holds), between two tensors (promoted as
+// arithmetic is, broadcasting) or a tensor and a number on either side. Piecewise constant: their
+// derivative is 0 almost everywhere, so they are constants, never recorded. NaN compares false
+// (ne: true), as IEEE and PyTorch. sign: -1, 0 or 1 in x's dtype (0 at x = 0 and for NaN).
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
+namespace {
+enum class Relation { gt, ge, lt, le, eq, ne };
 
-Tensor gt(const Tensor& a, const Tensor& b) {
-  const ProfileScope profiled("gt");
-  return detail::zip("gt", a, b, [](auto x, auto y) { return decltype(x)(x > y); });
+template <class T>
+bool holds(Relation r, T x, T y) {
+  switch (r) {
+    case Relation::gt: return x > y;
+    case Relation::ge: return x >= y;
+    case Relation::lt: return x < y;
+    case Relation::le: return x <= y;
+    case Relation::eq: return x == y;
+    case Relation::ne: return x != y;
+  }
+  return false;
 }
-Tensor ge(const Tensor& a, const Tensor& b) {
-  const ProfileScope profiled("ge");
-  return detail::zip("ge", a, b, [](auto x, auto y) { return decltype(x)(x >= y); });
+
+// The relation with its operands swapped: s < x is x > s.
+Relation mirrored(Relation r) {
+  switch (r) {
+    case Relation::gt: return Relation::lt;
+    case Relation::ge: return Relation::le;
+    case Relation::lt: return Relation::gt;
+    case Relation::le: return Relation::ge;
+    default: return r;
+  }
 }
-Tensor lt(const Tensor& a, const Tensor& b) {
-  const ProfileScope profiled("lt");
-  return detail::zip("lt", a, b, [](auto x, auto y) { return decltype(x)(x < y); });
+
+template <Relation R>
+Tensor compare(const char* op, const Tensor& a, const Tensor& b) {
+  const ProfileScope profiled(op);
+  const Dtype r = detail::promote_types(op, a.dtype(), b.dtype());
+  const Tensor x = detail::convert(a, r), y = detail::convert(b, r);
+  return detail::dispatch_all(r, [&](auto zero) {
+    using T = decltype(zero);
+    return detail::zip_as<T, bool>(op, x.value<T>(), y.value<T>(),
+                                   [](T p, T q) { return holds(R, p, q); });
+  });
 }
-Tensor le(const Tensor& a, const Tensor& b) {
-  const ProfileScope profiled("le");
-  return detail::zip("le", a, b, [](auto x, auto y) { return decltype(x)(x <= y); });
+
+// x (relation) s for every element: in x's dtype when it is floating; exactly, in int64, for an
+// integer x and an integral s; in double for an integer x and a floating s.
+Tensor compare(const char* op, Relation relation, const Tensor& x, const Scalar& s) {
+  const ProfileScope profiled(op);
+  return detail::dispatch_all(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const xt::xarray<T>& a = x.value<T>();
+    xt::xarray<bool> out = detail::empty<bool>(a.shape());
+    const T* src = a.data();
+    bool* dst = out.data();
+    const std::size_t n = a.size();
+    if constexpr (std::is_floating_point_v<T>) {
+      const T v = static_cast<T>(s.value());
+      for (std::size_t i = 0; i < n; ++i) dst[i] = holds<T>(relation, src[i], v);
+    } else if (s.is_integral()) {
+      const auto v = static_cast<std::int64_t>(s.value());
+      for (std::size_t i = 0; i < n; ++i)
+        dst[i] = holds<std::int64_t>(relation, static_cast<std::int64_t>(src[i]), v);
+    } else {
+      const double v = s.value();
+      for (std::size_t i = 0; i < n; ++i)
+        dst[i] = holds<double>(relation, static_cast<double>(src[i]), v);
+    }
+    return Tensor(std::move(out));
+  });
 }
-Tensor eq(const Tensor& a, const Tensor& b) {
-  const ProfileScope profiled("eq");
-  return detail::zip("eq", a, b, [](auto x, auto y) { return decltype(x)(x == y); });
-}
+}  // namespace
+
+Tensor gt(const Tensor& a, const Tensor& b) { return compare<Relation::gt>("gt", a, b); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare<Relation::ge>("ge", a, b); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare<Relation::lt>("lt", a, b); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare<Relation::le>("le", a, b); }
+Tensor eq(const Tensor& a, const Tensor& b) { return compare<Relation::eq>("eq", a, b); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare<Relation::ne>("ne", a, b); }
+Tensor gt(const Tensor& a, Scalar b) { return compare("gt", Relation::gt, a, b); }
+Tensor ge(const Tensor& a, Scalar b) { return compare("ge", Relation::ge, a, b); }
+Tensor lt(const Tensor& a, Scalar b) { return compare("lt", Relation::lt, a, b); }
+Tensor le(const Tensor& a, Scalar b) { return compare("le", Relation::le, a, b); }
+Tensor eq(const Tensor& a, Scalar b) { return compare("eq", Relation::eq, a, b); }
+Tensor ne(const Tensor& a, Scalar b) { return compare("ne", Relation::ne, a, b); }
+
+Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
+Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
+Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
+Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
+Tensor operator==(const Tensor& a, const Tensor& b) { return eq(a, b); }
+Tensor operator!=(const Tensor& a, const Tensor& b) { return ne(a, b); }
+Tensor operator>(const Tensor& a, Scalar b) { return gt(a, b); }
+Tensor operator>=(const Tensor& a, Scalar b) { return ge(a, b); }
+Tensor operator<(const Tensor& a, Scalar b) { return lt(a, b); }
+Tensor operator<=(const Tensor& a, Scalar b) { return le(a, b); }
+Tensor operator==(const Tensor& a, Scalar b) { return eq(a, b); }
+Tensor operator!=(const Tensor& a, Scalar b) { return ne(a, b); }
+Tensor operator>(Scalar a, const Tensor& b) { return compare("gt", mirrored(Relation::gt), b, a); }
+Tensor operator>=(Scalar a, const Tensor& b) { return compare("ge", mirrored(Relation::ge), b, a); }
+Tensor operator<(Scalar a, const Tensor& b) { return compare("lt", mirrored(Relation::lt), b, a); }
+Tensor operator<=(Scalar a, const Tensor& b) { return compare("le", mirrored(Relation::le), b, a); }
+Tensor operator==(Scalar a, const Tensor& b) { return eq(b, a); }
+Tensor operator!=(Scalar a, const Tensor& b) { return ne(b, a); }
+
 Tensor sign(const Tensor& x) {
   const ProfileScope profiled("sign");
   return detail::map(x, [](auto v) { return decltype(v)((v > 0) - (v < 0)); });

@@ -28,7 +28,7 @@ Tensor clamp(const Tensor& x, double min, double max) {
   if (!(min <= max))
     throw ValueError("clamp: needs min <= max, got min=" + std::to_string(min) +
                      " max=" + std::to_string(max));
-  const Tensor inside = mul(ge(x, scalar_like(x, min)), le(x, scalar_like(x, max)));
+  const Tensor inside = logical_and(ge(x, min), le(x, max));
   const Tensor bounded = detail::map(x, [min, max](auto v) {
     using T = decltype(v);
     return v < T(min) ? T(min) : (v > T(max) ? T(max) : v);
@@ -43,8 +43,8 @@ Tensor elu(const Tensor& x, double alpha) {
   // exp of x where x <= 0 and of 0 elsewhere: the branch not taken must stay finite, or its zero
   // gradient times inf is NaN. At x = 0 both derivatives come from the negative branch (alpha), as
   // PyTorch's (x <= 0); a NaN takes the negative branch and stays NaN.
-  const Tensor positive = gt(x, scalar_like(x, 0.0));
-  const Tensor negative = mul(add(exp(where(positive, scalar_like(x, 0.0), x)), -1.0), alpha);
+  const Tensor positive = x > 0.0;
+  const Tensor negative = mul(add(exp(where(positive, 0.0, x)), -1.0), alpha);
   return where(positive, x, negative);
 }
 
@@ -209,12 +209,14 @@ double reduced_count(const Tensor& x, const Axes& axes) {
 
 Tensor mean(const Tensor& x) {
   const CompositeScope composite("mean");
+  detail::check_floating("mean", x);
   detail::check_not_empty("mean", x);
   return div(sum(x), scalar_like(x, static_cast<double>(x.numel())));
 }
 
 Tensor mean(const Tensor& x, const Axes& axes, bool keepdims) {
   const CompositeScope composite("mean");
+  detail::check_floating("mean", x);
   detail::check_reduced_not_empty("mean", x, detail::normalize_axes("mean", axes, x.dim()));
   return div(sum(x, axes, keepdims), scalar_like(x, reduced_count(x, axes)));
 }
@@ -258,14 +260,14 @@ Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
 Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
 Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
 Tensor operator-(const Tensor& x) { return neg(x); }
-Tensor operator+(const Tensor& a, double b) { return add(a, b); }
-Tensor operator-(const Tensor& a, double b) { return add(a, -b); }
-Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
-Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(a, b)); }  // true division
-Tensor operator+(double a, const Tensor& b) { return add(b, a); }
-Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(b, a), b); }
-Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
-Tensor operator/(double a, const Tensor& b) { return div(scalar_like(b, a), b); }
+Tensor operator+(const Tensor& a, Scalar b) { return add(a, b); }
+Tensor operator-(const Tensor& a, Scalar b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, Scalar b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, Scalar b) { return div(a, b); }  // true division
+Tensor operator+(Scalar a, const Tensor& b) { return add(b, a); }
+Tensor operator-(Scalar a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(Scalar a, const Tensor& b) { return mul(b, a); }
+Tensor operator/(Scalar a, const Tensor& b) { return div(a, b); }
 
 // ---- compound assignment ----------------------------------------------------------------------
 
@@ -277,10 +279,15 @@ Tensor& assign(Tensor& a, const Tensor& result, const char* op) {
     throw ShapeError(std::string(op) + ": in place, the result of shape " +
                      shape_str(result.shape()) + " must keep the tensor's shape " +
                      shape_str(a.shape()));
-  if (a.dtype() == Dtype::float32)
-    a.mutable_value<float>() = result.value<float>();
-  else
-    a.mutable_value<double>() = result.value<double>();
+  if (result.dtype() != a.dtype())
+    throw DtypeError(std::string(op) + ": in place, the result of dtype " +
+                     std::string(dtype_name(result.dtype())) +
+                     " cannot be stored in the tensor's dtype " +
+                     std::string(dtype_name(a.dtype())));
+  detail::dispatch_all(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    a.mutable_value<T>() = result.value<T>();
+  });
   return a;
 }
 }  // namespace
@@ -289,9 +296,9 @@ Tensor& operator+=(Tensor& a, const Tensor& b) { return assign(a, add(a, b), "op
 Tensor& operator-=(Tensor& a, const Tensor& b) { return assign(a, sub(a, b), "operator-="); }
 Tensor& operator*=(Tensor& a, const Tensor& b) { return assign(a, mul(a, b), "operator*="); }
 Tensor& operator/=(Tensor& a, const Tensor& b) { return assign(a, div(a, b), "operator/="); }
-Tensor& operator+=(Tensor& a, double b) { return assign(a, add(a, b), "operator+="); }
-Tensor& operator-=(Tensor& a, double b) { return assign(a, add(a, -b), "operator-="); }
-Tensor& operator*=(Tensor& a, double b) { return assign(a, mul(a, b), "operator*="); }
-Tensor& operator/=(Tensor& a, double b) { return assign(a, a / b, "operator/="); }
+Tensor& operator+=(Tensor& a, Scalar b) { return assign(a, add(a, b), "operator+="); }
+Tensor& operator-=(Tensor& a, Scalar b) { return assign(a, sub(a, b), "operator-="); }
+Tensor& operator*=(Tensor& a, Scalar b) { return assign(a, mul(a, b), "operator*="); }
+Tensor& operator/=(Tensor& a, Scalar b) { return assign(a, div(a, b), "operator/="); }
 
 }  // namespace xgrad

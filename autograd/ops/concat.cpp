@@ -43,16 +43,16 @@ Tensor concat(const std::vector<Tensor>& tensors, std::ptrdiff_t axis) {
     shape[ax] += t.size(ax);
   }
   const detail::AxisView v = detail::axis_view(shape, ax);
-  Tensor out = detail::dispatch(first.dtype(), [&](auto zero) {
+  Tensor out = detail::empty_tensor(first.dtype(), shape);
+  detail::dispatch_bytes(first.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    xt::xarray<T> z = detail::empty<T>(shape);
-    T* dst = z.data();
+    T* dst = static_cast<T*>(detail::raw_output(out));
     for (std::size_t o = 0; o < v.outer; ++o)
       for (std::size_t i = 0; i < tensors.size(); ++i) {
         const std::size_t block = lengths[i] * v.inner;
-        dst = std::copy_n(detail::data<T>(tensors[i]) + o * block, block, dst);
+        dst = std::copy_n(static_cast<const T*>(detail::raw_data(tensors[i])) + o * block, block,
+                          dst);
       }
-    return Tensor(std::move(z));
   });
   std::vector<const Tensor*> inputs;
   for (const Tensor& t : tensors) inputs.push_back(&t);

@@ -25,19 +25,25 @@ Tensor index_select(const Tensor& x, std::ptrdiff_t axis, const std::vector<std:
   detail::check_indices("index_select", index, v.length);
   Shape shape = x.shape();
   shape[ax] = index.size();
-  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
+  Tensor out = detail::empty_tensor(x.dtype(), shape);
+  detail::dispatch_bytes(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* px = detail::data<T>(x);
-    xt::xarray<T> z = detail::empty<T>(shape);
-    T* pz = z.data();
+    const T* px = static_cast<const T*>(detail::raw_data(x));
+    T* pz = static_cast<T*>(detail::raw_output(out));
     for (std::size_t o = 0; o < v.outer; ++o)
       for (std::size_t k = 0; k < index.size(); ++k) {
         const T* src = px + (o * v.length + static_cast<std::size_t>(index[k])) * v.inner;
         std::copy_n(src, v.inner, pz + (o * index.size() + k) * v.inner);
       }
-    return Tensor(std::move(z));
   });
   record<IndexSelect>(out, {x}, ax, index);
   return out;
+}
+
+Tensor index_select(const Tensor& x, std::ptrdiff_t axis, const Tensor& index) {
+  const xt::xarray<std::int64_t>& positions = detail::indices("index_select", index);
+  if (index.dim() > 1)
+    throw ShapeError("index_select: the index must be 1-D, got shape " + shape_str(index.shape()));
+  return index_select(x, axis, std::vector<std::int64_t>(positions.begin(), positions.end()));
 }
 }  // namespace xgrad

@@ -24,8 +24,9 @@ struct MaxPool final : Node {
     const std::size_t planes = input_[0] * input_[1], area = input_[2] * input_[3];
     const std::size_t outputs = g.numel() / std::max<std::size_t>(planes, 1);
     if (GradMode::is_enabled()) {  // in ops: scatter_add into zeros, plane by plane
-      Index index = Index::from_shape({planes, outputs});
-      std::copy(where_.begin(), where_.end(), index.begin());
+      xt::xarray<std::int64_t> positions = detail::empty<std::int64_t>({planes, outputs});
+      std::copy(where_.begin(), where_.end(), positions.begin());
+      const Tensor index(std::move(positions));
       const auto d = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
       const Tensor flat = scatter_add(zeros({planes, area}, {.dtype = g.dtype()}), 1, index,
                                       reshape(g, {d(planes), d(outputs)}));

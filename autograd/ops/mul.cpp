@@ -25,15 +25,24 @@ struct MulScalar final : Node {
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   const ProfileScope profiled("mul");
-  Tensor out = detail::zip("mul", a, b, [](auto x, auto y) { return x * y; });
+  const Dtype r = detail::arithmetic_type("mul", a.dtype(), b.dtype());
+  if (!is_floating_point(r))
+    return detail::integer_arithmetic("mul", detail::IntegerOp::mul, a, b);
+  Tensor out = detail::zip("mul", detail::convert(a, r), detail::convert(b, r),
+                           [](auto x, auto y) { return x * y; });
   if (auto* node = record<Mul>(out, {a, b})) node->save({a, b});
   return out;
 }
 
-Tensor mul(const Tensor& a, double b) {
+Tensor mul(const Tensor& a, Scalar b) {
   const ProfileScope profiled("mul");
-  Tensor out = detail::map(a, [b](auto x) { return x * static_cast<decltype(x)>(b); });
-  record<MulScalar>(out, {a}, b);
+  const Dtype r = detail::arithmetic_type(a.dtype(), b);
+  if (!is_floating_point(r))
+    return detail::integer_arithmetic("mul", detail::IntegerOp::mul, a, scalar(b, {.dtype = r}));
+  const double s = b;
+  Tensor out =
+      detail::map(detail::convert(a, r), [s](auto x) { return x * static_cast<decltype(x)>(s); });
+  record<MulScalar>(out, {a}, s);
   return out;
 }
 }  // namespace xgrad

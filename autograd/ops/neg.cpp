@@ -1,4 +1,4 @@
-// neg: z = -x
+// neg: z = -x (an integer tensor: 0 - x, wrapping as PyTorch's; bool gives int64)
 //   dz/dx = -1. Saves nothing.
 #include "autograd/detail/kernels.hpp"
 
@@ -12,6 +12,7 @@ struct Neg final : Node {
 
 Tensor neg(const Tensor& x) {
   const ProfileScope profiled("neg");
+  if (!is_floating_point(x.dtype())) return sub(0, x);
   Tensor out = detail::map(x, [](auto v) { return -v; });
   record<Neg>(out, {x});
   return out;

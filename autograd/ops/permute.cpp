@@ -1,8 +1,6 @@
 // permute: z = x with its axes reordered, z[i_axes[0], i_axes[1], ...] = x[i_0, i_1, ...]
 //   dz/dx = identity; the gradient is permuted back with the inverse permutation.
 //   Saves the permutation.
-#include <xtensor/xmanipulation.hpp>
-
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -37,10 +35,22 @@ Tensor permute(const Tensor& x, const Axes& axes) {
                        std::to_string(rank - 1));
     seen[perm[i]] = true;
   }
-  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
+  // Output element i reads x at the offset of its index under x's row-major strides, permuted.
+  const Shape in_strides = detail::broadcast_strides(x.shape(), x.shape());
+  Shape shape(rank), strides(rank);
+  for (std::size_t i = 0; i < rank; ++i) {
+    shape[i] = x.shape()[perm[i]];
+    strides[i] = x.shape()[perm[i]] == 1 ? 0 : in_strides[perm[i]];
+  }
+  Tensor out = detail::empty_tensor(x.dtype(), shape);
+  detail::dispatch_bytes(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    xt::xarray<T> z = xt::transpose(x.value<T>(), perm);
-    return Tensor(std::move(z));
+    const T* px = static_cast<const T*>(detail::raw_data(x));
+    T* pz = static_cast<T*>(detail::raw_output(out));
+    detail::for_each_broadcast<1>(shape, {strides},
+                                  [&](std::size_t i, const std::array<std::size_t, 1>& at) {
+                                    pz[i] = px[at[0]];
+                                  });
   });
   record<Permute>(out, {x}, Axes(perm.begin(), perm.end()));
   return out;

@@ -42,11 +42,11 @@ Shape resolve(const Tensor& x, const std::vector<std::ptrdiff_t>& spec) {
 Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape_spec) {
   const ProfileScope profiled("reshape");
   const Shape shape = resolve(x, shape_spec);
-  Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
+  Tensor out = detail::empty_tensor(x.dtype(), shape);
+  detail::dispatch_bytes(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    xt::xarray<T> z = detail::empty<T>(shape);
-    std::copy_n(detail::data<T>(x), z.size(), z.data());
-    return Tensor(std::move(z));
+    std::copy_n(static_cast<const T*>(detail::raw_data(x)), out.numel(),
+                static_cast<T*>(detail::raw_output(out)));
   });
   record<Reshape>(out, {x});
   return out;

@@ -7,19 +7,21 @@
 namespace xgrad {
 namespace {
 struct ScatterAdd final : Node {
-  ScatterAdd(std::size_t axis, Index index) : axis_(axis), index_(std::move(index)) {}
+  ScatterAdd(std::size_t axis, Tensor index) : axis_(axis), index_(std::move(index)) {}
   std::string_view name() const override { return "scatter_add"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     if (needs_grad(0)) grads[0] = g;
     if (needs_grad(1)) grads[1] = gather(g, static_cast<std::ptrdiff_t>(axis_), index_);
   }
   std::size_t axis_;
-  Index index_;
+  Tensor index_;
 };
 }  // namespace
 
-Tensor scatter_add(const Tensor& x, std::ptrdiff_t axis, const Index& index, const Tensor& source) {
+Tensor scatter_add(const Tensor& x, std::ptrdiff_t axis, const Tensor& index_tensor,
+                   const Tensor& source) {
   const ProfileScope profiled("scatter_add");
+  const xt::xarray<std::int64_t>& index = detail::indices("scatter_add", index_tensor);
   detail::check_same_dtype("scatter_add", x, source);
   const std::size_t ax = detail::normalize_axis("scatter_add", axis, x.dim());
   if (!std::equal(source.shape().begin(), source.shape().end(), index.shape().begin(),
@@ -41,7 +43,7 @@ Tensor scatter_add(const Tensor& x, std::ptrdiff_t axis, const Index& index, con
         }
     return Tensor(std::move(z));
   });
-  record<ScatterAdd>(out, {x, source}, ax, index);
+  record<ScatterAdd>(out, {x, source}, ax, index_tensor);
   return out;
 }
 }  // namespace xgrad

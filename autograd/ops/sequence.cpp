@@ -11,29 +11,26 @@ namespace {
 
 std::string count_str(std::size_t n, const char* what) { return std::to_string(n) + " " + what; }
 
-// 1 where (row i, column j) of the last two axes keeps its value: j - i <= k (tril) or >= k.
+// true where (row i, column j) of the last two axes keeps its value: j - i <= k (tril) or >= k.
 Tensor triangle_mask(const Tensor& x, std::ptrdiff_t k, bool lower, const char* op) {
   if (x.dim() < 2)
     throw ShapeError(std::string(op) + ": needs at least 2 axes, got " + shape_str(x.shape()));
   const std::size_t rows = x.size(-2), cols = x.size(-1);
-  Tensor mask = zeros({rows, cols}, {.dtype = x.dtype()});
-  detail::dispatch(x.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    T* m = mask.mutable_value<T>().data();
-    for (std::size_t i = 0; i < rows; ++i)
-      for (std::size_t j = 0; j < cols; ++j) {
-        const auto d = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
-        m[i * cols + j] = (lower ? d <= k : d >= k) ? T{1} : T{0};
-      }
-  });
-  return mask;
+  xt::xarray<bool> mask = detail::empty<bool>({rows, cols});
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < cols; ++j) {
+      const auto d = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
+      mask.data()[i * cols + j] = lower ? d <= k : d >= k;
+    }
+  return Tensor(std::move(mask));
 }
 
 }  // namespace
 
-Tensor embedding(const Tensor& weight, const Index& indices,
+Tensor embedding(const Tensor& weight, const Tensor& index_tensor,
                  std::optional<std::int64_t> padding_idx) {
   const CompositeScope composite("embedding");
+  const xt::xarray<std::int64_t>& indices = detail::indices("embedding", index_tensor);
   if (weight.dim() != 2)
     throw ShapeError("embedding: weight must be 2-D (num_embeddings, embedding_dim), got " +
                      shape_str(weight.shape()));
@@ -53,31 +50,34 @@ Tensor embedding(const Tensor& weight, const Index& indices,
   Tensor rows = reshape(index_select(weight, 0, flat), shape);
   if (!padding_idx) return rows;
   // The padding rows keep their values but send no gradient: they come from a detached copy.
-  std::vector<double> keep(flat.size());
-  for (std::size_t i = 0; i < flat.size(); ++i) keep[i] = flat[i] == *padding_idx ? 0.0 : 1.0;
   shape.back() = 1;
-  Shape mask_shape(shape.begin(), shape.end());
-  const Tensor mask = from_vector(keep, mask_shape, {.dtype = weight.dtype()});
-  return where(mask, rows, rows.detach());
+  xt::xarray<bool> keep = detail::empty<bool>(Shape(shape.begin(), shape.end()));
+  for (std::size_t i = 0; i < flat.size(); ++i) keep.data()[i] = flat[i] != *padding_idx;
+  return where(Tensor(std::move(keep)), rows, rows.detach());
 }
 
-Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+Tensor masked_fill(const Tensor& x, const Tensor& mask, Scalar value) {
   const CompositeScope composite("masked_fill");
-  return where(mask, detail::scalar_like(x, value), x);
+  if (mask.dtype() != Dtype::bool_)
+    throw DtypeError("masked_fill: the mask must be a bool tensor, got " +
+                     std::string(dtype_name(mask.dtype())) + " (make one with a comparison, "
+                     "x > 0, or to(kBool))");
+  return where(mask, value, x);
 }
 
 Tensor tril(const Tensor& x, std::ptrdiff_t k) {
   const CompositeScope composite("tril");
-  return where(triangle_mask(x, k, true, "tril"), x, detail::scalar_like(x, 0.0));
+  return where(triangle_mask(x, k, true, "tril"), x, 0.0);
 }
 
 Tensor triu(const Tensor& x, std::ptrdiff_t k) {
   const CompositeScope composite("triu");
-  return where(triangle_mask(x, k, false, "triu"), x, detail::scalar_like(x, 0.0));
+  return where(triangle_mask(x, k, false, "triu"), x, 0.0);
 }
 
-Tensor one_hot(const Index& indices, std::size_t num_classes, Dtype dtype) {
+Tensor one_hot(const Tensor& index_tensor, std::size_t num_classes, Dtype dtype) {
   if (num_classes == 0) throw ValueError("one_hot: num_classes must be positive");
+  const xt::xarray<std::int64_t>& indices = detail::indices("one_hot", index_tensor);
   Shape shape(indices.shape().begin(), indices.shape().end());
   shape.push_back(num_classes);
   std::vector<double> values(detail::size_mul("one_hot", indices.size(), num_classes), 0.0);
@@ -158,11 +158,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   }
   scores = mul(scores, scale);
   const double minus_inf = -std::numeric_limits<double>::infinity();
-  const Tensor zero = scalar(0.0, {.dtype = q.dtype()});
   if (options.is_causal)  // position i attends to positions j <= i
-    scores = masked_fill(scores, eq(triangle_mask(scores, 0, true, op), zero), minus_inf);
-  if (options.mask.defined())
-    scores = masked_fill(scores, eq(cast(options.mask, q.dtype()), zero), minus_inf);
+    scores = masked_fill(scores, logical_not(triangle_mask(scores, 0, true, op)), minus_inf);
+  if (options.mask.defined()) scores = masked_fill(scores, eq(options.mask, 0), minus_inf);
   Tensor weights = softmax(scores, -1);
   if (options.dropout_p > 0)
     weights = dropout(weights, options.dropout_p, true,
@@ -170,7 +168,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   return matmul(weights, v);
 }
 
-Index multinomial(const Tensor& probs, std::size_t num_samples, bool replacement, Generator& gen) {
+Tensor multinomial(const Tensor& probs, std::size_t num_samples, bool replacement,
+                   Generator& gen) {
   const char* op = "multinomial";
   if (probs.dim() != 1 && probs.dim() != 2)
     throw ShapeError(std::string(op) + ": probabilities must be 1-D or 2-D, got " +
@@ -181,8 +180,8 @@ Index multinomial(const Tensor& probs, std::size_t num_samples, bool replacement
                      " samples without replacement from " + count_str(classes, "categories"));
   const Tensor p = cast(probs.detach(), kFloat64);
   const double* pp = p.value<double>().data();
-  Index out = Index::from_shape(probs.dim() == 2 ? std::vector<std::size_t>{rows, num_samples}
-                                                 : std::vector<std::size_t>{num_samples});
+  xt::xarray<std::int64_t> out = detail::empty<std::int64_t>(
+      probs.dim() == 2 ? Shape{rows, num_samples} : Shape{num_samples});
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   std::vector<double> w(classes);
   for (std::size_t r = 0; r < rows; ++r) {
@@ -210,7 +209,7 @@ Index multinomial(const Tensor& probs, std::size_t num_samples, bool replacement
       }
     }
   }
-  return out;
+  return Tensor(std::move(out));
 }
 
 }  // namespace xgrad

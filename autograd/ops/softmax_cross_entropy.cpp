@@ -38,7 +38,8 @@ struct SoftmaxCrossEntropyNode final : Node {
   bool per_sample_;
 };
 
-void check_arguments(const Tensor& logits, const Index& labels, const CrossEntropyOptions& o) {
+void check_arguments(const Tensor& logits, const xt::xarray<std::int64_t>& labels,
+                     const CrossEntropyOptions& o) {
   const char* op = "softmax_cross_entropy";
   if (logits.dim() != 2 || logits.size(0) == 0 || logits.size(1) == 0)
     throw ShapeError(std::string(op) + ": logits must be 2-D (batch, classes) and non-empty, got " +
@@ -68,9 +69,10 @@ void check_arguments(const Tensor& logits, const Index& labels, const CrossEntro
 
 }  // namespace
 
-Tensor softmax_cross_entropy(const Tensor& logits, const Index& labels,
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
                              const CrossEntropyOptions& o) {
   const ProfileScope profiled("softmax_cross_entropy");
+  const xt::xarray<std::int64_t>& labels = detail::indices("softmax_cross_entropy", label_tensor);
   check_arguments(logits, labels, o);
   const std::size_t batch = logits.size(0), classes = logits.size(1);
   const double s = o.label_smoothing;

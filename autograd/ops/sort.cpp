@@ -1,7 +1,7 @@
 // sort, topk: composites. The order is found without the tape (a stable sort of each line along
 // the axis, NaN counted as the largest value, as PyTorch's); the values are gather(x, axis, order),
 // so their gradient goes back to the entries they came from (gather's: scatter_add).
-// argmin and flip are composites too: argmax of -x, and index_select with reversed positions.
+// flip is a composite too: index_select with reversed positions.
 #include <algorithm>
 #include <numeric>
 
@@ -24,11 +24,11 @@ std::pair<Axes, Axes> axis_last(std::size_t axis, std::size_t rank) {
 
 // For each line of `moved` (axis last), the positions of its first k entries in sorted order.
 template <class T>
-Index order_lines(const xt::xarray<T>& moved, std::size_t k, bool descending) {
+Tensor order_lines(const xt::xarray<T>& moved, std::size_t k, bool descending) {
   const std::size_t length = moved.shape().back(), lines = length ? moved.size() / length : 0;
   Shape shape = moved.shape();
   shape.back() = k;
-  Index out = Index::from_shape(shape);
+  xt::xarray<std::int64_t> out = detail::empty<std::int64_t>(shape);
   std::vector<std::int64_t> order(length);
   for (std::size_t l = 0; l < lines; ++l) {
     const T* line = moved.data() + l * length;
@@ -45,7 +45,7 @@ Index order_lines(const xt::xarray<T>& moved, std::size_t k, bool descending) {
       std::stable_sort(order.begin(), order.end(), less);
     std::copy_n(order.begin(), k, out.data() + l * k);
   }
-  return out;
+  return Tensor(std::move(out));
 }
 
 ValuesIndices sorted(const char* op, const Tensor& x, std::size_t k, std::ptrdiff_t axis,
@@ -53,17 +53,11 @@ ValuesIndices sorted(const char* op, const Tensor& x, std::size_t k, std::ptrdif
   const std::size_t ax = detail::normalize_axis(op, axis, x.dim());
   const auto [to_last, back] = axis_last(ax, x.dim());
   const Tensor moved = permute(x, to_last);
-  Index order;
-  {
-    NoGradGuard no_grad;
-    const Tensor values = moved.detach();
-    order = x.dtype() == Dtype::float32 ? order_lines(values.value<float>(), k, descending)
-                                        : order_lines(values.value<double>(), k, descending);
-  }
+  const Tensor order = detail::dispatch_all(x.dtype(), [&](auto zero) {
+    return order_lines(moved.value<decltype(zero)>(), k, descending);
+  });
   const Tensor picked = gather(moved, -1, order);
-  std::vector<std::size_t> back_axes(back.begin(), back.end());
-  Index indices = xt::transpose(order, back_axes);
-  return {permute(picked, back), std::move(indices)};
+  return {permute(picked, back), permute(order, back)};
 }
 }  // namespace
 
@@ -83,11 +77,6 @@ ValuesIndices topk(const Tensor& x, std::size_t k, std::ptrdiff_t axis, bool lar
                      std::to_string(x.size(static_cast<std::ptrdiff_t>(ax))) +
                      " entries along axis " + std::to_string(axis) + " of " + shape_str(x.shape()));
   return sorted("topk", x, k, axis, largest);
-}
-
-Index argmin(const Tensor& x, std::ptrdiff_t axis) {
-  NoGradGuard no_grad;
-  return argmax(neg(x.detach()), axis);
 }
 
 Tensor flip(const Tensor& x, const Axes& axes) {

@@ -1,4 +1,4 @@
-// sub: z = a - b (broadcasting)
+// sub: z = a - b (broadcasting), a - s, or s - b for a number s
 //   dz/da = 1, dz/db = -1. Saves nothing.
 // NOTE: a primitive rather than a + (-b): one pass and one tape entry instead of two.
 #include "autograd/detail/kernels.hpp"
@@ -12,12 +12,45 @@ struct Sub final : Node {
     if (needs_grad(1)) grads[1] = neg(g);
   }
 };
+
+// s - x: dz/dx = -1.
+struct RSubScalar final : Node {
+  explicit RSubScalar(double s) : s_(s) {}
+  std::string_view name() const override { return "sub"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = neg(g); }
+  std::string annotation() const override { return number_str(s_) + " -"; }
+  double s_;
+};
 }  // namespace
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   const ProfileScope profiled("sub");
-  Tensor out = detail::zip("sub", a, b, [](auto x, auto y) { return x - y; });
+  const Dtype r = detail::arithmetic_type("sub", a.dtype(), b.dtype());
+  if (!is_floating_point(r))
+    return detail::integer_arithmetic("sub", detail::IntegerOp::sub, a, b);
+  Tensor out = detail::zip("sub", detail::convert(a, r), detail::convert(b, r),
+                           [](auto x, auto y) { return x - y; });
   record<Sub>(out, {a, b});
+  return out;
+}
+
+Tensor sub(const Tensor& a, Scalar b) {
+  const ProfileScope profiled("sub");
+  const Dtype r = detail::arithmetic_type(a.dtype(), b);
+  if (!is_floating_point(r))
+    return detail::integer_arithmetic("sub", detail::IntegerOp::sub, a, scalar(b, {.dtype = r}));
+  return add(a, -b.value());
+}
+
+Tensor sub(Scalar a, const Tensor& b) {
+  const ProfileScope profiled("sub");
+  const Dtype r = detail::arithmetic_type(b.dtype(), a);
+  if (!is_floating_point(r))
+    return detail::integer_arithmetic("sub", detail::IntegerOp::sub, scalar(a, {.dtype = r}), b);
+  const double s = a;
+  Tensor out =
+      detail::map(detail::convert(b, r), [s](auto x) { return static_cast<decltype(x)>(s) - x; });
+  record<RSubScalar>(out, {b}, s);
   return out;
 }
 }  // namespace xgrad

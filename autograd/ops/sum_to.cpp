@@ -21,6 +21,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (shape.size() > x.dim() || detail::broadcast_shapes("sum_to", shape, x.shape()) != x.shape())
     throw ShapeError("sum_to: shape " + shape_str(x.shape()) + " cannot be summed to " +
                      shape_str(shape) + " (the target must broadcast to the tensor's shape)");
+  if (!is_floating_point(x.dtype())) return detail::integer_sum_to(x, shape);
   // The common case, a bias's gradient: x's trailing axes are `shape` (leading 1s aside), and the
   // leading ones are summed away. Columns are split across the threads; each column is summed in
   // row order, so the result is the same on any number of threads.

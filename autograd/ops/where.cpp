@@ -1,5 +1,6 @@
-// where: z = c ? a : b, elementwise with broadcasting over all three (c non-zero is true)
-//   dz/da = [c], dz/db = 1 - [c]; the condition gets none. Saves [c] as a 0/1 constant.
+// where: z = c ? a : b, elementwise with broadcasting over all three (c a bool tensor, or any
+// dtype read as non-zero = true); a and b are promoted to one dtype (any of the six)
+//   dz/da = [c], dz/db = 1 - [c]; the condition gets none. Saves c (as a constant).
 // The gradients select, never multiply: grad_a = where(c, g, 0), grad_b = where(c, 0, g), so an
 // unselected position gets exactly 0 even where g is NaN or inf (0 x NaN would be NaN), in
 // every derivative order (the backward is where again). masked_fill, tril/triu, clamp, elu, the
@@ -16,54 +17,90 @@ struct Where final : Node {
     if (needs_grad(1)) grads[1] = where(mask, zero, g);
   }
 };
+
+// The dtype of where's result when one side is a number: the tensor's, or float32 for an
+// integer or bool tensor with a floating number (int64 with a bool one and an integer).
+Dtype with_scalar(const Tensor& t, const Scalar& s) {
+  if (is_floating_point(t.dtype())) return t.dtype();
+  if (!s.is_integral()) return Dtype::float32;
+  return t.dtype() == Dtype::bool_ ? Dtype::int64 : t.dtype();
+}
+}  // namespace
+
+namespace {
+// z[i] = c[i] != 0 ? a[i] : b[i] over the broadcast shape, C the condition's element type.
+template <class C, class T>
+void select(const C* pc, const T* pa, const T* pb, T* pz, const Shape& shape, const Shape& cs,
+            const Shape& as, const Shape& bs) {
+  const std::size_t n = detail::product(shape);
+  if (cs == shape && as == shape && detail::product(bs) == 1) {  // as relu's backward
+    const T other = pb[0];
+    for (std::size_t i = 0; i < n; ++i) {
+      const T value = pa[i];  // read unconditionally: the loop then vectorizes as a blend
+      pz[i] = pc[i] != C{} ? value : other;
+    }
+    return;
+  }
+  if (cs == shape && bs == shape && detail::product(as) == 1) {  // as grad_b
+    const T one = pa[0];
+    for (std::size_t i = 0; i < n; ++i) {
+      const T value = pb[i];
+      pz[i] = pc[i] != C{} ? one : value;
+    }
+    return;
+  }
+  detail::for_each_broadcast<3>(shape,
+                                {detail::broadcast_strides(cs, shape),
+                                 detail::broadcast_strides(as, shape),
+                                 detail::broadcast_strides(bs, shape)},
+                                [&](std::size_t i, const std::array<std::size_t, 3>& at) {
+                                  pz[i] = pc[at[0]] != C{} ? pa[at[1]] : pb[at[2]];
+                                });
+}
 }  // namespace
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   const ProfileScope profiled("where");
-  detail::check_same_dtype("where", a, b);
+  const Dtype r = detail::promote_types("where", a.dtype(), b.dtype());
+  const Tensor x = detail::convert(a, r), y = detail::convert(b, r);
+  // A bool, float32 or float64 condition is read as it is (relu's backward passes its output);
+  // an integer one is converted.
+  const Tensor c = is_floating_point(condition.dtype())
+                       ? condition.detach()
+                       : detail::convert(condition, Dtype::bool_);
   const Shape shape = detail::broadcast_shapes(
-      "where", condition.shape(), detail::broadcast_shapes("where", a.shape(), b.shape()));
-  Tensor out = detail::dispatch(a.dtype(), [&](auto zero) {
+      "where", c.shape(), detail::broadcast_shapes("where", a.shape(), b.shape()));
+  Tensor out = detail::empty_tensor(r, shape);
+  detail::dispatch_bytes(r, [&](auto zero) {
     using T = decltype(zero);
-    const T* pa = detail::data<T>(a);
-    const T* pb = detail::data<T>(b);
-    xt::xarray<T> z = detail::empty<T>(shape);
-    T* pz = z.data();
-    detail::dispatch(condition.dtype(), [&](auto czero) {
-      const auto* pc = detail::data<decltype(czero)>(condition);
-      if (condition.shape() == shape && a.shape() == shape &&
-          b.numel() == 1) {  // as relu's backward
-        const T other = pb[0];
-        for (std::size_t i = 0, n = z.size(); i < n; ++i) {
-          const T value = pa[i];  // read unconditionally: the loop then vectorizes as a blend
-          pz[i] = pc[i] != 0 ? value : other;
-        }
-        return;
-      }
-      if (condition.shape() == shape && b.shape() == shape &&
-          a.numel() == 1) {  // as the backward's grad_b
-        const T one = pa[0];
-        for (std::size_t i = 0, n = z.size(); i < n; ++i) {
-          const T value = pb[i];
-          pz[i] = pc[i] != 0 ? one : value;
-        }
-        return;
-      }
-      detail::for_each_broadcast<3>(shape,
-                                    {detail::broadcast_strides(condition.shape(), shape),
-                                     detail::broadcast_strides(a.shape(), shape),
-                                     detail::broadcast_strides(b.shape(), shape)},
-                                    [&](std::size_t i, const std::array<std::size_t, 3>& at) {
-                                      pz[i] = pc[at[0]] != 0 ? pa[at[1]] : pb[at[2]];
-                                    });
-    });
-    return Tensor(std::move(z));
+    const T* pa = static_cast<const T*>(detail::raw_data(x));
+    const T* pb = static_cast<const T*>(detail::raw_data(y));
+    T* pz = static_cast<T*>(detail::raw_output(out));
+    switch (c.dtype()) {
+      case Dtype::float32:
+        return select(c.value<float>().data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
+      case Dtype::float64:
+        return select(c.value<double>().data(), pa, pb, pz, shape, c.shape(), a.shape(),
+                      b.shape());
+      default:
+        return select(c.value<bool>().data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
+    }
   });
-  if (auto* node = record<Where>(out, {a, b})) {
-    const Tensor mask =
-        cast(detail::map(condition, [](auto c) { return c != 0 ? 1 : 0; }), a.dtype());
-    node->save({mask});
-  }
+  if (auto* node = record<Where>(out, {a, b})) node->save({c});
   return out;
+}
+
+Tensor where(const Tensor& condition, const Tensor& a, Scalar b) {
+  return where(condition, a, scalar(b, {.dtype = with_scalar(a, b)}));
+}
+
+Tensor where(const Tensor& condition, Scalar a, const Tensor& b) {
+  return where(condition, scalar(a, {.dtype = with_scalar(b, a)}), b);
+}
+
+Tensor where(const Tensor& condition, Scalar a, Scalar b) {
+  const bool integral = a.is_integral() && b.is_integral();
+  const TensorOptions options{.dtype = integral ? Dtype::int64 : Dtype::float32};
+  return where(condition, scalar(a, options), scalar(b, options));
 }
 }  // namespace xgrad

@@ -13,7 +13,7 @@ class Bigram : public LanguageModel {
     table =
         register_module("table", std::make_shared<Embedding>(V, V, std::nullopt, kFloat32, gen));
   }
-  Tensor logits(const Index& tokens) override { return table->forward(tokens); }
+  Tensor logits(const Tensor& tokens) override { return table->forward(tokens); }
   std::string name() const override { return "Bigram"; }
   std::shared_ptr<Embedding> table;
 };
@@ -28,16 +28,17 @@ class ContextMLP : public LanguageModel {
     fc = register_module("fc", std::make_shared<Linear>(k * dim, hidden, true, kFloat32, gen));
     out = register_module("out", std::make_shared<Linear>(hidden, V, true, kFloat32, gen));
   }
-  Tensor logits(const Index& tokens) override {
-    const std::size_t B = tokens.shape()[0], T = tokens.shape()[1];
-    Index context = Index::from_shape({B, T, k_});
+  Tensor logits(const Tensor& tokens) override {
+    const std::size_t B = tokens.size(0), T = tokens.size(1);
+    const xt::xarray<std::int64_t>& ids = tokens.value<std::int64_t>();
+    xt::xarray<std::int64_t> context = xt::xarray<std::int64_t>::from_shape({B, T, k_});
     for (std::size_t b = 0; b < B; ++b)
       for (std::size_t t = 0; t < T; ++t)
         for (std::size_t j = 0; j < k_; ++j) {  // position t - (k - 1 - j)
           const long at = long(t) - long(k_ - 1 - j);
-          context(b, t, j) = at >= 0 ? tokens(b, std::size_t(at)) : kBoundary;
+          context(b, t, j) = at >= 0 ? ids(b, std::size_t(at)) : kBoundary;
         }
-    const Tensor e = emb->forward(context);  // (B, T, k, dim)
+    const Tensor e = emb->forward(Tensor(std::move(context)));  // (B, T, k, dim)
     return out->forward(tanh(fc->forward(flatten(e, 2))));
   }
   std::string name() const override { return "ContextMLP"; }
@@ -56,7 +57,7 @@ class GruModel : public LanguageModel {
     gru = register_module("gru", std::make_shared<GRU>(64, 256, RecurrentOptions{}, kFloat32, gen));
     head = register_module("head", std::make_shared<Linear>(256, V, true, kFloat32, gen));
   }
-  Tensor logits(const Index& tokens) override {
+  Tensor logits(const Tensor& tokens) override {
     return head->forward(gru->forward(emb->forward(tokens)));
   }
   std::string name() const override { return "GruModel"; }
@@ -80,7 +81,7 @@ class TransformerModel : public LanguageModel {
     lnf = register_module("lnf", std::make_shared<LayerNorm>(Shape{C}));
     head = register_module("head", std::make_shared<Linear>(C, V, true, kFloat32, gen));
   }
-  Tensor logits(const Index& tokens) override {
+  Tensor logits(const Tensor& tokens) override {
     return head->forward(lnf->forward(blocks->forward(pos->forward(tok->forward(tokens)))));
   }
   std::string name() const override { return "TransformerModel"; }

@@ -13,7 +13,7 @@ namespace xgrad::programs {
 
 class LanguageModel : public nn::Module {
  public:
-  virtual Tensor logits(const Index& tokens) = 0;
+  virtual Tensor logits(const Tensor& tokens) = 0;  ///< tokens: int64 (B, T)
 };
 
 // "bigram": the next character from the current one alone, a V x V table of logits.

@@ -12,7 +12,7 @@ int main() {
   nn::MLP net({2, 8, 2}, "tanh", kFloat32, gen);
   nn::Adam adam(net.parameters(), {.lr = 0.05});
   const Tensor x = tensor({{0, 0}, {0, 1}, {1, 0}, {1, 1}});
-  const Index y = {0, 1, 1, 0};
+  const Tensor y = tensor({0, 1, 1, 0}, {.dtype = kInt64});
   double loss = 0;
   for (int step = 0; step < 300; ++step) {
     adam.zero_grad();

@@ -113,7 +113,7 @@ Matrix activation_derivative(const std::string& name, const Matrix& z) {
   return apply_closed_form(name, z, [](const ClosedFormActivation& c) { return c.derivative; });
 }
 
-Network::Network(std::vector<DenseLayer> layers, const Matrix& x, Index y, double lr,
+Network::Network(std::vector<DenseLayer> layers, const Matrix& x, Tensor y, double lr,
                  int label_base)
     : layers_(std::move(layers)), y_(std::move(y)), lr_(lr), label_base_(label_base) {
   if (label_base != 0 && label_base != 1)
@@ -127,7 +127,9 @@ Network::Network(std::vector<DenseLayer> layers, const Matrix& x, Index y, doubl
 
 void Network::check() const {
   const std::vector<DenseLayer>& layers = layers_;
-  const Index& y = y_;
+  if (!y_.defined() || y_.dtype() != kInt64)
+    throw DtypeError("network: labels must be an int64 tensor");
+  const auto& y = y_.value<std::int64_t>();
   if (!(lr_ >= 0 && std::isfinite(lr_)))
     throw ValueError("network: lr must be a finite number >= 0, got " + std::to_string(lr_));
   if (layers.empty()) throw ValueError("network: needs at least one layer");
@@ -168,7 +170,7 @@ void Network::check() const {
 
 BackpropTrace closed_form_backprop(const Network& net, BackpropFormula formula) {
   const std::vector<DenseLayer>& layers = net.layers();
-  const Index& y = net.y();
+  const auto& y = net.y().value<std::int64_t>();
   const double lr = net.lr();
   const std::size_t L = layers.size();
   BackpropTrace t;

@@ -40,11 +40,11 @@ class Network {
  public:
   /// y holds 0-based class indices; label_base (0 or 1) is only how they are shown: 1 when the
   /// spec numbered its classes 1..C, as the document does.
-  Network(std::vector<DenseLayer> layers, const Matrix& x, xgrad::Index y, double lr = 0.1,
+  Network(std::vector<DenseLayer> layers, const Matrix& x, xgrad::Tensor y, double lr = 0.1,
           int label_base = 0);
   const std::vector<DenseLayer>& layers() const { return layers_; }
   const Matrix& x() const { return x_; }  ///< (B, d_0): one sample is a batch of one
-  const xgrad::Index& y() const { return y_; }
+  const xgrad::Tensor& y() const { return y_; }  ///< int64 class labels
   double lr() const { return lr_; }
   int label_base() const { return label_base_; }
 
@@ -52,7 +52,7 @@ class Network {
   void check() const;
   std::vector<DenseLayer> layers_;
   Matrix x_;
-  xgrad::Index y_;
+  xgrad::Tensor y_;
   double lr_;
   int label_base_ = 0;
 };

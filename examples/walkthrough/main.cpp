@@ -37,7 +37,8 @@ Network builtin_network() {
   std::vector<DenseLayer> layers = {{draw({5, 4}, 0.6), draw({5}, 0.3), "relu"},
                                     {draw({4, 5}, 0.6), draw({4}, 0.3), "tanh"},
                                     {draw({3, 4}, 0.6), draw({3}, 0.3), "identity"}};
-  return Network(std::move(layers), Matrix{{0.5, -1.2, 0.8, 2.0}}, Index{2}, 0.1);
+  return Network(std::move(layers), Matrix{{0.5, -1.2, 0.8, 2.0}}, tensor({2}, {.dtype = kInt64}),
+                 0.1);
 }
 
 nlohmann::json to_json(const Matrix& m) {
@@ -142,8 +143,9 @@ void print_tables(const Network& net, BackpropFormula formula, const BackpropTra
   std::printf("One SGD step through a %zu-layer network (%s), batch of %zu, lr = %g\n", L,
               join(widths, " -> ").c_str(), net.x().shape()[0], net.lr());
   std::string labels;
-  for (std::size_t i = 0; i < net.y().size(); ++i)
-    labels += (i ? ", " : "") + std::to_string(net.y()(i) + net.label_base());
+  const auto& y = net.y().value<std::int64_t>();
+  for (std::size_t i = 0; i < y.size(); ++i)
+    labels += (i ? ", " : "") + std::to_string(y(i) + net.label_base());
   const std::size_t classes = net.layers().back().W.shape()[0];
   std::printf("Labels: y = %s, %s\n", labels.c_str(),
               net.label_base() == 1 ? ("1-based (classes 1.." + std::to_string(classes) +

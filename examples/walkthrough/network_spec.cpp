@@ -128,8 +128,7 @@ Network parse_network_spec(const std::string& json_text) {
                          std::to_string(classes_count) + " classes from 1)");
       labels[i] -= 1;
     }
-  Index classes = Index::from_shape({labels.size()});
-  std::copy(labels.begin(), labels.end(), classes.begin());
+  const Tensor classes = from_vector(labels, {labels.size()});
   const double lr = doc.contains("lr") ? number(doc["lr"], "lr") : 0.1;
   return Network(std::move(dense), inputs, std::move(classes), lr, base);
 }

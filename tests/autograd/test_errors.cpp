@@ -54,7 +54,7 @@ TEST_CASE("an axis or an index out of range") {
   CHECK_THROWS_AS(sum(zeros({2, 3}), {-3}), IndexError);
   CHECK_THROWS_WITH_AS(index_select(zeros({4, 2}), 0, {1, 4}),
                        doctest::Contains("index 4 (entry 1)"), IndexError);
-  CHECK_THROWS_AS(gather(zeros({2, 3}), 1, Index{{0, 1}, {3, 0}}), IndexError);
+  CHECK_THROWS_AS(gather(zeros({2, 3}), 1, testing::i64({{0, 1}, {3, 0}})), IndexError);
   CHECK_THROWS_AS(select(zeros({2, 3}), 0, 2), IndexError);
 }
 
@@ -183,7 +183,7 @@ TEST_CASE("sizes that would wrap around are refused, naming the op") {
                          {.padding = {std::size_t{1} << 24, std::size_t{1} << 24}}),
                   ValueError);
   // one_hot's buffer wrapped to nothing, then was written.
-  CHECK_THROWS_WITH_AS(one_hot(Index{1, 2}, huge), doctest::Contains("one_hot: a size of"),
+  CHECK_THROWS_WITH_AS(one_hot(testing::i64({1, 2}), huge), doctest::Contains("one_hot: a size of"),
                        ValueError);
   // Sizes adding up past 2^64 matched the length: parts of 2 and 1 came back.
   CHECK_THROWS_WITH_AS(split(zeros({3}), std::vector<std::size_t>{SIZE_MAX, 4}),

@@ -34,10 +34,10 @@ struct OpCase {
 };
 
 Tensor mask_3x4() {
-  return tensor({{1, 0, 0, 1}, {0, 1, 1, 0}, {1, 1, 0, 0}}, {.dtype = kFloat64});
+  return tensor({{1, 0, 0, 1}, {0, 1, 1, 0}, {1, 1, 0, 0}}, {.dtype = kBool});
 }
 
-const Index gather_index = {{0, 3}, {1, 1}, {2, 0}};
+const Tensor gather_index = testing::i64({{0, 3}, {1, 1}, {2, 0}});
 
 std::vector<OpCase> table() {
   using V = const std::vector<Tensor>&;
@@ -55,6 +55,15 @@ std::vector<OpCase> table() {
       {"div", {{3, 4}, {3, 4}}, [](V x) { return div(x[0], x[1]); }, Domain::away},
       {"div", {{3, 4}, {3, 1}}, [](V x) { return x[0] / x[1]; }, Domain::away},
       {"neg", {{3, 4}}, [](V x) { return neg(x[0]); }},
+      // A number on either side: its own nodes, no tensor made for it.
+      {"sub", {{3, 4}}, [](V x) { return 2.0 - x[0] - 1; }},
+      {"div", {{3, 4}}, [](V x) { return div(x[0], 2.5) + x[0] / 4; }},
+      {"div", {{3, 4}}, [](V x) { return div(3.0, x[0]); }, Domain::away},
+      {"mul", {{3, 4}}, [](V x) { return 2 * x[0] + x[0] * 3; }},
+      // An integer or bool operand promotes to the float (and gets no gradient).
+      {"mul", {{3, 4}}, [](V x) { return x[0] * mask_3x4() + x[0] * (x[0] > 0.0).to(kInt64); }},
+      {"add", {{3, 4}}, [](V x) { return x[0] + testing::i64({1, -2, 3, 0}); }},
+      {"div", {{3, 4}}, [](V x) { return x[0] / testing::i64({1, -2, 3, 4}); }},
       {"pow", {{3, 4}, {3, 4}}, [](V x) { return pow(x[0], x[1]); }, Domain::positive},
       {"pow", {{3, 4}, {}}, [](V x) { return pow(x[0], x[1]); }, Domain::positive},
       {"pow", {{3, 4}}, [](V x) { return pow(x[0], 3.0); }},
@@ -80,6 +89,32 @@ std::vector<OpCase> table() {
       {"le", {{3, 4}, {}}, [](V x) { return le(x[0], x[1]); }, Domain::any, true},
       {"eq", {{3, 4}, {3, 4}}, [](V x) { return eq(x[0], x[1]); }, Domain::any, true},
       {"sign", {{3, 4}}, [](V x) { return sign(x[0]); }, Domain::any, true},
+      {"ne", {{3, 4}, {4}}, [](V x) { return ne(x[0], x[1]); }, Domain::any, true},
+      {"gt", {{3, 4}}, [](V x) { return x[0] > 0.5; }, Domain::any, true},
+      {"logical_and", {{3, 4}, {3, 4}}, [](V x) { return logical_and(x[0], x[1]); },
+       Domain::away, true},
+      {"logical_or", {{3, 4}, {4}}, [](V x) { return logical_or(x[0] > 0, x[1]); }, Domain::any,
+       true},
+      {"logical_xor", {{3, 4}, {3, 4}}, [](V x) { return logical_xor(x[0] > 0, x[1] > 0); },
+       Domain::any, true},
+      {"logical_not", {{3, 4}}, [](V x) { return logical_not(x[0] > 0); }, Domain::any, true},
+      {"bitwise_and", {{3, 4}, {3, 4}}, [](V x) { return (x[0] > 0) & (x[1] > 0); }, Domain::any,
+       true},
+      {"bitwise_or", {{3, 4}, {3, 4}}, [](V x) { return (x[0] > 0) | (x[1] > 0); }, Domain::any,
+       true},
+      {"bitwise_xor", {{3, 4}, {3, 4}}, [](V x) { return (x[0] > 0) ^ (x[1] > 0); }, Domain::any,
+       true},
+      {"bitwise_not", {{3, 4}}, [](V x) { return ~(x[0] > 0); }, Domain::any, true},
+      {"any", {{3, 4}}, [](V x) { return any(x[0] > 0, 1); }, Domain::any, true},
+      {"all", {{3, 4}}, [](V x) { return all(x[0] > -3); }, Domain::any, true},
+      {"count_nonzero", {{3, 4}}, [](V x) { return count_nonzero(x[0] > 0); }, Domain::any, true},
+      {"nonzero", {{3, 4}}, [](V x) { return nonzero(x[0] > 0); }, Domain::any, true},
+      {"argmax", {{3, 4}}, [](V x) { return argmax(x[0], 1); }, Domain::any, true},
+      {"argmin", {{3, 4}}, [](V x) { return argmin(x[0], 0); }, Domain::any, true},
+      {"multinomial", {{3, 4}}, [](V x) { return multinomial(abs(x[0]), 2); }, Domain::away, true},
+      {"div", {{3, 4}, {3, 4}}, [](V x) { return div(x[0], x[1], "floor"); }, Domain::away, true},
+      {"floor_divide", {{3, 4}, {4}}, [](V x) { return floor_divide(x[0], x[1]); }, Domain::away,
+       true},
       {"relu", {{3, 4}}, [](V x) { return relu(x[0]); }, Domain::away},
       {"leaky_relu", {{3, 4}}, [](V x) { return leaky_relu(x[0], 0.1); }, Domain::away},
       {"sigmoid", {{3, 4}}, [](V x) { return sigmoid(x[0]); }},
@@ -309,13 +344,13 @@ std::vector<OpCase> table() {
       {"embedding",
        {{5, 3}},
        [](V x) {
-         return embedding(x[0], Index{{1, 4, 1}, {0, 2, 4}});
+         return embedding(x[0], testing::i64({{1, 4, 1}, {0, 2, 4}}));
        }},
       {"embedding",  // row 2 is padding, sends no gradient: its positions are zeroed after, so
        {{5, 3}},     // that finite differences agree (the convention has its own test)
        [](V x) {
          const Tensor keep = from_vector(std::vector<double>{0, 1, 0, 1}, {4, 1}, {.dtype = kFloat64});
-         return embedding(x[0], Index{2, 3, 2, 0}, 2) * keep * sum(x[0]);
+         return embedding(x[0], testing::i64({2, 3, 2, 0}), 2) * keep * sum(x[0]);
        }},
       {"layer_norm",
        {{3, 5}, {5}, {5}},
@@ -338,7 +373,7 @@ std::vector<OpCase> table() {
       {"one_hot",
        {{3}},
        [](V x) {
-         return one_hot(Index{2, 0, 1}, 4, kFloat64) + sum(x[0].detach());
+         return one_hot(testing::i64({2, 0, 1}), 4, kFloat64) + sum(x[0].detach());
        },
        Domain::any, true},
       {"scaled_dot_product_attention",
@@ -391,25 +426,25 @@ std::vector<OpCase> table() {
       {"softmax_cross_entropy",
        {{3, 4}},
        [](V x) {
-         return softmax_cross_entropy(x[0], Index{2, 0, 3});
+         return softmax_cross_entropy(x[0], testing::i64({2, 0, 3}));
        }},
       {"softmax_cross_entropy",
        {{3, 4}},
        [](V x) {
-         return softmax_cross_entropy(x[0], Index{1, 1, 0},
+         return softmax_cross_entropy(x[0], testing::i64({1, 1, 0}),
                                       {.reduction = Reduction::sum, .label_smoothing = 0.2});
        }},
       {"softmax_cross_entropy",
        {{3, 4}},
        [](V x) {
          const Tensor w = tensor({0.5, 2.0, 1.0, 0.25}, {.dtype = kFloat64});
-         return softmax_cross_entropy(x[0], Index{3, 0, 1},
+         return softmax_cross_entropy(x[0], testing::i64({3, 0, 1}),
                                       {.reduction = Reduction::none, .weight = w});
        }},
       {"softmax_cross_entropy",  // sample 1 is padding: no loss, no gradient, not in the mean
        {{3, 4}},
        [](V x) {
-         return softmax_cross_entropy(x[0], Index{2, -1, 3}, {.ignore_index = -1});
+         return softmax_cross_entropy(x[0], testing::i64({2, -1, 3}), {.ignore_index = -1});
        }},
   };
 }
@@ -505,8 +540,8 @@ TEST_CASE("max and min send the gradient to the first of tied entries") {
         std::vector<double>{0, 1, 0, 0, 0, 0});
   CHECK(testing::flat(grad_of([](const Tensor& t) { return min(t, {0}); }, x)) ==
         std::vector<double>{1, 0, 0, 0, 1, 1});
-  CHECK(argmax(x, 1) == Index{1, 0});
-  CHECK(argmax(x, 0) == Index{1, 0, 0});
+  CHECK(testing::ints(argmax(x, 1)) == testing::I64s{1, 0});
+  CHECK(testing::ints(argmax(x, 0)) == testing::I64s{1, 0, 0});
 }
 
 TEST_CASE("large magnitudes: exp, sigmoid, softplus, tanh stay finite where the math is") {

@@ -81,13 +81,13 @@ std::vector<double> naive_attention(const Tensor& q, const Tensor& k, const Tens
 
 TEST_CASE("embedding: rows looked up, repeats sum their gradients, the padding row gets none") {
   const Tensor w = random64({4, 3}, 1, true);
-  const Index idx = {{1, 3}, {1, 0}};
+  const Tensor idx = testing::i64({{1, 3}, {1, 0}});
   const Tensor out = embedding(w, idx, 0);
   CHECK(out.shape() == Shape{2, 2, 3});
   const auto W = values(w), O = values(out);
   for (std::size_t p = 0; p < 4; ++p)
     for (std::size_t j = 0; j < 3; ++j)
-      CHECK(O[p * 3 + j] == W[std::size_t(idx.data()[p]) * 3 + j]);  // padding row 0 looked up too
+      CHECK(O[p * 3 + j] == W[std::size_t(testing::ints(idx)[p]) * 3 + j]);  // padding row 0 looked up too
   sum(out * 2.0).backward();
   const auto G = values(w.grad());
   for (std::size_t j = 0; j < 3; ++j) {
@@ -101,11 +101,11 @@ TEST_CASE("embedding: rows looked up, repeats sum their gradients, the padding r
 TEST_CASE("embedding: an index out of range names it and the vocabulary size") {
   const Tensor w = random64({5, 2}, 2);
   CHECK_THROWS_WITH_AS(
-      embedding(w, Index{1, 5}),
+      embedding(w, testing::i64({1, 5})),
       doctest::Contains("index 5 (position 1) is out of range for a vocabulary of 5"), IndexError);
-  CHECK_THROWS_AS(embedding(w, Index{-1}), IndexError);
-  CHECK_THROWS_AS(embedding(w, Index{0}, 7), IndexError);
-  CHECK_THROWS_AS(embedding(random64({5}, 2), Index{0}), ShapeError);
+  CHECK_THROWS_AS(embedding(w, testing::i64({-1})), IndexError);
+  CHECK_THROWS_AS(embedding(w, testing::i64({0}), 7), IndexError);
+  CHECK_THROWS_AS(embedding(random64({5}, 2), testing::i64({0})), ShapeError);
 }
 
 TEST_CASE("layer_norm equals its definition, in both dtypes, and checks its shapes") {
@@ -190,9 +190,9 @@ TEST_CASE("matmul broadcasts batch axes as NumPy's") {
 TEST_CASE("cross-entropy's ignore_index: no loss, no gradient, not in the mean") {
   const Tensor logits = random64({4, 3}, 18, true);
   const Tensor kept = random64({4, 3}, 18, true);
-  const Tensor loss = softmax_cross_entropy(logits, Index{2, -100, 0, -100});
+  const Tensor loss = softmax_cross_entropy(logits, testing::i64({2, -100, 0, -100}));
   const Tensor reference =
-      softmax_cross_entropy(index_select(kept, 0, {0, 2}), Index{2, 0});  // the two kept rows
+      softmax_cross_entropy(index_select(kept, 0, {0, 2}), testing::i64({2, 0}));  // the two kept rows
   CHECK(loss.item() == doctest::Approx(reference.item()).epsilon(1e-14));
   loss.backward();
   reference.backward();
@@ -204,7 +204,7 @@ TEST_CASE("cross-entropy's ignore_index: no loss, no gradient, not in the mean")
     CHECK(g[2 * 3 + c] == doctest::Approx(gk[2 * 3 + c]).epsilon(1e-14));
   }
   // Any other out-of-range label is still an error.
-  CHECK_THROWS_AS(softmax_cross_entropy(logits, Index{2, -1, 0, 1}), IndexError);
+  CHECK_THROWS_AS(softmax_cross_entropy(logits, testing::i64({2, -1, 0, 1})), IndexError);
 }
 
 TEST_CASE("cumsum, tril, triu, masked_fill, one_hot, split and chunk") {
@@ -217,12 +217,17 @@ TEST_CASE("cumsum, tril, triu, masked_fill, one_hot, split and chunk") {
   // tril replaces, it does not multiply: an infinity above the diagonal becomes 0.
   const double inf = std::numeric_limits<double>::infinity();
   CHECK(testing::flat(tril(testing::f64({{1, inf}, {2, 3}}))) == std::vector<double>{1, 0, 2, 3});
-  const Tensor mask = testing::f64({{0, 1, 0}, {1, 0, 0}});
+  const Tensor mask = tensor({{0, 1, 0}, {1, 0, 0}}, {.dtype = kBool});
   CHECK(testing::flat(masked_fill(x, mask, -inf)) == std::vector<double>{1, -inf, 3, -inf, 5, 6});
-  const Tensor oh = one_hot(Index{2, 0}, 3, kFloat64);
+  CHECK(testing::flat(masked_fill(x, x > 4.0, 0)) == std::vector<double>{1, 2, 3, 4, 0, 0});
+  // A float mask is refused, as PyTorch's: which value would count as true is not obvious.
+  CHECK_THROWS_WITH_AS(masked_fill(x, testing::f64({{0, 1, 0}, {1, 0, 0}}), 0.0),
+                       doctest::Contains("masked_fill: the mask must be a bool tensor, got float64"),
+                       DtypeError);
+  const Tensor oh = one_hot(testing::i64({2, 0}), 3, kFloat64);
   CHECK(oh.shape() == Shape{2, 3});
   CHECK(testing::flat(oh) == std::vector<double>{0, 0, 1, 1, 0, 0});
-  CHECK_THROWS_AS(one_hot(Index{3}, 3), IndexError);
+  CHECK_THROWS_AS(one_hot(testing::i64({3}), 3), IndexError);
   const auto parts = split(x, 2, 1);
   REQUIRE(parts.size() == 2);
   CHECK(testing::flat(parts[0]) == std::vector<double>{1, 2, 4, 5});
@@ -239,16 +244,19 @@ TEST_CASE("cumsum, tril, triu, masked_fill, one_hot, split and chunk") {
 TEST_CASE("multinomial: reproducible from the seed, frequencies as the weights, zeros never") {
   const Tensor p = testing::f64({0.2, 0.0, 0.5, 0.3});
   Generator a(7), b(7);
-  const Index first = multinomial(p, 2000, true, a);
-  CHECK(first == multinomial(p, 2000, true, b));
+  const Tensor drawn = multinomial(p, 2000, true, a);
+  CHECK(drawn.dtype() == kInt64);
+  const testing::I64s first = testing::ints(drawn);
+  CHECK(first == testing::ints(multinomial(p, 2000, true, b)));
   std::map<std::int64_t, int> count;
   for (std::int64_t c : first) ++count[c];
   CHECK(count[1] == 0);
   CHECK(count[0] / 2000.0 == doctest::Approx(0.2).epsilon(0.2));
   CHECK(count[2] / 2000.0 == doctest::Approx(0.5).epsilon(0.1));
   // Without replacement: distinct categories, those with weight only.
-  const Index rows = multinomial(testing::f64({{1, 1, 1, 0}, {0, 2, 1, 1}}), 3, false, a);
-  CHECK(rows.shape() == std::vector<std::size_t>{2, 3});
+  const Tensor drawn_rows = multinomial(testing::f64({{1, 1, 1, 0}, {0, 2, 1, 1}}), 3, false, a);
+  CHECK(drawn_rows.shape() == Shape{2, 3});
+  const auto& rows = drawn_rows.value<std::int64_t>();
   for (std::size_t r = 0; r < 2; ++r) {
     std::set<std::int64_t> seen;
     for (std::size_t s = 0; s < 3; ++s) seen.insert(rows(r, s));
@@ -344,13 +352,13 @@ TEST_CASE("the float32 path of every sequence op agrees with float64, values and
     F f;
   };
   const std::vector<Case> cases = {
-      {"embedding", {{5, 3}}, [](const auto& x) { return embedding(x[0], Index{{1, 4}, {1, 0}}); }},
+      {"embedding", {{5, 3}}, [](const auto& x) { return embedding(x[0], testing::i64({{1, 4}, {1, 0}})); }},
       {"cumsum", {{3, 4}}, [](const auto& x) { return cumsum(x[0], 1); }},
       {"tril", {{2, 3, 3}}, [](const auto& x) { return tril(x[0], -1); }},
       {"masked_fill",
        {{2, 3}},
        [](const auto& x) {
-         return masked_fill(x[0], tensor({{1, 0, 0}, {0, 0, 1}}, {.dtype = x[0].dtype()}), 2.0);
+         return masked_fill(x[0], tensor({{1, 0, 0}, {0, 0, 1}}, {.dtype = kBool}), 2.0);
        }},
       {"matmul", {{2, 1, 3, 4}, {3, 4, 2}}, [](const auto& x) { return matmul(x[0], x[1]); }},
       {"scaled_dot_product_attention",
@@ -396,7 +404,7 @@ TEST_CASE("masking selects: an unselected position's gradient is exactly 0, what
   CHECK(std::isinf(second[2]));
   // masked_fill, tril: the filled positions get 0 even when the rest of the graph gives NaN.
   const Tensor x = testing::f64({{1.0, 2.0}, {3.0, 4.0}}, true);
-  const Tensor fill_mask = testing::f64({{0.0, 1.0}, {0.0, 0.0}});
+  const Tensor fill_mask = tensor({{0, 1}, {0, 0}}, {.dtype = kBool});
   const Tensor nan_up = testing::f64({{1.0, nan}, {1.0, 1.0}});
   CHECK(values(grad({masked_fill(x, fill_mask, 0.0)}, {x}, {nan_up})[0])[1] == 0.0);
   CHECK(values(grad({tril(x)}, {x}, {nan_up})[0])[1] == 0.0);
@@ -437,16 +445,16 @@ TEST_CASE("attention: a query whose keys are all masked leaves the other gradien
 
 TEST_CASE("cross-entropy over a batch whose labels are all ignore_index: NaN loss, gradient 0") {
   const Tensor logits = random64({3, 4}, 24, true);
-  const Tensor loss = softmax_cross_entropy(logits, Index{-100, -100, -100});
+  const Tensor loss = softmax_cross_entropy(logits, testing::i64({-100, -100, -100}));
   CHECK(std::isnan(loss.item()));  // 0 / 0, as PyTorch
   loss.backward();
   for (double e : values(logits.grad())) CHECK(e == 0.0);
   // Second order too.
-  const Tensor first = grad({softmax_cross_entropy(logits, Index{-100, -100, -100})}, {logits}, {},
+  const Tensor first = grad({softmax_cross_entropy(logits, testing::i64({-100, -100, -100}))}, {logits}, {},
                             std::nullopt, true)[0];
   for (double e : values(first)) CHECK(e == 0.0);
   // Summed, the loss is 0 and so is the gradient.
-  CHECK(softmax_cross_entropy(logits, Index{-100, -100, -100}, {.reduction = Reduction::sum})
+  CHECK(softmax_cross_entropy(logits, testing::i64({-100, -100, -100}), {.reduction = Reduction::sum})
             .item() == 0.0);
 }
 
@@ -459,14 +467,14 @@ TEST_CASE("float32 softmax, log_softmax and cross-entropy are exact for equal lo
     for (double p : values(softmax(x, -1))) CHECK(p == doctest::Approx(0.25).epsilon(1e-6));
     for (double l : values(log_softmax(x, -1)))
       CHECK(l == doctest::Approx(-std::log(4.0)).epsilon(1e-6));
-    CHECK(softmax_cross_entropy(x, Index{0, 3}).item() ==
+    CHECK(softmax_cross_entropy(x, testing::i64({0, 3})).item() ==
           doctest::Approx(std::log(4.0)).epsilon(1e-6));
     // One logit larger by 1: the exact softmax of [1, 0, 0, 0].
     const Tensor y = add(x, tensor({{1, 0, 0, 0}, {0, 0, 0, 1}}, {.dtype = kFloat32}));
     const double top = std::exp(1.0) / (std::exp(1.0) + 3);
     if (std::abs(v) < 1e7) {  // float32 keeps v + 1 apart from v only below 2^24
       CHECK(values(softmax(y, -1))[0] == doctest::Approx(top).epsilon(1e-5));
-      CHECK(softmax_cross_entropy(y, Index{0, 3}).item() ==
+      CHECK(softmax_cross_entropy(y, testing::i64({0, 3})).item() ==
             doctest::Approx(-std::log(top)).epsilon(1e-5));
     }
   }

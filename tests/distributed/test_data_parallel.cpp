@@ -23,26 +23,22 @@ constexpr std::size_t kIn = 20, kClasses = 5, kBatch = 64, kSteps = 20;
 // Fixed samples: row i of the inputs and its label, the same on every rank.
 struct Samples {
   Tensor inputs;  // (rows, kIn)
-  Index labels;
+  Tensor labels;  // (rows) int64
   // Rows first, first + stride, ... of count rows: a rank's shard of a batch.
-  std::pair<Tensor, Index> rows(std::size_t first, std::size_t stride, std::size_t count,
-                                Dtype dtype) const {
+  std::pair<Tensor, Tensor> rows(std::size_t first, std::size_t stride, std::size_t count,
+                                 Dtype dtype) const {
     std::vector<std::int64_t> at;
-    Index y = Index::from_shape({count});
-    for (std::size_t k = 0; k < count; ++k) {
+    for (std::size_t k = 0; k < count; ++k)
       at.push_back(static_cast<std::int64_t>(first + k * stride));
-      y(k) = labels(first + k * stride);
-    }
-    return {index_select(inputs, 0, at).to(dtype), y};
+    return {index_select(inputs, 0, at).to(dtype), index_select(labels, 0, at)};
   }
 };
 
 Samples make_samples(std::size_t rows) {
   Generator gen(42);
-  Samples s{randn({rows, kIn}, {.dtype = kFloat64}, gen), Index::from_shape({rows})};
-  for (std::size_t i = 0; i < rows; ++i)
-    s.labels(i) = static_cast<std::int64_t>((i * 7) % kClasses);
-  return s;
+  std::vector<std::int64_t> labels(rows);
+  for (std::size_t i = 0; i < rows; ++i) labels[i] = static_cast<std::int64_t>((i * 7) % kClasses);
+  return {randn({rows, kIn}, {.dtype = kFloat64}, gen), from_vector(labels, {rows})};
 }
 
 std::shared_ptr<MLP> make_mlp(Dtype dtype, std::uint64_t seed) {

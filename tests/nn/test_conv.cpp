@@ -83,7 +83,7 @@ TEST_CASE("a small CNN: its gradients against finite differences, then it learns
   Generator gen(6);
   SmallCnn net(kFloat64, gen);
   const Tensor x = randn({6, 1, 8, 8}, {.dtype = kFloat64}, gen);
-  const Index y = {0, 1, 2, 0, 1, 2};
+  const Tensor y = testing::i64({0, 1, 2, 0, 1, 2});
   const std::vector<Tensor> params = net.parameters();
   const TensorFn loss = [&](const std::vector<Tensor>& p) {
     // the same network, written with the parameters given
@@ -100,7 +100,7 @@ TEST_CASE("a small CNN: its gradients against finite differences, then it learns
   for (std::size_t i = 0; i < 6; ++i)
     for (std::size_t r = 0; r < 4; ++r)
       for (std::size_t c = 0; c < 4; ++c)
-        a(i, 0, r + (y(i) == 1 ? 4 : 0), c + (y(i) == 2 ? 4 : 0)) = 1.0;
+        a(i, 0, r + (testing::ints(y)[i] == 1 ? 4 : 0), c + (testing::ints(y)[i] == 2 ? 4 : 0)) = 1.0;
   Adam adam(net.parameters(), {.lr = 0.05});
   double first = 0, last = 0;
   for (int step = 0; step < 100; ++step) {

@@ -16,6 +16,12 @@ using namespace xgrad::nn;
 namespace fs = std::filesystem;
 
 namespace {
+// Appends an int64 tensor's values to `out`.
+void append(std::vector<std::int64_t>& out, const Tensor& labels) {
+  const std::vector<std::int64_t> values = testing::ints(labels);
+  out.insert(out.end(), values.begin(), values.end());
+}
+
 
 const fs::path& scratch() {
   static const testing::ScratchDir dir("test_data");
@@ -114,7 +120,8 @@ TEST_CASE("an IDX data set: images scaled to [0, 1] with one channel, labels as 
   // rows of features stay rows
   const std::string rows = write_gz("rows.gz", idx_bytes({5, 6}, ramp(30)));
   CHECK(load_idx_dataset(rows, labels).inputs().shape() == Shape{5, 6});
-  CHECK(data.labels() == Index{3, 1, 4, 1, 5});
+  CHECK(data.labels().dtype() == kInt64);
+  CHECK(testing::ints(data.labels()) == testing::I64s{3, 1, 4, 1, 5});
   const Normalization n = pixel_statistics(data);
   standardize(data, n);
   const Normalization after = pixel_statistics(data);
@@ -140,54 +147,54 @@ TEST_CASE("an IDX data set: counts are checked before any data is read; only reg
 
 TEST_CASE("DataLoader: every example once per epoch, seeded shuffles, last batch kept or dropped") {
   xt::xarray<float> x = xt::xarray<float>::from_shape({10, 2});
-  Index y = Index::from_shape({10});
+  xt::xarray<std::int64_t> y = xt::xarray<std::int64_t>::from_shape({10});
   for (std::size_t i = 0; i < 10; ++i) {
     x(i, 0) = static_cast<float>(i);
     x(i, 1) = static_cast<float>(-i);
     y(i) = static_cast<std::int64_t>(i);
   }
-  const TensorDataset data(Tensor(x), y);
+  const TensorDataset data{Tensor(x), Tensor(y)};
   DataLoader keep(data, {.batch_size = 4, .shuffle = true, .seed = 5});
   CHECK(keep.num_batches() == 3);
   std::vector<std::int64_t> epoch0, epoch1;
   for (const Batch& b : keep) {
-    for (std::size_t i = 0; i < b.labels.size(); ++i) {
+    for (std::size_t i = 0; i < b.labels.numel(); ++i) {
       CHECK(b.inputs.value<float>()(i, 0) ==
-            static_cast<float>(b.labels(i)));  // rows stay with labels
-      epoch0.push_back(b.labels(i));
+            static_cast<float>(b.labels.value<std::int64_t>()(i)));  // rows stay with labels
+      epoch0.push_back(b.labels.value<std::int64_t>()(i));
     }
   }
-  for (const Batch& b : keep) epoch1.insert(epoch1.end(), b.labels.begin(), b.labels.end());
+  for (const Batch& b : keep) append(epoch1, b.labels);
   CHECK(std::set<std::int64_t>(epoch0.begin(), epoch0.end()).size() == 10);
   CHECK(epoch0.size() == 10);
   CHECK(epoch0 != epoch1);  // a new order each epoch
   DataLoader again(data, {.batch_size = 4, .shuffle = true, .seed = 5});
   again.set_epoch(1);
   std::vector<std::int64_t> resumed;
-  for (const Batch& b : again) resumed.insert(resumed.end(), b.labels.begin(), b.labels.end());
+  for (const Batch& b : again) append(resumed, b.labels);
   CHECK(resumed == epoch1);  // the order depends on (seed, epoch) only
 
   DataLoader drop(data, {.batch_size = 4, .shuffle = false, .drop_last = true});
   CHECK(drop.num_batches() == 2);
   std::size_t count = 0;
-  for (const Batch& b : drop) count += b.labels.size();
+  for (const Batch& b : drop) count += b.labels.numel();
   CHECK(count == 8);
   DataLoader ordered(data, {.batch_size = 3, .shuffle = false});
   auto it = ordered.begin();
-  CHECK((*it).labels == Index{0, 1, 2});
-  CHECK(ordered.batch(3).labels == Index{9});
+  CHECK(testing::ints((*it).labels) == testing::I64s{0, 1, 2});
+  CHECK(testing::ints(ordered.batch(3).labels) == testing::I64s{9});
   CHECK_THROWS_AS(DataLoader(data, {.batch_size = 0}), ValueError);
 }
 
 TEST_CASE(
     "DataLoader shards: equal sizes, together the epoch; the ranks' batches make the global one") {
-  Index y = Index::from_shape({11});
+  xt::xarray<std::int64_t> y = xt::xarray<std::int64_t>::from_shape({11});
   xt::xarray<float> x = xt::xarray<float>::from_shape({11, 1});
   for (std::size_t i = 0; i < 11; ++i) {
     x(i, 0) = static_cast<float>(i);
     y(i) = static_cast<std::int64_t>(i);
   }
-  const TensorDataset data(Tensor(x), y);
+  const TensorDataset data{Tensor(x), Tensor(y)};
   DataLoader whole(data, {.batch_size = 4, .shuffle = true, .seed = 3});
   DataLoader rank0(data,
                    {.batch_size = 2, .shuffle = true, .seed = 3, .num_replicas = 2, .rank = 0});
@@ -199,9 +206,9 @@ TEST_CASE(
   for (int epoch = 0; epoch < 2; ++epoch) {
     std::vector<std::int64_t> global, a, b;
     for (const Batch& batch : whole)
-      global.insert(global.end(), batch.labels.begin(), batch.labels.end());
-    for (const Batch& batch : rank0) a.insert(a.end(), batch.labels.begin(), batch.labels.end());
-    for (const Batch& batch : rank1) b.insert(b.end(), batch.labels.begin(), batch.labels.end());
+      append(global, batch.labels);
+    for (const Batch& batch : rank0) append(a, batch.labels);
+    for (const Batch& batch : rank1) append(b, batch.labels);
     // Entry k of rank r is entry r + 2k of the epoch's order; the 12th repeats the first.
     for (std::size_t k = 0; k < 6; ++k) {
       CHECK(a[k] == global[2 * k]);
@@ -215,17 +222,17 @@ TEST_CASE(
 TEST_CASE("DataLoader keeps its dataset alive: a temporary dataset is safe (run under ASan)") {
   Generator gen(3);
   const Tensor x = randn({10, 2}, {}, gen);
-  Index y = Index::from_shape({10});
+  xt::xarray<std::int64_t> y = xt::xarray<std::int64_t>::from_shape({10});
   for (std::size_t i = 0; i < 10; ++i) y(i) = static_cast<std::int64_t>(i % 3);
-  DataLoader loader(TensorDataset(x, y), {.batch_size = 4, .shuffle = true, .seed = 1});
+  DataLoader loader(TensorDataset(x, Tensor(y)), {.batch_size = 4, .shuffle = true, .seed = 1});
   std::size_t rows = 0;
-  for (const Batch& batch : loader) rows += batch.labels.size();  // reads the dataset it owns
+  for (const Batch& batch : loader) rows += batch.labels.numel();  // reads the dataset it owns
   CHECK(rows == 10);
-  auto shared = std::make_shared<const TensorDataset>(x, y);
+  auto shared = std::make_shared<const TensorDataset>(x, Tensor(y));
   DataLoader a(shared, {.batch_size = 5}), b(shared, {.batch_size = 2, .shuffle = false});
   shared.reset();  // both loaders still hold it
   CHECK(a.num_batches() == 2);
-  CHECK(b.batch(4).labels(1) == 0);  // row 9: label 9 % 3
+  CHECK(testing::ints(b.batch(4).labels)[1] == 0);  // row 9: label 9 % 3
   CHECK_THROWS_AS(DataLoader(std::shared_ptr<const TensorDataset>(), {}), ValueError);
 }
 
@@ -233,13 +240,13 @@ namespace {
 // Images (n, 1, 3, 4) of entries 100 i + 10 r + c, labels i.
 TensorDataset ramp_images(std::size_t n) {
   xt::xarray<double> x = xt::xarray<double>::from_shape({n, 1, 3, 4});
-  Index y = Index::from_shape({n});
+  xt::xarray<std::int64_t> y = xt::xarray<std::int64_t>::from_shape({n});
   for (std::size_t i = 0; i < n; ++i) {
     y(i) = static_cast<std::int64_t>(i);
     for (std::size_t r = 0; r < 3; ++r)
       for (std::size_t c = 0; c < 4; ++c) x(i, 0, r, c) = double(100 * i + 10 * r + c);
   }
-  return TensorDataset(Tensor(x), y);
+  return TensorDataset(Tensor(x), Tensor(y));
 }
 }  // namespace
 
@@ -256,7 +263,7 @@ TEST_CASE("DataLoader augmentation: crops are shifts with zero padding, flips mi
     CHECK(b.inputs.shape() == Shape{16, 1, 3, 4});
     const auto& x = b.inputs.value<double>();
     for (std::size_t i = 0; i < 16; ++i) {
-      const double base = 100.0 * double(b.labels(i));
+      const double base = 100.0 * double(b.labels.value<std::int64_t>()(i));
       // Find the (dy, dx, flip) that explains the image: every entry is the source's shifted
       // entry, or 0 where that falls outside.
       int explained = 0;
@@ -304,7 +311,7 @@ TEST_CASE("DataLoader normalization comes after the crop, so the padding is norm
   for (double v : x) padding += v == -25.0;  // (0 - 100) / 4
   CHECK(padding > 0);
   // crops and flips need images; normalization needs std > 0
-  const TensorDataset rows(Tensor(xt::xarray<double>{{1, 2}, {3, 4}}), Index{0, 1});
+  const TensorDataset rows(Tensor(xt::xarray<double>{{1, 2}, {3, 4}}), testing::i64({0, 1}));
   CHECK_THROWS_WITH_AS(DataLoader(rows, {.augment = {.horizontal_flip = true}}),
                        doctest::Contains("(N, C, H, W)"), ShapeError);
   CHECK_THROWS_WITH_AS(DataLoader(rows, {.augment = {.normalize = {0, 0}}}),

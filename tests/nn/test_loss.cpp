@@ -10,7 +10,7 @@ using namespace xgrad;
 using namespace xgrad::nn;
 
 namespace {
-const Index labels = {2, 0, 1};
+const Tensor labels = testing::i64({2, 0, 1});
 Tensor logits_3x4(bool requires_grad = true) {
   return testing::f64({{0.5, -1.0, 2.0, 0.1}, {3.0, 0.2, -0.5, 1.0}, {-2.0, 1.5, 0.3, 0.0}},
                       requires_grad);
@@ -22,7 +22,7 @@ TEST_CASE("softmax cross-entropy: the loss is the mean of -log p(label)") {
   const auto p = testing::flat(softmax(z, 1));
   double expected = 0;
   for (std::size_t i = 0; i < 3; ++i)
-    expected -= std::log(p[i * 4 + static_cast<std::size_t>(labels(i))]) / 3;
+    expected -= std::log(p[i * 4 + static_cast<std::size_t>(labels.value<std::int64_t>()(i))]) / 3;
   CHECK(softmax_cross_entropy(z, labels).item() == doctest::Approx(expected).epsilon(1e-15));
   CHECK(softmax_cross_entropy(z, labels, {.reduction = Reduction::sum}).item() ==
         doctest::Approx(3 * expected).epsilon(1e-15));
@@ -38,7 +38,7 @@ TEST_CASE("softmax cross-entropy: the gradient is (softmax - onehot) / B") {
   const auto g = testing::flat(z.grad());
   for (std::size_t i = 0; i < 3; ++i)
     for (std::size_t c = 0; c < 4; ++c) {
-      const double onehot = c == static_cast<std::size_t>(labels(i)) ? 1.0 : 0.0;
+      const double onehot = c == static_cast<std::size_t>(labels.value<std::int64_t>()(i)) ? 1.0 : 0.0;
       CHECK(g[i * 4 + c] == doctest::Approx((p[i * 4 + c] - onehot) / 3).epsilon(1e-15));
     }
 }
@@ -70,35 +70,35 @@ TEST_CASE("softmax cross-entropy: label smoothing and class weights as PyTorch d
   for (std::size_t i = 0; i < 3; ++i)
     for (std::size_t c = 0; c < 4; ++c)
       smoothed -=
-          ((c == static_cast<std::size_t>(labels(i)) ? 1 - s : 0) + s / 4) * lp[i * 4 + c] / 3;
+          ((c == static_cast<std::size_t>(labels.value<std::int64_t>()(i)) ? 1 - s : 0) + s / 4) * lp[i * 4 + c] / 3;
   CHECK(softmax_cross_entropy(z, labels, {.label_smoothing = s}).item() ==
         doctest::Approx(smoothed).epsilon(1e-14));
   const Tensor w = testing::f64({0.5, 2.0, 1.0, 0.25});
   const double wy[] = {1.0, 0.5, 2.0};  // weights of labels 2, 0, 1
   double weighted = 0;
   for (std::size_t i = 0; i < 3; ++i)
-    weighted -= wy[i] * lp[i * 4 + static_cast<std::size_t>(labels(i))];
+    weighted -= wy[i] * lp[i * 4 + static_cast<std::size_t>(labels.value<std::int64_t>()(i))];
   CHECK(softmax_cross_entropy(z, labels, {.weight = w}).item() ==
         doctest::Approx(weighted / 3.5).epsilon(1e-14));
 }
 
 TEST_CASE("softmax cross-entropy is stable for logits of +-1e4") {
   const Tensor z = testing::f64({{1e4, -1e4, 0}, {-1e4, -1e4, 1e4}}, true);
-  const Tensor loss = softmax_cross_entropy(z, Index{1, 2});
+  const Tensor loss = softmax_cross_entropy(z, testing::i64({1, 2}));
   CHECK(loss.item() == doctest::Approx(1e4));
   loss.backward();
   for (double g : testing::flat(z.grad())) CHECK(std::isfinite(g));
-  CHECK(softmax_cross_entropy(tensor({{1e4f, -1e4f}}), Index{1}).item() == doctest::Approx(2e4));
+  CHECK(softmax_cross_entropy(tensor({{1e4f, -1e4f}}), testing::i64({1})).item() == doctest::Approx(2e4));
 }
 
 TEST_CASE("softmax cross-entropy: clear errors for bad labels and shapes") {
   const Tensor z = logits_3x4();
-  CHECK_THROWS_WITH_AS(softmax_cross_entropy(z, Index{2, 0, 4}),
+  CHECK_THROWS_WITH_AS(softmax_cross_entropy(z, testing::i64({2, 0, 4})),
                        doctest::Contains("label 4 of sample 2"), IndexError);
-  CHECK_THROWS_AS(softmax_cross_entropy(z, Index{2, 0, -1}), IndexError);
-  CHECK_THROWS_WITH_AS(softmax_cross_entropy(z, Index{2, 0}), doctest::Contains("2 labels"),
+  CHECK_THROWS_AS(softmax_cross_entropy(z, testing::i64({2, 0, -1})), IndexError);
+  CHECK_THROWS_WITH_AS(softmax_cross_entropy(z, testing::i64({2, 0})), doctest::Contains("2 labels"),
                        ShapeError);
-  CHECK_THROWS_WITH_AS(softmax_cross_entropy(testing::f64({1.0, 2.0}), Index{0}),
+  CHECK_THROWS_WITH_AS(softmax_cross_entropy(testing::f64({1.0, 2.0}), testing::i64({0})),
                        doctest::Contains("2-D"), ShapeError);
   CHECK_THROWS_AS(softmax_cross_entropy(z, labels, {.label_smoothing = 1.5}), ValueError);
   CHECK_THROWS_AS(softmax_cross_entropy(z, labels, {.weight = testing::f64({1.0})}), ShapeError);
@@ -129,11 +129,11 @@ TEST_CASE("nll, l1, smooth_l1, kl_div, binary_cross_entropy: values by hand, and
   const Tensor logp = log_softmax(logits_3x4(), 1);
   const auto lp = testing::flat(logp);
   double nll = 0;
-  for (std::size_t i = 0; i < 3; ++i) nll -= lp[i * 4 + static_cast<std::size_t>(labels(i))] / 3;
+  for (std::size_t i = 0; i < 3; ++i) nll -= lp[i * 4 + static_cast<std::size_t>(labels.value<std::int64_t>()(i))] / 3;
   CHECK(nll_loss(logp, labels).item() == doctest::Approx(nll).epsilon(1e-14));
   CHECK(nll_loss(logp, labels).item() ==
         doctest::Approx(softmax_cross_entropy(logits_3x4(), labels).item()).epsilon(1e-14));
-  CHECK_THROWS_WITH_AS(nll_loss(logp, Index{0, 4, 1}),
+  CHECK_THROWS_WITH_AS(nll_loss(logp, testing::i64({0, 4, 1})),
                        doctest::Contains("nll_loss: label 4 of row 1 is out of range for 4"),
                        IndexError);
 
@@ -171,13 +171,13 @@ TEST_CASE("nll, l1, smooth_l1, kl_div, binary_cross_entropy: values by hand, and
   CHECK_THROWS_WITH_AS(binary_cross_entropy(testing::f64({1.5}), testing::f64({1.0})),
                        doctest::Contains("probabilities must be in [0, 1]"), ValueError);
   CHECK(accuracy(logits_3x4(false), labels) == 1.0);
-  CHECK(accuracy(logits_3x4(false), Index{2, 1, 1}) == doctest::Approx(2.0 / 3));
-  CHECK_THROWS_AS(accuracy(logits_3x4(false), Index{0, 1}), ShapeError);
+  CHECK(accuracy(logits_3x4(false), testing::i64({2, 1, 1})) == doctest::Approx(2.0 / 3));
+  CHECK_THROWS_AS(accuracy(logits_3x4(false), testing::i64({0, 1})), ShapeError);
 
   // Gradients and second derivatives against finite differences, in double.
   const Tensor soft = softmax(testing::f64({{0.1, 0.7, 0.2}, {0.3, 0.3, 0.4}}), 1);
   const std::vector<std::pair<const char*, TensorFn>> losses = {
-      {"nll_loss", [](const std::vector<Tensor>& x) { return nll_loss(x[0], Index{2, 0, 1}); }},
+      {"nll_loss", [](const std::vector<Tensor>& x) { return nll_loss(x[0], testing::i64({2, 0, 1})); }},
       {"l1_loss", [&](const std::vector<Tensor>& x) { return l1_loss(x[0], target * 0.1); }},
       {"smooth_l1_loss",
        [&](const std::vector<Tensor>& x) { return smooth_l1_loss(x[0], target, Reduction::sum); }},

@@ -227,13 +227,29 @@ TEST_CASE("MultiheadAttention: causal, heads that must divide the width, cross-a
   CHECK(block.named_parameters().size() == 12);
 }
 
+TEST_CASE("Embedding takes int64 token ids and sits first in a Sequential") {
+  Generator gen(4);
+  Sequential net;
+  net.push_back(std::make_shared<Embedding>(5, 3, std::nullopt, kFloat64, gen))
+      .push_back(std::make_shared<Linear>(3, 2, true, kFloat64, gen));
+  const Tensor tokens = testing::i64({{1, 4}, {0, 0}});
+  const Tensor out = net(tokens);
+  CHECK(out.shape() == Shape{2, 2, 2});
+  const Tensor table = net.parameters()[0];
+  sum(out).backward();
+  CHECK(table.grad().defined());
+  CHECK_THROWS_WITH_AS(net(tensor({{1, 4}, {0, 0}})),
+                       doctest::Contains("embedding: indices must be an int64 tensor, got float32"),
+                       DtypeError);
+}
+
 TEST_CASE("Embedding: padding row zero and frozen; a tied output layer lists the matrix once") {
   Generator gen(5);
   Embedding emb(6, 4, 0, kFloat64, gen);
   CHECK(emb.str() == "Embedding(6, 4, padding_idx=0)");
   for (std::size_t j = 0; j < 4; ++j) CHECK(emb.weight.value<double>()(0, j) == 0.0);
   CHECK(emb.weight.value<double>()(1, 0) != 0.0);
-  CHECK_THROWS_WITH_AS(emb(Index{1, 6}), doctest::Contains("vocabulary of 6"), IndexError);
+  CHECK_THROWS_WITH_AS(emb(testing::i64({1, 6})), doctest::Contains("vocabulary of 6"), IndexError);
 
   // Weight tying: the output layer is the embedding's matrix, registered under a second name.
   struct Tied : Module {
@@ -243,20 +259,20 @@ TEST_CASE("Embedding: padding row zero and frozen; a tied output layer lists the
       tok = register_module("tok", std::make_shared<Embedding>(6, 4, std::nullopt, kFloat64, g));
       head = register_parameter("head", tok->weight);
     }
-    Tensor logits(const Index& idx) { return linear(tok->forward(idx), head); }
+    Tensor logits(const Tensor& idx) { return linear(tok->forward(idx), head); }
     std::string name() const override { return "Tied"; }
   };
   Tied net(gen);
   REQUIRE(net.parameters().size() == 1);
   CHECK(net.named_parameters()[0].first == "head");  // its own parameters come first
-  softmax_cross_entropy(net.logits(Index{1, 2, 1}), Index{2, 1, 0}).backward();
+  softmax_cross_entropy(net.logits(testing::i64({1, 2, 1})), testing::i64({2, 1, 0})).backward();
   // The gradient is the sum of both uses: the rows looked up, and the output layer.
   const Tensor copy = net.head.detach().requires_grad_(true);
-  softmax_cross_entropy(linear(embedding(copy, Index{1, 2, 1}), copy), Index{2, 1, 0}).backward();
+  softmax_cross_entropy(linear(embedding(copy, testing::i64({1, 2, 1})), copy), testing::i64({2, 1, 0})).backward();
   check_close(testing::flat(net.head.grad()), testing::flat(copy.grad()), 1e-14);
   const Tensor lookup_only = net.head.detach().requires_grad_(true);
-  softmax_cross_entropy(linear(embedding(lookup_only, Index{1, 2, 1}), net.head.detach()),
-                        Index{2, 1, 0})
+  softmax_cross_entropy(linear(embedding(lookup_only, testing::i64({1, 2, 1})), net.head.detach()),
+                        testing::i64({2, 1, 0}))
       .backward();
   CHECK(testing::flat(lookup_only.grad()) != testing::flat(copy.grad()));
   PositionalEmbedding pos(4, 3);
@@ -271,12 +287,13 @@ TEST_CASE("Embedding: padding row zero and frozen; a tied output layer lists the
 TEST_CASE("a small transformer and a GRU learn a repeating sequence") {
   // Next-character prediction on "0123 0123 ...": each character determines the next.
   const std::size_t V = 4, T = 8, B = 4;
-  Index x = Index::from_shape({B, T}), y = Index::from_shape({B * T});
+  std::vector<std::int64_t> inputs(B * T), targets(B * T);
   for (std::size_t b = 0; b < B; ++b)
     for (std::size_t t = 0; t < T; ++t) {
-      x(b, t) = std::int64_t((b + t) % V);
-      y(b * T + t) = std::int64_t((b + t + 1) % V);
+      inputs[b * T + t] = std::int64_t((b + t) % V);
+      targets[b * T + t] = std::int64_t((b + t + 1) % V);
     }
+  const Tensor x = from_vector(inputs, {B, T}), y = from_vector(targets, {B * T});
   Generator gen(6);
   Embedding tok(V, 16, std::nullopt, kFloat32, gen);
   PositionalEmbedding pos(T, 16, kFloat32, gen);

@@ -19,8 +19,9 @@ std::vector<xt::xarray<double>> train(std::uint64_t seed) {
   MLP net({6, 16, 8, 3}, "tanh", kFloat64, gen);
   Adam adam(net.parameters(), {.lr = 0.01});
   const Tensor x = randn({32, 6}, {.dtype = kFloat64}, gen);
-  Index y = Index::from_shape({32});
-  for (std::size_t i = 0; i < 32; ++i) y(i) = static_cast<std::int64_t>((i * 5 + seed) % 3);
+  std::vector<std::int64_t> labels(32);
+  for (std::size_t i = 0; i < 32; ++i) labels[i] = static_cast<std::int64_t>((i * 5 + seed) % 3);
+  const Tensor y = from_vector(labels, {32});
   for (int step = 0; step < 50; ++step) {
     adam.zero_grad();
     softmax_cross_entropy(net(x), y).backward();

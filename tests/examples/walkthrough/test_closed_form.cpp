@@ -21,7 +21,7 @@ namespace {
 struct Problem {
   std::vector<DenseLayer> layers;
   xt::xarray<double> x;
-  Index y;
+  Tensor y;  // int64
 
   Network net(double lr = 0.1) const { return Network(layers, x, y, lr); }
 };
@@ -41,9 +41,10 @@ Problem random_problem(const std::vector<std::size_t>& widths, const std::string
            l + 2 < widths.size() ? activation : "identity"});
     }
     p.x = randn({batch, widths[0]}, {.dtype = kFloat64}, gen).value<double>();
-    p.y = Index::from_shape({batch});
+    std::vector<std::int64_t> labels(batch);
     for (std::size_t i = 0; i < batch; ++i)
-      p.y(i) = static_cast<std::int64_t>((i * 7 + seed) % widths.back());
+      labels[i] = static_cast<std::int64_t>((i * 7 + seed) % widths.back());
+    p.y = from_vector(labels, {batch});
     const BackpropTrace t = closed_form_backprop(p.net());
     double closest = INFINITY;
     for (std::size_t l = 0; l + 1 < t.z.size(); ++l)
@@ -165,8 +166,8 @@ TEST_CASE("inconsistent networks give clear errors naming the layer") {
   bad = p;
   bad.layers[1].activation = "relu";
   CHECK_THROWS_WITH_AS(bad.net(), doctest::Contains("layer 2 is the last"), ValueError);
-  CHECK_THROWS_AS(Network(p.layers, p.x, Index{0, 3}), IndexError);
-  CHECK_THROWS_AS(Network(p.layers, p.x, Index{0}), ShapeError);
+  CHECK_THROWS_AS(Network(p.layers, p.x, testing::i64({0, 3})), IndexError);
+  CHECK_THROWS_AS(Network(p.layers, p.x, testing::i64({0})), ShapeError);
   CHECK_THROWS_WITH_AS(p.net(-0.1), doctest::Contains("lr must be a finite number >= 0"),
                        ValueError);
   CHECK_THROWS_AS(p.net(NAN), ValueError);
