@@ -51,6 +51,39 @@ struct NpyHeader {
   Shape shape;
 };
 
+// NPY's names of xgrad's dtypes (little-endian; one-byte types take '|'), and back.
+const char* npy_descr(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::float32: return "<f4";
+    case Dtype::float64: return "<f8";
+    case Dtype::int64: return "<i8";
+    case Dtype::int32: return "<i4";
+    case Dtype::uint8: return "|u1";
+    case Dtype::bool_: return "|b1";
+  }
+  return "?";
+}
+
+std::optional<Dtype> npy_dtype(const std::string& descr) {
+  for (Dtype d : {Dtype::float32, Dtype::float64, Dtype::int64, Dtype::int32, Dtype::uint8,
+                  Dtype::bool_})
+    if (descr == npy_descr(d)) return d;
+  if (descr == "<u1") return Dtype::uint8;  // the same bytes
+  return std::nullopt;
+}
+
+std::size_t npy_item_size(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::float64:
+    case Dtype::int64: return 8;
+    case Dtype::float32:
+    case Dtype::int32: return 4;
+    case Dtype::uint8:
+    case Dtype::bool_: break;
+  }
+  return 1;
+}
+
 NpyHeader parse_npy_header(const std::string& text, const std::string& path) {
   std::size_t i = 0;
   auto fail = [&](const std::string& why) {
@@ -147,30 +180,49 @@ Tensor parse_npy(const std::string& bytes, const std::string& path) {
   offset += header_length;
 
   const NpyHeader h = parse_npy_header(header, path);
-  if (h.descr != "<f4" && h.descr != "<f8")
-    bad_file(path, "dtype '" + h.descr + "' is not supported (expected '<f4' or '<f8')");
+  const std::optional<Dtype> dtype = npy_dtype(h.descr);
+  if (!dtype)
+    bad_file(path, "dtype '" + h.descr +
+                       "' is not supported (expected '<f4', '<f8', '<i8', '<i4', '|u1' or '|b1')");
   // A Fortran-order array (np.asfortranarray, a.T) is the C-order array of the reversed shape,
   // transposed: read as that, then put in C order.
   const Shape shape = h.fortran_order ? Shape(h.shape.rbegin(), h.shape.rend()) : h.shape;
-  const std::string& descr = h.descr;
   std::size_t count = 1;
   for (std::size_t d : shape) {
     if (d != 0 && count > (std::size_t{1} << 40) / d) bad_file(path, "absurd shape " + npy_shape(shape));
     count *= d;
   }
-  const std::size_t item = descr == "<f4" ? 4 : 8;
+  const std::size_t item = npy_item_size(*dtype);
   if (bytes.size() - offset != count * item)
     bad_file(path, "shape " + npy_shape(shape) + " needs " + std::to_string(count * item) +
                        " bytes of data, the file has " + std::to_string(bytes.size() - offset));
+  if (*dtype == Dtype::bool_)  // a byte other than 0 or 1 is no C++ bool
+    for (std::size_t i = 0; i < count; ++i)
+      if (static_cast<unsigned char>(bytes[offset + i]) > 1)
+        bad_file(path, "bool entry " + std::to_string(i) + " is the byte " +
+                           std::to_string(static_cast<unsigned char>(bytes[offset + i])) +
+                           ", not 0 or 1");
   auto read = [&](auto zero) {
     using T = decltype(zero);
     auto a = xt::xarray<T>::from_shape(shape);
     if (count > 0)
       std::memcpy(a.data(), bytes.data() + offset, count * sizeof(T));  // data() may be null
-    if (h.fortran_order) return Tensor(xt::xarray<T>(xt::transpose(a)));
     return Tensor(std::move(a));
   };
-  return item == 4 ? read(float{}) : read(double{});
+  Tensor out;
+  switch (*dtype) {
+    case Dtype::float32: out = read(float{}); break;
+    case Dtype::float64: out = read(double{}); break;
+    case Dtype::int64: out = read(std::int64_t{}); break;
+    case Dtype::int32: out = read(std::int32_t{}); break;
+    case Dtype::uint8: out = read(std::uint8_t{}); break;
+    case Dtype::bool_: out = read(bool{}); break;
+  }
+  if (!h.fortran_order) return out;
+  Axes reversed(shape.size());
+  for (std::size_t d = 0; d < shape.size(); ++d)
+    reversed[d] = static_cast<std::ptrdiff_t>(shape.size() - 1 - d);
+  return permute(out, reversed);
 }
 
 // An NPY file holds at most 2^40 items of 8 bytes, and a header of up to 4 GB (version 2).
@@ -209,8 +261,7 @@ void write_atomically(const fs::path& path, const std::string& bytes) {
 }
 
 std::string npy_bytes(const Tensor& tensor) {
-  const bool f32 = tensor.dtype() == Dtype::float32;
-  std::string header = std::string("{'descr': '") + (f32 ? "<f4" : "<f8") +
+  std::string header = std::string("{'descr': '") + npy_descr(tensor.dtype()) +
                        "', 'fortran_order': False, 'shape': " + npy_shape(tensor.shape()) + ", }";
   // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
   const std::size_t unpadded = 10 + header.size() + 1;

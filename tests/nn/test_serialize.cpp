@@ -65,6 +65,31 @@ TEST_CASE("npy files: Fortran order (np.asfortranarray, a.T) is read into C orde
   CHECK(testing::flat(back) == testing::flat(a));
 }
 
+TEST_CASE("npy files keep every dtype, as NumPy names them") {
+  const fs::path dir = scratch("npy_dtypes");
+  fs::create_directories(dir);
+  const std::vector<Tensor> tensors = {
+      testing::i64({{1, -2}, {3, std::int64_t{1} << 40}}), tensor({7, -8}, {.dtype = kInt32}),
+      tensor({0, 255}, {.dtype = kUInt8}), tensor({1, 0, 1}, {.dtype = kBool}),
+      tensor({1.5}, {.dtype = kFloat64})};
+  const std::vector<std::string> descr = {"'<i8'", "'<i4'", "'|u1'", "'|b1'", "'<f8'"};
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const std::string path = (dir / ("t" + std::to_string(i) + ".npy")).string();
+    save_npy(path, tensors[i]);
+    CHECK(read_bytes(path).find(descr[i]) != std::string::npos);
+    const Tensor back = load_npy(path);
+    CHECK(back.dtype() == tensors[i].dtype());
+    CHECK(back.shape() == tensors[i].shape());
+    CHECK(testing::flat(back.to(kFloat64)) == testing::flat(tensors[i].to(kFloat64)));
+  }
+  // A bool entry that is neither 0 nor 1 is refused, not read as a broken bool.
+  std::string bytes = read_bytes(dir / "t3.npy");
+  bytes[bytes.size() - 1] = 2;
+  std::ofstream((dir / "bad_bool.npy").string(), std::ios::binary) << bytes;
+  CHECK_THROWS_WITH_AS(load_npy((dir / "bad_bool.npy").string()),
+                       doctest::Contains("bool entry 2 is the byte 2"), ValueError);
+}
+
 TEST_CASE("npy files: truncated, corrupt or foreign files give clear errors") {
   const fs::path dir = scratch("npy_bad");
   fs::create_directories(dir);
@@ -81,9 +106,15 @@ TEST_CASE("npy files: truncated, corrupt or foreign files give clear errors") {
   std::string big = good;
   big.replace(big.find("(100, 10)"), 9, "(99999999999, 999999)");
   CHECK_THROWS_AS(load_npy(write("big.npy", big)), ValueError);
+  std::string big_endian = good;
+  big_endian.replace(big_endian.find("<f4"), 3, ">f4");
+  CHECK_THROWS_WITH_AS(load_npy(write("be.npy", big_endian)), doctest::Contains("'>f4'"),
+                       ValueError);
+  // The same 4000 bytes read as int64: 500 entries where the header says 1000.
   std::string ints = good;
   ints.replace(ints.find("<f4"), 3, "<i8");
-  CHECK_THROWS_WITH_AS(load_npy(write("i.npy", ints)), doctest::Contains("'<i8'"), ValueError);
+  CHECK_THROWS_WITH_AS(load_npy(write("i.npy", ints)), doctest::Contains("needs 8000 bytes"),
+                       ValueError);
   CHECK_THROWS_AS(load_npy((dir / "missing.npy").string()), ValueError);
   CHECK_THROWS_AS(load_npy(write("short.npy", "\x93NUM")), ValueError);
   std::string negative = good;
@@ -179,7 +210,7 @@ TEST_CASE("a module's parameters round-trip through a folder of .npy files") {
 TEST_CASE("an optimizer's state round-trips: a resumed run continues exactly") {
   const fs::path dir = scratch("optimizer");
   const Tensor x = testing::f64({{0.5, -1.0, 2.0, 0.1}, {1.0, 0.2, -0.3, 0.7}});
-  const Index y = {2, 0};
+  const Tensor y = testing::i64({2, 0});
   auto train = [&](MLP& net, Optimizer& opt, int steps) {
     for (int i = 0; i < steps; ++i) {
       opt.zero_grad();
@@ -277,7 +308,7 @@ TEST_CASE("Checkpoint: model, optimizer, schedule, generator, epoch and metadata
   StepLR schedule(sgd, 2, 0.5);
   Generator shuffle(7);
   const Tensor x = randn({5, 3}, {}, init);
-  softmax_cross_entropy(net(x), Index{0, 1, 1, 0, 1}).backward();
+  softmax_cross_entropy(net(x), testing::i64({0, 1, 1, 0, 1})).backward();
   sgd.step();
   schedule.step();
   schedule.step();
@@ -349,7 +380,7 @@ struct Trained {
   Adam adam{net.parameters()};
   Checkpoint ckpt;
   Trained() {
-    softmax_cross_entropy(net(randn({5, 3}, {}, gen)), Index{0, 1, 1, 0, 1}).backward();
+    softmax_cross_entropy(net(randn({5, 3}, {}, gen)), testing::i64({0, 1, 1, 0, 1})).backward();
     adam.step();
     ckpt.module(net).optimizer(adam).generator("model", gen);
   }
