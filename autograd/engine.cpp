@@ -13,6 +13,7 @@
 
 #include "autograd/anomaly.hpp"
 #include "autograd/detail/anomaly.hpp"
+#include "autograd/detail/kernels.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
@@ -38,6 +39,8 @@ class Engine {
   class PendingLeaves;
   static void deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, bool create_graph,
                               Capture* capture);
+  static void deliver_region_to_leaf(const std::shared_ptr<TensorImpl>& leaf, const Edge& edge,
+                                     const GradRegion& region, const Tensor& g, Capture* capture);
 };
 
 namespace {
@@ -54,11 +57,26 @@ namespace {
 
 void accumulate(Tensor& slot, Tensor g) { slot = slot.defined() ? add(slot, g) : std::move(g); }
 
+bool held_by_no_one_else(const Tensor& g) {
+  return g.impl_ptr().use_count() == 1 && g.impl()->value.use_count() == 1 && !g.requires_grad();
+}
+
 // A gradient that no one else holds, so that a leaf may keep it and later add to it in place.
 Tensor owned(Tensor g) {
-  if (g.impl_ptr().use_count() == 1 && g.impl()->value.use_count() == 1 && !g.requires_grad())
-    return g;
+  if (held_by_no_one_else(g)) return g;
   return std::visit([](const auto& a) { return Tensor(a); }, g.storage());  // a copy
+}
+
+// slot += g placed at `region` of an input of `shape` (a slice's gradient), in place: the slot
+// becomes a zero buffer of the input's shape the first time, and a copy when someone else holds
+// it (a gradient handed to two inputs), so that later regions are added where they belong.
+void accumulate_region(Tensor& slot, const Shape& shape, const GradRegion& region,
+                       const Tensor& g) {
+  if (!slot.defined())
+    slot = zeros(shape, {.dtype = g.dtype()});
+  else
+    slot = owned(std::move(slot));
+  detail::add_into_region(slot, region, g);
 }
 
 void add_in_place(Tensor& dst, const Tensor& src) {
@@ -152,6 +170,20 @@ class Engine::PendingLeaves {
   std::unordered_map<const TensorImpl*, std::size_t> left_;
 };
 
+void Engine::deliver_region_to_leaf(const std::shared_ptr<TensorImpl>& leaf, const Edge& edge,
+                                    const GradRegion& region, const Tensor& g, Capture* capture) {
+  if (capture) {
+    for (std::size_t j = 0; j < capture->leaves.size(); ++j)
+      if (capture->leaves[j] == leaf.get()) accumulate_region(capture->grads[j], edge.shape, region, g);
+    return;
+  }
+  Tensor& grad = leaf->grad;
+  if (grad.defined() && !grad.requires_grad())
+    detail::add_into_region(grad, region, g);  // in place, as add_in_place: .grad's handles see it
+  else
+    accumulate_region(grad, edge.shape, region, g);
+}
+
 void Engine::deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, bool create_graph,
                              Capture* capture) {
   if (capture) {
@@ -231,6 +263,14 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
       if (!edge.requires_grad() || !grads[k].defined()) continue;
       if (anomaly) detail::check_gradient(*node, k, grads[k]);
       Tensor gk = std::move(grads[k]);
+      if (const std::optional<GradRegion> region = create_graph ? std::nullopt
+                                                                 : node->grad_region(k)) {
+        if (edge.fn)
+          accumulate_region(edge.fn->grad_, edge.shape, *region, gk);
+        else
+          deliver_region_to_leaf(edge.leaf, edge, *region, gk, capture);
+        continue;
+      }
       if (gk.shape() != edge.shape) {  // undoing a broadcast: profiled as backward work
         const ProfileScope profiled("sum_to", true);
         gk = sum_to(gk, edge.shape);

@@ -12,6 +12,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -64,6 +65,11 @@ struct TensorImpl {
   std::vector<std::function<void(const Tensor&)>> post_accumulate_grad_hooks;
 };
 
+/// A part of an input along one axis: the entries start, start + step, ... (count of them).
+struct GradRegion {
+  std::size_t axis = 0, start = 0, step = 1, count = 0;
+};
+
 /// Where the gradient of one input goes: into the node that produced it, or into a leaf's .grad.
 struct Edge {
   NodeRef fn;
@@ -92,6 +98,14 @@ class Node {
   /// with tensor ops (so that create_graph records them). A gradient may keep a broadcast shape:
   /// the engine sums it back to the input's shape.
   virtual void backward(const Tensor& grad, std::span<Tensor> grads) = 0;
+  /// A node whose input gradient covers only a region of the input (slice) says which here; its
+  /// backward then gives just that region's gradient, when no graph is being recorded
+  /// (create_graph false). The engine adds it into the region of the input's gradient, a buffer
+  /// it allocates once per sweep: T slices of one tensor cost O(size + T slice) in the backward,
+  /// not O(T size). Under create_graph the backward gives the whole gradient, as any node's.
+  virtual std::optional<GradRegion> grad_region(std::size_t /*input*/) const {
+    return std::nullopt;
+  }
 
   std::size_t num_inputs() const { return edges_.size(); }
   bool needs_grad(std::size_t input) const { return edges_[input].requires_grad(); }

@@ -81,6 +81,21 @@ const xt::xarray<std::int64_t>& indices(const char* op, const Tensor& index) {
   return index.value<std::int64_t>();
 }
 
+void add_into_region(const Tensor& dst, const GradRegion& region, const Tensor& g) {
+  const AxisView v = axis_view(dst.shape(), region.axis);
+  dispatch(dst.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* d = dst.mutable_value<T>().data();
+    const T* s = g.value<T>().data();
+    for (std::size_t o = 0; o < v.outer; ++o)
+      for (std::size_t k = 0; k < region.count; ++k) {
+        T* row = d + (o * v.length + region.start + k * region.step) * v.inner;
+        const T* from = s + (o * region.count + k) * v.inner;
+        for (std::size_t i = 0; i < v.inner; ++i) row[i] += from[i];
+      }
+  });
+}
+
 Tensor convert(const Tensor& x, Dtype dtype) { return x.dtype() == dtype ? x : cast(x, dtype); }
 
 void check_not_empty(const char* op, const Tensor& x) {

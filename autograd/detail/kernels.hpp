@@ -68,6 +68,10 @@ Tensor empty_tensor(Dtype dtype, const Shape& shape);
 const void* raw_data(const Tensor& x);
 void* raw_output(const Tensor& x);
 
+// dst's entries in `region` (dst of the region's input shape) += g (the region's shape), in
+// place, float32 or float64: how the engine accumulates a slice's gradient.
+void add_into_region(const Tensor& dst, const GradRegion& region, const Tensor& g);
+
 // PyTorch's promotion of two dtypes: bool < uint8 < int32 < int64 < the floats, the larger one
 // wins. float32 with float64: DtypeError naming op and to().
 Dtype promote_types(const char* op, Dtype a, Dtype b);

@@ -146,29 +146,14 @@ Tensor unsqueeze(const Tensor& x, std::ptrdiff_t axis) {
   return reshape(x, shape);
 }
 
-Tensor slice(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t start, std::ptrdiff_t stop,
-             std::ptrdiff_t step) {
-  const std::size_t a = detail::normalize_axis("slice", axis, x.dim());
-  if (step <= 0) throw ValueError("slice: step must be positive, got " + std::to_string(step));
-  const auto length = static_cast<std::ptrdiff_t>(x.size(a));
-  const auto clamp_index = [length](std::ptrdiff_t i) {
-    if (i < 0) i += length;
-    return std::clamp<std::ptrdiff_t>(i, 0, length);
-  };
-  std::vector<std::int64_t> index;
-  for (std::ptrdiff_t i = clamp_index(start), end = clamp_index(stop); i < end; i += step)
-    index.push_back(i);
-  return index_select(x, static_cast<std::ptrdiff_t>(a), index);
-}
-
 Tensor select(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t index) {
   const std::size_t a = detail::normalize_axis("select", axis, x.dim());
   const auto length = static_cast<std::ptrdiff_t>(x.size(a));
   if (index < -length || index >= length)
     throw IndexError("select: index " + std::to_string(index) + " is out of range for axis " +
                      std::to_string(a) + " of length " + std::to_string(length));
-  const std::int64_t i = index < 0 ? index + length : index;
-  return squeeze(index_select(x, static_cast<std::ptrdiff_t>(a), {i}),
+  const std::ptrdiff_t i = index < 0 ? index + length : index;
+  return squeeze(slice(x, static_cast<std::ptrdiff_t>(a), i, i + 1),
                  static_cast<std::ptrdiff_t>(a));
 }
 
