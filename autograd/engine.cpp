@@ -83,7 +83,7 @@ void add_in_place(Tensor& dst, const Tensor& src) {
   std::visit(
       [&](auto& d) {
         using T = typename std::decay_t<decltype(d)>::value_type;
-        const T* s = src.value<T>().data();
+        const T* s = detail::values<T>(src).data();
         T* p = d.data();
         for (std::size_t i = 0, n = d.size(); i < n; ++i) p[i] += s[i];
       },
@@ -178,7 +178,7 @@ void Engine::deliver_region_to_leaf(const std::shared_ptr<TensorImpl>& leaf, con
     return;
   }
   Tensor& grad = leaf->grad;
-  if (grad.defined() && !grad.requires_grad())
+  if (grad.defined() && !grad.requires_grad() && !grad.is_view())
     detail::add_into_region(grad, region, g);  // in place, as add_in_place: .grad's handles see it
   else
     accumulate_region(grad, edge.shape, region, g);
@@ -194,7 +194,7 @@ void Engine::deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, 
   Tensor& grad = leaf->grad;
   if (!grad.defined())
     grad = create_graph ? std::move(g) : owned(std::move(g));
-  else if (create_graph || grad.requires_grad())
+  else if (create_graph || grad.requires_grad() || grad.is_view())
     grad = add(grad, g);
   else
     add_in_place(grad, g);

@@ -65,6 +65,7 @@ void record_custom(Tensor& out, std::span<const Tensor* const> inputs, std::stri
       auto alias = std::make_shared<TensorImpl>();
       alias->value = out.impl()->value;
       alias->version = out.impl()->version;
+      alias->view = out.impl()->view;
       out = Tensor(std::move(alias));
       break;
     }

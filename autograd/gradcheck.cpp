@@ -11,11 +11,19 @@
 namespace xgrad {
 
 namespace {
+// A float64 tensor's values as one array (a view's: a contiguous copy); DtypeError otherwise.
+const xt::xarray<double>& float64_values(const Tensor& t) {
+  if (t.dtype() != kFloat64) (void)t.value<double>();  // throws, naming both dtypes
+  return std::get<xt::xarray<double>>(t.storage());
+}
+}  // namespace
+
+namespace {
 
 // Flat double copy of a tensor's value (an undefined gradient reads as zeros of `like`).
 std::vector<double> values(const Tensor& t, const Tensor& like) {
   if (!t.defined()) return std::vector<double>(like.numel(), 0.0);
-  const auto& a = t.value<double>();
+  const auto& a = float64_values(t);
   return {a.begin(), a.end()};
 }
 

@@ -52,8 +52,11 @@ void Node::save(std::initializer_list<std::reference_wrapper<const Tensor>> tens
   for (const Tensor& t : tensors) {
     TensorImpl* impl = t.impl();
     const std::uint64_t at = impl->version ? impl->version->load(std::memory_order_relaxed) : 0;
-    if (impl->grad_fn.get() == this)
+    if (impl->grad_fn.get() == this) {
+      if (impl->view)  // its layout would be lost: a view op saves its input, never its output
+        throw AutogradError(std::string(name()) + ": saves its own output, which is a view");
       saved_.push_back({nullptr, impl->value, impl->version, at});
+    }
     else
       saved_.push_back({t.impl_ptr(), nullptr, impl->version, at});
   }

@@ -12,6 +12,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -52,9 +53,27 @@ struct StorageBox {
   std::atomic<std::uint64_t> version{0};
 };
 
+/// Where a view's elements lie in the storage it shares: sizes, strides and an offset, all in
+/// elements (autograd/detail/view.hpp holds the arithmetic on them).
+struct ViewInfo {
+  Shape shape;
+  Shape strides;            ///< 0 along an expanded axis
+  std::size_t offset = 0;
+  /// The tensor whose storage this is: never a view itself (a view of a view names the root).
+  std::shared_ptr<TensorImpl> base;
+  /// A contiguous copy, for readers that need the values as one array (Tensor::storage()):
+  /// made on first use, remade when the storage's version has moved on.
+  mutable std::mutex mutex;
+  mutable std::shared_ptr<const Storage> copy;
+  mutable std::uint64_t copy_version = 0;
+};
+
 struct TensorImpl {
+  /// The storage: one xarray, shaped as the tensor that made it (the base of every view of it).
   std::shared_ptr<Storage>
       value;  ///< shared so that a node can save its own output without a cycle
+  /// Set for a view: its place in `value`. Null for a tensor that is its whole storage.
+  std::shared_ptr<const ViewInfo> view;
   /// The version of `value`, in the same StorageBox (alive as long as `value`); shared by every
   /// tensor over the same values (detach). Null for values made without a box: not tracked.
   std::atomic<std::uint64_t>* version = nullptr;

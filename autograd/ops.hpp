@@ -204,14 +204,36 @@ Tensor pad(const Tensor& x, const std::vector<std::size_t>& pads, double value =
 Tensor dropout(const Tensor& x, double p, bool training = true,
                Generator& gen = default_generator());
 
-// ---- shape ------------------------------------------------------------------------------------
-Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape);  ///< one entry may be -1
+// ---- shape: views (tensor.hpp) -----------------------------------------------------------------
+// These return views: tensors over their input's storage, nothing copied (O(1) whatever the
+// size), each with its node, so gradients flow back. reshape copies only when no view can show
+// the input so (a transposed tensor flattened), as PyTorch's. Any dtype.
+/// One entry may be -1.
+Tensor reshape(const Tensor& x, const std::vector<std::ptrdiff_t>& shape);
+/// As reshape, but never a copy: ShapeError when the input's strides do not allow the shape.
+Tensor view(const Tensor& x, const std::vector<std::ptrdiff_t>& shape);
 Tensor flatten(const Tensor& x, std::ptrdiff_t start_axis = 0, std::ptrdiff_t end_axis = -1);
 Tensor permute(const Tensor& x, const Axes& axes);
 Tensor transpose(const Tensor& x, std::ptrdiff_t axis0 = -2, std::ptrdiff_t axis1 = -1);
 Tensor squeeze(const Tensor& x);  ///< drops every axis of length 1
 Tensor squeeze(const Tensor& x, std::ptrdiff_t axis);
 Tensor unsqueeze(const Tensor& x, std::ptrdiff_t axis);
+/// Axes of length 1 repeated to `sizes` (-1 keeps an axis; new leading axes may be added) with
+/// stride 0: no copy. Its gradient is summed back.
+Tensor expand(const Tensor& x, const std::vector<std::ptrdiff_t>& sizes);
+/// length entries of axis from start (IndexError past its end).
+Tensor narrow(const Tensor& x, std::ptrdiff_t axis, std::ptrdiff_t start, std::size_t length);
+/// The entries (i, i + offset) of axes axis1 and axis2, as the last axis.
+Tensor diagonal(const Tensor& x, std::ptrdiff_t offset = 0, std::ptrdiff_t axis1 = 0,
+                std::ptrdiff_t axis2 = 1);
+/// Any layout over x's storage: sizes, strides and an offset in elements (x's own offset when
+/// none), as torch.as_strided; ValueError past the storage's end.
+Tensor as_strided(const Tensor& x, const Shape& size, const Shape& stride,
+                  std::optional<std::size_t> storage_offset = std::nullopt);
+/// The slices along axis, each without it (select of each).
+std::vector<Tensor> unbind(const Tensor& x, std::ptrdiff_t axis = 0);
+/// A copy with its own contiguous storage; the gradient flows back (torch's clone).
+Tensor clone(const Tensor& x);
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
 /// Sums x down to `shape` (which x's shape broadcasts from): the inverse of broadcast_to.
 Tensor sum_to(const Tensor& x, const Shape& shape);

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <xtensor/xio.hpp>
 
+#include "autograd/detail/view.hpp"
 #include "autograd/engine.hpp"
 #include "autograd/node.hpp"
 
@@ -108,12 +109,19 @@ Dtype Tensor::dtype() const {
 }
 
 const Shape& Tensor::shape() const {
-  return std::visit([](const auto& a) -> const Shape& { return a.shape(); },
-                    *checked("shape").value);
+  const TensorImpl& impl = checked("shape");
+  if (impl.view) return impl.view->shape;
+  return std::visit([](const auto& a) -> const Shape& { return a.shape(); }, *impl.value);
 }
 
 std::size_t Tensor::numel() const {
-  return std::visit([](const auto& a) { return a.size(); }, *checked("numel").value);
+  const TensorImpl& impl = checked("numel");
+  if (impl.view) {
+    std::size_t n = 1;
+    for (std::size_t d : impl.view->shape) n *= d;
+    return n;
+  }
+  return std::visit([](const auto& a) { return a.size(); }, *impl.value);
 }
 
 std::size_t Tensor::size(std::ptrdiff_t axis) const {
@@ -127,14 +135,32 @@ std::size_t Tensor::size(std::ptrdiff_t axis) const {
 
 template <class T>
 const xt::xarray<T>& Tensor::value() const {
-  const Storage& v = *checked("value").value;
-  if (const auto* a = std::get_if<xt::xarray<T>>(&v)) return *a;
-  throw DtypeError("value: the tensor is " + std::string(dtype_name(dtype())) + ", read as " +
-                   std::string(dtype_name(dtype_of<T>())));
+  const TensorImpl& impl = checked("value");
+  const Storage& v = *impl.value;
+  const auto* a = std::get_if<xt::xarray<T>>(&v);
+  if (!a)
+    throw DtypeError("value: the tensor is " + std::string(dtype_name(dtype())) + ", read as " +
+                     std::string(dtype_name(dtype_of<T>())));
+  if (!impl.view || detail::is_whole(*impl.view, v)) return *a;
+  if (!detail::is_contiguous(impl.view->shape, impl.view->strides))
+    throw ValueError("value: this tensor is a strided view (shape " +
+                     shape_str(impl.view->shape) + ", strides " +
+                     shape_str(impl.view->strides) + ", offset " +
+                     std::to_string(impl.view->offset) + ") of a storage of shape " +
+                     shape_str(a->shape()) +
+                     "; its elements are not one xarray: call contiguous() first, or read "
+                     "through data_ptr<T>() and strides()");
+  return std::get<xt::xarray<T>>(storage());  // a contiguous view: its elements, as one array
 }
 
 template <class T>
 xt::xarray<T>& Tensor::mutable_value() const {
+  const TensorImpl& impl = checked("mutable_value");
+  if (impl.view && !detail::is_whole(*impl.view, *impl.value))
+    throw ValueError("mutable_value: this tensor is a view (shape " + shape_str(impl.view->shape) +
+                     ", offset " + std::to_string(impl.view->offset) +
+                     ") of another's storage; change the values through its base, or work on "
+                     "contiguous()");
   xt::xarray<T>& a = const_cast<xt::xarray<T>&>(value<T>());
   if (impl_->version) impl_->version->fetch_add(1, std::memory_order_relaxed);
   return a;
@@ -151,7 +177,64 @@ XGRAD_VALUE_ACCESS(std::uint8_t)
 XGRAD_VALUE_ACCESS(bool)
 #undef XGRAD_VALUE_ACCESS
 
-const Storage& Tensor::storage() const { return *checked("storage").value; }
+const Storage& Tensor::storage() const {
+  const TensorImpl& impl = checked("storage");
+  if (!impl.view || detail::is_whole(*impl.view, *impl.value)) return *impl.value;
+  const ViewInfo& v = *impl.view;
+  const std::uint64_t now = impl.version ? impl.version->load(std::memory_order_acquire) : 0;
+  const std::lock_guard<std::mutex> lock(v.mutex);
+  if (!v.copy || v.copy_version != now) {
+    v.copy = std::make_shared<const Storage>(
+        detail::copy_layout(*impl.value, {v.shape, v.strides, v.offset}));
+    v.copy_version = now;
+  }
+  return *v.copy;
+}
+
+IntList Tensor::sizes() const {
+  const Shape& s = shape();
+  return IntList(std::vector<std::int64_t>(s.begin(), s.end()));
+}
+
+IntList Tensor::strides() const {
+  const Shape s = detail::layout(*this).strides;
+  return IntList(std::vector<std::int64_t>(s.begin(), s.end()));
+}
+
+bool Tensor::is_contiguous() const {
+  const TensorImpl& impl = checked("is_contiguous");
+  return !impl.view || detail::is_contiguous(impl.view->shape, impl.view->strides);
+}
+
+bool Tensor::is_view() const { return checked("is_view").view != nullptr; }
+
+Tensor Tensor::base() const {
+  const TensorImpl& impl = checked("base");
+  return impl.view ? Tensor(impl.view->base) : Tensor();
+}
+
+
+template <class T>
+T* Tensor::data_ptr() const {
+  const TensorImpl& impl = checked("data_ptr");
+  auto* a = std::get_if<xt::xarray<T>>(impl.value.get());
+  if (!a)
+    throw DtypeError("data_ptr: the tensor is " + std::string(dtype_name(dtype())) +
+                     ", read as " + std::string(dtype_name(dtype_of<T>())));
+  return a->data() + (impl.view ? impl.view->offset : 0);
+}
+template float* Tensor::data_ptr<float>() const;
+template double* Tensor::data_ptr<double>() const;
+template std::int64_t* Tensor::data_ptr<std::int64_t>() const;
+template std::int32_t* Tensor::data_ptr<std::int32_t>() const;
+template std::uint8_t* Tensor::data_ptr<std::uint8_t>() const;
+template bool* Tensor::data_ptr<bool>() const;
+
+std::ostream& operator<<(std::ostream& os, const IntList& list) {
+  os << '[';
+  for (std::size_t i = 0; i < list.size(); ++i) os << (i ? ", " : "") << list[i];
+  return os << ']';
+}
 
 double Tensor::item() const {
   if (numel() != 1)
@@ -208,6 +291,8 @@ void Tensor::set_data(const Tensor& source) const {
   if (impl.grad_fn)
     throw AutogradError("set_data: this tensor is the output of " +
                         std::string(impl.grad_fn->name()) + "; only a leaf's values can be replaced");
+  if (impl.view)
+    throw AutogradError("set_data: this tensor is a view of another; replace its base's values");
   Storage copy = source.storage();  // first: source may be this tensor
   *impl.value = std::move(copy);
   if (impl.version) impl.version->fetch_add(1, std::memory_order_relaxed);
@@ -218,6 +303,7 @@ Tensor Tensor::detach() const {
   auto impl = std::make_shared<TensorImpl>();
   impl->value = checked("detach").value;
   impl->version = impl_->version;  // the same values: the same version
+  impl->view = impl_->view;        // and the same place in them
   return Tensor(std::move(impl));
 }
 

@@ -58,6 +58,24 @@ static_assert(std::is_same_v<Shape, xt::xarray<float>::shape_type>);
 /// A tensor's values: one xtensor array of one of the six element types (in Dtype's order).
 using Storage = std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int64_t>,
                              xt::xarray<std::int32_t>, xt::xarray<std::uint8_t>, xt::xarray<bool>>;
+/// A tensor's sizes or strides, as LibTorch's IntArrayRef (but owning its numbers): indexed,
+/// iterated, compared, and printed as [2, 3] (`std::cout << t.sizes()`).
+class IntList {
+ public:
+  IntList() = default;
+  explicit IntList(std::vector<std::int64_t> values) : values_(std::move(values)) {}
+  std::size_t size() const { return values_.size(); }
+  std::int64_t operator[](std::size_t i) const { return values_.at(i); }
+  auto begin() const { return values_.begin(); }
+  auto end() const { return values_.end(); }
+  const std::vector<std::int64_t>& vec() const { return values_; }
+  bool operator==(const IntList&) const = default;
+
+ private:
+  std::vector<std::int64_t> values_;
+};
+std::ostream& operator<<(std::ostream& os, const IntList& list);
+
 /// Axes of a tensor; a negative axis counts from the end.
 using Axes = std::vector<std::ptrdiff_t>;
 
@@ -101,19 +119,45 @@ class Tensor {
   bool defined() const { return impl_ != nullptr; }
   Dtype dtype() const;
   const Shape& shape() const;
+  IntList sizes() const;  ///< the shape, as LibTorch's sizes(): prints as [2, 3]
   std::size_t dim() const { return shape().size(); }
   std::size_t numel() const;
   /// Length of one axis; a negative axis counts from the end, as in PyTorch.
   std::size_t size(std::ptrdiff_t axis) const;
 
-  /// The value as an xtensor array; DtypeError when T is not the tensor's dtype.
+  /// The value as an xtensor array; DtypeError when T is not the tensor's dtype. A contiguous
+  /// view (a reshape, a slice of whole rows) gives its elements as one array, a copy made when
+  /// first asked for; a strided view (a transpose, a stepped slice) has none: ValueError naming
+  /// contiguous(). Read such a view through data_ptr<T>() and strides(), or contiguous() first.
   template <class T>
   const xt::xarray<T>& value() const;
   /// For in-place updates such as an optimizer step. Not recorded on the tape: change a tensor
-  /// only when no graph that saved it will run backward again.
+  /// only when no graph that saved it will run backward again. Not for a view (ValueError).
   template <class T>
   xt::xarray<T>& mutable_value() const;
+  /// The values as one array of any dtype: the storage, or for a view a contiguous copy of its
+  /// elements (made when first asked for, and again after the storage changed).
   const Storage& storage() const;
+
+  // ---- storage and views: a tensor is a storage + sizes + strides + an offset ----------------
+  /// Strides in elements (row-major for a tensor that is not a view).
+  IntList strides() const;
+  /// Row-major without gaps (axes of length 1 aside): what kernels read without a copy.
+  bool is_contiguous() const;
+  /// This tensor when its values are one xarray of its shape (value<T>() works), else a
+  /// contiguous copy (recorded: the gradient flows back to this view).
+  Tensor contiguous() const;
+  /// A copy with its own storage (recorded, as torch's clone).
+  Tensor clone() const;
+  /// Whether this tensor shares another's storage (a view op made it); base() is that tensor
+  /// (the root: never itself a view), undefined for a tensor that is not a view.
+  bool is_view() const;
+  Tensor base() const;
+  /// The first element in the storage (T the tensor's C++ type, DtypeError otherwise): with
+  /// strides(), the element at index i is data_ptr<T>()[sum_k i_k strides_k]. Writes through it
+  /// are not seen by the version counter.
+  template <class T>
+  T* data_ptr() const;
 
   /// The single element of a one-element tensor (ValueError otherwise), as a double, or
   /// converted to T (`x.item<std::int64_t>()`).
@@ -185,6 +229,8 @@ class Tensor {
   Tensor softmax(std::ptrdiff_t axis = -1) const;
   Tensor log_softmax(std::ptrdiff_t axis = -1) const;
   Tensor reshape(const std::vector<std::ptrdiff_t>& shape) const;
+  Tensor view(const std::vector<std::ptrdiff_t>& shape) const;     ///< never a copy
+  Tensor expand(const std::vector<std::ptrdiff_t>& sizes) const;  ///< stride 0, no copy
   Tensor flatten(std::ptrdiff_t start_axis = 0, std::ptrdiff_t end_axis = -1) const;
   Tensor t() const;  ///< the transpose of a 2-D tensor (ShapeError otherwise)
   Tensor transpose(std::ptrdiff_t axis0, std::ptrdiff_t axis1) const;

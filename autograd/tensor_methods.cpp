@@ -1,4 +1,5 @@
 // The member forms of the common ops (x.relu(), x.sum(), ...): each calls the op of its name.
+#include "autograd/detail/view.hpp"
 #include "autograd/ops.hpp"
 
 namespace xgrad {
@@ -52,6 +53,19 @@ Tensor Tensor::squeeze() const { return xgrad::squeeze(*this); }
 Tensor Tensor::unsqueeze(std::ptrdiff_t axis) const { return xgrad::unsqueeze(*this, axis); }
 Tensor Tensor::matmul(const Tensor& other) const { return xgrad::matmul(*this, other); }
 Tensor Tensor::clamp(double min, double max) const { return xgrad::clamp(*this, min, max); }
+Tensor Tensor::view(const std::vector<std::ptrdiff_t>& shape) const {
+  return xgrad::view(*this, shape);
+}
+Tensor Tensor::expand(const std::vector<std::ptrdiff_t>& sizes) const {
+  return xgrad::expand(*this, sizes);
+}
+
+Tensor Tensor::contiguous() const {
+  if (!is_view() || detail::is_whole(*impl()->view, *impl()->value)) return *this;
+  return xgrad::clone(*this);
+}
+Tensor Tensor::clone() const { return xgrad::clone(*this); }
+
 Tensor Tensor::to(Dtype dtype) const { return dtype == this->dtype() ? *this : cast(*this, dtype); }
 
 }  // namespace xgrad

@@ -14,6 +14,14 @@
 namespace xgrad {
 
 namespace {
+// A float64 tensor's values as one array (a view's: a contiguous copy); DtypeError otherwise.
+const xt::xarray<double>& float64_values(const Tensor& t) {
+  if (t.dtype() != kFloat64) (void)t.value<double>();  // throws, naming both dtypes
+  return std::get<xt::xarray<double>>(t.storage());
+}
+}  // namespace
+
+namespace {
 
 double max_abs(const xt::xarray<double>& a) {
   double m = 0;
@@ -29,7 +37,7 @@ double numeric_derivative(const TensorFn& loss, const std::vector<Tensor>& param
   NoGradGuard no_grad;
   std::vector<Tensor> moved = params;
   auto at = [&](double offset) {
-    xt::xarray<double> value = params[i].value<double>();
+    xt::xarray<double> value = float64_values(params[i]);
     value.data()[j] += offset;
     moved[i] = Tensor(std::move(value));
     return loss(moved).item();
@@ -202,9 +210,9 @@ VerifyReport verify_gradients(const TensorFn& loss,
 
   double overall_scale = 0;  // the largest gradient entry of any parameter
   for (std::size_t i = 0; i < params.size(); ++i) {
-    overall_scale = std::max(overall_scale, max_abs(claimed[i].value<double>()));
+    overall_scale = std::max(overall_scale, max_abs(float64_values(claimed[i])));
     if (tape[i].defined())
-      overall_scale = std::max(overall_scale, max_abs(tape[i].value<double>()));
+      overall_scale = std::max(overall_scale, max_abs(float64_values(tape[i])));
   }
   VerifyReport report;
   report.rtol = o.rtol;
@@ -213,9 +221,9 @@ VerifyReport verify_gradients(const TensorFn& loss,
   for (std::size_t i = 0; i < params.size(); ++i) {
     ParameterVerdict v;
     v.name = parameters[i].first;
-    const xt::xarray<double>& c = claimed[i].value<double>();
+    const xt::xarray<double>& c = float64_values(claimed[i]);
     const xt::xarray<double> t = tape[i].defined()
-                                     ? tape[i].value<double>()
+                                     ? float64_values(tape[i])
                                      : xt::xarray<double>(xt::zeros<double>(c.shape()));
     const WorstEntry w = worst_entry(c, t);
     const std::size_t worst = w.flat;

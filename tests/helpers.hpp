@@ -13,7 +13,8 @@ namespace xgrad::testing {
 
 // The value of a float64 tensor as a flat vector.
 inline std::vector<double> flat(const Tensor& t) {
-  const auto& a = t.value<double>();
+  const Tensor whole = t.contiguous();  // a view's values as one array
+  const auto& a = whole.value<double>();
   return {a.begin(), a.end()};
 }
 
@@ -39,7 +40,7 @@ inline Tensor i64(xt::nested_initializer_list_t<double, 3> v) {
   return tensor(v, {.dtype = kInt64});
 }
 inline std::vector<std::int64_t> ints(const Tensor& t) {
-  const Tensor wide = t.to(kInt64);
+  const Tensor wide = t.to(kInt64).contiguous();
   const auto& a = wide.value<std::int64_t>();
   return {a.begin(), a.end()};
 }

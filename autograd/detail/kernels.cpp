@@ -1,4 +1,5 @@
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/view.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -44,10 +45,27 @@ Tensor empty_tensor(Dtype dtype, const Shape& shape) {
 }
 
 const void* raw_data(const Tensor& x) {
+  const TensorImpl& impl = *x.impl();
+  if (impl.view && is_contiguous(impl.view->shape, impl.view->strides)) {
+    const Layout l{impl.view->shape, impl.view->strides, impl.view->offset};
+    return std::visit(
+        [&](const auto& a) -> const void* {
+          if (extent(l) > a.size()) return std::get_if<0>(&x.storage());  // throws (copy_layout)
+          return a.data() + l.offset;
+        },
+        *impl.value);
+  }
   return std::visit([](const auto& a) -> const void* { return a.data(); }, x.storage());
 }
 
-void* raw_output(const Tensor& x) { return const_cast<void*>(raw_data(x)); }
+void* raw_output(const Tensor& x) {
+  return std::visit([](auto& a) -> void* { return a.data(); }, *x.impl()->value);
+}
+
+void wrong_dtype(const Tensor& x, Dtype as) {
+  throw DtypeError("the tensor is " + std::string(dtype_name(x.dtype())) + ", read as " +
+                   std::string(dtype_name(as)));
+}
 
 namespace {
 // The rank of a dtype in promotion order.
@@ -78,7 +96,7 @@ const xt::xarray<std::int64_t>& indices(const char* op, const Tensor& index) {
   if (index.dtype() != Dtype::int64)
     throw DtypeError(std::string(op) + ": indices must be an int64 tensor, got " +
                      std::string(dtype_name(index.dtype())) + "; convert with to(kInt64)");
-  return index.value<std::int64_t>();
+  return detail::values<std::int64_t>(index);
 }
 
 void add_into_region(const Tensor& dst, const GradRegion& region, const Tensor& g) {
@@ -86,7 +104,7 @@ void add_into_region(const Tensor& dst, const GradRegion& region, const Tensor& 
   dispatch(dst.dtype(), [&](auto zero) {
     using T = decltype(zero);
     T* d = dst.mutable_value<T>().data();
-    const T* s = g.value<T>().data();
+    const T* s = detail::values<T>(g).data();
     for (std::size_t o = 0; o < v.outer; ++o)
       for (std::size_t k = 0; k < region.count; ++k) {
         T* row = d + (o * v.length + region.start + k * region.step) * v.inner;

@@ -67,6 +67,24 @@ Tensor empty_tensor(Dtype dtype, const Shape& shape);
 // one is for an output just made by empty_tensor (it does not count as a change of version).
 const void* raw_data(const Tensor& x);
 void* raw_output(const Tensor& x);
+// DtypeError: x read as `as`.
+[[noreturn]] void wrong_dtype(const Tensor& x, Dtype as);
+
+// x's elements in row-major order, as T (DtypeError unless x is of dtype T): read in place when
+// x is contiguous (a view at its offset), else from a contiguous copy (Tensor::storage()). What
+// kernels read.
+template <class T>
+const T* data(const Tensor& x) {
+  if (x.dtype() != dtype_of<T>()) wrong_dtype(x, dtype_of<T>());
+  return static_cast<const T*>(raw_data(x));
+}
+// x's values as one xarray of T: its storage, or for a view a contiguous copy. For kernels that
+// need the array itself (xtensor expressions, a copy to start from); data<T>() copies less.
+template <class T>
+const xt::xarray<T>& values(const Tensor& x) {
+  if (x.dtype() != dtype_of<T>()) wrong_dtype(x, dtype_of<T>());
+  return std::get<xt::xarray<T>>(x.storage());
+}
 
 // dst's entries in `region` (dst of the region's input shape) += g (the region's shape), in
 // place, float32 or float64: how the engine accumulates a slice's gradient.
@@ -139,11 +157,10 @@ template <class F>
 Tensor map(const Tensor& x, F&& f) {
   return dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const xt::xarray<T>& a = x.value<T>();
-    xt::xarray<T> out = empty<T>(a.shape());
-    const T* src = a.data();
+    const T* src = data<T>(x);
+    xt::xarray<T> out = empty<T>(x.shape());
     T* dst = out.data();
-    parallel_for(a.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+    parallel_for(out.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) dst[i] = f(src[i]);
     });
     return Tensor(std::move(out));
@@ -189,11 +206,10 @@ template <class Pre, class Post, class Scalar>
 Tensor map_vectorized(const Tensor& x, void (*f)(float*, std::size_t), Pre pre, Post post,
                       Scalar scalar) {
   if (x.dtype() != Dtype::float32) return map(x, scalar);
-  const xt::xarray<float>& a = x.value<float>();
-  xt::xarray<float> out = empty<float>(a.shape());
-  const float* src = a.data();
+  const float* src = data<float>(x);
+  xt::xarray<float> out = empty<float>(x.shape());
   float* dst = out.data();
-  parallel_for(a.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+  parallel_for(out.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
     for (std::size_t i = begin; i < end; ++i) dst[i] = pre(src[i]);
     f(dst + begin, end - begin);
     for (std::size_t i = begin; i < end; ++i) dst[i] = post(src[i], dst[i]);
@@ -203,13 +219,14 @@ Tensor map_vectorized(const Tensor& x, void (*f)(float*, std::size_t), Pre pre, 
 
 // out[i] = f(x[i], y[i]) with broadcasting, x and y of element type T, out of R.
 template <class T, class R, class F>
-Tensor zip_as(const char* op, const xt::xarray<T>& x, const xt::xarray<T>& y, F&& f) {
-  const T* px = x.data();
-  const T* py = y.data();
+Tensor zip_as(const char* op, const Tensor& x, const Tensor& y, F&& f) {
+  const T* px = data<T>(x);
+  const T* py = data<T>(y);
+  const std::size_t nx = x.numel(), ny = y.numel();
   if (x.shape() == y.shape()) {
     xt::xarray<R> out = empty<R>(x.shape());
     R* po = out.data();
-    parallel_for(x.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+    parallel_for(nx, kParallelGrain, [=](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], py[i]);
     });
     return Tensor(std::move(out));
@@ -218,16 +235,16 @@ Tensor zip_as(const char* op, const xt::xarray<T>& x, const xt::xarray<T>& y, F&
   xt::xarray<R> out = empty<R>(shape);
   R* po = out.data();
   // A one-element operand on either side (z - 1, 1 - z): one flat loop, no index walk.
-  if (y.size() == 1 && x.size() == out.size()) {
+  if (ny == 1 && nx == out.size()) {
     const T s = py[0];
-    parallel_for(x.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+    parallel_for(nx, kParallelGrain, [=](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], s);
     });
     return Tensor(std::move(out));
   }
-  if (x.size() == 1 && y.size() == out.size()) {
+  if (nx == 1 && ny == out.size()) {
     const T s = px[0];
-    parallel_for(y.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
+    parallel_for(ny, kParallelGrain, [=](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) po[i] = f(s, py[i]);
     });
     return Tensor(std::move(out));
@@ -247,7 +264,7 @@ Tensor zip(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   check_same_dtype(op, a, b);
   return dispatch(a.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    return zip_as<T, T>(op, a.value<T>(), b.value<T>(), f);
+    return zip_as<T, T>(op, a, b, f);
   });
 }
 
@@ -264,12 +281,6 @@ enum class IntegerOp { add, sub, mul, div_trunc, div_floor };
 Tensor integer_arithmetic(const char* op, IntegerOp kind, const Tensor& a, const Tensor& b);
 // sum_to of an integer or bool tensor: int64 sums (wrapping, as PyTorch's).
 Tensor integer_sum_to(const Tensor& x, const Shape& shape);
-
-// The value of x in dtype T as a raw pointer (x must be of dtype T).
-template <class T>
-const T* data(const Tensor& x) {
-  return x.value<T>().data();
-}
 
 // 1 / (1 + e^-v), computed as e^v / (1 + e^v) for v < 0 so that e^-v never overflows.
 template <class T>

@@ -166,8 +166,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                                [mt](T e) { return (e - mt) * (e - mt); });
         v /= double(L.m());
       } else {
-        m = double(running_mean.value<T>()(c));
-        v = double(running_var.value<T>()(c));
+        m = double(detail::values<T>(running_mean)(c));
+        v = double(detail::values<T>(running_var)(c));
       }
       means.data()[c] = static_cast<T>(m);
       inv.data()[c] = static_cast<T>(1 / std::sqrt(v + eps));

@@ -37,7 +37,7 @@ Tensor cast(const Tensor& x, Dtype dtype) {
     using T = decltype(zero);
     return detail::dispatch_all(x.dtype(), [&](auto from) {
       using F = decltype(from);
-      const xt::xarray<F>& a = x.value<F>();
+      const xt::xarray<F>& a = detail::values<F>(x);
       xt::xarray<T> z = detail::empty<T>(a.shape());
       for (std::size_t i = 0; i < a.size(); ++i) z.data()[i] = convert_value<T>(a.data()[i]);
       return Tensor(std::move(z));

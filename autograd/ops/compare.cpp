@@ -39,7 +39,7 @@ Tensor compare(const char* op, const Tensor& a, const Tensor& b) {
   const Tensor x = detail::convert(a, r), y = detail::convert(b, r);
   return detail::dispatch_all(r, [&](auto zero) {
     using T = decltype(zero);
-    return detail::zip_as<T, bool>(op, x.value<T>(), y.value<T>(),
+    return detail::zip_as<T, bool>(op, x, y,
                                    [](T p, T q) { return holds(R, p, q); });
   });
 }
@@ -50,7 +50,7 @@ Tensor compare(const char* op, Relation relation, const Tensor& x, const Scalar&
   const ProfileScope profiled(op);
   return detail::dispatch_all(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const xt::xarray<T>& a = x.value<T>();
+    const xt::xarray<T>& a = detail::values<T>(x);
     xt::xarray<bool> out = detail::empty<bool>(a.shape());
     const T* src = a.data();
     bool* dst = out.data();

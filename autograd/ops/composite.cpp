@@ -271,7 +271,7 @@ Tensor& assign(Tensor& a, const Tensor& result, const char* op) {
                      std::string(dtype_name(a.dtype())));
   detail::dispatch_all(a.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    a.mutable_value<T>() = result.value<T>();
+    a.mutable_value<T>() = detail::values<T>(result);
   });
   return a;
 }

@@ -33,7 +33,7 @@ Tensor index_add(const Tensor& x, std::ptrdiff_t axis, const std::vector<std::in
   detail::check_indices("index_add", index, v.length);
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    xt::xarray<T> z = x.value<T>();
+    xt::xarray<T> z = detail::values<T>(x);
     const T* ps = detail::data<T>(source);
     for (std::size_t o = 0; o < v.outer; ++o)
       for (std::size_t k = 0; k < index.size(); ++k) {

@@ -50,14 +50,14 @@ Tensor integer_arithmetic(const char* op, IntegerOp kind, const Tensor& a, const
   auto run = [&](auto zero) {
     using T = decltype(zero);
     if (kind == IntegerOp::div_trunc || kind == IntegerOp::div_floor) {
-      const xt::xarray<T>& d = y.value<T>();
+      const xt::xarray<T>& d = detail::values<T>(y);
       for (std::size_t i = 0; i < d.size(); ++i)
         if (d.data()[i] == 0)
           throw ValueError(std::string(op) + ": integer division by zero (the divisor of dtype " +
                            std::string(dtype_name(r)) + " has a 0 at flat position " +
                            std::to_string(i) + ")");
     }
-    return zip_as<T, T>(op, x.value<T>(), y.value<T>(),
+    return zip_as<T, T>(op, x, y,
                         [kind](T p, T q) { return wrap<T>(kind, p, q); });
   };
   switch (r) {
@@ -71,7 +71,7 @@ Tensor integer_arithmetic(const char* op, IntegerOp kind, const Tensor& a, const
 
 Tensor integer_sum_to(const Tensor& x, const Shape& shape) {
   const Tensor wide = convert(x, Dtype::int64);
-  const std::int64_t* px = wide.value<std::int64_t>().data();
+  const std::int64_t* px = detail::values<std::int64_t>(wide).data();
   std::vector<std::uint64_t> acc(product(shape), 0);  // unsigned: wraps where int64 would not
   for_each_broadcast<1>(x.shape(), {broadcast_strides(shape, x.shape())},
                         [&](std::size_t i, const std::array<std::size_t, 1>& at) {

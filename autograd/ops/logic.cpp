@@ -23,7 +23,7 @@ T combine(Logic kind, T x, T y) {
 Tensor logical(const char* op, Logic kind, const Tensor& a, const Tensor& b) {
   const ProfileScope profiled(op);
   const Tensor x = detail::convert(a, Dtype::bool_), y = detail::convert(b, Dtype::bool_);
-  return detail::zip_as<bool, bool>(op, x.value<bool>(), y.value<bool>(),
+  return detail::zip_as<bool, bool>(op, x, y,
                                     [kind](bool p, bool q) { return combine(kind, p, q); });
 }
 
@@ -38,7 +38,7 @@ Tensor bitwise(const char* op, Logic kind, const Tensor& a, const Tensor& b) {
   const Tensor x = detail::convert(a, r), y = detail::convert(b, r);
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    return detail::zip_as<T, T>(op, x.value<T>(), y.value<T>(),
+    return detail::zip_as<T, T>(op, x, y,
                                 [kind](T p, T q) { return combine(kind, p, q); });
   };
   switch (r) {
@@ -55,7 +55,7 @@ Tensor count_lines(const char* op, const Tensor& x, std::optional<std::ptrdiff_t
                    bool keepdims, F&& f) {
   const ProfileScope profiled(op);
   const Tensor b = detail::convert(x, Dtype::bool_);
-  const bool* p = b.value<bool>().data();
+  const bool* p = detail::values<bool>(b).data();
   if (!axis) {
     std::size_t count = 0;
     for (std::size_t i = 0, n = b.numel(); i < n; ++i) count += p[i] ? 1 : 0;
@@ -104,7 +104,7 @@ Tensor logical_not(const Tensor& x) {
   const ProfileScope profiled("logical_not");
   const Tensor b = detail::convert(x, Dtype::bool_);
   xt::xarray<bool> out = detail::empty<bool>(x.shape());
-  const bool* p = b.value<bool>().data();
+  const bool* p = detail::values<bool>(b).data();
   for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] = !p[i];
   return Tensor(std::move(out));
 }
@@ -165,7 +165,7 @@ Tensor count_nonzero(const Tensor& x, std::ptrdiff_t axis) {
 Tensor nonzero(const Tensor& x) {
   const ProfileScope profiled("nonzero");
   const Tensor b = detail::convert(x, Dtype::bool_);
-  const bool* p = b.value<bool>().data();
+  const bool* p = detail::values<bool>(b).data();
   const std::size_t rank = x.dim(), n = x.numel();
   std::size_t count = 0;
   for (std::size_t i = 0; i < n; ++i) count += p[i] ? 1 : 0;

@@ -32,7 +32,7 @@ Tensor scatter_add(const Tensor& x, std::ptrdiff_t axis, const Tensor& index_ten
   const std::size_t length = x.size(axis);
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    xt::xarray<T> z = x.value<T>();
+    xt::xarray<T> z = detail::values<T>(x);
     const T* ps = detail::data<T>(source);
     const std::int64_t* pi = index.data();
     for (std::size_t o = 0; o < v.outer; ++o)

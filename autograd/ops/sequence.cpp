@@ -179,7 +179,7 @@ Tensor multinomial(const Tensor& probs, std::size_t num_samples, bool replacemen
     throw ValueError(std::string(op) + ": " + std::to_string(num_samples) +
                      " samples without replacement from " + count_str(classes, "categories"));
   const Tensor p = cast(probs.detach(), kFloat64);
-  const double* pp = p.value<double>().data();
+  const double* pp = detail::values<double>(p).data();
   xt::xarray<std::int64_t> out = detail::empty<std::int64_t>(
       probs.dim() == 2 ? Shape{rows, num_samples} : Shape{num_samples});
   std::uniform_real_distribution<double> uniform(0.0, 1.0);

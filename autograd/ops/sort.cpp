@@ -54,7 +54,7 @@ ValuesIndices sorted(const char* op, const Tensor& x, std::size_t k, std::ptrdif
   const auto [to_last, back] = axis_last(ax, x.dim());
   const Tensor moved = permute(x, to_last);
   const Tensor order = detail::dispatch_all(x.dtype(), [&](auto zero) {
-    return order_lines(moved.value<decltype(zero)>(), k, descending);
+    return order_lines(detail::values<decltype(zero)>(moved), k, descending);
   });
   const Tensor picked = gather(moved, -1, order);
   return {permute(picked, back), permute(order, back)};

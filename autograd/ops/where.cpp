@@ -78,12 +78,12 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     T* pz = static_cast<T*>(detail::raw_output(out));
     switch (c.dtype()) {
       case Dtype::float32:
-        return select(c.value<float>().data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
+        return select(detail::values<float>(c).data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
       case Dtype::float64:
-        return select(c.value<double>().data(), pa, pb, pz, shape, c.shape(), a.shape(),
+        return select(detail::values<double>(c).data(), pa, pb, pz, shape, c.shape(), a.shape(),
                       b.shape());
       default:
-        return select(c.value<bool>().data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
+        return select(detail::values<bool>(c).data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
     }
   });
   if (auto* node = record<Where>(out, {a, b})) node->save({c});

@@ -19,7 +19,8 @@ using testing::ints;
 namespace {
 std::vector<bool> bools(const Tensor& t) {
   REQUIRE(t.dtype() == kBool);
-  const auto& a = t.value<bool>();
+  const Tensor whole = t.contiguous();
+  const auto& a = whole.value<bool>();
   return std::vector<bool>(a.begin(), a.end());
 }
 }  // namespace

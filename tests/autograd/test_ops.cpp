@@ -178,6 +178,20 @@ std::vector<OpCase> table() {
          return sum_to(x[0], {3, 1});
        }},
       {"slice", {{5, 4}}, [](V x) { return slice(x[0], 0, 1, 5, 2); }},
+      // Views over views, and strided views into the other ops (every kernel reads them).
+      {"view", {{3, 4}}, [](V x) { return view(x[0], {2, 6}) * view(x[0], {2, 6}); }},
+      {"view", {{3, 4}}, [](V x) { return view(slice(x[0], 0, 1, 3), {8}); }},
+      {"reshape", {{3, 4}}, [](V x) { return reshape(transpose(x[0]), {12}) * 2.0; }},
+      {"expand", {{3, 1}}, [](V x) { return expand(x[0], {2, 3, 4}) * expand(x[0], {-1, 4}); }},
+      {"narrow", {{3, 4}}, [](V x) { return narrow(x[0], 1, 1, 2) * narrow(x[0], 1, -2, 2); }},
+      {"diagonal", {{3, 4}}, [](V x) { return diagonal(x[0], 1) * diagonal(x[0]) + sum(diagonal(x[0], -1)); }},
+      {"diagonal", {{2, 3, 3}}, [](V x) { return diagonal(transpose(x[0], 0, 2), 0, 1, 2); }},
+      {"as_strided",  // overlapping windows: an entry read twice gets both gradients
+       {{3, 4}},
+       [](V x) { return as_strided(x[0], {2, 3}, {4, 1}, 1) * as_strided(x[0], {2, 3}, {1, 1}); }},
+      {"clone", {{3, 4}}, [](V x) { return clone(transpose(x[0])) * x[0].t(); }},
+      {"mul", {{3, 4}, {4, 3}}, [](V x) { return mul(transpose(x[0]), slice(x[1], 0, 0, 4)); }},
+      {"matmul", {{3, 4}, {4, 5}}, [](V x) { return matmul(x[0].t().t(), slice(x[1], 1, 0, 5, 2)); }},
       {"slice", {{3, 5}}, [](V x) { return slice(x[0], -1, -3, 100); }},
       {"select", {{3, 4}}, [](V x) { return select(x[0], 1, 2); }},
       {"index_select",

@@ -1,0 +1,138 @@
+#include "autograd/detail/view.hpp"
+
+#include <algorithm>
+#include <string>
+#include <variant>
+
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad::detail {
+
+namespace {
+const Shape& storage_shape(const Storage& s) {
+  return std::visit([](const auto& a) -> const Shape& { return a.shape(); }, s);
+}
+std::size_t storage_size(const Storage& s) {
+  return std::visit([](const auto& a) { return a.size(); }, s);
+}
+}  // namespace
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape strides(shape.size(), 0);
+  std::size_t stride = 1;
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= std::max<std::size_t>(shape[i], 1);
+  }
+  return strides;
+}
+
+bool is_contiguous(const Shape& shape, const Shape& strides) {
+  std::size_t expected = 1;
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] == 0) return true;  // no elements: any layout is every layout
+    if (shape[i] != 1 && strides[i] != expected) return false;
+    expected *= shape[i];
+  }
+  return true;
+}
+
+Layout layout(const Tensor& x) {
+  const TensorImpl& impl = *x.impl();
+  if (impl.view) return {impl.view->shape, impl.view->strides, impl.view->offset};
+  const Shape& shape = storage_shape(*impl.value);
+  return {shape, contiguous_strides(shape), 0};
+}
+
+std::size_t extent(const Layout& l) {
+  std::size_t last = l.offset;
+  for (std::size_t i = 0; i < l.shape.size(); ++i) {
+    if (l.shape[i] == 0) return l.offset;
+    last += (l.shape[i] - 1) * l.strides[i];
+  }
+  return last + 1;
+}
+
+std::optional<Shape> view_strides(const Shape& shape, const Shape& strides,
+                                  const Shape& new_shape) {
+  Shape out(new_shape.size(), 0);
+  if (product(shape) == 0) return contiguous_strides(new_shape);
+  // Walk the old axes in groups that are contiguous within themselves (stride[i] =
+  // stride[i + 1] * shape[i + 1]), and lay the new axes over each group from its end.
+  std::size_t view_d = new_shape.size();
+  std::size_t chunk_base_stride = strides.empty() ? 1 : strides.back();
+  std::size_t tensor_numel = 1, view_numel = 1;
+  for (std::size_t tensor_d = shape.size(); tensor_d-- > 0;) {
+    tensor_numel *= shape[tensor_d];
+    const bool group_ends =
+        tensor_d == 0 ||
+        (shape[tensor_d - 1] != 1 && strides[tensor_d - 1] != tensor_numel * chunk_base_stride);
+    if (!group_ends) continue;
+    while (view_d > 0 && (view_numel < tensor_numel || new_shape[view_d - 1] == 1)) {
+      --view_d;
+      out[view_d] = view_numel * chunk_base_stride;
+      view_numel *= new_shape[view_d];
+    }
+    if (view_numel != tensor_numel) return std::nullopt;
+    if (tensor_d > 0) {
+      chunk_base_stride = strides[tensor_d - 1];
+      tensor_numel = 1;
+      view_numel = 1;
+    }
+  }
+  if (view_d != 0) {
+    // Leading axes of length 1 left over.
+    while (view_d > 0) {
+      --view_d;
+      if (new_shape[view_d] != 1) return std::nullopt;
+      out[view_d] = 1;
+    }
+  }
+  return out;
+}
+
+Tensor make_view(const Tensor& x, Layout l) {
+  const TensorImpl& src = *x.impl();
+  auto info = std::make_shared<ViewInfo>();
+  info->shape = std::move(l.shape);
+  info->strides = std::move(l.strides);
+  info->offset = l.offset;
+  info->base = src.view ? src.view->base : x.impl_ptr();
+  auto impl = std::make_shared<TensorImpl>();
+  impl->value = src.value;
+  impl->version = src.version;
+  impl->view = std::move(info);
+  return Tensor(std::move(impl));
+}
+
+bool is_whole(const ViewInfo& v, const Storage& storage) {
+  return v.offset == 0 && v.shape == storage_shape(storage) &&
+         is_contiguous(v.shape, v.strides);
+}
+
+Storage copy_layout(const Storage& storage, const Layout& l) {
+  if (extent(l) > storage_size(storage))
+    throw ValueError("view: its storage holds " + std::to_string(storage_size(storage)) +
+                     " elements, fewer than the view of shape " + shape_str(l.shape) +
+                     " reaches (" + std::to_string(extent(l)) +
+                     "): the base's values were replaced (set_data) since the view was made");
+  return std::visit(
+      [&](const auto& a) -> Storage {
+        using A = std::decay_t<decltype(a)>;
+        A out = A::from_shape(l.shape);
+        const auto* src = a.data() + l.offset;
+        auto* dst = out.data();
+        if (is_contiguous(l.shape, l.strides)) {
+          std::copy_n(src, out.size(), dst);
+          return out;
+        }
+        for_each_broadcast<1>(l.shape, {l.strides},
+                              [&](std::size_t i, const std::array<std::size_t, 1>& at) {
+                                dst[i] = src[at[0]];
+                              });
+        return out;
+      },
+      storage);
+}
+
+}  // namespace xgrad::detail

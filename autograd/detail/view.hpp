@@ -1,0 +1,39 @@
+#pragma once
+// The arithmetic of views, in one place: a tensor's elements lie in its storage at
+// offset + sum_i index_i * strides_i (all in elements). Views share their base's storage and
+// version counter; autograd/ops/view.cpp builds the view ops on these.
+
+#include <optional>
+
+#include "autograd/node.hpp"
+
+namespace xgrad::detail {
+
+// Where a tensor's elements are: its view's layout, or its whole storage's (row-major, offset 0).
+struct Layout {
+  Shape shape, strides;
+  std::size_t offset = 0;
+};
+Layout layout(const Tensor& x);
+
+// Row-major strides of a shape.
+Shape contiguous_strides(const Shape& shape);
+// Whether (shape, strides) is row-major without gaps (axes of length 1 may have any stride).
+bool is_contiguous(const Shape& shape, const Shape& strides);
+// One past the last element a layout reaches in its storage (offset when it is empty).
+std::size_t extent(const Layout& layout);
+// The strides that show a tensor of (shape, strides) as new_shape (same count) over the same
+// elements, as PyTorch's view: possible when each group of axes that new_shape merges or splits
+// is contiguous within itself. nullopt when a copy is needed.
+std::optional<Shape> view_strides(const Shape& shape, const Shape& strides, const Shape& new_shape);
+
+// A new tensor over x's storage (and version counter) with the given layout, its base the root
+// of x. Records nothing: the view ops record their nodes on it.
+Tensor make_view(const Tensor& x, Layout layout);
+// Whether a view covers its storage exactly, in its storage's shape: then its values are the
+// storage's xarray.
+bool is_whole(const ViewInfo& view, const Storage& storage);
+// The elements of a layout of `storage`, copied in row-major order into a new array.
+Storage copy_layout(const Storage& storage, const Layout& layout);
+
+}  // namespace xgrad::detail
