@@ -49,6 +49,10 @@ class NodeRef {
 /// A tensor's values and their version: the count of in-place changes (mutable_value), which a
 /// node compares, when it uses a tensor it saved, with the count it saw at saving.
 struct StorageBox {
+  template <class T>
+  explicit StorageBox(xt::xarray<T>&& values) : data(std::in_place_type<xt::xarray<T>>,
+                                                     std::move(values)) {}
+  explicit StorageBox(Storage&& values) : data(std::move(values)) {}
   Storage data;
   std::atomic<std::uint64_t> version{0};
 };

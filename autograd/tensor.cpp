@@ -72,10 +72,11 @@ void check_can_require_grad(const char* op, Dtype dtype) {
 
 namespace {
 
-std::shared_ptr<TensorImpl> make_impl(Storage value, bool requires_grad) {
+// The values go straight into their box (one move of the array, no empty variant first).
+template <class V>
+std::shared_ptr<TensorImpl> make_impl(V&& value, bool requires_grad) {
   auto impl = std::make_shared<TensorImpl>();
-  auto box = std::make_shared<StorageBox>();
-  box->data = std::move(value);
+  auto box = std::make_shared<StorageBox>(std::forward<V>(value));
   impl->version = &box->version;
   Storage* data = &box->data;
   impl->value = std::shared_ptr<Storage>(std::move(box), data);  // one block: values and version
@@ -484,7 +485,23 @@ Tensor tensor(xt::nested_initializer_list_t<double, 4> v, TensorOptions o) {
 Tensor scalar(double value, TensorOptions options) { return full({}, value, options); }
 
 Tensor full(const Shape& shape, double value, TensorOptions options) {
-  return generate("full", shape, options, [&](std::size_t) { return value; });
+  element_count("full", shape);  // refuses shapes too large to hold
+  if (options.requires_grad) check_can_require_grad("full", options.dtype);
+  const auto make = [&](auto zero) {
+    using T = decltype(zero);
+    auto a = xt::xarray<T>::from_shape(shape);
+    std::fill(a.data(), a.data() + a.size(), static_cast<T>(value));  // one pass, vectorized
+    return Tensor(std::move(a), options.requires_grad);
+  };
+  switch (options.dtype) {
+    case Dtype::float32: return make(float{});
+    case Dtype::float64: return make(double{});
+    case Dtype::int64: return make(std::int64_t{});
+    case Dtype::int32: return make(std::int32_t{});
+    case Dtype::uint8: return make(std::uint8_t{});
+    case Dtype::bool_: return make(value != 0);
+  }
+  throw DtypeError("full: unknown dtype");
 }
 Tensor zeros(const Shape& shape, TensorOptions options) { return full(shape, 0.0, options); }
 Tensor ones(const Shape& shape, TensorOptions options) { return full(shape, 1.0, options); }

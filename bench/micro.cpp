@@ -2,6 +2,8 @@
 //   build/bench/micro [--benchmark_filter=Mm]
 #include <benchmark/benchmark.h>
 
+#include <string>
+
 #include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
 #include "autograd/ops.hpp"
@@ -116,6 +118,25 @@ void BM_AdaptiveAvgPool(benchmark::State& state) {
   state.SetLabel(adaptive ? "adaptive 224->100" : "avg_pool2d 2x2 224->112");
 }
 BENCHMARK(BM_AdaptiveAvgPool)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+
+// The view ops on a 1 KB (16 x 16) and a 64 MB (4096 x 4096) float32 tensor: views share the
+// storage, so each takes the same time, whatever the size (no element is copied).
+void BM_View(benchmark::State& state) {
+  const std::size_t n = state.range(1) == 0 ? 16 : 4096;
+  const Tensor x = randn({n, n});
+  const auto side = static_cast<std::ptrdiff_t>(n);
+  const char* names[] = {"reshape", "transpose", "slice", "select"};
+  for (auto _ : state) {
+    switch (state.range(0)) {
+      case 0: benchmark::DoNotOptimize(reshape(x, {side / 2, 2 * side}).impl()); break;
+      case 1: benchmark::DoNotOptimize(transpose(x).impl()); break;
+      case 2: benchmark::DoNotOptimize(slice(x, 1, 1, side - 1, 2).impl()); break;
+      default: benchmark::DoNotOptimize(select(x, 0, side / 2).impl()); break;
+    }
+  }
+  state.SetLabel(std::string(names[state.range(0)]) + (n == 16 ? " of 1 KB" : " of 64 MB"));
+}
+BENCHMARK(BM_View)->ArgsProduct({{0, 1, 2, 3}, {0, 1}});
 
 // A recurrent layer's pattern: every time step of a (32, T, 256) tensor taken with select, each
 // used, then one backward through all of them. Its time per step should not grow with T: the

@@ -46,16 +46,30 @@ Tensor empty_tensor(Dtype dtype, const Shape& shape) {
 
 const void* raw_data(const Tensor& x) {
   const TensorImpl& impl = *x.impl();
-  if (impl.view && is_contiguous(impl.view->shape, impl.view->strides)) {
-    const Layout l{impl.view->shape, impl.view->strides, impl.view->offset};
-    return std::visit(
-        [&](const auto& a) -> const void* {
-          if (extent(l) > a.size()) return std::get_if<0>(&x.storage());  // throws (copy_layout)
-          return a.data() + l.offset;
-        },
-        *impl.value);
-  }
+  if (impl.view && is_contiguous(impl.view->shape, impl.view->strides)) return first_element(x);
   return std::visit([](const auto& a) -> const void* { return a.data(); }, x.storage());
+}
+
+const void* first_element(const Tensor& x) {
+  const TensorImpl& impl = *x.impl();
+  if (!impl.view)
+    return std::visit([](const auto& a) -> const void* { return a.data(); }, *impl.value);
+  const Layout l{impl.view->shape, impl.view->strides, impl.view->offset};
+  return std::visit(
+      [&](const auto& a) -> const void* {
+        if (extent(l) > a.size()) (void)x.storage();  // throws: the base's values were replaced
+        return a.data() + l.offset;
+      },
+      *impl.value);
+}
+
+Shape layout_strides(const Tensor& x, const Shape& out) {
+  const Layout l = layout(x);
+  Shape strides(out.size(), 0);
+  const std::size_t lead = out.size() - l.shape.size();
+  for (std::size_t i = 0; i < l.shape.size(); ++i)
+    if (l.shape[i] != 1) strides[lead + i] = l.strides[i];
+  return strides;
 }
 
 void* raw_output(const Tensor& x) {

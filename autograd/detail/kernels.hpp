@@ -78,6 +78,22 @@ const T* data(const Tensor& x) {
   if (x.dtype() != dtype_of<T>()) wrong_dtype(x, dtype_of<T>());
   return static_cast<const T*>(raw_data(x));
 }
+// x read in place, whatever its layout: its first element, and the stride of each axis of `out`
+// (which x's shape broadcasts to; 0 along broadcast axes). Elementwise kernels and sums read a
+// strided view so, without a copy.
+template <class T>
+struct Strided {
+  const T* data;
+  Shape strides;
+};
+const void* first_element(const Tensor& x);
+Shape layout_strides(const Tensor& x, const Shape& out);
+template <class T>
+Strided<T> strided(const Tensor& x, const Shape& out) {
+  if (x.dtype() != dtype_of<T>()) wrong_dtype(x, dtype_of<T>());
+  return {static_cast<const T*>(first_element(x)), layout_strides(x, out)};
+}
+
 // x's values as one xarray of T: its storage, or for a view a contiguous copy. For kernels that
 // need the array itself (xtensor expressions, a copy to start from); data<T>() copies less.
 template <class T>
@@ -157,9 +173,17 @@ template <class F>
 Tensor map(const Tensor& x, F&& f) {
   return dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* src = data<T>(x);
     xt::xarray<T> out = empty<T>(x.shape());
     T* dst = out.data();
+    if (!x.is_contiguous()) {  // a strided view, read in place
+      const Strided<T> s = strided<T>(x, x.shape());
+      for_each_broadcast<1>(x.shape(), {s.strides},
+                            [&](std::size_t i, const std::array<std::size_t, 1>& at) {
+                              dst[i] = f(s.data[at[0]]);
+                            });
+      return Tensor(std::move(out));
+    }
+    const T* src = data<T>(x);
     parallel_for(out.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) dst[i] = f(src[i]);
     });
@@ -220,6 +244,17 @@ Tensor map_vectorized(const Tensor& x, void (*f)(float*, std::size_t), Pre pre, 
 // out[i] = f(x[i], y[i]) with broadcasting, x and y of element type T, out of R.
 template <class T, class R, class F>
 Tensor zip_as(const char* op, const Tensor& x, const Tensor& y, F&& f) {
+  if (!x.is_contiguous() || !y.is_contiguous()) {  // a strided view, read in place
+    const Shape shape = broadcast_shapes(op, x.shape(), y.shape());
+    xt::xarray<R> out = empty<R>(shape);
+    R* po = out.data();
+    const Strided<T> sx = strided<T>(x, shape), sy = strided<T>(y, shape);
+    for_each_broadcast<2>(shape, {sx.strides, sy.strides},
+                          [&](std::size_t i, const std::array<std::size_t, 2>& at) {
+                            po[i] = f(sx.data[at[0]], sy.data[at[1]]);
+                          });
+    return Tensor(std::move(out));
+  }
   const T* px = data<T>(x);
   const T* py = data<T>(y);
   const std::size_t nx = x.numel(), ny = y.numel();

@@ -27,8 +27,9 @@ Tensor add(const Tensor& a, const Tensor& b) {
   const Dtype r = detail::arithmetic_type("add", a.dtype(), b.dtype());
   if (!is_floating_point(r))
     return detail::integer_arithmetic("add", detail::IntegerOp::add, a, b);
-  Tensor out = detail::zip("add", detail::convert(a, r), detail::convert(b, r),
-                           [](auto x, auto y) { return x + y; });
+  if (a.dtype() != r || b.dtype() != r)  // an integer operand: its float copy takes no gradient
+    return add(detail::convert(a, r), detail::convert(b, r));
+  Tensor out = detail::zip("add", a, b, [](auto x, auto y) { return x + y; });
   record<Add>(out, {a, b});
   return out;
 }
@@ -38,9 +39,9 @@ Tensor add(const Tensor& a, Scalar b) {
   const Dtype r = detail::arithmetic_type(a.dtype(), b);
   if (!is_floating_point(r))
     return detail::integer_arithmetic("add", detail::IntegerOp::add, a, scalar(b, {.dtype = r}));
+  if (a.dtype() != r) return add(detail::convert(a, r), b);
   const double s = b;
-  Tensor out =
-      detail::map(detail::convert(a, r), [s](auto x) { return x + static_cast<decltype(x)>(s); });
+  Tensor out = detail::map(a, [s](auto x) { return x + static_cast<decltype(x)>(s); });
   record<AddScalar>(out, {a}, s);
   return out;
 }

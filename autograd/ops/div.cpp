@@ -48,26 +48,27 @@ Dtype true_division_type(Dtype a, Dtype b) {
 Tensor div(const Tensor& a, const Tensor& b) {
   const ProfileScope profiled("div");
   const Dtype r = true_division_type(a.dtype(), b.dtype());
-  Tensor out = detail::zip("div", detail::convert(a, r), detail::convert(b, r),
-                           [](auto x, auto y) { return x / y; });
+  if (a.dtype() != r || b.dtype() != r)  // an integer operand: its float copy takes no gradient
+    return div(detail::convert(a, r), detail::convert(b, r));
+  Tensor out = detail::zip("div", a, b, [](auto x, auto y) { return x / y; });
   if (auto* node = record<Div>(out, {a, b})) node->save({b, out});
   return out;
 }
 
 Tensor div(const Tensor& a, Scalar b) {
   const ProfileScope profiled("div");
-  const Tensor x = detail::convert(a, is_floating_point(a.dtype()) ? a.dtype() : Dtype::float32);
+  if (!is_floating_point(a.dtype())) return div(detail::convert(a, Dtype::float32), b);
   const double s = b;
-  Tensor out = detail::map(x, [s](auto v) { return v / static_cast<decltype(v)>(s); });
+  Tensor out = detail::map(a, [s](auto v) { return v / static_cast<decltype(v)>(s); });
   record<DivScalar>(out, {a}, s);
   return out;
 }
 
 Tensor div(Scalar a, const Tensor& b) {
   const ProfileScope profiled("div");
-  const Tensor x = detail::convert(b, is_floating_point(b.dtype()) ? b.dtype() : Dtype::float32);
+  if (!is_floating_point(b.dtype())) return div(a, detail::convert(b, Dtype::float32));
   const double s = a;
-  Tensor out = detail::map(x, [s](auto v) { return static_cast<decltype(v)>(s) / v; });
+  Tensor out = detail::map(b, [s](auto v) { return static_cast<decltype(v)>(s) / v; });
   if (auto* node = record<RDivScalar>(out, {b}, s)) node->save({b, out});
   return out;
 }

@@ -28,8 +28,9 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   const Dtype r = detail::arithmetic_type("mul", a.dtype(), b.dtype());
   if (!is_floating_point(r))
     return detail::integer_arithmetic("mul", detail::IntegerOp::mul, a, b);
-  Tensor out = detail::zip("mul", detail::convert(a, r), detail::convert(b, r),
-                           [](auto x, auto y) { return x * y; });
+  if (a.dtype() != r || b.dtype() != r)  // an integer operand: its float copy takes no gradient
+    return mul(detail::convert(a, r), detail::convert(b, r));
+  Tensor out = detail::zip("mul", a, b, [](auto x, auto y) { return x * y; });
   if (auto* node = record<Mul>(out, {a, b})) node->save({a, b});
   return out;
 }
@@ -39,9 +40,9 @@ Tensor mul(const Tensor& a, Scalar b) {
   const Dtype r = detail::arithmetic_type(a.dtype(), b);
   if (!is_floating_point(r))
     return detail::integer_arithmetic("mul", detail::IntegerOp::mul, a, scalar(b, {.dtype = r}));
+  if (a.dtype() != r) return mul(detail::convert(a, r), b);
   const double s = b;
-  Tensor out =
-      detail::map(detail::convert(a, r), [s](auto x) { return x * static_cast<decltype(x)>(s); });
+  Tensor out = detail::map(a, [s](auto x) { return x * static_cast<decltype(x)>(s); });
   record<MulScalar>(out, {a}, s);
   return out;
 }

@@ -28,8 +28,9 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   const Dtype r = detail::arithmetic_type("sub", a.dtype(), b.dtype());
   if (!is_floating_point(r))
     return detail::integer_arithmetic("sub", detail::IntegerOp::sub, a, b);
-  Tensor out = detail::zip("sub", detail::convert(a, r), detail::convert(b, r),
-                           [](auto x, auto y) { return x - y; });
+  if (a.dtype() != r || b.dtype() != r)  // an integer operand: its float copy takes no gradient
+    return sub(detail::convert(a, r), detail::convert(b, r));
+  Tensor out = detail::zip("sub", a, b, [](auto x, auto y) { return x - y; });
   record<Sub>(out, {a, b});
   return out;
 }
@@ -47,9 +48,9 @@ Tensor sub(Scalar a, const Tensor& b) {
   const Dtype r = detail::arithmetic_type(b.dtype(), a);
   if (!is_floating_point(r))
     return detail::integer_arithmetic("sub", detail::IntegerOp::sub, scalar(a, {.dtype = r}), b);
+  if (b.dtype() != r) return sub(a, detail::convert(b, r));
   const double s = a;
-  Tensor out =
-      detail::map(detail::convert(b, r), [s](auto x) { return static_cast<decltype(x)>(s) - x; });
+  Tensor out = detail::map(b, [s](auto x) { return static_cast<decltype(x)>(s) - x; });
   record<RSubScalar>(out, {b}, s);
   return out;
 }

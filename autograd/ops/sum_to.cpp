@@ -29,13 +29,13 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   std::size_t ones = 0;  // shape's leading 1s: summed like the axes it lacks
   while (ones < shape.size() && shape[ones] == 1) ++ones;
   const bool leading =
-      cols > 0 && total > 0 &&
+      cols > 0 && total > 0 && x.is_contiguous() &&
       std::equal(shape.begin() + static_cast<std::ptrdiff_t>(ones), shape.end(),
                  x.shape().end() - static_cast<std::ptrdiff_t>(shape.size() - ones));
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* px = detail::data<T>(x);
     if (leading) {
+      const T* px = detail::data<T>(x);
       xt::xarray<T> z = detail::empty<T>(shape);
       T* pz = z.data();
       const std::size_t rows = total / cols;
@@ -52,9 +52,28 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
       return Tensor(std::move(z));
     }
     std::vector<double> acc(detail::product(shape), 0.0);
-    detail::for_each_broadcast<1>(
-        x.shape(), {detail::broadcast_strides(shape, x.shape())},
-        [&](std::size_t i, const std::array<std::size_t, 1>& at) { acc[at[0]] += px[i]; });
+    const detail::Strided<T> in = detail::strided<T>(x, x.shape());  // a view: read in place
+    const Shape to = detail::broadcast_strides(shape, x.shape());
+    const std::size_t rank = x.dim();
+    if (!x.is_contiguous() && in.strides[rank - 1] == 1 && to[rank - 1] == 0 && total > 0) {
+      // Rows that are contiguous and summed away (a slice of rows, a whole-tensor sum): each
+      // row summed in a vectorized loop, the rows walked by their strides.
+      const Shape outer(x.shape().begin(), x.shape().end() - 1);
+      const Shape row_in(in.strides.begin(), in.strides.end() - 1);
+      const Shape row_to(to.begin(), to.end() - 1);
+      const std::size_t n = x.shape()[rank - 1];
+      const auto add_row = [&](std::size_t, const std::array<std::size_t, 2>& at) {
+        acc[at[0]] += detail::row_sum(in.data + at[1], n, [](T v) { return v; });
+      };
+      if (outer.empty())
+        add_row(0, {0, 0});
+      else
+        detail::for_each_broadcast<2>(outer, {row_to, row_in}, add_row);
+    } else {
+      detail::for_each_broadcast<2>(
+          x.shape(), {to, in.strides},
+          [&](std::size_t, const std::array<std::size_t, 2>& at) { acc[at[0]] += in.data[at[1]]; });
+    }
     xt::xarray<T> z = detail::empty<T>(shape);
     for (std::size_t i = 0; i < acc.size(); ++i) z.data()[i] = static_cast<T>(acc[i]);
     return Tensor(std::move(z));
