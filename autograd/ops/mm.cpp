@@ -22,6 +22,36 @@ struct Mm final : Node {
 std::string operand(const Tensor& t, bool transposed) {
   return shape_str(t.shape()) + (transposed ? " (transposed)" : "");
 }
+
+// An operand as BLAS reads it: its first element, whether to read it transposed, its leading
+// dimension and the distance between batches. A view whose rows or columns are contiguous (a
+// transpose, a slice of rows or columns) is read in place, a transposed one with the flag
+// flipped; any other layout from a contiguous copy.
+template <class T>
+struct Operand {
+  const T* data;
+  bool transposed;
+  std::size_t ld, batch_stride;
+};
+
+template <class T>
+Operand<T> blas_operand(const Tensor& t, bool transposed) {
+  const std::size_t rank = t.dim(), rows = t.size(-2), cols = t.size(-1);
+  if (t.is_view()) {
+    const IntList s = t.strides();
+    const auto stride = [&](std::size_t d) { return static_cast<std::size_t>(s[d]); };
+    std::size_t s0 = stride(rank - 2), s1 = stride(rank - 1);
+    if (cols == 1) s1 = 1;       // any stride along an axis of length 1 will do
+    if (rows == 1) s0 = s1 == 1 ? cols : 1;
+    const std::size_t batch = rank == 3 ? stride(0) : 0;
+    const T* first = static_cast<const T*>(detail::first_element(t));
+    if (s1 == 1 && s0 >= std::max<std::size_t>(cols, 1))  // rows contiguous: ld = row stride
+      return {first, transposed, s0, batch};
+    if (s0 == 1 && s1 >= std::max<std::size_t>(rows, 1))  // columns contiguous: the transpose
+      return {first, !transposed, s1, batch};
+  }
+  return {detail::data<T>(t), transposed, cols, rows * cols};
+}
 }  // namespace
 
 Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
@@ -47,9 +77,10 @@ Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) 
     xt::xarray<T> z = xt::xarray<T>::from_shape(shape);
     if (k == 0) z.fill(T{0});
     if (k == 0 || m == 0 || n == 0) return Tensor(std::move(z));
+    const Operand<T> pa = blas_operand<T>(a, transpose_a), pb = blas_operand<T>(b, transpose_b);
     for (std::size_t i = 0; i < batch; ++i)
-      detail::gemm(transpose_a, transpose_b, m, n, k, T{1}, detail::data<T>(a) + i * ra * ca, ca,
-                   detail::data<T>(b) + i * rb * cb, cb, T{0}, z.data() + i * m * n, n);
+      detail::gemm(pa.transposed, pb.transposed, m, n, k, T{1}, pa.data + i * pa.batch_stride,
+                   pa.ld, pb.data + i * pb.batch_stride, pb.ld, T{0}, z.data() + i * m * n, n);
     return Tensor(std::move(z));
   });
   if (auto* node = record<Mm>(out, {a, b}, transpose_a, transpose_b)) node->save({a, b});

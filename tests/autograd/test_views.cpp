@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
 
@@ -110,4 +111,35 @@ TEST_CASE("diagonal and unbind are views; as_strided reads any layout of the sto
   CHECK(testing::flat(as_strided(m, {2, 2}, {1, 3}, 4)) == std::vector<double>{5, 8, 6, 9});
   CHECK(testing::flat(narrow(m, 0, 1, 2)) == std::vector<double>{4, 5, 6, 7, 8, 9});
   CHECK_THROWS_AS(narrow(m, 0, 2, 2), IndexError);
+}
+
+TEST_CASE("mm reads transposed and sliced views in place, with BLAS's flags and strides") {
+  Generator gen(12);
+  const Tensor a = randn({6, 5}, {.dtype = kFloat64}, gen), b = randn({6, 4}, {.dtype = kFloat64}, gen);
+  const auto same = [](const Tensor& x, const Tensor& y) {
+    const std::vector<double> u = testing::flat(x), v = testing::flat(y);
+    REQUIRE(u.size() == v.size());
+    for (std::size_t i = 0; i < u.size(); ++i) CHECK(u[i] == doctest::Approx(v[i]).epsilon(1e-12));
+  };
+  // A transposed view (its columns contiguous), with and without the flag: read in place (no
+  // contiguous copy is made and cached in the view).
+  const Tensor at = a.t(), rows = slice(a, 1, 1, 4);
+  const Tensor product = mm(at, b);
+  (void)mm(rows, slice(b, 0, 0, 3));
+  CHECK(at.impl()->view->copy == nullptr);
+  CHECK(rows.impl()->view->copy == nullptr);
+  same(product, mm(at.contiguous(), b));
+  same(mm(a, b.t(), true, true), mm(a.contiguous(), b.t().contiguous(), true, true));
+  // Rows of a slice (leading dimension 5 for 3 columns), a stepped slice (copied), a single row.
+  same(mm(slice(a, 1, 1, 4), slice(b, 0, 0, 3)),
+       mm(slice(a, 1, 1, 4).contiguous(), slice(b, 0, 0, 3).contiguous()));
+  same(mm(slice(a, 0, 0, 6, 2), slice(b, 0, 0, 5)),
+       mm(slice(a, 0, 0, 6, 2).contiguous(), slice(b, 0, 0, 5).contiguous()));
+  same(mm(narrow(a, 0, 2, 1), slice(b, 0, 1, 6)),
+       mm(narrow(a, 0, 2, 1).contiguous(), slice(b, 0, 1, 6).contiguous()));
+  // Batches: a permuted (B, T, D) -> (B, D, T) view, and one matrix expanded over the batch.
+  const Tensor q = randn({3, 4, 2}, {.dtype = kFloat64}, gen);
+  same(mm(q, transpose(q)), mm(q, transpose(q).contiguous()));
+  const Tensor w = randn({1, 2, 5}, {.dtype = kFloat64}, gen);
+  same(mm(q, expand(w, {3, 2, 5})), mm(q, expand(w, {3, 2, 5}).contiguous()));
 }
