@@ -13,6 +13,7 @@
 #include "autograd/engine.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/detail/kernels.hpp"
 #include "tests/helpers.hpp"
 
 using namespace xgrad;
@@ -499,6 +500,68 @@ TEST_CASE("every op's gradient and second derivative match finite differences") 
     }
     CHECK_GRADCHECK(gradcheck(c.f, inputs));
     CHECK_GRADCHECK(gradgradcheck(c.f, inputs));
+  }
+}
+
+namespace {
+// An input of `shape` as a strided view of a base tensor with the same values' layout changed,
+// as PyTorch's OpInfo samples: rank >= 2, a transposed view of a tensor of the last two axes
+// swapped; rank 1, every other entry of a tensor twice as long; rank 0 (or empty), the base.
+Shape base_shape(const Shape& shape) {
+  Shape base = shape;
+  if (shape.size() >= 2)
+    std::swap(base[shape.size() - 2], base[shape.size() - 1]);
+  else if (shape.size() == 1)
+    base[0] *= 2;
+  return base;
+}
+Tensor strided_view(const Tensor& base, const Shape& shape) {
+  if (shape.size() >= 2) return transpose(base);
+  if (shape.size() == 1) return slice(base, 0, 0, static_cast<std::ptrdiff_t>(base.size(0)), 2);
+  return base;
+}
+}  // namespace
+
+TEST_CASE("every op of the table, again on strided views of its inputs (transposed, stepped)") {
+  const std::vector<OpCase> cases = table();
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const OpCase& c = cases[i];
+    Generator gen(5000 + i);
+    std::vector<Tensor> bases;
+    for (const Shape& s : c.shapes) bases.push_back(draw(base_shape(s), c.domain, gen));
+    const std::vector<Shape> shapes = c.shapes;
+    const TensorFn f = c.f;
+    const TensorFn on_views = [f, shapes](const std::vector<Tensor>& in) {
+      std::vector<Tensor> views;
+      for (std::size_t k = 0; k < in.size(); ++k) views.push_back(strided_view(in[k], shapes[k]));
+      return f(views);
+    };
+    INFO("strided views: " << describe(c));
+    for (std::size_t k = 0; k < shapes.size(); ++k) {
+      const Tensor v = strided_view(bases[k], shapes[k]);
+      REQUIRE(v.shape() == shapes[k]);
+      const Shape& sk = shapes[k];
+      const bool strided = sk.size() >= 2 ? sk[sk.size() - 1] > 1 && sk[sk.size() - 2] > 1
+                                          : sk.size() == 1 && sk[0] > 1;
+      if (strided) CHECK_FALSE(v.is_contiguous());
+    }
+    if (c.op == "view") {  // a view never copies: a transposed input is refused, by design
+      CHECK_THROWS_AS(on_views(bases), ShapeError);
+      continue;
+    }
+    if (c.constant) {
+      CHECK_FALSE(on_views(bases).requires_grad());
+      continue;
+    }
+    // The same values as the contiguous inputs would give.
+    std::vector<Tensor> copies;
+    for (std::size_t k = 0; k < shapes.size(); ++k)
+      copies.push_back(strided_view(bases[k], shapes[k]).contiguous().detach());
+    // (as_strided reads the storage, whose layout is what differs; dropout draws anew.)
+    if (c.op != "dropout" && c.op != "as_strided")
+      CHECK(testing::flat(on_views(bases).to(kFloat64)) == testing::flat(f(copies).to(kFloat64)));
+    CHECK_GRADCHECK(gradcheck(on_views, bases));
+    CHECK_GRADCHECK(gradgradcheck(on_views, bases));
   }
 }
 
