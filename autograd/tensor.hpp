@@ -230,6 +230,9 @@ class Tensor {
   Tensor log_softmax(std::ptrdiff_t axis = -1) const;
   Tensor reshape(const std::vector<std::ptrdiff_t>& shape) const;
   Tensor view(const std::vector<std::ptrdiff_t>& shape) const;     ///< never a copy
+  /// Entry i of the first axis, as x[i] in LibTorch: select(x, 0, i), a view (a negative i
+  /// counts from the end; IndexError out of range).
+  Tensor operator[](std::int64_t i) const;
   Tensor expand(const std::vector<std::ptrdiff_t>& sizes) const;  ///< stride 0, no copy
   Tensor flatten(std::ptrdiff_t start_axis = 0, std::ptrdiff_t end_axis = -1) const;
   Tensor t() const;  ///< the transpose of a 2-D tensor (ShapeError otherwise)

@@ -60,6 +60,10 @@ Tensor Tensor::expand(const std::vector<std::ptrdiff_t>& sizes) const {
   return xgrad::expand(*this, sizes);
 }
 
+Tensor Tensor::operator[](std::int64_t i) const {
+  return xgrad::select(*this, 0, static_cast<std::ptrdiff_t>(i));
+}
+
 Tensor Tensor::contiguous() const {
   if (!is_view() || detail::is_whole(*impl()->view, *impl()->value)) return *this;
   return xgrad::clone(*this);

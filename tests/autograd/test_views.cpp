@@ -99,6 +99,16 @@ TEST_CASE("the version counter belongs to the storage: a change through the base
                        AutogradError);
 }
 
+TEST_CASE("x[i] is the first axis's entry i, a view, with its gradient") {
+  const Tensor m = tensor({{1, 2, 3}, {4, 5, 6}}, {.dtype = kFloat64, .requires_grad = true});
+  CHECK(testing::flat(m[1]) == std::vector<double>{4, 5, 6});
+  CHECK(m[-2][2].item<double>() == 3);
+  CHECK(m[1].is_view());
+  CHECK_THROWS_AS(m[2], IndexError);
+  (m[1][0] * 10.0 + m[0][2]).backward();
+  CHECK(testing::flat(m.grad()) == std::vector<double>{0, 0, 1, 10, 0, 0});
+}
+
 TEST_CASE("diagonal and unbind are views; as_strided reads any layout of the storage") {
   const Tensor m = tensor({{1, 2, 3}, {4, 5, 6}, {7, 8, 9}}, {.dtype = kFloat64});
   CHECK(testing::flat(diagonal(m)) == std::vector<double>{1, 5, 9});
