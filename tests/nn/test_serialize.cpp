@@ -74,7 +74,10 @@ TEST_CASE("npy files keep every dtype, as NumPy names them") {
       tensor({1.5}, {.dtype = kFloat64})};
   const std::vector<std::string> descr = {"'<i8'", "'<i4'", "'|u1'", "'|b1'", "'<f8'"};
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const std::string path = (dir / ("t" + std::to_string(i) + ".npy")).string();
+    std::string name = "t";  // appended, not "t" + ...: g++ 12 warns on that, wrongly
+    name += std::to_string(i);
+    name += ".npy";
+    const std::string path = (dir / name).string();
     save_npy(path, tensors[i]);
     CHECK(read_bytes(path).find(descr[i]) != std::string::npos);
     const Tensor back = load_npy(path);
