@@ -425,10 +425,10 @@ Tensor operator^(const Tensor& a, const Tensor& b);
 Tensor operator~(const Tensor& x);
 
 // ---- compound assignment ----------------------------------------------------------------------
-/// `a += b` is `a = a + b`: while gradients are recorded, the handle `a` rebinds to the new result
-/// (other handles keep the old tensor). Under NoGradGuard, on a leaf, it writes the result into
-/// a's values in place and `a` stays the same leaf, so a module's parameter stays the module's:
-/// `p -= lr * p.grad()` is a hand-written SGD step. In place, the result must keep a's shape.
+/// `a += b` is `a.add_(b)`, in place as in LibTorch (tensor.hpp): every handle and view of a's
+/// storage sees the new values; while gradients are recorded, a's history is rebased onto the op.
+/// Under NoGradGuard a leaf stays the same leaf, so a module's parameter stays the module's:
+/// `p -= lr * p.grad()` is a hand-written SGD step. The result must keep a's shape and dtype.
 Tensor& operator+=(Tensor& a, const Tensor& b);
 Tensor& operator-=(Tensor& a, const Tensor& b);
 Tensor& operator*=(Tensor& a, const Tensor& b);

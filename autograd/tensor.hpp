@@ -244,6 +244,27 @@ class Tensor {
   Tensor clamp(double min, double max) const;
   Tensor to(Dtype dtype) const;  ///< cast: the same tensor when it has that dtype already
 
+  /// In-place ops, as LibTorch's (autograd/ops/inplace.cpp): the out-of-place op's result
+  /// written into this tensor's storage, through its layout (views and other handles see it, the
+  /// version counter moves on). While gradients are recorded, the tensor's history is rebased
+  /// onto the op. AutogradError for a leaf that requires grad, or a view of one, outside
+  /// NoGradGuard, and (not yet supported) for a view while recording; ValueError for an
+  /// expanded view; DtypeError or ShapeError when the result would not fit the tensor.
+  const Tensor& add_(const Tensor& other) const;
+  const Tensor& sub_(const Tensor& other) const;
+  const Tensor& mul_(const Tensor& other) const;
+  const Tensor& div_(const Tensor& other) const;
+  const Tensor& add_(Scalar other) const;
+  const Tensor& sub_(Scalar other) const;
+  const Tensor& mul_(Scalar other) const;
+  const Tensor& div_(Scalar other) const;
+  const Tensor& clamp_(double min, double max) const;
+  const Tensor& masked_fill_(const Tensor& mask, Scalar value) const;
+  const Tensor& fill_(Scalar value) const;
+  const Tensor& zero_() const;
+  /// source converted to this dtype and broadcast to this shape.
+  const Tensor& copy_(const Tensor& source) const;
+
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 

@@ -110,6 +110,31 @@ bool is_whole(const ViewInfo& v, const Storage& storage) {
          is_contiguous(v.shape, v.strides);
 }
 
+void write_layout(const Tensor& dst, const Tensor& src) {
+  const Layout l = layout(dst);
+  TensorImpl& impl = *dst.impl();
+  const std::size_t n = product(l.shape);
+  dispatch_bytes(dst.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* from = static_cast<const T*>(raw_data(src));
+    std::visit(
+        [&](auto& a) {
+          if (extent(l) > a.size()) (void)dst.storage();  // throws: the storage was replaced
+          T* to = reinterpret_cast<T*>(a.data()) + l.offset;
+          if (is_contiguous(l.shape, l.strides)) {
+            std::copy_n(from, n, to);
+            return;
+          }
+          for_each_broadcast<1>(l.shape, {l.strides},
+                                [&](std::size_t i, const std::array<std::size_t, 1>& at) {
+                                  to[at[0]] = from[i];
+                                });
+        },
+        *impl.value);
+  });
+  if (impl.version) impl.version->fetch_add(1, std::memory_order_relaxed);
+}
+
 Storage copy_layout(const Storage& storage, const Layout& l) {
   if (extent(l) > storage_size(storage))
     throw ValueError("view: its storage holds " + std::to_string(storage_size(storage)) +

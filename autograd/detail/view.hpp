@@ -33,6 +33,9 @@ Tensor make_view(const Tensor& x, Layout layout);
 // Whether a view covers its storage exactly, in its storage's shape: then its values are the
 // storage's xarray.
 bool is_whole(const ViewInfo& view, const Storage& storage);
+// Writes src's elements (dst's shape and dtype) into dst's storage through dst's layout, and
+// moves the storage's version on: what an in-place op does.
+void write_layout(const Tensor& dst, const Tensor& src);
 // The elements of a layout of `storage`, copied in row-major order into a new array.
 Storage copy_layout(const Storage& storage, const Layout& layout);
 

@@ -254,36 +254,5 @@ Tensor operator-(Scalar a, const Tensor& b) { return sub(a, b); }
 Tensor operator*(Scalar a, const Tensor& b) { return mul(b, a); }
 Tensor operator/(Scalar a, const Tensor& b) { return div(a, b); }
 
-// ---- compound assignment ----------------------------------------------------------------------
-
-namespace {
-// a = result, or, under NoGradGuard on a leaf, result written into a's values (a stays a leaf).
-Tensor& assign(Tensor& a, const Tensor& result, const char* op) {
-  if (GradMode::is_enabled() || !a.is_leaf()) return a = result;
-  if (result.shape() != a.shape())
-    throw ShapeError(std::string(op) + ": in place, the result of shape " +
-                     shape_str(result.shape()) + " must keep the tensor's shape " +
-                     shape_str(a.shape()));
-  if (result.dtype() != a.dtype())
-    throw DtypeError(std::string(op) + ": in place, the result of dtype " +
-                     std::string(dtype_name(result.dtype())) +
-                     " cannot be stored in the tensor's dtype " +
-                     std::string(dtype_name(a.dtype())));
-  detail::dispatch_all(a.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    a.mutable_value<T>() = detail::values<T>(result);
-  });
-  return a;
-}
-}  // namespace
-
-Tensor& operator+=(Tensor& a, const Tensor& b) { return assign(a, add(a, b), "operator+="); }
-Tensor& operator-=(Tensor& a, const Tensor& b) { return assign(a, sub(a, b), "operator-="); }
-Tensor& operator*=(Tensor& a, const Tensor& b) { return assign(a, mul(a, b), "operator*="); }
-Tensor& operator/=(Tensor& a, const Tensor& b) { return assign(a, div(a, b), "operator/="); }
-Tensor& operator+=(Tensor& a, Scalar b) { return assign(a, add(a, b), "operator+="); }
-Tensor& operator-=(Tensor& a, Scalar b) { return assign(a, sub(a, b), "operator-="); }
-Tensor& operator*=(Tensor& a, Scalar b) { return assign(a, mul(a, b), "operator*="); }
-Tensor& operator/=(Tensor& a, Scalar b) { return assign(a, div(a, b), "operator/="); }
 
 }  // namespace xgrad

@@ -139,16 +139,24 @@ TEST_CASE("an undefined tensor gives a clear error, not a crash") {
   CHECK_THROWS_AS(t.item(), ValueError);
 }
 
-TEST_CASE("compound assignment: recorded, it rebinds; under NoGradGuard on a leaf, it is in place") {
+TEST_CASE("compound assignment is in place: recorded, it rebases the history; on a leaf under "
+          "NoGradGuard it is an SGD step") {
   const Tensor c0 = testing::f64({1.0, 2.0}, true);
-  Tensor c = c0;
-  c += c + 1.0;  // c = c0 + (c0 + 1): recorded
+  Tensor c = c0 * 1.0;  // not a leaf: in place while recording is allowed
+  const Tensor alias = c;
+  c += c + 1.0;  // c = 2 c0 + 1, written into c's storage
   c *= 2.0;
   CHECK(testing::flat(c) == std::vector<double>{6.0, 10.0});
+  CHECK(alias.impl() == c.impl());  // every handle is the same tensor, as in LibTorch
   CHECK_FALSE(c.is_leaf());
-  CHECK(testing::flat(c0) == std::vector<double>{1.0, 2.0});  // the other handle keeps its tensor
   sum(c).backward();
   CHECK(testing::flat(c0.grad()) == std::vector<double>{4.0, 4.0});
+  // A leaf that requires grad is refused while recording (PyTorch's message).
+  Tensor leaf = testing::f64({1.0, 2.0}, true);
+  CHECK_THROWS_WITH_AS(leaf += 1.0,
+                       doctest::Contains("a leaf Variable that requires grad is being used in "
+                                         "an in-place operation"),
+                       AutogradError);
 
   // A hand-written SGD step: the parameter stays the same leaf, updated in place.
   Tensor p = testing::f64({1.0, -1.0}, true);

@@ -1,0 +1,142 @@
+// In-place ops, as LibTorch's (x.add_(y), x += y, x.zero_(), ...): the result is computed by
+// the out-of-place op and written into x's storage, through x's layout, so every handle and
+// every view of that storage sees it, and its version counter moves on.
+//
+// When the graph is recorded, x's history is rebased onto the op: the op is applied to a clone
+// of x (so that a node that needs x's old values, mul's, keeps them), and x takes the op's node
+// as its grad_fn, as PyTorch's in-place ops rewrite a tensor's history. Refused, with PyTorch's
+// messages: a leaf that requires grad, or a view of one, while recording (outside NoGradGuard;
+// inside it, `p -= lr * p.grad()` is a hand-written SGD step); a write into an expanded view
+// (several elements in one memory location). Not yet supported: an in-place op on a view while
+// recording (it would have to rewrite its base's history, as PyTorch's CopySlices).
+#include <functional>
+
+#include "autograd/detail/kernels.hpp"
+#include "autograd/detail/view.hpp"
+#include "autograd/grad_mode.hpp"
+
+namespace xgrad {
+namespace {
+
+bool overlapping(const Tensor& x) {
+  const detail::Layout l = detail::layout(x);
+  for (std::size_t d = 0; d < l.shape.size(); ++d)
+    if (l.shape[d] > 1 && l.strides[d] == 0) return true;
+  return false;
+}
+
+// The checks before anything is computed; whether the graph is recorded.
+bool check_in_place(const char* op, const Tensor& x, bool other_requires_grad) {
+  if (!x.defined()) throw ValueError(std::string(op) + ": the tensor is undefined");
+  if (overlapping(x))
+    throw ValueError(std::string(op) +
+                     ": unsupported operation: more than one element of the written-to tensor "
+                     "refers to a single memory location (an expanded view); clone() it first");
+  if (!GradMode::is_enabled()) return false;
+  const Tensor base = x.is_view() ? x.base() : x;
+  if (base.is_leaf() && base.requires_grad())
+    throw AutogradError(std::string(op) + (x.is_view() ? ": a view of a leaf" : ": a leaf") +
+                        " Variable that requires grad is being used in an in-place operation "
+                        "(do it under NoGradGuard, or on a copy)");
+  const bool recorded = x.requires_grad() || other_requires_grad;
+  if (recorded && x.is_view())
+    throw AutogradError(std::string(op) +
+                        ": an in-place op on a view while gradients are recorded is not "
+                        "supported yet; use the out-of-place op, or clone() the view first");
+  return recorded;
+}
+
+// Writes `result` (x's shape) into x's storage through x's layout, and rebases x's history onto
+// result's node when the graph is recorded.
+const Tensor& write_back(const char* op, const Tensor& x, const Tensor& result, bool recorded) {
+  if (result.dtype() != x.dtype())
+    throw DtypeError(std::string(op) + ": the result type " +
+                     std::string(dtype_name(result.dtype())) +
+                     " can't be cast to the tensor's dtype " + std::string(dtype_name(x.dtype())) +
+                     " in place");
+  if (result.shape() != x.shape())
+    throw ShapeError(std::string(op) + ": in place, the result of shape " +
+                     shape_str(result.shape()) + " must keep the tensor's shape " +
+                     shape_str(x.shape()));
+  detail::write_layout(x, result);
+  if (recorded && result.requires_grad()) {
+    TensorImpl& impl = *x.impl();
+    impl.grad_fn = NodeRef(result.grad_fn());
+    impl.requires_grad = true;
+  }
+  return x;
+}
+
+// x = f(x) in place, f an out-of-place op of x (and of other, which may require grad).
+const Tensor& in_place(const char* op, const Tensor& x, bool other_requires_grad,
+                       const std::function<Tensor(const Tensor&)>& f) {
+  const bool recorded = check_in_place(op, x, other_requires_grad);
+  const Tensor before = recorded ? clone(x) : x;  // the old values, for a node that needs them
+  return write_back(op, x, f(before), recorded);
+}
+// where(true, value, x): every entry replaced, x's gradient exactly 0, as PyTorch's fill_.
+const Tensor& fill_in_place(const char* op, const Tensor& x, Scalar value) {
+  return in_place(op, x, false, [&](const Tensor& before) {
+    return where(full(before.shape(), 1, {.dtype = kBool}),
+                 scalar(value, {.dtype = before.dtype()}), before);
+  });
+}
+}  // namespace
+
+const Tensor& Tensor::add_(const Tensor& other) const {
+  return in_place("add_", *this, other.requires_grad(),
+                  [&](const Tensor& x) { return xgrad::add(x, other); });
+}
+const Tensor& Tensor::sub_(const Tensor& other) const {
+  return in_place("sub_", *this, other.requires_grad(),
+                  [&](const Tensor& x) { return xgrad::sub(x, other); });
+}
+const Tensor& Tensor::mul_(const Tensor& other) const {
+  return in_place("mul_", *this, other.requires_grad(),
+                  [&](const Tensor& x) { return xgrad::mul(x, other); });
+}
+const Tensor& Tensor::div_(const Tensor& other) const {
+  return in_place("div_", *this, other.requires_grad(),
+                  [&](const Tensor& x) { return xgrad::div(x, other); });
+}
+const Tensor& Tensor::add_(Scalar other) const {
+  return in_place("add_", *this, false, [&](const Tensor& x) { return xgrad::add(x, other); });
+}
+const Tensor& Tensor::sub_(Scalar other) const {
+  return in_place("sub_", *this, false, [&](const Tensor& x) { return xgrad::sub(x, other); });
+}
+const Tensor& Tensor::mul_(Scalar other) const {
+  return in_place("mul_", *this, false, [&](const Tensor& x) { return xgrad::mul(x, other); });
+}
+const Tensor& Tensor::div_(Scalar other) const {
+  return in_place("div_", *this, false, [&](const Tensor& x) { return xgrad::div(x, other); });
+}
+const Tensor& Tensor::clamp_(double min, double max) const {
+  return in_place("clamp_", *this, false, [&](const Tensor& x) { return xgrad::clamp(x, min, max); });
+}
+const Tensor& Tensor::masked_fill_(const Tensor& mask, Scalar value) const {
+  return in_place("masked_fill_", *this, false,
+                  [&](const Tensor& x) { return xgrad::masked_fill(x, mask, value); });
+}
+const Tensor& Tensor::fill_(Scalar value) const { return fill_in_place("fill_", *this, value); }
+const Tensor& Tensor::zero_() const { return fill_in_place("zero_", *this, 0); }
+const Tensor& Tensor::copy_(const Tensor& source) const {
+  // The source converted to this dtype and broadcast to this shape; the old values are gone, so
+  // their gradient is 0 (the result does not depend on them).
+  return in_place("copy_", *this, source.requires_grad(), [&](const Tensor& x) {
+    return xgrad::where(full(x.shape(), 1, {.dtype = kBool}), xgrad::cast(source, x.dtype()), x);
+  });
+}
+
+// ---- compound assignment: in place -------------------------------------------------------------
+
+Tensor& operator+=(Tensor& a, const Tensor& b) { return const_cast<Tensor&>(a.add_(b)); }
+Tensor& operator-=(Tensor& a, const Tensor& b) { return const_cast<Tensor&>(a.sub_(b)); }
+Tensor& operator*=(Tensor& a, const Tensor& b) { return const_cast<Tensor&>(a.mul_(b)); }
+Tensor& operator/=(Tensor& a, const Tensor& b) { return const_cast<Tensor&>(a.div_(b)); }
+Tensor& operator+=(Tensor& a, Scalar b) { return const_cast<Tensor&>(a.add_(b)); }
+Tensor& operator-=(Tensor& a, Scalar b) { return const_cast<Tensor&>(a.sub_(b)); }
+Tensor& operator*=(Tensor& a, Scalar b) { return const_cast<Tensor&>(a.mul_(b)); }
+Tensor& operator/=(Tensor& a, Scalar b) { return const_cast<Tensor&>(a.div_(b)); }
+
+}  // namespace xgrad
