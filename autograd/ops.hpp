@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "xgrad/autograd/indexing.hpp"
 #include "xgrad/autograd/tensor.hpp"
 
 namespace xgrad {

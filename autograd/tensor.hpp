@@ -106,6 +106,9 @@ struct TensorOptions {
 
 class Node;
 struct TensorImpl;
+namespace indexing {
+class TensorIndex;
+}
 
 class Tensor {
  public:
@@ -264,6 +267,13 @@ class Tensor {
   const Tensor& zero_() const;
   /// source converted to this dtype and broadcast to this shape.
   const Tensor& copy_(const Tensor& source) const;
+
+  /// LibTorch's indexing (autograd/indexing.hpp: Slice, None, Ellipsis, integers, int64 or bool
+  /// tensors): x.index({Slice(1, None), 0, Ellipsis, None}); x.index_put_({...}, v).
+  Tensor index(const std::vector<indexing::TensorIndex>& indices) const;
+  const Tensor& index_put_(const std::vector<indexing::TensorIndex>& indices,
+                           const Tensor& value) const;
+  const Tensor& index_put_(const std::vector<indexing::TensorIndex>& indices, Scalar value) const;
 
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
