@@ -1,8 +1,9 @@
 #pragma once
 /// \file
-/// Tensor: a value (an xtensor array of float or double, any rank, row-major), the gradient once
-/// backward has computed it, and whether gradients flow to it. A Tensor is a shared handle, like
-/// torch::Tensor: copies refer to the same data. Ops live in autograd/ops.hpp.
+/// Tensor: a storage (an xtensor array of one of six dtypes) seen through sizes, strides and an
+/// offset (a view shares another tensor's storage), the gradient once backward has computed it,
+/// and whether gradients flow to it. A Tensor is a shared handle, like torch::Tensor: copies
+/// refer to the same data. Ops live in autograd/ops.hpp.
 
 #include <cstdint>
 #include <functional>
