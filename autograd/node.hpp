@@ -52,7 +52,6 @@ struct StorageBox {
   template <class T>
   explicit StorageBox(xt::xarray<T>&& values) : data(std::in_place_type<xt::xarray<T>>,
                                                      std::move(values)) {}
-  explicit StorageBox(Storage&& values) : data(std::move(values)) {}
   Storage data;
   std::atomic<std::uint64_t> version{0};
 };

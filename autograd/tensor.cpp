@@ -73,10 +73,10 @@ void check_can_require_grad(const char* op, Dtype dtype) {
 namespace {
 
 // The values go straight into their box (one move of the array, no empty variant first).
-template <class V>
-std::shared_ptr<TensorImpl> make_impl(V&& value, bool requires_grad) {
+template <class T>
+std::shared_ptr<TensorImpl> make_impl(xt::xarray<T>&& value, bool requires_grad) {
   auto impl = std::make_shared<TensorImpl>();
-  auto box = std::make_shared<StorageBox>(std::forward<V>(value));
+  auto box = std::make_shared<StorageBox>(std::move(value));
   impl->version = &box->version;
   Storage* data = &box->data;
   impl->value = std::shared_ptr<Storage>(std::move(box), data);  // one block: values and version
@@ -399,17 +399,17 @@ std::size_t element_count(const char* op, const Shape& shape) {
   return count;
 }
 
-// Builds a tensor of `shape` whose elements are fill(i) for i = 0, 1, ... in row-major order.
-template <class F>
-Tensor generate(const char* op, const Shape& shape, TensorOptions options, F&& fill) {
+// A tensor of `shape` and options.dtype whose array `set(a)` fills, for the C++ type of that
+// dtype: the size checked first, requires_grad only for a floating dtype.
+template <class Set>
+Tensor make_filled(const char* op, const Shape& shape, TensorOptions options, Set&& set) {
   element_count(op, shape);  // refuses shapes too large to hold
+  if (options.requires_grad) check_can_require_grad(op, options.dtype);
   auto make = [&](auto zero) {
-    using T = decltype(zero);
-    auto a = xt::xarray<T>::from_shape(shape);
-    for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = static_cast<T>(fill(i));
+    auto a = xt::xarray<decltype(zero)>::from_shape(shape);
+    set(a);
     return Tensor(std::move(a), options.requires_grad);
   };
-  if (options.requires_grad) check_can_require_grad(op, options.dtype);
   switch (options.dtype) {
     case Dtype::float32: return make(float{});
     case Dtype::float64: return make(double{});
@@ -419,6 +419,15 @@ Tensor generate(const char* op, const Shape& shape, TensorOptions options, F&& f
     case Dtype::bool_: return make(bool{});
   }
   throw DtypeError(std::string(op) + ": unknown dtype");
+}
+
+// Builds a tensor of `shape` whose elements are fill(i) for i = 0, 1, ... in row-major order.
+template <class F>
+Tensor generate(const char* op, const Shape& shape, TensorOptions options, F&& fill) {
+  return make_filled(op, shape, options, [&](auto& a) {
+    using T = typename std::decay_t<decltype(a)>::value_type;
+    for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = static_cast<T>(fill(i));
+  });
 }
 
 void check_floating(const char* op, Dtype dtype) {
@@ -485,23 +494,10 @@ Tensor tensor(xt::nested_initializer_list_t<double, 4> v, TensorOptions o) {
 Tensor scalar(double value, TensorOptions options) { return full({}, value, options); }
 
 Tensor full(const Shape& shape, double value, TensorOptions options) {
-  element_count("full", shape);  // refuses shapes too large to hold
-  if (options.requires_grad) check_can_require_grad("full", options.dtype);
-  const auto make = [&](auto zero) {
-    using T = decltype(zero);
-    auto a = xt::xarray<T>::from_shape(shape);
-    std::fill(a.data(), a.data() + a.size(), static_cast<T>(value));  // one pass, vectorized
-    return Tensor(std::move(a), options.requires_grad);
-  };
-  switch (options.dtype) {
-    case Dtype::float32: return make(float{});
-    case Dtype::float64: return make(double{});
-    case Dtype::int64: return make(std::int64_t{});
-    case Dtype::int32: return make(std::int32_t{});
-    case Dtype::uint8: return make(std::uint8_t{});
-    case Dtype::bool_: return make(value != 0);
-  }
-  throw DtypeError("full: unknown dtype");
+  return make_filled("full", shape, options, [&](auto& a) {  // one pass, vectorized
+    std::fill(a.data(), a.data() + a.size(),
+              static_cast<typename std::decay_t<decltype(a)>::value_type>(value));
+  });
 }
 Tensor zeros(const Shape& shape, TensorOptions options) { return full(shape, 0.0, options); }
 Tensor ones(const Shape& shape, TensorOptions options) { return full(shape, 1.0, options); }

@@ -244,21 +244,11 @@ Tensor map_vectorized(const Tensor& x, void (*f)(float*, std::size_t), Pre pre, 
 // out[i] = f(x[i], y[i]) with broadcasting, x and y of element type T, out of R.
 template <class T, class R, class F>
 Tensor zip_as(const char* op, const Tensor& x, const Tensor& y, F&& f) {
-  if (!x.is_contiguous() || !y.is_contiguous()) {  // a strided view, read in place
-    const Shape shape = broadcast_shapes(op, x.shape(), y.shape());
-    xt::xarray<R> out = empty<R>(shape);
-    R* po = out.data();
-    const Strided<T> sx = strided<T>(x, shape), sy = strided<T>(y, shape);
-    for_each_broadcast<2>(shape, {sx.strides, sy.strides},
-                          [&](std::size_t i, const std::array<std::size_t, 2>& at) {
-                            po[i] = f(sx.data[at[0]], sy.data[at[1]]);
-                          });
-    return Tensor(std::move(out));
-  }
-  const T* px = data<T>(x);
-  const T* py = data<T>(y);
+  const bool flat = x.is_contiguous() && y.is_contiguous();  // else a strided view, read in place
   const std::size_t nx = x.numel(), ny = y.numel();
-  if (x.shape() == y.shape()) {
+  if (flat && x.shape() == y.shape()) {
+    const T* px = data<T>(x);
+    const T* py = data<T>(y);
     xt::xarray<R> out = empty<R>(x.shape());
     R* po = out.data();
     parallel_for(nx, kParallelGrain, [=](std::size_t begin, std::size_t end) {
@@ -270,25 +260,28 @@ Tensor zip_as(const char* op, const Tensor& x, const Tensor& y, F&& f) {
   xt::xarray<R> out = empty<R>(shape);
   R* po = out.data();
   // A one-element operand on either side (z - 1, 1 - z): one flat loop, no index walk.
-  if (ny == 1 && nx == out.size()) {
-    const T s = py[0];
+  if (flat && ny == 1 && nx == out.size()) {
+    const T* px = data<T>(x);
+    const T s = data<T>(y)[0];
     parallel_for(nx, kParallelGrain, [=](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) po[i] = f(px[i], s);
     });
     return Tensor(std::move(out));
   }
-  if (nx == 1 && ny == out.size()) {
-    const T s = px[0];
+  if (flat && nx == 1 && ny == out.size()) {
+    const T* py = data<T>(y);
+    const T s = data<T>(x)[0];
     parallel_for(ny, kParallelGrain, [=](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) po[i] = f(s, py[i]);
     });
     return Tensor(std::move(out));
   }
-  for_each_broadcast<2>(
-      shape, {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape)},
-      [&](std::size_t i, const std::array<std::size_t, 2>& at) {
-        po[i] = f(px[at[0]], py[at[1]]);
-      });
+  // Any other broadcast, and strided views: both operands walked by their strides.
+  const Strided<T> sx = strided<T>(x, shape), sy = strided<T>(y, shape);
+  for_each_broadcast<2>(shape, {sx.strides, sy.strides},
+                        [&](std::size_t i, const std::array<std::size_t, 2>& at) {
+                          po[i] = f(sx.data[at[0]], sy.data[at[1]]);
+                        });
   return Tensor(std::move(out));
 }
 

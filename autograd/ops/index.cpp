@@ -107,35 +107,34 @@ const Tensor& index_put_(const Tensor& x, const std::vector<TensorIndex>& indice
     index(x, indices).copy_(value);  // a view of x: written through
     return x;
   }
-  // A tensor index gives a copy, not a view: write each selected position through its own view.
+  // A tensor index gives a copy, not a view: write each selected position through its own view,
+  // the value broadcast to x.index(indices) as PyTorch's, its slice k to position k. The
+  // Ellipsis becomes whole slices first, so that the axis the tensor indexes is known.
+  std::size_t used = 0;
+  for (const TensorIndex& i : indices) used += axes_used(i);
   std::vector<TensorIndex> before;
-  std::size_t at = 0;
-  Tensor positions;
-  for (const TensorIndex& i : indices) {
-    if (const Tensor* t = std::get_if<Tensor>(&i.value())) {
-      if (t->dim() != 1)
-        throw IndexError("index_put_: a tensor index must be 1-D here, got shape " +
-                         shape_str(t->shape()));
-      positions = t->dtype() == kBool ? reshape(nonzero(*t), {-1}) : *t;
-      break;
-    }
-    before.push_back(i);
-    ++at;
+  auto it = indices.begin();
+  for (; !std::holds_alternative<Tensor>(it->value()); ++it) {
+    if (std::holds_alternative<EllipsisIndex>(it->value()))
+      before.insert(before.end(), x.dim() - used, Slice());
+    else
+      before.push_back(*it);
   }
+  const Tensor& t = std::get<Tensor>(it->value());
+  if (t.dim() != 1)
+    throw IndexError("index_put_: a tensor index must be 1-D here, got shape " +
+                     shape_str(t.shape()));
+  const std::vector<TensorIndex> after(it + 1, indices.end());
   const Tensor part = index(x, before);
-  const std::size_t axis = part.dim() - (x.dim() - [&] {
-    std::size_t used = 0;
-    for (const TensorIndex& i : before) used += axes_used(i);
-    return used;
-  }());
-  const Tensor values = positions.to(kInt64).contiguous();
-  const auto& p = values.value<std::int64_t>();
-  const std::vector<TensorIndex> after(indices.begin() + static_cast<std::ptrdiff_t>(at + 1),
-                                       indices.end());
-  const bool per_position = value.dim() > 0 && value.size(0) == p.size() && p.size() != 1;
+  std::size_t consumed = 0;  // x's axes the entries before the tensor index took
+  for (const TensorIndex& i : before) consumed += axes_used(i);
+  const std::size_t axis = part.dim() - (x.dim() - consumed);
+  const Tensor target = broadcast_to(value, index(x, indices).shape());
+  const Tensor positions = (t.dtype() == kBool ? reshape(nonzero(t), {-1}) : t).contiguous();
+  const auto& p = detail::indices("index_put_", positions);
   for (std::size_t k = 0; k < p.size(); ++k)
     index(select(part, signed_axis(axis), static_cast<std::ptrdiff_t>(p(k))), after)
-        .copy_(per_position ? value[static_cast<std::int64_t>(k)] : value);
+        .copy_(select(target, signed_axis(axis), static_cast<std::ptrdiff_t>(k)));
   return x;
 }
 

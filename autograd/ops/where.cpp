@@ -66,7 +66,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   // A bool, float32 or float64 condition is read as it is (relu's backward passes its output);
   // an integer one is converted.
   const Tensor c = is_floating_point(condition.dtype())
-                       ? condition.detach()
+                       ? condition
                        : detail::convert(condition, Dtype::bool_);
   const Shape shape = detail::broadcast_shapes(
       "where", c.shape(), detail::broadcast_shapes("where", a.shape(), b.shape()));
@@ -86,7 +86,10 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
         return select(detail::values<bool>(c).data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
     }
   });
-  if (auto* node = record<Where>(out, {a, b})) node->save({c});
+  if (auto* node = record<Where>(out, {a, b})) {
+    const Tensor mask = c.detach();  // its values only, not the condition's graph
+    node->save({mask});
+  }
   return out;
 }
 

@@ -74,4 +74,11 @@ TEST_CASE("index_put_: through a view, at int64 positions, under a mask") {
         std::vector<double>{-2, -2, -2, -2, 16, 17, 18, 19, -1, -1, -1, -1});
   x.index_put_({1, 1, tensor({0, 1, 0, 1}, {.dtype = kBool})}, 5.0);
   CHECK(testing::flat(x.index({1, 1})) == std::vector<double>{16, 5, 18, 5});
+  // The value broadcasts to x.index(indices) (here (2, 2)), as PyTorch's: [5, 6] is each row.
+  const Tensor y = zeros({2, 2}, {.dtype = kFloat64});
+  y.index_put_({testing::i64({0, 1})}, testing::f64({5, 6}));
+  CHECK(testing::flat(y) == std::vector<double>{5, 6, 5, 6});
+  // An Ellipsis before a tensor index: the last axis, every row.
+  y.index_put_({Ellipsis, testing::i64({0})}, 7.0);
+  CHECK(testing::flat(y) == std::vector<double>{7, 6, 7, 6});
 }

@@ -88,3 +88,26 @@ TEST_CASE("in-place ops refuse a leaf that requires grad, a view of one, an expa
   CHECK_THROWS_WITH_AS(z[0].add_(1.0), doctest::Contains("on a view while gradients are recorded"),
                        AutogradError);
 }
+
+TEST_CASE("in-place ops in a recorded graph: gradcheck and gradgradcheck") {
+  // Every in-place op on non-leaf tensors, to first and second order; the clamp's bounds and the
+  // mask stay clear of kinks.
+  const auto f = [](const std::vector<Tensor>& in) {
+    Tensor h = in[0] * 1.0;
+    h.mul_(in[1]);
+    h.add_(in[0]).sub_(in[1] * in[1]).div_(in[1]).mul_(2.0).add_(0.5).sub_(0.25).div_(3.0);
+    h.clamp_(-1e3, 1e3);
+    h.masked_fill_(tensor({1, 0, 0}, {.dtype = kBool}), 2.0);
+    h += in[0];
+    h *= in[0];
+    const Tensor c = in[1] * 1.0;
+    c.copy_(in[0] * in[0]);
+    const Tensor z = in[0] * 1.0;
+    z.zero_();
+    return h + c + z * in[1];
+  };
+  CHECK_GRADCHECK(gradcheck(f, {testing::f64({0.5, -1.5, 2.0}, true),
+                                testing::f64({1.25, 0.75, -2.0}, true)}));
+  CHECK_GRADCHECK(gradgradcheck(f, {testing::f64({0.5, -1.5, 2.0}, true),
+                                    testing::f64({1.25, 0.75, -2.0}, true)}));
+}
