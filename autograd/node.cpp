@@ -139,6 +139,7 @@ void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs) {
     edge.shape = t->shape();
     edge.dtype = t->dtype();
     TensorImpl* impl = t->impl();
+    sync_history(*impl);
     if (impl->grad_fn) {
       if (impl->grad_fn->tape_.load(std::memory_order_relaxed) != &tape)
         throw AutogradError(

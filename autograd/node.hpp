@@ -85,7 +85,26 @@ struct TensorImpl {
   bool requires_grad = false;
   /// Called when a backward sweep has finished accumulating into grad (leaves only).
   std::vector<std::function<void(const Tensor&)>> post_accumulate_grad_hooks;
+  /// For a tensor that is not a view: how many times a recorded in-place op rewrote its history
+  /// (on it, or on a view of it). For a view: that count of its base when its grad_fn was made;
+  /// when the base's has moved on, its grad_fn is remade from the base's (sync_history), so
+  /// that every view of a storage sees the ops written into it. kDetached for a detach()ed view:
+  /// its history is its own.
+  std::uint64_t history = 0;
+  static constexpr std::uint64_t kDetached = ~std::uint64_t{0};
 };
+
+namespace detail {
+/// Remakes a view's grad_fn from its base's current history: an as_strided node over the base.
+void remake_view_history(TensorImpl& view);
+}  // namespace detail
+/// What every reader of a tensor's grad_fn or requires_grad calls first (cheap for a tensor that
+/// is not a view): a view whose base's history was rewritten takes the new one.
+inline void sync_history(TensorImpl& impl) {
+  if (impl.view && impl.history != TensorImpl::kDetached &&
+      impl.history != impl.view->base->history)
+    detail::remake_view_history(impl);
+}
 
 /// A part of an input along one axis: the entries start, start + step, ... (count of them).
 struct GradRegion {

@@ -251,7 +251,11 @@ std::int64_t Tensor::item_int64() const {
                     storage());
 }
 
-bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
+bool Tensor::requires_grad() const {
+  if (!impl_) return false;
+  sync_history(*impl_);
+  return impl_->requires_grad;
+}
 
 Tensor& Tensor::requires_grad_(bool on) {
   TensorImpl& impl = const_cast<TensorImpl&>(checked("requires_grad_"));
@@ -273,8 +277,15 @@ void Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&
   detail::note_post_accumulate_grad_hook();
 }
 
-bool Tensor::is_leaf() const { return !checked("is_leaf").grad_fn; }
-Node* Tensor::grad_fn() const { return checked("grad_fn").grad_fn.get(); }
+bool Tensor::is_leaf() const {
+  checked("is_leaf");
+  return grad_fn() == nullptr;
+}
+Node* Tensor::grad_fn() const {
+  auto& impl = const_cast<TensorImpl&>(checked("grad_fn"));
+  sync_history(impl);
+  return impl.grad_fn.get();
+}
 Tensor Tensor::grad() const { return checked("grad").grad; }
 
 void Tensor::set_grad(Tensor grad) const {
@@ -305,6 +316,7 @@ Tensor Tensor::detach() const {
   impl->value = checked("detach").value;
   impl->version = impl_->version;  // the same values: the same version
   impl->view = impl_->view;        // and the same place in them
+  if (impl->view) impl->history = TensorImpl::kDetached;  // but not its base's history
   return Tensor(std::move(impl));
 }
 

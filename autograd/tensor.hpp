@@ -251,8 +251,8 @@ class Tensor {
   /// In-place ops, as LibTorch's (autograd/ops/inplace.cpp): the out-of-place op's result
   /// written into this tensor's storage, through its layout (views and other handles see it, the
   /// version counter moves on). While gradients are recorded, the tensor's history is rebased
-  /// onto the op. AutogradError for a leaf that requires grad, or a view of one, outside
-  /// NoGradGuard, and (not yet supported) for a view while recording; ValueError for an
+  /// onto the op (through a view, its base's, and every view of it follows). AutogradError for
+  /// a leaf that requires grad, or a view of one, outside NoGradGuard; ValueError for an
   /// expanded view; DtypeError or ShapeError when the result would not fit the tensor.
   const Tensor& add_(const Tensor& other) const;
   const Tensor& sub_(const Tensor& other) const;

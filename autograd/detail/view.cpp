@@ -5,6 +5,7 @@
 #include <variant>
 
 #include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
 
 namespace xgrad::detail {
 
@@ -101,8 +102,26 @@ Tensor make_view(const Tensor& x, Layout l) {
   auto impl = std::make_shared<TensorImpl>();
   impl->value = src.value;
   impl->version = src.version;
+  // A view of a detached view is detached too; any other follows its base's history.
+  impl->history = src.view && src.history == TensorImpl::kDetached ? TensorImpl::kDetached
+                                                                    : info->base->history;
   impl->view = std::move(info);
   return Tensor(std::move(impl));
+}
+
+void remake_view_history(TensorImpl& view) {
+  const ViewInfo& info = *view.view;
+  view.history = info.base->history;
+  const Tensor base(info.base);
+  if (!base.requires_grad()) {
+    view.grad_fn = NodeRef();
+    view.requires_grad = false;
+    return;
+  }
+  const GradModeGuard recording(true);
+  const Tensor fresh = as_strided(base, info.shape, info.strides, info.offset);
+  view.grad_fn = fresh.impl()->grad_fn;
+  view.requires_grad = true;
 }
 
 bool is_whole(const ViewInfo& v, const Storage& storage) {

@@ -4,11 +4,15 @@
 //
 // When the graph is recorded, x's history is rebased onto the op: the op is applied to a clone
 // of x (so that a node that needs x's old values, mul's, keeps them), and x takes the op's node
-// as its grad_fn, as PyTorch's in-place ops rewrite a tensor's history. Refused, with PyTorch's
-// messages: a leaf that requires grad, or a view of one, while recording (outside NoGradGuard;
-// inside it, `p -= lr * p.grad()` is a hand-written SGD step); a write into an expanded view
-// (several elements in one memory location). Not yet supported: an in-place op on a view while
-// recording (it would have to rewrite its base's history, as PyTorch's CopySlices).
+// as its grad_fn, as PyTorch's in-place ops rewrite a tensor's history. Through a view v of a
+// base b, b's history is rewritten instead (as PyTorch's CopySlices): b becomes
+//   b' = b with v's elements replaced by r (r the op's result),
+//   db'/db: g with v's elements zeroed; db'/dr: g read at v's elements (as_strided),
+// and every view of b, v included, takes its grad_fn from b' when next used (sync_history in
+// node.hpp). Refused, with PyTorch's messages: a leaf that requires grad, or a view of one,
+// while recording (outside NoGradGuard; inside it, `p -= lr * p.grad()` is a hand-written SGD
+// step); a write into an expanded view (several elements in one memory location).
+#include <array>
 #include <functional>
 
 #include "autograd/detail/kernels.hpp"
@@ -38,12 +42,37 @@ bool check_in_place(const char* op, const Tensor& x, bool other_requires_grad) {
     throw AutogradError(std::string(op) + (x.is_view() ? ": a view of a leaf" : ": a leaf") +
                         " Variable that requires grad is being used in an in-place operation "
                         "(do it under NoGradGuard, or on a copy)");
-  const bool recorded = x.requires_grad() || other_requires_grad;
-  if (recorded && x.is_view())
-    throw AutogradError(std::string(op) +
-                        ": an in-place op on a view while gradients are recorded is not "
-                        "supported yet; use the out-of-place op, or clone() the view first");
-  return recorded;
+  return x.requires_grad() || other_requires_grad;
+}
+
+// b' = b with the elements of `region` (a layout over b's storage) replaced by the result r.
+struct CopySlices final : Node {
+  CopySlices(detail::Layout region, Shape base_shape)
+      : region_(std::move(region)), base_shape_(std::move(base_shape)) {}
+  std::string_view name() const override { return "copy_slices"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    // as_strided reads g's storage: g must be a whole tensor of b's shape.
+    const Tensor whole = g.is_view() || g.shape() != base_shape_
+                             ? clone(broadcast_to(g, base_shape_))
+                             : g;
+    if (needs_grad(0)) {
+      Tensor written = zeros(base_shape_, {.dtype = kBool});
+      as_strided(written, region_.shape, region_.strides, region_.offset).fill_(true);
+      grads[0] = where(written, 0, whole);
+    }
+    if (needs_grad(1)) grads[1] = as_strided(whole, region_.shape, region_.strides, region_.offset);
+  }
+  detail::Layout region_;
+  Shape base_shape_;
+};
+
+// A recorded in-place op through the view x: its base's history is rewritten (see the top).
+void rebase_through_view(const Tensor& x, const Tensor& result) {
+  Tensor b = x.base();
+  Node* node = new CopySlices(detail::layout(x), b.shape());
+  const std::array<const Tensor*, 2> inputs{&b, &result};
+  attach(b, node, inputs);  // b's old history is the first input, b' its new one
+  ++b.impl()->history;      // every view of b remakes its grad_fn from b'
 }
 
 // Writes `result` (x's shape) into x's storage through x's layout, and rebases x's history onto
@@ -59,10 +88,14 @@ const Tensor& write_back(const char* op, const Tensor& x, const Tensor& result, 
                      shape_str(result.shape()) + " must keep the tensor's shape " +
                      shape_str(x.shape()));
   detail::write_layout(x, result);
-  if (recorded && result.requires_grad()) {
-    TensorImpl& impl = *x.impl();
+  if (!recorded || !result.requires_grad()) return x;
+  TensorImpl& impl = *x.impl();
+  if (impl.view && impl.history != TensorImpl::kDetached) {
+    rebase_through_view(x, result);
+  } else {
     impl.grad_fn = NodeRef(result.grad_fn());
     impl.requires_grad = true;
+    if (!impl.view) ++impl.history;  // its views remake their grad_fn from the new one
   }
   return x;
 }
