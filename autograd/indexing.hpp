@@ -54,12 +54,15 @@ class TensorIndex {
 }  // namespace xgrad::indexing
 
 namespace xgrad {
-/// x.index({...}) as a function. Integers, slices, None and Ellipsis give views; a tensor index
-/// (one per call) gives a copy through index_select. Every path is differentiable. IndexError for
-/// too many entries, a position out of range, or two Ellipsis.
+/// x.index({...}) as a function. Integers, slices, None and Ellipsis give views; tensor entries
+/// (int64 positions, negative from the end; bool masks) broadcast together and give a copy, their
+/// shape in place of the axes they index when those are adjacent, else first (as NumPy's and
+/// PyTorch's). Every path is differentiable. IndexError for too many entries, a position out of
+/// range, a mask of the wrong shape, or two Ellipsis.
 Tensor index(const Tensor& x, const std::vector<indexing::TensorIndex>& indices);
-/// Writes value (broadcast) at x.index(indices), in place (Tensor::copy_'s rules); for int64 or
-/// bool tensor indices, through index_put on a flattened axis.
+/// Writes value (broadcast to x.index(indices)'s shape) at x.index(indices), in place
+/// (Tensor::copy_'s rules, recorded as it is). With tensor entries, position by position (a
+/// repeated position takes one of its values); a bool mask alone with one value is masked_fill_.
 const Tensor& index_put_(const Tensor& x, const std::vector<indexing::TensorIndex>& indices,
                          const Tensor& value);
 const Tensor& index_put_(const Tensor& x, const std::vector<indexing::TensorIndex>& indices,

@@ -1,10 +1,15 @@
 // LibTorch's indexing, composed from the view ops and index_select: x.index({Slice(1, None), 0,
-// Ellipsis, None, idx}). Integers select (the axis goes), slices slice, None unsqueezes,
-// Ellipsis stands for the axes the other entries leave; a tensor index (int64 positions, or a
-// bool mask over as many axes as it has, read through nonzero) is an index_select along the
-// axis (the mask's axes flattened into one first), its positions' shape in place of the axis.
-// Gradients come from those ops. index_put_ writes through the same: x.index(...).copy_(v).
+// Ellipsis, None, idx, mask}). The basic entries give a view: integers select (the axis goes),
+// slices slice, None unsqueezes, Ellipsis stands for the axes the other entries leave. The
+// tensor entries (int64 positions, negative ones counting from the end; a bool mask over as
+// many axes as it has, read through nonzero as one position tensor per axis) then pick elements
+// as NumPy's and PyTorch's advanced indexing: their positions broadcast to one shape S, the
+// indexed axes are merged into one and index_select'ed at the flat positions, and S takes the
+// place of the indexed axes when they are adjacent, else comes first. Gradients come from those
+// ops. index_put_ writes through views: x.index(...).copy_(v) without a tensor entry, else one
+// element group per position (a bool mask alone over a value of one element: masked_fill_).
 #include <algorithm>
+#include <numeric>
 
 #include "autograd/detail/kernels.hpp"
 #include "autograd/indexing.hpp"
@@ -22,58 +27,36 @@ std::size_t axes_used(const TensorIndex& index) {
       std::holds_alternative<EllipsisIndex>(index.value()))
     return 0;
   if (const Tensor* t = std::get_if<Tensor>(&index.value()))
-    return t->dtype() == kBool ? std::max<std::size_t>(t->dim(), 1) : 1;
+    return t->dtype() == kBool ? t->dim() : 1;
   return 1;
 }
 
 std::ptrdiff_t signed_axis(std::size_t axis) { return static_cast<std::ptrdiff_t>(axis); }
 
-// x indexed along `axis` by a tensor: int64 positions (any shape), or a bool mask over the axes
-// axis .. axis + mask.dim() - 1. The result has the positions' shape in place of those axes.
-Tensor take(const Tensor& x, std::size_t axis, const Tensor& index) {
-  if (index.dtype() == kBool) {
-    const std::size_t k = std::max<std::size_t>(index.dim(), 1);
-    for (std::size_t d = 0; d < index.dim(); ++d)
-      if (index.size(signed_axis(d)) != x.size(signed_axis(axis + d)))
-        throw IndexError("index: a mask of shape " + shape_str(index.shape()) +
-                         " for axes of shape " + shape_str(x.shape()) + " from axis " +
-                         std::to_string(axis));
-    std::vector<std::ptrdiff_t> merged = detail::spec(x.shape());
-    std::ptrdiff_t length = 1;
-    for (std::size_t d = 0; d < k; ++d) length *= merged[axis + d];
-    merged.erase(merged.begin() + signed_axis(axis), merged.begin() + signed_axis(axis + k));
-    merged.insert(merged.begin() + signed_axis(axis), length);
-    const Tensor flat = reshape(index, {-1});
-    const Tensor positions = reshape(nonzero(flat), {-1});
-    return index_select(reshape(x, merged), signed_axis(axis), positions);
-  }
-  if (index.dtype() != kInt64)
-    throw DtypeError("index: a tensor index must be int64 positions or a bool mask, got " +
-                     std::string(dtype_name(index.dtype())));
-  const Tensor picked = index_select(x, signed_axis(axis), reshape(index, {-1}));
-  std::vector<std::ptrdiff_t> shape = detail::spec(x.shape());
-  shape.erase(shape.begin() + signed_axis(axis));
-  const std::vector<std::ptrdiff_t> inner = detail::spec(index.shape());
-  shape.insert(shape.begin() + signed_axis(axis), inner.begin(), inner.end());
-  return reshape(picked, shape);
-}
-}  // namespace
+// A tensor entry once the basic entries are applied: int64 positions along one axis of the view.
+struct Advanced {
+  std::size_t axis;
+  Tensor positions;
+};
 
-Tensor index(const Tensor& x, const std::vector<TensorIndex>& indices) {
-  std::size_t used = 0, ellipses = 0, tensors = 0;
+// The view the basic entries give, and the tensor entries as positions along its axes.
+struct Parsed {
+  Tensor view;
+  std::vector<Advanced> advanced;
+};
+
+Parsed parse(const char* op, const Tensor& x, const std::vector<TensorIndex>& indices) {
+  std::size_t used = 0, ellipses = 0;
   for (const TensorIndex& i : indices) {
     used += axes_used(i);
     ellipses += std::holds_alternative<EllipsisIndex>(i.value()) ? 1 : 0;
-    tensors += std::holds_alternative<Tensor>(i.value()) ? 1 : 0;
   }
-  if (ellipses > 1) throw IndexError("index: an index can only have a single Ellipsis");
-  if (tensors > 1)
-    throw IndexError("index: more than one tensor index in one call is not supported; index "
-                     "one axis at a time");
+  if (ellipses > 1) throw IndexError(std::string(op) + ": an index can only have a single Ellipsis");
   if (used > x.dim())
-    throw IndexError("index: too many indices for a tensor of shape " + shape_str(x.shape()) +
-                     ": " + std::to_string(used) + " axes indexed");
-  Tensor out = x;
+    throw IndexError(std::string(op) + ": too many indices for a tensor of shape " +
+                     shape_str(x.shape()) + ": " + std::to_string(used) + " axes indexed");
+  Parsed p{x, {}};
+  Tensor& out = p.view;
   std::size_t axis = 0;
   for (const TensorIndex& i : indices) {
     const auto& v = i.value();
@@ -91,50 +74,142 @@ Tensor index(const Tensor& x, const std::vector<TensorIndex>& indices) {
     } else if (std::holds_alternative<EllipsisIndex>(v)) {
       axis += x.dim() - used;
     } else {
-      const Tensor& t = std::get<Tensor>(v);
-      out = take(out, axis, t);
-      axis += t.dtype() == kBool ? 1 : t.dim();
+      Tensor t = std::get<Tensor>(v);
+      if (t.dtype() == kInt64) {
+        p.advanced.push_back({axis++, t});
+        continue;
+      }
+      if (t.dtype() != kBool)
+        throw DtypeError(std::string(op) +
+                         ": a tensor index must be int64 positions or a bool mask, got " +
+                         std::string(dtype_name(t.dtype())));
+      if (t.dim() == 0) {  // x[true]: a new axis of length 1, kept or emptied
+        out = unsqueeze(out, signed_axis(axis));
+        t = reshape(t, {1});
+      }
+      for (std::size_t d = 0; d < t.dim(); ++d)
+        if (t.size(signed_axis(d)) != out.size(signed_axis(axis + d)))
+          throw IndexError(std::string(op) + ": a mask of shape " + shape_str(t.shape()) +
+                           " for the axes from " + std::to_string(axis) + " of shape " +
+                           shape_str(out.shape()) + " (the mask's shape must be theirs)");
+      const Tensor where_true = nonzero(t);  // (count, mask axes)
+      for (std::size_t d = 0; d < t.dim(); ++d)
+        p.advanced.push_back({axis + d, select(where_true, 1, signed_axis(d))});
+      axis += t.dim();
     }
   }
+  return p;
+}
+
+// How the tensor entries pick: their broadcast shape S, whether their axes are adjacent (then S
+// stands where they were, else first), and the flat positions into those axes merged (shape S).
+struct Picking {
+  Shape shape;
+  bool adjacent = true;
+  Tensor flat;
+};
+
+Picking picking(const char* op, const Tensor& view, const std::vector<Advanced>& advanced) {
+  Picking p;
+  p.shape = advanced[0].positions.shape();
+  for (std::size_t j = 1; j < advanced.size(); ++j) {
+    p.shape = detail::broadcast_shapes(op, p.shape, advanced[j].positions.shape());
+    p.adjacent &= advanced[j].axis == advanced[j - 1].axis + 1;
+  }
+  xt::xarray<std::int64_t> flat = xt::zeros<std::int64_t>(p.shape);
+  for (const Advanced& a : advanced) {
+    const auto length = static_cast<std::int64_t>(view.size(signed_axis(a.axis)));
+    const Tensor positions = broadcast_to(a.positions, p.shape).contiguous();
+    const auto& values = positions.value<std::int64_t>();
+    for (std::size_t k = 0; k < flat.size(); ++k) {
+      std::int64_t i = values.data()[k];
+      if (i < -length || i >= length)
+        throw IndexError(std::string(op) + ": index " + std::to_string(i) +
+                         " is out of bounds for axis " + std::to_string(a.axis) + " of size " +
+                         std::to_string(length) + " (expected -" + std::to_string(length) +
+                         " <= index < " + std::to_string(length) + ")");
+      if (i < 0) i += length;
+      flat.data()[k] = flat.data()[k] * length + i;
+    }
+  }
+  p.flat = Tensor(std::move(flat));
+  return p;
+}
+
+// `shape` with the axes [first, first + count) replaced by `inner`.
+Shape replace_axes(const Shape& shape, std::size_t first, std::size_t count, const Shape& inner) {
+  Shape out(shape.begin(), shape.begin() + signed_axis(first));
+  out.insert(out.end(), inner.begin(), inner.end());
+  out.insert(out.end(), shape.begin() + signed_axis(first + count), shape.end());
   return out;
+}
+
+// The view with the indexed axes first (in their order), unless they are adjacent.
+Tensor indexed_axes_first(const Tensor& view, const std::vector<Advanced>& advanced) {
+  Axes order;
+  for (const Advanced& a : advanced) order.push_back(signed_axis(a.axis));
+  for (std::size_t d = 0; d < view.dim(); ++d)
+    if (std::none_of(advanced.begin(), advanced.end(), [&](const Advanced& a) { return a.axis == d; }))
+      order.push_back(signed_axis(d));
+  return permute(view, order);
+}
+}  // namespace
+
+Tensor index(const Tensor& x, const std::vector<TensorIndex>& indices) {
+  const Parsed parsed = parse("index", x, indices);
+  if (parsed.advanced.empty()) return parsed.view;
+  const Picking p = picking("index", parsed.view, parsed.advanced);
+  const std::size_t k = parsed.advanced.size();
+  const Tensor source = p.adjacent ? parsed.view : indexed_axes_first(parsed.view, parsed.advanced);
+  const std::size_t first = p.adjacent ? parsed.advanced[0].axis : 0;
+  std::size_t length = 1;  // of the indexed axes merged
+  for (const Advanced& a : parsed.advanced) length *= parsed.view.size(signed_axis(a.axis));
+  const Tensor merged = reshape(source, detail::spec(replace_axes(source.shape(), first, k, {length})));
+  const Tensor picked = index_select(merged, signed_axis(first), reshape(p.flat, {-1}));
+  return reshape(picked, detail::spec(replace_axes(source.shape(), first, k, p.shape)));
 }
 
 const Tensor& index_put_(const Tensor& x, const std::vector<TensorIndex>& indices,
                          const Tensor& value) {
-  bool by_tensor = false;
-  for (const TensorIndex& i : indices) by_tensor |= std::holds_alternative<Tensor>(i.value());
-  if (!by_tensor) {
-    index(x, indices).copy_(value);  // a view of x: written through
+  const Parsed parsed = parse("index_put_", x, indices);
+  if (parsed.advanced.empty()) {
+    parsed.view.copy_(value);  // a view of x: written through
     return x;
   }
-  // A tensor index gives a copy, not a view: write each selected position through its own view,
-  // the value broadcast to x.index(indices) as PyTorch's, its slice k to position k. The
-  // Ellipsis becomes whole slices first, so that the axis the tensor indexes is known.
-  std::size_t used = 0;
-  for (const TensorIndex& i : indices) used += axes_used(i);
-  std::vector<TensorIndex> before;
-  auto it = indices.begin();
-  for (; !std::holds_alternative<Tensor>(it->value()); ++it) {
-    if (std::holds_alternative<EllipsisIndex>(it->value()))
-      before.insert(before.end(), x.dim() - used, Slice());
-    else
-      before.push_back(*it);
+  // A bool mask over x's leading axes, one value: masked_fill_, in one pass.
+  if (indices.size() == 1 && value.numel() == 1 && !value.requires_grad()) {
+    const Tensor& mask = std::get<Tensor>(indices[0].value());
+    if (mask.dtype() == kBool && mask.dim() > 0) {
+      std::vector<std::ptrdiff_t> shape = detail::spec(mask.shape());
+      shape.resize(x.dim(), 1);
+      x.masked_fill_(reshape(mask, shape), is_floating_point(x.dtype()) ? Scalar(value.item())
+                                                                 : Scalar(value.item_int64()));
+      return x;
+    }
   }
-  const Tensor& t = std::get<Tensor>(it->value());
-  if (t.dim() != 1)
-    throw IndexError("index_put_: a tensor index must be 1-D here, got shape " +
-                     shape_str(t.shape()));
-  const std::vector<TensorIndex> after(it + 1, indices.end());
-  const Tensor part = index(x, before);
-  std::size_t consumed = 0;  // x's axes the entries before the tensor index took
-  for (const TensorIndex& i : before) consumed += axes_used(i);
-  const std::size_t axis = part.dim() - (x.dim() - consumed);
-  const Tensor target = broadcast_to(value, index(x, indices).shape());
-  const Tensor positions = (t.dtype() == kBool ? reshape(nonzero(t), {-1}) : t).contiguous();
-  const auto& p = detail::indices("index_put_", positions);
-  for (std::size_t k = 0; k < p.size(); ++k)
-    index(select(part, signed_axis(axis), static_cast<std::ptrdiff_t>(p(k))), after)
-        .copy_(select(target, signed_axis(axis), static_cast<std::ptrdiff_t>(k)));
+  // Else position by position: the value broadcast to x.index(indices)'s shape, its positions
+  // merged into one axis, slice s written at the elements position s picks.
+  const Picking p = picking("index_put_", parsed.view, parsed.advanced);
+  const std::size_t k = parsed.advanced.size();
+  const std::size_t first = p.adjacent ? parsed.advanced[0].axis : 0;
+  Shape rest = parsed.view.shape();
+  for (std::size_t j = k; j-- > 0;) rest.erase(rest.begin() + signed_axis(parsed.advanced[j].axis));
+  const Tensor target = reshape(broadcast_to(value, replace_axes(rest, first, 0, p.shape)),
+                                detail::spec(replace_axes(rest, first, 0, {p.flat.numel()})));
+  std::vector<const xt::xarray<std::int64_t>*> positions;
+  std::vector<Tensor> kept;
+  kept.reserve(k);
+  for (const Advanced& a : parsed.advanced) {
+    kept.push_back(broadcast_to(a.positions, p.shape).contiguous());
+    positions.push_back(&kept.back().value<std::int64_t>());
+  }
+  for (std::size_t s = 0; s < p.flat.numel(); ++s) {
+    Tensor part = parsed.view;
+    for (std::size_t j = k; j-- > 0;)  // the last axis first: the others keep their numbers
+      part = select(part, signed_axis(parsed.advanced[j].axis),
+                    static_cast<std::ptrdiff_t>(positions[j]->data()[s]));
+    part.copy_(select(target, signed_axis(first), static_cast<std::ptrdiff_t>(s)));
+  }
   return x;
 }
 
