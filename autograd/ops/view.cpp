@@ -11,7 +11,9 @@
 //     in the backward. Under create_graph, index_add into zeros, differentiable again.
 //   expand: axes of length 1 repeated (stride 0); dz/dx: g summed back (by the engine).
 //   as_strided: any layout over x's storage; dz/dx: g added at the storage positions it read,
-//     then read at x's (index_add and index_select, so differentiable again).
+//     then read at x's (index_add and index_select, so differentiable again); refused for an
+//     expanded x, whose elements share positions.
+//   diagonal: entries (i, i + offset) of two axes; dz/dx: g written on the diagonal of zeros.
 // clone: a copy with its own storage (dz/dx = g); contiguous() of a view is one.
 // All of them take every dtype.
 #include <algorithm>
@@ -95,6 +97,21 @@ struct AsStrided final : Node {
   }
   detail::Layout in_, out_;
   std::size_t storage_;
+};
+
+struct Diagonal final : Node {
+  Diagonal(std::ptrdiff_t offset, std::size_t axis1, std::size_t axis2)
+      : offset_(offset), axis1_(axis1), axis2_(axis2) {}
+  std::string_view name() const override { return "diagonal"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    // g written on the diagonal of zeros (a new tensor: its view is never an expanded one).
+    const Tensor z = zeros(edge(0).shape, {.dtype = g.dtype()});
+    diagonal(z, offset_, static_cast<std::ptrdiff_t>(axis1_), static_cast<std::ptrdiff_t>(axis2_))
+        .copy_(g);
+    grads[0] = z;
+  }
+  std::ptrdiff_t offset_;
+  std::size_t axis1_, axis2_;
 };
 
 // A shape spec (one entry may be -1) for x's element count.
@@ -305,7 +322,10 @@ Tensor diagonal(const Tensor& x, std::ptrdiff_t offset, std::ptrdiff_t axis1,
       count > 0 ? l.offset + static_cast<std::size_t>(first_row) * l.strides[a] +
                       static_cast<std::size_t>(first_col) * l.strides[b]
                 : l.offset;
-  return as_strided(x, shape, strides, start);
+  const ProfileScope profiled("diagonal");
+  Tensor out = detail::make_view(x, {shape, strides, start});
+  record<Diagonal>(out, {x}, offset, a, b);
+  return out;
 }
 
 std::vector<Tensor> unbind(const Tensor& x, std::ptrdiff_t axis) {
