@@ -148,8 +148,8 @@ class Tensor {
   IntList strides() const;
   /// Row-major without gaps (axes of length 1 aside): what kernels read without a copy.
   bool is_contiguous() const;
-  /// This tensor when its values are one xarray of its shape (value<T>() works), else a
-  /// contiguous copy (recorded: the gradient flows back to this view).
+  /// This tensor when it is contiguous (a contiguous view included: value<T>() gives its
+  /// elements), else a contiguous copy (recorded: the gradient flows back to this view).
   Tensor contiguous() const;
   /// A copy with its own storage (recorded, as torch's clone).
   Tensor clone() const;

@@ -65,7 +65,7 @@ Tensor Tensor::operator[](std::int64_t i) const {
 }
 
 Tensor Tensor::contiguous() const {
-  if (!is_view() || detail::is_whole(*impl()->view, *impl()->value)) return *this;
+  if (is_contiguous()) return *this;  // as PyTorch's: a contiguous view too
   return xgrad::clone(*this);
 }
 Tensor Tensor::clone() const { return xgrad::clone(*this); }

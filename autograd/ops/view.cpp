@@ -14,7 +14,7 @@
 //     then read at x's (index_add and index_select, so differentiable again); refused for an
 //     expanded x, whose elements share positions.
 //   diagonal: entries (i, i + offset) of two axes; dz/dx: g written on the diagonal of zeros.
-// clone: a copy with its own storage (dz/dx = g); contiguous() of a view is one.
+// clone: a copy with its own storage (dz/dx = g); contiguous() of a strided view is one.
 // All of them take every dtype.
 #include <algorithm>
 
