@@ -29,11 +29,15 @@ Dtype with_scalar(const Tensor& t, const Scalar& s) {
 
 namespace {
 // z[i] = c[i] != 0 ? a[i] : b[i] over the broadcast shape, C the condition's element type.
+// Every operand is read in place, views included (through its strides).
 template <class C, class T>
-void select(const C* pc, const T* pa, const T* pb, T* pz, const Shape& shape, const Shape& cs,
-            const Shape& as, const Shape& bs) {
+void select(const Tensor& c, const Tensor& a, const Tensor& b, T* pz, const Shape& shape) {
+  const auto* pc = static_cast<const C*>(detail::first_element(c));
+  const auto* pa = static_cast<const T*>(detail::first_element(a));
+  const auto* pb = static_cast<const T*>(detail::first_element(b));
   const std::size_t n = detail::product(shape);
-  if (cs == shape && as == shape && detail::product(bs) == 1) {  // as relu's backward
+  const bool c_flat = c.shape() == shape && c.is_contiguous();
+  if (c_flat && a.shape() == shape && a.is_contiguous() && b.numel() == 1) {  // relu's backward
     const T other = pb[0];
     for (std::size_t i = 0; i < n; ++i) {
       const T value = pa[i];  // read unconditionally: the loop then vectorizes as a blend
@@ -41,7 +45,7 @@ void select(const C* pc, const T* pa, const T* pb, T* pz, const Shape& shape, co
     }
     return;
   }
-  if (cs == shape && bs == shape && detail::product(as) == 1) {  // as grad_b
+  if (c_flat && b.shape() == shape && b.is_contiguous() && a.numel() == 1) {  // as grad_b
     const T one = pa[0];
     for (std::size_t i = 0; i < n; ++i) {
       const T value = pb[i];
@@ -49,13 +53,13 @@ void select(const C* pc, const T* pa, const T* pb, T* pz, const Shape& shape, co
     }
     return;
   }
-  detail::for_each_broadcast<3>(shape,
-                                {detail::broadcast_strides(cs, shape),
-                                 detail::broadcast_strides(as, shape),
-                                 detail::broadcast_strides(bs, shape)},
-                                [&](std::size_t i, const std::array<std::size_t, 3>& at) {
-                                  pz[i] = pc[at[0]] != C{} ? pa[at[1]] : pb[at[2]];
-                                });
+  detail::for_each_broadcast<3>(
+      shape,
+      {detail::layout_strides(c, shape), detail::layout_strides(a, shape),
+       detail::layout_strides(b, shape)},
+      [&](std::size_t i, const std::array<std::size_t, 3>& at) {
+        pz[i] = pc[at[0]] != C{} ? pa[at[1]] : pb[at[2]];
+      });
 }
 }  // namespace
 
@@ -73,17 +77,11 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   Tensor out = detail::empty_tensor(r, shape);
   detail::dispatch_bytes(r, [&](auto zero) {
     using T = decltype(zero);
-    const T* pa = static_cast<const T*>(detail::raw_data(x));
-    const T* pb = static_cast<const T*>(detail::raw_data(y));
     T* pz = static_cast<T*>(detail::raw_output(out));
     switch (c.dtype()) {
-      case Dtype::float32:
-        return select(detail::values<float>(c).data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
-      case Dtype::float64:
-        return select(detail::values<double>(c).data(), pa, pb, pz, shape, c.shape(), a.shape(),
-                      b.shape());
-      default:
-        return select(detail::values<bool>(c).data(), pa, pb, pz, shape, c.shape(), a.shape(), b.shape());
+      case Dtype::float32: return select<float, T>(c, x, y, pz, shape);
+      case Dtype::float64: return select<double, T>(c, x, y, pz, shape);
+      default: return select<bool, T>(c, x, y, pz, shape);
     }
   });
   if (auto* node = record<Where>(out, {a, b})) {
