@@ -168,6 +168,22 @@ void for_each_broadcast(const Shape& out, const std::array<Shape, N>& strides, F
   }
 }
 
+// f(i, x's element i in row-major order) for every element of x (of dtype T), read in place
+// whatever x's layout: what elementwise kernels of any dtype walk.
+template <class T, class F>
+void for_each_value(const Tensor& x, F&& f) {
+  if (x.is_contiguous()) {
+    const T* src = data<T>(x);
+    for (std::size_t i = 0, n = x.numel(); i < n; ++i) f(i, src[i]);
+    return;
+  }
+  const Strided<T> s = strided<T>(x, x.shape());
+  for_each_broadcast<1>(x.shape(), {s.strides},
+                        [&](std::size_t i, const std::array<std::size_t, 1>& at) {
+                          f(i, s.data[at[0]]);
+                        });
+}
+
 // out[i] = f(x[i]); f is generic over float and double.
 template <class F>
 Tensor map(const Tensor& x, F&& f) {

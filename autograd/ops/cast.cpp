@@ -37,9 +37,9 @@ Tensor cast(const Tensor& x, Dtype dtype) {
     using T = decltype(zero);
     return detail::dispatch_all(x.dtype(), [&](auto from) {
       using F = decltype(from);
-      const xt::xarray<F>& a = detail::values<F>(x);
-      xt::xarray<T> z = detail::empty<T>(a.shape());
-      for (std::size_t i = 0; i < a.size(); ++i) z.data()[i] = convert_value<T>(a.data()[i]);
+      xt::xarray<T> z = detail::empty<T>(x.shape());
+      T* dst = z.data();
+      detail::for_each_value<F>(x, [&](std::size_t i, F v) { dst[i] = convert_value<T>(v); });
       return Tensor(std::move(z));
     });
   });

@@ -50,22 +50,21 @@ Tensor compare(const char* op, Relation relation, const Tensor& x, const Scalar&
   const ProfileScope profiled(op);
   return detail::dispatch_all(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const xt::xarray<T>& a = detail::values<T>(x);
-    xt::xarray<bool> out = detail::empty<bool>(a.shape());
-    const T* src = a.data();
+    xt::xarray<bool> out = detail::empty<bool>(x.shape());
     bool* dst = out.data();
-    const std::size_t n = a.size();
     if constexpr (std::is_floating_point_v<T>) {
       const T v = static_cast<T>(s.value());
-      for (std::size_t i = 0; i < n; ++i) dst[i] = holds<T>(relation, src[i], v);
+      detail::for_each_value<T>(x, [&](std::size_t i, T a) { dst[i] = holds<T>(relation, a, v); });
     } else if (s.is_integral()) {
       const auto v = static_cast<std::int64_t>(s.value());
-      for (std::size_t i = 0; i < n; ++i)
-        dst[i] = holds<std::int64_t>(relation, static_cast<std::int64_t>(src[i]), v);
+      detail::for_each_value<T>(x, [&](std::size_t i, T a) {
+        dst[i] = holds<std::int64_t>(relation, static_cast<std::int64_t>(a), v);
+      });
     } else {
       const double v = s.value();
-      for (std::size_t i = 0; i < n; ++i)
-        dst[i] = holds<double>(relation, static_cast<double>(src[i]), v);
+      detail::for_each_value<T>(x, [&](std::size_t i, T a) {
+        dst[i] = holds<double>(relation, static_cast<double>(a), v);
+      });
     }
     return Tensor(std::move(out));
   });
