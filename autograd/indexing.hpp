@@ -61,8 +61,9 @@ namespace xgrad {
 /// range, a mask of the wrong shape, or two Ellipsis.
 Tensor index(const Tensor& x, const std::vector<indexing::TensorIndex>& indices);
 /// Writes value (broadcast to x.index(indices)'s shape) at x.index(indices), in place
-/// (Tensor::copy_'s rules, recorded as it is). With tensor entries, position by position (a
-/// repeated position takes one of its values); a bool mask alone with one value is masked_fill_.
+/// (Tensor::copy_'s rules, recorded as it is). With tensor entries, the value's elements go
+/// straight to the storage positions that x.index(indices) reads (a position given twice takes
+/// one of its values), recorded as one node; a bool mask alone with one value is masked_fill_.
 const Tensor& index_put_(const Tensor& x, const std::vector<indexing::TensorIndex>& indices,
                          const Tensor& value);
 const Tensor& index_put_(const Tensor& x, const std::vector<indexing::TensorIndex>& indices,

@@ -154,6 +154,33 @@ void write_layout(const Tensor& dst, const Tensor& src) {
   if (impl.version) impl.version->fetch_add(1, std::memory_order_relaxed);
 }
 
+void write_positions(const Tensor& dst, const std::vector<std::int64_t>& positions,
+                     const Tensor& src) {
+  TensorImpl& impl = *dst.impl();
+  dispatch_bytes(dst.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* from = static_cast<const T*>(raw_data(src));
+    std::visit(
+        [&](auto& a) {
+          T* to = reinterpret_cast<T*>(a.data());
+          for (std::size_t i = 0; i < positions.size(); ++i)
+            to[static_cast<std::size_t>(positions[i])] = from[i];
+        },
+        *impl.value);
+  });
+  if (impl.version) impl.version->fetch_add(1, std::memory_order_relaxed);
+}
+
+std::vector<std::int64_t> storage_positions(const Layout& l) {
+  std::vector<std::int64_t> out(product(l.shape));
+  if (out.empty()) return out;
+  for_each_broadcast<1>(l.shape, {l.strides},
+                        [&](std::size_t i, const std::array<std::size_t, 1>& at) {
+                          out[i] = static_cast<std::int64_t>(l.offset + at[0]);
+                        });
+  return out;
+}
+
 Storage copy_layout(const Storage& storage, const Layout& l) {
   if (extent(l) > storage_size(storage))
     throw ValueError("view: its storage holds " + std::to_string(storage_size(storage)) +

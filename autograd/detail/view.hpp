@@ -3,7 +3,10 @@
 // offset + sum_i index_i * strides_i (all in elements). Views share their base's storage and
 // version counter; autograd/ops/view.cpp builds the view ops on these.
 
+#include <cstdint>
+#include <functional>
 #include <optional>
+#include <vector>
 
 #include "autograd/node.hpp"
 
@@ -36,7 +39,29 @@ bool is_whole(const ViewInfo& view, const Storage& storage);
 // Writes src's elements (dst's shape and dtype) into dst's storage through dst's layout, and
 // moves the storage's version on: what an in-place op does.
 void write_layout(const Tensor& dst, const Tensor& src);
+// Writes src's elements (row-major, dst's dtype) at `positions` of dst's storage, and moves the
+// storage's version on: what index_put_ does.
+void write_positions(const Tensor& dst, const std::vector<std::int64_t>& positions,
+                     const Tensor& src);
+// The storage positions of a layout's elements, in row-major order.
+std::vector<std::int64_t> storage_positions(const Layout& layout);
 // The elements of a layout of `storage`, copied in row-major order into a new array.
 Storage copy_layout(const Storage& storage, const Layout& layout);
+
+// ---- in-place writes (defined in autograd/ops/inplace.cpp) ------------------------------------
+
+// x = f(x) in place, f an out-of-place op of x (and of another tensor, which may require grad):
+// f's result written through x's layout, x's history rebased onto it when recording.
+const Tensor& in_place(const char* op, const Tensor& x, bool other_requires_grad,
+                       const std::function<Tensor(const Tensor&)>& f);
+// An in-place op's checks on x, before anything is computed (an undefined tensor, an expanded
+// view, a leaf that requires grad or a view of one while recording: PyTorch's messages naming
+// op); whether the graph is recorded.
+bool check_in_place(const char* op, const Tensor& x, bool other_requires_grad);
+// Once r's elements are written at `positions` of x's storage while recording: the tensor that
+// owns those elements (x, or the base of the view x) takes as its history a copy_slices node of
+// its old history and r, and its views remake theirs from it. `positions` index the owner's
+// elements: the storage's, or x's own for a detach()ed view.
+void record_write(const Tensor& x, std::vector<std::int64_t> positions, const Tensor& r);
 
 }  // namespace xgrad::detail

@@ -6,12 +6,14 @@
 // as NumPy's and PyTorch's advanced indexing: their positions broadcast to one shape S, the
 // indexed axes are merged into one and index_select'ed at the flat positions, and S takes the
 // place of the indexed axes when they are adjacent, else comes first. Gradients come from those
-// ops. index_put_ writes through views: x.index(...).copy_(v) without a tensor entry, else one
-// element group per position (a bool mask alone over a value of one element: masked_fill_).
+// ops. index_put_ writes through views: x.index(...).copy_(v) without a tensor entry, else the
+// value's elements straight at the storage positions x.index(...) reads (a bool mask alone
+// with a value of one element: masked_fill_), recorded as one copy_slices node.
 #include <algorithm>
 #include <numeric>
 
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/view.hpp"
 #include "autograd/indexing.hpp"
 
 namespace xgrad {
@@ -107,6 +109,7 @@ struct Picking {
   Shape shape;
   bool adjacent = true;
   Tensor flat;
+  std::vector<std::int64_t> offsets;  // of each position's first element from the view's first
 };
 
 Picking picking(const char* op, const Tensor& view, const std::vector<Advanced>& advanced) {
@@ -117,8 +120,11 @@ Picking picking(const char* op, const Tensor& view, const std::vector<Advanced>&
     p.adjacent &= advanced[j].axis == advanced[j - 1].axis + 1;
   }
   xt::xarray<std::int64_t> flat = xt::zeros<std::int64_t>(p.shape);
+  p.offsets.assign(flat.size(), 0);
+  const detail::Layout layout = detail::layout(view);
   for (const Advanced& a : advanced) {
     const auto length = static_cast<std::int64_t>(view.size(signed_axis(a.axis)));
+    const auto stride = static_cast<std::int64_t>(layout.strides[a.axis]);
     const Tensor positions = broadcast_to(a.positions, p.shape).contiguous();
     const auto& values = positions.value<std::int64_t>();
     for (std::size_t k = 0; k < flat.size(); ++k) {
@@ -130,6 +136,7 @@ Picking picking(const char* op, const Tensor& view, const std::vector<Advanced>&
                          " <= index < " + std::to_string(length) + ")");
       if (i < 0) i += length;
       flat.data()[k] = flat.data()[k] * length + i;
+      p.offsets[k] += i * stride;
     }
   }
   p.flat = Tensor(std::move(flat));
@@ -187,29 +194,39 @@ const Tensor& index_put_(const Tensor& x, const std::vector<TensorIndex>& indice
       return x;
     }
   }
-  // Else position by position: the value broadcast to x.index(indices)'s shape, its positions
-  // merged into one axis, slice s written at the elements position s picks.
+  const bool recorded = detail::check_in_place("index_put_", x, value.requires_grad());
+  if (recorded && x.is_view() && x.impl()->history == TensorImpl::kDetached) {
+    // A detach()ed view has a history of its own, over its own elements: written as a whole.
+    return detail::in_place("index_put_", x, true, [&](const Tensor& copy) {
+      return index_put_(copy, indices, value);
+    });
+  }
+  // The storage positions of the picked elements, in the order of x.index(indices): the rest
+  // axes before the indexed ones (when adjacent), the positions, the rest axes after.
   const Picking p = picking("index_put_", parsed.view, parsed.advanced);
   const std::size_t k = parsed.advanced.size();
   const std::size_t first = p.adjacent ? parsed.advanced[0].axis : 0;
-  Shape rest = parsed.view.shape();
-  for (std::size_t j = k; j-- > 0;) rest.erase(rest.begin() + signed_axis(parsed.advanced[j].axis));
-  const Tensor target = reshape(broadcast_to(value, replace_axes(rest, first, 0, p.shape)),
-                                detail::spec(replace_axes(rest, first, 0, {p.flat.numel()})));
-  std::vector<const xt::xarray<std::int64_t>*> positions;
-  std::vector<Tensor> kept;
-  kept.reserve(k);
-  for (const Advanced& a : parsed.advanced) {
-    kept.push_back(broadcast_to(a.positions, p.shape).contiguous());
-    positions.push_back(&kept.back().value<std::int64_t>());
+  const detail::Layout layout = detail::layout(parsed.view);
+  detail::Layout rest{layout.shape, layout.strides, 0};
+  for (std::size_t j = k; j-- > 0;) {
+    rest.shape.erase(rest.shape.begin() + signed_axis(parsed.advanced[j].axis));
+    rest.strides.erase(rest.strides.begin() + signed_axis(parsed.advanced[j].axis));
   }
-  for (std::size_t s = 0; s < p.flat.numel(); ++s) {
-    Tensor part = parsed.view;
-    for (std::size_t j = k; j-- > 0;)  // the last axis first: the others keep their numbers
-      part = select(part, signed_axis(parsed.advanced[j].axis),
-                    static_cast<std::ptrdiff_t>(positions[j]->data()[s]));
-    part.copy_(select(target, signed_axis(first), static_cast<std::ptrdiff_t>(s)));
-  }
+  const std::vector<std::int64_t> within = detail::storage_positions(rest);
+  std::size_t after = 1;  // elements of the rest axes after the indexed ones
+  for (std::size_t d = first; d < rest.shape.size(); ++d) after *= rest.shape[d];
+  const std::size_t before = after == 0 ? 0 : within.size() / after;
+  std::vector<std::int64_t> positions;
+  positions.reserve(before * p.offsets.size() * after);
+  for (std::size_t b = 0; b < before; ++b)
+    for (const std::int64_t offset : p.offsets)
+      for (std::size_t a = 0; a < after; ++a)
+        positions.push_back(static_cast<std::int64_t>(layout.offset) + offset +
+                            within[b * after + a]);
+  const Tensor r = broadcast_to(value.dtype() == x.dtype() ? value : cast(value, x.dtype()),
+                                replace_axes(rest.shape, first, 0, p.shape));
+  detail::write_positions(x, positions, r);
+  if (recorded) detail::record_write(x, std::move(positions), r);
   return x;
 }
 

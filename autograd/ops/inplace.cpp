@@ -7,7 +7,7 @@
 // as its grad_fn, as PyTorch's in-place ops rewrite a tensor's history. Through a view v of a
 // base b, b's history is rewritten instead (as PyTorch's CopySlices): b becomes
 //   b' = b with v's elements replaced by r (r the op's result),
-//   db'/db: g with v's elements zeroed; db'/dr: g read at v's elements (as_strided),
+//   db'/db: g with v's elements zeroed; db'/dr: g read at v's elements,
 // and every view of b, v included, takes its grad_fn from b' when next used (sync_history in
 // node.hpp). Refused, with PyTorch's messages: a leaf that requires grad, or a view of one,
 // while recording (outside NoGradGuard; inside it, `p -= lr * p.grad()` is a hand-written SGD
@@ -29,7 +29,28 @@ bool overlapping(const Tensor& x) {
   return false;
 }
 
-// The checks before anything is computed; whether the graph is recorded.
+// b' = b with the elements at `positions` (of b's row-major elements) replaced by r's.
+struct CopySlices final : Node {
+  CopySlices(std::vector<std::int64_t> positions, Shape base_shape)
+      : positions_(std::move(positions)), base_shape_(std::move(base_shape)) {}
+  std::string_view name() const override { return "copy_slices"; }
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    const Tensor whole = g.shape() == base_shape_ ? g : broadcast_to(g, base_shape_);
+    if (needs_grad(0)) {
+      xt::xarray<bool> written = xt::zeros<bool>(base_shape_);
+      for (const std::int64_t p : positions_) written.data()[static_cast<std::size_t>(p)] = true;
+      grads[0] = where(Tensor(std::move(written)), 0, whole);
+    }
+    if (needs_grad(1))
+      grads[1] = reshape(index_select(reshape(whole, {-1}), 0, positions_),
+                         detail::spec(edge(1).shape));
+  }
+  std::vector<std::int64_t> positions_;
+  Shape base_shape_;
+};
+}  // namespace
+
+namespace detail {
 bool check_in_place(const char* op, const Tensor& x, bool other_requires_grad) {
   if (!x.defined()) throw ValueError(std::string(op) + ": the tensor is undefined");
   if (overlapping(x))
@@ -45,36 +66,17 @@ bool check_in_place(const char* op, const Tensor& x, bool other_requires_grad) {
   return x.requires_grad() || other_requires_grad;
 }
 
-// b' = b with the elements of `region` (a layout over b's storage) replaced by the result r.
-struct CopySlices final : Node {
-  CopySlices(detail::Layout region, Shape base_shape)
-      : region_(std::move(region)), base_shape_(std::move(base_shape)) {}
-  std::string_view name() const override { return "copy_slices"; }
-  void backward(const Tensor& g, std::span<Tensor> grads) override {
-    // as_strided reads g's storage: g must be a whole tensor of b's shape.
-    const Tensor whole = g.is_view() || g.shape() != base_shape_
-                             ? clone(broadcast_to(g, base_shape_))
-                             : g;
-    if (needs_grad(0)) {
-      Tensor written = zeros(base_shape_, {.dtype = kBool});
-      as_strided(written, region_.shape, region_.strides, region_.offset).fill_(true);
-      grads[0] = where(written, 0, whole);
-    }
-    if (needs_grad(1)) grads[1] = as_strided(whole, region_.shape, region_.strides, region_.offset);
-  }
-  detail::Layout region_;
-  Shape base_shape_;
-};
-
-// A recorded in-place op through the view x: its base's history is rewritten (see the top).
-void rebase_through_view(const Tensor& x, const Tensor& result) {
-  Tensor b = x.base();
-  Node* node = new CopySlices(detail::layout(x), b.shape());
-  const std::array<const Tensor*, 2> inputs{&b, &result};
-  attach(b, node, inputs);  // b's old history is the first input, b' its new one
-  ++b.impl()->history;      // every view of b remakes its grad_fn from b'
+void record_write(const Tensor& x, std::vector<std::int64_t> positions, const Tensor& r) {
+  const TensorImpl& impl = *x.impl();
+  Tensor owner = impl.view && impl.history != TensorImpl::kDetached ? x.base() : x;
+  Node* node = new CopySlices(std::move(positions), owner.shape());
+  const std::array<const Tensor*, 2> inputs{&owner, &r};
+  attach(owner, node, inputs);  // the owner's old history is the first input, b' its new one
+  if (!owner.is_view()) ++owner.impl()->history;  // its views remake their grad_fn from b'
 }
+}  // namespace detail
 
+namespace {
 // Writes `result` (x's shape) into x's storage through x's layout, and rebases x's history onto
 // result's node when the graph is recorded.
 const Tensor& write_back(const char* op, const Tensor& x, const Tensor& result, bool recorded) {
@@ -91,7 +93,7 @@ const Tensor& write_back(const char* op, const Tensor& x, const Tensor& result, 
   if (!recorded || !result.requires_grad()) return x;
   TensorImpl& impl = *x.impl();
   if (impl.view && impl.history != TensorImpl::kDetached) {
-    rebase_through_view(x, result);
+    detail::record_write(x, detail::storage_positions(detail::layout(x)), result);
   } else {
     impl.grad_fn = NodeRef(result.grad_fn());
     impl.requires_grad = true;
@@ -100,13 +102,17 @@ const Tensor& write_back(const char* op, const Tensor& x, const Tensor& result, 
   return x;
 }
 
-// x = f(x) in place, f an out-of-place op of x (and of other, which may require grad).
-const Tensor& in_place(const char* op, const Tensor& x, bool other_requires_grad,
-                       const std::function<Tensor(const Tensor&)>& f) {
+}  // namespace
+
+const Tensor& detail::in_place(const char* op, const Tensor& x, bool other_requires_grad,
+                               const std::function<Tensor(const Tensor&)>& f) {
   const bool recorded = check_in_place(op, x, other_requires_grad);
   const Tensor before = recorded ? clone(x) : x;  // the old values, for a node that needs them
   return write_back(op, x, f(before), recorded);
 }
+
+namespace {
+using detail::in_place;
 // where(true, value, x): every entry replaced, x's gradient exactly 0, as PyTorch's fill_.
 const Tensor& fill_in_place(const char* op, const Tensor& x, Scalar value) {
   return in_place(op, x, false, [&](const Tensor& before) {

@@ -74,17 +74,6 @@ struct Identity final : Node {  // expand (the engine sums g back to x's shape),
   const char* name_;
 };
 
-// The storage positions of a layout's elements, in row-major order.
-std::vector<std::int64_t> positions(const detail::Layout& l) {
-  std::vector<std::int64_t> out(detail::product(l.shape));
-  if (out.empty()) return out;
-  detail::for_each_broadcast<1>(l.shape, {l.strides},
-                                [&](std::size_t i, const std::array<std::size_t, 1>& at) {
-                                  out[i] = static_cast<std::int64_t>(l.offset + at[0]);
-                                });
-  return out;
-}
-
 struct AsStrided final : Node {
   AsStrided(detail::Layout in, detail::Layout out, std::size_t storage)
       : in_(std::move(in)), out_(std::move(out)), storage_(storage) {}
@@ -92,8 +81,8 @@ struct AsStrided final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor flat = reshape(g, {-1});
     const Tensor buffer =
-        index_add(zeros({storage_}, {.dtype = g.dtype()}), 0, positions(out_), flat);
-    grads[0] = reshape(index_select(buffer, 0, positions(in_)), detail::spec(in_.shape));
+        index_add(zeros({storage_}, {.dtype = g.dtype()}), 0, detail::storage_positions(out_), flat);
+    grads[0] = reshape(index_select(buffer, 0, detail::storage_positions(in_)), detail::spec(in_.shape));
   }
   detail::Layout in_, out_;
   std::size_t storage_;

@@ -146,4 +146,19 @@ TEST_CASE("index_put_ and the gradient at several tensor entries, repeats includ
   const std::vector<Tensor> inputs = {cube(true), testing::f64({0.5, -1.5, 2.0}, true)};
   CHECK_GRADCHECK(gradcheck(f, inputs));
   CHECK_GRADCHECK(gradgradcheck(f, inputs));
+  // Through a view of a buffer, and into a detach()ed view (its own history).
+  const auto g = [](const std::vector<Tensor>& in) {
+    const Tensor buffer = zeros({2, 3}, {.dtype = kFloat64});
+    buffer[1].index_put_({testing::i64({2, 0})}, in[1].index({Slice(None, 2)}).exp());
+    const Tensor mine = full({1, 3}, 2.0, {.dtype = kFloat64})[0].detach();
+    mine.index_put_({testing::i64({1})}, in[1][2] * 3.0);
+    return buffer.sum(Axes{0}) * mine;
+  };
+  const std::vector<Tensor> small = {cube(true), testing::f64({0.5, -1.5, 2.0}, true)};
+  CHECK_GRADCHECK(gradcheck(g, small));
+  CHECK_GRADCHECK(gradgradcheck(g, small));
+  // Positions written once each, read through any layout: a transposed x.
+  const Tensor t = zeros({3, 2}, {.dtype = kFloat64});
+  t.t().index_put_({testing::i64({1}), testing::i64({0, 2})}, testing::f64({8, 9}));
+  CHECK(testing::flat(t) == std::vector<double>{0, 8, 0, 0, 0, 9});
 }
