@@ -37,8 +37,56 @@ Sequential& Sequential::push_back(std::shared_ptr<Module> module) {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (const auto& [name, child] : children()) h = child->forward(h);
+  for (const auto& [name, child] : named_children()) h = (*child)(h);
   return h;
+}
+
+ModuleList::ModuleList(std::initializer_list<std::shared_ptr<Module>> modules) {
+  for (const auto& m : modules) push_back(m);
+}
+
+ModuleList& ModuleList::push_back(std::shared_ptr<Module> module) {
+  if (!module) throw ValueError("ModuleList::push_back: the module is null");
+  register_module(std::to_string(items_.size()), module);
+  items_.push_back(std::move(module));
+  return *this;
+}
+
+const std::shared_ptr<Module>& ModuleList::operator[](std::size_t i) const {
+  if (i >= items_.size())
+    throw IndexError("ModuleList: index " + std::to_string(i) + " out of range for a list of " +
+                     std::to_string(items_.size()) + " modules");
+  return items_[i];
+}
+
+ModuleDict::ModuleDict(const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& items) {
+  for (const auto& [key, m] : items) insert(key, m);
+}
+
+ModuleDict& ModuleDict::insert(const std::string& key, std::shared_ptr<Module> module) {
+  if (!module) throw ValueError("ModuleDict::insert: the module under '" + key + "' is null");
+  if (contains(key)) throw ValueError("ModuleDict::insert: the key '" + key + "' is already there");
+  register_module(key, std::move(module));
+  return *this;
+}
+
+bool ModuleDict::contains(const std::string& key) const {
+  for (const auto& [name, m] : named_children())
+    if (name == key) return true;
+  return false;
+}
+
+const std::shared_ptr<Module>& ModuleDict::operator[](const std::string& key) const {
+  for (const auto& [name, m] : named_children())
+    if (name == key) return m;
+  throw ValueError("ModuleDict: no module under '" + key + "' (keys: " +
+                   (keys().empty() ? std::string("none") : join(keys(), ", ")) + ")");
+}
+
+std::vector<std::string> ModuleDict::keys() const {
+  std::vector<std::string> out;
+  for (const auto& [name, m] : named_children()) out.push_back(name);
+  return out;
 }
 
 MLP::MLP(const std::vector<std::size_t>& sizes, const std::string& activation, Dtype dtype,
@@ -75,8 +123,8 @@ MLP& MLP::fuse(bool on) {
 Tensor MLP::forward(const Tensor& x) {
   Tensor h = x;
   for (std::size_t l = 0; l < linears_.size(); ++l) {
-    h = linears_[l]->forward(h);
-    if (!fused_ && l < activations_.size()) h = activations_[l]->forward(h);
+    h = (*linears_[l])(h);
+    if (!fused_ && l < activations_.size()) h = (*activations_[l])(h);
   }
   return h;
 }

@@ -3,6 +3,7 @@
 /// The layers: Linear, Sequential, and the MLP builder. The activation modules are in
 /// nn/activation.hpp.
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,8 +42,53 @@ class Sequential : public Module {
   Sequential& push_back(std::shared_ptr<Module> module);
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Sequential"; }
-  std::size_t size() const { return children().size(); }
-  const std::shared_ptr<Module>& operator[](std::size_t i) const { return children().at(i).second; }
+  std::size_t size() const { return named_children().size(); }
+  const std::shared_ptr<Module>& operator[](std::size_t i) const {
+    return named_children().at(i).second;
+  }
+};
+
+/// Holds modules in order, as LibTorch's ModuleList: registered as children "0", "1", ... (their
+/// parameters are the list's), iterated as shared_ptr<Module>; no forward of its own.
+class ModuleList : public Module {
+ public:
+  ModuleList() = default;
+  ModuleList(std::initializer_list<std::shared_ptr<Module>> modules);
+  ModuleList& push_back(std::shared_ptr<Module> module);
+  std::size_t size() const { return items_.size(); }
+  bool is_empty() const { return items_.empty(); }
+  /// Entry i (IndexError past the end).
+  const std::shared_ptr<Module>& operator[](std::size_t i) const;
+  /// Entry i as a module of type M (ValueError when it is another type).
+  template <class M>
+  std::shared_ptr<M> at(std::size_t i) const {
+    auto m = std::dynamic_pointer_cast<M>((*this)[i]);
+    if (!m) throw ValueError("ModuleList: entry " + std::to_string(i) + " is a " + (*this)[i]->name());
+    return m;
+  }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  std::vector<std::shared_ptr<Module>> items_;
+};
+
+/// Modules by name, in insertion order, as LibTorch's ModuleDict: each registered as a child
+/// under its key; iterated as (key, module) pairs; no forward of its own.
+class ModuleDict : public Module {
+ public:
+  ModuleDict() = default;
+  explicit ModuleDict(const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& items);
+  /// Adds a module under a new key (ValueError for a key already there).
+  ModuleDict& insert(const std::string& key, std::shared_ptr<Module> module);
+  /// The module under key (ValueError naming the keys there are).
+  const std::shared_ptr<Module>& operator[](const std::string& key) const;
+  bool contains(const std::string& key) const;
+  std::size_t size() const { return named_children().size(); }
+  std::vector<std::string> keys() const;
+  std::vector<std::shared_ptr<Module>> values() const { return children(); }
+  auto begin() const { return named_children().begin(); }
+  auto end() const { return named_children().end(); }
 };
 
 /// A multilayer perceptron: Linear layers of the given sizes (sizes[0] inputs, ..., sizes.back()

@@ -1,6 +1,11 @@
 #include "nn/module.hpp"
 
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <ostream>
+#include <typeinfo>
 
 #include "autograd/error.hpp"
 #include "autograd/grad_mode.hpp"
@@ -12,39 +17,128 @@ Tensor Module::forward(const Tensor&) {
   throw ValueError(name() + ": this module has no single-input forward()");
 }
 
-std::vector<Tensor> Module::parameters() const {
+Tensor Module::operator()(const Tensor& input) {
+  if (pre_hooks_.empty() && hooks_.empty()) return forward(input);
+  Tensor in = input;
+  for (const auto& [handle, hook] : std::vector(pre_hooks_))  // a hook may remove itself
+    if (std::optional<Tensor> replaced = hook(*this, in)) in = std::move(*replaced);
+  Tensor out = forward(in);
+  for (const auto& [handle, hook] : std::vector(hooks_))
+    if (std::optional<Tensor> replaced = hook(*this, in, out)) out = std::move(*replaced);
+  return out;
+}
+
+std::size_t Module::register_forward_pre_hook(ForwardPreHook hook) {
+  pre_hooks_.emplace_back(next_hook_, std::move(hook));
+  return next_hook_++;
+}
+
+std::size_t Module::register_forward_hook(ForwardHook hook) {
+  hooks_.emplace_back(next_hook_, std::move(hook));
+  return next_hook_++;
+}
+
+void Module::remove_hook(std::size_t handle) {
+  const auto named = [&](const auto& entry) { return entry.first == handle; };
+  const std::size_t removed =
+      std::erase_if(pre_hooks_, named) + std::erase_if(hooks_, named);
+  if (removed == 0)
+    throw ValueError(name() + ": remove_hook: no hook " + std::to_string(handle) +
+                     " (already removed, or another module's)");
+}
+
+std::vector<Tensor> Module::parameters(bool recurse) const {
   std::vector<Tensor> out;
-  for (auto& [name, p] : named_parameters()) out.push_back(p);
+  for (auto& [name, p] : named_parameters(recurse)) out.push_back(p);
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
-  collect("", false, out);
+  collect("", false, recurse, out);
   return out;
 }
 
-std::vector<Tensor> Module::buffers() const {
+std::vector<Tensor> Module::buffers(bool recurse) const {
   std::vector<Tensor> out;
-  for (auto& [name, b] : named_buffers()) out.push_back(b);
+  for (auto& [name, b] : named_buffers(recurse)) out.push_back(b);
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
-  collect("", true, out);
+  collect("", true, recurse, out);
   return out;
 }
 
 // Depth first, own tensors before the children's; a tensor met again (tied) is left out.
-void Module::collect(const std::string& prefix, bool buffers,
+void Module::collect(const std::string& prefix, bool buffers, bool recurse,
                      std::vector<std::pair<std::string, Tensor>>& out) const {
   for (const auto& [name, t] : buffers ? buffers_ : parameters_) {
     const bool seen = std::any_of(
         out.begin(), out.end(), [&](const auto& entry) { return entry.second.impl() == t.impl(); });
     if (!seen) out.emplace_back(prefix + name, t);
   }
-  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", buffers, out);
+  if (!recurse) return;
+  for (const auto& [name, child] : children_)
+    child->collect(prefix + name + ".", buffers, true, out);
+}
+
+std::vector<std::shared_ptr<Module>> Module::children() const {
+  std::vector<std::shared_ptr<Module>> out;
+  for (const auto& [name, child] : children_) out.push_back(child);
+  return out;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules(
+    bool include_self) {
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+  if (include_self) {
+    std::shared_ptr<Module> self = weak_from_this().lock();
+    if (!self) self = std::shared_ptr<Module>(std::shared_ptr<Module>(), this);  // not owned
+    out.emplace_back("", std::move(self));
+  }
+  // Depth first; a module met again (shared by two parents) is left out.
+  const std::function<void(Module&, const std::string&)> walk = [&](Module& m,
+                                                                  const std::string& prefix) {
+    for (const auto& [name, child] : m.children_) {
+      const bool seen = std::any_of(out.begin(), out.end(),
+                                    [&](const auto& entry) { return entry.second == child; });
+      if (seen) continue;
+      out.emplace_back(prefix + name, child);
+      walk(*child, prefix + name + ".");
+    }
+  };
+  walk(*this, "");
+  return out;
+}
+
+std::vector<std::shared_ptr<Module>> Module::modules(bool include_self) {
+  std::vector<std::shared_ptr<Module>> out;
+  for (auto& [name, m] : named_modules(include_self)) out.push_back(std::move(m));
+  return out;
+}
+
+Module& Module::apply(const std::function<void(Module&)>& fn) {
+  for (const auto& m : modules()) fn(*m);
+  return *this;
+}
+
+std::string Module::name() const {
+  int status = 0;
+  const char* mangled = typeid(*this).name();
+  char* demangled = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string full = status == 0 && demangled ? demangled : mangled;
+  std::free(demangled);
+  // The last component outside template arguments: "xgrad::nn::Linear" -> "Linear".
+  int depth = 0;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < full.size(); ++i) {
+    if (full[i] == '<') ++depth;
+    if (full[i] == '>') --depth;
+    if (depth == 0 && full[i] == ':' && i + 1 < full.size() && full[i + 1] == ':') start = i + 2;
+  }
+  return full.substr(start);
 }
 
 StateDict Module::state_dict() const {
@@ -92,8 +186,17 @@ Module& Module::requires_grad_(bool on) {
   return *this;
 }
 
-void Module::zero_grad() {
-  for (const Tensor& p : parameters()) p.zero_grad();
+void Module::zero_grad(bool set_to_none) {
+  NoGradGuard no_grad;
+  for (const Tensor& p : parameters()) {
+    const Tensor g = p.grad();
+    if (set_to_none || !g.defined())
+      p.zero_grad();
+    else if (g.requires_grad() || g.is_view())  // a recorded gradient: a new one
+      p.set_grad(zeros_like(p));
+    else
+      g.zero_();
+  }
 }
 
 void Module::train(bool on) {
@@ -123,6 +226,8 @@ std::string Module::str() const {
   print(out, "");
   return out;
 }
+
+std::ostream& operator<<(std::ostream& os, const Module& module) { return os << module.str(); }
 
 void Module::print(std::string& out, const std::string& indent) const {
   out += name() + "(" + extra_repr();

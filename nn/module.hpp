@@ -5,7 +5,10 @@
 /// names such as "layers.0.weight") and buffers, zeroes their gradients, switches train/eval mode,
 /// gives and takes its state by name (state_dict), converts its dtype, and prints itself as a tree.
 
+#include <functional>
+#include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,22 +20,50 @@ namespace xgrad::nn {
 /// Named tensors in order: a module's parameters and buffers (Module::state_dict).
 using StateDict = std::vector<std::pair<std::string, Tensor>>;
 
-class Module {
+class Module : public std::enable_shared_from_this<Module> {
  public:
   virtual ~Module() = default;
 
-  /// Modules that map one tensor to one tensor override forward; operator() calls it.
+  /// Modules that map one tensor to one tensor override forward; operator() runs the forward
+  /// pre-hooks, forward, then the forward hooks (call modules through it, as PyTorch's).
   virtual Tensor forward(const Tensor& input);
-  Tensor operator()(const Tensor& input) { return forward(input); }
+  Tensor operator()(const Tensor& input);
 
-  /// Every parameter of this module and its children, each once: a tensor registered twice (tied
-  /// weights: an output layer sharing an embedding's matrix) is listed under its first name.
-  std::vector<Tensor> parameters() const;
-  std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+  /// Every parameter of this module and (recurse) its children, each once: a tensor registered
+  /// twice (tied weights: an output layer sharing an embedding's matrix) is listed under its
+  /// first name.
+  std::vector<Tensor> parameters(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
   /// Buffers: tensors of the module's state that are not trained (batch norm's running
   /// statistics). Saved, loaded and converted with the parameters; not in parameters().
-  std::vector<Tensor> buffers() const;
-  std::vector<std::pair<std::string, Tensor>> named_buffers() const;
+  std::vector<Tensor> buffers(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
+
+  /// The direct children, in registration order; with their names.
+  std::vector<std::shared_ptr<Module>> children() const;
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const {
+    return children_;
+  }
+  /// This module (include_self) and every module below it, depth first, each once; with their
+  /// dotted names ("" for this one, "layers.0", ...). A module not held by a shared_ptr is
+  /// given as a handle that does not own it.
+  std::vector<std::shared_ptr<Module>> modules(bool include_self = true);
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules(
+      bool include_self = true);
+  /// fn(module) for this module, then every module below it (as LibTorch's apply): custom
+  /// initialization, for one.
+  Module& apply(const std::function<void(Module&)>& fn);
+
+  /// Called by operator() with the input before forward (a returned tensor replaces the input),
+  /// and with the input and output after it (a returned tensor replaces the output), as
+  /// PyTorch's register_forward_pre_hook / register_forward_hook. Returns the hook's number,
+  /// for remove_hook.
+  using ForwardPreHook = std::function<std::optional<Tensor>(Module&, const Tensor& input)>;
+  using ForwardHook =
+      std::function<std::optional<Tensor>(Module&, const Tensor& input, const Tensor& output)>;
+  std::size_t register_forward_pre_hook(ForwardPreHook hook);
+  std::size_t register_forward_hook(ForwardHook hook);
+  void remove_hook(std::size_t handle);
 
   /// Parameters then buffers by dotted name, as PyTorch's state_dict: the tensors themselves (copy
   /// them to keep a snapshot).
@@ -48,18 +79,19 @@ class Module {
   Module& to(Dtype dtype);
   /// Turns gradients on or off for every parameter: requires_grad_(false) freezes the module.
   Module& requires_grad_(bool on = true);
-  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
-    return children_;
-  }
-  void zero_grad();
+  /// Every parameter's gradient dropped (set_to_none, as LibTorch's default) or set to zeros.
+  void zero_grad(bool set_to_none = true);
 
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  virtual std::string name() const = 0;                  ///< "Linear"
+  /// "Linear": by default the name of the module's C++ type, without its namespace.
+  virtual std::string name() const;
   virtual std::string extra_repr() const { return ""; }  ///< "in_features=3, out_features=2"
-  std::string str() const;                               ///< the tree, as PyTorch prints modules
+  /// The tree, as PyTorch prints modules, each line with its own parameters' shapes and count,
+  /// and the total at the end.
+  std::string str() const;
 
  protected:
   /// Registers a leaf tensor as a parameter (it is made to require grad) and returns it.
@@ -73,13 +105,19 @@ class Module {
   }
 
  private:
-  void collect(const std::string& prefix, bool buffers,
+  void collect(const std::string& prefix, bool buffers, bool recurse,
                std::vector<std::pair<std::string, Tensor>>& out) const;
   void print(std::string& out, const std::string& indent) const;
 
   std::vector<std::pair<std::string, Tensor>> parameters_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  std::vector<std::pair<std::size_t, ForwardPreHook>> pre_hooks_;
+  std::vector<std::pair<std::size_t, ForwardHook>> hooks_;
+  std::size_t next_hook_ = 0;
   bool training_ = true;
 };
+
+/// Prints module.str().
+std::ostream& operator<<(std::ostream& os, const Module& module);
 
 }  // namespace xgrad::nn

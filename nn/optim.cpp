@@ -57,9 +57,12 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_de
     }
   }
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
-    if (!parameters_[i].defined() || !parameters_[i].is_leaf() || !parameters_[i].requires_grad())
+    // A frozen parameter (requires_grad false) is taken and skipped while it has no gradient,
+    // as PyTorch's: unfrozen later, it trains.
+    if (!parameters_[i].defined() || !parameters_[i].is_leaf() ||
+        !is_floating_point(parameters_[i].dtype()))
       throw ValueError("optimizer: parameter " + std::to_string(i) +
-                       " must be a leaf tensor that requires grad");
+                       " must be a defined floating-point leaf tensor");
     for (std::size_t j = 0; j < i; ++j)
       if (parameters_[j].impl() == parameters_[i].impl())
         throw ValueError("optimizer: parameters " + std::to_string(j) + " and " +
