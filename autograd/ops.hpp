@@ -8,8 +8,10 @@
 /// Every `Tensor name(...)` declared here must have a line in the gradient-check table of
 /// tests/autograd/test_ops.cpp; the test fails otherwise.
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -156,34 +158,95 @@ Tensor unfold(const Tensor& x, const Window2d& window);
 Tensor fold(const Tensor& cols, const std::array<std::size_t, 2>& output_size,
             const Window2d& window);
 
-struct Conv2dOptions {
-  std::array<std::size_t, 2> stride{1, 1};
-  std::array<std::size_t, 2> padding{0, 0};
-  std::array<std::size_t, 2> dilation{1, 1};
-  std::size_t groups = 1;
+/// A size per spatial axis, as LibTorch's ExpandingArray: one number for every axis (3 is
+/// (3, 3)) or one each ({3, 5}, or a std::array). ValueError for a negative number or a list of
+/// another length.
+template <std::size_t D>
+class ExpandingArray {
+ public:
+  ExpandingArray(std::size_t value) { values_.fill(value); }  // NOLINT: implicit, as LibTorch's
+  ExpandingArray(int value) { values_.fill(checked(value)); }  // NOLINT
+  ExpandingArray(std::array<std::size_t, D> values) : values_(values) {}  // NOLINT
+  ExpandingArray(std::initializer_list<std::size_t> values) {  // NOLINT
+    if (values.size() != D)
+      throw ValueError("expected " + std::to_string(D) +
+                       " sizes (one per spatial axis) or one, got " +
+                       std::to_string(values.size()));
+    std::copy(values.begin(), values.end(), values_.begin());
+  }
+  operator const std::array<std::size_t, D>&() const { return values_; }  // NOLINT
+  const std::array<std::size_t, D>& value() const { return values_; }
+  std::size_t operator[](std::size_t i) const { return values_.at(i); }
+
+ private:
+  static std::size_t checked(int value) {
+    if (value < 0) throw ValueError("a size must be >= 0, got " + std::to_string(value));
+    return static_cast<std::size_t>(value);
+  }
+  std::array<std::size_t, D> values_{};
+};
+
+/// conv2d's options, as LibTorch's F::Conv2dFuncOptions: Conv2dFuncOptions().stride(2).padding(1),
+/// each a number for both axes or one per axis.
+class Conv2dFuncOptions {
+ public:
+  Conv2dFuncOptions& stride(ExpandingArray<2> v) { return set(stride_, v); }
+  Conv2dFuncOptions& padding(ExpandingArray<2> v) { return set(padding_, v); }
+  Conv2dFuncOptions& dilation(ExpandingArray<2> v) { return set(dilation_, v); }
+  Conv2dFuncOptions& groups(std::size_t v) {
+    groups_ = v;
+    return *this;
+  }
+  const std::array<std::size_t, 2>& stride() const { return stride_; }
+  const std::array<std::size_t, 2>& padding() const { return padding_; }
+  const std::array<std::size_t, 2>& dilation() const { return dilation_; }
+  std::size_t groups() const { return groups_; }
+
+ private:
+  Conv2dFuncOptions& set(std::array<std::size_t, 2>& field, const ExpandingArray<2>& v) {
+    field = v.value();
+    return *this;
+  }
+  std::array<std::size_t, 2> stride_{1, 1}, padding_{0, 0}, dilation_{1, 1};
+  std::size_t groups_ = 1;
 };
 /// As torch's conv2d: x (N, C, H, W), weight (O, C / groups, kh, kw), bias (O) or undefined ->
 /// (N, O, oh, ow), oh = (H + 2 ph - dh (kh - 1) - 1) / sh + 1. Written with unfold and matrix
 /// products, so its gradients of every order come from theirs.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
-              const Conv2dOptions& options = {});
-struct Conv1dOptions {
-  std::size_t stride = 1, padding = 0, dilation = 1, groups = 1;
+              const Conv2dFuncOptions& options = {});
+/// conv1d's options, as LibTorch's F::Conv1dFuncOptions.
+class Conv1dFuncOptions {
+ public:
+  Conv1dFuncOptions& stride(std::size_t v) { return set(stride_, v); }
+  Conv1dFuncOptions& padding(std::size_t v) { return set(padding_, v); }
+  Conv1dFuncOptions& dilation(std::size_t v) { return set(dilation_, v); }
+  Conv1dFuncOptions& groups(std::size_t v) { return set(groups_, v); }
+  std::size_t stride() const { return stride_; }
+  std::size_t padding() const { return padding_; }
+  std::size_t dilation() const { return dilation_; }
+  std::size_t groups() const { return groups_; }
+
+ private:
+  Conv1dFuncOptions& set(std::size_t& field, std::size_t v) {
+    field = v;
+    return *this;
+  }
+  std::size_t stride_ = 1, padding_ = 0, dilation_ = 1, groups_ = 1;
 };
 /// As torch's conv1d: x (N, C, L), weight (O, C / groups, k), bias (O) or undefined ->
 /// (N, O, out), the same machinery as conv2d over a height of 1.
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
-              const Conv1dOptions& options = {});
-/// The largest entry of each window (padding counts as -inf), as torch's max_pool2d; stride
-/// {0, 0} means the kernel's. The gradient goes to the first largest entry of each window in
-/// row-major order (a NaN counts as the largest).
-Tensor max_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
-                  std::array<std::size_t, 2> stride = {0, 0},
-                  std::array<std::size_t, 2> padding = {0, 0});
+              const Conv1dFuncOptions& options = {});
+/// The largest entry of each window (padding counts as -inf), as torch's max_pool2d:
+/// max_pool2d(x, 2), max_pool2d(x, {3, 2}, 1, 1); stride 0 (the default) means the kernel's.
+/// The gradient goes to the first largest entry of each window in row-major order (a NaN counts
+/// as the largest).
+Tensor max_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> stride = 0,
+                  ExpandingArray<2> padding = 0);
 /// The mean of each window, padding counted as zeros (PyTorch's count_include_pad default).
-Tensor avg_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
-                  std::array<std::size_t, 2> stride = {0, 0},
-                  std::array<std::size_t, 2> padding = {0, 0});
+Tensor avg_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> stride = 0,
+                  ExpandingArray<2> padding = 0);
 /// As torch's batch_norm, per channel (axis 1) over every other axis of x (N, C) or (N, C, ...):
 /// in training, normalized with the batch's mean and biased variance, and running_mean and
 /// running_var (when given) updated in place, r = (1 - momentum) r + momentum s, with the

@@ -56,7 +56,7 @@ void conv_rate(std::size_t batch, std::size_t steps) {
     const Tensor g = randn({batch, l.c, l.hw, l.hw}, {}, gen);
     seconds += bench::median_step_us(
                    [&] {
-                     sum(mul(conv2d(x, w, {}, {.padding = {1, 1}}), g)).backward();
+                     sum(mul(conv2d(x, w, {}, Conv2dFuncOptions().padding(1)), g)).backward();
                    },
                    steps) /
                1e6;

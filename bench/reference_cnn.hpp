@@ -16,18 +16,17 @@ namespace bench {
 inline std::shared_ptr<xgrad::nn::Sequential> reference_cnn(xgrad::Generator& gen) {
   auto net = std::make_shared<xgrad::nn::Sequential>();
   const auto block = [&](std::size_t in, std::size_t out) {
-    net->push_back(std::make_shared<xgrad::nn::Conv2d>(in, out, std::array<std::size_t, 2>{3, 3},
-                                                       xgrad::Conv2dOptions{.padding = {1, 1}},
-                                                       true, xgrad::Dtype::float32, gen));
+    net->push_back(std::make_shared<xgrad::nn::Conv2d>(
+        xgrad::nn::Conv2dOptions(in, out, 3).padding(1), gen));
     net->push_back(std::make_shared<xgrad::nn::BatchNorm2d>(out));
     net->push_back(xgrad::nn::make_activation("relu"));
   };
   block(1, 32);
   block(32, 32);
-  net->push_back(std::make_shared<xgrad::nn::MaxPool2d>(std::array<std::size_t, 2>{2, 2}));
+  net->push_back(std::make_shared<xgrad::nn::MaxPool2d>(2));
   block(32, 64);
   block(64, 64);
-  net->push_back(std::make_shared<xgrad::nn::MaxPool2d>(std::array<std::size_t, 2>{2, 2}));
+  net->push_back(std::make_shared<xgrad::nn::MaxPool2d>(2));
   net->push_back(std::make_shared<xgrad::nn::Flatten>());
   auto hidden = std::make_shared<xgrad::nn::Linear>(3136, 256, true, xgrad::Dtype::float32, gen);
   hidden->epilogue = xgrad::Epilogue::relu;  // ReLU fused, as a user asks for the fastest

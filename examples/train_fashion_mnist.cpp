@@ -108,14 +108,12 @@ Model make_cnn(const Config& c, const Shape& image, std::size_t classes, Generat
                        " pooling blocks leave nothing of " + shape_str(Shape{image[2], image[3]}) +
                        " images; give fewer");
     for (std::size_t k = 0; k < c.convs_per_block; ++k) {
-      net->push_back(std::make_shared<Conv2d>(k == 0 ? channels : out, out,
-                                              std::array<std::size_t, 2>{3, 3},
-                                              Conv2dOptions{.padding = {1, 1}}, false,
-                                              Dtype::float32, gen));
+      net->push_back(std::make_shared<Conv2d>(
+          Conv2dOptions(k == 0 ? channels : out, out, 3).padding(1).bias(false), gen));
       net->push_back(std::make_shared<BatchNorm2d>(out));
       net->push_back(make_activation(c.activation));
     }
-    net->push_back(std::make_shared<MaxPool2d>(std::array<std::size_t, 2>{2, 2}));
+    net->push_back(std::make_shared<MaxPool2d>(2));
     channels = out;
     h /= 2;
     w /= 2;

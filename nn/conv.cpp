@@ -14,76 +14,82 @@ std::string pair_str(const std::array<std::size_t, 2>& v) {
 }
 }  // namespace
 
-Conv2d::Conv2d(std::size_t in_channels, std::size_t out_channels, std::array<std::size_t, 2> kernel,
-               Conv2dOptions opts, bool with_bias, Dtype dtype, Generator& gen)
-    : options(opts), in_(in_channels), out_(out_channels) {
-  if (in_channels == 0 || out_channels == 0 || kernel[0] == 0 || kernel[1] == 0 ||
-      opts.groups == 0 || in_channels % opts.groups != 0 || out_channels % opts.groups != 0)
-    throw ValueError(
-        "Conv2d: needs channels and a kernel > 0 and groups dividing both channel "
-        "counts, got in " +
-        std::to_string(in_channels) + ", out " + std::to_string(out_channels) + ", kernel " +
-        pair_str(kernel) + ", groups " + std::to_string(opts.groups));
-  const std::size_t fan_in = in_channels / opts.groups * kernel[0] * kernel[1];
+namespace {
+// Channels and a kernel > 0, groups dividing both channel counts (ValueError naming op).
+void check_conv(const char* op, std::size_t in, std::size_t out, std::size_t kernel_taps,
+                std::size_t groups, const std::string& kernel) {
+  if (in == 0 || out == 0 || kernel_taps == 0 || groups == 0 || in % groups != 0 ||
+      out % groups != 0)
+    throw ValueError(std::string(op) +
+                     ": needs channels and a kernel > 0 and groups dividing both channel "
+                     "counts, got in " +
+                     std::to_string(in) + ", out " + std::to_string(out) + ", kernel " + kernel +
+                     ", groups " + std::to_string(groups));
+}
+}  // namespace
+
+Conv2d::Conv2d(const Conv2dOptions& opts, Generator& gen) : options(opts) {
+  const auto [kh, kw] = opts.kernel_size();
+  check_conv("Conv2d", opts.in_channels(), opts.out_channels(), kh * kw, opts.groups(),
+             pair_str(opts.kernel_size()));
+  const std::size_t fan_in = opts.in_channels() / opts.groups() * kh * kw;
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   weight = register_parameter(
-      "weight",
-      zeros({out_channels, in_channels / opts.groups, kernel[0], kernel[1]}, {.dtype = dtype}));
+      "weight", zeros({opts.out_channels(), opts.in_channels() / opts.groups(), kh, kw},
+                      {.dtype = opts.dtype()}));
   init::uniform_(weight, -bound, bound, gen);
-  if (with_bias) {
-    bias = register_parameter("bias", zeros({out_channels}, {.dtype = dtype}));
+  if (opts.bias()) {
+    bias = register_parameter("bias", zeros({opts.out_channels()}, {.dtype = opts.dtype()}));
     init::uniform_(bias, -bound, bound, gen);
   }
 }
 
-Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options); }
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options.func()); }
 
 std::string Conv2d::extra_repr() const {
-  std::string s = std::to_string(in_) + ", " + std::to_string(out_) +
-                  ", kernel_size=" + pair_str({weight.size(2), weight.size(3)}) +
-                  ", stride=" + pair_str(options.stride);
-  if (options.padding[0] || options.padding[1]) s += ", padding=" + pair_str(options.padding);
-  if (options.dilation[0] != 1 || options.dilation[1] != 1)
-    s += ", dilation=" + pair_str(options.dilation);
-  if (options.groups != 1) s += ", groups=" + std::to_string(options.groups);
+  std::string s = std::to_string(options.in_channels()) + ", " +
+                  std::to_string(options.out_channels()) +
+                  ", kernel_size=" + pair_str(options.kernel_size()) +
+                  ", stride=" + pair_str(options.stride());
+  if (options.padding()[0] || options.padding()[1])
+    s += ", padding=" + pair_str(options.padding());
+  if (options.dilation()[0] != 1 || options.dilation()[1] != 1)
+    s += ", dilation=" + pair_str(options.dilation());
+  if (options.groups() != 1) s += ", groups=" + std::to_string(options.groups());
   if (!bias.defined()) s += ", bias=false";
   return s;
 }
 
-Conv1d::Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
-               Conv1dOptions opts, bool with_bias, Dtype dtype, Generator& gen)
-    : options(opts), in_(in_channels), out_(out_channels) {
-  if (in_channels == 0 || out_channels == 0 || kernel == 0 || opts.groups == 0 ||
-      in_channels % opts.groups != 0 || out_channels % opts.groups != 0)
-    throw ValueError(
-        "Conv1d: needs channels and a kernel > 0 and groups dividing both channel "
-        "counts, got in " +
-        std::to_string(in_channels) + ", out " + std::to_string(out_channels) + ", kernel " +
-        std::to_string(kernel) + ", groups " + std::to_string(opts.groups));
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels / opts.groups * kernel));
+Conv1d::Conv1d(const Conv1dOptions& opts, Generator& gen) : options(opts) {
+  check_conv("Conv1d", opts.in_channels(), opts.out_channels(), opts.kernel_size(),
+             opts.groups(), std::to_string(opts.kernel_size()));
+  const double bound = 1.0 / std::sqrt(static_cast<double>(
+                                 opts.in_channels() / opts.groups() * opts.kernel_size()));
   weight = register_parameter(
-      "weight", zeros({out_channels, in_channels / opts.groups, kernel}, {.dtype = dtype}));
+      "weight", zeros({opts.out_channels(), opts.in_channels() / opts.groups(), opts.kernel_size()},
+                      {.dtype = opts.dtype()}));
   init::uniform_(weight, -bound, bound, gen);
-  if (with_bias) {
-    bias = register_parameter("bias", zeros({out_channels}, {.dtype = dtype}));
+  if (opts.bias()) {
+    bias = register_parameter("bias", zeros({opts.out_channels()}, {.dtype = opts.dtype()}));
     init::uniform_(bias, -bound, bound, gen);
   }
 }
 
 std::string Conv1d::extra_repr() const {
-  std::string s = std::to_string(in_) + ", " + std::to_string(out_) +
-                  ", kernel_size=" + std::to_string(weight.size(2)) +
-                  ", stride=" + std::to_string(options.stride);
-  if (options.padding) s += ", padding=" + std::to_string(options.padding);
-  if (options.dilation != 1) s += ", dilation=" + std::to_string(options.dilation);
-  if (options.groups != 1) s += ", groups=" + std::to_string(options.groups);
+  std::string s = std::to_string(options.in_channels()) + ", " +
+                  std::to_string(options.out_channels()) +
+                  ", kernel_size=" + std::to_string(options.kernel_size()) +
+                  ", stride=" + std::to_string(options.stride());
+  if (options.padding()) s += ", padding=" + std::to_string(options.padding());
+  if (options.dilation() != 1) s += ", dilation=" + std::to_string(options.dilation());
+  if (options.groups() != 1) s += ", groups=" + std::to_string(options.groups());
   if (!bias.defined()) s += ", bias=false";
   return s;
 }
 
 std::string Pool2d::extra_repr() const {
-  return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
-         ", padding=" + pair_str(padding_);
+  return "kernel_size=" + pair_str(options.kernel_size()) + ", stride=" +
+         pair_str(options.stride()) + ", padding=" + pair_str(options.padding());
 }
 
 std::string AdaptiveAvgPool2d::extra_repr() const { return "output_size=" + pair_str(size_); }

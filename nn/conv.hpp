@@ -12,74 +12,152 @@
 
 namespace xgrad::nn {
 
+/// Conv2d's options, as LibTorch's nn::Conv2dOptions: Conv2dOptions(1, 16, 3).padding(1)
+/// .bias(false); sizes are one number for both axes or one per axis. dtype (xgrad's) is the
+/// parameters' (float32 unless set).
+class Conv2dOptions {
+ public:
+  Conv2dOptions(std::size_t in_channels, std::size_t out_channels, ExpandingArray<2> kernel_size)
+      : in_(in_channels), out_(out_channels), kernel_(kernel_size.value()) {}
+  Conv2dOptions& stride(ExpandingArray<2> v) { return chain(func_.stride(v)); }
+  Conv2dOptions& padding(ExpandingArray<2> v) { return chain(func_.padding(v)); }
+  Conv2dOptions& dilation(ExpandingArray<2> v) { return chain(func_.dilation(v)); }
+  Conv2dOptions& groups(std::size_t v) { return chain(func_.groups(v)); }
+  Conv2dOptions& bias(bool v) { bias_ = v; return *this; }
+  Conv2dOptions& dtype(Dtype v) { dtype_ = v; return *this; }
+  std::size_t in_channels() const { return in_; }
+  std::size_t out_channels() const { return out_; }
+  const std::array<std::size_t, 2>& kernel_size() const { return kernel_; }
+  const std::array<std::size_t, 2>& stride() const { return func_.stride(); }
+  const std::array<std::size_t, 2>& padding() const { return func_.padding(); }
+  const std::array<std::size_t, 2>& dilation() const { return func_.dilation(); }
+  std::size_t groups() const { return func_.groups(); }
+  bool bias() const { return bias_; }
+  Dtype dtype() const { return dtype_; }
+  /// The functional op's part: conv2d(x, w, b, options.func()).
+  const Conv2dFuncOptions& func() const { return func_; }
+
+ private:
+  Conv2dOptions& chain(const Conv2dFuncOptions&) { return *this; }
+  std::size_t in_, out_;
+  std::array<std::size_t, 2> kernel_;
+  Conv2dFuncOptions func_;
+  bool bias_ = true;
+  Dtype dtype_ = Dtype::float32;
+};
+
 /// y = conv2d(x, weight, bias), weight (out, in / groups, kh, kw), initialized as PyTorch's
-/// (uniform in +-1/sqrt(fan_in), fan_in = in / groups kh kw, for the weight and the bias).
+/// (uniform in +-1/sqrt(fan_in), fan_in = in / groups kh kw, for the weight and the bias):
+/// Conv2d(1, 16, 3), or Conv2d(Conv2dOptions(1, 16, 3).padding(1).bias(false)).
 class Conv2d : public Module {
  public:
-  Conv2d(std::size_t in_channels, std::size_t out_channels, std::array<std::size_t, 2> kernel,
-         Conv2dOptions options = {}, bool bias = true, Dtype dtype = Dtype::float32,
-         Generator& gen = default_generator());
+  explicit Conv2d(const Conv2dOptions& options, Generator& gen = default_generator());
+  Conv2d(std::size_t in_channels, std::size_t out_channels, ExpandingArray<2> kernel_size,
+         Generator& gen = default_generator())
+      : Conv2d(Conv2dOptions(in_channels, out_channels, kernel_size), gen) {}
   Tensor forward(const Tensor& x) override;
-  std::string name() const override { return "Conv2d"; }
   std::string extra_repr() const override;
 
   Tensor weight;
   Tensor bias;  ///< undefined without bias
   Conv2dOptions options;
+};
+
+/// Conv1d's options, as LibTorch's nn::Conv1dOptions: Conv1dOptions(4, 6, 3).padding(1).groups(2).
+class Conv1dOptions {
+ public:
+  Conv1dOptions(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size)
+      : in_(in_channels), out_(out_channels), kernel_(kernel_size) {}
+  Conv1dOptions& stride(std::size_t v) { return chain(func_.stride(v)); }
+  Conv1dOptions& padding(std::size_t v) { return chain(func_.padding(v)); }
+  Conv1dOptions& dilation(std::size_t v) { return chain(func_.dilation(v)); }
+  Conv1dOptions& groups(std::size_t v) { return chain(func_.groups(v)); }
+  Conv1dOptions& bias(bool v) { bias_ = v; return *this; }
+  Conv1dOptions& dtype(Dtype v) { dtype_ = v; return *this; }
+  std::size_t in_channels() const { return in_; }
+  std::size_t out_channels() const { return out_; }
+  std::size_t kernel_size() const { return kernel_; }
+  std::size_t stride() const { return func_.stride(); }
+  std::size_t padding() const { return func_.padding(); }
+  std::size_t dilation() const { return func_.dilation(); }
+  std::size_t groups() const { return func_.groups(); }
+  bool bias() const { return bias_; }
+  Dtype dtype() const { return dtype_; }
+  const Conv1dFuncOptions& func() const { return func_; }
 
  private:
-  std::size_t in_, out_;
+  Conv1dOptions& chain(const Conv1dFuncOptions&) { return *this; }
+  std::size_t in_, out_, kernel_;
+  Conv1dFuncOptions func_;
+  bool bias_ = true;
+  Dtype dtype_ = Dtype::float32;
 };
 
 /// y = conv1d(x, weight, bias) over (N, C, L), weight (out, in / groups, k), initialized as
 /// PyTorch's (uniform in +-1/sqrt(in / groups k)).
 class Conv1d : public Module {
  public:
-  Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
-         Conv1dOptions options = {}, bool bias = true, Dtype dtype = Dtype::float32,
-         Generator& gen = default_generator());
-  Tensor forward(const Tensor& x) override { return conv1d(x, weight, bias, options); }
-  std::string name() const override { return "Conv1d"; }
+  explicit Conv1d(const Conv1dOptions& options, Generator& gen = default_generator());
+  Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size,
+         Generator& gen = default_generator())
+      : Conv1d(Conv1dOptions(in_channels, out_channels, kernel_size), gen) {}
+  Tensor forward(const Tensor& x) override { return conv1d(x, weight, bias, options.func()); }
   std::string extra_repr() const override;
 
   Tensor weight;
   Tensor bias;  ///< undefined without bias
   Conv1dOptions options;
+};
+
+/// A pooling window's options, as LibTorch's MaxPool2dOptions / AvgPool2dOptions:
+/// MaxPool2dOptions(3).stride(2).padding(1); the stride is the kernel's unless given.
+class Pool2dOptions {
+ public:
+  explicit Pool2dOptions(ExpandingArray<2> kernel_size)
+      : kernel_(kernel_size.value()), stride_(kernel_) {}
+  /// 0 is the kernel's.
+  Pool2dOptions& stride(ExpandingArray<2> v) {
+    stride_ = v[0] == 0 && v[1] == 0 ? kernel_ : v.value();
+    return *this;
+  }
+  Pool2dOptions& padding(ExpandingArray<2> v) { padding_ = v.value(); return *this; }
+  const std::array<std::size_t, 2>& kernel_size() const { return kernel_; }
+  const std::array<std::size_t, 2>& stride() const { return stride_; }
+  const std::array<std::size_t, 2>& padding() const { return padding_; }
 
  private:
-  std::size_t in_, out_;
+  std::array<std::size_t, 2> kernel_, stride_, padding_{0, 0};
 };
+using MaxPool2dOptions = Pool2dOptions;
+using AvgPool2dOptions = Pool2dOptions;
 
 /// A pooling window: a kernel, a stride (the kernel's unless given) and padding.
 class Pool2d : public Module {
  public:
-  Pool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride,
-         std::array<std::size_t, 2> padding)
-      : kernel_(kernel), stride_(stride[0] || stride[1] ? stride : kernel), padding_(padding) {}
+  explicit Pool2d(const Pool2dOptions& options) : options(options) {}
   std::string extra_repr() const override;
-
- protected:
-  std::array<std::size_t, 2> kernel_, stride_, padding_;
+  Pool2dOptions options;
 };
 
-/// max_pool2d over each window.
+/// max_pool2d over each window: MaxPool2d(2), MaxPool2d({3, 2}),
+/// MaxPool2d(MaxPool2dOptions(3).stride(2).padding(1)).
 class MaxPool2d : public Pool2d {
  public:
-  explicit MaxPool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride = {0, 0},
-                     std::array<std::size_t, 2> padding = {0, 0})
-      : Pool2d(kernel, stride, padding) {}
-  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
-  std::string name() const override { return "MaxPool2d"; }
+  explicit MaxPool2d(const Pool2dOptions& options) : Pool2d(options) {}
+  explicit MaxPool2d(ExpandingArray<2> kernel_size) : Pool2d(Pool2dOptions(kernel_size)) {}
+  Tensor forward(const Tensor& x) override {
+    return max_pool2d(x, options.kernel_size(), options.stride(), options.padding());
+  }
 };
 
 /// avg_pool2d over each window (padding counted as zeros, as PyTorch's default).
 class AvgPool2d : public Pool2d {
  public:
-  explicit AvgPool2d(std::array<std::size_t, 2> kernel, std::array<std::size_t, 2> stride = {0, 0},
-                     std::array<std::size_t, 2> padding = {0, 0})
-      : Pool2d(kernel, stride, padding) {}
-  Tensor forward(const Tensor& x) override { return avg_pool2d(x, kernel_, stride_, padding_); }
-  std::string name() const override { return "AvgPool2d"; }
+  explicit AvgPool2d(const Pool2dOptions& options) : Pool2d(options) {}
+  explicit AvgPool2d(ExpandingArray<2> kernel_size) : Pool2d(Pool2dOptions(kernel_size)) {}
+  Tensor forward(const Tensor& x) override {
+    return avg_pool2d(x, options.kernel_size(), options.stride(), options.padding());
+  }
 };
 
 /// adaptive_avg_pool2d to an (oh, ow) grid: {1, 1} is global average pooling.

@@ -33,21 +33,23 @@ Tensor windows(const Tensor& x, const Window2d& w) {
 }
 }  // namespace
 
-Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv1dOptions& o) {
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+              const Conv1dFuncOptions& o) {
   const CompositeScope composite("conv1d");
   if (x.dim() != 3 || weight.dim() != 3)
     throw ShapeError("conv1d: needs input (N, C, L) and weight (O, C / groups, k), got input " +
                      shape_str(x.shape()) + " and weight " + shape_str(weight.shape()));
   const Tensor y = conv2d(unsqueeze(x, 2), unsqueeze(weight, 2), bias,
-                          {.stride = {1, o.stride},
-                           .padding = {0, o.padding},
-                           .dilation = {1, o.dilation},
-                           .groups = o.groups});
+                          Conv2dFuncOptions()
+                              .stride({1, o.stride()})
+                              .padding({0, o.padding()})
+                              .dilation({1, o.dilation()})
+                              .groups(o.groups()));
   return squeeze(y, 2);
 }
 
-Tensor avg_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
-                  std::array<std::size_t, 2> stride, std::array<std::size_t, 2> padding) {
+Tensor avg_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> stride,
+                  ExpandingArray<2> padding) {
   const CompositeScope composite("avg_pool2d");
   const Window2d w = detail::pool_window("avg_pool2d", x, kernel, stride, padding);
   return mean(windows(x, w), {2});  // zeros of the padding counted, as PyTorch's default

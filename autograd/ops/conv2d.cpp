@@ -23,9 +23,15 @@
 namespace xgrad {
 namespace {
 
+// conv2d's options, as plain values.
+struct Settings {
+  std::array<std::size_t, 2> stride, padding, dilation;
+  std::size_t groups;
+};
+
 struct ConvShape {
   std::size_t n, c, h, w, o, g, kh, kw, oh, ow;
-  Conv2dOptions opt;
+  Settings opt;
   std::size_t cg() const { return c / g; }          // input channels per group
   std::size_t og() const { return o / g; }          // output channels per group
   std::size_t k() const { return cg() * kh * kw; }  // rows of the columns
@@ -320,7 +326,8 @@ xt::xarray<T> forward(const ConvShape& s, const T* x, const T* w, const T* b) {
 }
 
 ConvShape conv_shape(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                     const Conv2dOptions& o) {
+                     const Conv2dFuncOptions& options) {
+  const Settings o{options.stride(), options.padding(), options.dilation(), options.groups()};
   const char* op = "conv2d";
   detail::check_same_dtype(op, x, weight);
   if (bias.defined()) detail::check_same_dtype(op, x, bias);
@@ -451,7 +458,8 @@ struct Conv2d final : Node {
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o) {
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+              const Conv2dFuncOptions& o) {
   const ProfileScope profiled("conv2d");
   const ConvShape s = conv_shape(x, weight, bias, o);
   Tensor y = detail::dispatch(x.dtype(), [&](auto zero) {

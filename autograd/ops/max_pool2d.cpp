@@ -102,8 +102,8 @@ xt::xarray<T> pool(const T* x, const Shape& in, const Window2d& w, std::size_t o
 
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x, std::array<std::size_t, 2> kernel,
-                  std::array<std::size_t, 2> stride, std::array<std::size_t, 2> padding) {
+Tensor max_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> stride,
+                  ExpandingArray<2> padding) {
   const ProfileScope profiled("max_pool2d");
   const Window2d w = detail::pool_window("max_pool2d", x, kernel, stride, padding);
   const auto [oh, ow] = detail::window_output("max_pool2d", x.shape(), w);

@@ -12,11 +12,20 @@
 using namespace xgrad;
 
 namespace {
+// A case's options as plain values (designated initializers), and as conv2d takes them.
+struct Settings {
+  std::array<std::size_t, 2> stride{1, 1}, padding{0, 0}, dilation{1, 1};
+  std::size_t groups = 1;
+};
+Conv2dFuncOptions func(const Settings& o) {
+  return Conv2dFuncOptions().stride(o.stride).padding(o.padding).dilation(o.dilation).groups(o.groups);
+}
+
 // conv2d by its definition, in double: out[n, o, p, q] = b[o] + sum over the group's channels c
 // and the kernel (i, j) of w[o, c, i, j] x[n, g C/G + c, p sh - ph + i dh, q sw - pw + j dw].
 template <class T>
 std::vector<double> naive_conv(const Tensor& x, const Tensor& w, const Tensor& b,
-                               const Conv2dOptions& o, Shape& shape) {
+                               const Settings& o, Shape& shape) {
   const auto& X = x.value<T>();
   const auto& W = w.value<T>();
   const std::size_t N = x.size(0), C = x.size(1), H = x.size(2), Wd = x.size(3);
@@ -59,7 +68,7 @@ TEST_CASE("conv2d equals its definition: stride, padding, dilation, groups, batc
   Generator gen(31);
   struct Case {
     Shape x, w;
-    Conv2dOptions o;
+    Settings o;
   };
   const Case cases[] = {
       {{1, 1, 5, 5}, {1, 1, 3, 3}, {}},
@@ -78,11 +87,11 @@ TEST_CASE("conv2d equals its definition: stride, padding, dilation, groups, batc
       const Tensor b = with_bias ? randn({c.w[0]}, {.dtype = kFloat64}, gen) : Tensor();
       Shape shape;
       const auto exact = naive_conv<double>(x, w, b, c.o, shape);
-      const Tensor y = conv2d(x, w, b, c.o);
+      const Tensor y = conv2d(x, w, b, func(c.o));
       CHECK(y.shape() == shape);
       CHECK(worst(exact, y) <= 1e-12);
       const Tensor y32 = conv2d(cast(x, kFloat32), cast(w, kFloat32),
-                                with_bias ? cast(b, kFloat32) : Tensor(), c.o);
+                                with_bias ? cast(b, kFloat32) : Tensor(), func(c.o));
       CHECK(y32.dtype() == kFloat32);
       CHECK(worst(exact, y32) <= 1e-4);  // float32 rounding of sums of at most 54 terms
     }
@@ -94,7 +103,7 @@ TEST_CASE("conv2d's gradients equal plain loops on every path, both dtypes") {
   Generator gen(32);
   struct Case {
     Shape x, w;
-    Conv2dOptions o;
+    Settings o;
   };
   const Case cases[] = {
       {{50, 4, 5, 6}, {6, 2, 3, 3}, {.padding = {1, 1}, .groups = 2}},
@@ -138,7 +147,7 @@ TEST_CASE("conv2d's gradients equal plain loops on every path, both dtypes") {
       INFO("dtype " << dtype_name(dtype));
       const Tensor xv = cast(x, dtype).requires_grad_(), wv = cast(w, dtype).requires_grad_(),
                    bv = cast(b, dtype).requires_grad_();
-      sum(mul(conv2d(xv, wv, bv, c.o), cast(g, dtype))).backward();
+      sum(mul(conv2d(xv, wv, bv, func(c.o)), cast(g, dtype))).backward();
       const double tol = dtype == kFloat64 ? 1e-12 : 1e-4;
       const auto close = [&](const xt::xarray<double>& want, const Tensor& got) {
         const double scale = std::max(1.0, double(xt::amax(xt::abs(want))()));
@@ -237,9 +246,9 @@ TEST_CASE("conv2d refuses bad input with the op and the shapes in the message") 
       doctest::Contains(
           "the kernel spans 7 entries (dilation included), more than the padded input's 5"),
       ShapeError);
-  CHECK_THROWS_WITH_AS(conv2d(x, w, {}, {.stride = {0, 1}}),
+  CHECK_THROWS_WITH_AS(conv2d(x, w, {}, Conv2dFuncOptions().stride({0, 1})),
                        doctest::Contains("kernel, stride and dilation must be > 0"), ValueError);
-  CHECK_THROWS_WITH_AS(conv2d(x, zeros({4, 1, 3, 3}), {}, {.groups = 2}),
+  CHECK_THROWS_WITH_AS(conv2d(x, zeros({4, 1, 3, 3}), {}, Conv2dFuncOptions().groups(2)),
                        doctest::Contains("groups 2 must divide the input channels 3"), ValueError);
   CHECK_THROWS_WITH_AS(conv2d(zeros({3, 5, 5}), w), doctest::Contains("needs input (N, C, H, W)"),
                        ShapeError);
@@ -312,7 +321,7 @@ TEST_CASE("conv1d is conv2d over a height of 1, and says conv1d in its errors") 
   const Tensor x = randn({2, 4, 9}, {.dtype = kFloat64}, gen),
                w = randn({6, 2, 3}, {.dtype = kFloat64}, gen);
   const Tensor b = randn({6}, {.dtype = kFloat64}, gen);
-  const Conv1dOptions o{.stride = 2, .padding = 2, .dilation = 2, .groups = 2};
+  const Conv1dFuncOptions o = Conv1dFuncOptions().stride(2).padding(2).dilation(2).groups(2);
   const Tensor y = conv1d(x, w, b, o);
   Shape shape;
   const auto exact = naive_conv<double>(
@@ -333,13 +342,13 @@ TEST_CASE("every convolution op: float32 (what training runs) agrees with float6
   };
   const std::vector<Case> cases = {
       {"conv2d stride 1", {{9, 3, 8, 7}, {6, 3, 3, 3}, {6}},
-       [](const auto& x) { return conv2d(x[0], x[1], x[2], {.padding = {1, 1}}); }},
+       [](const auto& x) { return conv2d(x[0], x[1], x[2], Conv2dFuncOptions().padding(1)); }},
       {"conv2d stride 2", {{3, 4, 8, 7}, {6, 2, 3, 2}, {6}},
-       [](const auto& x) { return conv2d(x[0], x[1], x[2], {.stride = {2, 2}, .groups = 2}); }},
+       [](const auto& x) { return conv2d(x[0], x[1], x[2], Conv2dFuncOptions().stride(2).groups(2)); }},
       {"conv2d 1x1", {{3, 4, 5, 5}, {2, 4, 1, 1}},
        [](const auto& x) { return conv2d(x[0], x[1]); }},
       {"conv1d", {{3, 4, 9}, {6, 4, 3}, {6}},
-       [](const auto& x) { return conv1d(x[0], x[1], x[2], {.padding = 1}); }},
+       [](const auto& x) { return conv1d(x[0], x[1], x[2], Conv1dFuncOptions().padding(1)); }},
       {"max_pool2d", {{3, 4, 9, 8}},
        [](const auto& x) { return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); }},
       {"avg_pool2d", {{3, 4, 9, 8}},
@@ -393,13 +402,13 @@ TEST_CASE("conv2d gives each input's gradient alone: frozen weight, frozen bias,
   // all three in float64 (xgrad's own kernels), the reference
   const Tensor x64 = x.detach().requires_grad_(), w64 = w.detach().requires_grad_(),
                b64 = b.detach().requires_grad_();
-  sum(mul(conv2d(x64, w64, b64, {.padding = {1, 1}}), g)).backward();
+  sum(mul(conv2d(x64, w64, b64, Conv2dFuncOptions().padding(1)), g)).backward();
   for (int which = 0; which < 3; ++which) {  // float32 (oneDNN where built), one input at a time
     INFO("only input " << which);
     Tensor xs = cast(x, kFloat32), ws = cast(w, kFloat32), bs = cast(b, kFloat32);
     Tensor& trained = which == 0 ? xs : which == 1 ? ws : bs;
     trained.requires_grad_();
-    sum(mul(conv2d(xs, ws, bs, {.padding = {1, 1}}), cast(g, kFloat32))).backward();
+    sum(mul(conv2d(xs, ws, bs, Conv2dFuncOptions().padding(1)), cast(g, kFloat32))).backward();
     const Tensor& want = which == 0 ? x64.grad() : which == 1 ? w64.grad() : b64.grad();
     const auto a = testing::flat(want), c = testing::flat(cast(trained.grad(), kFloat64));
     double gap = 0, scale = 1;

@@ -276,22 +276,25 @@ std::vector<OpCase> table() {
       {"conv2d",
        {{2, 3, 5, 4}, {4, 3, 3, 2}, {4}},
        [](V x) {
-         return conv2d(x[0], x[1], x[2], {.padding = {1, 0}});
+         return conv2d(x[0], x[1], x[2], Conv2dFuncOptions().padding({1, 0}));
        }},
       {"conv2d",
        {{1, 4, 6, 6}, {2, 2, 3, 3}},
        [](V x) {
-         return conv2d(x[0], x[1], {}, {.stride = {2, 1}, .dilation = {1, 2}, .groups = 2});
+         return conv2d(x[0], x[1], {},
+                       Conv2dFuncOptions().stride({2, 1}).dilation({1, 2}).groups(2));
        }},
       {"conv2d",
        {{3, 2, 3, 3}, {6, 1, 2, 2}, {6}},
        [](V x) {
-         return conv2d(x[0], x[1], x[2], {.stride = {1, 2}, .padding = {1, 1}, .groups = 2});
+         return conv2d(x[0], x[1], x[2],
+                       Conv2dFuncOptions().stride({1, 2}).padding(1).groups(2));
        }},
       {"conv2d",  // stride 1: shifted products, with dilation and groups
        {{2, 4, 5, 5}, {4, 2, 2, 3}, {4}},
        [](V x) {
-         return conv2d(x[0], x[1], x[2], {.padding = {1, 2}, .dilation = {2, 1}, .groups = 2});
+         return conv2d(x[0], x[1], x[2],
+                       Conv2dFuncOptions().padding({1, 2}).dilation({2, 1}).groups(2));
        }},
       {"conv2d",  // 1x1, stride 1, no padding: the image is its own columns
        {{2, 3, 3, 2}, {4, 3, 1, 1}, {4}},
@@ -301,7 +304,8 @@ std::vector<OpCase> table() {
       {"conv1d",
        {{2, 4, 7}, {6, 2, 3}, {6}},
        [](V x) {
-         return conv1d(x[0], x[1], x[2], {.stride = 2, .padding = 1, .dilation = 1, .groups = 2});
+         return conv1d(x[0], x[1], x[2],
+                       Conv1dFuncOptions().stride(2).padding(1).dilation(1).groups(2));
        }},
       {"max_pool2d",
        {{2, 2, 4, 5}},

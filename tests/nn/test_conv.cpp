@@ -16,32 +16,49 @@ using namespace xgrad::nn;
 
 TEST_CASE("Conv2d and the pools: shapes, initialization, printing, bad arguments") {
   Generator gen(4);
-  Conv2d conv(3, 8, {3, 3}, {.padding = {1, 1}}, true, kFloat32, gen);
+  Conv2d conv(Conv2dOptions(3, 8, 3).padding(1), gen);
   CHECK(conv.weight.shape() == Shape{8, 3, 3, 3});
   const double bound = 1 / std::sqrt(27.0);
   for (float v : conv.weight.value<float>()) REQUIRE(std::abs(v) <= bound);
   CHECK(conv(zeros({2, 3, 10, 9})).shape() == Shape{2, 8, 10, 9});
   CHECK(conv.str() == "Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))");
-  Conv2d grouped(4, 6, {2, 2}, {.stride = {2, 2}, .groups = 2}, false);
+  Conv2d grouped(Conv2dOptions(4, 6, {2, 2}).stride(2).groups(2).bias(false));
   CHECK(grouped.weight.shape() == Shape{6, 2, 2, 2});
   CHECK(grouped.parameters().size() == 1);
   CHECK(MaxPool2d({2, 2})(zeros({1, 2, 7, 8})).shape() == Shape{1, 2, 3, 4});
-  CHECK(AvgPool2d({3, 3}, {1, 1}, {1, 1})(zeros({1, 2, 7, 8})).shape() == Shape{1, 2, 7, 8});
+  CHECK(AvgPool2d(AvgPool2dOptions(3).stride(1).padding(1))(zeros({1, 2, 7, 8})).shape() ==
+        Shape{1, 2, 7, 8});
   CHECK(MaxPool2d({2, 2}).str() == "MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))");
   const Tensor global = AdaptiveAvgPool2d({1, 1})(ones({2, 3, 5, 4}));
   CHECK(global.shape() == Shape{2, 3, 1, 1});
   CHECK(global.value<float>()(1, 2, 0, 0) == 1.0f);
   CHECK(AdaptiveAvgPool2d({2, 3}).str() == "AdaptiveAvgPool2d(output_size=(2, 3))");
   CHECK(Flatten()(zeros({2, 3, 4, 5})).shape() == Shape{2, 60});
-  Conv1d c1(4, 6, 3, {.padding = 1, .groups = 2}, true, kFloat32, gen);
+  Conv1d c1(Conv1dOptions(4, 6, 3).padding(1).groups(2), gen);
   CHECK(c1.weight.shape() == Shape{6, 2, 3});
   CHECK(c1(zeros({2, 4, 10})).shape() == Shape{2, 6, 10});
   CHECK(c1.str() == "Conv1d(4, 6, kernel_size=3, stride=1, padding=1, groups=2)");
   for (float v : c1.weight.value<float>()) REQUIRE(std::abs(v) <= 1 / std::sqrt(6.0));
-  CHECK_THROWS_AS(Conv1d(3, 8, 3, {.groups = 2}), ValueError);
-  CHECK_THROWS_AS(Conv2d(3, 8, {3, 3}, {.groups = 2}), ValueError);
+  CHECK_THROWS_AS(Conv1d(Conv1dOptions(3, 8, 3).groups(2)), ValueError);
+  CHECK_THROWS_AS(Conv2d(Conv2dOptions(3, 8, 3).groups(2)), ValueError);
   CHECK_THROWS_AS(Conv2d(3, 8, {0, 3}), ValueError);
   CHECK_THROWS_AS(Dropout(-0.1), ValueError);
+  // The short forms, as PyTorch's: square kernels, strides and padding from one number.
+  Conv2d square(1, 16, 3);
+  CHECK(square.weight.shape() == Shape{16, 1, 3, 3});
+  CHECK(std::make_shared<Conv2d>(1, 16, 3)->name() == "Conv2d");
+  CHECK(max_pool2d(zeros({1, 1, 4, 6}), 2).shape() == Shape{1, 1, 2, 3});
+  CHECK(avg_pool2d(zeros({1, 1, 5, 5}), 3, 1, 1).shape() == Shape{1, 1, 5, 5});
+  CHECK(MaxPool2d(2).str() == "MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))");
+  CHECK(MaxPool2d(MaxPool2dOptions(3).stride(2).padding(1)).str() ==
+        "MaxPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))");
+  CHECK(Conv2d(Conv2dOptions(2, 4, {3, 1}).stride({2, 1}).padding({1, 0}).bias(false)).str() ==
+        "Conv2d(2, 4, kernel_size=(3, 1), stride=(2, 1), padding=(1, 0), bias=false)");
+  CHECK(Conv2d(Conv2dOptions(2, 4, 3).dtype(kFloat64)).weight.dtype() == kFloat64);
+  CHECK_THROWS_WITH_AS(max_pool2d(zeros({1, 1, 4, 4}), {2, 2, 2}),
+                       doctest::Contains("expected 2 sizes"), ValueError);
+  CHECK_THROWS_WITH_AS(Conv2d(1, 2, -3), doctest::Contains("a size must be >= 0, got -3"),
+                       ValueError);
 }
 
 TEST_CASE("Dropout: drops in training, the identity in evaluation") {
@@ -61,19 +78,16 @@ class SmallCnn : public Module {
  public:
   SmallCnn(Dtype dtype, Generator& gen) {
     c1 = register_module(
-        "c1", std::make_shared<Conv2d>(1, 4, std::array<std::size_t, 2>{3, 3},
-                                       Conv2dOptions{.padding = {1, 1}}, true, dtype, gen));
-    c2 = register_module("c2", std::make_shared<Conv2d>(4, 6, std::array<std::size_t, 2>{3, 3},
-                                                        Conv2dOptions{}, true, dtype, gen));
+        "c1", std::make_shared<Conv2d>(Conv2dOptions(1, 4, 3).padding(1).dtype(dtype), gen));
+    c2 = register_module("c2", std::make_shared<Conv2d>(Conv2dOptions(4, 6, 3).dtype(dtype), gen));
     fc = register_module("fc", std::make_shared<Linear>(6, 3, true, dtype, gen));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor h = max_pool2d(relu((*c1)(x)), {2, 2});  // (N, 4, 4, 4)
+    Tensor h = max_pool2d(relu((*c1)(x)), 2);  // (N, 4, 4, 4)
     h = relu((*c2)(h));                             // (N, 6, 2, 2)
     h = flatten(avg_pool2d(h, {2, 2}), 1);          // (N, 6)
     return (*fc)(h);
   }
-  std::string name() const override { return "SmallCnn"; }
   std::shared_ptr<Conv2d> c1, c2;
   std::shared_ptr<Linear> fc;
 };
@@ -87,7 +101,7 @@ TEST_CASE("a small CNN: its gradients against finite differences, then it learns
   const std::vector<Tensor> params = net.parameters();
   const TensorFn loss = [&](const std::vector<Tensor>& p) {
     // the same network, written with the parameters given
-    Tensor h = max_pool2d(relu(conv2d(x, p[0], p[1], {.padding = {1, 1}})), {2, 2});
+    Tensor h = max_pool2d(relu(conv2d(x, p[0], p[1], Conv2dFuncOptions().padding(1))), 2);
     h = relu(conv2d(h, p[2], p[3]));
     h = flatten(avg_pool2d(h, {2, 2}), 1);
     return softmax_cross_entropy(linear(h, p[4], p[5]), y);

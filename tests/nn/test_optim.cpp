@@ -91,8 +91,11 @@ TEST_CASE("learning-rate schedules: step and cosine") {
   CHECK(sgd2.lr() == doctest::Approx(0.01));
 }
 
-TEST_CASE("optimizers reject tensors that are not trainable leaves") {
-  CHECK_THROWS_AS(SGD({testing::f64({1.0})}, {.lr = 0.1}), ValueError);
+TEST_CASE("optimizers reject tensors that are not floating-point leaves") {
+  // A frozen one (requires_grad false) is taken, as PyTorch's: tests/nn/test_module_api.cpp.
+  CHECK_THROWS_WITH_AS(SGD({testing::i64({1})}, {.lr = 0.1}),
+                       doctest::Contains("must be a defined floating-point leaf"), ValueError);
+  CHECK_THROWS_AS(SGD({Tensor()}, {.lr = 0.1}), ValueError);
   const Tensor w = param({1.0});
   CHECK_THROWS_AS(SGD({w * 2.0}, {.lr = 0.1}), ValueError);
   CHECK_THROWS_AS(SGD({w}, {.lr = -1}), ValueError);
