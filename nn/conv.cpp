@@ -34,12 +34,12 @@ Conv2d::Conv2d(const Conv2dOptions& opts, Generator& gen) : options(opts) {
              pair_str(opts.kernel_size()));
   const std::size_t fan_in = opts.in_channels() / opts.groups() * kh * kw;
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-  weight = register_parameter(
-      "weight", zeros({opts.out_channels(), opts.in_channels() / opts.groups(), kh, kw},
-                      {.dtype = opts.dtype()}));
+  register_parameter("weight", weight,
+                     zeros({opts.out_channels(), opts.in_channels() / opts.groups(), kh, kw},
+                           {.dtype = opts.dtype()}));
   init::uniform_(weight, -bound, bound, gen);
   if (opts.bias()) {
-    bias = register_parameter("bias", zeros({opts.out_channels()}, {.dtype = opts.dtype()}));
+    register_parameter("bias", bias, zeros({opts.out_channels()}, {.dtype = opts.dtype()}));
     init::uniform_(bias, -bound, bound, gen);
   }
 }
@@ -65,12 +65,13 @@ Conv1d::Conv1d(const Conv1dOptions& opts, Generator& gen) : options(opts) {
              opts.groups(), std::to_string(opts.kernel_size()));
   const double bound = 1.0 / std::sqrt(static_cast<double>(
                                  opts.in_channels() / opts.groups() * opts.kernel_size()));
-  weight = register_parameter(
-      "weight", zeros({opts.out_channels(), opts.in_channels() / opts.groups(), opts.kernel_size()},
-                      {.dtype = opts.dtype()}));
+  register_parameter(
+      "weight", weight,
+      zeros({opts.out_channels(), opts.in_channels() / opts.groups(), opts.kernel_size()},
+            {.dtype = opts.dtype()}));
   init::uniform_(weight, -bound, bound, gen);
   if (opts.bias()) {
-    bias = register_parameter("bias", zeros({opts.out_channels()}, {.dtype = opts.dtype()}));
+    register_parameter("bias", bias, zeros({opts.out_channels()}, {.dtype = opts.dtype()}));
     init::uniform_(bias, -bound, bound, gen);
   }
 }
@@ -102,12 +103,12 @@ BatchNorm::BatchNorm(std::size_t channels, std::size_t input_rank, double eps, d
                      std::to_string(channels) + ", " + number_str(eps) + ", " +
                      number_str(momentum));
   if (affine) {
-    weight = register_parameter("weight", ones({channels}, {.dtype = dtype}));
-    bias = register_parameter("bias", zeros({channels}, {.dtype = dtype}));
+    register_parameter("weight", weight, ones({channels}, {.dtype = dtype}));
+    register_parameter("bias", bias, zeros({channels}, {.dtype = dtype}));
   }
-  running_mean = register_buffer("running_mean", zeros({channels}, {.dtype = dtype}));
-  running_var = register_buffer("running_var", ones({channels}, {.dtype = dtype}));
-  num_batches_tracked = register_buffer("num_batches_tracked", zeros({}, {.dtype = dtype}));
+  register_buffer("running_mean", running_mean, zeros({channels}, {.dtype = dtype}));
+  register_buffer("running_var", running_var, ones({channels}, {.dtype = dtype}));
+  register_buffer("num_batches_tracked", num_batches_tracked, zeros({}, {.dtype = dtype}));
 }
 
 Tensor BatchNorm::forward(const Tensor& x) {

@@ -14,10 +14,10 @@ Linear::Linear(std::size_t in_features, std::size_t out_features, bool with_bias
     throw ValueError("Linear: needs in_features and out_features > 0, got " +
                      std::to_string(in_features) + " and " + std::to_string(out_features));
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
-  weight = register_parameter("weight", zeros({out_features, in_features}, {.dtype = dtype}));
+  register_parameter("weight", weight, zeros({out_features, in_features}, {.dtype = dtype}));
   init::uniform_(weight, -bound, bound, gen);
   if (with_bias) {
-    bias = register_parameter("bias", zeros({out_features}, {.dtype = dtype}));
+    register_parameter("bias", bias, zeros({out_features}, {.dtype = dtype}));
     init::uniform_(bias, -bound, bound, gen);
   }
 }

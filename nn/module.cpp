@@ -55,7 +55,7 @@ std::vector<Tensor> Module::parameters(bool recurse) const {
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
-  collect("", false, recurse, out);
+  collect("", false, recurse, false, out);
   return out;
 }
 
@@ -67,21 +67,23 @@ std::vector<Tensor> Module::buffers(bool recurse) const {
 
 std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
-  collect("", true, recurse, out);
+  collect("", true, recurse, false, out);
   return out;
 }
 
-// Depth first, own tensors before the children's; a tensor met again (tied) is left out.
-void Module::collect(const std::string& prefix, bool buffers, bool recurse,
+// Depth first, own tensors before the children's; a tensor met again (tied) is left out unless
+// tied_again (state_dict lists it under every name).
+void Module::collect(const std::string& prefix, bool buffers, bool recurse, bool tied_again,
                      std::vector<std::pair<std::string, Tensor>>& out) const {
-  for (const auto& [name, t] : buffers ? buffers_ : parameters_) {
+  for (const Registered& r : buffers ? buffers_ : parameters_) {
+    const Tensor& t = r.tensor();
     const bool seen = std::any_of(
         out.begin(), out.end(), [&](const auto& entry) { return entry.second.impl() == t.impl(); });
-    if (!seen) out.emplace_back(prefix + name, t);
+    if (!seen || tied_again) out.emplace_back(prefix + r.name, t);
   }
   if (!recurse) return;
   for (const auto& [name, child] : children_)
-    child->collect(prefix + name + ".", buffers, true, out);
+    child->collect(prefix + name + ".", buffers, true, tied_again, out);
 }
 
 std::vector<std::shared_ptr<Module>> Module::children() const {
@@ -142,8 +144,10 @@ std::string Module::name() const {
 }
 
 StateDict Module::state_dict() const {
-  StateDict out = named_parameters();
-  for (auto& entry : named_buffers()) out.push_back(std::move(entry));
+  StateDict out, buffers;
+  collect("", false, true, true, out);
+  collect("", true, true, true, buffers);
+  for (auto& entry : buffers) out.push_back(std::move(entry));
   return out;
 }
 
@@ -154,9 +158,15 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
       if (n == name) return &t;
     return nullptr;
   };
+  // A tensor is given when any of its names is (a tied one has several).
+  const auto given_any = [&](const Tensor& t) {
+    for (const auto& [name, u] : mine)
+      if (u.impl() == t.impl() && find(state, name)) return true;
+    return false;
+  };
   std::vector<std::string> missing, unexpected;
   for (const auto& [name, t] : mine)
-    if (!find(state, name)) missing.push_back(name);
+    if (!given_any(t)) missing.push_back(name);
   for (const auto& [name, t] : state)
     if (!find(mine, name)) unexpected.push_back(name);
   if (strict && (!missing.empty() || !unexpected.empty()))
@@ -168,6 +178,16 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     if (const Tensor* given = find(state, name); given && given->shape() != t.shape())
       throw ShapeError("load_state_dict: '" + name + "' has shape " + shape_str(t.shape()) +
                        " in " + this->name() + " but " + shape_str(given->shape()) + " given");
+  for (std::size_t i = 0; i < mine.size(); ++i)  // two names of one tensor: the same values
+    for (std::size_t j = 0; j < i; ++j) {
+      const Tensor* a = find(state, mine[j].first);
+      const Tensor* b = find(state, mine[i].first);
+      if (mine[i].second.impl() != mine[j].second.impl() || !a || !b || a->impl() == b->impl())
+        continue;
+      if (!all(eq(a->to(kFloat64), b->to(kFloat64))).item<bool>())
+        throw ValueError("load_state_dict: " + this->name() + ": '" + mine[j].first + "' and '" +
+                         mine[i].first + "' are one tied tensor, but the values given differ");
+    }
   NoGradGuard no_grad;
   for (const auto& [name, t] : mine)
     if (const Tensor* given = find(state, name))
@@ -209,15 +229,27 @@ Tensor Module::register_parameter(std::string name, Tensor tensor) {
     throw ValueError(this->name() + ": parameter '" + name +
                      "' must be a leaf tensor (detach() it first)");
   tensor.requires_grad_(true);
-  parameters_.emplace_back(std::move(name), tensor);
+  parameters_.push_back({std::move(name), tensor});
   return tensor;
+}
+
+void Module::register_parameter(std::string name, Tensor& field, Tensor tensor) {
+  field = register_parameter(name, std::move(tensor));
+  parameters_.back().held = Tensor();
+  parameters_.back().field = &field;
+}
+
+void Module::register_buffer(std::string name, Tensor& field, Tensor tensor) {
+  field = register_buffer(name, std::move(tensor));
+  buffers_.back().held = Tensor();
+  buffers_.back().field = &field;
 }
 
 Tensor Module::register_buffer(std::string name, Tensor tensor) {
   if (!tensor.is_leaf() || tensor.requires_grad())
     throw ValueError(this->name() + ": buffer '" + name +
                      "' must be a leaf that does not require grad (detach() it first)");
-  buffers_.emplace_back(std::move(name), tensor);
+  buffers_.push_back({std::move(name), tensor});
   return tensor;
 }
 

@@ -22,6 +22,10 @@ using StateDict = std::vector<std::pair<std::string, Tensor>>;
 
 class Module : public std::enable_shared_from_this<Module> {
  public:
+  Module() = default;
+  /// Not copied: the registry points at the module's own fields (register_parameter).
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
   virtual ~Module() = default;
 
   /// Modules that map one tensor to one tensor override forward; operator() runs the forward
@@ -66,12 +70,14 @@ class Module : public std::enable_shared_from_this<Module> {
   void remove_hook(std::size_t handle);
 
   /// Parameters then buffers by dotted name, as PyTorch's state_dict: the tensors themselves (copy
-  /// them to keep a snapshot).
+  /// them to keep a snapshot). A tied tensor is there under each of its names.
   StateDict state_dict() const;
   /// Copies each entry's values into the tensor of that name, converting the dtype to the
-  /// module's. strict: every name of the module must be given and no other (ValueError listing
-  /// the missing and unexpected ones); otherwise the names in common are loaded. ShapeError for a
-  /// shape that differs, naming the entry. Nothing is changed when an error is thrown.
+  /// module's. strict: every tensor of the module must be given (a tied one under any of its
+  /// names) and no other name (ValueError listing the missing and unexpected ones); otherwise
+  /// the names in common are loaded. ShapeError for a shape that differs, naming the entry;
+  /// ValueError for two names of one tied tensor given different values. Nothing is changed
+  /// when an error is thrown.
   void load_state_dict(const StateDict& state, bool strict = true);
 
   /// Converts every parameter and buffer to dtype in place (the layers' own handles follow), so
@@ -96,8 +102,13 @@ class Module : public std::enable_shared_from_this<Module> {
  protected:
   /// Registers a leaf tensor as a parameter (it is made to require grad) and returns it.
   Tensor register_parameter(std::string name, Tensor tensor);
+  /// The same, stored in `field` (a Tensor member of this module) and read from it: assigning
+  /// the field later (`head->weight = emb->weight`, tied weights) is what parameters() and
+  /// state_dict() then list. The layers register their weights so.
+  void register_parameter(std::string name, Tensor& field, Tensor tensor);
   /// Registers a tensor of state that is not trained (it never requires grad) and returns it.
   Tensor register_buffer(std::string name, Tensor tensor);
+  void register_buffer(std::string name, Tensor& field, Tensor tensor);
   template <class M>
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> module) {
     children_.emplace_back(std::move(name), module);
@@ -105,11 +116,18 @@ class Module : public std::enable_shared_from_this<Module> {
   }
 
  private:
-  void collect(const std::string& prefix, bool buffers, bool recurse,
+  // A registered tensor: held here, or read from a field of the module.
+  struct Registered {
+    std::string name;
+    Tensor held;
+    const Tensor* field = nullptr;
+    const Tensor& tensor() const { return field ? *field : held; }
+  };
+  void collect(const std::string& prefix, bool buffers, bool recurse, bool tied_again,
                std::vector<std::pair<std::string, Tensor>>& out) const;
   void print(std::string& out, const std::string& indent) const;
 
-  std::vector<std::pair<std::string, Tensor>> parameters_, buffers_;
+  std::vector<Registered> parameters_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   std::vector<std::pair<std::size_t, ForwardPreHook>> pre_hooks_;
   std::vector<std::pair<std::size_t, ForwardHook>> hooks_;

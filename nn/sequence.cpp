@@ -35,7 +35,7 @@ Embedding::Embedding(std::size_t num_embeddings, std::size_t embedding_dim,
   if (padding && (*padding < 0 || *padding >= signed_size(num_embeddings)))
     throw IndexError("Embedding: padding_idx " + std::to_string(*padding) +
                      " is out of range for " + std::to_string(num_embeddings) + " embeddings");
-  weight = register_parameter("weight", zeros({num_embeddings, embedding_dim}, {.dtype = dtype}));
+  register_parameter("weight", weight, zeros({num_embeddings, embedding_dim}, {.dtype = dtype}));
   init::normal_(weight, 0.0, 1.0, gen);
   if (padding) {  // the padding row starts at zero, in place: the parameter stays the same leaf
     std::vector<double> keep(num_embeddings, 1.0);
@@ -57,8 +57,8 @@ LayerNorm::LayerNorm(Shape normalized_shape, double eps, bool elementwise_affine
     throw ValueError("LayerNorm: needs a normalized shape and eps > 0, got " +
                      shape_str(normalized_shape_) + " and " + number_str(eps));
   if (elementwise_affine) {
-    weight = register_parameter("weight", ones(normalized_shape_, {.dtype = dtype}));
-    bias = register_parameter("bias", zeros(normalized_shape_, {.dtype = dtype}));
+    register_parameter("weight", weight, ones(normalized_shape_, {.dtype = dtype}));
+    register_parameter("bias", bias, zeros(normalized_shape_, {.dtype = dtype}));
   }
 }
 
@@ -72,7 +72,7 @@ PositionalEmbedding::PositionalEmbedding(std::size_t max_length, std::size_t dim
   if (max_length == 0 || dim == 0)
     throw ValueError("PositionalEmbedding: needs max_length and dim > 0, got " +
                      std::to_string(max_length) + " and " + std::to_string(dim));
-  weight = register_parameter("weight", zeros({max_length, dim}, {.dtype = dtype}));
+  register_parameter("weight", weight, zeros({max_length, dim}, {.dtype = dtype}));
   init::normal_(weight, 0.0, 1.0, gen);
 }
 
@@ -198,13 +198,13 @@ RecurrentCell::RecurrentCell(const char* layer, std::size_t gates, std::size_t i
     : input_(input_size), hidden_(hidden_size) {
   check_sizes(layer, input_size, hidden_size);
   const std::size_t rows = gates * hidden_size;
-  weight_ih = register_parameter("weight_ih",
-                                 recurrent_weight({rows, input_size}, hidden_size, dtype, gen));
-  weight_hh = register_parameter("weight_hh",
-                                 recurrent_weight({rows, hidden_size}, hidden_size, dtype, gen));
+  register_parameter("weight_ih", weight_ih,
+                     recurrent_weight({rows, input_size}, hidden_size, dtype, gen));
+  register_parameter("weight_hh", weight_hh,
+                     recurrent_weight({rows, hidden_size}, hidden_size, dtype, gen));
   if (bias) {
-    bias_ih = register_parameter("bias_ih", recurrent_weight({rows}, hidden_size, dtype, gen));
-    bias_hh = register_parameter("bias_hh", recurrent_weight({rows}, hidden_size, dtype, gen));
+    register_parameter("bias_ih", bias_ih, recurrent_weight({rows}, hidden_size, dtype, gen));
+    register_parameter("bias_hh", bias_hh, recurrent_weight({rows}, hidden_size, dtype, gen));
   }
 }
 

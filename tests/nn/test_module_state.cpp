@@ -6,6 +6,7 @@
 #include "autograd/engine.hpp"
 #include "autograd/gradcheck.hpp"
 #include "nn/layers.hpp"
+#include "nn/sequence.hpp"
 #include "nn/serialize.hpp"
 #include "tests/helpers.hpp"
 #include "tests/scratch.hpp"
@@ -38,7 +39,7 @@ class Tied : public Module {
 };
 }  // namespace
 
-TEST_CASE("state_dict: parameters then buffers by dotted name; a tied tensor once") {
+TEST_CASE("state_dict: parameters then buffers by dotted name; a tied tensor under each name") {
   Tied net;
   const auto params = net.named_parameters();
   REQUIRE(params.size() == 1);  // second.weight is first.weight
@@ -49,10 +50,12 @@ TEST_CASE("state_dict: parameters then buffers by dotted name; a tied tensor onc
   CHECK(buffers[0].first == "first.count");
   CHECK(buffers[1].first == "second.count");
   CHECK_FALSE(buffers[0].second.requires_grad());
-  const StateDict state = net.state_dict();
-  REQUIRE(state.size() == 3);
+  const StateDict state = net.state_dict();  // as PyTorch's: both names of the tied weight
+  REQUIRE(state.size() == 4);
   CHECK(state[0].first == "first.weight");
-  CHECK(state[2].first == "second.count");
+  CHECK(state[1].first == "second.weight");
+  CHECK(state[1].second.impl() == state[0].second.impl());
+  CHECK(state[3].first == "second.count");
   sum(net(ones({3}))).backward();  // the tied weight gets both uses' gradient
   CHECK(testing::flat(cast(net.first->weight.grad(), kFloat64)) == std::vector<double>{2, 2, 2});
 }
@@ -116,4 +119,46 @@ TEST_CASE("buffers are saved and loaded with the parameters") {
   load(b, dir.path().string());
   CHECK(b.first->count.value<float>()(0) == 7);
   CHECK(b.second->weight.value<float>()(1) == 3);  // tied: loaded once, seen through both
+}
+
+namespace {
+// A language model's head tied to its embedding by assignment, as a PyTorch user writes it.
+struct TiedHead : Module {
+  TiedHead() {
+    emb = register_module("emb", std::make_shared<Embedding>(5, 3));
+    head = register_module("head", std::make_shared<Linear>(3, 5, false));
+    head->weight = emb->weight;  // (5, 3): the same matrix
+  }
+  Tensor forward(const Tensor& ids) override { return (*head)((*emb)(ids)); }
+  std::shared_ptr<Embedding> emb;
+  std::shared_ptr<Linear> head;
+};
+}  // namespace
+
+TEST_CASE("weights tied by assignment: listed once, saved under both names, loaded through either") {
+  TiedHead net;
+  const auto named = net.named_parameters();
+  REQUIRE(named.size() == 1);  // the stale (3, 5) matrix the Linear made is gone
+  CHECK(named[0].first == "emb.weight");
+  CHECK(named[0].second.impl() == net.head->weight.impl());
+  const StateDict state = net.state_dict();
+  REQUIRE(state.size() == 2);
+  CHECK(state[1].first == "head.weight");
+  CHECK(state[1].second.impl() == state[0].second.impl());
+  // Loading either name fills the one tensor; both with different values are refused.
+  const Tensor values = full({5, 3}, 0.25);
+  net.load_state_dict({{"head.weight", values}});
+  CHECK(testing::flat(cast(net.emb->weight, kFloat64)) == testing::flat(cast(values, kFloat64)));
+  net.load_state_dict({{"emb.weight", values * 2.0}});
+  CHECK(net.head->weight[4][2].item<double>() == 0.5);
+  CHECK_THROWS_WITH_AS(net.load_state_dict({{"emb.weight", values}, {"head.weight", values * 3.0}}),
+                       doctest::Contains("are one tied tensor, but the values given differ"),
+                       ValueError);
+  CHECK(testing::flat(cast(net.emb->weight, kFloat64)) ==
+        testing::flat(cast(values * 2.0, kFloat64)));  // unchanged by the refused load
+  net.load_state_dict({{"emb.weight", values}, {"head.weight", values}});
+  // One gradient, from both uses.
+  sum(net(testing::i64({1, 4}))).backward();
+  CHECK(net.emb->weight.grad().defined());
+  CHECK(net.parameters().size() == 1);
 }
