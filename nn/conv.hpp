@@ -188,6 +188,42 @@ class Flatten : public Module {
 /// weight (1) and bias (0) per channel and the running statistics as buffers (running_mean 0,
 /// running_var 1, num_batches_tracked), as PyTorch's: train() normalizes with the batch and
 /// updates them, eval() uses them.
+/// BatchNorm1d's and BatchNorm2d's options, as LibTorch's: BatchNorm2dOptions(64).eps(1e-3)
+/// .momentum(0.01).affine(false); dtype is the parameters' and buffers' (xgrad's).
+class BatchNormOptions {
+ public:
+  BatchNormOptions(std::size_t num_features) : features_(num_features) {}  // NOLINT: implicit
+  BatchNormOptions& eps(double v) {
+    eps_ = v;
+    return *this;
+  }
+  BatchNormOptions& momentum(double v) {
+    momentum_ = v;
+    return *this;
+  }
+  BatchNormOptions& affine(bool v) {
+    affine_ = v;
+    return *this;
+  }
+  BatchNormOptions& dtype(Dtype v) {
+    dtype_ = v;
+    return *this;
+  }
+  std::size_t num_features() const { return features_; }
+  double eps() const { return eps_; }
+  double momentum() const { return momentum_; }
+  bool affine() const { return affine_; }
+  Dtype dtype() const { return dtype_; }
+
+ private:
+  std::size_t features_;
+  double eps_ = 1e-5, momentum_ = 0.1;
+  bool affine_ = true;
+  Dtype dtype_ = Dtype::float32;
+};
+using BatchNorm1dOptions = BatchNormOptions;
+using BatchNorm2dOptions = BatchNormOptions;
+
 class BatchNorm : public Module {
  public:
   BatchNorm(std::size_t channels, std::size_t input_rank, double eps = 1e-5, double momentum = 0.1,
@@ -209,6 +245,8 @@ class BatchNorm1d : public BatchNorm {
   explicit BatchNorm1d(std::size_t channels, double eps = 1e-5, double momentum = 0.1,
                        bool affine = true, Dtype dtype = Dtype::float32)
       : BatchNorm(channels, 2, eps, momentum, affine, dtype) {}
+  explicit BatchNorm1d(const BatchNormOptions& o)
+      : BatchNorm(o.num_features(), 2, o.eps(), o.momentum(), o.affine(), o.dtype()) {}
 };
 
 class BatchNorm2d : public BatchNorm {
@@ -216,13 +254,31 @@ class BatchNorm2d : public BatchNorm {
   explicit BatchNorm2d(std::size_t channels, double eps = 1e-5, double momentum = 0.1,
                        bool affine = true, Dtype dtype = Dtype::float32)
       : BatchNorm(channels, 4, eps, momentum, affine, dtype) {}
+  explicit BatchNorm2d(const BatchNormOptions& o)
+      : BatchNorm(o.num_features(), 4, o.eps(), o.momentum(), o.affine(), o.dtype()) {}
 };
 
 /// dropout(x, p) in training mode (train()), the identity in evaluation (eval()); masks drawn
 /// from `gen`, which must outlive the module.
+/// Dropout's options, as LibTorch's DropoutOptions(0.2) / DropoutOptions().p(0.2).
+class DropoutOptions {
+ public:
+  DropoutOptions(double p = 0.5) : p_(p) {}  // NOLINT: implicit, as LibTorch's
+  DropoutOptions& p(double v) {
+    p_ = v;
+    return *this;
+  }
+  double p() const { return p_; }
+
+ private:
+  double p_;
+};
+
 class Dropout : public Module {
  public:
   explicit Dropout(double p = 0.5, Generator& gen = default_generator());
+  explicit Dropout(const DropoutOptions& options, Generator& gen = default_generator())
+      : Dropout(options.p(), gen) {}
   Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training(), *gen_); }
   std::string name() const override { return "Dropout"; }
   std::string extra_repr() const override;

@@ -14,6 +14,31 @@
 
 namespace xgrad::nn {
 
+/// Linear's options, as LibTorch's nn::LinearOptions(in, out).bias(false); dtype is the
+/// parameters' (xgrad's).
+class LinearOptions {
+ public:
+  LinearOptions(std::size_t in_features, std::size_t out_features)
+      : in_(in_features), out_(out_features) {}
+  LinearOptions& bias(bool v) {
+    bias_ = v;
+    return *this;
+  }
+  LinearOptions& dtype(Dtype v) {
+    dtype_ = v;
+    return *this;
+  }
+  std::size_t in_features() const { return in_; }
+  std::size_t out_features() const { return out_; }
+  bool bias() const { return bias_; }
+  Dtype dtype() const { return dtype_; }
+
+ private:
+  std::size_t in_, out_;
+  bool bias_ = true;
+  Dtype dtype_ = Dtype::float32;
+};
+
 /// y = x W^T + b, W of shape (out_features, in_features) (rows are output units), b of shape
 /// (out_features). x has one row per sample, or is one sample.
 /// Initialized as PyTorch does: W and b uniform in +-1/sqrt(in_features).
@@ -21,6 +46,9 @@ class Linear : public Module {
  public:
   Linear(std::size_t in_features, std::size_t out_features, bool bias = true,
          Dtype dtype = Dtype::float32, Generator& gen = default_generator());
+  explicit Linear(const LinearOptions& options, Generator& gen = default_generator())
+      : Linear(options.in_features(), options.out_features(), options.bias(), options.dtype(),
+               gen) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Linear"; }
   std::string extra_repr() const override;

@@ -15,6 +15,30 @@
 
 namespace xgrad::nn {
 
+/// Embedding's options, as LibTorch's EmbeddingOptions(1000, 64).padding_idx(0).
+class EmbeddingOptions {
+ public:
+  EmbeddingOptions(std::size_t num_embeddings, std::size_t embedding_dim)
+      : num_(num_embeddings), dim_(embedding_dim) {}
+  EmbeddingOptions& padding_idx(std::int64_t v) {
+    padding_ = v;
+    return *this;
+  }
+  EmbeddingOptions& dtype(Dtype v) {
+    dtype_ = v;
+    return *this;
+  }
+  std::size_t num_embeddings() const { return num_; }
+  std::size_t embedding_dim() const { return dim_; }
+  std::optional<std::int64_t> padding_idx() const { return padding_; }
+  Dtype dtype() const { return dtype_; }
+
+ private:
+  std::size_t num_, dim_;
+  std::optional<std::int64_t> padding_;
+  Dtype dtype_ = Dtype::float32;
+};
+
 /// A table of num_embeddings rows of embedding_dim: forward(indices) looks them up, (..., ) ->
 /// (..., embedding_dim). Initialized N(0, 1) as PyTorch's, the padding row (if any) zero; that
 /// row gets no gradient. The weight may be shared with an output layer (weight tying).
@@ -23,6 +47,8 @@ class Embedding : public Module {
   Embedding(std::size_t num_embeddings, std::size_t embedding_dim,
             std::optional<std::int64_t> padding_idx = std::nullopt, Dtype dtype = Dtype::float32,
             Generator& gen = default_generator());
+  explicit Embedding(const EmbeddingOptions& o, Generator& gen = default_generator())
+      : Embedding(o.num_embeddings(), o.embedding_dim(), o.padding_idx(), o.dtype(), gen) {}
   /// indices: an int64 tensor (token ids), as for any module's forward: an Embedding can sit
   /// first in a Sequential.
   Tensor forward(const Tensor& indices) override {
@@ -35,12 +61,42 @@ class Embedding : public Module {
   std::optional<std::int64_t> padding_idx;
 };
 
+/// LayerNorm's options, as LibTorch's LayerNormOptions({64}).eps(1e-6).elementwise_affine(false).
+class LayerNormOptions {
+ public:
+  LayerNormOptions(Shape normalized_shape) : shape_(std::move(normalized_shape)) {}  // NOLINT
+  LayerNormOptions& eps(double v) {
+    eps_ = v;
+    return *this;
+  }
+  LayerNormOptions& elementwise_affine(bool v) {
+    affine_ = v;
+    return *this;
+  }
+  LayerNormOptions& dtype(Dtype v) {
+    dtype_ = v;
+    return *this;
+  }
+  const Shape& normalized_shape() const { return shape_; }
+  double eps() const { return eps_; }
+  bool elementwise_affine() const { return affine_; }
+  Dtype dtype() const { return dtype_; }
+
+ private:
+  Shape shape_;
+  double eps_ = 1e-5;
+  bool affine_ = true;
+  Dtype dtype_ = Dtype::float32;
+};
+
 /// layer_norm over the trailing normalized_shape, with a weight (ones) and bias (zeros) of that
 /// shape unless elementwise_affine is false.
 class LayerNorm : public Module {
  public:
   explicit LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true,
                      Dtype dtype = Dtype::float32);
+  explicit LayerNorm(const LayerNormOptions& o)
+      : LayerNorm(o.normalized_shape(), o.eps(), o.elementwise_affine(), o.dtype()) {}
   Tensor forward(const Tensor& x) override {
     return layer_norm(x, normalized_shape_, weight, bias, eps_);
   }

@@ -7,8 +7,10 @@
 
 #include "autograd/engine.hpp"
 #include "autograd/grad_mode.hpp"
+#include "nn/conv.hpp"
 #include "nn/layers.hpp"
 #include "nn/optim.hpp"
+#include "nn/sequence.hpp"
 #include "tests/helpers.hpp"
 
 using namespace xgrad;
@@ -158,4 +160,17 @@ TEST_CASE("w -= lr * w.grad() on a leaf that requires grad is refused while reco
     w -= 0.1 * w.grad();
   }
   CHECK(testing::flat(w) == std::vector<double>{0.8, 1.6});
+}
+
+TEST_CASE("the layers' LibTorch options: the same layer as the positional form") {
+  CHECK(Linear(LinearOptions(4, 3).bias(false)).parameters().size() == 1);
+  CHECK(Linear(LinearOptions(4, 3).dtype(kFloat64)).weight.dtype() == kFloat64);
+  CHECK(BatchNorm2d(BatchNorm2dOptions(8).eps(1e-3).momentum(0.01).affine(false)).str() ==
+        "BatchNorm2d(8, eps=0.001, momentum=0.01, affine=false)");
+  CHECK(BatchNorm1d(BatchNorm1dOptions(4)).str() == BatchNorm1d(4).str());
+  CHECK(Dropout(DropoutOptions().p(0.2)).str() == Dropout(0.2).str());
+  CHECK(Embedding(EmbeddingOptions(6, 4).padding_idx(0)).str() == "Embedding(6, 4, padding_idx=0)");
+  CHECK(LayerNorm(LayerNormOptions({3}).eps(1e-6).elementwise_affine(false)).str() ==
+        "LayerNorm([3], eps=1e-06, elementwise_affine=false)");
+  CHECK_THROWS_AS(BatchNorm2d(BatchNorm2dOptions(8).momentum(2.0)), ValueError);
 }
