@@ -57,6 +57,11 @@ class Conv2d : public Module {
       : Conv2d(Conv2dOptions(in_channels, out_channels, kernel_size), gen) {}
   Tensor forward(const Tensor& x) override;
   std::string extra_repr() const override;
+  /// 2 (in / groups) kh kw per output entry.
+  double flops(const Shape&, const Shape& output) const override {
+    return 2.0 * static_cast<double>(weight.numel() / options.out_channels()) *
+           static_cast<double>(shape_numel(output));
+  }
 
   Tensor weight;
   Tensor bias;  ///< undefined without bias
@@ -103,6 +108,11 @@ class Conv1d : public Module {
       : Conv1d(Conv1dOptions(in_channels, out_channels, kernel_size), gen) {}
   Tensor forward(const Tensor& x) override { return conv1d(x, weight, bias, options.func()); }
   std::string extra_repr() const override;
+  /// 2 (in / groups) k per output entry.
+  double flops(const Shape&, const Shape& output) const override {
+    return 2.0 * static_cast<double>(weight.numel() / options.out_channels()) *
+           static_cast<double>(shape_numel(output));
+  }
 
   Tensor weight;
   Tensor bias;  ///< undefined without bias

@@ -52,6 +52,10 @@ class Linear : public Module {
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Linear"; }
   std::string extra_repr() const override;
+  /// 2 in out per output row.
+  double flops(const Shape&, const Shape& output) const override {
+    return 2.0 * static_cast<double>(in_) * static_cast<double>(shape_numel(output));
+  }
 
   Tensor weight;
   Tensor bias;  ///< undefined without bias

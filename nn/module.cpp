@@ -253,27 +253,119 @@ Tensor Module::register_buffer(std::string name, Tensor tensor) {
   return tensor;
 }
 
+namespace {
+std::size_t count(const std::vector<Tensor>& tensors) {
+  std::size_t n = 0;
+  for (const Tensor& t : tensors) n += t.numel();
+  return n;
+}
+
+// "weight [3, 4], bias [3]: 15 parameters", or "" for a module without its own.
+std::string own_parameters(const Module& m) {
+  const auto named = m.named_parameters(false);
+  if (named.empty()) return "";
+  std::string out;
+  std::size_t n = 0;
+  for (const auto& [name, t] : named) {
+    if (!out.empty()) out += ", ";
+    out += name + " " + shape_str(t.shape());
+    n += t.numel();
+  }
+  return out + ": " + std::to_string(n) + (n == 1 ? " parameter" : " parameters");
+}
+}  // namespace
+
 std::string Module::str() const {
   std::string out;
-  print(out, "");
+  print(out, "", false);
   return out;
 }
 
-std::ostream& operator<<(std::ostream& os, const Module& module) { return os << module.str(); }
+std::ostream& operator<<(std::ostream& os, const Module& module) {
+  std::string out;
+  module.print(out, "", true);
+  const std::vector<Tensor> params = module.parameters();
+  std::size_t trainable = 0;
+  for (const Tensor& p : params) trainable += p.requires_grad() ? p.numel() : 0;
+  return os << out << "\n"
+            << count(params) << " parameters (" << trainable << " trainable), "
+            << count(module.buffers()) << " in buffers";
+}
 
-void Module::print(std::string& out, const std::string& indent) const {
+void Module::print(std::string& out, const std::string& indent, bool annotated) const {
   out += name() + "(" + extra_repr();
+  const std::string own = annotated ? own_parameters(*this) : "";
   if (children_.empty()) {
     out += ")";
+    if (!own.empty()) out += "  # " + own;
     return;
   }
   out += "\n";
+  if (!own.empty()) out += indent + "  # " + own + "\n";
   for (const auto& [child_name, child] : children_) {
     out += indent + "  (" + child_name + "): ";
-    child->print(out, indent + "  ");
+    child->print(out, indent + "  ", annotated);
     out += "\n";
   }
   out += indent + ")";
+}
+
+std::string summary(Module& module, const Shape& input_shape, Dtype dtype) {
+  struct Row {
+    Shape output;
+    double flops = 0;
+    bool ran = false;
+  };
+  const auto named = module.named_modules();
+  std::vector<Row> rows(named.size());
+  std::vector<std::pair<Module*, std::size_t>> hooks;
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    Module* m = named[i].second.get();
+    hooks.emplace_back(m, m->register_forward_hook(
+                              [&rows, i](Module& self, const Tensor& in,
+                                         const Tensor& out) -> std::optional<Tensor> {
+                                rows[i].output = out.shape();
+                                rows[i].flops += self.flops(in.shape(), out.shape());
+                                rows[i].ran = true;
+                                return std::nullopt;
+                              }));
+  }
+  const auto remove = [&] {
+    for (const auto& [m, handle] : hooks) m->remove_hook(handle);
+  };
+  try {
+    const NoGradGuard no_grad;
+    module(zeros(input_shape, {.dtype = dtype}));
+  } catch (...) {
+    remove();
+    throw;
+  }
+  remove();
+  const auto pad = [](std::string text, std::size_t width) {
+    if (text.size() < width) text.resize(width, ' ');
+    return text + " ";
+  };
+  std::string out = pad("Layer (type)", 40) + pad("Output shape", 22) + pad("Param #", 12) +
+                    "FLOPs\n" + std::string(86, '=') + "\n";
+  double total_flops = 0;
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    const auto& [name, m] = named[i];
+    const std::size_t depth =
+        name.empty() ? 0 : 1 + static_cast<std::size_t>(std::count(name.begin(), name.end(), '.'));
+    const std::string label = std::string(2 * depth, ' ') +
+                              (name.empty() ? m->name() : name + " (" + m->name() + ")");
+    out += pad(label, 40) + pad(rows[i].ran ? shape_str(rows[i].output) : "(not run)", 22) +
+           pad(std::to_string(count(m->parameters(false))), 12) +
+           number_str(rows[i].flops) + "\n";
+    total_flops += rows[i].flops;
+  }
+  const std::vector<Tensor> params = module.parameters();
+  std::size_t trainable = 0;
+  for (const Tensor& p : params) trainable += p.requires_grad() ? p.numel() : 0;
+  out += std::string(86, '=') + "\nTotal params: " + std::to_string(count(params)) +
+         " (trainable " + std::to_string(trainable) + ")\nTotal FLOPs of one forward: " +
+         number_str(total_flops) + "\n";
+  return out;
 }
 
 }  // namespace xgrad::nn

@@ -17,6 +17,13 @@
 
 namespace xgrad::nn {
 
+/// The number of elements of a tensor of `shape`.
+inline std::size_t shape_numel(const Shape& shape) {
+  std::size_t n = 1;
+  for (const std::size_t d : shape) n *= d;
+  return n;
+}
+
 /// Named tensors in order: a module's parameters and buffers (Module::state_dict).
 using StateDict = std::vector<std::pair<std::string, Tensor>>;
 
@@ -95,9 +102,13 @@ class Module : public std::enable_shared_from_this<Module> {
   /// "Linear": by default the name of the module's C++ type, without its namespace.
   virtual std::string name() const;
   virtual std::string extra_repr() const { return ""; }  ///< "in_features=3, out_features=2"
-  /// The tree, as PyTorch prints modules, each line with its own parameters' shapes and count,
-  /// and the total at the end.
+  /// The tree, as PyTorch prints modules. operator<< adds each module's own parameters (shapes
+  /// and count) to its line, and the total at the end.
   std::string str() const;
+  /// Floating-point operations of one forward from an input of shape `input` to one of shape
+  /// `output`, for summary(): the matrix products' 2 m n k (Linear, Conv2d, Conv1d say theirs;
+  /// 0 by default, for a module whose work is elementwise or is its children's).
+  virtual double flops(const Shape& /*input*/, const Shape& /*output*/) const { return 0; }
 
  protected:
   /// Registers a leaf tensor as a parameter (it is made to require grad) and returns it.
@@ -125,7 +136,8 @@ class Module : public std::enable_shared_from_this<Module> {
   };
   void collect(const std::string& prefix, bool buffers, bool recurse, bool tied_again,
                std::vector<std::pair<std::string, Tensor>>& out) const;
-  void print(std::string& out, const std::string& indent) const;
+  void print(std::string& out, const std::string& indent, bool annotated) const;
+  friend std::ostream& operator<<(std::ostream& os, const Module& module);
 
   std::vector<Registered> parameters_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
@@ -135,7 +147,14 @@ class Module : public std::enable_shared_from_this<Module> {
   bool training_ = true;
 };
 
-/// Prints module.str().
+/// Prints the module's tree (str()), each line with the module's own parameters' shapes and
+/// count, then the total count.
 std::ostream& operator<<(std::ostream& os, const Module& module);
+
+/// As torchinfo's summary: runs one forward of zeros of `input_shape` (dtype: int64 for a model
+/// that starts with an Embedding) without recording, and gives a table of every module, indented
+/// by depth: its type, output shape, own parameter count and FLOPs (Module::flops), then the
+/// totals. A module called twice shows its last output and the sum of its FLOPs.
+std::string summary(Module& module, const Shape& input_shape, Dtype dtype = Dtype::float32);
 
 }  // namespace xgrad::nn

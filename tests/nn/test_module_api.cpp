@@ -58,11 +58,48 @@ TEST_CASE("a module's default name is its type's; ModuleList and ModuleDict regi
   CHECK(block->parameters(false).empty());
   CHECK(block->layers->at<Linear>(0)->parameters(false).size() == 2);
   CHECK((*block)(testing::f64({{1, 2, 3}})).shape() == Shape{1, 2});
+  CHECK(block->str().find("(class): Linear(in_features=4, out_features=2, bias=true)\n") !=
+        std::string::npos);
+  // std::cout << module: the same tree, each line with its parameters, then the total.
   std::ostringstream printed;
   printed << *block;
-  CHECK(printed.str() == block->str());
-  CHECK(printed.str().find("(class): Linear(in_features=4, out_features=2, bias=true)") !=
-        std::string::npos);
+  CHECK(printed.str() ==
+        "Block(\n"
+        "  (layers): ModuleList(\n"
+        "    (0): Linear(in_features=3, out_features=4, bias=true)  # weight [4, 3], bias [4]: "
+        "16 parameters\n"
+        "    (1): Tanh()\n"
+        "  )\n"
+        "  (heads): ModuleDict(\n"
+        "    (class): Linear(in_features=4, out_features=2, bias=true)  # weight [2, 4], bias "
+        "[2]: 10 parameters\n"
+        "    (value): Linear(in_features=4, out_features=1, bias=false)  # weight [1, 4]: 4 "
+        "parameters\n"
+        "  )\n"
+        ")\n"
+        "30 parameters (30 trainable), 0 in buffers");
+}
+
+TEST_CASE("summary: each module's output shape, parameters and FLOPs, as torchinfo's") {
+  Sequential net;
+  net.push_back(std::make_shared<Conv2d>(Conv2dOptions(1, 4, 3).padding(1)))
+      .push_back(std::make_shared<ReLU>())
+      .push_back(std::make_shared<MaxPool2d>(2))
+      .push_back(std::make_shared<Flatten>())
+      .push_back(std::make_shared<Linear>(4 * 4 * 4, 10));
+  const std::string table = summary(net, {2, 1, 8, 8});
+  INFO(table);
+  // Conv2d: (2, 4, 8, 8) outputs of 9 multiply-adds each: 2 x 9 x 512 = 9216 FLOPs; 36 + 4
+  // parameters. Linear: 2 x 64 x 10 per row, 2 rows: 2560 FLOPs; 640 + 10 parameters.
+  CHECK(table.find("  0 (Conv2d)") != std::string::npos);
+  CHECK(table.find("[2, 4, 8, 8]") != std::string::npos);
+  CHECK(table.find("40           9216") != std::string::npos);
+  CHECK(table.find("  4 (Linear)") != std::string::npos);
+  CHECK(table.find("650          2560") != std::string::npos);
+  CHECK(table.find("Total params: 690 (trainable 690)") != std::string::npos);
+  CHECK(table.find("Total FLOPs of one forward: 11776") != std::string::npos);
+  CHECK(net[0]->modules().size() == 1);  // the hooks are gone after
+  CHECK_THROWS_AS(summary(net, {2, 3, 8, 8}), ShapeError);  // a wrong input: the op's error
 }
 
 TEST_CASE("children, named_modules, modules and apply walk the tree depth first") {
