@@ -258,7 +258,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
 /// The mean of each of an output grid's cells, as torch's adaptive_avg_pool2d: cell (i, j) of
 /// an (oh, ow) grid averages rows floor(i H / oh) to ceil((i + 1) H / oh) - 1, and columns
 /// likewise. (1, 1) is global average pooling.
-Tensor adaptive_avg_pool2d(const Tensor& x, std::array<std::size_t, 2> output_size);
+Tensor adaptive_avg_pool2d(const Tensor& x, ExpandingArray<2> output_size);
 /// Constant padding of the trailing axes, as torch's F.pad: pads = {before, after} of the last
 /// axis, then of the one before it, ... (an even count, at most two per axis).
 Tensor pad(const Tensor& x, const std::vector<std::size_t>& pads, double value = 0.0);

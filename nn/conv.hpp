@@ -173,7 +173,7 @@ class AvgPool2d : public Pool2d {
 /// adaptive_avg_pool2d to an (oh, ow) grid: {1, 1} is global average pooling.
 class AdaptiveAvgPool2d : public Module {
  public:
-  explicit AdaptiveAvgPool2d(std::array<std::size_t, 2> output_size) : size_(output_size) {}
+  explicit AdaptiveAvgPool2d(ExpandingArray<2> output_size) : size_(output_size.value()) {}
   Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, size_); }
   std::string name() const override { return "AdaptiveAvgPool2d"; }
   std::string extra_repr() const override;

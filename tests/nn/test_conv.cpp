@@ -48,6 +48,7 @@ TEST_CASE("Conv2d and the pools: shapes, initialization, printing, bad arguments
   CHECK(square.weight.shape() == Shape{16, 1, 3, 3});
   CHECK(std::make_shared<Conv2d>(1, 16, 3)->name() == "Conv2d");
   CHECK(max_pool2d(zeros({1, 1, 4, 6}), 2).shape() == Shape{1, 1, 2, 3});
+  CHECK(AdaptiveAvgPool2d(1)(zeros({2, 3, 5, 4})).shape() == Shape{2, 3, 1, 1});
   CHECK(avg_pool2d(zeros({1, 1, 5, 5}), 3, 1, 1).shape() == Shape{1, 1, 5, 5});
   CHECK(MaxPool2d(2).str() == "MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))");
   CHECK(MaxPool2d(MaxPool2dOptions(3).stride(2).padding(1)).str() ==
