@@ -164,10 +164,10 @@ Tensor fold(const Tensor& cols, const std::array<std::size_t, 2>& output_size,
 template <std::size_t D>
 class ExpandingArray {
  public:
-  ExpandingArray(std::size_t value) { values_.fill(value); }  // NOLINT: implicit, as LibTorch's
+  ExpandingArray(std::size_t value) { values_.fill(value); }   // NOLINT: implicit, as LibTorch's
   ExpandingArray(int value) { values_.fill(checked(value)); }  // NOLINT
   ExpandingArray(std::array<std::size_t, D> values) : values_(values) {}  // NOLINT
-  ExpandingArray(std::initializer_list<std::size_t> values) {  // NOLINT
+  ExpandingArray(std::initializer_list<std::size_t> values) {             // NOLINT
     if (values.size() != D)
       throw ValueError("expected " + std::to_string(D) +
                        " sizes (one per spatial axis) or one, got " +

@@ -47,12 +47,10 @@ Conv2d::Conv2d(const Conv2dOptions& opts, Generator& gen) : options(opts) {
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options.func()); }
 
 std::string Conv2d::extra_repr() const {
-  std::string s = std::to_string(options.in_channels()) + ", " +
-                  std::to_string(options.out_channels()) +
-                  ", kernel_size=" + pair_str(options.kernel_size()) +
-                  ", stride=" + pair_str(options.stride());
-  if (options.padding()[0] || options.padding()[1])
-    s += ", padding=" + pair_str(options.padding());
+  std::string s =
+      std::to_string(options.in_channels()) + ", " + std::to_string(options.out_channels()) +
+      ", kernel_size=" + pair_str(options.kernel_size()) + ", stride=" + pair_str(options.stride());
+  if (options.padding()[0] || options.padding()[1]) s += ", padding=" + pair_str(options.padding());
   if (options.dilation()[0] != 1 || options.dilation()[1] != 1)
     s += ", dilation=" + pair_str(options.dilation());
   if (options.groups() != 1) s += ", groups=" + std::to_string(options.groups());
@@ -61,10 +59,10 @@ std::string Conv2d::extra_repr() const {
 }
 
 Conv1d::Conv1d(const Conv1dOptions& opts, Generator& gen) : options(opts) {
-  check_conv("Conv1d", opts.in_channels(), opts.out_channels(), opts.kernel_size(),
-             opts.groups(), std::to_string(opts.kernel_size()));
-  const double bound = 1.0 / std::sqrt(static_cast<double>(
-                                 opts.in_channels() / opts.groups() * opts.kernel_size()));
+  check_conv("Conv1d", opts.in_channels(), opts.out_channels(), opts.kernel_size(), opts.groups(),
+             std::to_string(opts.kernel_size()));
+  const double bound =
+      1.0 / std::sqrt(static_cast<double>(opts.in_channels() / opts.groups() * opts.kernel_size()));
   register_parameter(
       "weight", weight,
       zeros({opts.out_channels(), opts.in_channels() / opts.groups(), opts.kernel_size()},
@@ -89,8 +87,8 @@ std::string Conv1d::extra_repr() const {
 }
 
 std::string Pool2d::extra_repr() const {
-  return "kernel_size=" + pair_str(options.kernel_size()) + ", stride=" +
-         pair_str(options.stride()) + ", padding=" + pair_str(options.padding());
+  return "kernel_size=" + pair_str(options.kernel_size()) +
+         ", stride=" + pair_str(options.stride()) + ", padding=" + pair_str(options.padding());
 }
 
 std::string AdaptiveAvgPool2d::extra_repr() const { return "output_size=" + pair_str(size_); }

@@ -23,8 +23,14 @@ class Conv2dOptions {
   Conv2dOptions& padding(ExpandingArray<2> v) { return chain(func_.padding(v)); }
   Conv2dOptions& dilation(ExpandingArray<2> v) { return chain(func_.dilation(v)); }
   Conv2dOptions& groups(std::size_t v) { return chain(func_.groups(v)); }
-  Conv2dOptions& bias(bool v) { bias_ = v; return *this; }
-  Conv2dOptions& dtype(Dtype v) { dtype_ = v; return *this; }
+  Conv2dOptions& bias(bool v) {
+    bias_ = v;
+    return *this;
+  }
+  Conv2dOptions& dtype(Dtype v) {
+    dtype_ = v;
+    return *this;
+  }
   std::size_t in_channels() const { return in_; }
   std::size_t out_channels() const { return out_; }
   const std::array<std::size_t, 2>& kernel_size() const { return kernel_; }
@@ -77,8 +83,14 @@ class Conv1dOptions {
   Conv1dOptions& padding(std::size_t v) { return chain(func_.padding(v)); }
   Conv1dOptions& dilation(std::size_t v) { return chain(func_.dilation(v)); }
   Conv1dOptions& groups(std::size_t v) { return chain(func_.groups(v)); }
-  Conv1dOptions& bias(bool v) { bias_ = v; return *this; }
-  Conv1dOptions& dtype(Dtype v) { dtype_ = v; return *this; }
+  Conv1dOptions& bias(bool v) {
+    bias_ = v;
+    return *this;
+  }
+  Conv1dOptions& dtype(Dtype v) {
+    dtype_ = v;
+    return *this;
+  }
   std::size_t in_channels() const { return in_; }
   std::size_t out_channels() const { return out_; }
   std::size_t kernel_size() const { return kernel_; }
@@ -130,7 +142,10 @@ class Pool2dOptions {
     stride_ = v[0] == 0 && v[1] == 0 ? kernel_ : v.value();
     return *this;
   }
-  Pool2dOptions& padding(ExpandingArray<2> v) { padding_ = v.value(); return *this; }
+  Pool2dOptions& padding(ExpandingArray<2> v) {
+    padding_ = v.value();
+    return *this;
+  }
   const std::array<std::size_t, 2>& kernel_size() const { return kernel_; }
   const std::array<std::size_t, 2>& stride() const { return stride_; }
   const std::array<std::size_t, 2>& padding() const { return padding_; }

@@ -79,8 +79,8 @@ bool ModuleDict::contains(const std::string& key) const {
 const std::shared_ptr<Module>& ModuleDict::operator[](const std::string& key) const {
   for (const auto& [name, m] : named_children())
     if (name == key) return m;
-  throw ValueError("ModuleDict: no module under '" + key + "' (keys: " +
-                   (keys().empty() ? std::string("none") : join(keys(), ", ")) + ")");
+  throw ValueError("ModuleDict: no module under '" + key +
+                   "' (keys: " + (keys().empty() ? std::string("none") : join(keys(), ", ")) + ")");
 }
 
 std::vector<std::string> ModuleDict::keys() const {

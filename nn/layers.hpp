@@ -95,7 +95,8 @@ class ModuleList : public Module {
   template <class M>
   std::shared_ptr<M> at(std::size_t i) const {
     auto m = std::dynamic_pointer_cast<M>((*this)[i]);
-    if (!m) throw ValueError("ModuleList: entry " + std::to_string(i) + " is a " + (*this)[i]->name());
+    if (!m)
+      throw ValueError("ModuleList: entry " + std::to_string(i) + " is a " + (*this)[i]->name());
     return m;
   }
   auto begin() const { return items_.begin(); }

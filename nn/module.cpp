@@ -40,8 +40,7 @@ std::size_t Module::register_forward_hook(ForwardHook hook) {
 
 void Module::remove_hook(std::size_t handle) {
   const auto named = [&](const auto& entry) { return entry.first == handle; };
-  const std::size_t removed =
-      std::erase_if(pre_hooks_, named) + std::erase_if(hooks_, named);
+  const std::size_t removed = std::erase_if(pre_hooks_, named) + std::erase_if(hooks_, named);
   if (removed == 0)
     throw ValueError(name() + ": remove_hook: no hook " + std::to_string(handle) +
                      " (already removed, or another module's)");
@@ -102,7 +101,7 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
   }
   // Depth first; a module met again (shared by two parents) is left out.
   const std::function<void(Module&, const std::string&)> walk = [&](Module& m,
-                                                                  const std::string& prefix) {
+                                                                    const std::string& prefix) {
     for (const auto& [name, child] : m.children_) {
       const bool seen = std::any_of(out.begin(), out.end(),
                                     [&](const auto& entry) { return entry.second == child; });
@@ -321,14 +320,14 @@ std::string summary(Module& module, const Shape& input_shape, Dtype dtype) {
   std::vector<std::pair<Module*, std::size_t>> hooks;
   for (std::size_t i = 0; i < named.size(); ++i) {
     Module* m = named[i].second.get();
-    hooks.emplace_back(m, m->register_forward_hook(
-                              [&rows, i](Module& self, const Tensor& in,
-                                         const Tensor& out) -> std::optional<Tensor> {
-                                rows[i].output = out.shape();
-                                rows[i].flops += self.flops(in.shape(), out.shape());
-                                rows[i].ran = true;
-                                return std::nullopt;
-                              }));
+    hooks.emplace_back(
+        m, m->register_forward_hook([&rows, i](Module& self, const Tensor& in,
+                                               const Tensor& out) -> std::optional<Tensor> {
+          rows[i].output = out.shape();
+          rows[i].flops += self.flops(in.shape(), out.shape());
+          rows[i].ran = true;
+          return std::nullopt;
+        }));
   }
   const auto remove = [&] {
     for (const auto& [m, handle] : hooks) m->remove_hook(handle);
@@ -352,19 +351,18 @@ std::string summary(Module& module, const Shape& input_shape, Dtype dtype) {
     const auto& [name, m] = named[i];
     const std::size_t depth =
         name.empty() ? 0 : 1 + static_cast<std::size_t>(std::count(name.begin(), name.end(), '.'));
-    const std::string label = std::string(2 * depth, ' ') +
-                              (name.empty() ? m->name() : name + " (" + m->name() + ")");
+    const std::string label =
+        std::string(2 * depth, ' ') + (name.empty() ? m->name() : name + " (" + m->name() + ")");
     out += pad(label, 40) + pad(rows[i].ran ? shape_str(rows[i].output) : "(not run)", 22) +
-           pad(std::to_string(count(m->parameters(false))), 12) +
-           number_str(rows[i].flops) + "\n";
+           pad(std::to_string(count(m->parameters(false))), 12) + number_str(rows[i].flops) + "\n";
     total_flops += rows[i].flops;
   }
   const std::vector<Tensor> params = module.parameters();
   std::size_t trainable = 0;
   for (const Tensor& p : params) trainable += p.requires_grad() ? p.numel() : 0;
   out += std::string(86, '=') + "\nTotal params: " + std::to_string(count(params)) +
-         " (trainable " + std::to_string(trainable) + ")\nTotal FLOPs of one forward: " +
-         number_str(total_flops) + "\n";
+         " (trainable " + std::to_string(trainable) +
+         ")\nTotal FLOPs of one forward: " + number_str(total_flops) + "\n";
   return out;
 }
 

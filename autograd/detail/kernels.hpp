@@ -178,10 +178,9 @@ void for_each_value(const Tensor& x, F&& f) {
     return;
   }
   const Strided<T> s = strided<T>(x, x.shape());
-  for_each_broadcast<1>(x.shape(), {s.strides},
-                        [&](std::size_t i, const std::array<std::size_t, 1>& at) {
-                          f(i, s.data[at[0]]);
-                        });
+  for_each_broadcast<1>(
+      x.shape(), {s.strides},
+      [&](std::size_t i, const std::array<std::size_t, 1>& at) { f(i, s.data[at[0]]); });
 }
 
 // out[i] = f(x[i]); f is generic over float and double.

@@ -104,7 +104,7 @@ Tensor make_view(const Tensor& x, Layout l) {
   impl->version = src.version;
   // A view of a detached view is detached too; any other follows its base's history.
   impl->history = src.view && src.history == TensorImpl::kDetached ? TensorImpl::kDetached
-                                                                    : info->base->history;
+                                                                   : info->base->history;
   impl->view = std::move(info);
   return Tensor(std::move(impl));
 }

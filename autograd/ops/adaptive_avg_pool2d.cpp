@@ -118,8 +118,8 @@ Tensor adaptive_avg_pool2d(const Tensor& x, ExpandingArray<2> output_size) {
   const std::size_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const std::size_t oh = output_size[0], ow = output_size[1];
   if (oh == 0 || ow == 0 || H == 0 || W == 0)
-    throw ValueError(std::string(op) + ": output size " + shape_str(output_size.value()) + " and input " +
-                     shape_str(x.shape()) + " must have no empty axis");
+    throw ValueError(std::string(op) + ": output size " + shape_str(output_size.value()) +
+                     " and input " + shape_str(x.shape()) + " must have no empty axis");
   // The cells' bounds are i H / oh: products that must not wrap; the output a size a tensor has.
   detail::size_mul(op, oh, H);
   detail::size_mul(op, ow, W);

@@ -10,7 +10,6 @@
 // value's elements straight at the storage positions x.index(...) reads (a bool mask alone
 // with a value of one element: masked_fill_), recorded as one copy_slices node.
 #include <algorithm>
-#include <numeric>
 
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/view.hpp"
@@ -53,7 +52,8 @@ Parsed parse(const char* op, const Tensor& x, const std::vector<TensorIndex>& in
     used += axes_used(i);
     ellipses += std::holds_alternative<EllipsisIndex>(i.value()) ? 1 : 0;
   }
-  if (ellipses > 1) throw IndexError(std::string(op) + ": an index can only have a single Ellipsis");
+  if (ellipses > 1)
+    throw IndexError(std::string(op) + ": an index can only have a single Ellipsis");
   if (used > x.dim())
     throw IndexError(std::string(op) + ": too many indices for a tensor of shape " +
                      shape_str(x.shape()) + ": " + std::to_string(used) + " axes indexed");
@@ -156,7 +156,8 @@ Tensor indexed_axes_first(const Tensor& view, const std::vector<Advanced>& advan
   Axes order;
   for (const Advanced& a : advanced) order.push_back(signed_axis(a.axis));
   for (std::size_t d = 0; d < view.dim(); ++d)
-    if (std::none_of(advanced.begin(), advanced.end(), [&](const Advanced& a) { return a.axis == d; }))
+    if (std::none_of(advanced.begin(), advanced.end(),
+                     [&](const Advanced& a) { return a.axis == d; }))
       order.push_back(signed_axis(d));
   return permute(view, order);
 }
@@ -171,7 +172,8 @@ Tensor index(const Tensor& x, const std::vector<TensorIndex>& indices) {
   const std::size_t first = p.adjacent ? parsed.advanced[0].axis : 0;
   std::size_t length = 1;  // of the indexed axes merged
   for (const Advanced& a : parsed.advanced) length *= parsed.view.size(signed_axis(a.axis));
-  const Tensor merged = reshape(source, detail::spec(replace_axes(source.shape(), first, k, {length})));
+  const Tensor merged =
+      reshape(source, detail::spec(replace_axes(source.shape(), first, k, {length})));
   const Tensor picked = index_select(merged, signed_axis(first), reshape(p.flat, {-1}));
   return reshape(picked, detail::spec(replace_axes(source.shape(), first, k, p.shape)));
 }
@@ -189,17 +191,17 @@ const Tensor& index_put_(const Tensor& x, const std::vector<TensorIndex>& indice
     if (mask.dtype() == kBool && mask.dim() > 0) {
       std::vector<std::ptrdiff_t> shape = detail::spec(mask.shape());
       shape.resize(x.dim(), 1);
-      x.masked_fill_(reshape(mask, shape), is_floating_point(x.dtype()) ? Scalar(value.item())
-                                                                 : Scalar(value.item_int64()));
+      x.masked_fill_(reshape(mask, shape), is_floating_point(x.dtype())
+                                               ? Scalar(value.item())
+                                               : Scalar(value.item_int64()));
       return x;
     }
   }
   const bool recorded = detail::check_in_place("index_put_", x, value.requires_grad());
   if (recorded && x.is_view() && x.impl()->history == TensorImpl::kDetached) {
     // A detach()ed view has a history of its own, over its own elements: written as a whole.
-    return detail::in_place("index_put_", x, true, [&](const Tensor& copy) {
-      return index_put_(copy, indices, value);
-    });
+    return detail::in_place("index_put_", x, true,
+                            [&](const Tensor& copy) { return index_put_(copy, indices, value); });
   }
   // The storage positions of the picked elements, in the order of x.index(indices): the rest
   // axes before the indexed ones (when adjacent), the positions, the rest axes after.

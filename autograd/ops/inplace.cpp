@@ -42,8 +42,8 @@ struct CopySlices final : Node {
       grads[0] = where(Tensor(std::move(written)), 0, whole);
     }
     if (needs_grad(1))
-      grads[1] = reshape(index_select(reshape(whole, {-1}), 0, positions_),
-                         detail::spec(edge(1).shape));
+      grads[1] =
+          reshape(index_select(reshape(whole, {-1}), 0, positions_), detail::spec(edge(1).shape));
   }
   std::vector<std::int64_t> positions_;
   Shape base_shape_;

@@ -80,9 +80,10 @@ struct AsStrided final : Node {
   std::string_view name() const override { return "as_strided"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor flat = reshape(g, {-1});
-    const Tensor buffer =
-        index_add(zeros({storage_}, {.dtype = g.dtype()}), 0, detail::storage_positions(out_), flat);
-    grads[0] = reshape(index_select(buffer, 0, detail::storage_positions(in_)), detail::spec(in_.shape));
+    const Tensor buffer = index_add(zeros({storage_}, {.dtype = g.dtype()}), 0,
+                                    detail::storage_positions(out_), flat);
+    grads[0] =
+        reshape(index_select(buffer, 0, detail::storage_positions(in_)), detail::spec(in_.shape));
   }
   detail::Layout in_, out_;
   std::size_t storage_;

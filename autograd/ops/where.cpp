@@ -53,13 +53,12 @@ void select(const Tensor& c, const Tensor& a, const Tensor& b, T* pz, const Shap
     }
     return;
   }
-  detail::for_each_broadcast<3>(
-      shape,
-      {detail::layout_strides(c, shape), detail::layout_strides(a, shape),
-       detail::layout_strides(b, shape)},
-      [&](std::size_t i, const std::array<std::size_t, 3>& at) {
-        pz[i] = pc[at[0]] != C{} ? pa[at[1]] : pb[at[2]];
-      });
+  detail::for_each_broadcast<3>(shape,
+                                {detail::layout_strides(c, shape), detail::layout_strides(a, shape),
+                                 detail::layout_strides(b, shape)},
+                                [&](std::size_t i, const std::array<std::size_t, 3>& at) {
+                                  pz[i] = pc[at[0]] != C{} ? pa[at[1]] : pb[at[2]];
+                                });
 }
 }  // namespace
 
@@ -79,9 +78,12 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     using T = decltype(zero);
     T* pz = static_cast<T*>(detail::raw_output(out));
     switch (c.dtype()) {
-      case Dtype::float32: return select<float, T>(c, x, y, pz, shape);
-      case Dtype::float64: return select<double, T>(c, x, y, pz, shape);
-      default: return select<bool, T>(c, x, y, pz, shape);
+      case Dtype::float32:
+        return select<float, T>(c, x, y, pz, shape);
+      case Dtype::float64:
+        return select<double, T>(c, x, y, pz, shape);
+      default:
+        return select<bool, T>(c, x, y, pz, shape);
     }
   });
   if (auto* node = record<Where>(out, {a, b})) {

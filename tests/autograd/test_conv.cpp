@@ -18,7 +18,11 @@ struct Settings {
   std::size_t groups = 1;
 };
 Conv2dFuncOptions func(const Settings& o) {
-  return Conv2dFuncOptions().stride(o.stride).padding(o.padding).dilation(o.dilation).groups(o.groups);
+  return Conv2dFuncOptions()
+      .stride(o.stride)
+      .padding(o.padding)
+      .dilation(o.dilation)
+      .groups(o.groups);
 }
 
 // conv2d by its definition, in double: out[n, o, p, q] = b[o] + sum over the group's channels c
@@ -344,7 +348,9 @@ TEST_CASE("every convolution op: float32 (what training runs) agrees with float6
       {"conv2d stride 1", {{9, 3, 8, 7}, {6, 3, 3, 3}, {6}},
        [](const auto& x) { return conv2d(x[0], x[1], x[2], Conv2dFuncOptions().padding(1)); }},
       {"conv2d stride 2", {{3, 4, 8, 7}, {6, 2, 3, 2}, {6}},
-       [](const auto& x) { return conv2d(x[0], x[1], x[2], Conv2dFuncOptions().stride(2).groups(2)); }},
+       [](const auto& x) {
+         return conv2d(x[0], x[1], x[2], Conv2dFuncOptions().stride(2).groups(2));
+       }},
       {"conv2d 1x1", {{3, 4, 5, 5}, {2, 4, 1, 1}},
        [](const auto& x) { return conv2d(x[0], x[1]); }},
       {"conv1d", {{3, 4, 9}, {6, 4, 3}, {6}},

@@ -174,10 +174,12 @@ TEST_CASE("sizes that would wrap around are refused, naming the op") {
                        ValueError);
   CHECK_THROWS_AS(avg_pool2d(image, {2, 2}, {1, 1}, {huge, 0}), ValueError);
   // conv2d with such a padding or dilation gave a silently wrong output.
-  CHECK_THROWS_WITH_AS(conv2d(image, zeros({1, 1, 3, 3}), Tensor(), Conv2dFuncOptions().padding({huge, 0})),
-                       doctest::Contains("conv2d: a size of"), ValueError);
-  CHECK_THROWS_WITH_AS(conv2d(image, zeros({1, 1, 3, 3}), Tensor(), Conv2dFuncOptions().dilation({huge, 1})),
-                       doctest::Contains("conv2d: a size of"), ValueError);
+  CHECK_THROWS_WITH_AS(
+      conv2d(image, zeros({1, 1, 3, 3}), Tensor(), Conv2dFuncOptions().padding({huge, 0})),
+      doctest::Contains("conv2d: a size of"), ValueError);
+  CHECK_THROWS_WITH_AS(
+      conv2d(image, zeros({1, 1, 3, 3}), Tensor(), Conv2dFuncOptions().dilation({huge, 1})),
+      doctest::Contains("conv2d: a size of"), ValueError);
   // An output too large to index: (2^25 x 2^25) positions of a 1 x 1 kernel.
   CHECK_THROWS_AS(conv2d(image, zeros({1, 1, 1, 1}), Tensor(),
                          Conv2dFuncOptions().padding(std::size_t{1} << 24)),

@@ -134,11 +134,11 @@ TEST_CASE("recorded in-place ops through a view rewrite the base's history, and 
 TEST_CASE("in-place ops through views in a recorded graph: gradcheck and gradgradcheck") {
   const auto f = [](const std::vector<Tensor>& in) {
     const Tensor y = in[0] * in[0];
-    y[1].mul_(in[1]);                                                   // a row
+    y[1].mul_(in[1]);                                            // a row
     y.index({Slice(), Slice(None, None, 2)}).add_(in[0].sum());  // stepped
-    y.t()[1].copy_(in[1].index({Slice(None, 2)}).exp());    // a column of the transpose
+    y.t()[1].copy_(in[1].index({Slice(None, 2)}).exp());         // a column of the transpose
     const Tensor buffer = zeros({3, 2}, {.dtype = kFloat64});
-    buffer.t().copy_(y);                                                 // all through a view
+    buffer.t().copy_(y);  // all through a view
     return buffer.sum(Axes{0}) * y[0].sum();
   };
   const std::vector<Tensor> inputs = {testing::f64({{0.5, -1.5, 2.0}, {1.25, 0.75, -2.0}}, true),

@@ -84,7 +84,7 @@ class SmallCnn : public Module {
     fc = register_module("fc", std::make_shared<Linear>(6, 3, true, dtype, gen));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor h = max_pool2d(relu((*c1)(x)), 2);  // (N, 4, 4, 4)
+    Tensor h = max_pool2d(relu((*c1)(x)), 2);       // (N, 4, 4, 4)
     h = relu((*c2)(h));                             // (N, 6, 2, 2)
     h = flatten(avg_pool2d(h, {2, 2}), 1);          // (N, 6)
     return (*fc)(h);

@@ -98,7 +98,7 @@ TEST_CASE("summary: each module's output shape, parameters and FLOPs, as torchin
   CHECK(table.find("650          2560") != std::string::npos);
   CHECK(table.find("Total params: 690 (trainable 690)") != std::string::npos);
   CHECK(table.find("Total FLOPs of one forward: 11776") != std::string::npos);
-  CHECK(net[0]->modules().size() == 1);  // the hooks are gone after
+  CHECK(net[0]->modules().size() == 1);                     // the hooks are gone after
   CHECK_THROWS_AS(summary(net, {2, 3, 8, 8}), ShapeError);  // a wrong input: the op's error
 }
 
@@ -108,8 +108,8 @@ TEST_CASE("children, named_modules, modules and apply walk the tree depth first"
   std::vector<std::string> names;
   for (const auto& [name, m] : block->named_modules()) names.push_back(name + ":" + m->name());
   CHECK(names == std::vector<std::string>{":Block", "layers:ModuleList", "layers.0:Linear",
-                                          "layers.1:Tanh", "heads:ModuleDict",
-                                          "heads.class:Linear", "heads.value:Linear"});
+                                          "layers.1:Tanh", "heads:ModuleDict", "heads.class:Linear",
+                                          "heads.value:Linear"});
   CHECK(block->modules().front().get() == block.get());
   CHECK(block->modules(false).size() == 6);
   // Custom initialization: every Linear's weight to 0.5, its bias to 0.
@@ -148,7 +148,8 @@ TEST_CASE("forward hooks and pre-hooks run through operator(), also inside a Seq
   first->remove_hook(negate);
   first->register_forward_pre_hook(
       [](Module&, const Tensor& in) -> std::optional<Tensor> { return in * 0.0; });
-  CHECK(testing::flat((*first)(x)) == testing::flat(first->forward(zeros({2, 3}, {.dtype = kFloat64}))));
+  CHECK(testing::flat((*first)(x)) ==
+        testing::flat(first->forward(zeros({2, 3}, {.dtype = kFloat64}))));
   first->remove_hook(h);
   CHECK_THROWS_WITH_AS(first->remove_hook(h), doctest::Contains("no hook"), ValueError);
   CHECK(seen.size() == 3);  // the second and third calls ran it before its removal

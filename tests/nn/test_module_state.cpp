@@ -135,7 +135,8 @@ struct TiedHead : Module {
 };
 }  // namespace
 
-TEST_CASE("weights tied by assignment: listed once, saved under both names, loaded through either") {
+TEST_CASE(
+    "weights tied by assignment: listed once, saved under both names, loaded through either") {
   TiedHead net;
   const auto named = net.named_parameters();
   REQUIRE(named.size() == 1);  // the stale (3, 5) matrix the Linear made is gone
