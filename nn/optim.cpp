@@ -1,5 +1,6 @@
 #include "nn/optim.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
@@ -512,6 +513,45 @@ StepLR::StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma)
 
 double StepLR::lr_at(std::int64_t epoch, double base) const {
   return base * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+}
+
+LambdaLR::LambdaLR(Optimizer& optimizer, std::function<double(std::int64_t)> factor)
+    : LRScheduler(optimizer), factor_(std::move(factor)) {
+  if (!factor_) throw ValueError("LambdaLR: the factor function is empty");
+  apply();
+}
+
+double LambdaLR::lr_at(std::int64_t epoch, double base) const {
+  const double f = factor_(epoch);
+  if (!std::isfinite(f) || f < 0)
+    throw ValueError("LambdaLR: the factor at epoch " + std::to_string(epoch) +
+                     " must be a finite number >= 0, got " + number_str(f));
+  return base * f;
+}
+
+MultiStepLR::MultiStepLR(Optimizer& optimizer, std::vector<std::int64_t> milestones, double gamma)
+    : LRScheduler(optimizer), milestones_(std::move(milestones)), gamma_(gamma) {
+  check_hyperparameter("MultiStepLR", "gamma", gamma, 0);
+  for (std::size_t i = 1; i < milestones_.size(); ++i)
+    if (milestones_[i] <= milestones_[i - 1])
+      throw ValueError("MultiStepLR: the milestones must increase, got " +
+                       std::to_string(milestones_[i - 1]) + " then " +
+                       std::to_string(milestones_[i]));
+}
+
+double MultiStepLR::lr_at(std::int64_t epoch, double base) const {
+  const auto reached = std::upper_bound(milestones_.begin(), milestones_.end(), epoch) -
+                       milestones_.begin();
+  return base * std::pow(gamma_, static_cast<double>(reached));
+}
+
+ExponentialLR::ExponentialLR(Optimizer& optimizer, double gamma)
+    : LRScheduler(optimizer), gamma_(gamma) {
+  check_hyperparameter("ExponentialLR", "gamma", gamma, 0);
+}
+
+double ExponentialLR::lr_at(std::int64_t epoch, double base) const {
+  return base * std::pow(gamma_, static_cast<double>(epoch));
 }
 
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, std::int64_t t_max, double eta_min)

@@ -5,6 +5,7 @@
 /// Updates run under NoGradGuard: they are not recorded.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -220,6 +221,45 @@ class StepLR : public LRScheduler {
 
  private:
   std::int64_t step_size_;
+  double gamma_;
+};
+
+/// lr = base * factor(epoch), as torch's LambdaLR: nn::LambdaLR(opt, [](std::int64_t epoch) {
+/// return 0.95 ^ epoch; }). ValueError when the factor is negative or not finite.
+class LambdaLR : public LRScheduler {
+ public:
+  LambdaLR(Optimizer& optimizer, std::function<double(std::int64_t)> factor);
+
+ protected:
+  double lr_at(std::int64_t epoch, double base) const override;
+
+ private:
+  std::function<double(std::int64_t)> factor_;
+};
+
+/// lr = base * gamma^(the milestones reached: those <= epoch), as torch's MultiStepLR; the
+/// milestones increasing (ValueError otherwise).
+class MultiStepLR : public LRScheduler {
+ public:
+  MultiStepLR(Optimizer& optimizer, std::vector<std::int64_t> milestones, double gamma = 0.1);
+
+ protected:
+  double lr_at(std::int64_t epoch, double base) const override;
+
+ private:
+  std::vector<std::int64_t> milestones_;
+  double gamma_;
+};
+
+/// lr = base * gamma^epoch, as torch's ExponentialLR.
+class ExponentialLR : public LRScheduler {
+ public:
+  ExponentialLR(Optimizer& optimizer, double gamma);
+
+ protected:
+  double lr_at(std::int64_t epoch, double base) const override;
+
+ private:
   double gamma_;
 };
 

@@ -212,6 +212,34 @@ TEST_CASE("clip_grad_norm_ scales every gradient by one factor; clip_grad_value_
   CHECK_THROWS_AS(clip_grad_value_({a}, -1.0), ValueError);
 }
 
+TEST_CASE("LambdaLR, MultiStepLR and ExponentialLR: the learning rate at each epoch") {
+  const Tensor w = param({1.0});
+  SGD sgd({w}, {.lr = 0.1});
+  LambdaLR halve(sgd, [](std::int64_t epoch) { return 1.0 / static_cast<double>(1 + epoch); });
+  CHECK(sgd.lr() == doctest::Approx(0.1));
+  halve.step();
+  CHECK(sgd.lr() == doctest::Approx(0.05));
+  halve.step();
+  CHECK(sgd.lr() == doctest::Approx(0.1 / 3));
+  SGD sgd2({param({1.0})}, {.lr = 1.0});
+  MultiStepLR steps(sgd2, {2, 4}, 0.5);
+  const double multi[] = {1.0, 0.5, 0.5, 0.25, 0.25};  // after epochs 1 .. 5
+  for (double lr : multi) {
+    steps.step();
+    CHECK(sgd2.lr() == doctest::Approx(lr));
+  }
+  SGD sgd3({param({1.0})}, {.lr = 2.0});
+  ExponentialLR decay(sgd3, 0.5);
+  decay.step();
+  decay.step();
+  CHECK(sgd3.lr() == doctest::Approx(0.5));
+  CHECK_THROWS_WITH_AS(MultiStepLR(sgd2, {3, 3}), doctest::Contains("must increase"), ValueError);
+  CHECK_THROWS_AS(ExponentialLR(sgd3, -1.0), ValueError);
+  SGD sgd4({param({1.0})}, {.lr = 1.0});
+  LambdaLR bad(sgd4, [](std::int64_t epoch) { return epoch == 0 ? 1.0 : -1.0; });
+  CHECK_THROWS_WITH_AS(bad.step(), doctest::Contains("the factor at epoch 1"), ValueError);
+}
+
 TEST_CASE("LinearLR warms the learning rate up linearly, then holds it") {
   const Tensor w = param({1.0});
   SGD sgd({w}, {.lr = 0.1});
