@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "autograd/node.hpp"
@@ -378,6 +379,14 @@ inline std::vector<std::ptrdiff_t> spec(const Shape& shape) { return {shape.begi
 }  // namespace xgrad::detail
 
 namespace xgrad::detail {
+// Asks the CPU to bring the cache lines of `bytes` bytes from `address` on (a row far from the
+// one being read) while the current one is worked on. Only a hint: an address past the end of
+// a tensor is never read.
+inline void prefetch_row(std::uintptr_t address, std::size_t bytes) {
+  for (std::size_t at = 0; at < bytes; at += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(address + at));
+}
+
 // sum of f(p[i]) over a row, in T with eight running sums (so that the loop vectorizes and no
 // chain of additions waits on the one before), then in double; row_sum2 of f(p[i], q[i]).
 template <class T, class F>

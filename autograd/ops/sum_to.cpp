@@ -8,6 +8,112 @@
 
 namespace xgrad {
 namespace {
+// A whole-tensor sum adds in one fixed order whatever the tensor's layout and the number of
+// threads, so that a view and its copy give the same bits: the elements in row-major order, cut
+// into chunks of kChunk; in a chunk, the element at position i goes to running sum i % 8 (in
+// double; eight of them so that the loop vectorizes); a chunk's sum is its eight running sums
+// added in order, the total the chunks' sums added in order.
+constexpr std::size_t kChunk = 4096;
+
+struct Lanes {
+  double acc[8] = {};
+  // p[0..n) as the elements at positions at, at + 1, ... of the chunk.
+  template <class T>
+  void add(const T* p, std::size_t n, std::size_t at) {
+    std::size_t j = 0;
+    for (; j < n && (at + j) % 8 != 0; ++j) acc[(at + j) % 8] += static_cast<double>(p[j]);
+    for (; j + 8 <= n; j += 8)
+      for (std::size_t k = 0; k < 8; ++k) acc[k] += static_cast<double>(p[j + k]);
+    for (; j < n; ++j) acc[(at + j) % 8] += static_cast<double>(p[j]);
+  }
+  double sum() const {
+    double s = 0;
+    for (double a : acc) s += a;
+    return s;
+  }
+};
+
+// The same order for elements given piece by piece (the rows of a strided view, in order).
+class ChunkedSum {
+ public:
+  template <class T>
+  void add(const T* p, std::size_t n) {
+    while (n > 0) {
+      const std::size_t at = seen_ % kChunk, take = std::min(n, kChunk - at);
+      lanes_.add(p, take, at);
+      p += take;
+      n -= take;
+      seen_ += take;
+      if (seen_ % kChunk == 0) close_chunk();
+    }
+  }
+  double total() {
+    if (seen_ % kChunk != 0) close_chunk();
+    seen_ = 0;
+    return total_;
+  }
+
+ private:
+  void close_chunk() {
+    total_ += lanes_.sum();
+    lanes_ = Lanes{};
+  }
+  Lanes lanes_;
+  std::size_t seen_ = 0;
+  double total_ = 0;
+};
+
+// The sum of all of x's elements (any layout), in the order above.
+template <class T>
+double whole_sum(const Tensor& x) {
+  const std::size_t total = x.numel();
+  if (x.is_contiguous()) {  // chunks split across the threads
+    const T* px = detail::data<T>(x);
+    std::vector<double> part((total + kChunk - 1) / kChunk);
+    parallel_for(part.size(), std::max<std::size_t>(1, kParallelGrain / kChunk),
+                 [&](std::size_t begin, std::size_t end) {
+                   for (std::size_t c = begin; c < end; ++c) {
+                     Lanes lanes;
+                     lanes.add(px + c * kChunk, std::min(kChunk, total - c * kChunk), 0);
+                     part[c] = lanes.sum();
+                   }
+                 });
+    double sum = 0;
+    for (double p : part) sum += p;
+    return sum;
+  }
+  const detail::Strided<T> in = detail::strided<T>(x, x.shape());  // a view: read in place
+  const std::size_t rank = x.dim();
+  ChunkedSum sum;
+  if (rank >= 2 && in.strides[rank - 1] == 1) {  // contiguous rows, walked by their strides
+    const Shape outer(x.shape().begin(), x.shape().end() - 1);
+    const Shape row_strides(in.strides.begin(), in.strides.end() - 1);
+    const std::size_t n = x.shape()[rank - 1];
+    // The row one stride further along the last outer axis is asked for before this one is
+    // read: rows far apart in memory are otherwise each a wait on memory.
+    const std::size_t ahead = row_strides.back() * sizeof(T);
+    detail::for_each_broadcast<1>(
+        outer, {row_strides}, [&](std::size_t, const std::array<std::size_t, 1>& at) {
+          detail::prefetch_row(reinterpret_cast<std::uintptr_t>(in.data + at[0]) + ahead,
+                               n * sizeof(T));
+          sum.add(in.data + at[0], n);
+        });
+  } else {  // gathered a chunk at a time
+    std::vector<T> chunk;
+    chunk.reserve(kChunk);
+    detail::for_each_broadcast<1>(x.shape(), {in.strides},
+                                  [&](std::size_t, const std::array<std::size_t, 1>& at) {
+                                    chunk.push_back(in.data[at[0]]);
+                                    if (chunk.size() == kChunk) {
+                                      sum.add(chunk.data(), kChunk);
+                                      chunk.clear();
+                                    }
+                                  });
+    sum.add(chunk.data(), chunk.size());
+  }
+  return sum.total();
+}
+
 struct SumTo final : Node {
   std::string_view name() const override { return "sum_to"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
@@ -34,6 +140,11 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
                  x.shape().end() - static_cast<std::ptrdiff_t>(shape.size() - ones));
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
+    if (cols == 1 && total > 0) {
+      xt::xarray<T> z = detail::empty<T>(shape);
+      z.data()[0] = static_cast<T>(whole_sum<T>(x));
+      return Tensor(std::move(z));
+    }
     if (leading) {
       const T* px = detail::data<T>(x);
       xt::xarray<T> z = detail::empty<T>(shape);

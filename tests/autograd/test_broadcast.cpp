@@ -2,6 +2,8 @@
 // with sum_to. One test per broadcasting pattern.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
 
@@ -37,6 +39,61 @@ TEST_CASE("sum_to reduces exactly the broadcast axes") {
   CHECK(flat(sum_to(x, {2, 3})) == flat(x));
   CHECK_THROWS_AS(sum_to(x, {2}), ShapeError);
   CHECK_THROWS_AS(sum_to(x, {1, 2, 3, 1}), ShapeError);
+}
+
+TEST_CASE("a whole-tensor sum: the same bits for a view and its copy, and the sum in double") {
+  // 3 x 5003 spans several 4096-element chunks, and neither its rows nor the tail are whole
+  // groups of 8: the order (autograd/ops/sum_to.cpp) is the same for every layout.
+  Generator gen(11);
+  const Tensor base = randn({5003, 6}, {.dtype = kFloat64}, gen);
+  const Tensor transposed = transpose(base);  // no contiguous row
+  const Tensor wide = randn({6, 5003}, {.dtype = kFloat64}, gen);
+  const Tensor stepped_rows = slice(wide, 0, 0, 6, 2);  // contiguous rows, far apart
+  const Tensor offset_rows = slice(wide, 1, 3, 5003);   // rows not starting on a group of 8
+  for (const Tensor& v : {transposed, stepped_rows, offset_rows}) {
+    REQUIRE_FALSE(v.is_contiguous());
+    CHECK(sum(v).item<double>() == sum(v.contiguous()).item<double>());
+    long double naive = 0;  // a naive loop, in higher precision
+    for (double e : flat(v)) naive += e;
+    CHECK(sum(v).item<double>() == doctest::Approx(static_cast<double>(naive)).epsilon(1e-14));
+  }
+  // float32 elements are added in double: 32768 times 1 + 2^-20 is 32768 + 2^-5, a float; any
+  // float running sum would round each 2^-20 away once it passes 16 (their ulp 2^-19).
+  const float e = 1.0f + std::ldexp(1.0f, -20);
+  const Tensor many = full({32768}, e, {.dtype = kFloat32});
+  CHECK(sum(many).item<float>() == 32768.0f + std::ldexp(1.0f, -5));
+  CHECK(sum(slice(many, 0, 1, 32768, 2)).item<float>() == 16384.0f + std::ldexp(1.0f, -6));
+}
+
+TEST_CASE(
+    "broadcast_to: a scalar, a block repeated whole and a column give the naive loop's values") {
+  Generator gen(5);
+  struct Case {
+    Shape from, to;
+  };
+  for (const Case& c :
+       {Case{{}, {3, 4}}, Case{{1}, {2, 5}}, Case{{1, 3}, {4, 3}}, Case{{2, 3}, {4, 2, 3}},
+        Case{{1, 1, 3}, {2, 4, 3}}, Case{{3, 1}, {3, 4}}, Case{{2, 1, 3}, {2, 4, 3}}}) {
+    CAPTURE(shape_str(c.from));
+    const Tensor x = randn(c.from, {.dtype = kFloat64}, gen);
+    const Tensor z = broadcast_to(x, c.to);
+    REQUIRE(z.shape() == c.to);
+    const std::vector<double> xs = flat(x), zs = flat(z);
+    // naive: the source of each output index, axis by axis from the right
+    const std::size_t lead = c.to.size() - c.from.size();
+    for (std::size_t i = 0; i < zs.size(); ++i) {
+      std::size_t rest = i, src = 0, step = 1;
+      for (std::size_t d = c.to.size(); d-- > 0;) {
+        const std::size_t index = rest % c.to[d];
+        rest /= c.to[d];
+        if (d < lead) continue;
+        const std::size_t len = c.from[d - lead];
+        if (len != 1) src += index * step;
+        step *= len;
+      }
+      CHECK(zs[i] == xs[src]);
+    }
+  }
 }
 
 TEST_CASE("broadcast pattern: scalar with a matrix") { check_pattern({}, {3, 4}, {3, 4}); }
