@@ -118,10 +118,13 @@ void add_into_region(const Tensor& dst, const GradRegion& region, const Tensor& 
   dispatch(dst.dtype(), [&](auto zero) {
     using T = decltype(zero);
     T* d = dst.mutable_value<T>().data();
-    const T* s = detail::values<T>(g).data();
+    const T* s = detail::data<T>(g);
     for (std::size_t o = 0; o < v.outer; ++o)
       for (std::size_t k = 0; k < region.count; ++k) {
         T* row = d + (o * v.length + region.start + k * region.step) * v.inner;
+        if (k == 0 && o + 1 < v.outer)  // the next row asked for now, not when it is reached
+          prefetch_row(reinterpret_cast<std::uintptr_t>(row + v.length * v.inner),
+                       v.inner * sizeof(T));
         const T* from = s + (o * region.count + k) * v.inner;
         for (std::size_t i = 0; i < v.inner; ++i) row[i] += from[i];
       }
