@@ -325,47 +325,6 @@ void Tensor::backward(const Tensor& gradient, std::optional<bool> retain_graph,
   xgrad::backward({*this}, {gradient}, retain_graph, create_graph);
 }
 
-std::string Tensor::str() const {
-  std::ostringstream os;
-  os << *this;
-  return os.str();
-}
-
-namespace {
-thread_local int precision = 6;
-}  // namespace
-
-int print_precision() { return precision; }
-
-void set_print_precision(int digits) {
-  if (digits < 1 || digits > 17)
-    throw ValueError("set_print_precision: digits must be in 1..17, got " + std::to_string(digits));
-  precision = digits;
-}
-
-std::ostream& operator<<(std::ostream& os, const Tensor& t) {
-  if (!t.defined()) return os << "Tensor(undefined)";
-  os << xt::print_options::precision(precision);
-  os << "Tensor(shape=" << shape_str(t.shape()) << ", dtype=" << dtype_name(t.dtype());
-  if (t.grad_fn())
-    os << ", grad_fn=" << t.grad_fn()->name();
-  else if (t.requires_grad())
-    os << ", requires_grad=true";
-  os << ")\n";
-  std::visit(
-      [&](const auto& a) {
-        using T = typename std::decay_t<decltype(a)>::value_type;
-        if constexpr (std::is_same_v<T, std::uint8_t>)
-          os << xt::xarray<int>(xt::cast<int>(a));  // numbers, not characters
-        else if constexpr (std::is_same_v<T, bool>)
-          os << xt::xarray<int>(xt::cast<int>(a));  // 1 and 0, as NumPy's True and False
-        else
-          os << a;
-      },
-      t.storage());
-  return os;
-}
-
 // ---- creation ---------------------------------------------------------------------------------
 
 namespace {

@@ -284,9 +284,12 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
-/// Prints the shape, dtype, grad_fn and values, with `print_precision()` significant digits.
+/// Prints the values and then "[ CPUFloatType{2,3} ]" (the dtype and shape), as LibTorch does: one
+/// line per row, one matrix per index of the leading axes, one format per matrix (integers,
+/// fixed with a common power of ten, or scientific), columns cut to 80 characters
+/// (autograd/print.cpp).
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
-/// Significant digits that printed tensors show: 6 unless set (for this thread).
+/// Digits after the point in printed tensors: 4 unless set (for this thread), as LibTorch's.
 int print_precision();
 void set_print_precision(int digits);  ///< ValueError outside 1..17
 

@@ -20,7 +20,7 @@ int main() {
 
   // One reverse sweep fills w.grad() with dy/dW = (2 h (1 - h^2)) x^T.
   y.backward();
-  std::cout << "dy/dW = " << w.grad() << "\n";
+  std::cout << "dy/dW =\n" << w.grad() << "\n";
 
   // The same derivative, checked entry by entry against central finite differences.
   const GradcheckReport report = gradcheck(

@@ -1,7 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "autograd/engine.hpp"
@@ -107,15 +109,80 @@ TEST_CASE("factories: zeros, ones, full, arange, and seeded random tensors") {
   CHECK(std::abs(m) < 0.05);
 }
 
-TEST_CASE("printing shows shape, dtype and values") {
-  const Tensor x = tensor({1, 2}, {.requires_grad = true});
-  const std::string s = x.str();
-  CHECK(s.find("shape=[2]") != std::string::npos);
-  CHECK(s.find("float32") != std::string::npos);
-  CHECK(s.find("requires_grad=true") != std::string::npos);
-  CHECK(s.find("{ 1.,  2.}") != std::string::npos);
-  CHECK((x * 2.0).str().find("grad_fn=mul") != std::string::npos);
-  CHECK(Tensor().str() == "Tensor(undefined)");
+// Every expected text but the last two was printed by LibTorch 1.13.1 (std::cout << t) for the
+// same values; the last two are where xgrad lays out "Columns" headers on their own line.
+TEST_CASE("printing: LibTorch's layout, formats and footer") {
+  struct Case {
+    Tensor t;
+    const char* text;
+  };
+  const Case cases[] = {
+      {tensor({{1.5f, -2.25f, 3.f}, {4.f, 5.125f, -6.f}}),
+       " 1.5000 -2.2500  3.0000\n 4.0000  5.1250 -6.0000\n[ CPUFloatType{2,3} ]"},
+      {tensor({{1.f, 2.f}, {3.f, 40.f}}), "  1   2\n  3  40\n[ CPUFloatType{2,2} ]"},
+      {tensor({{1, 2, 3}, {-4, 50, 600}}, {.dtype = kInt64}),
+       "   1    2    3\n  -4   50  600\n[ CPULongType{2,3} ]"},
+      {tensor({1, 0, 1}, {.dtype = kBool}), " 1\n 0\n 1\n[ CPUBoolType{3} ]"},
+      {tensor({1, 2, 255}, {.dtype = kUInt8}), "   1\n   2\n 255\n[ CPUByteType{3} ]"},
+      {tensor({7, -8}, {.dtype = kInt32}), " 7\n-8\n[ CPUIntType{2} ]"},
+      {full({}, 3.25), "3.25\n[ CPUFloatType{} ]"},
+      {full({}, 5, {.dtype = kInt64}), "5\n[ CPULongType{} ]"},
+      {tensor({0.1, 0.25, 100.0}, {.dtype = kFloat64}),
+       "   0.1000\n   0.2500\n 100.0000\n[ CPUDoubleType{3} ]"},
+      {tensor({0.001f, 0.002f}), "0.001 *\n 1.0000\n 2.0000\n[ CPUFloatType{2} ]"},
+      {tensor({123456.5, 200000.5}, {.dtype = kFloat64}),
+       "1e+05 *\n 1.2346\n 2.0000\n[ CPUDoubleType{2} ]"},
+      {tensor({12345.f, 2.f, 0.5f}), " 1.2345e+04\n 2.0000e+00\n 5.0000e-01\n[ CPUFloatType{3} ]"},
+      {tensor({12345678901.0, 1.0}, {.dtype = kFloat64}),
+       " 1.2346e+10\n 1.0000e+00\n[ CPUDoubleType{2} ]"},
+      {tensor({1e-120, 1e120}, {.dtype = kFloat64}),
+       " 1.0000e-120\n 1.0000e+120\n[ CPUDoubleType{2} ]"},
+      {tensor({1.5f, NAN, INFINITY, -INFINITY}),
+       " 1.5000\n    nan\n    inf\n   -inf\n[ CPUFloatType{4} ]"},
+      {tensor({INFINITY, -INFINITY}), "inf\n-inf\n[ CPUFloatType{2} ]"},
+      {tensor({-0.0f, 1.0f}), "-0\n 1\n[ CPUFloatType{2} ]"},
+      {tensor({-0.5f, 0.25f}), "-0.5000\n 0.2500\n[ CPUFloatType{2} ]"},
+      {tensor({{1000.5f, 2000.25f}, {3.f, 4.f}}),
+       " 1000.5000  2000.2500\n    3.0000     4.0000\n[ CPUFloatType{2,2} ]"},
+      {reshape(arange(0, 12, 1), {2, 2, 3}),
+       "(1,.,.) = \n  0  1  2\n  3  4  5\n\n(2,.,.) = \n   6   7   8\n   9  10  11\n"
+       "[ CPUFloatType{2,2,3} ]"},
+      {reshape(arange(0, 8, 1).to(kInt64), {2, 1, 2, 2}),
+       "(1,1,.,.) = \n  0  1\n  2  3\n\n(2,1,.,.) = \n  4  5\n  6  7\n[ CPULongType{2,1,2,2} ]"},
+      {tensor({{{0.001f, 0.002f}}, {{1.f, 2.f}}}),
+       "(1,.,.) = \n 0.001 *\n  1.0000  2.0000\n\n(2,.,.) = \n  1  2\n[ CPUFloatType{2,1,2} ]"},
+      {zeros({2, 0}), "[ CPUFloatType{2,0} ]"},
+      {ones({2}, {.requires_grad = true}), " 1\n 1\n[ CPUFloatType{2} ]"},
+      {Tensor(), "[ Tensor (undefined) ]"},
+      // xgrad's own layout from here (LibTorch runs the first row into the header).
+      {reshape(arange(0, 40, 1).to(kInt64), {1, 40}),
+       "Columns 1 to 20\n  0   1   2   3   4   5   6   7   8   9  10  11  12  13  14  15  16  17  "
+       "18  19\n"
+       "\nColumns 21 to 40\n 20  21  22  23  24  25  26  27  28  29  30  31  32  33  34  35  36  "
+       "37  38  39\n"
+       "[ CPULongType{1,40} ]"},
+      {tensor({1234567890123.0, 1.0}, {.dtype = kFloat64}).to(kInt64),  // every digit of an int
+       " 1234567890123\n             1\n[ CPULongType{2} ]"},
+  };
+  for (const Case& c : cases) {
+    std::ostringstream os;
+    os << c.t;
+    CHECK(os.str() == c.text);
+    CHECK(c.t.str() == c.text);
+  }
+}
+
+TEST_CASE(
+    "printing: digits after the point follow set_print_precision; the stream keeps its flags") {
+  std::ostringstream os;
+  set_print_precision(2);
+  os << tensor({1.0 / 3, 2.5}, {.dtype = kFloat64});
+  set_print_precision(4);
+  CHECK(os.str() == " 0.33\n 2.50\n[ CPUDoubleType{2} ]");
+  CHECK_THROWS_AS(set_print_precision(0), ValueError);
+  std::ostringstream after;
+  after << tensor({1.5}) << " " << 0.125;  // no fixed or precision left behind
+  CHECK(after.str() == " 1.5000\n[ CPUFloatType{1} ] 0.125");
 }
 
 TEST_CASE("detach shares the value and leaves the graph; requires_grad_ only on leaves") {
