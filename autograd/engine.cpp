@@ -36,11 +36,13 @@ class Engine {
 
  private:
   struct Sweep;
+  class HeldLeaves;
   class PendingLeaves;
   static void deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, bool create_graph,
-                              Capture* capture);
+                              Capture* capture, HeldLeaves* held);
   static void deliver_region_to_leaf(const std::shared_ptr<TensorImpl>& leaf, const Edge& edge,
-                                     const GradRegion& region, const Tensor& g, Capture* capture);
+                                     const GradRegion& region, const Tensor& g, Capture* capture,
+                                     HeldLeaves* held);
 };
 
 namespace {
@@ -91,6 +93,34 @@ void add_in_place(Tensor& dst, const Tensor& src) {
   if (dst.impl()->version) dst.impl()->version->fetch_add(1, std::memory_order_relaxed);
 }
 
+// g through the register_hook hooks of `impl`, in order: a hook's defined result replaces it.
+Tensor through_hooks(const TensorImpl& impl, Tensor g) {
+  for (const auto& [handle, hook] : impl.hooks) {
+    Tensor replaced = hook(g);
+    if (!replaced.defined()) continue;
+    if (replaced.shape() != g.shape() || replaced.dtype() != g.dtype())
+      throw AutogradError("register_hook: a hook returned a gradient of shape " +
+                          shape_str(replaced.shape()) + " and dtype " +
+                          std::string(dtype_name(replaced.dtype())) +
+                          "; the tensor's gradient has shape " + shape_str(g.shape()) +
+                          " and dtype " + std::string(dtype_name(g.dtype())));
+    g = std::move(replaced);
+  }
+  return g;
+}
+
+// A node's output gradient after the hooks of the outputs that registered some, then kept in
+// grad() by those that retain it (added to what an earlier backward kept).
+Tensor through_output_hooks(const std::vector<std::weak_ptr<TensorImpl>>& hooked, Tensor g) {
+  std::vector<std::shared_ptr<TensorImpl>> alive;
+  for (const std::weak_ptr<TensorImpl>& h : hooked)
+    if (std::shared_ptr<TensorImpl> impl = h.lock()) alive.push_back(std::move(impl));
+  for (const auto& impl : alive) g = through_hooks(*impl, std::move(g));
+  for (const auto& impl : alive)
+    if (impl->retains_grad) impl->grad = impl->grad.defined() ? add(impl->grad, g) : g;
+  return g;
+}
+
 Tensor seed_for(const Tensor& out, const std::vector<Tensor>& grad_outputs, std::size_t i) {
   const Tensor& given = i < grad_outputs.size() ? grad_outputs[i] : Tensor();
   if (!given.defined()) {
@@ -136,13 +166,45 @@ struct Engine::Sweep {
   }
 };
 
+// The gradients one backward sends to leaves with register_hook hooks, held until the sweep has
+// passed every use of the leaf (or ends), then given to the hooks whole and added into .grad.
+class Engine::HeldLeaves {
+ public:
+  explicit HeldLeaves(bool create_graph) : create_graph_(create_graph) {}
+  Tensor& slot(const std::shared_ptr<TensorImpl>& leaf) {
+    for (auto& [held, g] : held_)
+      if (held == leaf) return g;
+    return held_.emplace_back(leaf, Tensor()).second;
+  }
+  // The leaf's held gradient, through its hooks, into .grad (nothing when none was sent).
+  void release(const TensorImpl* leaf) {
+    for (std::size_t i = 0; i < held_.size(); ++i)
+      if (held_[i].first.get() == leaf) {
+        auto [impl, g] = std::move(held_[i]);
+        held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
+        if (g.defined())
+          deliver_to_leaf(impl, through_hooks(*impl, std::move(g)), create_graph_, nullptr,
+                          nullptr);
+        return;
+      }
+  }
+  void release_all() {
+    while (!held_.empty()) release(held_.front().first.get());
+  }
+
+ private:
+  bool create_graph_;
+  std::vector<std::pair<std::shared_ptr<TensorImpl>, Tensor>> held_;  // in the order first sent
+};
+
 // A leaf's gradient is final once the sweep has passed every op of the tape that uses it: for each
 // leaf with post-accumulate-grad hooks, how many such ops are still ahead.
 class Engine::PendingLeaves {
  public:
   // Counts the uses below `top` (the sweep visits all of them) and the leaves among the outputs.
-  PendingLeaves(const Tape& tape, bool enabled, std::size_t top,
-                const std::vector<Tensor>& outputs) {
+  PendingLeaves(const Tape& tape, bool enabled, std::size_t top, const std::vector<Tensor>& outputs,
+                HeldLeaves& held)
+      : held_(held) {
     if (!enabled || !hooks_registered.load(std::memory_order_relaxed)) return;
     for (std::size_t i = 0; i < top; ++i)
       if (const Node* node = tape.entries_[i])
@@ -157,6 +219,7 @@ class Engine::PendingLeaves {
     const auto it = left_.find(leaf.get());
     if (it == left_.end() || --it->second > 0) return;
     left_.erase(it);
+    held_.release(leaf.get());  // its register_hook hooks first
     const Tensor handle(leaf);
     for (const auto& hook : leaf->post_accumulate_grad_hooks) hook(handle);
   }
@@ -168,15 +231,19 @@ class Engine::PendingLeaves {
 
  private:
   std::unordered_map<const TensorImpl*, std::size_t> left_;
+  HeldLeaves& held_;
 };
 
 void Engine::deliver_region_to_leaf(const std::shared_ptr<TensorImpl>& leaf, const Edge& edge,
-                                    const GradRegion& region, const Tensor& g, Capture* capture) {
+                                    const GradRegion& region, const Tensor& g, Capture* capture,
+                                    HeldLeaves* held) {
   if (capture) {
     for (std::size_t j = 0; j < capture->leaves.size(); ++j)
       if (capture->leaves[j] == leaf.get()) accumulate_region(capture->grads[j], edge.shape, region, g);
     return;
   }
+  if (held && !leaf->hooks.empty())
+    return accumulate_region(held->slot(leaf), edge.shape, region, g);
   Tensor& grad = leaf->grad;
   if (grad.defined() && !grad.requires_grad() && !grad.is_view())
     detail::add_into_region(grad, region, g);  // in place, as add_in_place: .grad's handles see it
@@ -185,12 +252,13 @@ void Engine::deliver_region_to_leaf(const std::shared_ptr<TensorImpl>& leaf, con
 }
 
 void Engine::deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, bool create_graph,
-                             Capture* capture) {
+                             Capture* capture, HeldLeaves* held) {
   if (capture) {
     for (std::size_t j = 0; j < capture->leaves.size(); ++j)
       if (capture->leaves[j] == leaf.get()) accumulate(capture->grads[j], g);
     return;
   }
+  if (held && !leaf->hooks.empty()) return accumulate(held->slot(leaf), std::move(g));
   Tensor& grad = leaf->grad;
   if (!grad.defined())
     grad = create_graph ? std::move(g) : owned(std::move(g));
@@ -208,6 +276,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
   Tape& tape = Tape::current();
   GradModeGuard mode(create_graph);
   Sweep sweep(tape);
+  HeldLeaves held(create_graph);
 
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& out = outputs[i];
@@ -218,7 +287,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
     Tensor seed = seed_for(out, grad_outputs, i);
     Node* node = out.grad_fn();
     if (!node) {
-      deliver_to_leaf(out.impl_ptr(), std::move(seed), create_graph, capture);
+      deliver_to_leaf(out.impl_ptr(), std::move(seed), create_graph, capture, &held);
       continue;
     }
     if (node->tape_.load(std::memory_order_relaxed) != &tape)
@@ -230,7 +299,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
   }
 
   // grad() fills no .grad, so it calls no hook: nothing counted.
-  PendingLeaves pending(tape, capture == nullptr, sweep.top, outputs);
+  PendingLeaves pending(tape, capture == nullptr, sweep.top, outputs, held);
   std::vector<std::function<void()>> callbacks;
   struct Queue {  // this backward's callbacks; an outer backward's again when it ends
     std::vector<std::function<void()>>* outer = queued_callbacks;
@@ -248,6 +317,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
       continue;
     }
     Tensor g = std::move(node->grad_);  // leaves the slot empty
+    if (!node->hooked_.empty()) g = through_output_hooks(node->hooked_, std::move(g));
     if (capture) {
       for (std::size_t j = 0; j < capture->nodes.size(); ++j)
         if (capture->nodes[j] == node) capture->grads[j] = g;
@@ -268,7 +338,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
         if (edge.fn)
           accumulate_region(edge.fn->grad_, edge.shape, *region, gk);
         else
-          deliver_region_to_leaf(edge.leaf, edge, *region, gk, capture);
+          deliver_region_to_leaf(edge.leaf, edge, *region, gk, capture, &held);
         continue;
       }
       if (gk.shape() != edge.shape) {  // undoing a broadcast: profiled as backward work
@@ -278,11 +348,12 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
       if (edge.fn)
         accumulate(edge.fn->grad_, std::move(gk));
       else
-        deliver_to_leaf(edge.leaf, std::move(gk), create_graph, capture);
+        deliver_to_leaf(edge.leaf, std::move(gk), create_graph, capture, &held);
     }
     pending.passed(*node);
     if (!retain_graph) node->release();
   }
+  held.release_all();
   for (std::size_t i = 0; i < callbacks.size(); ++i) {  // a callback may queue more
     const std::function<void()> callback = std::move(callbacks[i]);
     callback();

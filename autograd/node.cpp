@@ -98,6 +98,12 @@ const std::string& Node::created_at() const {
   return created_at_ ? *created_at_ : unknown;
 }
 
+void Node::list_hooked_output(const std::shared_ptr<TensorImpl>& output) {
+  for (const std::weak_ptr<TensorImpl>& listed : hooked_)
+    if (listed.lock() == output) return;
+  hooked_.push_back(output);
+}
+
 void Node::release() {
   saved_.clear();
   released_ = true;

@@ -85,6 +85,11 @@ struct TensorImpl {
   bool requires_grad = false;
   /// Called when a backward sweep has finished accumulating into grad (leaves only).
   std::vector<std::function<void(const Tensor&)>> post_accumulate_grad_hooks;
+  /// register_hook's hooks with their handles: each sees, and may replace, the gradient that
+  /// flows into this tensor (an op's output: through its grad_fn, which lists this tensor among
+  /// its hooked outputs; a leaf: before it is added into grad).
+  std::vector<std::pair<unsigned, std::function<Tensor(const Tensor&)>>> hooks;
+  bool retains_grad = false;  ///< retain_grad() on an op's output: grad kept as a leaf's is
   /// For a tensor that is not a view: how many times a recorded in-place op rewrote its history
   /// (on it, or on a view of it). For a view: that count of its base when its grad_fn was made;
   /// when the base's has moved on, its grad_fn is remade from the base's (sync_history), so
@@ -158,6 +163,9 @@ class Node {
   Tensor saved(std::size_t i) const;
   std::size_t saved_bytes() const;
   bool released() const { return released_; }
+  /// Lists an output of this node that has register_hook hooks or retains its gradient: the
+  /// engine runs them on the output's gradient before this node's backward (once per output).
+  void list_hooked_output(const std::shared_ptr<TensorImpl>& output);
   /// The stack of the forward call that created this node: recorded only under DetectAnomalyGuard.
   const std::string& created_at() const;
 
@@ -187,6 +195,8 @@ class Node {
   std::vector<Edge> edges_;
   std::vector<Saved> saved_;
   Tensor grad_;  ///< gradient of the output, accumulated during a backward sweep
+  /// Outputs with register_hook hooks or retain_grad(): their hooks see grad_ before backward.
+  std::vector<std::weak_ptr<TensorImpl>> hooked_;
   std::unique_ptr<std::string> created_at_;
 };
 

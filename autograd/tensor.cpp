@@ -1,5 +1,6 @@
 #include "autograd/tensor.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -259,6 +260,7 @@ bool Tensor::requires_grad() const {
 
 Tensor& Tensor::requires_grad_(bool on) {
   TensorImpl& impl = const_cast<TensorImpl&>(checked("requires_grad_"));
+  if (grad_fn() && on) return *this;  // an op's output requires grad already
   if (impl.grad_fn && !on)
     throw AutogradError("requires_grad_: this tensor is the output of " +
                         std::string(impl.grad_fn->name()) +
@@ -275,6 +277,55 @@ void Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&
                         std::string(impl.grad_fn->name()) + "; only leaves accumulate a .grad");
   impl.post_accumulate_grad_hooks.push_back(std::move(hook));
   detail::note_post_accumulate_grad_hook();
+}
+
+Tensor& Tensor::detach_() {
+  TensorImpl& impl = const_cast<TensorImpl&>(checked("detach_"));
+  if (impl.view)
+    throw AutogradError(
+        "detach_: this tensor is a view of another and cannot leave the graph "
+        "alone; use detach() for a view cut from the graph");
+  impl.grad_fn = NodeRef();
+  impl.requires_grad = false;
+  impl.retains_grad = false;
+  return *this;
+}
+
+void Tensor::retain_grad() const {
+  checked("retain_grad");
+  if (!requires_grad())
+    throw AutogradError(
+        "retain_grad: this tensor does not require grad, so no backward computes "
+        "its gradient");
+  if (!grad_fn()) return;  // a leaf keeps its gradient anyway
+  impl_->retains_grad = true;
+  impl_->grad_fn->list_hooked_output(impl_);
+}
+
+bool Tensor::retains_grad() const { return checked("retains_grad").retains_grad; }
+
+unsigned Tensor::register_hook(std::function<Tensor(const Tensor&)> hook) const {
+  checked("register_hook");
+  if (!requires_grad())
+    throw AutogradError(
+        "register_hook: this tensor does not require grad, so no backward "
+        "computes its gradient");
+  if (!hook) throw ValueError("register_hook: the hook is empty");
+  static std::atomic<unsigned> next_handle{1};
+  const unsigned handle = next_handle.fetch_add(1, std::memory_order_relaxed);
+  impl_->hooks.emplace_back(handle, std::move(hook));
+  if (grad_fn()) impl_->grad_fn->list_hooked_output(impl_);
+  return handle;
+}
+
+void Tensor::remove_hook(unsigned handle) const {
+  auto& hooks = const_cast<TensorImpl&>(checked("remove_hook")).hooks;
+  const auto it =
+      std::find_if(hooks.begin(), hooks.end(), [&](const auto& h) { return h.first == handle; });
+  if (it == hooks.end())
+    throw ValueError("remove_hook: no hook with handle " + std::to_string(handle) +
+                     " on this tensor (removed already, or given by another tensor)");
+  hooks.erase(it);
 }
 
 bool Tensor::is_leaf() const {

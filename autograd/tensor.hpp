@@ -176,7 +176,9 @@ class Tensor {
   std::int64_t item_int64() const;  ///< item() of an integer or bool tensor, exactly
 
   bool requires_grad() const;
-  /// Turns gradient tracking on or off for a leaf (AutogradError for an op's output).
+  /// Turns gradient tracking on or off for a leaf. An op's output always requires grad:
+  /// requires_grad_(true) leaves it so, requires_grad_(false) is an AutogradError naming
+  /// detach(), as in PyTorch.
   Tensor& requires_grad_(bool on = true);
   bool is_leaf() const;   ///< not produced by a recorded op
   Node* grad_fn() const;  ///< the tape entry that produced it, or nullptr
@@ -185,6 +187,33 @@ class Tensor {
   void set_grad(Tensor grad) const;
   void zero_grad() const;  ///< drops the gradient (the next backward starts from zero)
   Tensor detach() const;   ///< same data, cut from the graph, requires_grad false
+  /// detach() in place: this tensor becomes a leaf that does not require grad (its values stay).
+  /// AutogradError for a view (detach() it instead), as in PyTorch.
+  Tensor& detach_();
+  /// Keeps the gradient of an op's output in its grad() after each backward (added across
+  /// backwards, as a leaf's), as PyTorch's retain_grad; nothing to do for a leaf. AutogradError
+  /// for a tensor that does not require grad.
+  void retain_grad() const;
+  bool retains_grad() const;  ///< retain_grad() was called on this op's output
+
+  /// Calls hook(gradient) whenever a backward computes the gradient of this tensor, before it
+  /// flows on into the op that made it (or, for a leaf, into grad()). A hook that returns a
+  /// defined tensor replaces the gradient (same shape and dtype; AutogradError otherwise), one
+  /// that returns void or an undefined tensor only reads it. Hooks run in the order registered,
+  /// before retain_grad keeps the gradient. As LibTorch's register_hook; the handle goes to
+  /// remove_hook. A leaf's hooks see the sum of what one backward sends it, not each part, and
+  /// run in backward(), not in grad(). AutogradError for a tensor that does not require grad.
+  unsigned register_hook(std::function<Tensor(const Tensor&)> hook) const;
+  template <class F>
+  requires std::is_void_v<std::invoke_result_t<F&, const Tensor&>>
+  unsigned register_hook(F hook) const {
+    return register_hook(
+        std::function<Tensor(const Tensor&)>([hook = std::move(hook)](const Tensor& g) mutable {
+          hook(g);
+          return Tensor();
+        }));
+  }
+  void remove_hook(unsigned handle) const;  ///< ValueError for a handle this tensor did not give
   /// Replaces a leaf's values, shape and dtype included, with a copy of source's, in place: every
   /// handle to this tensor sees the new values (what a module's to(dtype) and load_state_dict
   /// do, as PyTorch's `p.data = ...`). Drops the gradient; keeps requires_grad. Not recorded:
