@@ -372,7 +372,7 @@ void Checkpoint::load(const std::string& dir) {
   // the optimizer, the schedule and the generators as they were.
   StateDict model;
   if (module_) model = read_module(*module_, (target / "model").string());
-  OptimizerState optimizer;
+  OptimizerFiles optimizer;
   if (optimizer_) optimizer = read_optimizer(*optimizer_, (target / "optimizer").string());
   if (module_) module_->load_state_dict(model);
   if (optimizer_) apply_optimizer_state(*optimizer_, optimizer);

@@ -39,36 +39,97 @@ void check_hyperparameter(const char* op, const char* name, double value, double
   throw ValueError(std::string(op) + ": " + name + " " + rule + ", got " + number_str(value));
 }
 
+// ValueError unless p, the parameter at `index`, is a defined floating-point leaf that none of
+// `earlier` is. A frozen one (requires_grad false) is taken, and skipped while it has no
+// gradient, as PyTorch's: unfrozen later, it trains.
+void check_parameter(const std::vector<Tensor>& earlier, const Tensor& p, std::size_t index) {
+  if (!p.defined() || !p.is_leaf() || !is_floating_point(p.dtype()))
+    throw ValueError("optimizer: parameter " + std::to_string(index) +
+                     " must be a defined floating-point leaf tensor");
+  for (std::size_t j = 0; j < earlier.size(); ++j)
+    if (earlier[j].impl() == p.impl())
+      throw ValueError("optimizer: parameters " + std::to_string(j) + " and " +
+                       std::to_string(index) + " are the same tensor; each must be given once");
+}
+
 }  // namespace
 
-Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay) {
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay)
+    : default_lr_(lr), default_wd_(weight_decay) {
   check_hyperparameter("optimizer", "the learning rate", lr, 0);
   if (groups.empty()) throw ValueError("optimizer: no parameter groups");
-  for (std::size_t g = 0; g < groups.size(); ++g) {
-    const std::string which = "group " + std::to_string(g) + "'s ";
-    const double group_lr = groups[g].lr.value_or(lr);
-    const double group_wd = groups[g].weight_decay.value_or(weight_decay);
-    check_hyperparameter("optimizer", (which + "learning rate").c_str(), group_lr, 0);
-    check_hyperparameter("optimizer", (which + "weight_decay").c_str(), group_wd, 0);
-    group_lr_.push_back(group_lr);
-    group_wd_.push_back(group_wd);
-    for (Tensor& p : groups[g].params) {
-      parameters_.push_back(std::move(p));
-      group_of_.push_back(g);
-    }
+  for (ParamGroup& group : groups) add_param_group(std::move(group));
+}
+
+void Optimizer::add_param_group(ParamGroup group) {
+  const std::string which = "group " + std::to_string(group_lr_.size()) + "'s ";
+  const double group_lr = group.lr.value_or(default_lr_);
+  const double group_wd = group.weight_decay.value_or(default_wd_);
+  check_hyperparameter("optimizer", (which + "learning rate").c_str(), group_lr, 0);
+  check_hyperparameter("optimizer", (which + "weight_decay").c_str(), group_wd, 0);
+  std::vector<Tensor> all = parameters_;  // checked before anything changes
+  for (Tensor& p : group.params) {
+    check_parameter(all, p, all.size());
+    all.push_back(std::move(p));
   }
-  for (std::size_t i = 0; i < parameters_.size(); ++i) {
-    // A frozen parameter (requires_grad false) is taken and skipped while it has no gradient,
-    // as PyTorch's: unfrozen later, it trains.
-    if (!parameters_[i].defined() || !parameters_[i].is_leaf() ||
-        !is_floating_point(parameters_[i].dtype()))
-      throw ValueError("optimizer: parameter " + std::to_string(i) +
-                       " must be a defined floating-point leaf tensor");
-    for (std::size_t j = 0; j < i; ++j)
-      if (parameters_[j].impl() == parameters_[i].impl())
-        throw ValueError("optimizer: parameters " + std::to_string(j) + " and " +
-                         std::to_string(i) + " are the same tensor; each must be given once");
+  group_of_.resize(all.size(), group_lr_.size());
+  parameters_ = std::move(all);
+  group_lr_.push_back(group_lr);
+  group_wd_.push_back(group_wd);
+  for (auto& [name, slots] : state_) slots.resize(parameters_.size());
+}
+
+void Optimizer::set_momentum(double) {
+  throw ValueError(name() + ": has no momentum to set (SGD, RMSprop, Adam and AdamW have one)");
+}
+
+OptimizerState Optimizer::state_dict() const {
+  NoGradGuard no_grad;
+  OptimizerState s{name(), steps_, group_lr_, group_wd_, momentum(), {}};
+  for (const auto& [buffer_name, slots] : state_) {
+    std::vector<Tensor>& copies = s.buffers[buffer_name];
+    for (const Tensor& t : slots) copies.push_back(t.defined() ? t.clone() : Tensor());
   }
+  return s;
+}
+
+void Optimizer::load_state_dict(const OptimizerState& s) {
+  if (s.optimizer != name())
+    throw ValueError("load_state_dict: the state is " + s.optimizer + "'s; this optimizer is " +
+                     name());
+  if (s.lrs.size() != group_lr_.size() || s.weight_decays.size() != group_wd_.size())
+    throw ValueError("load_state_dict: the state has " + std::to_string(s.lrs.size()) +
+                     " parameter groups; this optimizer has " + std::to_string(group_lr_.size()));
+  if (s.steps < 0) throw ValueError("load_state_dict: a negative step count");
+  for (std::size_t g = 0; g < s.lrs.size(); ++g) {
+    check_hyperparameter("load_state_dict", "a group's learning rate", s.lrs[g], 0);
+    check_hyperparameter("load_state_dict", "a group's weight_decay", s.weight_decays[g], 0);
+  }
+  for (const auto& [buffer_name, slots] : s.buffers) {
+    if (slots.size() != parameters_.size())
+      throw ValueError("load_state_dict: state " + buffer_name + " has " +
+                       std::to_string(slots.size()) + " slots; this optimizer has " +
+                       std::to_string(parameters_.size()) + " parameters");
+    for (std::size_t i = 0; i < slots.size(); ++i)
+      if (slots[i].defined() && slots[i].shape() != parameters_[i].shape())
+        throw ShapeError("load_state_dict: state " + buffer_name + "." + std::to_string(i) +
+                         " has shape " + shape_str(slots[i].shape()) +
+                         "; its parameter has shape " + shape_str(parameters_[i].shape()));
+  }
+  if (s.momentum) set_momentum(*s.momentum);  // checked by the optimizer: first
+  NoGradGuard no_grad;
+  state_.clear();
+  for (const auto& [buffer_name, slots] : s.buffers) {
+    std::vector<Tensor>& mine = state_[buffer_name];
+    for (std::size_t i = 0; i < slots.size(); ++i)
+      mine.push_back(!slots[i].defined() ? Tensor()
+                     : slots[i].dtype() == parameters_[i].dtype()
+                         ? slots[i].clone()
+                         : cast(slots[i], parameters_[i].dtype()));
+  }
+  group_lr_ = s.lrs;
+  group_wd_ = s.weight_decays;
+  steps_ = s.steps;
 }
 
 void Optimizer::set_lr(double lr) {
@@ -135,6 +196,13 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
   if (options.momentum != 0) state_["momentum_buffer"].resize(parameters_.size());
 }
 
+void SGD::set_momentum(double momentum) {
+  check_hyperparameter("SGD", "momentum", momentum, 0);
+  if (options_.nesterov && momentum <= 0)
+    throw ValueError("SGD: Nesterov momentum needs momentum > 0, got " + number_str(momentum));
+  options_.momentum = momentum;
+}
+
 void SGD::step() {
   const ProfileScope profiled("SGD.step");
   const SGDOptions& o = options_;
@@ -191,6 +259,11 @@ Adam::Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled)
   state_["exp_avg_sq"].resize(parameters_.size());
 }
 
+void Adam::set_momentum(double beta1) {
+  check_hyperparameter(name().c_str(), "beta1", beta1, 0, 1, true);
+  options_.beta1 = beta1;
+}
+
 void Adam::step() {
   const ProfileScope profiled(decoupled_ ? "AdamW.step" : "Adam.step");
   const AdamOptions& o = options_;
@@ -227,6 +300,11 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamOptions options)
     : Adam(std::move(groups), options, true) {}
 
 // ---- RMSprop, Adagrad -------------------------------------------------------------------------
+
+void RMSprop::set_momentum(double momentum) {
+  check_hyperparameter("RMSprop", "momentum", momentum, 0);
+  options_.momentum = momentum;
+}
 
 RMSprop::RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options)
     : Optimizer(std::move(groups), options.lr, options.weight_decay), options_(options) {
@@ -383,6 +461,11 @@ void LRScheduler::restore(std::int64_t epoch, double base_lr) {
 
 void LRScheduler::step() {
   ++epoch_;
+  apply();
+}
+
+void LRScheduler::restart_at(std::int64_t epoch) {
+  epoch_ = epoch;
   apply();
 }
 
@@ -563,6 +646,167 @@ CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, std::int64_t t_max, d
 double CosineAnnealingLR::lr_at(std::int64_t epoch, double base) const {
   const double t = static_cast<double>(std::min(epoch, t_max_)) / static_cast<double>(t_max_);
   return eta_min_ + (base - eta_min_) * (1 + std::cos(std::numbers::pi * t)) / 2;
+}
+
+// ---- OneCycleLR, SequentialLR, ChainedScheduler
+// --------------------------------------------------
+
+OneCycleLR::OneCycleLR(Optimizer& optimizer, double max_lr, std::int64_t total_steps,
+                       OneCycleLROptions options)
+    : LRScheduler(optimizer), total_steps_(total_steps), options_(std::move(options)) {
+  const OneCycleLROptions& o = options_;
+  if (!(max_lr > 0 && std::isfinite(max_lr)))
+    throw ValueError("OneCycleLR: max_lr must be a finite number > 0, got " + number_str(max_lr));
+  if (total_steps <= 0)
+    throw ValueError("OneCycleLR: total_steps must be > 0, got " + std::to_string(total_steps));
+  check_hyperparameter("OneCycleLR", "pct_start", o.pct_start, 0, 1);
+  check_hyperparameter("OneCycleLR", "base_momentum", o.base_momentum, 0);
+  check_hyperparameter("OneCycleLR", "max_momentum", o.max_momentum, 0);
+  if (!(o.div_factor > 0 && std::isfinite(o.div_factor) && o.final_div_factor > 0 &&
+        std::isfinite(o.final_div_factor)))
+    throw ValueError("OneCycleLR: div_factor and final_div_factor must be finite numbers > 0");
+  if (o.anneal_strategy != "cos" && o.anneal_strategy != "linear")
+    throw ValueError("OneCycleLR: anneal_strategy must be \"cos\" or \"linear\", got \"" +
+                     o.anneal_strategy + "\"");
+  if (o.cycle_momentum && !optimizer.momentum())
+    throw ValueError(
+        "OneCycleLR: cycle_momentum needs an optimizer with a momentum (SGD, RMSprop, "
+        "Adam, AdamW); " +
+        optimizer.name() + " has none: set cycle_momentum = false");
+  const double initial = max_lr / o.div_factor, last = initial / o.final_div_factor;
+  const double rise = o.pct_start * static_cast<double>(total_steps),
+               end = static_cast<double>(total_steps) - 1;
+  const double low = o.base_momentum, high = o.max_momentum;
+  if (o.three_phase)
+    phases_ = {{rise - 1, initial, max_lr, high, low},
+               {2 * rise - 2, max_lr, initial, low, high},
+               {end, initial, last, high, high}};
+  else
+    phases_ = {{rise - 1, initial, max_lr, high, low}, {end, max_lr, last, low, high}};
+  restart_at(0);
+}
+
+double OneCycleLR::anneal(double start, double end, double pct) const {
+  if (options_.anneal_strategy == "linear") return start + (end - start) * pct;
+  return end + (start - end) / 2 * (1 + std::cos(std::numbers::pi * pct));
+}
+
+// The phase that `step` is in, and how far along it (0 at its start, 1 at its end; past the end
+// of the last phase beyond 1, as PyTorch's). A phase of no length is at its end.
+const OneCycleLR::Phase& OneCycleLR::phase_at(std::int64_t step, double& pct) const {
+  const auto at = static_cast<double>(step);
+  double start = 0;
+  for (std::size_t i = 0; i < phases_.size(); ++i) {
+    const Phase& phase = phases_[i];
+    if (at <= phase.end_step || i + 1 == phases_.size()) {
+      pct = phase.end_step == start ? 1 : (at - start) / (phase.end_step - start);
+      return phase;
+    }
+    start = phase.end_step;
+  }
+  return phases_.back();  // not reached
+}
+
+double OneCycleLR::lr_at(std::int64_t epoch, double) const {
+  double pct = 0;
+  const Phase& phase = phase_at(epoch, pct);
+  return anneal(phase.start_lr, phase.end_lr, pct);
+}
+
+void OneCycleLR::restart_at(std::int64_t epoch) {
+  LRScheduler::restart_at(epoch);
+  if (!options_.cycle_momentum) return;
+  double pct = 0;
+  const Phase& phase = phase_at(epoch, pct);
+  optimizer_.set_momentum(anneal(phase.start_momentum, phase.end_momentum, pct));
+}
+
+void OneCycleLR::step() {
+  if (epoch_ + 1 > total_steps_)
+    throw ValueError("OneCycleLR: stepped " + std::to_string(epoch_ + 1) +
+                     " times; total_steps is " + std::to_string(total_steps_));
+  restart_at(epoch_ + 1);
+}
+
+void OneCycleLR::set_state(const std::map<std::string, double>& state) {
+  LRScheduler::set_state(state);
+  restart_at(epoch_);
+}
+
+namespace {
+// ValueError unless every scheduler drives `optimizer`.
+void check_drives(const char* op, const Optimizer& optimizer, const Optimizer& driven,
+                  std::size_t i) {
+  if (&driven != &optimizer)
+    throw ValueError(std::string(op) + ": scheduler " + std::to_string(i) +
+                     " drives another optimizer than this one");
+}
+}  // namespace
+
+SequentialLR::SequentialLR(Optimizer& optimizer,
+                           std::vector<std::reference_wrapper<LRScheduler>> schedulers,
+                           std::vector<std::int64_t> milestones)
+    : LRScheduler(optimizer),
+      schedulers_(std::move(schedulers)),
+      milestones_(std::move(milestones)) {
+  if (schedulers_.empty()) throw ValueError("SequentialLR: no schedulers");
+  if (milestones_.size() + 1 != schedulers_.size())
+    throw ValueError("SequentialLR: " + std::to_string(schedulers_.size()) + " schedulers take " +
+                     std::to_string(schedulers_.size() - 1) + " milestones, got " +
+                     std::to_string(milestones_.size()));
+  for (std::size_t i = 0; i < milestones_.size(); ++i)
+    if (milestones_[i] <= (i == 0 ? 0 : milestones_[i - 1]))
+      throw ValueError("SequentialLR: the milestones must be > 0 and increasing, got " +
+                       std::to_string(milestones_[i]) + " at position " + std::to_string(i));
+  for (std::size_t i = 0; i < schedulers_.size(); ++i)
+    check_drives("SequentialLR", optimizer, schedulers_[i].get().optimizer_, i);
+  // The first was made before any of them changed the learning rates: everyone starts from its.
+  base_lrs_ = schedulers_.front().get().base_lrs_;
+  for (LRScheduler& s : schedulers_) s.base_lrs_ = base_lrs_;
+  schedulers_.front().get().restart_at(0);
+}
+
+void SequentialLR::step() {
+  ++epoch_;
+  const auto next = std::upper_bound(milestones_.begin(), milestones_.end(), epoch_);
+  const auto i = static_cast<std::size_t>(next - milestones_.begin());
+  LRScheduler& current = schedulers_[i];
+  if (i > 0 && milestones_[i - 1] == epoch_)
+    current.restart_at(0);  // its first epoch
+  else
+    current.step();
+}
+
+void SequentialLR::set_state(const std::map<std::string, double>& state) {
+  LRScheduler::set_state(state);
+  for (LRScheduler& s : schedulers_) s.base_lrs_ = base_lrs_;
+  const auto next = std::upper_bound(milestones_.begin(), milestones_.end(), epoch_);
+  const auto i = static_cast<std::size_t>(next - milestones_.begin());
+  schedulers_[i].get().restart_at(i == 0 ? epoch_ : epoch_ - milestones_[i - 1]);
+}
+
+ChainedScheduler::ChainedScheduler(Optimizer& optimizer,
+                                   std::vector<std::reference_wrapper<LRScheduler>> schedulers)
+    : LRScheduler(optimizer), schedulers_(std::move(schedulers)) {
+  if (schedulers_.empty()) throw ValueError("ChainedScheduler: no schedulers");
+  for (std::size_t i = 0; i < schedulers_.size(); ++i)
+    check_drives("ChainedScheduler", optimizer, schedulers_[i].get().optimizer_, i);
+  base_lrs_ = schedulers_.front().get().base_lrs_;
+  for (LRScheduler& s : schedulers_) s.base_lrs_ = base_lrs_;
+  apply();
+}
+
+void ChainedScheduler::step() {
+  for (LRScheduler& s : schedulers_) s.step();
+  ++epoch_;
+  apply();
+}
+
+double ChainedScheduler::lr_at(std::int64_t, double base) const {
+  if (base == 0) return 0;
+  double lr = base;
+  for (const LRScheduler& s : schedulers_) lr *= s.lr_at(s.epoch_, base) / base;
+  return lr;
 }
 
 }  // namespace xgrad::nn

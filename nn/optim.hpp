@@ -26,6 +26,18 @@ struct ParamGroup {
   std::optional<double> weight_decay;
 };
 
+/// What an optimizer's next steps depend on, copied out of it (Optimizer::state_dict()) and back
+/// in (load_state_dict()) in memory, as PyTorch's optimizer.state_dict(): the step count, each
+/// group's learning rate and weight decay, the momentum where the optimizer has one, and each
+/// per-parameter buffer by name (slot i for parameter i; undefined where not made yet).
+struct OptimizerState {
+  std::string optimizer;  ///< the name() of the optimizer it came from
+  std::int64_t steps = 0;
+  std::vector<double> lrs, weight_decays;
+  std::optional<double> momentum;
+  std::map<std::string, std::vector<Tensor>> buffers;
+};
+
 class Optimizer {
  public:
   /// One group of all the parameters, or several; a tensor may be in one group only.
@@ -44,6 +56,23 @@ class Optimizer {
   double weight_decay(std::size_t group) const { return group_wd_.at(group); }
   std::size_t group_of(std::size_t parameter) const { return group_of_.at(parameter); }
   const std::vector<Tensor>& parameters() const { return parameters_; }  ///< the groups' in order
+  /// Adds a group, as PyTorch's add_param_group (a layer unfrozen later): its learning rate and
+  /// weight decay are the optimizer's own (those it was built with) where the group has none.
+  /// ValueError for a parameter already in a group.
+  void add_param_group(ParamGroup group);
+
+  /// The momentum OneCycleLR cycles: SGD's and RMSprop's momentum, Adam's and AdamW's beta1;
+  /// nullopt for an optimizer without one (Adagrad).
+  virtual std::optional<double> momentum() const { return std::nullopt; }
+  /// ValueError for an optimizer without one, or a value out of its range.
+  virtual void set_momentum(double momentum);
+
+  /// A copy of the state (the buffers copied too: later steps leave it alone), and back: after
+  /// load_state_dict(s), the steps continue as they did from where s was taken. ValueError for
+  /// another optimizer's state, or other groups; ShapeError for a buffer not shaped as its
+  /// parameter.
+  OptimizerState state_dict() const;
+  void load_state_dict(const OptimizerState& state);
 
   /// Per-parameter state by name ("momentum_buffer", "exp_avg", ...), slot i for parameter i,
   /// undefined until first used; and the number of steps taken. With lr, what a checkpoint keeps
@@ -66,6 +95,7 @@ class Optimizer {
   std::vector<Tensor> parameters_;
   std::vector<std::size_t> group_of_;        // parameter -> its group
   std::vector<double> group_lr_, group_wd_;  // per group
+  double default_lr_, default_wd_;           // for groups without their own
   std::int64_t steps_ = 0;
   std::map<std::string, std::vector<Tensor>> state_;
 };
@@ -89,6 +119,8 @@ class SGD : public Optimizer {
   void step() override;
   std::string name() const override { return "SGD"; }
   const SGDOptions& options() const { return options_; }
+  std::optional<double> momentum() const override { return options_.momentum; }
+  void set_momentum(double momentum) override;
 
  private:
   SGDOptions options_;
@@ -111,6 +143,8 @@ class Adam : public Optimizer {
   Adam(std::vector<ParamGroup> groups, AdamOptions options = {});
   void step() override;
   std::string name() const override { return decoupled_ ? "AdamW" : "Adam"; }
+  std::optional<double> momentum() const override { return options_.beta1; }  ///< beta1
+  void set_momentum(double beta1) override;
 
  protected:
   Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled);
@@ -148,6 +182,8 @@ class RMSprop : public Optimizer {
   RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options = {});
   void step() override;
   std::string name() const override { return "RMSprop"; }
+  std::optional<double> momentum() const override { return options_.momentum; }
+  void set_momentum(double momentum) override;
 
  private:
   RMSpropOptions options_;
@@ -203,9 +239,13 @@ class LRScheduler {
   virtual void set_state(const std::map<std::string, double>& state);
 
  protected:
+  friend class SequentialLR;
+  friend class ChainedScheduler;
   /// The learning rate at `epoch` of a group that started at `base`.
   virtual double lr_at(std::int64_t epoch, double base) const = 0;
   void apply();  // every group's lr from lr_at(epoch_, its base)
+  /// Goes to `epoch` and applies it (OneCycleLR: its momentum too).
+  virtual void restart_at(std::int64_t epoch);
   Optimizer& optimizer_;
   std::vector<double> base_lrs_;
   std::int64_t epoch_ = 0;
@@ -289,6 +329,80 @@ class LinearLR : public LRScheduler {
  private:
   double start_factor_, end_factor_;
   std::int64_t total_iters_;
+};
+
+struct OneCycleLROptions {
+  double pct_start = 0.3;               ///< the share of the steps spent rising to max_lr
+  std::string anneal_strategy = "cos";  ///< "cos" or "linear"
+  bool cycle_momentum = true;  ///< momentum from max_momentum down to base_momentum and back
+  double base_momentum = 0.85, max_momentum = 0.95;
+  double div_factor = 25;         ///< the first lr is max_lr / div_factor
+  double final_div_factor = 1e4;  ///< the last is that / final_div_factor
+  bool three_phase = false;       ///< down to the first lr, then to the last (fast.ai's)
+};
+
+/// The one-cycle policy, as torch's OneCycleLR (its defaults above): the lr rises from max_lr /
+/// div_factor to max_lr over pct_start of total_steps, then falls to max_lr / div_factor /
+/// final_div_factor, by a cosine (or linearly); the momentum (Optimizer::momentum: SGD's, Adam's
+/// beta1) moves the other way. Call step() after every batch; more than total_steps steps is a
+/// ValueError, as cycle_momentum with an optimizer without momentum.
+class OneCycleLR : public LRScheduler {
+ public:
+  OneCycleLR(Optimizer& optimizer, double max_lr, std::int64_t total_steps,
+             OneCycleLROptions options = {});
+  void step() override;
+  void set_state(const std::map<std::string, double>& state) override;
+
+ protected:
+  double lr_at(std::int64_t epoch, double base) const override;
+  void restart_at(std::int64_t epoch) override;
+
+ private:
+  struct Phase {
+    double end_step, start_lr, end_lr, start_momentum, end_momentum;
+  };
+  double anneal(double start, double end, double pct) const;
+  const Phase& phase_at(std::int64_t step, double& pct) const;
+  void apply_momentum();
+  std::int64_t total_steps_;
+  OneCycleLROptions options_;
+  std::vector<Phase> phases_;
+};
+
+/// Schedules one after another, as torch's SequentialLR: schedulers[i + 1] takes over, from its
+/// own epoch 0, at step milestones[i]. All of them must drive this optimizer; each follows from
+/// the learning rates the optimizer had when the first was made. (One milestone fewer than
+/// schedulers, increasing: ValueError otherwise.)
+class SequentialLR : public LRScheduler {
+ public:
+  SequentialLR(Optimizer& optimizer, std::vector<std::reference_wrapper<LRScheduler>> schedulers,
+               std::vector<std::int64_t> milestones);
+  void step() override;
+  void set_state(const std::map<std::string, double>& state) override;
+
+ protected:
+  double lr_at(std::int64_t, double base) const override { return base; }  // not used: see step
+
+ private:
+  std::vector<std::reference_wrapper<LRScheduler>> schedulers_;
+  std::vector<std::int64_t> milestones_;
+};
+
+/// Several schedules at once, as torch's ChainedScheduler: step() steps each; the learning rate
+/// is the base times the product of their factors (each one's lr over its base), which is what
+/// chaining PyTorch's multiplicative schedules (StepLR, MultiStepLR, ExponentialLR, LinearLR)
+/// gives.
+class ChainedScheduler : public LRScheduler {
+ public:
+  ChainedScheduler(Optimizer& optimizer,
+                   std::vector<std::reference_wrapper<LRScheduler>> schedulers);
+  void step() override;
+
+ protected:
+  double lr_at(std::int64_t epoch, double base) const override;
+
+ private:
+  std::vector<std::reference_wrapper<LRScheduler>> schedulers_;
 };
 
 struct ReduceLROnPlateauOptions {

@@ -343,7 +343,7 @@ StateDict read_module(const Module& module, const std::string& dir) {
   return loaded;
 }
 
-OptimizerState read_optimizer(const Optimizer& optimizer, const std::string& dir) {
+OptimizerFiles read_optimizer(const Optimizer& optimizer, const std::string& dir) {
   if (!fs::is_directory(dir)) throw ValueError("load: " + dir + " is not a folder");
   const fs::path steps_file = fs::path(dir) / "steps.npy", lr_file = fs::path(dir) / "lr.npy";
   if (!fs::exists(steps_file) || !fs::exists(lr_file))
@@ -354,7 +354,7 @@ OptimizerState read_optimizer(const Optimizer& optimizer, const std::string& dir
     throw ValueError("load: " + lr_file.string() + " holds " + std::to_string(lr_values.numel()) +
                      " learning rates for " + std::to_string(optimizer.num_groups()) +
                      " parameter groups");
-  OptimizerState state;
+  OptimizerFiles state;
   const auto& lr_array = lr_values.value<double>();
   state.lrs.assign(lr_array.begin(), lr_array.end());
   if (!(steps >= 0 && steps <= 9e15 && steps == std::floor(steps)))
@@ -395,7 +395,7 @@ OptimizerState read_optimizer(const Optimizer& optimizer, const std::string& dir
   return state;
 }
 
-void apply_optimizer_state(Optimizer& optimizer, const OptimizerState& state) {
+void apply_optimizer_state(Optimizer& optimizer, const OptimizerFiles& state) {
   for (const auto& [name, index, value] : state.slots) optimizer.set_state(name, index, value);
   optimizer.set_steps(state.steps);
   for (std::size_t g = 0; g < state.lrs.size(); ++g) optimizer.set_lr(g, state.lrs[g]);

@@ -31,13 +31,13 @@ std::string read_regular_file(const std::string& path, std::uintmax_t limit, con
 StateDict read_module(const Module& module, const std::string& dir);
 
 /// An optimizer's files, read and checked against it: applying them cannot fail.
-struct OptimizerState {
+struct OptimizerFiles {
   std::int64_t steps = 0;
   std::vector<double> lrs;
   std::vector<std::tuple<std::string, std::size_t, Tensor>> slots;  // name, parameter, value
 };
-OptimizerState read_optimizer(const Optimizer& optimizer, const std::string& dir);
-void apply_optimizer_state(Optimizer& optimizer, const OptimizerState& state);
+OptimizerFiles read_optimizer(const Optimizer& optimizer, const std::string& dir);
+void apply_optimizer_state(Optimizer& optimizer, const OptimizerFiles& state);
 /// The tensors an optimizer's state is saved as: NAME.INDEX per defined slot, steps, lr.
 std::vector<std::pair<std::string, Tensor>> optimizer_tensors(const Optimizer& optimizer);
 

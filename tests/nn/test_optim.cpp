@@ -240,6 +240,139 @@ TEST_CASE("LambdaLR, MultiStepLR and ExponentialLR: the learning rate at each ep
   CHECK_THROWS_WITH_AS(bad.step(), doctest::Contains("the factor at epoch 1"), ValueError);
 }
 
+namespace {
+// The learning rate (and momentum) before the first step and after each of `steps` steps.
+template <class Scheduler>
+void check_schedule(Optimizer& opt, Scheduler& schedule, const std::vector<double>& lrs,
+                    const std::vector<double>& momenta = {}) {
+  for (std::size_t k = 0; k < lrs.size(); ++k) {
+    CAPTURE(k);
+    if (k > 0) schedule.step();
+    CHECK(opt.lr() == doctest::Approx(lrs[k]).epsilon(1e-12));
+    if (!momenta.empty()) CHECK(*opt.momentum() == doctest::Approx(momenta[k]).epsilon(1e-12));
+  }
+}
+}  // namespace
+
+// Every expected sequence below was printed by PyTorch 1.13 for the same schedule (by hand).
+TEST_CASE(
+    "OneCycleLR: PyTorch's learning rates and momenta, cos and linear, two and three phases") {
+  SGD sgd({param({1.0})}, {.lr = 0.01, .momentum = 0.9});
+  OneCycleLR cycle(sgd, 0.1, 10);
+  check_schedule(
+      sgd, cycle,
+      {0.0040000000000000036, 0.052000000000000005, 0.1, 0.09504846320134738, 0.0811745653949763,
+       0.06112620219362893, 0.03887419780637107, 0.0188258346050237, 0.004951936798652629, 4e-07},
+      {0.95, 0.8999999999999999, 0.85, 0.854951556604879, 0.8688255099070633, 0.8888739533021842,
+       0.9111260466978157, 0.9311744900929366, 0.945048443395121, 0.95});
+  cycle.step();  // the step PyTorch still allows (its lr past the end of the cycle)
+  CHECK_THROWS_WITH_AS(cycle.step(), doctest::Contains("stepped 11 times; total_steps is 10"),
+                       ValueError);
+
+  SGD sgd3({param({1.0})}, {.lr = 0.01, .momentum = 0.9});
+  OneCycleLR three(sgd3, 0.1, 10, {.anneal_strategy = "linear", .three_phase = true});
+  check_schedule(
+      sgd3, three,
+      {0.004, 0.052000000000000005, 0.1, 0.052000000000000005, 0.0040000000000000036, 0.00320008,
+       0.00240016, 0.0016002400000000002, 0.0008003200000000002, 4.0000000000022656e-07},
+      {0.95, 0.8999999999999999, 0.85, 0.8999999999999999, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95});
+
+  Adam adam({param({1.0})}, {.lr = 0.01});  // Adam's momentum is its beta1
+  OneCycleLR adam_cycle(adam, 0.02, 5);
+  check_schedule(adam, adam_cycle,
+                 {0.0007999999999999986, 0.019009692640269475, 0.012225240438725785,
+                  0.00376516692100474, 8e-08},
+                 {0.95, 0.854951556604879, 0.8888739533021842, 0.9311744900929366, 0.95});
+
+  Adagrad adagrad({param({1.0})});
+  CHECK_THROWS_WITH_AS(OneCycleLR(adagrad, 0.1, 10), doctest::Contains("Adagrad has none"),
+                       ValueError);
+  OneCycleLR no_momentum(adagrad, 0.1, 10, {.cycle_momentum = false});
+  CHECK(adagrad.lr() == doctest::Approx(0.004));
+  CHECK_THROWS_AS(OneCycleLR(sgd, 0.1, 10, {.anneal_strategy = "cosine"}), ValueError);
+  CHECK_THROWS_AS(OneCycleLR(sgd, 0.1, 0), ValueError);
+}
+
+TEST_CASE("SequentialLR hands over at its milestones; ChainedScheduler multiplies the factors") {
+  SGD sgd({param({1.0})}, {.lr = 0.5});
+  LinearLR warmup(sgd, 0.1, 1.0, 3);  // changes the lr as it is made: 0.05
+  ExponentialLR decay(sgd, 0.5);
+  SequentialLR sequence(sgd, {warmup, decay}, {3});
+  check_schedule(sgd, sequence,
+                 {0.05, 0.19999999999999998, 0.35, 0.5, 0.25, 0.125, 0.0625, 0.03125});
+  // Its state brings it back to the same place.
+  const auto saved = sequence.state();
+  sequence.step();
+  sequence.set_state(saved);
+  CHECK(sgd.lr() == doctest::Approx(0.03125));
+  CHECK_THROWS_WITH_AS(SequentialLR(sgd, {warmup, decay}, {}),
+                       doctest::Contains("2 schedulers take 1 milestones, got 0"), ValueError);
+  SGD other({param({1.0})}, {.lr = 0.5});
+  ExponentialLR elsewhere(other, 0.5);
+  CHECK_THROWS_WITH_AS(SequentialLR(sgd, {warmup, elsewhere}, {3}),
+                       doctest::Contains("scheduler 1 drives another optimizer"), ValueError);
+
+  SGD sgd2({param({1.0})}, {.lr = 0.5});
+  StepLR steps(sgd2, 2, 0.5);
+  ExponentialLR decay2(sgd2, 0.9);
+  ChainedScheduler chain(sgd2, {steps, decay2});
+  check_schedule(sgd2, chain,
+                 {0.5, 0.45, 0.2025, 0.18225000000000002, 0.08201250000000002, 0.07381125000000002,
+                  0.03321506250000001});
+}
+
+TEST_CASE("add_param_group: a group added later trains with its own or the default lr") {
+  const Tensor a = param({1.0}), b = param({1.0}), c = param({1.0});
+  SGD sgd({a}, {.lr = 0.1});
+  sgd.add_param_group({{b}});
+  sgd.add_param_group({{c}, 1.0});
+  CHECK(sgd.num_groups() == 3);
+  CHECK(sgd.lr(1) == 0.1);
+  CHECK(sgd.lr(2) == 1.0);
+  for (const Tensor& p : {a, b, c}) set_grad(p, {2.0});
+  sgd.step();
+  CHECK(a.item() == doctest::Approx(0.8));
+  CHECK(b.item() == doctest::Approx(0.8));
+  CHECK(c.item() == doctest::Approx(-1.0));
+  CHECK_THROWS_WITH_AS(sgd.add_param_group({{a}}), doctest::Contains("are the same tensor"),
+                       ValueError);
+  CHECK(sgd.num_groups() == 3);  // a refused group changes nothing
+  // An optimizer with per-parameter state takes new parameters too.
+  Adam adam({a}, {.lr = 0.1});
+  adam.add_param_group({{b}});
+  set_grad(b, {1.0});
+  adam.step();
+  CHECK(b.item() == doctest::Approx(0.7));  // Adam's first step: lr times the gradient's sign
+}
+
+TEST_CASE("state_dict and load_state_dict in memory: the steps go on as from where it was taken") {
+  const auto run = [](Optimizer& opt, const Tensor& w, int steps) {
+    for (int k = 0; k < steps; ++k) {
+      set_grad(w, {w.item() * 2.0 - 1.0});
+      opt.step();
+    }
+  };
+  const Tensor w = param({3.0});
+  Adam adam({w}, {.lr = 0.1});
+  run(adam, w, 3);
+  const OptimizerState saved = adam.state_dict();
+  const double w_saved = w.item();
+  run(adam, w, 4);
+  const double w_after = w.item();
+  CHECK(saved.steps == 3);
+  CHECK(saved.buffers.at("exp_avg").at(0).item() != adam.state().at("exp_avg").at(0).item());
+  w.set_data(full({1}, w_saved, {.dtype = kFloat64}));
+  adam.load_state_dict(saved);
+  run(adam, w, 4);
+  CHECK(w.item() == w_after);  // the same bits
+  SGD sgd({w}, {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(sgd.load_state_dict(saved), doctest::Contains("the state is Adam's"),
+                       ValueError);
+  OptimizerState wrong = saved;
+  wrong.buffers["exp_avg"][0] = zeros({2}, {.dtype = kFloat64});
+  CHECK_THROWS_WITH_AS(adam.load_state_dict(wrong), doctest::Contains("has shape [2]"), ShapeError);
+}
+
 TEST_CASE("LinearLR warms the learning rate up linearly, then holds it") {
   const Tensor w = param({1.0});
   SGD sgd({w}, {.lr = 0.1});
