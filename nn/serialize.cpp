@@ -232,6 +232,10 @@ constexpr std::uintmax_t kMaxNpyBytes = (std::uintmax_t{1} << 43) + (std::uintma
 
 namespace state_files {
 
+Tensor npy_tensor(const std::string& bytes, const std::string& where) {
+  return parse_npy(bytes, where);
+}
+
 std::uint32_t crc32_bytes(const std::string& bytes) {
   uLong crc = crc32(0L, Z_NULL, 0);
   for (std::size_t at = 0; at < bytes.size(); at += 1 << 30) {
@@ -428,14 +432,6 @@ std::vector<std::pair<std::string, Tensor>> optimizer_tensors(const Optimizer& o
 }
 
 }  // namespace state_files
-
-void save(const Module& module, const std::string& dir) {
-  state_files::write_tensors(dir, "", module.state_dict(), nullptr);
-}
-
-void load(Module& module, const std::string& dir) {
-  module.load_state_dict(state_files::read_module(module, dir));  // converts each to the module's dtype
-}
 
 // ---- optimizers -------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 #pragma once
 /// \file
-/// Checkpoints in files NumPy reads: one .npy file per tensor, in a folder.
+/// Checkpoints in files NumPy reads: one .npy file per tensor, in a folder, or all of a model's
+/// in one .npz file.
 ///
+///   save(model, "model.npz");         // one file: dict(np.load("model.npz")) in Python
 ///   save(model, "ckpt/model");        // ckpt/model/0.weight.npy, ckpt/model/0.bias.npy, ...
 ///   save(optimizer, "ckpt/optim");    // momentum buffers, moments, steps.npy, lr.npy
 ///   load(model, "ckpt/model");        // ShapeError naming the parameter if shapes differ
@@ -30,13 +32,24 @@ void save_npy(const std::string& path, const Tensor& tensor);
 /// a path that is not a regular file).
 Tensor load_npy(const std::string& path);
 
-/// Writes each parameter and buffer of `module` (state_dict) as NAME.npy in `dir`.
-void save(const Module& module, const std::string& dir);
-/// Loads every parameter and buffer of `module` from `dir`, converting each file's dtype to the
-/// tensor's (a float64 file for a float32 parameter is rounded to float32, a float32 file for a
-/// float64 one widened exactly). Missing files, extra files and different shapes are errors, and
-/// then nothing is changed.
-void load(Module& module, const std::string& dir);
+/// Writes each parameter and buffer of `module` (state_dict) as NAME.npy: into the folder
+/// `path`, or, for a path ending in .npz, into that one file (save_npz), which np.load opens.
+void save(const Module& module, const std::string& path);
+/// Loads every parameter and buffer of `module` from the folder or the .npz file `path`,
+/// converting each file's dtype to the tensor's (a float64 file for a float32 parameter is
+/// rounded to float32, a float32 file for a float64 one widened exactly). Missing entries, extra
+/// entries and different shapes are errors, and then nothing is changed.
+void load(Module& module, const std::string& path);
+
+/// A state dict as one .npz file, as np.savez writes: a zip of NAME.npy entries (stored), written
+/// to PATH.tmp and renamed. In Python: `dict(np.load("model.npz"))`, and back with
+/// `np.savez("model.npz", **{k: v.numpy() for k, v in model.state_dict().items()})`.
+/// ValueError for an empty or repeated name.
+void save_npz(const StateDict& state, const std::string& path);
+/// Reads what save_npz, np.savez and np.savez_compressed write, every entry checked (its size,
+/// its CRC-32, its NPY header) before anything is returned: ValueError naming the file and the
+/// entry otherwise.
+StateDict load_npz(const std::string& path);
 
 void save(const Optimizer& optimizer, const std::string& dir);
 void load(Optimizer& optimizer, const std::string& dir);
@@ -88,3 +101,9 @@ class Checkpoint {
 };
 
 }  // namespace xgrad::nn
+
+namespace xgrad {
+/// xgrad::save(model, "model.npz") / xgrad::load(model, "model.npz"), as torch::save/load.
+using nn::load;
+using nn::save;
+}  // namespace xgrad

@@ -23,6 +23,8 @@ std::uint32_t crc32_bytes(const std::string& bytes);
 void write_atomically(const std::filesystem::path& path, const std::string& bytes);
 /// A tensor as the bytes of an NPY (version 1.0) file.
 std::string npy_bytes(const Tensor& tensor);
+/// The tensor an NPY file's bytes hold (what load_npy reads); ValueError naming `where`.
+Tensor npy_tensor(const std::string& bytes, const std::string& where);
 /// The bytes of a regular file of at most `limit` bytes (a FIFO, a device or a folder is refused,
 /// never read: /dev/zero would fill memory, a FIFO would block). ValueError naming `who`.
 std::string read_regular_file(const std::string& path, std::uintmax_t limit, const char* who);
