@@ -47,4 +47,12 @@ void npy(const std::uint8_t* data, std::size_t size) {
   }
 }
 
+void npz(const std::uint8_t* data, std::size_t size) {
+  try {
+    for (const auto& [name, t] : nn::load_npz(as_file(data, size)))
+      if (name.empty() || !t.defined()) std::abort();  // load_npz promised named tensors
+  } catch (const Error&) {
+  }
+}
+
 }  // namespace xgrad::fuzz

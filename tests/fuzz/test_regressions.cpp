@@ -35,3 +35,4 @@ TEST_CASE("fuzz inputs: network specs") {
 }
 TEST_CASE("fuzz inputs: IDX files") { run_all("tests/fuzz/idx", xgrad::fuzz::idx); }
 TEST_CASE("fuzz inputs: NPY files") { run_all("tests/fuzz/npy", xgrad::fuzz::npy); }
+TEST_CASE("fuzz inputs: NPZ files") { run_all("tests/fuzz/npz", xgrad::fuzz::npz); }
