@@ -102,9 +102,11 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
   // Depth first; a module met again (shared by two parents) is left out.
   const std::function<void(Module&, const std::string&)> walk = [&](Module& m,
                                                                     const std::string& prefix) {
-    for (const auto& [name, child] : m.children_) {
+    for (const auto& named_child : m.children_) {
+      const auto& [name, child] = named_child;
+      const std::shared_ptr<Module>& module = child;  // a lambda cannot capture a binding (clang 14)
       const bool seen = std::any_of(out.begin(), out.end(),
-                                    [&](const auto& entry) { return entry.second == child; });
+                                    [&](const auto& entry) { return entry.second == module; });
       if (seen) continue;
       out.emplace_back(prefix + name, child);
       walk(*child, prefix + name + ".");

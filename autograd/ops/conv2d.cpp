@@ -251,7 +251,7 @@ void forward_taps(const ConvShape& s, const T* x, const T* w, const T* b, T* y) 
 template <class T>
 void backward_taps(const ConvShape& s, const T* x, const T* w, const T* gy, T* dw, T* dx) {
   const std::size_t taps = s.kh * s.kw, Og = s.og(), Cg = s.cg();
-  const auto [ph, pw] = s.opt.padding;
+  const std::size_t ph = s.opt.padding[0], pw = s.opt.padding[1];  // captured below
   const std::vector<T>& wt = weight_taps(s, w);
   std::vector<T>& dwt = scratch<T>(kTapGrads, dw ? wt.size() : 0);
   std::fill(dwt.begin(), dwt.end(), T{0});

@@ -106,7 +106,8 @@ Tensor max_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> s
                   ExpandingArray<2> padding) {
   const ProfileScope profiled("max_pool2d");
   const Window2d w = detail::pool_window("max_pool2d", x, kernel, stride, padding);
-  const auto [oh, ow] = detail::window_output("max_pool2d", x.shape(), w);
+  const std::array<std::size_t, 2> out = detail::window_output("max_pool2d", x.shape(), w);
+  const std::size_t oh = out[0], ow = out[1];  // captured below
   std::vector<std::uint32_t> where;
   Tensor y = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
