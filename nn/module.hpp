@@ -15,6 +15,20 @@
 
 #include "xgrad/autograd/tensor.hpp"
 
+/// One option of a layer's options class, as LibTorch's TORCH_ARG: `XGRAD_ARG(bool, bias) = true;`
+/// declares bias(v) (sets it and returns the options, for chaining), bias() (reads it) and the
+/// member bias_ with its default.
+#define XGRAD_ARG(T, name)                  \
+ public:                                    \
+  auto& name(const T& value) {              \
+    name##_ = value;                        \
+    return *this;                           \
+  }                                         \
+  const T& name() const { return name##_; } \
+                                            \
+ private:                                   \
+  T name##_
+
 namespace xgrad::nn {
 
 /// The number of elements of a tensor of `shape`.

@@ -94,47 +94,47 @@ std::string PositionalEmbedding::extra_repr() const {
 
 // ---- attention --------------------------------------------------------------------------------
 
-MultiheadAttention::MultiheadAttention(std::size_t embed_dim, std::size_t num_heads,
-                                       MultiheadAttentionOptions options, Dtype dtype,
-                                       Generator& gen)
-    : embed_dim_(embed_dim), num_heads_(num_heads), options_(options), gen_(&gen) {
+MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& options, Generator& gen)
+    : options_(options), gen_(&gen) {
+  const std::size_t embed_dim = options.embed_dim(), num_heads = options.num_heads();
+  const Dtype dtype = options.dtype();
   if (embed_dim == 0 || num_heads == 0 || embed_dim % num_heads != 0)
     throw ValueError("MultiheadAttention: " + std::to_string(num_heads) +
                      " heads do not divide the width " + std::to_string(embed_dim) +
                      " (expected embed_dim a positive multiple of num_heads)");
-  if (!(options.dropout >= 0 && options.dropout < 1))
+  if (!(options.dropout() >= 0 && options.dropout() < 1))
     throw ValueError("MultiheadAttention: dropout must be in [0, 1), got " +
-                     number_str(options.dropout));
+                     number_str(options.dropout()));
   in_proj = register_module(
-      "in_proj", std::make_shared<Linear>(embed_dim, 3 * embed_dim, options.bias, dtype, gen));
+      "in_proj", std::make_shared<Linear>(embed_dim, 3 * embed_dim, options.bias(), dtype, gen));
   out_proj = register_module(
-      "out_proj", std::make_shared<Linear>(embed_dim, embed_dim, options.bias, dtype, gen));
+      "out_proj", std::make_shared<Linear>(embed_dim, embed_dim, options.bias(), dtype, gen));
 }
 
 Tensor MultiheadAttention::heads(const Tensor& x) const {
   const std::ptrdiff_t B = signed_size(x.size(0)), T = signed_size(x.size(1));
-  return transpose(reshape(x, {B, T, signed_size(num_heads_), -1}), 1, 2);
+  return transpose(reshape(x, {B, T, signed_size(options_.num_heads()), -1}), 1, 2);
 }
 
 Tensor MultiheadAttention::forward(const Tensor& x) {
-  if (x.dim() != 3 || x.size(2) != embed_dim_)
-    throw ShapeError("MultiheadAttention: needs input (B, T, " + std::to_string(embed_dim_) +
-                     "), got " + shape_str(x.shape()));
-  AttentionOptions attend{.is_causal = options_.causal, .generator = gen_};
-  if (is_training()) attend.dropout_p = options_.dropout;
-  return out_proj->forward(multi_head_attention(in_proj->forward(x), num_heads_, attend));
+  if (x.dim() != 3 || x.size(2) != options_.embed_dim())
+    throw ShapeError("MultiheadAttention: needs input (B, T, " +
+                     std::to_string(options_.embed_dim()) + "), got " + shape_str(x.shape()));
+  AttentionOptions attend{.is_causal = options_.causal(), .generator = gen_};
+  if (is_training()) attend.dropout_p = options_.dropout();
+  return out_proj->forward(multi_head_attention(in_proj->forward(x), options_.num_heads(), attend));
 }
 
 Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
                                    const Tensor& mask, bool is_causal) {
   for (const Tensor* t : {&query, &key, &value})
-    if (t->dim() != 3 || t->size(2) != embed_dim_ || t->size(0) != query.size(0))
+    if (t->dim() != 3 || t->size(2) != options_.embed_dim() || t->size(0) != query.size(0))
       throw ShapeError(
           "MultiheadAttention: needs query (B, T, E), key and value (B, S, E) with E " +
-          std::to_string(embed_dim_) + ", got " + shape_str(query.shape()) + ", " +
+          std::to_string(options_.embed_dim()) + ", got " + shape_str(query.shape()) + ", " +
           shape_str(key.shape()) + ", " + shape_str(value.shape()));
   // The three projections are the three blocks of in_proj's rows.
-  const auto E = signed_size(embed_dim_);
+  const auto E = signed_size(options_.embed_dim());
   const auto project = [&](const Tensor& t, std::ptrdiff_t block) {
     const Tensor w = slice(in_proj->weight, 0, block * E, (block + 1) * E);
     const Tensor b =
@@ -142,7 +142,7 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
     return heads(linear(t, w, b));
   };
   AttentionOptions attend{.mask = mask, .is_causal = is_causal, .generator = gen_};
-  if (is_training()) attend.dropout_p = options_.dropout;
+  if (is_training()) attend.dropout_p = options_.dropout();
   const Tensor y =
       scaled_dot_product_attention(project(query, 0), project(key, 1), project(value, 2), attend);
   return out_proj->forward(
@@ -150,20 +150,23 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
 }
 
 std::string MultiheadAttention::extra_repr() const {
-  return "embed_dim=" + std::to_string(embed_dim_) + ", num_heads=" + std::to_string(num_heads_) +
-         ", dropout=" + number_str(options_.dropout) +
-         ", causal=" + (options_.causal ? "true" : "false");
+  return "embed_dim=" + std::to_string(options_.embed_dim()) +
+         ", num_heads=" + std::to_string(options_.num_heads()) +
+         ", dropout=" + number_str(options_.dropout()) +
+         ", causal=" + (options_.causal() ? "true" : "false");
 }
 
-TransformerBlock::TransformerBlock(std::size_t d_model, std::size_t num_heads,
-                                   TransformerBlockOptions options, Dtype dtype, Generator& gen)
-    : dropout_(options.dropout), gen_(&gen) {
-  const std::size_t hidden = options.mlp_hidden ? options.mlp_hidden : 4 * d_model;
+TransformerBlock::TransformerBlock(const TransformerBlockOptions& options, Generator& gen)
+    : dropout_(options.dropout()), gen_(&gen) {
+  const std::size_t d_model = options.d_model();
+  const Dtype dtype = options.dtype();
+  const std::size_t hidden = options.mlp_hidden() ? options.mlp_hidden() : 4 * d_model;
   ln1 = register_module("ln1", std::make_shared<LayerNorm>(Shape{d_model}, 1e-5, true, dtype));
-  attn = register_module(
-      "attn",
-      std::make_shared<MultiheadAttention>(
-          d_model, num_heads, MultiheadAttentionOptions{.causal = options.causal}, dtype, gen));
+  attn = register_module("attn", std::make_shared<MultiheadAttention>(
+                                     MultiheadAttentionOptions(d_model, options.num_heads())
+                                         .causal(options.causal())
+                                         .dtype(dtype),
+                                     gen));
   ln2 = register_module("ln2", std::make_shared<LayerNorm>(Shape{d_model}, 1e-5, true, dtype));
   fc1 = register_module("fc1", std::make_shared<Linear>(d_model, hidden, true, dtype, gen));
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, d_model, true, dtype, gen));
@@ -243,23 +246,29 @@ Tensor LSTMCell::forward(const Tensor& x) {
   return forward(x, LSTMState{zero, zero}).h;
 }
 
-Recurrent::Recurrent(bool lstm, std::size_t input_size, std::size_t hidden_size,
-                     RecurrentOptions options, Dtype dtype, Generator& gen)
-    : lstm_(lstm), input_(input_size), hidden_(hidden_size), options_(options), gen_(&gen) {
+Recurrent::Recurrent(bool lstm, const RecurrentOptions& options, Generator& gen)
+    : lstm_(lstm), options_(options), gen_(&gen) {
   const char* layer = lstm ? "LSTM" : "GRU";
+  const std::size_t input_size = options.input_size(), hidden_size = options.hidden_size();
+  const Dtype dtype = options.dtype();
   check_sizes(layer, input_size, hidden_size);
-  if (options.num_layers == 0 || !(options.dropout >= 0 && options.dropout < 1))
+  if (options.num_layers() == 0 || !(options.dropout() >= 0 && options.dropout() < 1))
     throw ValueError(std::string(layer) + ": needs num_layers > 0 and dropout in [0, 1), got " +
-                     std::to_string(options.num_layers) + " and " + number_str(options.dropout));
+                     std::to_string(options.num_layers()) + " and " +
+                     number_str(options.dropout()));
+  if (!options.batch_first())
+    throw ValueError(std::string(layer) +
+                     ": xgrad's recurrent layers are batch first, inputs (B, T, features); "
+                     "batch_first(false) is not supported (transpose(x, 0, 1) the input)");
   const std::size_t rows = (lstm ? 4 : 3) * hidden_size;
-  for (std::size_t l = 0; l < options.num_layers; ++l) {
+  for (std::size_t l = 0; l < options.num_layers(); ++l) {
     const std::string k = std::to_string(l);
     const std::size_t in = l == 0 ? input_size : hidden_size;
     weight_ih_.push_back(register_parameter("weight_ih_l" + k,
                                             recurrent_weight({rows, in}, hidden_size, dtype, gen)));
     weight_hh_.push_back(register_parameter(
         "weight_hh_l" + k, recurrent_weight({rows, hidden_size}, hidden_size, dtype, gen)));
-    if (options.bias) {
+    if (options.bias()) {
       bias_ih_.push_back(
           register_parameter("bias_ih_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
       bias_hh_.push_back(
@@ -273,17 +282,18 @@ Recurrent::Recurrent(bool lstm, std::size_t input_size, std::size_t hidden_size,
 
 RecurrentOutput Recurrent::forward(const Tensor& x, const Tensor& h0, const Tensor& c0) {
   const std::string layer = name();
-  if (x.dim() != 3 || x.size(2) != input_)
-    throw ShapeError(layer + ": needs input (B, T, " + std::to_string(input_) + "), got " +
+  const std::size_t inputs = options_.input_size(), hidden = options_.hidden_size();
+  if (x.dim() != 3 || x.size(2) != inputs)
+    throw ShapeError(layer + ": needs input (B, T, " + std::to_string(inputs) + "), got " +
                      shape_str(x.shape()));
-  const std::size_t B = x.size(0), T = x.size(1), L = options_.num_layers;
-  const Shape state_shape = {L, B, hidden_};
+  const std::size_t B = x.size(0), T = x.size(1), L = options_.num_layers();
+  const Shape state_shape = {L, B, hidden};
   for (const Tensor* s : {&h0, &c0})
     if (s->defined() && s->shape() != state_shape)
       throw ShapeError(layer + ": an initial state of shape " + shape_str(s->shape()) +
                        "; expected (num_layers, B, hidden) = " + shape_str(state_shape));
   if (c0.defined() && !lstm_) throw ValueError("GRU: takes no initial cell state");
-  const Tensor zero = zeros({B, hidden_}, {.dtype = x.dtype()});
+  const Tensor zero = zeros({B, hidden}, {.dtype = x.dtype()});
   Tensor input = x;
   std::vector<Tensor> last_h, last_c;
   for (std::size_t l = 0; l < L; ++l) {
@@ -302,8 +312,8 @@ RecurrentOutput Recurrent::forward(const Tensor& x, const Tensor& h0, const Tens
       outputs.push_back(state.h);
     }
     input = stack(outputs, 1);
-    if (l + 1 < L && is_training() && options_.dropout > 0)
-      input = dropout(input, options_.dropout, true, *gen_);
+    if (l + 1 < L && is_training() && options_.dropout() > 0)
+      input = dropout(input, options_.dropout(), true, *gen_);
     last_h.push_back(state.h);
     last_c.push_back(state.c);
   }
@@ -313,10 +323,11 @@ RecurrentOutput Recurrent::forward(const Tensor& x, const Tensor& h0, const Tens
 }
 
 std::string Recurrent::extra_repr() const {
-  std::string s = std::to_string(input_) + ", " + std::to_string(hidden_);
-  if (options_.num_layers != 1) s += ", num_layers=" + std::to_string(options_.num_layers);
-  if (!options_.bias) s += ", bias=false";
-  if (options_.dropout > 0) s += ", dropout=" + number_str(options_.dropout);
+  std::string s =
+      std::to_string(options_.input_size()) + ", " + std::to_string(options_.hidden_size());
+  if (options_.num_layers() != 1) s += ", num_layers=" + std::to_string(options_.num_layers());
+  if (!options_.bias()) s += ", bias=false";
+  if (options_.dropout() > 0) s += ", dropout=" + number_str(options_.dropout());
   return s + ", batch_first=true";
 }
 

@@ -123,10 +123,19 @@ class PositionalEmbedding : public Module {
   Tensor weight;
 };
 
-struct MultiheadAttentionOptions {
-  bool bias = true;
-  double dropout = 0.0;  ///< on the attention weights, in training
-  bool causal = false;   ///< forward(x): each position sees itself and the ones before
+/// MultiheadAttention's options, as LibTorch's MultiheadAttentionOptions(embed_dim, num_heads)
+/// .dropout(0.1).bias(false); causal (forward(x): each position sees itself and the ones before)
+/// and dtype (the parameters') are xgrad's. dropout is on the attention weights, in training.
+class MultiheadAttentionOptions {
+ public:
+  MultiheadAttentionOptions(std::size_t embed_dim, std::size_t num_heads)
+      : embed_dim_(embed_dim), num_heads_(num_heads) {}
+  XGRAD_ARG(std::size_t, embed_dim);
+  XGRAD_ARG(std::size_t, num_heads);
+  XGRAD_ARG(bool, bias) = true;
+  XGRAD_ARG(double, dropout) = 0.0;
+  XGRAD_ARG(bool, causal) = false;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
 };
 
 /// Multi-head attention, batch first: inputs (B, T, E). The queries, keys and values come from
@@ -135,9 +144,11 @@ struct MultiheadAttentionOptions {
 /// joined and projected by out_proj (E -> E). Linear's initializations.
 class MultiheadAttention : public Module {
  public:
+  explicit MultiheadAttention(const MultiheadAttentionOptions& options,
+                              Generator& gen = default_generator());
   MultiheadAttention(std::size_t embed_dim, std::size_t num_heads,
-                     MultiheadAttentionOptions options = {}, Dtype dtype = Dtype::float32,
-                     Generator& gen = default_generator());
+                     Generator& gen = default_generator())
+      : MultiheadAttention(MultiheadAttentionOptions(embed_dim, num_heads), gen) {}
   /// Self-attention, causal if the options say so.
   Tensor forward(const Tensor& x) override;
   /// query (B, T, E), key and value (B, S, E); mask broadcast to (B, heads, T, S), 0 where a
@@ -151,23 +162,33 @@ class MultiheadAttention : public Module {
 
  private:
   Tensor heads(const Tensor& x) const;  // (B, T, E) -> (B, heads, T, E / heads)
-  std::size_t embed_dim_, num_heads_;
   MultiheadAttentionOptions options_;
   Generator* gen_;
 };
 
-struct TransformerBlockOptions {
-  std::size_t mlp_hidden = 0;  ///< 0: 4 d_model
-  double dropout = 0.0;        ///< after the attention and after the MLP, in training
-  bool causal = true;
+/// TransformerBlock's options: TransformerBlockOptions(d_model, num_heads).mlp_hidden(512)
+/// .dropout(0.1).causal(false). mlp_hidden 0 is 4 d_model; dropout is after the attention and
+/// after the MLP, in training; dtype is the parameters'.
+class TransformerBlockOptions {
+ public:
+  TransformerBlockOptions(std::size_t d_model, std::size_t num_heads)
+      : d_model_(d_model), num_heads_(num_heads) {}
+  XGRAD_ARG(std::size_t, d_model);
+  XGRAD_ARG(std::size_t, num_heads);
+  XGRAD_ARG(std::size_t, mlp_hidden) = 0;
+  XGRAD_ARG(double, dropout) = 0.0;
+  XGRAD_ARG(bool, causal) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
 };
 
 /// A pre-norm transformer block: x + attn(ln1(x)), then x + fc2(gelu(fc1(ln2(x)))), over
 /// (B, T, d_model). Children ln1, attn, ln2, fc1, fc2.
 class TransformerBlock : public Module {
  public:
-  TransformerBlock(std::size_t d_model, std::size_t num_heads, TransformerBlockOptions options = {},
-                   Dtype dtype = Dtype::float32, Generator& gen = default_generator());
+  explicit TransformerBlock(const TransformerBlockOptions& options,
+                            Generator& gen = default_generator());
+  TransformerBlock(std::size_t d_model, std::size_t num_heads, Generator& gen = default_generator())
+      : TransformerBlock(TransformerBlockOptions(d_model, num_heads), gen) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "TransformerBlock"; }
 
@@ -235,11 +256,24 @@ class LSTMCell : public RecurrentCell {
   std::string name() const override { return "LSTMCell"; }
 };
 
-struct RecurrentOptions {
-  std::size_t num_layers = 1;
-  bool bias = true;
-  double dropout = 0.0;  ///< on each layer's outputs but the last, in training
+/// GRU's and LSTM's options, as LibTorch's GRUOptions(input_size, hidden_size).num_layers(2)
+/// .dropout(0.1).bias(false). xgrad's recurrent layers are batch first: batch_first(true) is
+/// accepted, false is a ValueError when the layer is made. dropout is on each layer's outputs
+/// but the last, in training; dtype is the parameters'.
+class RecurrentOptions {
+ public:
+  RecurrentOptions(std::size_t input_size, std::size_t hidden_size)
+      : input_size_(input_size), hidden_size_(hidden_size) {}
+  XGRAD_ARG(std::size_t, input_size);
+  XGRAD_ARG(std::size_t, hidden_size);
+  XGRAD_ARG(std::size_t, num_layers) = 1;
+  XGRAD_ARG(bool, bias) = true;
+  XGRAD_ARG(double, dropout) = 0.0;
+  XGRAD_ARG(bool, batch_first) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
 };
+using GRUOptions = RecurrentOptions;
+using LSTMOptions = RecurrentOptions;
 
 /// What GRU and LSTM return: the last layer's outputs at every step (B, T, H) and the final
 /// state of every layer (num_layers, B, H); c only for the LSTM.
@@ -257,16 +291,14 @@ class Recurrent : public Module {
   Tensor forward(const Tensor& x) override { return forward(x, Tensor()).output; }
   std::string extra_repr() const override;
 
-  std::size_t num_layers() const { return options_.num_layers; }
-  std::size_t hidden_size() const { return hidden_; }
+  std::size_t num_layers() const { return options_.num_layers(); }
+  std::size_t hidden_size() const { return options_.hidden_size(); }
 
  protected:
-  Recurrent(bool lstm, std::size_t input_size, std::size_t hidden_size, RecurrentOptions options,
-            Dtype dtype, Generator& gen);
+  Recurrent(bool lstm, const RecurrentOptions& options, Generator& gen);
 
  private:
   bool lstm_;
-  std::size_t input_, hidden_;
   RecurrentOptions options_;
   Generator* gen_;
   std::vector<Tensor> weight_ih_, weight_hh_, bias_ih_, bias_hh_;
@@ -274,17 +306,19 @@ class Recurrent : public Module {
 
 class GRU : public Recurrent {
  public:
-  GRU(std::size_t input_size, std::size_t hidden_size, RecurrentOptions options = {},
-      Dtype dtype = Dtype::float32, Generator& gen = default_generator())
-      : Recurrent(false, input_size, hidden_size, options, dtype, gen) {}
+  explicit GRU(const GRUOptions& options, Generator& gen = default_generator())
+      : Recurrent(false, options, gen) {}
+  GRU(std::size_t input_size, std::size_t hidden_size, Generator& gen = default_generator())
+      : GRU(GRUOptions(input_size, hidden_size), gen) {}
   std::string name() const override { return "GRU"; }
 };
 
 class LSTM : public Recurrent {
  public:
-  LSTM(std::size_t input_size, std::size_t hidden_size, RecurrentOptions options = {},
-       Dtype dtype = Dtype::float32, Generator& gen = default_generator())
-      : Recurrent(true, input_size, hidden_size, options, dtype, gen) {}
+  explicit LSTM(const LSTMOptions& options, Generator& gen = default_generator())
+      : Recurrent(true, options, gen) {}
+  LSTM(std::size_t input_size, std::size_t hidden_size, Generator& gen = default_generator())
+      : LSTM(LSTMOptions(input_size, hidden_size), gen) {}
   std::string name() const override { return "LSTM"; }
 };
 

@@ -54,7 +54,7 @@ class GruModel : public LanguageModel {
  public:
   GruModel(std::size_t V, Generator& gen) {
     emb = register_module("emb", std::make_shared<Embedding>(V, 64, std::nullopt, kFloat32, gen));
-    gru = register_module("gru", std::make_shared<GRU>(64, 256, RecurrentOptions{}, kFloat32, gen));
+    gru = register_module("gru", std::make_shared<GRU>(64, 256, gen));
     head = register_module("head", std::make_shared<Linear>(256, V, true, kFloat32, gen));
   }
   Tensor logits(const Tensor& tokens) override {
@@ -75,9 +75,7 @@ class TransformerModel : public LanguageModel {
     tok = register_module("tok", std::make_shared<Embedding>(V, C, std::nullopt, kFloat32, gen));
     pos = register_module("pos", std::make_shared<PositionalEmbedding>(context, C, kFloat32, gen));
     blocks = register_module("blocks", std::make_shared<Sequential>());
-    for (int i = 0; i < 2; ++i)
-      blocks->push_back(
-          std::make_shared<TransformerBlock>(C, 4, TransformerBlockOptions{}, kFloat32, gen));
+    for (int i = 0; i < 2; ++i) blocks->push_back(std::make_shared<TransformerBlock>(C, 4, gen));
     lnf = register_module("lnf", std::make_shared<LayerNorm>(Shape{C}));
     head = register_module("head", std::make_shared<Linear>(C, V, true, kFloat32, gen));
   }

@@ -85,9 +85,9 @@ TEST_CASE("GRU and LSTM, two layers deep, equal a hand-unrolled reference of the
     const std::size_t B = 2, T = 3, I = 3, H = 4, L = 2;
     std::shared_ptr<Recurrent> net;
     if (lstm)
-      net = std::make_shared<LSTM>(I, H, RecurrentOptions{.num_layers = L}, kFloat64, gen);
+      net = std::make_shared<LSTM>(LSTMOptions(I, H).num_layers(L).dtype(kFloat64), gen);
     else
-      net = std::make_shared<GRU>(I, H, RecurrentOptions{.num_layers = L}, kFloat64, gen);
+      net = std::make_shared<GRU>(GRUOptions(I, H).num_layers(L).dtype(kFloat64), gen);
     const Tensor x = randn({B, T, I}, {.dtype = kFloat64}, gen);
     const Tensor h0 = randn({L, B, H}, {.dtype = kFloat64}, gen);
     const Tensor c0 = lstm ? randn({L, B, H}, {.dtype = kFloat64}, gen) : Tensor();
@@ -160,9 +160,9 @@ TEST_CASE("GRU and LSTM gradients through 5 steps agree with finite differences"
     // The functional steps are what the layer runs: same output with the layer's parameters.
     std::shared_ptr<Recurrent> net;
     if (lstm)
-      net = std::make_shared<LSTM>(I, H, RecurrentOptions{}, kFloat64);
+      net = std::make_shared<LSTM>(LSTMOptions(I, H).dtype(kFloat64));
     else
-      net = std::make_shared<GRU>(I, H, RecurrentOptions{}, kFloat64);
+      net = std::make_shared<GRU>(GRUOptions(I, H).dtype(kFloat64));
     const auto params = net->parameters();
     const RecurrentOutput out =
         net->forward(inputs[0], unsqueeze(inputs[1], 0), lstm ? unsqueeze(inputs[2], 0) : Tensor());
@@ -200,9 +200,27 @@ TEST_CASE("GRUCell and LSTMCell are one step of the layers") {
                        ShapeError);
 }
 
+TEST_CASE("sequence layers take LibTorch's options classes") {
+  const GRU gru(GRUOptions(4, 3).num_layers(2).bias(false).batch_first(true));
+  CHECK(gru.num_layers() == 2);
+  CHECK(gru.named_parameters().size() == 4);  // weight_ih and weight_hh per layer, no bias
+  CHECK(gru.str().find("GRU(4, 3, num_layers=2, bias=false, batch_first=true)") !=
+        std::string::npos);
+  CHECK_THROWS_WITH_AS(LSTM(LSTMOptions(4, 3).batch_first(false)),
+                       doctest::Contains("batch_first(false) is not supported"), ValueError);
+  CHECK_THROWS_WITH_AS(LSTM(LSTMOptions(4, 3).dropout(1.0)), doctest::Contains("dropout in [0, 1)"),
+                       ValueError);
+  const MultiheadAttention attn(MultiheadAttentionOptions(8, 2).bias(false).dropout(0.1));
+  CHECK_FALSE(attn.in_proj->bias.defined());
+  CHECK(attn.str().find("dropout=0.1") != std::string::npos);
+  const TransformerBlock block(TransformerBlockOptions(8, 2).mlp_hidden(12).dtype(kFloat64));
+  CHECK(block.fc1->weight.shape() == Shape{12, 8});
+  CHECK(block.fc1->weight.dtype() == kFloat64);
+}
+
 TEST_CASE("MultiheadAttention: causal, heads that must divide the width, cross-attention") {
   Generator gen(4);
-  MultiheadAttention attn(8, 2, {.causal = true}, kFloat64, gen);
+  MultiheadAttention attn(MultiheadAttentionOptions(8, 2).causal(true).dtype(kFloat64), gen);
   CHECK(attn.str().find("embed_dim=8, num_heads=2") != std::string::npos);
   const Tensor x = randn({2, 5, 8}, {.dtype = kFloat64}, gen);
   const Tensor y = attn(x);
@@ -219,7 +237,7 @@ TEST_CASE("MultiheadAttention: causal, heads that must divide the width, cross-a
                        doctest::Contains("3 heads do not divide the width 8"), ValueError);
   CHECK_THROWS_AS(attn(zeros({2, 5, 6}, {.dtype = kFloat64})), ShapeError);
   // Gradients with respect to the input, through a whole block, against finite differences.
-  TransformerBlock block(8, 2, {.mlp_hidden = 6}, kFloat64, gen);
+  TransformerBlock block(TransformerBlockOptions(8, 2).mlp_hidden(6).dtype(kFloat64), gen);
   const Tensor w = randn({2, 3, 8}, {.dtype = kFloat64}, gen);
   const TensorFn f = [&](const std::vector<Tensor>& p) { return sum(block(p[0]) * w); };
   CHECK_GRADCHECK(
@@ -297,10 +315,10 @@ TEST_CASE("a small transformer and a GRU learn a repeating sequence") {
   Generator gen(6);
   Embedding tok(V, 16, std::nullopt, kFloat32, gen);
   PositionalEmbedding pos(T, 16, kFloat32, gen);
-  TransformerBlock block(16, 2, {}, kFloat32, gen);
+  TransformerBlock block(16, 2, gen);
   LayerNorm ln({16});
   Linear head(16, V, true, kFloat32, gen);
-  GRU gru(16, 16, {}, kFloat32, gen);
+  GRU gru(16, 16, gen);
   Linear gru_head(16, V, true, kFloat32, gen);
   for (bool transformer : {true, false}) {
     INFO((transformer ? "transformer" : "GRU"));
