@@ -217,34 +217,13 @@ class Flatten : public Module {
 /// .momentum(0.01).affine(false); dtype is the parameters' and buffers' (xgrad's).
 class BatchNormOptions {
  public:
-  BatchNormOptions(std::size_t num_features) : features_(num_features) {}  // NOLINT: implicit
-  BatchNormOptions& eps(double v) {
-    eps_ = v;
-    return *this;
-  }
-  BatchNormOptions& momentum(double v) {
-    momentum_ = v;
-    return *this;
-  }
-  BatchNormOptions& affine(bool v) {
-    affine_ = v;
-    return *this;
-  }
-  BatchNormOptions& dtype(Dtype v) {
-    dtype_ = v;
-    return *this;
-  }
-  std::size_t num_features() const { return features_; }
-  double eps() const { return eps_; }
-  double momentum() const { return momentum_; }
-  bool affine() const { return affine_; }
-  Dtype dtype() const { return dtype_; }
-
- private:
-  std::size_t features_;
-  double eps_ = 1e-5, momentum_ = 0.1;
-  bool affine_ = true;
-  Dtype dtype_ = Dtype::float32;
+  BatchNormOptions(std::size_t num_features)  // NOLINT: implicit, as LibTorch's
+      : num_features_(num_features) {}
+  XGRAD_ARG(std::size_t, num_features);
+  XGRAD_ARG(double, eps) = 1e-5;
+  XGRAD_ARG(double, momentum) = 0.1;
+  XGRAD_ARG(bool, affine) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
 };
 using BatchNorm1dOptions = BatchNormOptions;
 using BatchNorm2dOptions = BatchNormOptions;
@@ -289,14 +268,7 @@ class BatchNorm2d : public BatchNorm {
 class DropoutOptions {
  public:
   DropoutOptions(double p = 0.5) : p_(p) {}  // NOLINT: implicit, as LibTorch's
-  DropoutOptions& p(double v) {
-    p_ = v;
-    return *this;
-  }
-  double p() const { return p_; }
-
- private:
-  double p_;
+  XGRAD_ARG(double, p);
 };
 
 class Dropout : public Module {

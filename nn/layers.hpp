@@ -19,24 +19,11 @@ namespace xgrad::nn {
 class LinearOptions {
  public:
   LinearOptions(std::size_t in_features, std::size_t out_features)
-      : in_(in_features), out_(out_features) {}
-  LinearOptions& bias(bool v) {
-    bias_ = v;
-    return *this;
-  }
-  LinearOptions& dtype(Dtype v) {
-    dtype_ = v;
-    return *this;
-  }
-  std::size_t in_features() const { return in_; }
-  std::size_t out_features() const { return out_; }
-  bool bias() const { return bias_; }
-  Dtype dtype() const { return dtype_; }
-
- private:
-  std::size_t in_, out_;
-  bool bias_ = true;
-  Dtype dtype_ = Dtype::float32;
+      : in_features_(in_features), out_features_(out_features) {}
+  XGRAD_ARG(std::size_t, in_features);
+  XGRAD_ARG(std::size_t, out_features);
+  XGRAD_ARG(bool, bias) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
 };
 
 /// y = x W^T + b, W of shape (out_features, in_features) (rows are output units), b of shape

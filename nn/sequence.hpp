@@ -19,24 +19,11 @@ namespace xgrad::nn {
 class EmbeddingOptions {
  public:
   EmbeddingOptions(std::size_t num_embeddings, std::size_t embedding_dim)
-      : num_(num_embeddings), dim_(embedding_dim) {}
-  EmbeddingOptions& padding_idx(std::int64_t v) {
-    padding_ = v;
-    return *this;
-  }
-  EmbeddingOptions& dtype(Dtype v) {
-    dtype_ = v;
-    return *this;
-  }
-  std::size_t num_embeddings() const { return num_; }
-  std::size_t embedding_dim() const { return dim_; }
-  std::optional<std::int64_t> padding_idx() const { return padding_; }
-  Dtype dtype() const { return dtype_; }
-
- private:
-  std::size_t num_, dim_;
-  std::optional<std::int64_t> padding_;
-  Dtype dtype_ = Dtype::float32;
+      : num_embeddings_(num_embeddings), embedding_dim_(embedding_dim) {}
+  XGRAD_ARG(std::size_t, num_embeddings);
+  XGRAD_ARG(std::size_t, embedding_dim);
+  XGRAD_ARG(std::optional<std::int64_t>, padding_idx);
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
 };
 
 /// A table of num_embeddings rows of embedding_dim: forward(indices) looks them up, (..., ) ->
@@ -64,29 +51,12 @@ class Embedding : public Module {
 /// LayerNorm's options, as LibTorch's LayerNormOptions({64}).eps(1e-6).elementwise_affine(false).
 class LayerNormOptions {
  public:
-  LayerNormOptions(Shape normalized_shape) : shape_(std::move(normalized_shape)) {}  // NOLINT
-  LayerNormOptions& eps(double v) {
-    eps_ = v;
-    return *this;
-  }
-  LayerNormOptions& elementwise_affine(bool v) {
-    affine_ = v;
-    return *this;
-  }
-  LayerNormOptions& dtype(Dtype v) {
-    dtype_ = v;
-    return *this;
-  }
-  const Shape& normalized_shape() const { return shape_; }
-  double eps() const { return eps_; }
-  bool elementwise_affine() const { return affine_; }
-  Dtype dtype() const { return dtype_; }
-
- private:
-  Shape shape_;
-  double eps_ = 1e-5;
-  bool affine_ = true;
-  Dtype dtype_ = Dtype::float32;
+  LayerNormOptions(Shape normalized_shape)  // NOLINT: implicit, as LibTorch's
+      : normalized_shape_(std::move(normalized_shape)) {}
+  XGRAD_ARG(Shape, normalized_shape);
+  XGRAD_ARG(double, eps) = 1e-5;
+  XGRAD_ARG(bool, elementwise_affine) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
 };
 
 /// layer_norm over the trailing normalized_shape, with a weight (ones) and bias (zeros) of that
