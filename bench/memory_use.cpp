@@ -60,7 +60,9 @@ int main(int argc, char** argv) {
       "activations.";
   if (const int status = bench::parse_step_options(argc, argv, about, o, 20, false); status >= 0)
     return status;
-  const auto& [batch, steps, dims, threads] = o;
+  // Named copies, not a structured binding: lambdas below capture them (clang 14 cannot).
+  const std::size_t batch = o.batch, steps = o.steps;
+  const std::vector<std::size_t> dims = o.dims;
   return bench::guarded("memory_use", [&] {
     keep_freed_memory();
     set_num_threads(1);

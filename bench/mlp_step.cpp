@@ -27,7 +27,10 @@ int main(int argc, char** argv) {
   app.add_flag("--fused", fused, "ReLU in the Linear's epilogue (MLP::fuse)");
   app.add_flag("--profile", profile, "then print the per-op profile of as many steps");
   if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
-  const auto [batch, steps, dims, threads] = o;
+  // Named copies, not a structured binding: lambdas below capture them (clang 14 cannot).
+  const std::size_t batch = o.batch, steps = o.steps;
+  const std::vector<std::size_t> dims = o.dims;
+  const int threads = o.threads;
   return bench::guarded("mlp_step", [&] {
     keep_freed_memory();
     set_num_threads(threads);

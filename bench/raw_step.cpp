@@ -75,7 +75,10 @@ int main(int argc, char** argv) {
           argc, argv, "Median time of the MLP training step hand-written on raw BLAS.", o);
       status >= 0)
     return status;
-  const auto [batch, steps, dims, threads] = o;
+  // Named copies, not a structured binding: lambdas below capture them (clang 14 cannot).
+  const std::size_t batch = o.batch, steps = o.steps;
+  const std::vector<std::size_t> dims = o.dims;
+  const int threads = o.threads;
   openblas_set_num_threads(threads);
   std::mt19937 gen(0);
   std::normal_distribution<float> normal(0.f, 0.05f);

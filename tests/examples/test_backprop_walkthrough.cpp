@@ -182,7 +182,8 @@ TEST_CASE("walkthrough: bad input exits with status 2 and says what is wrong") {
   };
   for (const auto& [args, message] : cases) {
     const Run r = run(args);
-    INFO(args << "\n" << r.output);
+    const auto& shown = args;  // INFO cannot capture a binding (clang 14)
+    INFO(shown << "\n" << r.output);
     CHECK(r.status == 2);
     CHECK(r.output.find(message) != std::string::npos);
   }
@@ -235,7 +236,8 @@ TEST_CASE("walkthrough: the values are those stored for the built-in network and
       {"--json --formula document --spec " + data + "three_layers.json",
        "walkthrough_three_layers_document.json"}};
   for (const auto& [args, file] : runs) {
-    INFO(args);
+    const auto& shown = args;  // INFO cannot capture a binding (clang 14)
+    INFO(shown);
     const Run r = run(args);
     std::ifstream in(data + file);
     const nlohmann::json stored = nlohmann::json::parse(in);

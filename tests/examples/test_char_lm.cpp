@@ -116,7 +116,8 @@ TEST_CASE("char_lm: a resumed run repeats the straight one; log and checkpoint w
   };
   for (const auto& [args, message] : runs) {
     const Run r = run(args + " --epochs 2 --resume " + ckpt.string());
-    INFO(args << "\n" << r.err);
+    const auto& shown = args;  // INFO cannot capture a binding (clang 14)
+    INFO(shown << "\n" << r.err);
     CHECK(r.status == 2);
     CHECK(r.err.find("is of another run") != std::string::npos);
     CHECK(r.err.find(message) != std::string::npos);

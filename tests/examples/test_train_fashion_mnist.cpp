@@ -189,7 +189,8 @@ TEST_CASE("training: the same seed gives the same numbers, and a resumed run con
   };
   for (const auto& [args, message] : runs) {
     const Run r = run(args);
-    INFO(args << "\n" << r.err);
+    const auto& shown = args;  // INFO cannot capture a binding (clang 14)
+    INFO(shown << "\n" << r.err);
     CHECK(r.status == 2);
     CHECK(r.err.find("is of another run") != std::string::npos);
     CHECK(r.err.find(message) != std::string::npos);
@@ -304,7 +305,8 @@ TEST_CASE("training: bad values, bad labels and failed writes exit 2 and say why
   };
   for (const auto& [args, message] : flags) {
     const Run r = run(small(data) + "--epochs 1 " + args);
-    INFO(args << "\n" << r.err);
+    const auto& shown = args;  // INFO cannot capture a binding (clang 14)
+    INFO(shown << "\n" << r.err);
     CHECK(r.status == 2);
     CHECK(r.err.find(message) != std::string::npos);
     CHECK(r.err.find("179769313486231570") == std::string::npos);  // no 300-digit bounds
@@ -585,7 +587,8 @@ TEST_CASE("training --distributed: ranks started with different settings exit 2,
   };
   for (const auto& [other, message] : kinds) {
     const Run r = run_ranks(base, other);
-    INFO(other << "\n" << r.out << r.err);
+    const auto& shown = other;  // INFO cannot capture a binding (clang 14)
+    INFO(shown << "\n" << r.out << r.err);
     CHECK(r.status == 2);
     CHECK(r.err.find("the ranks were started with different settings") != std::string::npos);
     CHECK(r.err.find(message) != std::string::npos);
