@@ -18,38 +18,29 @@ namespace xgrad::nn {
 class Conv2dOptions {
  public:
   Conv2dOptions(std::size_t in_channels, std::size_t out_channels, ExpandingArray<2> kernel_size)
-      : in_(in_channels), out_(out_channels), kernel_(kernel_size.value()) {}
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_(kernel_size.value()) {}
+  XGRAD_ARG(std::size_t, in_channels);
+  XGRAD_ARG(std::size_t, out_channels);
+  XGRAD_ARG(bool, bias) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
+
+ public:
   Conv2dOptions& stride(ExpandingArray<2> v) { return chain(func_.stride(v)); }
   Conv2dOptions& padding(ExpandingArray<2> v) { return chain(func_.padding(v)); }
   Conv2dOptions& dilation(ExpandingArray<2> v) { return chain(func_.dilation(v)); }
   Conv2dOptions& groups(std::size_t v) { return chain(func_.groups(v)); }
-  Conv2dOptions& bias(bool v) {
-    bias_ = v;
-    return *this;
-  }
-  Conv2dOptions& dtype(Dtype v) {
-    dtype_ = v;
-    return *this;
-  }
-  std::size_t in_channels() const { return in_; }
-  std::size_t out_channels() const { return out_; }
   const std::array<std::size_t, 2>& kernel_size() const { return kernel_; }
   const std::array<std::size_t, 2>& stride() const { return func_.stride(); }
   const std::array<std::size_t, 2>& padding() const { return func_.padding(); }
   const std::array<std::size_t, 2>& dilation() const { return func_.dilation(); }
   std::size_t groups() const { return func_.groups(); }
-  bool bias() const { return bias_; }
-  Dtype dtype() const { return dtype_; }
   /// The functional op's part: conv2d(x, w, b, options.func()).
   const Conv2dFuncOptions& func() const { return func_; }
 
  private:
   Conv2dOptions& chain(const Conv2dFuncOptions&) { return *this; }
-  std::size_t in_, out_;
   std::array<std::size_t, 2> kernel_;
   Conv2dFuncOptions func_;
-  bool bias_ = true;
-  Dtype dtype_ = Dtype::float32;
 };
 
 /// y = conv2d(x, weight, bias), weight (out, in / groups, kh, kw), initialized as PyTorch's
@@ -78,36 +69,27 @@ class Conv2d : public Module {
 class Conv1dOptions {
  public:
   Conv1dOptions(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size)
-      : in_(in_channels), out_(out_channels), kernel_(kernel_size) {}
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+  XGRAD_ARG(std::size_t, in_channels);
+  XGRAD_ARG(std::size_t, out_channels);
+  XGRAD_ARG(std::size_t, kernel_size);
+  XGRAD_ARG(bool, bias) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
+
+ public:
   Conv1dOptions& stride(std::size_t v) { return chain(func_.stride(v)); }
   Conv1dOptions& padding(std::size_t v) { return chain(func_.padding(v)); }
   Conv1dOptions& dilation(std::size_t v) { return chain(func_.dilation(v)); }
   Conv1dOptions& groups(std::size_t v) { return chain(func_.groups(v)); }
-  Conv1dOptions& bias(bool v) {
-    bias_ = v;
-    return *this;
-  }
-  Conv1dOptions& dtype(Dtype v) {
-    dtype_ = v;
-    return *this;
-  }
-  std::size_t in_channels() const { return in_; }
-  std::size_t out_channels() const { return out_; }
-  std::size_t kernel_size() const { return kernel_; }
   std::size_t stride() const { return func_.stride(); }
   std::size_t padding() const { return func_.padding(); }
   std::size_t dilation() const { return func_.dilation(); }
   std::size_t groups() const { return func_.groups(); }
-  bool bias() const { return bias_; }
-  Dtype dtype() const { return dtype_; }
   const Conv1dFuncOptions& func() const { return func_; }
 
  private:
   Conv1dOptions& chain(const Conv1dFuncOptions&) { return *this; }
-  std::size_t in_, out_, kernel_;
   Conv1dFuncOptions func_;
-  bool bias_ = true;
-  Dtype dtype_ = Dtype::float32;
 };
 
 /// y = conv1d(x, weight, bias) over (N, C, L), weight (out, in / groups, k), initialized as
