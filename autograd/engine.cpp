@@ -14,6 +14,7 @@
 #include "autograd/anomaly.hpp"
 #include "autograd/detail/anomaly.hpp"
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/probe.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
@@ -309,6 +310,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
   for (const Tensor& out : outputs)
     if (!out.grad_fn()) pending.passed(out.impl_ptr());
   std::vector<Tensor> grads;
+  detail::GraphProbe* const probe = detail::graph_probe();
   for (std::size_t i = sweep.top; i-- > 0;) {
     Node* node = tape.entries_[i];
     if (!node) continue;
@@ -325,7 +327,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
     grads.assign(node->num_inputs(), Tensor());
     {
       const ProfileScope profiled(node->name(), true);
-      node->backward(g, grads);
+      if (!probe || !probe->backward(*node, g, grads)) node->backward(g, grads);
     }
     const bool anomaly = DetectAnomalyGuard::is_enabled();
     for (std::size_t k = 0; k < grads.size(); ++k) {

@@ -4,6 +4,7 @@
 
 #include "autograd/anomaly.hpp"
 #include "autograd/detail/anomaly.hpp"
+#include "autograd/detail/probe.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/tape.hpp"
 
@@ -123,7 +124,14 @@ struct Composite {
 };
 thread_local Composite current_composite;
 thread_local std::uint64_t composite_calls = 0;
+thread_local detail::GraphProbe* current_probe = nullptr;
 }  // namespace
+
+detail::GraphProbe* detail::graph_probe() { return current_probe; }
+detail::ProbeGuard::ProbeGuard(GraphProbe* probe) : previous_(current_probe) {
+  current_probe = probe;
+}
+detail::ProbeGuard::~ProbeGuard() { current_probe = previous_; }
 
 CompositeScope::CompositeScope(const char* name) {
   if (current_composite.name) return;
@@ -165,6 +173,7 @@ void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs) {
   tape.add(node);
   out.impl()->grad_fn = NodeRef(node);
   out.impl()->requires_grad = true;
+  if (current_probe) current_probe->recorded(*node, out, inputs);
 }
 
 }  // namespace xgrad

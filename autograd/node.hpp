@@ -153,6 +153,10 @@ class Node {
     return std::nullopt;
   }
 
+  /// A node that averages over N terms (a loss with the mean reduction) gives N: the verifier tries
+  /// a missing or a doubled 1/N there. 0 for any other node.
+  virtual double averaged_over() const { return 0; }
+
   std::size_t num_inputs() const { return edges_.size(); }
   bool needs_grad(std::size_t input) const { return edges_[input].requires_grad(); }
   const Edge& edge(std::size_t input) const { return edges_[input]; }

@@ -21,6 +21,7 @@ struct SoftmaxCrossEntropyNode final : Node {
   SoftmaxCrossEntropyNode(double denominator, bool per_sample)
       : denominator_(denominator), per_sample_(per_sample) {}
   std::string_view name() const override { return "softmax_cross_entropy"; }
+  double averaged_over() const override { return per_sample_ ? 0.0 : denominator_; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     // With create_graph, p is recomputed by the softmax op so that its own derivative is recorded.
     // Nothing counted (every label ignore_index, mean): the loss is 0 / 0 = NaN, as PyTorch's,
