@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "autograd/compare.hpp"
+#include "autograd/detail/mistakes.hpp"
 #include "autograd/engine.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
@@ -65,6 +66,27 @@ std::string factor_hint(double k) {
   if (m >= 2 && std::abs(k - m) <= 1e-6 * m)
     return " (the claim is " + short_number(m) + " times too small)";
   return "";
+}
+
+// The search's mistakes in the report: each parameter it reproduces says so in its diagnosis.
+void explain(VerifyReport& report, const detail::GraphRecorder& graph, const Tensor& value,
+             const std::vector<Tensor>& params, const std::vector<Tensor>& claimed,
+             const std::vector<Tensor>& tape, const VerifyOptions& o) {
+  detail::MistakeQuestion q{graph, value, params, {}, claimed, {}, {}};
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    q.names.push_back(report.parameters[i].name);
+    q.truth.push_back(tape[i].defined() ? tape[i] : zeros_like(claimed[i]));
+    q.wrong.push_back(!report.parameters[i].matches_tape);
+  }
+  detail::MistakeAnswer answer = detail::find_mistakes(q, o);
+  report.mistake_candidates = answer.candidates;
+  report.mistakes = std::move(answer.mistakes);
+  for (ParameterVerdict& v : report.parameters)
+    for (const Mistake& m : report.mistakes)
+      if (std::find(m.explains.begin(), m.explains.end(), v.name) != m.explains.end()) {
+        v.diagnosis = m.what.substr(0, m.what.find(':')) + ", at " + m.node + " (below)";
+        break;
+      }
 }
 
 }  // namespace
@@ -181,6 +203,12 @@ std::ostream& operator<<(std::ostream& os, const VerifyReport& r) {
     if (!p.diagnosis.empty()) os << "\n    looks like: " << p.diagnosis;
     os << "\n";
   }
+  if (!r.mistakes.empty())
+    os << (r.mistakes.size() == 1 && r.mistakes[0].unexplained.empty()
+               ? "one mistake reproduces every claim"
+               : "mistakes that reproduce some of the claims")
+       << " (" << r.mistake_candidates << " candidates tried, each at one op of the graph):\n";
+  for (const Mistake& m : r.mistakes) os << "  " << m.str() << "\n";
   return os;
 }
 
@@ -202,11 +230,16 @@ VerifyReport verify_gradients(const TensorFn& loss,
                        shape_str(p.shape()));
     params.push_back(p.detach().requires_grad_(true));
   }
-  const Tensor value = loss(params);
+  detail::GraphRecorder graph;  // the loss's graph with its values, for the mistake search
+  Tensor value;
+  {
+    const detail::ProbeGuard recording_graph(o.find_mistakes ? &graph : nullptr);
+    value = loss(params);
+  }
   if (value.numel() != 1)
     throw ShapeError("verify_gradients: the loss has shape " + shape_str(value.shape()) +
                      "; expected one element");
-  const std::vector<Tensor> tape = grad({value}, params, {}, std::nullopt, false, true);
+  const std::vector<Tensor> tape = grad({value}, params, {}, o.find_mistakes, false, true);
 
   double overall_scale = 0;  // the largest gradient entry of any parameter
   for (std::size_t i = 0; i < params.size(); ++i) {
@@ -258,6 +291,7 @@ VerifyReport verify_gradients(const TensorFn& loss,
     report.passed = report.passed && v.matches_tape && v.matches_numeric;
     report.parameters.push_back(std::move(v));
   }
+  if (o.find_mistakes && !report.passed) explain(report, graph, value, params, claimed, tape, o);
   return report;
 }
 

@@ -8,6 +8,13 @@
 ///   std::cout << report;   // per parameter: agrees or not, worst entry, the three values, and
 ///                          // what kind of mistake a wrong one looks like
 ///
+/// A wrong claim is then explained by a search over the recorded graph of the loss: the gradients
+/// are recomputed once per candidate mistake, each applied at one node (an activation's derivative
+/// left out, taken at the wrong point or added where no activation is; a mean's 1/N left out or
+/// doubled; a sign; a transpose; one path of a tensor used twice left out), and the candidate that
+/// reproduces the claims is reported with the node, its layer and the gradient it changes
+/// (VerifyReport::mistakes). At any batch size: it reproduces the claim, not a pattern in it.
+///
 /// Errors are relative, and measured against a gradient as a whole, so that entries that are
 /// (nearly) zero do not make a right formula look wrong:
 /// - vs the tape: |claimed - tape| at the worst entry over the largest |gradient| entry of that
@@ -34,6 +41,47 @@ struct VerifyOptions {
   double step = 1e-3;
   std::size_t max_numeric_entries = 2000;  ///< per parameter; a random sample beyond that
   std::uint64_t seed = 0;
+  /// Explain wrong claims by the mistake search (one backward sweep per candidate).
+  bool find_mistakes = true;
+  std::size_t max_mistake_candidates = 2000;  ///< the ones nearest the loss are tried first
+  double mistake_rtol = 1e-8;  ///< a candidate reproduces a claim to this (relative, as rtol)
+};
+
+/// The kinds of mistake the search tries, each at one node of the loss's graph.
+enum class MistakeKind {
+  derivative_missing,  ///< an activation's sigma'(z) left out of the chain rule
+  /// sigma'(z) left out of the gradient passed to the layer below only (delta_l = W^T delta_{l+1}
+  /// with delta = dL/do, one symbol for dL/do and dL/dz); the layer's own dW, db keep it
+  derivative_missing_below,
+  derivative_at_output,   ///< sigma'(a) at the activation's output a = sigma(z) for sigma'(z)
+  value_for_derivative,   ///< sigma(z) in place of sigma'(z)
+  derivative_extra,       ///< sigma'(t) multiplied in at a tensor t no activation is applied to
+  mean_missing,           ///< a mean's 1/N left out: N times too large from there on
+  mean_extra,             ///< a mean's 1/N applied twice
+  sign,                   ///< the sign of the gradient one op sends to one input flipped
+  transposed,             ///< the gradient one op sends to one input transposed
+  weight_not_transposed,  ///< linear's input gradient through W^T where W belongs (column form:
+                          ///< W delta for W^T delta)
+  path_omitted,           ///< of a tensor used by two ops (a residual, a tied weight), the
+                          ///< gradient through one of them left out
+};
+/// "derivative_missing" and so on.
+std::string_view mistake_kind_name(MistakeKind kind);
+
+/// One mistake at one node that reproduces claimed gradients.
+struct Mistake {
+  MistakeKind kind = MistakeKind::sign;
+  std::string what;      ///< the mistake in words, with the formula
+  std::string node;      ///< the op it is at, numbered in forward order: "tanh #2"
+  std::string layer;     ///< the parameters of that op's layer: "W_2, b_2" ("" when none)
+  std::string quantity;  ///< the gradient it changes: "dL/dz at the input of tanh #2, [6, 4]"
+  std::vector<std::string> explains;     ///< wrong claims it reproduces
+  std::vector<std::string> unexplained;  ///< wrong claims it does not
+  std::vector<std::string> kept;         ///< right claims it leaves right
+  double max_rel_difference = 0;         ///< between the recomputed gradients and those claims
+  /// Other single mistakes that give the same gradients (where the claims cannot tell them apart).
+  std::vector<std::string> equivalent;
+  std::string str() const;  ///< what, where and the evidence, on a few lines
 };
 
 struct ParameterVerdict {
@@ -46,10 +94,10 @@ struct ParameterVerdict {
   double abs_error = 0, rel_error = 0;                  ///< claimed vs tape, worst entry
   double numeric_abs_error = 0, numeric_rel_error = 0;  ///< claimed vs finite differences, worst
   std::size_t numeric_entries = 0;                      ///< entries compared numerically
-  /// For a claimed gradient that disagrees with the tape, what kind of mistake it looks like:
-  /// "a constant factor: truth = 0.5 x claim (...)", "the sign is flipped", "transposed",
-  /// "zeros where the truth is not", "an entrywise factor in (0, 1] ... as tanh'(z)", or "none
-  /// of the known kinds". Empty when it agrees.
+  /// For a claimed gradient that disagrees with the tape, what kind of mistake it is: the
+  /// search's mistake that reproduces it ("the activation's derivative left out, at tanh #2
+  /// (below)", VerifyReport::mistakes has the rest), else what its values look like
+  /// (diagnose_gradient). Empty when it agrees.
   std::string diagnosis;
 };
 
@@ -61,6 +109,10 @@ struct VerifyReport {
   bool passed = true;
   std::vector<ParameterVerdict> parameters;
   double rtol = 0, numeric_rtol = 0;
+  /// The mistakes that reproduce the wrong claims: one when a single mistake explains them all,
+  /// else a few, each explaining some; empty when the claims agree or no candidate reproduces any.
+  std::vector<Mistake> mistakes;
+  std::size_t mistake_candidates = 0;  ///< how many candidates the search tried
 
   explicit operator bool() const { return passed; }
   const ParameterVerdict* first_failure() const;

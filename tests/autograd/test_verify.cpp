@@ -90,6 +90,111 @@ TEST_CASE("verify_gradients says what kind of mistake a wrong gradient looks lik
   const TensorFn loss = [](const std::vector<Tensor>& p) { return sum(p[0] * p[0]) * 0.5; };
   const VerifyReport report = verify_gradients(loss, {{"W", w}}, {w * -1.0});
   CHECK_FALSE(report.passed);
-  CHECK(report.parameters[0].diagnosis == "the sign is flipped: truth = -claim");
-  CHECK(report.str().find("looks like: the sign is flipped") != std::string::npos);
+  // The search finds the flipped sign on the graph: nearest the loss, at the product with 0.5.
+  REQUIRE(report.mistakes.size() == 1);
+  CHECK(report.mistakes[0].kind == MistakeKind::sign);
+  CHECK(report.mistakes[0].node == "mul #2");
+  CHECK(report.parameters[0].diagnosis.find("the sign flipped in the gradient mul #2") == 0);
+  CHECK(report.str().find("one mistake reproduces every claim") != std::string::npos);
+  // Without the search, the values' pattern.
+  const VerifyReport plain =
+      verify_gradients(loss, {{"W", w}}, {w * -1.0}, {.find_mistakes = false});
+  CHECK(plain.parameters[0].diagnosis == "the sign is flipped: truth = -claim");
+  CHECK(plain.mistakes.empty());
+}
+
+namespace {
+// (P - Y) / B for the mean softmax cross-entropy of `logits` with `labels`, by hand.
+Tensor cross_entropy_gradient(const Tensor& logits, const std::vector<std::int64_t>& labels) {
+  xt::xarray<double> g = softmax(logits, 1).value<double>();
+  for (std::size_t i = 0; i < labels.size(); ++i) g(i, static_cast<std::size_t>(labels[i])) -= 1;
+  return Tensor(xt::xarray<double>(g / static_cast<double>(labels.size())));
+}
+}  // namespace
+
+TEST_CASE("verify_gradients: a residual's skip path left out of a hand derivation is named") {
+  // H0 = X W0^T + b0, H1 = H0 + tanh(H0 W1^T + b1), logits = H1 W2^T + b2, mean cross-entropy.
+  Generator gen(5);
+  const std::size_t B = 6;
+  const Tensor x = randn({B, 3}, {.dtype = kFloat64}, gen);
+  const std::vector<std::int64_t> labels = {0, 2, 1, 1, 0, 2};
+  const Tensor y = from_vector(labels, {B});
+  std::vector<std::pair<std::string, Tensor>> params = {
+      {"W0", randn({4, 3}, {.dtype = kFloat64}, gen)},
+      {"b0", randn({4}, {.dtype = kFloat64}, gen)},
+      {"W1", randn({4, 4}, {.dtype = kFloat64}, gen)},
+      {"b1", randn({4}, {.dtype = kFloat64}, gen)},
+      {"W2", randn({3, 4}, {.dtype = kFloat64}, gen)},
+      {"b2", randn({3}, {.dtype = kFloat64}, gen)}};
+  const TensorFn loss = [&](const std::vector<Tensor>& p) {
+    const Tensor h0 = linear(x, p[0], p[1]);
+    const Tensor h1 = h0 + tanh(linear(h0, p[2], p[3]));
+    return softmax_cross_entropy(linear(h1, p[4], p[5]), y);
+  };
+  // By hand, with the skip's term in dH0 or without it.
+  const auto derive = [&](bool with_skip) {
+    NoGradGuard by_hand;
+    const Tensor &W0 = params[0].second, &b0 = params[1].second, &W1 = params[2].second,
+                 &b1 = params[3].second, &W2 = params[4].second, &b2 = params[5].second;
+    const Tensor h0 = matmul(x, transpose(W0)) + b0;
+    const Tensor a = tanh(matmul(h0, transpose(W1)) + b1);
+    const Tensor h1 = h0 + a;
+    const Tensor g2 = cross_entropy_gradient(matmul(h1, transpose(W2)) + b2, labels);
+    const Tensor dh1 = matmul(g2, W2);
+    const Tensor dz1 = dh1 * (1.0 - a * a);
+    const Tensor dh0 = with_skip ? dh1 + matmul(dz1, W1) : matmul(dz1, W1);
+    return std::vector<Tensor>{matmul(transpose(dh0), x),  sum(dh0, {0}),
+                               matmul(transpose(dz1), h0), sum(dz1, {0}),
+                               matmul(transpose(g2), h1),  sum(g2, {0})};
+  };
+  CHECK(verify_gradients(loss, params, derive(true)).passed);
+  const VerifyReport report = verify_gradients(loss, params, derive(false));
+  INFO(report.str());
+  CHECK_FALSE(report.passed);
+  REQUIRE(report.mistakes.size() == 1);
+  const Mistake& m = report.mistakes[0];
+  CHECK(m.kind == MistakeKind::path_omitted);
+  CHECK(m.node == "add");
+  CHECK(m.what.find("the output of linear #1 is used by 2 ops (linear #2, add)") !=
+        std::string::npos);
+  CHECK(m.explains == std::vector<std::string>{"W0", "b0"});
+  CHECK(m.kept == std::vector<std::string>{"W1", "b1", "W2", "b2"});
+  CHECK(m.unexplained.empty());
+}
+
+TEST_CASE("verify_gradients: a tied weight's gradient with one of its two uses left out is named") {
+  // E is the embedding and the output layer: logits = tanh(E[idx]) E^T, mean cross-entropy.
+  Generator gen(9);
+  const std::vector<std::int64_t> idx = {3, 0, 3, 1, 4}, labels = {1, 4, 0, 2, 3};
+  const Tensor indices = from_vector(idx, {5}), y = from_vector(labels, {5});
+  const std::vector<std::pair<std::string, Tensor>> params = {
+      {"E", randn({5, 4}, {.dtype = kFloat64}, gen)}};
+  const TensorFn loss = [&](const std::vector<Tensor>& p) {
+    return softmax_cross_entropy(linear(tanh(embedding(p[0], indices)), p[0]), y);
+  };
+  const auto derive = [&](bool with_lookup) {
+    NoGradGuard by_hand;
+    const Tensor& E = params[0].second;
+    xt::xarray<double> rows = xt::zeros<double>({idx.size(), std::size_t{4}});
+    for (std::size_t i = 0; i < idx.size(); ++i)
+      for (std::size_t j = 0; j < 4; ++j)
+        rows(i, j) = E.value<double>()(static_cast<std::size_t>(idx[i]), j);
+    const Tensor h = tanh(Tensor(rows));
+    const Tensor g = cross_entropy_gradient(matmul(h, transpose(E)), labels);
+    xt::xarray<double> dE = matmul(transpose(g), h).value<double>();  // the output layer's use
+    const xt::xarray<double> de = (matmul(g, E) * (1.0 - h * h)).value<double>();
+    if (with_lookup)  // the lookup's use: each looked-up row gets its sample's gradient
+      for (std::size_t i = 0; i < idx.size(); ++i)
+        for (std::size_t j = 0; j < 4; ++j) dE(static_cast<std::size_t>(idx[i]), j) += de(i, j);
+    return std::vector<Tensor>{Tensor(dE)};
+  };
+  CHECK(verify_gradients(loss, params, derive(true)).passed);
+  const VerifyReport report = verify_gradients(loss, params, derive(false));
+  INFO(report.str());
+  REQUIRE(report.mistakes.size() == 1);
+  CHECK(report.mistakes[0].kind == MistakeKind::path_omitted);
+  CHECK(report.mistakes[0].node == "embedding");
+  CHECK(report.mistakes[0].what.find("E is used by 2 ops (embedding, linear)") !=
+        std::string::npos);
+  CHECK(report.parameters[0].diagnosis.find("a path left out") == 0);
 }
