@@ -1,5 +1,6 @@
 #include "examples/walkthrough/closed_form.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -168,6 +169,29 @@ void Network::check() const {
                        " classes (0-based)");
 }
 
+const std::vector<std::string>& backprop_formula_names() {
+  static const std::vector<std::string> names = {"corrected",
+                                                 "document",
+                                                 "derivative_missing",
+                                                 "derivative_at_output",
+                                                 "activation_for_derivative",
+                                                 "derivative_at_logits",
+                                                 "sum_not_mean",
+                                                 "mean_twice",
+                                                 "label_minus_p",
+                                                 "weight_not_transposed",
+                                                 "grad_W_transposed"};
+  return names;
+}
+
+BackpropFormula backprop_formula(const std::string& name) {
+  const std::vector<std::string>& names = backprop_formula_names();
+  const auto it = std::find(names.begin(), names.end(), name);
+  if (it == names.end())
+    throw ValueError("unknown formula '" + name + "'; expected one of: " + join(names, ", "));
+  return static_cast<BackpropFormula>(it - names.begin());
+}
+
 BackpropTrace closed_form_backprop(const Network& net, BackpropFormula formula) {
   const std::vector<DenseLayer>& layers = net.layers();
   const auto& y = net.y().value<std::int64_t>();
@@ -199,21 +223,37 @@ BackpropTrace closed_form_backprop(const Network& net, BackpropFormula formula) 
   t.grad_z.resize(L);
   t.grad_W.resize(L);
   t.grad_b.resize(L);
+  using enum BackpropFormula;
   Matrix g = t.p;  // question 1: delta_L = p - e_y, over B for the mean
   for (std::size_t i = 0; i < B; ++i) g(i, static_cast<std::size_t>(y(i))) -= 1;
-  g /= static_cast<double>(B);
+  if (formula == label_minus_p) g = -g;
+  if (formula != sum_not_mean) g /= static_cast<double>(B);
+  if (formula == mean_twice) g /= static_cast<double>(B);
+  if (formula == derivative_at_logits && L > 1)
+    g = g * activation_derivative(layers[0].activation, logits);
   t.grad_o[L - 1] = g;
   t.grad_z[L - 1] = g;
   for (std::size_t l = L - 1; l-- > 0;) {
     // question 2: corrected, grad_o_l = G_{l+1} W_{l+1}; document, grad_o_{l+1} W_{l+1}
-    const Matrix& upstream =
-        formula == BackpropFormula::corrected ? t.grad_z[l + 1] : t.grad_o[l + 1];
-    t.grad_o[l] = product(upstream, false, layers[l + 1].W, false);
-    t.grad_z[l] = t.grad_o[l] * activation_derivative(layers[l].activation, t.z[l]);
+    const Matrix& upstream = formula == document ? t.grad_o[l + 1] : t.grad_z[l + 1];
+    const Matrix& W = layers[l + 1].W;  // a wrong transpose where the shapes let it pass
+    const bool square = W.shape()[0] == W.shape()[1];
+    t.grad_o[l] = product(upstream, false, W, formula == weight_not_transposed && square);
+    const std::string& sigma = layers[l].activation;
+    // sigma'(Z_l), or what the formula puts in its place
+    const Matrix slope = formula == derivative_missing     ? Matrix(xt::ones_like(t.z[l]))
+                         : formula == derivative_at_output ? activation_derivative(sigma, t.o[l])
+                         : formula == activation_for_derivative
+                             ? t.o[l]
+                             : activation_derivative(sigma, t.z[l]);
+    t.grad_z[l] = t.grad_o[l] * slope;
   }
   for (std::size_t l = 0; l < L; ++l) {  // question 3, then question 4
     const Matrix& below = l == 0 ? input : t.o[l - 1];
-    t.grad_W.at(l) = product(t.grad_z[l], true, below, false);
+    const bool square = layers[l].W.shape()[0] == layers[l].W.shape()[1];
+    t.grad_W.at(l) = formula == grad_W_transposed && square
+                         ? product(below, true, t.grad_z[l], false)
+                         : product(t.grad_z[l], true, below, false);
     t.grad_b.at(l) = xt::zeros<double>({t.grad_z[l].shape()[1]});
     for (std::size_t i = 0; i < B; ++i)
       for (std::size_t j = 0; j < t.grad_b[l].size(); ++j) t.grad_b[l](j) += t.grad_z[l](i, j);
@@ -221,6 +261,27 @@ BackpropTrace closed_form_backprop(const Network& net, BackpropFormula formula) 
     t.b_next.push_back(layers[l].b - lr * t.grad_b[l]);
   }
   return t;
+}
+
+VerifyReport verify_trace(const Network& net, const BackpropTrace& trace,
+                          const VerifyOptions& options) {
+  const std::vector<DenseLayer>& layers = net.layers();
+  std::vector<std::pair<std::string, Tensor>> params;
+  std::vector<Tensor> claimed;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    params.emplace_back("W_" + std::to_string(l + 1), Tensor(layers[l].W));
+    params.emplace_back("b_" + std::to_string(l + 1), Tensor(layers[l].b));
+    claimed.emplace_back(trace.grad_W.at(l));
+    claimed.emplace_back(trace.grad_b.at(l));
+  }
+  const TensorFn loss = [&net](const std::vector<Tensor>& p) {
+    Tensor o(net.x());
+    for (std::size_t l = 0; l < net.layers().size(); ++l)
+      o = nn::make_activation(net.layers()[l].activation)
+              ->forward(linear(o, p[2 * l], p[2 * l + 1]));
+    return softmax_cross_entropy(o, net.y());
+  };
+  return verify_gradients(loss, params, claimed, options);
 }
 
 BackpropTrace tape_backprop(const Network& net) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "autograd/tensor.hpp"
+#include "autograd/verify.hpp"
 
 namespace walkthrough {
 
@@ -57,7 +58,24 @@ class Network {
   int label_base_ = 0;
 };
 
-enum class BackpropFormula { corrected, document };
+/// The corrected formulas, the document's, and wrong derivations a student writes: each differs
+/// from the corrected ones by one mistake (verify_gradients names it: tests/examples/walkthrough).
+enum class BackpropFormula {
+  corrected,
+  document,                   ///< question 2 as the document: grad_o_l = grad_o_{l+1} W_{l+1}
+  derivative_missing,         ///< G_l = grad_o_l: sigma' left out everywhere
+  derivative_at_output,       ///< G_l = grad_o_l * sigma'(O_l), at the activation's output
+  activation_for_derivative,  ///< G_l = grad_o_l * sigma(Z_l)
+  derivative_at_logits,       ///< G_L = (P - Y) / B * sigma'(Z_L), the hidden layers' sigma
+  sum_not_mean,               ///< G_L = P - Y: the mean's 1/B left out
+  mean_twice,                 ///< G_L = (P - Y) / B^2
+  label_minus_p,              ///< G_L = (Y - P) / B: question 1's sign flipped
+  weight_not_transposed,      ///< grad_o_l = G_{l+1} W_{l+1}^T where W_{l+1} is square
+  grad_W_transposed,          ///< grad_W_l = O_{l-1}^T G_l where W_l is square
+};
+/// The formulas by name ("corrected", "document", "derivative_missing", ...), in the enum's order.
+const std::vector<std::string>& backprop_formula_names();
+BackpropFormula backprop_formula(const std::string& name);  ///< ValueError for an unknown name
 
 /// Every quantity of the document's four questions, per layer (index l - 1 for layer l).
 struct BackpropTrace {
@@ -73,6 +91,12 @@ BackpropTrace closed_form_backprop(const Network& net,
 /// By the tape: the linear op, the library's activations, the fused softmax cross-entropy, grad()
 /// for every intermediate, and the SGD optimizer for the update.
 BackpropTrace tape_backprop(const Network& net);
+
+/// verify_gradients on a trace's grad_W and grad_b (named W_1, b_1, ..., W_L, b_L), the loss
+/// recorded by the tape: whether they are right, and if not, which mistake reproduces them.
+xgrad::VerifyReport verify_trace(const Network& net, const BackpropTrace& trace,
+                                 const xgrad::VerifyOptions& options = {.rtol = 1e-10,
+                                                                        .numeric_rtol = 1e-10});
 
 /// The largest difference between two traces for one quantity of one layer.
 struct QuantityDifference {

@@ -4,7 +4,9 @@
 //
 //   backprop_walkthrough                       a built-in, seeded network
 //   backprop_walkthrough --spec net.json       your network (format: network_spec.hpp)
-//   backprop_walkthrough --formula document    the document's literal question-2 rule
+//   backprop_walkthrough --formula document    the document's literal question-2 rule, and the
+//                                              mistake the verifier finds in it (other wrong
+//                                              derivations: --formula derivative_at_output, ...)
 //   backprop_walkthrough --json                one JSON object instead of tables
 //   backprop_walkthrough --graph net.dot       the tape's graph of the loss, as Graphviz DOT
 //
@@ -155,11 +157,15 @@ void print_tables(const Network& net, BackpropFormula formula, const BackpropTra
                                        "; \"label_base\": 1 in a spec takes the document's 1.." +
                                        std::to_string(classes) + ")")
                                           .c_str());
-  std::printf("Question 2 by the %s rule: grad_o_l = %s\n",
-              formula == BackpropFormula::corrected ? "corrected" : "document's",
-              formula == BackpropFormula::corrected
-                  ? "W_{l+1}^T grad_z_{l+1}  (grad_z = grad_o * sigma')"
-                  : "W_{l+1}^T grad_o_{l+1}  (no sigma', as the document writes)");
+  if (formula == BackpropFormula::corrected || formula == BackpropFormula::document)
+    std::printf("Question 2 by the %s rule: grad_o_l = %s\n",
+                formula == BackpropFormula::corrected ? "corrected" : "document's",
+                formula == BackpropFormula::corrected
+                    ? "W_{l+1}^T grad_z_{l+1}  (grad_z = grad_o * sigma')"
+                    : "W_{l+1}^T grad_o_{l+1}  (no sigma', as the document writes)");
+  else
+    std::printf("Formulas: the corrected ones with one wrong step, '%s' (closed_form.hpp)\n",
+                backprop_formula_names()[static_cast<std::size_t>(formula)].c_str());
   std::printf(
       "Each value comes from the closed-form formulas; 'tape' is its largest difference from "
       "autograd.\n");
@@ -233,8 +239,7 @@ int run(const std::string& spec_path, const std::string& formula_name, bool json
       throw ValueError(std::string("--graph: ") + e.what());
     }
   }
-  const BackpropFormula formula =
-      formula_name == "document" ? BackpropFormula::document : BackpropFormula::corrected;
+  const BackpropFormula formula = backprop_formula(formula_name);
   const BackpropTrace closed = closed_form_backprop(net, formula);
   if (const std::string where = first_non_finite(closed); !where.empty())
     throw ValueError("the network's values leave double's range (" + where +
@@ -242,6 +247,9 @@ int run(const std::string& spec_path, const std::string& formula_name, bool json
   const BackpropTrace tape = tape_backprop(net);
   const Comparison comparison = compare_traces(closed, tape);
   const std::optional<QuantityDifference>& first = comparison.first_disagreement;
+  // Where they differ, the verifier's search says which single mistake makes these gradients.
+  const std::vector<Mistake> mistakes =
+      comparison.agree() ? std::vector<Mistake>{} : verify_trace(net, closed).mistakes;
   if (json_output) {
     nlohmann::json out = trace_json(closed, net.layers());
     out["formula"] = formula_name;
@@ -260,9 +268,18 @@ int run(const std::string& spec_path, const std::string& formula_name, bool json
                                                        {"max_abs", first->max_abs},
                                                        {"index", first->index}}
                                       : nlohmann::json(nullptr);
+    out["mistakes"] = nlohmann::json::array();
+    for (const Mistake& m : mistakes)
+      out["mistakes"].push_back({{"kind", mistake_kind_name(m.kind)},
+                                 {"node", m.node},
+                                 {"what", m.what},
+                                 {"explains", m.explains}});
     std::cout << out.dump() << "\n";
   } else {
     print_tables(net, formula, closed, tape, comparison);
+    if (!mistakes.empty())
+      std::printf("\nverify_gradients, on grad_W and grad_b, finds the mistake that makes them:\n");
+    for (const Mistake& m : mistakes) std::printf("  %s\n", m.str().c_str());
   }
   return comparison.agree() ? 0 : 1;
 }
@@ -277,8 +294,10 @@ int main(int argc, char** argv) {
   bool json_output = false;
   app.add_option("--spec", spec_path,
                  "the network as JSON (layers with W, b, activation; x; y; lr)");
-  app.add_option("--formula", formula_name, "closed form for question 2: corrected or document")
-      ->check(CLI::IsMember({"corrected", "document"}));
+  app.add_option("--formula", formula_name,
+                 "the closed form: corrected, the document's question-2 rule (document), or one "
+                 "of the wrong derivations of closed_form.hpp, whose mistake the verifier names")
+      ->check(CLI::IsMember(backprop_formula_names()));
   app.add_flag("--json", json_output, "print one JSON object instead of tables");
   std::string graph;
   app.add_option("--graph", graph,

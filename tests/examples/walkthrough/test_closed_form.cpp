@@ -53,27 +53,8 @@ Problem random_problem(const std::vector<std::size_t>& widths, const std::string
   }
 }
 
-// The loss as a function of (W_1, b_1, ..., W_L, b_L), for verify_gradients.
-TensorFn loss_of(const Problem& p) {
-  return [&p](const std::vector<Tensor>& params) {
-    Tensor o(p.x);
-    for (std::size_t l = 0; l < p.layers.size(); ++l)
-      o = make_activation(p.layers[l].activation)
-              ->forward(linear(o, params[2 * l], params[2 * l + 1]));
-    return softmax_cross_entropy(o, p.y);
-  };
-}
-
 VerifyReport verify(const Problem& p, const BackpropTrace& closed) {
-  std::vector<std::pair<std::string, Tensor>> params;
-  std::vector<Tensor> claimed;
-  for (std::size_t l = 0; l < p.layers.size(); ++l) {
-    params.emplace_back("W_" + std::to_string(l + 1), Tensor(p.layers[l].W));
-    params.emplace_back("b_" + std::to_string(l + 1), Tensor(p.layers[l].b));
-    claimed.emplace_back(closed.grad_W[l]);
-    claimed.emplace_back(closed.grad_b[l]);
-  }
-  return verify_gradients(loss_of(p), params, claimed, {.rtol = 1e-10, .numeric_rtol = 1e-10});
+  return verify_trace(p.net(), closed);
 }
 
 const std::vector<std::vector<std::size_t>> kShapes = {
@@ -191,4 +172,63 @@ TEST_CASE("every activation of the table has a closed form, and it matches the o
     }
   }
   CHECK(closed_form_activations().size() == nn::activations().size());
+}
+
+TEST_CASE(
+    "verify_gradients names each wrong derivation by the mistake that reproduces it: every "
+    "activation, batch 1 and 6") {
+  using enum BackpropFormula;
+  struct Case {
+    BackpropFormula formula;
+    MistakeKind kind;
+    std::vector<std::size_t> widths;
+    std::string node;  // the start of the mistake's node; "every" for every activation
+  };
+  const std::vector<Case> cases = {
+      {document, MistakeKind::derivative_missing_below, {4, 5, 3, 4, 3}, "every "},
+      {derivative_missing, MistakeKind::derivative_missing, {4, 5, 3, 4, 3}, "every "},
+      {derivative_at_output, MistakeKind::derivative_at_output, {4, 5, 3, 4, 3}, "every "},
+      {activation_for_derivative, MistakeKind::value_for_derivative, {4, 5, 3, 4, 3}, "every "},
+      {derivative_at_logits, MistakeKind::derivative_extra, {4, 5, 3, 4, 3}, "linear #4"},
+      {sum_not_mean, MistakeKind::mean_missing, {4, 5, 4, 3}, "softmax_cross_entropy"},
+      {mean_twice, MistakeKind::mean_extra, {4, 5, 4, 3}, "softmax_cross_entropy"},
+      {label_minus_p, MistakeKind::sign, {4, 5, 4, 3}, "softmax_cross_entropy"},
+      {weight_not_transposed, MistakeKind::weight_not_transposed, {4, 5, 3, 3, 3}, "every linear"},
+      {grad_W_transposed, MistakeKind::transposed, {4, 5, 3, 3, 3}, "every linear"},
+  };
+  std::size_t caught = 0, right = 0;
+  for (const Case& c : cases)
+    for (const std::string& act : activation_names()) {
+      if (act == "identity") continue;
+      for (std::size_t batch : {1, 6}) {
+        const std::string name = backprop_formula_names()[static_cast<std::size_t>(c.formula)];
+        INFO(name << ", " << act << ", batch " << batch);
+        const Problem p = random_problem(c.widths, act, batch, 21);
+        const BackpropTrace wrong = closed_form_backprop(p.net(), c.formula);
+        const VerifyReport report =
+            verify_trace(p.net(), wrong, {.rtol = 1e-10, .max_numeric_entries = 2});
+        INFO(report.str());
+        // Where the wrong rule gives the right numbers (relu'(a) = relu'(z); a mean over one
+        // sample), the claims are right.
+        if (compare_traces(wrong, closed_form_backprop(p.net())).agree()) {
+          CHECK(report.passed);
+          ++right;
+          continue;
+        }
+        CHECK_FALSE(report.passed);
+        REQUIRE(report.mistakes.size() == 1);
+        const Mistake& m = report.mistakes[0];
+        CHECK(mistake_kind_name(m.kind) == mistake_kind_name(c.kind));
+        CHECK(m.node.find(c.node) == 0);
+        CHECK(m.unexplained.empty());
+        CHECK(m.max_rel_difference < 1e-12);
+        for (const ParameterVerdict& v : report.parameters)
+          if (!v.matches_tape) CHECK(v.diagnosis.find(", at " + m.node) != std::string::npos);
+        ++caught;
+      }
+    }
+  // Right by accident: relu and leaky_relu at the output (2 activations x 2 batches), the two 1/N
+  // mistakes at batch 1 (2 x 9 activations); the rest is caught.
+  CHECK(right == 4 + 18);
+  CHECK(caught == 10 * 9 * 2 - right);
 }
