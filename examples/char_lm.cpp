@@ -24,6 +24,7 @@
 #include "examples/common/language_models.hpp"
 #include "examples/common/training_run.hpp"
 #include "examples/common/word_corpus.hpp"
+#include "nn/data.hpp"
 #include "nn/layers.hpp"
 #include "nn/optim.hpp"
 #include "nn/sequence.hpp"
@@ -52,16 +53,31 @@ struct Config {
   std::string save, resume, log, plot;
 };
 
-// A batch as the models take it: inputs (B, T) and flattened targets (B T).
-struct Batch {
-  Tensor inputs, targets;  // int64
-  std::size_t characters = 0;  // targets that count (not padding)
+// Words as examples: data the boundary token then the word's tokens, target the word's tokens then
+// the boundary (T = the word's length + 1). Batches pad both with kPad, which the embedding has a
+// row for and the loss ignores.
+class Words : public Dataset<> {
+ public:
+  Words(const std::vector<std::string>& words, const Vocabulary& v) : words_(words), v_(v) {}
+  std::size_t size() const override { return words_.size(); }
+  Example get(std::size_t i) const override {
+    const std::string& w = words_.at(i);
+    std::vector<std::int64_t> in = {kBoundary}, target;
+    for (char ch : w) {
+      in.push_back(v_.token(ch));
+      target.push_back(v_.token(ch));
+    }
+    target.push_back(kBoundary);
+    return {from_vector(in, {in.size()}), from_vector(target, {target.size()})};
+  }
+
+ private:
+  const std::vector<std::string>& words_;
+  const Vocabulary& v_;
 };
 
-Batch to_batch(const TokenBatch& t) {
-  return {from_vector(t.inputs, {t.rows, t.length}), from_vector(t.targets, {t.rows * t.length}),
-          t.characters};
-}
+const CollateOptions kWordPadding = {
+    .sequences = true, .padding_value = double(kPad), .target_padding_value = kPad};
 
 WordCorpus load_corpus(const Config& c) {
   WordCorpus corpus;
@@ -94,25 +110,24 @@ struct Totals {
 
 // The summed loss of a batch, and its correct guesses counted into `totals`.
 Tensor batch_loss(LanguageModel& model, const Batch& b, std::size_t V, Totals& totals) {
-  const Tensor logits = reshape(model.logits(b.inputs), {-1, std::ptrdiff_t(V)});
+  const Tensor logits = reshape(model.logits(b.data), {-1, std::ptrdiff_t(V)});
+  const Tensor targets = reshape(b.target, {-1});
   const Tensor loss =
-      softmax_cross_entropy(logits, b.targets, {.reduction = Reduction::sum, .ignore_index = kPad});
-  const Tensor right = logical_and(b.targets != kPad, argmax(logits, 1) == b.targets);
+      softmax_cross_entropy(logits, targets, {.reduction = Reduction::sum, .ignore_index = kPad});
+  const Tensor right = logical_and(targets != kPad, argmax(logits, 1) == targets);
   totals.right += static_cast<std::size_t>(count_nonzero(right).item<std::int64_t>());
   totals.loss += loss.item();
-  totals.characters += b.characters;
+  totals.characters += static_cast<std::size_t>(sum(b.lengths).item<std::int64_t>());
   return loss;
 }
 
 Totals evaluate(LanguageModel& model, const std::vector<std::string>& words, const Vocabulary& v) {
   NoGradGuard no_grad;
   model.eval();
-  std::vector<std::size_t> order(words.size());
-  std::iota(order.begin(), order.end(), 0);
   Totals totals;
-  for_each_token_batch(words, order, 256, v, [&](const TokenBatch& b) {
-    batch_loss(model, to_batch(b), v.size(), totals);
-  });
+  DataLoader loader(std::make_shared<Words>(words, v),
+                    {.batch_size = 256, .shuffle = false, .collate = kWordPadding});
+  for (const Batch& b : loader) batch_loss(model, b, v.size(), totals);
   model.train();
   return totals;
 }
@@ -163,20 +178,22 @@ void run(Config c) {
   std::printf("model %s: %zu parameters, vocabulary %zu; AdamW lr %g\n", c.model.c_str(),
               parameters, v.size(), c.lr);
   std::fflush(stdout);
+  // The order of epoch e is a function of (seed, e) alone: a resumed run takes the same.
+  DataLoader loader(std::make_shared<Words>(corpus.train, v),
+                    {.batch_size = c.batch_size, .seed = c.seed, .collate = kWordPadding});
   for (int epoch = training.epochs_done() + 1; epoch <= c.epochs; ++epoch) {
     const auto start = Clock::now();
-    const std::vector<std::size_t> order = epoch_order(corpus.train.size(), c.seed, epoch);
-    Progress progress(epoch, c.epochs, (order.size() + c.batch_size - 1) / c.batch_size, "char/s");
+    loader.set_epoch(static_cast<std::size_t>(epoch));
+    Progress progress(epoch, c.epochs, loader.num_batches(), "char/s");
     Totals totals;
     std::size_t done = 0;
-    for_each_token_batch(corpus.train, order, c.batch_size, v, [&](const TokenBatch& t) {
-      const Batch b = to_batch(t);
+    for (const Batch& b : loader) {
       optimizer.zero_grad();
       const Tensor loss = batch_loss(*model, b, v.size(), totals);
-      div(loss, scalar(double(b.characters))).backward();  // the mean over the batch's characters
+      div(loss, sum(b.lengths).to(kFloat32)).backward();  // the mean over the batch's characters
       optimizer.step();
       progress.update(++done, totals.mean_loss(), totals.characters);
-    });
+    }
     progress.clear();
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     const Totals val = evaluate(*model, corpus.validation, v);

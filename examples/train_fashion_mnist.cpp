@@ -144,16 +144,16 @@ std::pair<double, double> evaluate(const Model& model, const TensorDataset& data
   double loss = 0;
   std::size_t right = 0;
   for (const Batch& batch : loader) {
-    const Tensor logits = model(batch.inputs);
-    loss += softmax_cross_entropy(logits, batch.labels, {.reduction = Reduction::sum}).item();
-    right += correct(logits, batch.labels);
+    const Tensor logits = model(batch.data);
+    loss += softmax_cross_entropy(logits, batch.target, {.reduction = Reduction::sum}).item();
+    right += correct(logits, batch.target);
   }
   model.net->train();
   return {loss / static_cast<double>(data.size()),
           static_cast<double>(right) / static_cast<double>(data.size())};
 }
 
-EpochResult train_epoch(const Model& model, Optimizer& optimizer, DataLoader& loader,
+EpochResult train_epoch(const Model& model, Optimizer& optimizer, DataLoader<>& loader,
                         const TensorDataset& test, Normalization norm, int epoch, int epochs) {
   const auto start = Clock::now();
   Progress progress(epoch, epochs, loader.num_batches(), "img/s", distributed::rank() == 0);
@@ -161,13 +161,13 @@ EpochResult train_epoch(const Model& model, Optimizer& optimizer, DataLoader& lo
   std::size_t seen = 0, right = 0, done = 0;
   for (const Batch& batch : loader) {
     optimizer.zero_grad();
-    const Tensor logits = model(batch.inputs);
-    const Tensor loss = softmax_cross_entropy(logits, batch.labels);
+    const Tensor logits = model(batch.data);
+    const Tensor loss = softmax_cross_entropy(logits, batch.target);
     loss.backward();
     optimizer.step();
-    loss_sum += loss.item() * static_cast<double>(batch.labels.numel());
-    right += correct(logits, batch.labels);
-    seen += batch.labels.numel();
+    loss_sum += loss.item() * static_cast<double>(batch.target.numel());
+    right += correct(logits, batch.target);
+    seen += batch.target.numel();
     progress.update(++done, loss_sum / static_cast<double>(seen), seen);
   }
   progress.clear();

@@ -90,22 +90,14 @@ class Reader {
   std::vector<unsigned char> buffer_ = std::vector<unsigned char>(1 << 16);
 };
 
-// Examples order[start], ..., order[start + rows - 1] of an (N, ...) tensor, in a new tensor.
-Tensor gather_rows(const Tensor& inputs, const std::vector<std::size_t>& order, std::size_t start,
-                   std::size_t rows) {
-  std::vector<std::int64_t> positions(rows);
-  for (std::size_t i = 0; i < rows; ++i) positions[i] = static_cast<std::int64_t>(order[start + i]);
-  return index_select(inputs, 0, positions);
-}
-
 // Crops and flips each image of x (N, C, H, W) in place, drawing from gen: per image,
 // the offsets (dy, dx) of the crop, then the flip.
 template <class T>
-void augment_images(xt::xarray<T>& x, const Augmentation& a, Generator& gen) {
+void augment_images(xt::xarray<T>& x, const Augmentation& a, Generator& gen, double flip_p = 0.5) {
   const std::size_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
   const auto pad = static_cast<std::ptrdiff_t>(a.crop_padding);
   std::uniform_int_distribution<std::ptrdiff_t> offset(-pad, pad);
-  std::bernoulli_distribution flip(0.5);
+  std::bernoulli_distribution flip(flip_p);
   std::vector<T> plane(h * w);
   for (std::size_t i = 0; i < n; ++i) {
     const std::ptrdiff_t dy = pad ? offset(gen.engine()) : 0, dx = pad ? offset(gen.engine()) : 0;
@@ -203,13 +195,26 @@ TensorDataset::TensorDataset(Tensor inputs, Tensor labels)
     : inputs_(std::move(inputs)), labels_(std::move(labels)) {
   if (!inputs_.defined() || !labels_.defined())
     throw ValueError("TensorDataset: the inputs or the labels are undefined");
-  if (labels_.dtype() != Dtype::int64)
-    throw DtypeError("TensorDataset: labels must be an int64 tensor of class indices, got " +
-                     std::string(dtype_name(labels_.dtype())) + "; convert with to(kInt64)");
-  if (inputs_.dim() < 2 || labels_.dim() != 1 || inputs_.size(0) != labels_.numel())
+  if (inputs_.dim() < 1 || labels_.dim() < 1 || inputs_.size(0) != labels_.size(0))
     throw ShapeError("TensorDataset: inputs of shape " + shape_str(inputs_.shape()) +
                      " and labels of shape " + shape_str(labels_.shape()) +
-                     "; expected (N, ...) of at least two axes and (N)");
+                     "; expected (N, ...) and (N, ...), one label per example");
+}
+
+Example TensorDataset::get(std::size_t index) const {
+  if (index >= size()) internal::index_out_of_range("TensorDataset", index, size());
+  const auto i = static_cast<std::ptrdiff_t>(index);
+  return {select(inputs_, 0, i).contiguous(), select(labels_, 0, i).contiguous()};
+}
+
+Batch TensorDataset::get_batch(std::span<const std::size_t> indices, const CollateOptions&) const {
+  std::vector<std::int64_t> positions;
+  positions.reserve(indices.size());
+  for (std::size_t i : indices) {
+    if (i >= size()) internal::index_out_of_range("TensorDataset", i, size());
+    positions.push_back(static_cast<std::int64_t>(i));
+  }
+  return {index_select(inputs_, 0, positions), index_select(labels_, 0, positions), {}, {}};
 }
 
 TensorDataset load_idx_dataset(const std::string& images_path, const std::string& labels_path) {
@@ -263,17 +268,12 @@ void standardize(TensorDataset& data, Normalization norm) {
   for (float& v : data.inputs().mutable_value<float>()) v = (v - mean) * scale;
 }
 
-DataLoader::DataLoader(TensorDataset data, DataLoaderOptions options)
-    : DataLoader(std::make_shared<const TensorDataset>(std::move(data)), options) {}
+namespace internal {
 
-DataLoader::DataLoader(std::shared_ptr<const TensorDataset> data, DataLoaderOptions options)
-    : data_(std::move(data)), options_(options) {
-  if (!data_) throw ValueError("DataLoader: no dataset (a null pointer)");
+LoaderCore::LoaderCore(std::size_t dataset_size, const DataLoaderOptions& options)
+    : n_(dataset_size), options_(options) {
   if (options.batch_size == 0) throw ValueError("DataLoader: batch_size must be > 0");
   const Augmentation& a = options.augment;
-  if ((a.crop_padding > 0 || a.horizontal_flip) && data_->inputs().dim() != 4)
-    throw ShapeError("DataLoader: random crops and flips need images (N, C, H, W), the dataset's "
-                     "inputs are " + shape_str(data_->inputs().shape()));
   if (!(a.normalize.std > 0) || !std::isfinite(a.normalize.std) || !std::isfinite(a.normalize.mean))
     throw ValueError("DataLoader: normalization needs a finite mean and a standard deviation > 0, "
                      "got mean " + number_str(a.normalize.mean) + " and std " +
@@ -282,61 +282,122 @@ DataLoader::DataLoader(std::shared_ptr<const TensorDataset> data, DataLoaderOpti
     throw ValueError("DataLoader: rank " + std::to_string(options.rank) + " of " +
                      std::to_string(options.num_replicas) +
                      " replicas (expected num_replicas >= 1 and rank < num_replicas)");
+  if (!options_.sampler) {
+    if (options.shuffle)
+      options_.sampler = std::make_shared<RandomSampler>();
+    else
+      options_.sampler = std::make_shared<SequentialSampler>();
+  }
   order_.resize(shard_size());
   std::iota(order_.begin(), order_.end(), 0);
 }
 
-std::size_t DataLoader::shard_size() const {
-  const std::size_t n = data_->size(), r = options_.num_replicas;
+std::size_t LoaderCore::shard_size() const {
+  const std::size_t n = options_.sampler->count(n_), r = options_.num_replicas;
   return (n + r - 1) / r;
 }
 
-std::size_t DataLoader::num_batches() const {
+std::size_t LoaderCore::num_batches() const {
   const std::size_t n = shard_size(), b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
-DataLoader::Iterator DataLoader::begin() {
-  std::vector<std::size_t> order(data_->size());
-  std::iota(order.begin(), order.end(), 0);
-  if (options_.shuffle) {
-    Generator gen(options_.seed * 1000003 + epoch_);
-    std::shuffle(order.begin(), order.end(), gen.engine());
-  }
+void LoaderCore::start_epoch() {
+  Generator gen(options_.seed * 1000003 + epoch_);
+  const std::vector<std::size_t> order = options_.sampler->indices(n_, gen);
+  for (std::size_t i : order)
+    if (i >= n_)
+      throw IndexError("DataLoader: the sampler gave index " + std::to_string(i) +
+                       " for a dataset of " + std::to_string(n_) + " examples");
   // This rank's shard: every num_replicas-th entry, the order's start repeated past its end.
+  order_.resize(shard_size());
   for (std::size_t k = 0; k < order_.size() && !order.empty(); ++k)
     order_[k] = order[(options_.rank + k * options_.num_replicas) % order.size()];
   current_ = epoch_++;
-  return Iterator(this, 0);
 }
 
-Batch DataLoader::batch(std::size_t b) const {
+std::span<const std::size_t> LoaderCore::indices(std::size_t b) const {
   const std::size_t start = b * options_.batch_size;
   const std::size_t stop = std::min(start + options_.batch_size, order_.size());
-  if (start >= stop)
-    throw IndexError("DataLoader: batch " + std::to_string(b) + " is past the end");
-  const std::size_t rows = stop - start;
-  Batch out;
-  out.inputs = gather_rows(data_->inputs(), order_, start, rows);
-  out.labels = gather_rows(data_->labels(), order_, start, rows);
+  if (b >= num_batches() || start >= stop)
+    throw IndexError("DataLoader: batch " + std::to_string(b) + " is past the end (" +
+                     std::to_string(num_batches()) + " batches)");
+  return std::span<const std::size_t>(order_).subspan(start, stop - start);
+}
+
+// A stream of its own per (seed, epoch, batch), apart from the shuffle's, and per rank (the
+// ranks' images of batch b are not flipped alike).
+std::uint64_t LoaderCore::batch_seed(std::size_t b) const {
+  return (options_.seed * 1000003 + current_) * 1000033 + b + 0x5bd1e995 +
+         options_.rank * 0x9e3779b97f4a7c15ull;
+}
+
+void LoaderCore::augment(Batch& out, std::size_t b) const {
   const Augmentation& a = options_.augment;
   if (a.crop_padding > 0 || a.horizontal_flip) {
-    // A stream of its own per (seed, epoch, batch), apart from the shuffle's.
-    // (and per rank: the ranks' images of batch b are not flipped alike)
-    Generator gen((options_.seed * 1000003 + current_) * 1000033 + b + 0x5bd1e995 +
-                  options_.rank * 0x9e3779b97f4a7c15ull);
-    if (out.inputs.dtype() == Dtype::float32)
-      augment_images(out.inputs.mutable_value<float>(), a, gen);
+    if (out.data.dim() != 4)
+      throw ShapeError(
+          "DataLoader: random crops and flips need images (N, C, H, W), the batch "
+          "is " +
+          shape_str(out.data.shape()));
+    Generator gen(batch_seed(b));
+    if (out.data.dtype() == Dtype::float32)
+      augment_images(out.data.mutable_value<float>(), a, gen);
     else
-      augment_images(out.inputs.mutable_value<double>(), a, gen);
+      augment_images(out.data.mutable_value<double>(), a, gen);
   }
   if (a.normalize.mean != 0 || a.normalize.std != 1) {
-    if (out.inputs.dtype() == Dtype::float32)
-      normalize_entries(out.inputs.mutable_value<float>(), a.normalize);
+    if (out.data.dtype() == Dtype::float32)
+      normalize_entries(out.data.mutable_value<float>(), a.normalize);
     else
-      normalize_entries(out.inputs.mutable_value<double>(), a.normalize);
+      normalize_entries(out.data.mutable_value<double>(), a.normalize);
   }
-  return out;
+}
+
+}  // namespace internal
+
+// ---- transforms of one example's image -----------------------------------------------------
+
+namespace {
+Example augmented(Example e, const Augmentation& a, double flip_p, const char* name) {
+  if (e.data.dim() != 3)
+    throw ShapeError(std::string(name) + ": needs an image (C, H, W), got " +
+                     shape_str(e.data.shape()));
+  Tensor image = unsqueeze(e.data, 0).contiguous().clone();
+  if (image.dtype() == Dtype::float32)
+    augment_images(image.mutable_value<float>(), a, example_generator(), flip_p);
+  else if (image.dtype() == Dtype::float64)
+    augment_images(image.mutable_value<double>(), a, example_generator(), flip_p);
+  else
+    throw DtypeError(std::string(name) + ": needs a float32 or float64 image, got " +
+                     std::string(dtype_name(image.dtype())));
+  e.data = squeeze(image, 0);
+  return e;
+}
+}  // namespace
+
+Transform random_crop(std::size_t padding) {
+  return [padding](Example e) {
+    return augmented(std::move(e), {.crop_padding = padding}, 0.5, "random_crop");
+  };
+}
+
+Transform random_horizontal_flip(double p) {
+  if (!(p >= 0 && p <= 1))
+    throw ValueError("random_horizontal_flip: p must be in [0, 1], got " + number_str(p));
+  return [p](Example e) {
+    return augmented(std::move(e), {.horizontal_flip = true}, p, "random_horizontal_flip");
+  };
+}
+
+Transform normalize(double mean, double std) {
+  if (!(std > 0) || !std::isfinite(std) || !std::isfinite(mean))
+    throw ValueError("normalize: needs a finite mean and a standard deviation > 0, got mean " +
+                     number_str(mean) + " and std " + number_str(std));
+  return [mean, std](Example e) {
+    e.data = (e.data - mean) / std;
+    return e;
+  };
 }
 
 }  // namespace xgrad::nn

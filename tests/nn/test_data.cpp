@@ -158,31 +158,31 @@ TEST_CASE("DataLoader: every example once per epoch, seeded shuffles, last batch
   CHECK(keep.num_batches() == 3);
   std::vector<std::int64_t> epoch0, epoch1;
   for (const Batch& b : keep) {
-    for (std::size_t i = 0; i < b.labels.numel(); ++i) {
-      CHECK(b.inputs.value<float>()(i, 0) ==
-            static_cast<float>(b.labels.value<std::int64_t>()(i)));  // rows stay with labels
-      epoch0.push_back(b.labels.value<std::int64_t>()(i));
+    for (std::size_t i = 0; i < b.target.numel(); ++i) {
+      CHECK(b.data.value<float>()(i, 0) ==
+            static_cast<float>(b.target.value<std::int64_t>()(i)));  // rows stay with labels
+      epoch0.push_back(b.target.value<std::int64_t>()(i));
     }
   }
-  for (const Batch& b : keep) append(epoch1, b.labels);
+  for (const Batch& b : keep) append(epoch1, b.target);
   CHECK(std::set<std::int64_t>(epoch0.begin(), epoch0.end()).size() == 10);
   CHECK(epoch0.size() == 10);
   CHECK(epoch0 != epoch1);  // a new order each epoch
   DataLoader again(data, {.batch_size = 4, .shuffle = true, .seed = 5});
   again.set_epoch(1);
   std::vector<std::int64_t> resumed;
-  for (const Batch& b : again) append(resumed, b.labels);
+  for (const Batch& b : again) append(resumed, b.target);
   CHECK(resumed == epoch1);  // the order depends on (seed, epoch) only
 
   DataLoader drop(data, {.batch_size = 4, .shuffle = false, .drop_last = true});
   CHECK(drop.num_batches() == 2);
   std::size_t count = 0;
-  for (const Batch& b : drop) count += b.labels.numel();
+  for (const Batch& b : drop) count += b.target.numel();
   CHECK(count == 8);
   DataLoader ordered(data, {.batch_size = 3, .shuffle = false});
   auto it = ordered.begin();
-  CHECK(testing::ints((*it).labels) == testing::I64s{0, 1, 2});
-  CHECK(testing::ints(ordered.batch(3).labels) == testing::I64s{9});
+  CHECK(testing::ints((*it).target) == testing::I64s{0, 1, 2});
+  CHECK(testing::ints(ordered.batch(3).target) == testing::I64s{9});
   CHECK_THROWS_AS(DataLoader(data, {.batch_size = 0}), ValueError);
 }
 
@@ -205,10 +205,9 @@ TEST_CASE(
   CHECK(rank0.num_batches() == 3);
   for (int epoch = 0; epoch < 2; ++epoch) {
     std::vector<std::int64_t> global, a, b;
-    for (const Batch& batch : whole)
-      append(global, batch.labels);
-    for (const Batch& batch : rank0) append(a, batch.labels);
-    for (const Batch& batch : rank1) append(b, batch.labels);
+    for (const Batch& batch : whole) append(global, batch.target);
+    for (const Batch& batch : rank0) append(a, batch.target);
+    for (const Batch& batch : rank1) append(b, batch.target);
     // Entry k of rank r is entry r + 2k of the epoch's order; the 12th repeats the first.
     for (std::size_t k = 0; k < 6; ++k) {
       CHECK(a[k] == global[2 * k]);
@@ -226,13 +225,13 @@ TEST_CASE("DataLoader keeps its dataset alive: a temporary dataset is safe (run 
   for (std::size_t i = 0; i < 10; ++i) y(i) = static_cast<std::int64_t>(i % 3);
   DataLoader loader(TensorDataset(x, Tensor(y)), {.batch_size = 4, .shuffle = true, .seed = 1});
   std::size_t rows = 0;
-  for (const Batch& batch : loader) rows += batch.labels.numel();  // reads the dataset it owns
+  for (const Batch& batch : loader) rows += batch.target.numel();  // reads the dataset it owns
   CHECK(rows == 10);
   auto shared = std::make_shared<const TensorDataset>(x, Tensor(y));
   DataLoader a(shared, {.batch_size = 5}), b(shared, {.batch_size = 2, .shuffle = false});
   shared.reset();  // both loaders still hold it
   CHECK(a.num_batches() == 2);
-  CHECK(testing::ints(b.batch(4).labels)[1] == 0);  // row 9: label 9 % 3
+  CHECK(testing::ints(b.batch(4).target)[1] == 0);  // row 9: label 9 % 3
   CHECK_THROWS_AS(DataLoader(std::shared_ptr<const TensorDataset>(), {}), ValueError);
 }
 
@@ -259,11 +258,11 @@ TEST_CASE("DataLoader augmentation: crops are shifts with zero padding, flips mi
   std::map<std::string, int> seen;  // which of the 18 (shift, flip) outcomes occurred
   std::vector<Tensor> epoch0;
   for (const Batch& b : loader) {
-    epoch0.push_back(b.inputs);
-    CHECK(b.inputs.shape() == Shape{16, 1, 3, 4});
-    const auto& x = b.inputs.value<double>();
+    epoch0.push_back(b.data);
+    CHECK(b.data.shape() == Shape{16, 1, 3, 4});
+    const auto& x = b.data.value<double>();
     for (std::size_t i = 0; i < 16; ++i) {
-      const double base = 100.0 * double(b.labels.value<std::int64_t>()(i));
+      const double base = 100.0 * double(b.target.value<std::int64_t>()(i));
       // Find the (dy, dx, flip) that explains the image: every entry is the source's shifted
       // entry, or 0 where that falls outside.
       int explained = 0;
@@ -293,20 +292,20 @@ TEST_CASE("DataLoader augmentation: crops are shifts with zero padding, flips mi
                           .seed = 3,
                           .augment = {.crop_padding = 1, .horizontal_flip = true}});
   std::size_t b = 0;
-  for (const Batch& batch : again) CHECK(testing::flat(batch.inputs) == testing::flat(epoch0[b++]));
+  for (const Batch& batch : again) CHECK(testing::flat(batch.data) == testing::flat(epoch0[b++]));
   loader.begin();  // epoch 1: other crops
-  CHECK(testing::flat(loader.batch(0).inputs) != testing::flat(epoch0[0]));
+  CHECK(testing::flat(loader.batch(0).data) != testing::flat(epoch0[0]));
 }
 
 TEST_CASE("DataLoader normalization comes after the crop, so the padding is normalized too") {
   const TensorDataset data = ramp_images(4);
   DataLoader plain(data, {.batch_size = 4, .shuffle = false, .augment = {.normalize = {100, 4}}});
-  CHECK(plain.batch(0).inputs.value<double>()(2, 0, 1, 3) == (213.0 - 100) / 4);
+  CHECK(plain.batch(0).data.value<double>()(2, 0, 1, 3) == (213.0 - 100) / 4);
   DataLoader cropped(
       data,
       {.batch_size = 4, .shuffle = false, .augment = {.crop_padding = 3, .normalize = {100, 4}}});
   const Batch batch = cropped.batch(0);  // kept: x refers into it
-  const auto& x = batch.inputs.value<double>();
+  const auto& x = batch.data.value<double>();
   std::size_t padding = 0;
   for (double v : x) padding += v == -25.0;  // (0 - 100) / 4
   CHECK(padding > 0);
@@ -318,5 +317,5 @@ TEST_CASE("DataLoader normalization comes after the crop, so the padding is norm
                        doctest::Contains("standard deviation > 0"), ValueError);
   DataLoader rows_normalized(rows,
                              {.batch_size = 2, .shuffle = false, .augment = {.normalize = {1, 2}}});
-  CHECK(rows_normalized.batch(0).inputs.value<double>()(1, 1) == 1.5);
+  CHECK(rows_normalized.batch(0).data.value<double>()(1, 1) == 1.5);
 }
