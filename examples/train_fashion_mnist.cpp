@@ -10,7 +10,8 @@
 //                       data parallel: each rank takes half of each (global) batch; rank 0
 //                       alone prints and writes files (docs/distributed.md)
 //
-// The last line on stdout is test_accuracy=0.xxxx. Bad or missing data exits with status 2.
+// The last line on stdout is test_accuracy=0.xxxx (after data_wait_ms_per_batch=, the time the
+// training loop waited for each batch). Bad or missing data exits with status 2.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -59,6 +60,7 @@ struct Config {
   std::string activation = "relu";
   std::uint64_t seed = 1;
   int threads = 1;
+  std::size_t workers = 0;  // threads that prepare the next batches
   bool distributed = false;
   std::string save, resume, log, plot;
 };
@@ -153,13 +155,25 @@ std::pair<double, double> evaluate(const Model& model, const TensorDataset& data
           static_cast<double>(right) / static_cast<double>(data.size())};
 }
 
+// The time the training loop waited for its batches, summed over the run.
+struct DataWait {
+  double seconds = 0;
+  std::size_t batches = 0;
+};
+
 EpochResult train_epoch(const Model& model, Optimizer& optimizer, DataLoader<>& loader,
-                        const TensorDataset& test, Normalization norm, int epoch, int epochs) {
+                        const TensorDataset& test, Normalization norm, int epoch, int epochs,
+                        DataWait& wait) {
   const auto start = Clock::now();
   Progress progress(epoch, epochs, loader.num_batches(), "img/s", distributed::rank() == 0);
   double loss_sum = 0;
   std::size_t seen = 0, right = 0, done = 0;
-  for (const Batch& batch : loader) {
+  auto it = loader.begin();
+  for (std::size_t b = 0; b < loader.num_batches(); ++b, ++it) {
+    const auto asked = Clock::now();
+    const Batch batch = *it;
+    wait.seconds += std::chrono::duration<double>(Clock::now() - asked).count();
+    ++wait.batches;
     optimizer.zero_grad();
     const Tensor logits = model(batch.data);
     const Tensor loss = softmax_cross_entropy(logits, batch.target);
@@ -322,17 +336,19 @@ void run(const Config& c) {
   std::printf("%s: %zu training and %zu test images; model %s%s\n", c.data.c_str(),
               train.size(), test.size(), described.c_str(), parallel.c_str());
   std::fflush(stdout);
-  DataLoader loader(train, {.batch_size = c.batch_size / static_cast<std::size_t>(ranks),
-                            .shuffle = true,
-                            .seed = c.seed,
-                            .augment = {.crop_padding = crop ? 2u : 0u,
-                                        .horizontal_flip = flip,
-                                        .normalize = norm},
-                            .num_replicas = static_cast<std::size_t>(ranks),
-                            .rank = static_cast<std::size_t>(rank)});
+  DataLoader loader(
+      train,
+      {.batch_size = c.batch_size / static_cast<std::size_t>(ranks),
+       .shuffle = true,
+       .seed = c.seed,
+       .num_workers = c.workers,
+       .augment = {.crop_padding = crop ? 2u : 0u, .horizontal_flip = flip, .normalize = norm},
+       .num_replicas = static_cast<std::size_t>(ranks),
+       .rank = static_cast<std::size_t>(rank)});
   loader.set_epoch(static_cast<std::size_t>(done));
+  DataWait wait;
   for (int epoch = done + 1; epoch <= c.epochs; ++epoch) {
-    const EpochResult r = train_epoch(model, *optimizer, loader, test, norm, epoch, c.epochs);
+    const EpochResult r = train_epoch(model, *optimizer, loader, test, norm, epoch, c.epochs, wait);
     std::printf("epoch %2d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  %.2f s\n", epoch,
                 c.epochs, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.seconds);
     std::fflush(stdout);
@@ -343,6 +359,9 @@ void run(const Config& c) {
   const std::vector<EpochResult>& results = training.results();
   const double accuracy =
       results.empty() ? evaluate(model, test, norm).second : results.back().test_accuracy;
+  if (wait.batches > 0)  // what a worker saves: the time the step waited for each batch
+    std::printf("data_wait_ms_per_batch=%.4f (%zu workers)\n",
+                1e3 * wait.seconds / static_cast<double>(wait.batches), c.workers);
   std::printf("test_accuracy=%.4f\n", accuracy);
 }
 
@@ -363,7 +382,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--convs-per-block", c.convs_per_block,
                  "the CNN's 3x3 convolutions before each pooling")
-      ->check(cli::count_up_to(64))
+      ->check(cli::number_rule("a whole number from 0 to 64", 0, false, 64, true))
       ->capture_default_str();
   app.add_option("--augment", c.augment,
                  "training-image augmentation: crop (shifts of up to 2 pixels, zero padding), "
@@ -410,6 +429,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", c.threads, "OpenBLAS threads")
       ->check(cli::count_up_to(1024))
+      ->capture_default_str();
+  app.add_option("--workers", c.workers,
+                 "threads that prepare the next batches while the step runs (the same batches "
+                 "for any number)")
+      ->check(cli::number_rule("a whole number from 0 to 64", 0, false, 64, true))
       ->capture_default_str();
   app.add_flag("--distributed", c.distributed,
                "data parallel over the ranks of mpirun (each takes its share of every batch of "

@@ -270,6 +270,10 @@ void standardize(TensorDataset& data, Normalization norm) {
 
 namespace internal {
 
+std::uint64_t stream_batch_seed(std::uint64_t seed, std::size_t epoch, std::size_t batch) {
+  return ((seed * 1000003 + epoch) * 1000033 + batch) ^ 0x2545f4914f6cdd1dull;
+}
+
 LoaderCore::LoaderCore(std::size_t dataset_size, const DataLoaderOptions& options)
     : n_(dataset_size), options_(options) {
   if (options.batch_size == 0) throw ValueError("DataLoader: batch_size must be > 0");

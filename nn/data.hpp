@@ -103,6 +103,9 @@ struct DataLoaderOptions {
 };
 
 namespace internal {
+/// The seed of batch b of a stream's epoch: its example_generator() while it is read.
+std::uint64_t stream_batch_seed(std::uint64_t seed, std::size_t epoch, std::size_t batch);
+
 /// What a loader does that does not depend on the dataset's type: the options' checks, each
 /// epoch's order and this rank's shard of it, the batches' indices and seeds, the augmentation.
 class LoaderCore {
@@ -216,6 +219,83 @@ class DataLoader {
   std::shared_ptr<const D> data_;
   internal::LoaderCore core_;
   std::map<std::size_t, std::future<BatchType>> ahead_;  // batches the workers are making
+};
+
+/// A loader over an iterable dataset: batches of batch_size examples in the stream's order (the
+/// last one shorter unless drop_last); each begin() resets the stream to the next epoch. With
+/// num_workers > 0 one thread reads the next batch while the caller works on this one. A stream is
+/// read by one thread at a time, so the batches are the same with and without it. Samplers,
+/// shuffle and sharding do not apply (a stream shuffles and shards itself).
+template <Iterable D>
+class DataLoader<D> {
+ public:
+  using BatchType = typename D::BatchType;
+  using ExampleType = typename D::ExampleType;
+  DataLoader(std::shared_ptr<D> data, DataLoaderOptions options)
+      : data_(std::move(data)), options_(std::move(options)) {
+    if (!data_) throw ValueError("DataLoader: no dataset (a null pointer)");
+    if (options_.batch_size == 0) throw ValueError("DataLoader: batch_size must be > 0");
+  }
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+  ~DataLoader() {
+    if (ahead_.valid()) ahead_.wait();
+  }
+  void set_epoch(std::size_t epoch) { epoch_ = epoch; }  ///< the epoch the next begin() starts
+  const DataLoaderOptions& options() const { return options_; }
+
+  struct End {};
+  class Iterator {
+   public:
+    explicit Iterator(DataLoader* loader) : loader_(loader) { current_ = loader_->next_batch(); }
+    const BatchType& operator*() const { return *current_; }
+    Iterator& operator++() {
+      current_ = loader_->next_batch();
+      return *this;
+    }
+    bool operator!=(End) const { return current_.has_value(); }
+
+   private:
+    DataLoader* loader_;
+    std::optional<BatchType> current_;
+  };
+  /// Resets the stream to the next epoch (the first is epoch 0) and reads its first batch.
+  Iterator begin() {
+    if (ahead_.valid()) ahead_.wait();
+    ahead_ = {};
+    data_->reset(epoch_);
+    batch_ = 0;
+    current_ = epoch_++;
+    return Iterator(this);
+  }
+  End end() const { return {}; }
+
+ private:
+  // The next batch of the stream, or nothing at its end; a worker reads the one after meanwhile.
+  std::optional<BatchType> next_batch() {
+    std::optional<BatchType> out = ahead_.valid() ? ahead_.get() : read();
+    if (out && options_.num_workers > 0)
+      ahead_ = std::async(std::launch::async, [this] { return read(); });
+    return out;
+  }
+  std::optional<BatchType> read() {
+    Generator gen(internal::stream_batch_seed(options_.seed, current_, batch_++));
+    const internal::ExampleGeneratorScope scope(gen);
+    std::vector<ExampleType> examples;
+    while (examples.size() < options_.batch_size)
+      if (std::optional<ExampleType> e = data_->next())
+        examples.push_back(std::move(*e));
+      else
+        break;
+    if (examples.empty() || (options_.drop_last && examples.size() < options_.batch_size))
+      return std::nullopt;
+    return collate(std::move(examples), options_.collate);
+  }
+
+  std::shared_ptr<D> data_;
+  DataLoaderOptions options_;
+  std::size_t epoch_ = 0, current_ = 0, batch_ = 0;
+  std::future<std::optional<BatchType>> ahead_;
 };
 
 template <class D>

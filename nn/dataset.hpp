@@ -17,9 +17,11 @@
 /// A dataset's get() is const and may be called from the loader's worker threads at once.
 
 #include <array>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -82,6 +84,25 @@ class Dataset {
     return collate(std::move(examples), options);
   }
 };
+
+/// A dataset read as a stream, one example after another (torch.utils.data.IterableDataset): a
+/// file read as it comes, examples generated on the fly. The loader batches them in order.
+template <class E = Example, class B = Batch>
+class IterableDataset {
+ public:
+  using ExampleType = E;
+  using BatchType = B;
+  virtual ~IterableDataset() = default;
+  /// Starts a pass over the data: epoch `epoch` (a stream that shuffles may seed from it).
+  virtual void reset(std::size_t epoch) = 0;
+  /// The next example of the pass, or nothing at its end.
+  virtual std::optional<E> next() = 0;
+};
+
+/// Whether D is an iterable dataset (the loader reads it in order) rather than a map-style one.
+template <class D>
+concept Iterable =
+    std::derived_from<D, IterableDataset<typename D::ExampleType, typename D::BatchType>>;
 
 namespace internal {
 [[noreturn]] void index_out_of_range(const char* what, std::size_t index, std::size_t size);

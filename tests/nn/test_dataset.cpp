@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <random>
 #include <set>
 
 #include "nn/data.hpp"
@@ -285,4 +286,53 @@ TEST_CASE("TensorDataset takes float regression targets and multi-label targets"
   CHECK(multi->get(5).target.shape() == Shape{3});
   CHECK_THROWS_WITH_AS(TensorDataset(zeros({6, 2}), zeros({5})),
                        doctest::Contains("one label per example"), ShapeError);
+}
+
+namespace {
+// A stream of n examples: x = the example's number, epoch e counting down when e is odd; a random
+// transform-like draw from example_generator() added as a second feature.
+class Countdown : public IterableDataset<> {
+ public:
+  explicit Countdown(std::size_t n) : n_(n) {}
+  void reset(std::size_t epoch) override {
+    epoch_ = epoch;
+    k_ = 0;
+  }
+  std::optional<Example> next() override {
+    if (k_ == n_) return std::nullopt;
+    const std::size_t i = epoch_ % 2 ? n_ - 1 - k_ : k_;
+    ++k_;
+    const double noise = std::uniform_real_distribution<double>(0, 1)(example_generator().engine());
+    return Example{from_vector(std::vector<double>{double(i), noise}, {2}, {.dtype = kFloat64}),
+                   from_vector(std::vector<std::int64_t>{std::int64_t(i % 2)}, {})};
+  }
+
+ private:
+  std::size_t n_, epoch_ = 0, k_ = 0;
+};
+}  // namespace
+
+TEST_CASE("an iterable dataset: batches in the stream's order, each epoch reset, workers alike") {
+  std::vector<std::vector<double>> runs;
+  for (std::size_t workers : {0, 1}) {
+    DataLoader loader(std::make_shared<Countdown>(10),
+                      {.batch_size = 4, .seed = 3, .num_workers = workers});
+    std::vector<double> values;
+    std::vector<std::size_t> sizes;
+    for (int epoch = 0; epoch < 2; ++epoch)
+      for (const Batch& b : loader) {
+        sizes.push_back(b.data.size(0));
+        for (double v : testing::flat(b.data)) values.push_back(v);
+      }
+    CHECK(sizes == std::vector<std::size_t>{4, 4, 2, 4, 4, 2});
+    CHECK(values[0] == 0.0);  // epoch 0 counts up
+    CHECK(values[2] == 1.0);
+    CHECK(values[20] == 9.0);  // epoch 1 counts down
+    runs.push_back(values);
+  }
+  CHECK(runs[0] == runs[1]);
+  DataLoader whole(std::make_shared<Countdown>(10), {.batch_size = 4, .drop_last = true});
+  std::size_t batches = 0;
+  for (const Batch& b : whole) batches += b.data.size(0) == 4;
+  CHECK(batches == 2);
 }
