@@ -261,66 +261,257 @@ Recurrent::Recurrent(bool lstm, const RecurrentOptions& options, Generator& gen)
                      ": xgrad's recurrent layers are batch first, inputs (B, T, features); "
                      "batch_first(false) is not supported (transpose(x, 0, 1) the input)");
   const std::size_t rows = (lstm ? 4 : 3) * hidden_size;
-  for (std::size_t l = 0; l < options.num_layers(); ++l) {
-    const std::string k = std::to_string(l);
-    const std::size_t in = l == 0 ? input_size : hidden_size;
-    weight_ih_.push_back(register_parameter("weight_ih_l" + k,
-                                            recurrent_weight({rows, in}, hidden_size, dtype, gen)));
-    weight_hh_.push_back(register_parameter(
-        "weight_hh_l" + k, recurrent_weight({rows, hidden_size}, hidden_size, dtype, gen)));
-    if (options.bias()) {
-      bias_ih_.push_back(
-          register_parameter("bias_ih_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
-      bias_hh_.push_back(
-          register_parameter("bias_hh_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
-    } else {
-      bias_ih_.emplace_back();
-      bias_hh_.emplace_back();
+  const std::size_t dirs = options.bidirectional() ? 2 : 1;
+  for (std::size_t l = 0; l < options.num_layers(); ++l)
+    for (std::size_t d = 0; d < dirs; ++d) {
+      const std::string k = std::to_string(l) + (d ? "_reverse" : "");
+      const std::size_t in = l == 0 ? input_size : dirs * hidden_size;
+      weight_ih_.push_back(register_parameter(
+          "weight_ih_l" + k, recurrent_weight({rows, in}, hidden_size, dtype, gen)));
+      weight_hh_.push_back(register_parameter(
+          "weight_hh_l" + k, recurrent_weight({rows, hidden_size}, hidden_size, dtype, gen)));
+      if (options.bias()) {
+        bias_ih_.push_back(
+            register_parameter("bias_ih_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
+        bias_hh_.push_back(
+            register_parameter("bias_hh_l" + k, recurrent_weight({rows}, hidden_size, dtype, gen)));
+      } else {
+        bias_ih_.emplace_back();
+        bias_hh_.emplace_back();
+      }
     }
+}
+
+namespace {
+
+std::vector<std::size_t> sizes_of(const Tensor& batch_sizes) {
+  std::vector<std::size_t> out;
+  for (std::int64_t b : batch_sizes.value<std::int64_t>())
+    out.push_back(static_cast<std::size_t>(b));
+  return out;
+}
+
+// One direction of one layer over packed steps: for each step t (in reverse when `reverse`), the
+// sequences still going (the first batch_sizes[t] rows of the state, longest first) take a step;
+// the others keep their state untouched. Returns the outputs of every step in the data's order
+// and leaves the final states in `state`.
+Tensor run_direction(const Tensor& data, const std::vector<std::size_t>& batch_sizes,
+                     LSTMState& state, bool lstm, bool reverse, const Tensor& weight_ih,
+                     const Tensor& weight_hh, const Tensor& bias_ih, const Tensor& bias_hh) {
+  const std::size_t T = batch_sizes.size(), B = state.h.size(0);
+  std::vector<std::size_t> offset(T, 0);
+  for (std::size_t t = 1; t < T; ++t) offset[t] = offset[t - 1] + batch_sizes[t - 1];
+  std::vector<Tensor> outputs(T);
+  for (std::size_t k = 0; k < T; ++k) {
+    const std::size_t t = reverse ? T - 1 - k : k, n = batch_sizes[t];
+    const auto rows = [&](const Tensor& s, std::size_t start, std::size_t count) {
+      return start == 0 && count == B ? s : narrow(s, 0, signed_size(start), count);
+    };
+    const Tensor xp = linear(narrow(data, 0, signed_size(offset[t]), n), weight_ih, bias_ih);
+    LSTMState active{rows(state.h, 0, n), lstm ? rows(state.c, 0, n) : Tensor()};
+    if (lstm)
+      active = lstm_step(xp, active, weight_hh, bias_hh);
+    else
+      active.h = gru_step(xp, active.h, weight_hh, bias_hh);
+    outputs[t] = active.h;
+    const auto joined = [&](const Tensor& now, const Tensor& before) {
+      return n == B ? now : concat({now, rows(before, n, B - n)}, 0);
+    };
+    state.h = joined(active.h, state.h);
+    if (lstm) state.c = joined(active.c, state.c);
   }
+  return T == 1 ? outputs[0] : concat(outputs, 0);
+}
+
+}  // namespace
+
+PackedRecurrentOutput Recurrent::run(const Tensor& data,
+                                     const std::vector<std::size_t>& batch_sizes, const Tensor& h0,
+                                     const Tensor& c0, const char* layer) {
+  const std::size_t hidden = options_.hidden_size(), L = options_.num_layers();
+  const std::size_t dirs = options_.bidirectional() ? 2 : 1;
+  const std::size_t B = batch_sizes.empty() ? 0 : batch_sizes.front();
+  const Shape state_shape = {L * dirs, B, hidden};
+  for (const Tensor* s : {&h0, &c0})
+    if (s->defined() && s->shape() != state_shape)
+      throw ShapeError(
+          std::string(layer) + ": an initial state of shape " + shape_str(s->shape()) +
+          "; expected (num_layers * directions, B, hidden) = " + shape_str(state_shape));
+  if (c0.defined() && !lstm_) throw ValueError("GRU: takes no initial cell state");
+  const Tensor zero = zeros({B, hidden}, {.dtype = data.dtype()});
+  Tensor input = data;
+  std::vector<Tensor> last_h, last_c;
+  for (std::size_t l = 0; l < L; ++l) {
+    std::vector<Tensor> outputs;
+    for (std::size_t d = 0; d < dirs; ++d) {
+      const std::size_t k = l * dirs + d;
+      LSTMState state{h0.defined() ? select(h0, 0, signed_size(k)) : zero,
+                      lstm_ ? (c0.defined() ? select(c0, 0, signed_size(k)) : zero) : Tensor()};
+      outputs.push_back(run_direction(input, batch_sizes, state, lstm_, d == 1, weight_ih_[k],
+                                      weight_hh_[k], bias_ih_[k], bias_hh_[k]));
+      last_h.push_back(state.h);
+      last_c.push_back(state.c);
+    }
+    input = dirs == 1 ? outputs[0] : concat(outputs, 1);
+    if (l + 1 < L && is_training() && options_.dropout() > 0)
+      input = dropout(input, options_.dropout(), true, *gen_);
+  }
+  PackedRecurrentOutput out;
+  out.output.data = input;
+  out.h = stack(last_h, 0);
+  if (lstm_) out.c = stack(last_c, 0);
+  return out;
 }
 
 RecurrentOutput Recurrent::forward(const Tensor& x, const Tensor& h0, const Tensor& c0) {
   const std::string layer = name();
-  const std::size_t inputs = options_.input_size(), hidden = options_.hidden_size();
+  const std::size_t inputs = options_.input_size();
   if (x.dim() != 3 || x.size(2) != inputs)
     throw ShapeError(layer + ": needs input (B, T, " + std::to_string(inputs) + "), got " +
                      shape_str(x.shape()));
-  const std::size_t B = x.size(0), T = x.size(1), L = options_.num_layers();
-  const Shape state_shape = {L, B, hidden};
-  for (const Tensor* s : {&h0, &c0})
-    if (s->defined() && s->shape() != state_shape)
-      throw ShapeError(layer + ": an initial state of shape " + shape_str(s->shape()) +
-                       "; expected (num_layers, B, hidden) = " + shape_str(state_shape));
-  if (c0.defined() && !lstm_) throw ValueError("GRU: takes no initial cell state");
-  const Tensor zero = zeros({B, hidden}, {.dtype = x.dtype()});
-  Tensor input = x;
-  std::vector<Tensor> last_h, last_c;
-  for (std::size_t l = 0; l < L; ++l) {
-    LSTMState state{h0.defined() ? select(h0, 0, signed_size(l)) : zero,
-                    c0.defined() ? select(c0, 0, signed_size(l)) : zero};
-    std::vector<Tensor> outputs;
-    outputs.reserve(T);
-    for (std::size_t t = 0; t < T; ++t) {
-      // Each step projects its own input: a slice of the projected sequence would cost a
-      // gradient the size of the whole sequence at every step.
-      const Tensor step = linear(select(input, 1, signed_size(t)), weight_ih_[l], bias_ih_[l]);
-      if (lstm_)
-        state = lstm_step(step, state, weight_hh_[l], bias_hh_[l]);
-      else
-        state.h = gru_step(step, state.h, weight_hh_[l], bias_hh_[l]);
-      outputs.push_back(state.h);
-    }
-    input = stack(outputs, 1);
-    if (l + 1 < L && is_training() && options_.dropout() > 0)
-      input = dropout(input, options_.dropout(), true, *gen_);
-    last_h.push_back(state.h);
-    last_c.push_back(state.c);
-  }
-  RecurrentOutput out{input, stack(last_h, 0), Tensor()};
-  if (lstm_) out.c = stack(last_c, 0);
+  const std::size_t B = x.size(0), T = x.size(1);
+  // Every sequence of length T: the steps one after another, all B rows at each.
+  const Tensor steps = reshape(transpose(x, 0, 1).contiguous(), {-1, signed_size(inputs)});
+  PackedRecurrentOutput packed = run(steps, std::vector<std::size_t>(T, B), h0, c0, layer.c_str());
+  const auto width = signed_size(packed.output.data.size(1));
+  return {transpose(reshape(packed.output.data, {signed_size(T), signed_size(B), width}), 0, 1),
+          packed.h, packed.c};
+}
+
+PackedRecurrentOutput Recurrent::forward(const utils::rnn::PackedSequence& x, const Tensor& h0,
+                                         const Tensor& c0) {
+  const std::string layer = name();
+  const std::size_t inputs = options_.input_size();
+  if (!x.data.defined() || x.data.dim() != 2 || x.data.size(1) != inputs ||
+      !x.batch_sizes.defined())
+    throw ShapeError(layer + ": needs packed data (N, " + std::to_string(inputs) + "), got " +
+                     (x.data.defined() ? shape_str(x.data.shape()) : std::string("none")));
+  const std::vector<std::size_t> batch_sizes = sizes_of(x.batch_sizes);
+  // Initial states in the packed (sorted) order; the final ones back in the batch's order.
+  const auto sorted = [&](const Tensor& s) {
+    return s.defined() && x.sorted_indices.defined() ? index_select(s, 1, x.sorted_indices) : s;
+  };
+  const auto unsorted = [&](const Tensor& s) {
+    return s.defined() && x.unsorted_indices.defined() ? index_select(s, 1, x.unsorted_indices) : s;
+  };
+  PackedRecurrentOutput out = run(x.data, batch_sizes, sorted(h0), sorted(c0), layer.c_str());
+  out.output.batch_sizes = x.batch_sizes;
+  out.output.sorted_indices = x.sorted_indices;
+  out.output.unsorted_indices = x.unsorted_indices;
+  out.h = unsorted(out.h);
+  out.c = unsorted(out.c);
   return out;
 }
+
+// ---- packing ----------------------------------------------------------------------------------
+
+namespace utils::rnn {
+
+PackedSequence pack_padded_sequence(const Tensor& x, const Tensor& lengths, bool batch_first,
+                                    bool enforce_sorted) {
+  const char* op = "pack_padded_sequence";
+  if (!x.defined() || x.dim() < 2)
+    throw ShapeError(std::string(op) + ": needs sequences (B, T, ...) or (T, B, ...), got " +
+                     (x.defined() ? shape_str(x.shape()) : std::string("none")));
+  const std::size_t B = x.size(batch_first ? 0 : 1), T = x.size(batch_first ? 1 : 0);
+  if (!lengths.defined() || lengths.dtype() != Dtype::int64 || lengths.dim() != 1 ||
+      lengths.size(0) != B)
+    throw ShapeError(std::string(op) + ": needs one int64 length per sequence (" +
+                     std::to_string(B) + "), got " +
+                     (lengths.defined() ? shape_str(lengths.shape()) + " " +
+                                              std::string(dtype_name(lengths.dtype()))
+                                        : std::string("none")));
+  const std::vector<std::int64_t> len = [&] {
+    std::vector<std::int64_t> v;
+    for (std::int64_t n : lengths.value<std::int64_t>()) v.push_back(n);
+    return v;
+  }();
+  for (std::size_t i = 0; i < B; ++i)
+    if (len[i] < 1 || static_cast<std::size_t>(len[i]) > T)
+      throw ValueError(std::string(op) + ": sequence " + std::to_string(i) + " has length " +
+                       std::to_string(len[i]) + "; expected 1 to T = " + std::to_string(T));
+  std::vector<std::int64_t> order(B);
+  std::iota(order.begin(), order.end(), 0);
+  if (enforce_sorted) {
+    for (std::size_t i = 1; i < B; ++i)
+      if (len[i] > len[i - 1])
+        throw ValueError(std::string(op) + ": the lengths must decrease (sequence " +
+                         std::to_string(i) + " has " + std::to_string(len[i]) + " after " +
+                         std::to_string(len[i - 1]) +
+                         "); sort the batch, or pass enforce_sorted = false");
+  } else {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::int64_t a, std::int64_t b) { return len[a] > len[b]; });
+  }
+  const auto longest = static_cast<std::size_t>(len[order[0]]);
+  std::vector<std::int64_t> batch_sizes, positions;
+  for (std::size_t t = 0; t < longest; ++t) {
+    std::int64_t n = 0;
+    for (std::int64_t row : order)
+      if (static_cast<std::size_t>(len[row]) > t) {
+        positions.push_back(batch_first ? row * static_cast<std::int64_t>(T) + signed_size(t)
+                                        : signed_size(t) * static_cast<std::int64_t>(B) + row);
+        ++n;
+      }
+    batch_sizes.push_back(n);
+  }
+  std::vector<std::ptrdiff_t> flat = {signed_size(B * T)};
+  for (std::size_t a = 2; a < x.dim(); ++a) flat.push_back(signed_size(x.size(a)));
+  PackedSequence out;
+  out.data = index_select(reshape(x, flat), 0, positions);
+  out.batch_sizes = from_vector(batch_sizes, {batch_sizes.size()});
+  std::vector<std::int64_t> inverse(B);
+  for (std::size_t k = 0; k < B; ++k) inverse[static_cast<std::size_t>(order[k])] = signed_size(k);
+  out.sorted_indices = from_vector(order, {B});
+  out.unsorted_indices = from_vector(inverse, {B});
+  return out;
+}
+
+std::tuple<Tensor, Tensor> pad_packed_sequence(const PackedSequence& p, bool batch_first,
+                                               double padding_value,
+                                               std::optional<std::size_t> total_length) {
+  const char* op = "pad_packed_sequence";
+  if (!p.data.defined() || p.data.dim() < 1 || !p.batch_sizes.defined())
+    throw ValueError(std::string(op) + ": not a packed sequence (no data or batch_sizes)");
+  const std::vector<std::size_t> sizes = sizes_of(p.batch_sizes);
+  const std::size_t T = sizes.size(), B = T ? sizes[0] : 0;
+  const std::size_t steps = total_length.value_or(T);
+  if (steps < T)
+    throw ValueError(std::string(op) + ": total_length " + std::to_string(steps) +
+                     " is shorter than the longest sequence (" + std::to_string(T) + ")");
+  // Rank k (longest first) of batch row b, and each rank's length.
+  std::vector<std::int64_t> rank(B);
+  std::iota(rank.begin(), rank.end(), 0);
+  if (p.unsorted_indices.defined())
+    rank = std::vector<std::int64_t>(p.unsorted_indices.value<std::int64_t>().begin(),
+                                     p.unsorted_indices.value<std::int64_t>().end());
+  std::vector<std::size_t> offset(T, 0), length(B, 0);
+  for (std::size_t t = 0; t < T; ++t) {
+    if (t > 0) offset[t] = offset[t - 1] + sizes[t - 1];
+    for (std::size_t k = 0; k < sizes[t]; ++k) ++length[k];
+  }
+  // Row (b, t) of the result: the packed row, or the padding row appended after the data.
+  const auto pad_row = static_cast<std::int64_t>(p.data.size(0));
+  std::vector<std::int64_t> positions;
+  for (std::size_t i = 0; i < B * steps; ++i) {
+    const std::size_t b = batch_first ? i / steps : i % B, t = batch_first ? i % steps : i / B;
+    const auto k = static_cast<std::size_t>(rank[b]);
+    positions.push_back(t < length[k] ? signed_size(offset[t] + k) : pad_row);
+  }
+  Shape row = p.data.shape();
+  row[0] = 1;
+  const Tensor with_padding =
+      concat({p.data, full(row, padding_value, {.dtype = p.data.dtype()})}, 0);
+  std::vector<std::ptrdiff_t> shape = {signed_size(batch_first ? B : steps),
+                                       signed_size(batch_first ? steps : B)};
+  for (std::size_t a = 1; a < p.data.dim(); ++a) shape.push_back(signed_size(p.data.size(a)));
+  std::vector<std::int64_t> lengths(B);
+  for (std::size_t b = 0; b < B; ++b)
+    lengths[b] = signed_size(length[static_cast<std::size_t>(rank[b])]);
+  return {reshape(index_select(with_padding, 0, positions), shape), from_vector(lengths, {B})};
+}
+
+}  // namespace utils::rnn
 
 std::string Recurrent::extra_repr() const {
   std::string s =
@@ -328,6 +519,7 @@ std::string Recurrent::extra_repr() const {
   if (options_.num_layers() != 1) s += ", num_layers=" + std::to_string(options_.num_layers());
   if (!options_.bias()) s += ", bias=false";
   if (options_.dropout() > 0) s += ", dropout=" + number_str(options_.dropout());
+  if (options_.bidirectional()) s += ", bidirectional=true";
   return s + ", batch_first=true";
 }
 

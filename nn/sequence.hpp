@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <string>
+#include <tuple>
 
 #include "xgrad/autograd/ops.hpp"
 #include "xgrad/nn/layers.hpp"
@@ -240,15 +242,55 @@ class RecurrentOptions {
   XGRAD_ARG(bool, bias) = true;
   XGRAD_ARG(double, dropout) = 0.0;
   XGRAD_ARG(bool, batch_first) = true;
+  /// A second direction that reads each sequence from its end: outputs (..., 2 H), the final
+  /// states (num_layers * 2, B, H), parameters ..._reverse, as PyTorch's.
+  XGRAD_ARG(bool, bidirectional) = false;
   XGRAD_ARG(Dtype, dtype) = Dtype::float32;
 };
 using GRUOptions = RecurrentOptions;
 using LSTMOptions = RecurrentOptions;
 
-/// What GRU and LSTM return: the last layer's outputs at every step (B, T, H) and the final
-/// state of every layer (num_layers, B, H); c only for the LSTM.
+/// What GRU and LSTM return: the last layer's outputs at every step (B, T, H), or (B, T, 2 H)
+/// when bidirectional, and the final state of every layer and direction (num_layers * dirs, B,
+/// H); c only for the LSTM.
 struct RecurrentOutput {
   Tensor output, h, c;
+};
+
+namespace utils::rnn {
+
+/// Sequences of different lengths packed step by step, as torch's PackedSequence: `data` holds the
+/// step-0 entries of every sequence, then the step-1 entries of those longer than 1, and so on
+/// (batch_sizes[t] of them at step t), the sequences in order of decreasing length
+/// (sorted_indices[k] is the batch row of the k-th longest; unsorted_indices the inverse).
+struct PackedSequence {
+  Tensor data;              ///< (sum of the lengths, features...)
+  Tensor batch_sizes;       ///< (T) int64: how many sequences are longer than t
+  Tensor sorted_indices;    ///< (B) int64
+  Tensor unsorted_indices;  ///< (B) int64
+};
+
+/// x (B, T, ...) when batch_first, else (T, B, ...) (LibTorch's default), and each sequence's
+/// length (B) int64, from 1 to T: its steps packed, the padding left out. enforce_sorted: the
+/// lengths must come in decreasing order (ValueError otherwise); false sorts them (stably).
+PackedSequence pack_padded_sequence(const Tensor& x, const Tensor& lengths,
+                                    bool batch_first = false, bool enforce_sorted = true);
+
+/// The inverse: the sequences (B, T, ...) when batch_first, else (T, B, ...), in their original
+/// order, padded with padding_value to total_length steps (by default the longest), and their
+/// lengths (B) int64. Gradients flow back to the packed data.
+std::tuple<Tensor, Tensor> pad_packed_sequence(const PackedSequence& sequence,
+                                               bool batch_first = false, double padding_value = 0,
+                                               std::optional<std::size_t> total_length = {});
+
+}  // namespace utils::rnn
+
+/// What GRU and LSTM return for a packed input: the outputs packed as it (data (sum of lengths,
+/// H or 2 H)), and each sequence's final state, the one after its last real step (reversed: after
+/// its first), in the batch's order.
+struct PackedRecurrentOutput {
+  utils::rnn::PackedSequence output;
+  Tensor h, c;
 };
 
 /// A GRU or LSTM unrolled over a batch-first input (B, T, input), num_layers deep, as torch's
@@ -256,9 +298,13 @@ struct RecurrentOutput {
 /// PyTorch names them, uniform in +-1/sqrt(H). The GRU's gates run fused (gru_cell).
 class Recurrent : public Module {
  public:
-  /// h0 and c0: (num_layers, B, H) or undefined for zeros.
+  /// h0 and c0: (num_layers * dirs, B, H) or undefined for zeros.
   RecurrentOutput forward(const Tensor& x, const Tensor& h0, const Tensor& c0 = Tensor());
   Tensor forward(const Tensor& x) override { return forward(x, Tensor()).output; }
+  /// Sequences of different lengths: a padded step neither changes a sequence's state nor gets
+  /// a gradient (the steps run on the sequences still going, selected, not masked).
+  PackedRecurrentOutput forward(const utils::rnn::PackedSequence& x, const Tensor& h0 = Tensor(),
+                                const Tensor& c0 = Tensor());
   std::string extra_repr() const override;
 
   std::size_t num_layers() const { return options_.num_layers(); }
@@ -268,9 +314,15 @@ class Recurrent : public Module {
   Recurrent(bool lstm, const RecurrentOptions& options, Generator& gen);
 
  private:
+  // The layers over packed steps (batch_sizes, with the offset of each step in the data), the
+  // initial states in sorted order.
+  PackedRecurrentOutput run(const Tensor& data, const std::vector<std::size_t>& batch_sizes,
+                            const Tensor& h0, const Tensor& c0, const char* layer);
+
   bool lstm_;
   RecurrentOptions options_;
   Generator* gen_;
+  // For layer l and direction d, entry l * dirs + d.
   std::vector<Tensor> weight_ih_, weight_hh_, bias_ih_, bias_hh_;
 };
 

@@ -195,9 +195,9 @@ TEST_CASE("GRUCell and LSTMCell are one step of the layers") {
   GRU layer(3, 4);
   CHECK_THROWS_WITH_AS(layer.forward(zeros({2, 5, 2})),
                        doctest::Contains("GRU: needs input (B, T, 3), got [2, 5, 2]"), ShapeError);
-  CHECK_THROWS_WITH_AS(layer.forward(zeros({2, 5, 3}), zeros({2, 2, 4})),
-                       doctest::Contains("expected (num_layers, B, hidden) = [1, 2, 4]"),
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(
+      layer.forward(zeros({2, 5, 3}), zeros({2, 2, 4})),
+      doctest::Contains("expected (num_layers * directions, B, hidden) = [1, 2, 4]"), ShapeError);
 }
 
 TEST_CASE("sequence layers take LibTorch's options classes") {

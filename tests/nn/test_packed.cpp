@@ -1,0 +1,125 @@
+// Ragged batches: pack_padded_sequence, GRU and LSTM over packed sequences (bidirectional too),
+// pad_packed_sequence, compared with PyTorch's outputs, final states and gradients recorded by
+// tests/data/torch_rnn/make.py; and the packing itself, checked by hand.
+#include <doctest/doctest.h>
+
+#include <map>
+
+#include "autograd/engine.hpp"
+#include "nn/sequence.hpp"
+#include "nn/serialize.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+using namespace xgrad::nn;
+using namespace xgrad::nn::utils::rnn;
+
+namespace {
+
+const std::string kData = std::string(XGRAD_SOURCE_DIR) + "/tests/data/torch_rnn/";
+
+std::map<std::string, Tensor> read(const std::string& file) {
+  std::map<std::string, Tensor> out;
+  for (auto& [name, t] : load_npz(kData + file)) out[name] = t;
+  return out;
+}
+
+double max_difference(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  double worst = 0;
+  const std::vector<double> x = testing::flat(a.contiguous()), y = testing::flat(b.contiguous());
+  for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("packing by hand: the steps of the sequences still going, longest first, and back") {
+  // Rows b, steps t: entry 10 b + t; lengths 2, 3, 1 (not sorted).
+  xt::xarray<double> v = xt::zeros<double>({3, 3, 1});
+  for (std::size_t b = 0; b < 3; ++b)
+    for (std::size_t t = 0; t < 3; ++t) v(b, t, 0) = 10.0 * double(b) + double(t);
+  const Tensor x(v, true);
+  const Tensor lengths = testing::i64({2, 3, 1});
+  CHECK_THROWS_WITH_AS(pack_padded_sequence(x, lengths, true), doctest::Contains("enforce_sorted"),
+                       ValueError);
+  const PackedSequence p = pack_padded_sequence(x, lengths, true, false);
+  CHECK(testing::flat(p.data) == std::vector<double>{10, 0, 20, 11, 1, 12});
+  CHECK(testing::ints(p.batch_sizes) == testing::I64s{3, 2, 1});
+  CHECK(testing::ints(p.sorted_indices) == testing::I64s{1, 0, 2});
+  CHECK(testing::ints(p.unsorted_indices) == testing::I64s{1, 0, 2});
+  const auto [padded, back] = pad_packed_sequence(p, true, -1.0);
+  CHECK(testing::flat(padded) == std::vector<double>{0, 1, -1, 10, 11, 12, 20, -1, -1});
+  CHECK(testing::ints(back) == testing::I64s{2, 3, 1});
+  CHECK(std::get<0>(pad_packed_sequence(p, true, 0.0, 5)).shape() == Shape{3, 5, 1});
+  CHECK_THROWS_AS(pad_packed_sequence(p, true, 0.0, 2), ValueError);
+  // Time first, LibTorch's default layout.
+  const PackedSequence q = pack_padded_sequence(transpose(x, 0, 1), lengths, false, false);
+  CHECK(testing::flat(q.data) == testing::flat(p.data));
+  CHECK(std::get<0>(pad_packed_sequence(q)).shape() == Shape{3, 3, 1});
+  // Only the real steps get a gradient.
+  sum(std::get<0>(pad_packed_sequence(p, true))).backward();
+  CHECK(testing::flat(x.grad()) == std::vector<double>{1, 1, 0, 1, 1, 1, 1, 0, 0});
+  CHECK_THROWS_WITH_AS(pack_padded_sequence(x, testing::i64({2, 4, 1}), true, false),
+                       doctest::Contains("sequence 1 has length 4; expected 1 to T = 3"),
+                       ValueError);
+  CHECK_THROWS_AS(pack_padded_sequence(x, testing::i64({2, 3}), true, false), ShapeError);
+}
+
+TEST_CASE("GRU and LSTM over a ragged batch, bidirectional, two layers, agree with PyTorch") {
+  for (const bool lstm : {false, true}) {
+    INFO((lstm ? "LSTM" : "GRU"));
+    std::map<std::string, Tensor> d = read(lstm ? "lstm.npz" : "gru.npz");
+    const RecurrentOptions options =
+        RecurrentOptions(3, 4).num_layers(2).bidirectional(true).dtype(kFloat64);
+    std::shared_ptr<Recurrent> layer =
+        lstm ? std::shared_ptr<Recurrent>(std::make_shared<LSTM>(options))
+             : std::make_shared<GRU>(options);
+    StateDict weights;
+    for (const auto& [name, p] : layer->named_parameters()) {
+      REQUIRE(d.count(name) == 1);  // PyTorch's names: weight_ih_l0_reverse, ...
+      weights.emplace_back(name, d[name]);
+    }
+    layer->load_state_dict(weights);
+    const Tensor x = d["x"].detach().requires_grad_(true);
+    const Tensor h0 = d["h0"].detach().requires_grad_(true);
+    const Tensor c0 = lstm ? d["c0"].detach().requires_grad_(true) : Tensor();
+    const PackedRecurrentOutput r =
+        layer->forward(pack_padded_sequence(x, d["lengths"], true, false), h0, c0);
+    const auto [out, lengths] = pad_packed_sequence(r.output, true);
+    CHECK(testing::ints(lengths) == testing::I64s{5, 2, 4, 1});
+    CHECK(max_difference(out, d["out"]) < 1e-12);
+    CHECK(max_difference(r.h, d["h"]) < 1e-12);
+    Tensor loss = sum(out * d["u"]) + sum(r.h * d["v"]);
+    if (lstm) {
+      CHECK(max_difference(r.c, d["c"]) < 1e-12);
+      loss = loss + sum(r.c * d["w"]);
+    }
+    backward({loss});
+    CHECK(max_difference(x.grad(), d["grad_x"]) < 1e-12);  // zero at the padding (1e3 there)
+    CHECK(max_difference(h0.grad(), d["grad_h0"]) < 1e-12);
+    if (lstm) CHECK(max_difference(c0.grad(), d["grad_c0"]) < 1e-12);
+    for (const auto& [name, p] : layer->named_parameters()) {
+      INFO(name);
+      CHECK(max_difference(p.grad(), d["grad_" + name]) < 1e-12);
+    }
+    // Outputs at padded steps are zero; the padded input reached nothing.
+    CHECK(out.value<double>()(3, 1, 0) == 0.0);
+    CHECK(x.grad().value<double>()(1, 4, 2) == 0.0);
+  }
+}
+
+TEST_CASE("a sequence's final state is its own last real step; padding changes nothing") {
+  Generator gen(4);
+  GRU gru(GRUOptions(2, 3).dtype(kFloat64), gen);
+  const Tensor x = randn({3, 4, 2}, {.dtype = kFloat64}, gen);
+  const Tensor lengths = testing::i64({4, 2, 3});
+  const PackedRecurrentOutput r = gru.forward(pack_padded_sequence(x, lengths, true, false));
+  for (std::size_t b = 0; b < 3; ++b) {
+    const auto n = static_cast<std::size_t>(testing::ints(lengths)[b]);
+    // The same sequence alone, cut to its length: the same final state.
+    const Tensor alone = narrow(narrow(x, 0, std::ptrdiff_t(b), 1), 1, 0, n);
+    const RecurrentOutput one = gru.forward(alone, Tensor());
+    CHECK(max_difference(select(r.h, 1, std::ptrdiff_t(b)), select(one.h, 1, 0)) < 1e-14);
+  }
+}
