@@ -125,8 +125,32 @@ Tensor MultiheadAttention::forward(const Tensor& x) {
   return out_proj->forward(multi_head_attention(in_proj->forward(x), options_.num_heads(), attend));
 }
 
+namespace {
+// A key padding mask (B, S) bool, true at padding, as an attention mask (B, 1, 1, S), true where a
+// query may look; combined with `mask` when there is one.
+Tensor keys_to_attend(const Tensor& key_padding_mask, const Tensor& key, const Tensor& mask) {
+  if (!key_padding_mask.defined()) return mask;
+  if (key_padding_mask.dtype() != Dtype::bool_ || key_padding_mask.dim() != 2 ||
+      key_padding_mask.size(0) != key.size(0) || key_padding_mask.size(1) != key.size(1))
+    throw ShapeError("MultiheadAttention: key_padding_mask must be bool (B, S) = (" +
+                     std::to_string(key.size(0)) + ", " + std::to_string(key.size(1)) +
+                     "), true at the padded keys; got " +
+                     std::string(dtype_name(key_padding_mask.dtype())) + " " +
+                     shape_str(key_padding_mask.shape()));
+  const Tensor keep = reshape(logical_not(key_padding_mask),
+                              {signed_size(key.size(0)), 1, 1, signed_size(key.size(1))});
+  return mask.defined() ? logical_and(mask, keep) : keep;
+}
+}  // namespace
+
+Tensor MultiheadAttention::forward(const Tensor& x, const Tensor& key_padding_mask) {
+  if (!key_padding_mask.defined()) return forward(x);
+  return forward(x, x, x, Tensor(), options_.causal(), key_padding_mask);
+}
+
 Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
-                                   const Tensor& mask, bool is_causal) {
+                                   const Tensor& mask, bool is_causal,
+                                   const Tensor& key_padding_mask) {
   for (const Tensor* t : {&query, &key, &value})
     if (t->dim() != 3 || t->size(2) != options_.embed_dim() || t->size(0) != query.size(0))
       throw ShapeError(
@@ -141,7 +165,9 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
         in_proj->bias.defined() ? slice(in_proj->bias, 0, block * E, (block + 1) * E) : Tensor();
     return heads(linear(t, w, b));
   };
-  AttentionOptions attend{.mask = mask, .is_causal = is_causal, .generator = gen_};
+  AttentionOptions attend{.mask = keys_to_attend(key_padding_mask, key, mask),
+                          .is_causal = is_causal,
+                          .generator = gen_};
   if (is_training()) attend.dropout_p = options_.dropout();
   const Tensor y =
       scaled_dot_product_attention(project(query, 0), project(key, 1), project(value, 2), attend);
@@ -172,9 +198,11 @@ TransformerBlock::TransformerBlock(const TransformerBlockOptions& options, Gener
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, d_model, true, dtype, gen));
 }
 
-Tensor TransformerBlock::forward(const Tensor& x) {
+Tensor TransformerBlock::forward(const Tensor& x) { return forward(x, Tensor()); }
+
+Tensor TransformerBlock::forward(const Tensor& x, const Tensor& key_padding_mask) {
   const bool drop = is_training() && dropout_ > 0;
-  Tensor a = attn->forward(ln1->forward(x));
+  Tensor a = attn->forward(ln1->forward(x), key_padding_mask);
   if (drop) a = dropout(a, dropout_, true, *gen_);
   const Tensor h = add(x, a);
   Tensor m = fc2->forward(gelu(fc1->forward(ln2->forward(h))));

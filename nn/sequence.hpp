@@ -123,10 +123,14 @@ class MultiheadAttention : public Module {
       : MultiheadAttention(MultiheadAttentionOptions(embed_dim, num_heads), gen) {}
   /// Self-attention, causal if the options say so.
   Tensor forward(const Tensor& x) override;
+  /// Self-attention over a padded batch: key_padding_mask (B, T) bool is true at the padded
+  /// steps (PyTorch's convention: logical_not of a Batch's mask), which no query attends to.
+  Tensor forward(const Tensor& x, const Tensor& key_padding_mask);
   /// query (B, T, E), key and value (B, S, E); mask broadcast to (B, heads, T, S), 0 where a
-  /// query must not see a key.
+  /// query must not see a key; key_padding_mask (B, S) bool, true at keys no query sees.
   Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value,
-                 const Tensor& mask = Tensor(), bool is_causal = false);
+                 const Tensor& mask = Tensor(), bool is_causal = false,
+                 const Tensor& key_padding_mask = Tensor());
   std::string name() const override { return "MultiheadAttention"; }
   std::string extra_repr() const override;
 
@@ -162,6 +166,8 @@ class TransformerBlock : public Module {
   TransformerBlock(std::size_t d_model, std::size_t num_heads, Generator& gen = default_generator())
       : TransformerBlock(TransformerBlockOptions(d_model, num_heads), gen) {}
   Tensor forward(const Tensor& x) override;
+  /// Over a padded batch: key_padding_mask (B, T) bool, true at the padded steps.
+  Tensor forward(const Tensor& x, const Tensor& key_padding_mask);
   std::string name() const override { return "TransformerBlock"; }
 
   std::shared_ptr<LayerNorm> ln1, ln2;

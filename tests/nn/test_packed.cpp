@@ -123,3 +123,59 @@ TEST_CASE("a sequence's final state is its own last real step; padding changes n
     CHECK(max_difference(select(r.h, 1, std::ptrdiff_t(b)), select(one.h, 1, 0)) < 1e-14);
   }
 }
+
+TEST_CASE("MultiheadAttention and TransformerBlock with a key padding mask agree with PyTorch") {
+  std::map<std::string, Tensor> d = read("attention.npz");
+  const Tensor padding = testing::i64({0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1}).to(kBool);
+  const Tensor key_padding_mask = reshape(padding, {3, 5});
+  // PyTorch's names -> xgrad's: in_proj_weight is in_proj.weight; the encoder layer's norm1,
+  // linear1, ... are the block's ln1, fc1, ...
+  const std::map<std::string, std::string> names = {
+      {"in_proj.weight", "in_proj_weight"},
+      {"in_proj.bias", "in_proj_bias"},
+      {"out_proj.weight", "out_proj.weight"},
+      {"out_proj.bias", "out_proj.bias"},
+      {"attn.in_proj.weight", "self_attn.in_proj_weight"},
+      {"attn.in_proj.bias", "self_attn.in_proj_bias"},
+      {"attn.out_proj.weight", "self_attn.out_proj.weight"},
+      {"attn.out_proj.bias", "self_attn.out_proj.bias"},
+      {"ln1.weight", "norm1.weight"},
+      {"ln1.bias", "norm1.bias"},
+      {"ln2.weight", "norm2.weight"},
+      {"ln2.bias", "norm2.bias"},
+      {"fc1.weight", "linear1.weight"},
+      {"fc1.bias", "linear1.bias"},
+      {"fc2.weight", "linear2.weight"},
+      {"fc2.bias", "linear2.bias"}};
+  MultiheadAttention mha(MultiheadAttentionOptions(8, 2).dtype(kFloat64));
+  TransformerBlock block(
+      TransformerBlockOptions(8, 2).mlp_hidden(16).causal(false).dtype(kFloat64));
+  for (const auto& [prefix, module] :
+       std::vector<std::pair<std::string, Module*>>{{"mha.", &mha}, {"block.", &block}}) {
+    INFO(prefix);
+    StateDict weights;
+    for (const auto& [name, p] : module->named_parameters())
+      weights.emplace_back(name, d.at(prefix + names.at(name)));
+    module->load_state_dict(weights);
+    const Tensor x = d["x"].detach().requires_grad_(true);
+    const Tensor out =
+        prefix == "mha." ? mha.forward(x, key_padding_mask) : block.forward(x, key_padding_mask);
+    CHECK(max_difference(out, d[prefix + "out"]) < 1e-12);
+    sum(out * d[prefix + "u"]).backward();
+    CHECK(max_difference(x.grad(), d[prefix + "grad_x"]) < 1e-12);
+    for (const auto& [name, p] : module->named_parameters()) {
+      INFO(name);
+      CHECK(max_difference(p.grad(), d.at(prefix + "grad." + names.at(name))) < 1e-12);
+    }
+  }
+  // The padded keys get nothing from any query: the gradient of x there comes only from their
+  // own (query) rows, and changing them changes no real step's output.
+  const Tensor changed = d["x"].clone();
+  changed.mutable_value<double>()(2, 4, 0) += 100.0;
+  const Tensor a = mha.forward(d["x"], key_padding_mask),
+               b = mha.forward(changed, key_padding_mask);
+  CHECK(max_difference(narrow(a, 1, 0, 2), narrow(b, 1, 0, 2)) == 0.0);
+  CHECK_THROWS_WITH_AS(mha.forward(d["x"], zeros({3, 4}, {.dtype = kBool})),
+                       doctest::Contains("key_padding_mask must be bool (B, S) = (3, 5)"),
+                       ShapeError);
+}

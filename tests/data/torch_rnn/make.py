@@ -54,3 +54,33 @@ for kind in ("gru", "lstm"):
                     grad_c0=c0.grad.numpy())
     np.savez(os.path.join(here, kind + ".npz"), **data)
 print("torch", torch.__version__)
+
+# attention.npz: MultiheadAttention(8, 2) and a pre-norm TransformerEncoderLayer (norm_first, gelu,
+# feed-forward 16: xgrad's TransformerBlock) over a batch of 3 sequences of lengths 5, 3, 2 with a
+# key padding mask (true at the padding); outputs and gradients of sum(out * u).
+torch.manual_seed(3)
+mha = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+block = torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, activation="gelu",
+                                         batch_first=True, norm_first=True)
+with torch.no_grad():  # layer norms away from their initial 1 and 0
+    for norm in (block.norm1, block.norm2):
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+mha.train()  # the slow paths: PyTorch's fast path is for inference
+block.train()
+x = torch.randn(3, 5, 8)
+padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] * 2 + [True] * 3])
+data = {"x": x.numpy(), "key_padding_mask": padding.numpy()}
+for name, module in (("mha", mha), ("block", block)):
+    xs = x.clone().requires_grad_(True)
+    if name == "mha":
+        out = module(xs, xs, xs, key_padding_mask=padding, need_weights=False)[0]
+    else:
+        out = module(xs, src_key_padding_mask=padding)
+    u = torch.randn(out.shape)
+    (out * u).sum().backward()
+    data.update({name + "." + k: p.detach().numpy() for k, p in module.named_parameters()})
+    data.update({name + ".grad." + k: p.grad.numpy() for k, p in module.named_parameters()})
+    data.update({name + ".out": out.detach().numpy(), name + ".u": u.numpy(),
+                 name + ".grad_x": xs.grad.numpy()})
+np.savez(os.path.join(here, "attention.npz"), **data)
