@@ -110,7 +110,7 @@ struct Totals {
 
 // The summed loss of a batch, and its correct guesses counted into `totals`.
 Tensor batch_loss(LanguageModel& model, const Batch& b, std::size_t V, Totals& totals) {
-  const Tensor logits = reshape(model.logits(b.data), {-1, std::ptrdiff_t(V)});
+  const Tensor logits = reshape(model.ragged_logits(b.data, b.lengths), {-1, std::ptrdiff_t(V)});
   const Tensor targets = reshape(b.target, {-1});
   const Tensor loss =
       softmax_cross_entropy(logits, targets, {.reduction = Reduction::sum, .ignore_index = kPad});

@@ -60,6 +60,13 @@ class GruModel : public LanguageModel {
   Tensor logits(const Tensor& tokens) override {
     return head->forward(gru->forward(emb->forward(tokens)));
   }
+  Tensor ragged_logits(const Tensor& tokens, const Tensor& lengths) override {
+    using namespace nn::utils::rnn;
+    const PackedSequence steps = pack_padded_sequence(emb->forward(tokens), lengths, true, false);
+    const auto [h, unused] =
+        pad_packed_sequence(gru->forward(steps).output, true, 0.0, tokens.size(1));
+    return head->forward(h);
+  }
   std::string name() const override { return "GruModel"; }
   std::shared_ptr<Embedding> emb;
   std::shared_ptr<GRU> gru;

@@ -14,6 +14,12 @@ namespace xgrad::programs {
 class LanguageModel : public nn::Module {
  public:
   virtual Tensor logits(const Tensor& tokens) = 0;  ///< tokens: int64 (B, T)
+  /// The same for a padded batch whose sequence b has lengths[b] real tokens (padding at the end):
+  /// the recurrent model skips the padded steps (packed sequences); the others, whose outputs at
+  /// real steps do not depend on later tokens, compute them all.
+  virtual Tensor ragged_logits(const Tensor& tokens, const Tensor& /*lengths*/) {
+    return logits(tokens);
+  }
 };
 
 // "bigram": the next character from the current one alone, a V x V table of logits.
