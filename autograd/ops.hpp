@@ -115,6 +115,9 @@ Tensor softplus(const Tensor& x);  ///< log(1 + exp(x)), stable for large |x|
 Tensor elu(const Tensor& x, double alpha = 1.0);
 Tensor silu(const Tensor& x);  ///< x * sigmoid(x)
 Tensor mish(const Tensor& x);  ///< x * tanh(softplus(x))
+/// As torch's prelu: x where x > 0, weight x elsewhere (0 included); weight holds one slope, or
+/// one per channel (axis 1 of x).
+Tensor prelu(const Tensor& x, const Tensor& weight);
 
 // ---- linear algebra (BLAS) --------------------------------------------------------------------
 /// As NumPy's matmul: 1-D operands are a row (left) or a column (right), dropped after; the axes
@@ -255,6 +258,18 @@ Tensor avg_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> s
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training,
                   double momentum = 0.1, double eps = 1e-5);
+/// max_pool2d, avg_pool2d and adaptive_avg_pool2d over one axis, as torch's max_pool1d,
+/// avg_pool1d and adaptive_avg_pool1d: x (N, C, L) or (C, L); stride 0 means the kernel's.
+Tensor max_pool1d(const Tensor& x, std::size_t kernel, std::size_t stride = 0,
+                  std::size_t padding = 0);
+Tensor avg_pool1d(const Tensor& x, std::size_t kernel, std::size_t stride = 0,
+                  std::size_t padding = 0);
+Tensor adaptive_avg_pool1d(const Tensor& x, std::size_t output_size);
+/// As torch's group_norm: the channels (axis 1) of each sample of x (N, C, ...) in num_groups
+/// groups of C / num_groups, each group normalized by its own mean and biased variance, then times
+/// weight plus bias (each (C) or undefined). num_groups = C is instance norm.
+Tensor group_norm(const Tensor& x, std::size_t num_groups, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
 /// The mean of each of an output grid's cells, as torch's adaptive_avg_pool2d: cell (i, j) of
 /// an (oh, ow) grid averages rows floor(i H / oh) to ceil((i + 1) H / oh) - 1, and columns
 /// likewise. (1, 1) is global average pooling.

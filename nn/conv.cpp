@@ -137,4 +137,56 @@ Dropout::Dropout(double p, Generator& gen) : p_(p), gen_(&gen) {
 
 std::string Dropout::extra_repr() const { return "p=" + number_str(p_); }
 
+// ---- one-axis pools, group and instance norm ---------------------------------------------------
+
+std::string MaxPool1d::extra_repr() const {
+  return "kernel_size=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
+         ", padding=" + std::to_string(padding_);
+}
+
+std::string AvgPool1d::extra_repr() const {
+  return "kernel_size=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
+         ", padding=" + std::to_string(padding_);
+}
+
+GroupNorm::GroupNorm(const GroupNormOptions& o) : options_(o) {
+  if (o.num_groups() == 0 || o.num_channels() % o.num_groups() != 0)
+    throw ValueError("GroupNorm: num_channels (" + std::to_string(o.num_channels()) +
+                     ") must be divisible by num_groups (" + std::to_string(o.num_groups()) + ")");
+  if (o.affine()) {
+    register_parameter("weight", weight, ones({o.num_channels()}, {.dtype = o.dtype()}));
+    register_parameter("bias", bias, zeros({o.num_channels()}, {.dtype = o.dtype()}));
+  }
+}
+
+Tensor GroupNorm::forward(const Tensor& x) {
+  if (x.dim() < 2 || x.size(1) != options_.num_channels())
+    throw ShapeError(name() + ": needs x (N, " + std::to_string(options_.num_channels()) +
+                     ", ...), got " + shape_str(x.shape()));
+  return group_norm(x, options_.num_groups(), weight, bias, options_.eps());
+}
+
+std::string GroupNorm::extra_repr() const {
+  return std::to_string(options_.num_groups()) + ", " + std::to_string(options_.num_channels()) +
+         ", eps=" + number_str(options_.eps()) +
+         ", affine=" + (options_.affine() ? "true" : "false");
+}
+
+InstanceNorm2d::InstanceNorm2d(const InstanceNormOptions& o)
+    : GroupNorm(GroupNormOptions(o.num_features(), o.num_features())
+                    .eps(o.eps())
+                    .affine(o.affine())
+                    .dtype(o.dtype())) {
+  if (o.track_running_stats())
+    throw ValueError(
+        "InstanceNorm2d: track_running_stats(true) is not supported; each image is normalized by "
+        "its own statistics");
+}
+
+Tensor InstanceNorm2d::forward(const Tensor& x) {
+  if (x.dim() != 4)
+    throw ShapeError("InstanceNorm2d: needs images (N, C, H, W), got " + shape_str(x.shape()));
+  return GroupNorm::forward(x);
+}
+
 }  // namespace xgrad::nn

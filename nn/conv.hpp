@@ -179,6 +179,98 @@ class AdaptiveAvgPool2d : public Module {
   std::array<std::size_t, 2> size_;
 };
 
+/// The pools over one axis, as torch's MaxPool1d(kernel, stride, padding), AvgPool1d(...) and
+/// AdaptiveAvgPool1d(output_size): inputs (N, C, L) or (C, L); stride 0 is the kernel's.
+class MaxPool1d : public Module {
+ public:
+  explicit MaxPool1d(std::size_t kernel_size, std::size_t stride = 0, std::size_t padding = 0)
+      : kernel_(kernel_size), stride_(stride ? stride : kernel_size), padding_(padding) {}
+  Tensor forward(const Tensor& x) override { return max_pool1d(x, kernel_, stride_, padding_); }
+  std::string name() const override { return "MaxPool1d"; }
+  std::string extra_repr() const override;
+
+ private:
+  std::size_t kernel_, stride_, padding_;
+};
+
+class AvgPool1d : public Module {
+ public:
+  explicit AvgPool1d(std::size_t kernel_size, std::size_t stride = 0, std::size_t padding = 0)
+      : kernel_(kernel_size), stride_(stride ? stride : kernel_size), padding_(padding) {}
+  Tensor forward(const Tensor& x) override { return avg_pool1d(x, kernel_, stride_, padding_); }
+  std::string name() const override { return "AvgPool1d"; }
+  std::string extra_repr() const override;
+
+ private:
+  std::size_t kernel_, stride_, padding_;
+};
+
+class AdaptiveAvgPool1d : public Module {
+ public:
+  explicit AdaptiveAvgPool1d(std::size_t output_size) : size_(output_size) {}
+  Tensor forward(const Tensor& x) override { return adaptive_avg_pool1d(x, size_); }
+  std::string name() const override { return "AdaptiveAvgPool1d"; }
+  std::string extra_repr() const override { return "output_size=" + std::to_string(size_); }
+
+ private:
+  std::size_t size_;
+};
+
+/// GroupNorm's options, as LibTorch's GroupNormOptions(num_groups, num_channels).eps(1e-5)
+/// .affine(true).
+class GroupNormOptions {
+ public:
+  GroupNormOptions(std::size_t num_groups, std::size_t num_channels)
+      : num_groups_(num_groups), num_channels_(num_channels) {}
+  XGRAD_ARG(std::size_t, num_groups);
+  XGRAD_ARG(std::size_t, num_channels);
+  XGRAD_ARG(double, eps) = 1e-5;
+  XGRAD_ARG(bool, affine) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
+};
+
+/// group_norm with a learned weight (1) and bias (0) per channel (with affine), as torch's
+/// GroupNorm(num_groups, num_channels): the same in training and evaluation.
+class GroupNorm : public Module {
+ public:
+  explicit GroupNorm(const GroupNormOptions& options);
+  GroupNorm(std::size_t num_groups, std::size_t num_channels)
+      : GroupNorm(GroupNormOptions(num_groups, num_channels)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string name() const override { return "GroupNorm"; }
+  std::string extra_repr() const override;
+  Tensor weight, bias;  ///< undefined without affine
+
+ protected:
+  GroupNormOptions options_;
+};
+
+/// InstanceNorm2d's options, as LibTorch's InstanceNorm2dOptions(num_features).eps(1e-5)
+/// .affine(false); track_running_stats(true) is not supported (a ValueError when the layer is
+/// made): each image is normalized by its own statistics, in training and evaluation alike.
+class InstanceNormOptions {
+ public:
+  explicit InstanceNormOptions(std::size_t num_features) : num_features_(num_features) {}
+  XGRAD_ARG(std::size_t, num_features);
+  XGRAD_ARG(double, eps) = 1e-5;
+  XGRAD_ARG(double, momentum) = 0.1;
+  XGRAD_ARG(bool, affine) = false;
+  XGRAD_ARG(bool, track_running_stats) = false;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
+};
+using InstanceNorm2dOptions = InstanceNormOptions;
+
+/// Each channel of each image (N, C, H, W) normalized by its own mean and biased variance, as
+/// torch's InstanceNorm2d: group_norm with one group per channel.
+class InstanceNorm2d : public GroupNorm {
+ public:
+  explicit InstanceNorm2d(const InstanceNormOptions& options);
+  explicit InstanceNorm2d(std::size_t num_features)
+      : InstanceNorm2d(InstanceNormOptions(num_features)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string name() const override { return "InstanceNorm2d"; }
+};
+
 /// flatten(x, start, end): (N, C, H, W) -> (N, C H W) with the defaults, as torch's Flatten.
 class Flatten : public Module {
  public:

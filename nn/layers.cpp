@@ -129,4 +129,40 @@ Tensor MLP::forward(const Tensor& x) {
   return h;
 }
 
+// ---- small layers ---------------------------------------------------------------------------
+
+Unflatten::Unflatten(std::ptrdiff_t dim, Shape sizes) : dim_(dim), sizes_(std::move(sizes)) {
+  if (sizes_.empty()) throw ValueError("Unflatten: needs the sizes of at least one axis");
+}
+
+Tensor Unflatten::forward(const Tensor& x) {
+  const auto rank = static_cast<std::ptrdiff_t>(x.dim());
+  const std::ptrdiff_t axis = dim_ < 0 ? dim_ + rank : dim_;
+  if (axis < 0 || axis >= rank || shape_numel(sizes_) != x.size(axis))
+    throw ShapeError("Unflatten: axis " + std::to_string(dim_) + " of " + shape_str(x.shape()) +
+                     " into " + shape_str(sizes_) + "; expected an axis whose length is " +
+                     std::to_string(shape_numel(sizes_)));
+  std::vector<std::ptrdiff_t> shape;
+  for (std::ptrdiff_t a = 0; a < rank; ++a) {
+    if (a != axis) {
+      shape.push_back(static_cast<std::ptrdiff_t>(x.size(a)));
+      continue;
+    }
+    for (std::size_t n : sizes_) shape.push_back(static_cast<std::ptrdiff_t>(n));
+  }
+  return reshape(x, shape);
+}
+
+std::string Unflatten::extra_repr() const {
+  return "dim=" + std::to_string(dim_) + ", unflattened_size=" + shape_str(sizes_);
+}
+
+PReLU::PReLU(const PReLUOptions& options) {
+  if (options.num_parameters() == 0) throw ValueError("PReLU: num_parameters must be > 0");
+  register_parameter("weight", weight,
+                     full({options.num_parameters()}, options.init(), {.dtype = options.dtype()}));
+}
+
+std::string PReLU::extra_repr() const { return "num_parameters=" + std::to_string(weight.numel()); }
+
 }  // namespace xgrad::nn

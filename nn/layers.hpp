@@ -69,6 +69,62 @@ class Sequential : public Module {
 
 /// Holds modules in order, as LibTorch's ModuleList: registered as children "0", "1", ... (their
 /// parameters are the list's), iterated as shared_ptr<Module>; no forward of its own.
+/// Axis `dim` of the input unfolded into `sizes` (whose product is its length), as torch's
+/// Unflatten: Unflatten(1, {2, 3}) takes (N, 6, L) to (N, 2, 3, L).
+class Unflatten : public Module {
+ public:
+  Unflatten(std::ptrdiff_t dim, Shape sizes);
+  Tensor forward(const Tensor& x) override;
+  std::string name() const override { return "Unflatten"; }
+  std::string extra_repr() const override;
+
+ private:
+  std::ptrdiff_t dim_;
+  Shape sizes_;
+};
+
+/// softmax along dim, as torch's Softmax(dim).
+class Softmax : public Module {
+ public:
+  explicit Softmax(std::ptrdiff_t dim) : dim_(dim) {}
+  Tensor forward(const Tensor& x) override { return softmax(x, dim_); }
+  std::string name() const override { return "Softmax"; }
+  std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
+
+ private:
+  std::ptrdiff_t dim_;
+};
+
+/// log_softmax along dim, as torch's LogSoftmax(dim).
+class LogSoftmax : public Module {
+ public:
+  explicit LogSoftmax(std::ptrdiff_t dim) : dim_(dim) {}
+  Tensor forward(const Tensor& x) override { return log_softmax(x, dim_); }
+  std::string name() const override { return "LogSoftmax"; }
+  std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
+
+ private:
+  std::ptrdiff_t dim_;
+};
+
+/// PReLU's options, as LibTorch's PReLUOptions().num_parameters(3).init(0.1).
+class PReLUOptions {
+ public:
+  XGRAD_ARG(std::size_t, num_parameters) = 1;
+  XGRAD_ARG(double, init) = 0.25;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
+};
+
+/// prelu with a learned slope for x <= 0: one, or one per channel (axis 1), all starting at init.
+class PReLU : public Module {
+ public:
+  explicit PReLU(const PReLUOptions& options = {});
+  Tensor forward(const Tensor& x) override { return prelu(x, weight); }
+  std::string name() const override { return "PReLU"; }
+  std::string extra_repr() const override;
+  Tensor weight;
+};
+
 class ModuleList : public Module {
  public:
   ModuleList() = default;

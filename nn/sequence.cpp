@@ -26,6 +26,25 @@ void check_sizes(const char* layer, std::size_t input, std::size_t hidden) {
 
 // ---- Embedding, LayerNorm, PositionalEmbedding ------------------------------------------------
 
+std::shared_ptr<Embedding> Embedding::from_pretrained(const Tensor& embeddings, bool freeze,
+                                                      std::optional<std::int64_t> padding_idx) {
+  if (!embeddings.defined() || embeddings.dim() != 2 || !is_floating_point(embeddings.dtype()))
+    throw ShapeError(
+        "Embedding::from_pretrained: needs a floating table (num_embeddings, "
+        "embedding_dim), got " +
+        (embeddings.defined()
+             ? shape_str(embeddings.shape()) + " " + std::string(dtype_name(embeddings.dtype()))
+             : std::string("none")));
+  auto e = std::make_shared<Embedding>(embeddings.size(0), embeddings.size(1), padding_idx,
+                                       embeddings.dtype());
+  {
+    const NoGradGuard no_grad;
+    e->weight.copy_(embeddings);  // in place: the registered parameter stays the same tensor
+  }
+  if (freeze) e->weight.requires_grad_(false);
+  return e;
+}
+
 Embedding::Embedding(std::size_t num_embeddings, std::size_t embedding_dim,
                      std::optional<std::int64_t> padding, Dtype dtype, Generator& gen)
     : padding_idx(padding) {
@@ -208,6 +227,78 @@ Tensor TransformerBlock::forward(const Tensor& x, const Tensor& key_padding_mask
   Tensor m = fc2->forward(gelu(fc1->forward(ln2->forward(h))));
   if (drop) m = dropout(m, dropout_, true, *gen_);
   return add(h, m);
+}
+
+// ---- PyTorch's encoder ------------------------------------------------------------------------
+
+TransformerEncoderLayer::TransformerEncoderLayer(const TransformerEncoderLayerOptions& o,
+                                                 Generator& gen)
+    : options_(o), gen_(&gen) {
+  if (!o.batch_first())
+    throw ValueError(
+        "TransformerEncoderLayer: xgrad's attention is batch first, inputs (B, T, d_model); "
+        "batch_first(false) is not supported (transpose(x, 0, 1) the input)");
+  if (o.activation() != "relu" && o.activation() != "gelu")
+    throw ValueError("TransformerEncoderLayer: activation \"" + o.activation() +
+                     "\"; expected \"relu\" or \"gelu\"");
+  if (!(o.dropout() >= 0 && o.dropout() < 1))
+    throw ValueError("TransformerEncoderLayer: dropout must be in [0, 1), got " +
+                     number_str(o.dropout()));
+  self_attn = register_module(
+      "self_attn",
+      std::make_shared<MultiheadAttention>(
+          MultiheadAttentionOptions(o.d_model(), o.nhead()).dropout(o.dropout()).dtype(o.dtype()),
+          gen));
+  linear1 = register_module(
+      "linear1", std::make_shared<Linear>(o.d_model(), o.dim_feedforward(), true, o.dtype(), gen));
+  linear2 = register_module(
+      "linear2", std::make_shared<Linear>(o.dim_feedforward(), o.d_model(), true, o.dtype(), gen));
+  const LayerNormOptions norm =
+      LayerNormOptions({o.d_model()}).eps(o.layer_norm_eps()).dtype(o.dtype());
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(norm));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(norm));
+}
+
+Tensor TransformerEncoderLayer::drop(const Tensor& x) {
+  return is_training() && options_.dropout() > 0 ? dropout(x, options_.dropout(), true, *gen_) : x;
+}
+
+Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& key_padding_mask,
+                                        const Tensor& src_mask) {
+  const auto sa = [&](const Tensor& x) {
+    return drop(self_attn->forward(x, x, x, src_mask, false, key_padding_mask));
+  };
+  const auto ff = [&](const Tensor& x) {
+    const Tensor h = linear1->forward(x);
+    return drop(linear2->forward(drop(options_.activation() == "gelu" ? gelu(h) : relu(h))));
+  };
+  if (options_.norm_first()) {
+    const Tensor x = add(src, sa(norm1->forward(src)));
+    return add(x, ff(norm2->forward(x)));
+  }
+  const Tensor x = norm1->forward(add(src, sa(src)));
+  return norm2->forward(add(x, ff(x)));
+}
+
+TransformerEncoder::TransformerEncoder(const TransformerEncoderLayerOptions& layer,
+                                       std::size_t num_layers, bool final_norm, Generator& gen) {
+  if (num_layers == 0) throw ValueError("TransformerEncoder: needs num_layers > 0");
+  layers = register_module("layers", std::make_shared<ModuleList>());
+  for (std::size_t l = 0; l < num_layers; ++l)
+    layers->push_back(std::make_shared<TransformerEncoderLayer>(layer, gen));
+  if (final_norm)
+    norm = register_module(
+        "norm",
+        std::make_shared<LayerNorm>(
+            LayerNormOptions({layer.d_model()}).eps(layer.layer_norm_eps()).dtype(layer.dtype())));
+}
+
+Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& key_padding_mask,
+                                   const Tensor& src_mask) {
+  Tensor x = src;
+  for (std::size_t l = 0; l < layers->size(); ++l)
+    x = layers->at<TransformerEncoderLayer>(l)->forward(x, key_padding_mask, src_mask);
+  return norm ? norm->forward(x) : x;
 }
 
 // ---- recurrence -------------------------------------------------------------------------------

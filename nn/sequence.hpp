@@ -45,6 +45,10 @@ class Embedding : public Module {
   }
   std::string name() const override { return "Embedding"; }
   std::string extra_repr() const override;
+  /// A table of the given rows (num_embeddings, embedding_dim), copied; frozen (no gradient)
+  /// unless freeze is false, as torch's Embedding.from_pretrained.
+  static std::shared_ptr<Embedding> from_pretrained(const Tensor& embeddings, bool freeze = true,
+                                                    std::optional<std::int64_t> padding_idx = {});
 
   Tensor weight;
   std::optional<std::int64_t> padding_idx;
@@ -177,6 +181,69 @@ class TransformerBlock : public Module {
  private:
   double dropout_;
   Generator* gen_;
+};
+
+/// TransformerEncoderLayer's options, with PyTorch's names and defaults:
+/// TransformerEncoderLayerOptions(d_model, nhead).dim_feedforward(2048).dropout(0.1)
+/// .activation("relu").layer_norm_eps(1e-5).norm_first(false). Batch first, as all of xgrad's
+/// attention (batch_first(false) is refused).
+class TransformerEncoderLayerOptions {
+ public:
+  TransformerEncoderLayerOptions(std::size_t d_model, std::size_t nhead)
+      : d_model_(d_model), nhead_(nhead) {}
+  XGRAD_ARG(std::size_t, d_model);
+  XGRAD_ARG(std::size_t, nhead);
+  XGRAD_ARG(std::size_t, dim_feedforward) = 2048;
+  XGRAD_ARG(double, dropout) = 0.1;
+  XGRAD_ARG(std::string, activation) = "relu";  ///< "relu" or "gelu"
+  XGRAD_ARG(double, layer_norm_eps) = 1e-5;
+  XGRAD_ARG(bool, batch_first) = true;
+  XGRAD_ARG(bool, norm_first) = false;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
+};
+
+/// As torch's TransformerEncoderLayer: self-attention then a feed-forward block, each with a
+/// residual and a layer norm, after (post-norm, the default) or before (norm_first):
+///   post: x = norm1(x + sa(x)), x = norm2(x + ff(x));  pre: x = x + sa(norm1(x)), x + ff(norm2(x))
+/// with ff(x) = linear2(dropout(activation(linear1(x)))). Children self_attn, linear1, linear2,
+/// norm1, norm2, as PyTorch's (self_attn's projection is in_proj.weight where PyTorch has
+/// in_proj_weight).
+class TransformerEncoderLayer : public Module {
+ public:
+  explicit TransformerEncoderLayer(const TransformerEncoderLayerOptions& options,
+                                   Generator& gen = default_generator());
+  Tensor forward(const Tensor& src) override { return forward(src, Tensor()); }
+  /// src_key_padding_mask (B, T) bool, true at the padding; src_mask broadcast to (B, heads, T,
+  /// T), 0 where a position must not attend (a causal mask: tril of ones).
+  Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask,
+                 const Tensor& src_mask = Tensor());
+  std::string name() const override { return "TransformerEncoderLayer"; }
+  const TransformerEncoderLayerOptions& options() const { return options_; }
+
+  std::shared_ptr<MultiheadAttention> self_attn;
+  std::shared_ptr<Linear> linear1, linear2;
+  std::shared_ptr<LayerNorm> norm1, norm2;
+
+ private:
+  Tensor drop(const Tensor& x);
+  TransformerEncoderLayerOptions options_;
+  Generator* gen_;
+};
+
+/// num_layers encoder layers made from one options object (each its own weights), then a final
+/// layer norm when norm is set, as torch's TransformerEncoder(layer, num_layers, norm). Children
+/// layers (0, 1, ...) and norm.
+class TransformerEncoder : public Module {
+ public:
+  TransformerEncoder(const TransformerEncoderLayerOptions& layer, std::size_t num_layers,
+                     bool norm = false, Generator& gen = default_generator());
+  Tensor forward(const Tensor& src) override { return forward(src, Tensor()); }
+  Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask,
+                 const Tensor& src_mask = Tensor());
+  std::string name() const override { return "TransformerEncoder"; }
+
+  std::shared_ptr<ModuleList> layers;
+  std::shared_ptr<LayerNorm> norm;  ///< null without a final norm
 };
 
 /// One GRU step, as PyTorch defines it, from the input's projection xp = x W_ih^T + b_ih (B, 3H,

@@ -58,6 +58,24 @@ Tensor mish(const Tensor& x) {
   return mul(x, tanh(softplus(x)));
 }
 
+Tensor prelu(const Tensor& x, const Tensor& weight) {
+  const CompositeScope composite("prelu");
+  const std::size_t channels = x.dim() >= 2 ? x.size(1) : 1;
+  if (!weight.defined() || weight.dim() > 1 || (weight.numel() != 1 && weight.numel() != channels))
+    throw ShapeError("prelu: needs one slope or one per channel (" + std::to_string(channels) +
+                     " for input " + shape_str(x.shape()) + "), got weight " +
+                     (weight.defined() ? shape_str(weight.shape()) : std::string("undefined")));
+  Tensor slope = weight;
+  if (weight.numel() > 1) {  // along axis 1
+    std::vector<std::ptrdiff_t> shape(x.dim(), 1);
+    shape[1] = static_cast<std::ptrdiff_t>(channels);
+    slope = reshape(weight, shape);
+  } else {
+    slope = reshape(weight, {});
+  }
+  return where(x > 0.0, x, mul(x, slope));
+}
+
 // ---- linear algebra ---------------------------------------------------------------------------
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -204,6 +222,29 @@ Tensor mean(const Tensor& x, const Axes& axes, bool keepdims) {
   detail::check_floating("mean", x);
   detail::check_reduced_not_empty("mean", x, detail::normalize_axes("mean", axes, x.dim()));
   return div(sum(x, axes, keepdims), scalar_like(x, reduced_count(x, axes)));
+}
+
+Tensor group_norm(const Tensor& x, std::size_t num_groups, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  const CompositeScope composite("group_norm");
+  if (x.dim() < 2 || num_groups == 0 || x.size(1) % num_groups != 0 || x.numel() == 0)
+    throw ShapeError("group_norm: needs x (N, C, ...) with C divisible by num_groups, got " +
+                     shape_str(x.shape()) + " and " + std::to_string(num_groups) + " groups");
+  const std::size_t channels = x.size(1);
+  for (const Tensor* t : {&weight, &bias})
+    if (t->defined() && t->shape() != Shape{channels})
+      throw ShapeError("group_norm: weight and bias must have shape [" + std::to_string(channels) +
+                       "], got " + shape_str(t->shape()));
+  // Each (sample, group) is one row of layer norm's.
+  const auto groups = static_cast<std::ptrdiff_t>(num_groups);
+  const Tensor rows = reshape(x, {static_cast<std::ptrdiff_t>(x.size(0)), groups, -1});
+  Tensor y = reshape(layer_norm(rows, {rows.size(2)}, Tensor(), Tensor(), eps),
+                     std::vector<std::ptrdiff_t>(x.shape().begin(), x.shape().end()));
+  std::vector<std::ptrdiff_t> per_channel(x.dim(), 1);
+  per_channel[1] = static_cast<std::ptrdiff_t>(channels);
+  if (weight.defined()) y = mul(y, reshape(weight, per_channel));
+  if (bias.defined()) y = add(y, reshape(bias, per_channel));
+  return y;
 }
 
 Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims) {

@@ -55,6 +55,40 @@ Tensor avg_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> s
   return mean(windows(x, w), {2});  // zeros of the padding counted, as PyTorch's default
 }
 
+namespace {
+// A 2-d pool over x (N, C, L) or (C, L) seen as images of one row (N, C, 1, L).
+template <class Pool>
+Tensor over_rows(const char* op, const Tensor& x, Pool pool2d) {
+  if (x.dim() != 2 && x.dim() != 3)
+    throw ShapeError(std::string(op) + ": needs x (N, C, L) or (C, L), got " +
+                     shape_str(x.shape()));
+  const bool batched = x.dim() == 3;
+  const Tensor y = squeeze(pool2d(unsqueeze(batched ? x : unsqueeze(x, 0), -2)), -2);
+  return batched ? y : squeeze(y, 0);
+}
+}  // namespace
+
+Tensor max_pool1d(const Tensor& x, std::size_t kernel, std::size_t stride, std::size_t padding) {
+  const CompositeScope composite("max_pool1d");
+  return over_rows("max_pool1d", x, [&](const Tensor& image) {
+    return max_pool2d(image, {1, kernel}, {1, stride == 0 ? kernel : stride}, {0, padding});
+  });
+}
+
+Tensor avg_pool1d(const Tensor& x, std::size_t kernel, std::size_t stride, std::size_t padding) {
+  const CompositeScope composite("avg_pool1d");
+  return over_rows("avg_pool1d", x, [&](const Tensor& image) {
+    return avg_pool2d(image, {1, kernel}, {1, stride == 0 ? kernel : stride}, {0, padding});
+  });
+}
+
+Tensor adaptive_avg_pool1d(const Tensor& x, std::size_t output_size) {
+  const CompositeScope composite("adaptive_avg_pool1d");
+  return over_rows("adaptive_avg_pool1d", x, [&](const Tensor& image) {
+    return adaptive_avg_pool2d(image, {1, output_size});
+  });
+}
+
 Tensor pad(const Tensor& x, const std::vector<std::size_t>& pads, double value) {
   const CompositeScope composite("pad");
   if (pads.size() % 2 != 0 || pads.size() / 2 > x.dim())

@@ -64,8 +64,16 @@ std::vector<OpCase> table() {
       {"mul", {{3, 4}}, [](V x) { return 2 * x[0] + x[0] * 3; }},
       // An integer or bool operand promotes to the float (and gets no gradient).
       {"mul", {{3, 4}}, [](V x) { return x[0] * mask_3x4() + x[0] * (x[0] > 0.0).to(kInt64); }},
-      {"add", {{3, 4}}, [](V x) { return x[0] + testing::i64({1, -2, 3, 0}); }},
-      {"div", {{3, 4}}, [](V x) { return x[0] / testing::i64({1, -2, 3, 4}); }},
+      {"add",
+       {{3, 4}},
+       [](V x) {
+         return x[0] + testing::i64({1, -2, 3, 0});
+       }},
+      {"div",
+       {{3, 4}},
+       [](V x) {
+         return x[0] / testing::i64({1, -2, 3, 4});
+       }},
       {"pow", {{3, 4}, {3, 4}}, [](V x) { return pow(x[0], x[1]); }, Domain::positive},
       {"pow", {{3, 4}, {}}, [](V x) { return pow(x[0], x[1]); }, Domain::positive},
       {"pow", {{3, 4}}, [](V x) { return pow(x[0], 3.0); }},
@@ -93,18 +101,36 @@ std::vector<OpCase> table() {
       {"sign", {{3, 4}}, [](V x) { return sign(x[0]); }, Domain::any, true},
       {"ne", {{3, 4}, {4}}, [](V x) { return ne(x[0], x[1]); }, Domain::any, true},
       {"gt", {{3, 4}}, [](V x) { return x[0] > 0.5; }, Domain::any, true},
-      {"logical_and", {{3, 4}, {3, 4}}, [](V x) { return logical_and(x[0], x[1]); },
-       Domain::away, true},
-      {"logical_or", {{3, 4}, {4}}, [](V x) { return logical_or(x[0] > 0, x[1]); }, Domain::any,
+      {"logical_and",
+       {{3, 4}, {3, 4}},
+       [](V x) { return logical_and(x[0], x[1]); },
+       Domain::away,
        true},
-      {"logical_xor", {{3, 4}, {3, 4}}, [](V x) { return logical_xor(x[0] > 0, x[1] > 0); },
-       Domain::any, true},
+      {"logical_or",
+       {{3, 4}, {4}},
+       [](V x) { return logical_or(x[0] > 0, x[1]); },
+       Domain::any,
+       true},
+      {"logical_xor",
+       {{3, 4}, {3, 4}},
+       [](V x) { return logical_xor(x[0] > 0, x[1] > 0); },
+       Domain::any,
+       true},
       {"logical_not", {{3, 4}}, [](V x) { return logical_not(x[0] > 0); }, Domain::any, true},
-      {"bitwise_and", {{3, 4}, {3, 4}}, [](V x) { return (x[0] > 0) & (x[1] > 0); }, Domain::any,
+      {"bitwise_and",
+       {{3, 4}, {3, 4}},
+       [](V x) { return (x[0] > 0) & (x[1] > 0); },
+       Domain::any,
        true},
-      {"bitwise_or", {{3, 4}, {3, 4}}, [](V x) { return (x[0] > 0) | (x[1] > 0); }, Domain::any,
+      {"bitwise_or",
+       {{3, 4}, {3, 4}},
+       [](V x) { return (x[0] > 0) | (x[1] > 0); },
+       Domain::any,
        true},
-      {"bitwise_xor", {{3, 4}, {3, 4}}, [](V x) { return (x[0] > 0) ^ (x[1] > 0); }, Domain::any,
+      {"bitwise_xor",
+       {{3, 4}, {3, 4}},
+       [](V x) { return (x[0] > 0) ^ (x[1] > 0); },
+       Domain::any,
        true},
       {"bitwise_not", {{3, 4}}, [](V x) { return ~(x[0] > 0); }, Domain::any, true},
       {"any", {{3, 4}}, [](V x) { return any(x[0] > 0, 1); }, Domain::any, true},
@@ -115,7 +141,10 @@ std::vector<OpCase> table() {
       {"argmin", {{3, 4}}, [](V x) { return argmin(x[0], 0); }, Domain::any, true},
       {"multinomial", {{3, 4}}, [](V x) { return multinomial(abs(x[0]), 2); }, Domain::away, true},
       {"div", {{3, 4}, {3, 4}}, [](V x) { return div(x[0], x[1], "floor"); }, Domain::away, true},
-      {"floor_divide", {{3, 4}, {4}}, [](V x) { return floor_divide(x[0], x[1]); }, Domain::away,
+      {"floor_divide",
+       {{3, 4}, {4}},
+       [](V x) { return floor_divide(x[0], x[1]); },
+       Domain::away,
        true},
       {"relu", {{3, 4}}, [](V x) { return relu(x[0]); }, Domain::away},
       {"leaky_relu", {{3, 4}}, [](V x) { return leaky_relu(x[0], 0.1); }, Domain::away},
@@ -126,6 +155,8 @@ std::vector<OpCase> table() {
       {"elu", {{3, 4}}, [](V x) { return elu(x[0], 0.7); }, Domain::away},
       {"silu", {{3, 4}}, [](V x) { return silu(x[0]); }},
       {"mish", {{3, 4}}, [](V x) { return mish(x[0]); }},
+      {"prelu", {{2, 3, 4}, {3}}, [](V x) { return prelu(x[0], x[1]); }, Domain::away},
+      {"prelu", {{3, 4}, {1}}, [](V x) { return prelu(x[0], x[1]); }, Domain::away},
       {"matmul", {{3, 4}, {4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
       {"matmul", {{4}, {4, 5}}, [](V x) { return matmul(x[0], x[1]); }},
       {"matmul", {{3, 4}, {4}}, [](V x) { return matmul(x[0], x[1]); }},
@@ -181,19 +212,33 @@ std::vector<OpCase> table() {
        }},
       {"slice", {{5, 4}}, [](V x) { return slice(x[0], 0, 1, 5, 2); }},
       // Views over views, and strided views into the other ops (every kernel reads them).
-      {"view", {{3, 4}}, [](V x) { return view(x[0], {2, 6}) * view(x[0], {2, 6}); }},
+      {"view",
+       {{3, 4}},
+       [](V x) {
+         return view(x[0], {2, 6}) * view(x[0], {2, 6});
+       }},
       {"view", {{3, 4}}, [](V x) { return view(slice(x[0], 0, 1, 3), {8}); }},
       {"reshape", {{3, 4}}, [](V x) { return reshape(transpose(x[0]), {12}) * 2.0; }},
-      {"expand", {{3, 1}}, [](V x) { return expand(x[0], {2, 3, 4}) * expand(x[0], {-1, 4}); }},
+      {"expand",
+       {{3, 1}},
+       [](V x) {
+         return expand(x[0], {2, 3, 4}) * expand(x[0], {-1, 4});
+       }},
       {"narrow", {{3, 4}}, [](V x) { return narrow(x[0], 1, 1, 2) * narrow(x[0], 1, -2, 2); }},
-      {"diagonal", {{3, 4}}, [](V x) { return diagonal(x[0], 1) * diagonal(x[0]) + sum(diagonal(x[0], -1)); }},
+      {"diagonal",
+       {{3, 4}},
+       [](V x) { return diagonal(x[0], 1) * diagonal(x[0]) + sum(diagonal(x[0], -1)); }},
       {"diagonal", {{2, 3, 3}}, [](V x) { return diagonal(transpose(x[0], 0, 2), 0, 1, 2); }},
       {"as_strided",  // overlapping windows: an entry read twice gets both gradients
        {{3, 4}},
-       [](V x) { return as_strided(x[0], {2, 3}, {4, 1}, 1) * as_strided(x[0], {2, 3}, {1, 1}); }},
+       [](V x) {
+         return as_strided(x[0], {2, 3}, {4, 1}, 1) * as_strided(x[0], {2, 3}, {1, 1});
+       }},
       {"clone", {{3, 4}}, [](V x) { return clone(transpose(x[0])) * x[0].t(); }},
       {"mul", {{3, 4}, {4, 3}}, [](V x) { return mul(transpose(x[0]), slice(x[1], 0, 0, 4)); }},
-      {"matmul", {{3, 4}, {4, 5}}, [](V x) { return matmul(x[0].t().t(), slice(x[1], 1, 0, 5, 2)); }},
+      {"matmul",
+       {{3, 4}, {4, 5}},
+       [](V x) { return matmul(x[0].t().t(), slice(x[1], 1, 0, 5, 2)); }},
       {"slice", {{3, 5}}, [](V x) { return slice(x[0], -1, -3, 100); }},
       {"select", {{3, 4}}, [](V x) { return select(x[0], 1, 2); }},
       {"index_select",
@@ -298,9 +343,7 @@ std::vector<OpCase> table() {
        }},
       {"conv2d",  // 1x1, stride 1, no padding: the image is its own columns
        {{2, 3, 3, 2}, {4, 3, 1, 1}, {4}},
-       [](V x) {
-         return conv2d(x[0], x[1], x[2]);
-       }},
+       [](V x) { return conv2d(x[0], x[1], x[2]); }},
       {"conv1d",
        {{2, 4, 7}, {6, 2, 3}, {6}},
        [](V x) {
@@ -332,6 +375,12 @@ std::vector<OpCase> table() {
        [](V x) {
          return pad(x[0], {1, 2, 0, 1}, 0.5);
        }},
+      {"max_pool1d", {{2, 2, 7}}, [](V x) { return max_pool1d(x[0], 3, 2, 1); }},
+      {"avg_pool1d", {{2, 2, 7}}, [](V x) { return avg_pool1d(x[0], 3, 2, 1); }},
+      {"avg_pool1d", {{2, 6}}, [](V x) { return avg_pool1d(x[0], 2); }},
+      {"adaptive_avg_pool1d", {{2, 3, 7}}, [](V x) { return adaptive_avg_pool1d(x[0], 3); }},
+      {"group_norm", {{2, 4, 3}, {4}, {4}}, [](V x) { return group_norm(x[0], 2, x[1], x[2]); }},
+      {"group_norm", {{2, 3, 2, 2}}, [](V x) { return group_norm(x[0], 3); }},
       {"adaptive_avg_pool2d",
        {{2, 2, 5, 7}},
        [](V x) {
@@ -372,20 +421,18 @@ std::vector<OpCase> table() {
          const Tensor keep = from_vector(std::vector<double>{0, 1, 0, 1}, {4, 1}, {.dtype = kFloat64});
          return embedding(x[0], testing::i64({2, 3, 2, 0}), 2) * keep * sum(x[0]);
        }},
-      {"layer_norm",
-       {{3, 5}, {5}, {5}},
-       [](V x) { return layer_norm(x[0], {5}, x[1], x[2]); }},
+      {"layer_norm", {{3, 5}, {5}, {5}}, [](V x) { return layer_norm(x[0], {5}, x[1], x[2]); }},
       {"layer_norm",
        {{2, 3, 2, 2}},
-       [](V x) { return layer_norm(x[0], {2, 2}, {}, {}, 1e-3); }},
+       [](V x) {
+         return layer_norm(x[0], {2, 2}, {}, {}, 1e-3);
+       }},
       {"layer_norm",
        {{2, 2, 3}, {2, 3}},
-       [](V x) { return layer_norm(x[0], {2, 3}, x[1]); }},
-      {"masked_fill",
-       {{3, 4}},
        [](V x) {
-         return masked_fill(x[0], mask_3x4(), 0.5);
+         return layer_norm(x[0], {2, 3}, x[1]);
        }},
+      {"masked_fill", {{3, 4}}, [](V x) { return masked_fill(x[0], mask_3x4(), 0.5); }},
       {"tril", {{2, 3, 4}}, [](V x) { return tril(x[0]); }},
       {"triu", {{4, 3}}, [](V x) { return triu(x[0], 1); }},
       {"cumsum", {{3, 4}}, [](V x) { return cumsum(x[0], 1); }},
@@ -395,12 +442,11 @@ std::vector<OpCase> table() {
        [](V x) {
          return one_hot(testing::i64({2, 0, 1}), 4, kFloat64) + sum(x[0].detach());
        },
-       Domain::any, true},
+       Domain::any,
+       true},
       {"scaled_dot_product_attention",
        {{2, 3, 4}, {2, 3, 4}, {2, 3, 2}},
-       [](V x) {
-         return scaled_dot_product_attention(x[0], x[1], x[2], {.is_causal = true});
-       }},
+       [](V x) { return scaled_dot_product_attention(x[0], x[1], x[2], {.is_causal = true}); }},
       {"scaled_dot_product_attention",  // a mask broadcast over the batch, 2 queries, 3 keys
        {{2, 2, 4}, {2, 3, 4}, {2, 3, 3}},
        [](V x) {
@@ -409,25 +455,17 @@ std::vector<OpCase> table() {
        }},
       {"scaled_dot_product_attention",  // leading axes that broadcast: (B, H, T, D) @ (1, H, S, D)
        {{2, 2, 3, 2}, {1, 2, 3, 2}, {1, 2, 3, 2}},
-       [](V x) {
-         return scaled_dot_product_attention(x[0], x[1], x[2], {.is_causal = true});
-       }},
+       [](V x) { return scaled_dot_product_attention(x[0], x[1], x[2], {.is_causal = true}); }},
       {"multi_head_attention",  // 2 heads of 2, causal
        {{2, 3, 12}},
-       [](V x) {
-         return multi_head_attention(x[0], 2, {.is_causal = true});
-       }},
+       [](V x) { return multi_head_attention(x[0], 2, {.is_causal = true}); }},
       {"multi_head_attention",  // 1 head, dropout (the same mask at every call), a scale
        {{1, 4, 6}},
        [](V x) {
          Generator gen(3);
          return multi_head_attention(x[0], 1, {.dropout_p = 0.3, .generator = &gen, .scale = 0.8});
        }},
-      {"gru_cell",
-       {{2, 9}, {2, 9}, {2, 3}},
-       [](V x) {
-         return gru_cell(x[0], x[1], x[2]);
-       }},
+      {"gru_cell", {{2, 9}, {2, 9}, {2, 3}}, [](V x) { return gru_cell(x[0], x[1], x[2]); }},
       {"sort", {{3, 4}}, [](V x) { return sort(x[0]).values; }},
       {"sort", {{3, 4, 2}}, [](V x) { return sort(x[0], 1, true).values; }},
       {"topk", {{3, 5}}, [](V x) { return topk(x[0], 2).values; }},

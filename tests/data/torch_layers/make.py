@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Writes the test data of tests/nn/test_layers_more.cpp, by hand, with PyTorch 1.13
+(python3-torch):
+
+  /usr/bin/python3 tests/data/torch_layers/make.py
+
+For each layer (float64, seeded): its parameters by PyTorch's names (prefixed with the layer's
+key), a fixed input, the output, and the gradients of sum(out * u) with respect to the input and
+the parameters. Layers: PReLU (one slope and one per channel), GroupNorm, InstanceNorm2d (affine),
+MaxPool1d, AvgPool1d, AdaptiveAvgPool1d, Softmax, LogSoftmax, Unflatten, and
+TransformerEncoderLayer post-norm (relu) and norm_first (gelu), and a TransformerEncoder of two
+layers with a final LayerNorm, given a key padding mask.
+
+The file is committed; the test never runs Python.
+"""
+import os
+
+import numpy as np
+import torch
+
+here = os.path.dirname(os.path.abspath(__file__))
+torch.set_default_dtype(torch.float64)
+torch.manual_seed(5)
+nn = torch.nn
+
+padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+layers = {
+    "prelu1": (nn.PReLU(), (2, 3, 4)),
+    "prelu3": (nn.PReLU(3, init=0.1), (2, 3, 4)),
+    "group_norm": (nn.GroupNorm(2, 4), (2, 4, 3, 3)),
+    "instance_norm": (nn.InstanceNorm2d(3, affine=True), (2, 3, 4, 4)),
+    "max_pool1d": (nn.MaxPool1d(3, stride=2, padding=1), (2, 3, 8)),
+    "avg_pool1d": (nn.AvgPool1d(3, stride=2, padding=1), (2, 3, 8)),
+    "adaptive_avg_pool1d": (nn.AdaptiveAvgPool1d(3), (2, 3, 8)),
+    "softmax": (nn.Softmax(dim=1), (2, 3, 4)),
+    "log_softmax": (nn.LogSoftmax(dim=-1), (2, 3, 4)),
+    "unflatten": (nn.Unflatten(1, (2, 3)), (2, 6, 4)),
+    "encoder_post": (nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0,
+                                                batch_first=True), (2, 5, 8)),
+    "encoder_pre": (nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0,
+                                               activation="gelu", batch_first=True,
+                                               norm_first=True), (2, 5, 8)),
+    "encoder": (nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True),
+        2, norm=nn.LayerNorm(8), enable_nested_tensor=False), (2, 5, 8)),
+}
+data = {"key_padding_mask": padding.numpy()}
+for key, (layer, shape) in layers.items():
+    layer.train()  # PyTorch's fast paths are for inference; dropout is 0
+    with torch.no_grad():  # norms' affine parameters away from 1 and 0
+        for name, p in layer.named_parameters():
+            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name in (
+                    "weight", "norm.weight") and "norm" in key + name:
+                p.uniform_(0.5, 1.5)
+            if name.endswith("norm1.bias") or name.endswith("norm2.bias") or name in (
+                    "bias", "norm.bias") and "norm" in key + name:
+                p.uniform_(-0.5, 0.5)
+    x = torch.randn(shape)
+    if key.startswith("max_pool"):
+        x = torch.randperm(int(np.prod(shape))).reshape(shape).double() / 10  # no ties
+    x.requires_grad_(True)
+    out = layer(x, src_key_padding_mask=padding) if key.startswith("encoder") else layer(x)
+    u = torch.randn(out.shape)
+    (out * u).sum().backward()
+    data[key + ".x"] = x.detach().numpy()
+    data[key + ".out"] = out.detach().numpy()
+    data[key + ".u"] = u.numpy()
+    data[key + ".grad_x"] = x.grad.numpy()
+    for name, p in layer.named_parameters():
+        data[key + "." + name] = p.detach().numpy()
+        data[key + ".grad." + name] = p.grad.numpy()
+np.savez(os.path.join(here, "layers.npz"), **data)
+print("torch", torch.__version__)
