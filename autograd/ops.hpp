@@ -218,6 +218,40 @@ class Conv2dFuncOptions {
 /// products, so its gradients of every order come from theirs.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
               const Conv2dFuncOptions& options = {});
+/// conv_transpose2d's options, as LibTorch's F::ConvTranspose2dFuncOptions:
+/// ConvTranspose2dFuncOptions().stride(2).padding(1).output_padding(1).
+class ConvTranspose2dFuncOptions {
+ public:
+  ConvTranspose2dFuncOptions& stride(ExpandingArray<2> v) { return set(stride_, v); }
+  ConvTranspose2dFuncOptions& padding(ExpandingArray<2> v) { return set(padding_, v); }
+  ConvTranspose2dFuncOptions& output_padding(ExpandingArray<2> v) {
+    return set(output_padding_, v);
+  }
+  ConvTranspose2dFuncOptions& dilation(ExpandingArray<2> v) { return set(dilation_, v); }
+  ConvTranspose2dFuncOptions& groups(std::size_t v) {
+    groups_ = v;
+    return *this;
+  }
+  const std::array<std::size_t, 2>& stride() const { return stride_; }
+  const std::array<std::size_t, 2>& padding() const { return padding_; }
+  const std::array<std::size_t, 2>& output_padding() const { return output_padding_; }
+  const std::array<std::size_t, 2>& dilation() const { return dilation_; }
+  std::size_t groups() const { return groups_; }
+
+ private:
+  ConvTranspose2dFuncOptions& set(std::array<std::size_t, 2>& field, const ExpandingArray<2>& v) {
+    field = v.value();
+    return *this;
+  }
+  std::array<std::size_t, 2> stride_{1, 1}, padding_{0, 0}, output_padding_{0, 0}, dilation_{1, 1};
+  std::size_t groups_ = 1;
+};
+/// As torch's conv_transpose2d, conv2d's adjoint with respect to its input: x (N, C, H, W),
+/// weight (C, O / groups, kh, kw), bias (O) or undefined -> (N, O, oh, ow),
+/// oh = (H - 1) sh - 2 ph + dh (kh - 1) + output_padding + 1. Written with matrix products and
+/// fold, so its gradients of every order come from theirs.
+Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                        const ConvTranspose2dFuncOptions& options = {});
 /// conv1d's options, as LibTorch's F::Conv1dFuncOptions.
 class Conv1dFuncOptions {
  public:
@@ -265,6 +299,43 @@ Tensor max_pool1d(const Tensor& x, std::size_t kernel, std::size_t stride = 0,
 Tensor avg_pool1d(const Tensor& x, std::size_t kernel, std::size_t stride = 0,
                   std::size_t padding = 0);
 Tensor adaptive_avg_pool1d(const Tensor& x, std::size_t output_size);
+/// interpolate's options, as LibTorch's F::InterpolateFuncOptions: a size or a scale factor per
+/// spatial axis (one value for all), the mode, and align_corners for the linear modes.
+enum class InterpolateMode { nearest, bilinear };
+class InterpolateFuncOptions {
+ public:
+  InterpolateFuncOptions& size(std::vector<std::size_t> v) {
+    size_ = std::move(v);
+    return *this;
+  }
+  InterpolateFuncOptions& scale_factor(std::vector<double> v) {
+    scale_factor_ = std::move(v);
+    return *this;
+  }
+  InterpolateFuncOptions& mode(InterpolateMode v) {
+    mode_ = v;
+    return *this;
+  }
+  InterpolateFuncOptions& align_corners(bool v) {
+    align_corners_ = v;
+    return *this;
+  }
+  const std::vector<std::size_t>& size() const { return size_; }
+  const std::vector<double>& scale_factor() const { return scale_factor_; }
+  InterpolateMode mode() const { return mode_; }
+  const std::optional<bool>& align_corners() const { return align_corners_; }
+
+ private:
+  std::vector<std::size_t> size_;
+  std::vector<double> scale_factor_;
+  InterpolateMode mode_ = InterpolateMode::nearest;
+  std::optional<bool> align_corners_;
+};
+/// As torch's interpolate over images (N, C, H, W): nearest (output pixel i takes input
+/// floor(i scale), scale = in / out, or 1 / scale_factor when given) or bilinear (the corners'
+/// centres aligned with align_corners, else the pixels' edges, as PyTorch's). From index_select
+/// and products, so gradients of every order come from theirs.
+Tensor interpolate(const Tensor& x, const InterpolateFuncOptions& options);
 /// As torch's group_norm: the channels (axis 1) of each sample of x (N, C, ...) in num_groups
 /// groups of C / num_groups, each group normalized by its own mean and biased variance, then times
 /// weight plus bias (each (C) or undefined). num_groups = C is instance norm.

@@ -46,6 +46,36 @@ Conv2d::Conv2d(const Conv2dOptions& opts, Generator& gen) : options(opts) {
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options.func()); }
 
+ConvTranspose2d::ConvTranspose2d(const ConvTranspose2dOptions& opts, Generator& gen)
+    : options(opts) {
+  const auto [kh, kw] = opts.kernel_size();
+  check_conv("ConvTranspose2d", opts.in_channels(), opts.out_channels(), kh * kw, opts.groups(),
+             pair_str(opts.kernel_size()));
+  const std::size_t fan_in = opts.out_channels() / opts.groups() * kh * kw;  // weight's axis 1
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  register_parameter("weight", weight,
+                     zeros({opts.in_channels(), opts.out_channels() / opts.groups(), kh, kw},
+                           {.dtype = opts.dtype()}));
+  init::uniform_(weight, -bound, bound, gen);
+  if (opts.bias()) {
+    register_parameter("bias", bias, zeros({opts.out_channels()}, {.dtype = opts.dtype()}));
+    init::uniform_(bias, -bound, bound, gen);
+  }
+}
+
+std::string ConvTranspose2d::extra_repr() const {
+  const ConvTranspose2dFuncOptions& f = options.func();
+  std::string s =
+      std::to_string(options.in_channels()) + ", " + std::to_string(options.out_channels()) +
+      ", kernel_size=" + pair_str(options.kernel_size()) + ", stride=" + pair_str(f.stride());
+  if (f.padding()[0] || f.padding()[1]) s += ", padding=" + pair_str(f.padding());
+  if (f.output_padding()[0] || f.output_padding()[1])
+    s += ", output_padding=" + pair_str(f.output_padding());
+  if (f.groups() != 1) s += ", groups=" + std::to_string(f.groups());
+  if (!bias.defined()) s += ", bias=false";
+  return s;
+}
+
 std::string Conv2d::extra_repr() const {
   std::string s =
       std::to_string(options.in_channels()) + ", " + std::to_string(options.out_channels()) +

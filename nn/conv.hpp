@@ -65,6 +65,58 @@ class Conv2d : public Module {
   Conv2dOptions options;
 };
 
+/// ConvTranspose2d's options, as LibTorch's ConvTranspose2dOptions(in, out, kernel).stride(2)
+/// .padding(1).output_padding(1).groups(1).bias(true).dilation(1).
+class ConvTranspose2dOptions {
+ public:
+  ConvTranspose2dOptions(std::size_t in_channels, std::size_t out_channels,
+                         ExpandingArray<2> kernel_size)
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_(kernel_size.value()) {}
+  XGRAD_ARG(std::size_t, in_channels);
+  XGRAD_ARG(std::size_t, out_channels);
+  XGRAD_ARG(bool, bias) = true;
+  XGRAD_ARG(Dtype, dtype) = Dtype::float32;
+
+ public:
+  ConvTranspose2dOptions& stride(ExpandingArray<2> v) { return chain(func_.stride(v)); }
+  ConvTranspose2dOptions& padding(ExpandingArray<2> v) { return chain(func_.padding(v)); }
+  ConvTranspose2dOptions& output_padding(ExpandingArray<2> v) {
+    return chain(func_.output_padding(v));
+  }
+  ConvTranspose2dOptions& dilation(ExpandingArray<2> v) { return chain(func_.dilation(v)); }
+  ConvTranspose2dOptions& groups(std::size_t v) { return chain(func_.groups(v)); }
+  const std::array<std::size_t, 2>& kernel_size() const { return kernel_; }
+  std::size_t groups() const { return func_.groups(); }
+  const ConvTranspose2dFuncOptions& func() const { return func_; }
+
+ private:
+  ConvTranspose2dOptions& chain(const ConvTranspose2dFuncOptions&) { return *this; }
+  std::array<std::size_t, 2> kernel_;
+  ConvTranspose2dFuncOptions func_;
+};
+
+/// y = conv_transpose2d(x, weight, bias), weight (in, out / groups, kh, kw), initialized as
+/// PyTorch's (uniform in +-1/sqrt(fan_in), fan_in = out / groups kh kw): an upsampling layer,
+/// ConvTranspose2d(ConvTranspose2dOptions(16, 8, 3).stride(2).padding(1).output_padding(1))
+/// doubles the height and width.
+class ConvTranspose2d : public Module {
+ public:
+  explicit ConvTranspose2d(const ConvTranspose2dOptions& options,
+                           Generator& gen = default_generator());
+  ConvTranspose2d(std::size_t in_channels, std::size_t out_channels, ExpandingArray<2> kernel_size,
+                  Generator& gen = default_generator())
+      : ConvTranspose2d(ConvTranspose2dOptions(in_channels, out_channels, kernel_size), gen) {}
+  Tensor forward(const Tensor& x) override {
+    return conv_transpose2d(x, weight, bias, options.func());
+  }
+  std::string name() const override { return "ConvTranspose2d"; }
+  std::string extra_repr() const override;
+
+  Tensor weight;
+  Tensor bias;  ///< undefined without bias
+  ConvTranspose2dOptions options;
+};
+
 /// Conv1d's options, as LibTorch's nn::Conv1dOptions: Conv1dOptions(4, 6, 3).padding(1).groups(2).
 class Conv1dOptions {
  public:
@@ -269,6 +321,21 @@ class InstanceNorm2d : public GroupNorm {
       : InstanceNorm2d(InstanceNormOptions(num_features)) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "InstanceNorm2d"; }
+};
+
+/// Upsample's options, as LibTorch's UpsampleOptions().scale_factor({2, 2}).mode(...)
+/// .align_corners(false): those of interpolate.
+using UpsampleOptions = InterpolateFuncOptions;
+
+/// interpolate of images (N, C, H, W) by the options (nearest by default), as torch's Upsample.
+class Upsample : public Module {
+ public:
+  explicit Upsample(const UpsampleOptions& options) : options_(options) {}
+  Tensor forward(const Tensor& x) override { return interpolate(x, options_); }
+  std::string name() const override { return "Upsample"; }
+
+ private:
+  UpsampleOptions options_;
 };
 
 /// flatten(x, start, end): (N, C, H, W) -> (N, C H W) with the defaults, as torch's Flatten.

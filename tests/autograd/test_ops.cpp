@@ -375,6 +375,37 @@ std::vector<OpCase> table() {
        [](V x) {
          return pad(x[0], {1, 2, 0, 1}, 0.5);
        }},
+      {"conv_transpose2d",
+       {{2, 3, 3, 4}, {3, 2, 3, 2}, {2}},
+       [](V x) {
+         return conv_transpose2d(
+             x[0], x[1], x[2], ConvTranspose2dFuncOptions().stride(2).padding(1).output_padding(1));
+       }},
+      {"conv_transpose2d",
+       {{1, 4, 3, 3}, {4, 1, 2, 2}},
+       [](V x) {
+         return conv_transpose2d(x[0], x[1], Tensor(),
+                                 ConvTranspose2dFuncOptions().groups(2).dilation(2));
+       }},
+      {"interpolate",
+       {{1, 2, 3, 4}},
+       [](V x) {
+         return interpolate(x[0],
+                            InterpolateFuncOptions().size({5, 7}).mode(InterpolateMode::bilinear));
+       }},
+      {"interpolate",
+       {{1, 2, 3, 3}},
+       [](V x) {
+         return interpolate(x[0], InterpolateFuncOptions()
+                                      .scale_factor({2.0})
+                                      .mode(InterpolateMode::bilinear)
+                                      .align_corners(true));
+       }},
+      {"interpolate",
+       {{2, 1, 3, 2}},
+       [](V x) {
+         return interpolate(x[0], InterpolateFuncOptions().scale_factor({2.0, 1.5}));
+       }},
       {"max_pool1d", {{2, 2, 7}}, [](V x) { return max_pool1d(x[0], 3, 2, 1); }},
       {"avg_pool1d", {{2, 2, 7}}, [](V x) { return avg_pool1d(x[0], 3, 2, 1); }},
       {"avg_pool1d", {{2, 6}}, [](V x) { return avg_pool1d(x[0], 2); }},

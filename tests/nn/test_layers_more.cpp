@@ -15,12 +15,14 @@ using namespace xgrad::nn;
 
 namespace {
 
+// The recorded layers: layers.npz and conv.npz together (their keys differ).
 const std::map<std::string, Tensor>& recorded() {
   static const std::map<std::string, Tensor> data = [] {
     std::map<std::string, Tensor> out;
-    for (auto& [name, t] :
-         load_npz(std::string(XGRAD_SOURCE_DIR) + "/tests/data/torch_layers/layers.npz"))
-      out[name] = t;
+    for (const char* file : {"layers.npz", "conv.npz"})
+      for (auto& [name, t] :
+           load_npz(std::string(XGRAD_SOURCE_DIR) + "/tests/data/torch_layers/" + file))
+        out[name] = t;
     return out;
   }();
   return data;
@@ -172,4 +174,37 @@ TEST_CASE("prelu, group_norm and max_pool1d: a loop reference and the convention
   const Tensor t = testing::f64({{1.0, 3.0, 3.0, 2.0}}, true);
   sum(max_pool1d(t, 4)).backward();
   CHECK(testing::flat(t.grad()) == std::vector<double>{0, 1, 0, 0});
+}
+
+TEST_CASE("ConvTranspose2d and Upsample (nearest, bilinear, align_corners) agree with PyTorch") {
+  const auto call = [](Module& m) { return [&m](const Tensor& x) { return m.forward(x); }; };
+  ConvTranspose2d deconv(
+      ConvTranspose2dOptions(3, 4, 3).stride(2).padding(1).output_padding(1).dtype(kFloat64));
+  check_layer("deconv", deconv, call(deconv));
+  CHECK(deconv.forward(zeros({1, 3, 5, 6}, {.dtype = kFloat64})).shape() == Shape{1, 4, 10, 12});
+  ConvTranspose2d grouped(
+      ConvTranspose2dOptions(4, 2, {2, 3}).groups(2).dilation(2).bias(false).dtype(kFloat64));
+  check_layer("deconv_groups", grouped, call(grouped));
+  using M = InterpolateMode;
+  const std::vector<std::pair<std::string, UpsampleOptions>> ups = {
+      {"nearest_size", UpsampleOptions().size({5, 7})},
+      {"nearest_factor", UpsampleOptions().scale_factor({2.0})},
+      {"bilinear", UpsampleOptions().size({5, 7}).mode(M::bilinear).align_corners(false)},
+      {"bilinear_corners",
+       UpsampleOptions().scale_factor({2.0, 1.5}).mode(M::bilinear).align_corners(true)},
+      {"bilinear_down", UpsampleOptions().size({2, 3}).mode(M::bilinear)}};
+  for (const auto& [key, options] : ups) {
+    Upsample up(options);
+    check_layer(key, up, call(up));
+  }
+  CHECK_THROWS_AS(interpolate(zeros({1, 1, 2, 2}), InterpolateFuncOptions()), ValueError);
+  CHECK_THROWS_AS(
+      interpolate(zeros({1, 1, 2, 2}), InterpolateFuncOptions().size({3}).align_corners(true)),
+      ValueError);
+  CHECK_THROWS_WITH_AS(interpolate(zeros({2, 2}), InterpolateFuncOptions().size({3})),
+                       doctest::Contains("interpolate: needs floating images (N, C, H, W)"),
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(conv_transpose2d(zeros({1, 3, 2, 2}), zeros({2, 4, 3, 3})),
+                       doctest::Contains("conv_transpose2d: needs x (N, C, H, W) and weight (C"),
+                       ShapeError);
 }

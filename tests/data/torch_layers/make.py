@@ -71,3 +71,37 @@ for key, (layer, shape) in layers.items():
         data[key + ".grad." + name] = p.grad.numpy()
 np.savez(os.path.join(here, "layers.npz"), **data)
 print("torch", torch.__version__)
+
+# conv.npz: ConvTranspose2d (stride 2, padding 1, output_padding 1; and grouped, dilated) and
+# interpolate / Upsample (nearest and bilinear, align_corners both ways, sizes and factors).
+torch.manual_seed(6)
+data = {}
+convs = {
+    "deconv": nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1),
+    "deconv_groups": nn.ConvTranspose2d(4, 2, (2, 3), groups=2, dilation=2, bias=False),
+}
+for key, layer in convs.items():
+    x = torch.randn(2, layer.in_channels, 3, 4, requires_grad=True)
+    out = layer(x)
+    u = torch.randn(out.shape)
+    (out * u).sum().backward()
+    data.update({key + ".x": x.detach().numpy(), key + ".out": out.detach().numpy(),
+                 key + ".u": u.numpy(), key + ".grad_x": x.grad.numpy()})
+    for name, p in layer.named_parameters():
+        data[key + "." + name] = p.detach().numpy()
+        data[key + ".grad." + name] = p.grad.numpy()
+ups = {
+    "nearest_size": dict(size=(5, 7), mode="nearest"),
+    "nearest_factor": dict(scale_factor=2, mode="nearest"),
+    "bilinear": dict(size=(5, 7), mode="bilinear", align_corners=False),
+    "bilinear_corners": dict(scale_factor=(2, 1.5), mode="bilinear", align_corners=True),
+    "bilinear_down": dict(size=(2, 3), mode="bilinear", align_corners=False),
+}
+for key, kwargs in ups.items():
+    x = torch.randn(2, 2, 3, 4, requires_grad=True)
+    out = torch.nn.functional.interpolate(x, **kwargs)
+    u = torch.randn(out.shape)
+    (out * u).sum().backward()
+    data.update({key + ".x": x.detach().numpy(), key + ".out": out.detach().numpy(),
+                 key + ".u": u.numpy(), key + ".grad_x": x.grad.numpy()})
+np.savez(os.path.join(here, "conv.npz"), **data)
