@@ -231,19 +231,25 @@ Tensor TransformerBlock::forward(const Tensor& x, const Tensor& key_padding_mask
 
 // ---- PyTorch's encoder ------------------------------------------------------------------------
 
+namespace {
+// The options an encoder or decoder layer refuses, named by `layer`.
+void check_layer_options(const std::string& layer, const TransformerEncoderLayerOptions& o) {
+  if (!o.batch_first())
+    throw ValueError(layer +
+                     ": xgrad's attention is batch first, inputs (B, T, d_model); "
+                     "batch_first(false) is not supported (transpose(x, 0, 1) the input)");
+  if (o.activation() != "relu" && o.activation() != "gelu")
+    throw ValueError(layer + ": activation \"" + o.activation() +
+                     "\"; expected \"relu\" or \"gelu\"");
+  if (!(o.dropout() >= 0 && o.dropout() < 1))
+    throw ValueError(layer + ": dropout must be in [0, 1), got " + number_str(o.dropout()));
+}
+}  // namespace
+
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerEncoderLayerOptions& o,
                                                  Generator& gen)
     : options_(o), gen_(&gen) {
-  if (!o.batch_first())
-    throw ValueError(
-        "TransformerEncoderLayer: xgrad's attention is batch first, inputs (B, T, d_model); "
-        "batch_first(false) is not supported (transpose(x, 0, 1) the input)");
-  if (o.activation() != "relu" && o.activation() != "gelu")
-    throw ValueError("TransformerEncoderLayer: activation \"" + o.activation() +
-                     "\"; expected \"relu\" or \"gelu\"");
-  if (!(o.dropout() >= 0 && o.dropout() < 1))
-    throw ValueError("TransformerEncoderLayer: dropout must be in [0, 1), got " +
-                     number_str(o.dropout()));
+  check_layer_options("TransformerEncoderLayer", o);
   self_attn = register_module(
       "self_attn",
       std::make_shared<MultiheadAttention>(
@@ -298,6 +304,89 @@ Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& key_padding_
   Tensor x = src;
   for (std::size_t l = 0; l < layers->size(); ++l)
     x = layers->at<TransformerEncoderLayer>(l)->forward(x, key_padding_mask, src_mask);
+  return norm ? norm->forward(x) : x;
+}
+
+TransformerDecoderLayer::TransformerDecoderLayer(const TransformerDecoderLayerOptions& o,
+                                                 Generator& gen)
+    : options_(o), gen_(&gen) {
+  check_layer_options("TransformerDecoderLayer", o);
+  const auto attention = [&] {
+    return std::make_shared<MultiheadAttention>(
+        MultiheadAttentionOptions(o.d_model(), o.nhead()).dropout(o.dropout()).dtype(o.dtype()),
+        gen);
+  };
+  self_attn = register_module("self_attn", attention());
+  multihead_attn = register_module("multihead_attn", attention());
+  linear1 = register_module(
+      "linear1", std::make_shared<Linear>(o.d_model(), o.dim_feedforward(), true, o.dtype(), gen));
+  linear2 = register_module(
+      "linear2", std::make_shared<Linear>(o.dim_feedforward(), o.d_model(), true, o.dtype(), gen));
+  const LayerNormOptions norm =
+      LayerNormOptions({o.d_model()}).eps(o.layer_norm_eps()).dtype(o.dtype());
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(norm));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(norm));
+  norm3 = register_module("norm3", std::make_shared<LayerNorm>(norm));
+}
+
+Tensor TransformerDecoderLayer::drop(const Tensor& x) {
+  return is_training() && options_.dropout() > 0 ? dropout(x, options_.dropout(), true, *gen_) : x;
+}
+
+Tensor TransformerDecoderLayer::forward(const Tensor&) {
+  throw ValueError(
+      "TransformerDecoderLayer: needs the memory too: forward(tgt, memory, tgt_mask, ...)");
+}
+
+Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
+                                        const Tensor& tgt_mask, const Tensor& memory_mask,
+                                        const Tensor& tgt_key_padding_mask,
+                                        const Tensor& memory_key_padding_mask) {
+  const auto sa = [&](const Tensor& x) {
+    return drop(self_attn->forward(x, x, x, tgt_mask, false, tgt_key_padding_mask));
+  };
+  const auto ca = [&](const Tensor& x) {
+    return drop(
+        multihead_attn->forward(x, memory, memory, memory_mask, false, memory_key_padding_mask));
+  };
+  const auto ff = [&](const Tensor& x) {
+    const Tensor h = linear1->forward(x);
+    return drop(linear2->forward(drop(options_.activation() == "gelu" ? gelu(h) : relu(h))));
+  };
+  if (options_.norm_first()) {
+    Tensor x = add(tgt, sa(norm1->forward(tgt)));
+    x = add(x, ca(norm2->forward(x)));
+    return add(x, ff(norm3->forward(x)));
+  }
+  Tensor x = norm1->forward(add(tgt, sa(tgt)));
+  x = norm2->forward(add(x, ca(x)));
+  return norm3->forward(add(x, ff(x)));
+}
+
+TransformerDecoder::TransformerDecoder(const TransformerDecoderLayerOptions& layer,
+                                       std::size_t num_layers, bool final_norm, Generator& gen) {
+  if (num_layers == 0) throw ValueError("TransformerDecoder: needs num_layers > 0");
+  layers = register_module("layers", std::make_shared<ModuleList>());
+  for (std::size_t l = 0; l < num_layers; ++l)
+    layers->push_back(std::make_shared<TransformerDecoderLayer>(layer, gen));
+  if (final_norm)
+    norm = register_module(
+        "norm",
+        std::make_shared<LayerNorm>(
+            LayerNormOptions({layer.d_model()}).eps(layer.layer_norm_eps()).dtype(layer.dtype())));
+}
+
+Tensor TransformerDecoder::forward(const Tensor&) {
+  throw ValueError("TransformerDecoder: needs the memory too: forward(tgt, memory, tgt_mask, ...)");
+}
+
+Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, const Tensor& tgt_mask,
+                                   const Tensor& memory_mask, const Tensor& tgt_key_padding_mask,
+                                   const Tensor& memory_key_padding_mask) {
+  Tensor x = tgt;
+  for (std::size_t l = 0; l < layers->size(); ++l)
+    x = layers->at<TransformerDecoderLayer>(l)->forward(
+        x, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask);
   return norm ? norm->forward(x) : x;
 }
 

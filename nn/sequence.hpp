@@ -246,6 +246,53 @@ class TransformerEncoder : public Module {
   std::shared_ptr<LayerNorm> norm;  ///< null without a final norm
 };
 
+/// TransformerDecoderLayer's options: the encoder layer's, with the same names and defaults.
+using TransformerDecoderLayerOptions = TransformerEncoderLayerOptions;
+
+/// As torch's TransformerDecoderLayer: self-attention over the target, attention from the target
+/// to the memory (the encoder's output), then the feed-forward block, each with a residual and a
+/// layer norm after it (post-norm, the default) or before it (norm_first). Children self_attn,
+/// multihead_attn, linear1, linear2, norm1, norm2, norm3, as PyTorch's. Masks are xgrad's: true
+/// where a query may attend (tgt_mask = tril of ones is causal); key padding masks true at the
+/// padding, as PyTorch's.
+class TransformerDecoderLayer : public Module {
+ public:
+  explicit TransformerDecoderLayer(const TransformerDecoderLayerOptions& options,
+                                   Generator& gen = default_generator());
+  Tensor forward(const Tensor& tgt) override;  ///< refused: a decoder needs a memory
+  Tensor forward(const Tensor& tgt, const Tensor& memory, const Tensor& tgt_mask = Tensor(),
+                 const Tensor& memory_mask = Tensor(),
+                 const Tensor& tgt_key_padding_mask = Tensor(),
+                 const Tensor& memory_key_padding_mask = Tensor());
+  std::string name() const override { return "TransformerDecoderLayer"; }
+
+  std::shared_ptr<MultiheadAttention> self_attn, multihead_attn;
+  std::shared_ptr<Linear> linear1, linear2;
+  std::shared_ptr<LayerNorm> norm1, norm2, norm3;
+
+ private:
+  Tensor drop(const Tensor& x);
+  TransformerDecoderLayerOptions options_;
+  Generator* gen_;
+};
+
+/// num_layers decoder layers, then a final layer norm when norm is set, as torch's
+/// TransformerDecoder. Children layers (0, 1, ...) and norm.
+class TransformerDecoder : public Module {
+ public:
+  TransformerDecoder(const TransformerDecoderLayerOptions& layer, std::size_t num_layers,
+                     bool norm = false, Generator& gen = default_generator());
+  Tensor forward(const Tensor& tgt) override;  ///< refused: a decoder needs a memory
+  Tensor forward(const Tensor& tgt, const Tensor& memory, const Tensor& tgt_mask = Tensor(),
+                 const Tensor& memory_mask = Tensor(),
+                 const Tensor& tgt_key_padding_mask = Tensor(),
+                 const Tensor& memory_key_padding_mask = Tensor());
+  std::string name() const override { return "TransformerDecoder"; }
+
+  std::shared_ptr<ModuleList> layers;
+  std::shared_ptr<LayerNorm> norm;  ///< null without a final norm
+};
+
 /// One GRU step, as PyTorch defines it, from the input's projection xp = x W_ih^T + b_ih (B, 3H,
 /// gates r, z, n) and the state h (B, H); the gates run fused (gru_cell):
 ///   hp = h W_hh^T + b_hh,  r = sigmoid(xp_r + hp_r),  z = sigmoid(xp_z + hp_z),

@@ -15,11 +15,11 @@ using namespace xgrad::nn;
 
 namespace {
 
-// The recorded layers: layers.npz and conv.npz together (their keys differ).
+// The recorded layers: layers.npz, conv.npz and decoder.npz together (their keys differ).
 const std::map<std::string, Tensor>& recorded() {
   static const std::map<std::string, Tensor> data = [] {
     std::map<std::string, Tensor> out;
-    for (const char* file : {"layers.npz", "conv.npz"})
+    for (const char* file : {"layers.npz", "conv.npz", "decoder.npz"})
       for (auto& [name, t] :
            load_npz(std::string(XGRAD_SOURCE_DIR) + "/tests/data/torch_layers/" + file))
         out[name] = t;
@@ -49,11 +49,13 @@ std::string torch_name(std::string name) {
 // compares the output and the gradients of sum(out * u) with PyTorch's.
 void check_layer(const std::string& key, Module& m,
                  const std::function<Tensor(const Tensor&)>& forward) {
-  INFO(key);
+  const std::string shown_key = key;  // INFO cannot capture a binding (clang 14)
+  INFO(shown_key);
   const auto& d = recorded();
   StateDict weights;
   for (const auto& [name, p] : m.named_parameters()) {
-    INFO(name);
+    const std::string shown_name = name;  // INFO cannot capture a binding (clang 14)
+    INFO(shown_name);
     REQUIRE(d.count(key + "." + torch_name(name)) == 1);
     weights.emplace_back(name, d.at(key + "." + torch_name(name)));
   }
@@ -65,7 +67,8 @@ void check_layer(const std::string& key, Module& m,
   sum(out * d.at(key + ".u")).backward();
   CHECK(max_difference(x.grad(), d.at(key + ".grad_x")) < 1e-12);
   for (const auto& [name, p] : m.named_parameters()) {
-    INFO(name);
+    const std::string shown_name = name;  // INFO cannot capture a binding (clang 14)
+    INFO(shown_name);
     CHECK(max_difference(p.grad(), d.at(key + ".grad." + torch_name(name))) < 1e-12);
   }
 }
@@ -207,4 +210,34 @@ TEST_CASE("ConvTranspose2d and Upsample (nearest, bilinear, align_corners) agree
   CHECK_THROWS_WITH_AS(conv_transpose2d(zeros({1, 3, 2, 2}), zeros({2, 4, 3, 3})),
                        doctest::Contains("conv_transpose2d: needs x (N, C, H, W) and weight (C"),
                        ShapeError);
+}
+
+TEST_CASE(
+    "TransformerDecoderLayer (post-norm and norm_first) and TransformerDecoder agree with "
+    "PyTorch, with a causal target mask and a padded memory") {
+  const auto& d = recorded();
+  const Tensor causal = tril(ones({4, 4})).to(kBool);  // xgrad's: true where a query may look
+  const Tensor memory_padding =
+      reshape(testing::i64({0, 0, 0, 0, 0, 0, 0, 0, 1, 1}).to(kBool), {2, 5});
+  const auto options =
+      TransformerDecoderLayerOptions(8, 2).dim_feedforward(16).dropout(0.0).dtype(kFloat64);
+  TransformerDecoderLayer post(options);
+  TransformerDecoderLayer pre(
+      TransformerDecoderLayerOptions(options).activation("gelu").norm_first(true));
+  TransformerDecoder decoder(options, 2, true);
+  for (const auto& [key, module] : std::vector<std::pair<std::string, Module*>>{
+           {"decoder_post", &post}, {"decoder_pre", &pre}, {"decoder", &decoder}}) {
+    const Tensor memory = d.at(key + ".memory").detach().requires_grad_(true);
+    check_layer(key, *module, [&, m = module](const Tensor& x) {
+      if (auto* layer = dynamic_cast<TransformerDecoderLayer*>(m))
+        return layer->forward(x, memory, causal, Tensor(), Tensor(), memory_padding);
+      return static_cast<TransformerDecoder*>(m)->forward(x, memory, causal, Tensor(), Tensor(),
+                                                          memory_padding);
+    });
+    const std::string shown_key = key;  // INFO cannot capture a binding (clang 14)
+    INFO(shown_key);
+    CHECK(max_difference(memory.grad(), d.at(key + ".grad_memory")) < 1e-12);
+  }
+  CHECK_THROWS_WITH_AS(post.forward(zeros({1, 2, 8})), doctest::Contains("needs the memory"),
+                       ValueError);
 }

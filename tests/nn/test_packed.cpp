@@ -100,7 +100,8 @@ TEST_CASE("GRU and LSTM over a ragged batch, bidirectional, two layers, agree wi
     CHECK(max_difference(h0.grad(), d["grad_h0"]) < 1e-12);
     if (lstm) CHECK(max_difference(c0.grad(), d["grad_c0"]) < 1e-12);
     for (const auto& [name, p] : layer->named_parameters()) {
-      INFO(name);
+      const std::string shown_name = name;  // INFO cannot capture a binding (clang 14)
+      INFO(shown_name);
       CHECK(max_difference(p.grad(), d["grad_" + name]) < 1e-12);
     }
     // Outputs at padded steps are zero; the padded input reached nothing.
@@ -152,7 +153,8 @@ TEST_CASE("MultiheadAttention and TransformerBlock with a key padding mask agree
       TransformerBlockOptions(8, 2).mlp_hidden(16).causal(false).dtype(kFloat64));
   for (const auto& [prefix, module] :
        std::vector<std::pair<std::string, Module*>>{{"mha.", &mha}, {"block.", &block}}) {
-    INFO(prefix);
+    const std::string shown_prefix = prefix;  // INFO cannot capture a binding (clang 14)
+    INFO(shown_prefix);
     StateDict weights;
     for (const auto& [name, p] : module->named_parameters())
       weights.emplace_back(name, d.at(prefix + names.at(name)));
@@ -164,7 +166,8 @@ TEST_CASE("MultiheadAttention and TransformerBlock with a key padding mask agree
     sum(out * d[prefix + "u"]).backward();
     CHECK(max_difference(x.grad(), d[prefix + "grad_x"]) < 1e-12);
     for (const auto& [name, p] : module->named_parameters()) {
-      INFO(name);
+      const std::string shown_name = name;  // INFO cannot capture a binding (clang 14)
+      INFO(shown_name);
       CHECK(max_difference(p.grad(), d.at(prefix + "grad." + names.at(name))) < 1e-12);
     }
   }

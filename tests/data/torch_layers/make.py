@@ -105,3 +105,42 @@ for key, kwargs in ups.items():
     data.update({key + ".x": x.detach().numpy(), key + ".out": out.detach().numpy(),
                  key + ".u": u.numpy(), key + ".grad_x": x.grad.numpy()})
 np.savez(os.path.join(here, "conv.npz"), **data)
+
+# decoder.npz: TransformerDecoderLayer post-norm (relu) and norm_first (gelu), and a
+# TransformerDecoder of two layers with a final LayerNorm; a causal target mask and a memory key
+# padding mask; outputs and gradients of sum(out * u) with respect to the target, the memory and
+# the parameters.
+torch.manual_seed(7)
+data = {}
+causal = torch.triu(torch.full((4, 4), float("-inf")), 1)  # PyTorch's float mask: -inf above
+memory_padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+decoders = {
+    "decoder_post": nn.TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=0.0,
+                                               batch_first=True),
+    "decoder_pre": nn.TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=0.0,
+                                              activation="gelu", batch_first=True,
+                                              norm_first=True),
+    "decoder": nn.TransformerDecoder(
+        nn.TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True), 2,
+        norm=nn.LayerNorm(8)),
+}
+for key, layer in decoders.items():
+    layer.train()
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.uniform_(0.5, 1.5)
+            if "norm" in name and name.endswith("bias"):
+                p.uniform_(-0.5, 0.5)
+    tgt = torch.randn(2, 4, 8, requires_grad=True)
+    memory = torch.randn(2, 5, 8, requires_grad=True)
+    out = layer(tgt, memory, tgt_mask=causal, memory_key_padding_mask=memory_padding)
+    u = torch.randn(out.shape)
+    (out * u).sum().backward()
+    data.update({key + ".x": tgt.detach().numpy(), key + ".memory": memory.detach().numpy(),
+                 key + ".out": out.detach().numpy(), key + ".u": u.numpy(),
+                 key + ".grad_x": tgt.grad.numpy(), key + ".grad_memory": memory.grad.numpy()})
+    for name, p in layer.named_parameters():
+        data[key + "." + name] = p.detach().numpy()
+        data[key + ".grad." + name] = p.grad.numpy()
+np.savez(os.path.join(here, "decoder.npz"), **data)
