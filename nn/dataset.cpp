@@ -232,11 +232,16 @@ std::vector<std::size_t> BucketSampler::indices(std::size_t n, Generator& gen) c
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), gen.engine());
   const std::size_t window = batch_size_ * window_batches_;
+  // Sorted by length, ties kept in their shuffled order (std::sort with the position as the
+  // second key: libstdc++ 12's stable_sort trips ASan's alloc-dealloc check).
+  std::vector<std::size_t> position(n);
+  for (std::size_t k = 0; k < n; ++k) position[order[k]] = k;
   for (std::size_t start = 0; start < n; start += window) {
     const auto first = order.begin() + static_cast<std::ptrdiff_t>(start);
     const auto last = order.begin() + static_cast<std::ptrdiff_t>(std::min(start + window, n));
-    std::stable_sort(first, last,
-                     [&](std::size_t a, std::size_t b) { return lengths_[a] < lengths_[b]; });
+    std::sort(first, last, [&](std::size_t a, std::size_t b) {
+      return std::pair(lengths_[a], position[a]) < std::pair(lengths_[b], position[b]);
+    });
   }
   // The full batches in a random order, the short one last: the loader cuts the order into
   // batches of batch_size, which must be these (a loader of another batch size mixes them).

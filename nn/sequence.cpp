@@ -648,8 +648,11 @@ PackedSequence pack_padded_sequence(const Tensor& x, const Tensor& lengths, bool
                          std::to_string(len[i - 1]) +
                          "); sort the batch, or pass enforce_sorted = false");
   } else {
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::int64_t a, std::int64_t b) { return len[a] > len[b]; });
+    // Longest first, ties in batch order (std::sort with the row as the second key: libstdc++
+    // 12's stable_sort trips ASan's alloc-dealloc check).
+    std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+      return len[a] != len[b] ? len[a] > len[b] : a < b;
+    });
   }
   const auto longest = static_cast<std::size_t>(len[order[0]]);
   std::vector<std::int64_t> batch_sizes, positions;
