@@ -244,29 +244,46 @@ void check_layer_options(const std::string& layer, const TransformerEncoderLayer
   if (!(o.dropout() >= 0 && o.dropout() < 1))
     throw ValueError(layer + ": dropout must be in [0, 1), got " + number_str(o.dropout()));
 }
+
+// The options of an encoder or decoder layer's parts, from the layer's.
+MultiheadAttentionOptions attention_options(const TransformerEncoderLayerOptions& o) {
+  return MultiheadAttentionOptions(o.d_model(), o.nhead()).dropout(o.dropout()).dtype(o.dtype());
+}
+LayerNormOptions norm_options(const TransformerEncoderLayerOptions& o) {
+  return LayerNormOptions({o.d_model()}).eps(o.layer_norm_eps()).dtype(o.dtype());
+}
+
+// x through dropout when training with p > 0.
+Tensor maybe_dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  return training && p > 0 ? dropout(x, p, true, gen) : x;
+}
+
+// An encoder or decoder layer's feed-forward block: linear2(dropout(activation(linear1(x)))),
+// dropped out again.
+template <class Drop>
+Tensor feed_forward(const Tensor& x, Linear& linear1, Linear& linear2,
+                    const std::string& activation, Drop drop) {
+  const Tensor h = linear1.forward(x);
+  return drop(linear2.forward(drop(activation == "gelu" ? gelu(h) : relu(h))));
+}
 }  // namespace
 
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerEncoderLayerOptions& o,
                                                  Generator& gen)
     : options_(o), gen_(&gen) {
   check_layer_options("TransformerEncoderLayer", o);
-  self_attn = register_module(
-      "self_attn",
-      std::make_shared<MultiheadAttention>(
-          MultiheadAttentionOptions(o.d_model(), o.nhead()).dropout(o.dropout()).dtype(o.dtype()),
-          gen));
+  self_attn =
+      register_module("self_attn", std::make_shared<MultiheadAttention>(attention_options(o), gen));
   linear1 = register_module(
       "linear1", std::make_shared<Linear>(o.d_model(), o.dim_feedforward(), true, o.dtype(), gen));
   linear2 = register_module(
       "linear2", std::make_shared<Linear>(o.dim_feedforward(), o.d_model(), true, o.dtype(), gen));
-  const LayerNormOptions norm =
-      LayerNormOptions({o.d_model()}).eps(o.layer_norm_eps()).dtype(o.dtype());
-  norm1 = register_module("norm1", std::make_shared<LayerNorm>(norm));
-  norm2 = register_module("norm2", std::make_shared<LayerNorm>(norm));
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(norm_options(o)));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(norm_options(o)));
 }
 
 Tensor TransformerEncoderLayer::drop(const Tensor& x) {
-  return is_training() && options_.dropout() > 0 ? dropout(x, options_.dropout(), true, *gen_) : x;
+  return maybe_dropout(x, options_.dropout(), is_training(), *gen_);
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& key_padding_mask,
@@ -275,8 +292,8 @@ Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& key_pad
     return drop(self_attn->forward(x, x, x, src_mask, false, key_padding_mask));
   };
   const auto ff = [&](const Tensor& x) {
-    const Tensor h = linear1->forward(x);
-    return drop(linear2->forward(drop(options_.activation() == "gelu" ? gelu(h) : relu(h))));
+    return feed_forward(x, *linear1, *linear2, options_.activation(),
+                        [this](const Tensor& t) { return drop(t); });
   };
   if (options_.norm_first()) {
     const Tensor x = add(src, sa(norm1->forward(src)));
@@ -292,11 +309,7 @@ TransformerEncoder::TransformerEncoder(const TransformerEncoderLayerOptions& lay
   layers = register_module("layers", std::make_shared<ModuleList>());
   for (std::size_t l = 0; l < num_layers; ++l)
     layers->push_back(std::make_shared<TransformerEncoderLayer>(layer, gen));
-  if (final_norm)
-    norm = register_module(
-        "norm",
-        std::make_shared<LayerNorm>(
-            LayerNormOptions({layer.d_model()}).eps(layer.layer_norm_eps()).dtype(layer.dtype())));
+  if (final_norm) norm = register_module("norm", std::make_shared<LayerNorm>(norm_options(layer)));
 }
 
 Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& key_padding_mask,
@@ -312,9 +325,7 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerDecoderLayerOp
     : options_(o), gen_(&gen) {
   check_layer_options("TransformerDecoderLayer", o);
   const auto attention = [&] {
-    return std::make_shared<MultiheadAttention>(
-        MultiheadAttentionOptions(o.d_model(), o.nhead()).dropout(o.dropout()).dtype(o.dtype()),
-        gen);
+    return std::make_shared<MultiheadAttention>(attention_options(o), gen);
   };
   self_attn = register_module("self_attn", attention());
   multihead_attn = register_module("multihead_attn", attention());
@@ -322,15 +333,13 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerDecoderLayerOp
       "linear1", std::make_shared<Linear>(o.d_model(), o.dim_feedforward(), true, o.dtype(), gen));
   linear2 = register_module(
       "linear2", std::make_shared<Linear>(o.dim_feedforward(), o.d_model(), true, o.dtype(), gen));
-  const LayerNormOptions norm =
-      LayerNormOptions({o.d_model()}).eps(o.layer_norm_eps()).dtype(o.dtype());
-  norm1 = register_module("norm1", std::make_shared<LayerNorm>(norm));
-  norm2 = register_module("norm2", std::make_shared<LayerNorm>(norm));
-  norm3 = register_module("norm3", std::make_shared<LayerNorm>(norm));
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(norm_options(o)));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(norm_options(o)));
+  norm3 = register_module("norm3", std::make_shared<LayerNorm>(norm_options(o)));
 }
 
 Tensor TransformerDecoderLayer::drop(const Tensor& x) {
-  return is_training() && options_.dropout() > 0 ? dropout(x, options_.dropout(), true, *gen_) : x;
+  return maybe_dropout(x, options_.dropout(), is_training(), *gen_);
 }
 
 Tensor TransformerDecoderLayer::forward(const Tensor&) {
@@ -350,8 +359,8 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
         multihead_attn->forward(x, memory, memory, memory_mask, false, memory_key_padding_mask));
   };
   const auto ff = [&](const Tensor& x) {
-    const Tensor h = linear1->forward(x);
-    return drop(linear2->forward(drop(options_.activation() == "gelu" ? gelu(h) : relu(h))));
+    return feed_forward(x, *linear1, *linear2, options_.activation(),
+                        [this](const Tensor& t) { return drop(t); });
   };
   if (options_.norm_first()) {
     Tensor x = add(tgt, sa(norm1->forward(tgt)));
@@ -369,11 +378,7 @@ TransformerDecoder::TransformerDecoder(const TransformerDecoderLayerOptions& lay
   layers = register_module("layers", std::make_shared<ModuleList>());
   for (std::size_t l = 0; l < num_layers; ++l)
     layers->push_back(std::make_shared<TransformerDecoderLayer>(layer, gen));
-  if (final_norm)
-    norm = register_module(
-        "norm",
-        std::make_shared<LayerNorm>(
-            LayerNormOptions({layer.d_model()}).eps(layer.layer_norm_eps()).dtype(layer.dtype())));
+  if (final_norm) norm = register_module("norm", std::make_shared<LayerNorm>(norm_options(layer)));
 }
 
 Tensor TransformerDecoder::forward(const Tensor&) {

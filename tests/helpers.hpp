@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "autograd/compare.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 
@@ -16,6 +17,14 @@ inline std::vector<double> flat(const Tensor& t) {
   const Tensor whole = t.contiguous();  // a view's values as one array
   const auto& a = whole.value<double>();
   return {a.begin(), a.end()};
+}
+
+// The largest |a - b| of two float64 tensors of one shape (worst_entry's: a NaN in either makes
+// it NaN, so a `< tolerance` check fails).
+inline double max_difference(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  const std::vector<double> x = flat(a), y = flat(b);
+  return worst_entry(x, y).abs_error;
 }
 
 inline Tensor f64(xt::xarray<double> a, bool requires_grad = false) {

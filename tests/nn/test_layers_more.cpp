@@ -28,14 +28,6 @@ const std::map<std::string, Tensor>& recorded() {
   return data;
 }
 
-double max_difference(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  double worst = 0;
-  const std::vector<double> x = testing::flat(a.contiguous()), y = testing::flat(b.contiguous());
-  for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
-  return worst;
-}
-
 // xgrad's name of a parameter -> PyTorch's (the same but for attention's packed projection).
 std::string torch_name(std::string name) {
   for (const char* w : {"in_proj.weight", "in_proj.bias"}) {
@@ -63,13 +55,13 @@ void check_layer(const std::string& key, Module& m,
   m.load_state_dict(weights);
   const Tensor x = d.at(key + ".x").detach().requires_grad_(true);
   const Tensor out = forward(x);
-  CHECK(max_difference(out, d.at(key + ".out")) < 1e-12);
+  CHECK(testing::max_difference(out, d.at(key + ".out")) < 1e-12);
   sum(out * d.at(key + ".u")).backward();
-  CHECK(max_difference(x.grad(), d.at(key + ".grad_x")) < 1e-12);
+  CHECK(testing::max_difference(x.grad(), d.at(key + ".grad_x")) < 1e-12);
   for (const auto& [name, p] : m.named_parameters()) {
     const std::string shown_name = name;  // INFO cannot capture a binding (clang 14)
     INFO(shown_name);
-    CHECK(max_difference(p.grad(), d.at(key + ".grad." + torch_name(name))) < 1e-12);
+    CHECK(testing::max_difference(p.grad(), d.at(key + ".grad." + torch_name(name))) < 1e-12);
   }
 }
 
@@ -236,7 +228,7 @@ TEST_CASE(
     });
     const std::string shown_key = key;  // INFO cannot capture a binding (clang 14)
     INFO(shown_key);
-    CHECK(max_difference(memory.grad(), d.at(key + ".grad_memory")) < 1e-12);
+    CHECK(testing::max_difference(memory.grad(), d.at(key + ".grad_memory")) < 1e-12);
   }
   CHECK_THROWS_WITH_AS(post.forward(zeros({1, 2, 8})), doctest::Contains("needs the memory"),
                        ValueError);

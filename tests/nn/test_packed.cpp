@@ -24,14 +24,6 @@ std::map<std::string, Tensor> read(const std::string& file) {
   return out;
 }
 
-double max_difference(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  double worst = 0;
-  const std::vector<double> x = testing::flat(a.contiguous()), y = testing::flat(b.contiguous());
-  for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
-  return worst;
-}
-
 }  // namespace
 
 TEST_CASE("packing by hand: the steps of the sequences still going, longest first, and back") {
@@ -88,21 +80,22 @@ TEST_CASE("GRU and LSTM over a ragged batch, bidirectional, two layers, agree wi
         layer->forward(pack_padded_sequence(x, d["lengths"], true, false), h0, c0);
     const auto [out, lengths] = pad_packed_sequence(r.output, true);
     CHECK(testing::ints(lengths) == testing::I64s{5, 2, 4, 1});
-    CHECK(max_difference(out, d["out"]) < 1e-12);
-    CHECK(max_difference(r.h, d["h"]) < 1e-12);
+    CHECK(testing::max_difference(out, d["out"]) < 1e-12);
+    CHECK(testing::max_difference(r.h, d["h"]) < 1e-12);
     Tensor loss = sum(out * d["u"]) + sum(r.h * d["v"]);
     if (lstm) {
-      CHECK(max_difference(r.c, d["c"]) < 1e-12);
+      CHECK(testing::max_difference(r.c, d["c"]) < 1e-12);
       loss = loss + sum(r.c * d["w"]);
     }
     backward({loss});
-    CHECK(max_difference(x.grad(), d["grad_x"]) < 1e-12);  // zero at the padding (1e3 there)
-    CHECK(max_difference(h0.grad(), d["grad_h0"]) < 1e-12);
-    if (lstm) CHECK(max_difference(c0.grad(), d["grad_c0"]) < 1e-12);
+    CHECK(testing::max_difference(x.grad(), d["grad_x"]) <
+          1e-12);  // zero at the padding (1e3 there)
+    CHECK(testing::max_difference(h0.grad(), d["grad_h0"]) < 1e-12);
+    if (lstm) CHECK(testing::max_difference(c0.grad(), d["grad_c0"]) < 1e-12);
     for (const auto& [name, p] : layer->named_parameters()) {
       const std::string shown_name = name;  // INFO cannot capture a binding (clang 14)
       INFO(shown_name);
-      CHECK(max_difference(p.grad(), d["grad_" + name]) < 1e-12);
+      CHECK(testing::max_difference(p.grad(), d["grad_" + name]) < 1e-12);
     }
     // Outputs at padded steps are zero; the padded input reached nothing.
     CHECK(out.value<double>()(3, 1, 0) == 0.0);
@@ -121,7 +114,7 @@ TEST_CASE("a sequence's final state is its own last real step; padding changes n
     // The same sequence alone, cut to its length: the same final state.
     const Tensor alone = narrow(narrow(x, 0, std::ptrdiff_t(b), 1), 1, 0, n);
     const RecurrentOutput one = gru.forward(alone, Tensor());
-    CHECK(max_difference(select(r.h, 1, std::ptrdiff_t(b)), select(one.h, 1, 0)) < 1e-14);
+    CHECK(testing::max_difference(select(r.h, 1, std::ptrdiff_t(b)), select(one.h, 1, 0)) < 1e-14);
   }
 }
 
@@ -162,13 +155,13 @@ TEST_CASE("MultiheadAttention and TransformerBlock with a key padding mask agree
     const Tensor x = d["x"].detach().requires_grad_(true);
     const Tensor out =
         prefix == "mha." ? mha.forward(x, key_padding_mask) : block.forward(x, key_padding_mask);
-    CHECK(max_difference(out, d[prefix + "out"]) < 1e-12);
+    CHECK(testing::max_difference(out, d[prefix + "out"]) < 1e-12);
     sum(out * d[prefix + "u"]).backward();
-    CHECK(max_difference(x.grad(), d[prefix + "grad_x"]) < 1e-12);
+    CHECK(testing::max_difference(x.grad(), d[prefix + "grad_x"]) < 1e-12);
     for (const auto& [name, p] : module->named_parameters()) {
       const std::string shown_name = name;  // INFO cannot capture a binding (clang 14)
       INFO(shown_name);
-      CHECK(max_difference(p.grad(), d.at(prefix + "grad." + names.at(name))) < 1e-12);
+      CHECK(testing::max_difference(p.grad(), d.at(prefix + "grad." + names.at(name))) < 1e-12);
     }
   }
   // The padded keys get nothing from any query: the gradient of x there comes only from their
@@ -177,7 +170,7 @@ TEST_CASE("MultiheadAttention and TransformerBlock with a key padding mask agree
   changed.mutable_value<double>()(2, 4, 0) += 100.0;
   const Tensor a = mha.forward(d["x"], key_padding_mask),
                b = mha.forward(changed, key_padding_mask);
-  CHECK(max_difference(narrow(a, 1, 0, 2), narrow(b, 1, 0, 2)) == 0.0);
+  CHECK(testing::max_difference(narrow(a, 1, 0, 2), narrow(b, 1, 0, 2)) == 0.0);
   CHECK_THROWS_WITH_AS(mha.forward(d["x"], zeros({3, 4}, {.dtype = kBool})),
                        doctest::Contains("key_padding_mask must be bool (B, S) = (3, 5)"),
                        ShapeError);
