@@ -65,14 +65,6 @@ struct Config {
   std::string save, resume, log, plot;
 };
 
-// The data set's files, gzip-compressed or not.
-std::string find_file(const std::string& dir, const std::string& name) {
-  for (const std::string& candidate : {dir + "/" + name + ".gz", dir + "/" + name})
-    if (fs::exists(candidate)) return candidate;
-  throw ValueError("no " + name + "(.gz) in " + dir +
-                   " (--data points to the folder of the IDX files)");
-}
-
 std::size_t correct(const Tensor& logits, const Tensor& labels) {
   return static_cast<std::size_t>(count_nonzero(argmax(logits, 1) == labels).item<std::int64_t>());
 }
@@ -262,10 +254,7 @@ void run(const Config& c) {
     throw ValueError("--batch-size " + std::to_string(c.batch_size) +
                      " (the global batch) is not a multiple of the " + std::to_string(ranks) +
                      " ranks, which take equal shares of it");
-  std::vector<std::string> files;
-  for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
-    files.push_back(find_file(c.data, name));
+  const std::vector<std::string> files = idx_data_files(c.data);
   TensorDataset train = load_idx_dataset(files[0], files[1]);
   TensorDataset test = load_idx_dataset(files[2], files[3]);
   const Shape image = train.inputs().shape();

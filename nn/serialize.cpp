@@ -245,7 +245,7 @@ std::uint32_t crc32_bytes(const std::string& bytes) {
   return static_cast<std::uint32_t>(crc);
 }
 
-void write_atomically(const fs::path& path, const std::string& bytes) {
+void write_atomically(const fs::path& path, const std::string& bytes, const char* who) {
   const fs::path tmp = path.string() + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -254,14 +254,14 @@ void write_atomically(const fs::path& path, const std::string& bytes) {
     if (!out) {
       std::error_code ignored;
       fs::remove(tmp, ignored);
-      throw ValueError("save: could not write " + tmp.string() + " (disk full?)");
+      throw ValueError(std::string(who) + ": could not write " + tmp.string() + " (disk full?)");
     }
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec)
-    throw ValueError("save: could not rename " + tmp.string() + " to " + path.string() + ": " +
-                     ec.message());
+    throw ValueError(std::string(who) + ": could not rename " + tmp.string() + " to " +
+                     path.string() + ": " + ec.message());
 }
 
 std::string npy_bytes(const Tensor& tensor) {

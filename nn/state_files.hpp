@@ -19,8 +19,9 @@ namespace xgrad::nn::state_files {
 
 std::uint32_t crc32_bytes(const std::string& bytes);
 /// Writes PATH.tmp, then renames it to PATH: a reader sees the old file or the new one, whole.
-/// ValueError when the write or the rename fails.
-void write_atomically(const std::filesystem::path& path, const std::string& bytes);
+/// ValueError naming `who` when the write or the rename fails.
+void write_atomically(const std::filesystem::path& path, const std::string& bytes,
+                      const char* who = "save");
 /// A tensor as the bytes of an NPY (version 1.0) file.
 std::string npy_bytes(const Tensor& tensor);
 /// The tensor an NPY file's bytes hold (what load_npy reads); ValueError naming `where`.

@@ -194,6 +194,22 @@ void report(const char* program, const std::string& message) {
 
 }  // namespace
 
+std::vector<std::string> idx_data_files(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+    const std::string plain = dir + "/" + name;
+    if (std::filesystem::exists(plain + ".gz"))
+      files.push_back(plain + ".gz");
+    else if (std::filesystem::exists(plain))
+      files.push_back(plain);
+    else
+      throw ValueError("no " + std::string(name) + "(.gz) in " + dir +
+                       " (--data points to the folder of the IDX files)");
+  }
+  return files;
+}
+
 int guarded_main(const char* program, const std::function<void()>& body) {
   try {
     body();

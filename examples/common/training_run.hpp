@@ -62,6 +62,10 @@ class TrainingRun {
   std::string extra_ = "{}";
 };
 
+// The four IDX files of an MNIST-like data set in `dir`, each .gz or plain: training images,
+// training labels, test images, test labels. ValueError naming the first one missing.
+std::vector<std::string> idx_data_files(const std::string& dir);
+
 // Runs a program's body: returns 0, or prints "program: message" on stderr and returns 2 for bad
 // input (an xgrad Error, a file system error, memory exhausted by the sizes asked for) and 3 for
 // anything else. Also fails when stdout could not be written whole.

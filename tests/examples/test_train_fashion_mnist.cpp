@@ -2,8 +2,6 @@
 // its defaults, on the real Fashion-MNIST).
 #include <doctest/doctest.h>
 
-#include <zlib.h>
-
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +12,7 @@
 #include <sstream>
 
 #include "tests/examples/run.hpp"
+#include "tests/files.hpp"
 #include "tests/scratch.hpp"
 
 using namespace std::string_literals;
@@ -22,6 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using xgrad::testing::Run;
+using xgrad::testing::write_idx;
 Run run(const std::string& args) { return xgrad::testing::run_program(TRAINER, args); }
 
 std::string last_line(const std::string& text) {
@@ -39,17 +39,6 @@ std::string epoch_numbers(const Run& r, const std::string& e) {
   if (at == std::string::npos) return "(no epoch " + e + ")";
   const std::string line = r.out.substr(at, r.out.find('\n', at) - at);
   return line.substr(0, line.rfind("  "));
-}
-
-void write_idx(const fs::path& path, const std::vector<std::uint32_t>& shape,
-               const std::vector<std::uint8_t>& data) {
-  std::string s = {0, 0, 8, static_cast<char>(shape.size())};
-  for (std::uint32_t d : shape)
-    for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((d >> shift) & 0xff);
-  s.append(data.begin(), data.end());
-  gzFile f = gzopen(path.c_str(), "wb");
-  gzwrite(f, s.data(), static_cast<unsigned>(s.size()));
-  gzclose(f);
 }
 
 // This run's scratch folder.

@@ -1,19 +1,19 @@
 #include <doctest/doctest.h>
 
-#include <zlib.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 
 #include "nn/data.hpp"
+#include "tests/files.hpp"
 #include "tests/helpers.hpp"
 #include "tests/scratch.hpp"
 
 using namespace xgrad;
 using namespace xgrad::nn;
 namespace fs = std::filesystem;
+using testing::idx_bytes;
 
 namespace {
 // Appends an int64 tensor's values to `out`.
@@ -28,15 +28,6 @@ const fs::path& scratch() {
   return dir.path();
 }
 
-// An IDX file of unsigned bytes: magic, big-endian dimensions, data.
-std::string idx_bytes(const std::vector<std::uint32_t>& shape,
-                      const std::vector<std::uint8_t>& data) {
-  std::string s = {0, 0, 8, static_cast<char>(shape.size())};
-  for (std::uint32_t d : shape)
-    for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((d >> shift) & 0xff);
-  return s + std::string(data.begin(), data.end());
-}
-
 std::string write_plain(const std::string& name, const std::string& bytes) {
   const fs::path p = scratch() / name;
   std::ofstream(p, std::ios::binary) << bytes;
@@ -45,9 +36,7 @@ std::string write_plain(const std::string& name, const std::string& bytes) {
 
 std::string write_gz(const std::string& name, const std::string& bytes) {
   const fs::path p = scratch() / name;
-  gzFile f = gzopen(p.c_str(), "wb");
-  gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
-  gzclose(f);
+  testing::write_gz(p, bytes);
   return p.string();
 }
 
