@@ -1,7 +1,8 @@
-// The CNN training step that the LibTorch peer (torch_step cnn) is measured on: the reference
-// network of bench/reference_cnn.hpp; softmax cross-entropy, Adam 1e-3.
+// The CNN training step that the LibTorch peer (torch_cnn of ../shared/peers) is measured on:
+// the reference network of bench/reference_cnn.hpp; softmax cross-entropy, Adam 1e-3.
 //
-//   cnn_step --batch 64 --steps 30 [--threads 1] [--profile]  ->  median_us=...  peak_rss_mb=...
+//   cnn_step --batch 64 --steps 30 [--threads 1] [--profile]
+//     ->  median_us=...  step_mflop=...  peak_rss_mb=...
 //   cnn_step --conv --batch 64  ->  conv_gflops=...  sgemm_gflops=...
 //
 // --conv times conv2d forward and backward alone on the network's two large layers (32->32 at
@@ -39,8 +40,8 @@ void step_time(std::size_t batch, std::size_t steps, bool profile) {
     loss.backward();
     adam.step();
   };
-  std::printf("median_us=%g\npeak_rss_mb=%.1f\n", bench::median_step_us(step, steps),
-              bench::peak_resident_mb());
+  bench::report_step(step, steps);
+  std::printf("peak_rss_mb=%.1f\n", bench::peak_resident_mb());
   if (profile) bench::print_profile(step, steps);
 }
 

@@ -1,12 +1,13 @@
-// The language-model training steps that the LibTorch peer (torch_step lm) is measured on: the
-// reference models of the issue on sequence models, on random tokens of a vocabulary of 64 and
-// a context of 32, AdamW 3e-4, the mean cross-entropy over every position:
+// The language-model training steps that the LibTorch peer (torch_lm of ../shared/peers) is
+// measured on: the reference sequence models, on random tokens of a vocabulary of 64 and a
+// context of 32, AdamW 3e-4, the mean cross-entropy over every position:
 //   transformer: width 128, learned positions, 2 causal pre-norm blocks of 4 heads (GELU MLP 512)
 //   gru:         embeddings of 64, a GRU of hidden 256, Linear 256 -> 64
+//   lstm:        the same with an LSTM of hidden 256
 // The models are examples/char_lm's (examples/common/language_models.hpp).
 //
-//   lm_step --model transformer|gru --batch 32 --steps 30 [--threads 1] [--profile]
-//     ->  median_us=...
+//   lm_step --model transformer|gru|lstm --batch 32 --steps 30 [--threads 1] [--profile]
+//     ->  median_us=...  step_mflop=... (the float32 GEMM and convolution work of a step)
 #include <cstdio>
 
 #include "autograd/allocator.hpp"
@@ -37,7 +38,7 @@ void step_time(const std::string& model, std::size_t batch, std::size_t steps, b
     softmax_cross_entropy(logits, y).backward();
     adamw.step();
   };
-  std::printf("median_us=%g\n", bench::median_step_us(step, steps));
+  bench::report_step(step, steps);
   if (profile) bench::print_profile(step, steps);
 }
 
@@ -49,8 +50,8 @@ int main(int argc, char** argv) {
   int threads = 1;
   bool profile = false;
   CLI::App app{"Median time of one training step of a reference language model (AdamW)."};
-  app.add_option("--model", model, "transformer or gru")
-      ->check(CLI::IsMember({"transformer", "gru"}));
+  app.add_option("--model", model, "transformer, gru or lstm")
+      ->check(CLI::IsMember({"transformer", "gru", "lstm"}));
   app.add_option("--batch", batch, "sequences per step")->check(CLI::Range(1, 1 << 16));
   app.add_option("--steps", steps, "training steps")->check(CLI::Range(5, 100000));
   app.add_option("--threads", threads, "threads")->check(CLI::Range(1, 1024));

@@ -2,7 +2,7 @@
 // Linear and ReLU layers, the fused softmax cross-entropy, backward, one SGD step.
 //
 //   mlp_step --batch 64 --steps 300 [--dims 784,256,128,10] [--threads 1] [--fused] [--profile]
-//     ->  median_us=...
+//     ->  median_us=...  step_mflop=... (the float32 GEMM and convolution work of a step)
 //
 // --fused runs each hidden ReLU inside its Linear (nn::MLP::fuse); --profile then runs as many
 // steps again under xgrad::Profiler and prints its table, per step.
@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
       loss.backward();
       sgd.step();
     };
-    std::printf("median_us=%g\n", bench::median_step_us(step, steps));
+    bench::report_step(step, steps);
     if (profile) bench::print_profile(step, steps);
   });
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "autograd/detail/blas.hpp"
 #include "autograd/profiler.hpp"
 #include "bench/options.hpp"
 
@@ -21,6 +22,16 @@ double median_step_us(Step&& step, std::size_t steps) {
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   return median_after_warmup(times);
+}
+
+// Times `steps` steps and prints their median (median_us=) and the float32 GEMM and convolution
+// work of one step (step_mflop=, what ./dev bench divides by the best GEMM rate for the roofline).
+template <class Step>
+void report_step(Step&& step, std::size_t steps) {
+  const std::uint64_t before = xgrad::detail::float32_product_flops();
+  const double us = median_step_us(step, steps);
+  const double flop = double(xgrad::detail::float32_product_flops() - before) / double(steps);
+  std::printf("median_us=%g\nstep_mflop=%.3f\n", us, flop / 1e6);
 }
 
 template <class Step>

@@ -3,6 +3,7 @@
 //
 //   char_lm --model transformer        2 pre-norm blocks of width 128, 4 heads (bench/lm_step's)
 //   char_lm --model gru                embeddings of 64, a GRU of 256 (bench/lm_step's)
+//   char_lm --model lstm               the same with an LSTM of 256 (bench/lm_step's)
 //   char_lm --model mlp                the previous 3 characters' embeddings, a tanh layer of 256
 //   char_lm --model bigram             the previous character only: a table of logits
 //   char_lm --samples 10 --temperature 0.8     words made up by the trained model
@@ -225,8 +226,8 @@ int main(int argc, char** argv) {
   Config c;
   CLI::App app{"Train a character-level language model of English words with xgrad."};
   app.add_option("--corpus", c.corpus, "text file, one word per line")->capture_default_str();
-  app.add_option("--model", c.model, "bigram, mlp, gru or transformer")
-      ->check(CLI::IsMember({"bigram", "mlp", "gru", "transformer"}))
+  app.add_option("--model", c.model, "bigram, mlp, gru, lstm or transformer")
+      ->check(CLI::IsMember({"bigram", "mlp", "gru", "lstm", "transformer"}))
       ->capture_default_str();
   app.add_option("--epochs", c.epochs, "epochs in all (counting those of a resumed run)")
       ->check(cli::count_up_to(100000))
@@ -236,7 +237,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--lr", c.lr,
                  "AdamW's learning rate, cosine schedule over the epochs (0: the model's default, "
-                 "1e-2 bigram, 2e-3 transformer, 3e-3 mlp and gru)")
+                 "1e-2 bigram, 2e-3 transformer, 3e-3 mlp, gru and lstm)")
       ->check(cli::non_negative())
       ->capture_default_str();
   app.add_option("--weight-decay", c.weight_decay, "AdamW's weight decay")

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <atomic>
 #include <string>
 
 #include "autograd/error.hpp"
@@ -13,6 +14,7 @@
 namespace xgrad::detail {
 
 namespace {
+std::atomic<std::uint64_t> float32_flops{0};
 CBLAS_TRANSPOSE flag(bool t) { return t ? CblasTrans : CblasNoTrans; }
 blasint as_int(std::size_t v) { return static_cast<blasint>(v); }
 
@@ -36,6 +38,7 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
           std::size_t ldc) {
   if (empty_product(m, n, k, beta, c, ldc)) return;
+  count_float32_product(double(m) * double(n) * double(k));
 #ifdef XGRAD_ONEDNN
   const auto d = [](std::size_t v) { return static_cast<dnnl_dim_t>(v); };
   const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', d(m), d(n),
@@ -55,6 +58,11 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
   if (empty_product(m, n, k, beta, c, ldc)) return;
   cblas_dgemm(CblasRowMajor, flag(trans_a), flag(trans_b), as_int(m), as_int(n), as_int(k), alpha,
               a, as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
+}
+
+std::uint64_t float32_product_flops() { return float32_flops.load(std::memory_order_relaxed); }
+void count_float32_product(double multiply_adds) {
+  float32_flops.fetch_add(static_cast<std::uint64_t>(2 * multiply_adds), std::memory_order_relaxed);
 }
 
 const char* gemm_backend() {

@@ -3,6 +3,7 @@
 // A thin layer over cblas, kept in its own file: <cblas.h> clashes with xtensor-blas headers.
 
 #include <cstddef>
+#include <cstdint>
 
 namespace xgrad::detail {
 
@@ -14,5 +15,11 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           double* c, std::size_t ldc);
 
 const char* gemm_backend();  // where the float32 gemm runs: "onednn" or "openblas"
+
+// The floating-point operations (2 per multiply-add) of every float32 product run so far: the
+// gemm above and the convolutions of conv_onednn.hpp. bench/ reads it around a training step to
+// get the step's GEMM work, the numerator of its roofline. Counted whatever the thread.
+std::uint64_t float32_product_flops();
+void count_float32_product(double multiply_adds);
 
 }  // namespace xgrad::detail

@@ -16,6 +16,7 @@
 #include <vector>
 #endif
 
+#include "autograd/detail/blas.hpp"
 #include "autograd/error.hpp"
 
 namespace xgrad::detail {
@@ -159,6 +160,12 @@ void guarded(const char* what, F&& f) {
     throw Error(std::string("conv2d: oneDNN's ") + what + " failed: " + e.what());
   }
 }
+// The multiply-adds of one pass (forward, data or weights backward): every output entry of every
+// group sums over its group's input channels and the kernel.
+double multiply_adds(const ConvGeometry& g) {
+  return double(g.n) * double(g.o) * double(g.oh) * double(g.ow) * double(g.c / g.groups) *
+         double(g.kh) * double(g.kw);
+}
 }  // namespace
 
 bool onednn_convolution() { return true; }
@@ -175,6 +182,7 @@ void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, 
     args[DNNL_ARG_DST] = dst;
     if (g.bias) args[DNNL_ARG_BIAS] = memory(p.bias_desc, engine(), const_cast<float*>(b));
     p.forward.execute(s, args);
+    count_float32_product(multiply_adds(g));
     deliver(s, dst, p.dst_user, y);
     s.wait();
   });
@@ -196,6 +204,7 @@ void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w,
       p.backward_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
                                   {DNNL_ARG_WEIGHTS, input(s, p.weights_user, w, p.bd_weights, kWeights)},
                                   {DNNL_ARG_DIFF_SRC, diff_src}});
+      count_float32_product(multiply_adds(g));
       deliver(s, diff_src, p.src_user, dx);
     }
     if (dw || db) {
@@ -214,6 +223,7 @@ void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w,
         args[DNNL_ARG_DIFF_BIAS] = memory(p.bias_desc, engine(), db ? db : bias_sink.data());
       }
       p.backward_weights.execute(s, args);
+      count_float32_product(multiply_adds(g));
       if (dw) deliver(s, diff_weights, p.weights_user, dw);
     }
     s.wait();

@@ -49,28 +49,33 @@ class ContextMLP : public LanguageModel {
   std::size_t k_;
 };
 
-// bench/lm_step's GRU: embeddings of 64, a GRU of hidden 256, a Linear to the vocabulary.
-class GruModel : public LanguageModel {
+// bench/lm_step's recurrent models: embeddings of 64, a GRU or an LSTM of hidden 256, a Linear to
+// the vocabulary.
+template <class Cell>
+class RecurrentModel : public LanguageModel {
  public:
-  GruModel(std::size_t V, Generator& gen) {
+  RecurrentModel(std::size_t V, std::string name, Generator& gen) : name_(std::move(name)) {
     emb = register_module("emb", std::make_shared<Embedding>(V, 64, std::nullopt, kFloat32, gen));
-    gru = register_module("gru", std::make_shared<GRU>(64, 256, gen));
+    rnn = register_module(name_ == "GruModel" ? "gru" : "lstm", std::make_shared<Cell>(64, 256, gen));
     head = register_module("head", std::make_shared<Linear>(256, V, true, kFloat32, gen));
   }
   Tensor logits(const Tensor& tokens) override {
-    return head->forward(gru->forward(emb->forward(tokens)));
+    return head->forward(rnn->forward(emb->forward(tokens)));
   }
   Tensor ragged_logits(const Tensor& tokens, const Tensor& lengths) override {
     using namespace nn::utils::rnn;
     const PackedSequence steps = pack_padded_sequence(emb->forward(tokens), lengths, true, false);
     const auto [h, unused] =
-        pad_packed_sequence(gru->forward(steps).output, true, 0.0, tokens.size(1));
+        pad_packed_sequence(rnn->forward(steps).output, true, 0.0, tokens.size(1));
     return head->forward(h);
   }
-  std::string name() const override { return "GruModel"; }
+  std::string name() const override { return name_; }
   std::shared_ptr<Embedding> emb;
-  std::shared_ptr<GRU> gru;
+  std::shared_ptr<Cell> rnn;
   std::shared_ptr<Linear> head;
+
+ private:
+  std::string name_;
 };
 
 // bench/lm_step's transformer: width 128, learned positions, 2 causal pre-norm blocks of 4 heads,
@@ -103,9 +108,10 @@ std::shared_ptr<LanguageModel> make_language_model(const std::string& kind, std:
                                                    std::size_t context, Generator& gen) {
   if (kind == "bigram") return std::make_shared<Bigram>(V, gen);
   if (kind == "mlp") return std::make_shared<ContextMLP>(V, 3, 16, 256, gen);
-  if (kind == "gru") return std::make_shared<GruModel>(V, gen);
+  if (kind == "gru") return std::make_shared<RecurrentModel<GRU>>(V, "GruModel", gen);
+  if (kind == "lstm") return std::make_shared<RecurrentModel<LSTM>>(V, "LstmModel", gen);
   if (kind == "transformer") return std::make_shared<TransformerModel>(V, context, gen);
-  throw ValueError("no language model \"" + kind + "\" (bigram, mlp, gru or transformer)");
+  throw ValueError("no language model \"" + kind + "\" (bigram, mlp, gru, lstm or transformer)");
 }
 
 }  // namespace xgrad::programs

@@ -26,6 +26,7 @@ class LanguageModel : public nn::Module {
 // "mlp": Bengio et al.'s model, the embeddings (16) of the last 3 characters (the start token
 //   repeated before the word), joined, through a tanh layer of 256.
 // "gru": bench/lm_step's GRU, embeddings of 64, a GRU of hidden 256, a Linear to V.
+// "lstm": the same with an LSTM of hidden 256.
 // "transformer": bench/lm_step's transformer, width 128, learned positions (context of them),
 //   2 causal pre-norm blocks of 4 heads with GELU MLPs of 512, a final layer norm, a Linear to V.
 // float32, initialized from gen.

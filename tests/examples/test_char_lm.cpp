@@ -59,7 +59,7 @@ std::string epoch_numbers(const Run& r, const std::string& e) {
 TEST_CASE("char_lm: every model learns the words; the sequence models see what a bigram cannot") {
   const std::string corpus = "--corpus " + synthetic_words().string() + " --samples 3 ";
   double bigram = 0;
-  for (const std::string model : {"bigram", "mlp", "gru", "transformer"}) {
+  for (const std::string model : {"bigram", "mlp", "gru", "lstm", "transformer"}) {
     INFO(model);
     const Run r = run(corpus + "--model " + model + " --epochs 6 --batch-size 16 --lr 0.01");
     REQUIRE(r.status == 0);
@@ -70,7 +70,7 @@ TEST_CASE("char_lm: every model learns the words; the sequence models see what a
     CHECK(loss < std::log(8.0));  // below a uniform guess over the 6 letters and the end
     if (model == "bigram") bigram = loss;
     // The last letter is the first again: a model of the whole prefix predicts it.
-    if (model == "gru" || model == "transformer") CHECK(loss < bigram - 0.05);
+    if (model == "gru" || model == "lstm" || model == "transformer") CHECK(loss < bigram - 0.05);
   }
 }
 
@@ -137,7 +137,9 @@ TEST_CASE("char_lm: bad input is a message and exit 2") {
   const Run small = run("--corpus " + few.string() + " --epochs 1");
   CHECK(small.status == 2);
   CHECK(small.err.find("has 2 usable words") != std::string::npos);
-  CHECK(run("--model lstm").status == 2);
+  const Run unknown = run("--model rnn");
+  CHECK(unknown.status == 2);
+  CHECK(unknown.err.find("rnn not in {bigram,mlp,gru,lstm,transformer}") != std::string::npos);
   CHECK(run("--temperature 0").status == 2);
   CHECK(run("--context 1").status == 2);
   // Negative counts wrapped around to 2^64 - 1 (endless samples); refused as they are parsed.
