@@ -501,6 +501,11 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
 /// state's hp (each (B, 3H), blocks r, z, n) and the state h (B, H),
 /// r = sigmoid(xp_r + hp_r), z = sigmoid(xp_z + hp_z), n = tanh(xp_n + r hp_n), h' = (1 - z) n + z h.
 Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h);
+/// One LSTM step's gates, fused, as PyTorch defines them: from the input's projection xp and the
+/// state's hp (each (B, 4H), blocks i, f, g, o) and the cell state c (B, H), a = xp + hp,
+/// i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g), c' = f c + i g, h' = o tanh(c'). Returns
+/// (2, B, H): select(out, 0, 0) is h', select(out, 0, 1) is c'.
+Tensor lstm_cell(const Tensor& xp, const Tensor& hp, const Tensor& c);
 /// num_samples category indices per row of probs (C) or (B, C) (non-negative weights, not
 /// necessarily normalized), drawn from gen; without replacement, a category at most once. int64.
 Tensor multinomial(const Tensor& probs, std::size_t num_samples, bool replacement = false,

@@ -403,10 +403,8 @@ Tensor gru_step(const Tensor& xp, const Tensor& h, const Tensor& weight_hh, cons
 
 LSTMState lstm_step(const Tensor& xp, const LSTMState& state, const Tensor& weight_hh,
                     const Tensor& bias_hh) {
-  const std::vector<Tensor> g4 = chunk(add(xp, linear(state.h, weight_hh, bias_hh)), 4, -1);
-  const Tensor i = sigmoid(g4[0]), f = sigmoid(g4[1]), g = tanh(g4[2]), o = sigmoid(g4[3]);
-  const Tensor c = add(mul(f, state.c), mul(i, g));
-  return {mul(o, tanh(c)), c};
+  const Tensor next = lstm_cell(xp, linear(state.h, weight_hh, bias_hh), state.c);
+  return {select(next, 0, 0), select(next, 0, 1)};
 }
 
 RecurrentCell::RecurrentCell(const char* layer, std::size_t gates, std::size_t input_size,
@@ -515,12 +513,14 @@ Tensor run_direction(const Tensor& data, const std::vector<std::size_t>& batch_s
   std::vector<std::size_t> offset(T, 0);
   for (std::size_t t = 1; t < T; ++t) offset[t] = offset[t - 1] + batch_sizes[t - 1];
   std::vector<Tensor> outputs(T);
+  // The input's projection of every step in one product (and its weight gradient in one).
+  const Tensor projected = linear(data, weight_ih, bias_ih);
   for (std::size_t k = 0; k < T; ++k) {
     const std::size_t t = reverse ? T - 1 - k : k, n = batch_sizes[t];
     const auto rows = [&](const Tensor& s, std::size_t start, std::size_t count) {
       return start == 0 && count == B ? s : narrow(s, 0, signed_size(start), count);
     };
-    const Tensor xp = linear(narrow(data, 0, signed_size(offset[t]), n), weight_ih, bias_ih);
+    const Tensor xp = T == 1 ? projected : narrow(projected, 0, signed_size(offset[t]), n);
     LSTMState active{rows(state.h, 0, n), lstm ? rows(state.c, 0, n) : Tensor()};
     if (lstm)
       active = lstm_step(xp, active, weight_hh, bias_hh);

@@ -303,7 +303,8 @@ Tensor gru_step(const Tensor& xp, const Tensor& h, const Tensor& weight_hh, cons
 struct LSTMState {
   Tensor h, c;
 };
-/// One LSTM step from xp = x W_ih^T + b_ih (B, 4H, gates i, f, g, o):
+/// One LSTM step from xp = x W_ih^T + b_ih (B, 4H, gates i, f, g, o); the gates run fused
+/// (lstm_cell), h' and c' are views of its result:
 ///   gates = xp + h W_hh^T + b_hh,  i, f, o = sigmoid,  g = tanh,
 ///   c' = f c + i g,  h' = o tanh(c').
 LSTMState lstm_step(const Tensor& xp, const LSTMState& state, const Tensor& weight_hh,
@@ -415,7 +416,8 @@ struct PackedRecurrentOutput {
 
 /// A GRU or LSTM unrolled over a batch-first input (B, T, input), num_layers deep, as torch's
 /// with batch_first. Parameters weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... as
-/// PyTorch names them, uniform in +-1/sqrt(H). The GRU's gates run fused (gru_cell).
+/// PyTorch names them, uniform in +-1/sqrt(H). The gates run fused (gru_cell, lstm_cell), and
+/// the input's projection of every step is one product per layer and direction.
 class Recurrent : public Module {
  public:
   /// h0 and c0: (num_layers * dirs, B, H) or undefined for zeros.

@@ -344,6 +344,51 @@ TEST_CASE("gru_cell: float32 values and gradients agree with float64's") {
                        ShapeError);
 }
 
+TEST_CASE("lstm_cell: equals the LSTM step written in ops, float64 and float32; saturated gates") {
+  const std::size_t B = 3, H = 4;
+  const Tensor xp = random64({B, 4 * H}, 31), hp = random64({B, 4 * H}, 32);
+  const Tensor c = random64({B, H}, 33), gh = random64({B, H}, 34), gc = random64({B, H}, 35);
+  // The composite: PyTorch's LSTM equations, one op at a time.
+  std::vector<Tensor> ref_leaves = {xp.detach().requires_grad_(true),
+                                    hp.detach().requires_grad_(true),
+                                    c.detach().requires_grad_(true)};
+  const std::vector<Tensor> a = chunk(add(ref_leaves[0], ref_leaves[1]), 4, -1);
+  const Tensor c_next = add(mul(sigmoid(a[1]), ref_leaves[2]), mul(sigmoid(a[0]), tanh(a[2])));
+  const Tensor h_next = mul(sigmoid(a[3]), tanh(c_next));
+  sum(add(mul(h_next, gh), mul(c_next, gc))).backward();
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    std::vector<Tensor> leaves;
+    for (const Tensor& t : {xp, hp, c}) leaves.push_back(cast(t, dtype).requires_grad_(true));
+    const Tensor out = lstm_cell(leaves[0], leaves[1], leaves[2]);
+    REQUIRE(out.shape() == Shape{2, B, H});
+    const Tensor h = select(out, 0, 0), cn = select(out, 0, 1);
+    CHECK(h.is_contiguous());
+    CHECK(cn.is_contiguous());
+    sum(add(mul(h, cast(gh, dtype)), mul(cn, cast(gc, dtype)))).backward();
+    const double tol = dtype == kFloat64 ? 1e-13 : 1e-6;
+    check_close(values(h), values(h_next), tol);
+    check_close(values(cn), values(c_next), tol);
+    for (std::size_t k = 0; k < 3; ++k)
+      check_close(values(leaves[k].grad()), values(ref_leaves[k].grad()), tol);
+  }
+  // Saturated gates: sigmoid(+-200) is 1 or 0 and tanh(200) is 1, with no NaN in the gradients.
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    const Tensor leaf = cast(testing::f64({{-200, 200, 200, 200}, {200, -200, 200, -200}}), dtype)
+                            .requires_grad_(true);
+    const Tensor out =
+        lstm_cell(leaf, zeros({2, 4}, {.dtype = dtype}), full({2, 1}, 0.5, {.dtype = dtype}));
+    // row 0: i = 0, f = 1, o = 1, so c' = c = 0.5, h' = tanh(0.5); row 1: i = 1, f = 0, o = 0,
+    // so c' = g = 1, h' = 0. Laid out h' (both rows), then c'.
+    check_close(values(out), {std::tanh(0.5), 0.0, 0.5, 1.0}, dtype == kFloat64 ? 1e-15 : 1e-7);
+    sum(out).backward();
+    for (double v : values(leaf.grad())) CHECK(std::isfinite(v));
+  }
+  CHECK_THROWS_WITH_AS(
+      lstm_cell(random64({3, 12}, 1), random64({3, 12}, 1), random64({3, 4}, 1)),
+      doctest::Contains("lstm_cell: needs projections (B, 4H) and a cell state (B, H)"),
+      ShapeError);
+}
+
 TEST_CASE("the float32 path of every sequence op agrees with float64, values and gradients") {
   using F = std::function<Tensor(const std::vector<Tensor>&)>;
   struct Case {

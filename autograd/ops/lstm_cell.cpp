@@ -1,0 +1,123 @@
+// lstm_cell: one LSTM step from the input's projection xp = x W_ih^T + b_ih and the state's
+// hp = h W_hh^T + b_hh (each (B, 4H), blocks i, f, g, o as PyTorch's) and the cell state c (B, H):
+//   a = xp + hp,  i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o)
+//   c' = f c + i g,  h' = o tanh(c')
+// The result is (2, B, H): h' then c' (select(out, 0, k) are contiguous views).
+// With G_h, G_c = dL/dh', dL/dc' and t = tanh(c'):
+//   dc' = G_c + G_h o (1 - t^2)
+//   da_i = dc' g i (1 - i),  da_f = dc' c f (1 - f),  da_g = dc' i (1 - g^2)
+//   da_o = G_h t o (1 - o)
+//   dxp = dhp = [da_i, da_f, da_g, da_o],  dc = dc' f.
+// Saves c and, per row, i, f, g, o and t.
+// NOTE: a primitive for speed, as gru_cell (PyTorch's LSTM is fused likewise): as ops, a step
+// took a sum, four slices, six elementwise ops and their gradients' copies. Under create_graph
+// the backward is written in ops.
+#include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
+
+namespace xgrad {
+namespace {
+
+struct LstmCell final : Node {
+  explicit LstmCell(std::size_t hidden) : H_(hidden) {}
+  std::string_view name() const override { return "lstm_cell"; }
+
+  void backward(const Tensor& g, std::span<Tensor> grads) override {
+    if (GradMode::is_enabled()) return recorded(g, grads);
+    const Tensor c = saved(0), gates = saved(1);
+    const std::size_t B = c.size(0), H = H_;
+    detail::dispatch(c.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      const T* pc = detail::data<T>(c);
+      const T* gh = detail::data<T>(g);
+      const T* gc = gh + B * H;
+      const T* ps = detail::data<T>(gates);
+      xt::xarray<T> da = detail::empty<T>({B, 4 * H}), dc = detail::empty<T>({B, H});
+      for (std::size_t b = 0; b < B; ++b) {
+        const T* s = ps + b * 5 * H;  // i, f, g, o, t
+        T* d = da.data() + b * 4 * H;
+        for (std::size_t j = 0; j < H; ++j) {
+          const std::size_t k = b * H + j;
+          const T i = s[j], f = s[H + j], gg = s[2 * H + j], o = s[3 * H + j], t = s[4 * H + j];
+          const T dcn = gc[k] + gh[k] * o * (T{1} - t * t);
+          d[j] = dcn * gg * i * (T{1} - i);
+          d[H + j] = dcn * pc[k] * f * (T{1} - f);
+          d[2 * H + j] = dcn * i * (T{1} - gg * gg);
+          d[3 * H + j] = gh[k] * t * o * (T{1} - o);
+          dc.data()[k] = dcn * f;
+        }
+      }
+      Tensor dgates(std::move(da));
+      if (needs_grad(0)) grads[0] = dgates;
+      if (needs_grad(1)) grads[1] = dgates;
+      if (needs_grad(2)) grads[2] = Tensor(std::move(dc));
+    });
+  }
+
+  // The same in ops, for create_graph: the gates recomputed from the inputs.
+  void recorded(const Tensor& g, std::span<Tensor> grads) {
+    const Tensor c = saved(0), xp = saved(2), hp = saved(3);
+    const std::vector<Tensor> a = chunk(add(xp, hp), 4, -1);
+    const Tensor i = sigmoid(a[0]), f = sigmoid(a[1]), gg = tanh(a[2]), o = sigmoid(a[3]);
+    const Tensor t = tanh(add(mul(f, c), mul(i, gg)));
+    const Tensor gh = select(g, 0, 0), gc = select(g, 0, 1);
+    const Tensor dcn = add(gc, mul(mul(gh, o), 1.0 - mul(t, t)));
+    const Tensor da =
+        concat({mul(mul(dcn, gg), mul(i, 1.0 - i)), mul(mul(dcn, c), mul(f, 1.0 - f)),
+                mul(mul(dcn, i), 1.0 - mul(gg, gg)), mul(mul(gh, t), mul(o, 1.0 - o))},
+               -1);
+    if (needs_grad(0)) grads[0] = da;
+    if (needs_grad(1)) grads[1] = da;
+    if (needs_grad(2)) grads[2] = mul(dcn, f);
+  }
+
+  std::size_t H_;
+};
+
+}  // namespace
+
+Tensor lstm_cell(const Tensor& xp, const Tensor& hp, const Tensor& c) {
+  const ProfileScope profiled("lstm_cell");
+  if (c.dim() != 2 || xp.shape() != Shape{c.size(0), 4 * c.size(1)} || hp.shape() != xp.shape())
+    throw ShapeError("lstm_cell: needs projections (B, 4H) and a cell state (B, H), got " +
+                     shape_str(xp.shape()) + ", " + shape_str(hp.shape()) + " and " +
+                     shape_str(c.shape()));
+  detail::check_same_dtype("lstm_cell", xp, hp);
+  detail::check_same_dtype("lstm_cell", xp, c);
+  const std::size_t B = c.size(0), H = c.size(1);
+  Tensor gates;
+  Tensor out = detail::dispatch(c.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = detail::data<T>(xp);
+    const T* pp = detail::data<T>(hp);
+    const T* pc = detail::data<T>(c);
+    xt::xarray<T> next = detail::empty<T>({2, B, H}), saved = detail::empty<T>({B, 5 * H});
+    T* h_out = next.data();
+    T* c_out = h_out + B * H;
+    for (std::size_t b = 0; b < B; ++b) {
+      const T* x = px + b * 4 * H;
+      const T* p = pp + b * 4 * H;
+      T* s = saved.data() + b * 5 * H;  // i, f, g, o, t
+      // i, f and o: 1 / (1 + e^-a), their exponentials in vectorized passes; g = tanh(a_g)
+      for (std::size_t j = 0; j < 4 * H; ++j) s[j] = x[j] + p[j];
+      for (std::size_t j = 0; j < 2 * H; ++j) s[j] = -s[j];
+      for (std::size_t j = 3 * H; j < 4 * H; ++j) s[j] = -s[j];
+      detail::exp_in_place(s, 2 * H);
+      detail::exp_in_place(s + 3 * H, H);
+      detail::tanh_in_place(s + 2 * H, H);
+      for (std::size_t j = 0; j < 2 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
+      for (std::size_t j = 3 * H; j < 4 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
+      for (std::size_t j = 0; j < H; ++j)
+        c_out[b * H + j] = s[H + j] * pc[b * H + j] + s[j] * s[2 * H + j];
+      std::copy(c_out + b * H, c_out + (b + 1) * H, s + 4 * H);
+      detail::tanh_in_place(s + 4 * H, H);
+      for (std::size_t j = 0; j < H; ++j) h_out[b * H + j] = s[3 * H + j] * s[4 * H + j];
+    }
+    gates = Tensor(std::move(saved));
+    return Tensor(std::move(next));
+  });
+  if (auto* node = record<LstmCell>(out, {xp, hp, c}, H)) node->save({c, gates, xp, hp});
+  return out;
+}
+
+}  // namespace xgrad
