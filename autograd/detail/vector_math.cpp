@@ -1,26 +1,86 @@
 #include "autograd/detail/vector_math.hpp"
 
+#include <cstdlib>
+#include <string>
+
 #include "autograd/detail/vector_math_impl.hpp"
+#include "autograd/error.hpp"
 
 namespace xgrad::detail::vec {
-
-namespace avx2 {  // vector_math_avx2.cpp
-void exp(float* x, std::size_t n);
-void tanh(float* x, std::size_t n);
-void erf(float* x, std::size_t n);
-}  // namespace avx2
-
 namespace {
-bool has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
+
+// The widest path allowed by XGRAD_CPU_CAPABILITY (unset or empty: any).
+Isa capped() {
+  const char* cap = std::getenv("XGRAD_CPU_CAPABILITY");
+  if (!cap || !*cap) return Isa::avx512;
+  for (Isa isa : {Isa::sse2, Isa::avx2, Isa::avx512})
+    if (std::string(cap) == isa_name(isa)) return isa;
+  throw ValueError(std::string("XGRAD_CPU_CAPABILITY=") + cap + ": expected sse2, avx2 or avx512");
 }
-using Baseline = Functions<xsimd::sse2>;
+
+const Functions& of(Isa isa) {
+  switch (isa) {
+    case Isa::avx512:
+      return avx512_functions();
+    case Isa::avx2:
+      return avx2_functions();
+    case Isa::sse2:
+      break;
+  }
+  return Loops<xsimd::sse2>::table;
+}
+
+const Functions& best() {
+  static const Functions& table = of(chosen());
+  return table;
+}
+
 }  // namespace
 
-void exp(float* x, std::size_t n) { has_avx2() ? avx2::exp(x, n) : Baseline::exp(x, n); }
-void tanh(float* x, std::size_t n) { has_avx2() ? avx2::tanh(x, n) : Baseline::tanh(x, n); }
-void erf(float* x, std::size_t n) { has_avx2() ? avx2::erf(x, n) : Baseline::erf(x, n); }
-const char* instruction_set() { return has_avx2() ? "avx2" : "sse2"; }
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::sse2:
+      break;
+  }
+  return "sse2";
+}
+
+bool supported(Isa isa) {
+  switch (isa) {
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f");
+    case Isa::avx2:
+      return __builtin_cpu_supports("avx2");
+    case Isa::sse2:
+      break;
+  }
+  return true;
+}
+
+Isa chosen() {
+  static const Isa isa = [] {
+    const Isa cap = capped();
+    for (Isa widest : {Isa::avx512, Isa::avx2})
+      if (widest <= cap && supported(widest)) return widest;
+    return Isa::sse2;
+  }();
+  return isa;
+}
+
+const char* instruction_set() { return isa_name(chosen()); }
+
+const Functions& functions(Isa isa) {
+  if (!supported(isa))
+    throw ValueError(std::string("vector math: this processor has no ") + isa_name(isa));
+  return of(isa);
+}
+
+void exp(float* x, std::size_t n) { best().exp(x, n); }
+void tanh(float* x, std::size_t n) { best().tanh(x, n); }
+void erf(float* x, std::size_t n) { best().erf(x, n); }
 
 }  // namespace xgrad::detail::vec

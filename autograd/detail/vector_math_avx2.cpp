@@ -2,10 +2,8 @@
 // and runs only where the processor has AVX2 (vector_math.cpp checks).
 #include "autograd/detail/vector_math_impl.hpp"
 
-namespace xgrad::detail::vec::avx2 {
+namespace xgrad::detail::vec {
 
-void exp(float* x, std::size_t n) { Functions<xsimd::avx2>::exp(x, n); }
-void tanh(float* x, std::size_t n) { Functions<xsimd::avx2>::tanh(x, n); }
-void erf(float* x, std::size_t n) { Functions<xsimd::avx2>::erf(x, n); }
+const Functions& avx2_functions() { return Loops<xsimd::avx2>::table; }
 
-}  // namespace xgrad::detail::vec::avx2
+}  // namespace xgrad::detail::vec

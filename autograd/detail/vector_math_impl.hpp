@@ -4,8 +4,9 @@
 
 #include <xsimd/xsimd.hpp>
 
-#include <algorithm>
 #include <cstddef>
+
+#include "autograd/detail/vector_math.hpp"
 
 namespace xgrad::detail::vec {
 
@@ -16,14 +17,16 @@ void apply(float* x, std::size_t n, F f) {
   std::size_t i = 0;
   for (; i + width <= n; i += width) f(Batch::load_unaligned(x + i)).store_unaligned(x + i);
   if (i == n) return;
+  // Plain loops, not std::copy: an inline library function instantiated here would be compiled
+  // for Arch and could be the copy the linker keeps for every other file.
   alignas(64) float tail[width] = {};
-  std::copy(x + i, x + n, tail);
+  for (std::size_t k = i; k < n; ++k) tail[k - i] = x[k];
   f(Batch::load_aligned(tail)).store_aligned(tail);
-  std::copy(tail, tail + (n - i), x + i);
+  for (std::size_t k = i; k < n; ++k) x[k] = tail[k - i];
 }
 
 template <class Arch>
-struct Functions {
+struct Loops {
   static void exp(float* x, std::size_t n) {
     apply<Arch>(x, n, [](const auto& b) { return xsimd::exp(b); });
   }
@@ -33,6 +36,11 @@ struct Functions {
   static void erf(float* x, std::size_t n) {
     apply<Arch>(x, n, [](const auto& b) { return xsimd::erf(b); });
   }
+  static constexpr Functions table = {exp, tanh, erf};
 };
+
+// Each path's table, from the file compiled for it.
+const Functions& avx2_functions();
+const Functions& avx512_functions();
 
 }  // namespace xgrad::detail::vec
