@@ -82,6 +82,22 @@ void BM_Relu(benchmark::State& state) {
 }
 BENCHMARK(BM_Relu)->Arg(64)->Arg(256);
 
+// GELU, tanh and sigmoid forward and backward over the reference transformer's MLP activations
+// (32 x 128 rows of 512): arrays far larger than the caches, so the passes over them count.
+void BM_Transcendental(benchmark::State& state) {
+  const Tensor x = randn({32 * 128, 512}, {.requires_grad = true});
+  const Tensor g = randn({32 * 128, 512});
+  const int op = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    const Tensor y = op == 0 ? gelu(x) : op == 1 ? tanh(x) : sigmoid(x);
+    y.backward(g);
+    x.zero_grad();
+  }
+  state.SetBytesProcessed(state.iterations() * x.numel() * 4);
+  state.SetLabel(op == 0 ? "gelu" : op == 1 ? "tanh" : "sigmoid");
+}
+BENCHMARK(BM_Transcendental)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
+
 // The fused softmax cross-entropy, forward and backward, on (batch, classes) logits.
 void BM_SoftmaxCrossEntropy(benchmark::State& state) {
   const auto batch = static_cast<std::size_t>(state.range(0)),

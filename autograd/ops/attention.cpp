@@ -169,8 +169,10 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
           T_ m = row[0];
           for (std::size_t j = 1; j < T; ++j) m = std::max(m, row[j]);
           if (m == minus_inf) m = 0;  // a row all masked: NaN below, as the composite
+          for (std::size_t j = 0; j < T; ++j) row[j] -= m;
+          detail::exp_in_place(row, T);  // vectorized in float32
           T_ total = 0;
-          for (std::size_t j = 0; j < T; ++j) total += (row[j] = std::exp(row[j] - m));
+          for (std::size_t j = 0; j < T; ++j) total += row[j];
           const T_ inv = T_{1} / total;
           for (std::size_t j = 0; j < T; ++j) row[j] *= inv;
         }

@@ -42,23 +42,28 @@ struct LayerNorm final : Node {
       const T* pw = affine_ ? detail::data<T>(w) : nullptr;
       xt::xarray<T> dx = detail::empty<T>(x.shape());
       std::vector<double> dw(affine_ ? D : 0, 0.0), db(bias_ ? D : 0, 0.0);
-      std::vector<T> dxhat(D);
+      std::vector<T> dxhat(pw ? D : 0);
       for (std::size_t r = 0; r < R; ++r) {
         const T* xr = px + r * D;
         const T* gr = pg + r * D;
         const T m = pm[r], s = ps[r];
-        double sum_d = 0, sum_dx = 0;  // sum(dxhat), sum(dxhat xhat)
-        for (std::size_t j = 0; j < D; ++j) {
-          const T xhat = (xr[j] - m) * s;
-          dxhat[j] = pw ? gr[j] * pw[j] : gr[j];
-          sum_d += double(dxhat[j]);
-          sum_dx += double(dxhat[j]) * double(xhat);
-          if (affine_) dw[j] += double(gr[j]) * double(xhat);
-          if (bias_) db[j] += double(gr[j]);
+        // one loop per quantity, each of which vectorizes (the sums as the forward's, in eight
+        // running sums); a single loop with all of them in double did not
+        const T* d = gr;
+        if (pw) {
+          for (std::size_t j = 0; j < D; ++j) dxhat[j] = gr[j] * pw[j];
+          d = dxhat.data();
         }
+        const double sum_d = detail::row_sum(d, D, [](T e) { return e; });
+        const double sum_dx =
+            detail::row_sum2(d, xr, D, [m, s](T de, T xe) { return de * ((xe - m) * s); });
+        if (affine_)
+          for (std::size_t j = 0; j < D; ++j) dw[j] += double(gr[j]) * double((xr[j] - m) * s);
+        if (bias_)
+          for (std::size_t j = 0; j < D; ++j) db[j] += double(gr[j]);
         const T a = static_cast<T>(sum_d / double(D)), b = static_cast<T>(sum_dx / double(D));
         T* out = dx.data() + r * D;
-        for (std::size_t j = 0; j < D; ++j) out[j] = s * (dxhat[j] - a - (xr[j] - m) * s * b);
+        for (std::size_t j = 0; j < D; ++j) out[j] = s * (d[j] - a - (xr[j] - m) * s * b);
       }
       const Shape normalized(x.shape().end() - static_cast<std::ptrdiff_t>(k_), x.shape().end());
       const auto to_tensor = [&](const std::vector<double>& v) {

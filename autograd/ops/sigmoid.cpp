@@ -3,6 +3,7 @@
 // NOTE: a primitive for stability: for x << 0 it is computed as e^x / (1 + e^x), so e^-x never
 // overflows.
 #include "autograd/detail/kernels.hpp"
+#include "autograd/grad_mode.hpp"
 
 namespace xgrad {
 namespace {
@@ -10,7 +11,13 @@ struct Sigmoid final : Node {
   std::string_view name() const override { return "sigmoid"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor z = saved(0);
-    grads[0] = mul(g, mul(z, sub(detail::scalar_like(z, 1.0), z)));
+    if (GradMode::is_enabled()) {  // in ops, so that the second derivative is recorded
+      grads[0] = mul(g, mul(z, sub(detail::scalar_like(z, 1.0), z)));
+      return;
+    }
+    // one pass: the composite's three each read and wrote the whole array
+    grads[0] = detail::zip("sigmoid", g, z,
+                           [](auto gv, auto zv) { return gv * (zv * (decltype(zv){1} - zv)); });
   }
 };
 }  // namespace

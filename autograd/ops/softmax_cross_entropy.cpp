@@ -91,16 +91,21 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
       const T* row = z + i * classes;
       T m = row[0];
       for (std::size_t c = 1; c < classes; ++c) m = std::max(m, row[c]);
+      // e^(z - m) and then p = e^(log p) in the row of probs, vectorized in float32
+      T* prow = probs.data() + i * classes;
+      for (std::size_t c = 0; c < classes; ++c) prow[c] = row[c] - m;
+      detail::exp_in_place(prow, classes);
       T sum = 0;
-      for (std::size_t c = 0; c < classes; ++c) sum += std::exp(row[c] - m);
+      for (std::size_t c = 0; c < classes; ++c) sum += prow[c];
       const T log_sum = std::log(sum);  // log p = (z - m) - log_sum: never z - (m + log_sum),
                                         // which rounds to 0 in float32 for large logits
+      for (std::size_t c = 0; c < classes; ++c) prow[c] = (row[c] - m) - log_sum;
+      detail::exp_in_place(prow, classes);
       const bool ignored = labels(i) == o.ignore_index;
       const auto y = static_cast<std::size_t>(labels(i));
       double loss = 0, t = 0;
       for (std::size_t c = 0; c < classes; ++c) {
         const T log_p = (row[c] - m) - log_sum;
-        probs.data()[i * classes + c] = std::exp(log_p);
         const double q =
             ignored ? 0.0 : (c == y ? 1.0 - s : 0.0) + s / static_cast<double>(classes);
         const double wq = (w ? static_cast<double>(w[c]) : 1.0) * q;

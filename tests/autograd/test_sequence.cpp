@@ -550,3 +550,50 @@ TEST_CASE("attention's scale: any finite value is used (0 and negative too); NaN
                          doctest::Contains("scale must be finite"), ValueError);
   }
 }
+
+TEST_CASE("float32 fast backwards equal the ones written in ops, over arrays of several blocks") {
+  // The fast paths (one pass, cache blocks of detail::kCacheBlock = 2048 elements) against the
+  // same op's backward under create_graph, which is written in ops: same inputs, same dtype.
+  using F = std::function<Tensor(const Tensor&)>;
+  const std::size_t n = 2 * 2048 + 37;  // two whole blocks and a short one
+  const Tensor w = cast(random64({64}, 51), kFloat32), b = cast(random64({64}, 52), kFloat32);
+  const std::vector<std::pair<const char*, F>> cases = {
+      {"gelu", [](const Tensor& x) { return gelu(x); }},
+      {"tanh", [](const Tensor& x) { return tanh(x); }},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }},
+      {"layer_norm",
+       [](const Tensor& x) {
+         return layer_norm(reshape(x, {-1, 64}), {64});
+       }},
+      {"layer_norm affine",
+       [&](const Tensor& x) {
+         return layer_norm(reshape(x, {-1, 64}), {64}, w, b);
+       }},
+      {"multi_head_attention",
+       [](const Tensor& x) {
+         return multi_head_attention(reshape(x, {4, 32, -1}), 2);
+       }},
+  };
+  const std::size_t rows = 4 * 32;  // divides n rounded down to whole rows of 64 and of 96
+  for (const auto& [op, f] : cases) {
+    INFO(op);
+    const std::size_t size = std::string(op) == "multi_head_attention"   ? rows * 96
+                             : std::string(op).starts_with("layer_norm") ? n / 64 * 64
+                                                                         : n;
+    const Tensor x = cast(random64({size}, 53) * 2.0, kFloat32).requires_grad_(true);
+    const Tensor y = f(x);
+    const Tensor g = cast(random64(y.shape(), 54), kFloat32);
+    const Tensor fast = grad({y}, {x}, {g}, true, false)[0];
+    const Tensor in_ops = grad({y}, {x}, {g}, true, true)[0];
+    check_close(values(fast), values(in_ops), 2e-5);
+  }
+  // The blocks do not change a value: each entry as computed alone.
+  const Tensor x = cast(random64({n}, 55) * 3.0, kFloat32);
+  for (const auto& [op, f] :
+       std::vector<std::pair<const char*, F>>(cases.begin(), cases.begin() + 3)) {
+    INFO(op);
+    const std::vector<double> all = values(f(x));
+    for (std::size_t i : {std::size_t{0}, std::size_t{2047}, std::size_t{2048}, n - 1})
+      CHECK(values(f(slice(x, 0, i, i + 1)))[0] == all[i]);
+  }
+}
