@@ -8,6 +8,7 @@
 // records the chosen entry, and the backward adds the gradient back through those positions.
 // Under create_graph the backward is scatter_add into zeros, so that its own derivative is
 // recorded (gather of the gradient's gradient at the same positions).
+#include <array>
 #include <limits>
 
 #include "autograd/detail/kernels.hpp"
@@ -50,6 +51,38 @@ struct MaxPool final : Node {
   Shape input_;
 };
 
+// The 2 x 2 windows of stride 2 without padding (the CNNs' pooling) as pool below chooses, with
+// no loop over the window: a, b in the first row, c, d in the second; the first largest (a
+// later entry replaces the best only when greater), then the first NaN.
+template <class T>
+void pool_2x2(const T* plane, std::size_t W, std::size_t oh, std::size_t ow, T* y,
+              std::uint32_t* where) {
+  for (std::size_t i = 0; i < oh; ++i) {
+    const T* r0 = plane + 2 * i * W;
+    const T* r1 = r0 + W;
+    const auto top = static_cast<std::uint32_t>(2 * i * W), next = static_cast<std::uint32_t>(W);
+    for (std::size_t j = 0; j < ow; ++j) {
+      const T v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
+      const auto c = static_cast<std::uint32_t>(2 * j);
+      const std::uint32_t at[4] = {top + c, top + c + 1, top + next + c, top + next + c + 1};
+      T best = v[0];
+      std::uint32_t best_at = at[0];
+      for (int k = 1; k < 4; ++k) {
+        const bool greater = v[k] > best;
+        best = greater ? v[k] : best;
+        best_at = greater ? at[k] : best_at;
+      }
+      for (int k = 4; k-- > 0;) {  // the first NaN, if any, wins
+        const bool nan = v[k] != v[k];
+        best = nan ? v[k] : best;
+        best_at = nan ? at[k] : best_at;
+      }
+      y[i * ow + j] = best;
+      where[i * ow + j] = best_at;
+    }
+  }
+}
+
 // The first largest entry (a NaN counting as the largest) of each window.
 template <class T>
 xt::xarray<T> pool(const T* x, const Shape& in, const Window2d& w, std::size_t oh, std::size_t ow,
@@ -60,6 +93,13 @@ xt::xarray<T> pool(const T* x, const Shape& in, const Window2d& w, std::size_t o
                      " entries are more than 2^32");
   xt::xarray<T> y = detail::empty<T>({in[0], in[1], oh, ow});
   where.resize(planes * oh * ow);
+  const std::array<std::size_t, 2> two{2, 2}, none{0, 0};
+  if (w.kernel == two && w.stride == two && w.padding == none &&
+      w.dilation == std::array<std::size_t, 2>{1, 1}) {
+    for (std::size_t p = 0; p < planes; ++p)
+      pool_2x2(x + p * H * W, W, oh, ow, y.data() + p * oh * ow, where.data() + p * oh * ow);
+    return y;
+  }
   const auto s = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
   for (std::size_t p = 0; p < planes; ++p) {
     const T* plane = x + p * H * W;

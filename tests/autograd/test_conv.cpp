@@ -212,6 +212,53 @@ TEST_CASE("pools equal their definitions; max pooling pads with -inf, average wi
   CHECK_THROWS_AS(avg_pool2d(reshape(x, {1, 4, 4}), {2, 2}), ShapeError);
 }
 
+TEST_CASE("max_pool2d 2x2 stride 2 (its own loop) equals a naive loop: ties, NaN, odd sizes") {
+  // Entries from {0, 1, 2} (ties in most windows), a NaN in some, planes of odd height and width
+  // (the last row and column are in no window), float32 and float64.
+  const std::size_t N = 2, C = 3, H = 7, W = 9, oh = 3, ow = 4;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> x(N * C * H * W);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = double((i * 7 + i / 5) % 3);
+  for (std::size_t i : {std::size_t{10}, std::size_t{11}, std::size_t{29}, std::size_t{200},
+                        std::size_t{201}, std::size_t{210}})
+    x[i] = nan;
+  // The naive definition: the first largest of each window in row-major order, a NaN counting as
+  // the largest (the first NaN).
+  std::vector<double> want(N * C * oh * ow);
+  std::vector<std::size_t> chosen(want.size());
+  for (std::size_t p = 0; p < N * C; ++p)
+    for (std::size_t i = 0; i < oh; ++i)
+      for (std::size_t j = 0; j < ow; ++j) {
+        std::size_t best = p * H * W + 2 * i * W + 2 * j;
+        for (std::size_t r = 2 * i; r < 2 * i + 2; ++r)
+          for (std::size_t c = 2 * j; c < 2 * j + 2; ++c) {
+            const std::size_t at = p * H * W + r * W + c;
+            const bool best_nan = std::isnan(x[best]);
+            if (!best_nan && (std::isnan(x[at]) || x[at] > x[best])) best = at;
+          }
+        want[(p * oh + i) * ow + j] = x[best];
+        chosen[(p * oh + i) * ow + j] = best;
+      }
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    INFO(dtype_name(dtype));
+    const Tensor input = cast(from_vector(x, {N, C, H, W}), dtype).requires_grad_(true);
+    const Tensor y = max_pool2d(input, 2);
+    REQUIRE(y.shape() == Shape{N, C, oh, ow});
+    const std::vector<double> got = testing::flat(cast(y.detach(), kFloat64));
+    std::vector<double> g(want.size()), want_grad(x.size(), 0.0);
+    for (std::size_t k = 0; k < g.size(); ++k) {
+      g[k] = double(k + 1);
+      want_grad[chosen[k]] += g[k];
+    }
+    for (std::size_t k = 0; k < want.size(); ++k) {
+      INFO("output " << k);
+      CHECK((std::isnan(want[k]) ? std::isnan(got[k]) : got[k] == want[k]));
+    }
+    y.backward(cast(from_vector(g, {N, C, oh, ow}), dtype));
+    CHECK(testing::flat(cast(input.grad(), kFloat64)) == want_grad);
+  }
+}
+
 TEST_CASE("pad and dropout") {
   const Tensor x = testing::f64({{1.0, 2.0}, {3.0, 4.0}});
   const Tensor p = pad(x, {1, 0, 0, 1}, -1.0);  // last axis: 1 before; first axis: 1 after
