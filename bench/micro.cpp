@@ -135,6 +135,20 @@ void BM_AdaptiveAvgPool(benchmark::State& state) {
 }
 BENCHMARK(BM_AdaptiveAvgPool)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
 
+// contiguous() of a time-major sequence output (32 steps, 32 sequences, 256 wide) transposed to
+// batch first: whole rows of 256 (arg 0), and of its transpose over the last two axes, where no
+// row is whole (arg 1).
+void BM_Contiguous(benchmark::State& state) {
+  const Tensor x = randn({32, 32, 256});
+  for (auto _ : state) {  // a new view each time: a view keeps its copy until its base changes
+    const Tensor v = state.range(0) == 0 ? transpose(x, 0, 1) : transpose(x, 1, 2);
+    benchmark::DoNotOptimize(v.contiguous());
+  }
+  state.SetBytesProcessed(state.iterations() * x.numel() * 4);
+  state.SetLabel(state.range(0) == 0 ? "transpose(0, 1)" : "transpose(1, 2)");
+}
+BENCHMARK(BM_Contiguous)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+
 // The view ops on a 1 KB (16 x 16) and a 64 MB (4096 x 4096) float32 tensor: views share the
 // storage, so each takes the same time, whatever the size (no element is copied).
 void BM_View(benchmark::State& state) {

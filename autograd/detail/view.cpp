@@ -197,6 +197,17 @@ Storage copy_layout(const Storage& storage, const Layout& l) {
           std::copy_n(src, out.size(), dst);
           return out;
         }
+        if (l.shape.size() > 1 &&
+            l.strides.back() == 1) {  // whole rows (a transpose of outer axes)
+          const std::size_t row = l.shape.back();
+          const Shape rows(l.shape.begin(), l.shape.end() - 1);
+          const Shape steps(l.strides.begin(), l.strides.end() - 1);
+          for_each_broadcast<1>(rows, {steps},
+                                [&](std::size_t r, const std::array<std::size_t, 1>& at) {
+                                  std::copy_n(src + at[0], row, dst + r * row);
+                                });
+          return out;
+        }
         for_each_broadcast<1>(l.shape, {l.strides},
                               [&](std::size_t i, const std::array<std::size_t, 1>& at) {
                                 dst[i] = src[at[0]];

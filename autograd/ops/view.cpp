@@ -140,7 +140,12 @@ Tensor view_as(const Tensor& x, const Shape& shape) {
 }
 
 Tensor copy_of(const Tensor& x) {
-  return std::visit([](const auto& a) { return Tensor(a); }, x.storage());  // a view's is a copy
+  // A view: one copy, straight from its base's storage (storage() would make and keep a copy of
+  // the view, and this one a second).
+  if (x.impl()->view)
+    return std::visit([](auto&& a) { return Tensor(std::move(a)); },
+                      detail::copy_layout(*x.impl()->value, detail::layout(x)));
+  return std::visit([](const auto& a) { return Tensor(a); }, x.storage());
 }
 }  // namespace
 

@@ -89,6 +89,39 @@ TEST_CASE("clone and contiguous copy; their gradients flow back to the view") {
   CHECK(testing::flat(x.grad()) == std::vector<double>{1, 3, 5, 2, 4, 6});
 }
 
+TEST_CASE("contiguous copies of views whose last axis is whole rows, and of others, by index") {
+  using namespace xgrad;
+  // 0..119 as (4, 5, 6): each view's copy against the entries its strides point at.
+  std::vector<std::int64_t> v(120);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::int64_t(i);
+  const Tensor base = from_vector(v, {4, 5, 6});
+  struct Case {
+    const char* what;
+    Tensor view;
+    std::size_t offset;
+    std::vector<std::size_t> strides;  // of the view, in elements of base
+  };
+  const std::vector<Case> cases = {
+      {"transpose(0, 1)", transpose(base, 0, 1), 0, {6, 30, 1}},
+      {"rows stepped by 2", slice(base, 1, 1, 5, 2), 6, {30, 12, 1}},
+      {"a column block", slice(base, 2, 2, 5), 2, {30, 6, 1}},
+      {"transpose(1, 2) (last axis strided)", transpose(base, 1, 2), 0, {30, 1, 6}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    const Tensor copy = c.view.contiguous();
+    REQUIRE(copy.is_contiguous());
+    const Shape shape = c.view.shape();
+    const std::vector<double> got = testing::flat(cast(copy, kFloat64));
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < shape[0]; ++i)
+      for (std::size_t j = 0; j < shape[1]; ++j)
+        for (std::size_t l = 0; l < shape[2]; ++l, ++k)
+          CHECK(got[k] ==
+                double(c.offset + i * c.strides[0] + j * c.strides[1] + l * c.strides[2]));
+  }
+}
+
 TEST_CASE("the version counter belongs to the storage: a change through the base reaches a node "
           "that saved a view") {
   const Tensor x = six();
