@@ -501,6 +501,13 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
 /// state's hp (each (B, 3H), blocks r, z, n) and the state h (B, H),
 /// r = sigmoid(xp_r + hp_r), z = sigmoid(xp_z + hp_z), n = tanh(xp_n + r hp_n), h' = (1 - z) n + z h.
 Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h);
+/// A GRU layer's recurrence over T steps as one op: from the input's projections xp (T, B, 3H)
+/// (x_t W_ih^T + b_ih at every step), the initial state h0 (B, H), W_hh (3H, H) and b_hh (3H) or
+/// undefined, the states of every step (T, B, H): h_t = gru_cell(xp_t, linear(h_{t-1}, W_hh,
+/// b_hh), h_{t-1}). The same as that loop, with one node for all the steps: W_hh's gradient is
+/// one product over them. The forward direction of unpacked batches in nn::GRU runs on it.
+Tensor gru_sequence(const Tensor& xp, const Tensor& h0, const Tensor& weight_hh,
+                    const Tensor& bias_hh = Tensor());
 /// One LSTM step's gates, fused, as PyTorch defines them: from the input's projection xp and the
 /// state's hp (each (B, 4H), blocks i, f, g, o) and the cell state c (B, H), a = xp + hp,
 /// i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g), c' = f c + i g, h' = o tanh(c'). Returns

@@ -1,5 +1,6 @@
 #include "nn/sequence.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/grad_mode.hpp"
@@ -515,6 +516,15 @@ Tensor run_direction(const Tensor& data, const std::vector<std::size_t>& batch_s
   std::vector<Tensor> outputs(T);
   // The input's projection of every step in one product (and its weight gradient in one).
   const Tensor projected = linear(data, weight_ih, bias_ih);
+  const bool unpacked =
+      std::all_of(batch_sizes.begin(), batch_sizes.end(), [B](std::size_t n) { return n == B; });
+  if (!lstm && !reverse && unpacked) {  // a GRU over equal lengths: the steps in one op
+    const auto H = signed_size(state.h.size(1));
+    const Tensor states = gru_sequence(reshape(projected, {signed_size(T), signed_size(B), 3 * H}),
+                                       state.h, weight_hh, bias_hh);
+    state.h = select(states, 0, signed_size(T) - 1);
+    return reshape(states, {-1, H});
+  }
   for (std::size_t k = 0; k < T; ++k) {
     const std::size_t t = reverse ? T - 1 - k : k, n = batch_sizes[t];
     const auto rows = [&](const Tensor& s, std::size_t start, std::size_t count) {

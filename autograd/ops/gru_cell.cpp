@@ -5,12 +5,13 @@
 // With g = dL/dh':  dn = g (1 - z),  dz = g (h - n),  dh = g z,
 //   da_n = dn (1 - n^2),  da_r = da_n hp_n r (1 - r),  da_z = dz z (1 - z)
 //   dxp = [da_r, da_z, da_n],  dhp = [da_r, da_z, da_n r].
-// Saves h and, per row, r, z, n and hp_n.
+// Saves h and, per row, r, z, n and hp_n. The arithmetic is detail/gru_gates.hpp's.
 // NOTE: a primitive for speed (PyTorch's own GRU is fused likewise): as ops, a step took three
 // slices of each projection, ten elementwise ops and their gradients' copies. Under create_graph
 // the backward is written in ops.
 #include <cmath>
 
+#include "autograd/detail/gru_gates.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/grad_mode.hpp"
 
@@ -27,28 +28,10 @@ struct GruCell final : Node {
     const std::size_t B = h.size(0), H = H_;
     detail::dispatch(h.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      const T* ph = detail::data<T>(h);
-      const T* pg = detail::data<T>(g);
-      const T* ps = detail::data<T>(gates);
       xt::xarray<T> dxp = detail::empty<T>({B, 3 * H}), dhp = detail::empty<T>({B, 3 * H});
       xt::xarray<T> dh = detail::empty<T>({B, H});
-      for (std::size_t b = 0; b < B; ++b) {
-        const T* s = ps + b * 4 * H;  // r, z, n, hp_n
-        T* x = dxp.data() + b * 3 * H;
-        T* y = dhp.data() + b * 3 * H;
-        for (std::size_t j = 0; j < H; ++j) {
-          const T r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
-          const T gv = pg[b * H + j], hv = ph[b * H + j];
-          const T da_n = gv * (T{1} - z) * (T{1} - n * n);
-          const T da_r = da_n * hn * r * (T{1} - r);
-          const T da_z = gv * (hv - n) * z * (T{1} - z);
-          x[j] = y[j] = da_r;
-          x[H + j] = y[H + j] = da_z;
-          x[2 * H + j] = da_n;
-          y[2 * H + j] = da_n * r;
-          dh.data()[b * H + j] = gv * z;
-        }
-      }
+      detail::gru_gates_backward(detail::data<T>(g), detail::data<T>(h), detail::data<T>(gates), B,
+                                 H, dxp.data(), dhp.data(), dh.data());
       if (needs_grad(0)) grads[0] = Tensor(std::move(dxp));
       if (needs_grad(1)) grads[1] = Tensor(std::move(dhp));
       if (needs_grad(2)) grads[2] = Tensor(std::move(dh));
@@ -86,28 +69,9 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h) {
   Tensor gates;
   Tensor out = detail::dispatch(h.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* px = detail::data<T>(xp);
-    const T* pp = detail::data<T>(hp);
-    const T* ph = detail::data<T>(h);
     xt::xarray<T> next = detail::empty<T>({B, H}), saved = detail::empty<T>({B, 4 * H});
-    for (std::size_t b = 0; b < B; ++b) {
-      const T* x = px + b * 3 * H;
-      const T* p = pp + b * 3 * H;
-      T* s = saved.data() + b * 4 * H;  // r, z, n, hp_n
-      // r and z: 1 / (1 + e^-a), the exponentials of both gates in one vectorized pass
-      for (std::size_t j = 0; j < 2 * H; ++j) s[j] = -(x[j] + p[j]);
-      detail::exp_in_place(s, 2 * H);
-      for (std::size_t j = 0; j < 2 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
-      for (std::size_t j = 0; j < H; ++j) {
-        s[2 * H + j] = x[2 * H + j] + s[j] * p[2 * H + j];
-        s[3 * H + j] = p[2 * H + j];
-      }
-      detail::tanh_in_place(s + 2 * H, H);
-      for (std::size_t j = 0; j < H; ++j) {
-        const T z = s[H + j], n = s[2 * H + j];
-        next.data()[b * H + j] = n + z * (ph[b * H + j] - n);
-      }
-    }
+    detail::gru_gates_forward(detail::data<T>(xp), detail::data<T>(hp), detail::data<T>(h), B, H,
+                              next.data(), saved.data());
     gates = Tensor(std::move(saved));
     return Tensor(std::move(next));
   });

@@ -497,6 +497,12 @@ std::vector<OpCase> table() {
          return multi_head_attention(x[0], 1, {.dropout_p = 0.3, .generator = &gen, .scale = 0.8});
        }},
       {"gru_cell", {{2, 9}, {2, 9}, {2, 3}}, [](V x) { return gru_cell(x[0], x[1], x[2]); }},
+      {"gru_sequence",
+       {{3, 2, 6}, {2, 2}, {6, 2}, {6}},
+       [](V x) { return gru_sequence(x[0], x[1], x[2], x[3]); }},
+      {"gru_sequence",
+       {{2, 3, 9}, {3, 3}, {9, 3}},
+       [](V x) { return gru_sequence(x[0], x[1], x[2]); }},
       {"lstm_cell", {{2, 12}, {2, 12}, {2, 3}}, [](V x) { return lstm_cell(x[0], x[1], x[2]); }},
       {"sort", {{3, 4}}, [](V x) { return sort(x[0]).values; }},
       {"sort", {{3, 4, 2}}, [](V x) { return sort(x[0], 1, true).values; }},

@@ -597,3 +597,50 @@ TEST_CASE("float32 fast backwards equal the ones written in ops, over arrays of 
       CHECK(values(f(slice(x, 0, i, i + 1)))[0] == all[i]);
   }
 }
+
+TEST_CASE(
+    "gru_sequence equals the loop of linear and gru_cell, float64 and float32, with and "
+    "without a bias") {
+  const std::size_t T = 4, B = 3, H = 5;
+  const Tensor xp = random64({T, B, 3 * H}, 61), h0 = random64({B, H}, 62);
+  const Tensor w = random64({3 * H, H}, 63) * 0.5, b = random64({3 * H}, 64);
+  const Tensor g = random64({T, B, H}, 65);
+  for (bool with_bias : {true, false}) {
+    for (Dtype dtype : {kFloat64, kFloat32}) {
+      INFO("bias " << with_bias << ", " << dtype_name(dtype));
+      std::vector<Tensor> fused, loop;
+      for (const Tensor& t : {xp, h0, w, b}) {
+        fused.push_back(cast(t, dtype).requires_grad_(true));
+        loop.push_back(cast(t, dtype).requires_grad_(true));
+      }
+      const Tensor bias = with_bias ? fused[3] : Tensor();
+      const Tensor out = gru_sequence(fused[0], fused[1], fused[2], bias);
+      REQUIRE(out.shape() == Shape{T, B, H});
+      std::vector<Tensor> states;
+      Tensor h = loop[1];
+      for (std::size_t t = 0; t < T; ++t) {
+        h = gru_cell(select(loop[0], 0, std::ptrdiff_t(t)),
+                     linear(h, loop[2], with_bias ? loop[3] : Tensor()), h);
+        states.push_back(h);
+      }
+      const Tensor want = stack(states, 0);
+      const double tol = dtype == kFloat64 ? 1e-13 : 2e-6;
+      check_close(values(out), values(want), tol);
+      sum(mul(out, cast(g, dtype))).backward();
+      sum(mul(want, cast(g, dtype))).backward();
+      for (std::size_t k = 0; k < (with_bias ? 4u : 3u); ++k) {
+        INFO("gradient of input " << k);
+        check_close(values(fused[k].grad()), values(loop[k].grad()), tol);
+      }
+      if (!with_bias) CHECK_FALSE(fused[3].grad().defined());
+    }
+  }
+  CHECK_THROWS_WITH_AS(
+      gru_sequence(random64({2, 3, 12}, 1), random64({3, 5}, 1), random64({15, 5}, 1)),
+      doctest::Contains("gru_sequence: needs projections xp (T, B, 3H)"), ShapeError);
+  CHECK_THROWS_WITH_AS(
+      gru_sequence(random64({0, 3, 15}, 1), random64({3, 5}, 1), random64({15, 5}, 1)),
+      doctest::Contains("with T > 0"), ShapeError);
+  CHECK_THROWS_AS(gru_sequence(xp, h0, w, random64({H}, 1)), ShapeError);
+  CHECK_THROWS_AS(gru_sequence(xp, cast(h0, kFloat32), w), DtypeError);
+}
