@@ -513,6 +513,13 @@ Tensor gru_sequence(const Tensor& xp, const Tensor& h0, const Tensor& weight_hh,
 /// i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g), c' = f c + i g, h' = o tanh(c'). Returns
 /// (2, B, H): select(out, 0, 0) is h', select(out, 0, 1) is c'.
 Tensor lstm_cell(const Tensor& xp, const Tensor& hp, const Tensor& c);
+/// An LSTM layer's recurrence over T steps as one op: from the input's projections xp (T, B, 4H),
+/// the initial states h0 and c0 (B, H), W_hh (4H, H) and b_hh (4H) or undefined, (2, T, B, H):
+/// every h_t, then every c_t, of (h_t, c_t) = lstm_cell(xp_t, linear(h_{t-1}, W_hh, b_hh),
+/// c_{t-1}). The same as that loop, with one node for all the steps, as gru_sequence. The forward
+/// direction of unpacked batches in nn::LSTM runs on it.
+Tensor lstm_sequence(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
+                     const Tensor& bias_hh = Tensor());
 /// num_samples category indices per row of probs (C) or (B, C) (non-negative weights, not
 /// necessarily normalized), drawn from gen; without replacement, a category at most once. int64.
 Tensor multinomial(const Tensor& probs, std::size_t num_samples, bool replacement = false,

@@ -5,14 +5,14 @@
 // With g = dL/dh':  dn = g (1 - z),  dz = g (h - n),  dh = g z,
 //   da_n = dn (1 - n^2),  da_r = da_n hp_n r (1 - r),  da_z = dz z (1 - z)
 //   dxp = [da_r, da_z, da_n],  dhp = [da_r, da_z, da_n r].
-// Saves h and, per row, r, z, n and hp_n. The arithmetic is detail/gru_gates.hpp's.
+// Saves h and, per row, r, z, n and hp_n. The arithmetic is detail/recurrent_gates.hpp's.
 // NOTE: a primitive for speed (PyTorch's own GRU is fused likewise): as ops, a step took three
 // slices of each projection, ten elementwise ops and their gradients' copies. Under create_graph
 // the backward is written in ops.
 #include <cmath>
 
-#include "autograd/detail/gru_gates.hpp"
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/recurrent_gates.hpp"
 #include "autograd/grad_mode.hpp"
 
 namespace xgrad {

@@ -12,8 +12,8 @@
 // in one node and W_hh's gradient is one product over all of them. Under create_graph the
 // backward is written in ops (the gates recomputed step by step from the saved inputs).
 #include "autograd/detail/blas.hpp"
-#include "autograd/detail/gru_gates.hpp"
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/recurrent_gates.hpp"
 #include "autograd/grad_mode.hpp"
 
 namespace xgrad {

@@ -8,11 +8,12 @@
 //   da_i = dc' g i (1 - i),  da_f = dc' c f (1 - f),  da_g = dc' i (1 - g^2)
 //   da_o = G_h t o (1 - o)
 //   dxp = dhp = [da_i, da_f, da_g, da_o],  dc = dc' f.
-// Saves c and, per row, i, f, g, o and t.
+// Saves c and, per row, i, f, g, o and t. The arithmetic is detail/recurrent_gates.hpp's.
 // NOTE: a primitive for speed, as gru_cell (PyTorch's LSTM is fused likewise): as ops, a step
 // took a sum, four slices, six elementwise ops and their gradients' copies. Under create_graph
 // the backward is written in ops.
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/recurrent_gates.hpp"
 #include "autograd/grad_mode.hpp"
 
 namespace xgrad {
@@ -28,25 +29,10 @@ struct LstmCell final : Node {
     const std::size_t B = c.size(0), H = H_;
     detail::dispatch(c.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      const T* pc = detail::data<T>(c);
       const T* gh = detail::data<T>(g);
-      const T* gc = gh + B * H;
-      const T* ps = detail::data<T>(gates);
       xt::xarray<T> da = detail::empty<T>({B, 4 * H}), dc = detail::empty<T>({B, H});
-      for (std::size_t b = 0; b < B; ++b) {
-        const T* s = ps + b * 5 * H;  // i, f, g, o, t
-        T* d = da.data() + b * 4 * H;
-        for (std::size_t j = 0; j < H; ++j) {
-          const std::size_t k = b * H + j;
-          const T i = s[j], f = s[H + j], gg = s[2 * H + j], o = s[3 * H + j], t = s[4 * H + j];
-          const T dcn = gc[k] + gh[k] * o * (T{1} - t * t);
-          d[j] = dcn * gg * i * (T{1} - i);
-          d[H + j] = dcn * pc[k] * f * (T{1} - f);
-          d[2 * H + j] = dcn * i * (T{1} - gg * gg);
-          d[3 * H + j] = gh[k] * t * o * (T{1} - o);
-          dc.data()[k] = dcn * f;
-        }
-      }
+      detail::lstm_gates_backward(gh, gh + B * H, detail::data<T>(c), detail::data<T>(gates), B, H,
+                                  da.data(), dc.data());
       Tensor dgates(std::move(da));
       if (needs_grad(0)) grads[0] = dgates;
       if (needs_grad(1)) grads[1] = dgates;
@@ -88,31 +74,9 @@ Tensor lstm_cell(const Tensor& xp, const Tensor& hp, const Tensor& c) {
   Tensor gates;
   Tensor out = detail::dispatch(c.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* px = detail::data<T>(xp);
-    const T* pp = detail::data<T>(hp);
-    const T* pc = detail::data<T>(c);
     xt::xarray<T> next = detail::empty<T>({2, B, H}), saved = detail::empty<T>({B, 5 * H});
-    T* h_out = next.data();
-    T* c_out = h_out + B * H;
-    for (std::size_t b = 0; b < B; ++b) {
-      const T* x = px + b * 4 * H;
-      const T* p = pp + b * 4 * H;
-      T* s = saved.data() + b * 5 * H;  // i, f, g, o, t
-      // i, f and o: 1 / (1 + e^-a), their exponentials in vectorized passes; g = tanh(a_g)
-      for (std::size_t j = 0; j < 4 * H; ++j) s[j] = x[j] + p[j];
-      for (std::size_t j = 0; j < 2 * H; ++j) s[j] = -s[j];
-      for (std::size_t j = 3 * H; j < 4 * H; ++j) s[j] = -s[j];
-      detail::exp_in_place(s, 2 * H);
-      detail::exp_in_place(s + 3 * H, H);
-      detail::tanh_in_place(s + 2 * H, H);
-      for (std::size_t j = 0; j < 2 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
-      for (std::size_t j = 3 * H; j < 4 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
-      for (std::size_t j = 0; j < H; ++j)
-        c_out[b * H + j] = s[H + j] * pc[b * H + j] + s[j] * s[2 * H + j];
-      std::copy(c_out + b * H, c_out + (b + 1) * H, s + 4 * H);
-      detail::tanh_in_place(s + 4 * H, H);
-      for (std::size_t j = 0; j < H; ++j) h_out[b * H + j] = s[3 * H + j] * s[4 * H + j];
-    }
+    detail::lstm_gates_forward(detail::data<T>(xp), detail::data<T>(hp), detail::data<T>(c), B, H,
+                               next.data(), next.data() + B * H, saved.data());
     gates = Tensor(std::move(saved));
     return Tensor(std::move(next));
   });

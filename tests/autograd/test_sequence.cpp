@@ -644,3 +644,51 @@ TEST_CASE(
   CHECK_THROWS_AS(gru_sequence(xp, h0, w, random64({H}, 1)), ShapeError);
   CHECK_THROWS_AS(gru_sequence(xp, cast(h0, kFloat32), w), DtypeError);
 }
+
+TEST_CASE(
+    "lstm_sequence equals the loop of linear and lstm_cell, float64 and float32, with and "
+    "without a bias") {
+  const std::size_t T = 4, B = 3, H = 5;
+  const Tensor xp = random64({T, B, 4 * H}, 71), h0 = random64({B, H}, 72),
+               c0 = random64({B, H}, 73);
+  const Tensor w = random64({4 * H, H}, 74) * 0.5, b = random64({4 * H}, 75);
+  const Tensor g = random64({2, T, B, H}, 76);
+  for (bool with_bias : {true, false}) {
+    for (Dtype dtype : {kFloat64, kFloat32}) {
+      INFO("bias " << with_bias << ", " << dtype_name(dtype));
+      std::vector<Tensor> fused, loop;
+      for (const Tensor& t : {xp, h0, c0, w, b}) {
+        fused.push_back(cast(t, dtype).requires_grad_(true));
+        loop.push_back(cast(t, dtype).requires_grad_(true));
+      }
+      const Tensor out =
+          lstm_sequence(fused[0], fused[1], fused[2], fused[3], with_bias ? fused[4] : Tensor());
+      REQUIRE(out.shape() == Shape{2, T, B, H});
+      std::vector<Tensor> hs, cs;
+      Tensor h = loop[1], c = loop[2];
+      for (std::size_t t = 0; t < T; ++t) {
+        const Tensor next = lstm_cell(select(loop[0], 0, std::ptrdiff_t(t)),
+                                      linear(h, loop[3], with_bias ? loop[4] : Tensor()), c);
+        h = select(next, 0, 0);
+        c = select(next, 0, 1);
+        hs.push_back(h);
+        cs.push_back(c);
+      }
+      const Tensor want = stack({stack(hs, 0), stack(cs, 0)}, 0);
+      const double tol = dtype == kFloat64 ? 1e-13 : 2e-6;
+      check_close(values(out), values(want), tol);
+      sum(mul(out, cast(g, dtype))).backward();
+      sum(mul(want, cast(g, dtype))).backward();
+      for (std::size_t k = 0; k < (with_bias ? 5u : 4u); ++k) {
+        INFO("gradient of input " << k);
+        check_close(values(fused[k].grad()), values(loop[k].grad()), tol);
+      }
+    }
+  }
+  CHECK_THROWS_WITH_AS(lstm_sequence(random64({2, 3, 15}, 1), random64({3, 5}, 1),
+                                     random64({3, 5}, 1), random64({20, 5}, 1)),
+                       doctest::Contains("lstm_sequence: needs projections xp (T, B, 4H)"),
+                       ShapeError);
+  CHECK_THROWS_AS(lstm_sequence(xp, h0, random64({B, H + 1}, 1), w), ShapeError);
+  CHECK_THROWS_AS(lstm_sequence(xp, h0, cast(c0, kFloat32), w), DtypeError);
+}

@@ -1,0 +1,115 @@
+#pragma once
+// The arithmetic of one recurrent step's gates over B rows, shared by the one-step ops (gru_cell,
+// lstm_cell) and the whole-layer ones (gru_sequence, lstm_sequence). Included by those files only.
+// GRU:
+//   r = sigmoid(xp_r + hp_r),  z = sigmoid(xp_z + hp_z),  n = tanh(xp_n + r hp_n)
+//   h' = (1 - z) n + z h
+// With g = dL/dh':  da_n = g (1 - z)(1 - n^2),  da_r = da_n hp_n r (1 - r),
+//   da_z = g (h - n) z (1 - z);  dxp = [da_r, da_z, da_n],  dhp = [da_r, da_z, da_n r],  dh = g z.
+
+#include <algorithm>
+#include <cstddef>
+
+#include "autograd/detail/kernels.hpp"
+
+namespace xgrad::detail {
+
+// next (B, H) from xp, hp (B, 3H) and h (B, H); gates (B, 4H) keeps r, z, n and hp_n per row for
+// the backward. exp and tanh run vectorized over each row's gates (float32).
+template <class T>
+void gru_gates_forward(const T* xp, const T* hp, const T* h, std::size_t B, std::size_t H, T* next,
+                       T* gates) {
+  for (std::size_t b = 0; b < B; ++b) {
+    const T* x = xp + b * 3 * H;
+    const T* p = hp + b * 3 * H;
+    T* s = gates + b * 4 * H;  // r, z, n, hp_n
+    // r and z: 1 / (1 + e^-a), the exponentials of both gates in one vectorized pass
+    for (std::size_t j = 0; j < 2 * H; ++j) s[j] = -(x[j] + p[j]);
+    exp_in_place(s, 2 * H);
+    for (std::size_t j = 0; j < 2 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
+    for (std::size_t j = 0; j < H; ++j) {
+      s[2 * H + j] = x[2 * H + j] + s[j] * p[2 * H + j];
+      s[3 * H + j] = p[2 * H + j];
+    }
+    tanh_in_place(s + 2 * H, H);
+    for (std::size_t j = 0; j < H; ++j) {
+      const T z = s[H + j], n = s[2 * H + j];
+      next[b * H + j] = n + z * (h[b * H + j] - n);
+    }
+  }
+}
+
+// dxp, dhp (B, 3H) and dh (B, H) from g = dL/dh' (B, H), the state h and the saved gates.
+template <class T>
+void gru_gates_backward(const T* g, const T* h, const T* gates, std::size_t B, std::size_t H,
+                        T* dxp, T* dhp, T* dh) {
+  for (std::size_t b = 0; b < B; ++b) {
+    const T* s = gates + b * 4 * H;  // r, z, n, hp_n
+    T* x = dxp + b * 3 * H;
+    T* y = dhp + b * 3 * H;
+    for (std::size_t j = 0; j < H; ++j) {
+      const T r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
+      const T gv = g[b * H + j], hv = h[b * H + j];
+      const T da_n = gv * (T{1} - z) * (T{1} - n * n);
+      const T da_r = da_n * hn * r * (T{1} - r);
+      const T da_z = gv * (hv - n) * z * (T{1} - z);
+      x[j] = y[j] = da_r;
+      x[H + j] = y[H + j] = da_z;
+      x[2 * H + j] = da_n;
+      y[2 * H + j] = da_n * r;
+      dh[b * H + j] = gv * z;
+    }
+  }
+}
+
+// LSTM, from a = xp + hp (B, 4H; blocks i, f, g, o) and the cell state c (B, H):
+//   i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g),  c' = f c + i g,  h' = o tanh(c')
+// With G_h, G_c = dL/dh', dL/dc' and t = tanh(c'):  dc' = G_c + G_h o (1 - t^2),
+//   da = [dc' g i (1 - i), dc' c f (1 - f), dc' i (1 - g^2), G_h t o (1 - o)],  dc = dc' f.
+
+// h_out, c_out (B, H) from xp, hp (B, 4H) and c; gates (B, 5H) keeps i, f, g, o and t per row.
+template <class T>
+void lstm_gates_forward(const T* xp, const T* hp, const T* c, std::size_t B, std::size_t H,
+                        T* h_out, T* c_out, T* gates) {
+  for (std::size_t b = 0; b < B; ++b) {
+    const T* x = xp + b * 4 * H;
+    const T* p = hp + b * 4 * H;
+    T* s = gates + b * 5 * H;  // i, f, g, o, t
+    // i, f and o: 1 / (1 + e^-a), their exponentials in vectorized passes; g = tanh(a_g)
+    for (std::size_t j = 0; j < 4 * H; ++j) s[j] = x[j] + p[j];
+    for (std::size_t j = 0; j < 2 * H; ++j) s[j] = -s[j];
+    for (std::size_t j = 3 * H; j < 4 * H; ++j) s[j] = -s[j];
+    exp_in_place(s, 2 * H);
+    exp_in_place(s + 3 * H, H);
+    tanh_in_place(s + 2 * H, H);
+    for (std::size_t j = 0; j < 2 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
+    for (std::size_t j = 3 * H; j < 4 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
+    for (std::size_t j = 0; j < H; ++j)
+      c_out[b * H + j] = s[H + j] * c[b * H + j] + s[j] * s[2 * H + j];
+    std::copy(c_out + b * H, c_out + (b + 1) * H, s + 4 * H);
+    tanh_in_place(s + 4 * H, H);
+    for (std::size_t j = 0; j < H; ++j) h_out[b * H + j] = s[3 * H + j] * s[4 * H + j];
+  }
+}
+
+// da (B, 4H) and dc (B, H) from G_h, G_c (B, H), the cell state c and the saved gates.
+template <class T>
+void lstm_gates_backward(const T* gh, const T* gc, const T* c, const T* gates, std::size_t B,
+                         std::size_t H, T* da, T* dc) {
+  for (std::size_t b = 0; b < B; ++b) {
+    const T* s = gates + b * 5 * H;  // i, f, g, o, t
+    T* d = da + b * 4 * H;
+    for (std::size_t j = 0; j < H; ++j) {
+      const std::size_t k = b * H + j;
+      const T i = s[j], f = s[H + j], gg = s[2 * H + j], o = s[3 * H + j], t = s[4 * H + j];
+      const T dcn = gc[k] + gh[k] * o * (T{1} - t * t);
+      d[j] = dcn * gg * i * (T{1} - i);
+      d[H + j] = dcn * c[k] * f * (T{1} - f);
+      d[2 * H + j] = dcn * i * (T{1} - gg * gg);
+      d[3 * H + j] = gh[k] * t * o * (T{1} - o);
+      dc[k] = dcn * f;
+    }
+  }
+}
+
+}  // namespace xgrad::detail
