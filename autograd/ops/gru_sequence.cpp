@@ -45,7 +45,8 @@ struct GruSequence final : Node {
         // the carry becomes g z (the direct path), then gains dhp_t W_hh (through hp_t)
         detail::gru_gates_backward(upstream.data(), before, pgates + t * B * 4 * H, B, H,
                                    dxp.data() + t * wide, dhp_t, carry.data());
-        detail::gemm(false, false, B, H, 3 * H, V{1}, dhp_t, 3 * H, pw, H, V{1}, carry.data(), H);
+        if (t > 0 || needs_grad(1))  // h0's gradient only when asked for
+          detail::gemm(false, false, B, H, 3 * H, V{1}, dhp_t, 3 * H, pw, H, V{1}, carry.data(), H);
       }
       if (needs_grad(0)) grads[0] = Tensor(std::move(dxp));
       if (needs_grad(1)) grads[1] = Tensor(std::move(carry));

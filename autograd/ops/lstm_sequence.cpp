@@ -49,7 +49,9 @@ struct LstmSequence final : Node {
         V* da_t = da.data() + t * wide;
         detail::lstm_gates_backward(gh.data(), gc.data(), c_before, pgates + t * B * 5 * H, B, H,
                                     da_t, carry_c.data());
-        detail::gemm(false, false, B, H, 4 * H, V{1}, da_t, 4 * H, pw, H, V{0}, carry_h.data(), H);
+        if (t > 0 || needs_grad(1))  // h0's gradient only when asked for
+          detail::gemm(false, false, B, H, 4 * H, V{1}, da_t, 4 * H, pw, H, V{0}, carry_h.data(),
+                       H);
       }
       if (needs_grad(3)) {  // D^T P: the first step's rows against h0, the rest against the states
         xt::xarray<V> dw = detail::empty<V>({4 * H, H});
