@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <vector>
 
+#include "autograd/detail/blas.hpp"
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad::detail {
@@ -110,6 +112,26 @@ void lstm_gates_backward(const T* gh, const T* gc, const T* c, const T* gates, s
       dc[k] = dcn * f;
     }
   }
+}
+
+// The recurrent weight's and bias's gradients in a whole-layer op, from D, the (T B, width) stack
+// of every step's gate gradients (width = 3H or 4H): dW_hh (width, H) = D^T P, P the (T B, H)
+// stack of the states each step started from (h0, then the first T - 1 states, contiguous
+// (T - 1, B, H)), in two products; db_hh (width) = D's column sums, in double.
+template <class T>
+void recurrent_weight_grad(const T* d, const T* h0, const T* states, std::size_t steps,
+                           std::size_t B, std::size_t H, std::size_t width, T* dw) {
+  gemm(true, false, width, H, B, T{1}, d, width, h0, H, T{0}, dw, H);
+  if (steps > 1)
+    gemm(true, false, width, H, (steps - 1) * B, T{1}, d + B * width, width, states, H, T{1}, dw,
+         H);
+}
+template <class T>
+void recurrent_bias_grad(const T* d, std::size_t rows, std::size_t width, T* db) {
+  std::vector<double> sums(width, 0.0);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < width; ++j) sums[j] += double(d[r * width + j]);
+  for (std::size_t j = 0; j < width; ++j) db[j] = static_cast<T>(sums[j]);
 }
 
 }  // namespace xgrad::detail

@@ -50,21 +50,15 @@ struct GruSequence final : Node {
       }
       if (needs_grad(0)) grads[0] = Tensor(std::move(dxp));
       if (needs_grad(1)) grads[1] = Tensor(std::move(carry));
-      if (needs_grad(2)) {  // D^T P: the first step's rows against h0, the rest against the states
+      if (needs_grad(2)) {
         xt::xarray<V> dw = detail::empty<V>({3 * H, H});
-        detail::gemm(true, false, 3 * H, H, B, V{1}, dhp.data(), 3 * H, ph0, H, V{0}, dw.data(), H);
-        if (T > 1)
-          detail::gemm(true, false, 3 * H, H, (T - 1) * B, V{1}, dhp.data() + wide, 3 * H, ps, H,
-                       V{1}, dw.data(), H);
+        detail::recurrent_weight_grad(dhp.data(), ph0, ps, T, B, H, 3 * H, dw.data());
         grads[2] = Tensor(std::move(dw));
       }
       if (bias_ && needs_grad(3)) {
-        std::vector<double> db(3 * H, 0.0);
-        for (std::size_t r = 0; r < T * B; ++r)
-          for (std::size_t j = 0; j < 3 * H; ++j) db[j] += double(dhp.data()[r * 3 * H + j]);
-        xt::xarray<V> out = detail::empty<V>({3 * H});
-        for (std::size_t j = 0; j < 3 * H; ++j) out.data()[j] = static_cast<V>(db[j]);
-        grads[3] = Tensor(std::move(out));
+        xt::xarray<V> db = detail::empty<V>({3 * H});
+        detail::recurrent_bias_grad(dhp.data(), T * B, 3 * H, db.data());
+        grads[3] = Tensor(std::move(db));
       }
     });
   }

@@ -53,21 +53,15 @@ struct LstmSequence final : Node {
           detail::gemm(false, false, B, H, 4 * H, V{1}, da_t, 4 * H, pw, H, V{0}, carry_h.data(),
                        H);
       }
-      if (needs_grad(3)) {  // D^T P: the first step's rows against h0, the rest against the states
+      if (needs_grad(3)) {
         xt::xarray<V> dw = detail::empty<V>({4 * H, H});
-        detail::gemm(true, false, 4 * H, H, B, V{1}, da.data(), 4 * H, ph0, H, V{0}, dw.data(), H);
-        if (T > 1)
-          detail::gemm(true, false, 4 * H, H, (T - 1) * B, V{1}, da.data() + wide, 4 * H, hs, H,
-                       V{1}, dw.data(), H);
+        detail::recurrent_weight_grad(da.data(), ph0, hs, T, B, H, 4 * H, dw.data());
         grads[3] = Tensor(std::move(dw));
       }
       if (bias_ && needs_grad(4)) {
-        std::vector<double> db(4 * H, 0.0);
-        for (std::size_t r = 0; r < T * B; ++r)
-          for (std::size_t j = 0; j < 4 * H; ++j) db[j] += double(da.data()[r * 4 * H + j]);
-        xt::xarray<V> sums = detail::empty<V>({4 * H});
-        for (std::size_t j = 0; j < 4 * H; ++j) sums.data()[j] = static_cast<V>(db[j]);
-        grads[4] = Tensor(std::move(sums));
+        xt::xarray<V> db = detail::empty<V>({4 * H});
+        detail::recurrent_bias_grad(da.data(), T * B, 4 * H, db.data());
+        grads[4] = Tensor(std::move(db));
       }
       if (needs_grad(0)) grads[0] = Tensor(std::move(da));
       if (needs_grad(1)) grads[1] = Tensor(std::move(carry_h));
