@@ -518,7 +518,7 @@ Tensor run_direction(const Tensor& data, const std::vector<std::size_t>& batch_s
   const Tensor projected = linear(data, weight_ih, bias_ih);
   const bool unpacked =
       std::all_of(batch_sizes.begin(), batch_sizes.end(), [B](std::size_t n) { return n == B; });
-  if (!reverse && unpacked) {  // equal lengths, forward: the layer's steps in one op
+  if (T > 0 && !reverse && unpacked) {  // equal lengths, forward: the layer's steps in one op
     const auto H = signed_size(state.h.size(1)), last = signed_size(T) - 1;
     const Tensor xp = reshape(projected, {signed_size(T), signed_size(B), (lstm ? 4 : 3) * H});
     if (!lstm) {
