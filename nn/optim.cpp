@@ -7,6 +7,7 @@
 
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/optim_kernels.hpp"
 #include "autograd/parallel.hpp"
 #include "autograd/profiler.hpp"
 
@@ -284,6 +285,11 @@ void Adam::step() {
     const bool decay_first = decoupled_ && wd != 0;
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
       const FlushDenormals flush;  // decaying state must not crawl through denormals
+      if constexpr (std::is_same_v<T, float>) {  // the same loop in vector lanes, bit for bit
+        const AdamStep c{b1, b2, lr, wd, step_size, root_c2, eps, l2, decay_first};
+        adam_update(pp + begin, pg + begin, m + begin, v + begin, end - begin, c);
+        return;
+      }
       if (decay_first)  // AdamW: decay the weights first, apart from the gradient
         for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * wd * pp[j];
       for (std::size_t j = begin; j < end; ++j) {

@@ -82,5 +82,24 @@ const Functions& functions(Isa isa) {
 void exp(float* x, std::size_t n) { best().exp(x, n); }
 void tanh(float* x, std::size_t n) { best().tanh(x, n); }
 void erf(float* x, std::size_t n) { best().erf(x, n); }
+void layer_norm_forward(const LayerNormRows& in, const float* b, double eps, float* z, float* mean,
+                        float* invstd) {
+  best().layer_norm_forward(in, b, eps, z, mean, invstd);
+}
+void layer_norm_backward(const LayerNormRows& in, const float* g, const float* mean,
+                         const float* invstd, float* dx, double* dw, double* db, float* scratch) {
+  best().layer_norm_backward(in, g, mean, invstd, dx, dw, db, scratch);
+}
+void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
+  best().adam_update(p, g, m, v, n, c);
+}
 
 }  // namespace xgrad::detail::vec
+
+namespace xgrad {
+
+void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
+  detail::vec::adam_update(p, g, m, v, n, c);
+}
+
+}  // namespace xgrad

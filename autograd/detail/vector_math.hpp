@@ -1,19 +1,43 @@
 #pragma once
-// Transcendental functions over float arrays, in place (x[i] = f(x[i])), vectorized with xsimd
-// for the widest instruction set the processor has, chosen once at the first call: AVX-512
-// (16 lanes), AVX2 (8), or SSE2 (4, x86-64's baseline). std::exp and friends are calls that no
-// loop vectorizes; these run to about 1 ulp. The elements past the last full vector go through
-// the same vector code (padded), so a value never depends on where it sits in the array.
+// Transcendental functions over float arrays, in place (x[i] = f(x[i])), and the loops of layer
+// norm and of the Adam update, vectorized with xsimd for the widest instruction set the processor
+// has, chosen once at the first call: AVX-512 (16 lanes), AVX2 (8), or SSE2 (4, x86-64's
+// baseline; all a plain loop gets from the compiler's default flags). std::exp and friends are
+// calls that no loop vectorizes; these run to about 1 ulp. The elements past the last full vector
+// go through the same vector code (padded), so a value never depends on where it sits in the
+// array.
 // XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the choice (as ATen's
 // ATEN_CPU_CAPABILITY), to measure or test a narrower path on a wider processor.
 
 #include <cstddef>
+
+#include "autograd/optim_kernels.hpp"
 
 namespace xgrad::detail::vec {
 
 void exp(float* x, std::size_t n);
 void tanh(float* x, std::size_t n);
 void erf(float* x, std::size_t n);
+
+// Layer norm over the rows of x (rows x d), float32, as autograd/ops/layer_norm.cpp writes it:
+// each row's mean and 1 / sqrt(biased variance + eps) into mean[r] and invstd[r], and
+// z = (x - mean) invstd w + b (w, b null when absent). The sums run in vector lanes, each
+// row's total in double.
+struct LayerNormRows {
+  const float* x;
+  const float* w;  // null: no weight
+  std::size_t rows, d;
+};
+void layer_norm_forward(const LayerNormRows& in, const float* b, double eps, float* z, float* mean,
+                        float* invstd);
+// Its backward from g (rows x d) and the forward's mean and invstd: dx (rows x d); dw += the
+// column sums of g xhat and db += those of g, in double (each null when not wanted; the rows'
+// sums go through float partial sums of at most 16 rows). scratch: 2 d floats.
+void layer_norm_backward(const LayerNormRows& in, const float* g, const float* mean,
+                         const float* invstd, float* dx, double* dw, double* db, float* scratch);
+
+// xgrad::adam_update (autograd/optim_kernels.hpp) on this path.
+void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c);
 
 // The instruction sets with a path, narrowest first.
 enum class Isa { sse2, avx2, avx512 };
@@ -32,6 +56,10 @@ struct Functions {
   void (*exp)(float*, std::size_t);
   void (*tanh)(float*, std::size_t);
   void (*erf)(float*, std::size_t);
+  void (*layer_norm_forward)(const LayerNormRows&, const float*, double, float*, float*, float*);
+  void (*layer_norm_backward)(const LayerNormRows&, const float*, const float*, const float*,
+                              float*, double*, double*, float*);
+  void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
 };
 const Functions& functions(Isa isa);
 

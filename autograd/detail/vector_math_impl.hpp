@@ -5,6 +5,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include <cstddef>
+#include <type_traits>
 
 #include "autograd/detail/vector_math.hpp"
 
@@ -36,7 +37,164 @@ struct Loops {
   static void erf(float* x, std::size_t n) {
     apply<Arch>(x, n, [](const auto& b) { return xsimd::erf(b); });
   }
-  static constexpr Functions table = {exp, tanh, erf};
+
+  using Batch = xsimd::batch<float, Arch>;
+  static constexpr std::size_t width = Batch::size;
+
+  // The sum of a batch's lanes.
+  static float reduce(const Batch& a) {
+    // xsimd 8's hadd for AVX-512F calls an AVX-512DQ instruction: the F one instead
+    if constexpr (std::is_same_v<Arch, xsimd::avx512f>)
+      return _mm512_reduce_add_ps(a);
+    else
+      return xsimd::hadd(a);
+  }
+
+  // The sum of f(i) over i = 0, width, 2 width, ... below n (f returns a Batch for lanes i..),
+  // in two running vectors.
+  template <class F>
+  static double lane_sum(std::size_t n, F f) {
+    Batch a(0.0f), b(0.0f);
+    std::size_t i = 0;
+    for (; i + 2 * width <= n; i += 2 * width) {
+      a += f(i);
+      b += f(i + width);
+    }
+    if (i + width <= n) a += f(i);
+    return double(reduce(a + b));
+  }
+
+  static void layer_norm_forward(const LayerNormRows& in, const float* b, double eps, float* z,
+                                 float* mean, float* invstd) {
+    const std::size_t d = in.d, body = d - d % width;
+    for (std::size_t r = 0; r < in.rows; ++r) {
+      const float* x = in.x + r * d;
+      double sum = lane_sum(d, [x](std::size_t i) { return Batch::load_unaligned(x + i); });
+      for (std::size_t j = body; j < d; ++j) sum += double(x[j]);
+      const float m = static_cast<float>(sum / double(d));
+      const Batch vm(m);
+      double sq = lane_sum(d, [x, &vm](std::size_t i) {
+        const Batch c = Batch::load_unaligned(x + i) - vm;
+        return c * c;
+      });
+      for (std::size_t j = body; j < d; ++j) sq += double((x[j] - m) * (x[j] - m));
+      // 1 / sqrt in double, as the scalar loop: no library call in this file (see apply)
+      const float s = static_cast<float>(1 / __builtin_sqrt(sq / double(d) + eps));
+      mean[r] = m;
+      invstd[r] = s;
+      const Batch vs(s);
+      float* out = z + r * d;
+      std::size_t j = 0;
+      for (; j < body; j += width) {
+        Batch t = (Batch::load_unaligned(x + j) - vm) * vs;
+        if (in.w) t = t * Batch::load_unaligned(in.w + j);
+        if (b) t = t + Batch::load_unaligned(b + j);
+        t.store_unaligned(out + j);
+      }
+      for (; j < d; ++j) {
+        float t = (x[j] - m) * s;
+        if (in.w) t = t * in.w[j];
+        if (b) t = t + b[j];
+        out[j] = t;
+      }
+    }
+  }
+
+  static void layer_norm_backward(const LayerNormRows& in, const float* g, const float* mean,
+                                  const float* invstd, float* dx, double* dw, double* db,
+                                  float* scratch) {
+    const std::size_t d = in.d, body = d - d % width;
+    const float* w = in.w;
+    float* fw = scratch;  // float partial sums of dw and db over at most kBlock rows
+    float* fb = scratch + d;
+    constexpr std::size_t kBlock = 16;
+    for (std::size_t j = 0; j < 2 * d; ++j) scratch[j] = 0;
+    const auto flush = [&] {
+      for (std::size_t j = 0; j < d; ++j) {
+        if (dw) dw[j] += double(fw[j]);
+        if (db) db[j] += double(fb[j]);
+        fw[j] = fb[j] = 0;
+      }
+    };
+    for (std::size_t r = 0; r < in.rows; ++r) {
+      const float* x = in.x + r * d;
+      const float* gr = g + r * d;
+      const float m = mean[r], s = invstd[r];
+      const Batch vm(m), vs(s);
+      // dxhat = g w; the sums of dxhat and of dxhat xhat
+      const auto dxhat = [gr, w](std::size_t i) {
+        const Batch gi = Batch::load_unaligned(gr + i);
+        return w ? gi * Batch::load_unaligned(w + i) : gi;
+      };
+      Batch acc_d(0.0f), acc_dx(0.0f);
+      for (std::size_t i = 0; i < body; i += width) {
+        const Batch di = dxhat(i);
+        acc_d += di;
+        acc_dx += di * ((Batch::load_unaligned(x + i) - vm) * vs);
+      }
+      double sum_d = reduce(acc_d), sum_dx = reduce(acc_dx);
+      for (std::size_t j = body; j < d; ++j) {
+        const float dj = w ? gr[j] * w[j] : gr[j];
+        sum_d += double(dj);
+        sum_dx += double(dj * ((x[j] - m) * s));
+      }
+      const float a = static_cast<float>(sum_d / double(d));
+      const float c = static_cast<float>(sum_dx / double(d));
+      const Batch va(a), vc(c);
+      float* out = dx + r * d;
+      std::size_t j = 0;
+      for (; j < body; j += width) {
+        const Batch gj = Batch::load_unaligned(gr + j);
+        const Batch xhat = (Batch::load_unaligned(x + j) - vm) * vs;
+        (vs * (dxhat(j) - va - xhat * vc)).store_unaligned(out + j);
+        if (dw) (Batch::load_unaligned(fw + j) + gj * xhat).store_unaligned(fw + j);
+        if (db) (Batch::load_unaligned(fb + j) + gj).store_unaligned(fb + j);
+      }
+      for (; j < d; ++j) {
+        const float xhat = (x[j] - m) * s;
+        const float dj = w ? gr[j] * w[j] : gr[j];
+        out[j] = s * (dj - a - xhat * c);
+        fw[j] += gr[j] * xhat;
+        fb[j] += gr[j];
+      }
+      if ((r + 1) % kBlock == 0 || r + 1 == in.rows) flush();
+    }
+  }
+
+  // Adam's update of lanes i.. of the four arrays (see vector_math.hpp for the order).
+  static void adam_lanes(float* p, const float* g, float* m, float* v, const AdamStep& c) {
+    Batch vp = Batch::load_unaligned(p);
+    if (c.decay_first) vp = vp - Batch(c.lr * c.wd) * vp;
+    const Batch dj = Batch::load_unaligned(g) + Batch(c.l2) * vp;
+    const Batch vmj = Batch(c.b1) * Batch::load_unaligned(m) + Batch(1 - c.b1) * dj;
+    const Batch vvj = Batch(c.b2) * Batch::load_unaligned(v) + Batch(1 - c.b2) * dj * dj;
+    vp = vp - Batch(c.step_size) * vmj / (xsimd::sqrt(vvj) / Batch(c.root_c2) + Batch(c.eps));
+    vp.store_unaligned(p);
+    vmj.store_unaligned(m);
+    vvj.store_unaligned(v);
+  }
+  static void adam_update(float* p, const float* g, float* m, float* v, std::size_t n,
+                          const AdamStep& c) {
+    std::size_t i = 0;
+    for (; i + width <= n; i += width) adam_lanes(p + i, g + i, m + i, v + i, c);
+    if (i == n) return;
+    alignas(64) float tail[4][width] = {};  // the last elements, padded (as in apply)
+    for (std::size_t k = i; k < n; ++k) {
+      tail[0][k - i] = p[k];
+      tail[1][k - i] = g[k];
+      tail[2][k - i] = m[k];
+      tail[3][k - i] = v[k];
+    }
+    adam_lanes(tail[0], tail[1], tail[2], tail[3], c);
+    for (std::size_t k = i; k < n; ++k) {
+      p[k] = tail[0][k - i];
+      m[k] = tail[2][k - i];
+      v[k] = tail[3][k - i];
+    }
+  }
+
+  static constexpr Functions table = {
+      exp, tanh, erf, layer_norm_forward, layer_norm_backward, adam_update};
 };
 
 // Each path's table, from the file compiled for it.

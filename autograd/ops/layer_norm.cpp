@@ -5,11 +5,14 @@
 //   dw = sum over rows of g xhat,  db = sum over rows of g
 //   Saves x, w, and mu and s per row.
 // NOTE: a primitive for speed: two passes over a row for its statistics, one for z; the backward
-// one pass per row for both sums, one for dx. Under create_graph the backward is written in ops
-// (the statistics recomputed from x by mean and var) so that its own derivative is recorded.
+// one pass per row for both sums, one for dx. float32 runs them in vector lanes for the widest
+// instruction set the processor has (detail::vec::layer_norm_forward, _backward). Under
+// create_graph the backward is written in ops (the statistics recomputed from x by mean and var) so
+// that its own derivative is recorded.
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/vector_math.hpp"
 #include "autograd/grad_mode.hpp"
 
 namespace xgrad {
@@ -42,28 +45,13 @@ struct LayerNorm final : Node {
       const T* pw = affine_ ? detail::data<T>(w) : nullptr;
       xt::xarray<T> dx = detail::empty<T>(x.shape());
       std::vector<double> dw(affine_ ? D : 0, 0.0), db(bias_ ? D : 0, 0.0);
-      std::vector<T> dxhat(pw ? D : 0);
-      for (std::size_t r = 0; r < R; ++r) {
-        const T* xr = px + r * D;
-        const T* gr = pg + r * D;
-        const T m = pm[r], s = ps[r];
-        // one loop per quantity, each of which vectorizes (the sums as the forward's, in eight
-        // running sums); a single loop with all of them in double did not
-        const T* d = gr;
-        if (pw) {
-          for (std::size_t j = 0; j < D; ++j) dxhat[j] = gr[j] * pw[j];
-          d = dxhat.data();
-        }
-        const double sum_d = detail::row_sum(d, D, [](T e) { return e; });
-        const double sum_dx =
-            detail::row_sum2(d, xr, D, [m, s](T de, T xe) { return de * ((xe - m) * s); });
-        if (affine_)
-          for (std::size_t j = 0; j < D; ++j) dw[j] += double(gr[j]) * double((xr[j] - m) * s);
-        if (bias_)
-          for (std::size_t j = 0; j < D; ++j) db[j] += double(gr[j]);
-        const T a = static_cast<T>(sum_d / double(D)), b = static_cast<T>(sum_dx / double(D));
-        T* out = dx.data() + r * D;
-        for (std::size_t j = 0; j < D; ++j) out[j] = s * (d[j] - a - (xr[j] - m) * s * b);
+      if constexpr (std::is_same_v<T, float>) {  // in vector lanes (detail/vector_math.hpp)
+        std::vector<float> scratch(2 * D);
+        detail::vec::layer_norm_backward({px, pw, R, D}, pg, pm, ps, dx.data(),
+                                         affine_ ? dw.data() : nullptr, bias_ ? db.data() : nullptr,
+                                         scratch.data());
+      } else {
+        backward_rows(px, pg, pm, ps, pw, dx.data(), dw, db);
       }
       const Shape normalized(x.shape().end() - static_cast<std::ptrdiff_t>(k_), x.shape().end());
       const auto to_tensor = [&](const std::vector<double>& v) {
@@ -75,6 +63,36 @@ struct LayerNorm final : Node {
       if (affine_ && needs_grad(wi)) grads[wi] = to_tensor(dw);
       if (bias_ && needs_grad(bi)) grads[bi] = to_tensor(db);
     });
+  }
+
+  // The backward's loops for float64 (float32 takes detail::vec's).
+  template <class T>
+  void backward_rows(const T* px, const T* pg, const T* pm, const T* ps, const T* pw, T* pdx,
+                     std::vector<double>& dw, std::vector<double>& db) const {
+    const std::size_t R = rows_, D = width_;
+    std::vector<T> dxhat(pw ? D : 0);
+    for (std::size_t r = 0; r < R; ++r) {
+      const T* xr = px + r * D;
+      const T* gr = pg + r * D;
+      const T m = pm[r], s = ps[r];
+      // one loop per quantity, each of which vectorizes (the sums as the forward's, in eight
+      // running sums); a single loop with all of them in double did not
+      const T* d = gr;
+      if (pw) {
+        for (std::size_t j = 0; j < D; ++j) dxhat[j] = gr[j] * pw[j];
+        d = dxhat.data();
+      }
+      const double sum_d = detail::row_sum(d, D, [](T e) { return e; });
+      const double sum_dx =
+          detail::row_sum2(d, xr, D, [m, s](T de, T xe) { return de * ((xe - m) * s); });
+      if (affine_)
+        for (std::size_t j = 0; j < D; ++j) dw[j] += double(gr[j]) * double((xr[j] - m) * s);
+      if (bias_)
+        for (std::size_t j = 0; j < D; ++j) db[j] += double(gr[j]);
+      const T a = static_cast<T>(sum_d / double(D)), b = static_cast<T>(sum_dx / double(D));
+      T* out = pdx + r * D;
+      for (std::size_t j = 0; j < D; ++j) out[j] = s * (d[j] - a - (xr[j] - m) * s * b);
+    }
   }
 
   // The same in ops, for create_graph: the statistics come from x again.
@@ -130,21 +148,24 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
     const T* pb = bias.defined() ? detail::data<T>(bias) : nullptr;
     xt::xarray<T> means = detail::empty<T>(stats_shape), inv = detail::empty<T>(stats_shape);
     xt::xarray<T> z = detail::empty<T>(x.shape());
-    for (std::size_t r = 0; r < R; ++r) {
-      const T* row = px + r * D;
-      const double m = detail::row_sum(row, D, [](T e) { return e; }) / double(D);
-      const T mt = static_cast<T>(m);
-      const double v =
-          detail::row_sum(row, D, [mt](T e) { return (e - mt) * (e - mt); }) / double(D);
-      const T s = static_cast<T>(1 / std::sqrt(v + eps));
-      means.data()[r] = mt;
-      inv.data()[r] = s;
-      T* dst = z.data() + r * D;
-      for (std::size_t j = 0; j < D; ++j) {
-        const T xhat = (row[j] - mt) * s;
-        dst[j] = (pw ? xhat * pw[j] : xhat) + (pb ? pb[j] : T{0});
+    if constexpr (std::is_same_v<T, float>)  // in vector lanes (detail/vector_math.hpp)
+      detail::vec::layer_norm_forward({px, pw, R, D}, pb, eps, z.data(), means.data(), inv.data());
+    else
+      for (std::size_t r = 0; r < R; ++r) {
+        const T* row = px + r * D;
+        const double m = detail::row_sum(row, D, [](T e) { return e; }) / double(D);
+        const T mt = static_cast<T>(m);
+        const double v =
+            detail::row_sum(row, D, [mt](T e) { return (e - mt) * (e - mt); }) / double(D);
+        const T s = static_cast<T>(1 / std::sqrt(v + eps));
+        means.data()[r] = mt;
+        inv.data()[r] = s;
+        T* dst = z.data() + r * D;
+        for (std::size_t j = 0; j < D; ++j) {
+          const T xhat = (row[j] - mt) * s;
+          dst[j] = (pw ? xhat * pw[j] : xhat) + (pb ? pb[j] : T{0});
+        }
       }
-    }
     mu = Tensor(std::move(means));
     invstd = Tensor(std::move(inv));
     return Tensor(std::move(z));

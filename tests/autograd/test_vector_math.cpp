@@ -91,3 +91,114 @@ TEST_CASE("every path gives the same values within float rounding; the chosen on
     if (!vec::supported(isa))
       CHECK_THROWS_WITH(vec::functions(isa), doctest::Contains("this processor has no"));
 }
+
+namespace {
+// Values in [-scale, scale) from a fixed linear congruential sequence.
+std::vector<float> filled(std::size_t n, unsigned seed, float scale = 1.0f) {
+  std::vector<float> v(n);
+  for (float& e : v) {
+    seed = seed * 1664525u + 1013904223u;
+    e = scale * (float(seed >> 8) / float(1u << 24) * 2.0f - 1.0f);
+  }
+  return v;
+}
+}  // namespace
+
+TEST_CASE("vectorized layer norm rows, forward and backward, against double on every path") {
+  for (vec::Isa isa : paths())
+    for (std::size_t d : {1u, 3u, 8u, 16u, 17u, 37u, 256u})
+      for (int affine = 0; affine < 2; ++affine) {
+        INFO(std::string(vec::isa_name(isa))
+             << ", width " << d << (affine ? ", with w and b" : ""));
+        const std::size_t rows = 19;  // more than one block of the backward's float sums
+        const std::vector<float> x = filled(rows * d, unsigned(d), 3.0f);
+        const std::vector<float> g = filled(rows * d, unsigned(d) + 7);
+        const std::vector<float> w = filled(d, 11), b = filled(d, 13);
+        const float* pw = affine ? w.data() : nullptr;
+        const float* pb = affine ? b.data() : nullptr;
+        const double eps = 1e-5;
+        const vec::Functions& f = vec::functions(isa);
+        std::vector<float> z(rows * d), mean(rows), invstd(rows), dx(rows * d), scratch(2 * d);
+        std::vector<double> dw(d, 0.5), db(d, -0.5);  // added to, as the op's accumulators
+        f.layer_norm_forward({x.data(), pw, rows, d}, pb, eps, z.data(), mean.data(),
+                             invstd.data());
+        f.layer_norm_backward({x.data(), pw, rows, d}, g.data(), mean.data(), invstd.data(),
+                              dx.data(), affine ? dw.data() : nullptr, affine ? db.data() : nullptr,
+                              scratch.data());
+        std::vector<double> want_dw(d, 0.5), want_db(d, -0.5);
+        for (std::size_t r = 0; r < rows; ++r) {
+          const float* xr = x.data() + r * d;
+          const float* gr = g.data() + r * d;
+          double m = 0, v = 0;
+          for (std::size_t j = 0; j < d; ++j) m += xr[j];
+          m /= double(d);
+          for (std::size_t j = 0; j < d; ++j) v += (xr[j] - m) * (xr[j] - m);
+          const double s = 1 / std::sqrt(v / double(d) + eps);
+          CHECK(std::abs(mean[r] - m) <= 1e-6 * 3);
+          CHECK(std::abs(invstd[r] - s) <= 1e-6 * s);
+          std::vector<double> xhat(d), dxhat(d);
+          double sum_d = 0, sum_dx = 0;
+          for (std::size_t j = 0; j < d; ++j) {
+            xhat[j] = (xr[j] - m) * s;
+            dxhat[j] = gr[j] * (affine ? w[j] : 1.0);
+            sum_d += dxhat[j];
+            sum_dx += dxhat[j] * xhat[j];
+            want_dw[j] += gr[j] * xhat[j];
+            want_db[j] += gr[j];
+          }
+          for (std::size_t j = 0; j < d; ++j) {
+            const double zj = affine ? xhat[j] * w[j] + b[j] : xhat[j];
+            CHECK(std::abs(z[r * d + j] - zj) <= 2e-6 * (1 + std::abs(zj)));
+            const double dxj = s * (dxhat[j] - sum_d / double(d) - xhat[j] * sum_dx / double(d));
+            // a width-1 row has xhat = 0 and dx = 0 exactly
+            CHECK(std::abs(dx[r * d + j] - dxj) <= 2e-5 * (1 + std::abs(dxj)));
+          }
+        }
+        if (affine)
+          for (std::size_t j = 0; j < d; ++j) {
+            CHECK(std::abs(dw[j] - want_dw[j]) <= 1e-5 * (1 + std::abs(want_dw[j])));
+            CHECK(std::abs(db[j] - want_db[j]) <= 1e-5 * (1 + std::abs(want_db[j])));
+          }
+      }
+}
+
+TEST_CASE("the vectorized Adam update equals the scalar loop bit for bit on every path") {
+  // It fails when a path fuses a multiply and an add (-ffp-contract=off in meson.build).
+  for (vec::Isa isa : paths())
+    for (int decoupled = 0; decoupled < 2; ++decoupled)
+      for (std::size_t n : {1u, 7u, 16u, 33u, 100u}) {
+        INFO(std::string(vec::isa_name(isa))
+             << (decoupled ? ", AdamW" : ", Adam") << ", n = " << n);
+        const float lr = 1e-2f, wd = 0.1f;
+        // the third step's constants; weight decay as AdamW's or as Adam's L2 term
+        const xgrad::AdamStep c = {.b1 = 0.9f,
+                                   .b2 = 0.999f,
+                                   .lr = lr,
+                                   .wd = wd,
+                                   .step_size = lr / 0.271f,
+                                   .root_c2 = 0.0527f,
+                                   .eps = 1e-8f,
+                                   .l2 = decoupled ? 0.0f : wd,
+                                   .decay_first = decoupled == 1};
+        std::vector<float> p = filled(n, 1), m = filled(n, 2, 0.1f), v = filled(n, 3, 0.01f);
+        const std::vector<float> g = filled(n, 4);
+        for (float& e : v) e = std::abs(e);
+        std::vector<float> want_p = p, want_m = m, want_v = v;
+        for (std::size_t j = 0; j < n; ++j) {  // nn/optim.cpp's loop
+          if (c.decay_first) want_p[j] -= c.lr * c.wd * want_p[j];
+          const float d = g[j] + c.l2 * want_p[j];
+          want_m[j] = c.b1 * want_m[j] + (1 - c.b1) * d;
+          want_v[j] = c.b2 * want_v[j] + (1 - c.b2) * d * d;
+          want_p[j] -= c.step_size * want_m[j] / (std::sqrt(want_v[j]) / c.root_c2 + c.eps);
+        }
+        std::vector<float> p2 = p, m2 = m, v2 = v;  // through the public function too
+        vec::functions(isa).adam_update(p.data(), g.data(), m.data(), v.data(), n, c);
+        xgrad::adam_update(p2.data(), g.data(), m2.data(), v2.data(), n, c);
+        CHECK(p == want_p);
+        CHECK(m == want_m);
+        CHECK(v == want_v);
+        CHECK(p2 == want_p);
+        CHECK(m2 == want_m);
+        CHECK(v2 == want_v);
+      }
+}
