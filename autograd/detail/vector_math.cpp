@@ -82,6 +82,10 @@ const Functions& functions(Isa isa) {
 void exp(float* x, std::size_t n) { best().exp(x, n); }
 void tanh(float* x, std::size_t n) { best().tanh(x, n); }
 void erf(float* x, std::size_t n) { best().erf(x, n); }
+void gelu_forward(const float* x, float* z, std::size_t n) { best().gelu_forward(x, z, n); }
+void gelu_backward(const float* x, const float* g, float* dx, std::size_t n) {
+  best().gelu_backward(x, g, dx, n);
+}
 void layer_norm_forward(const LayerNormRows& in, const float* b, double eps, float* z, float* mean,
                         float* invstd) {
   best().layer_norm_forward(in, b, eps, z, mean, invstd);

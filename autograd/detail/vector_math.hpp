@@ -1,7 +1,7 @@
 #pragma once
-// Transcendental functions over float arrays, in place (x[i] = f(x[i])), and the loops of layer
-// norm and of the Adam update, vectorized with xsimd for the widest instruction set the processor
-// has, chosen once at the first call: AVX-512 (16 lanes), AVX2 (8), or SSE2 (4, x86-64's
+// Transcendental functions over float arrays, in place (x[i] = f(x[i])), and the loops of GELU,
+// layer norm and the Adam update, vectorized with xsimd for the widest instruction set the
+// processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2 (8), or SSE2 (4, x86-64's
 // baseline; all a plain loop gets from the compiler's default flags). std::exp and friends are
 // calls that no loop vectorizes; these run to about 1 ulp. The elements past the last full vector
 // go through the same vector code (padded), so a value never depends on where it sits in the
@@ -18,6 +18,13 @@ namespace xgrad::detail::vec {
 void exp(float* x, std::size_t n);
 void tanh(float* x, std::size_t n);
 void erf(float* x, std::size_t n);
+
+// GELU in one pass (autograd/ops/gelu.cpp's formulas), out of place:
+//   forward  z = x 0.5 (1 + erf(x / sqrt 2))
+//   backward dx = g (0.5 (1 + erf(x / sqrt 2)) + x e^(-x x / 2) / sqrt(2 pi))
+// with the same operations in the same order as erf and exp above with plain loops around them.
+void gelu_forward(const float* x, float* z, std::size_t n);
+void gelu_backward(const float* x, const float* g, float* dx, std::size_t n);
 
 // Layer norm over the rows of x (rows x d), float32, as autograd/ops/layer_norm.cpp writes it:
 // each row's mean and 1 / sqrt(biased variance + eps) into mean[r] and invstd[r], and
@@ -56,6 +63,8 @@ struct Functions {
   void (*exp)(float*, std::size_t);
   void (*tanh)(float*, std::size_t);
   void (*erf)(float*, std::size_t);
+  void (*gelu_forward)(const float*, float*, std::size_t);
+  void (*gelu_backward)(const float*, const float*, float*, std::size_t);
   void (*layer_norm_forward)(const LayerNormRows&, const float*, double, float*, float*, float*);
   void (*layer_norm_backward)(const LayerNormRows&, const float*, const float*, const float*,
                               float*, double*, double*, float*);

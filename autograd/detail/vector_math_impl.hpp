@@ -5,6 +5,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include <cstddef>
+#include <numbers>
 #include <type_traits>
 
 #include "autograd/detail/vector_math.hpp"
@@ -40,6 +41,38 @@ struct Loops {
 
   using Batch = xsimd::batch<float, Arch>;
   static constexpr std::size_t width = Batch::size;
+
+  // f(lanes i.. of x, of y) stored at out + i, for every i, the tail padded (as in apply).
+  template <class F>
+  static void zip(const float* x, const float* y, float* out, std::size_t n, F f) {
+    std::size_t i = 0;
+    for (; i + width <= n; i += width)
+      f(Batch::load_unaligned(x + i), Batch::load_unaligned(y + i)).store_unaligned(out + i);
+    if (i == n) return;
+    alignas(64) float tx[width] = {}, ty[width] = {};
+    for (std::size_t k = i; k < n; ++k) {
+      tx[k - i] = x[k];
+      ty[k - i] = y[k];
+    }
+    f(Batch::load_aligned(tx), Batch::load_aligned(ty)).store_aligned(tx);
+    for (std::size_t k = i; k < n; ++k) out[k] = tx[k - i];
+  }
+
+  // gelu.cpp's constants, rounded to float as it rounds them
+  static constexpr float kInvSqrt2 = float(std::numbers::sqrt2 / 2);
+  static constexpr float kInvSqrt2Pi = float(std::numbers::inv_sqrtpi * (std::numbers::sqrt2 / 2));
+  static void gelu_forward(const float* x, float* z, std::size_t n) {
+    zip(x, x, z, n, [](const Batch& v, const Batch&) {
+      return v * Batch(0.5f) * (Batch(1.0f) + xsimd::erf(v * Batch(kInvSqrt2)));
+    });
+  }
+  static void gelu_backward(const float* x, const float* g, float* dx, std::size_t n) {
+    zip(x, g, dx, n, [](const Batch& v, const Batch& gv) {
+      const Batch cdf = Batch(0.5f) * (Batch(1.0f) + xsimd::erf(v * Batch(kInvSqrt2)));
+      const Batch pdf = xsimd::exp(Batch(-0.5f) * v * v);
+      return gv * (cdf + v * pdf * Batch(kInvSqrt2Pi));
+    });
+  }
 
   // The sum of a batch's lanes.
   static float reduce(const Batch& a) {
@@ -161,8 +194,13 @@ struct Loops {
     }
   }
 
-  // Adam's update of lanes i.. of the four arrays (see vector_math.hpp for the order).
-  static void adam_lanes(float* p, const float* g, float* m, float* v, const AdamStep& c) {
+  // Adam's update of lanes i.. of the four arrays (see vector_math.hpp for the order). Every
+  // a * b + c stays two roundings, as in the plain loop compiled without FMA (the compiler would
+  // fuse them on AVX-512; the transcendental functions above gain a quarter from it), so that
+  // every path gives the same bits.
+  __attribute__((optimize("fp-contract=off"))) static void adam_lanes(float* p, const float* g,
+                                                                      float* m, float* v,
+                                                                      const AdamStep& c) {
     Batch vp = Batch::load_unaligned(p);
     if (c.decay_first) vp = vp - Batch(c.lr * c.wd) * vp;
     const Batch dj = Batch::load_unaligned(g) + Batch(c.l2) * vp;
@@ -194,7 +232,8 @@ struct Loops {
   }
 
   static constexpr Functions table = {
-      exp, tanh, erf, layer_norm_forward, layer_norm_backward, adam_update};
+      exp,        tanh, erf, gelu_forward, gelu_backward, layer_norm_forward, layer_norm_backward,
+      adam_update};
 };
 
 // Each path's table, from the file compiled for it.

@@ -1,8 +1,9 @@
 // gelu: z = x Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal's distribution
 //   dz/dx = Phi(x) + x phi(x),  phi(x) = e^(-x^2 / 2) / sqrt(2 pi). Saves x.
 // NOTE: a primitive for speed: the composite took five passes and kept four arrays; the transformer
-// block's MLP spent a fifth of its step there. Under create_graph the backward is written in ops.
-#include <array>
+// block's MLP spent a fifth of its step there. float32 runs forward and backward in one pass each,
+// in vector lanes (detail::vec::gelu_forward, _backward). Under create_graph the backward is
+// written in ops.
 #include <cmath>
 #include <numbers>
 
@@ -15,24 +16,16 @@ namespace {
 constexpr double kInvSqrt2 = std::numbers::sqrt2 / 2;
 constexpr double kInvSqrt2Pi = std::numbers::inv_sqrtpi * kInvSqrt2;
 
-// g (Phi(x) + x phi(x)) in float32, erf and exp vectorized over blocks of the arrays.
-Tensor slope_f32(const Tensor& g, const Tensor& x) {
+// gelu(x) (pg null) or its backward g gelu'(x), float32 in vector lanes, split across the threads.
+Tensor gelu_f32(const Tensor& x, const float* pg) {
   const float* px = detail::data<float>(x);
-  const float* pg = detail::data<float>(g);
   xt::xarray<float> out = detail::empty<float>(x.shape());
   float* dst = out.data();
   parallel_for(x.numel(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
-    detail::for_cache_blocks(begin, end, [=](std::size_t b, std::size_t e) {
-      std::array<float, detail::kCacheBlock> pdf;
-      for (std::size_t i = b; i < e; ++i) {
-        dst[i] = px[i] * float(kInvSqrt2);
-        pdf[i - b] = -0.5f * px[i] * px[i];
-      }
-      detail::vec::erf(dst + b, e - b);
-      detail::vec::exp(pdf.data(), e - b);
-      for (std::size_t i = b; i < e; ++i)
-        dst[i] = pg[i] * (0.5f * (1.0f + dst[i]) + px[i] * pdf[i - b] * float(kInvSqrt2Pi));
-    });
+    if (pg)
+      detail::vec::gelu_backward(px + begin, pg + begin, dst + begin, end - begin);
+    else
+      detail::vec::gelu_forward(px + begin, dst + begin, end - begin);
   });
   return Tensor(std::move(out));
 }
@@ -48,7 +41,7 @@ struct Gelu final : Node {
       return;
     }
     if (x.dtype() == Dtype::float32) {
-      grads[0] = slope_f32(g, x);
+      grads[0] = gelu_f32(x, detail::data<float>(g));
       return;
     }
     grads[0] = detail::zip("gelu", g, x, [](auto gv, auto xv) {
@@ -63,13 +56,10 @@ struct Gelu final : Node {
 
 Tensor gelu(const Tensor& x) {
   const ProfileScope profiled("gelu");
-  Tensor out = detail::map_vectorized(
-      x, detail::vec::erf, [](float v) { return v * float(kInvSqrt2); },
-      [](float v, float e) { return v * 0.5f * (1.0f + e); },
-      [](auto v) {
-        using T = decltype(v);
-        return v * T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
-      });
+  Tensor out = x.dtype() == Dtype::float32 ? gelu_f32(x, nullptr) : detail::map(x, [](auto v) {
+    using T = decltype(v);
+    return v * T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
+  });
   if (auto* node = record<Gelu>(out, {x})) node->save({x});
   return out;
 }

@@ -202,3 +202,38 @@ TEST_CASE("the vectorized Adam update equals the scalar loop bit for bit on ever
         CHECK(v2 == want_v);
       }
 }
+
+TEST_CASE("the one-pass GELU loops equal erf and exp with plain loops around them, on every path") {
+  const float c = float(0.70710678118654752440), c2 = float(0.39894228040143267794);
+  for (vec::Isa isa : paths())
+    for (std::size_t n : {1u, 5u, 16u, 37u, 300u}) {
+      INFO(std::string(vec::isa_name(isa)) << ", n = " << n);
+      const vec::Functions& f = vec::functions(isa);
+      std::vector<float> x = filled(n, unsigned(n), 6.0f);
+      x[0] = -0.0f;  // and the tails of the distribution
+      if (n > 4) x[1] = 12.0f, x[2] = -12.0f, x[3] = std::numeric_limits<float>::infinity();
+      const std::vector<float> g = filled(n, 5);
+      std::vector<float> erfs(n), exps(n), want_z(n), want_dx(n), z(n), dx(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        erfs[i] = x[i] * c;
+        exps[i] = -0.5f * x[i] * x[i];
+      }
+      f.erf(erfs.data(), n);
+      f.exp(exps.data(), n);
+      for (std::size_t i = 0; i < n; ++i) {
+        want_z[i] = x[i] * 0.5f * (1.0f + erfs[i]);
+        want_dx[i] = g[i] * (0.5f * (1.0f + erfs[i]) + x[i] * exps[i] * c2);
+      }
+      f.gelu_forward(x.data(), z.data(), n);
+      f.gelu_backward(x.data(), g.data(), dx.data(), n);
+      for (std::size_t i = 0; i < n; ++i) {
+        INFO("x = " << x[i]);
+        CHECK(z[i] == want_z[i]);
+        // inf * e^-inf is NaN in both; NaN != NaN
+        if (!std::isnan(want_dx[i]))
+          CHECK(dx[i] == want_dx[i]);
+        else
+          CHECK(std::isnan(dx[i]));
+      }
+    }
+}
