@@ -9,10 +9,12 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/detail/blas.hpp"
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/vector_math.hpp"
 
 namespace xgrad::detail {
 
@@ -73,6 +75,8 @@ void gru_gates_backward(const T* g, const T* h, const T* gates, std::size_t B, s
 template <class T>
 void lstm_gates_forward(const T* xp, const T* hp, const T* c, std::size_t B, std::size_t H,
                         T* h_out, T* c_out, T* gates) {
+  if constexpr (std::is_same_v<T, float>)  // in one pass of vector lanes
+    return vec::lstm_gates_forward(xp, hp, c, B, H, h_out, c_out, gates);
   for (std::size_t b = 0; b < B; ++b) {
     const T* x = xp + b * 4 * H;
     const T* p = hp + b * 4 * H;
@@ -98,6 +102,8 @@ void lstm_gates_forward(const T* xp, const T* hp, const T* c, std::size_t B, std
 template <class T>
 void lstm_gates_backward(const T* gh, const T* gc, const T* c, const T* gates, std::size_t B,
                          std::size_t H, T* da, T* dc) {
+  if constexpr (std::is_same_v<T, float>)  // in vector lanes
+    return vec::lstm_gates_backward(gh, gc, c, gates, B, H, da, dc);
   for (std::size_t b = 0; b < B; ++b) {
     const T* s = gates + b * 5 * H;  // i, f, g, o, t
     T* d = da + b * 4 * H;

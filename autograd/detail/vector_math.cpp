@@ -86,6 +86,14 @@ void gelu_forward(const float* x, float* z, std::size_t n) { best().gelu_forward
 void gelu_backward(const float* x, const float* g, float* dx, std::size_t n) {
   best().gelu_backward(x, g, dx, n);
 }
+void lstm_gates_forward(const float* xp, const float* hp, const float* c, std::size_t B,
+                        std::size_t H, float* h_out, float* c_out, float* gates) {
+  best().lstm_gates_forward(xp, hp, c, B, H, h_out, c_out, gates);
+}
+void lstm_gates_backward(const float* gh, const float* gc, const float* c, const float* gates,
+                         std::size_t B, std::size_t H, float* da, float* dc) {
+  best().lstm_gates_backward(gh, gc, c, gates, B, H, da, dc);
+}
 void layer_norm_forward(const LayerNormRows& in, const float* b, double eps, float* z, float* mean,
                         float* invstd) {
   best().layer_norm_forward(in, b, eps, z, mean, invstd);

@@ -74,6 +74,89 @@ struct Loops {
     });
   }
 
+  // f(in, out) over the lanes of rows of H floats: in[r] + k and out[r] + k for k = 0, width,
+  // ...; the last m < width lanes through copies padded with zeros (copied back), so that a lane's
+  // value does not depend on where it sits in the row.
+  template <std::size_t NIn, std::size_t NOut, class F>
+  static void over_lanes(std::size_t H, const float* const (&in)[NIn], float* const (&out)[NOut],
+                         F f) {
+    const float* pi[NIn];
+    float* po[NOut];
+    std::size_t k = 0;
+    for (; k + width <= H; k += width) {
+      for (std::size_t r = 0; r < NIn; ++r) pi[r] = in[r] + k;
+      for (std::size_t r = 0; r < NOut; ++r) po[r] = out[r] + k;
+      f(pi, po);
+    }
+    if (k == H) return;
+    const std::size_t m = H - k;
+    alignas(64) float pin[NIn][width] = {}, pout[NOut][width];
+    for (std::size_t r = 0; r < NIn; ++r) {
+      for (std::size_t l = 0; l < m; ++l) pin[r][l] = in[r][k + l];
+      pi[r] = pin[r];
+    }
+    for (std::size_t r = 0; r < NOut; ++r) po[r] = pout[r];
+    f(pi, po);
+    for (std::size_t r = 0; r < NOut; ++r)
+      for (std::size_t l = 0; l < m; ++l) out[r][k + l] = pout[r][l];
+  }
+
+  static Batch sigmoid_of(const Batch& a) { return Batch(1.0f) / (Batch(1.0f) + xsimd::exp(-a)); }
+
+  // Lanes of one LSTM row: a_* = x_* + p_* for the gates i, f, g, o; c the cell state.
+  static void lstm_lanes(const float* const in[9], float* const out[7]) {
+    const auto at = [&](int r) { return Batch::load_unaligned(in[r]); };
+    const Batch i = sigmoid_of(at(0) + at(4)), f = sigmoid_of(at(1) + at(5));
+    const Batch g = xsimd::tanh(at(2) + at(6)), o = sigmoid_of(at(3) + at(7));
+    const Batch cn = f * at(8) + i * g;
+    const Batch t = xsimd::tanh(cn);
+    (o * t).store_unaligned(out[0]);
+    cn.store_unaligned(out[1]);
+    i.store_unaligned(out[2]);
+    f.store_unaligned(out[3]);
+    g.store_unaligned(out[4]);
+    o.store_unaligned(out[5]);
+    t.store_unaligned(out[6]);
+  }
+  static void lstm_gates_forward(const float* xp, const float* hp, const float* c, std::size_t B,
+                                 std::size_t H, float* h_out, float* c_out, float* gates) {
+    for (std::size_t b = 0; b < B; ++b) {
+      const float* x = xp + b * 4 * H;
+      const float* p = hp + b * 4 * H;
+      float* s = gates + b * 5 * H;
+      const float* const in[9] = {x,     x + H,     x + 2 * H, x + 3 * H, p,
+                                  p + H, p + 2 * H, p + 3 * H, c + b * H};
+      float* const out[7] = {h_out + b * H, c_out + b * H, s,        s + H,
+                             s + 2 * H,     s + 3 * H,     s + 4 * H};
+      over_lanes(H, in, out, lstm_lanes);
+    }
+  }
+
+  // Lanes of one LSTM row's backward: G_h, G_c, c, then the gates i, f, g, o, t.
+  static void lstm_back_lanes(const float* const in[8], float* const out[5]) {
+    const auto at = [&](int r) { return Batch::load_unaligned(in[r]); };
+    const Batch gh = at(0), i = at(3), f = at(4), gg = at(5), o = at(6), t = at(7);
+    const Batch one(1.0f);
+    const Batch dcn = at(1) + gh * o * (one - t * t);
+    (dcn * gg * i * (one - i)).store_unaligned(out[0]);
+    (dcn * at(2) * f * (one - f)).store_unaligned(out[1]);
+    (dcn * i * (one - gg * gg)).store_unaligned(out[2]);
+    (gh * t * o * (one - o)).store_unaligned(out[3]);
+    (dcn * f).store_unaligned(out[4]);
+  }
+  static void lstm_gates_backward(const float* gh, const float* gc, const float* c,
+                                  const float* gates, std::size_t B, std::size_t H, float* da,
+                                  float* dc) {
+    for (std::size_t b = 0; b < B; ++b) {
+      const float* s = gates + b * 5 * H;
+      float* d = da + b * 4 * H;
+      const float* const in[8] = {gh + b * H, gc + b * H, c + b * H, s,
+                                  s + H,      s + 2 * H,  s + 3 * H, s + 4 * H};
+      float* const out[5] = {d, d + H, d + 2 * H, d + 3 * H, dc + b * H};
+      over_lanes(H, in, out, lstm_back_lanes);
+    }
+  }
+
   // The sum of a batch's lanes.
   static float reduce(const Batch& a) {
     // xsimd 8's hadd for AVX-512F calls an AVX-512DQ instruction: the F one instead
@@ -231,9 +314,16 @@ struct Loops {
     }
   }
 
-  static constexpr Functions table = {
-      exp,        tanh, erf, gelu_forward, gelu_backward, layer_norm_forward, layer_norm_backward,
-      adam_update};
+  static constexpr Functions table = {exp,
+                                      tanh,
+                                      erf,
+                                      gelu_forward,
+                                      gelu_backward,
+                                      lstm_gates_forward,
+                                      lstm_gates_backward,
+                                      layer_norm_forward,
+                                      layer_norm_backward,
+                                      adam_update};
 };
 
 // Each path's table, from the file compiled for it.

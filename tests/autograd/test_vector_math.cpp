@@ -237,3 +237,43 @@ TEST_CASE("the one-pass GELU loops equal erf and exp with plain loops around the
       }
     }
 }
+
+TEST_CASE("vectorized LSTM gates, forward and backward, against double on every path") {
+  const auto sigmoid = [](double a) { return 1 / (1 + std::exp(-a)); };
+  for (vec::Isa isa : paths())
+    for (std::size_t H : {1u, 5u, 16u, 19u, 40u}) {
+      INFO(std::string(vec::isa_name(isa)) << ", H = " << H);
+      const std::size_t B = 3;
+      const vec::Functions& f = vec::functions(isa);
+      const std::vector<float> xp = filled(B * 4 * H, 1, 4.0f), hp = filled(B * 4 * H, 2, 2.0f);
+      const std::vector<float> c = filled(B * H, 3, 2.0f);
+      const std::vector<float> gh = filled(B * H, 4), gc = filled(B * H, 5);
+      std::vector<float> h_out(B * H), c_out(B * H), gates(B * 5 * H), da(B * 4 * H), dc(B * H);
+      f.lstm_gates_forward(xp.data(), hp.data(), c.data(), B, H, h_out.data(), c_out.data(),
+                           gates.data());
+      f.lstm_gates_backward(gh.data(), gc.data(), c.data(), gates.data(), B, H, da.data(),
+                            dc.data());
+      const auto near = [](double got, double want) {
+        return std::abs(got - want) <= 2e-6 * (1 + std::abs(want));
+      };
+      for (std::size_t b = 0; b < B; ++b)
+        for (std::size_t j = 0; j < H; ++j) {
+          const auto a = [&](std::size_t gate) {
+            return double(xp[b * 4 * H + gate * H + j]) + double(hp[b * 4 * H + gate * H + j]);
+          };
+          const double i = sigmoid(a(0)), fg = sigmoid(a(1)), g = std::tanh(a(2)),
+                       o = sigmoid(a(3)), cv = c[b * H + j];
+          const double cn = fg * cv + i * g, t = std::tanh(cn);
+          const std::size_t k = b * H + j;
+          CHECK(near(h_out[k], o * t));
+          CHECK(near(c_out[k], cn));
+          const double saved[5] = {i, fg, g, o, t};
+          for (std::size_t r = 0; r < 5; ++r) CHECK(near(gates[b * 5 * H + r * H + j], saved[r]));
+          const double dcn = gc[k] + gh[k] * o * (1 - t * t);
+          const double want[4] = {dcn * g * i * (1 - i), dcn * cv * fg * (1 - fg),
+                                  dcn * i * (1 - g * g), gh[k] * t * o * (1 - o)};
+          for (std::size_t r = 0; r < 4; ++r) CHECK(near(da[b * 4 * H + r * H + j], want[r]));
+          CHECK(near(dc[k], dcn * fg));
+        }
+    }
+}
