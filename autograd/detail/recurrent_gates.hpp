@@ -23,6 +23,8 @@ namespace xgrad::detail {
 template <class T>
 void gru_gates_forward(const T* xp, const T* hp, const T* h, std::size_t B, std::size_t H, T* next,
                        T* gates) {
+  if constexpr (std::is_same_v<T, float>)  // in one pass of vector lanes
+    return vec::gru_gates_forward(xp, hp, h, B, H, next, gates);
   for (std::size_t b = 0; b < B; ++b) {
     const T* x = xp + b * 3 * H;
     const T* p = hp + b * 3 * H;
@@ -47,6 +49,8 @@ void gru_gates_forward(const T* xp, const T* hp, const T* h, std::size_t B, std:
 template <class T>
 void gru_gates_backward(const T* g, const T* h, const T* gates, std::size_t B, std::size_t H,
                         T* dxp, T* dhp, T* dh) {
+  if constexpr (std::is_same_v<T, float>)  // in vector lanes
+    return vec::gru_gates_backward(g, h, gates, B, H, dxp, dhp, dh);
   for (std::size_t b = 0; b < B; ++b) {
     const T* s = gates + b * 4 * H;  // r, z, n, hp_n
     T* x = dxp + b * 3 * H;

@@ -86,6 +86,14 @@ void gelu_forward(const float* x, float* z, std::size_t n) { best().gelu_forward
 void gelu_backward(const float* x, const float* g, float* dx, std::size_t n) {
   best().gelu_backward(x, g, dx, n);
 }
+void gru_gates_forward(const float* xp, const float* hp, const float* h, std::size_t B,
+                       std::size_t H, float* next, float* gates) {
+  best().gru_gates_forward(xp, hp, h, B, H, next, gates);
+}
+void gru_gates_backward(const float* g, const float* h, const float* gates, std::size_t B,
+                        std::size_t H, float* dxp, float* dhp, float* dh) {
+  best().gru_gates_backward(g, h, gates, B, H, dxp, dhp, dh);
+}
 void lstm_gates_forward(const float* xp, const float* hp, const float* c, std::size_t B,
                         std::size_t H, float* h_out, float* c_out, float* gates) {
   best().lstm_gates_forward(xp, hp, c, B, H, h_out, c_out, gates);

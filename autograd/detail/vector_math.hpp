@@ -1,13 +1,12 @@
 #pragma once
 // Transcendental functions over float arrays, in place (x[i] = f(x[i])), and the loops of GELU,
-// the LSTM gates, layer norm and the Adam update, vectorized with xsimd for the widest instruction
-// set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2 (8), or SSE2 (4,
-// x86-64's baseline; all a plain loop gets from the compiler's default flags). std::exp and friends
-// are calls that no loop vectorizes; these run to about 1 ulp. The elements past the last full
-// vector go through the same vector code (padded), so a value never depends on where it sits in the
-// array.
-// XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the choice (as ATen's
-// ATEN_CPU_CAPABILITY), to measure or test a narrower path on a wider processor.
+// the GRU and LSTM gates, layer norm and the Adam update, vectorized with xsimd for the widest
+// instruction set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2 (8),
+// or SSE2 (4, x86-64's baseline; all a plain loop gets from the compiler's default flags). std::exp
+// and friends are calls that no loop vectorizes; these run to about 1 ulp. The elements past the
+// last full vector go through the same vector code (padded), so a value never depends on where it
+// sits in the array. XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the choice (as
+// ATen's ATEN_CPU_CAPABILITY), to measure or test a narrower path on a wider processor.
 
 #include <cstddef>
 
@@ -25,6 +24,14 @@ void erf(float* x, std::size_t n);
 // with the same operations in the same order as erf and exp above with plain loops around them.
 void gelu_forward(const float* x, float* z, std::size_t n);
 void gelu_backward(const float* x, const float* g, float* dx, std::size_t n);
+
+// A GRU step's gates over B rows (detail/recurrent_gates.hpp's formulas and layout, float32):
+// next (B, H) and gates (B, 4H: r, z, n, hp_n) from xp, hp (B, 3H) and h (B, H); and the
+// backward's dxp, dhp (B, 3H) and dh (B, H) from g (B, H), h and the saved gates.
+void gru_gates_forward(const float* xp, const float* hp, const float* h, std::size_t B,
+                       std::size_t H, float* next, float* gates);
+void gru_gates_backward(const float* g, const float* h, const float* gates, std::size_t B,
+                        std::size_t H, float* dxp, float* dhp, float* dh);
 
 // An LSTM step's gates over B rows (detail/recurrent_gates.hpp's formulas and layout, float32):
 // h_out, c_out (B, H) and gates (B, 5H: i, f, g, o, tanh c') from xp, hp (B, 4H) and c (B, H);
@@ -73,6 +80,10 @@ struct Functions {
   void (*erf)(float*, std::size_t);
   void (*gelu_forward)(const float*, float*, std::size_t);
   void (*gelu_backward)(const float*, const float*, float*, std::size_t);
+  void (*gru_gates_forward)(const float*, const float*, const float*, std::size_t, std::size_t,
+                            float*, float*);
+  void (*gru_gates_backward)(const float*, const float*, const float*, std::size_t, std::size_t,
+                             float*, float*, float*);
   void (*lstm_gates_forward)(const float*, const float*, const float*, std::size_t, std::size_t,
                              float*, float*, float*);
   void (*lstm_gates_backward)(const float*, const float*, const float*, const float*, std::size_t,

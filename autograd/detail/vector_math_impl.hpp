@@ -103,6 +103,58 @@ struct Loops {
 
   static Batch sigmoid_of(const Batch& a) { return Batch(1.0f) / (Batch(1.0f) + xsimd::exp(-a)); }
 
+  // Lanes of one GRU row: xp's and hp's r, z, n blocks, h.
+  static void gru_lanes(const float* const in[7], float* const out[5]) {
+    const auto at = [&](int r) { return Batch::load_unaligned(in[r]); };
+    const Batch r = sigmoid_of(at(0) + at(3)), z = sigmoid_of(at(1) + at(4));
+    const Batch hn = at(5);
+    const Batch n = xsimd::tanh(at(2) + r * hn);
+    (n + z * (at(6) - n)).store_unaligned(out[0]);
+    r.store_unaligned(out[1]);
+    z.store_unaligned(out[2]);
+    n.store_unaligned(out[3]);
+    hn.store_unaligned(out[4]);
+  }
+  static void gru_gates_forward(const float* xp, const float* hp, const float* h, std::size_t B,
+                                std::size_t H, float* next, float* gates) {
+    for (std::size_t b = 0; b < B; ++b) {
+      const float* x = xp + b * 3 * H;
+      const float* p = hp + b * 3 * H;
+      float* s = gates + b * 4 * H;
+      const float* const in[7] = {x, x + H, x + 2 * H, p, p + H, p + 2 * H, h + b * H};
+      float* const out[5] = {next + b * H, s, s + H, s + 2 * H, s + 3 * H};
+      over_lanes(H, in, out, gru_lanes);
+    }
+  }
+
+  // Lanes of one GRU row's backward: g, h, then the gates r, z, n, hp_n.
+  static void gru_back_lanes(const float* const in[6], float* const out[7]) {
+    const auto at = [&](int k) { return Batch::load_unaligned(in[k]); };
+    const Batch gv = at(0), hv = at(1), r = at(2), z = at(3), n = at(4), hn = at(5);
+    const Batch one(1.0f);
+    const Batch da_n = gv * (one - z) * (one - n * n);
+    const Batch da_r = da_n * hn * r * (one - r);
+    const Batch da_z = gv * (hv - n) * z * (one - z);
+    da_r.store_unaligned(out[0]);
+    da_z.store_unaligned(out[1]);
+    da_n.store_unaligned(out[2]);
+    da_r.store_unaligned(out[3]);
+    da_z.store_unaligned(out[4]);
+    (da_n * r).store_unaligned(out[5]);
+    (gv * z).store_unaligned(out[6]);
+  }
+  static void gru_gates_backward(const float* g, const float* h, const float* gates, std::size_t B,
+                                 std::size_t H, float* dxp, float* dhp, float* dh) {
+    for (std::size_t b = 0; b < B; ++b) {
+      const float* s = gates + b * 4 * H;
+      float* x = dxp + b * 3 * H;
+      float* y = dhp + b * 3 * H;
+      const float* const in[6] = {g + b * H, h + b * H, s, s + H, s + 2 * H, s + 3 * H};
+      float* const out[7] = {x, x + H, x + 2 * H, y, y + H, y + 2 * H, dh + b * H};
+      over_lanes(H, in, out, gru_back_lanes);
+    }
+  }
+
   // Lanes of one LSTM row: a_* = x_* + p_* for the gates i, f, g, o; c the cell state.
   static void lstm_lanes(const float* const in[9], float* const out[7]) {
     const auto at = [&](int r) { return Batch::load_unaligned(in[r]); };
@@ -319,6 +371,8 @@ struct Loops {
                                       erf,
                                       gelu_forward,
                                       gelu_backward,
+                                      gru_gates_forward,
+                                      gru_gates_backward,
                                       lstm_gates_forward,
                                       lstm_gates_backward,
                                       layer_norm_forward,

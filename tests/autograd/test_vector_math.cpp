@@ -277,3 +277,41 @@ TEST_CASE("vectorized LSTM gates, forward and backward, against double on every 
         }
     }
 }
+
+TEST_CASE("vectorized GRU gates, forward and backward, against double on every path") {
+  const auto sigmoid = [](double a) { return 1 / (1 + std::exp(-a)); };
+  for (vec::Isa isa : paths())
+    for (std::size_t H : {1u, 5u, 16u, 19u, 40u}) {
+      INFO(std::string(vec::isa_name(isa)) << ", H = " << H);
+      const std::size_t B = 3;
+      const vec::Functions& f = vec::functions(isa);
+      const std::vector<float> xp = filled(B * 3 * H, 6, 4.0f), hp = filled(B * 3 * H, 7, 2.0f);
+      const std::vector<float> h = filled(B * H, 8), g = filled(B * H, 9);
+      std::vector<float> next(B * H), gates(B * 4 * H), dxp(B * 3 * H), dhp(B * 3 * H), dh(B * H);
+      f.gru_gates_forward(xp.data(), hp.data(), h.data(), B, H, next.data(), gates.data());
+      f.gru_gates_backward(g.data(), h.data(), gates.data(), B, H, dxp.data(), dhp.data(),
+                           dh.data());
+      const auto near = [](double got, double want) {
+        return std::abs(got - want) <= 2e-6 * (1 + std::abs(want));
+      };
+      for (std::size_t b = 0; b < B; ++b)
+        for (std::size_t j = 0; j < H; ++j) {
+          const auto x = [&](std::size_t gate) { return double(xp[b * 3 * H + gate * H + j]); };
+          const auto p = [&](std::size_t gate) { return double(hp[b * 3 * H + gate * H + j]); };
+          const double r = sigmoid(x(0) + p(0)), z = sigmoid(x(1) + p(1));
+          const double n = std::tanh(x(2) + r * p(2));
+          const std::size_t k = b * H + j;
+          CHECK(near(next[k], (1 - z) * n + z * h[k]));
+          const double saved[4] = {r, z, n, p(2)};
+          for (std::size_t q = 0; q < 4; ++q) CHECK(near(gates[b * 4 * H + q * H + j], saved[q]));
+          const double da_n = g[k] * (1 - z) * (1 - n * n);
+          const double da_r = da_n * p(2) * r * (1 - r), da_z = g[k] * (h[k] - n) * z * (1 - z);
+          const double want_x[3] = {da_r, da_z, da_n}, want_h[3] = {da_r, da_z, da_n * r};
+          for (std::size_t q = 0; q < 3; ++q) {
+            CHECK(near(dxp[b * 3 * H + q * H + j], want_x[q]));
+            CHECK(near(dhp[b * 3 * H + q * H + j], want_h[q]));
+          }
+          CHECK(near(dh[k], g[k] * z));
+        }
+    }
+}
