@@ -19,7 +19,8 @@
 namespace xgrad::detail {
 
 // next (B, H) from xp, hp (B, 3H) and h (B, H); gates (B, 4H) keeps r, z, n and hp_n per row for
-// the backward. exp and tanh run vectorized over each row's gates (float32).
+// the backward. float32 runs in vector lanes (detail::vec::gru_gates_forward); these loops are
+// float64's.
 template <class T>
 void gru_gates_forward(const T* xp, const T* hp, const T* h, std::size_t B, std::size_t H, T* next,
                        T* gates) {
@@ -29,7 +30,7 @@ void gru_gates_forward(const T* xp, const T* hp, const T* h, std::size_t B, std:
     const T* x = xp + b * 3 * H;
     const T* p = hp + b * 3 * H;
     T* s = gates + b * 4 * H;  // r, z, n, hp_n
-    // r and z: 1 / (1 + e^-a), the exponentials of both gates in one vectorized pass
+    // r and z: 1 / (1 + e^-a), the exponentials of both gates in one pass
     for (std::size_t j = 0; j < 2 * H; ++j) s[j] = -(x[j] + p[j]);
     exp_in_place(s, 2 * H);
     for (std::size_t j = 0; j < 2 * H; ++j) s[j] = T{1} / (T{1} + s[j]);
@@ -85,7 +86,7 @@ void lstm_gates_forward(const T* xp, const T* hp, const T* c, std::size_t B, std
     const T* x = xp + b * 4 * H;
     const T* p = hp + b * 4 * H;
     T* s = gates + b * 5 * H;  // i, f, g, o, t
-    // i, f and o: 1 / (1 + e^-a), their exponentials in vectorized passes; g = tanh(a_g)
+    // i, f and o: 1 / (1 + e^-a), their exponentials in two passes; g = tanh(a_g)
     for (std::size_t j = 0; j < 4 * H; ++j) s[j] = x[j] + p[j];
     for (std::size_t j = 0; j < 2 * H; ++j) s[j] = -s[j];
     for (std::size_t j = 3 * H; j < 4 * H; ++j) s[j] = -s[j];
