@@ -238,80 +238,81 @@ TEST_CASE("the one-pass GELU loops equal erf and exp with plain loops around the
     }
 }
 
-TEST_CASE("vectorized LSTM gates, forward and backward, against double on every path") {
-  const auto sigmoid = [](double a) { return 1 / (1 + std::exp(-a)); };
+namespace {
+double sigmoid(double a) { return 1 / (1 + std::exp(-a)); }
+
+// A float32 result against its double value.
+bool near(double got, double want) { return std::abs(got - want) <= 2e-6 * (1 + std::abs(want)); }
+
+// f(path's functions, H) for each path and gate widths H with and without a padded tail.
+template <class F>
+void for_each_path_and_width(F f) {
   for (vec::Isa isa : paths())
     for (std::size_t H : {1u, 5u, 16u, 19u, 40u}) {
       INFO(std::string(vec::isa_name(isa)) << ", H = " << H);
-      const std::size_t B = 3;
-      const vec::Functions& f = vec::functions(isa);
-      const std::vector<float> xp = filled(B * 4 * H, 1, 4.0f), hp = filled(B * 4 * H, 2, 2.0f);
-      const std::vector<float> c = filled(B * H, 3, 2.0f);
-      const std::vector<float> gh = filled(B * H, 4), gc = filled(B * H, 5);
-      std::vector<float> h_out(B * H), c_out(B * H), gates(B * 5 * H), da(B * 4 * H), dc(B * H);
-      f.lstm_gates_forward(xp.data(), hp.data(), c.data(), B, H, h_out.data(), c_out.data(),
-                           gates.data());
-      f.lstm_gates_backward(gh.data(), gc.data(), c.data(), gates.data(), B, H, da.data(),
-                            dc.data());
-      const auto near = [](double got, double want) {
-        return std::abs(got - want) <= 2e-6 * (1 + std::abs(want));
-      };
-      for (std::size_t b = 0; b < B; ++b)
-        for (std::size_t j = 0; j < H; ++j) {
-          const auto a = [&](std::size_t gate) {
-            return double(xp[b * 4 * H + gate * H + j]) + double(hp[b * 4 * H + gate * H + j]);
-          };
-          const double i = sigmoid(a(0)), fg = sigmoid(a(1)), g = std::tanh(a(2)),
-                       o = sigmoid(a(3)), cv = c[b * H + j];
-          const double cn = fg * cv + i * g, t = std::tanh(cn);
-          const std::size_t k = b * H + j;
-          CHECK(near(h_out[k], o * t));
-          CHECK(near(c_out[k], cn));
-          const double saved[5] = {i, fg, g, o, t};
-          for (std::size_t r = 0; r < 5; ++r) CHECK(near(gates[b * 5 * H + r * H + j], saved[r]));
-          const double dcn = gc[k] + gh[k] * o * (1 - t * t);
-          const double want[4] = {dcn * g * i * (1 - i), dcn * cv * fg * (1 - fg),
-                                  dcn * i * (1 - g * g), gh[k] * t * o * (1 - o)};
-          for (std::size_t r = 0; r < 4; ++r) CHECK(near(da[b * 4 * H + r * H + j], want[r]));
-          CHECK(near(dc[k], dcn * fg));
-        }
+      f(vec::functions(isa), H);
     }
+}
+}  // namespace
+
+TEST_CASE("vectorized LSTM gates, forward and backward, against double on every path") {
+  for_each_path_and_width([](const vec::Functions& f, std::size_t H) {
+    const std::size_t B = 3;
+    const std::vector<float> xp = filled(B * 4 * H, 1, 4.0f), hp = filled(B * 4 * H, 2, 2.0f);
+    const std::vector<float> c = filled(B * H, 3, 2.0f);
+    const std::vector<float> gh = filled(B * H, 4), gc = filled(B * H, 5);
+    std::vector<float> h_out(B * H), c_out(B * H), gates(B * 5 * H), da(B * 4 * H), dc(B * H);
+    f.lstm_gates_forward(xp.data(), hp.data(), c.data(), B, H, h_out.data(), c_out.data(),
+                         gates.data());
+    f.lstm_gates_backward(gh.data(), gc.data(), c.data(), gates.data(), B, H, da.data(), dc.data());
+    for (std::size_t b = 0; b < B; ++b)
+      for (std::size_t j = 0; j < H; ++j) {
+        const auto a = [&](std::size_t gate) {
+          return double(xp[b * 4 * H + gate * H + j]) + double(hp[b * 4 * H + gate * H + j]);
+        };
+        const double i = sigmoid(a(0)), fg = sigmoid(a(1)), g = std::tanh(a(2)), o = sigmoid(a(3)),
+                     cv = c[b * H + j];
+        const double cn = fg * cv + i * g, t = std::tanh(cn);
+        const std::size_t k = b * H + j;
+        CHECK(near(h_out[k], o * t));
+        CHECK(near(c_out[k], cn));
+        const double saved[5] = {i, fg, g, o, t};
+        for (std::size_t r = 0; r < 5; ++r) CHECK(near(gates[b * 5 * H + r * H + j], saved[r]));
+        const double dcn = gc[k] + gh[k] * o * (1 - t * t);
+        const double want[4] = {dcn * g * i * (1 - i), dcn * cv * fg * (1 - fg),
+                                dcn * i * (1 - g * g), gh[k] * t * o * (1 - o)};
+        for (std::size_t r = 0; r < 4; ++r) CHECK(near(da[b * 4 * H + r * H + j], want[r]));
+        CHECK(near(dc[k], dcn * fg));
+      }
+  });
 }
 
 TEST_CASE("vectorized GRU gates, forward and backward, against double on every path") {
-  const auto sigmoid = [](double a) { return 1 / (1 + std::exp(-a)); };
-  for (vec::Isa isa : paths())
-    for (std::size_t H : {1u, 5u, 16u, 19u, 40u}) {
-      INFO(std::string(vec::isa_name(isa)) << ", H = " << H);
-      const std::size_t B = 3;
-      const vec::Functions& f = vec::functions(isa);
-      const std::vector<float> xp = filled(B * 3 * H, 6, 4.0f), hp = filled(B * 3 * H, 7, 2.0f);
-      const std::vector<float> h = filled(B * H, 8), g = filled(B * H, 9);
-      std::vector<float> next(B * H), gates(B * 4 * H), dxp(B * 3 * H), dhp(B * 3 * H), dh(B * H);
-      f.gru_gates_forward(xp.data(), hp.data(), h.data(), B, H, next.data(), gates.data());
-      f.gru_gates_backward(g.data(), h.data(), gates.data(), B, H, dxp.data(), dhp.data(),
-                           dh.data());
-      const auto near = [](double got, double want) {
-        return std::abs(got - want) <= 2e-6 * (1 + std::abs(want));
-      };
-      for (std::size_t b = 0; b < B; ++b)
-        for (std::size_t j = 0; j < H; ++j) {
-          const auto x = [&](std::size_t gate) { return double(xp[b * 3 * H + gate * H + j]); };
-          const auto p = [&](std::size_t gate) { return double(hp[b * 3 * H + gate * H + j]); };
-          const double r = sigmoid(x(0) + p(0)), z = sigmoid(x(1) + p(1));
-          const double n = std::tanh(x(2) + r * p(2));
-          const std::size_t k = b * H + j;
-          CHECK(near(next[k], (1 - z) * n + z * h[k]));
-          const double saved[4] = {r, z, n, p(2)};
-          for (std::size_t q = 0; q < 4; ++q) CHECK(near(gates[b * 4 * H + q * H + j], saved[q]));
-          const double da_n = g[k] * (1 - z) * (1 - n * n);
-          const double da_r = da_n * p(2) * r * (1 - r), da_z = g[k] * (h[k] - n) * z * (1 - z);
-          const double want_x[3] = {da_r, da_z, da_n}, want_h[3] = {da_r, da_z, da_n * r};
-          for (std::size_t q = 0; q < 3; ++q) {
-            CHECK(near(dxp[b * 3 * H + q * H + j], want_x[q]));
-            CHECK(near(dhp[b * 3 * H + q * H + j], want_h[q]));
-          }
-          CHECK(near(dh[k], g[k] * z));
+  for_each_path_and_width([](const vec::Functions& f, std::size_t H) {
+    const std::size_t B = 3;
+    const std::vector<float> xp = filled(B * 3 * H, 6, 4.0f), hp = filled(B * 3 * H, 7, 2.0f);
+    const std::vector<float> h = filled(B * H, 8), g = filled(B * H, 9);
+    std::vector<float> next(B * H), gates(B * 4 * H), dxp(B * 3 * H), dhp(B * 3 * H), dh(B * H);
+    f.gru_gates_forward(xp.data(), hp.data(), h.data(), B, H, next.data(), gates.data());
+    f.gru_gates_backward(g.data(), h.data(), gates.data(), B, H, dxp.data(), dhp.data(), dh.data());
+    for (std::size_t b = 0; b < B; ++b)
+      for (std::size_t j = 0; j < H; ++j) {
+        const auto x = [&](std::size_t gate) { return double(xp[b * 3 * H + gate * H + j]); };
+        const auto p = [&](std::size_t gate) { return double(hp[b * 3 * H + gate * H + j]); };
+        const double r = sigmoid(x(0) + p(0)), z = sigmoid(x(1) + p(1));
+        const double n = std::tanh(x(2) + r * p(2));
+        const std::size_t k = b * H + j;
+        CHECK(near(next[k], (1 - z) * n + z * h[k]));
+        const double saved[4] = {r, z, n, p(2)};
+        for (std::size_t q = 0; q < 4; ++q) CHECK(near(gates[b * 4 * H + q * H + j], saved[q]));
+        const double da_n = g[k] * (1 - z) * (1 - n * n);
+        const double da_r = da_n * p(2) * r * (1 - r), da_z = g[k] * (h[k] - n) * z * (1 - z);
+        const double want_x[3] = {da_r, da_z, da_n}, want_h[3] = {da_r, da_z, da_n * r};
+        for (std::size_t q = 0; q < 3; ++q) {
+          CHECK(near(dxp[b * 3 * H + q * H + j], want_x[q]));
+          CHECK(near(dhp[b * 3 * H + q * H + j], want_h[q]));
         }
-    }
+        CHECK(near(dh[k], g[k] * z));
+      }
+  });
 }
