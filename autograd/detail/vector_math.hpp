@@ -43,8 +43,8 @@ void lstm_gates_backward(const float* gh, const float* gc, const float* c, const
 
 // Layer norm over the rows of x (rows x d), float32, as autograd/ops/layer_norm.cpp writes it:
 // each row's mean and 1 / sqrt(biased variance + eps) into mean[r] and invstd[r], and
-// z = (x - mean) invstd w + b (w, b null when absent). The sums run in vector lanes, each
-// row's total in double.
+// z = (x - mean) invstd w + b (w, b null when absent). The row sums run in float vector lanes;
+// the mean, the variance and 1 / sqrt are taken in double.
 struct LayerNormRows {
   const float* x;
   const float* w;  // null: no weight
