@@ -221,6 +221,11 @@ void SGD::step() {
     // By value: pointers captured by reference would be reloaded at each store, unvectorized.
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
       const FlushDenormals flush;  // decaying state must not crawl through denormals
+      if constexpr (std::is_same_v<T, float>) {  // the same loops in vector lanes, bit for bit
+        const SgdStep c{lr, wd, mu, damp, o.nesterov, first};
+        sgd_update(pp + begin, pg + begin, b ? b + begin : nullptr, end - begin, c);
+        return;
+      }
       if (o.momentum == 0 && wd == 0) {  // plain gradient descent, the common case
         for (std::size_t j = begin; j < end; ++j) pp[j] -= lr * pg[j];
         return;
@@ -340,6 +345,12 @@ void RMSprop::step() {
     const bool centered = o.centered, momentum = o.momentum != 0;
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
       const FlushDenormals flush;  // decaying state must not crawl through denormals
+      if constexpr (std::is_same_v<T, float>) {  // the same loop in vector lanes, bit for bit
+        const RmspropStep c{lr, alpha, eps, wd, mu};
+        const auto at = [begin](float* a) { return a ? a + begin : nullptr; };
+        rmsprop_update(pp + begin, pg + begin, v + begin, at(m), at(b), end - begin, c);
+        return;
+      }
       for (std::size_t j = begin; j < end; ++j) {
         const T d = pg[j] + wd * pp[j];
         v[j] = alpha * v[j] + (1 - alpha) * d * d;
@@ -389,6 +400,10 @@ void Adagrad::step() {
     const T wd = static_cast<T>(wd_of(i));
     parallel_for(p.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
       const FlushDenormals flush;  // decaying state must not crawl through denormals
+      if constexpr (std::is_same_v<T, float>) {  // the same loop in vector lanes, bit for bit
+        adagrad_update(pp + begin, pg + begin, s + begin, end - begin, AdagradStep{lr, eps, wd});
+        return;
+      }
       for (std::size_t j = begin; j < end; ++j) {
         const T d = pg[j] + wd * pp[j];
         s[j] += d * d;

@@ -113,6 +113,16 @@ void layer_norm_backward(const LayerNormRows& in, const float* g, const float* m
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
   best().adam_update(p, g, m, v, n, c);
 }
+void sgd_update(float* p, const float* g, float* b, std::size_t n, const SgdStep& c) {
+  best().sgd_update(p, g, b, n, c);
+}
+void rmsprop_update(float* p, const float* g, float* v, float* m, float* b, std::size_t n,
+                    const RmspropStep& c) {
+  best().rmsprop_update(p, g, v, m, b, n, c);
+}
+void adagrad_update(float* p, const float* g, float* s, std::size_t n, const AdagradStep& c) {
+  best().adagrad_update(p, g, s, n, c);
+}
 
 }  // namespace xgrad::detail::vec
 
@@ -120,6 +130,24 @@ namespace xgrad {
 
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
   detail::vec::adam_update(p, g, m, v, n, c);
+}
+
+void sgd_update(float* p, const float* g, float* b, std::size_t n, const SgdStep& c) {
+  if (!b && c.momentum != 0)
+    throw ValueError("sgd_update: momentum " + number_str(c.momentum) + " needs a momentum buffer");
+  detail::vec::sgd_update(p, g, b, n, c);
+}
+
+void rmsprop_update(float* p, const float* g, float* v, float* m, float* b, std::size_t n,
+                    const RmspropStep& c) {
+  if (!b && c.momentum != 0)
+    throw ValueError("rmsprop_update: momentum " + number_str(c.momentum) +
+                     " needs a momentum buffer");
+  detail::vec::rmsprop_update(p, g, v, m, b, n, c);
+}
+
+void adagrad_update(float* p, const float* g, float* s, std::size_t n, const AdagradStep& c) {
+  detail::vec::adagrad_update(p, g, s, n, c);
 }
 
 }  // namespace xgrad

@@ -1,12 +1,12 @@
 #pragma once
 // Transcendental functions over float arrays, in place (x[i] = f(x[i])), and the loops of GELU,
-// the GRU and LSTM gates, layer norm and the Adam update, vectorized with xsimd for the widest
-// instruction set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2 (8),
-// or SSE2 (4, x86-64's baseline; all a plain loop gets from the compiler's default flags). std::exp
-// and friends are calls that no loop vectorizes; these run to about 1 ulp. The elements past the
-// last full vector go through the same vector code (padded), so a value never depends on where it
-// sits in the array. XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the choice (as
-// ATen's ATEN_CPU_CAPABILITY), to measure or test a narrower path on a wider processor.
+// the GRU and LSTM gates, layer norm and the optimizers' updates, vectorized with xsimd for the
+// widest instruction set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2
+// (8), or SSE2 (4, x86-64's baseline; all a plain loop gets from the compiler's default flags).
+// std::exp and friends are calls that no loop vectorizes; these run to about 1 ulp. The elements
+// past the last full vector go through the same vector code (padded), so a value never depends on
+// where it sits in the array. XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the
+// choice (as ATen's ATEN_CPU_CAPABILITY), to measure or test a narrower path on a wider processor.
 
 #include <cstddef>
 
@@ -58,8 +58,13 @@ void layer_norm_forward(const LayerNormRows& in, const float* b, double eps, flo
 void layer_norm_backward(const LayerNormRows& in, const float* g, const float* mean,
                          const float* invstd, float* dx, double* dw, double* db, float* scratch);
 
-// xgrad::adam_update (autograd/optim_kernels.hpp) on this path.
+// xgrad::adam_update, sgd_update, rmsprop_update and adagrad_update (autograd/optim_kernels.hpp)
+// on this path.
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c);
+void sgd_update(float* p, const float* g, float* b, std::size_t n, const SgdStep& c);
+void rmsprop_update(float* p, const float* g, float* v, float* m, float* b, std::size_t n,
+                    const RmspropStep& c);
+void adagrad_update(float* p, const float* g, float* s, std::size_t n, const AdagradStep& c);
 
 // The instruction sets with a path, narrowest first.
 enum class Isa { sse2, avx2, avx512 };
@@ -92,6 +97,10 @@ struct Functions {
   void (*layer_norm_backward)(const LayerNormRows&, const float*, const float*, const float*,
                               float*, double*, double*, float*);
   void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
+  void (*sgd_update)(float*, const float*, float*, std::size_t, const SgdStep&);
+  void (*rmsprop_update)(float*, const float*, float*, float*, float*, std::size_t,
+                         const RmspropStep&);
+  void (*adagrad_update)(float*, const float*, float*, std::size_t, const AdagradStep&);
 };
 const Functions& functions(Isa isa);
 

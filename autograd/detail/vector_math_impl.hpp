@@ -329,42 +329,120 @@ struct Loops {
     }
   }
 
-  // Adam's update of lanes i.. of the four arrays (see vector_math.hpp for the order). Every
+  // The optimizers' updates (optim_kernels.hpp gives each one's order of operations). Every
   // a * b + c stays two roundings, as in the plain loop compiled without FMA (the compiler would
   // fuse them on AVX-512; the transcendental functions above gain a quarter from it), so that
-  // every path gives the same bits.
-  __attribute__((optimize("fp-contract=off"))) static void adam_lanes(float* p, const float* g,
-                                                                      float* m, float* v,
-                                                                      const AdamStep& c) {
-    Batch vp = Batch::load_unaligned(p);
-    if (c.decay_first) vp = vp - Batch(c.lr * c.wd) * vp;
-    const Batch dj = Batch::load_unaligned(g) + Batch(c.l2) * vp;
-    const Batch vmj = Batch(c.b1) * Batch::load_unaligned(m) + Batch(1 - c.b1) * dj;
-    const Batch vvj = Batch(c.b2) * Batch::load_unaligned(v) + Batch(1 - c.b2) * dj * dj;
-    vp = vp - Batch(c.step_size) * vmj / (xsimd::sqrt(vvj) / Batch(c.root_c2) + Batch(c.eps));
-    vp.store_unaligned(p);
-    vmj.store_unaligned(m);
-    vvj.store_unaligned(v);
+  // every path gives the same bits. Each Lanes(g, a, c) updates one vector of lanes of the state
+  // arrays a[r] (the parameters first; null when absent, which says which update runs) in place
+  // from the gradient's at g.
+#define XGRAD_TWO_ROUNDINGS __attribute__((optimize("fp-contract=off")))
+
+  // Lanes over n elements; the tail through copies padded with zeros (as in apply).
+  template <auto Lanes, std::size_t K, class C>
+  XGRAD_TWO_ROUNDINGS static void update(std::size_t n, const float* g, float* const (&a)[K],
+                                         const C& c) {
+    float* at[K];
+    std::size_t i = 0;
+    for (; i + width <= n; i += width) {
+      for (std::size_t r = 0; r < K; ++r) at[r] = a[r] ? a[r] + i : nullptr;
+      Lanes(g + i, at, c);
+    }
+    if (i == n) return;
+    alignas(64) float tail[K + 1][width] = {};
+    for (std::size_t k = i; k < n; ++k) {
+      tail[K][k - i] = g[k];
+      for (std::size_t r = 0; r < K; ++r)
+        if (a[r]) tail[r][k - i] = a[r][k];
+    }
+    for (std::size_t r = 0; r < K; ++r) at[r] = a[r] ? tail[r] : nullptr;
+    Lanes(tail[K], at, c);
+    for (std::size_t r = 0; r < K; ++r)
+      if (a[r])
+        for (std::size_t k = i; k < n; ++k) a[r][k] = tail[r][k - i];
+  }
+  static Batch load(const float* x) { return Batch::load_unaligned(x); }
+
+  // a: p, m, v
+  XGRAD_TWO_ROUNDINGS static void adam_lanes(const float* g, float* const* a, const AdamStep& c) {
+    Batch p = load(a[0]);
+    if (c.decay_first) p = p - Batch(c.lr * c.wd) * p;
+    const Batch d = load(g) + Batch(c.l2) * p;
+    const Batch m = Batch(c.b1) * load(a[1]) + Batch(1 - c.b1) * d;
+    const Batch v = Batch(c.b2) * load(a[2]) + Batch(1 - c.b2) * d * d;
+    p = p - Batch(c.step_size) * m / (xsimd::sqrt(v) / Batch(c.root_c2) + Batch(c.eps));
+    p.store_unaligned(a[0]);
+    m.store_unaligned(a[1]);
+    v.store_unaligned(a[2]);
   }
   static void adam_update(float* p, const float* g, float* m, float* v, std::size_t n,
                           const AdamStep& c) {
-    std::size_t i = 0;
-    for (; i + width <= n; i += width) adam_lanes(p + i, g + i, m + i, v + i, c);
-    if (i == n) return;
-    alignas(64) float tail[4][width] = {};  // the last elements, padded (as in apply)
-    for (std::size_t k = i; k < n; ++k) {
-      tail[0][k - i] = p[k];
-      tail[1][k - i] = g[k];
-      tail[2][k - i] = m[k];
-      tail[3][k - i] = v[k];
-    }
-    adam_lanes(tail[0], tail[1], tail[2], tail[3], c);
-    for (std::size_t k = i; k < n; ++k) {
-      p[k] = tail[0][k - i];
-      m[k] = tail[2][k - i];
-      v[k] = tail[3][k - i];
-    }
+    update<adam_lanes>(n, g, {p, m, v}, c);
   }
+
+  // a: p, b
+  XGRAD_TWO_ROUNDINGS static void sgd_lanes(const float* g, float* const* a, const SgdStep& c) {
+    Batch p = load(a[0]);
+    if (!a[1] && c.wd == 0) {
+      p = p - Batch(c.lr) * load(g);
+    } else {
+      const Batch d = load(g) + Batch(c.wd) * p;
+      if (!a[1]) {
+        p = p - Batch(c.lr) * d;
+      } else {
+        const Batch b = c.first ? d : Batch(c.momentum) * load(a[1]) + Batch(c.damp) * d;
+        p = c.nesterov ? p - Batch(c.lr) * (d + Batch(c.momentum) * b) : p - Batch(c.lr) * b;
+        b.store_unaligned(a[1]);
+      }
+    }
+    p.store_unaligned(a[0]);
+  }
+  static void sgd_update(float* p, const float* g, float* b, std::size_t n, const SgdStep& c) {
+    update<sgd_lanes>(n, g, {p, b}, c);
+  }
+
+  // a: p, the square average, the gradient average, the momentum buffer
+  XGRAD_TWO_ROUNDINGS static void rmsprop_lanes(const float* g, float* const* a,
+                                                const RmspropStep& c) {
+    Batch p = load(a[0]);
+    const Batch d = load(g) + Batch(c.wd) * p;
+    const Batch v = Batch(c.alpha) * load(a[1]) + Batch(1 - c.alpha) * d * d;
+    v.store_unaligned(a[1]);
+    Batch var = v;
+    if (a[2]) {
+      const Batch m = Batch(c.alpha) * load(a[2]) + Batch(1 - c.alpha) * d;
+      m.store_unaligned(a[2]);
+      var = var - m * m;
+    }
+    const Batch s = xsimd::sqrt(var) + Batch(c.eps);
+    if (a[3]) {
+      const Batch b = Batch(c.momentum) * load(a[3]) + d / s;
+      b.store_unaligned(a[3]);
+      p = p - Batch(c.lr) * b;
+    } else {
+      p = p - Batch(c.lr) * d / s;
+    }
+    p.store_unaligned(a[0]);
+  }
+  static void rmsprop_update(float* p, const float* g, float* v, float* m, float* b, std::size_t n,
+                             const RmspropStep& c) {
+    update<rmsprop_lanes>(n, g, {p, v, m, b}, c);
+  }
+
+  // a: p, the sum of squares
+  XGRAD_TWO_ROUNDINGS static void adagrad_lanes(const float* g, float* const* a,
+                                                const AdagradStep& c) {
+    Batch p = load(a[0]);
+    const Batch d = load(g) + Batch(c.wd) * p;
+    const Batch s = load(a[1]) + d * d;
+    p = p - Batch(c.lr) * d / (xsimd::sqrt(s) + Batch(c.eps));
+    s.store_unaligned(a[1]);
+    p.store_unaligned(a[0]);
+  }
+  static void adagrad_update(float* p, const float* g, float* s, std::size_t n,
+                             const AdagradStep& c) {
+    update<adagrad_lanes>(n, g, {p, s}, c);
+  }
+#undef XGRAD_TWO_ROUNDINGS
 
   static constexpr Functions table = {exp,
                                       tanh,
@@ -377,7 +455,10 @@ struct Loops {
                                       lstm_gates_backward,
                                       layer_norm_forward,
                                       layer_norm_backward,
-                                      adam_update};
+                                      adam_update,
+                                      sgd_update,
+                                      rmsprop_update,
+                                      adagrad_update};
 };
 
 // Each path's table, from the file compiled for it.

@@ -3,11 +3,13 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "autograd/detail/vector_math.hpp"
+#include "autograd/error.hpp"
 
 namespace vec = xgrad::detail::vec;
 
@@ -200,6 +202,139 @@ TEST_CASE("the vectorized Adam update equals the scalar loop bit for bit on ever
         CHECK(p2 == want_p);
         CHECK(m2 == want_m);
         CHECK(v2 == want_v);
+      }
+}
+
+// Whether a and b hold the same bits (a NaN equals the same NaN).
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST_CASE("the vectorized SGD update equals the scalar loops bit for bit on every path") {
+  struct Case {
+    const char* name;
+    xgrad::SgdStep c;
+  };
+  const Case cases[] = {
+      {"plain", {.lr = 0.1f, .wd = 0, .momentum = 0, .damp = 1, .nesterov = false, .first = false}},
+      {"weight decay", {0.1f, 0.01f, 0, 1, false, false}},
+      {"momentum, first step", {0.1f, 0.01f, 0.9f, 0.75f, false, true}},
+      {"momentum, dampening", {0.1f, 0.01f, 0.9f, 0.75f, false, false}},
+      {"Nesterov", {0.1f, 0, 0.9f, 1, true, false}},
+  };
+  for (vec::Isa isa : paths())
+    for (const Case& k : cases)
+      for (std::size_t n : {1u, 7u, 16u, 33u, 100u}) {
+        INFO(vec::isa_name(isa) << ", " << k.name << ", n = " << n);
+        const xgrad::SgdStep& c = k.c;
+        std::vector<float> p = filled(n, 1), b = filled(n, 2, 0.1f);
+        const std::vector<float> g = filled(n, 3);
+        // an infinite weight: with weight decay 0 * inf is NaN, without it stays inf
+        if (n > 4) p[3] = std::numeric_limits<float>::infinity();
+        std::vector<float> want_p = p, want_b = b;
+        for (std::size_t j = 0; j < n; ++j) {  // nn/optim.cpp's loops
+          float& q = want_p[j];
+          if (c.momentum == 0 && c.wd == 0) {
+            q -= c.lr * g[j];
+            continue;
+          }
+          const float d = g[j] + c.wd * q;
+          if (c.momentum == 0) {
+            q -= c.lr * d;
+            continue;
+          }
+          want_b[j] = c.first ? d : c.momentum * want_b[j] + c.damp * d;
+          q -= c.nesterov ? c.lr * (d + c.momentum * want_b[j]) : c.lr * want_b[j];
+        }
+        float* buffer = c.momentum != 0 ? b.data() : nullptr;
+        std::vector<float> p2 = p, b2 = b;  // through the public function too
+        vec::functions(isa).sgd_update(p.data(), g.data(), buffer, n, c);
+        xgrad::sgd_update(p2.data(), g.data(), buffer ? b2.data() : nullptr, n, c);
+        CHECK(same_bits(p, want_p));
+        CHECK(same_bits(b, want_b));
+        CHECK(same_bits(p2, want_p));
+        CHECK(same_bits(b2, want_b));
+      }
+  std::vector<float> p(4), g(4);
+  CHECK_THROWS_WITH_AS(xgrad::sgd_update(p.data(), g.data(), nullptr, 4, {0.1f, 0, 0.9f, 1}),
+                       "sgd_update: momentum 0.9 needs a momentum buffer", xgrad::ValueError);
+}
+
+TEST_CASE("the vectorized RMSprop update equals the scalar loop bit for bit on every path") {
+  for (vec::Isa isa : paths())
+    for (int centered = 0; centered < 2; ++centered)
+      for (float mu : {0.0f, 0.9f})
+        for (std::size_t n : {1u, 7u, 16u, 33u, 100u}) {
+          INFO(vec::isa_name(isa) << (centered ? ", centered" : "") << ", momentum " << mu
+                                  << ", n = " << n);
+          const xgrad::RmspropStep c{
+              .lr = 0.01f, .alpha = 0.99f, .eps = 1e-8f, .wd = 0.01f, .momentum = mu};
+          std::vector<float> p = filled(n, 1), v = filled(n, 2, 0.1f), m = filled(n, 3, 0.01f),
+                             b = filled(n, 4, 0.1f);
+          const std::vector<float> g = filled(n, 5);
+          for (float& e : v) e = std::abs(e);
+          std::vector<float> want_p = p, want_v = v, want_m = m, want_b = b;
+          for (std::size_t j = 0; j < n; ++j) {  // nn/optim.cpp's loop
+            const float d = g[j] + c.wd * want_p[j];
+            want_v[j] = c.alpha * want_v[j] + (1 - c.alpha) * d * d;
+            float var = want_v[j];
+            if (centered) {
+              want_m[j] = c.alpha * want_m[j] + (1 - c.alpha) * d;
+              var -= want_m[j] * want_m[j];
+            }
+            const float a = std::sqrt(var) + c.eps;
+            if (c.momentum != 0) {
+              want_b[j] = c.momentum * want_b[j] + d / a;
+              want_p[j] -= c.lr * want_b[j];
+            } else {
+              want_p[j] -= c.lr * d / a;
+            }
+          }
+          std::vector<float> p2 = p, v2 = v, m2 = m, b2 = b;  // through the public function too
+          const auto ptr = [](bool present, std::vector<float>& a) {
+            return present ? a.data() : nullptr;
+          };
+          vec::functions(isa).rmsprop_update(p.data(), g.data(), v.data(), ptr(centered, m),
+                                             ptr(mu != 0, b), n, c);
+          xgrad::rmsprop_update(p2.data(), g.data(), v2.data(), ptr(centered, m2), ptr(mu != 0, b2),
+                                n, c);
+          CHECK(same_bits(p, want_p));
+          CHECK(same_bits(v, want_v));
+          CHECK(same_bits(m, want_m));
+          CHECK(same_bits(b, want_b));
+          CHECK(same_bits(p2, want_p));
+          CHECK(same_bits(v2, want_v));
+          CHECK(same_bits(m2, want_m));
+          CHECK(same_bits(b2, want_b));
+        }
+  std::vector<float> p(4), g(4), v(4);
+  CHECK_THROWS_WITH_AS(xgrad::rmsprop_update(p.data(), g.data(), v.data(), nullptr, nullptr, 4,
+                                             {0.01f, 0.99f, 1e-8f, 0, 0.9f}),
+                       "rmsprop_update: momentum 0.9 needs a momentum buffer", xgrad::ValueError);
+}
+
+TEST_CASE("the vectorized Adagrad update equals the scalar loop bit for bit on every path") {
+  for (vec::Isa isa : paths())
+    for (float wd : {0.0f, 0.01f})
+      for (std::size_t n : {1u, 7u, 16u, 33u, 100u}) {
+        INFO(vec::isa_name(isa) << ", weight decay " << wd << ", n = " << n);
+        const xgrad::AdagradStep c{.lr = 0.01f, .eps = 1e-10f, .wd = wd};
+        std::vector<float> p = filled(n, 1), s = filled(n, 2, 0.1f);
+        const std::vector<float> g = filled(n, 3);
+        for (float& e : s) e = std::abs(e);
+        std::vector<float> want_p = p, want_s = s;
+        for (std::size_t j = 0; j < n; ++j) {  // nn/optim.cpp's loop
+          const float d = g[j] + c.wd * want_p[j];
+          want_s[j] += d * d;
+          want_p[j] -= c.lr * d / (std::sqrt(want_s[j]) + c.eps);
+        }
+        std::vector<float> p2 = p, s2 = s;  // through the public function too
+        vec::functions(isa).adagrad_update(p.data(), g.data(), s.data(), n, c);
+        xgrad::adagrad_update(p2.data(), g.data(), s2.data(), n, c);
+        CHECK(same_bits(p, want_p));
+        CHECK(same_bits(s, want_s));
+        CHECK(same_bits(p2, want_p));
+        CHECK(same_bits(s2, want_s));
       }
 }
 
