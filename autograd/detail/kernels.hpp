@@ -126,6 +126,14 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
 // for NaN or inf.
 double attention_scale(const char* op, std::optional<double> scale, std::size_t d);
 void check_not_empty(const char* op, const Tensor& x);
+// multi_head_attention (attention.cpp) takes the queries in blocks of kAttentionRows rows: one
+// block's scores against every key stay in the caches between its products. What its backward
+// reads: the probabilities, saved whole (B, H, T, T), or each row's log-sum-exp (B, H, T), from
+// which it computes the block's probabilities again. automatic chooses by T (attention.cpp);
+// tests and benchmarks set one; the call returns the setting it replaces.
+inline constexpr std::size_t kAttentionRows = 64;
+enum class AttentionSaves { automatic, probabilities, row_statistics };
+AttentionSaves set_attention_saves(AttentionSaves saves);
 // A reduction over `axes` of x that has something to reduce: ValueError naming op when one of
 // them has length 0 (a max or a mean of nothing). Other axes may be empty: the result then is.
 void check_reduced_not_empty(const char* op, const Tensor& x, const std::vector<std::size_t>& axes);

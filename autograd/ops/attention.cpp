@@ -5,11 +5,14 @@
 //   written into the columns of head h of the output (B, T, E): the heads joined.
 //   With G = dL/dO (head h's columns):  dV = D^T G,  dD = G V^T,  dP = dD M,
 //   dS = P (dP - rowsum(dP P)),  dQ = scale dS K,  dK = scale dS^T Q.
-//   Saves qkv, P and M.
+//   Saves qkv, M, and P or each row's log-sum-exp l (then P = e^(S - l) again in the backward).
 // NOTE: a primitive for speed: the composite (chunk, reshape and permute into heads, batched
 // products, masked_fill, softmax, then permute and reshape back) copied the activations six times;
 // here each head's products read the packed input in place (leading dimension 3E) and write the
-// joined output directly. Under create_graph the backward is written in ops.
+// joined output directly. Rows of queries go in blocks (detail::kAttentionRows): a block's
+// scores are made, turned into probabilities and used while they are in the caches, and when
+// causal a block stops at its last row's key. Under create_graph the backward is written in ops.
+#include <atomic>
 #include <cmath>
 #include <limits>
 
@@ -18,6 +21,14 @@
 #include "autograd/grad_mode.hpp"
 
 namespace xgrad {
+
+namespace detail {
+namespace {
+std::atomic<AttentionSaves> attention_saves{AttentionSaves::automatic};
+}  // namespace
+AttentionSaves set_attention_saves(AttentionSaves saves) { return attention_saves.exchange(saves); }
+}  // namespace detail
+
 namespace {
 
 struct Sizes {
@@ -32,58 +43,140 @@ Tensor from_heads(const Tensor& x, const Sizes& s) {
   return reshape(transpose(x, 1, 2), {long(s.B), long(s.T), long(s.E)});
 }
 
+// Whether the probabilities are saved whole: up to T = 128 (B = 32, E = 128, 4 heads), computing
+// them again cost more than reading them back (docs/performance.md).
+bool saves_probabilities(std::size_t T) {
+  switch (detail::attention_saves.load()) {
+    case detail::AttentionSaves::probabilities:
+      return true;
+    case detail::AttentionSaves::row_statistics:
+      return false;
+    default:
+      return T <= 128;
+  }
+}
+
+// row[0, n) = softmax(row) in place; returns the row's largest entry and the sum of e^(row - it),
+// whose log added to it is the row's log-sum-exp. A row all -inf (every key masked) gives NaN, as
+// the composite.
+// NOTE: not inlined: inside the forward's loop, GCC 12 kept top (live across the call to exp) in
+// memory for the whole function, and the max loop waited on a store and a load per entry.
+template <class T_>
+[[gnu::noinline]] std::pair<T_, T_> softmax_row(T_* row, std::size_t n) {
+  T_ top = row[0];
+  for (std::size_t j = 1; j < n; ++j) top = std::max(top, row[j]);
+  if (top == -std::numeric_limits<T_>::infinity()) top = 0;
+  for (std::size_t j = 0; j < n; ++j) row[j] -= top;
+  detail::exp_in_place(row, n);  // vectorized in float32
+  T_ total = 0;
+  for (std::size_t j = 0; j < n; ++j) total += row[j];
+  const T_ inv = T_{1} / total;
+  for (std::size_t j = 0; j < n; ++j) row[j] *= inv;
+  return {top, total};
+}
+
+// One head of one batch entry, its rows of queries in blocks: where its Q, K and V start in the
+// packed qkv, and how many keys the block of rows [i0, i1) sees.
+template <class T_>
+struct Head {
+  const T_* q;  // K at q + E, V at q + 2E; leading dimension 3E
+  std::size_t ld;
+  const Sizes& s;
+  bool causal;
+  std::size_t keys(std::size_t i1) const { return causal ? i1 : s.T; }
+
+  // S (rows x n, leading dimension lds) = scale Q[i0, i1) K[0, n)^T, -inf above the diagonal.
+  void scores(std::size_t i0, std::size_t i1, T_ scale, T_* S, std::size_t lds) const {
+    const std::size_t n = keys(i1);
+    detail::gemm(false, true, i1 - i0, n, s.d, scale, q + i0 * ld, ld, q + s.E, ld, T_{0}, S, lds);
+    if (causal)
+      for (std::size_t i = i0; i < i1; ++i)
+        std::fill(S + (i - i0) * lds + i + 1, S + (i - i0) * lds + n,
+                  -std::numeric_limits<T_>::infinity());
+  }
+};
+
 struct MultiHeadAttention final : Node {
-  MultiHeadAttention(Sizes sizes, double scale, bool causal, bool dropout)
-      : s_(sizes), scale_(scale), causal_(causal), dropout_(dropout) {}
+  MultiHeadAttention(Sizes sizes, double scale, bool causal, bool dropout, bool probabilities)
+      : s_(sizes),
+        scale_(scale),
+        causal_(causal),
+        dropout_(dropout),
+        probabilities_(probabilities) {}
   std::string_view name() const override { return "multi_head_attention"; }
 
+  // saved: qkv, then P (B, H, T, T) or the rows' log-sum-exp (B, H, T), then the mask if any.
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    const Tensor qkv = saved(0), p = saved(1), mask = dropout_ ? saved(2) : Tensor();
+    const Tensor qkv = saved(0), rows = saved(1), mask = dropout_ ? saved(2) : Tensor();
     if (GradMode::is_enabled()) return recorded(g, qkv, mask, grads);
     const Sizes s = s_;
     grads[0] = detail::dispatch(qkv.dtype(), [&](auto zero) {
       using T = decltype(zero);
       const T* x = detail::data<T>(qkv);
       const T* pg = detail::data<T>(g);
-      const T* pp = detail::data<T>(p);
+      const T* pr = detail::data<T>(rows);
       const T* pm = dropout_ ? detail::data<T>(mask) : nullptr;
       xt::xarray<T> dx = detail::empty<T>(qkv.shape());
-      std::vector<T> dd(s.T * s.T), weights(pm ? s.T * s.T : 0);
+      const std::size_t bs = std::max<std::size_t>(1, std::min(s.T, detail::kAttentionRows));
+      std::vector<T> probs(probabilities_ ? 0 : bs * s.T), weights(pm ? bs * s.T : 0), dd(bs * s.T);
       const std::size_t ld = 3 * s.E, tt = s.T * s.T;
       for (std::size_t b = 0; b < s.B; ++b)
         for (std::size_t h = 0; h < s.H; ++h) {
           const std::size_t at = b * s.T * ld + h * s.d;  // Q of (b, h); K at + E, V at + 2E
-          const T* P = pp + (b * s.H + h) * tt;
-          const T* D = P;
-          if (pm) {
-            const T* M = pm + (b * s.H + h) * tt;
-            for (std::size_t i = 0; i < tt; ++i) weights[i] = P[i] * M[i];
-            D = weights.data();
-          }
-          const T* G = pg + b * s.T * s.E + h * s.d;
+          const Head<T> head{x + at, ld, s, causal_};
+          const std::size_t bh = b * s.H + h;
+          const T* M = pm ? pm + bh * tt : nullptr;
           T* dQ = dx.data() + at;
-          // dV = D^T G;  dD = G V^T
-          detail::gemm(true, false, s.T, s.d, s.T, T{1}, D, s.T, G, s.E, T{0}, dQ + 2 * s.E, ld);
-          detail::gemm(false, true, s.T, s.T, s.d, T{1}, G, s.E, x + at + 2 * s.E, ld, T{0},
-                       dd.data(), s.T);
-          // dS = P (dP - rowsum(dP P)), dP = dD M; scaled here once for both products
-          for (std::size_t i = 0; i < s.T; ++i) {
-            T* row = dd.data() + i * s.T;
-            const T* prow = P + i * s.T;
-            if (pm) {
-              const T* mrow = pm + (b * s.H + h) * tt + i * s.T;
-              for (std::size_t j = 0; j < s.T; ++j) row[j] *= mrow[j];
+          // dK and dV add up over the blocks; the last block sees every key: it goes first.
+          for (std::size_t k = (s.T + bs - 1) / bs; k-- > 0;) {
+            const std::size_t i0 = k * bs, i1 = std::min(s.T, i0 + bs), m = i1 - i0,
+                              n = head.keys(i1);
+            const T first = i1 == s.T ? T{0} : T{1};  // beta of the sums into dK and dV
+            // P of the block: read back, or e^(S - l) from its rows' log-sum-exp l.
+            const T* P = pr + bh * tt + i0 * s.T;
+            std::size_t ldp = s.T;
+            if (!probabilities_) {
+              head.scores(i0, i1, T(scale_), probs.data(), n);
+              const T* l = pr + bh * s.T + i0;
+              for (std::size_t i = 0; i < m; ++i) {
+                T* row = probs.data() + i * n;
+                for (std::size_t j = 0; j < n; ++j) row[j] -= l[i];
+                detail::exp_in_place(row, n);
+              }
+              P = probs.data();
+              ldp = n;
             }
-            double dot = 0;
-            for (std::size_t j = 0; j < s.T; ++j) dot += double(row[j]) * double(prow[j]);
-            const T c = static_cast<T>(dot);
-            for (std::size_t j = 0; j < s.T; ++j) row[j] = prow[j] * (row[j] - c) * T(scale_);
+            const T* D = P;
+            std::size_t ldd = ldp;
+            if (M) {
+              for (std::size_t i = 0; i < m; ++i)
+                for (std::size_t j = 0; j < n; ++j)
+                  weights[i * n + j] = P[i * ldp + j] * M[(i0 + i) * s.T + j];
+              D = weights.data();
+              ldd = n;
+            }
+            const T* G = pg + (b * s.T + i0) * s.E + h * s.d;
+            // dV[0, n) += D^T G;  dD = G V[0, n)^T
+            detail::gemm(true, false, n, s.d, m, T{1}, D, ldd, G, s.E, first, dQ + 2 * s.E, ld);
+            detail::gemm(false, true, m, n, s.d, T{1}, G, s.E, head.q + 2 * s.E, ld, T{0},
+                         dd.data(), n);
+            // dS = P (dP - rowsum(dP P)), dP = dD M; scaled here once for both products
+            for (std::size_t i = 0; i < m; ++i) {
+              T* row = dd.data() + i * n;
+              const T* prow = P + i * ldp;
+              if (M)
+                for (std::size_t j = 0; j < n; ++j) row[j] *= M[(i0 + i) * s.T + j];
+              double dot = 0;
+              for (std::size_t j = 0; j < n; ++j) dot += double(row[j]) * double(prow[j]);
+              const T c = static_cast<T>(dot);
+              for (std::size_t j = 0; j < n; ++j) row[j] = prow[j] * (row[j] - c) * T(scale_);
+            }
+            // dQ[i0, i1) = dS K[0, n);  dK[0, n) += dS^T Q[i0, i1)
+            detail::gemm(false, false, m, s.d, n, T{1}, dd.data(), n, head.q + s.E, ld, T{0},
+                         dQ + i0 * ld, ld);
+            detail::gemm(true, false, n, s.d, m, T{1}, dd.data(), n, head.q + i0 * ld, ld, first,
+                         dQ + s.E, ld);
           }
-          // dQ = dS K;  dK = dS^T Q
-          detail::gemm(false, false, s.T, s.d, s.T, T{1}, dd.data(), s.T, x + at + s.E, ld, T{0},
-                       dQ, ld);
-          detail::gemm(true, false, s.T, s.d, s.T, T{1}, dd.data(), s.T, x + at, ld, T{0}, dQ + s.E,
-                       ld);
         }
       return Tensor(std::move(dx));
     });
@@ -110,7 +203,7 @@ struct MultiHeadAttention final : Node {
 
   Sizes s_;
   double scale_;
-  bool causal_, dropout_;
+  bool causal_, dropout_, probabilities_;
 };
 
 }  // namespace
@@ -138,11 +231,11 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
                      number_str(options.dropout_p));
   const ProfileScope profiled("multi_head_attention");
   const double scale = detail::attention_scale(op, options.scale, s.d);
-  const bool dropout = options.dropout_p > 0;
+  const bool dropout = options.dropout_p > 0, probabilities = saves_probabilities(T);
   Tensor mask = dropout ? rand({B, s.H, T, T}, {.dtype = qkv.dtype()},
                                options.generator ? *options.generator : default_generator())
                         : Tensor();
-  Tensor probs;
+  Tensor rows;  // what the backward reads: P, or the rows' log-sum-exp
   Tensor out = detail::dispatch(qkv.dtype(), [&](auto zero) {
     using T_ = decltype(zero);
     const T_* x = detail::data<T_>(qkv);
@@ -153,46 +246,51 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
       for (std::size_t i = 0; i < mask.numel(); ++i) pm[i] = pm[i] >= p ? keep : T_{0};
     }
     xt::xarray<T_> z = detail::empty<T_>({B, T, E});
-    xt::xarray<T_> pp = detail::empty<T_>({B, s.H, T, T});
-    std::vector<T_> weights(dropout ? T * T : 0);
+    xt::xarray<T_> saved =
+        probabilities ? detail::empty<T_>({B, s.H, T, T}) : detail::empty<T_>({B, s.H, T});
+    const std::size_t bs = std::max<std::size_t>(1, std::min(T, detail::kAttentionRows));
+    std::vector<T_> block(probabilities ? 0 : bs * T), weights(dropout ? bs * T : 0);
     const std::size_t ld = 3 * E, tt = T * T;
-    const T_ minus_inf = -std::numeric_limits<T_>::infinity();
     for (std::size_t b = 0; b < B; ++b)
       for (std::size_t h = 0; h < s.H; ++h) {
-        const std::size_t at = b * T * ld + h * s.d;
-        T_* P = pp.data() + (b * s.H + h) * tt;
-        detail::gemm(false, true, T, T, s.d, T_(scale), x + at, ld, x + at + E, ld, T_{0}, P, T);
-        for (std::size_t i = 0; i < T; ++i) {
-          T_* row = P + i * T;
-          if (options.is_causal)
-            for (std::size_t j = i + 1; j < T; ++j) row[j] = minus_inf;
-          T_ m = row[0];
-          for (std::size_t j = 1; j < T; ++j) m = std::max(m, row[j]);
-          if (m == minus_inf) m = 0;  // a row all masked: NaN below, as the composite
-          for (std::size_t j = 0; j < T; ++j) row[j] -= m;
-          detail::exp_in_place(row, T);  // vectorized in float32
-          T_ total = 0;
-          for (std::size_t j = 0; j < T; ++j) total += row[j];
-          const T_ inv = T_{1} / total;
-          for (std::size_t j = 0; j < T; ++j) row[j] *= inv;
+        const Head<T_> head{x + b * T * ld + h * s.d, ld, s, options.is_causal};
+        const std::size_t bh = b * s.H + h;
+        for (std::size_t i0 = 0; i0 < T; i0 += bs) {
+          const std::size_t i1 = std::min(T, i0 + bs), m = i1 - i0, n = head.keys(i1);
+          T_* P = probabilities ? saved.data() + bh * tt + i0 * T : block.data();
+          const std::size_t ldp = probabilities ? T : n;
+          head.scores(i0, i1, T_(scale), P, ldp);
+          for (std::size_t i = 0; i < m; ++i) {
+            T_* row = P + i * ldp;
+            const auto [top, total] = softmax_row(row, n);
+            if (probabilities)  // a causal block's keys stop at its last row: zeros past them
+              std::fill(row + n, row + T, T_{0});
+            else
+              saved.data()[bh * T + i0 + i] = top + std::log(total);
+          }
+          const T_* D = P;
+          std::size_t ldd = ldp;
+          if (dropout) {
+            const T_* M = pm + bh * tt + i0 * T;
+            for (std::size_t i = 0; i < m; ++i)
+              for (std::size_t j = 0; j < n; ++j)
+                weights[i * n + j] = P[i * ldp + j] * M[i * T + j];
+            D = weights.data();
+            ldd = n;
+          }
+          detail::gemm(false, false, m, s.d, n, T_{1}, D, ldd, head.q + 2 * E, ld, T_{0},
+                       z.data() + (b * T + i0) * E + h * s.d, E);
         }
-        const T_* D = P;
-        if (dropout) {
-          const T_* M = pm + (b * s.H + h) * tt;
-          for (std::size_t i = 0; i < tt; ++i) weights[i] = P[i] * M[i];
-          D = weights.data();
-        }
-        detail::gemm(false, false, T, s.d, T, T_{1}, D, T, x + at + 2 * E, ld, T_{0},
-                     z.data() + b * T * E + h * s.d, E);
       }
-    probs = Tensor(std::move(pp));
+    rows = Tensor(std::move(saved));
     return Tensor(std::move(z));
   });
-  if (auto* node = record<MultiHeadAttention>(out, {qkv}, s, scale, options.is_causal, dropout)) {
+  if (auto* node = record<MultiHeadAttention>(out, {qkv}, s, scale, options.is_causal, dropout,
+                                              probabilities)) {
     if (dropout)
-      node->save({qkv, probs, mask});
+      node->save({qkv, rows, mask});
     else
-      node->save({qkv, probs});
+      node->save({qkv, rows});
   }
   return out;
 }

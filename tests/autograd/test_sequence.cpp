@@ -8,7 +8,9 @@
 #include <map>
 #include <set>
 
+#include "autograd/detail/kernels.hpp"
 #include "autograd/engine.hpp"
+#include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
 
@@ -288,16 +290,17 @@ TEST_CASE("gelu equals x Phi(x) and its derivative Phi(x) + x phi(x), in both dt
   CHECK(std::isnan(values(gelu(testing::f64({NAN})))[0]));
 }
 
-TEST_CASE("multi_head_attention equals the composite on the heads, values and gradients") {
-  const std::size_t B = 2, T = 5, H = 2, d = 3, E = H * d;
-  const Tensor qkv = random64({B, T, 3 * E}, 20);
-  const Tensor g = random64({B, T, E}, 21);
+// multi_head_attention in float64 and float32 against the composite on the heads (chunk, heads,
+// scaled_dot_product_attention, heads joined), values and gradients, causal or not.
+void check_attention_against_composite(std::size_t B, std::size_t T, std::size_t H, std::size_t d,
+                                       std::uint64_t seed) {
+  const std::size_t E = H * d;
+  const Tensor qkv = random64({B, T, 3 * E}, seed);
+  const Tensor g = random64({B, T, E}, seed + 1);
   const auto heads = [&](const Tensor& x) {
     return transpose(reshape(x, {long(B), long(T), long(H), long(d)}), 1, 2);
   };
   for (bool causal : {false, true}) {
-    INFO("causal " << causal);
-    // The composite: chunk, heads, scaled_dot_product_attention, heads joined.
     const Tensor leaf = qkv.detach().requires_grad_(true);
     const auto parts = chunk(leaf, 3, -1);
     const Tensor composite =
@@ -307,6 +310,7 @@ TEST_CASE("multi_head_attention equals the composite on the heads, values and gr
                 {long(B), long(T), long(E)});
     sum(composite * g).backward();
     for (Dtype dtype : {kFloat64, kFloat32}) {
+      INFO("T " << T << ", causal " << causal << ", " << dtype);
       const Tensor fused_leaf = cast(qkv, dtype).requires_grad_(true);
       const Tensor fused = multi_head_attention(fused_leaf, H, {.is_causal = causal});
       sum(fused * cast(g, dtype)).backward();
@@ -315,13 +319,46 @@ TEST_CASE("multi_head_attention equals the composite on the heads, values and gr
       check_close(values(fused_leaf.grad()), values(leaf.grad()), tol);
     }
   }
+}
+
+TEST_CASE("multi_head_attention equals the composite on the heads, values and gradients") {
+  const std::size_t B = 2, T = 5, H = 2;
+  check_attention_against_composite(B, T, H, 3, 20);
   // A mask takes the composite path and gives the same as is_causal.
+  const Tensor qkv = random64({B, T, 18}, 20);
   const Tensor mask = tril(ones({T, T}, {.dtype = kFloat64}));
   check_close(values(multi_head_attention(qkv, H, {.mask = mask})),
               values(multi_head_attention(qkv, H, {.is_causal = true})), 1e-12);
   CHECK_THROWS_WITH_AS(multi_head_attention(qkv, 4),
                        doctest::Contains("4 heads do not divide the width 6"), ShapeError);
   CHECK_THROWS_AS(multi_head_attention(random64({2, 5, 7}, 1), 1), ShapeError);
+}
+
+TEST_CASE("multi_head_attention over several blocks of rows, probabilities saved or made again") {
+  // T spans two whole blocks of query rows and a short one; the backward reads the probabilities
+  // saved whole or makes them again from the rows' log-sum-exp: both equal the composite.
+  struct Saves {  // the setting for one scope
+    explicit Saves(detail::AttentionSaves s) : before(detail::set_attention_saves(s)) {}
+    ~Saves() { detail::set_attention_saves(before); }
+    detail::AttentionSaves before;
+  };
+  for (auto saves :
+       {detail::AttentionSaves::probabilities, detail::AttentionSaves::row_statistics}) {
+    INFO("row statistics " << (saves == detail::AttentionSaves::row_statistics));
+    const Saves scope(saves);
+    check_attention_against_composite(2, 2 * detail::kAttentionRows + 5, 2, 3, 26);
+    // With dropout (the same mask at every call) against finite differences.
+    const Tensor x = random64({1, detail::kAttentionRows + 6, 6}, 28, true);
+    for (bool causal : {false, true}) {
+      const auto f = [&](const std::vector<Tensor>& in) {
+        Generator gen(5);
+        return multi_head_attention(in[0], 1,
+                                    {.is_causal = causal, .dropout_p = 0.3, .generator = &gen});
+      };
+      const GradcheckReport report = gradcheck(f, {x});
+      CHECK_MESSAGE(report.passed, report);
+    }
+  }
 }
 
 TEST_CASE("gru_cell: float32 values and gradients agree with float64's") {
