@@ -10,6 +10,7 @@
 #include "autograd/detail/vector_math.hpp"
 #include "autograd/ops.hpp"
 #include "nn/loss.hpp"
+#include "nn/sequence.hpp"
 
 using namespace xgrad;
 
@@ -143,6 +144,24 @@ void BM_Attention(benchmark::State& state) {
   detail::set_attention_saves(before);
 }
 BENCHMARK(BM_Attention)->ArgsProduct({{32, 128, 256, 512}, {1, 2}})->Unit(benchmark::kMicrosecond);
+
+// A bidirectional GRU or LSTM (arg 0 or 1) of hidden 256 over 32 sequences of 32 steps of 64
+// features, forward and backward: each direction one gru_sequence or lstm_sequence.
+void BM_Bidirectional(benchmark::State& state) {
+  const bool lstm = state.range(0) != 0;
+  state.SetLabel(lstm ? "LSTM" : "GRU");
+  const nn::RecurrentOptions options = nn::RecurrentOptions(64, 256).bidirectional(true);
+  std::shared_ptr<nn::Recurrent> layer =
+      lstm ? std::shared_ptr<nn::Recurrent>(std::make_shared<nn::LSTM>(options))
+           : std::make_shared<nn::GRU>(options);
+  const Tensor x = randn({32, 32, 64}), g = randn({32, 32, 512});
+  for (auto _ : state) {
+    const Tensor y = layer->forward(x);
+    y.backward(g);
+    layer->zero_grad();
+  }
+}
+BENCHMARK(BM_Bidirectional)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 // One AdamW update of 400k parameters (about the reference transformer's), on each path.
 void BM_AdamPath(benchmark::State& state) {

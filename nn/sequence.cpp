@@ -518,19 +518,23 @@ Tensor run_direction(const Tensor& data, const std::vector<std::size_t>& batch_s
   const Tensor projected = linear(data, weight_ih, bias_ih);
   const bool unpacked =
       std::all_of(batch_sizes.begin(), batch_sizes.end(), [B](std::size_t n) { return n == B; });
-  if (T > 0 && !reverse && unpacked) {  // equal lengths, forward: the layer's steps in one op
+  if (T > 0 && unpacked) {  // equal lengths: the layer's steps in one op (in reverse: time flipped)
     const auto H = signed_size(state.h.size(1)), last = signed_size(T) - 1;
-    const Tensor xp = reshape(projected, {signed_size(T), signed_size(B), (lstm ? 4 : 3) * H});
+    Tensor xp = reshape(projected, {signed_size(T), signed_size(B), (lstm ? 4 : 3) * H});
+    if (reverse) xp = flip(xp, {0});
+    const auto in_order = [&](const Tensor& steps) {  // (T, B, H) in the data's order, as rows
+      return reshape(reverse ? flip(steps, {0}) : steps, {-1, H});
+    };
     if (!lstm) {
       const Tensor states = gru_sequence(xp, state.h, weight_hh, bias_hh);
       state.h = select(states, 0, last);
-      return reshape(states, {-1, H});
+      return in_order(states);
     }
     const Tensor both = lstm_sequence(xp, state.h, state.c, weight_hh, bias_hh);
     const Tensor hs = select(both, 0, 0);
     state.h = select(hs, 0, last);
     state.c = select(select(both, 0, 1), 0, last);
-    return reshape(hs, {-1, H});
+    return in_order(hs);
   }
   for (std::size_t k = 0; k < T; ++k) {
     const std::size_t t = reverse ? T - 1 - k : k, n = batch_sizes[t];

@@ -118,6 +118,48 @@ TEST_CASE("a sequence's final state is its own last real step; padding changes n
   }
 }
 
+TEST_CASE("equal lengths, bidirectional: each direction in one op equals the steps one by one") {
+  // Sequences of one length run each direction as one gru_sequence or lstm_sequence (the reverse
+  // one over the steps flipped); with one more, shorter sequence in the batch every step runs on
+  // its own. The equal sequences' outputs, final states and gradients agree.
+  const std::size_t B = 3, T = 4;
+  for (const bool lstm : {false, true}) {
+    INFO((lstm ? "LSTM" : "GRU"));
+    Generator gen(7);
+    const RecurrentOptions options =
+        RecurrentOptions(2, 3).num_layers(2).bidirectional(true).dtype(kFloat64);
+    std::shared_ptr<Recurrent> layer =
+        lstm ? std::shared_ptr<Recurrent>(std::make_shared<LSTM>(options, gen))
+             : std::make_shared<GRU>(options, gen);
+    const Tensor x = randn({B, T, 2}, {.dtype = kFloat64}, gen);
+    const Tensor u = randn({B, T, 6}, {.dtype = kFloat64}, gen),
+                 v = randn({4, B, 3}, {.dtype = kFloat64}, gen);
+    const auto loss = [&](const Tensor& out, const Tensor& h) { return sum(out * u) + sum(h * v); };
+    // Whole: every direction in one op.
+    const Tensor whole_x = x.detach().requires_grad_(true);
+    const RecurrentOutput whole = layer->forward(whole_x, Tensor());
+    backward({loss(whole.output, whole.h)});
+    std::vector<Tensor> whole_grads;
+    for (const Tensor& p : layer->parameters()) whole_grads.push_back(p.grad().detach());
+    layer->zero_grad();
+    // Step by step: the same rows and a sequence of length 1 after them.
+    const Tensor steps_x = x.detach().requires_grad_(true);
+    const Tensor extra = randn({1, T, 2}, {.dtype = kFloat64}, gen);
+    const PackedRecurrentOutput r = layer->forward(
+        pack_padded_sequence(concat({steps_x, extra}, 0), testing::i64({4, 4, 4, 1}), true));
+    const Tensor out = narrow(std::get<0>(pad_packed_sequence(r.output, true)), 0, 0, B);
+    const Tensor h = narrow(r.h, 1, 0, B);
+    CHECK(testing::max_difference(out, whole.output) < 1e-14);
+    CHECK(testing::max_difference(h, whole.h) < 1e-14);
+    if (lstm) CHECK(testing::max_difference(narrow(r.c, 1, 0, B), whole.c) < 1e-14);
+    backward({loss(out, h)});
+    CHECK(testing::max_difference(steps_x.grad(), whole_x.grad()) < 1e-13);
+    const std::vector<Tensor> params = layer->parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+      CHECK(testing::max_difference(params[i].grad(), whole_grads[i]) < 1e-13);
+  }
+}
+
 TEST_CASE("MultiheadAttention and TransformerBlock with a key padding mask agree with PyTorch") {
   std::map<std::string, Tensor> d = read("attention.npz");
   const Tensor padding = testing::i64({0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1}).to(kBool);
