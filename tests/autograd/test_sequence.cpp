@@ -288,6 +288,23 @@ TEST_CASE("gelu equals x Phi(x) and its derivative Phi(x) + x phi(x), in both dt
     check_close(values(leaf.grad()), slope, tol);
   }
   CHECK(std::isnan(values(gelu(testing::f64({NAN})))[0]));
+  // At +-inf as PyTorch 1.13.1 (float64 and float32): gelu(-inf) = -inf * 0 and the derivative
+  // inf * 0 at both ends are NaN; far out but finite, the derivative is 1 or 0.
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    const Tensor leaf =
+        cast(testing::f64({INFINITY, -INFINITY, 1e30, -1e30}), dtype).requires_grad_(true);
+    const Tensor y = gelu(leaf);
+    sum(y).backward();
+    const std::vector<double> v = values(y), d = values(leaf.grad());
+    CHECK(v[0] == INFINITY);
+    CHECK(std::isnan(v[1]));
+    CHECK(v[2] == doctest::Approx(1e30));
+    CHECK(v[3] == 0.0);
+    CHECK(std::isnan(d[0]));
+    CHECK(std::isnan(d[1]));
+    CHECK(d[2] == 1.0);
+    CHECK(d[3] == 0.0);
+  }
 }
 
 // multi_head_attention in float64 and float32 against the composite on the heads (chunk, heads,
