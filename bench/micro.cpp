@@ -8,6 +8,7 @@
 #include "autograd/blas.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/vector_math.hpp"
+#include "autograd/functional.hpp"
 #include "autograd/ops.hpp"
 #include "nn/loss.hpp"
 #include "nn/sequence.hpp"
@@ -314,6 +315,62 @@ void BM_WholeSlices(benchmark::State& state) {
   state.SetLabel("T = " + std::to_string(steps) + ", the whole tensor once");
 }
 BENCHMARK(BM_WholeSlices)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond);
+
+// jacobian (autograd/functional.hpp) of x -> tanh(W x), R^n -> R^m, float64, in each mode
+// (arg 2: 0 reverse, 1 forward), against one forward and backward of the same function in the
+// same run (arg 2 = 2: a vjp, the unit of the other two). Reverse mode is a backward per output,
+// forward mode a backward per input through the recorded backward.
+void BM_Jacobian(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0)),
+             m = static_cast<std::size_t>(state.range(1));
+  const int mode = static_cast<int>(state.range(2));
+  const Tensor W = randn({m, n}, {.dtype = kFloat64}), x = randn({n}, {.dtype = kFloat64});
+  const auto f = [&](const Tensor& t) { return reshape(tanh(mm(W, reshape(t, {-1, 1}))), {-1}); };
+  const Tensor u = randn({m}, {.dtype = kFloat64});
+  for (auto _ : state) {
+    if (mode == 2) {
+      benchmark::DoNotOptimize(vjp(f, x, u).second.impl());
+    } else {
+      const JacobianMode how = mode == 0 ? JacobianMode::reverse : JacobianMode::forward;
+      benchmark::DoNotOptimize(jacobian(f, x, {.mode = how}).impl());
+    }
+  }
+  state.SetLabel(mode == 2 ? "one vjp" : mode == 0 ? "reverse" : "forward");
+}
+BENCHMARK(BM_Jacobian)
+    ->ArgsProduct({{1000}, {10}, {0, 1, 2}})
+    ->ArgsProduct({{10}, {1000}, {0, 1, 2}})
+    ->Unit(benchmark::kMillisecond);
+
+// hvp (autograd/functional.hpp) of the reference MLP's loss (784-256-128-10, batch 64, float32)
+// in its six parameters, against the forward and backward of a training step's gradient in the
+// same run (arg 0; the update left out).
+void BM_MlpHvp(benchmark::State& state) {
+  const bool hessian_vector = state.range(0) != 0;
+  const Tensor x = randn({64, 784});
+  std::vector<std::int64_t> classes(64);
+  for (std::size_t i = 0; i < classes.size(); ++i) classes[i] = std::int64_t(i % 10);
+  const Tensor labels = from_vector(classes, {64});
+  std::vector<Tensor> params, v;
+  for (auto [out, in] : {std::pair<std::size_t, std::size_t>{256, 784}, {128, 256}, {10, 128}}) {
+    params.push_back(mul(randn({out, in}), 0.05));
+    params.push_back(zeros({out}));
+  }
+  for (const Tensor& p : params) v.push_back(randn(p.shape()));
+  const auto loss = [&](const std::vector<Tensor>& p) {
+    const Tensor h = relu(linear(relu(linear(x, p[0], p[1])), p[2], p[3]));
+    return std::vector<Tensor>{softmax_cross_entropy(linear(h, p[4], p[5]), labels)};
+  };
+  for (auto _ : state) {
+    if (hessian_vector) {
+      benchmark::DoNotOptimize(hvp(loss, params, v).second[0].impl());
+    } else {
+      benchmark::DoNotOptimize(vjp(loss, params, {scalar(1.0)}).second[0].impl());
+    }
+  }
+  state.SetLabel(hessian_vector ? "hvp" : "gradient");
+}
+BENCHMARK(BM_MlpHvp)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
