@@ -250,3 +250,34 @@ TEST_CASE("jacobian, hessian and hvp equal PyTorch's torch.autograd.functional (
   CHECK(max_difference(H[1][0], d.at("H_Ba")) < 1e-10);
   CHECK(max_difference(H[1][1], d.at("H_BB")) < 1e-10);
 }
+
+TEST_CASE("the document's network: the Hessian in the last layer's weights, as derived by hand") {
+  // docs/derivation.md: H = (1/B) sum_i (diag(p_i) - p_i p_i^T) (x) o_i o_i^T, o_i the last
+  // hidden layer's output for row i; the network 3-5-4-3 with tanh, batch 4, float64.
+  const TensorOptions f{.dtype = kFloat64};
+  const Tensor X = randn({4, 3}, f), W1 = randn({5, 3}, f), b1 = randn({5}, f),
+               W2 = randn({4, 5}, f), b2 = randn({4}, f), W3 = randn({3, 4}, f), b3 = randn({3}, f),
+               labels = from_vector(std::vector<std::int64_t>{0, 2, 1, 2}, {4});
+  const Tensor o = tanh(linear(tanh(linear(X, W1, b1)), W2, b2));  // (4, 4)
+  const auto loss = [&](const Tensor& w) {
+    return softmax_cross_entropy(linear(o, w, b3), labels);
+  };
+  const Tensor H = hessian(loss, W3);
+  REQUIRE(H.shape() == Shape{3, 4, 3, 4});
+  const std::vector<double> P = flat(softmax(linear(o, W3, b3), 1)), O = flat(o);
+  const auto by_hand = [&](bool slip) {
+    xt::xarray<double> h = xt::zeros<double>({3, 4, 3, 4});
+    for (std::size_t i = 0; i < 4; ++i)
+      for (std::size_t a = 0; a < 3; ++a)
+        for (std::size_t b = 0; b < 4; ++b)
+          for (std::size_t c = 0; c < 3; ++c)
+            for (std::size_t d = 0; d < 4; ++d) {
+              const double pa = P[i * 3 + a], pc = P[i * 3 + c];
+              const double softmax_jacobian = (a == c ? pa : 0) - (slip ? 0 : pa * pc);
+              h(a, b, c, d) += softmax_jacobian * O[i * 4 + b] * O[i * 4 + d] / 4;
+            }
+    return f64(h);
+  };
+  CHECK(max_difference(H, by_hand(false)) < 1e-15);
+  CHECK(max_difference(H, by_hand(true)) > 1e-3);  // diag(p) alone: told apart
+}
