@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "xgrad/autograd/functional.hpp"
 #include "xgrad/autograd/gradcheck.hpp"
 
 namespace xgrad {
@@ -126,5 +127,44 @@ VerifyReport verify_gradients(const TensorFn& loss,
                               const std::vector<std::pair<std::string, Tensor>>& parameters,
                               const std::vector<Tensor>& claimed,
                               const VerifyOptions& options = {});
+
+// ---- Jacobians, Hessians and Hessian-vector products derived by hand ----------------------------
+
+/// A claimed Jacobian, Hessian or Hessian-vector product against the tape's (functional.hpp)
+/// and against finite differences (fourth-order central differences, step VerifyOptions::step, of
+/// f for a Jacobian, of the tape's gradient for a Hessian), with errors relative to the largest
+/// entry of the truth, as for gradients.
+struct DerivativeVerdict {
+  std::string what;  ///< "jacobian", "hessian" or "hvp"
+  bool matches_tape = true, matches_numeric = true;
+  std::string index;  ///< the worst entry against the tape: "[1, 0, 2]"
+  double claimed = 0, tape = 0, numeric = 0;
+  double rel_error = 0, numeric_rel_error = 0;
+  /// For a wrong claim, the kind of mistake its values show ("" when it agrees): those of
+  /// diagnose_gradient on the claim as a matrix (rows: the outputs' entries, columns: the
+  /// inputs'; transposed, a sign, a constant factor, zeros), the symmetric part of a square
+  /// Jacobian taken for it, half of a Hessian (one of the product rule's two terms, as A for
+  /// the A + A^T of x^T A x), a Hessian that is not symmetric, and, given the model and the
+  /// loss apart, the Gauss-Newton part J^T H_loss J taken for the whole Hessian.
+  std::string diagnosis;
+  explicit operator bool() const { return matches_tape && matches_numeric; }
+  std::string str() const;
+};
+std::ostream& operator<<(std::ostream& os, const DerivativeVerdict& verdict);
+
+/// claimed: d f(x) / d x, of shape f(x).shape + x.shape (ShapeError otherwise); x float64.
+DerivativeVerdict verify_jacobian(const TensorFunction& f, const Tensor& x, const Tensor& claimed,
+                                  const VerifyOptions& options = {});
+/// claimed: the Hessian of f (one element) at x, of shape x.shape + x.shape.
+DerivativeVerdict verify_hessian(const TensorFunction& f, const Tensor& x, const Tensor& claimed,
+                                 const VerifyOptions& options = {});
+/// The same for loss(model(x)) given apart, so that a claim equal to the Gauss-Newton part
+/// J^T H_loss J (J the model's Jacobian, H_loss the loss's Hessian at model(x)) is named.
+DerivativeVerdict verify_hessian(const TensorFunction& model, const TensorFunction& loss,
+                                 const Tensor& x, const Tensor& claimed,
+                                 const VerifyOptions& options = {});
+/// claimed: H v, of x's shape.
+DerivativeVerdict verify_hvp(const TensorFunction& f, const Tensor& x, const Tensor& v,
+                             const Tensor& claimed, const VerifyOptions& options = {});
 
 }  // namespace xgrad

@@ -13,6 +13,7 @@
 #include "autograd/engine.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/verify.hpp"
 #include "nn/serialize.hpp"
 #include "tests/helpers.hpp"
 
@@ -280,4 +281,7 @@ TEST_CASE("the document's network: the Hessian in the last layer's weights, as d
   };
   CHECK(max_difference(H, by_hand(false)) < 1e-15);
   CHECK(max_difference(H, by_hand(true)) > 1e-3);  // diag(p) alone: told apart
+  // The same through the verifier, against the tape and finite differences.
+  CHECK(verify_hessian(loss, W3, by_hand(false)));
+  CHECK_FALSE(verify_hessian(loss, W3, by_hand(true)));
 }

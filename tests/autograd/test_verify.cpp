@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "autograd/grad_mode.hpp"
+#include "autograd/ops.hpp"
 #include "autograd/verify.hpp"
 #include "tests/helpers.hpp"
 
@@ -197,4 +200,93 @@ TEST_CASE("verify_gradients: a tied weight's gradient with one of its two uses l
   CHECK(report.mistakes[0].what.find("E is used by 2 ops (embedding, linear)") !=
         std::string::npos);
   CHECK(report.parameters[0].diagnosis.find("a path left out") == 0);
+}
+
+// ---- Jacobians, Hessians and Hessian-vector products derived by hand ----------------------------
+
+namespace {
+// R^3 -> R^3 with a Jacobian that is not symmetric: (x0 x1, sin-free tanh(x2), x0^2 x2).
+Tensor not_symmetric(const Tensor& x) {
+  const auto e = [&](std::ptrdiff_t i) { return select(x, 0, i); };
+  return stack({mul(e(0), e(1)), tanh(e(2)), mul(pow(e(0), 2.0), e(2))});
+}
+Tensor not_symmetric_jacobian(double a, double b, double c) {
+  const double t = std::tanh(c);
+  return testing::f64({{b, a, 0}, {0, 0, 1 - t * t}, {2 * a * c, 0, a * a}});
+}
+}  // namespace
+
+TEST_CASE("verify_jacobian: a right Jacobian agrees; wrong ones are named by kind") {
+  const Tensor x = testing::f64({0.7, -1.3, 0.4});
+  const Tensor J = not_symmetric_jacobian(0.7, -1.3, 0.4);
+  const DerivativeVerdict right = verify_jacobian(not_symmetric, x, J);
+  CHECK(right);
+  CHECK(right.numeric_rel_error < 1e-9);
+  CHECK(right.diagnosis.empty());
+  CHECK(right.str().find("hand-derived jacobian: agrees") != std::string::npos);
+  const auto kind = [&](const Tensor& claim) {
+    const DerivativeVerdict v = verify_jacobian(not_symmetric, x, claim);
+    CHECK_FALSE(v);
+    CHECK_FALSE(v.matches_numeric);
+    return v.diagnosis;
+  };
+  CHECK(kind(transpose(J, 0, 1)).find("transposed") != std::string::npos);
+  CHECK(kind(neg(J)).find("sign is flipped") != std::string::npos);
+  CHECK(kind(mul(J, 0.5)).find("a constant factor: truth = 2 x claim") != std::string::npos);
+  CHECK(kind(mul(add(J, transpose(J, 0, 1)), 0.5)).find("symmetric part (J + J^T) / 2") !=
+        std::string::npos);
+  // The worst entry is named with the Jacobian's index (output, then input).
+  const DerivativeVerdict one =
+      verify_jacobian(not_symmetric, x, add(J, testing::f64({{0, 0, 0}, {0, 0, 0}, {0, 0.25, 0}})));
+  CHECK(one.index == "[2, 1]");
+  CHECK(one.claimed == doctest::Approx(0.25));
+  CHECK(std::abs(one.tape) < 1e-15);
+  CHECK(std::abs(one.numeric) < 1e-9);
+}
+
+TEST_CASE("verify_hessian and verify_hvp: x^T A x, and the Gauss-Newton part taken for the whole") {
+  const Tensor A = testing::f64({{1, 2, 0}, {-1, 3, 0.5}, {0, 4, -2}});
+  const auto quadratic = [&](const Tensor& x) {
+    return sum(mul(x, reshape(mm(A, reshape(x, {3, 1})), {3})));
+  };
+  const Tensor x = testing::f64({0.3, -0.2, 1.1});
+  const Tensor H = add(A, transpose(A, 0, 1));
+  CHECK(verify_hessian(quadratic, x, H));
+  const DerivativeVerdict half = verify_hessian(quadratic, x, A);
+  CHECK_FALSE(half);
+  CHECK(half.diagnosis.find("half of the Hessian") != std::string::npos);
+  CHECK(half.str().find("looks like: half of the Hessian") != std::string::npos);
+  const Tensor v = testing::f64({1, -1, 2});
+  const Tensor Hv = reshape(mm(H, reshape(v, {3, 1})), {3});
+  CHECK(verify_hvp(quadratic, x, v, Hv));
+  const DerivativeVerdict flipped = verify_hvp(quadratic, x, v, neg(Hv));
+  CHECK_FALSE(flipped);
+  CHECK(flipped.diagnosis.find("sign is flipped") != std::string::npos);
+
+  // loss(model(x)) with model x -> tanh(W x) and the cross-entropy of class 1: its Hessian is
+  // J^T H_loss J (Gauss-Newton) plus the tanh's second derivatives weighted by dloss/dz.
+  const Tensor W = testing::f64({{0.5, -1, 0.3}, {1.2, 0.4, -0.7}, {-0.3, 0.8, 0.9}, {1, 1, -1}});
+  const auto model = [&](const Tensor& t) { return tanh(reshape(mm(W, reshape(t, {3, 1})), {4})); };
+  const auto loss = [](const Tensor& z) { return neg(select(log_softmax(z, 0), 0, 1)); };
+  const auto whole = [&](const Tensor& t) { return loss(model(t)); };
+  const Tensor truth = hessian(whole, x);
+  const Tensor J = jacobian(model, x);
+  const Tensor gauss_newton = mm(transpose(J, 0, 1), mm(hessian(loss, model(x)), J));
+  CHECK(verify_hessian(model, loss, x, truth));
+  const DerivativeVerdict gn = verify_hessian(model, loss, x, gauss_newton);
+  CHECK_FALSE(gn);
+  CHECK(gn.diagnosis.find("Gauss-Newton part") != std::string::npos);
+  // Without the model given apart the same claim is only wrong.
+  CHECK(verify_hessian(whole, x, gauss_newton).diagnosis.find("Gauss-Newton") == std::string::npos);
+}
+
+TEST_CASE("verify_jacobian, verify_hessian: a claim of the wrong shape or a float32 x is refused") {
+  const Tensor x = testing::f64({0.7, -1.3, 0.4});
+  CHECK_THROWS_WITH_AS(verify_jacobian(not_symmetric, x, testing::f64({1, 2, 3})),
+                       "verify_jacobian: the claim is [3]; expected [3, 3] (f(x).shape + x.shape)",
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(
+      verify_hessian([](const Tensor& t) { return sum(t); }, x, testing::f64({1, 2, 3})),
+      "verify_hessian: the claim is [3]; expected [3, 3] (x.shape + x.shape)", ShapeError);
+  CHECK_THROWS_AS(verify_jacobian(not_symmetric, cast(x, kFloat32), testing::f64({1})), DtypeError);
 }
