@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "autograd/engine.hpp"
+#include "autograd/functional.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
 
@@ -48,6 +49,47 @@ class Checker {
     report_.rtol = o.rtol;
   }
 
+  // Forward mode along random directions (jvpcheck).
+  GradcheckReport forward() {
+    report_.method = "random directions";
+    const Tensor y = f_(inputs_);
+    const TensorsFunction of_checked = [&](const std::vector<Tensor>& xs) {
+      std::vector<Tensor> args = inputs_;
+      for (std::size_t c = 0; c < checked_.size(); ++c) args[checked_[c]] = xs[c];
+      return std::vector<Tensor>{f_(args)};
+    };
+    std::vector<Tensor> xs;
+    for (std::size_t i : checked_) xs.push_back(inputs_[i]);
+    Generator gen(o_.seed + 2);
+    for (int p = 0; p < o_.projections; ++p) {
+      std::vector<Tensor> us;
+      std::vector<std::vector<double>> directions(inputs_.size());
+      for (std::size_t i : checked_) {
+        us.push_back(randn(inputs_[i].shape(), {.dtype = Dtype::float64}, gen));
+        directions[i] = values(us.back(), inputs_[i]);
+      }
+      const std::vector<double> Ju = values(xgrad::jvp(of_checked, xs, us).second[0], y);
+      const std::vector<double> plus = f_along(directions, o_.eps),
+                                minus = f_along(directions, -o_.eps);
+      const std::string direction = "direction " + std::to_string(p);
+      for (std::size_t k = 0; k < Ju.size(); ++k)
+        compare(Ju[k], (plus[k] - minus[k]) / (2 * o_.eps), checked_[0], direction,
+                index_str(k, y.shape()), k);
+      // <w, J u> against <J^T w, u>: the two modes agree.
+      const Tensor w = randn(y.shape(), {.dtype = Dtype::float64}, gen);
+      const std::vector<Tensor> Jtw = xgrad::vjp(of_checked, xs, {w}).second;
+      const std::vector<double> wv = values(w, w);
+      double forward = 0, reverse = 0;
+      for (std::size_t k = 0; k < Ju.size(); ++k) forward += wv[k] * Ju[k];
+      for (std::size_t c = 0; c < checked_.size(); ++c) {
+        const std::vector<double> g = values(Jtw[c], xs[c]), u = values(us[c], xs[c]);
+        for (std::size_t j = 0; j < g.size(); ++j) reverse += g[j] * u[j];
+      }
+      compare(forward, reverse, checked_[0], direction, "<w, J u> against <J^T w, u>");
+    }
+    return report_;
+  }
+
   GradcheckReport run() {
     const Tensor y = f_(inputs_);
     if (y.dtype() != Dtype::float64)
@@ -64,11 +106,21 @@ class Checker {
  private:
   // f at the inputs with input i replaced by x_i + step * direction (no graph recorded).
   std::vector<double> f_at(std::size_t i, const std::vector<double>& direction, double step) {
+    std::vector<std::vector<double>> directions(inputs_.size());
+    directions[i] = direction;
+    return f_along(directions, step);
+  }
+
+  // f at the inputs each moved by step * its direction (an empty direction: not moved).
+  std::vector<double> f_along(const std::vector<std::vector<double>>& directions, double step) {
     NoGradGuard no_grad;
     std::vector<Tensor> moved = inputs_;
-    std::vector<double> x = values(inputs_[i], inputs_[i]);
-    for (std::size_t j = 0; j < x.size(); ++j) x[j] += step * direction[j];
-    moved[i] = with_value(inputs_[i], x);
+    for (std::size_t i = 0; i < inputs_.size(); ++i) {
+      if (directions[i].empty()) continue;
+      std::vector<double> x = values(inputs_[i], inputs_[i]);
+      for (std::size_t j = 0; j < x.size(); ++j) x[j] += step * directions[i][j];
+      moved[i] = with_value(inputs_[i], x);
+    }
     const Tensor y = f_(moved);
     return values(y, y);
   }
@@ -182,6 +234,13 @@ std::ostream& operator<<(std::ostream& os, const GradcheckReport& r) {
 GradcheckReport gradcheck(const TensorFn& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options) {
   return Checker(f, inputs, options).run();
+}
+
+GradcheckReport jvpcheck(const TensorFn& f, const std::vector<Tensor>& inputs,
+                         const GradcheckOptions& options) {
+  GradcheckReport report = Checker(f, inputs, options).forward();
+  report.check = "jvpcheck";
+  return report;
 }
 
 GradcheckReport gradgradcheck(const TensorFn& f, const std::vector<Tensor>& inputs,

@@ -101,3 +101,19 @@ TEST_CASE("gradgradcheck failures say gradgradcheck and name the input and entry
             .str()
             .rfind("gradcheck FAILED", 0) == 0);
 }
+
+TEST_CASE("jvpcheck: forward mode along random directions, against finite differences") {
+  const Tensor x = testing::f64({{0.5, -1.0}, {2.0, 1.5}}, true), y = testing::f64({3, -2}, true);
+  const GradcheckReport good = jvpcheck(
+      [](const std::vector<Tensor>& in) { return tanh(in[0]) * in[1] + pow(in[0], 3.0); }, {x, y});
+  CHECK_GRADCHECK(good);
+  CHECK(good.check == "jvpcheck");
+  CHECK(good.method == "random directions");
+  CHECK(good.compared == 8 * (4 + 1));  // 8 directions: 4 entries and the identity each
+  // A wrong derivative at one entry: J u is off there along every direction.
+  const GradcheckReport bad =
+      jvpcheck([](const std::vector<Tensor>& in) { return wrong_cube(in[0], 2); }, {x});
+  CHECK_FALSE(bad.passed);
+  CHECK(bad.output_index == "[1, 0]");
+  CHECK(bad.str().find("jvpcheck FAILED") != std::string::npos);
+}

@@ -587,6 +587,7 @@ TEST_CASE("every op's gradient and second derivative match finite differences") 
     }
     CHECK_GRADCHECK(gradcheck(c.f, inputs));
     CHECK_GRADCHECK(gradgradcheck(c.f, inputs));
+    CHECK_GRADCHECK(jvpcheck(c.f, inputs));
   }
 }
 
@@ -704,6 +705,7 @@ void check_table_on(const ViewKind& kind, std::uint64_t seed) {
     }
     CHECK_GRADCHECK(gradcheck(on_views, bases));
     CHECK_GRADCHECK(gradgradcheck(on_views, bases));
+    CHECK_GRADCHECK(jvpcheck(on_views, bases));
   }
 }
 }  // namespace
