@@ -75,6 +75,15 @@ template <class T_>
   return {top, total};
 }
 
+// A block's D = P M with dropout: m rows of n keys of P (rows ldp apart) times the mask's (rows
+// ldm apart), into w (rows n apart).
+template <class T_>
+void dropped(const T_* P, std::size_t ldp, const T_* M, std::size_t ldm, std::size_t m,
+             std::size_t n, T_* w) {
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) w[i * n + j] = P[i * ldp + j] * M[i * ldm + j];
+}
+
 // One head of one batch entry, its rows of queries in blocks: where its Q, K and V start in the
 // packed qkv, and how many keys the block of rows [i0, i1) sees.
 template <class T_>
@@ -149,9 +158,7 @@ struct MultiHeadAttention final : Node {
             const T* D = P;
             std::size_t ldd = ldp;
             if (M) {
-              for (std::size_t i = 0; i < m; ++i)
-                for (std::size_t j = 0; j < n; ++j)
-                  weights[i * n + j] = P[i * ldp + j] * M[(i0 + i) * s.T + j];
+              dropped(P, ldp, M + i0 * s.T, s.T, m, n, weights.data());
               D = weights.data();
               ldd = n;
             }
@@ -271,10 +278,7 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
           const T_* D = P;
           std::size_t ldd = ldp;
           if (dropout) {
-            const T_* M = pm + bh * tt + i0 * T;
-            for (std::size_t i = 0; i < m; ++i)
-              for (std::size_t j = 0; j < n; ++j)
-                weights[i * n + j] = P[i * ldp + j] * M[i * T + j];
+            dropped<T_>(P, ldp, pm + bh * tt + i0 * T, T, m, n, weights.data());
             D = weights.data();
             ldd = n;
           }
