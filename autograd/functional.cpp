@@ -94,13 +94,33 @@ Tensor entry(const Tensor& t, std::size_t k) {
   return select(reshape(t, {-1}), 0, static_cast<std::ptrdiff_t>(k));
 }
 
-// rows[k] (each of shape `inner`) stacked into outer + inner.
-Tensor assemble(const std::vector<Tensor>& rows, const Shape& outer, const Shape& inner,
-                const Tensor& like) {
-  Shape shape = outer;
-  shape.insert(shape.end(), inner.begin(), inner.end());
-  if (rows.empty()) return zeros(shape, {.dtype = like.dtype()});
-  return reshape(stack(rows), spec(shape));
+Shape joined(const Shape& a, const Shape& b) {
+  Shape s = a;
+  s.insert(s.end(), b.begin(), b.end());
+  return s;
+}
+
+// d y / d in_j for each input, of shape y.shape + in_j.shape: a backward per entry of y (rows).
+std::vector<Tensor> by_rows(const Tensor& y, const std::vector<Tensor>& in, bool create_graph) {
+  std::vector<std::vector<Tensor>> rows(in.size());
+  for (std::size_t k = 0; k < y.numel(); ++k) {
+    const std::vector<Tensor> g = gradients({entry(y, k)}, {Tensor()}, in, create_graph);
+    for (std::size_t j = 0; j < in.size(); ++j) rows[j].push_back(g[j]);
+  }
+  std::vector<Tensor> blocks;
+  for (std::size_t j = 0; j < in.size(); ++j) {
+    const Shape shape = joined(y.shape(), in[j].shape());
+    blocks.push_back(rows[j].empty() ? zeros(shape, {.dtype = in[j].dtype()})
+                                     : reshape(stack(rows[j]), spec(shape)));
+  }
+  return blocks;
+}
+
+// sum_j <a_j, b_j>, recorded.
+Tensor inner(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  Tensor total = sum(mul(a[0], b[0]));
+  for (std::size_t j = 1; j < a.size(); ++j) total = add(total, sum(mul(a[j], b[j])));
+  return total;
 }
 
 // The recorded backward of outputs against free cotangents u (leaves of zeros): J^T u, linear
@@ -117,18 +137,7 @@ Linearized linearize(const std::vector<Tensor>& out, const std::vector<Tensor>& 
 
 // d/du of <g, w> over the inputs: J w, zeros where an output does not depend on the inputs.
 std::vector<Tensor> along(const Linearized& l, const std::vector<Tensor>& w, bool create_graph) {
-  Tensor total;
-  for (std::size_t j = 0; j < l.g.size(); ++j) {
-    if (!l.g[j].requires_grad()) continue;
-    const Tensor term = sum(mul(l.g[j], w[j]));
-    total = total.defined() ? add(total, term) : term;
-  }
-  if (!total.defined()) {
-    std::vector<Tensor> zs;
-    for (const Tensor& u : l.u) zs.push_back(zeros_like(u));
-    return zs;
-  }
-  return gradients({total}, {Tensor()}, l.u, create_graph);
+  return gradients({inner(l.g, w)}, {Tensor()}, l.u, create_graph);
 }
 
 std::size_t entries(const std::vector<Tensor>& ts) {
@@ -181,36 +190,19 @@ std::vector<std::vector<Tensor>> jacobian(const TensorsFunction& f, const std::v
     mode = entries(in) < entries(out) ? JacobianMode::forward : JacobianMode::reverse;
   std::vector<std::vector<Tensor>> J(out.size(), std::vector<Tensor>(in.size()));
   if (mode == JacobianMode::reverse) {
-    // Row k of output i: the gradient of its entry k.
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      std::vector<std::vector<Tensor>> rows(in.size());
-      for (std::size_t k = 0; k < out[i].numel(); ++k) {
-        std::vector<Tensor> g = out[i].requires_grad()
-                                    ? gradients({entry(out[i], k)}, {Tensor()}, in, create)
-                                    : gradients({}, {}, in, create);
-        for (std::size_t j = 0; j < in.size(); ++j) rows[j].push_back(g[j]);
-      }
-      for (std::size_t j = 0; j < in.size(); ++j)
-        J[i][j] = assemble(rows[j], out[i].shape(), in[j].shape(), in[j]);
-    }
+    for (std::size_t i = 0; i < out.size(); ++i) J[i] = by_rows(out[i], in, create);
   } else {
     // Column k of input j: J e_k, the backward of the recorded backward's entry k.
     const Linearized l = linearize(out, in);
     for (std::size_t j = 0; j < in.size(); ++j) {
       std::vector<std::vector<Tensor>> columns(out.size());
       for (std::size_t k = 0; k < in[j].numel(); ++k) {
-        std::vector<Tensor> c;
-        if (l.g[j].requires_grad()) {
-          c = gradients({entry(l.g[j], k)}, {Tensor()}, l.u, create);
-        } else {
-          for (const Tensor& u : l.u) c.push_back(zeros_like(u));
-        }
+        const std::vector<Tensor> c = gradients({entry(l.g[j], k)}, {Tensor()}, l.u, create);
         for (std::size_t i = 0; i < out.size(); ++i) columns[i].push_back(reshape(c[i], {-1}));
       }
       for (std::size_t i = 0; i < out.size(); ++i) {
         // The columns stacked are (input entries, output entries): transposed to output + input.
-        Shape shape = out[i].shape();
-        shape.insert(shape.end(), in[j].shape().begin(), in[j].shape().end());
+        const Shape shape = joined(out[i].shape(), in[j].shape());
         J[i][j] = columns[i].empty() || out[i].numel() == 0
                       ? zeros(shape, {.dtype = in[j].dtype()})
                       : reshape(transpose(stack(columns[i]), 0, 1), spec(shape));
@@ -228,19 +220,8 @@ std::vector<std::vector<Tensor>> hessian(const TensorsFunction& f, const std::ve
   const Tensor y = scalar_output("hessian", call("hessian", f, in));
   const GradModeGuard recording(true);
   const std::vector<Tensor> g = gradients({y}, {Tensor()}, in, /*create_graph=*/true);
-  std::vector<std::vector<Tensor>> H(in.size(), std::vector<Tensor>(in.size()));
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    std::vector<std::vector<Tensor>> rows(in.size());
-    for (std::size_t k = 0; k < in[i].numel(); ++k) {
-      const std::vector<Tensor> r = g[i].requires_grad()
-                                        ? gradients({entry(g[i], k)}, {Tensor()}, in, create)
-                                        : gradients({}, {}, in, create);
-      for (std::size_t j = 0; j < in.size(); ++j) rows[j].push_back(r[j]);
-    }
-    for (std::size_t j = 0; j < in.size(); ++j)
-      H[i][j] = assemble(rows[j], in[i].shape(), in[j].shape(), in[j]);
-  }
-  for (auto& row : H) row = cut(std::move(row), create);
+  std::vector<std::vector<Tensor>> H;  // the gradient's Jacobian, by rows
+  for (const Tensor& gi : g) H.push_back(cut(by_rows(gi, in, create), create));
   return H;
 }
 
@@ -256,15 +237,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> second_order(const char* wha
   const Tensor y = scalar_output(what, call(what, f, in));
   const GradModeGuard recording(true);
   const std::vector<Tensor> g = gradients({y}, {Tensor()}, in, /*create_graph=*/true);
-  Tensor total;
-  for (std::size_t j = 0; j < g.size(); ++j) {
-    if (!g[j].requires_grad()) continue;
-    const Tensor term = sum(mul(g[j], v[j]));
-    total = total.defined() ? add(total, term) : term;
-  }
-  std::vector<Tensor> hv = total.defined()
-                               ? gradients({total}, {Tensor()}, in, options.create_graph)
-                               : gradients({}, {}, in, options.create_graph);
+  std::vector<Tensor> hv = gradients({inner(g, v)}, {Tensor()}, in, options.create_graph);
   return {cut(g, options.create_graph), cut(std::move(hv), options.create_graph)};
 }
 }  // namespace
