@@ -13,6 +13,7 @@
 
 #include "autograd/anomaly.hpp"
 #include "autograd/detail/anomaly.hpp"
+#include "autograd/detail/forward.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/probe.hpp"
 #include "autograd/grad_mode.hpp"
@@ -276,6 +277,7 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
                         std::to_string(grad_outputs.size()) + " gradients");
   Tape& tape = Tape::current();
   GradModeGuard mode(create_graph);
+  const bool whole_gradients = detail::differentiable_backward();
   Sweep sweep(tape);
   HeldLeaves held(create_graph);
 
@@ -335,8 +337,9 @@ void Engine::run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& 
       if (!edge.requires_grad() || !grads[k].defined()) continue;
       if (anomaly) detail::check_gradient(*node, k, grads[k]);
       Tensor gk = std::move(grads[k]);
-      if (const std::optional<GradRegion> region = create_graph ? std::nullopt
-                                                                 : node->grad_region(k)) {
+      // (Under create_graph, or carrying tangents, every gradient is whole and written in ops.)
+      if (const std::optional<GradRegion> region =
+              whole_gradients ? std::nullopt : node->grad_region(k)) {
         if (edge.fn)
           accumulate_region(edge.fn->grad_, edge.shape, *region, gk);
         else

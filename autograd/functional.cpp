@@ -6,6 +6,7 @@
 
 #include "autograd/engine.hpp"
 #include "autograd/error.hpp"
+#include "autograd/forward_ad.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
 
@@ -80,6 +81,16 @@ std::vector<Tensor> cut(std::vector<Tensor> ts, bool create_graph) {
   return ts;
 }
 
+// The vector of n entries with a 1 at k.
+Tensor one_hot(std::size_t n, std::size_t k, Dtype dtype) {
+  Tensor e = zeros({n}, {.dtype = dtype});
+  {
+    const NoGradGuard plain;
+    select(e, 0, static_cast<std::ptrdiff_t>(k)).fill_(1);
+  }
+  return e;
+}
+
 // One-element outputs' cotangent 1, for gradients of a scalar.
 Tensor scalar_output(const char* what, const std::vector<Tensor>& out) {
   if (out.size() != 1 || out[0].numel() != 1)
@@ -123,23 +134,6 @@ Tensor inner(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   return total;
 }
 
-// The recorded backward of outputs against free cotangents u (leaves of zeros): J^T u, linear
-// in u; its backward to u in direction w is J w.
-struct Linearized {
-  std::vector<Tensor> u, g;
-};
-Linearized linearize(const std::vector<Tensor>& out, const std::vector<Tensor>& in) {
-  Linearized l;
-  for (const Tensor& o : out) l.u.push_back(zeros_like(o).requires_grad_(true));
-  l.g = gradients(out, l.u, in, /*create_graph=*/true);
-  return l;
-}
-
-// d/du of <g, w> over the inputs: J w, zeros where an output does not depend on the inputs.
-std::vector<Tensor> along(const Linearized& l, const std::vector<Tensor>& w, bool create_graph) {
-  return gradients({inner(l.g, w)}, {Tensor()}, l.u, create_graph);
-}
-
 std::size_t entries(const std::vector<Tensor>& ts) {
   std::size_t n = 0;
   for (const Tensor& t : ts) n += t.numel();
@@ -152,6 +146,28 @@ auto first_of(Pair p) {
 }
 TensorsFunction of_one(const TensorFunction& f) {
   return [f](const std::vector<Tensor>& x) { return std::vector<Tensor>{f(x[0])}; };
+}
+
+// f's outputs and their tangents J v, in forward mode: f run once on inputs with tangents v.
+std::pair<std::vector<Tensor>, std::vector<Tensor>> forward_pass(const char* what,
+                                                                 const TensorsFunction& f,
+                                                                 const std::vector<Tensor>& x,
+                                                                 const std::vector<Tensor>& v,
+                                                                 bool create_graph) {
+  if (forward_ad::is_active())
+    throw AutogradError(std::string(what) +
+                        ": runs forward mode in a dual level of its own, but one is already open "
+                        "on this thread; call it outside forward_ad::dual_level");
+  std::vector<Tensor> in = inputs_of(what, x, create_graph);
+  const forward_ad::dual_level level;
+  for (std::size_t j = 0; j < in.size(); ++j) in[j] = forward_ad::make_dual(in[j], v[j]);
+  std::vector<Tensor> out = call(what, f, in), tangents;
+  for (Tensor& o : out) {
+    forward_ad::UnpackedDual dual = forward_ad::unpack_dual(o);
+    tangents.push_back(dual.tangent.defined() ? dual.tangent : zeros_like(o));
+    o = dual.primal;
+  }
+  return {cut(std::move(out), create_graph), cut(std::move(tangents), create_graph)};
 }
 
 }  // namespace
@@ -172,11 +188,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> jvp(const TensorsFunction& f
                                                         const std::vector<Tensor>& v,
                                                         TransformOptions options) {
   check_directions("jvp", "input", v, x);
-  const std::vector<Tensor> in = inputs_of("jvp", x, options.create_graph);
-  const std::vector<Tensor> out = call("jvp", f, in);
-  const GradModeGuard recording(true);
-  std::vector<Tensor> t = along(linearize(out, in), v, options.create_graph);
-  return {cut(out, options.create_graph), cut(std::move(t), options.create_graph)};
+  return forward_pass("jvp", f, x, v, options.create_graph);
 }
 
 std::vector<std::vector<Tensor>> jacobian(const TensorsFunction& f, const std::vector<Tensor>& x,
@@ -192,12 +204,14 @@ std::vector<std::vector<Tensor>> jacobian(const TensorsFunction& f, const std::v
   if (mode == JacobianMode::reverse) {
     for (std::size_t i = 0; i < out.size(); ++i) J[i] = by_rows(out[i], in, create);
   } else {
-    // Column k of input j: J e_k, the backward of the recorded backward's entry k.
-    const Linearized l = linearize(out, in);
+    // Column k of input j: J e_k, the tangents of one forward-mode pass of f.
     for (std::size_t j = 0; j < in.size(); ++j) {
       std::vector<std::vector<Tensor>> columns(out.size());
       for (std::size_t k = 0; k < in[j].numel(); ++k) {
-        const std::vector<Tensor> c = gradients({entry(l.g[j], k)}, {Tensor()}, l.u, create);
+        std::vector<Tensor> e;
+        for (const Tensor& t : x) e.push_back(zeros(t.shape(), {.dtype = t.dtype()}));
+        e[j] = reshape(one_hot(e[j].numel(), k, e[j].dtype()), spec(e[j].shape()));
+        const std::vector<Tensor> c = forward_pass("jacobian", f, x, e, create).second;
         for (std::size_t i = 0; i < out.size(); ++i) columns[i].push_back(reshape(c[i], {-1}));
       }
       for (std::size_t i = 0; i < out.size(); ++i) {
@@ -252,7 +266,13 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> hvp(const TensorsFunction& f
                                                         const std::vector<Tensor>& x,
                                                         const std::vector<Tensor>& v,
                                                         TransformOptions options) {
-  return second_order("hvp", f, x, v, options);  // H symmetric (functional.hpp)
+  // Forward over reverse: the gradient taken at inputs whose tangents are v carries H v.
+  check_directions("hvp", "input", v, x);
+  const bool create = options.create_graph;
+  const TensorsFunction gradient = [&f, create](const std::vector<Tensor>& in) {
+    return gradients({scalar_output("hvp", call("hvp", f, in))}, {Tensor()}, in, create);
+  };
+  return forward_pass("hvp", gradient, x, v, create);
 }
 
 std::pair<Tensor, Tensor> vjp(const TensorFunction& f, const Tensor& x, const Tensor& v,

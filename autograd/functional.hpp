@@ -4,25 +4,24 @@
 /// and hessian: vector-Jacobian and Jacobian-vector products, whole Jacobians and Hessians, and
 /// Hessian-vector products, of a function of one tensor or of several.
 ///
-/// Each runs f once on inputs of its own (x detached, as a leaf that requires grad; under
-/// create_graph an alias recorded from x instead, so that the results stay differentiable in x)
-/// and differentiates the tape that call records. Without create_graph the results are cut from
-/// the graph. All are reverse mode on the tape:
+/// Each runs f on inputs of its own (x detached, as a leaf that requires grad; under create_graph
+/// an alias recorded from x instead, so that the results stay differentiable in x). Without
+/// create_graph the results are cut from the graph.
 ///   vjp(f, x, v)  = (f(x), J^T v)                one backward
-///   jvp(f, x, v)  = (f(x), J v)                  J v = d/du <J^T u, v>: the backward recorded
-///                                                (create_graph) with u a free cotangent, then
-///                                                one backward of that, to u (J^T u is linear in
-///                                                u, so the result does not depend on u's value)
+///   jvp(f, x, v)  = (f(x), J v)                  one forward-mode pass (forward_ad.hpp): f run on
+///                                                make_dual(x, v)
 ///   jacobian(f, x) = J, of shape f(x).shape + x.shape: reverse mode one backward per output
-///                  entry (J's rows); forward mode one backward per input entry through the
-///                  recorded backward (J's columns, as jvp above); automatic: forward if and
-///                  only if the inputs have fewer entries than the outputs
+///                  entry (J's rows); forward mode one forward-mode pass per input entry (J's
+///                  columns); automatic: forward if and only if the inputs have fewer entries
+///                  than the outputs
 ///   hessian(f, x) = H, of shape x.shape + x.shape, for f with one element: the gradient recorded,
 ///                  then one backward per entry of x
-///   hvp(f, x, v)  = (grad f(x), H v) and vhp(f, x, v) = (grad f(x), v^T H): the gradient
-///                  recorded, then one backward of <grad, v>. That is v^T H; H v is the same
-///                  wherever f's second derivatives are continuous (H symmetric), as for every
-///                  op of xgrad away from its kinks.
+///   hvp(f, x, v)  = (grad f(x), H v): forward over reverse, the gradient taken at make_dual(x, v)
+///                  carries H v as its tangent
+///   vhp(f, x, v)  = (grad f(x), v^T H): the gradient recorded, then one backward of <grad, v>.
+///                  The same as hvp wherever f's second derivatives are continuous (H symmetric),
+///                  as for every op of xgrad away from its kinks.
+/// jvp, forward jacobian and hvp open a dual level of their own: called inside one, they throw.
 /// An output that does not depend on an input gives zeros there, as PyTorch's strict=False.
 
 #include <functional>
@@ -44,7 +43,7 @@ struct TransformOptions {
 
 enum class JacobianMode {
   reverse,    ///< a backward per output entry: J's rows
-  forward,    ///< a backward of the recorded backward per input entry: J's columns
+  forward,    ///< a forward-mode pass per input entry: J's columns
   automatic,  ///< forward if and only if the inputs have fewer entries than the outputs
 };
 

@@ -61,7 +61,8 @@ GradcheckReport gradgradcheck(const TensorFn& f, const std::vector<Tensor>& inpu
                               const GradcheckOptions& options = {});
 
 /// Checks forward-mode derivatives (as PyTorch's check_forward_ad): for `projections` random
-/// directions u (one per input that requires grad), jvp(f, inputs, u) (functional.hpp) against
+/// directions u (one per input that requires grad), jvp(f, inputs, u) (functional.hpp: forward
+/// mode, forward_ad.hpp) against
 /// the finite-difference directional derivative (f(x + eps u) - f(x - eps u)) / (2 eps), entry by
 /// entry, and the identity <w, J u> = <J^T w, u> against the reverse mode's vjp, for a random w.
 GradcheckReport jvpcheck(const TensorFn& f, const std::vector<Tensor>& inputs,

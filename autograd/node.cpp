@@ -51,15 +51,16 @@ Node::~Node() {
 
 void Node::save(std::initializer_list<std::reference_wrapper<const Tensor>> tensors) {
   for (const Tensor& t : tensors) {
+    if (!t.defined()) throw AutogradError(std::string(name()) + ": saves an undefined tensor");
     TensorImpl* impl = t.impl();
     const std::uint64_t at = impl->version ? impl->version->load(std::memory_order_relaxed) : 0;
     if (impl->grad_fn.get() == this) {
       if (impl->view)  // its layout would be lost: a view op saves its input, never its output
         throw AutogradError(std::string(name()) + ": saves its own output, which is a view");
-      saved_.push_back({nullptr, impl->value, impl->version, at});
+      saved_.push_back({nullptr, impl->value, impl->forward, impl->version, at});
     }
     else
-      saved_.push_back({t.impl_ptr(), nullptr, impl->version, at});
+      saved_.push_back({t.impl_ptr(), nullptr, nullptr, impl->version, at});
   }
 }
 
@@ -80,8 +81,11 @@ Tensor Node::saved(std::size_t i) const {
   auto impl = std::make_shared<TensorImpl>();
   impl->value = s.output;
   impl->version = s.version;
-  impl->grad_fn = NodeRef(const_cast<Node*>(this));
-  impl->requires_grad = true;
+  impl->forward = s.forward;  // forward over reverse: the output's tangent goes with its value
+  if (!forward_only_) {       // a node made for a tangent only is no one's grad_fn
+    impl->grad_fn = NodeRef(const_cast<Node*>(this));
+    impl->requires_grad = true;
+  }
   return Tensor(std::move(impl));
 }
 

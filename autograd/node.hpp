@@ -71,6 +71,18 @@ struct ViewInfo {
   mutable std::uint64_t copy_version = 0;
 };
 
+namespace detail {
+/// A tensor's tangent in forward mode (autograd/forward_ad.hpp), for the dual level `level`: the
+/// tangent itself, or, after an op whose JVP is its backward transposed (Node::jvp), that op's
+/// node and its inputs' tangents, from which the tangent is made when first read.
+struct ForwardGrad {
+  std::uint64_t level = 0;
+  Tensor tangent;
+  NodeRef pending;
+  std::vector<Tensor> input_tangents;
+};
+}  // namespace detail
+
 struct TensorImpl {
   /// The storage: one xarray, shaped as the tensor that made it (the base of every view of it).
   std::shared_ptr<Storage>
@@ -97,6 +109,9 @@ struct TensorImpl {
   /// its history is its own.
   std::uint64_t history = 0;
   static constexpr std::uint64_t kDetached = ~std::uint64_t{0};
+  /// Forward mode: the tangent, set by make_dual or by an op on tensors with tangents.
+  /// (Shared with the nodes that saved this tensor as their output: their saved() carries it.)
+  std::shared_ptr<detail::ForwardGrad> forward;
 };
 
 namespace detail {
@@ -126,6 +141,20 @@ struct Edge {
   bool requires_grad() const { return fn || leaf; }
 };
 
+/// What a node's forward-mode rule (Node::jvp) reads: the op's inputs and output, and the
+/// inputs' tangents, an undefined one standing for zeros.
+struct ForwardInputs {
+  std::span<const Tensor* const> primals;
+  std::span<const Tensor> tangents;
+  const Tensor& out;
+
+  const Tensor& primal(std::size_t i) const { return *primals[i]; }
+  bool has(std::size_t i) const { return tangents[i].defined(); }
+  const Tensor& tangent(std::size_t i) const { return tangents[i]; }
+  /// The tangent, or zeros of the input's shape when it has none.
+  Tensor tangent_or_zeros(std::size_t i) const;
+};
+
 class Node {
  public:
   Node() = default;
@@ -153,12 +182,22 @@ class Node {
     return std::nullopt;
   }
 
+  /// Forward mode: the output's tangent, J u, given the inputs' tangents u (ForwardInputs),
+  /// written with tensor ops; the result may keep a broadcast shape (it is expanded to the
+  /// output's). The default returns an undefined tensor: the JVP is then the backward transposed,
+  /// J u = d/dw <J^T w, u> (J^T w linear in w), made from the saved tensors when the tangent is
+  /// first read; exact, at the price of two backward passes. A node whose backward is not written
+  /// in tensor ops under GradMode (so that it records) must give a rule of its own.
+  virtual Tensor jvp(const ForwardInputs& /*in*/) const { return {}; }
+
   /// A node that averages over N terms (a loss with the mean reduction) gives N: the verifier tries
   /// a missing or a doubled 1/N there. 0 for any other node.
   virtual double averaged_over() const { return 0; }
 
   std::size_t num_inputs() const { return edges_.size(); }
-  bool needs_grad(std::size_t input) const { return edges_[input].requires_grad(); }
+  bool needs_grad(std::size_t input) const {
+    return forward_needs_ ? (*forward_needs_)[input] : edges_[input].requires_grad();
+  }
   const Edge& edge(std::size_t input) const { return edges_[input]; }
 
   /// Keeps tensors for backward. Saving the node's own output keeps only its value, not a
@@ -179,12 +218,15 @@ class Node {
   friend void collect_dead(Node*);
   friend class Engine;
   friend void attach(Tensor&, Node*, std::span<const Tensor* const>);
+  friend void attach_forward(Node*, std::span<const Tensor* const>);
+  friend Tensor transposed_jvp(Node&, const Tensor&, std::span<const Tensor>);
   const char* composite_ = nullptr;
   std::uint64_t composite_call_ = 0;
 
   struct Saved {
     std::shared_ptr<TensorImpl> tensor;  ///< an input
     std::shared_ptr<Storage> output;     ///< or the value of this node's output
+    std::shared_ptr<detail::ForwardGrad> forward;   ///< and the output's tangent, if any
     std::atomic<std::uint64_t>* version = nullptr;  ///< the values' version counter
     std::uint64_t at = 0;                           ///< its count when saved
   };
@@ -197,6 +239,9 @@ class Node {
   Node* next_dead_ = nullptr;
   bool released_ = false;
   std::vector<Edge> edges_;
+  /// While the default jvp runs the backward: which inputs have a tangent (needs_grad's answer).
+  const std::vector<bool>* forward_needs_ = nullptr;
+  bool forward_only_ = false;  ///< made for a tangent only: not on the tape (attach_forward)
   std::vector<Saved> saved_;
   Tensor grad_;  ///< gradient of the output, accumulated during a backward sweep
   /// Outputs with register_hook hooks or retain_grad(): their hooks see grad_ before backward.
@@ -230,15 +275,43 @@ void note_post_accumulate_grad_hook();
 }  // namespace detail
 void attach(Tensor& out, Node* node, std::span<const Tensor* const> inputs);
 
+/// Forward mode (autograd/forward_ad.hpp): gives the edges of a node that is not recorded (no
+/// input requires grad) their shapes and dtypes, for its default jvp.
+void attach_forward(Node* node, std::span<const Tensor* const> inputs);
+/// The default Node::jvp: the tangent of node's output `out` from its inputs' tangents.
+Tensor transposed_jvp(Node& node, const Tensor& out, std::span<const Tensor> tangents);
+
+namespace detail {
+/// Whether a dual level is open and some input has a tangent at it.
+bool has_tangent(std::span<const Tensor* const> inputs);
+/// Sets out's tangent from node's rule (Node::jvp) or, when it has none, leaves it pending on the
+/// node (which then must outlive the call: the caller saves its tensors on it). Returns whether it
+/// is pending.
+bool forward_tangent(Tensor& out, Node& node, std::span<const Tensor* const> inputs);
+}  // namespace detail
+
 /// Records `out` as the result of a new node N(args...) applied to `inputs`, when grad mode is on,
 /// some input requires grad and `out` is floating-point (an integer or bool result, argmax's or a
-/// cast's, is a constant). Returns the node, to save tensors on, or nullptr.
+/// cast's, is a constant). Returns the node, to save tensors on, or nullptr. Under a dual level
+/// the node also gives out its tangent (N::jvp), when some input has one: the node is then made,
+/// and returned, even when nothing requires grad, if its tangent waits on its saved tensors.
 template <class N, class... Args>
 N* record_node(Tensor& out, std::span<const Tensor* const> inputs, Args&&... args) {
-  if (!should_record(inputs) || !is_floating_point(out.dtype())) return nullptr;
+  if (!is_floating_point(out.dtype())) return nullptr;
+  const bool grad = should_record(inputs);
+  const bool forward = detail::has_tangent(inputs);
+  if (!grad && !forward) return nullptr;
   auto node = std::make_unique<N>(std::forward<Args>(args)...);
-  attach(out, node.get(), inputs);
-  return node.release();
+  N* made = node.get();
+  if (grad) {
+    attach(out, node.release(), inputs);
+    if (forward) detail::forward_tangent(out, *made, inputs);
+    return made;
+  }
+  attach_forward(made, inputs);
+  if (!detail::forward_tangent(out, *made, inputs)) return nullptr;  // the rule gave it: done
+  node.release();  // out's pending tangent holds it now
+  return made;
 }
 
 template <class N, class... Args>

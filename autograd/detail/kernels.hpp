@@ -8,9 +8,10 @@
 #include <cstdint>
 #include <string>
 
+#include "autograd/detail/forward.hpp"
+#include "autograd/detail/vector_math.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
-#include "autograd/detail/vector_math.hpp"
 #include "autograd/parallel.hpp"
 #include "autograd/profiler.hpp"
 

@@ -33,6 +33,8 @@ std::optional<Shape> view_strides(const Shape& shape, const Shape& strides, cons
 // A new tensor over x's storage (and version counter) with the given layout, its base the root
 // of x. Records nothing: the view ops record their nodes on it.
 Tensor make_view(const Tensor& x, Layout layout);
+// A view of all of x, recorded (gradients flow back to x): make_dual's and unpack_dual's.
+Tensor alias(const Tensor& x);
 // Whether a view covers its storage exactly, in its storage's shape: then its values are the
 // storage's xarray.
 bool is_whole(const ViewInfo& view, const Storage& storage);

@@ -1,5 +1,6 @@
 // abs: z = |x|
 //   dz/dx = sign(x)   (0 at x = 0, the subgradient PyTorch picks). Saves x.
+//   JVP: dz = sign(x) dx.
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
@@ -10,6 +11,9 @@ struct Abs final : Node {
   std::string_view name() const override { return "abs"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = mul(g, sign(saved(0)));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return mul(in.tangent(0), sign(in.primal(0)));
   }
 };
 }  // namespace

@@ -3,6 +3,7 @@
 //   cells overlap when the sizes do not divide).
 //   dx[r, c] = sum over the cells (i, j) holding (r, c) of g[i, j] / |cell (i, j)|: the adjoint A^T
 //   of the linear map A that the forward is. Saves nothing (the input's shape).
+//   JVP: dy = A dx, the forward applied to the tangent (and the adjoint's, the adjoint's).
 // The adjoint is an op of its own (adaptive_avg_pool2d_adjoint below), whose derivative is the
 // forward again, so that gradients of every order are these two kernels.
 // NOTE: a primitive for speed: as a composite (a slice, a mean and a node per output cell) 224 ->
@@ -85,6 +86,9 @@ struct AdaptiveAvgPool final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = adjoint(g, H_, W_);
   }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return adaptive_avg_pool2d(in.tangent(0), {in.out.size(2), in.out.size(3)});
+  }
   std::size_t H_, W_;
 };
 
@@ -93,6 +97,9 @@ struct AdaptiveAvgPoolAdjoint final : Node {
   std::string_view name() const override { return "adaptive_avg_pool2d_backward"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = adaptive_avg_pool2d(g, {oh_, ow_});
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return adjoint(in.tangent(0), in.out.size(2), in.out.size(3));
   }
   std::size_t oh_, ow_;
 };

@@ -1,5 +1,5 @@
 // add: z = a + b (broadcasting), or a + s for a number s
-//   dz/da = 1, dz/db = 1. Saves nothing.
+//   dz/da = 1, dz/db = 1. Saves nothing. JVP: dz = da + db.
 // Integer and bool operands: promoted (detail::arithmetic_type), integer results computed by
 // detail::integer_arithmetic, never recorded.
 #include "autograd/detail/kernels.hpp"
@@ -11,12 +11,16 @@ struct Add final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     for (Tensor& slot : grads) slot = g;
   }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return detail::add_defined(in.tangent(0), in.tangent(1));
+  }
 };
 
 struct AddScalar final : Node {
   explicit AddScalar(double s) : s_(s) {}
   std::string_view name() const override { return "add"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = g; }
+  Tensor jvp(const ForwardInputs& in) const override { return in.tangent(0); }
   std::string annotation() const override { return "+ " + number_str(s_); }
   double s_;
 };

@@ -117,7 +117,7 @@ struct MultiHeadAttention final : Node {
   // saved: qkv, then P (B, H, T, T) or the rows' log-sum-exp (B, H, T), then the mask if any.
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor qkv = saved(0), rows = saved(1), mask = dropout_ ? saved(2) : Tensor();
-    if (GradMode::is_enabled()) return recorded(g, qkv, mask, grads);
+    if (detail::differentiable_backward()) return recorded(g, qkv, mask, grads);
     const Sizes s = s_;
     grads[0] = detail::dispatch(qkv.dtype(), [&](auto zero) {
       using T = decltype(zero);

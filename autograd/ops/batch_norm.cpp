@@ -51,7 +51,7 @@ struct BatchNorm final : Node {
     const Tensor x = saved(0), mu = saved(1), invstd = saved(2);
     const Tensor w = affine_ ? saved(3) : Tensor();
     const std::size_t wi = 1, bi = affine_ ? 2 : 1;
-    if (GradMode::is_enabled()) return recorded(g, x, mu, invstd, w, grads, wi, bi);
+    if (detail::differentiable_backward()) return recorded(g, x, mu, invstd, w, grads, wi, bi);
     const Layout L = layout(x);
     detail::dispatch(x.dtype(), [&](auto zero) {
       using T = decltype(zero);

@@ -1,6 +1,7 @@
 // broadcast_to: z = x repeated along the axes where it has length 1 (or no axis), NumPy rules
 //   dz/dx = the sum of the gradient over the repeats: sum_to(g, shape of x), which the engine
 //   applies to every gradient whose shape differs from its input's. Saves nothing.
+//   JVP: dz = dx repeated the same way (forward mode expands a rule's result to the output).
 #include <algorithm>
 
 #include "autograd/detail/kernels.hpp"
@@ -10,6 +11,7 @@ namespace {
 struct BroadcastTo final : Node {
   std::string_view name() const override { return "broadcast_to"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = g; }
+  Tensor jvp(const ForwardInputs& in) const override { return in.tangent(0); }
 };
 }  // namespace
 

@@ -1,6 +1,6 @@
 // cast: z = x converted to another dtype (any of the six: to bool, non-zero is true)
 //   dz/dx = 1; the gradient is converted back to x's dtype. Saves nothing. Recorded only between
-//   floating dtypes: an integer or bool result is a constant.
+//   floating dtypes: an integer or bool result is a constant. JVP: dz = dx in z's dtype.
 #include <limits>
 
 #include "autograd/detail/kernels.hpp"
@@ -11,6 +11,7 @@ struct Cast final : Node {
   explicit Cast(Dtype from) : from_(from) {}
   std::string_view name() const override { return "cast"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = cast(g, from_); }
+  Tensor jvp(const ForwardInputs& in) const override { return cast(in.tangent(0), in.out.dtype()); }
   Dtype from_;
 };
 // v as T: to bool, non-zero is true (NaN too, as C++ and PyTorch); a float to an integer

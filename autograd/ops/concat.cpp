@@ -1,6 +1,6 @@
 // concat: z = x_0, x_1, ... joined along axis (shapes equal elsewhere)
 //   dz/dx_i = identity on x_i's block: the gradient of x_i is slice(g, axis, start_i, stop_i).
-//   Saves the block lengths.
+//   Saves the block lengths. JVP: dz = dx_0, dx_1, ... joined (zeros for an input without one).
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -16,6 +16,11 @@ struct Concat final : Node {
       if (needs_grad(i)) grads[i] = slice(g, static_cast<std::ptrdiff_t>(axis_), start, stop);
       start = stop;
     }
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    std::vector<Tensor> parts;
+    for (std::size_t i = 0; i < in.primals.size(); ++i) parts.push_back(in.tangent_or_zeros(i));
+    return concat(parts, static_cast<std::ptrdiff_t>(axis_));
   }
   std::size_t axis_;
   std::vector<std::size_t> lengths_;

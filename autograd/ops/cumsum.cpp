@@ -1,6 +1,7 @@
 // cumsum: z[.., i, ..] = sum over j <= i of x[.., j, ..] along one axis
 //   dx[.., j, ..] = sum over i >= j of g[.., i, ..]: the cumulative sum of g taken from the end,
 //   written as flip(cumsum(flip(g))) so that it is itself differentiable. Saves nothing.
+//   JVP: dz = cumsum(dx) along the axis.
 // NOTE: a primitive because a composite (a product with a triangular matrix) costs L^2 per line.
 #include "autograd/detail/kernels.hpp"
 
@@ -12,6 +13,9 @@ struct Cumsum final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const auto axis = static_cast<std::ptrdiff_t>(axis_);
     grads[0] = flip(cumsum(flip(g, {axis}), axis), {axis});
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return cumsum(in.tangent(0), static_cast<std::ptrdiff_t>(axis_));
   }
   std::size_t axis_;
 };

@@ -1,7 +1,8 @@
 // div: z = a / b (broadcasting), true division: integer and bool operands give float32
-//   dz/da = 1 / b, dz/db = -a / b^2 = -z / b. Saves b and z.
-// div by a number s: z = a / s, dz/da = 1 / s. Saves s.
+//   dz/da = 1 / b, dz/db = -a / b^2 = -z / b. Saves b and z. JVP: dz = (da - z db) / b.
+// div by a number s: z = a / s, dz/da = 1 / s. Saves s. JVP: dz = da / s.
 // a number divided by x: z = s / x, dz/dx = -s / x^2 = -z / x. Saves x and z.
+//   JVP: dz = -z dx / x.
 // NOTE: primitives rather than a * (1 / b), which rounds twice.
 // div with a rounding mode ("trunc", "floor"; floor_divide is "floor"): the quotient rounded,
 // in the promoted dtype (integers stay integers). Piecewise constant: a constant, not recorded.
@@ -18,12 +19,19 @@ struct Div final : Node {
     if (needs_grad(0)) grads[0] = div(g, b);
     if (needs_grad(1)) grads[1] = neg(div(mul(g, saved(1)), b));
   }
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor zdb = in.has(1) ? mul(in.out, in.tangent(1)) : Tensor();
+    const Tensor top =
+        in.has(0) ? (zdb.defined() ? sub(in.tangent(0), zdb) : in.tangent(0)) : neg(zdb);
+    return div(top, in.primal(1));
+  }
 };
 
 struct DivScalar final : Node {
   explicit DivScalar(double s) : s_(s) {}
   std::string_view name() const override { return "div"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = div(g, s_); }
+  Tensor jvp(const ForwardInputs& in) const override { return div(in.tangent(0), s_); }
   std::string annotation() const override { return "/ " + number_str(s_); }
   double s_;
 };
@@ -33,6 +41,9 @@ struct RDivScalar final : Node {
   std::string_view name() const override { return "div"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = neg(div(mul(g, saved(1)), saved(0)));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return neg(div(mul(in.tangent(0), in.out), in.primal(0)));
   }
   std::string annotation() const override { return number_str(s_) + " /"; }
   double s_;

@@ -1,5 +1,5 @@
 // erf: z = 2 / sqrt(pi) * integral_0^x e^(-t^2) dt
-//   dz/dx = 2 / sqrt(pi) * e^(-x^2). Saves x.
+//   dz/dx = 2 / sqrt(pi) * e^(-x^2). Saves x. JVP: dz = 2 / sqrt(pi) * e^(-x^2) dx.
 #include <cmath>
 #include <numbers>
 
@@ -7,12 +7,17 @@
 
 namespace xgrad {
 namespace {
+Tensor slope(const Tensor& x) {
+  return mul(exp(neg(mul(x, x))), 2.0 / std::sqrt(std::numbers::pi));
+}
+
 struct Erf final : Node {
   std::string_view name() const override { return "erf"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    const Tensor x = saved(0);
-    const double c = 2.0 / std::sqrt(std::numbers::pi);
-    grads[0] = mul(g, mul(exp(neg(mul(x, x))), c));
+    grads[0] = mul(g, slope(saved(0)));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return mul(in.tangent(0), slope(in.primal(0)));
   }
 };
 }  // namespace

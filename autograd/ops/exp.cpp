@@ -1,5 +1,5 @@
 // exp: z = e^x
-//   dz/dx = z. Saves z.
+//   dz/dx = z. Saves z. JVP: dz = z dx.
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
@@ -9,6 +9,7 @@ namespace {
 struct Exp final : Node {
   std::string_view name() const override { return "exp"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = mul(g, saved(0)); }
+  Tensor jvp(const ForwardInputs& in) const override { return mul(in.tangent(0), in.out); }
 };
 }  // namespace
 

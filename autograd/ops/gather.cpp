@@ -1,7 +1,7 @@
 // gather: z[..., j, ...] = x[..., index[..., j, ...], ...], the index replacing the position
 // along axis (z has index's shape)
 //   dz/dx: each gradient entry is added back where it was read from,
-//   scatter_add(0, axis, index, g). Saves the index.
+//   scatter_add(0, axis, index, g). Saves the index. JVP: dz = gather(dx, axis, index).
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -12,6 +12,9 @@ struct Gather final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor base = zeros(edge(0).shape, {.dtype = g.dtype()});
     grads[0] = scatter_add(base, static_cast<std::ptrdiff_t>(axis_), index_, g);
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return gather(in.tangent(0), static_cast<std::ptrdiff_t>(axis_), index_);
   }
   std::size_t axis_;
   Tensor index_;

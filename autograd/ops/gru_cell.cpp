@@ -23,7 +23,7 @@ struct GruCell final : Node {
   std::string_view name() const override { return "gru_cell"; }
 
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    if (GradMode::is_enabled()) return recorded(g, grads);
+    if (detail::differentiable_backward()) return recorded(g, grads);
     const Tensor h = saved(0), gates = saved(1);
     const std::size_t B = h.size(0), H = H_;
     detail::dispatch(h.dtype(), [&](auto zero) {

@@ -25,7 +25,7 @@ struct GruSequence final : Node {
   std::string_view name() const override { return "gru_sequence"; }
 
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    if (GradMode::is_enabled()) return recorded(g, grads);
+    if (detail::differentiable_backward()) return recorded(g, grads);
     const Tensor h0 = saved(1), w = saved(2), states = saved(3), gates = saved(4);
     const std::size_t T = T_, B = B_, H = H_, rows = B * H, wide = B * 3 * H;
     detail::dispatch(h0.dtype(), [&](auto zero) {

@@ -10,6 +10,7 @@
 // value's elements straight at the storage positions x.index(...) reads (a bool mask alone
 // with a value of one element: masked_fill_), recorded as one copy_slices node.
 #include <algorithm>
+#include <array>
 
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/view.hpp"
@@ -181,6 +182,11 @@ Tensor index(const Tensor& x, const std::vector<TensorIndex>& indices) {
 const Tensor& index_put_(const Tensor& x, const std::vector<TensorIndex>& indices,
                          const Tensor& value) {
   const Parsed parsed = parse("index_put_", x, indices);
+  if (const std::array<const Tensor*, 2> both{&x, &value}; detail::has_tangent(both))
+    throw AutogradError(
+        "index_put_: forward mode (a tangent on the tensor or on the values) is not supported "
+        "through index_put_ or an indexed assignment; write the values with where() or "
+        "index_add() out of place");
   if (parsed.advanced.empty()) {
     parsed.view.copy_(value);  // a view of x: written through
     return x;

@@ -1,6 +1,7 @@
 // index_add: z = x, with slice k of `source` added at position index[k] along axis
 //   dz/dx = identity;  dz/dsource: slice k of the gradient is g at index[k],
 //   index_select(g, axis, index). Saves the index.
+//   JVP: dz = index_add(dx, axis, index, dsource) (zeros for a missing one).
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -12,6 +13,11 @@ struct IndexAdd final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     if (needs_grad(0)) grads[0] = g;
     if (needs_grad(1)) grads[1] = index_select(g, static_cast<std::ptrdiff_t>(axis_), index_);
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    if (!in.has(1)) return in.tangent(0);
+    return index_add(in.tangent_or_zeros(0), static_cast<std::ptrdiff_t>(axis_), index_,
+                     in.tangent(1));
   }
   std::size_t axis_;
   std::vector<std::int64_t> index_;

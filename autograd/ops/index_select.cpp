@@ -1,6 +1,6 @@
 // index_select: z = the slices of x at positions index[0], index[1], ... along axis
 //   dz/dx: each slice's gradient is added back at its position, index_add(0, axis, index, g)
-//   (positions that repeat add up). Saves the index.
+//   (positions that repeat add up). Saves the index. JVP: dz = index_select(dx, axis, index).
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -12,6 +12,9 @@ struct IndexSelect final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor base = zeros(edge(0).shape, {.dtype = g.dtype()});
     grads[0] = index_add(base, static_cast<std::ptrdiff_t>(axis_), index_, g);
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return index_select(in.tangent(0), static_cast<std::ptrdiff_t>(axis_), index_);
   }
   std::size_t axis_;
   std::vector<std::int64_t> index_;

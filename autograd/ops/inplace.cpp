@@ -15,6 +15,7 @@
 #include <array>
 #include <functional>
 
+#include "autograd/detail/forward.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/view.hpp"
 #include "autograd/grad_mode.hpp"
@@ -90,6 +91,7 @@ const Tensor& write_back(const char* op, const Tensor& x, const Tensor& result, 
                      shape_str(result.shape()) + " must keep the tensor's shape " +
                      shape_str(x.shape()));
   detail::write_layout(x, result);
+  detail::write_tangent(x, result);
   if (!recorded || !result.requires_grad()) return x;
   TensorImpl& impl = *x.impl();
   if (impl.view && impl.history != TensorImpl::kDetached) {

@@ -1,5 +1,5 @@
 // leaky_relu: z = x for x > 0, s * x otherwise (s = negative_slope)
-//   dz/dx = 1 for x > 0, s otherwise. Saves x.
+//   dz/dx = 1 for x > 0, s otherwise. Saves x. JVP: dz = (1 for x > 0, s otherwise) dx.
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -8,8 +8,14 @@ struct LeakyRelu final : Node {
   explicit LeakyRelu(double slope) : slope_(slope) {}
   std::string_view name() const override { return "leaky_relu"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
+    grads[0] = mul(g, slope(saved(0)));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return mul(in.tangent(0), slope(in.primal(0)));
+  }
+  Tensor slope(const Tensor& x) const {
     const double s = slope_;
-    grads[0] = mul(g, detail::map(saved(0), [s](auto v) { return v > 0 ? 1.0 : s; }));
+    return detail::map(x, [s](auto v) { return v > 0 ? 1.0 : s; });
   }
   double slope_;
 };

@@ -1,12 +1,14 @@
 // linear: Z = X W^T + b, X of shape (batch, in) or (in), W (out, in), b (out) or none
 //   dX = G W,  dW = G^T X,  db = the column sums of G (the engine's sum_to over the batch)
 //   Each product is one gemm with transpose flags. Saves X and W.
+//   JVP: dZ = dX W^T + X dW^T + db.
 // NOTE: a primitive rather than add(mm(x, w, false, true), b) for speed: the bias is copied into
 // the output rows and gemm accumulates onto it (beta = 1), one pass and one tape entry.
 //
 // linear with an epilogue: Y = act(X W^T + b), act relu, tanh or sigmoid, one op
 //   dZ = G act'(Z), written from Y: relu [Y > 0] (a NaN passes, as relu's), tanh 1 - Y^2,
 //   sigmoid Y (1 - Y); then dX, dW, db as above from dZ. Saves X, W and Y.
+//   JVP: dY = act'(Z) (dX W^T + X dW^T + db), act' written from Y as above.
 // NOTE: one gemm onto the bias, then the activation in place over the output while it is in
 // cache: the pre-activation is never kept, and no second array is made. oneDNN's matmul primitive
 // with post-ops would put the bias and activation in the GEMM itself, but on this project's shapes
@@ -35,11 +37,21 @@ void linear_backward(const Node& node, const Tensor& x, const Tensor& w, const T
   if (node.num_inputs() == 3 && node.needs_grad(2)) grads[2] = dz;
 }
 
+// dZ = dX W^T + X dW^T + db, for the inputs that have a tangent.
+Tensor linear_jvp(const ForwardInputs& in) {
+  Tensor dz;
+  if (in.has(0)) dz = linear(in.tangent(0), in.primal(1), Tensor());
+  if (in.has(1)) dz = detail::add_defined(dz, linear(in.primal(0), in.tangent(1), Tensor()));
+  if (in.primals.size() == 3 && in.has(2)) dz = detail::add_defined(dz, in.tangent(2));
+  return dz;
+}
+
 struct Linear final : Node {
   std::string_view name() const override { return "linear"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     linear_backward(*this, saved(0), saved(1), g, grads);
   }
+  Tensor jvp(const ForwardInputs& in) const override { return linear_jvp(in); }
 };
 
 // The gradient at Z from the gradient at Y = act(Z) and Y: the same arithmetic as the activation
@@ -105,9 +117,12 @@ struct LinearActivation final : Node {
   std::string_view name() const override { return fused_name(act_); }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor y = saved(2);
-    const Tensor dz =
-        GradMode::is_enabled() ? activation_grad_recorded(act_, y, g) : activation_grad(act_, y, g);
+    const Tensor dz = detail::differentiable_backward() ? activation_grad_recorded(act_, y, g)
+                                                        : activation_grad(act_, y, g);
     linear_backward(*this, saved(0), saved(1), dz, grads);
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return activation_grad_recorded(act_, in.out, linear_jvp(in));
   }
   Epilogue act_;
 };

@@ -1,5 +1,5 @@
 // log: z = ln x
-//   dz/dx = 1 / x. Saves x.
+//   dz/dx = 1 / x. Saves x. JVP: dz = dx / x.
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
@@ -9,6 +9,7 @@ namespace {
 struct Log final : Node {
   std::string_view name() const override { return "log"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = div(g, saved(0)); }
+  Tensor jvp(const ForwardInputs& in) const override { return div(in.tangent(0), in.primal(0)); }
 };
 }  // namespace
 

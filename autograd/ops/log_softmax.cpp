@@ -1,5 +1,6 @@
 // log_softmax along an axis: z_k = x_k - log sum_j e^(x_j), computed with the max shifted out
 //   dz_k/dx_j = [k = j] - softmax_j, so dx = g - e^z * sum_k g_k. Saves z.
+//   JVP: dz = dx - sum_j(e^z_j dx_j).
 // NOTE: a primitive for stability: log(softmax(x)) would give -inf where softmax underflows.
 #include "autograd/detail/kernels.hpp"
 
@@ -11,6 +12,10 @@ struct LogSoftmax final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Axes axes{static_cast<std::ptrdiff_t>(axis_)};
     grads[0] = sub(g, mul(exp(saved(0)), sum(g, axes, true)));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Axes axes{static_cast<std::ptrdiff_t>(axis_)};
+    return sub(in.tangent(0), sum(mul(exp(in.out), in.tangent(0)), axes, true));
   }
   std::size_t axis_;
 };

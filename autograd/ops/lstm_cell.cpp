@@ -24,7 +24,7 @@ struct LstmCell final : Node {
   std::string_view name() const override { return "lstm_cell"; }
 
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    if (GradMode::is_enabled()) return recorded(g, grads);
+    if (detail::differentiable_backward()) return recorded(g, grads);
     const Tensor c = saved(0), gates = saved(1);
     const std::size_t B = c.size(0), H = H_;
     detail::dispatch(c.dtype(), [&](auto zero) {

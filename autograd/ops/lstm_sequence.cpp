@@ -25,7 +25,7 @@ struct LstmSequence final : Node {
   std::string_view name() const override { return "lstm_sequence"; }
 
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    if (GradMode::is_enabled()) return recorded(g, grads);
+    if (detail::differentiable_backward()) return recorded(g, grads);
     const Tensor h0 = saved(1), c0 = saved(2), w = saved(3), out = saved(4), gates = saved(5);
     const std::size_t T = T_, B = B_, H = H_, rows = B * H, wide = B * 4 * H;
     detail::dispatch(h0.dtype(), [&](auto zero) {

@@ -1,11 +1,12 @@
 // max along one axis: z = max_k x[..., k, ...], the axis kept with length 1
 //   dz/dx[k] = 1 at the first k holding the maximum, 0 elsewhere (a NaN counts as the maximum).
-//   Saves that one-hot mask.
+//   Saves that one-hot mask. JVP: dz = dx at that k, the sum of the mask times dx.
 // max and min over several axes, or all of them, reduce one axis at a time; min(x) = -max(-x)
 // for floats. Integer and bool tensors: max, min (directly), argmax and argmin too, not recorded.
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/detail/forward.hpp"
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -19,11 +20,19 @@ bool is_nan(T v) {
 }
 
 struct MaxAlong final : Node {
+  MaxAlong(std::size_t axis, Tensor mask) : axis_(axis), mask_(std::move(mask)) {}
   std::string_view name() const override { return "max"; }
   // Selected, not multiplied: the other entries get exactly 0 even when g is NaN.
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = where(saved(0), g, detail::scalar_like(g, 0.0));
   }
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor& t = in.tangent(0);
+    return sum(where(mask_, t, detail::scalar_like(t, 0.0)), {static_cast<std::ptrdiff_t>(axis_)},
+               true);
+  }
+  std::size_t axis_;
+  Tensor mask_;  // saved too, for backward's check that it was not changed
 };
 
 // Position k (0 <= k < length) of the first maximum (minimum unless largest) of each
@@ -52,7 +61,7 @@ Tensor max_along(const Tensor& x, std::size_t axis, bool largest = true) {
   Shape shape = x.shape();
   shape[axis] = 1;
   Tensor mask;
-  const bool differentiable = is_floating_point(x.dtype()) && x.requires_grad();
+  const bool differentiable = is_floating_point(x.dtype()) && detail::differentiable(x);
   Tensor out = detail::dispatch_all(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const T* px = detail::data<T>(x);
@@ -69,7 +78,7 @@ Tensor max_along(const Tensor& x, std::size_t axis, bool largest = true) {
     if (differentiable) mask = Tensor(std::move(m));
     return Tensor(std::move(z));
   });
-  if (auto* node = record<MaxAlong>(out, {x})) node->save({mask});
+  if (auto* node = record<MaxAlong>(out, {x}, axis, mask)) node->save({mask});
   return out;
 }
 

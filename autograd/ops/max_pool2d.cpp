@@ -24,7 +24,7 @@ struct MaxPool final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const std::size_t planes = input_[0] * input_[1], area = input_[2] * input_[3];
     const std::size_t outputs = g.numel() / std::max<std::size_t>(planes, 1);
-    if (GradMode::is_enabled()) {  // in ops: scatter_add into zeros, plane by plane
+    if (detail::differentiable_backward()) {  // in ops: scatter_add into zeros, plane by plane
       xt::xarray<std::int64_t> positions = detail::empty<std::int64_t>({planes, outputs});
       std::copy(where_.begin(), where_.end(), positions.begin());
       const Tensor index(std::move(positions));

@@ -3,6 +3,7 @@
 //     dA = ta ? op(B) G^T : G op(B)^T      dB = tb ? G^T op(A) : op(A)^T G
 //   Each is again one mm with transpose flags, so no transposed copy is ever made.
 // Saves A and B.
+// JVP: dZ = op(dA) op(B) + op(A) op(dB), two more products with the same flags.
 #include "autograd/detail/blas.hpp"
 #include "autograd/detail/kernels.hpp"
 
@@ -15,6 +16,10 @@ struct Mm final : Node {
     const Tensor a = saved(0), b = saved(1);
     if (needs_grad(0)) grads[0] = ta_ ? mm(b, g, tb_, true) : mm(g, b, false, !tb_);
     if (needs_grad(1)) grads[1] = tb_ ? mm(g, a, true, ta_) : mm(a, g, !ta_, false);
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return detail::add_defined(in.has(0) ? mm(in.tangent(0), in.primal(1), ta_, tb_) : Tensor(),
+                               in.has(1) ? mm(in.primal(0), in.tangent(1), ta_, tb_) : Tensor());
   }
   bool ta_, tb_;
 };

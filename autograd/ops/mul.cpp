@@ -1,7 +1,7 @@
 // mul: z = a * b (broadcasting)
-//   dz/da = b, dz/db = a. Saves a and b.
+//   dz/da = b, dz/db = a. Saves a and b. JVP: dz = da b + a db.
 // mul by a number s: z = s a
-//   dz/da = s. Saves s (no tensor is made for it).
+//   dz/da = s. Saves s (no tensor is made for it). JVP: dz = s da.
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -12,12 +12,17 @@ struct Mul final : Node {
     if (needs_grad(0)) grads[0] = mul(g, saved(1));
     if (needs_grad(1)) grads[1] = mul(g, saved(0));
   }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return detail::add_defined(in.has(0) ? mul(in.tangent(0), in.primal(1)) : Tensor(),
+                               in.has(1) ? mul(in.primal(0), in.tangent(1)) : Tensor());
+  }
 };
 
 struct MulScalar final : Node {
   explicit MulScalar(double s) : s_(s) {}
   std::string_view name() const override { return "mul"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = mul(g, s_); }
+  Tensor jvp(const ForwardInputs& in) const override { return mul(in.tangent(0), s_); }
   std::string annotation() const override { return "x " + number_str(s_); }
   double s_;
 };

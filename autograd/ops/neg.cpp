@@ -1,5 +1,5 @@
 // neg: z = -x (an integer tensor: 0 - x, wrapping as PyTorch's; bool gives int64)
-//   dz/dx = -1. Saves nothing.
+//   dz/dx = -1. Saves nothing. JVP: dz = -dx.
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -7,6 +7,7 @@ namespace {
 struct Neg final : Node {
   std::string_view name() const override { return "neg"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = neg(g); }
+  Tensor jvp(const ForwardInputs& in) const override { return neg(in.tangent(0)); }
 };
 }  // namespace
 

@@ -2,6 +2,7 @@
 // (the adjoint of gather)
 //   dz/dx = identity;  dz/dsource: entry j reads the gradient where it was added,
 //   gather(g, axis, index). Saves the index.
+//   JVP: dz = scatter_add(dx, axis, index, dsource) (zeros for a missing one).
 #include "autograd/detail/kernels.hpp"
 
 namespace xgrad {
@@ -12,6 +13,11 @@ struct ScatterAdd final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     if (needs_grad(0)) grads[0] = g;
     if (needs_grad(1)) grads[1] = gather(g, static_cast<std::ptrdiff_t>(axis_), index_);
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    if (!in.has(1)) return in.tangent(0);
+    return scatter_add(in.tangent_or_zeros(0), static_cast<std::ptrdiff_t>(axis_), index_,
+                       in.tangent(1));
   }
   std::size_t axis_;
   Tensor index_;

@@ -30,7 +30,7 @@ struct SoftmaxCrossEntropyNode final : Node {
       grads[0] = zeros_like(saved(3));
       return;
     }
-    const Tensor p = GradMode::is_enabled() ? softmax(saved(3), 1) : saved(0);
+    const Tensor p = detail::differentiable_backward() ? softmax(saved(3), 1) : saved(0);
     const Tensor target = saved(1), total = saved(2);
     const Tensor scale = per_sample_ ? reshape(g, {-1, 1}) : g;
     grads[0] = div(mul(sub(mul(p, total), target), scale), detail::scalar_like(g, denominator_));

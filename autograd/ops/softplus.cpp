@@ -1,5 +1,5 @@
 // softplus: z = log(1 + e^x)
-//   dz/dx = sigmoid(x). Saves x.
+//   dz/dx = sigmoid(x). Saves x. JVP: dz = sigmoid(x) dx.
 // NOTE: a primitive for stability: computed as max(x, 0) + log1p(e^-|x|), finite for any x.
 #include <cmath>
 
@@ -11,6 +11,9 @@ struct Softplus final : Node {
   std::string_view name() const override { return "softplus"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = mul(g, sigmoid(saved(0)));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return mul(in.tangent(0), sigmoid(in.primal(0)));
   }
 };
 }  // namespace

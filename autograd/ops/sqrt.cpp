@@ -1,5 +1,5 @@
 // sqrt: z = x^(1/2)
-//   dz/dx = 1 / (2 z)   (inf at x = 0, as in PyTorch). Saves z.
+//   dz/dx = 1 / (2 z)   (inf at x = 0, as in PyTorch). Saves z. JVP: dz = dx / (2 z).
 // NOTE: a primitive rather than pow(x, 0.5): exact rounding, and one less saved tensor.
 #include <cmath>
 
@@ -11,6 +11,9 @@ struct Sqrt final : Node {
   std::string_view name() const override { return "sqrt"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = div(mul(g, 0.5), saved(0));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return div(mul(in.tangent(0), 0.5), in.out);
   }
 };
 }  // namespace

@@ -1,5 +1,5 @@
 // sub: z = a - b (broadcasting), a - s, or s - b for a number s
-//   dz/da = 1, dz/db = -1. Saves nothing.
+//   dz/da = 1, dz/db = -1. Saves nothing. JVP: dz = da - db (s - x: dz = -dx).
 // NOTE: a primitive rather than a + (-b): one pass and one tape entry instead of two.
 #include "autograd/detail/kernels.hpp"
 
@@ -11,6 +11,10 @@ struct Sub final : Node {
     if (needs_grad(0)) grads[0] = g;
     if (needs_grad(1)) grads[1] = neg(g);
   }
+  Tensor jvp(const ForwardInputs& in) const override {
+    if (!in.has(1)) return in.tangent(0);
+    return in.has(0) ? sub(in.tangent(0), in.tangent(1)) : neg(in.tangent(1));
+  }
 };
 
 // s - x: dz/dx = -1.
@@ -18,6 +22,7 @@ struct RSubScalar final : Node {
   explicit RSubScalar(double s) : s_(s) {}
   std::string_view name() const override { return "sub"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = neg(g); }
+  Tensor jvp(const ForwardInputs& in) const override { return neg(in.tangent(0)); }
   std::string annotation() const override { return number_str(s_) + " -"; }
   double s_;
 };

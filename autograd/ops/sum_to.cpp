@@ -1,5 +1,6 @@
 // sum_to: z = x summed down to `shape`, over the axes that broadcasting from `shape` would repeat
 //   dz/dx = 1 for each term: the gradient is broadcast back to x's shape. Saves nothing.
+//   JVP: dz = dx summed down to the shape as well.
 // Sums run in double, so float sums of many terms keep their precision. The engine calls this
 // for every gradient whose shape differs from its input's: it is where broadcasting is undone.
 #include <algorithm>
@@ -118,6 +119,9 @@ struct SumTo final : Node {
   std::string_view name() const override { return "sum_to"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = broadcast_to(g, edge(0).shape);
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return sum_to(in.tangent(0), in.out.shape());
   }
 };
 }  // namespace

@@ -88,6 +88,7 @@ std::array<std::size_t, 2> window_output(const char* op, const Shape& image, con
 
 namespace {
 
+// Both are linear: the JVP of each is itself, applied to the tangent.
 struct Unfold final : Node {
   explicit Unfold(Window2d win) : win_(win) {}
   std::string_view name() const override { return "unfold"; }
@@ -95,6 +96,7 @@ struct Unfold final : Node {
     const Shape& in = edge(0).shape;
     grads[0] = fold(g, {in[2], in[3]}, win_);
   }
+  Tensor jvp(const ForwardInputs& in) const override { return unfold(in.tangent(0), win_); }
   Window2d win_;
 };
 
@@ -102,6 +104,9 @@ struct Fold final : Node {
   explicit Fold(Window2d win) : win_(win) {}
   std::string_view name() const override { return "fold"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = unfold(g, win_); }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return fold(in.tangent(0), {in.out.size(2), in.out.size(3)}, win_);
+  }
   Window2d win_;
 };
 

@@ -15,6 +15,9 @@
 //     expanded x, whose elements share positions.
 //   diagonal: entries (i, i + offset) of two axes; dz/dx: g written on the diagonal of zeros.
 // clone: a copy with its own storage (dz/dx = g); contiguous() of a strided view is one.
+// JVP of each: the same view of the tangent (so that a view's tangent is a view of its base's,
+// and an in-place write through the view reaches both); as_strided's is its backward
+// transposed, as a tangent's storage need not be laid out as its primal's.
 // All of them take every dtype.
 #include <algorithm>
 
@@ -31,6 +34,9 @@ struct Reshape final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     grads[0] = reshape(g, detail::spec(edge(0).shape));
   }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return reshape(in.tangent(0), detail::spec(in.out.shape()));
+  }
   const char* name_;
 };
 
@@ -43,6 +49,7 @@ struct Permute final : Node {
       inverse[static_cast<std::size_t>(axes_[i])] = static_cast<std::ptrdiff_t>(i);
     grads[0] = permute(g, inverse);
   }
+  Tensor jvp(const ForwardInputs& in) const override { return permute(in.tangent(0), axes_); }
   Axes axes_;
 };
 
@@ -51,7 +58,7 @@ struct Slice final : Node {
   std::string_view name() const override { return "slice"; }
   std::optional<GradRegion> grad_region(std::size_t) const override { return region_; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
-    if (!GradMode::is_enabled()) {  // no graph recorded: the engine places the region
+    if (!detail::differentiable_backward()) {  // no graph recorded: the engine places the region
       grads[0] = g;
       return;
     }
@@ -60,6 +67,12 @@ struct Slice final : Node {
       index[k] = static_cast<std::int64_t>(region_.start + k * region_.step);
     grads[0] = index_add(zeros(edge(0).shape, {.dtype = g.dtype()}),
                          static_cast<std::ptrdiff_t>(region_.axis), index, g);
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    const auto at = [](std::size_t i) { return static_cast<std::ptrdiff_t>(i); };
+    const std::size_t stop =
+        region_.count == 0 ? region_.start : region_.start + (region_.count - 1) * region_.step + 1;
+    return slice(in.tangent(0), at(region_.axis), at(region_.start), at(stop), at(region_.step));
   }
   std::string annotation() const override {
     return "axis " + std::to_string(region_.axis) + " from " + std::to_string(region_.start);
@@ -71,6 +84,11 @@ struct Identity final : Node {  // expand (the engine sums g back to x's shape),
   explicit Identity(const char* name) : name_(name) {}
   std::string_view name() const override { return name_; }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = g; }
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor& t = in.tangent(0);
+    if (std::string_view(name_) == "clone") return clone(t);
+    return std::string_view(name_) == "expand" ? expand(t, detail::spec(in.out.shape())) : t;
+  }
   const char* name_;
 };
 
@@ -99,6 +117,10 @@ struct Diagonal final : Node {
     diagonal(z, offset_, static_cast<std::ptrdiff_t>(axis1_), static_cast<std::ptrdiff_t>(axis2_))
         .copy_(g);
     grads[0] = z;
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return diagonal(in.tangent(0), offset_, static_cast<std::ptrdiff_t>(axis1_),
+                    static_cast<std::ptrdiff_t>(axis2_));
   }
   std::ptrdiff_t offset_;
   std::size_t axis1_, axis2_;
@@ -329,6 +351,12 @@ std::vector<Tensor> unbind(const Tensor& x, std::ptrdiff_t axis) {
   for (std::size_t i = 0; i < x.size(a); ++i)
     parts.push_back(select(x, static_cast<std::ptrdiff_t>(a), static_cast<std::ptrdiff_t>(i)));
   return parts;
+}
+
+Tensor detail::alias(const Tensor& x) {
+  Tensor out = detail::make_view(x, detail::layout(x));
+  record<Identity>(out, {x}, "alias");
+  return out;
 }
 
 Tensor clone(const Tensor& x) {

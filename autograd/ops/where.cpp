@@ -1,6 +1,7 @@
 // where: z = c ? a : b, elementwise with broadcasting over all three (c a bool tensor, or any
 // dtype read as non-zero = true); a and b are promoted to one dtype (any of the six)
 //   dz/da = [c], dz/db = 1 - [c]; the condition gets none. Saves c (as a constant).
+//   JVP: dz = where(c, da, db), a missing tangent zeros.
 // The gradients select, never multiply: grad_a = where(c, g, 0), grad_b = where(c, 0, g), so an
 // unselected position gets exactly 0 even where g is NaN or inf (0 x NaN would be NaN), in
 // every derivative order (the backward is where again). masked_fill, tril/triu, clamp, elu, the
@@ -10,12 +11,17 @@
 namespace xgrad {
 namespace {
 struct Where final : Node {
+  explicit Where(Tensor mask) : mask_(std::move(mask)) {}
   std::string_view name() const override { return "where"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor mask = saved(0), zero = detail::scalar_like(g, 0.0);
     if (needs_grad(0)) grads[0] = where(mask, g, zero);
     if (needs_grad(1)) grads[1] = where(mask, zero, g);
   }
+  Tensor jvp(const ForwardInputs& in) const override {
+    return where(mask_, in.tangent_or_zeros(0), in.tangent_or_zeros(1));
+  }
+  Tensor mask_;  // saved too, for backward's check that it was not changed
 };
 
 // The dtype of where's result when one side is a number: the tensor's, or float32 for an
@@ -86,10 +92,8 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
         return select<bool, T>(c, x, y, pz, shape);
     }
   });
-  if (auto* node = record<Where>(out, {a, b})) {
-    const Tensor mask = c.detach();  // its values only, not the condition's graph
-    node->save({mask});
-  }
+  const Tensor mask = c.detach();  // its values only, not the condition's graph
+  if (auto* node = record<Where>(out, {a, b}, mask)) node->save({mask});
   return out;
 }
 

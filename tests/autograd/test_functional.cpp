@@ -35,14 +35,19 @@ Tensor four_jacobian(const std::vector<double>& x) {
   return f64({{x[1], x[0], 0}, {0, 0, std::exp(x[2])}, {s, 0, s}, {0, 2 * x[1], 0}});
 }
 
-// x -> x * x with a backward that counts its calls (written in ops, so recorded under
-// create_graph like every op's).
+// x -> x * x with a backward and a JVP rule that count their calls (written in ops, so recorded
+// under create_graph like every op's).
 int square_backwards = 0;
+int square_jvps = 0;
 struct CountedSquare final : Node {
   std::string_view name() const override { return "counted_square"; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     ++square_backwards;
     grads[0] = mul(g, mul(saved(0), 2.0));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    ++square_jvps;
+    return mul(in.tangent(0), mul(in.primal(0), 2.0));
   }
 };
 Tensor counted_square(const Tensor& x) {
@@ -85,24 +90,31 @@ TEST_CASE("jacobian: both modes give the Jacobian derived by hand") {
 }
 
 TEST_CASE("jacobian: automatic takes forward mode when the inputs are fewer than the outputs") {
-  // Reverse mode runs the function's backward once per output entry; forward mode once in all
-  // (then the backward of what that recorded, once per input entry).
+  // Reverse mode runs the function's backward once per output entry, forward mode its JVP rule
+  // once per input entry.
   const auto wide = [](const Tensor& x) { return counted_square(concat({x, x, x})); };  // 2 -> 6
   const auto narrow = [](const Tensor& x) {                                             // 6 -> 2
     return sum(reshape(counted_square(x), {2, 3}), {1});
   };
   const Tensor two = f64({0.5, -2.0}), six = f64({1, 2, 3, 4, 5, 6});
-  const std::pair<JacobianMode, int> expected[] = {
-      {JacobianMode::reverse, 6}, {JacobianMode::forward, 1}, {JacobianMode::automatic, 1}};
-  for (auto [mode, calls] : expected) {
-    square_backwards = 0;
+  struct Expected {
+    JacobianMode mode;
+    int backwards, jvps;
+  };
+  const Expected expected[] = {{JacobianMode::reverse, 6, 0},
+                               {JacobianMode::forward, 0, 2},
+                               {JacobianMode::automatic, 0, 2}};
+  for (auto [mode, backwards, jvps] : expected) {
+    square_backwards = square_jvps = 0;
     const Tensor J = jacobian(wide, two, {.mode = mode});
-    CHECK(square_backwards == calls);
+    CHECK(square_backwards == backwards);
+    CHECK(square_jvps == jvps);
     CHECK(max_difference(J, f64({{1, 0}, {0, -4}, {1, 0}, {0, -4}, {1, 0}, {0, -4}})) == 0.0);
   }
-  square_backwards = 0;
+  square_backwards = square_jvps = 0;
   const Tensor J = jacobian(narrow, six);
   CHECK(square_backwards == 2);  // reverse: two output entries
+  CHECK(square_jvps == 0);
   CHECK(max_difference(J, f64({{2, 4, 6, 0, 0, 0}, {0, 0, 0, 8, 10, 12}})) == 0.0);
 }
 
