@@ -2,6 +2,7 @@
 // its output a tangent (detail::forward_tangent, called by record_node).
 #include "autograd/forward_ad.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <vector>
@@ -20,14 +21,21 @@ namespace {
 std::atomic<std::uint64_t> levels_opened{0};  // level ids, unique across threads
 thread_local std::uint64_t open_level = 0;    // 0: none open on this thread
 thread_local int suspended = 0;               // inside a rule: its ops carry no tangents
-// The tensors given a tangent in the open level: their tangents are dropped when it closes.
-thread_local std::vector<std::weak_ptr<TensorImpl>> duals;
+// The tangents made in the open level: emptied when it closes. (Not only dropped from their
+// tensors: a node that saved its output shares the output's, and a pending one holds that node.)
+thread_local std::vector<std::weak_ptr<detail::ForwardGrad>> duals;
+thread_local std::size_t compact_at = 1024;  // the list drops its expired entries at this size
 thread_local std::set<std::string>* transposed_log = nullptr;
 
 void set_tangent(const Tensor& t, std::unique_ptr<detail::ForwardGrad> forward) {
   forward->level = open_level;
-  t.impl()->forward = std::move(forward);
-  duals.push_back(t.impl_ptr());
+  std::shared_ptr<detail::ForwardGrad> shared = std::move(forward);
+  t.impl()->forward = shared;
+  if (duals.size() >= compact_at) {  // a long level: tangents that died are let go
+    std::erase_if(duals, [](const std::weak_ptr<detail::ForwardGrad>& w) { return w.expired(); });
+    compact_at = std::max<std::size_t>(1024, 2 * duals.size());
+  }
+  duals.push_back(shared);
 }
 
 void set_tangent(const Tensor& t, Tensor tangent) {
@@ -180,15 +188,11 @@ dual_level::dual_level() {
 }
 
 dual_level::~dual_level() {
-  for (const std::weak_ptr<TensorImpl>& weak : duals)
-    if (const std::shared_ptr<TensorImpl> impl = weak.lock())
-      if (impl->forward && impl->forward->level == open_level) {
-        // Emptied, not only dropped: a node that saved its output shares it (and a pending
-        // tangent holds that node).
-        *impl->forward = detail::ForwardGrad{};
-        impl->forward.reset();
-      }
+  for (const std::weak_ptr<detail::ForwardGrad>& weak : duals)
+    if (const std::shared_ptr<detail::ForwardGrad> forward = weak.lock())
+      if (forward->level == open_level) *forward = detail::ForwardGrad{};
   duals.clear();
+  compact_at = 1024;
   open_level = 0;
 }
 

@@ -81,14 +81,14 @@ std::vector<Tensor> cut(std::vector<Tensor> ts, bool create_graph) {
   return ts;
 }
 
-// The vector of n entries with a 1 at k.
-Tensor one_hot(std::size_t n, std::size_t k, Dtype dtype) {
-  Tensor e = zeros({n}, {.dtype = dtype});
-  {
-    const NoGradGuard plain;
-    select(e, 0, static_cast<std::ptrdiff_t>(k)).fill_(1);
-  }
-  return e;
+// Zeros of t's shape and dtype (a floating one) with a 1 at flat position k.
+Tensor basis(const Tensor& t, std::size_t k) {
+  const auto make = [&](auto zero) {
+    xt::xarray<decltype(zero)> e = xt::zeros<decltype(zero)>(t.shape());
+    e.data()[k] = 1;
+    return Tensor(std::move(e));
+  };
+  return t.dtype() == Dtype::float64 ? make(0.0) : make(0.0f);
 }
 
 // One-element outputs' cotangent 1, for gradients of a scalar.
@@ -148,19 +148,22 @@ TensorsFunction of_one(const TensorFunction& f) {
   return [f](const std::vector<Tensor>& x) { return std::vector<Tensor>{f(x[0])}; };
 }
 
-// f's outputs and their tangents J v, in forward mode: f run once on inputs with tangents v.
-std::pair<std::vector<Tensor>, std::vector<Tensor>> forward_pass(const char* what,
-                                                                 const TensorsFunction& f,
-                                                                 const std::vector<Tensor>& x,
-                                                                 const std::vector<Tensor>& v,
-                                                                 bool create_graph) {
+// f's outputs and their tangents J v, in forward mode: f run once on inputs with tangents v (an
+// input whose v is undefined carries none). The inputs require grad only when f differentiates
+// them itself (hvp's gradient) or under create_graph: otherwise nothing is recorded.
+std::pair<std::vector<Tensor>, std::vector<Tensor>> forward_pass(
+    const char* what, const TensorsFunction& f, const std::vector<Tensor>& x,
+    const std::vector<Tensor>& v, bool create_graph, bool f_differentiates = false) {
   if (forward_ad::is_active())
     throw AutogradError(std::string(what) +
                         ": runs forward mode in a dual level of its own, but one is already open "
                         "on this thread; call it outside forward_ad::dual_level");
   std::vector<Tensor> in = inputs_of(what, x, create_graph);
+  if (!create_graph && !f_differentiates)
+    for (Tensor& t : in) t = t.detach();
   const forward_ad::dual_level level;
-  for (std::size_t j = 0; j < in.size(); ++j) in[j] = forward_ad::make_dual(in[j], v[j]);
+  for (std::size_t j = 0; j < in.size(); ++j)
+    if (v[j].defined()) in[j] = forward_ad::make_dual(in[j], v[j]);
   std::vector<Tensor> out = call(what, f, in), tangents;
   for (Tensor& o : out) {
     forward_ad::UnpackedDual dual = forward_ad::unpack_dual(o);
@@ -208,9 +211,8 @@ std::vector<std::vector<Tensor>> jacobian(const TensorsFunction& f, const std::v
     for (std::size_t j = 0; j < in.size(); ++j) {
       std::vector<std::vector<Tensor>> columns(out.size());
       for (std::size_t k = 0; k < in[j].numel(); ++k) {
-        std::vector<Tensor> e;
-        for (const Tensor& t : x) e.push_back(zeros(t.shape(), {.dtype = t.dtype()}));
-        e[j] = reshape(one_hot(e[j].numel(), k, e[j].dtype()), spec(e[j].shape()));
+        std::vector<Tensor> e(x.size());  // the other inputs carry no tangent
+        e[j] = basis(x[j], k);
         const std::vector<Tensor> c = forward_pass("jacobian", f, x, e, create).second;
         for (std::size_t i = 0; i < out.size(); ++i) columns[i].push_back(reshape(c[i], {-1}));
       }
@@ -272,7 +274,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> hvp(const TensorsFunction& f
   const TensorsFunction gradient = [&f, create](const std::vector<Tensor>& in) {
     return gradients({scalar_output("hvp", call("hvp", f, in))}, {Tensor()}, in, create);
   };
-  return forward_pass("hvp", gradient, x, v, create);
+  return forward_pass("hvp", gradient, x, v, create, /*f_differentiates=*/true);
 }
 
 std::pair<Tensor, Tensor> vjp(const TensorFunction& f, const Tensor& x, const Tensor& v,

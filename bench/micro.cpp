@@ -319,7 +319,7 @@ BENCHMARK(BM_WholeSlices)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond);
 // jacobian (autograd/functional.hpp) of x -> tanh(W x), R^n -> R^m, float64, in each mode
 // (arg 2: 0 reverse, 1 forward), against one forward and backward of the same function in the
 // same run (arg 2 = 2: a vjp, the unit of the other two). Reverse mode is a backward per output,
-// forward mode a backward per input through the recorded backward.
+// forward mode a forward-mode pass per input (forward_ad.hpp).
 void BM_Jacobian(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0)),
              m = static_cast<std::size_t>(state.range(1));
@@ -343,8 +343,8 @@ BENCHMARK(BM_Jacobian)
     ->Unit(benchmark::kMillisecond);
 
 // hvp (autograd/functional.hpp) of the reference MLP's loss (784-256-128-10, batch 64, float32)
-// in its six parameters, against the forward and backward of a training step's gradient in the
-// same run (arg 0; the update left out).
+// in its six parameters, forward over reverse, against the forward and backward of a training
+// step's gradient in the same run (arg 0; the update left out).
 void BM_MlpHvp(benchmark::State& state) {
   const bool hessian_vector = state.range(0) != 0;
   const Tensor x = randn({64, 784});
