@@ -304,7 +304,8 @@ N* record_node(Tensor& out, std::span<const Tensor* const> inputs, Args&&... arg
   auto node = std::make_unique<N>(std::forward<Args>(args)...);
   N* made = node.get();
   if (grad) {
-    attach(out, node.release(), inputs);
+    attach(out, made, inputs);  // may throw (anomaly mode, another thread's input): node deletes
+    node.release();             // the tape holds it now
     if (forward) detail::forward_tangent(out, *made, inputs);
     return made;
   }
