@@ -217,6 +217,22 @@ Tensor map(const Tensor& x, F&& f) {
   });
 }
 
+// A normalization's statistics made again in ops from x over `axes` (recorded, so that what is made
+// from them can be differentiated): xhat = (x - mean) s and s = 1 / sqrt(var + eps).
+struct Standardized {
+  Tensor xhat, invstd;
+};
+inline Standardized standardize_in_ops(const Tensor& x, const Axes& axes, double eps) {
+  const Tensor invstd = pow(add(var(x, axes, true, 0.0), eps), -0.5);
+  return {mul(sub(x, mean(x, axes, true)), invstd), invstd};
+}
+// The derivative of xhat with respect to x applied to v (xhat's JVP; it is its own transpose, so
+// also the backward's dx from dxhat): s (v - mean(v) - xhat mean(v xhat)) over `axes`.
+inline Tensor standardized_derivative(const Tensor& v, const Standardized& st, const Axes& axes) {
+  return mul(st.invstd,
+             sub(sub(v, mean(v, axes, true)), mul(st.xhat, mean(mul(v, st.xhat), axes, true))));
+}
+
 // Records a normalization's node (batch_norm, layer_norm) on x and on whichever of weight and
 // bias are defined, saving x, the mean and 1 / sqrt(var + eps) it normalized with, and the weight.
 template <class N, class... Args>

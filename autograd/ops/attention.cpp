@@ -6,6 +6,9 @@
 //   With G = dL/dO (head h's columns):  dV = D^T G,  dD = G V^T,  dP = dD M,
 //   dS = P (dP - rowsum(dP P)),  dQ = scale dS K,  dK = scale dS^T Q.
 //   Saves qkv, M, and P or each row's log-sum-exp l (then P = e^(S - l) again in the backward).
+//   JVP, from the tangents U_Q, U_K, U_V of Q, K, V (the same columns of qkv's tangent):
+//   dS = scale (U_Q K^T + Q U_K^T),  dP = P (dS - rowsum(P dS)),  dO = (dP M) V + D U_V
+//   (a causal mask's entries have P = 0: their dS counts for nothing).
 // NOTE: a primitive for speed: the composite (chunk, reshape and permute into heads, batched
 // products, masked_fill, softmax, then permute and reshape back) copied the activations six times;
 // here each head's products read the packed input in place (leading dimension 3E) and write the
@@ -106,12 +109,14 @@ struct Head {
 };
 
 struct MultiHeadAttention final : Node {
-  MultiHeadAttention(Sizes sizes, double scale, bool causal, bool dropout, bool probabilities)
+  // The dropout mask is kept here too, for the rule (jvp), which runs before save().
+  MultiHeadAttention(Sizes sizes, double scale, bool causal, bool probabilities, const Tensor& mask)
       : s_(sizes),
         scale_(scale),
         causal_(causal),
-        dropout_(dropout),
-        probabilities_(probabilities) {}
+        dropout_(mask.defined()),
+        probabilities_(probabilities),
+        mask_(mask) {}
   std::string_view name() const override { return "multi_head_attention"; }
 
   // saved: qkv, then P (B, H, T, T) or the rows' log-sum-exp (B, H, T), then the mask if any.
@@ -189,8 +194,12 @@ struct MultiHeadAttention final : Node {
     });
   }
 
-  // The same in ops, for create_graph: P recomputed from qkv, so that its derivative is recorded.
-  void recorded(const Tensor& g, const Tensor& qkv, const Tensor& mask, std::span<Tensor> grads) {
+  // Q, K, V by heads, P and D = P M made again in ops from qkv (recorded: a backward or a tangent
+  // made from them can be differentiated).
+  struct InOps {
+    Tensor q, k, v, p, d;
+  };
+  InOps in_ops(const Tensor& qkv) const {
     const std::vector<Tensor> parts = chunk(qkv, 3, -1);
     const Tensor q = to_heads(parts[0], s_), k = to_heads(parts[1], s_), v = to_heads(parts[2], s_);
     Tensor scores = mul(matmul(q, transpose(k)), scale_);
@@ -198,7 +207,12 @@ struct MultiHeadAttention final : Node {
       scores = masked_fill(scores, tril(ones_like(scores)) == 0,
                            -std::numeric_limits<double>::infinity());
     const Tensor p = softmax(scores, -1);
-    const Tensor d = dropout_ ? mul(p, mask) : p;
+    return {q, k, v, p, dropout_ ? mul(p, mask_) : p};
+  }
+
+  // The same in ops, for create_graph: P recomputed from qkv, so that its derivative is recorded.
+  void recorded(const Tensor& g, const Tensor& qkv, const Tensor& mask, std::span<Tensor> grads) {
+    const auto [q, k, v, p, d] = in_ops(qkv);
     const Tensor gh = to_heads(g, s_);
     const Tensor dv = matmul(transpose(d), gh);
     Tensor dp = matmul(gh, transpose(v));
@@ -208,9 +222,20 @@ struct MultiHeadAttention final : Node {
     grads[0] = concat({from_heads(dq, s_), from_heads(dk, s_), from_heads(dv, s_)}, -1);
   }
 
+  Tensor jvp(const ForwardInputs& in) const override {
+    const auto [q, k, v, p, d] = in_ops(in.primal(0));
+    const std::vector<Tensor> u = chunk(in.tangent(0), 3, -1);
+    const Tensor uq = to_heads(u[0], s_), uk = to_heads(u[1], s_), uv = to_heads(u[2], s_);
+    const Tensor ds = mul(add(matmul(uq, transpose(k)), matmul(q, transpose(uk))), scale_);
+    Tensor dd = mul(p, sub(ds, sum(mul(p, ds), {-1}, true)));
+    if (dropout_) dd = mul(dd, mask_);
+    return from_heads(add(matmul(dd, v), matmul(d, uv)), s_);
+  }
+
   Sizes s_;
   double scale_;
   bool causal_, dropout_, probabilities_;
+  Tensor mask_;
 };
 
 }  // namespace
@@ -289,8 +314,8 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
     rows = Tensor(std::move(saved));
     return Tensor(std::move(z));
   });
-  if (auto* node = record<MultiHeadAttention>(out, {qkv}, s, scale, options.is_causal, dropout,
-                                              probabilities)) {
+  if (auto* node = record<MultiHeadAttention>(out, {qkv}, s, scale, options.is_causal,
+                                              probabilities, mask)) {
     if (dropout)
       node->save({qkv, rows, mask});
     else

@@ -4,6 +4,9 @@
 //   training: dx = (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) / sqrt(var + eps), dxhat = g w
 //   evaluation: dx = g w / sqrt(var + eps);  both: dw = sum(g xhat), db = sum(g)
 //   Saves x, w, and mu and 1 / sqrt(var + eps) per channel.
+// JVP, from tangents u, u_w, u_b:  dz = w dxhat + xhat u_w + u_b, with dxhat
+//   training: (u - mean(u) - xhat mean(u xhat)) / sqrt(var + eps);  evaluation: u / sqrt(var +
+//   eps).
 // NOTE: a primitive for speed: two passes for the statistics, one for z; the backward one pass
 // for sum(g) and sum(g (x - mu)), one for dx = a g + b (x - mu) + k (per-channel constants).
 // Rows are summed in T with eight running sums, then in double across rows. Under
@@ -43,8 +46,15 @@ Axes reduced_axes(std::size_t rank) {
 }
 
 struct BatchNorm final : Node {
-  BatchNorm(bool training, bool affine, bool bias, double eps)
-      : training_(training), affine_(affine), bias_(bias), eps_(eps) {}
+  // In evaluation the running statistics are constants: kept here too, for the rule (jvp), which
+  // runs before save().
+  BatchNorm(bool training, bool affine, bool bias, double eps, const Tensor& mu,
+            const Tensor& invstd)
+      : training_(training), affine_(affine), bias_(bias), eps_(eps) {
+    if (training) return;
+    running_mean_ = mu;
+    running_invstd_ = invstd;
+  }
   std::string_view name() const override { return "batch_norm"; }
 
   void backward(const Tensor& g, std::span<Tensor> grads) override {
@@ -97,25 +107,44 @@ struct BatchNorm final : Node {
   // The same in ops, for create_graph: in training the statistics come from x again.
   void recorded(const Tensor& g, const Tensor& x, const Tensor& mu, const Tensor& invstd,
                 const Tensor& w, std::span<Tensor> grads, std::size_t wi, std::size_t bi) {
-    const std::size_t rank = x.dim();
-    const Axes axes = reduced_axes(rank);
-    Tensor m = per_channel(mu, rank), is = per_channel(invstd, rank);
-    if (training_) {
-      m = mean(x, axes, true);
-      is = pow(add(var(x, axes, true, 0.0), eps_), -0.5);
-    }
-    const Tensor xhat = mul(sub(x, m), is);
-    const Tensor dxhat = affine_ ? mul(g, per_channel(w, rank)) : g;
+    const Axes axes = reduced_axes(x.dim());
+    const detail::Standardized st = statistics(x, mu, invstd);
+    const Tensor dxhat = affine_ ? mul(g, per_channel(w, x.dim())) : g;
     if (needs_grad(0))
-      grads[0] = training_ ? mul(is, sub(sub(dxhat, mean(dxhat, axes, true)),
-                                         mul(xhat, mean(mul(dxhat, xhat), axes, true))))
-                           : mul(dxhat, is);
-    if (affine_ && needs_grad(wi)) grads[wi] = sum(mul(g, xhat), axes);
+      grads[0] =
+          training_ ? detail::standardized_derivative(dxhat, st, axes) : mul(dxhat, st.invstd);
+    if (affine_ && needs_grad(wi)) grads[wi] = sum(mul(g, st.xhat), axes);
     if (bias_ && needs_grad(bi)) grads[bi] = sum(g, axes);
+  }
+
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor& x = in.primal(0);
+    const std::size_t rank = x.dim(), wi = 1, bi = affine_ ? 2 : 1;
+    const Axes axes = reduced_axes(rank);
+    const detail::Standardized st = statistics(x, running_mean_, running_invstd_);
+    Tensor dz;
+    if (in.has(0)) {
+      dz = training_ ? detail::standardized_derivative(in.tangent(0), st, axes)
+                     : mul(in.tangent(0), st.invstd);
+      if (affine_) dz = mul(dz, per_channel(in.primal(wi), rank));
+    }
+    if (affine_ && in.has(wi))
+      dz = detail::add_defined(dz, mul(st.xhat, per_channel(in.tangent(wi), rank)));
+    if (bias_ && in.has(bi)) dz = detail::add_defined(dz, per_channel(in.tangent(bi), rank));
+    return dz;
+  }
+
+  // xhat and 1 / sqrt(var + eps) broadcast over x: in training made again from x in ops, in
+  // evaluation from the given statistics (mu and invstd per channel).
+  detail::Standardized statistics(const Tensor& x, const Tensor& mu, const Tensor& invstd) const {
+    if (training_) return detail::standardize_in_ops(x, reduced_axes(x.dim()), eps_);
+    const Tensor is = per_channel(invstd, x.dim());
+    return {mul(sub(x, per_channel(mu, x.dim())), is), is};
   }
 
   bool training_, affine_, bias_;
   double eps_;
+  Tensor running_mean_, running_invstd_;  // evaluation only: mu, 1 / sqrt(var + eps) per channel
 };
 
 void check_channel(const char* what, const Tensor& t, const Tensor& x) {
@@ -195,7 +224,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     return Tensor(std::move(z));
   });
   detail::record_normalization<BatchNorm>(out, x, weight, bias, mu, invstd, training,
-                                          weight.defined(), bias.defined(), eps);
+                                          weight.defined(), bias.defined(), eps, mu, invstd);
   return out;
 }
 

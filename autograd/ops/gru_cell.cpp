@@ -5,6 +5,9 @@
 // With g = dL/dh':  dn = g (1 - z),  dz = g (h - n),  dh = g z,
 //   da_n = dn (1 - n^2),  da_r = da_n hp_n r (1 - r),  da_z = dz z (1 - z)
 //   dxp = [da_r, da_z, da_n],  dhp = [da_r, da_z, da_n r].
+// JVP, from tangents u_x, u_hp, u_h (blocks r, z, n as above):
+//   dr = r (1 - r) (u_x,r + u_hp,r),  dz = z (1 - z) (u_x,z + u_hp,z),
+//   dn = (1 - n^2) (u_x,n + dr hp_n + r u_hp,n),  dh' = (1 - z) dn + dz (h - n) + z u_h.
 // Saves h and, per row, r, z, n and hp_n. The arithmetic is detail/recurrent_gates.hpp's.
 // NOTE: a primitive for speed (PyTorch's own GRU is fused likewise): as ops, a step took three
 // slices of each projection, ten elementwise ops and their gradients' copies. Under create_graph
@@ -17,6 +20,17 @@
 
 namespace xgrad {
 namespace {
+
+// The gates recomputed in ops from the projections (recorded: a backward or a tangent made from
+// them can be differentiated), and hp's block n.
+struct Gates {
+  Tensor r, z, n, hp_n;
+};
+Gates gates_in_ops(const Tensor& xp, const Tensor& hp) {
+  const std::vector<Tensor> x3 = chunk(xp, 3, -1), h3 = chunk(hp, 3, -1);
+  const Tensor r = sigmoid(add(x3[0], h3[0]));
+  return {r, sigmoid(add(x3[1], h3[1])), tanh(add(x3[2], mul(r, h3[2]))), h3[2]};
+}
 
 struct GruCell final : Node {
   explicit GruCell(std::size_t hidden) : H_(hidden) {}
@@ -40,16 +54,26 @@ struct GruCell final : Node {
 
   // The same in ops, for create_graph: the gates recomputed from the inputs.
   void recorded(const Tensor& g, std::span<Tensor> grads) {
-    const Tensor xp = saved(2), hp = saved(3), h = saved(0);
-    const std::vector<Tensor> x3 = chunk(xp, 3, -1), h3 = chunk(hp, 3, -1);
-    const Tensor r = sigmoid(add(x3[0], h3[0])), z = sigmoid(add(x3[1], h3[1]));
-    const Tensor n = tanh(add(x3[2], mul(r, h3[2])));
+    const Tensor h = saved(0);
+    const auto [r, z, n, hp_n] = gates_in_ops(saved(2), saved(3));
     const Tensor da_n = mul(mul(g, 1.0 - z), 1.0 - mul(n, n));
-    const Tensor da_r = mul(mul(da_n, h3[2]), mul(r, 1.0 - r));
+    const Tensor da_r = mul(mul(da_n, hp_n), mul(r, 1.0 - r));
     const Tensor da_z = mul(mul(g, sub(h, n)), mul(z, 1.0 - z));
     if (needs_grad(0)) grads[0] = concat({da_r, da_z, da_n}, -1);
     if (needs_grad(1)) grads[1] = concat({da_r, da_z, mul(da_n, r)}, -1);
     if (needs_grad(2)) grads[2] = mul(g, z);
+  }
+
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor h = in.primal(2);
+    const auto [r, z, n, hp_n] = gates_in_ops(in.primal(0), in.primal(1));
+    const std::vector<Tensor> ux = chunk(in.tangent_or_zeros(0), 3, -1);
+    const std::vector<Tensor> uh = chunk(in.tangent_or_zeros(1), 3, -1);
+    const Tensor dr = mul(mul(r, 1.0 - r), add(ux[0], uh[0]));
+    const Tensor dz = mul(mul(z, 1.0 - z), add(ux[1], uh[1]));
+    const Tensor dn = mul(1.0 - mul(n, n), add(ux[2], add(mul(dr, hp_n), mul(r, uh[2]))));
+    const Tensor out = add(mul(1.0 - z, dn), mul(dz, sub(h, n)));
+    return in.has(2) ? add(out, mul(z, in.tangent(2))) : out;
   }
 
   std::size_t H_;

@@ -8,6 +8,9 @@
 //   da_i = dc' g i (1 - i),  da_f = dc' c f (1 - f),  da_g = dc' i (1 - g^2)
 //   da_o = G_h t o (1 - o)
 //   dxp = dhp = [da_i, da_f, da_g, da_o],  dc = dc' f.
+// JVP, from tangents u_x, u_hp, u_c and u = u_x + u_hp (blocks i, f, g, o):
+//   di = i (1 - i) u_i,  df = f (1 - f) u_f,  dg = (1 - g^2) u_g,  do = o (1 - o) u_o
+//   dc' = df c + f u_c + di g + i dg,  dh' = do t + o (1 - t^2) dc'.
 // Saves c and, per row, i, f, g, o and t. The arithmetic is detail/recurrent_gates.hpp's.
 // NOTE: a primitive for speed, as gru_cell (PyTorch's LSTM is fused likewise): as ops, a step
 // took a sum, four slices, six elementwise ops and their gradients' copies. Under create_graph
@@ -18,6 +21,17 @@
 
 namespace xgrad {
 namespace {
+
+// The gates and t = tanh(c') recomputed in ops from the inputs (recorded: a backward or a tangent
+// made from them can be differentiated).
+struct Gates {
+  Tensor i, f, g, o, t;
+};
+Gates gates_in_ops(const Tensor& xp, const Tensor& hp, const Tensor& c) {
+  const std::vector<Tensor> a = chunk(add(xp, hp), 4, -1);
+  const Tensor i = sigmoid(a[0]), f = sigmoid(a[1]), g = tanh(a[2]);
+  return {i, f, g, sigmoid(a[3]), tanh(add(mul(f, c), mul(i, g)))};
+}
 
 struct LstmCell final : Node {
   explicit LstmCell(std::size_t hidden) : H_(hidden) {}
@@ -42,10 +56,8 @@ struct LstmCell final : Node {
 
   // The same in ops, for create_graph: the gates recomputed from the inputs.
   void recorded(const Tensor& g, std::span<Tensor> grads) {
-    const Tensor c = saved(0), xp = saved(2), hp = saved(3);
-    const std::vector<Tensor> a = chunk(add(xp, hp), 4, -1);
-    const Tensor i = sigmoid(a[0]), f = sigmoid(a[1]), gg = tanh(a[2]), o = sigmoid(a[3]);
-    const Tensor t = tanh(add(mul(f, c), mul(i, gg)));
+    const Tensor c = saved(0);
+    const auto [i, f, gg, o, t] = gates_in_ops(saved(2), saved(3), c);
     const Tensor gh = select(g, 0, 0), gc = select(g, 0, 1);
     const Tensor dcn = add(gc, mul(mul(gh, o), 1.0 - mul(t, t)));
     const Tensor da =
@@ -55,6 +67,21 @@ struct LstmCell final : Node {
     if (needs_grad(0)) grads[0] = da;
     if (needs_grad(1)) grads[1] = da;
     if (needs_grad(2)) grads[2] = mul(dcn, f);
+  }
+
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor c = in.primal(2);
+    const auto [i, f, g, o, t] = gates_in_ops(in.primal(0), in.primal(1), c);
+    Tensor dc = in.has(2) ? mul(f, in.tangent(2)) : Tensor(), dout;
+    if (const Tensor u = detail::add_defined(in.tangent(0), in.tangent(1)); u.defined()) {
+      const std::vector<Tensor> d = chunk(u, 4, -1);
+      const Tensor di = mul(mul(i, 1.0 - i), d[0]), df = mul(mul(f, 1.0 - f), d[1]);
+      const Tensor dg = mul(1.0 - mul(g, g), d[2]);
+      dc = detail::add_defined(dc, add(mul(df, c), add(mul(di, g), mul(i, dg))));
+      dout = mul(mul(mul(o, 1.0 - o), d[3]), t);
+    }
+    const Tensor dh = detail::add_defined(dout, mul(mul(o, 1.0 - mul(t, t)), dc));
+    return stack({dh, dc}, 0);
   }
 
   std::size_t H_;

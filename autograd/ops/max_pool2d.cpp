@@ -3,6 +3,7 @@
 // half the kernel). The chosen entry is the first largest in row-major order, a NaN counting as
 // the largest (the first NaN).
 //   dx = each output's gradient added to the entry it chose. Saves where each output came from.
+//   JVP: dy = the tangent of the entry each output chose.
 // NOTE: a primitive for speed: as unfold and max it built every window in memory (the kernel's
 // area times the output) and took a strided maximum over it; here one pass over the windows
 // records the chosen entry, and the backward adds the gradient back through those positions.
@@ -23,13 +24,9 @@ struct MaxPool final : Node {
 
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const std::size_t planes = input_[0] * input_[1], area = input_[2] * input_[3];
-    const std::size_t outputs = g.numel() / std::max<std::size_t>(planes, 1);
+    const std::size_t outputs = where_.size() / std::max<std::size_t>(planes, 1);
     if (detail::differentiable_backward()) {  // in ops: scatter_add into zeros, plane by plane
-      xt::xarray<std::int64_t> positions = detail::empty<std::int64_t>({planes, outputs});
-      std::copy(where_.begin(), where_.end(), positions.begin());
-      const Tensor index(std::move(positions));
-      const auto d = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
-      const Tensor flat = scatter_add(zeros({planes, area}, {.dtype = g.dtype()}), 1, index,
+      const Tensor flat = scatter_add(zeros({planes, area}, {.dtype = g.dtype()}), 1, positions(),
                                       reshape(g, {d(planes), d(outputs)}));
       grads[0] = reshape(flat, detail::spec(input_));
       return;
@@ -46,6 +43,23 @@ struct MaxPool final : Node {
       return Tensor(std::move(dx));
     });
   }
+
+  // In ops: gather from each plane the entries the outputs chose.
+  Tensor jvp(const ForwardInputs& in) const override {
+    const std::size_t planes = input_[0] * input_[1], area = input_[2] * input_[3];
+    const Tensor flat = reshape(in.tangent(0), {d(planes), d(area)});
+    return reshape(gather(flat, 1, positions()), detail::spec(in.out.shape()));
+  }
+
+  // where_ as an index (planes, outputs) for scatter_add and gather.
+  Tensor positions() const {
+    const std::size_t planes = input_[0] * input_[1];
+    xt::xarray<std::int64_t> at =
+        detail::empty<std::int64_t>({planes, where_.size() / std::max<std::size_t>(planes, 1)});
+    std::copy(where_.begin(), where_.end(), at.begin());
+    return Tensor(std::move(at));
+  }
+  static std::ptrdiff_t d(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
   std::vector<std::uint32_t> where_;  // per output, its entry's offset within its (H, W) plane
   Shape input_;

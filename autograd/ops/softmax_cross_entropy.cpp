@@ -7,8 +7,9 @@
 //   d loss_i / d z_ic = p_ic t_i - w_c q_ic,  t_i = sum_c w_c q_ic
 // With no weights and no smoothing, t_i = 1 and the gradient of the mean is (p - onehot) / B.
 // Saves p, the target matrix (w_c q_ic) and t; the logits too, for gradients of gradients.
-// NOTE: a primitive for stability (the log-sum-exp is shifted by each row's maximum) and speed
-// (one pass over the logits; the backward reuses p).
+// JVP, from the logits' tangent u:  dloss_i = sum_c (p_ic t_i - w_c q_ic) u_ic, reduced as the
+// loss. NOTE: a primitive for stability (the log-sum-exp is shifted by each row's maximum) and
+// speed (one pass over the logits; the backward reuses p).
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
@@ -17,9 +18,16 @@
 namespace xgrad {
 namespace {
 
+// d loss_i / d z_ic (before the reduction's 1 / denominator).
+Tensor slope(const Tensor& p, const Tensor& target, const Tensor& total) {
+  return sub(mul(p, total), target);
+}
+
 struct SoftmaxCrossEntropyNode final : Node {
-  SoftmaxCrossEntropyNode(double denominator, bool per_sample)
-      : denominator_(denominator), per_sample_(per_sample) {}
+  // target and total are kept here too, for the rule (jvp), which runs before save().
+  SoftmaxCrossEntropyNode(double denominator, bool per_sample, const Tensor& target,
+                          const Tensor& total)
+      : denominator_(denominator), per_sample_(per_sample), target_(target), total_(total) {}
   std::string_view name() const override { return "softmax_cross_entropy"; }
   double averaged_over() const override { return per_sample_ ? 0.0 : denominator_; }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
@@ -31,12 +39,18 @@ struct SoftmaxCrossEntropyNode final : Node {
       return;
     }
     const Tensor p = detail::differentiable_backward() ? softmax(saved(3), 1) : saved(0);
-    const Tensor target = saved(1), total = saved(2);
     const Tensor scale = per_sample_ ? reshape(g, {-1, 1}) : g;
-    grads[0] = div(mul(sub(mul(p, total), target), scale), detail::scalar_like(g, denominator_));
+    grads[0] = div(mul(slope(p, saved(1), saved(2)), scale), detail::scalar_like(g, denominator_));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {
+    if (denominator_ == 0) return zeros_like(in.out);
+    const Tensor p = softmax(in.primal(0), 1);
+    const Tensor rows = sum(mul(slope(p, target_, total_), in.tangent(0)), {1});
+    return per_sample_ ? rows : div(sum(rows), denominator_);
   }
   double denominator_;
   bool per_sample_;
+  Tensor target_, total_;
 };
 
 void check_arguments(const Tensor& logits, const xt::xarray<std::int64_t>& labels,
@@ -130,8 +144,8 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
     for (double l : losses) sum += l;
     return scalar(sum / denominator, {.dtype = logits.dtype()});
   });
-  auto* node =
-      record<SoftmaxCrossEntropyNode>(out, {logits}, denominator, o.reduction == Reduction::none);
+  auto* node = record<SoftmaxCrossEntropyNode>(out, {logits}, denominator,
+                                               o.reduction == Reduction::none, target, total);
   if (node) node->save({p, target, total, logits});
   return out;
 }
