@@ -145,4 +145,24 @@ void recurrent_bias_grad(const T* d, std::size_t rows, std::size_t width, T* db)
   for (std::size_t j = 0; j < width; ++j) db[j] = static_cast<T>(sums[j]);
 }
 
+// Forward mode: one step's tangent, in ops from the step's primals (so that it can be
+// differentiated), given its inputs' tangents (an undefined one counts as zeros; a tangent may keep
+// a broadcast shape). Each cell's rule, and the sequence ops' rules step by step.
+// GRU: the tangent of h' from those of xp, hp and h (gru_cell.cpp gives the formula).
+Tensor gru_cell_tangent(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& u_xp,
+                        const Tensor& u_hp, const Tensor& u_h);
+// LSTM: the tangents of h' and c' from those of xp, hp and c (lstm_cell.cpp gives the formula).
+struct LstmTangent {
+  Tensor h, c;
+};
+LstmTangent lstm_cell_tangent(const Tensor& xp, const Tensor& hp, const Tensor& c,
+                              const Tensor& u_xp, const Tensor& u_hp, const Tensor& u_c);
+// The tangent of hp = h W^T + b from those of h, W and b (undefined when none has one).
+inline Tensor recurrent_tangent(const Tensor& h, const Tensor& w, const Tensor& u_h,
+                                const Tensor& u_w, const Tensor& u_b) {
+  Tensor u = u_h.defined() ? linear(u_h, w, Tensor()) : Tensor();
+  if (u_w.defined()) u = add_defined(u, linear(h, u_w, Tensor()));
+  return u_b.defined() ? add_defined(u, u_b) : u;
+}
+
 }  // namespace xgrad::detail

@@ -65,21 +65,26 @@ struct GruCell final : Node {
   }
 
   Tensor jvp(const ForwardInputs& in) const override {
-    const Tensor h = in.primal(2);
-    const auto [r, z, n, hp_n] = gates_in_ops(in.primal(0), in.primal(1));
-    const std::vector<Tensor> ux = chunk(in.tangent_or_zeros(0), 3, -1);
-    const std::vector<Tensor> uh = chunk(in.tangent_or_zeros(1), 3, -1);
-    const Tensor dr = mul(mul(r, 1.0 - r), add(ux[0], uh[0]));
-    const Tensor dz = mul(mul(z, 1.0 - z), add(ux[1], uh[1]));
-    const Tensor dn = mul(1.0 - mul(n, n), add(ux[2], add(mul(dr, hp_n), mul(r, uh[2]))));
-    const Tensor out = add(mul(1.0 - z, dn), mul(dz, sub(h, n)));
-    return in.has(2) ? add(out, mul(z, in.tangent(2))) : out;
+    return detail::gru_cell_tangent(in.primal(0), in.primal(1), in.primal(2), in.tangent(0),
+                                    in.tangent(1), in.tangent(2));
   }
 
   std::size_t H_;
 };
 
 }  // namespace
+
+Tensor detail::gru_cell_tangent(const Tensor& xp, const Tensor& hp, const Tensor& h,
+                                const Tensor& u_xp, const Tensor& u_hp, const Tensor& u_h) {
+  const auto [r, z, n, hp_n] = gates_in_ops(xp, hp);
+  const std::vector<Tensor> ux = chunk(u_xp.defined() ? u_xp : zeros_like(xp), 3, -1);
+  const std::vector<Tensor> uh = chunk(u_hp.defined() ? u_hp : zeros_like(hp), 3, -1);
+  const Tensor dr = mul(mul(r, 1.0 - r), add(ux[0], uh[0]));
+  const Tensor dz = mul(mul(z, 1.0 - z), add(ux[1], uh[1]));
+  const Tensor dn = mul(1.0 - mul(n, n), add(ux[2], add(mul(dr, hp_n), mul(r, uh[2]))));
+  const Tensor out = add(mul(1.0 - z, dn), mul(dz, sub(h, n)));
+  return u_h.defined() ? add(out, mul(z, u_h)) : out;
+}
 
 Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h) {
   const ProfileScope profiled("gru_cell");

@@ -7,6 +7,8 @@
 // c = g z_t + dhp_t W_hh. After the loop, with D the (T B, 3H) stack of the dhp_t and P the
 // (T B, H) stack of the h_{t-1}:  dW_hh = D^T P,  db_hh = the column sums of D,  dh0 = c.
 // Saves xp, h0, W_hh, the states and the gates of every step, and b_hh.
+// JVP, step by step from u_h = the tangent of h0:  u_hp,t = u_h W_hh^T + h_{t-1} U_W^T + u_b,
+// then gru_cell's JVP at step t (u_xp,t, u_hp,t, u_h) gives the tangent of h_t, the next u_h.
 // NOTE: a primitive for speed: the loop of linear and gru_cell recorded two nodes and a slice per
 // step, accumulated W_hh's gradient once per step, and summed b_hh's per step; here the steps run
 // in one node and W_hh's gradient is one product over all of them. Under create_graph the
@@ -99,6 +101,23 @@ struct GruSequence final : Node {
     if (needs_grad(1)) grads[1] = carry;
     if (needs_grad(2)) grads[2] = mm(d, concat(before, 0), true, false);
     if (bias_ && needs_grad(3)) grads[3] = sum(d, {0});
+  }
+
+  // In ops, the states made again by gru_cell step by step beside their tangents.
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor &xp = in.primal(0), &w = in.primal(2), b = bias_ ? in.primal(3) : Tensor();
+    const Tensor u_b = bias_ ? in.tangent(3) : Tensor();
+    Tensor h = in.primal(1), u_h = in.tangent(1);
+    std::vector<Tensor> tangents;
+    for (std::size_t t = 0; t < T_; ++t) {
+      const Tensor xp_t = select(xp, 0, std::ptrdiff_t(t)), hp = linear(h, w, b);
+      const Tensor u_xp = in.has(0) ? select(in.tangent(0), 0, std::ptrdiff_t(t)) : Tensor();
+      u_h = detail::gru_cell_tangent(xp_t, hp, h, u_xp,
+                                     detail::recurrent_tangent(h, w, u_h, in.tangent(2), u_b), u_h);
+      h = gru_cell(xp_t, hp, h);
+      tangents.push_back(u_h);
+    }
+    return stack(tangents, 0);
   }
 
   std::size_t T_, B_, H_;

@@ -70,17 +70,8 @@ struct LstmCell final : Node {
   }
 
   Tensor jvp(const ForwardInputs& in) const override {
-    const Tensor c = in.primal(2);
-    const auto [i, f, g, o, t] = gates_in_ops(in.primal(0), in.primal(1), c);
-    Tensor dc = in.has(2) ? mul(f, in.tangent(2)) : Tensor(), dout;
-    if (const Tensor u = detail::add_defined(in.tangent(0), in.tangent(1)); u.defined()) {
-      const std::vector<Tensor> d = chunk(u, 4, -1);
-      const Tensor di = mul(mul(i, 1.0 - i), d[0]), df = mul(mul(f, 1.0 - f), d[1]);
-      const Tensor dg = mul(1.0 - mul(g, g), d[2]);
-      dc = detail::add_defined(dc, add(mul(df, c), add(mul(di, g), mul(i, dg))));
-      dout = mul(mul(mul(o, 1.0 - o), d[3]), t);
-    }
-    const Tensor dh = detail::add_defined(dout, mul(mul(o, 1.0 - mul(t, t)), dc));
+    const auto [dh, dc] = detail::lstm_cell_tangent(in.primal(0), in.primal(1), in.primal(2),
+                                                    in.tangent(0), in.tangent(1), in.tangent(2));
     return stack({dh, dc}, 0);
   }
 
@@ -88,6 +79,21 @@ struct LstmCell final : Node {
 };
 
 }  // namespace
+
+detail::LstmTangent detail::lstm_cell_tangent(const Tensor& xp, const Tensor& hp, const Tensor& c,
+                                              const Tensor& u_xp, const Tensor& u_hp,
+                                              const Tensor& u_c) {
+  const auto [i, f, g, o, t] = gates_in_ops(xp, hp, c);
+  Tensor dc = u_c.defined() ? mul(f, u_c) : Tensor(), dout;
+  if (const Tensor u = add_defined(u_xp, u_hp); u.defined()) {
+    const std::vector<Tensor> d = chunk(u, 4, -1);
+    const Tensor di = mul(mul(i, 1.0 - i), d[0]), df = mul(mul(f, 1.0 - f), d[1]);
+    const Tensor dg = mul(1.0 - mul(g, g), d[2]);
+    dc = add_defined(dc, add(mul(df, c), add(mul(di, g), mul(i, dg))));
+    dout = mul(mul(mul(o, 1.0 - o), d[3]), t);
+  }
+  return {add_defined(dout, mul(mul(o, 1.0 - mul(t, t)), dc)), dc};
+}
 
 Tensor lstm_cell(const Tensor& xp, const Tensor& hp, const Tensor& c) {
   const ProfileScope profiled("lstm_cell");

@@ -8,6 +8,8 @@
 // cc = dc and ch = da_t W_hh. After the loop, with D the (T B, 4H) stack of the da_t and P the
 // (T B, H) stack of the h_{t-1}:  dW_hh = D^T P,  db_hh = the column sums of D,  dh0 = ch,
 // dc0 = cc. Saves xp, h0, c0, W_hh, the result, the gates of every step, and b_hh.
+// JVP, step by step from u_h, u_c = the tangents of h0, c0:  u_hp,t = u_h W_hh^T + h_{t-1} U_W^T
+// + u_b, then lstm_cell's JVP at step t (u_xp,t, u_hp,t, u_c) gives the next u_h and u_c.
 // NOTE: a primitive for speed, as gru_sequence: one node for every step of a layer, W_hh's
 // gradient one product over all of them. Under create_graph the backward is written in ops (the
 // gates recomputed step by step from the saved inputs).
@@ -114,6 +116,28 @@ struct LstmSequence final : Node {
     if (needs_grad(2)) grads[2] = carry_c;
     if (needs_grad(3)) grads[3] = mm(d, concat(before, 0), true, false);
     if (bias_ && needs_grad(4)) grads[4] = sum(d, {0});
+  }
+
+  // In ops, the states made again by lstm_cell step by step beside their tangents.
+  Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor &xp = in.primal(0), &w = in.primal(3), b = bias_ ? in.primal(4) : Tensor();
+    const Tensor u_b = bias_ ? in.tangent(4) : Tensor();
+    Tensor h = in.primal(1), c = in.primal(2), u_h = in.tangent(1), u_c = in.tangent(2);
+    std::vector<Tensor> hs, cs;
+    for (std::size_t t = 0; t < T_; ++t) {
+      const Tensor xp_t = select(xp, 0, std::ptrdiff_t(t)), hp = linear(h, w, b);
+      const Tensor u_xp = in.has(0) ? select(in.tangent(0), 0, std::ptrdiff_t(t)) : Tensor();
+      const auto [dh, dc] = detail::lstm_cell_tangent(
+          xp_t, hp, c, u_xp, detail::recurrent_tangent(h, w, u_h, in.tangent(3), u_b), u_c);
+      const Tensor next = lstm_cell(xp_t, hp, c);
+      h = select(next, 0, 0);
+      c = select(next, 0, 1);
+      u_h = dh;
+      u_c = dc;
+      hs.push_back(dh);
+      cs.push_back(dc);
+    }
+    return stack({stack(hs, 0), stack(cs, 0)}, 0);
   }
 
   std::size_t T_, B_, H_;
