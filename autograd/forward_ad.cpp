@@ -141,7 +141,11 @@ Tensor transposed_jvp(Node& node, const Tensor& out, std::span<const Tensor> tan
 
 void detail::write_tangent(const Tensor& x, const Tensor& result) {
   if (open_level == 0 || suspended) return;
-  Tensor now = tangent_of(result);
+  assign_tangent(x, tangent_of(result));
+}
+
+void detail::assign_tangent(const Tensor& x, Tensor now) {
+  if (open_level == 0 || suspended) return;
   Tensor tangent = tangent_of(x);
   if (!now.defined() && !tangent.defined()) return;
   const ForwardSuspend suspend;
@@ -152,7 +156,7 @@ void detail::write_tangent(const Tensor& x, const Tensor& result) {
     // row-major storage for that (zeros when it has none).
     const Tensor base = x.base();
     Tensor whole = tangent_of(base);
-    if (!whole.defined() || whole.is_view() || whole.dtype() != base.dtype()) {
+    if (!whole.defined() || whole.is_view()) {
       whole = whole.defined() ? whole.to(base.dtype()).clone() : zeros_like(base);
       set_tangent(base, whole);
     }

@@ -54,5 +54,7 @@ Tensor add_defined(const Tensor& a, const Tensor& b);
 // whose tangents are views of the same one, see it; a view whose base had no tangent gives the
 // base one of zeros first.
 void write_tangent(const Tensor& x, const Tensor& result);
+// The same from the new tangent itself (undefined: zeros).
+void assign_tangent(const Tensor& x, Tensor tangent);
 
 }  // namespace xgrad::detail

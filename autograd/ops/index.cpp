@@ -8,12 +8,14 @@
 // place of the indexed axes when they are adjacent, else comes first. Gradients come from those
 // ops. index_put_ writes through views: x.index(...).copy_(v) without a tensor entry, else the
 // value's elements straight at the storage positions x.index(...) reads (a bool mask alone
-// with a value of one element: masked_fill_), recorded as one copy_slices node.
+// with a value of one element: masked_fill_), recorded as one copy_slices node. In a dual level the
+// same write is made on a copy of x's tangent with the values' tangent, then given to x in place.
 #include <algorithm>
 #include <array>
 
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/view.hpp"
+#include "autograd/forward_ad.hpp"
 #include "autograd/indexing.hpp"
 
 namespace xgrad {
@@ -181,12 +183,26 @@ Tensor index(const Tensor& x, const std::vector<TensorIndex>& indices) {
 
 const Tensor& index_put_(const Tensor& x, const std::vector<TensorIndex>& indices,
                          const Tensor& value) {
+  if (const std::array<const Tensor*, 2> both{&x, &value}; detail::has_tangent(both)) {
+    // Forward mode: x's tangent gets the values' tangent at the same positions, by this same
+    // write on a copy of it (zeros for a missing one); then the values, tangents set aside.
+    Tensor tangent;
+    {
+      const detail::ForwardSuspend plain;
+      const NoGradGuard values;
+      const Tensor tx = forward_ad::unpack_dual(x).tangent;
+      const Tensor tv = forward_ad::unpack_dual(value).tangent;
+      tangent = tx.defined() ? clone(tx) : zeros_like(x);
+      index_put_(tangent, indices, tv.defined() ? tv : zeros_like(value));
+    }
+    {
+      const detail::ForwardSuspend plain;
+      index_put_(x, indices, value);
+    }
+    detail::assign_tangent(x, tangent);
+    return x;
+  }
   const Parsed parsed = parse("index_put_", x, indices);
-  if (const std::array<const Tensor*, 2> both{&x, &value}; detail::has_tangent(both))
-    throw AutogradError(
-        "index_put_: forward mode (a tangent on the tensor or on the values) is not supported "
-        "through index_put_ or an indexed assignment; write the values with where() or "
-        "index_add() out of place");
   if (parsed.advanced.empty()) {
     parsed.view.copy_(value);  // a view of x: written through
     return x;
