@@ -262,9 +262,11 @@ void Engine::deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g, 
   }
   if (held && !leaf->hooks.empty()) return accumulate(held->slot(leaf), std::move(g));
   Tensor& grad = leaf->grad;
+  // In a dual level g carries its tangent (forward over reverse): ops keep it, out of place.
+  const bool tangent = detail::carrying_tangents();
   if (!grad.defined())
-    grad = create_graph ? std::move(g) : owned(std::move(g));
-  else if (create_graph || grad.requires_grad() || grad.is_view())
+    grad = create_graph ? std::move(g) : tangent ? clone(g) : owned(std::move(g));
+  else if (create_graph || tangent || grad.requires_grad() || grad.is_view())
     grad = add(grad, g);
   else
     add_in_place(grad, g);

@@ -86,6 +86,13 @@ TEST_CASE("forward mode composes with reverse mode") {
   // Forward over reverse: the gradient of sum(x^3) taken at a dual carries H u = 6 x u.
   const Tensor g = grad({sum(pow(fwd::make_dual(x, u), 3.0))}, {x})[0];
   CHECK(max_difference(fwd::unpack_dual(g).tangent, f64({3.0, -18.0})) < 1e-14);
+  // The same through backward() into x.grad, accumulated by a second backward.
+  for (double times : {1.0, 2.0}) {
+    sum(pow(fwd::make_dual(x, u), 3.0)).backward();
+    CHECK(max_difference(x.grad(), f64({0.75 * times, 6.75 * times})) < 1e-14);
+    CHECK(max_difference(fwd::unpack_dual(x.grad()).tangent, f64({3.0 * times, -18.0 * times})) <
+          1e-14);
+  }
 }
 
 TEST_CASE("forward mode: errors name the call and what was expected") {
