@@ -80,16 +80,19 @@ struct Slice final : Node {
   GradRegion region_;
 };
 
-struct Identity final : Node {  // expand (the engine sums g back to x's shape), clone
-  explicit Identity(const char* name) : name_(name) {}
-  std::string_view name() const override { return name_; }
+struct Identity final : Node {  // expand (the engine sums g back to x's shape), alias, clone
+  enum class Kind { expand, alias, clone };
+  explicit Identity(Kind kind) : kind_(kind) {}
+  std::string_view name() const override {
+    return kind_ == Kind::expand ? "expand" : kind_ == Kind::alias ? "alias" : "clone";
+  }
   void backward(const Tensor& g, std::span<Tensor> grads) override { grads[0] = g; }
   Tensor jvp(const ForwardInputs& in) const override {
     const Tensor& t = in.tangent(0);
-    if (std::string_view(name_) == "clone") return clone(t);
-    return std::string_view(name_) == "expand" ? expand(t, detail::spec(in.out.shape())) : t;
+    if (kind_ == Kind::clone) return clone(t);
+    return kind_ == Kind::expand ? expand(t, detail::spec(in.out.shape())) : t;
   }
-  const char* name_;
+  Kind kind_;
 };
 
 struct AsStrided final : Node {
@@ -282,7 +285,7 @@ Tensor expand(const Tensor& x, const std::vector<std::ptrdiff_t>& sizes) {
     if (old && have == e.shape[i]) e.strides[i] = l.strides[i - lead];
   }
   Tensor out = detail::make_view(x, std::move(e));
-  record<Identity>(out, {x}, "expand");
+  record<Identity>(out, {x}, Identity::Kind::expand);
   return out;
 }
 
@@ -355,14 +358,14 @@ std::vector<Tensor> unbind(const Tensor& x, std::ptrdiff_t axis) {
 
 Tensor detail::alias(const Tensor& x) {
   Tensor out = detail::make_view(x, detail::layout(x));
-  record<Identity>(out, {x}, "alias");
+  record<Identity>(out, {x}, Identity::Kind::alias);
   return out;
 }
 
 Tensor clone(const Tensor& x) {
   const ProfileScope profiled("clone");
   Tensor out = copy_of(x);
-  record<Identity>(out, {x}, "clone");
+  record<Identity>(out, {x}, Identity::Kind::clone);
   return out;
 }
 
