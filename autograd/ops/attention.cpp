@@ -109,7 +109,8 @@ struct Head {
 };
 
 struct MultiHeadAttention final : Node {
-  // The dropout mask is kept here too, for the rule (jvp), which runs before save().
+  // The dropout mask goes to the rule (jvp), which runs inside record(), before save(): mask_ holds
+  // it until then.
   MultiHeadAttention(Sizes sizes, double scale, bool causal, bool probabilities, const Tensor& mask)
       : s_(sizes),
         scale_(scale),
@@ -199,7 +200,7 @@ struct MultiHeadAttention final : Node {
   struct InOps {
     Tensor q, k, v, p, d;
   };
-  InOps in_ops(const Tensor& qkv) const {
+  InOps in_ops(const Tensor& qkv, const Tensor& mask) const {
     const std::vector<Tensor> parts = chunk(qkv, 3, -1);
     const Tensor q = to_heads(parts[0], s_), k = to_heads(parts[1], s_), v = to_heads(parts[2], s_);
     Tensor scores = mul(matmul(q, transpose(k)), scale_);
@@ -207,12 +208,12 @@ struct MultiHeadAttention final : Node {
       scores = masked_fill(scores, tril(ones_like(scores)) == 0,
                            -std::numeric_limits<double>::infinity());
     const Tensor p = softmax(scores, -1);
-    return {q, k, v, p, dropout_ ? mul(p, mask_) : p};
+    return {q, k, v, p, dropout_ ? mul(p, mask) : p};
   }
 
   // The same in ops, for create_graph: P recomputed from qkv, so that its derivative is recorded.
   void recorded(const Tensor& g, const Tensor& qkv, const Tensor& mask, std::span<Tensor> grads) {
-    const auto [q, k, v, p, d] = in_ops(qkv);
+    const auto [q, k, v, p, d] = in_ops(qkv, mask);
     const Tensor gh = to_heads(g, s_);
     const Tensor dv = matmul(transpose(d), gh);
     Tensor dp = matmul(gh, transpose(v));
@@ -223,7 +224,7 @@ struct MultiHeadAttention final : Node {
   }
 
   Tensor jvp(const ForwardInputs& in) const override {
-    const auto [q, k, v, p, d] = in_ops(in.primal(0));
+    const auto [q, k, v, p, d] = in_ops(in.primal(0), mask_);
     const std::vector<Tensor> u = chunk(in.tangent(0), 3, -1);
     const Tensor uq = to_heads(u[0], s_), uk = to_heads(u[1], s_), uv = to_heads(u[2], s_);
     const Tensor ds = mul(add(matmul(uq, transpose(k)), matmul(q, transpose(uk))), scale_);
@@ -316,9 +317,10 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
   });
   if (auto* node = record<MultiHeadAttention>(out, {qkv}, s, scale, options.is_causal,
                                               probabilities, mask)) {
-    if (dropout)
+    if (dropout) {
       node->save({qkv, rows, mask});
-    else
+      node->mask_ = Tensor();  // saved now
+    } else
       node->save({qkv, rows});
   }
   return out;

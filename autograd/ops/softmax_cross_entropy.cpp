@@ -24,7 +24,8 @@ Tensor slope(const Tensor& p, const Tensor& target, const Tensor& total) {
 }
 
 struct SoftmaxCrossEntropyNode final : Node {
-  // target and total are kept here too, for the rule (jvp), which runs before save().
+  // target and total go to the rule (jvp), which runs inside record(), before save(): target_ and
+  // total_ hold them until then.
   SoftmaxCrossEntropyNode(double denominator, bool per_sample, const Tensor& target,
                           const Tensor& total)
       : denominator_(denominator), per_sample_(per_sample), target_(target), total_(total) {}
@@ -146,7 +147,10 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
   });
   auto* node = record<SoftmaxCrossEntropyNode>(out, {logits}, denominator,
                                                o.reduction == Reduction::none, target, total);
-  if (node) node->save({p, target, total, logits});
+  if (node) {
+    node->save({p, target, total, logits});
+    node->target_ = node->total_ = Tensor();  // saved now
+  }
   return out;
 }
 
