@@ -16,11 +16,13 @@
 //   diagonal: entries (i, i + offset) of two axes; dz/dx: g written on the diagonal of zeros.
 // clone: a copy with its own storage (dz/dx = g); contiguous() of a strided view is one.
 // JVP of each: the same view of the tangent (so that a view's tangent is a view of its base's,
-// and an in-place write through the view reaches both); as_strided's is its backward
-// transposed, as a tangent's storage need not be laid out as its primal's.
+// and an in-place write through the view reaches both); as_strided's is the tangent placed at
+// x's storage positions of a zero storage, then read at the view's (a new tensor, not a view: a
+// tangent's storage need not be laid out as its primal's).
 // All of them take every dtype.
 #include <algorithm>
 
+#include "autograd/detail/forward.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/view.hpp"
 #include "autograd/grad_mode.hpp"
@@ -105,6 +107,13 @@ struct AsStrided final : Node {
                                     detail::storage_positions(out_), flat);
     grads[0] =
         reshape(index_select(buffer, 0, detail::storage_positions(in_)), detail::spec(in_.shape));
+  }
+  Tensor jvp(const ForwardInputs& in) const override {  // the backward's transpose
+    const Tensor flat = reshape(in.tangent(0), {-1});
+    const Tensor buffer = index_add(zeros({storage_}, {.dtype = flat.dtype()}), 0,
+                                    detail::storage_positions(in_), flat);
+    return reshape(index_select(buffer, 0, detail::storage_positions(out_)),
+                   detail::spec(out_.shape));
   }
   detail::Layout in_, out_;
   std::size_t storage_;
@@ -304,7 +313,7 @@ Tensor as_strided(const Tensor& x, const Shape& size, const Shape& stride,
                      " and offset " + std::to_string(out.offset) + " reach element " +
                      std::to_string(detail::extent(out) - 1) + " of a storage of " +
                      std::to_string(storage));
-  if (x.requires_grad())
+  if (detail::differentiable(x))
     for (std::size_t d = 0; d < in.shape.size(); ++d)
       if (in.shape[d] > 1 && in.strides[d] == 0)
         throw ValueError("as_strided: the input's elements overlap (an expanded axis " +
