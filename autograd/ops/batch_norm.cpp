@@ -4,9 +4,9 @@
 //   training: dx = (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) / sqrt(var + eps), dxhat = g w
 //   evaluation: dx = g w / sqrt(var + eps);  both: dw = sum(g xhat), db = sum(g)
 //   Saves x, w, and mu and 1 / sqrt(var + eps) per channel.
-// JVP, from tangents u, u_w, u_b:  dz = w dxhat + xhat u_w + u_b, with dxhat
-//   training: (u - mean(u) - xhat mean(u xhat)) / sqrt(var + eps);  evaluation: u / sqrt(var +
-//   eps).
+// JVP, from tangents u, u_w, u_b:  dz = w dxhat + xhat u_w + u_b, with
+//   training: dxhat = (u - mean(u) - xhat mean(u xhat)) / sqrt(var + eps)
+//   evaluation: dxhat = u / sqrt(var + eps)
 // NOTE: a primitive for speed: two passes for the statistics, one for z; the backward one pass
 // for sum(g) and sum(g (x - mu)), one for dx = a g + b (x - mu) + k (per-channel constants).
 // Rows are summed in T with eight running sums, then in double across rows. Under

@@ -7,9 +7,9 @@
 //   d loss_i / d z_ic = p_ic t_i - w_c q_ic,  t_i = sum_c w_c q_ic
 // With no weights and no smoothing, t_i = 1 and the gradient of the mean is (p - onehot) / B.
 // Saves p, the target matrix (w_c q_ic) and t; the logits too, for gradients of gradients.
-// JVP, from the logits' tangent u:  dloss_i = sum_c (p_ic t_i - w_c q_ic) u_ic, reduced as the
-// loss. NOTE: a primitive for stability (the log-sum-exp is shifted by each row's maximum) and
-// speed (one pass over the logits; the backward reuses p).
+// JVP, from the logits' tangent u:  dloss_i = sum_c (p_ic t_i - w_c q_ic) u_ic, reduced as above.
+// NOTE: a primitive for stability (the log-sum-exp is shifted by each row's maximum) and speed
+// (one pass over the logits; the backward reuses p).
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
