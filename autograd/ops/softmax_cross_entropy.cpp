@@ -9,7 +9,7 @@
 // Saves p, the target matrix (w_c q_ic) and t; the logits too, for gradients of gradients.
 // JVP, from the logits' tangent u:  dloss_i = sum_c (p_ic t_i - w_c q_ic) u_ic, reduced as above.
 // NOTE: a primitive for stability (the log-sum-exp is shifted by each row's maximum) and speed
-// (one pass over the logits; the backward reuses p).
+// (e^ over the whole batch at once, not row by row; the backward reuses p in one loop).
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
@@ -21,6 +21,29 @@ namespace {
 // d loss_i / d z_ic (before the reduction's 1 / denominator).
 Tensor slope(const Tensor& p, const Tensor& target, const Tensor& total) {
   return sub(mul(p, total), target);
+}
+
+// The gradient slope(p, target, total) g / denominator in one loop, in the same arithmetic as the
+// ops: ((p t - target) g) / denominator, g one per row (reduction none) or one for all.
+Tensor gradient(const Tensor& p, const Tensor& target, const Tensor& total, const Tensor& g,
+                bool per_sample, double denominator) {
+  detail::check_same_dtype("softmax_cross_entropy", p, g);
+  return detail::dispatch(p.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const std::size_t batch = p.size(0), classes = p.size(1);
+    xt::xarray<T> out = detail::empty<T>(p.shape());
+    const T* pp = detail::data<T>(p);
+    const T* pt = detail::data<T>(target);
+    const T* tot = detail::data<T>(total);
+    const T* pg = detail::data<T>(g);
+    const T d = static_cast<T>(denominator);
+    for (std::size_t i = 0; i < batch; ++i) {
+      const T t = tot[i], scale = pg[per_sample ? i : 0];
+      for (std::size_t c = i * classes; c < (i + 1) * classes; ++c)
+        out.data()[c] = ((pp[c] * t - pt[c]) * scale) / d;
+    }
+    return Tensor(std::move(out));
+  });
 }
 
 struct SoftmaxCrossEntropyNode final : Node {
@@ -39,7 +62,11 @@ struct SoftmaxCrossEntropyNode final : Node {
       grads[0] = zeros_like(saved(3));
       return;
     }
-    const Tensor p = detail::differentiable_backward() ? softmax(saved(3), 1) : saved(0);
+    if (!detail::differentiable_backward()) {
+      grads[0] = gradient(saved(0), saved(1), saved(2), g, per_sample_, denominator_);
+      return;
+    }
+    const Tensor p = softmax(saved(3), 1);
     const Tensor scale = per_sample_ ? reshape(g, {-1, 1}) : g;
     grads[0] = div(mul(slope(p, saved(1), saved(2)), scale), detail::scalar_like(g, denominator_));
   }
@@ -102,31 +129,51 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
     xt::xarray<T> targets = xt::zeros<T>(logits.shape());
     xt::xarray<T> totals = detail::empty<T>({batch, 1});
     std::vector<double> losses(batch);
+    // Each row shifted by its maximum, then e^ of the whole array at once (vectorized in float32
+    // across rows: a row of ten classes is shorter than one vector) and each row's log-sum; then
+    // log p = (z - m) - log_sum and p = e^(log p), again at once.
+    std::vector<T> maxima(batch), log_sums(batch);
+    T* pp = probs.data();
     for (std::size_t i = 0; i < batch; ++i) {
       const T* row = z + i * classes;
       T m = row[0];
       for (std::size_t c = 1; c < classes; ++c) m = std::max(m, row[c]);
-      // e^(z - m) and then p = e^(log p) in the row of probs, vectorized in float32
-      T* prow = probs.data() + i * classes;
-      for (std::size_t c = 0; c < classes; ++c) prow[c] = row[c] - m;
-      detail::exp_in_place(prow, classes);
+      maxima[i] = m;
+      for (std::size_t c = 0; c < classes; ++c) pp[i * classes + c] = row[c] - m;
+    }
+    detail::exp_in_place(pp, batch * classes);
+    for (std::size_t i = 0; i < batch; ++i) {
       T sum = 0;
-      for (std::size_t c = 0; c < classes; ++c) sum += prow[c];
-      const T log_sum = std::log(sum);  // log p = (z - m) - log_sum: never z - (m + log_sum),
-                                        // which rounds to 0 in float32 for large logits
-      for (std::size_t c = 0; c < classes; ++c) prow[c] = (row[c] - m) - log_sum;
-      detail::exp_in_place(prow, classes);
+      for (std::size_t c = 0; c < classes; ++c) sum += pp[i * classes + c];
+      log_sums[i] = std::log(sum);  // log p = (z - m) - log_sum: never z - (m + log_sum), which
+                                    // rounds to 0 in float32 for large logits
+    }
+    for (std::size_t i = 0; i < batch; ++i)
+      for (std::size_t c = 0; c < classes; ++c)
+        pp[i * classes + c] = (z[i * classes + c] - maxima[i]) - log_sums[i];
+    detail::exp_in_place(pp, batch * classes);
+    for (std::size_t i = 0; i < batch; ++i) {
+      const T* row = z + i * classes;
+      const T m = maxima[i], log_sum = log_sums[i];
       const bool ignored = labels(i) == o.ignore_index;
       const auto y = static_cast<std::size_t>(labels(i));
       double loss = 0, t = 0;
-      for (std::size_t c = 0; c < classes; ++c) {
-        const T log_p = (row[c] - m) - log_sum;
-        const double q =
-            ignored ? 0.0 : (c == y ? 1.0 - s : 0.0) + s / static_cast<double>(classes);
-        const double wq = (w ? static_cast<double>(w[c]) : 1.0) * q;
-        targets.data()[i * classes + c] = static_cast<T>(wq);
-        t += wq;
-        if (wq != 0) loss -= wq * static_cast<double>(log_p);
+      if (s == 0) {  // q is the label's one-hot row: only its entry counts
+        if (!ignored) {
+          t = w ? static_cast<double>(w[y]) : 1.0;
+          targets.data()[i * classes + y] = static_cast<T>(t);
+          if (t != 0) loss = -t * static_cast<double>((row[y] - m) - log_sum);
+        }
+      } else {
+        for (std::size_t c = 0; c < classes; ++c) {
+          const T log_p = (row[c] - m) - log_sum;
+          const double q =
+              ignored ? 0.0 : (c == y ? 1.0 - s : 0.0) + s / static_cast<double>(classes);
+          const double wq = (w ? static_cast<double>(w[c]) : 1.0) * q;
+          targets.data()[i * classes + c] = static_cast<T>(wq);
+          t += wq;
+          if (wq != 0) loss -= wq * static_cast<double>(log_p);
+        }
       }
       totals.data()[i] = static_cast<T>(t);
       losses[i] = loss;
