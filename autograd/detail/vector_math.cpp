@@ -110,6 +110,10 @@ void layer_norm_backward(const LayerNormRows& in, const float* g, const float* m
                          const float* invstd, float* dx, double* dw, double* db, float* scratch) {
   best().layer_norm_backward(in, g, mean, invstd, dx, dw, db, scratch);
 }
+void column_sums(const float* x, std::size_t rows, std::size_t cols, std::size_t begin,
+                 std::size_t end, double* acc) {
+  best().column_sums(x, rows, cols, begin, end, acc);
+}
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
   best().adam_update(p, g, m, v, n, c);
 }

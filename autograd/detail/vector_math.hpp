@@ -58,6 +58,13 @@ void layer_norm_forward(const LayerNormRows& in, const float* b, double eps, flo
 void layer_norm_backward(const LayerNormRows& in, const float* g, const float* mean,
                          const float* invstd, float* dx, double* dw, double* db, float* scratch);
 
+// A bias's gradient: acc[j - begin] += x[r cols + j] for every row r, over the columns
+// [begin, end) of x (rows x cols, float32), in double, each column added in row order (so the
+// same bits on every path and any split of the columns). A plain loop that the compiler
+// vectorizes for each path's instruction set (the float-to-double widening is most of its work).
+void column_sums(const float* x, std::size_t rows, std::size_t cols, std::size_t begin,
+                 std::size_t end, double* acc);
+
 // xgrad::adam_update, sgd_update, rmsprop_update and adagrad_update (autograd/optim_kernels.hpp)
 // on this path.
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c);
@@ -96,6 +103,7 @@ struct Functions {
   void (*layer_norm_forward)(const LayerNormRows&, const float*, double, float*, float*, float*);
   void (*layer_norm_backward)(const LayerNormRows&, const float*, const float*, const float*,
                               float*, double*, double*, float*);
+  void (*column_sums)(const float*, std::size_t, std::size_t, std::size_t, std::size_t, double*);
   void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
   void (*sgd_update)(float*, const float*, float*, std::size_t, const SgdStep&);
   void (*rmsprop_update)(float*, const float*, float*, float*, float*, std::size_t,

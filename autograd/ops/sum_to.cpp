@@ -134,7 +134,8 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (!is_floating_point(x.dtype())) return detail::integer_sum_to(x, shape);
   // The common case, a bias's gradient: x's trailing axes are `shape` (leading 1s aside), and the
   // leading ones are summed away. Columns are split across the threads; each column is summed in
-  // row order, so the result is the same on any number of threads.
+  // row order, so the result is the same on any number of threads (float32: in vector lanes on
+  // the widest instruction set, detail::vec::column_sums).
   const std::size_t cols = detail::product(shape), total = detail::product(x.shape());
   std::size_t ones = 0;  // shape's leading 1s: summed like the axes it lacks
   while (ones < shape.size() && shape[ones] == 1) ++ones;
@@ -157,9 +158,13 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
       parallel_for(cols, std::max<std::size_t>(1, kParallelGrain / std::max<std::size_t>(rows, 1)),
                    [=](std::size_t begin, std::size_t end) {
                      std::vector<double> acc(end - begin, 0.0);
-                     for (std::size_t r = 0; r < rows; ++r) {
-                       const T* row = px + r * cols;
-                       for (std::size_t j = begin; j < end; ++j) acc[j - begin] += row[j];
+                     if constexpr (std::is_same_v<T, float>) {
+                       detail::vec::column_sums(px, rows, cols, begin, end, acc.data());
+                     } else {
+                       for (std::size_t r = 0; r < rows; ++r) {
+                         const T* row = px + r * cols;
+                         for (std::size_t j = begin; j < end; ++j) acc[j - begin] += row[j];
+                       }
                      }
                      for (std::size_t j = begin; j < end; ++j)
                        pz[j] = static_cast<T>(acc[j - begin]);

@@ -164,6 +164,26 @@ TEST_CASE("vectorized layer norm rows, forward and backward, against double on e
       }
 }
 
+TEST_CASE("column sums (a bias's gradient) equal the row-by-row double loop bit for bit") {
+  for (vec::Isa isa : paths())
+    for (std::size_t rows : {1u, 3u, 4u, 5u, 9u, 64u})
+      for (std::size_t cols : {1u, 7u, 33u})
+        for (const auto [begin, end] :
+             {std::pair<std::size_t, std::size_t>{0, cols}, {cols / 3, cols}}) {
+          INFO(vec::isa_name(isa) << ", " << rows << " x " << cols << ", columns " << begin << ".."
+                                  << end);
+          // values of very different sizes, so that another order of the additions would round
+          // differently
+          std::vector<float> x = filled(rows * cols, unsigned(rows * 31 + cols));
+          for (std::size_t i = 0; i < x.size(); i += 3) x[i] *= 1e7f;
+          std::vector<double> want(end - begin, 0.5), got(end - begin, 0.5);  // added to
+          for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t j = begin; j < end; ++j) want[j - begin] += double(x[r * cols + j]);
+          vec::functions(isa).column_sums(x.data(), rows, cols, begin, end, got.data());
+          CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(double)) == 0);
+        }
+}
+
 TEST_CASE("the vectorized Adam update equals the scalar loop bit for bit on every path") {
   // It fails when a path fuses a multiply and an add (-ffp-contract=off in meson.build).
   for (vec::Isa isa : paths())
