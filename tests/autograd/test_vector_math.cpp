@@ -168,7 +168,7 @@ TEST_CASE("column sums (a bias's gradient) equal the row-by-row double loop bit 
   for (vec::Isa isa : paths())
     for (std::size_t rows : {1u, 3u, 4u, 5u, 9u, 64u})
       for (std::size_t cols : {1u, 7u, 33u})
-        for (const auto [begin, end] :
+        for (const auto& [begin, end] :
              {std::pair<std::size_t, std::size_t>{0, cols}, {cols / 3, cols}}) {
           INFO(vec::isa_name(isa) << ", " << rows << " x " << cols << ", columns " << begin << ".."
                                   << end);

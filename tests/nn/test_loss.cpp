@@ -109,7 +109,7 @@ TEST_CASE("softmax cross-entropy in float32: the fused op equals the loss writte
   // 37 rows of 10 classes: the batch's exponentials run over the whole array at once, so rows
   // straddle vector lanes; a row of 1000 classes is longer than a vector.
   Generator gen(5);
-  for (const auto [batch, classes] : {std::pair<std::size_t, std::size_t>{37, 10}, {3, 1000}}) {
+  for (const auto& [batch, classes] : {std::pair<std::size_t, std::size_t>{37, 10}, {3, 1000}}) {
     std::vector<std::int64_t> y(batch);
     for (std::size_t i = 0; i < batch; ++i) y[i] = static_cast<std::int64_t>((7 * i + 3) % classes);
     y[1] = -100;  // ignored
