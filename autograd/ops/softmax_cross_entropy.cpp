@@ -39,8 +39,8 @@ Tensor gradient(const Tensor& p, const Tensor& target, const Tensor& total, cons
     const T d = static_cast<T>(denominator);
     for (std::size_t i = 0; i < batch; ++i) {
       const T t = tot[i], scale = pg[per_sample ? i : 0];
-      for (std::size_t c = i * classes; c < (i + 1) * classes; ++c)
-        out.data()[c] = ((pp[c] * t - pt[c]) * scale) / d;
+      for (std::size_t k = i * classes; k < (i + 1) * classes; ++k)
+        out.data()[k] = ((pp[k] * t - pt[k]) * scale) / d;
     }
     return Tensor(std::move(out));
   });
@@ -131,8 +131,9 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
     std::vector<double> losses(batch);
     // Each row shifted by its maximum, then e^ of the whole array at once (vectorized in float32
     // across rows: a row of ten classes is shorter than one vector) and each row's log-sum; then
-    // log p = (z - m) - log_sum and p = e^(log p), again at once.
-    std::vector<T> maxima(batch), log_sums(batch);
+    // log p = (z - m) - log_sum in the same array, the loss read from it, and p = e^(log p), again
+    // at once.
+    std::vector<T> maxima(batch);
     T* pp = probs.data();
     for (std::size_t i = 0; i < batch; ++i) {
       const T* row = z + i * classes;
@@ -143,18 +144,16 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
     }
     detail::exp_in_place(pp, batch * classes);
     for (std::size_t i = 0; i < batch; ++i) {
+      T* prow = pp + i * classes;
       T sum = 0;
-      for (std::size_t c = 0; c < classes; ++c) sum += pp[i * classes + c];
-      log_sums[i] = std::log(sum);  // log p = (z - m) - log_sum: never z - (m + log_sum), which
-                                    // rounds to 0 in float32 for large logits
-    }
-    for (std::size_t i = 0; i < batch; ++i)
+      for (std::size_t c = 0; c < classes; ++c) sum += prow[c];
+      const T log_sum = std::log(sum);  // log p = (z - m) - log_sum: never z - (m + log_sum),
+                                        // which rounds to 0 in float32 for large logits
       for (std::size_t c = 0; c < classes; ++c)
-        pp[i * classes + c] = (z[i * classes + c] - maxima[i]) - log_sums[i];
-    detail::exp_in_place(pp, batch * classes);
+        prow[c] = (z[i * classes + c] - maxima[i]) - log_sum;
+    }
     for (std::size_t i = 0; i < batch; ++i) {
-      const T* row = z + i * classes;
-      const T m = maxima[i], log_sum = log_sums[i];
+      const T* log_p = pp + i * classes;
       const bool ignored = labels(i) == o.ignore_index;
       const auto y = static_cast<std::size_t>(labels(i));
       double loss = 0, t = 0;
@@ -162,17 +161,16 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
         if (!ignored) {
           t = w ? static_cast<double>(w[y]) : 1.0;
           targets.data()[i * classes + y] = static_cast<T>(t);
-          if (t != 0) loss = -t * static_cast<double>((row[y] - m) - log_sum);
+          if (t != 0) loss = -t * static_cast<double>(log_p[y]);
         }
       } else {
         for (std::size_t c = 0; c < classes; ++c) {
-          const T log_p = (row[c] - m) - log_sum;
           const double q =
               ignored ? 0.0 : (c == y ? 1.0 - s : 0.0) + s / static_cast<double>(classes);
           const double wq = (w ? static_cast<double>(w[c]) : 1.0) * q;
           targets.data()[i * classes + c] = static_cast<T>(wq);
           t += wq;
-          if (wq != 0) loss -= wq * static_cast<double>(log_p);
+          if (wq != 0) loss -= wq * static_cast<double>(log_p[c]);
         }
       }
       totals.data()[i] = static_cast<T>(t);
@@ -180,6 +178,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& label_tensor,
       if (o.reduction == Reduction::mean && !ignored)
         denominator += w ? static_cast<double>(w[y]) : 1.0;
     }
+    detail::exp_in_place(pp, batch * classes);  // p = e^(log p)
     p = Tensor(std::move(probs));
     target = Tensor(std::move(targets));
     total = Tensor(std::move(totals));
