@@ -4,11 +4,16 @@
 
 #include <atomic>
 #include <string>
+#include <type_traits>
 
 #include "autograd/error.hpp"
 
 #ifdef XGRAD_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
+
+#include <map>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
 #endif
 
 namespace xgrad::detail {
@@ -59,6 +64,95 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
   cblas_dgemm(CblasRowMajor, flag(trans_a), flag(trans_b), as_int(m), as_int(n), as_int(k), alpha,
               a, as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
 }
+
+template <class T>
+struct RepeatedProduct<T>::Prepared {
+#ifdef XGRAD_ONEDNN
+  dnnl::matmul product;
+  dnnl::memory::desc a, c;
+  dnnl::memory weights;  // W^T (k, n) in the primitive's layout
+#endif
+};
+
+#ifdef XGRAD_ONEDNN
+namespace {
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+dnnl::stream& stream() {
+  thread_local dnnl::stream s(engine());
+  return s;
+}
+// The primitive for one shape, made once per thread: C (m, n) = A (m, k) B (k, n) + C, B in the
+// layout the primitive picks (format any).
+const dnnl::matmul::primitive_desc& matmul_plan(std::size_t m, std::size_t n, std::size_t k) {
+  using memory = dnnl::memory;
+  thread_local std::map<std::tuple<std::size_t, std::size_t, std::size_t>,
+                        dnnl::matmul::primitive_desc>
+      plans;
+  auto found = plans.find({m, n, k});
+  if (found != plans.end()) return found->second;
+  const auto d = [](std::size_t v) { return static_cast<memory::dim>(v); };
+  const auto f32 = memory::data_type::f32;
+  dnnl::post_ops sum;
+  sum.append_sum(1.f);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(sum);
+  const dnnl::matmul::desc desc(memory::desc({d(m), d(k)}, f32, memory::format_tag::ab),
+                                memory::desc({d(k), d(n)}, f32, memory::format_tag::any),
+                                memory::desc({d(m), d(n)}, f32, memory::format_tag::ab));
+  return plans.emplace(std::tuple{m, n, k}, dnnl::matmul::primitive_desc(desc, attr, engine()))
+      .first->second;
+}
+}  // namespace
+#endif
+
+template <class T>
+RepeatedProduct<T>::RepeatedProduct(std::size_t m, std::size_t n, std::size_t k, const T* w)
+    : m_(m), n_(n), k_(k), w_(w) {
+#ifdef XGRAD_ONEDNN
+  if constexpr (std::is_same_v<T, float>) {
+    if (m == 0 || n == 0 || k == 0) return;  // gemm's empty-product rules
+    using memory = dnnl::memory;
+    const auto& plan = matmul_plan(m, n, k);
+    const auto d = [](std::size_t v) { return static_cast<memory::dim>(v); };
+    // W (n, k) row-major is W^T (k, n) stored column by column: tag ba
+    memory user(memory::desc({d(k), d(n)}, memory::data_type::f32, memory::format_tag::ba),
+                engine(), const_cast<float*>(w));
+    prepared_ =
+        std::make_unique<Prepared>(Prepared{dnnl::matmul(plan), plan.src_desc(), plan.dst_desc(),
+                                            memory(plan.weights_desc(), engine())});
+    dnnl::reorder(user, prepared_->weights).execute(stream(), user, prepared_->weights);
+    stream().wait();
+  }
+#endif
+}
+
+template <class T>
+void RepeatedProduct<T>::add_to(const T* a, T* c) const {
+#ifdef XGRAD_ONEDNN
+  if constexpr (std::is_same_v<T, float>) {
+    if (prepared_) {
+      count_float32_product(double(m_) * double(n_) * double(k_));
+      dnnl::memory src(prepared_->a, engine(), const_cast<float*>(a)),
+          dst(prepared_->c, engine(), c);
+      prepared_->product.execute(
+          stream(),
+          {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, prepared_->weights}, {DNNL_ARG_DST, dst}});
+      stream().wait();
+      return;
+    }
+  }
+#endif
+  gemm(false, true, m_, n_, k_, T{1}, a, k_, w_, k_, T{1}, c, n_);
+}
+
+template <class T>
+RepeatedProduct<T>::~RepeatedProduct() = default;
+
+template class RepeatedProduct<float>;
+template class RepeatedProduct<double>;
 
 std::uint64_t float32_product_flops() { return float32_flops.load(std::memory_order_relaxed); }
 void count_float32_product(double multiply_adds) {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace xgrad::detail {
 
@@ -13,6 +14,30 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, double alpha,
           const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
           double* c, std::size_t ldc);
+
+// C (m, n) += A (m, k) W^T for a run of A's and C's against one W (n, k, row-major) of fixed
+// shape: the steps of a recurrent layer. float32 on oneDNN: a matmul primitive, W reordered once,
+// at construction, to the blocked layout the primitive reads fastest. gemm's N T form packs W again
+// at every call, and an N N form against a transposed copy reads it in rows far apart; at
+// 32 x 768 x 256 the primitive took 0.82x the time of N T (docs/performance.md). Elsewhere
+// (float64, an OpenBLAS build, an empty side) each call is a gemm. W must outlive the object.
+template <class T>
+class RepeatedProduct {
+ public:
+  RepeatedProduct(std::size_t m, std::size_t n, std::size_t k, const T* w);
+  ~RepeatedProduct();
+  RepeatedProduct(const RepeatedProduct&) = delete;
+  RepeatedProduct& operator=(const RepeatedProduct&) = delete;
+  void add_to(const T* a, T* c) const;  // C += A W^T
+
+ private:
+  struct Prepared;  // the primitive and the reordered W; null when each call is a gemm
+  std::size_t m_, n_, k_;
+  const T* w_;
+  std::unique_ptr<Prepared> prepared_;
+};
+extern template class RepeatedProduct<float>;
+extern template class RepeatedProduct<double>;
 
 const char* gemm_backend();  // where the float32 gemm runs: "onednn" or "openblas"
 

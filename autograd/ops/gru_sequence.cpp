@@ -154,11 +154,12 @@ Tensor gru_sequence(const Tensor& xp, const Tensor& h0, const Tensor& weight_hh,
     const V* pb = bias_hh.defined() ? detail::data<V>(bias_hh) : nullptr;
     xt::xarray<V> states = detail::empty<V>({T, B, H}), saved = detail::empty<V>({T, B, 4 * H});
     std::vector<V> hp(B * 3 * H);
+    const detail::RepeatedProduct<V> recurrent(B, 3 * H, H, pw);  // h -> h W_hh^T, every step
     for (std::size_t t = 0; t < T; ++t) {
       const V* before = t == 0 ? ph0 : states.data() + (t - 1) * B * H;
       for (std::size_t r = 0; r < B; ++r)  // hp = b_hh on every row, then += h W_hh^T
         for (std::size_t j = 0; j < 3 * H; ++j) hp[r * 3 * H + j] = pb ? pb[j] : V{0};
-      detail::gemm(false, true, B, 3 * H, H, V{1}, before, H, pw, H, V{1}, hp.data(), 3 * H);
+      recurrent.add_to(before, hp.data());
       detail::gru_gates_forward(px + t * B * 3 * H, hp.data(), before, B, H,
                                 states.data() + t * B * H, saved.data() + t * B * 4 * H);
     }

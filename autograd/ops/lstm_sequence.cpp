@@ -174,12 +174,13 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& h0, const Tensor& c0, const
     V* hs = states.data();
     V* cs = hs + T * rows;
     std::vector<V> hp(B * 4 * H);
+    const detail::RepeatedProduct<V> recurrent(B, 4 * H, H, pw);  // h -> h W_hh^T, every step
     for (std::size_t t = 0; t < T; ++t) {
       const V* h_before = t == 0 ? detail::data<V>(h0) : hs + (t - 1) * rows;
       const V* c_before = t == 0 ? detail::data<V>(c0) : cs + (t - 1) * rows;
       for (std::size_t r = 0; r < B; ++r)  // hp = b_hh on every row, then += h W_hh^T
         for (std::size_t j = 0; j < 4 * H; ++j) hp[r * 4 * H + j] = pb ? pb[j] : V{0};
-      detail::gemm(false, true, B, 4 * H, H, V{1}, h_before, H, pw, H, V{1}, hp.data(), 4 * H);
+      recurrent.add_to(h_before, hp.data());
       detail::lstm_gates_forward(px + t * B * 4 * H, hp.data(), c_before, B, H, hs + t * rows,
                                  cs + t * rows, saved.data() + t * B * 5 * H);
     }

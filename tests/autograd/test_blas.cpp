@@ -1,12 +1,15 @@
 // The matrix-product backend (oneDNN or OpenBLAS for float32, OpenBLAS for float64) against a
-// double-precision loop, on odd shapes, every transpose, and the single row of batch 1.
+// double-precision loop, on odd shapes, every transpose, and the single row of batch 1; and the
+// repeated product of the recurrent layers (one W, many A's) against the same loop.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "autograd/blas.hpp"
+#include "autograd/detail/blas.hpp"
 #include "autograd/ops.hpp"
 
 using namespace xgrad;
@@ -72,4 +75,48 @@ TEST_CASE("batched products (3-D) and linear go through the same backend") {
           exact += double(a.value<float>()(s, i, t)) * double(b.value<float>()(s, t, j));
         CHECK(c(s, i, j) == doctest::Approx(exact).epsilon(1e-5));
       }
+}
+
+// C += A W^T twice over with the same prepared W and different A's, from a C that is not zero,
+// against the double loop: the second call must see the first's C and the same W.
+template <class T>
+void check_repeated_product(std::size_t m, std::size_t n, std::size_t k, Generator& gen) {
+  const Dtype dtype = dtype_of<T>();
+  const Tensor w = randn({n, k}, {.dtype = dtype}, gen), c0 = randn({m, n}, {.dtype = dtype}, gen);
+  const Tensor a1 = randn({m, k}, {.dtype = dtype}, gen), a2 = randn({m, k}, {.dtype = dtype}, gen);
+  const T* pw = w.value<T>().data();
+  std::vector<T> c(c0.value<T>().begin(), c0.value<T>().end());
+  const detail::RepeatedProduct<T> product(m, n, k, pw);
+  product.add_to(a1.value<T>().data(), c.data());
+  product.add_to(a2.value<T>().data(), c.data());
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double exact = c0.value<T>().data()[i * n + j], magnitude = std::abs(exact);
+      for (const Tensor* a : {&a1, &a2})
+        for (std::size_t t = 0; t < k; ++t) {
+          const double x = a->value<T>().data()[i * k + t], y = pw[j * k + t];
+          exact += x * y;
+          magnitude += std::abs(x * y);
+        }
+      const double got = c[i * n + j];
+      if (!(std::abs(got - exact) <=
+            2 * static_cast<double>(2 * k + 1) * eps * magnitude + 1e-30)) {
+        INFO(m << " x " << n << " x " << k << " at [" << i << ", " << j << "]: " << got << " vs "
+               << exact);
+        CHECK(false);
+        return;
+      }
+    }
+}
+
+TEST_CASE("the repeated product C += A W^T (the recurrent layers' steps) agrees with a loop") {
+  INFO("float32 backend: " << gemm_backend());
+  Generator gen(7);
+  const std::size_t shapes[][3] = {{32, 768, 256}, {7, 13, 5}, {1, 1, 1}, {33, 65, 129},
+                                   {3, 0, 4},      {0, 5, 4},  {3, 5, 0}};
+  for (const auto& s : shapes) {
+    check_repeated_product<float>(s[0], s[1], s[2], gen);
+    check_repeated_product<double>(s[0], s[1], s[2], gen);
+  }
 }
