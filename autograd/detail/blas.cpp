@@ -6,6 +6,7 @@
 #include <string>
 #include <type_traits>
 
+#include "autograd/blas.hpp"
 #include "autograd/error.hpp"
 
 #ifdef XGRAD_ONEDNN
@@ -84,14 +85,15 @@ dnnl::stream& stream() {
   thread_local dnnl::stream s(engine());
   return s;
 }
-// The primitive for one shape, made once per thread: C (m, n) = A (m, k) B (k, n) + C, B in the
-// layout the primitive picks (format any).
+// The primitive for one shape and thread count, made once per thread: C (m, n) = A (m, k) B (k, n)
+// + C, B in the layout the primitive picks (format any). oneDNN plans a primitive for the threads
+// there are when it is made, so a count set later gets its own.
 const dnnl::matmul::primitive_desc& matmul_plan(std::size_t m, std::size_t n, std::size_t k) {
   using memory = dnnl::memory;
-  thread_local std::map<std::tuple<std::size_t, std::size_t, std::size_t>,
-                        dnnl::matmul::primitive_desc>
-      plans;
-  auto found = plans.find({m, n, k});
+  using Key = std::tuple<std::size_t, std::size_t, std::size_t, int>;
+  thread_local std::map<Key, dnnl::matmul::primitive_desc> plans;
+  const Key key{m, n, k, num_threads()};
+  auto found = plans.find(key);
   if (found != plans.end()) return found->second;
   const auto d = [](std::size_t v) { return static_cast<memory::dim>(v); };
   const auto f32 = memory::data_type::f32;
@@ -102,8 +104,7 @@ const dnnl::matmul::primitive_desc& matmul_plan(std::size_t m, std::size_t n, st
   const dnnl::matmul::desc desc(memory::desc({d(m), d(k)}, f32, memory::format_tag::ab),
                                 memory::desc({d(k), d(n)}, f32, memory::format_tag::any),
                                 memory::desc({d(m), d(n)}, f32, memory::format_tag::ab));
-  return plans.emplace(std::tuple{m, n, k}, dnnl::matmul::primitive_desc(desc, attr, engine()))
-      .first->second;
+  return plans.emplace(key, dnnl::matmul::primitive_desc(desc, attr, engine())).first->second;
 }
 }  // namespace
 #endif
