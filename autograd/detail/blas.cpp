@@ -13,8 +13,9 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <map>
-#include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
+
+#include "autograd/detail/onednn.hpp"
 #endif
 
 namespace xgrad::detail {
@@ -66,48 +67,79 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
               a, as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
 }
 
-template <class T>
-struct RepeatedProduct<T>::Prepared {
 #ifdef XGRAD_ONEDNN
-  dnnl::matmul product;
-  dnnl::memory::desc a, c;
-  dnnl::memory weights;  // W^T (k, n) in the primitive's layout
-#endif
-};
-
-#ifdef XGRAD_ONEDNN
-namespace {
-dnnl::engine& engine() {
+dnnl::engine& onednn_engine() {
   static dnnl::engine e(dnnl::engine::kind::cpu, 0);
   return e;
 }
-dnnl::stream& stream() {
-  thread_local dnnl::stream s(engine());
+dnnl::stream& onednn_stream() {
+  thread_local dnnl::stream s(onednn_engine());
   return s;
 }
-// The primitive for one shape and thread count, made once per thread: C (m, n) = A (m, k) B (k, n)
-// + C, B in the layout the primitive picks (format any). oneDNN plans a primitive for the threads
-// there are when it is made, so a count set later gets its own.
-const dnnl::matmul::primitive_desc& matmul_plan(std::size_t m, std::size_t n, std::size_t k) {
-  using memory = dnnl::memory;
-  using Key = std::tuple<std::size_t, std::size_t, std::size_t, int>;
-  thread_local std::map<Key, dnnl::matmul::primitive_desc> plans;
-  const Key key{m, n, k, num_threads()};
-  auto found = plans.find(key);
-  if (found != plans.end()) return found->second;
-  const auto d = [](std::size_t v) { return static_cast<memory::dim>(v); };
-  const auto f32 = memory::data_type::f32;
-  dnnl::post_ops sum;
-  sum.append_sum(1.f);
-  dnnl::primitive_attr attr;
-  attr.set_post_ops(sum);
-  const dnnl::matmul::desc desc(memory::desc({d(m), d(k)}, f32, memory::format_tag::ab),
-                                memory::desc({d(k), d(n)}, f32, memory::format_tag::any),
-                                memory::desc({d(m), d(n)}, f32, memory::format_tag::ab));
-  return plans.emplace(key, dnnl::matmul::primitive_desc(desc, attr, engine())).first->second;
+
+namespace {
+using dnnl::memory;
+memory::dim dim(std::size_t v) { return static_cast<memory::dim>(v); }
+constexpr auto f32 = memory::data_type::f32;
+
+// A matmul primitive and the layouts it was made for.
+struct MatmulPlan {
+  dnnl::matmul product;
+  memory::desc a, w, bias, c;
+};
+
+// The plans of one kind, made once per thread and key. The key carries the thread count:
+// oneDNN plans a primitive for the threads there are when it is made.
+template <class Key, class Make>
+const MatmulPlan& cached_plan(std::map<std::tuple<Key, int>, MatmulPlan>& plans, const Key& key,
+                              Make make) {
+  const std::tuple<Key, int> at{key, num_threads()};
+  auto found = plans.find(at);
+  if (found == plans.end()) found = plans.emplace(at, make()).first;
+  return found->second;
+}
+MatmulPlan planned(const dnnl::matmul::desc& desc, const dnnl::primitive_attr& attr) {
+  const dnnl::matmul::primitive_desc pd(desc, attr, onednn_engine());
+  return {dnnl::matmul(pd), pd.src_desc(), pd.weights_desc(), pd.bias_desc(), pd.dst_desc()};
+}
+
+// A oneDNN failure as xgrad's error, naming the operation and its shape.
+template <class F>
+void guarded(const char* op, std::size_t m, std::size_t n, std::size_t k, F&& f) {
+  try {
+    f();
+  } catch (const dnnl::error& e) {
+    throw Error(std::string(op) + ": oneDNN's matmul failed for " + std::to_string(m) + " x " +
+                std::to_string(n) + " x " + std::to_string(k) + ": " + e.what());
+  }
+}
+
+// RepeatedProduct's: C (m, n) = A (m, k) B (k, n) + C, B in the layout the primitive picks
+// (format any), to be reordered into once.
+const MatmulPlan& repeated_plan(std::size_t m, std::size_t n, std::size_t k) {
+  using Key = std::tuple<std::size_t, std::size_t, std::size_t>;
+  thread_local std::map<std::tuple<Key, int>, MatmulPlan> plans;
+  return cached_plan(plans, Key{m, n, k}, [&] {
+    dnnl::post_ops sum;
+    sum.append_sum(1.f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(sum);
+    return planned(dnnl::matmul::desc(memory::desc({dim(m), dim(k)}, f32, memory::format_tag::ab),
+                                      memory::desc({dim(k), dim(n)}, f32, memory::format_tag::any),
+                                      memory::desc({dim(m), dim(n)}, f32, memory::format_tag::ab)),
+                   attr);
+  });
 }
 }  // namespace
 #endif
+
+template <class T>
+struct RepeatedProduct<T>::Prepared {
+#ifdef XGRAD_ONEDNN
+  MatmulPlan plan;  // a copy: the handle is shared, and lives as long as this object
+  memory weights;  // W^T (k, n) in the primitive's layout
+#endif
+};
 
 template <class T>
 RepeatedProduct<T>::RepeatedProduct(std::size_t m, std::size_t n, std::size_t k, const T* w)
@@ -115,17 +147,15 @@ RepeatedProduct<T>::RepeatedProduct(std::size_t m, std::size_t n, std::size_t k,
 #ifdef XGRAD_ONEDNN
   if constexpr (std::is_same_v<T, float>) {
     if (m == 0 || n == 0 || k == 0) return;  // gemm's empty-product rules
-    using memory = dnnl::memory;
-    const auto& plan = matmul_plan(m, n, k);
-    const auto d = [](std::size_t v) { return static_cast<memory::dim>(v); };
-    // W (n, k) row-major is W^T (k, n) stored column by column: tag ba
-    memory user(memory::desc({d(k), d(n)}, memory::data_type::f32, memory::format_tag::ba),
-                engine(), const_cast<float*>(w));
-    prepared_ =
-        std::make_unique<Prepared>(Prepared{dnnl::matmul(plan), plan.src_desc(), plan.dst_desc(),
-                                            memory(plan.weights_desc(), engine())});
-    dnnl::reorder(user, prepared_->weights).execute(stream(), user, prepared_->weights);
-    stream().wait();
+    guarded("RepeatedProduct (a recurrent layer's steps)", m, n, k, [&] {
+      const MatmulPlan& plan = repeated_plan(m, n, k);
+      // W (n, k) row-major is W^T (k, n) stored column by column: tag ba
+      memory user(memory::desc({dim(k), dim(n)}, f32, memory::format_tag::ba), onednn_engine(),
+                  const_cast<float*>(w));
+      prepared_ = std::make_unique<Prepared>(Prepared{plan, memory(plan.w, onednn_engine())});
+      dnnl::reorder(user, prepared_->weights).execute(onednn_stream(), user, prepared_->weights);
+      onednn_stream().wait();
+    });
   }
 #endif
 }
@@ -136,12 +166,14 @@ void RepeatedProduct<T>::add_to(const T* a, T* c) const {
   if constexpr (std::is_same_v<T, float>) {
     if (prepared_) {
       count_float32_product(double(m_) * double(n_) * double(k_));
-      dnnl::memory src(prepared_->a, engine(), const_cast<float*>(a)),
-          dst(prepared_->c, engine(), c);
-      prepared_->product.execute(
-          stream(),
-          {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, prepared_->weights}, {DNNL_ARG_DST, dst}});
-      stream().wait();
+      guarded("RepeatedProduct (a recurrent layer's steps)", m_, n_, k_, [&] {
+        const MatmulPlan& plan = prepared_->plan;
+        memory src(plan.a, onednn_engine(), const_cast<float*>(a)), dst(plan.c, onednn_engine(), c);
+        plan.product.execute(
+            onednn_stream(),
+            {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, prepared_->weights}, {DNNL_ARG_DST, dst}});
+        onednn_stream().wait();
+      });
       return;
     }
   }

@@ -6,14 +6,14 @@
 #include "autograd/detail/conv_onednn.hpp"
 
 #ifdef XGRAD_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <map>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
+
+#include "autograd/detail/onednn.hpp"
 #endif
 
 #include "autograd/detail/blas.hpp"
@@ -35,11 +35,6 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 using Dims = memory::dims;
-
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
 
 // One shape's primitives, and the layouts they take.
 struct Plan {
@@ -75,17 +70,17 @@ std::shared_ptr<Plan> make_plan(const ConvGeometry& g) {
   const memory::desc bias = g.bias ? memory::desc({d(g.o)}, f32, tag::x) : memory::desc();
   const auto algo = dnnl::algorithm::convolution_direct;
   dnnl::convolution_forward::primitive_desc fwd(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, any_src, any_w,
-                                      bias, any_dst, strides, dilates, pad, pad_r),
-      engine());
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, any_src, any_w, bias,
+                                      any_dst, strides, dilates, pad, pad_r),
+      onednn_engine());
   dnnl::convolution_backward_data::primitive_desc bwd_data(
       dnnl::convolution_backward_data::desc(algo, any_src, any_w, any_dst, strides, dilates, pad,
                                             pad_r),
-      engine(), fwd);
+      onednn_engine(), fwd);
   dnnl::convolution_backward_weights::primitive_desc bwd_weights(
       dnnl::convolution_backward_weights::desc(algo, any_src, any_w, bias, any_dst, strides,
                                                dilates, pad, pad_r),
-      engine(), fwd);
+      onednn_engine(), fwd);
   auto p = std::make_shared<Plan>();
   p->forward = dnnl::convolution_forward(fwd);
   p->backward_data = dnnl::convolution_backward_data(bwd_data);
@@ -131,25 +126,21 @@ float* scratch(Slot slot, const memory::desc& desc) {
 // they agree, else a reordered copy in scratch `slot`.
 memory input(dnnl::stream& s, const memory::desc& user, const float* data,
              const memory::desc& want, Slot slot) {
-  memory from(user, engine(), const_cast<float*>(data));
+  memory from(user, onednn_engine(), const_cast<float*>(data));
   if (want == user) return from;
-  memory to(want, engine(), scratch(slot, want));
+  memory to(want, onednn_engine(), scratch(slot, want));
   dnnl::reorder(from, to).execute(s, from, to);
   return to;
 }
 // A memory of layout `have` for a result that goes to `data` (layout `user`), and the copy back.
 memory output(const memory::desc& user, float* data, const memory::desc& have, Slot slot) {
-  return have == user ? memory(user, engine(), data) : memory(have, engine(), scratch(slot, have));
+  return have == user ? memory(user, onednn_engine(), data)
+                      : memory(have, onednn_engine(), scratch(slot, have));
 }
 void deliver(dnnl::stream& s, memory& result, const memory::desc& user, float* data) {
   if (result.get_desc() == user) return;
-  memory to(user, engine(), data);
+  memory to(user, onednn_engine(), data);
   dnnl::reorder(result, to).execute(s, result, to);
-}
-
-dnnl::stream& stream() {
-  thread_local dnnl::stream s(engine());
-  return s;
 }
 
 template <class F>
@@ -174,13 +165,13 @@ void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, 
                          float* y) {
   guarded("forward convolution", [&] {
     Plan& p = plan(g);
-    dnnl::stream& s = stream();
+    dnnl::stream& s = onednn_stream();
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, input(s, p.src_user, x, p.src, kSrc)},
         {DNNL_ARG_WEIGHTS, input(s, p.weights_user, w, p.weights, kWeights)}};
     memory dst = output(p.dst_user, y, p.dst, kDst);
     args[DNNL_ARG_DST] = dst;
-    if (g.bias) args[DNNL_ARG_BIAS] = memory(p.bias_desc, engine(), const_cast<float*>(b));
+    if (g.bias) args[DNNL_ARG_BIAS] = memory(p.bias_desc, onednn_engine(), const_cast<float*>(b));
     p.forward.execute(s, args);
     count_float32_product(multiply_adds(g));
     deliver(s, dst, p.dst_user, y);
@@ -195,7 +186,7 @@ void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w,
                           float* dx, float* dw, float* db) {
   guarded("backward convolution", [&] {
     Plan& p = plan(g);
-    dnnl::stream& s = stream();
+    dnnl::stream& s = onednn_stream();
     std::vector<float> bias_sink;  // the bias gradient when only dw is asked for
     memory diff_dst;
     if (dx) {
@@ -213,14 +204,14 @@ void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w,
       std::vector<float> weights_sink;  // dw when only db is asked for, in xgrad's layout
       if (!dw && p.bw_diff_weights == p.weights_user) {
         weights_sink.resize(p.weights_user.get_size() / sizeof(float));
-        diff_weights = memory(p.weights_user, engine(), weights_sink.data());
+        diff_weights = memory(p.weights_user, onednn_engine(), weights_sink.data());
       }
       std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, input(s, p.src_user, x, p.bw_src, kSrc)},
                                               {DNNL_ARG_DIFF_DST, diff_dst},
                                               {DNNL_ARG_DIFF_WEIGHTS, diff_weights}};
       if (g.bias) {
         if (!db) bias_sink.resize(g.o);
-        args[DNNL_ARG_DIFF_BIAS] = memory(p.bias_desc, engine(), db ? db : bias_sink.data());
+        args[DNNL_ARG_DIFF_BIAS] = memory(p.bias_desc, onednn_engine(), db ? db : bias_sink.data());
       }
       p.backward_weights.execute(s, args);
       count_float32_product(multiply_adds(g));
