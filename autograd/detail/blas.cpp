@@ -14,6 +14,7 @@
 
 #include <map>
 #include <tuple>
+#include <unordered_map>
 
 #include "autograd/detail/onednn.hpp"
 #endif
@@ -130,6 +131,22 @@ const MatmulPlan& repeated_plan(std::size_t m, std::size_t n, std::size_t k) {
                    attr);
   });
 }
+
+// linear_product's: Z (m, n) = X (m, k) W^T + b, W (n, k) row-major read in place (W^T stored
+// column by column: tag ba), b (1, n) when there is one.
+const MatmulPlan& linear_plan(std::size_t m, std::size_t n, std::size_t k, bool bias) {
+  using Key = std::tuple<std::size_t, std::size_t, std::size_t, bool>;
+  thread_local std::map<std::tuple<Key, int>, MatmulPlan> plans;
+  return cached_plan(plans, Key{m, n, k, bias}, [&] {
+    const memory::desc x({dim(m), dim(k)}, f32, memory::format_tag::ab),
+        w({dim(k), dim(n)}, f32, memory::format_tag::ba),
+        z({dim(m), dim(n)}, f32, memory::format_tag::ab);
+    return planned(
+        bias ? dnnl::matmul::desc(x, w, memory::desc({1, dim(n)}, f32, memory::format_tag::ab), z)
+             : dnnl::matmul::desc(x, w, z),
+        dnnl::primitive_attr());
+  });
+}
 }  // namespace
 #endif
 
@@ -179,6 +196,48 @@ void RepeatedProduct<T>::add_to(const T* a, T* c) const {
   }
 #endif
   gemm(false, true, m_, n_, k_, T{1}, a, k_, w_, k_, T{1}, c, n_);
+}
+
+namespace {
+// Z = X W^T + b as b copied to every row (zeros without one), then gemm adding X W^T to it.
+template <class T>
+void linear_by_gemm(std::size_t m, std::size_t n, std::size_t k, const T* x, const T* w, const T* b,
+                    T* z) {
+  for (std::size_t r = 0; r < m; ++r)
+    for (std::size_t j = 0; j < n; ++j) z[r * n + j] = b ? b[j] : T{0};
+  gemm(false, true, m, n, k, T{1}, x, k, w, k, T{1}, z, n);
+}
+}  // namespace
+
+// From how many rows of X the primitive goes first. It repacks W at every call, as sgemm's N T does,
+// but below this sgemm's kernels for few rows win: at 1 x 784 x 256 the primitive took 2.6x
+// sgemm's time, at 32 rows 1.02-1.03x, at 128 0.97x, at 256-1024 0.84-0.94x (docs/performance.md).
+constexpr std::size_t kLinearPrimitiveRows = 128;
+
+void linear_product(std::size_t m, std::size_t n, std::size_t k, const float* x, const float* w,
+                    const float* b, float* z) {
+#ifdef XGRAD_ONEDNN
+  if (m >= kLinearPrimitiveRows && n != 0 && k != 0) {
+    count_float32_product(double(m) * double(n) * double(k));
+    guarded("linear", m, n, k, [&] {
+      const MatmulPlan& plan = linear_plan(m, n, k, b != nullptr);
+      const dnnl::engine& e = onednn_engine();
+      std::unordered_map<int, memory> args = {
+          {DNNL_ARG_SRC, memory(plan.a, e, const_cast<float*>(x))},
+          {DNNL_ARG_WEIGHTS, memory(plan.w, e, const_cast<float*>(w))},
+          {DNNL_ARG_DST, memory(plan.c, e, z)}};
+      if (b) args[DNNL_ARG_BIAS] = memory(plan.bias, e, const_cast<float*>(b));
+      plan.product.execute(onednn_stream(), args);
+      onednn_stream().wait();
+    });
+    return;
+  }
+#endif
+  linear_by_gemm(m, n, k, x, w, b, z);
+}
+void linear_product(std::size_t m, std::size_t n, std::size_t k, const double* x, const double* w,
+                    const double* b, double* z) {
+  linear_by_gemm(m, n, k, x, w, b, z);
 }
 
 template <class T>

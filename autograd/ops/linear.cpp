@@ -2,18 +2,20 @@
 //   dX = G W,  dW = G^T X,  db = the column sums of G (the engine's sum_to over the batch)
 //   Each product is one gemm with transpose flags. Saves X and W.
 //   JVP: dZ = dX W^T + X dW^T + db.
-// NOTE: a primitive rather than add(mm(x, w, false, true), b) for speed: the bias is copied into
-// the output rows and gemm accumulates onto it (beta = 1), one pass and one tape entry.
+// NOTE: a primitive rather than add(mm(x, w, false, true), b) for speed: one product that leaves
+// the bias in the output (detail::linear_product: from 128 rows in float32 on oneDNN, a matmul
+// primitive adding it as it writes; else the bias copied into the rows and gemm accumulating onto
+// it), one pass and one tape entry.
 //
 // linear with an epilogue: Y = act(X W^T + b), act relu, tanh or sigmoid, one op
 //   dZ = G act'(Z), written from Y: relu [Y > 0] (a NaN passes, as relu's), tanh 1 - Y^2,
 //   sigmoid Y (1 - Y); then dX, dW, db as above from dZ. Saves X, W and Y.
 //   JVP: dY = act'(Z) (dX W^T + X dW^T + db), act' written from Y as above.
-// NOTE: one gemm onto the bias, then the activation in place over the output while it is in
-// cache: the pre-activation is never kept, and no second array is made. oneDNN's matmul primitive
-// with post-ops would put the bias and activation in the GEMM itself, but on this project's shapes
-// (weights read transposed) it ran at half dnnl_sgemm's rate (docs/performance.md), and its relu
-// turns NaN into 0.
+// NOTE: that product, then the activation in place over the output while it is in cache: the
+// pre-activation is never kept, and no second array is made. The activation is not a post-op of
+// oneDNN's primitive: its relu turns NaN into 0, and tanh and sigmoid must agree with the ops'
+// vectorized values; and at batch 64 and below, where the MLP's fused layers run, gemm is the
+// faster product (docs/performance.md).
 #include <cmath>
 
 #include "autograd/detail/blas.hpp"
@@ -160,15 +162,8 @@ Tensor linear_values(const Tensor& x, const Tensor& weight, const Tensor& bias, 
     using T = decltype(zero);
     xt::xarray<T> result = detail::empty<T>(shape);
     T* pz = result.data();
-    const T* pb = has_bias ? detail::data<T>(bias) : nullptr;
-    if (pb) {
-      for (std::size_t r = 0; r < batch; ++r) std::copy_n(pb, out, pz + r * out);
-    } else {
-      result.fill(T{0});
-    }
-    if (in > 0 && batch > 0 && out > 0)
-      detail::gemm(false, true, batch, out, in, T{1}, detail::data<T>(x), in,
-                   detail::data<T>(weight), in, T{1}, pz, out);
+    detail::linear_product(batch, out, in, detail::data<T>(x), detail::data<T>(weight),
+                           has_bias ? detail::data<T>(bias) : nullptr, pz);
     parallel_for(result.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
       switch (act) {
         case Epilogue::relu:

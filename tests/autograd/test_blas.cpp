@@ -1,6 +1,7 @@
 // The matrix-product backend (oneDNN or OpenBLAS for float32, OpenBLAS for float64) against a
 // double-precision loop, on odd shapes, every transpose, and the single row of batch 1; and the
-// repeated product of the recurrent layers (one W, many A's) against the same loop.
+// repeated product of the recurrent layers (one W, many A's) and linear's X W^T + b against the
+// same loop.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -119,4 +120,51 @@ TEST_CASE("the repeated product C += A W^T (the recurrent layers' steps) agrees 
     check_repeated_product<float>(s[0], s[1], s[2], gen);
     check_repeated_product<double>(s[0], s[1], s[2], gen);
   }
+}
+
+// linear(x, w, b) = x W^T + b (its own product: linear_product) against the double loop, with and
+// without the bias, x of rows or one vector.
+template <class T>
+void check_linear(std::size_t m, std::size_t n, std::size_t k, bool bias, bool vector,
+                  Generator& gen) {
+  const Dtype dtype = dtype_of<T>();
+  const Tensor x = randn(vector ? Shape{k} : Shape{m, k}, {.dtype = dtype}, gen);
+  const Tensor w = randn({n, k}, {.dtype = dtype}, gen), b = randn({n}, {.dtype = dtype}, gen);
+  const Tensor z = bias ? linear(x, w, b) : linear(x, w);
+  REQUIRE(z.shape() == (vector ? Shape{n} : Shape{m, n}));
+  const T* px = x.value<T>().data();
+  const T* pw = w.value<T>().data();
+  const T* pz = z.value<T>().data();
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double exact = bias ? b.value<T>().data()[j] : 0.0, magnitude = std::abs(exact);
+      for (std::size_t t = 0; t < k; ++t) {
+        exact += double(px[i * k + t]) * double(pw[j * k + t]);
+        magnitude += std::abs(double(px[i * k + t]) * double(pw[j * k + t]));
+      }
+      const double got = pz[i * n + j];
+      if (!(std::abs(got - exact) <= 2 * static_cast<double>(k + 1) * eps * magnitude + 1e-30)) {
+        INFO(m << " x " << n << " x " << k << (bias ? " with bias" : "") << " at [" << i << ", "
+               << j << "]: " << got << " vs " << exact);
+        CHECK(false);
+        return;
+      }
+    }
+}
+
+TEST_CASE("linear's x W^T + b agrees with a loop, with and without the bias") {
+  INFO("float32 backend: " << gemm_backend());
+  Generator gen(8);
+  // rows from 128 on oneDNN's matmul primitive, fewer on gemm: odd shapes on both sides
+  const std::size_t shapes[][3] = {{1024, 384, 128}, {129, 65, 33}, {128, 1, 1}, {7, 13, 5},
+                                   {1, 1, 1},        {33, 65, 129}, {3, 0, 4},   {0, 5, 4},
+                                   {3, 5, 0},        {200, 0, 4},   {200, 5, 0}};
+  for (const auto& s : shapes)
+    for (bool bias : {true, false}) {
+      check_linear<float>(s[0], s[1], s[2], bias, false, gen);
+      check_linear<double>(s[0], s[1], s[2], bias, false, gen);
+    }
+  check_linear<float>(1, 37, 19, true, true, gen);
+  check_linear<double>(1, 37, 19, true, true, gen);
 }
