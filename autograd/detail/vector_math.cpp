@@ -114,6 +114,14 @@ void column_sums(const float* x, std::size_t rows, std::size_t cols, std::size_t
                  std::size_t end, double* acc) {
   best().column_sums(x, rows, cols, begin, end, acc);
 }
+void softmax_rows(float* x, std::size_t rows, std::size_t n, std::size_t ld, float* top,
+                  float* total) {
+  best().softmax_rows(x, rows, n, ld, top, total);
+}
+void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_t ldp,
+                           std::size_t rows, std::size_t n, float scale) {
+  best().softmax_backward_rows(d, ldd, p, ldp, rows, n, scale);
+}
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
   best().adam_update(p, g, m, v, n, c);
 }

@@ -65,6 +65,20 @@ void layer_norm_backward(const LayerNormRows& in, const float* g, const float* m
 void column_sums(const float* x, std::size_t rows, std::size_t cols, std::size_t begin,
                  std::size_t end, double* acc);
 
+// softmax over each of `rows` rows of n floats, rows ld apart, in place, as the attention op
+// (autograd/ops/attention.cpp) takes it: top[r] = the row's largest entry (0 when that is -inf),
+// total[r] = the sum of e^(x - top[r]), and each entry e^(x - top[r]) / total[r]; the row's
+// log-sum-exp is top[r] + log total[r]. The largest entry and the sum run in vector lanes, e^ is
+// exp's above. A row all -inf gives NaN, as does a row with a NaN or +inf.
+void softmax_rows(float* x, std::size_t rows, std::size_t n, std::size_t ld, float* top,
+                  float* total);
+
+// Its backward, as the attention op takes it: each of `rows` rows of n entries of d (rows ldd
+// apart, the gradient at the probabilities) becomes p (d - sum_j d_j p_j) scale, p the rows of
+// probabilities (ldp apart). The sum runs in float vector lanes, added up in double.
+void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_t ldp,
+                           std::size_t rows, std::size_t n, float scale);
+
 // xgrad::adam_update, sgd_update, rmsprop_update and adagrad_update (autograd/optim_kernels.hpp)
 // on this path.
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c);
@@ -104,6 +118,9 @@ struct Functions {
   void (*layer_norm_backward)(const LayerNormRows&, const float*, const float*, const float*,
                               float*, double*, double*, float*);
   void (*column_sums)(const float*, std::size_t, std::size_t, std::size_t, std::size_t, double*);
+  void (*softmax_rows)(float*, std::size_t, std::size_t, std::size_t, float*, float*);
+  void (*softmax_backward_rows)(float*, std::size_t, const float*, std::size_t, std::size_t,
+                                std::size_t, float);
   void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
   void (*sgd_update)(float*, const float*, float*, std::size_t, const SgdStep&);
   void (*rmsprop_update)(float*, const float*, float*, float*, float*, std::size_t,

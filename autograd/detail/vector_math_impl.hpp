@@ -5,6 +5,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include <cstddef>
+#include <limits>
 #include <numbers>
 #include <type_traits>
 
@@ -230,6 +231,80 @@ struct Loops {
     }
     if (i + width <= n) a += f(i);
     return double(reduce(a + b));
+  }
+
+  // The largest of a batch's lanes.
+  static float lane_max(const Batch& a) {
+    alignas(64) float lanes[width];
+    a.store_aligned(lanes);
+    float top = lanes[0];
+    for (std::size_t k = 1; k < width; ++k) top = lanes[k] > top ? lanes[k] : top;
+    return top;
+  }
+
+  // Rows of softmax (vector_math.hpp). Entries past the last whole vector, if any, go through a
+  // copy padded with -inf, which counts for nothing in the largest entry and whose e^ is 0.
+  static void softmax_rows(float* x, std::size_t rows, std::size_t n, std::size_t ld, float* top,
+                           float* total) {
+    const float inf = std::numeric_limits<float>::infinity();
+    const std::size_t body = n - n % width;
+    alignas(64) float tail[width];
+    for (std::size_t r = 0; r < rows; ++r) {
+      float* row = x + r * ld;
+      Batch most(-inf);
+      if (body < n) {
+        for (std::size_t k = 0; k < width; ++k) tail[k] = body + k < n ? row[body + k] : -inf;
+        most = Batch::load_aligned(tail);
+      }
+      for (std::size_t j = 0; j < body; j += width)
+        most = xsimd::max(most, Batch::load_unaligned(row + j));
+      float t = lane_max(most);
+      if (t == -inf) t = 0;  // every entry -inf: 0 / 0 below, NaN
+      const Batch vt(t);
+      Batch sum(0.0f);
+      for (std::size_t j = 0; j < body; j += width) {
+        const Batch e = xsimd::exp(Batch::load_unaligned(row + j) - vt);
+        e.store_unaligned(row + j);
+        sum += e;
+      }
+      Batch e_tail(0.0f);
+      if (body < n) {
+        e_tail = xsimd::exp(Batch::load_aligned(tail) - vt);
+        sum += e_tail;
+      }
+      const float s = reduce(sum);
+      const Batch inv(1.0f / s);
+      for (std::size_t j = 0; j < body; j += width)
+        (Batch::load_unaligned(row + j) * inv).store_unaligned(row + j);
+      if (body < n) {
+        (e_tail * inv).store_aligned(tail);
+        for (std::size_t j = body; j < n; ++j) row[j] = tail[j - body];
+      }
+      top[r] = t;
+      total[r] = s;
+    }
+  }
+
+  // Rows of softmax's backward (vector_math.hpp): the dot product in float lanes, the tail and
+  // the lanes' sum in double.
+  static void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_t ldp,
+                                    std::size_t rows, std::size_t n, float scale) {
+    const std::size_t body = n - n % width;
+    const Batch vs(scale);
+    for (std::size_t r = 0; r < rows; ++r) {
+      float* row = d + r * ldd;
+      const float* pr = p + r * ldp;
+      double dot = lane_sum(body, [row, pr](std::size_t j) {
+        return Batch::load_unaligned(row + j) * Batch::load_unaligned(pr + j);
+      });
+      for (std::size_t j = body; j < n; ++j) dot += double(row[j]) * double(pr[j]);
+      const float c = static_cast<float>(dot);
+      const Batch vc(c);
+      for (std::size_t j = 0; j < body; j += width)
+        (Batch::load_unaligned(pr + j) * (Batch::load_unaligned(row + j) - vc) * vs)
+            .store_unaligned(row + j);
+      for (std::size_t j = body; j < n; ++j) row[j] = pr[j] * (row[j] - c) * scale;
+    }
   }
 
   static void layer_norm_forward(const LayerNormRows& in, const float* b, double eps, float* z,
@@ -483,6 +558,8 @@ struct Loops {
                                       layer_norm_forward,
                                       layer_norm_backward,
                                       column_sums,
+                                      softmax_rows,
+                                      softmax_backward_rows,
                                       adam_update,
                                       sgd_update,
                                       rmsprop_update,

@@ -59,23 +59,46 @@ bool saves_probabilities(std::size_t T) {
   }
 }
 
-// row[0, n) = softmax(row) in place; returns the row's largest entry and the sum of e^(row - it),
-// whose log added to it is the row's log-sum-exp. A row all -inf (every key masked) gives NaN, as
-// the composite.
-// NOTE: not inlined: inside the forward's loop, GCC 12 kept top (live across the call to exp) in
-// memory for the whole function, and the max loop waited on a store and a load per entry.
-template <class T_>
-[[gnu::noinline]] std::pair<T_, T_> softmax_row(T_* row, std::size_t n) {
-  T_ top = row[0];
-  for (std::size_t j = 1; j < n; ++j) top = std::max(top, row[j]);
-  if (top == -std::numeric_limits<T_>::infinity()) top = 0;
-  for (std::size_t j = 0; j < n; ++j) row[j] -= top;
-  detail::exp_in_place(row, n);  // vectorized in float32
-  T_ total = 0;
-  for (std::size_t j = 0; j < n; ++j) total += row[j];
-  const T_ inv = T_{1} / total;
-  for (std::size_t j = 0; j < n; ++j) row[j] *= inv;
-  return {top, total};
+// Each of m rows of n entries (rows ld apart) = softmax(row) in place; top[i] gets the row's
+// largest entry and total[i] the sum of e^(row - top[i]), so that top[i] + log total[i] is the
+// row's log-sum-exp. A row all -inf (every key masked) gives NaN, as the composite. float32 in
+// vector lanes (detail::vec::softmax_rows): a scalar loop's largest entry and sum, each a chain of
+// dependent steps, took most of the forward at T = 32.
+void softmax_rows(float* x, std::size_t m, std::size_t n, std::size_t ld, float* top,
+                  float* total) {
+  detail::vec::softmax_rows(x, m, n, ld, top, total);
+}
+void softmax_rows(double* x, std::size_t m, std::size_t n, std::size_t ld, double* top,
+                  double* total) {
+  for (std::size_t i = 0; i < m; ++i) {
+    double* row = x + i * ld;
+    double t = row[0];
+    for (std::size_t j = 1; j < n; ++j) t = std::max(t, row[j]);
+    if (t == -std::numeric_limits<double>::infinity()) t = 0;
+    double s = 0;
+    for (std::size_t j = 0; j < n; ++j) s += row[j] = std::exp(row[j] - t);
+    const double inv = 1 / s;
+    for (std::size_t j = 0; j < n; ++j) row[j] *= inv;
+    top[i] = t;
+    total[i] = s;
+  }
+}
+
+// Each of m rows of n entries of d (rows ldd apart) = p (d - rowsum(d p)) scale, p's rows ldp
+// apart: softmax's backward, scaled. float32 in vector lanes (detail::vec::softmax_backward_rows).
+void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_t ldp,
+                           std::size_t m, std::size_t n, float scale) {
+  detail::vec::softmax_backward_rows(d, ldd, p, ldp, m, n, scale);
+}
+void softmax_backward_rows(double* d, std::size_t ldd, const double* p, std::size_t ldp,
+                           std::size_t m, std::size_t n, double scale) {
+  for (std::size_t i = 0; i < m; ++i) {
+    double* row = d + i * ldd;
+    const double* prow = p + i * ldp;
+    double dot = 0;
+    for (std::size_t j = 0; j < n; ++j) dot += row[j] * prow[j];
+    for (std::size_t j = 0; j < n; ++j) row[j] = prow[j] * (row[j] - dot) * scale;
+  }
 }
 
 // A block's D = P M with dropout: m rows of n keys of P (rows ldp apart) times the mask's (rows
@@ -174,16 +197,10 @@ struct MultiHeadAttention final : Node {
             detail::gemm(false, true, m, n, s.d, T{1}, G, s.E, head.q + 2 * s.E, ld, T{0},
                          dd.data(), n);
             // dS = P (dP - rowsum(dP P)), dP = dD M; scaled here once for both products
-            for (std::size_t i = 0; i < m; ++i) {
-              T* row = dd.data() + i * n;
-              const T* prow = P + i * ldp;
-              if (M)
-                for (std::size_t j = 0; j < n; ++j) row[j] *= M[(i0 + i) * s.T + j];
-              double dot = 0;
-              for (std::size_t j = 0; j < n; ++j) dot += double(row[j]) * double(prow[j]);
-              const T c = static_cast<T>(dot);
-              for (std::size_t j = 0; j < n; ++j) row[j] = prow[j] * (row[j] - c) * T(scale_);
-            }
+            if (M)
+              for (std::size_t i = 0; i < m; ++i)
+                for (std::size_t j = 0; j < n; ++j) dd[i * n + j] *= M[(i0 + i) * s.T + j];
+            softmax_backward_rows(dd.data(), n, P, ldp, m, n, T(scale_));
             // dQ[i0, i1) = dS K[0, n);  dK[0, n) += dS^T Q[i0, i1)
             detail::gemm(false, false, m, s.d, n, T{1}, dd.data(), n, head.q + s.E, ld, T{0},
                          dQ + i0 * ld, ld);
@@ -282,7 +299,8 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
     xt::xarray<T_> saved =
         probabilities ? detail::empty<T_>({B, s.H, T, T}) : detail::empty<T_>({B, s.H, T});
     const std::size_t bs = std::max<std::size_t>(1, std::min(T, detail::kAttentionRows));
-    std::vector<T_> block(probabilities ? 0 : bs * T), weights(dropout ? bs * T : 0);
+    std::vector<T_> block(probabilities ? 0 : bs * T), weights(dropout ? bs * T : 0), tops(bs),
+        totals(bs);
     const std::size_t ld = 3 * E, tt = T * T;
     for (std::size_t b = 0; b < B; ++b)
       for (std::size_t h = 0; h < s.H; ++h) {
@@ -293,13 +311,12 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
           T_* P = probabilities ? saved.data() + bh * tt + i0 * T : block.data();
           const std::size_t ldp = probabilities ? T : n;
           head.scores(i0, i1, T_(scale), P, ldp);
+          softmax_rows(P, m, n, ldp, tops.data(), totals.data());
           for (std::size_t i = 0; i < m; ++i) {
-            T_* row = P + i * ldp;
-            const auto [top, total] = softmax_row(row, n);
             if (probabilities)  // a causal block's keys stop at its last row: zeros past them
-              std::fill(row + n, row + T, T_{0});
+              std::fill(P + i * ldp + n, P + i * ldp + T, T_{0});
             else
-              saved.data()[bh * T + i0 + i] = top + std::log(total);
+              saved.data()[bh * T + i0 + i] = tops[i] + std::log(totals[i]);
           }
           const T_* D = P;
           std::size_t ldd = ldp;

@@ -471,3 +471,53 @@ TEST_CASE("vectorized GRU gates, forward and backward, against double on every p
       }
   });
 }
+
+TEST_CASE("vectorized softmax rows and their backward against double on every path") {
+  const double inf = std::numeric_limits<double>::infinity();
+  for_each_path_and_width([&](const vec::Functions& f, std::size_t n) {
+    // Three rows of n entries, 3 more between rows (ld = n + 3); the second row's last half
+    // masked with -inf as a causal block's.
+    const std::size_t rows = 3, ld = n + 3;
+    std::vector<float> x = filled(rows * ld, unsigned(n) + 20, 6.0f);
+    for (std::size_t j = n / 2 + 1; j < n; ++j) x[ld + j] = -float(inf);
+    const std::vector<float> in = x;
+    std::vector<float> top(rows), total(rows);
+    f.softmax_rows(x.data(), rows, n, ld, top.data(), total.data());
+    std::vector<std::vector<double>> want(rows, std::vector<double>(n));
+    for (std::size_t r = 0; r < rows; ++r) {
+      double t = -inf, s = 0;
+      for (std::size_t j = 0; j < n; ++j) t = std::max(t, double(in[r * ld + j]));
+      for (std::size_t j = 0; j < n; ++j) s += std::exp(double(in[r * ld + j]) - t);
+      CHECK(top[r] == float(t));
+      CHECK(near(total[r], s));
+      for (std::size_t j = 0; j < n; ++j) {
+        want[r][j] = std::exp(double(in[r * ld + j]) - t) / s;
+        CHECK(near(x[r * ld + j], want[r][j]));
+      }
+      for (std::size_t j = n; j < ld; ++j) CHECK(x[r * ld + j] == in[r * ld + j]);  // untouched
+    }
+    // The backward from d: p (d - sum d p) scale, against double from the same float p.
+    std::vector<float> d = filled(rows * ld, unsigned(n) + 21, 2.0f);
+    const std::vector<float> d_in = d;
+    f.softmax_backward_rows(d.data(), ld, x.data(), ld, rows, n, 0.25f);
+    for (std::size_t r = 0; r < rows; ++r) {
+      double dot = 0;
+      for (std::size_t j = 0; j < n; ++j) dot += double(d_in[r * ld + j]) * double(x[r * ld + j]);
+      for (std::size_t j = 0; j < n; ++j)
+        CHECK(near(d[r * ld + j], double(x[r * ld + j]) * (double(d_in[r * ld + j]) - dot) * 0.25));
+      for (std::size_t j = n; j < ld; ++j) CHECK(d[r * ld + j] == d_in[r * ld + j]);
+    }
+    // A row all -inf, a row with a NaN, a row with +inf: NaN throughout, as the composite.
+    for (const double bad : {-inf, std::numeric_limits<double>::quiet_NaN(), inf}) {
+      INFO("an entry " << bad);
+      std::vector<float> row = filled(n, 30, 3.0f);
+      if (std::isinf(bad) && bad < 0)
+        std::fill(row.begin(), row.end(), float(bad));
+      else
+        row[n / 2] = float(bad);
+      float t, s;
+      f.softmax_rows(row.data(), 1, n, n, &t, &s);
+      for (std::size_t j = 0; j < n; ++j) CHECK(std::isnan(row[j]));
+    }
+  });
+}
