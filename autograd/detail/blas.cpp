@@ -13,7 +13,6 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <map>
-#include <optional>
 #include <tuple>
 #include <unordered_map>
 
@@ -93,25 +92,21 @@ struct MatmulPlan {
 // The plans of one kind, made per thread and key. The key carries the thread count: oneDNN plans
 // a primitive for the threads there are when it is made. At most kPlans keys a thread: past that
 // the map starts over, so that a program whose shapes never repeat does not grow it without end.
+// A shape always gets its primitive, from its first product: a rule that sent a shape's first
+// product to gemm and the next ones to the primitive gave one input two results.
 constexpr std::size_t kPlans = 64;
 template <class Key>
-using Plans = std::map<std::tuple<Key, int>, std::optional<MatmulPlan>>;
+using Plans = std::map<std::tuple<Key, int>, MatmulPlan>;
 
-// The plan for `key`, made by `make` at the first call, or with `second_sight` only at the second
-// call for that key (null before): making a primitive for a new shape took 0.4-0.9 ms and its first
-// run 1.6x a later one, more than the product it would speed up, so a shape seen once (a batch of
-// a size not seen before) goes to gemm, and a shape seen again (the next step) gets a primitive.
 template <class Key, class Make>
-const MatmulPlan* cached_plan(Plans<Key>& plans, const Key& key, bool second_sight, Make make) {
+const MatmulPlan& cached_plan(Plans<Key>& plans, const Key& key, Make make) {
   const std::tuple<Key, int> at{key, num_threads()};
   auto found = plans.find(at);
   if (found == plans.end()) {
     if (plans.size() >= kPlans) plans.clear();
-    found = plans.emplace(at, std::nullopt).first;
-    if (second_sight) return nullptr;
+    found = plans.emplace(at, make()).first;
   }
-  if (!found->second) found->second = make();
-  return &*found->second;
+  return found->second;
 }
 MatmulPlan planned(const dnnl::matmul::desc& desc, const dnnl::primitive_attr& attr) {
   const dnnl::matmul::primitive_desc pd(desc, attr, onednn_engine());
@@ -134,7 +129,7 @@ void guarded(const char* op, std::size_t m, std::size_t n, std::size_t k, F&& f)
 const MatmulPlan& repeated_plan(std::size_t m, std::size_t n, std::size_t k) {
   using Key = std::tuple<std::size_t, std::size_t, std::size_t>;
   thread_local Plans<Key> plans;
-  return *cached_plan(plans, Key{m, n, k}, false, [&] {
+  return cached_plan(plans, Key{m, n, k}, [&] {
     dnnl::post_ops sum;
     sum.append_sum(1.f);
     dnnl::primitive_attr attr;
@@ -147,11 +142,11 @@ const MatmulPlan& repeated_plan(std::size_t m, std::size_t n, std::size_t k) {
 }
 
 // linear_product's: Z (m, n) = X (m, k) W^T + b, W (n, k) row-major read in place (W^T stored
-// column by column: tag ba), b (1, n) when there is one. Null the first time a shape is seen.
-const MatmulPlan* linear_plan(std::size_t m, std::size_t n, std::size_t k, bool bias) {
+// column by column: tag ba), b (1, n) when there is one.
+const MatmulPlan& linear_plan(std::size_t m, std::size_t n, std::size_t k, bool bias) {
   using Key = std::tuple<std::size_t, std::size_t, std::size_t, bool>;
   thread_local Plans<Key> plans;
-  return cached_plan(plans, Key{m, n, k, bias}, true, [&] {
+  return cached_plan(plans, Key{m, n, k, bias}, [&] {
     const memory::desc x({dim(m), dim(k)}, f32, memory::format_tag::ab),
         w({dim(k), dim(n)}, f32, memory::format_tag::ba),
         z({dim(m), dim(n)}, f32, memory::format_tag::ab);
@@ -232,22 +227,19 @@ void linear_product(std::size_t m, std::size_t n, std::size_t k, const float* x,
                     const float* b, float* z) {
 #ifdef XGRAD_ONEDNN
   if (m >= kLinearPrimitiveRows && n != 0 && k != 0) {
-    const MatmulPlan* plan = nullptr;
-    guarded("linear", m, n, k, [&] { plan = linear_plan(m, n, k, b != nullptr); });
-    if (plan) {
-      count_float32_product(double(m) * double(n) * double(k));
-      guarded("linear", m, n, k, [&] {
-        const dnnl::engine& e = onednn_engine();
-        std::unordered_map<int, memory> args = {
-            {DNNL_ARG_SRC, memory(plan->a, e, const_cast<float*>(x))},
-            {DNNL_ARG_WEIGHTS, memory(plan->w, e, const_cast<float*>(w))},
-            {DNNL_ARG_DST, memory(plan->c, e, z)}};
-        if (b) args[DNNL_ARG_BIAS] = memory(plan->bias, e, const_cast<float*>(b));
-        plan->product.execute(onednn_stream(), args);
-        onednn_stream().wait();
-      });
-      return;
-    }
+    count_float32_product(double(m) * double(n) * double(k));
+    guarded("linear", m, n, k, [&] {
+      const MatmulPlan& plan = linear_plan(m, n, k, b != nullptr);
+      const dnnl::engine& e = onednn_engine();
+      std::unordered_map<int, memory> args = {
+          {DNNL_ARG_SRC, memory(plan.a, e, const_cast<float*>(x))},
+          {DNNL_ARG_WEIGHTS, memory(plan.w, e, const_cast<float*>(w))},
+          {DNNL_ARG_DST, memory(plan.c, e, z)}};
+      if (b) args[DNNL_ARG_BIAS] = memory(plan.bias, e, const_cast<float*>(b));
+      plan.product.execute(onednn_stream(), args);
+      onednn_stream().wait();
+    });
+    return;
   }
 #endif
   linear_by_gemm(m, n, k, x, w, b, z);
