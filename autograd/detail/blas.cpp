@@ -5,6 +5,7 @@
 #include <atomic>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "autograd/blas.hpp"
 #include "autograd/error.hpp"
@@ -116,12 +117,9 @@ MatmulPlan planned(const dnnl::matmul::desc& desc, const dnnl::primitive_attr& a
 // A oneDNN failure as xgrad's error, naming the operation and its shape.
 template <class F>
 void guarded(const char* op, std::size_t m, std::size_t n, std::size_t k, F&& f) {
-  try {
-    f();
-  } catch (const dnnl::error& e) {
-    throw Error(std::string(op) + ": oneDNN's matmul failed for " + std::to_string(m) + " x " +
-                std::to_string(n) + " x " + std::to_string(k) + ": " + e.what());
-  }
+  onednn_guarded(std::string(op) + ": oneDNN's matmul failed for " + std::to_string(m) + " x " +
+                     std::to_string(n) + " x " + std::to_string(k),
+                 std::forward<F>(f));
 }
 
 // RepeatedProduct's: C (m, n) = A (m, k) B (k, n) + C, B in the layout the primitive picks

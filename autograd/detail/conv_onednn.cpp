@@ -143,14 +143,6 @@ void deliver(dnnl::stream& s, memory& result, const memory::desc& user, float* d
   dnnl::reorder(result, to).execute(s, result, to);
 }
 
-template <class F>
-void guarded(const char* what, F&& f) {
-  try {
-    f();
-  } catch (const dnnl::error& e) {
-    throw Error(std::string("conv2d: oneDNN's ") + what + " failed: " + e.what());
-  }
-}
 // The multiply-adds of one pass (forward, data or weights backward): every output entry of every
 // group sums over its group's input channels and the kernel.
 double multiply_adds(const ConvGeometry& g) {
@@ -163,7 +155,7 @@ bool onednn_convolution() { return true; }
 
 void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                          float* y) {
-  guarded("forward convolution", [&] {
+  onednn_guarded("conv2d: oneDNN's forward convolution failed", [&] {
     Plan& p = plan(g);
     dnnl::stream& s = onednn_stream();
     std::unordered_map<int, memory> args = {
@@ -184,7 +176,7 @@ void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, 
 // kWeights): each step's arrays are free when the next one takes them.
 void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w, const float* dy,
                           float* dx, float* dw, float* db) {
-  guarded("backward convolution", [&] {
+  onednn_guarded("conv2d: oneDNN's backward convolution failed", [&] {
     Plan& p = plan(g);
     dnnl::stream& s = onednn_stream();
     std::vector<float> bias_sink;  // the bias gradient when only dw is asked for
@@ -199,7 +191,8 @@ void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w,
       deliver(s, diff_src, p.src_user, dx);
     }
     if (dw || db) {
-      if (!dx || p.bw_diff_dst != p.bd_diff_dst) diff_dst = input(s, p.dst_user, dy, p.bw_diff_dst, kDst);
+      if (!dx || p.bw_diff_dst != p.bd_diff_dst)
+        diff_dst = input(s, p.dst_user, dy, p.bw_diff_dst, kDst);
       memory diff_weights = output(p.weights_user, dw ? dw : nullptr, p.bw_diff_weights, kWeights);
       std::vector<float> weights_sink;  // dw when only db is asked for, in xgrad's layout
       if (!dw && p.bw_diff_weights == p.weights_user) {

@@ -4,10 +4,24 @@
 // per thread, not one per file. Only for files compiled with XGRAD_ONEDNN.
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+
+#include "autograd/error.hpp"
 
 namespace xgrad::detail {
 
 dnnl::engine& onednn_engine();
 dnnl::stream& onednn_stream();  // the calling thread's
+
+// Runs f; a oneDNN failure inside it comes out as xgrad's error, `context` (the operation, what
+// failed, the shape) before oneDNN's own message.
+template <class F>
+void onednn_guarded(const std::string& context, F&& f) {
+  try {
+    f();
+  } catch (const dnnl::error& e) {
+    throw Error(context + ": " + e.what());
+  }
+}
 
 }  // namespace xgrad::detail
