@@ -452,4 +452,30 @@ double row_sum2(const T* p, const T* q, std::size_t n, F f) {
   return total;
 }
 
+// batch_norm's backward sums over a row in one pass: sum(g) and sum(g (x - m)), each as row_sum
+// and row_sum2 would give it (the same eight running sums, so the same bits).
+struct RowSums {
+  double g, gd;
+};
+template <class T>
+RowSums row_sums(const T* g, const T* x, std::size_t n, T m) {
+  T acc_g[8] = {}, acc_gd[8] = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t k = 0; k < 8; ++k) {
+      acc_g[k] += g[i + k];
+      acc_gd[k] += g[i + k] * (x[i + k] - m);
+    }
+  RowSums total{0, 0};
+  for (; i < n; ++i) {
+    total.g += double(g[i]);
+    total.gd += double(g[i] * (x[i] - m));
+  }
+  for (std::size_t k = 0; k < 8; ++k) {
+    total.g += double(acc_g[k]);
+    total.gd += double(acc_gd[k]);
+  }
+  return total;
+}
+
 }  // namespace xgrad::detail

@@ -8,8 +8,8 @@
 //   training: dxhat = (u - mean(u) - xhat mean(u xhat)) / sqrt(var + eps)
 //   evaluation: dxhat = u / sqrt(var + eps)
 // NOTE: a primitive for speed: two passes for the statistics, one for z; the backward one pass
-// for sum(g) and sum(g (x - mu)), one for dx = a g + b (x - mu) + k (per-channel constants).
-// Rows are summed in T with eight running sums, then in double across rows. Under
+// for sum(g) and sum(g (x - mu)) together, one for dx = a g + b (x - mu) + k (per-channel
+// constants). Rows are summed in T with eight running sums, then in double across rows. Under
 // create_graph the backward is written in ops (the statistics recomputed from x by mean and
 // var), so that its own derivative is recorded.
 #include <cmath>
@@ -77,9 +77,9 @@ struct BatchNorm final : Node {
         double sum_g = 0, sum_gd = 0;  // sum(g), sum(g (x - mu))
         for (std::size_t n = 0; n < L.n; ++n) {
           const std::size_t at = (n * L.c + c) * L.s;
-          sum_g += detail::row_sum(pg + at, L.s, [](T v) { return v; });
-          sum_gd += detail::row_sum2(pg + at, px + at, L.s,
-                                     [m = pm[c]](T a, T b) { return a * (b - m); });
+          const detail::RowSums row = detail::row_sums(pg + at, px + at, L.s, pm[c]);
+          sum_g += row.g;
+          sum_gd += row.gd;
         }
         const double wc = pw ? double(pw[c]) : 1.0, inv = double(pi[c]);
         const double sum_gx = sum_gd * inv;  // sum(g xhat)

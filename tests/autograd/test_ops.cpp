@@ -426,6 +426,9 @@ std::vector<OpCase> table() {
       {"batch_norm",
        {{4, 3, 2, 2}, {3}, {3}},
        [](V x) { return batch_norm(x[0], {}, {}, x[1], x[2], true); }},
+      {"batch_norm",  // rows of 12: the eight-wide sums of the backward and their tail
+       {{3, 2, 3, 4}, {2}, {2}},
+       [](V x) { return batch_norm(x[0], {}, {}, x[1], x[2], true); }},
       {"batch_norm",
        {{5, 3}},
        [](V x) { return batch_norm(x[0], {}, {}, {}, {}, true, 0.1, 1e-3); }},
