@@ -91,11 +91,9 @@ struct MatmulPlan {
 };
 
 // The plans of one kind, made per thread and key. The key carries the thread count: oneDNN plans
-// a primitive for the threads there are when it is made. At most kPlans keys a thread: past that
-// the map starts over, so that a program whose shapes never repeat does not grow it without end.
+// a primitive for the threads there are when it is made. At most kOnednnPlans keys a thread.
 // A shape always gets its primitive, from its first product: a rule that sent a shape's first
 // product to gemm and the next ones to the primitive gave one input two results.
-constexpr std::size_t kPlans = 64;
 template <class Key>
 using Plans = std::map<std::tuple<Key, int>, MatmulPlan>;
 
@@ -104,7 +102,7 @@ const MatmulPlan& cached_plan(Plans<Key>& plans, const Key& key, Make make) {
   const std::tuple<Key, int> at{key, num_threads()};
   auto found = plans.find(at);
   if (found == plans.end()) {
-    if (plans.size() >= kPlans) plans.clear();
+    if (plans.size() >= kOnednnPlans) plans.clear();
     found = plans.emplace(at, make()).first;
   }
   return found->second;

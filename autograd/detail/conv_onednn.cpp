@@ -16,6 +16,7 @@
 #include "autograd/detail/onednn.hpp"
 #endif
 
+#include "autograd/blas.hpp"
 #include "autograd/detail/blas.hpp"
 #include "autograd/error.hpp"
 
@@ -101,15 +102,21 @@ std::shared_ptr<Plan> make_plan(const ConvGeometry& g) {
   return p;
 }
 
+// The plans of a thread, by shape and thread count (oneDNN plans a primitive for the threads there
+// are when it is made), at most kOnednnPlans of them.
 Plan& plan(const ConvGeometry& g) {
   using Key = std::tuple<std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
                          std::size_t, std::size_t, std::size_t, std::array<std::size_t, 2>,
-                         std::array<std::size_t, 2>, std::array<std::size_t, 2>, bool>;
+                         std::array<std::size_t, 2>, std::array<std::size_t, 2>, bool, int>;
   thread_local std::map<Key, std::shared_ptr<Plan>> plans;
-  const Key key{g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.groups, g.stride, g.padding, g.dilation, g.bias};
-  auto& slot = plans[key];
-  if (!slot) slot = make_plan(g);
-  return *slot;
+  const Key key{g.n,      g.c,      g.h,       g.w,        g.o,    g.kh,         g.kw,
+                g.groups, g.stride, g.padding, g.dilation, g.bias, num_threads()};
+  auto found = plans.find(key);
+  if (found == plans.end()) {
+    if (plans.size() >= kOnednnPlans) plans.clear();
+    found = plans.emplace(key, make_plan(g)).first;
+  }
+  return *found->second;
 }
 
 // Per-thread arrays for the data in oneDNN's layouts, grown to the largest shape seen.

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <utility>
 
+#include "autograd/blas.hpp"
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
 
@@ -99,6 +101,37 @@ TEST_CASE("conv2d equals its definition: stride, padding, dilation, groups, batc
       CHECK(y32.dtype() == kFloat32);
       CHECK(worst(exact, y32) <= 1e-4);  // float32 rounding of sums of at most 54 terms
     }
+}
+
+TEST_CASE("conv2d over 70 batch sizes (past the 64 plans a thread keeps) and two thread counts") {
+  // Each shape equals the definition; the first shape, whose plan was dropped at the bound and is
+  // made again, gives the same bits as before, output and input gradient.
+  Generator gen(33);
+  const Settings o{.padding = {1, 1}};
+  const Tensor w = randn({3, 2, 3, 3}, {}, gen), b = randn({3}, {}, gen);
+  const auto run = [&](const Tensor& x) {
+    const Tensor xv = x.detach().requires_grad_();
+    const Tensor y = conv2d(xv, w, b, func(o));
+    sum(mul(y, y)).backward();
+    return std::pair{testing::flat(cast(y, kFloat64)), testing::flat(cast(xv.grad(), kFloat64))};
+  };
+  const Tensor first = randn({1, 2, 5, 5}, {}, gen);
+  const auto before = run(first);
+  const int threads = num_threads();
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    for (std::size_t n = 2; n <= 36; ++n) {
+      INFO("batch " << n << ", threads " << t);
+      const Tensor x = randn({n, 2, 5, 5}, {}, gen);
+      Shape shape;
+      const auto exact = naive_conv<float>(x, w, b, o, shape);
+      CHECK(worst(exact, conv2d(x, w, b, func(o))) <= 1e-4);
+    }
+  }
+  set_num_threads(threads);
+  const auto after = run(first);
+  CHECK(after.first == before.first);
+  CHECK(after.second == before.second);
 }
 
 TEST_CASE("conv2d's gradients equal plain loops on every path, both dtypes") {
