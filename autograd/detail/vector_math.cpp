@@ -122,6 +122,9 @@ void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_
                            std::size_t rows, std::size_t n, float scale) {
   best().softmax_backward_rows(d, ldd, p, ldp, rows, n, scale);
 }
+void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where) {
+  best().max_pool_2x2(in, y, where);
+}
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
   best().adam_update(p, g, m, v, n, c);
 }

@@ -9,6 +9,7 @@
 // choice (as ATen's ATEN_CPU_CAPABILITY), to measure or test a narrower path on a wider processor.
 
 #include <cstddef>
+#include <cstdint>
 
 #include "autograd/optim_kernels.hpp"
 
@@ -79,6 +80,16 @@ void softmax_rows(float* x, std::size_t rows, std::size_t n, std::size_t ld, flo
 void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_t ldp,
                            std::size_t rows, std::size_t n, float scale);
 
+// max_pool2d's 2 x 2 windows of stride 2 without padding (autograd/ops/max_pool2d.cpp) over
+// `planes` planes of H x W floats, one after another: y (planes, oh, ow) the first largest entry of
+// each window in row-major order, a NaN counting as the largest (the first NaN), and `where` its
+// offset within its plane. W < 2^24.
+struct Pool2x2 {
+  const float* x;
+  std::size_t planes, H, W, oh, ow;
+};
+void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where);
+
 // xgrad::adam_update, sgd_update, rmsprop_update and adagrad_update (autograd/optim_kernels.hpp)
 // on this path.
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c);
@@ -121,6 +132,7 @@ struct Functions {
   void (*softmax_rows)(float*, std::size_t, std::size_t, std::size_t, float*, float*);
   void (*softmax_backward_rows)(float*, std::size_t, const float*, std::size_t, std::size_t,
                                 std::size_t, float);
+  void (*max_pool_2x2)(const Pool2x2&, float*, std::uint32_t*);
   void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
   void (*sgd_update)(float*, const float*, float*, std::size_t, const SgdStep&);
   void (*rmsprop_update)(float*, const float*, float*, float*, float*, std::size_t,

@@ -2,9 +2,11 @@
 // The loops of vector_math.hpp for one xsimd architecture; included by the file of each one
 // (compiled with that architecture's flags).
 
+#include <immintrin.h>
 #include <xsimd/xsimd.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <numbers>
 #include <type_traits>
@@ -481,6 +483,102 @@ struct Loops {
     update<adam_lanes>(n, g, {p, m, v}, c);
   }
 
+  // ---- max_pool_2x2: the even and odd entries of 2 width floats, and partial loads and stores --
+  static constexpr bool kAvx512 = std::is_same_v<Arch, xsimd::avx512f>;
+  static constexpr bool kAvx2 = std::is_same_v<Arch, xsimd::avx2>;
+  // The first n <= width floats at p, the other lanes 0 (nothing past p + n is read).
+  static Batch load_n(const float* p, std::size_t n) {
+    if (n == width) return Batch::load_unaligned(p);
+    if constexpr (kAvx512) {
+      return Batch(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p));
+    } else if constexpr (kAvx2) {
+      const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      return Batch(_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), lanes)));
+    } else {
+      alignas(64) float t[width] = {};
+      for (std::size_t k = 0; k < n; ++k) t[k] = p[k];
+      return Batch::load_aligned(t);
+    }
+  }
+  // v's first n <= width lanes to p (nothing past p + n is written).
+  static void store_n(float* p, const Batch& v, std::size_t n) {
+    if (n == width) return v.store_unaligned(p);
+    if constexpr (kAvx512) {
+      _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v);
+    } else if constexpr (kAvx2) {
+      const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), lanes), v);
+    } else {
+      alignas(64) float t[width];
+      v.store_aligned(t);
+      for (std::size_t k = 0; k < n; ++k) p[k] = t[k];
+    }
+  }
+  // Lanes 0, 2, 4, ... (odd = 0) or 1, 3, 5, ... (odd = 1) of lo then hi.
+  template <int odd>
+  static Batch every_other(const Batch& lo, const Batch& hi) {
+    if constexpr (kAvx512) {
+      const __m512i at = _mm512_setr_epi32(odd, 2 + odd, 4 + odd, 6 + odd, 8 + odd, 10 + odd,
+                                           12 + odd, 14 + odd, 16 + odd, 18 + odd, 20 + odd,
+                                           22 + odd, 24 + odd, 26 + odd, 28 + odd, 30 + odd);
+      return Batch(_mm512_permutex2var_ps(lo, at, hi));
+    } else if constexpr (kAvx2) {
+      // within each 128-bit half: lo's pair, then hi's; then the 64-bit quarters in order 0 2 1 3
+      const __m256 pairs =
+          _mm256_shuffle_ps(lo, hi, odd ? _MM_SHUFFLE(3, 1, 3, 1) : _MM_SHUFFLE(2, 0, 2, 0));
+      return Batch(_mm256_castpd_ps(
+          _mm256_permute4x64_pd(_mm256_castps_pd(pairs), _MM_SHUFFLE(3, 1, 2, 0))));
+    } else {
+      return Batch(_mm_shuffle_ps(lo, hi, odd ? _MM_SHUFFLE(3, 1, 3, 1) : _MM_SHUFFLE(2, 0, 2, 0)));
+    }
+  }
+
+  // Each window's a, b (its first row) and c, d (its second), width windows at a time: the first
+  // largest (a later entry replaces the best only when greater), then the first NaN; the chosen
+  // entry's offset from a (0, 1, W, W + 1) kept as a float, exact below 2^24.
+  static void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where) {
+    const Batch right(1.0f), below(float(in.W)), below_right(float(in.W + 1));
+    alignas(64) float offsets[width];
+    for (std::size_t p = 0; p < in.planes; ++p) {
+      const float* plane = in.x + p * in.H * in.W;
+      for (std::size_t i = 0; i < in.oh; ++i) {
+        const float* r0 = plane + 2 * i * in.W;
+        const float* r1 = r0 + in.W;
+        const std::size_t out = (p * in.oh + i) * in.ow;
+        for (std::size_t j = 0; j < in.ow; j += width) {
+          // n windows, their 2n entries of a row in a full batch and a partial one (plain
+          // conditionals, not std::min: see apply)
+          const std::size_t n = in.ow - j < width ? in.ow - j : width;
+          const std::size_t first = 2 * n < width ? 2 * n : width;
+          const Batch t0 = load_n(r0 + 2 * j, first),
+                      t1 = load_n(r0 + 2 * j + first, 2 * n - first);
+          const Batch b0 = load_n(r1 + 2 * j, first),
+                      b1 = load_n(r1 + 2 * j + first, 2 * n - first);
+          const Batch v[4] = {every_other<0>(t0, t1), every_other<1>(t0, t1),
+                              every_other<0>(b0, b1), every_other<1>(b0, b1)};
+          const Batch at[4] = {Batch(0.0f), right, below, below_right};
+          Batch best = v[0], off = at[0];
+          for (int k = 1; k < 4; ++k) {
+            const auto greater = v[k] > best;
+            best = xsimd::select(greater, v[k], best);
+            off = xsimd::select(greater, at[k], off);
+          }
+          for (int k = 4; k-- > 0;) {
+            const auto nan = xsimd::isnan(v[k]);  // not v != v: xsimd 8.1 compares ordered
+            best = xsimd::select(nan, v[k], best);
+            off = xsimd::select(nan, at[k], off);
+          }
+          store_n(y + out + j, best, n);
+          off.store_aligned(offsets);
+          const auto top = static_cast<std::uint32_t>(2 * i * in.W + 2 * j);
+          for (std::size_t l = 0; l < n; ++l)
+            where[out + j + l] =
+                top + static_cast<std::uint32_t>(2 * l) + static_cast<std::uint32_t>(offsets[l]);
+        }
+      }
+    }
+  }
+
   // a: p, b
   XGRAD_TWO_ROUNDINGS static void sgd_lanes(const float* g, float* const* a, const SgdStep& c) {
     Batch p = load(a[0]);
@@ -560,6 +658,7 @@ struct Loops {
                                       column_sums,
                                       softmax_rows,
                                       softmax_backward_rows,
+                                      max_pool_2x2,
                                       adam_update,
                                       sgd_update,
                                       rmsprop_update,

@@ -11,8 +11,10 @@
 // recorded (gather of the gradient's gradient at the same positions).
 #include <array>
 #include <limits>
+#include <type_traits>
 
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/vector_math.hpp"
 #include "autograd/grad_mode.hpp"
 
 namespace xgrad {
@@ -110,6 +112,12 @@ xt::xarray<T> pool(const T* x, const Shape& in, const Window2d& w, std::size_t o
   const std::array<std::size_t, 2> two{2, 2}, none{0, 0};
   if (w.kernel == two && w.stride == two && w.padding == none &&
       w.dilation == std::array<std::size_t, 2>{1, 1}) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (W < (std::size_t{1} << 24)) {  // the vector loop's offsets are exact floats below
+        detail::vec::max_pool_2x2({x, planes, H, W, oh, ow}, y.data(), where.data());
+        return y;
+      }
+    }
     for (std::size_t p = 0; p < planes; ++p)
       pool_2x2(x + p * H * W, W, oh, ow, y.data() + p * oh * ow, where.data() + p * oh * ow);
     return y;

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -520,4 +521,49 @@ TEST_CASE("vectorized softmax rows and their backward against double on every pa
       for (std::size_t j = 0; j < n; ++j) CHECK(std::isnan(row[j]));
     }
   });
+}
+
+TEST_CASE("max_pool2d's vectorized 2x2 windows equal their definition on every path") {
+  // Widths whose windows fill whole batches of 4, 8 and 16 lanes and leave tails (ow = 1, 4, 14,
+  // 16, 18, 33), odd heights and widths (the last row and column in no window). Entries from
+  // {-0, 0, 1, 2} (ties in most windows, -0 against 0 among them), NaN, +-inf.
+  const float nan = std::numeric_limits<float>::quiet_NaN(),
+              inf = std::numeric_limits<float>::infinity();
+  const float pick[] = {-0.0f, 0.0f, 1.0f, 2.0f, 2.0f, 1.0f, 0.0f, -0.0f, nan, inf, -inf};
+  for (vec::Isa isa : paths())
+    for (std::size_t W : {2u, 9u, 28u, 33u, 37u, 66u})
+      for (std::size_t H : {2u, 5u}) {
+        INFO(vec::isa_name(isa) << ", planes of " << H << " x " << W);
+        const std::size_t planes = 3, oh = H / 2, ow = W / 2;
+        std::vector<float> x(planes * H * W);
+        unsigned seed = unsigned(W * 31 + H);
+        for (float& e : x) {
+          seed = seed * 1664525u + 1013904223u;
+          const unsigned r = seed >> 24;  // NaN and the infinities rarer than the rest
+          e = pick[r < 240 ? r % 8 : 8 + r % 3];
+        }
+        std::vector<float> y(planes * oh * ow, 7.0f);
+        std::vector<std::uint32_t> where(y.size(), 0);
+        vec::functions(isa).max_pool_2x2({x.data(), planes, H, W, oh, ow}, y.data(), where.data());
+        for (std::size_t p = 0; p < planes; ++p)
+          for (std::size_t i = 0; i < oh; ++i)
+            for (std::size_t j = 0; j < ow; ++j) {
+              // the first largest in row-major order, then the first NaN
+              const std::size_t at[4] = {2 * i * W + 2 * j, 2 * i * W + 2 * j + 1,
+                                         (2 * i + 1) * W + 2 * j, (2 * i + 1) * W + 2 * j + 1};
+              const float* plane = x.data() + p * H * W;
+              std::size_t best = at[0];
+              for (std::size_t k = 1; k < 4; ++k)
+                if (plane[at[k]] > plane[best]) best = at[k];
+              for (std::size_t k = 0; k < 4; ++k)
+                if (std::isnan(plane[at[k]])) {
+                  best = at[k];
+                  break;
+                }
+              const std::size_t out = (p * oh + i) * ow + j;
+              INFO("output " << out);
+              CHECK(where[out] == best);
+              CHECK(std::memcmp(&y[out], &plane[best], sizeof(float)) == 0);  // -0 is not 0
+            }
+      }
 }
