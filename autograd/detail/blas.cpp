@@ -90,23 +90,12 @@ struct MatmulPlan {
   memory::desc a, w, bias, c;
 };
 
-// The plans of one kind, made per thread and key. The key carries the thread count: oneDNN plans
-// a primitive for the threads there are when it is made. At most kOnednnPlans keys a thread.
-// A shape always gets its primitive, from its first product: a rule that sent a shape's first
-// product to gemm and the next ones to the primitive gave one input two results.
+// A shape always gets its primitive (cached_plan, onednn.hpp), from its first product: a rule that
+// sent a shape's first product to gemm and the next ones to the primitive gave one input two
+// results.
 template <class Key>
-using Plans = std::map<std::tuple<Key, int>, MatmulPlan>;
+using Plans = OnednnPlans<Key, MatmulPlan>;
 
-template <class Key, class Make>
-const MatmulPlan& cached_plan(Plans<Key>& plans, const Key& key, Make make) {
-  const std::tuple<Key, int> at{key, num_threads()};
-  auto found = plans.find(at);
-  if (found == plans.end()) {
-    if (plans.size() >= kOnednnPlans) plans.clear();
-    found = plans.emplace(at, make()).first;
-  }
-  return found->second;
-}
 MatmulPlan planned(const dnnl::matmul::desc& desc, const dnnl::primitive_attr& attr) {
   const dnnl::matmul::primitive_desc pd(desc, attr, onednn_engine());
   return {dnnl::matmul(pd), pd.src_desc(), pd.weights_desc(), pd.bias_desc(), pd.dst_desc()};

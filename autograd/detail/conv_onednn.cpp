@@ -7,7 +7,6 @@
 
 #ifdef XGRAD_ONEDNN
 #include <map>
-#include <memory>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -16,7 +15,6 @@
 #include "autograd/detail/onednn.hpp"
 #endif
 
-#include "autograd/blas.hpp"
 #include "autograd/detail/blas.hpp"
 #include "autograd/error.hpp"
 
@@ -49,7 +47,7 @@ struct Plan {
   memory::desc bw_src, bw_diff_dst, bw_diff_weights;  // backward weights
 };
 
-std::shared_ptr<Plan> make_plan(const ConvGeometry& g) {
+Plan make_plan(const ConvGeometry& g) {
   const auto d = [](std::size_t v) { return static_cast<memory::dim>(v); };
   const Dims src = {d(g.n), d(g.c), d(g.h), d(g.w)}, dst = {d(g.n), d(g.o), d(g.oh), d(g.ow)};
   const Dims weights = g.groups == 1
@@ -82,41 +80,35 @@ std::shared_ptr<Plan> make_plan(const ConvGeometry& g) {
       dnnl::convolution_backward_weights::desc(algo, any_src, any_w, bias, any_dst, strides,
                                                dilates, pad, pad_r),
       onednn_engine(), fwd);
-  auto p = std::make_shared<Plan>();
-  p->forward = dnnl::convolution_forward(fwd);
-  p->backward_data = dnnl::convolution_backward_data(bwd_data);
-  p->backward_weights = dnnl::convolution_backward_weights(bwd_weights);
-  p->src_user = memory::desc(src, f32, tag::nchw);
-  p->dst_user = memory::desc(dst, f32, tag::nchw);
-  p->weights_user = memory::desc(weights, f32, g.groups == 1 ? tag::oihw : tag::goihw);
-  p->bias_desc = bias;
-  p->src = fwd.src_desc();
-  p->weights = fwd.weights_desc();
-  p->dst = fwd.dst_desc();
-  p->bd_weights = bwd_data.weights_desc();
-  p->bd_diff_dst = bwd_data.diff_dst_desc();
-  p->bd_diff_src = bwd_data.diff_src_desc();
-  p->bw_src = bwd_weights.src_desc();
-  p->bw_diff_dst = bwd_weights.diff_dst_desc();
-  p->bw_diff_weights = bwd_weights.diff_weights_desc();
+  Plan p;
+  p.forward = dnnl::convolution_forward(fwd);
+  p.backward_data = dnnl::convolution_backward_data(bwd_data);
+  p.backward_weights = dnnl::convolution_backward_weights(bwd_weights);
+  p.src_user = memory::desc(src, f32, tag::nchw);
+  p.dst_user = memory::desc(dst, f32, tag::nchw);
+  p.weights_user = memory::desc(weights, f32, g.groups == 1 ? tag::oihw : tag::goihw);
+  p.bias_desc = bias;
+  p.src = fwd.src_desc();
+  p.weights = fwd.weights_desc();
+  p.dst = fwd.dst_desc();
+  p.bd_weights = bwd_data.weights_desc();
+  p.bd_diff_dst = bwd_data.diff_dst_desc();
+  p.bd_diff_src = bwd_data.diff_src_desc();
+  p.bw_src = bwd_weights.src_desc();
+  p.bw_diff_dst = bwd_weights.diff_dst_desc();
+  p.bw_diff_weights = bwd_weights.diff_weights_desc();
   return p;
 }
 
-// The plans of a thread, by shape and thread count (oneDNN plans a primitive for the threads there
-// are when it is made), at most kOnednnPlans of them.
-Plan& plan(const ConvGeometry& g) {
+// The plans of a thread, by shape (and thread count: cached_plan).
+const Plan& plan(const ConvGeometry& g) {
   using Key = std::tuple<std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
                          std::size_t, std::size_t, std::size_t, std::array<std::size_t, 2>,
-                         std::array<std::size_t, 2>, std::array<std::size_t, 2>, bool, int>;
-  thread_local std::map<Key, std::shared_ptr<Plan>> plans;
-  const Key key{g.n,      g.c,      g.h,       g.w,        g.o,    g.kh,         g.kw,
-                g.groups, g.stride, g.padding, g.dilation, g.bias, num_threads()};
-  auto found = plans.find(key);
-  if (found == plans.end()) {
-    if (plans.size() >= kOnednnPlans) plans.clear();
-    found = plans.emplace(key, make_plan(g)).first;
-  }
-  return *found->second;
+                         std::array<std::size_t, 2>, std::array<std::size_t, 2>, bool>;
+  thread_local OnednnPlans<Key, Plan> plans;
+  const Key key{g.n,  g.c,      g.h,      g.w,       g.o,        g.kh,
+                g.kw, g.groups, g.stride, g.padding, g.dilation, g.bias};
+  return cached_plan(plans, key, [&] { return make_plan(g); });
 }
 
 // Per-thread arrays for the data in oneDNN's layouts, grown to the largest shape seen.
@@ -163,7 +155,7 @@ bool onednn_convolution() { return true; }
 void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                          float* y) {
   onednn_guarded("conv2d: oneDNN's forward convolution failed", [&] {
-    Plan& p = plan(g);
+    const Plan& p = plan(g);
     dnnl::stream& s = onednn_stream();
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, input(s, p.src_user, x, p.src, kSrc)},
@@ -184,7 +176,7 @@ void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, 
 void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w, const float* dy,
                           float* dx, float* dw, float* db) {
   onednn_guarded("conv2d: oneDNN's backward convolution failed", [&] {
-    Plan& p = plan(g);
+    const Plan& p = plan(g);
     dnnl::stream& s = onednn_stream();
     std::vector<float> bias_sink;  // the bias gradient when only dw is asked for
     memory diff_dst;

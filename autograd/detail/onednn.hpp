@@ -4,17 +4,35 @@
 // per thread, not one per file. Only for files compiled with XGRAD_ONEDNN.
 
 #include <cstddef>
+#include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <tuple>
 
+#include "autograd/blas.hpp"
 #include "autograd/error.hpp"
 
 namespace xgrad::detail {
 
-// At most this many primitive plans per thread and cache (blas.cpp's matmuls, conv_onednn.cpp's
-// convolutions): past it a cache starts over, so that a program whose shapes never repeat does
-// not grow it without end.
+// A thread's plans of one kind (blas.cpp's matmuls, conv_onednn.cpp's convolutions), by key and
+// thread count: oneDNN plans a primitive for the threads there are when it is made. At most
+// kOnednnPlans of them: past that the map starts over, so that a program whose shapes never repeat
+// does not grow it without end.
 constexpr std::size_t kOnednnPlans = 64;
+template <class Key, class Plan>
+using OnednnPlans = std::map<std::tuple<Key, int>, Plan>;
+
+// The plan of `key` under the current thread count, made by make() the first time.
+template <class Key, class Plan, class Make>
+const Plan& cached_plan(OnednnPlans<Key, Plan>& plans, const Key& key, Make make) {
+  const std::tuple<Key, int> at{key, num_threads()};
+  auto found = plans.find(at);
+  if (found == plans.end()) {
+    if (plans.size() >= kOnednnPlans) plans.clear();
+    found = plans.emplace(at, make()).first;
+  }
+  return found->second;
+}
 
 dnnl::engine& onednn_engine();
 dnnl::stream& onednn_stream();  // the calling thread's
