@@ -9,9 +9,11 @@
 //   evaluation: dxhat = u / sqrt(var + eps)
 // NOTE: a primitive for speed: two passes for the statistics, one for z; the backward one pass
 // for sum(g) and sum(g (x - mu)) together, one for dx = a g + b (x - mu) + k (per-channel
-// constants). Rows are summed in T with eight running sums, then in double across rows. Under
-// create_graph the backward is written in ops (the statistics recomputed from x by mean and
-// var), so that its own derivative is recorded.
+// constants). Every pass walks x in memory order (batch, then channel), with a running sum per
+// channel: a channel's rows are still added in batch order, and one channel at a time across the
+// batch was about a fifth slower (a strided walk). Rows are summed in T with eight running sums,
+// then in double across rows. Under create_graph the backward is written in ops (the statistics
+// recomputed from x by mean and var), so that its own derivative is recorded.
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
@@ -73,31 +75,36 @@ struct BatchNorm final : Node {
       xt::xarray<T> dx = detail::empty<T>(x.shape());
       xt::xarray<T> dw = detail::empty<T>({L.c}), db = detail::empty<T>({L.c});
       const double M = double(L.m());
-      for (std::size_t c = 0; c < L.c; ++c) {
-        double sum_g = 0, sum_gd = 0;  // sum(g), sum(g (x - mu))
-        for (std::size_t n = 0; n < L.n; ++n) {
+      // sum(g) and sum(g (x - mu)) per channel, in memory order (a channel's rows are added in
+      // the same order either way)
+      std::vector<detail::RowSums> sums(L.c, detail::RowSums{0, 0});
+      for (std::size_t n = 0; n < L.n; ++n)
+        for (std::size_t c = 0; c < L.c; ++c) {
           const std::size_t at = (n * L.c + c) * L.s;
           const detail::RowSums row = detail::row_sums(pg + at, px + at, L.s, pm[c]);
-          sum_g += row.g;
-          sum_gd += row.gd;
+          sums[c].g += row.g;
+          sums[c].gd += row.gd;
         }
+      // dx = a g + b (x - mu) + k, with a, b, k per channel
+      std::vector<T> a(L.c), b(L.c), k(L.c);
+      for (std::size_t c = 0; c < L.c; ++c) {
         const double wc = pw ? double(pw[c]) : 1.0, inv = double(pi[c]);
-        const double sum_gx = sum_gd * inv;  // sum(g xhat)
-        // dx = a g + b (x - mu) + k, per channel
-        const T a = static_cast<T>(wc * inv);
-        const T b = training_ ? static_cast<T>(-wc * inv * inv * sum_gx / M) : T{0};
-        const T k = training_ ? static_cast<T>(-wc * inv * sum_g / M) : T{0};
-        const T m = pm[c];
-        for (std::size_t n = 0; n < L.n; ++n) {
+        const double sum_g = sums[c].g, sum_gx = sums[c].gd * inv;  // sum(g), sum(g xhat)
+        a[c] = static_cast<T>(wc * inv);
+        b[c] = training_ ? static_cast<T>(-wc * inv * inv * sum_gx / M) : T{0};
+        k[c] = training_ ? static_cast<T>(-wc * inv * sum_g / M) : T{0};
+        dw.data()[c] = static_cast<T>(sum_gx);
+        db.data()[c] = static_cast<T>(sum_g);
+      }
+      for (std::size_t n = 0; n < L.n; ++n)
+        for (std::size_t c = 0; c < L.c; ++c) {
           const std::size_t at = (n * L.c + c) * L.s;
           const T* gr = pg + at;
           const T* xr = px + at;
           T* out = dx.data() + at;
-          for (std::size_t s = 0; s < L.s; ++s) out[s] = a * gr[s] + b * (xr[s] - m) + k;
+          const T ac = a[c], bc = b[c], kc = k[c], m = pm[c];
+          for (std::size_t s = 0; s < L.s; ++s) out[s] = ac * gr[s] + bc * (xr[s] - m) + kc;
         }
-        dw.data()[c] = static_cast<T>(sum_gx);
-        db.data()[c] = static_cast<T>(sum_g);
-      }
       if (needs_grad(0)) grads[0] = Tensor(std::move(dx));
       if (affine_ && needs_grad(wi)) grads[wi] = Tensor(std::move(dw));
       if (bias_ && needs_grad(bi)) grads[bi] = Tensor(std::move(db));
@@ -183,18 +190,25 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     using T = decltype(zero);
     const T* px = detail::data<T>(x);
     xt::xarray<T> means = detail::empty<T>({L.c}), inv = detail::empty<T>({L.c});
+    // two passes in training: the mean, then the squares around it; each in memory order (the
+    // rows of a channel are added in the same order either way)
+    std::vector<double> m_of(L.c, 0.0), v_of(L.c, 0.0);
+    if (training) {
+      for (std::size_t n = 0; n < L.n; ++n)
+        for (std::size_t c = 0; c < L.c; ++c)
+          m_of[c] += detail::row_sum(px + (n * L.c + c) * L.s, L.s, [](T e) { return e; });
+      for (double& m : m_of) m /= double(L.m());
+      for (std::size_t n = 0; n < L.n; ++n)
+        for (std::size_t c = 0; c < L.c; ++c) {
+          const T mt = static_cast<T>(m_of[c]);
+          v_of[c] += detail::row_sum(px + (n * L.c + c) * L.s, L.s,
+                                     [mt](T e) { return (e - mt) * (e - mt); });
+        }
+      for (double& v : v_of) v /= double(L.m());
+    }
     for (std::size_t c = 0; c < L.c; ++c) {
-      double m = 0, v = 0;
-      if (training) {  // two passes: the mean, then the squares around it
-        for (std::size_t n = 0; n < L.n; ++n)
-          m += detail::row_sum(px + (n * L.c + c) * L.s, L.s, [](T e) { return e; });
-        m /= double(L.m());
-        const T mt = static_cast<T>(m);
-        for (std::size_t n = 0; n < L.n; ++n)
-          v += detail::row_sum(px + (n * L.c + c) * L.s, L.s,
-                               [mt](T e) { return (e - mt) * (e - mt); });
-        v /= double(L.m());
-      } else {
+      double m = m_of[c], v = v_of[c];
+      if (!training) {
         m = double(detail::values<T>(running_mean)(c));
         v = double(detail::values<T>(running_var)(c));
       }
