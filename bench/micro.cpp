@@ -72,7 +72,11 @@ void BM_Linear(benchmark::State& state) {
     x.zero_grad();
   }
 }
-BENCHMARK(BM_Linear)->Args({64, 784, 256, 0})->Args({64, 256, 128, 1})->Args({256, 256, 128, 1});
+BENCHMARK(BM_Linear)
+    ->Args({64, 784, 256, 0})
+    ->Args({64, 256, 128, 1})
+    ->Args({256, 256, 128, 1})
+    ->Args({64, 3136, 256, 1});
 
 // ReLU forward and backward.
 void BM_Relu(benchmark::State& state) {

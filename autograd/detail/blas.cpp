@@ -203,15 +203,18 @@ void linear_by_gemm(std::size_t m, std::size_t n, std::size_t k, const T* x, con
 }
 }  // namespace
 
-// From how many rows of X the primitive goes first. It repacks W at every call, as sgemm's N T does,
-// but below this sgemm's kernels for few rows win: at 1 x 784 x 256 the primitive took 2.6x
-// sgemm's time, at 32 rows 1.02-1.03x, at 128 0.97x, at 256-1024 0.84-0.94x (docs/performance.md).
-constexpr std::size_t kLinearPrimitiveRows = 128;
+// Whether the primitive goes first: from 128 rows of X, or from 64 when the rows are long (k from
+// 2048). It repacks W at every call, as sgemm's N T does, but with fewer rows sgemm's kernels win
+// or tie: at 1 x 784 x 256 the primitive took 2.6x sgemm's time, at 32 rows 1.02-1.03x, at 64
+// 0.97-1.00x, at 128 0.97x, at 256-1024 0.84-0.94x; at 64 x 3136 x 256 (the reference CNN's
+// hidden layer) 0.76x, and 0.62x with the caches cold (docs/performance.md).
+constexpr std::size_t kLinearPrimitiveRows = 128, kLongRowPrimitiveRows = 64, kLongRow = 2048;
 
 void linear_product(std::size_t m, std::size_t n, std::size_t k, const float* x, const float* w,
                     const float* b, float* z) {
 #ifdef XGRAD_ONEDNN
-  if (m >= kLinearPrimitiveRows && n != 0 && k != 0) {
+  const bool primitive = m >= kLinearPrimitiveRows || (m >= kLongRowPrimitiveRows && k >= kLongRow);
+  if (primitive && n != 0 && k != 0) {
     count_float32_product(double(m) * double(n) * double(k));
     guarded("linear", m, n, k, [&] {
       const MatmulPlan& plan = linear_plan(m, n, k, b != nullptr);

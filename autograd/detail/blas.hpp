@@ -16,10 +16,11 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           double* c, std::size_t ldc);
 
 // Z (m, n) = X (m, k) W^T + b: a linear layer's forward; X, W (n, k) and Z row-major and dense,
-// b (n) or null (no bias). float32 on oneDNN from 128 rows of X: a matmul primitive (made once per
-// shape and thread) that reads W in place and adds b as it writes Z; gemm's N T form took
-// 1.04-1.16x its time on the transformer's layers (docs/performance.md). Elsewhere (fewer rows,
-// float64, an OpenBLAS build, an empty side): b copied to every row, then gemm adds X W^T.
+// b (n) or null (no bias). float32 on oneDNN from 128 rows of X (64 when k >= 2048): a matmul
+// primitive (made once per shape and thread) that reads W in place and adds b as it writes Z;
+// gemm's N T form took 1.04-1.16x its time on the transformer's layers, 1.3x on the reference
+// CNN's hidden layer (docs/performance.md). Elsewhere (fewer rows, float64, an OpenBLAS build, an
+// empty side): b copied to every row, then gemm adds X W^T.
 void linear_product(std::size_t m, std::size_t n, std::size_t k, const float* x, const float* w,
                     const float* b, float* z);
 void linear_product(std::size_t m, std::size_t n, std::size_t k, const double* x, const double* w,

@@ -163,10 +163,12 @@ void check_linear(std::size_t m, std::size_t n, std::size_t k, bool bias, bool v
 TEST_CASE("linear's x W^T + b agrees with a loop, with and without the bias") {
   INFO("float32 backend: " << gemm_backend());
   Generator gen(8);
-  // rows from 128 on oneDNN's matmul primitive, fewer on gemm: odd shapes on both sides
-  const std::size_t shapes[][3] = {{1024, 384, 128}, {129, 65, 33}, {128, 1, 1}, {7, 13, 5},
-                                   {1, 1, 1},        {33, 65, 129}, {3, 0, 4},   {0, 5, 4},
-                                   {3, 5, 0},        {200, 0, 4},   {200, 5, 0}};
+  // rows from 128 (from 64 when k >= 2048) on oneDNN's matmul primitive, fewer on gemm: odd
+  // shapes on both sides of each bound
+  const std::size_t shapes[][3] = {{1024, 384, 128}, {129, 65, 33}, {128, 1, 1},   {7, 13, 5},
+                                   {1, 1, 1},        {33, 65, 129}, {3, 0, 4},     {0, 5, 4},
+                                   {3, 5, 0},        {200, 0, 4},   {200, 5, 0},   {64, 9, 2048},
+                                   {63, 9, 2049},    {64, 9, 2047}, {127, 3, 2049}};
   for (const auto& s : shapes)
     for (bool bias : {true, false}) {
       check_linear<float>(s[0], s[1], s[2], bias, false, gen);
