@@ -1,7 +1,8 @@
 #pragma once
-// The oneDNN engine and the stream of the calling thread that every oneDNN call of xgrad goes
-// through (the matmul primitives of blas.cpp, the convolutions of conv_onednn.cpp): one of each
-// per thread, not one per file. Only for files compiled with XGRAD_ONEDNN.
+// What every oneDNN call of xgrad (the matmul primitives of blas.cpp, the convolutions of
+// conv_onednn.cpp) shares: the engine and the stream of the calling thread (one of each per
+// thread, not one per file), the cache of a thread's primitives (cached_plan), and the turning of
+// a oneDNN failure into xgrad's error (onednn_guarded). Only for files compiled with XGRAD_ONEDNN.
 
 #include <cstddef>
 #include <map>

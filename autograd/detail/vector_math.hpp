@@ -1,8 +1,9 @@
 #pragma once
 // Transcendental functions over float arrays, in place (x[i] = f(x[i])), and the loops of GELU,
-// the GRU and LSTM gates, layer norm and the optimizers' updates, vectorized with xsimd for the
-// widest instruction set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2
-// (8), or SSE2 (4, x86-64's baseline; all a plain loop gets from the compiler's default flags).
+// the GRU and LSTM gates, layer norm, column sums, softmax rows, 2 x 2 max pooling and the
+// optimizers' updates, vectorized with xsimd (and a few raw intrinsics) for the widest instruction
+// set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2 (8), or SSE2 (4,
+// x86-64's baseline; all a plain loop gets from the compiler's default flags).
 // std::exp and friends are calls that no loop vectorizes; these run to about 1 ulp. The elements
 // past the last full vector go through the same vector code (padded), so a value never depends on
 // where it sits in the array. XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the
