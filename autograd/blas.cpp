@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 
+#include <atomic>
+
 #include <omp.h>
 
 #include "autograd/detail/blas.hpp"
@@ -16,5 +18,11 @@ void set_num_threads(int threads) {
 int num_threads() { return openblas_get_num_threads(); }
 
 const char* gemm_backend() { return detail::gemm_backend(); }
+
+namespace {
+std::atomic<bool> winograd{true};
+}
+void set_allow_winograd(bool allow) { winograd = allow; }
+bool allow_winograd() { return winograd; }
 
 }  // namespace xgrad

@@ -50,11 +50,12 @@ struct Plan {
 // Whether the forward and the input's gradient may take oneDNN's Winograd convolution
 // (convolution_auto: oneDNN takes F(4x4, 3x3) where it has it and judges it faster, on AVX-512 for
 // 3 x 3 windows of stride 1, and the direct one elsewhere): from 16 channels in and out of a
-// group. With one input channel (the reference CNN's first layer) its forward took 5x the direct
-// time; the weights' gradient stays direct (no faster). Winograd adds and subtracts transformed
-// tiles, so its sums are not the direct ones: conv2d's float32 tests bound the difference.
+// group, unless set_allow_winograd(false) (autograd/blas.hpp). With one input channel (the
+// reference CNN's first layer) its forward took 5x the direct time; the weights' gradient stays
+// direct (no faster). Winograd adds and subtracts transformed tiles, so its sums are not the
+// direct ones: conv2d's float32 tests bound the difference.
 bool winograd_allowed(const ConvGeometry& g) {
-  return g.c / g.groups >= 16 && g.o / g.groups >= 16;
+  return allow_winograd() && g.c / g.groups >= 16 && g.o / g.groups >= 16;
 }
 
 Plan make_plan(const ConvGeometry& g) {
@@ -111,14 +112,16 @@ Plan make_plan(const ConvGeometry& g) {
   return p;
 }
 
-// The plans of a thread, by shape (and thread count: cached_plan).
+// The plans of a thread, by shape and whether Winograd is allowed (and thread count:
+// cached_plan).
 const Plan& plan(const ConvGeometry& g) {
   using Key = std::tuple<std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
                          std::size_t, std::size_t, std::size_t, std::array<std::size_t, 2>,
-                         std::array<std::size_t, 2>, std::array<std::size_t, 2>, bool>;
+                         std::array<std::size_t, 2>, std::array<std::size_t, 2>, bool, bool>;
   thread_local OnednnPlans<Key, Plan> plans;
-  const Key key{g.n,  g.c,      g.h,      g.w,       g.o,        g.kh,
-                g.kw, g.groups, g.stride, g.padding, g.dilation, g.bias};
+  const bool winograd = winograd_allowed(g);
+  const Key key{g.n,      g.c,      g.h,       g.w,        g.o,    g.kh,    g.kw,
+                g.groups, g.stride, g.padding, g.dilation, g.bias, winograd};
   return cached_plan(plans, key, [&] { return make_plan(g); });
 }
 

@@ -510,11 +510,13 @@ TEST_CASE("conv2d gives each input's gradient alone: frozen weight, frozen bias,
 
 TEST_CASE("conv2d float32 on the reference CNN's 3 x 3 layers keeps the error bound of a sum") {
   // On an AVX-512 processor and one thread oneDNN takes its Winograd convolution for these
-  // (forward and input gradient; detail/conv_onednn.cpp): tiles transformed, multiplied and
-  // transformed back, so the sums are not the direct ones. Each entry must still be within the
-  // bound of a float32 sum of its K products, K eps sum |products| (linear's product is held to
-  // 2 K eps), against the definition in double: forward and input gradient. (Measured on a Zen 5:
-  // Winograd's worst entries reach 0.02-0.04 of it, the direct convolution's 0.004.)
+  // (forward and input gradient; detail/conv_onednn.cpp) unless set_allow_winograd(false): tiles
+  // transformed, multiplied and transformed back, so the sums are not the direct ones. Each entry
+  // must still be within the bound of a float32 sum of its K products, K eps sum |products|
+  // (linear's product is held to 2 K eps), against the definition in double: forward and input
+  // gradient, Winograd allowed or not. (Measured on a Zen 5: Winograd's worst entries reach
+  // 0.02-0.04 of it, the direct convolution's 0.004.) Switching back and forth gives each
+  // setting's own bits again, and where oneDNN has Winograd (AVX-512) the two differ.
   const int threads = num_threads();
   set_num_threads(1);
   Generator gen(34);
@@ -529,17 +531,17 @@ TEST_CASE("conv2d float32 on the reference CNN's 3 x 3 layers keeps the error bo
     INFO("worst error / (K eps sum |products|): " << worst_ratio);
     CHECK(worst_ratio <= 1);
   };
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  REQUIRE(allow_winograd());  // the default
   for (const auto& [xs, ws] : {std::pair{Shape{16, 32, 14, 14}, Shape{32, 32, 3, 3}},
                                std::pair{Shape{16, 32, 14, 14}, Shape{64, 32, 3, 3}}}) {
     INFO("x " << shape_str(xs) << " w " << shape_str(ws));
-    const Tensor x = randn(xs, {}, gen).requires_grad_(), w = randn(ws, {}, gen),
-                 b = randn({ws[0]}, {}, gen), g = randn({xs[0], ws[0], xs[2], xs[3]}, {}, gen);
-    const Tensor y = conv2d(x, w, b, func(o));
-    sum(mul(y, g)).backward();
+    const Tensor x = randn(xs, {}, gen), w = randn(ws, {}, gen), b = randn({ws[0]}, {}, gen),
+                 g = randn({xs[0], ws[0], xs[2], xs[3]}, {}, gen);
     Shape shape;
     const auto exact = naive_conv<float>(x, w, b, o, shape);
-    const auto magnitude = naive_conv<float>(abs(x).detach(), abs(w), abs(b), o, shape);
-    within(testing::flat(cast(y, kFloat64)), exact, magnitude, double(ws[1] * 9));
+    const auto magnitude = naive_conv<float>(abs(x), abs(w), abs(b), o, shape);
     // dx[n, c, y, z] = sum over o, i, j of g[n, o, y + 1 - i, z + 1 - j] w[o, c, i, j]
     const auto& G = g.value<float>();
     const auto& W = w.value<float>();
@@ -562,7 +564,25 @@ TEST_CASE("conv2d float32 on the reference CNN's 3 x 3 layers keeps the error bo
             dx.push_back(s);
             dx_magnitude.push_back(m);
           }
-    within(testing::flat(cast(x.grad(), kFloat64)), dx, dx_magnitude, double(ws[0] * 9));
+    // Winograd allowed, not, allowed again: the output and the input gradient of each
+    std::vector<std::pair<std::vector<double>, std::vector<double>>> runs;
+    for (bool allow : {true, false, true, false}) {
+      INFO("Winograd allowed: " << allow);
+      set_allow_winograd(allow);
+      const Tensor xv = x.detach().requires_grad_();
+      const Tensor y = conv2d(xv, w, b, func(o));
+      sum(mul(y, g)).backward();
+      runs.emplace_back(testing::flat(cast(y, kFloat64)), testing::flat(cast(xv.grad(), kFloat64)));
+      within(runs.back().first, exact, magnitude, double(ws[1] * 9));
+      within(runs.back().second, dx, dx_magnitude, double(ws[0] * 9));
+    }
+    set_allow_winograd(true);
+    CHECK(runs[2] == runs[0]);
+    CHECK(runs[3] == runs[1]);
+    if (avx512 && std::string(gemm_backend()) == "onednn") {
+      CHECK(runs[0].first != runs[1].first);
+      CHECK(runs[0].second != runs[1].second);
+    }
   }
   set_num_threads(threads);
 }
