@@ -6,7 +6,6 @@
 #include "autograd/detail/conv_onednn.hpp"
 
 #ifdef XGRAD_ONEDNN
-#include <map>
 #include <string>
 #include <tuple>
 #include <unordered_map>

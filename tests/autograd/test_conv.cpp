@@ -61,6 +61,38 @@ std::vector<double> naive_conv(const Tensor& x, const Tensor& w, const Tensor& b
   return out;
 }
 
+// conv2d's gradients by its definition, in double, for the output's gradient g: every product
+// w[o, c, i, j] x[n, gC + c, y, z] of the sums, times g, added into dx, dw and db.
+struct Grads {
+  xt::xarray<double> dx, dw, db;
+};
+Grads naive_grads(const Tensor& x, const Tensor& w, const Tensor& g, const Settings& o) {
+  const auto X = cast(x, kFloat64).value<double>();
+  const auto Wt = cast(w, kFloat64).value<double>();
+  const auto G = cast(g, kFloat64).value<double>();
+  Grads r{xt::zeros<double>(x.shape()), xt::zeros<double>(w.shape()),
+          xt::zeros<double>({w.size(0)})};
+  const std::size_t O = w.size(0), Cg = w.size(1);
+  for (std::size_t n = 0; n < g.size(0); ++n)
+    for (std::size_t oc = 0; oc < O; ++oc)
+      for (std::size_t p = 0; p < g.size(2); ++p)
+        for (std::size_t q = 0; q < g.size(3); ++q) {
+          r.db(oc) += G(n, oc, p, q);
+          const std::size_t grp = oc / (O / o.groups);
+          for (std::size_t ch = 0; ch < Cg; ++ch)
+            for (std::size_t i = 0; i < w.size(2); ++i)
+              for (std::size_t j = 0; j < w.size(3); ++j) {
+                const long y = long(p * o.stride[0] + i * o.dilation[0]) - long(o.padding[0]);
+                const long z = long(q * o.stride[1] + j * o.dilation[1]) - long(o.padding[1]);
+                if (y < 0 || z < 0 || y >= long(x.size(2)) || z >= long(x.size(3))) continue;
+                const std::size_t at[] = {n, grp * Cg + ch, std::size_t(y), std::size_t(z)};
+                r.dw(oc, ch, i, j) += G(n, oc, p, q) * X(at[0], at[1], at[2], at[3]);
+                r.dx(at[0], at[1], at[2], at[3]) += G(n, oc, p, q) * Wt(oc, ch, i, j);
+              }
+        }
+  return r;
+}
+
 double worst(const std::vector<double>& a, const Tensor& t) {
   const auto b = testing::flat(cast(t, kFloat64));
   REQUIRE(a.size() == b.size());
@@ -156,30 +188,7 @@ TEST_CASE("conv2d's gradients equal plain loops on every path, both dtypes") {
     Shape shape;
     naive_conv<double>(x, w, b, c.o, shape);
     const Tensor g = randn(shape, {.dtype = kFloat64}, gen);
-    // by the definition: every product w[o, c, i, j] x[n, gC + c, y, z] of the sum, times g
-    const auto& X = x.value<double>();
-    const auto& Wt = w.value<double>();
-    const auto& G = g.value<double>();
-    xt::xarray<double> dx = xt::zeros<double>(c.x), dw = xt::zeros<double>(c.w),
-                       db = xt::zeros<double>({c.w[0]});
-    const std::size_t O = c.w[0], Cg = c.w[1];
-    for (std::size_t n = 0; n < shape[0]; ++n)
-      for (std::size_t o = 0; o < O; ++o)
-        for (std::size_t p = 0; p < shape[2]; ++p)
-          for (std::size_t q = 0; q < shape[3]; ++q) {
-            db(o) += G(n, o, p, q);
-            const std::size_t grp = o / (O / c.o.groups);
-            for (std::size_t ch = 0; ch < Cg; ++ch)
-              for (std::size_t i = 0; i < c.w[2]; ++i)
-                for (std::size_t j = 0; j < c.w[3]; ++j) {
-                  const long y = long(p * c.o.stride[0] + i * c.o.dilation[0]) - long(c.o.padding[0]);
-                  const long z = long(q * c.o.stride[1] + j * c.o.dilation[1]) - long(c.o.padding[1]);
-                  if (y < 0 || z < 0 || y >= long(c.x[2]) || z >= long(c.x[3])) continue;
-                  const std::size_t at[] = {n, grp * Cg + ch, std::size_t(y), std::size_t(z)};
-                  dw(o, ch, i, j) += G(n, o, p, q) * X(at[0], at[1], at[2], at[3]);
-                  dx(at[0], at[1], at[2], at[3]) += G(n, o, p, q) * Wt(o, ch, i, j);
-                }
-          }
+    const auto [dx, dw, db] = naive_grads(x, w, g, c.o);
     for (Dtype dtype : {kFloat64, kFloat32}) {
       INFO("dtype " << dtype_name(dtype));
       const Tensor xv = cast(x, dtype).requires_grad_(), wv = cast(w, dtype).requires_grad_(),
@@ -542,28 +551,9 @@ TEST_CASE("conv2d float32 on the reference CNN's 3 x 3 layers keeps the error bo
     Shape shape;
     const auto exact = naive_conv<float>(x, w, b, o, shape);
     const auto magnitude = naive_conv<float>(abs(x), abs(w), abs(b), o, shape);
-    // dx[n, c, y, z] = sum over o, i, j of g[n, o, y + 1 - i, z + 1 - j] w[o, c, i, j]
-    const auto& G = g.value<float>();
-    const auto& W = w.value<float>();
-    std::vector<double> dx, dx_magnitude;
-    for (std::size_t n = 0; n < xs[0]; ++n)
-      for (std::size_t c = 0; c < xs[1]; ++c)
-        for (std::size_t p = 0; p < xs[2]; ++p)
-          for (std::size_t q = 0; q < xs[3]; ++q) {
-            double s = 0, m = 0;
-            for (std::size_t oc = 0; oc < ws[0]; ++oc)
-              for (std::size_t i = 0; i < 3; ++i)
-                for (std::size_t j = 0; j < 3; ++j) {
-                  const long r = long(p + 1) - long(i), t = long(q + 1) - long(j);
-                  if (r < 0 || t < 0 || r >= long(xs[2]) || t >= long(xs[3])) continue;
-                  const double e =
-                      double(G(n, oc, std::size_t(r), std::size_t(t))) * W(oc, c, i, j);
-                  s += e;
-                  m += std::abs(e);
-                }
-            dx.push_back(s);
-            dx_magnitude.push_back(m);
-          }
+    // the input gradient's sums, and the same sums of |g| |w|
+    const xt::xarray<double> dx = naive_grads(x, w, g, o).dx,
+                             dx_magnitude = naive_grads(x, abs(w), abs(g), o).dx;
     // Winograd allowed, not, allowed again: the output and the input gradient of each
     std::vector<std::pair<std::vector<double>, std::vector<double>>> runs;
     for (bool allow : {true, false, true, false}) {
@@ -574,7 +564,8 @@ TEST_CASE("conv2d float32 on the reference CNN's 3 x 3 layers keeps the error bo
       sum(mul(y, g)).backward();
       runs.emplace_back(testing::flat(cast(y, kFloat64)), testing::flat(cast(xv.grad(), kFloat64)));
       within(runs.back().first, exact, magnitude, double(ws[1] * 9));
-      within(runs.back().second, dx, dx_magnitude, double(ws[0] * 9));
+      within(runs.back().second, std::vector<double>(dx.begin(), dx.end()),
+             std::vector<double>(dx_magnitude.begin(), dx_magnitude.end()), double(ws[0] * 9));
     }
     set_allow_winograd(true);
     CHECK(runs[2] == runs[0]);
