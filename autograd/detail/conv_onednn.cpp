@@ -21,6 +21,7 @@ namespace xgrad::detail {
 
 #ifndef XGRAD_ONEDNN
 bool onednn_convolution() { return false; }
+bool onednn_conv_winograd(const ConvGeometry&) { return false; }
 void onednn_conv_forward(const ConvGeometry&, const float*, const float*, const float*, float*) {
   throw Error("conv2d: this build has no oneDNN");
 }
@@ -44,15 +45,16 @@ struct Plan {
   memory::desc src, weights, dst;                 // forward
   memory::desc bd_weights, bd_diff_dst, bd_diff_src;  // backward data
   memory::desc bw_src, bw_diff_dst, bw_diff_weights;  // backward weights
+  bool winograd = false;  // the forward (and so the weights' gradient) took Winograd
 };
 
-// Whether the forward and the input's gradient may take oneDNN's Winograd convolution
-// (convolution_auto: oneDNN takes F(4x4, 3x3) where it has it and judges it faster, on AVX-512 for
-// 3 x 3 windows of stride 1, and the direct one elsewhere): from 16 channels in and out of a
-// group, unless set_allow_winograd(false) (autograd/blas.hpp). With one input channel (the
-// reference CNN's first layer) its forward took 5x the direct time; the weights' gradient stays
-// direct (no faster). Winograd adds and subtracts transformed tiles, so its sums are not the
-// direct ones: conv2d's float32 tests bound the difference.
+// Whether the convolution may take oneDNN's Winograd convolution (convolution_auto for the
+// forward and the input's gradient: oneDNN takes F(4x4, 3x3) where it has it and judges it faster,
+// on AVX-512 for 3 x 3 windows of stride 1, and the direct one elsewhere; the weights' gradient
+// follows the forward, make_plan): from 16 channels in and out of a group, unless
+// set_allow_winograd(false) (autograd/blas.hpp). With one input channel (the reference CNN's first
+// layer) its forward took 5x the direct time. Winograd adds and subtracts transformed tiles, so its
+// sums are not the direct ones: conv2d's float32 tests bound the difference.
 bool winograd_allowed(const ConvGeometry& g) {
   return allow_winograd() && g.c / g.groups >= 16 && g.o / g.groups >= 16;
 }
@@ -87,11 +89,26 @@ Plan make_plan(const ConvGeometry& g) {
       dnnl::convolution_backward_data::desc(algo, any_src, any_w, any_dst, strides, dilates, pad,
                                             pad_r),
       onednn_engine(), fwd);
-  dnnl::convolution_backward_weights::primitive_desc bwd_weights(
-      dnnl::convolution_backward_weights::desc(direct, any_src, any_w, bias, any_dst, strides,
-                                               dilates, pad, pad_r),
-      onednn_engine(), fwd);
+  // The weights' gradient takes Winograd where the forward did (convolution_auto never chooses it
+  // for this pass, but asked for, it was 5-15% faster than the direct one on each of the reference
+  // CNN's 32- and 64-channel layers), and the direct one elsewhere or where oneDNN has none.
+  const auto weights_pd = [&](dnnl::algorithm a) {
+    return dnnl::convolution_backward_weights::primitive_desc(
+        dnnl::convolution_backward_weights::desc(a, any_src, any_w, bias, any_dst, strides, dilates,
+                                                 pad, pad_r),
+        onednn_engine(), fwd);
+  };
+  dnnl::convolution_backward_weights::primitive_desc bwd_weights;
+  const bool winograd = std::string(fwd.impl_info_str()).find("wino") != std::string::npos;
+  if (winograd) {
+    try {
+      bwd_weights = weights_pd(dnnl::algorithm::convolution_winograd);
+    } catch (const dnnl::error&) {  // none for this shape: the direct one below
+    }
+  }
+  if (!bwd_weights) bwd_weights = weights_pd(direct);
   Plan p;
+  p.winograd = winograd;
   p.forward = dnnl::convolution_forward(fwd);
   p.backward_data = dnnl::convolution_backward_data(bwd_data);
   p.backward_weights = dnnl::convolution_backward_weights(bwd_weights);
@@ -164,6 +181,12 @@ double multiply_adds(const ConvGeometry& g) {
 }  // namespace
 
 bool onednn_convolution() { return true; }
+
+bool onednn_conv_winograd(const ConvGeometry& g) {
+  bool winograd = false;
+  onednn_guarded("conv2d: oneDNN's convolution plan failed", [&] { winograd = plan(g).winograd; });
+  return winograd;
+}
 
 void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                          float* y) {

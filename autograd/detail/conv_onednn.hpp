@@ -1,7 +1,8 @@
 #pragma once
-// float32 convolution on oneDNN's direct convolution primitives, where the build has oneDNN.
-// Measured against xgrad's own shifted products on the reference CNN's layers: 1.3-2x faster
-// forward and backward, reorders to and from its blocked layout included (docs/performance.md).
+// float32 convolution on oneDNN's convolution primitives (direct, or Winograd's where allowed:
+// conv_onednn.cpp), where the build has oneDNN. Measured against xgrad's own shifted products on
+// the reference CNN's layers: 1.3-2x faster forward and backward with the direct ones, reorders to
+// and from its blocked layout included (docs/performance.md).
 
 #include <array>
 #include <cstddef>
@@ -16,6 +17,9 @@ struct ConvGeometry {
 
 /// Whether this build runs float32 convolutions on oneDNN.
 bool onednn_convolution();
+/// Whether oneDNN's convolution of this shape, on this thread at the current settings (threads,
+/// set_allow_winograd), takes Winograd's: for tests that hold its sums to their error bound.
+bool onednn_conv_winograd(const ConvGeometry& g);
 /// y (n, o, oh, ow) = conv(x, w) + b; b null without bias. NCHW in, NCHW out.
 void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                          float* y);

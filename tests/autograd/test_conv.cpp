@@ -3,11 +3,14 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <limits>
+#include <span>
 #include <utility>
 
 #include "autograd/blas.hpp"
+#include "autograd/detail/conv_onednn.hpp"
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
 
@@ -519,20 +522,21 @@ TEST_CASE("conv2d gives each input's gradient alone: frozen weight, frozen bias,
 
 TEST_CASE("conv2d float32 on the reference CNN's 3 x 3 layers keeps the error bound of a sum") {
   // On an AVX-512 processor and one thread oneDNN takes its Winograd convolution for these
-  // (forward and input gradient; detail/conv_onednn.cpp) unless set_allow_winograd(false): tiles
+  // (forward and both gradients; detail/conv_onednn.cpp) unless set_allow_winograd(false): tiles
   // transformed, multiplied and transformed back, so the sums are not the direct ones. Each entry
   // must still be within the bound of a float32 sum of its K products, K eps sum |products|
-  // (linear's product is held to 2 K eps), against the definition in double: forward and input
-  // gradient, Winograd allowed or not. (Measured on a Zen 5: Winograd's worst entries reach
-  // 0.02-0.04 of it, the direct convolution's 0.004.) Switching back and forth gives each
-  // setting's own bits again, and where oneDNN has Winograd (AVX-512) the two differ.
+  // (linear's product is held to 2 K eps), against the definition in double: the output and the
+  // gradients of the input, the weights and the bias, Winograd allowed or not. (Measured on a
+  // Zen 5: Winograd's worst entries reach 0.02-0.04 of it, the direct convolution's 0.004.)
+  // Switching back and forth gives each setting's own bits again, and where oneDNN takes Winograd
+  // (on AVX-512, unless its instruction set is capped) the two differ.
   const int threads = num_threads();
   set_num_threads(1);
   Generator gen(34);
   const Settings o{.padding = {1, 1}};
   const double eps = std::numeric_limits<float>::epsilon();
-  const auto within = [&](const std::vector<double>& got, const std::vector<double>& exact,
-                          const std::vector<double>& magnitude, double K) {
+  const auto within = [&](const std::vector<double>& got, std::span<const double> exact,
+                          std::span<const double> magnitude, double K) {
     REQUIRE(got.size() == exact.size());
     double worst_ratio = 0;
     for (std::size_t i = 0; i < exact.size(); ++i)
@@ -551,28 +555,41 @@ TEST_CASE("conv2d float32 on the reference CNN's 3 x 3 layers keeps the error bo
     Shape shape;
     const auto exact = naive_conv<float>(x, w, b, o, shape);
     const auto magnitude = naive_conv<float>(abs(x), abs(w), abs(b), o, shape);
-    // the input gradient's sums, and the same sums of |g| |w|
-    const xt::xarray<double> dx = naive_grads(x, w, g, o).dx,
-                             dx_magnitude = naive_grads(x, abs(w), abs(g), o).dx;
-    // Winograd allowed, not, allowed again: the output and the input gradient of each
-    std::vector<std::pair<std::vector<double>, std::vector<double>>> runs;
+    // the gradients' sums, and the same sums of |x| |w| |g|
+    const Grads grads = naive_grads(x, w, g, o),
+                grads_magnitude = naive_grads(abs(x), abs(w), abs(g), o);
+    const double per_output = double(ws[1] * 9), per_input = double(ws[0] * 9),
+                 per_weight = double(xs[0] * xs[2] * xs[3]);
+    // Winograd allowed, not, allowed again: the output and the three gradients of each
+    std::vector<std::array<std::vector<double>, 4>> runs;
     for (bool allow : {true, false, true, false}) {
       INFO("Winograd allowed: " << allow);
       set_allow_winograd(allow);
-      const Tensor xv = x.detach().requires_grad_();
-      const Tensor y = conv2d(xv, w, b, func(o));
+      const Tensor xv = x.detach().requires_grad_(), wv = w.detach().requires_grad_(),
+                   bv = b.detach().requires_grad_();
+      const Tensor y = conv2d(xv, wv, bv, func(o));
       sum(mul(y, g)).backward();
-      runs.emplace_back(testing::flat(cast(y, kFloat64)), testing::flat(cast(xv.grad(), kFloat64)));
-      within(runs.back().first, exact, magnitude, double(ws[1] * 9));
-      within(runs.back().second, std::vector<double>(dx.begin(), dx.end()),
-             std::vector<double>(dx_magnitude.begin(), dx_magnitude.end()), double(ws[0] * 9));
+      const auto flat = [](const Tensor& t) { return testing::flat(cast(t, kFloat64)); };
+      runs.push_back({flat(y), flat(xv.grad()), flat(wv.grad()), flat(bv.grad())});
+      const auto all = [](const xt::xarray<double>& a) { return std::span(a.data(), a.size()); };
+      within(runs.back()[0], exact, magnitude, per_output);
+      within(runs.back()[1], all(grads.dx), all(grads_magnitude.dx), per_input);
+      within(runs.back()[2], all(grads.dw), all(grads_magnitude.dw), per_weight);
+      within(runs.back()[3], all(grads.db), all(grads_magnitude.db), per_weight);
     }
     set_allow_winograd(true);
     CHECK(runs[2] == runs[0]);
     CHECK(runs[3] == runs[1]);
-    if (avx512 && std::string(gemm_backend()) == "onednn") {
-      CHECK(runs[0].first != runs[1].first);
-      CHECK(runs[0].second != runs[1].second);
+    const detail::ConvGeometry geometry{xs[0], xs[1], xs[2], xs[3],  ws[0],  3,      3,
+                                        xs[2], xs[3], 1,     {1, 1}, {1, 1}, {1, 1}, true};
+    const bool taken = detail::onednn_conv_winograd(geometry);
+    if (std::string(gemm_backend()) == "onednn" && avx512 && !std::getenv("ONEDNN_MAX_CPU_ISA") &&
+        !std::getenv("DNNL_MAX_CPU_ISA"))
+      CHECK(taken);  // the bound above was Winograd's
+    if (std::string(gemm_backend()) == "onednn" && taken) {
+      CHECK(runs[0][0] != runs[1][0]);
+      CHECK(runs[0][1] != runs[1][1]);
+      CHECK(runs[0][2] != runs[1][2]);
     }
   }
   set_num_threads(threads);
