@@ -125,6 +125,14 @@ void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_
 void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where) {
   best().max_pool_2x2(in, y, where);
 }
+
+double row_sum(const float* p, std::size_t n) { return best().row_sum(p, n); }
+double row_sum_squares(const float* p, std::size_t n, float m) {
+  return best().row_sum_squares(p, n, m);
+}
+void row_sums(const float* g, const float* x, std::size_t n, float m, double* sums) {
+  best().row_sums(g, x, n, m, sums);
+}
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
   best().adam_update(p, g, m, v, n, c);
 }

@@ -1,9 +1,9 @@
 #pragma once
 // Transcendental functions over float arrays, in place (x[i] = f(x[i])), and the loops of GELU,
-// the GRU and LSTM gates, layer norm, column sums, softmax rows, 2 x 2 max pooling and the
-// optimizers' updates, vectorized with xsimd (and a few raw intrinsics) for the widest instruction
-// set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2 (8), or SSE2 (4,
-// x86-64's baseline; all a plain loop gets from the compiler's default flags).
+// the GRU and LSTM gates, layer norm, column sums, softmax rows, 2 x 2 max pooling, batch norm's
+// row sums and the optimizers' updates, vectorized with xsimd (and a few raw intrinsics) for the
+// widest instruction set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2
+// (8), or SSE2 (4, x86-64's baseline; all a plain loop gets from the compiler's default flags).
 // std::exp and friends are calls that no loop vectorizes; these run to about 1 ulp. The elements
 // past the last full vector go through the same vector code (padded), so a value never depends on
 // where it sits in the array. XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the
@@ -91,6 +91,15 @@ struct Pool2x2 {
 };
 void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where);
 
+// batch_norm's sums over a row of n floats, with the bits of kernels.hpp's row_sum and row_sums
+// on every path: eight running sums in float (lane k adds entries k, k + 8, ...; one 256-bit
+// register on AVX2 and AVX-512, where the plain loop's code shuffled lanes about), then the tail
+// and the eight lanes in double. row_sum: sum p; row_sum_squares: sum (p - m)^2; row_sums:
+// sum g into sums[0] and sum g (x - m) into sums[1].
+double row_sum(const float* p, std::size_t n);
+double row_sum_squares(const float* p, std::size_t n, float m);
+void row_sums(const float* g, const float* x, std::size_t n, float m, double* sums);
+
 // xgrad::adam_update, sgd_update, rmsprop_update and adagrad_update (autograd/optim_kernels.hpp)
 // on this path.
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c);
@@ -134,6 +143,9 @@ struct Functions {
   void (*softmax_backward_rows)(float*, std::size_t, const float*, std::size_t, std::size_t,
                                 std::size_t, float);
   void (*max_pool_2x2)(const Pool2x2&, float*, std::uint32_t*);
+  double (*row_sum)(const float*, std::size_t);
+  double (*row_sum_squares)(const float*, std::size_t, float);
+  void (*row_sums)(const float*, const float*, std::size_t, float, double*);
   void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
   void (*sgd_update)(float*, const float*, float*, std::size_t, const SgdStep&);
   void (*rmsprop_update)(float*, const float*, float*, float*, float*, std::size_t,

@@ -642,6 +642,78 @@ struct Loops {
                              const AdagradStep& c) {
     update<adagrad_lanes>(n, g, {p, s}, c);
   }
+  // ---- batch_norm's row sums (vector_math.hpp): lane k of eight adds entries k, k + 8, ... -----
+  // One 256-bit register on AVX2 and AVX-512 (the same lanes as the plain loop of SSE2, so the
+  // same bits), each lane in float; then the tail and the eight lanes, in that order, in double.
+  static constexpr bool kEightWide = kAvx2 || kAvx512;
+  static double add_lanes(double total, const float (&lanes)[8]) {
+    for (float a : lanes) total += static_cast<double>(a);
+    return total;
+  }
+  static double row_sum(const float* p, std::size_t n) {
+    alignas(32) float acc[8] = {};
+    std::size_t i = 0;
+    if constexpr (kEightWide) {
+      __m256 a = _mm256_setzero_ps();
+      for (; i + 8 <= n; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(p + i));
+      _mm256_store_ps(acc, a);
+    } else {
+      for (; i + 8 <= n; i += 8)
+        for (std::size_t k = 0; k < 8; ++k) acc[k] += p[i + k];
+    }
+    double total = 0;
+    for (; i < n; ++i) total += static_cast<double>(p[i]);
+    return add_lanes(total, acc);
+  }
+  XGRAD_TWO_ROUNDINGS static double row_sum_squares(const float* p, std::size_t n, float m) {
+    alignas(32) float acc[8] = {};
+    std::size_t i = 0;
+    if constexpr (kEightWide) {
+      const __m256 mean = _mm256_set1_ps(m);
+      __m256 a = _mm256_setzero_ps();
+      for (; i + 8 <= n; i += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(p + i), mean);
+        a = _mm256_add_ps(a, _mm256_mul_ps(d, d));
+      }
+      _mm256_store_ps(acc, a);
+    } else {
+      for (; i + 8 <= n; i += 8)
+        for (std::size_t k = 0; k < 8; ++k) acc[k] += (p[i + k] - m) * (p[i + k] - m);
+    }
+    double total = 0;
+    for (; i < n; ++i) total += static_cast<double>((p[i] - m) * (p[i] - m));
+    return add_lanes(total, acc);
+  }
+  XGRAD_TWO_ROUNDINGS static void row_sums(const float* g, const float* x, std::size_t n, float m,
+                                           double* sums) {
+    alignas(32) float acc_g[8] = {}, acc_gd[8] = {};
+    std::size_t i = 0;
+    if constexpr (kEightWide) {
+      const __m256 mean = _mm256_set1_ps(m);
+      __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+      for (; i + 8 <= n; i += 8) {
+        const __m256 gi = _mm256_loadu_ps(g + i);
+        a = _mm256_add_ps(a, gi);
+        b = _mm256_add_ps(b, _mm256_mul_ps(gi, _mm256_sub_ps(_mm256_loadu_ps(x + i), mean)));
+      }
+      _mm256_store_ps(acc_g, a);
+      _mm256_store_ps(acc_gd, b);
+    } else {
+      for (; i + 8 <= n; i += 8)
+        for (std::size_t k = 0; k < 8; ++k) {
+          acc_g[k] += g[i + k];
+          acc_gd[k] += g[i + k] * (x[i + k] - m);
+        }
+    }
+    double total_g = 0, total_gd = 0;
+    for (; i < n; ++i) {
+      total_g += static_cast<double>(g[i]);
+      total_gd += static_cast<double>(g[i] * (x[i] - m));
+    }
+    sums[0] = add_lanes(total_g, acc_g);
+    sums[1] = add_lanes(total_gd, acc_gd);
+  }
+
 #undef XGRAD_TWO_ROUNDINGS
 
   static constexpr Functions table = {exp,
@@ -659,6 +731,9 @@ struct Loops {
                                       softmax_rows,
                                       softmax_backward_rows,
                                       max_pool_2x2,
+                                      row_sum,
+                                      row_sum_squares,
+                                      row_sums,
                                       adam_update,
                                       sgd_update,
                                       rmsprop_update,

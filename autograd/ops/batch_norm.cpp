@@ -17,10 +17,38 @@
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
+#include "autograd/detail/vector_math.hpp"
 #include "autograd/grad_mode.hpp"
 
 namespace xgrad {
 namespace {
+
+// A row's sums (kernels.hpp's row_sum and row_sums): for float32 the same sums in vector_math's
+// registers, the same bits at about twice the speed of the plain loops.
+template <class T>
+double sum_of(const T* p, std::size_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    return detail::vec::row_sum(p, n);
+  else
+    return detail::row_sum(p, n, [](T e) { return e; });
+}
+template <class T>
+double squares_about(const T* p, std::size_t n, T m) {
+  if constexpr (std::is_same_v<T, float>)
+    return detail::vec::row_sum_squares(p, n, m);
+  else
+    return detail::row_sum(p, n, [m](T e) { return (e - m) * (e - m); });
+}
+template <class T>
+detail::RowSums gradient_sums(const T* g, const T* x, std::size_t n, T m) {
+  if constexpr (std::is_same_v<T, float>) {
+    double sums[2];
+    detail::vec::row_sums(g, x, n, m, sums);
+    return {sums[0], sums[1]};
+  } else {
+    return detail::row_sums(g, x, n, m);
+  }
+}
 
 // x viewed as (N, C, S): S the product of the axes after the channels.
 struct Layout {
@@ -81,7 +109,7 @@ struct BatchNorm final : Node {
       for (std::size_t n = 0; n < L.n; ++n)
         for (std::size_t c = 0; c < L.c; ++c) {
           const std::size_t at = (n * L.c + c) * L.s;
-          const detail::RowSums row = detail::row_sums(pg + at, px + at, L.s, pm[c]);
+          const detail::RowSums row = gradient_sums(pg + at, px + at, L.s, pm[c]);
           sums[c].g += row.g;
           sums[c].gd += row.gd;
         }
@@ -195,14 +223,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     std::vector<double> m_of(L.c, 0.0), v_of(L.c, 0.0);
     if (training) {
       for (std::size_t n = 0; n < L.n; ++n)
-        for (std::size_t c = 0; c < L.c; ++c)
-          m_of[c] += detail::row_sum(px + (n * L.c + c) * L.s, L.s, [](T e) { return e; });
+        for (std::size_t c = 0; c < L.c; ++c) m_of[c] += sum_of(px + (n * L.c + c) * L.s, L.s);
       for (double& m : m_of) m /= double(L.m());
       for (std::size_t n = 0; n < L.n; ++n)
         for (std::size_t c = 0; c < L.c; ++c) {
-          const T mt = static_cast<T>(m_of[c]);
-          v_of[c] += detail::row_sum(px + (n * L.c + c) * L.s, L.s,
-                                     [mt](T e) { return (e - mt) * (e - mt); });
+          v_of[c] += squares_about(px + (n * L.c + c) * L.s, L.s, static_cast<T>(m_of[c]));
         }
       for (double& v : v_of) v /= double(L.m());
     }

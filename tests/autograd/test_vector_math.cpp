@@ -185,6 +185,40 @@ TEST_CASE("column sums (a bias's gradient) equal the row-by-row double loop bit 
         }
 }
 
+TEST_CASE("batch_norm's row sums equal eight float running sums then double, bit for bit") {
+  // The order of autograd/detail/kernels.hpp's row_sum and row_sums (float64's path): lane k adds
+  // entries k, k + 8, ... in float, then the tail and the eight lanes are added in double.
+  const auto eight_lanes = [](std::size_t n, auto term) {
+    float acc[8] = {};
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (std::size_t k = 0; k < 8; ++k) acc[k] += term(i + k);
+    double total = 0;
+    for (; i < n; ++i) total += double(term(i));
+    for (float a : acc) total += double(a);
+    return total;
+  };
+  const auto same = [](double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; };
+  for (vec::Isa isa : paths())
+    for (std::size_t n : {0u, 1u, 7u, 8u, 9u, 15u, 16u, 17u, 31u, 196u, 784u, 1001u}) {
+      INFO(vec::isa_name(isa) << ", a row of " << n);
+      // values of very different sizes, so that another order of the additions would round
+      // differently
+      std::vector<float> g = filled(n, unsigned(n * 7 + 1)), x = filled(n, unsigned(n * 7 + 2));
+      for (std::size_t i = 0; i < n; i += 3) g[i] *= 1e7f;
+      for (std::size_t i = 1; i < n; i += 5) x[i] *= 3e5f;
+      const float m = 0.37f;
+      const vec::Functions& f = vec::functions(isa);
+      CHECK(same(f.row_sum(g.data(), n), eight_lanes(n, [&](std::size_t i) { return g[i]; })));
+      CHECK(same(f.row_sum_squares(x.data(), n, m),
+                 eight_lanes(n, [&](std::size_t i) { return (x[i] - m) * (x[i] - m); })));
+      double sums[2] = {-1, -1};
+      f.row_sums(g.data(), x.data(), n, m, sums);
+      CHECK(same(sums[0], eight_lanes(n, [&](std::size_t i) { return g[i]; })));
+      CHECK(same(sums[1], eight_lanes(n, [&](std::size_t i) { return g[i] * (x[i] - m); })));
+    }
+}
+
 TEST_CASE("the vectorized Adam update equals the scalar loop bit for bit on every path") {
   // It fails when a path fuses a multiply and an add (-ffp-contract=off in meson.build).
   for (vec::Isa isa : paths())
