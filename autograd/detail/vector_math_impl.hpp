@@ -536,9 +536,31 @@ struct Loops {
   // Each window's a, b (its first row) and c, d (its second), width windows at a time: the first
   // largest (a later entry replaces the best only when greater), then the first NaN; the chosen
   // entry's offset from a (0, 1, W, W + 1) kept as a float, exact below 2^24.
+  // where[l] = top + 2 l + off[l] for the first n <= width lanes (off holds whole numbers below
+  // 2^24; the sum is taken modulo 2^32 in int32 lanes, the same bits as in uint32).
+  using Ints = xsimd::batch<std::int32_t, Arch>;
+  static void store_offsets(std::uint32_t* where, std::uint32_t top, const Ints& twice_lane,
+                            const Batch& off, std::size_t n) {
+    const Ints at =
+        xsimd::batch_cast<std::int32_t>(off) + twice_lane + Ints(static_cast<std::int32_t>(top));
+    auto* out = reinterpret_cast<std::int32_t*>(where);  // int32 may alias uint32
+    if (n == width) return at.store_unaligned(out);
+    if constexpr (kAvx512) {
+      _mm512_mask_storeu_epi32(out, static_cast<__mmask16>((1u << n) - 1), at);
+    } else if constexpr (kAvx2) {
+      const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      _mm256_maskstore_epi32(out, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), lanes), at);
+    } else {
+      alignas(64) std::int32_t t[width];
+      at.store_aligned(t);
+      for (std::size_t k = 0; k < n; ++k) out[k] = t[k];
+    }
+  }
   static void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where) {
     const Batch right(1.0f), below(float(in.W)), below_right(float(in.W + 1));
-    alignas(64) float offsets[width];
+    alignas(64) std::int32_t twice[width];
+    for (std::size_t l = 0; l < width; ++l) twice[l] = static_cast<std::int32_t>(2 * l);
+    const Ints twice_lane = Ints::load_aligned(twice);
     for (std::size_t p = 0; p < in.planes; ++p) {
       const float* plane = in.x + p * in.H * in.W;
       for (std::size_t i = 0; i < in.oh; ++i) {
@@ -569,11 +591,8 @@ struct Loops {
             off = xsimd::select(nan, at[k], off);
           }
           store_n(y + out + j, best, n);
-          off.store_aligned(offsets);
-          const auto top = static_cast<std::uint32_t>(2 * i * in.W + 2 * j);
-          for (std::size_t l = 0; l < n; ++l)
-            where[out + j + l] =
-                top + static_cast<std::uint32_t>(2 * l) + static_cast<std::uint32_t>(offsets[l]);
+          store_offsets(where + out + j, static_cast<std::uint32_t>(2 * i * in.W + 2 * j),
+                        twice_lane, off, n);
         }
       }
     }
