@@ -500,16 +500,25 @@ struct Loops {
       return Batch::load_aligned(t);
     }
   }
-  // v's first n <= width lanes to p (nothing past p + n is written).
-  static void store_n(float* p, const Batch& v, std::size_t n) {
+  // v's first n <= width lanes to p (nothing past p + n is written): float or int32 lanes.
+  template <class E>
+  static void store_n(E* p, const xsimd::batch<E, Arch>& v, std::size_t n) {
     if (n == width) return v.store_unaligned(p);
     if constexpr (kAvx512) {
-      _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v);
+      const auto mask = static_cast<__mmask16>((1u << n) - 1);
+      if constexpr (std::is_same_v<E, float>)
+        _mm512_mask_storeu_ps(p, mask, v);
+      else
+        _mm512_mask_storeu_epi32(p, mask, v);
     } else if constexpr (kAvx2) {
       const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-      _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), lanes), v);
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), lanes);
+      if constexpr (std::is_same_v<E, float>)
+        _mm256_maskstore_ps(p, mask, v);
+      else
+        _mm256_maskstore_epi32(p, mask, v);
     } else {
-      alignas(64) float t[width];
+      alignas(64) E t[width];
       v.store_aligned(t);
       for (std::size_t k = 0; k < n; ++k) p[k] = t[k];
     }
@@ -533,9 +542,6 @@ struct Loops {
     }
   }
 
-  // Each window's a, b (its first row) and c, d (its second), width windows at a time: the first
-  // largest (a later entry replaces the best only when greater), then the first NaN; the chosen
-  // entry's offset from a (0, 1, W, W + 1) kept as a float, exact below 2^24.
   // where[l] = top + 2 l + off[l] for the first n <= width lanes (off holds whole numbers below
   // 2^24; the sum is taken modulo 2^32 in int32 lanes, the same bits as in uint32).
   using Ints = xsimd::batch<std::int32_t, Arch>;
@@ -543,19 +549,12 @@ struct Loops {
                             const Batch& off, std::size_t n) {
     const Ints at =
         xsimd::batch_cast<std::int32_t>(off) + twice_lane + Ints(static_cast<std::int32_t>(top));
-    auto* out = reinterpret_cast<std::int32_t*>(where);  // int32 may alias uint32
-    if (n == width) return at.store_unaligned(out);
-    if constexpr (kAvx512) {
-      _mm512_mask_storeu_epi32(out, static_cast<__mmask16>((1u << n) - 1), at);
-    } else if constexpr (kAvx2) {
-      const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-      _mm256_maskstore_epi32(out, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), lanes), at);
-    } else {
-      alignas(64) std::int32_t t[width];
-      at.store_aligned(t);
-      for (std::size_t k = 0; k < n; ++k) out[k] = t[k];
-    }
+    store_n(reinterpret_cast<std::int32_t*>(where), at, n);  // int32 may alias uint32
   }
+
+  // Each window's a, b (its first row) and c, d (its second), width windows at a time: the first
+  // largest (a later entry replaces the best only when greater), then the first NaN; the chosen
+  // entry's offset from a (0, 1, W, W + 1) kept as a float, exact below 2^24.
   static void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where) {
     const Batch right(1.0f), below(float(in.W)), below_right(float(in.W + 1));
     alignas(64) std::int32_t twice[width];
