@@ -24,7 +24,8 @@ namespace xgrad {
 namespace {
 
 // A row's sums (kernels.hpp's row_sum and row_sums): for float32 the same sums in vector_math's
-// registers, the same bits at about twice the speed of the plain loops.
+// registers, the same bits (the plain loops' code shuffled its eight lanes about: the reference
+// CNN's batch_norm backward took half as long again).
 template <class T>
 double sum_of(const T* p, std::size_t n) {
   if constexpr (std::is_same_v<T, float>)
