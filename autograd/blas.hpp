@@ -16,10 +16,11 @@ const char* gemm_backend();
 
 /// Whether float32 convolutions on oneDNN may take its Winograd convolution (on by default): the
 /// forward and the input gradient of 3 x 3 windows of stride 1 with 16 channels or more in and out,
-/// where oneDNN has it (AVX-512) and judges it faster. Its sums differ from the direct
-/// convolution's within float32 rounding (each entry within K eps sum |products|, K the products
-/// it adds); off, every convolution is direct (LibTorch's on a CPU). No effect on float64 or an
-/// OpenBLAS build. For the whole program: set it before training, not while another thread runs.
+/// where oneDNN has it (AVX-512) and judges it faster, and then the weights' gradient too. Its sums
+/// differ from the direct convolution's within float32 rounding (each entry within K eps sum
+/// |products|, K the products it adds); off, every convolution is direct (LibTorch's on a CPU). No
+/// effect on float64 or an OpenBLAS build. For the whole program: set it before training, not while
+/// another thread runs.
 void set_allow_winograd(bool allow);
 bool allow_winograd();
 
