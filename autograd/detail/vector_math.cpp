@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "autograd/detail/blas.hpp"
 #include "autograd/detail/vector_math_impl.hpp"
 #include "autograd/error.hpp"
 
@@ -124,6 +125,12 @@ void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_
 }
 void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where) {
   best().max_pool_2x2(in, y, where);
+}
+void small_gemm(const Product& g, float* scratch) {
+  if (best().small_gemm && double(g.m) * double(g.n) * double(g.k) <= kSmallProduct)
+    return best().small_gemm(g, scratch);
+  detail::gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.b, g.ldb, g.beta, g.c,
+               g.ldc);
 }
 
 double row_sum(const float* p, std::size_t n) { return best().row_sum(p, n); }

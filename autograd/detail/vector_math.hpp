@@ -1,13 +1,14 @@
 #pragma once
 // Transcendental functions over float arrays, in place (x[i] = f(x[i])), and the loops of GELU,
-// the GRU and LSTM gates, layer norm, column sums, softmax rows, 2 x 2 max pooling, batch norm's
-// row sums and the optimizers' updates, vectorized with xsimd (and a few raw intrinsics) for the
-// widest instruction set the processor has, chosen once at the first call: AVX-512 (16 lanes), AVX2
-// (8), or SSE2 (4, x86-64's baseline; all a plain loop gets from the compiler's default flags).
-// std::exp and friends are calls that no loop vectorizes; these run to about 1 ulp. The elements
-// past the last full vector go through the same vector code (padded), so a value never depends on
-// where it sits in the array. XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the
-// choice (as ATen's ATEN_CPU_CAPABILITY), to measure or test a narrower path on a wider processor.
+// the GRU and LSTM gates, layer norm, column sums, softmax rows, 2 x 2 max pooling, attention's
+// small products, batch norm's row sums and the optimizers' updates, vectorized with xsimd (and a
+// few raw intrinsics) for the widest instruction set the processor has, chosen once at the first
+// call: AVX-512 (16 lanes), AVX2 (8), or SSE2 (4, x86-64's baseline; all a plain loop gets from the
+// compiler's default flags). std::exp and friends are calls that no loop vectorizes; these run to
+// about 1 ulp. The elements past the last full vector go through the same vector code (padded), so
+// a value never depends on where it sits in the array. XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the
+// environment caps the choice (as ATen's ATEN_CPU_CAPABILITY), to measure or test a narrower path
+// on a wider processor.
 
 #include <cstddef>
 #include <cstdint>
@@ -91,6 +92,30 @@ struct Pool2x2 {
 };
 void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where);
 
+// C (m x n) = alpha op(A) op(B) + beta C, row-major, as detail::gemm (blas.hpp) takes it (op
+// transposing when asked; beta 0: C is not read), for the products of one attention head: tens to
+// hundreds of rows and columns, where a call to oneDNN's sgemm costs as much as its arithmetic
+// (0.43-0.65 us for 32 x 32 x 32 on an AVX-512 Zen 5). On AVX-512: tiles of 4 rows of C by 32
+// columns, each summed over all of k in registers, op(A)'s entries broadcast from where they lie;
+// op(B) = B^T is first transposed into scratch (n k floats, unused otherwise). detail::gemm for
+// products of more than kSmallProduct multiply-adds (attention's blocks past 128 keys, where the
+// tiles took longer than oneDNN) and on the other paths (the AVX2 file is compiled without FMA,
+// which oneDNN's kernels have).
+struct Product {
+  bool trans_a, trans_b;
+  std::size_t m, n, k;
+  float alpha;
+  const float* a;
+  std::size_t lda;
+  const float* b;
+  std::size_t ldb;
+  float beta;
+  float* c;
+  std::size_t ldc;
+};
+inline constexpr double kSmallProduct = 1 << 18;
+void small_gemm(const Product& g, float* scratch);
+
 // batch_norm's sums over a row of n floats, with the bits of kernels.hpp's row_sum and row_sums
 // on every path: eight running sums in float (lane k adds entries k, k + 8, ...; one 256-bit
 // register on AVX2 and AVX-512, where the plain loop's code shuffled lanes about), then the tail
@@ -143,6 +168,7 @@ struct Functions {
   void (*softmax_backward_rows)(float*, std::size_t, const float*, std::size_t, std::size_t,
                                 std::size_t, float);
   void (*max_pool_2x2)(const Pool2x2&, float*, std::uint32_t*);
+  void (*small_gemm)(const Product&, float*);  // null: detail::gemm
   double (*row_sum)(const float*, std::size_t);
   double (*row_sum_squares)(const float*, std::size_t, float);
   void (*row_sums)(const float*, const float*, std::size_t, float, double*);

@@ -597,6 +597,108 @@ struct Loops {
     }
   }
 
+  // ---- small_gemm (vector_math.hpp): register tiles of C ---------------------------------------
+  // R rows by V vectors of columns of C = alpha op(A) op(B) + beta C, summed over all of k in
+  // registers: op(A)'s entry (i, q) read at a[i ar + q ac] and broadcast, op(B) row-major (rows ldb
+  // apart); when Partial, the last vector holds the columns' last `last` < width lanes.
+  template <std::size_t R, std::size_t V, bool Partial>
+  static void product_tile(const Product& g, const float* a, std::size_t ar, std::size_t ac,
+                           const float* b, std::size_t ldb, float* c, std::size_t last) {
+    const auto lanes = [last](std::size_t v) { return Partial && v + 1 == V ? last : width; };
+    Batch acc[R][V];
+#pragma GCC unroll 8
+    for (std::size_t r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (std::size_t v = 0; v < V; ++v) acc[r][v] = Batch(0.0f);
+    for (std::size_t q = 0; q < g.k; ++q) {
+      Batch bq[V];
+#pragma GCC unroll 8
+      for (std::size_t v = 0; v < V; ++v) bq[v] = load_n(b + q * ldb + v * width, lanes(v));
+#pragma GCC unroll 8
+      for (std::size_t r = 0; r < R; ++r) {
+        const Batch ai(a[r * ar + q * ac]);
+#pragma GCC unroll 8
+        for (std::size_t v = 0; v < V; ++v) acc[r][v] = xsimd::fma(ai, bq[v], acc[r][v]);
+      }
+    }
+    const Batch alpha(g.alpha), beta(g.beta);
+#pragma GCC unroll 8
+    for (std::size_t r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (std::size_t v = 0; v < V; ++v) {
+        float* at = c + r * g.ldc + v * width;
+        Batch z = alpha * acc[r][v];
+        if (g.beta != 0.0f) z = z + beta * load_n(at, lanes(v));  // beta 0: C is not read
+        store_n(at, z, lanes(v));
+      }
+  }
+  // R rows of C, all its columns: two vectors at a time, then one, then the lanes left.
+  template <std::size_t R>
+  static void product_rows(const Product& g, const float* a, std::size_t ar, std::size_t ac,
+                           const float* b, std::size_t ldb, float* c) {
+    std::size_t j = 0;
+    for (; j + 2 * width <= g.n; j += 2 * width)
+      product_tile<R, 2, false>(g, a, ar, ac, b + j, ldb, c + j, width);
+    if (j + width <= g.n) {
+      product_tile<R, 1, false>(g, a, ar, ac, b + j, ldb, c + j, width);
+      j += width;
+    }
+    if (j < g.n) product_tile<R, 1, true>(g, a, ar, ac, b + j, ldb, c + j, g.n - j);
+  }
+  // to (k x n, rows n apart) = B^T, B (n x k) with rows ld apart: 8 x 8 blocks through eight
+  // 256-bit registers, the edges one entry at a time.
+  static void transpose_into(const float* from, std::size_t ld, std::size_t n, std::size_t k,
+                             float* to) {
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      std::size_t q = 0;
+      for (; q + 8 <= k; q += 8) transpose_8x8(from + j * ld + q, ld, to + q * n + j, n);
+      for (; q < k; ++q)
+        for (std::size_t t = j; t < j + 8; ++t) to[q * n + t] = from[t * ld + q];
+    }
+    for (; j < n; ++j)
+      for (std::size_t q = 0; q < k; ++q) to[q * n + j] = from[j * ld + q];
+  }
+  static void transpose_8x8(const float* x, std::size_t ld, float* y, std::size_t ldy) {
+    __m256 r[8], t[8], u[8];
+    for (std::size_t i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + i * ld);
+    for (std::size_t i = 0; i < 8; i += 2) {  // rows i, i + 1 interleaved
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (std::size_t i = 0; i < 8; i += 4) {  // then pairs of them
+      u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (std::size_t i = 0; i < 4; ++i) {  // then the 128-bit halves of rows 0-3 and 4-7
+      _mm256_storeu_ps(y + i * ldy, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+      _mm256_storeu_ps(y + (i + 4) * ldy, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+  }
+  static void small_gemm(const Product& g, float* scratch) {
+    if (g.m == 0 || g.n == 0) return;
+    const float* b = g.b;
+    std::size_t ldb = g.ldb;
+    if (g.trans_b) {
+      transpose_into(g.b, g.ldb, g.n, g.k, scratch);
+      b = scratch;
+      ldb = g.n;
+    }
+    const std::size_t ar = g.trans_a ? 1 : g.lda, ac = g.trans_a ? g.lda : 1;
+    std::size_t i = 0;
+    for (; i + 4 <= g.m; i += 4) product_rows<4>(g, g.a + i * ar, ar, ac, b, ldb, g.c + i * g.ldc);
+    for (; i < g.m; ++i) product_rows<1>(g, g.a + i * ar, ar, ac, b, ldb, g.c + i * g.ldc);
+  }
+  // The table's entry: AVX-512 alone (see vector_math.hpp).
+  static constexpr auto small_gemm_entry() {
+    if constexpr (kAvx512)
+      return &small_gemm;
+    else
+      return static_cast<void (*)(const Product&, float*)>(nullptr);
+  }
+
   // a: p, b
   XGRAD_TWO_ROUNDINGS static void sgd_lanes(const float* g, float* const* a, const SgdStep& c) {
     Batch p = load(a[0]);
@@ -749,6 +851,7 @@ struct Loops {
                                       softmax_rows,
                                       softmax_backward_rows,
                                       max_pool_2x2,
+                                      small_gemm_entry(),
                                       row_sum,
                                       row_sum_squares,
                                       row_sums,

@@ -12,9 +12,11 @@
 // NOTE: a primitive for speed: the composite (chunk, reshape and permute into heads, batched
 // products, masked_fill, softmax, then permute and reshape back) copied the activations six times;
 // here each head's products read the packed input in place (leading dimension 3E) and write the
-// joined output directly. Rows of queries go in blocks (detail::kAttentionRows): a block's
-// scores are made, turned into probabilities and used while they are in the caches, and when
-// causal a block stops at its last row's key. Under create_graph the backward is written in ops.
+// joined output directly; float32 products go through vector_math's small_gemm (a call to
+// sgemm cost as much as a 32 x 32 product's arithmetic). Rows of queries go in blocks
+// (detail::kAttentionRows): a block's scores are made, turned into probabilities and used while
+// they are in the caches, and when causal a block stops at its last row's key. Under create_graph
+// the backward is written in ops.
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -110,6 +112,19 @@ void dropped(const T_* P, std::size_t ldp, const T_* M, std::size_t ldm, std::si
     for (std::size_t j = 0; j < n; ++j) w[i * n + j] = P[i * ldp + j] * M[i * ldm + j];
 }
 
+// A product within one head (detail::gemm's arguments): float32 through vector_math's small
+// products (scratch: n k floats, for a transposed B), float64 through gemm.
+void head_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+               const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
+               float* c, std::size_t ldc, float* scratch) {
+  detail::vec::small_gemm({ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}, scratch);
+}
+void head_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha,
+               const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
+               double* c, std::size_t ldc, double*) {
+  detail::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 // One head of one batch entry, its rows of queries in blocks: where its Q, K and V start in the
 // packed qkv, and how many keys the block of rows [i0, i1) sees.
 template <class T_>
@@ -120,10 +135,12 @@ struct Head {
   bool causal;
   std::size_t keys(std::size_t i1) const { return causal ? i1 : s.T; }
 
-  // S (rows x n, leading dimension lds) = scale Q[i0, i1) K[0, n)^T, -inf above the diagonal.
-  void scores(std::size_t i0, std::size_t i1, T_ scale, T_* S, std::size_t lds) const {
+  // S (rows x n, leading dimension lds) = scale Q[i0, i1) K[0, n)^T, -inf above the diagonal;
+  // scratch: T d entries.
+  void scores(std::size_t i0, std::size_t i1, T_ scale, T_* S, std::size_t lds, T_* scratch) const {
     const std::size_t n = keys(i1);
-    detail::gemm(false, true, i1 - i0, n, s.d, scale, q + i0 * ld, ld, q + s.E, ld, T_{0}, S, lds);
+    head_gemm(false, true, i1 - i0, n, s.d, scale, q + i0 * ld, ld, q + s.E, ld, T_{0}, S, lds,
+              scratch);
     if (causal)
       for (std::size_t i = i0; i < i1; ++i)
         std::fill(S + (i - i0) * lds + i + 1, S + (i - i0) * lds + n,
@@ -156,7 +173,8 @@ struct MultiHeadAttention final : Node {
       const T* pm = dropout_ ? detail::data<T>(mask) : nullptr;
       xt::xarray<T> dx = detail::empty<T>(qkv.shape());
       const std::size_t bs = std::max<std::size_t>(1, std::min(s.T, detail::kAttentionRows));
-      std::vector<T> probs(probabilities_ ? 0 : bs * s.T), weights(pm ? bs * s.T : 0), dd(bs * s.T);
+      std::vector<T> probs(probabilities_ ? 0 : bs * s.T), weights(pm ? bs * s.T : 0), dd(bs * s.T),
+          packed(s.T * s.d);
       const std::size_t ld = 3 * s.E, tt = s.T * s.T;
       for (std::size_t b = 0; b < s.B; ++b)
         for (std::size_t h = 0; h < s.H; ++h) {
@@ -174,7 +192,7 @@ struct MultiHeadAttention final : Node {
             const T* P = pr + bh * tt + i0 * s.T;
             std::size_t ldp = s.T;
             if (!probabilities_) {
-              head.scores(i0, i1, T(scale_), probs.data(), n);
+              head.scores(i0, i1, T(scale_), probs.data(), n, packed.data());
               const T* l = pr + bh * s.T + i0;
               for (std::size_t i = 0; i < m; ++i) {
                 T* row = probs.data() + i * n;
@@ -193,19 +211,20 @@ struct MultiHeadAttention final : Node {
             }
             const T* G = pg + (b * s.T + i0) * s.E + h * s.d;
             // dV[0, n) += D^T G;  dD = G V[0, n)^T
-            detail::gemm(true, false, n, s.d, m, T{1}, D, ldd, G, s.E, first, dQ + 2 * s.E, ld);
-            detail::gemm(false, true, m, n, s.d, T{1}, G, s.E, head.q + 2 * s.E, ld, T{0},
-                         dd.data(), n);
+            head_gemm(true, false, n, s.d, m, T{1}, D, ldd, G, s.E, first, dQ + 2 * s.E, ld,
+                      nullptr);
+            head_gemm(false, true, m, n, s.d, T{1}, G, s.E, head.q + 2 * s.E, ld, T{0}, dd.data(),
+                      n, packed.data());
             // dS = P (dP - rowsum(dP P)), dP = dD M; scaled here once for both products
             if (M)
               for (std::size_t i = 0; i < m; ++i)
                 for (std::size_t j = 0; j < n; ++j) dd[i * n + j] *= M[(i0 + i) * s.T + j];
             softmax_backward_rows(dd.data(), n, P, ldp, m, n, T(scale_));
             // dQ[i0, i1) = dS K[0, n);  dK[0, n) += dS^T Q[i0, i1)
-            detail::gemm(false, false, m, s.d, n, T{1}, dd.data(), n, head.q + s.E, ld, T{0},
-                         dQ + i0 * ld, ld);
-            detail::gemm(true, false, n, s.d, m, T{1}, dd.data(), n, head.q + i0 * ld, ld, first,
-                         dQ + s.E, ld);
+            head_gemm(false, false, m, s.d, n, T{1}, dd.data(), n, head.q + s.E, ld, T{0},
+                      dQ + i0 * ld, ld, nullptr);
+            head_gemm(true, false, n, s.d, m, T{1}, dd.data(), n, head.q + i0 * ld, ld, first,
+                      dQ + s.E, ld, nullptr);
           }
         }
       return Tensor(std::move(dx));
@@ -300,7 +319,7 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
         probabilities ? detail::empty<T_>({B, s.H, T, T}) : detail::empty<T_>({B, s.H, T});
     const std::size_t bs = std::max<std::size_t>(1, std::min(T, detail::kAttentionRows));
     std::vector<T_> block(probabilities ? 0 : bs * T), weights(dropout ? bs * T : 0), tops(bs),
-        totals(bs);
+        packed(T * s.d), totals(bs);
     const std::size_t ld = 3 * E, tt = T * T;
     for (std::size_t b = 0; b < B; ++b)
       for (std::size_t h = 0; h < s.H; ++h) {
@@ -310,7 +329,7 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
           const std::size_t i1 = std::min(T, i0 + bs), m = i1 - i0, n = head.keys(i1);
           T_* P = probabilities ? saved.data() + bh * tt + i0 * T : block.data();
           const std::size_t ldp = probabilities ? T : n;
-          head.scores(i0, i1, T_(scale), P, ldp);
+          head.scores(i0, i1, T_(scale), P, ldp, packed.data());
           softmax_rows(P, m, n, ldp, tops.data(), totals.data());
           for (std::size_t i = 0; i < m; ++i) {
             if (probabilities)  // a causal block's keys stop at its last row: zeros past them
@@ -325,8 +344,8 @@ Tensor multi_head_attention(const Tensor& qkv, std::size_t num_heads,
             D = weights.data();
             ldd = n;
           }
-          detail::gemm(false, false, m, s.d, n, T_{1}, D, ldd, head.q + 2 * E, ld, T_{0},
-                       z.data() + (b * T + i0) * E + h * s.d, E);
+          head_gemm(false, false, m, s.d, n, T_{1}, D, ldd, head.q + 2 * E, ld, T_{0},
+                    z.data() + (b * T + i0) * E + h * s.d, E, nullptr);
         }
       }
     rows = Tensor(std::move(saved));

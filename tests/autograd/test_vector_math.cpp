@@ -602,3 +602,74 @@ TEST_CASE("max_pool2d's vectorized 2x2 windows equal their definition on every p
             }
       }
 }
+
+TEST_CASE(
+    "small_gemm equals the product summed in double within the error bound of a sum, for each "
+    "transposition, ragged sizes, alpha and beta, without reading C when beta is 0") {
+  struct Path {
+    std::string name;
+    void (*f)(const vec::Product&, float*);
+  };
+  std::vector<Path> run;
+  for (vec::Isa isa : paths())
+    if (vec::functions(isa).small_gemm)
+      run.push_back({vec::isa_name(isa), vec::functions(isa).small_gemm});
+  // the products as the attention op calls them (detail::gemm where the path has none)
+  run.push_back({std::string("chosen: ") + vec::instruction_set(), vec::small_gemm});
+  if (!vec::supported(vec::Isa::avx512)) MESSAGE("no AVX-512: only the fallback to gemm is tested");
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float eps = std::numeric_limits<float>::epsilon();
+  std::uint32_t state = 7;
+  const auto draw = [&state] {  // values in [-1, 1)
+    state = state * 1664525u + 1013904223u;
+    return float(int(state >> 8) - (1 << 23)) / float(1 << 23);
+  };
+  for (const Path& path : run)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (std::size_t m : {1, 3, 4, 5, 13, 64})
+          for (std::size_t n : {1, 7, 16, 17, 32, 33, 47, 64, 100})
+            for (std::size_t k : {0, 1, 8, 9, 32, 67})
+              for (float beta : {0.0f, 1.0f, -0.5f}) {
+                const float alpha = k % 2 ? 0.125f : 1.0f;
+                // op(A) is m x k, op(B) k x n; stored rows 3 entries longer than they need
+                const std::size_t ra = ta ? k : m, ca = ta ? m : k, rb = tb ? n : k,
+                                  cb = tb ? k : n;
+                const std::size_t lda = ca + 3, ldb = cb + 3, ldc = n + 3;
+                std::vector<float> a(ra * lda), b(rb * ldb), c(m * ldc), scratch(n * k + 1, nan);
+                for (float& v : a) v = draw();
+                for (float& v : b) v = draw();
+                for (float& v : c) v = beta == 0.0f ? nan : draw();
+                const std::vector<float> before = c;
+                path.f({ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc},
+                       scratch.data());
+                INFO(path.name << (ta ? " T" : " N") << (tb ? "T " : "N ") << m << " x " << n
+                               << " x " << k << " alpha " << alpha << " beta " << beta);
+                const auto at_a = [&](std::size_t i, std::size_t q) {
+                  return double(ta ? a[q * lda + i] : a[i * lda + q]);
+                };
+                const auto at_b = [&](std::size_t q, std::size_t j) {
+                  return double(tb ? b[j * ldb + q] : b[q * ldb + j]);
+                };
+                std::size_t wrong = 0;
+                for (std::size_t i = 0; i < m; ++i)
+                  for (std::size_t j = 0; j < ldc; ++j) {
+                    const float got = c[i * ldc + j];
+                    if (j >= n) {  // past the row's n columns: untouched
+                      if (std::memcmp(&got, &before[i * ldc + j], sizeof got) != 0) ++wrong;
+                      continue;
+                    }
+                    double sum = 0, size = 0;
+                    for (std::size_t q = 0; q < k; ++q) {
+                      sum += at_a(i, q) * at_b(q, j);
+                      size += std::fabs(at_a(i, q) * at_b(q, j));
+                    }
+                    const double old = beta == 0.0f ? 0.0 : double(before[i * ldc + j]);
+                    const double want = double(alpha) * sum + double(beta) * old;
+                    const double bound = double(k + 2) * eps *
+                                         (double(alpha) * size + std::fabs(double(beta) * old));
+                    if (!(std::fabs(double(got) - want) <= bound)) ++wrong;
+                  }
+                CHECK(wrong == 0);
+              }
+}
