@@ -127,8 +127,11 @@ void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where) {
   best().max_pool_2x2(in, y, where);
 }
 void small_gemm(const Product& g, float* scratch) {
-  if (best().small_gemm && double(g.m) * double(g.n) * double(g.k) <= kSmallProduct)
+  const double multiply_adds = double(g.m) * double(g.n) * double(g.k);
+  if (best().small_gemm && multiply_adds <= kSmallProduct) {
+    count_float32_product(multiply_adds);  // the bench's roofline counts them, as gemm's
     return best().small_gemm(g, scratch);
+  }
   detail::gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.b, g.ldb, g.beta, g.c,
                g.ldc);
 }

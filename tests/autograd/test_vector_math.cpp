@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/detail/blas.hpp"
 #include "autograd/detail/vector_math.hpp"
 #include "autograd/error.hpp"
 
@@ -672,4 +673,18 @@ TEST_CASE(
                   }
                 CHECK(wrong == 0);
               }
+}
+
+TEST_CASE("small_gemm's products count in the float32 FLOPs of a step's roofline, as gemm's do") {
+  // 2 m n k for each product, on the tiles (m n k <= kSmallProduct) and in gemm above that
+  for (std::size_t m : {4, 64, 100}) {
+    const std::size_t n = 64, k = 64;
+    std::vector<float> a(m * k, 0.5f), b(k * n, 0.25f), c(m * n), scratch(n * k);
+    const std::uint64_t before = xgrad::detail::float32_product_flops();
+    vec::small_gemm({false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, c.data(), n},
+                    scratch.data());
+    INFO(m << " x " << n << " x " << k);
+    CHECK(xgrad::detail::float32_product_flops() - before == 2 * m * n * k);
+    CHECK(c[m * n - 1] == doctest::Approx(double(k) * 0.125));
+  }
 }
