@@ -6,6 +6,7 @@
 
 #include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
+#include "autograd/detail/blas.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/vector_math.hpp"
 #include "autograd/functional.hpp"
@@ -149,6 +150,30 @@ void BM_Attention(benchmark::State& state) {
   detail::set_attention_saves(before);
 }
 BENCHMARK(BM_Attention)->ArgsProduct({{32, 128, 256, 512}, {1, 2}})->Unit(benchmark::kMicrosecond);
+
+// One product of an attention head at the reference transformer's sizes (32 x 32 x 32, its
+// operands in the packed qkv, rows 384 floats apart), arg 0 the form (0 N N: D V, 1 N T: Q K^T,
+// 2 T N: D^T G), arg 1 where it runs (0 detail::gemm, 1 vector_math's small_gemm).
+void BM_HeadProduct(benchmark::State& state) {
+  const bool ta = state.range(0) == 2, tb = state.range(0) == 1, tiles = state.range(1) == 1;
+  state.SetLabel(std::string(ta ? "T" : "N") + (tb ? "T" : "N") +
+                 (tiles ? " small_gemm" : " gemm"));
+  const std::size_t n = 32, ld = 384;
+  std::vector<float> a(n * ld), b(n * ld), c(n * n), scratch(n * n);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = float(i % 97) * 1e-3f;
+    b[i] = float(i % 89) * 2e-3f;
+  }
+  for (auto _ : state) {
+    if (tiles)
+      detail::vec::small_gemm(
+          {ta, tb, n, n, n, 1.0f, a.data(), ld, b.data(), ld, 0.0f, c.data(), n}, scratch.data());
+    else
+      detail::gemm(ta, tb, n, n, n, 1.0f, a.data(), ld, b.data(), ld, 0.0f, c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+}
+BENCHMARK(BM_HeadProduct)->ArgsProduct({{0, 1, 2}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 // A bidirectional GRU or LSTM (arg 0 or 1) of hidden 256 over 32 sequences of 32 steps of 64
 // features, forward and backward: each direction one gru_sequence or lstm_sequence.
