@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "autograd/blas.hpp"
+#include "autograd/detail/vector_math.hpp"
 #include "autograd/error.hpp"
 
 #ifdef XGRAD_ONEDNN
@@ -88,6 +89,7 @@ constexpr auto f32 = memory::data_type::f32;
 struct MatmulPlan {
   dnnl::matmul product;
   memory::desc a, w, bias, c;
+  std::string impl;  // oneDNN's name for the kernel it chose
 };
 
 // A shape always gets its primitive (cached_plan, onednn.hpp), from its first product: a rule that
@@ -98,7 +100,8 @@ using Plans = OnednnPlans<Key, MatmulPlan>;
 
 MatmulPlan planned(const dnnl::matmul::desc& desc, const dnnl::primitive_attr& attr) {
   const dnnl::matmul::primitive_desc pd(desc, attr, onednn_engine());
-  return {dnnl::matmul(pd), pd.src_desc(), pd.weights_desc(), pd.bias_desc(), pd.dst_desc()};
+  return {dnnl::matmul(pd), pd.src_desc(), pd.weights_desc(),
+          pd.bias_desc(),   pd.dst_desc(), pd.impl_info_str()};
 }
 
 // A oneDNN failure as xgrad's error, naming the operation and its shape.
@@ -150,7 +153,28 @@ struct RepeatedProduct<T>::Prepared {
   MatmulPlan plan;  // a copy: the handle is shared, and lives as long as this object
   memory weights;  // W^T (k, n) in the primitive's layout
 #endif
+  std::vector<float> panels;  // or W^T in vector_math's panels, where they replace the primitive
 };
+
+namespace {
+std::atomic<bool> panels_forced{false};
+
+#ifdef XGRAD_ONEDNN
+// Whether the recurrent product goes to vector_math's panels: where oneDNN's choice is its sgemm
+// ("gemm:jit"), which packs W again at every call (an AVX2 machine: oneDNN 2.6's brgemm matmul,
+// "brg:...", is AVX-512's alone), W holds 2^18 floats (1 MB) or more, and the vector path has
+// them. On a Zen 5 capped at AVX2 (1 MB of second-level cache), the LSTM's 1024 x 256 forward
+// went from 9.2 to 5.9 ms a step on the panels, its step 0.87x; the GRU's 768 x 256 did not move
+// (its step 0.99-1.05x), so it stays on the primitive (docs/performance.md).
+constexpr std::size_t kPanelsFrom = std::size_t{1} << 18;
+bool use_panels(const std::string& impl, std::size_t n, std::size_t k) {
+  if (!vec::panel_product_available()) return false;
+  return panels_forced.load() || (impl.rfind("brg", 0) != 0 && n * k >= kPanelsFrom);
+}
+#endif
+}  // namespace
+
+bool force_repeated_panels(bool on) { return panels_forced.exchange(on); }
 
 template <class T>
 RepeatedProduct<T>::RepeatedProduct(std::size_t m, std::size_t n, std::size_t k, const T* w)
@@ -160,10 +184,16 @@ RepeatedProduct<T>::RepeatedProduct(std::size_t m, std::size_t n, std::size_t k,
     if (m == 0 || n == 0 || k == 0) return;  // gemm's empty-product rules
     guarded("RepeatedProduct (a recurrent layer's steps)", m, n, k, [&] {
       const MatmulPlan& plan = repeated_plan(m, n, k);
+      if (use_panels(plan.impl, n, k)) {
+        prepared_ = std::make_unique<Prepared>();
+        prepared_->panels.resize(vec::panels_size(n, k));
+        vec::pack_panels(w, n, k, prepared_->panels.data());
+        return;
+      }
       // W (n, k) row-major is W^T (k, n) stored column by column: tag ba
       memory user(memory::desc({dim(k), dim(n)}, f32, memory::format_tag::ba), onednn_engine(),
                   const_cast<float*>(w));
-      prepared_ = std::make_unique<Prepared>(Prepared{plan, memory(plan.w, onednn_engine())});
+      prepared_ = std::make_unique<Prepared>(Prepared{plan, memory(plan.w, onednn_engine()), {}});
       dnnl::reorder(user, prepared_->weights).execute(onednn_stream(), user, prepared_->weights);
       onednn_stream().wait();
     });
@@ -175,6 +205,10 @@ template <class T>
 void RepeatedProduct<T>::add_to(const T* a, T* c) const {
 #ifdef XGRAD_ONEDNN
   if constexpr (std::is_same_v<T, float>) {
+    if (prepared_ && !prepared_->panels.empty()) {
+      vec::panel_product(m_, n_, k_, a, prepared_->panels.data(), c);
+      return;
+    }
     if (prepared_) {
       count_float32_product(double(m_) * double(n_) * double(k_));
       guarded("RepeatedProduct (a recurrent layer's steps)", m_, n_, k_, [&] {

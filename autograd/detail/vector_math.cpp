@@ -136,6 +136,24 @@ void small_gemm(const Product& g, float* scratch) {
                g.ldc);
 }
 
+std::size_t panels_size(std::size_t n, std::size_t k) {
+  return (n + kPanelWidth - 1) / kPanelWidth * kPanelWidth * k;
+}
+void pack_panels(const float* w, std::size_t n, std::size_t k, float* panels) {
+  for (std::size_t j = 0; j < n; j += kPanelWidth)
+    for (std::size_t q = 0; q < k; ++q)
+      for (std::size_t t = 0; t < kPanelWidth; ++t)
+        panels[j * k + q * kPanelWidth + t] = j + t < n ? w[(j + t) * k + q] : 0.0f;
+}
+bool panel_product_available() { return best().panel_product != nullptr; }
+void panel_product(std::size_t m, std::size_t n, std::size_t k, const float* a, const float* panels,
+                   float* c) {
+  if (!panel_product_available())
+    throw ValueError(std::string("vector math: no panel_product on the ") + instruction_set() +
+                     " path");
+  count_float32_product(double(m) * double(n) * double(k));
+  best().panel_product(m, n, k, a, panels, c);
+}
 double row_sum(const float* p, std::size_t n) { return best().row_sum(p, n); }
 double row_sum_squares(const float* p, std::size_t n, float m) {
   return best().row_sum_squares(p, n, m);

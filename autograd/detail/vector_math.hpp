@@ -116,6 +116,21 @@ struct Product {
 inline constexpr double kSmallProduct = 1 << 18;
 void small_gemm(const Product& g, float* scratch);
 
+// C (m x n) += A (m x k) W^T, A and C row-major and dense, against a W (n x k, row-major) packed
+// once by pack_panels: W^T in panels of kPanelWidth columns, panel p holding columns
+// 16p .. 16p + 15 of W^T as k rows of 16 (zeros past column n), panels_size(n, k) floats. The
+// recurrent layers' product of every step (detail::RepeatedProduct) where oneDNN has no kernel that
+// keeps W packed between calls: on AVX2, oneDNN 2.6's matmul runs its sgemm, which packs W again
+// at each one (its brgemm matmul, which reads W reordered once, is AVX-512's alone). Each panel
+// goes against all of A's rows, 6 at a time, while it is in the first-level cache. AVX2 and
+// AVX-512 (panel_product_available()); on SSE2 the entry of Functions is null.
+inline constexpr std::size_t kPanelWidth = 16;
+std::size_t panels_size(std::size_t n, std::size_t k);
+void pack_panels(const float* w, std::size_t n, std::size_t k, float* panels);
+bool panel_product_available();
+void panel_product(std::size_t m, std::size_t n, std::size_t k, const float* a, const float* panels,
+                   float* c);
+
 // batch_norm's sums over a row of n floats, with the bits of kernels.hpp's row_sum and row_sums
 // on every path: eight running sums in float (lane k adds entries k, k + 8, ...; one 256-bit
 // register on AVX2 and AVX-512, where the plain loop's code shuffled lanes about), then the tail
@@ -169,6 +184,8 @@ struct Functions {
                                 std::size_t, float);
   void (*max_pool_2x2)(const Pool2x2&, float*, std::uint32_t*);
   void (*small_gemm)(const Product&, float*);  // null: detail::gemm
+  void (*panel_product)(std::size_t, std::size_t, std::size_t, const float*, const float*,
+                        float*);  // null: none on this path
   double (*row_sum)(const float*, std::size_t);
   double (*row_sum_squares)(const float*, std::size_t, float);
   void (*row_sums)(const float*, const float*, std::size_t, float, double*);

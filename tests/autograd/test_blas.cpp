@@ -11,6 +11,7 @@
 
 #include "autograd/blas.hpp"
 #include "autograd/detail/blas.hpp"
+#include "autograd/detail/vector_math.hpp"
 #include "autograd/ops.hpp"
 
 using namespace xgrad;
@@ -120,6 +121,25 @@ TEST_CASE("the repeated product C += A W^T (the recurrent layers' steps) agrees 
     check_repeated_product<float>(s[0], s[1], s[2], gen);
     check_repeated_product<double>(s[0], s[1], s[2], gen);
   }
+}
+
+TEST_CASE("the repeated product on vector_math's panels (an AVX2 machine's path) agrees too") {
+  if (!detail::vec::panel_product_available()) {
+    MESSAGE("no panel_product on the " << std::string(detail::vec::instruction_set()) << " path");
+    return;
+  }
+  const bool before = detail::force_repeated_panels(true);
+  Generator gen(8);
+  const std::size_t shapes[][3] = {{32, 1024, 256}, {7, 13, 5}, {1, 1, 1}, {33, 65, 129}};
+  for (const auto& s : shapes) check_repeated_product<float>(s[0], s[1], s[2], gen);
+  // the FLOPs the bench's roofline reads, counted once
+  std::vector<float> w(40 * 24, 0.5f), a(6 * 24, 0.25f), c(6 * 40, 0.0f);
+  const detail::RepeatedProduct<float> product(6, 40, 24, w.data());
+  const std::uint64_t flops = detail::float32_product_flops();
+  product.add_to(a.data(), c.data());
+  CHECK(detail::float32_product_flops() - flops == 2 * 6 * 40 * 24);
+  CHECK(c[6 * 40 - 1] == doctest::Approx(24 * 0.125));
+  detail::force_repeated_panels(before);
 }
 
 // linear(x, w, b) = x W^T + b (its own product: linear_product) against the double loop, with and
