@@ -722,9 +722,9 @@ struct Loops {
         bq[v] = Batch::load_unaligned(panel + q * kPanelWidth + v * width);
 #pragma GCC unroll 8
       for (std::size_t r = 0; r < R; ++r) {
-        const Batch ar(a[r * k + q]);
+        const Batch ai(a[r * k + q]);
 #pragma GCC unroll 8
-        for (std::size_t v = 0; v < V; ++v) acc[r][v] = xsimd::fma(ar, bq[v], acc[r][v]);
+        for (std::size_t v = 0; v < V; ++v) acc[r][v] = xsimd::fma(ai, bq[v], acc[r][v]);
       }
     }
 #pragma GCC unroll 8
