@@ -6,6 +6,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "autograd/blas.hpp"
 #include "autograd/detail/vector_math.hpp"

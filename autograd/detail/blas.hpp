@@ -48,10 +48,10 @@ class RepeatedProduct {
   std::unique_ptr<Prepared> prepared_;
 };
 extern template class RepeatedProduct<float>;
+extern template class RepeatedProduct<double>;
 // For tests: RepeatedProduct<float> on vector_math's panels wherever the vector path has them,
 // even where oneDNN keeps W packed itself; returns the previous setting.
 bool force_repeated_panels(bool on);
-extern template class RepeatedProduct<double>;
 
 const char* gemm_backend();  // where the float32 gemm runs: "onednn" or "openblas"
 

@@ -94,13 +94,14 @@ void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where);
 
 // C (m x n) = alpha op(A) op(B) + beta C, row-major, as detail::gemm (blas.hpp) takes it (op
 // transposing when asked; beta 0: C is not read), for the products of one attention head: tens to
-// hundreds of rows and columns, where a call to oneDNN's sgemm costs as much as its arithmetic
-// (0.43-0.65 us for 32 x 32 x 32 on an AVX-512 Zen 5). On AVX-512: tiles of 4 rows of C by 32
-// columns, each summed over all of k in registers, op(A)'s entries broadcast from where they lie;
-// op(B) = B^T is first transposed into scratch (n k floats, unused otherwise). detail::gemm for
-// products of more than kSmallProduct multiply-adds (attention's blocks past 128 keys, where the
-// tiles took longer than oneDNN) and on the other paths (the AVX2 file is compiled without FMA,
-// which oneDNN's kernels have).
+// hundreds of rows and columns, where a call to oneDNN's sgemm costs more than its arithmetic (at
+// 32 x 32 x 32 on an AVX-512 Zen 5, 0.46-0.71 us against the tiles' 0.30-0.37: bench/micro's
+// HeadProduct). On AVX-512: tiles of 4 rows of C by 32 columns, each summed over all of k in
+// registers, op(A)'s entries broadcast from where they lie; op(B) = B^T is first transposed into
+// scratch (n k floats, unused otherwise). detail::gemm for products of more than kSmallProduct
+// multiply-adds (attention's blocks past 128 keys, where the tiles took longer than oneDNN) and on
+// the other paths (on AVX2 the tiles left the transformer's step unchanged and were slower at 128
+// keys: docs/performance.md).
 struct Product {
   bool trans_a, trans_b;
   std::size_t m, n, k;

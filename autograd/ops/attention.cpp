@@ -12,8 +12,8 @@
 // NOTE: a primitive for speed: the composite (chunk, reshape and permute into heads, batched
 // products, masked_fill, softmax, then permute and reshape back) copied the activations six times;
 // here each head's products read the packed input in place (leading dimension 3E) and write the
-// joined output directly; float32 products go through vector_math's small_gemm (a call to
-// sgemm cost as much as a 32 x 32 product's arithmetic). Rows of queries go in blocks
+// joined output directly; float32 products go through vector_math's small_gemm (at 32 x 32 x 32
+// a call to oneDNN's sgemm took 0.46-0.71 us, the tiles 0.30-0.37). Rows of queries go in blocks
 // (detail::kAttentionRows): a block's scores are made, turned into probabilities and used while
 // they are in the caches, and when causal a block stops at its last row's key. Under create_graph
 // the backward is written in ops.
