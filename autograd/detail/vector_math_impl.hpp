@@ -700,49 +700,18 @@ struct Loops {
   }
 
   // ---- panel_product (vector_math.hpp): C += A W^T against W^T packed in panels of 16 columns ---
-  // R rows of C by one panel (16 columns, the last `cols` of them real), summed over all of k in
-  // registers from C's own values: the panel's k rows of 16 read in order, A's entries broadcast.
-  template <std::size_t R>
-  static void panel_tile(std::size_t k, const float* a, const float* panel, float* c,
-                         std::size_t ldc, std::size_t cols) {
-    constexpr std::size_t V = kPanelWidth / width;
-    const auto lanes = [cols](std::size_t v) {
-      const std::size_t from = v * width;
-      return cols <= from ? 0 : cols - from < width ? cols - from : width;
-    };
-    Batch acc[R][V];
-#pragma GCC unroll 8
-    for (std::size_t r = 0; r < R; ++r)
-#pragma GCC unroll 8
-      for (std::size_t v = 0; v < V; ++v) acc[r][v] = load_n(c + r * ldc + v * width, lanes(v));
-    for (std::size_t q = 0; q < k; ++q) {
-      Batch bq[V];
-#pragma GCC unroll 8
-      for (std::size_t v = 0; v < V; ++v)
-        bq[v] = Batch::load_unaligned(panel + q * kPanelWidth + v * width);
-#pragma GCC unroll 8
-      for (std::size_t r = 0; r < R; ++r) {
-        const Batch ai(a[r * k + q]);
-#pragma GCC unroll 8
-        for (std::size_t v = 0; v < V; ++v) acc[r][v] = xsimd::fma(ai, bq[v], acc[r][v]);
-      }
-    }
-#pragma GCC unroll 8
-    for (std::size_t r = 0; r < R; ++r)
-#pragma GCC unroll 8
-      for (std::size_t v = 0; v < V; ++v)
-        if (lanes(v) > 0) store_n(c + r * ldc + v * width, acc[r][v], lanes(v));
-  }
-  // Each panel in turn against all of A's rows, six at a time: the panel (k x 16 floats) stays in
-  // the first-level cache while the rows go by.
+  // Each panel (k rows of 16, row-major) is the B of small_gemm's tiles for its columns of C, with
+  // beta 1, against all of A's rows six at a time while it stays in the first-level cache.
   static void panel_product(std::size_t m, std::size_t n, std::size_t k, const float* a,
                             const float* panels, float* c) {
     for (std::size_t j = 0; j < n; j += kPanelWidth) {
       const float* panel = panels + j * k;
       const std::size_t cols = n - j < kPanelWidth ? n - j : kPanelWidth;
+      const Product g{false, false, m, cols, k, 1.0f, a, k, panel, kPanelWidth, 1.0f, c + j, n};
       std::size_t i = 0;
-      for (; i + 6 <= m; i += 6) panel_tile<6>(k, a + i * k, panel, c + i * n + j, n, cols);
-      for (; i < m; ++i) panel_tile<1>(k, a + i * k, panel, c + i * n + j, n, cols);
+      for (; i + 6 <= m; i += 6)
+        product_rows<6>(g, a + i * k, k, 1, panel, kPanelWidth, c + i * n + j);
+      for (; i < m; ++i) product_rows<1>(g, a + i * k, k, 1, panel, kPanelWidth, c + i * n + j);
     }
   }
   // The table's entry: AVX2 and AVX-512 (see vector_math.hpp).
