@@ -22,9 +22,11 @@ void tanh(float* x, std::size_t n);
 void erf(float* x, std::size_t n);
 
 // GELU in one pass (autograd/ops/gelu.cpp's formulas), out of place:
-//   forward  z = x 0.5 (1 + erf(x / sqrt 2))
-//   backward dx = g (0.5 (1 + erf(x / sqrt 2)) + x e^(-x x / 2) / sqrt(2 pi))
-// with the same operations in the same order as erf and exp above with plain loops around them.
+//   forward  z = x Phi(x),  Phi(x) = erfc(-x / sqrt 2) / 2
+//   backward dx = g (Phi(x) + x e^(-x x / 2) / sqrt(2 pi))
+// Phi from one formula that shares the exponential with the backward's density (Loops::normal_cdf),
+// within 16 ulp plus the rounding of x^2 / 2 through the exponential, relative, down to the
+// lower tail.
 void gelu_forward(const float* x, float* z, std::size_t n);
 void gelu_backward(const float* x, const float* g, float* dx, std::size_t n);
 

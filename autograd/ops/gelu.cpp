@@ -1,10 +1,12 @@
-// gelu: z = x Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal's distribution
+// gelu: z = x Phi(x),  Phi(x) = erfc(-x / sqrt 2) / 2, the standard normal's distribution
 //   dz/dx = Phi(x) + x phi(x),  phi(x) = e^(-x^2 / 2) / sqrt(2 pi). Saves x.
 //   JVP: dz = (Phi(x) + x phi(x)) dx.
+// Phi through erfc rather than as (1 + erf(x / sqrt 2)) / 2 (PyTorch's form): the sum cancels in
+// the lower tail (it is 0 below x = -5.5 in float, -8.3 in double); erfc keeps its relative digits.
 // NOTE: a primitive for speed: the composite took five passes and kept four arrays; the transformer
 // block's MLP spent a fifth of its step there. float32 runs forward and backward in one pass each,
 // in vector lanes (detail::vec::gelu_forward, _backward). Under create_graph the backward is
-// written in ops.
+// written in ops, with erf (there is no erfc op), so its lower tail is PyTorch's.
 #include <cmath>
 #include <numbers>
 
@@ -52,7 +54,7 @@ struct Gelu final : Node {
     }
     grads[0] = detail::zip("gelu", g, x, [](auto gv, auto xv) {
       using T = decltype(xv);
-      const T cdf = T(0.5) * (T(1) + std::erf(xv * T(kInvSqrt2)));
+      const T cdf = T(0.5) * std::erfc(-xv * T(kInvSqrt2));
       const T pdf = std::exp(T(-0.5) * xv * xv) * T(kInvSqrt2Pi);
       return gv * (cdf + xv * pdf);
     });
@@ -67,7 +69,7 @@ Tensor gelu(const Tensor& x) {
   const ProfileScope profiled("gelu");
   Tensor out = x.dtype() == Dtype::float32 ? gelu_f32(x, nullptr) : detail::map(x, [](auto v) {
     using T = decltype(v);
-    return v * T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
+    return v * T(0.5) * std::erfc(-v * T(kInvSqrt2));
   });
   if (auto* node = record<Gelu>(out, {x})) node->save({x});
   return out;

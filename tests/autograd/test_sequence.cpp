@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <numbers>
 #include <set>
 
 #include "autograd/detail/kernels.hpp"
@@ -286,6 +287,31 @@ TEST_CASE("gelu equals x Phi(x) and its derivative Phi(x) + x phi(x), in both dt
     const double tol = dtype == kFloat64 ? 1e-14 : 1e-6;
     check_close(values(y), value, tol);
     check_close(values(leaf.grad()), slope, tol);
+  }
+  // The lower tail keeps its relative digits, where (1 + erf(x / sqrt 2)) / 2 would be 0 (below
+  // x = -5.5 in float, -8.3 in double): within 16 units of rounding u and the rounding of the
+  // argument carried through the exponential (x^2 u), against long double.
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    INFO(dtype_name(dtype));
+    const Tensor x =
+        dtype == kFloat64 ? testing::f64({-6, -9, -20, -37}) : testing::f64({-4, -6, -8, -10, -12});
+    const std::vector<double> X = values(x);
+    const Tensor leaf = cast(x, dtype).requires_grad_(true);
+    const Tensor y = gelu(leaf);
+    sum(y).backward();
+    const std::vector<double> v = values(y), d = values(leaf.grad());
+    const double u = dtype == kFloat64 ? 0x1p-53 : 0x1p-24;
+    for (std::size_t i = 0; i < X.size(); ++i) {
+      const long double xl = X[i], cdf = std::erfc(-xl / std::sqrt(2.0L)) / 2;
+      const long double pdf =
+          std::exp(-xl * xl / 2) / std::sqrt(2 * std::numbers::pi_v<long double>);
+      const double want_v = double(xl * cdf), want_d = double(cdf + xl * pdf);
+      const double tol = (16 + X[i] * X[i]) * u;
+      INFO("x = " << X[i] << ": " << v[i] << " against " << want_v << ", slope " << d[i]
+                  << " against " << want_d);
+      CHECK(std::abs(v[i] - want_v) <= tol * std::abs(want_v));
+      CHECK(std::abs(d[i] - want_d) <= tol * std::abs(want_d));
+    }
   }
   CHECK(std::isnan(values(gelu(testing::f64({NAN})))[0]));
   // At +-inf as PyTorch 1.13.1 (float64 and float32): gelu(-inf) = -inf * 0 and the derivative
