@@ -6,7 +6,7 @@
 set -uo pipefail
 program=$1
 widest=sse2
-grep -qw avx2 /proc/cpuinfo && widest=avx2
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && widest=avx2
 grep -qw avx512f /proc/cpuinfo && widest=avx512
 rank() { case $1 in sse2) echo 0 ;; avx2) echo 1 ;; avx512) echo 2 ;; esac; }
 failed=0

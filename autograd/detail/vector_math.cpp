@@ -54,8 +54,8 @@ bool supported(Isa isa) {
   switch (isa) {
     case Isa::avx512:
       return __builtin_cpu_supports("avx512f");
-    case Isa::avx2:
-      return __builtin_cpu_supports("avx2");
+    case Isa::avx2:  // its file is compiled with FMA too (meson.build)
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::sse2:
       break;
   }

@@ -3,12 +3,12 @@
 // the GRU and LSTM gates, layer norm, column sums, softmax rows, 2 x 2 max pooling, attention's
 // small products, batch norm's row sums and the optimizers' updates, vectorized with xsimd (and a
 // few raw intrinsics) for the widest instruction set the processor has, chosen once at the first
-// call: AVX-512 (16 lanes), AVX2 (8), or SSE2 (4, x86-64's baseline; all a plain loop gets from the
-// compiler's default flags). std::exp and friends are calls that no loop vectorizes; these run to
-// about 1 ulp. The elements past the last full vector go through the same vector code (padded), so
-// a value never depends on where it sits in the array. XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the
-// environment caps the choice (as ATen's ATEN_CPU_CAPABILITY), to measure or test a narrower path
-// on a wider processor.
+// call: AVX-512 (16 lanes), AVX2 with FMA (8), or SSE2 (4, x86-64's baseline; all a plain loop gets
+// from the compiler's default flags). std::exp and friends are calls that no loop vectorizes; these
+// run to about 1 ulp. The elements past the last full vector go through the same vector code
+// (padded), so a value never depends on where it sits in the array.
+// XGRAD_CPU_CAPABILITY=sse2|avx2|avx512 in the environment caps the choice (as ATen's
+// ATEN_CPU_CAPABILITY), to measure or test a narrower path on a wider processor.
 
 #include <cstddef>
 #include <cstdint>

@@ -450,10 +450,10 @@ struct Loops {
 
   // The optimizers' updates (optim_kernels.hpp gives each one's order of operations). Every
   // a * b + c stays two roundings, as in the plain loop compiled without FMA (the compiler would
-  // fuse them on AVX-512; the transcendental functions above gain a quarter from it), so that
-  // every path gives the same bits. Each Lanes(g, a, c) updates one vector of lanes of the state
-  // arrays a[r] (the parameters first; null when absent, which says which update runs) in place
-  // from the gradient's at g.
+  // fuse them on AVX-512 and AVX2; the transcendental functions above gain a quarter from it), so
+  // that every path gives the same bits. Each Lanes(g, a, c) updates one vector of lanes of the
+  // state arrays a[r] (the parameters first; null when absent, which says which update runs) in
+  // place from the gradient's at g.
 #define XGRAD_TWO_ROUNDINGS __attribute__((optimize("fp-contract=off")))
 
   // Lanes over n elements; the tail through copies padded with zeros (as in apply).
