@@ -50,6 +50,8 @@ Tensor log(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor abs(const Tensor& x);
 Tensor erf(const Tensor& x);
+/// 1 - erf(x), without its cancellation: relative digits kept for large x until it underflows.
+Tensor erfc(const Tensor& x);
 /// Gradient to a where a > b, to b where b > a, half to each on ties (as PyTorch); NaN propagates.
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);  ///< likewise

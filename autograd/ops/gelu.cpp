@@ -6,7 +6,7 @@
 // NOTE: a primitive for speed: the composite took five passes and kept four arrays; the transformer
 // block's MLP spent a fifth of its step there. float32 runs forward and backward in one pass each,
 // in vector lanes (detail::vec::gelu_forward, _backward). Under create_graph the backward is
-// written in ops, with erf (there is no erfc op), so its lower tail is PyTorch's.
+// written in ops.
 #include <cmath>
 #include <numbers>
 
@@ -35,7 +35,7 @@ Tensor gelu_f32(const Tensor& x, const float* pg) {
 
 // dz/dx in ops (recorded: the second derivative).
 Tensor slope(const Tensor& x) {
-  const Tensor cdf = mul(add(erf(mul(x, kInvSqrt2)), 1.0), 0.5);
+  const Tensor cdf = mul(erfc(mul(x, -kInvSqrt2)), 0.5);
   const Tensor pdf = mul(exp(mul(mul(x, x), -0.5)), kInvSqrt2Pi);
   return add(cdf, mul(x, pdf));
 }

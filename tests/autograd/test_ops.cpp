@@ -84,6 +84,7 @@ std::vector<OpCase> table() {
       {"sqrt", {{3, 4}}, [](V x) { return sqrt(x[0]); }, Domain::positive},
       {"abs", {{3, 4}}, [](V x) { return abs(x[0]); }, Domain::away},
       {"erf", {{3, 4}}, [](V x) { return erf(x[0]); }},
+      {"erfc", {{3, 4}}, [](V x) { return erfc(x[0]); }},
       // From here on, many are composites (autograd/ops/composite.cpp): maximum, minimum, clamp,
       // elu, silu, matmul, flatten, transpose, squeeze, unsqueeze, slice, select, stack,
       // sum, mean, min, logsumexp, var. Their gradients come from the primitives they use.
@@ -869,6 +870,46 @@ TEST_CASE("large magnitudes: exp, sigmoid, softplus, tanh stay finite where the 
   }
   // float32 too: exp(-v) would overflow for v = -1000 if sigmoid were computed naively.
   CHECK(sigmoid(tensor({-1000.0f})).item() == 0.0);
+}
+
+TEST_CASE("erfc keeps its relative digits where 1 - erf(x) is 0, in both dtypes; its ends") {
+  // A plain loop over std::erfc in long double for the reference; float from x = 3.9 and double
+  // from 5.9 on, 1 - erf(x) rounds to 0.
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    INFO(dtype_name(dtype));
+    const Tensor x = dtype == kFloat64 ? testing::f64({-3, 0.5, 4, 6, 12, 26})
+                                       : testing::f64({-3, 0.5, 4, 6, 9});
+    const std::vector<double> X = testing::flat(x);
+    const Tensor leaf = cast(x, dtype).requires_grad_(true);
+    const Tensor z = erfc(leaf);
+    sum(z).backward();
+    const std::vector<double> v = testing::flat(cast(z, kFloat64)),
+                              d = testing::flat(cast(leaf.grad(), kFloat64)),
+                              e = testing::flat(cast(erf(cast(x, dtype)), kFloat64));
+    const double ulp = dtype == kFloat64 ? 0x1p-52 : 0x1p-23;
+    for (std::size_t i = 0; i < X.size(); ++i) {
+      const long double xl = X[i];
+      const double want_v = double(std::erfc(xl));
+      const double want_d = double(-2 / std::sqrt(std::acos(-1.0L)) * std::exp(-xl * xl));
+      INFO("x = " << X[i] << ": " << v[i] << " against " << want_v);
+      // the argument's rounding carried through e^(-x^2): 2 x^2 ulp
+      const double tol = (4 + 2 * X[i] * X[i]) * ulp;
+      CHECK(std::abs(v[i] - want_v) <= tol * want_v);
+      CHECK(std::abs(d[i] - want_d) <= tol * std::abs(want_d));
+      if (X[i] >= (dtype == kFloat64 ? 6 : 4)) CHECK(1.0 - e[i] == 0.0);  // what erfc is for
+    }
+  }
+  // The ends: erfc(-inf) = 2, erfc(inf) = 0, the derivative 0 at both; NaN stays NaN.
+  const Tensor ends = testing::f64({-INFINITY, INFINITY, NAN}, true);
+  const Tensor z = erfc(ends);
+  sum(z).backward();
+  const std::vector<double> v = testing::flat(z), d = testing::flat(ends.grad());
+  CHECK(v[0] == 2.0);
+  CHECK(v[1] == 0.0);
+  CHECK(std::isnan(v[2]));
+  CHECK(d[0] == 0.0);
+  CHECK(d[1] == 0.0);
+  CHECK(std::isnan(d[2]));
 }
 
 TEST_CASE("softmax and log_softmax are stable for logits of +-1e4") {

@@ -11,6 +11,7 @@
 
 #include "autograd/detail/kernels.hpp"
 #include "autograd/engine.hpp"
+#include "autograd/functional.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
@@ -300,6 +301,12 @@ TEST_CASE("gelu equals x Phi(x) and its derivative Phi(x) + x phi(x), in both dt
     const Tensor y = gelu(leaf);
     sum(y).backward();
     const std::vector<double> v = values(y), d = values(leaf.grad());
+    // The slope again as the JVP and as a recorded backward (create_graph) compute it: in ops,
+    // Phi from the erfc op.
+    const std::vector<double> d_jvp =
+        values(jvp([](const Tensor& t) { return gelu(t); }, leaf.detach(), ones_like(leaf)).second);
+    const std::vector<double> d_recorded =
+        values(grad({sum(gelu(leaf))}, {leaf}, {}, std::nullopt, true)[0]);
     const double u = dtype == kFloat64 ? 0x1p-53 : 0x1p-24;
     for (std::size_t i = 0; i < X.size(); ++i) {
       const long double xl = X[i], cdf = std::erfc(-xl / std::sqrt(2.0L)) / 2;
@@ -311,6 +318,8 @@ TEST_CASE("gelu equals x Phi(x) and its derivative Phi(x) + x phi(x), in both dt
                   << " against " << want_d);
       CHECK(std::abs(v[i] - want_v) <= tol * std::abs(want_v));
       CHECK(std::abs(d[i] - want_d) <= tol * std::abs(want_d));
+      CHECK(std::abs(d_jvp[i] - want_d) <= tol * std::abs(want_d));
+      CHECK(std::abs(d_recorded[i] - want_d) <= tol * std::abs(want_d));
     }
   }
   CHECK(std::isnan(values(gelu(testing::f64({NAN})))[0]));
