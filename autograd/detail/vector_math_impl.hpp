@@ -63,10 +63,10 @@ struct Loops {
 
   // Phi(x) and e^(-x^2 / 2) for GELU, in one formula for every x (no branch). Phi(-|x|) =
   // erfc(a) / 2, a = |x| / sqrt 2, is e^(-a^2) t P(t) with t = 1 / (1 + 0.4 a) in (0, 1] and P of
-  // degree 10: the Chebyshev interpolant of erfc(a) e^(a^2) / (2t) at 11 nodes of t, 9e-9 from it
-  // in relative terms. Phi(x) is that for x < 0 and 1 minus it above, so the lower tail keeps its
-  // relative accuracy where 1 + erf(x / sqrt 2) cancels to nothing (x below about -5.5 in float).
-  // e^(-x^2 / 2) is the normal density's factor, which the backward reuses.
+  // degree 10: the interpolant of erfc(a) e^(a^2) / (2t) at the 11 Chebyshev nodes of t in [0, 1],
+  // 9e-9 from it in relative terms. Phi(x) is that for x < 0 and 1 minus it above, so the lower
+  // tail keeps its relative accuracy where 1 + erf(x / sqrt 2) cancels to nothing (x below about
+  // -5.5 in float). e^(-x^2 / 2) is the normal density's factor, which the backward reuses.
   static constexpr float kTailP = float(0.4 / std::numbers::sqrt2);
   static constexpr float kTail[11] = {0.112837918f,  0.112838157f,  0.103800364f,   0.0859452859f,
                                       0.0590475611f, 0.0435603224f, -0.0268965829f, 0.0734016225f,

@@ -873,8 +873,8 @@ TEST_CASE("large magnitudes: exp, sigmoid, softplus, tanh stay finite where the 
 }
 
 TEST_CASE("erfc keeps its relative digits where 1 - erf(x) is 0, in both dtypes; its ends") {
-  // A plain loop over std::erfc in long double for the reference; float from x = 3.9 and double
-  // from 5.9 on, 1 - erf(x) rounds to 0.
+  // The reference: std::erfc in long double. From x = 3.9 in float and 5.9 in double on,
+  // 1 - erf(x) rounds to 0.
   for (Dtype dtype : {kFloat64, kFloat32}) {
     INFO(dtype_name(dtype));
     const Tensor x = dtype == kFloat64 ? testing::f64({-3, 0.5, 4, 6, 12, 26})

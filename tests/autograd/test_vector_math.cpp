@@ -439,7 +439,7 @@ TEST_CASE(
   const std::vector<float> ends = {inf, -inf, 1e30f, -1e30f, nan, -0.0f};
   const std::vector<float> ones(ends.size(), 1.0f);
   for (vec::Isa isa : paths()) {
-    INFO(vec::isa_name(isa));
+    INFO(std::string(vec::isa_name(isa)));
     std::vector<float> z(ends.size()), dx(ends.size());
     vec::functions(isa).gelu_forward(ends.data(), z.data(), ends.size());
     vec::functions(isa).gelu_backward(ends.data(), ones.data(), dx.data(), ends.size());
