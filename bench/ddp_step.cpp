@@ -2,7 +2,7 @@
 // its share of the global batch, gradients are averaged across the ranks, Adam steps.
 //
 //   mpirun -np 2 ddp_step --model mlp --batch 1024 --steps 60 [--mode overlap|after|none]
-//                         [--bucket-kb K]
+//                         [--bucket-kb K] [--transport shared|mpi]
 //     ->  median_us=...  exposed_us=...  allreduce_kb=...  slowest_rank_us=...  (rank 0 prints)
 //
 // median_us: the median step (after a warm-up) on rank 0; slowest_rank_us: the largest of the
@@ -11,7 +11,9 @@
 // from the hooks (a blocking send waits for the other ranks) and finishing at the end of the
 // sweep. --mode overlap: buckets sent during the sweep (the default); after: all sent after it,
 // so that exposed_us is all the allreduce adds; none: no averaging at all (no_sync), the compute
-// alone. Run without mpirun, or with -np 1, for one process on the whole batch.
+// alone. --transport mpi: the buckets summed by MPI_Allreduce even where the ranks share a
+// machine (shared: in a shared window there, the default). Run without mpirun, or with -np 1, for
+// one process on the whole batch.
 #include <algorithm>
 #include <cstdio>
 #include <optional>
@@ -31,7 +33,7 @@ namespace dist = xgrad::nn::distributed;
 namespace {
 
 void run(const std::string& model, std::size_t batch, std::size_t steps, const std::string& mode,
-         std::size_t bucket_kb) {
+         std::size_t bucket_kb, bool shared) {
   const int ranks = dist::world_size();
   if (batch % static_cast<std::size_t>(ranks) != 0)
     throw ValueError("--batch " + std::to_string(batch) + " is not a multiple of the " +
@@ -50,8 +52,8 @@ void run(const std::string& model, std::size_t batch, std::size_t steps, const s
     net = mlp;
     input = {local, 784};
   }
-  nn::DistributedDataParallel ddp(net,
-                                  {.bucket_bytes = bucket_kb << 10, .overlap = mode != "after"});
+  nn::DistributedDataParallel ddp(
+      net, {.bucket_bytes = bucket_kb << 10, .overlap = mode != "after", .shared_memory = shared});
   nn::Adam adam(ddp.parameters(), {.lr = 1e-3});
   Generator data(static_cast<std::uint64_t>(1 + dist::rank()));
   const Tensor x = randn(input, {}, data);
@@ -90,7 +92,7 @@ void run(const std::string& model, std::size_t batch, std::size_t steps, const s
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model = "mlp", mode = "overlap";
+  std::string model = "mlp", mode = "overlap", transport = "shared";
   std::size_t batch = 1024, steps = 60, bucket_kb = nn::DistributedOptions{}.bucket_bytes >> 10;
   CLI::App app{"Median time of a data-parallel training step (run under mpirun)."};
   app.add_option("--model", model, "mlp (784-256-128-10) or cnn (bench/reference_cnn.hpp)")
@@ -102,13 +104,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"overlap", "after", "none"}));
   app.add_option("--bucket-kb", bucket_kb, "gradient bucket size in KB")
       ->check(CLI::Range(1, 1 << 22));
+  app.add_option("--transport", transport,
+                 "shared (a shared window where the ranks share a machine) or mpi (MPI_Allreduce)")
+      ->check(CLI::IsMember({"shared", "mpi"}));
   if (const int status = bench::parse(app, argc, argv); status >= 0) return status;
   std::optional<dist::Session> mpi;
   const int status = bench::guarded("ddp_step", [&] {
     mpi.emplace(argc, argv);
     keep_freed_memory();
     set_num_threads(1);
-    run(model, batch, steps, mode, bucket_kb);
+    run(model, batch, steps, mode, bucket_kb, transport == "shared");
   });
   if (status != 0 && dist::world_size() > 1) dist::abort(status);
   return status;

@@ -10,12 +10,15 @@
 // whether any rank had one, so that a gradient no rank computed stays undefined.
 #include "nn/distributed.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "autograd/engine.hpp"
@@ -218,16 +221,19 @@ struct Bucket {
   std::vector<double> f64;
   std::size_t pending = 0;  // parameters whose gradient is not final yet in this backward
   Request request = no_request;
+  std::size_t window_offset = 0;  // where its values sit in each rank's part of a shared window
+  void* shared = nullptr;         // this rank's part there, instead of f32 or f64
 
-  template <class T>
-  std::vector<T>& buffer() {
-    if constexpr (std::is_same_v<T, float>)
-      return f32;
-    else
-      return f64;
+  void* data() {
+    if (shared) return shared;
+    return dtype == Dtype::float64 ? static_cast<void*>(f64.data()) : f32.data();
   }
-  void* data() { return dtype == Dtype::float64 ? static_cast<void*>(f64.data()) : f32.data(); }
+  template <class T>
+  T* values_of() {
+    return static_cast<T*>(data());
+  }
   std::size_t count() const { return values + params.size(); }
+  std::size_t bytes() const { return count() * dtype_size(dtype); }
 };
 
 // Which gradient went into a bucket: the tensor and its version (in-place additions count up).
@@ -244,12 +250,12 @@ SentGrad sent_grad(const Tensor& param) {
 
 template <class T>
 void pack(Bucket& b, const std::vector<Tensor>& params, std::vector<SentGrad>& sent) {
-  std::vector<T>& buf = b.buffer<T>();
+  T* buf = b.values_of<T>();
   for (std::size_t j = 0; j < b.params.size(); ++j) {
     const Tensor& p = params[b.params[j]];
     const Tensor g = p.grad();
     sent[b.params[j]] = sent_grad(p);
-    T* at = buf.data() + b.offsets[j];
+    T* at = buf + b.offsets[j];
     if (g.defined()) {
       if (g.dtype() != p.dtype() || g.shape() != p.shape())
         throw AutogradError("DistributedDataParallel: a parameter of shape " +
@@ -268,7 +274,7 @@ void pack(Bucket& b, const std::vector<Tensor>& params, std::vector<SentGrad>& s
 // The sums divided by the number of ranks, into .grad where some rank had a gradient.
 template <class T>
 void unpack(Bucket& b, const std::vector<Tensor>& params, int world) {
-  const std::vector<T>& buf = b.buffer<T>();
+  const T* buf = b.values_of<T>();
   const T scale = T(1) / static_cast<T>(world);
   for (std::size_t j = 0; j < b.params.size(); ++j) {
     if (buf[b.values + j] == T(0)) continue;
@@ -279,12 +285,126 @@ void unpack(Bucket& b, const std::vector<Tensor>& params, int world) {
       p.set_grad(g);
     }
     T* dst = g.mutable_value<T>().data();
-    const T* src = buf.data() + b.offsets[j];
+    const T* src = buf + b.offsets[j];
     for (std::size_t i = 0, n = p.numel(); i < n; ++i) dst[i] = src[i] * scale;
   }
 }
 
 }  // namespace
+
+#ifdef XGRAD_MPI
+// The buckets summed in memory that the ranks share, where every rank runs on one machine: each
+// rank packs its buckets into its own part of an MPI-3 shared window; then, for each bucket, rank
+// r sums slice r of it over every rank's part (in rank order, so every rank gets the same bits)
+// into its own part, and copies the other slices' sums from the other ranks' parts. Between the
+// steps, a barrier on the machine's ranks with MPI_Win_sync on either side (the window's memory
+// model: unified, locked once for its whole life). On two ranks on one machine this took 74 us
+// against MPI_Allreduce's 93 for 0.94 MB, 481 against 698 us for 3.4 MB (a throwaway program,
+// copying each buffer in and out; here the buckets are packed in place).
+class SharedSums {
+ public:
+  // Null unless every rank runs on this machine.
+  static std::unique_ptr<SharedSums> open(std::vector<Bucket>& buckets) {
+    MPI_Comm node = MPI_COMM_NULL;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    int ranks = 0, world = 0;
+    MPI_Comm_size(node, &ranks);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (ranks != world) {  // the same answer on every rank: no rank allocates
+      MPI_Comm_free(&node);
+      return nullptr;
+    }
+    std::size_t bytes = 0;
+    for (Bucket& b : buckets) {
+      b.window_offset = bytes;
+      bytes += (b.bytes() + 63) / 64 * 64;  // each bucket on its own cache lines
+    }
+    auto sums = std::unique_ptr<SharedSums>(new SharedSums(node, ranks));
+    void* mine = nullptr;
+    MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes), 1, MPI_INFO_NULL, node, &mine,
+                            &sums->window_);
+    MPI_Comm_rank(node, &sums->rank_);
+    for (int r = 0; r < ranks; ++r) {
+      MPI_Aint size = 0;
+      int unit = 0;
+      void* part = nullptr;
+      MPI_Win_shared_query(sums->window_, r, &size, &unit, &part);
+      sums->parts_[static_cast<std::size_t>(r)] = static_cast<char*>(part);
+    }
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, sums->window_);
+    for (Bucket& b : buckets)
+      b.shared = sums->parts_[static_cast<std::size_t>(sums->rank_)] + b.window_offset;
+    return sums;
+  }
+  ~SharedSums() {
+    if (!distributed::is_initialized()) return;  // MPI already ended: the window went with it
+    // Freeing the window is collective: a rank unwinding from an error would wait there for the
+    // others instead of reaching distributed::abort. It leaves the window to MPI_Finalize.
+    if (std::uncaught_exceptions() > 0) return;
+    if (window_ != MPI_WIN_NULL) {
+      MPI_Win_unlock_all(window_);
+      MPI_Win_free(&window_);
+    }
+    MPI_Comm_free(&node_);
+  }
+  SharedSums(const SharedSums&) = delete;
+  SharedSums& operator=(const SharedSums&) = delete;
+
+  // Every rank's bucket b summed, into every rank's part; `last`: no other bucket follows before
+  // the next backward packs this one again, so the ranks wait for each other at the end.
+  void sum(const Bucket& b, bool last) {
+    if (b.dtype == Dtype::float64)
+      sum<double>(b);
+    else
+      sum<float>(b);
+    if (last) fence();
+  }
+
+ private:
+  SharedSums(MPI_Comm node, int ranks) : node_(node), parts_(static_cast<std::size_t>(ranks)) {}
+
+  // What each rank wrote before it is seen by every rank after it.
+  void fence() {
+    MPI_Win_sync(window_);
+    MPI_Barrier(node_);
+    MPI_Win_sync(window_);
+  }
+  template <class T>
+  T* part(std::size_t r, const Bucket& b) {
+    return reinterpret_cast<T*>(parts_[r] + b.window_offset);
+  }
+  template <class T>
+  void sum(const Bucket& b) {
+    const std::size_t n = b.count(), ranks = parts_.size(), me = static_cast<std::size_t>(rank_);
+    const auto slice = [&](std::size_t r) { return std::pair{n * r / ranks, n * (r + 1) / ranks}; };
+    fence();  // every part packed
+    const auto [lo, hi] = slice(me);
+    T* mine = part<T>(me, b);
+    if (ranks == 2) {  // a + b = b + a: both ranks get the same bits adding in place
+      const T* other = part<T>(1 - me, b);
+      for (std::size_t i = lo; i < hi; ++i) mine[i] += other[i];
+    } else {  // ((part 0 + part 1) + part 2) + ...
+      std::vector<T> s(part<T>(0, b) + lo, part<T>(0, b) + hi);
+      for (std::size_t r = 1; r < ranks; ++r) {
+        const T* from = part<T>(r, b) + lo;
+        for (std::size_t i = 0; i < s.size(); ++i) s[i] += from[i];
+      }
+      std::copy(s.begin(), s.end(), mine + lo);
+    }
+    fence();  // every slice summed
+    for (std::size_t r = 0; r < ranks; ++r)
+      if (r != me) {
+        const auto [from, to] = slice(r);
+        std::copy(part<T>(r, b) + from, part<T>(r, b) + to, mine + from);
+      }
+  }
+
+  MPI_Comm node_;
+  MPI_Win window_ = MPI_WIN_NULL;
+  int rank_ = 0;
+  std::vector<char*> parts_;
+};
+#endif
 
 struct DistributedDataParallel::State {
   std::vector<Tensor> params;
@@ -294,6 +414,9 @@ struct DistributedDataParallel::State {
   DistributedOptions options;
   int world = 1;
   bool sync = true;
+#ifdef XGRAD_MPI
+  std::unique_ptr<SharedSums> shared;  // null: the buckets go through MPI_Allreduce
+#endif
 
   // This backward's progress.
   bool in_backward = false;
@@ -386,6 +509,10 @@ void DistributedDataParallel::State::send(Bucket& b) {
   else
     pack<float>(b, params, sent);
 #ifdef XGRAD_MPI
+  if (shared) {
+    shared->sum(b, &b == &buckets.back());
+    return;
+  }
   // Open MPI's non-blocking allreduce (libnbc) took twice as long as the blocking one here: it
   // serves only where there may be backward work left to hide it behind, not for the last bucket.
   // The choice must not depend on when a rank sends (a blocking collective on one rank does not
@@ -415,6 +542,9 @@ void DistributedDataParallel::State::finish() {
       unpack<float>(b, params, world);
   }
   stats.buckets = buckets.size();
+#ifdef XGRAD_MPI
+  stats.shared_memory = shared != nullptr;
+#endif
   used.clear();
   used_known = false;
   stats.wait_seconds =
@@ -461,6 +591,7 @@ void check_same_parameters(const std::vector<Tensor>& params, const DistributedO
   }
   mix(options.bucket_bytes);
   mix(options.overlap ? 1u : 0u);
+  mix(options.shared_memory ? 1u : 0u);
 #ifdef XGRAD_MPI
   const int world = distributed::world_size();
   if (world == 1) return;
@@ -515,8 +646,12 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<Module> module,
     bytes += size;
     s.bucket_of[i] = s.buckets.size() - 1;
   }
+  for (Bucket& b : s.buckets) checked_count(b.count(), "DistributedDataParallel");
+#ifdef XGRAD_MPI
+  if (s.world > 1 && options.shared_memory) s.shared = SharedSums::open(s.buckets);
+#endif
   for (Bucket& b : s.buckets) {
-    checked_count(b.count(), "DistributedDataParallel");
+    if (b.shared) continue;
     if (b.dtype == Dtype::float64)
       b.f64.resize(b.count());
     else
@@ -558,7 +693,8 @@ DistributedStats DistributedDataParallel::last_stats() const { return state_->la
 std::string DistributedDataParallel::extra_repr() const {
   return "world_size=" + std::to_string(state_->world) +
          ", buckets=" + std::to_string(state_->buckets.size()) +
-         (state_->options.overlap ? "" : ", overlap=false");
+         (state_->options.overlap ? "" : ", overlap=false") +
+         (state_->options.shared_memory ? "" : ", shared_memory=false");
 }
 
 }  // namespace xgrad::nn

@@ -70,6 +70,11 @@ struct DistributedOptions {
   std::size_t bucket_bytes = 1u << 20;
   /// false: every bucket is sent after the sweep instead (same numbers, no overlap).
   bool overlap = true;
+  /// Where every rank runs on one machine, the buckets are summed in memory the ranks share (an
+  /// MPI-3 shared window, each rank summing its slice of every bucket) instead of by
+  /// MPI_Allreduce, whose copies through Open MPI's shared-memory transport cost more. Each
+  /// bucket is then summed as it is sent (the ranks meet there). false: MPI_Allreduce always.
+  bool shared_memory = true;
 };
 
 /// What the last synchronized backward did on this rank.
@@ -81,6 +86,7 @@ struct DistributedStats {
   /// other ranks there).
   double send_seconds = 0;
   double wait_seconds = 0;  ///< time the end of the backward spent finishing the averaging
+  bool shared_memory = false;  ///< the buckets were summed in a shared window, not by MPI
 };
 
 /// Wraps a module for data-parallel training (PyTorch's DistributedDataParallel; its child is
@@ -89,8 +95,9 @@ struct DistributedStats {
 /// 0 are copied to every rank. Each backward() that reaches the parameters ends with every
 /// .grad the average over the ranks of the ranks' gradients: buckets in reverse registration
 /// order (the order the sweep finishes them), sent from the parameters' post-accumulate-grad
-/// hooks (MPI_Iallreduce; the last bucket, which nothing is left to hide, MPI_Allreduce), waited
-/// for at the end of the sweep. A parameter that gets no
+/// hooks (MPI_Iallreduce; the last bucket, which nothing is left to hide, MPI_Allreduce; where
+/// every rank shares one machine, summed in a shared window instead), waited for at the end of
+/// the sweep. A parameter that gets no
 /// gradient on a rank (not used in its forward, frozen) counts as zero there and does not hold
 /// its bucket back when the forward went through this wrapper; its .grad stays undefined when no
 /// rank had one. Buffers (batch norm's statistics) stay per rank.

@@ -93,13 +93,17 @@ TEST_CASE("2 ranks end with the parameters of 1 rank on the same samples, after 
     const char* optimizer;
     Dtype dtype;
     bool overlap;
+    bool shared;  // summed in a shared window (both ranks run on this machine) or by MPI
     double tolerance;
   };
-  for (const Case& c : {Case{"sgd", kFloat64, true, 1e-12}, Case{"sgd", kFloat64, false, 1e-12},
-                        Case{"adam", kFloat64, true, 1e-12}, Case{"adam", kFloat64, false, 1e-12},
-                        Case{"sgd", kFloat32, true, 1e-5}}) {
+  for (const Case& c :
+       {Case{"sgd", kFloat64, true, true, 1e-12}, Case{"sgd", kFloat64, false, true, 1e-12},
+        Case{"sgd", kFloat64, true, false, 1e-12}, Case{"adam", kFloat64, true, true, 1e-12},
+        Case{"adam", kFloat64, false, false, 1e-12}, Case{"sgd", kFloat32, true, true, 1e-5},
+        Case{"sgd", kFloat32, false, false, 1e-5}}) {
     INFO(c.optimizer << " " << dtype_name(c.dtype)
-                     << (c.overlap ? " overlapped" : " after the sweep"));
+                     << (c.overlap ? " overlapped" : " after the sweep")
+                     << (c.shared ? ", shared window" : ", MPI_Allreduce"));
     // One process: the whole batch of 64.
     const auto single = make_mlp(c.dtype, 7);
     const auto single_opt = make_optimizer(c.optimizer, *single);
@@ -107,7 +111,8 @@ TEST_CASE("2 ranks end with the parameters of 1 rank on the same samples, after 
     // is seed 7's) and takes every second row of each batch. Buckets of 2 KB: several, sent in
     // turn.
     const auto local = make_mlp(c.dtype, 7 + static_cast<std::uint64_t>(rank));
-    DistributedDataParallel ddp(local, {.bucket_bytes = 2048, .overlap = c.overlap});
+    DistributedDataParallel ddp(
+        local, {.bucket_bytes = 2048, .overlap = c.overlap, .shared_memory = c.shared});
     const auto ddp_opt = make_optimizer(c.optimizer, ddp);
     for (std::size_t step = 0; step < kSteps; ++step) {
       const auto [x, y] = samples.rows(step * kBatch, 1, kBatch, c.dtype);
@@ -122,7 +127,15 @@ TEST_CASE("2 ranks end with the parameters of 1 rank on the same samples, after 
       ddp_opt->step();
     }
     CHECK(worst_relative_difference(*local, *single) <= c.tolerance);
+    // Every rank took the same steps: the same bits everywhere.
+    for (const Tensor& p : local->parameters()) {
+      const Tensor mine = p.detach().clone();
+      const Tensor theirs = p.detach().clone();
+      dist::broadcast(theirs, 0);
+      CHECK(sum(abs(sub(mine, theirs))).item() == 0.0);
+    }
     const DistributedStats stats = ddp.last_stats();
+    CHECK(stats.shared_memory == c.shared);
     CHECK(stats.buckets > 2);
     CHECK(stats.sent_during_backward == (c.overlap ? stats.buckets : 0u));
     CHECK(stats.bytes == (32 * 21 + 16 * 33 + 5 * 17) * (c.dtype == kFloat64 ? 8u : 4u));
