@@ -294,13 +294,13 @@ void unpack(Bucket& b, const std::vector<Tensor>& params, int world) {
 
 #ifdef XGRAD_MPI
 // The buckets summed in memory that the ranks share, where every rank runs on one machine: each
-// rank packs its buckets into its own part of an MPI-3 shared window; then, for each bucket, rank
-// r sums slice r of it over every rank's part (in rank order, so every rank gets the same bits)
-// into its own part, and copies the other slices' sums from the other ranks' parts. Between the
-// steps, a barrier on the machine's ranks with MPI_Win_sync on either side (the window's memory
-// model: unified, locked once for its whole life). On two ranks on one machine this took 74 us
-// against MPI_Allreduce's 93 for 0.94 MB, 481 against 698 us for 3.4 MB (a throwaway program,
-// copying each buffer in and out; here the buckets are packed in place).
+// rank packs its buckets into its own part of an MPI-3 shared window; then, for each bucket summed
+// by a blocking call, rank r sums slice r of it over every rank's part (in rank order, so every
+// rank gets the same bits) into its own part, and copies the other slices' sums from the other
+// ranks' parts. Between the steps, a barrier on the machine's ranks with MPI_Win_sync on either
+// side (the window's memory model: unified, locked once for its whole life). On two ranks on one
+// machine this took 74 us against MPI_Allreduce's 93 for 0.94 MB, 481 against 698 us for 3.4 MB (a
+// throwaway program, copying each buffer in and out; here the buckets are packed in place).
 class SharedSums {
  public:
   // Null unless every rank runs on this machine.
@@ -509,18 +509,18 @@ void DistributedDataParallel::State::send(Bucket& b) {
   else
     pack<float>(b, params, sent);
 #ifdef XGRAD_MPI
-  if (shared) {
-    shared->sum(b, &b == &buckets.back());
-    return;
-  }
   // Open MPI's non-blocking allreduce (libnbc) took twice as long as the blocking one here: it
   // serves only where there may be backward work left to hide it behind, not for the last bucket.
   // The choice must not depend on when a rank sends (a blocking collective on one rank does not
-  // match a non-blocking one on another): it depends on the bucket and the options alone.
+  // match a non-blocking one on another): it depends on the bucket and the options alone. The
+  // blocking sums go through the shared window where there is one: summed there during the sweep
+  // instead, the ranks would meet at every bucket (the CNN's step lost what the overlap hides).
   const bool overlapped = options.overlap && &b != &buckets.back();
   if (overlapped)
     MPI_Iallreduce(MPI_IN_PLACE, b.data(), static_cast<int>(b.count()), mpi_type(b.dtype), MPI_SUM,
                    MPI_COMM_WORLD, &b.request);
+  else if (shared)
+    shared->sum(b, &b == &buckets.back());
   else
     MPI_Allreduce(MPI_IN_PLACE, b.data(), static_cast<int>(b.count()), mpi_type(b.dtype), MPI_SUM,
                   MPI_COMM_WORLD);

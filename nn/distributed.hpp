@@ -70,10 +70,10 @@ struct DistributedOptions {
   std::size_t bucket_bytes = 1u << 20;
   /// false: every bucket is sent after the sweep instead (same numbers, no overlap).
   bool overlap = true;
-  /// Where every rank runs on one machine, the buckets are summed in memory the ranks share (an
-  /// MPI-3 shared window, each rank summing its slice of every bucket) instead of by
-  /// MPI_Allreduce, whose copies through Open MPI's shared-memory transport cost more. Each
-  /// bucket is then summed as it is sent (the ranks meet there). false: MPI_Allreduce always.
+  /// Where every rank runs on one machine, the buckets live in memory the ranks share (an MPI-3
+  /// shared window), and those summed by a blocking call (the last; all without overlap) are
+  /// summed there, each rank its slice, instead of by MPI_Allreduce, whose copies through Open
+  /// MPI's shared-memory transport cost more. false: MPI_Allreduce always.
   bool shared_memory = true;
 };
 
@@ -95,12 +95,11 @@ struct DistributedStats {
 /// 0 are copied to every rank. Each backward() that reaches the parameters ends with every
 /// .grad the average over the ranks of the ranks' gradients: buckets in reverse registration
 /// order (the order the sweep finishes them), sent from the parameters' post-accumulate-grad
-/// hooks (MPI_Iallreduce; the last bucket, which nothing is left to hide, MPI_Allreduce; where
-/// every rank shares one machine, summed in a shared window instead), waited for at the end of
-/// the sweep. A parameter that gets no
-/// gradient on a rank (not used in its forward, frozen) counts as zero there and does not hold
-/// its bucket back when the forward went through this wrapper; its .grad stays undefined when no
-/// rank had one. Buffers (batch norm's statistics) stay per rank.
+/// hooks (MPI_Iallreduce; the last bucket, which nothing is left to hide, MPI_Allreduce, or where
+/// every rank shares one machine a sum in a shared window), waited for at the end of the sweep. A
+/// parameter that gets no gradient on a rank (not used in its forward, frozen) counts as zero there
+/// and does not hold its bucket back when the forward went through this wrapper; its .grad stays
+/// undefined when no rank had one. Buffers (batch norm's statistics) stay per rank.
 class DistributedDataParallel : public Module {
  public:
   /// ValueError when the ranks' modules differ in their parameters' count, shapes or dtypes, or
