@@ -52,8 +52,16 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
   count_float32_product(double(m) * double(n) * double(k));
 #ifdef XGRAD_ONEDNN
   const auto d = [](std::size_t v) { return static_cast<dnnl_dim_t>(v); };
-  const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', d(m), d(n),
-                                          d(k), alpha, a, d(lda), b, d(ldb), beta, c, d(ldc));
+  dnnl_status_t status;
+  if (trans_a && !trans_b && beta == 0.0f && rows_alias(lda, sizeof(float))) {
+    std::vector<float> ct(n * m);  // C^T = B^T A, then transposed (rows_alias)
+    status =
+        dnnl_sgemm('T', 'N', d(n), d(m), d(k), alpha, b, d(ldb), a, d(lda), 0.0f, ct.data(), d(m));
+    if (status == dnnl_success) transpose(ct.data(), n, m, c, ldc);
+  } else {
+    status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', d(m), d(n), d(k), alpha, a,
+                        d(lda), b, d(ldb), beta, c, d(ldc));
+  }
   if (status != dnnl_success)
     throw Error("gemm: oneDNN's sgemm failed (status " + std::to_string(status) + ") for " +
                 std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k));

@@ -15,6 +15,26 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
           double* c, std::size_t ldc);
 
+// Whether rows ld entries of `bytes` apart lie a multiple of 4 KB apart: then a column's entries
+// fall in the same cache sets, and a product reading A's columns (gemm's T N form) slows down.
+// oneDNN's gemm ran A^T B at 1024 x 256 x 1024 with A's rows 4 KB apart in 1.4x the time of B^T A
+// with AVX2, 1.1x with AVX-512 (docs/performance.md). float32 gemm then computes C^T and
+// transposes it where beta is 0; recurrent_weight_grad does the same across its two products.
+inline bool rows_alias(std::size_t ld, std::size_t bytes) { return ld * bytes % 4096 == 0; }
+
+// B (cols, rows), rows ldb apart, = A^T, A (rows, cols) dense row-major; in 16 x 16 blocks.
+template <class T>
+void transpose(const T* a, std::size_t rows, std::size_t cols, T* b, std::size_t ldb) {
+  constexpr std::size_t kBlock = 16;
+  for (std::size_t i0 = 0; i0 < rows; i0 += kBlock)
+    for (std::size_t j0 = 0; j0 < cols; j0 += kBlock) {
+      const std::size_t i1 = i0 + kBlock < rows ? i0 + kBlock : rows;
+      const std::size_t j1 = j0 + kBlock < cols ? j0 + kBlock : cols;
+      for (std::size_t j = j0; j < j1; ++j)
+        for (std::size_t i = i0; i < i1; ++i) b[j * ldb + i] = a[i * cols + j];
+    }
+}
+
 // Z (m, n) = X (m, k) W^T + b: a linear layer's forward; X, W (n, k) and Z row-major and dense,
 // b (n) or null (no bias). float32 on oneDNN from 128 rows of X (64 when k >= 2048): a matmul
 // primitive (made once per shape and thread) that reads W in place and adds b as it writes Z;

@@ -4,6 +4,7 @@
 // same loop.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -63,6 +64,39 @@ TEST_CASE("matrix products agree with a double-precision loop: odd shapes, trans
         check_product<double>(s[0], s[1], s[2], ta, tb, gen);
       }
   CHECK((std::string(gemm_backend()) == "onednn" || std::string(gemm_backend()) == "openblas"));
+}
+
+TEST_CASE(
+    "A^T B with A's rows 4 KB apart (made as (B^T A)^T) agrees with the loop, C's rows "
+    "apart or dense") {
+  // float32 gemm takes C^T and transposes it when rows_alias(lda) and beta is 0; with beta 1 it
+  // keeps the T N form. m = 1000 of A's 1024 columns leaves partial 16 x 16 blocks.
+  Generator gen(9);
+  for (auto [m, n, k, ldc] :
+       {std::array<std::size_t, 4>{1024, 40, 9, 40}, std::array<std::size_t, 4>{1000, 37, 5, 50},
+        std::array<std::size_t, 4>{1024, 3, 70, 3}}) {
+    const std::size_t lda = 1024;
+    REQUIRE(detail::rows_alias(lda, sizeof(float)));
+    const xt::xarray<float> a = randn({k, lda}, {}, gen).value<float>();
+    const xt::xarray<float> b = randn({k, n}, {}, gen).value<float>();
+    for (float beta : {0.0f, 1.0f}) {
+      INFO(m << " x " << n << " x " << k << ", ldc " << ldc << ", beta " << beta);
+      std::vector<float> c(m * ldc, 0.5f);
+      detail::gemm(true, false, m, n, k, 2.0f, a.data(), lda, b.data(), n, beta, c.data(), ldc);
+      const double eps = std::numeric_limits<float>::epsilon();
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < ldc; ++j) {
+          double exact = j < n ? 0.5 * beta : 0.5, magnitude = std::abs(exact);
+          for (std::size_t t = 0; t < k && j < n; ++t) {
+            exact += 2.0 * a(t, i) * b(t, j);
+            magnitude += std::abs(2.0 * a(t, i) * b(t, j));
+          }
+          wrong += !(std::abs(c[i * ldc + j] - exact) <= 2 * double(k + 1) * eps * magnitude);
+        }
+      CHECK(wrong == 0);
+    }
+  }
 }
 
 TEST_CASE("batched products (3-D) and linear go through the same backend") {

@@ -781,3 +781,37 @@ TEST_CASE(
   CHECK_THROWS_AS(lstm_sequence(xp, h0, random64({B, H + 1}, 1), w), ShapeError);
   CHECK_THROWS_AS(lstm_sequence(xp, h0, cast(c0, kFloat32), w), DtypeError);
 }
+
+TEST_CASE(
+    "lstm_sequence's W_hh gradient equals the loop's where the gate rows lie 4 KB apart (made as "
+    "its transpose) and where they do not") {
+  // 4H entries of 8 bytes at H = 128 and of 4 bytes at H = 256 are 4096 bytes:
+  // recurrent_weight_grad then takes its transposed product; H = 96 in float64 keeps the direct
+  // one.
+  const std::size_t T = 3, B = 2;
+  for (auto [dtype, H] :
+       {std::pair{kFloat64, std::size_t(128)}, std::pair{kFloat64, std::size_t(96)},
+        std::pair{kFloat32, std::size_t(256)}}) {
+    INFO(dtype_name(dtype) << ", H = " << H);
+    std::vector<Tensor> fused, loop;
+    for (const Tensor& t : {random64({T, B, 4 * H}, 81), random64({B, H}, 82), random64({B, H}, 83),
+                            random64({4 * H, H}, 84) * (1.0 / double(H))}) {
+      fused.push_back(cast(t, dtype).requires_grad_(true));
+      loop.push_back(cast(t, dtype).requires_grad_(true));
+    }
+    const Tensor g = cast(random64({2, T, B, H}, 85), dtype);
+    sum(mul(lstm_sequence(fused[0], fused[1], fused[2], fused[3]), g)).backward();
+    std::vector<Tensor> hs, cs;
+    Tensor h = loop[1], c = loop[2];
+    for (std::size_t t = 0; t < T; ++t) {
+      const Tensor next =
+          lstm_cell(select(loop[0], 0, std::ptrdiff_t(t)), linear(h, loop[3], Tensor()), c);
+      h = select(next, 0, 0);
+      c = select(next, 0, 1);
+      hs.push_back(h);
+      cs.push_back(c);
+    }
+    sum(mul(stack({stack(hs, 0), stack(cs, 0)}, 0), g)).backward();
+    check_close(values(fused[3].grad()), values(loop[3].grad()), dtype == kFloat64 ? 1e-13 : 2e-6);
+  }
+}
