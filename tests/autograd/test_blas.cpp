@@ -69,12 +69,14 @@ TEST_CASE("matrix products agree with a double-precision loop: odd shapes, trans
 TEST_CASE(
     "A^T B with A's rows 4 KB apart (made as (B^T A)^T) agrees with the loop, C's rows "
     "apart or dense") {
-  // float32 gemm takes C^T and transposes it when rows_alias(lda) and beta is 0; with beta 1 it
-  // keeps the T N form. m = 1000 of A's 1024 columns leaves partial 16 x 16 blocks.
+  // float32 gemm takes C^T and transposes it when rows_alias(lda), not rows_alias(ldb), and beta
+  // is 0; with beta 1, or B's rows 4 KB apart too (the last shape), it keeps the T N form.
+  // m = 1000 of A's 1024 columns leaves partial 16 x 16 blocks.
   Generator gen(9);
   for (auto [m, n, k, ldc] :
        {std::array<std::size_t, 4>{1024, 40, 9, 40}, std::array<std::size_t, 4>{1000, 37, 5, 50},
-        std::array<std::size_t, 4>{1024, 3, 70, 3}}) {
+        std::array<std::size_t, 4>{1024, 3, 70, 3},
+        std::array<std::size_t, 4>{1024, 1024, 3, 1024}}) {
     const std::size_t lda = 1024;
     REQUIRE(detail::rows_alias(lda, sizeof(float)));
     const xt::xarray<float> a = randn({k, lda}, {}, gen).value<float>();
