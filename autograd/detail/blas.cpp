@@ -53,9 +53,8 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 #ifdef XGRAD_ONEDNN
   const auto d = [](std::size_t v) { return static_cast<dnnl_dim_t>(v); };
   dnnl_status_t status;
-  if (trans_a && !trans_b && beta == 0.0f && rows_alias(lda, sizeof(float)) &&
-      !rows_alias(ldb, sizeof(float))) {
-    std::vector<float> ct(n * m);  // C^T = B^T A, then transposed (rows_alias)
+  if (trans_a && !trans_b && beta == 0.0f && transposed_product_pays(lda, ldb, sizeof(float))) {
+    std::vector<float> ct(n * m);  // C^T = B^T A, then transposed
     status =
         dnnl_sgemm('T', 'N', d(n), d(m), d(k), alpha, b, d(ldb), a, d(lda), 0.0f, ct.data(), d(m));
     if (status == dnnl_success) transpose(ct.data(), n, m, c, ldc);

@@ -17,12 +17,15 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 
 // Whether rows ld entries of `bytes` apart lie a multiple of 4 KB apart: then a column's entries
 // fall in the same cache sets, and a product reading A's columns (gemm's T N form) slows down.
-// oneDNN's gemm ran A^T B at 1024 x 256 x 1024 with A's rows 4 KB apart in 1.4x the time of B^T A
-// with AVX2, 1.1x with AVX-512 (docs/performance.md). Where B's rows do not alias, float32 gemm
-// then computes C^T and transposes it (beta 0); recurrent_weight_grad does the same across its
-// two products. Where both alias (an MLP of 1024 wide layers), B^T A is as slow and the transpose
-// cost its step 3-6%: that form stays.
 inline bool rows_alias(std::size_t ld, std::size_t bytes) { return ld * bytes % 4096 == 0; }
+// Whether A^T B is better made as (B^T A)^T: A's rows alias and B's do not. oneDNN's gemm ran
+// A^T B at 1024 x 256 x 1024 with A's rows 4 KB apart in 1.4x the time of B^T A with AVX2, 1.1x
+// with AVX-512 (docs/performance.md). Where both alias (an MLP of 1024-wide layers), B^T A is as
+// slow and the transpose cost its step 3-6%. float32 gemm takes it where beta is 0;
+// recurrent_weight_grad across its two products, with one transpose.
+inline bool transposed_product_pays(std::size_t lda, std::size_t ldb, std::size_t bytes) {
+  return rows_alias(lda, bytes) && !rows_alias(ldb, bytes);
+}
 
 // B (cols, rows), rows ldb apart, = A^T, A (rows, cols) dense row-major; in 16 x 16 blocks.
 template <class T>

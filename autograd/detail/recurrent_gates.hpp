@@ -129,13 +129,13 @@ void lstm_gates_backward(const T* gh, const T* gc, const T* c, const T* gates, s
 // of every step's gate gradients (width = 3H or 4H): dW_hh (width, H) = D^T P, P the (T B, H)
 // stack of the states each step started from (h0, then the first T - 1 states, contiguous
 // (T - 1, B, H)); db_hh (width) = D's column sums, in double.
-// NOTE: where D's rows lie a multiple of 4 KB apart and P's do not (rows_alias: the LSTM's at
-// H = 256), dW_hh is made as its transpose P^T D (H, width), then transposed: one transpose for
-// both products.
+// NOTE: where D's rows lie a multiple of 4 KB apart and P's do not (transposed_product_pays: the
+// LSTM's at H = 256), dW_hh is made as its transpose P^T D (H, width), then transposed: one
+// transpose for both products.
 template <class T>
 void recurrent_weight_grad(const T* d, const T* h0, const T* states, std::size_t steps,
                            std::size_t B, std::size_t H, std::size_t width, T* dw) {
-  if (!rows_alias(width, sizeof(T)) || rows_alias(H, sizeof(T))) {
+  if (!transposed_product_pays(width, H, sizeof(T))) {
     gemm(true, false, width, H, B, T{1}, d, width, h0, H, T{0}, dw, H);
     if (steps > 1)
       gemm(true, false, width, H, (steps - 1) * B, T{1}, d + B * width, width, states, H, T{1}, dw,

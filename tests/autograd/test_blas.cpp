@@ -69,8 +69,8 @@ TEST_CASE("matrix products agree with a double-precision loop: odd shapes, trans
 TEST_CASE(
     "A^T B with A's rows 4 KB apart (made as (B^T A)^T) agrees with the loop, C's rows "
     "apart or dense") {
-  // float32 gemm takes C^T and transposes it when rows_alias(lda), not rows_alias(ldb), and beta
-  // is 0; with beta 1, or B's rows 4 KB apart too (the last shape), it keeps the T N form.
+  // float32 gemm takes C^T and transposes it when transposed_product_pays(lda, ldb) and beta is
+  // 0; with beta 1, or B's rows 4 KB apart too (the last shape), it keeps the T N form.
   // m = 1000 of A's 1024 columns leaves partial 16 x 16 blocks.
   Generator gen(9);
   for (auto [m, n, k, ldc] :
