@@ -289,3 +289,71 @@ Shape reduced_shape(const Shape& shape, const std::vector<std::size_t>& axes, bo
   return out;
 }
 }  // namespace xgrad::detail
+
+namespace xgrad::detail {
+
+template <class T>
+void apply_epilogue(Epilogue act, T* z, std::size_t n) {
+  switch (act) {
+    case Epilogue::relu:
+      for (std::size_t i = 0; i < n; ++i) z[i] = (z[i] > 0) | (z[i] != z[i]) ? z[i] : T{0};
+      break;
+    case Epilogue::tanh:
+      tanh_in_place(z, n);
+      break;
+    case Epilogue::sigmoid:
+      if constexpr (std::is_same_v<T, float>) {
+        for (std::size_t i = 0; i < n; ++i) z[i] = -z[i];
+        vec::exp(z, n);
+        for (std::size_t i = 0; i < n; ++i) z[i] = 1.0f / (1.0f + z[i]);
+      } else {
+        for (std::size_t i = 0; i < n; ++i) z[i] = sigmoid_value(z[i]);
+      }
+      break;
+    case Epilogue::none:
+      break;
+  }
+}
+
+template <class T>
+void epilogue_grad(Epilogue act, const T* y, const T* g, T* out, std::size_t n) {
+  switch (act) {
+    case Epilogue::relu:
+      for (std::size_t i = 0; i < n; ++i) {  // both read, no ||: a select, not a branch
+        const T v = y[i], d = g[i];
+        out[i] = (v > 0) | (v != v) ? d : T{0};
+      }
+      break;
+    case Epilogue::tanh:
+      for (std::size_t i = 0; i < n; ++i) out[i] = g[i] * (T{1} - y[i] * y[i]);
+      break;
+    case Epilogue::sigmoid:
+      for (std::size_t i = 0; i < n; ++i) out[i] = g[i] * (y[i] * (T{1} - y[i]));
+      break;
+    case Epilogue::none:
+      std::copy(g, g + n, out);
+      break;
+  }
+}
+
+template void apply_epilogue<float>(Epilogue, float*, std::size_t);
+template void apply_epilogue<double>(Epilogue, double*, std::size_t);
+template void epilogue_grad<float>(Epilogue, const float*, const float*, float*, std::size_t);
+template void epilogue_grad<double>(Epilogue, const double*, const double*, double*, std::size_t);
+
+Tensor epilogue_grad_recorded(Epilogue act, const Tensor& y, const Tensor& g) {
+  const Tensor one = scalar_like(y, 1.0);
+  switch (act) {
+    case Epilogue::relu:
+      return where(y, g, scalar_like(g, 0.0));
+    case Epilogue::tanh:
+      return mul(g, sub(one, mul(y, y)));
+    case Epilogue::sigmoid:
+      return mul(g, mul(y, sub(one, y)));
+    case Epilogue::none:
+      break;
+  }
+  return g;
+}
+
+}  // namespace xgrad::detail

@@ -374,6 +374,19 @@ T sigmoid_value(T v) {
   return e / (T{1} + e);
 }
 
+// The activations that fuse into an op's output (Epilogue: linear's, batch_norm's), over n
+// contiguous values. apply_epilogue: z = act(z) in place. epilogue_grad: out = g act'(z), written
+// from y = act(z): relu [y > 0] (a NaN passes, as relu's), tanh 1 - y^2, sigmoid y (1 - y); one
+// loop per activation with no branch inside, so that each vectorizes (a data-dependent branch on
+// y > 0 cost more than the loop itself). float32's tanh and sigmoid are the vectorized values of
+// the tanh and sigmoid ops, so that a fused op agrees with the op after it.
+template <class T>
+void apply_epilogue(Epilogue act, T* z, std::size_t n);
+template <class T>
+void epilogue_grad(Epilogue act, const T* y, const T* g, T* out, std::size_t n);
+// g act'(z) from y in differentiable ops, for create_graph (the activation ops' own formulas).
+Tensor epilogue_grad_recorded(Epilogue act, const Tensor& y, const Tensor& g);
+
 // A rank-0 constant of x's dtype.
 Tensor scalar_like(const Tensor& x, double value);
 

@@ -56,9 +56,7 @@ struct Linear final : Node {
   Tensor jvp(const ForwardInputs& in) const override { return linear_jvp(in); }
 };
 
-// The gradient at Z from the gradient at Y = act(Z) and Y: the same arithmetic as the activation
-// ops' backward, one loop per activation with no branch inside, so that each vectorizes (a
-// data-dependent branch on y > 0 cost more than the loop itself).
+// The gradient at Z from the gradient at Y = act(Z) and Y (kernels.hpp's epilogue_grad).
 Tensor activation_grad(Epilogue act, const Tensor& y, const Tensor& g) {
   detail::check_same_dtype("linear", y, g);
   return detail::dispatch(y.dtype(), [&](auto zero) {
@@ -68,42 +66,10 @@ Tensor activation_grad(Epilogue act, const Tensor& y, const Tensor& g) {
     const T* pg = detail::data<T>(g);
     T* po = out.data();
     parallel_for(out.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
-      switch (act) {
-        case Epilogue::relu:                           // a NaN passes, as relu's
-          for (std::size_t i = begin; i < end; ++i) {  // both read, no ||: a select, not a branch
-            const T v = py[i], d = pg[i];
-            po[i] = (v > 0) | (v != v) ? d : T{0};
-          }
-          break;
-        case Epilogue::tanh:
-          for (std::size_t i = begin; i < end; ++i) po[i] = pg[i] * (T{1} - py[i] * py[i]);
-          break;
-        case Epilogue::sigmoid:
-          for (std::size_t i = begin; i < end; ++i) po[i] = pg[i] * (py[i] * (T{1} - py[i]));
-          break;
-        case Epilogue::none:
-          std::copy(pg + begin, pg + end, po + begin);
-          break;
-      }
+      detail::epilogue_grad(act, py + begin, pg + begin, po + begin, end - begin);
     });
     return Tensor(std::move(out));
   });
-}
-
-// The same in differentiable ops, for create_graph (the ops' own backward formulas).
-Tensor activation_grad_recorded(Epilogue act, const Tensor& y, const Tensor& g) {
-  const Tensor one = detail::scalar_like(y, 1.0);
-  switch (act) {
-    case Epilogue::relu:
-      return where(y, g, detail::scalar_like(g, 0.0));
-    case Epilogue::tanh:
-      return mul(g, sub(one, mul(y, y)));
-    case Epilogue::sigmoid:
-      return mul(g, mul(y, sub(one, y)));
-    case Epilogue::none:
-      break;
-  }
-  return g;
 }
 
 // Each epilogue's name, and its node's: indexed by the enum.
@@ -119,12 +85,12 @@ struct LinearActivation final : Node {
   std::string_view name() const override { return fused_name(act_); }
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor y = saved(2);
-    const Tensor dz = detail::differentiable_backward() ? activation_grad_recorded(act_, y, g)
+    const Tensor dz = detail::differentiable_backward() ? detail::epilogue_grad_recorded(act_, y, g)
                                                         : activation_grad(act_, y, g);
     linear_backward(*this, saved(0), saved(1), dz, grads);
   }
   Tensor jvp(const ForwardInputs& in) const override {
-    return activation_grad_recorded(act_, in.out, linear_jvp(in));
+    return detail::epilogue_grad_recorded(act_, in.out, linear_jvp(in));
   }
   Epilogue act_;
 };
@@ -165,31 +131,7 @@ Tensor linear_values(const Tensor& x, const Tensor& weight, const Tensor& bias, 
     detail::linear_product(batch, out, in, detail::data<T>(x), detail::data<T>(weight),
                            has_bias ? detail::data<T>(bias) : nullptr, pz);
     parallel_for(result.size(), kParallelGrain, [=](std::size_t begin, std::size_t end) {
-      switch (act) {
-        case Epilogue::relu:
-          for (std::size_t i = begin; i < end; ++i)
-            pz[i] = (pz[i] > 0) | (pz[i] != pz[i]) ? pz[i] : T{0};
-          break;
-        // float32 as the tanh and sigmoid ops compute it (vectorized), so that the values agree
-        case Epilogue::tanh:
-          if constexpr (std::is_same_v<T, float>) {
-            detail::vec::tanh(pz + begin, end - begin);
-          } else {
-            for (std::size_t i = begin; i < end; ++i) pz[i] = std::tanh(pz[i]);
-          }
-          break;
-        case Epilogue::sigmoid:
-          if constexpr (std::is_same_v<T, float>) {
-            for (std::size_t i = begin; i < end; ++i) pz[i] = -pz[i];
-            detail::vec::exp(pz + begin, end - begin);
-            for (std::size_t i = begin; i < end; ++i) pz[i] = 1.0f / (1.0f + pz[i]);
-          } else {
-            for (std::size_t i = begin; i < end; ++i) pz[i] = detail::sigmoid_value(pz[i]);
-          }
-          break;
-        case Epilogue::none:
-          break;
-      }
+      detail::apply_epilogue(act, pz + begin, end - begin);
     });
     return Tensor(std::move(result));
   });
