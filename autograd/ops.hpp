@@ -134,7 +134,7 @@ Tensor mm(const Tensor& a, const Tensor& b, bool transpose_a = false, bool trans
 /// rows; weight (out, in), bias (out) or undefined for none. One gemm onto the broadcast bias.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
-/// The activation a fused linear applies to its output.
+/// The activation a fused linear or batch_norm applies to its output.
 enum class Epilogue { none, relu, tanh, sigmoid };
 /// "none", "relu", "tanh", "sigmoid"; and back (ValueError naming the choices).
 const char* epilogue_name(Epilogue epilogue);
@@ -294,6 +294,14 @@ Tensor avg_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> s
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training,
                   double momentum = 0.1, double eps = 1e-5);
+/// batch_norm, then an activation (Epilogue: relu, tanh or sigmoid) as one op, asked for
+/// explicitly (as linear's, and BatchNorm2d's epilogue): each row of the output activated while it
+/// is in cache, and in the backward's two passes the gradient at the pre-activation made a row at
+/// a time (relu's mask again from x). The same values and gradients as the activation op after
+/// batch_norm, to the last bit; under create_graph written in differentiable ops.
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                  double eps, Epilogue activation);
 /// max_pool2d, avg_pool2d and adaptive_avg_pool2d over one axis, as torch's max_pool1d,
 /// avg_pool1d and adaptive_avg_pool1d: x (N, C, L) or (C, L); stride 0 means the kernel's.
 Tensor max_pool1d(const Tensor& x, std::size_t kernel, std::size_t stride = 0,

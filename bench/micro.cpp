@@ -91,6 +91,23 @@ void BM_Relu(benchmark::State& state) {
 }
 BENCHMARK(BM_Relu)->Arg(64)->Arg(256);
 
+// Batch norm in training then ReLU, forward and backward, over the reference CNN's first blocks
+// (arg 1: 0 for 64 x 32 x 28 x 28, 1 for 64 x 64 x 14 x 14): as two ops (arg 0: 0), or as one,
+// batch_norm with a relu epilogue (arg 0: 1).
+void BM_BatchNormRelu(benchmark::State& state) {
+  const bool fused = state.range(0) == 1;
+  const std::size_t c = state.range(1) == 0 ? 32 : 64, hw = state.range(1) == 0 ? 28 : 14;
+  const Tensor x = randn({64, c, hw, hw}, {.requires_grad = true}), g = randn({64, c, hw, hw});
+  const Tensor w = ones({c}, {.requires_grad = true}), b = zeros({c}, {.requires_grad = true});
+  for (auto _ : state) {
+    const Tensor y = fused ? batch_norm(x, {}, {}, w, b, true, 0.1, 1e-5, Epilogue::relu)
+                           : relu(batch_norm(x, {}, {}, w, b, true));
+    y.backward(g);
+  }
+  state.SetLabel(fused ? "fused" : "two ops");
+}
+BENCHMARK(BM_BatchNormRelu)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond);
+
 // GELU, tanh and sigmoid forward and backward over the reference transformer's MLP activations
 // (32 x 128 rows of 512): arrays far larger than the caches, so the passes over them count.
 void BM_Transcendental(benchmark::State& state) {

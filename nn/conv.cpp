@@ -152,7 +152,8 @@ Tensor BatchNorm::forward(const Tensor& x) {
     else
       counter.mutable_value<double>()() += 1;
   }
-  return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum_, eps_);
+  return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum_, eps_,
+                    epilogue);
 }
 
 std::string BatchNorm::extra_repr() const {

@@ -379,6 +379,9 @@ class BatchNorm : public Module {
 
   Tensor weight, bias;  ///< undefined without affine
   Tensor running_mean, running_var, num_batches_tracked;
+  /// An activation applied in the same op (batch_norm(..., epilogue)), as Linear's: the ReLU after
+  /// a BatchNorm2d without a pass of its own. none by default.
+  Epilogue epilogue = Epilogue::none;
 
  private:
   std::size_t channels_, rank_;

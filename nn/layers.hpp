@@ -46,8 +46,8 @@ class Linear : public Module {
 
   Tensor weight;
   Tensor bias;  ///< undefined without bias
-  /// An activation applied in the same op (linear(x, weight, bias, epilogue)): one oneDNN
-  /// primitive in float32, no pre-activation stored. none by default.
+  /// An activation applied in the same op (linear(x, weight, bias, epilogue)): over the output
+  /// while it is in cache, no pre-activation stored. none by default.
   Epilogue epilogue = Epilogue::none;
 
  private:

@@ -235,18 +235,20 @@ inline Tensor standardized_derivative(const Tensor& v, const Standardized& st, c
 
 // Records a normalization's node (batch_norm, layer_norm) on x and on whichever of weight and
 // bias are defined, saving x, the mean and 1 / sqrt(var + eps) it normalized with, and the weight.
+// Returns the node, or null when nothing is recorded.
 template <class N, class... Args>
-void record_normalization(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const Tensor& mean, const Tensor& invstd, Args&&... args) {
+N* record_normalization(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                        const Tensor& mean, const Tensor& invstd, Args&&... args) {
   std::vector<const Tensor*> inputs = {&x};
   if (weight.defined()) inputs.push_back(&weight);
   if (bias.defined()) inputs.push_back(&bias);
   N* node = record_node<N>(out, inputs, std::forward<Args>(args)...);
-  if (!node) return;
+  if (!node) return nullptr;
   if (weight.defined())
     node->save({x, mean, invstd, weight});
   else
     node->save({x, mean, invstd});
+  return node;
 }
 
 // x[i] = e^x[i] and tanh(x[i]) in place: vectorized in float32 (vector_math.hpp), std:: in float64.

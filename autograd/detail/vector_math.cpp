@@ -161,6 +161,15 @@ double row_sum_squares(const float* p, std::size_t n, float m) {
 void row_sums(const float* g, const float* x, std::size_t n, float m, double* sums) {
   best().row_sums(g, x, n, m, sums);
 }
+void norm_row_forward(const float* x, std::size_t n, const NormRow& r, float* z) {
+  best().norm_row_forward(x, n, r, z);
+}
+void norm_row_mask(const float* g, const float* x, std::size_t n, const NormRow& r, float* out) {
+  best().norm_row_mask(g, x, n, r, out);
+}
+void norm_row_backward(const float* g, const float* x, std::size_t n, const NormRow& r, float* dx) {
+  best().norm_row_backward(g, x, n, r, dx);
+}
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
   best().adam_update(p, g, m, v, n, c);
 }

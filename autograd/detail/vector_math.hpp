@@ -143,6 +143,27 @@ double row_sum(const float* p, std::size_t n);
 double row_sum_squares(const float* p, std::size_t n, float m);
 void row_sums(const float* g, const float* x, std::size_t n, float m, double* sums);
 
+// batch_norm's output and input gradient over a row of n floats (one channel of one sample), with
+// z = x scale + shift rounded twice (a product, then a sum) on every path, as the plain loop of
+// float64 and of SSE2's default flags: the same bits everywhere. With relu (the epilogue), the
+// output is relu(z), a NaN passing, and the backward makes z's mask again from x.
+//   norm_row_forward: z, or relu(z);
+//   norm_row_mask: out = g where z > 0 or is NaN, else 0 (relu's gradient);
+//   norm_row_backward: in training dx = (a g' + b (x - mean)) + k, in evaluation dx = a g' (so
+//     that a NaN in x reaches only its own entry), g' = g, or masked as above with relu.
+// NormRowOf<double> is batch_norm.cpp's own loops' (float64).
+template <class T>
+struct NormRowOf {
+  T scale, shift;
+  bool relu;
+  bool training = true;
+  T a = 0, b = 0, k = 0, mean = 0;  // the backward's constants
+};
+using NormRow = NormRowOf<float>;
+void norm_row_forward(const float* x, std::size_t n, const NormRow& r, float* z);
+void norm_row_mask(const float* g, const float* x, std::size_t n, const NormRow& r, float* out);
+void norm_row_backward(const float* g, const float* x, std::size_t n, const NormRow& r, float* dx);
+
 // xgrad::adam_update, sgd_update, rmsprop_update and adagrad_update (autograd/optim_kernels.hpp)
 // on this path.
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c);
@@ -192,6 +213,9 @@ struct Functions {
   double (*row_sum)(const float*, std::size_t);
   double (*row_sum_squares)(const float*, std::size_t, float);
   void (*row_sums)(const float*, const float*, std::size_t, float, double*);
+  void (*norm_row_forward)(const float*, std::size_t, const NormRow&, float*);
+  void (*norm_row_mask)(const float*, const float*, std::size_t, const NormRow&, float*);
+  void (*norm_row_backward)(const float*, const float*, std::size_t, const NormRow&, float*);
   void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
   void (*sgd_update)(float*, const float*, float*, std::size_t, const SgdStep&);
   void (*rmsprop_update)(float*, const float*, float*, float*, float*, std::size_t,

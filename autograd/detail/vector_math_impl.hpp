@@ -873,6 +873,51 @@ struct Loops {
     sums[1] = add_lanes(total_gd, acc_gd);
   }
 
+  // ---- batch_norm's rows (vector_math.hpp): whole vectors, then the tail in scalars ----------
+  // relu's value and its gradient's mask: v > 0 or NaN (isnan, not v != v: xsimd 8.1 compares
+  // ordered).
+  static auto kept(const Batch& v) { return (v > Batch(0.0f)) | xsimd::isnan(v); }
+  static Batch relu_of(const Batch& v) { return xsimd::select(kept(v), v, Batch(0.0f)); }
+  static float relu_of(float v) { return (v > 0) | (v != v) ? v : 0.0f; }
+  XGRAD_TWO_ROUNDINGS static Batch masked(const Batch& g, const Batch& x, const NormRow& r) {
+    return xsimd::select(kept(x * Batch(r.scale) + Batch(r.shift)), g, Batch(0.0f));
+  }
+  XGRAD_TWO_ROUNDINGS static float masked(float g, float x, const NormRow& r) {
+    const float z = x * r.scale + r.shift;
+    return (z > 0) | (z != z) ? g : 0.0f;
+  }
+  XGRAD_TWO_ROUNDINGS static void norm_row_forward(const float* x, std::size_t n, const NormRow& r,
+                                                   float* z) {
+    std::size_t i = 0;
+    for (; i + width <= n; i += width) {
+      const Batch v = load(x + i) * Batch(r.scale) + Batch(r.shift);
+      (r.relu ? relu_of(v) : v).store_unaligned(z + i);
+    }
+    for (; i < n; ++i) {
+      const float v = x[i] * r.scale + r.shift;
+      z[i] = r.relu ? relu_of(v) : v;
+    }
+  }
+  XGRAD_TWO_ROUNDINGS static void norm_row_mask(const float* g, const float* x, std::size_t n,
+                                                const NormRow& r, float* out) {
+    std::size_t i = 0;
+    for (; i + width <= n; i += width) masked(load(g + i), load(x + i), r).store_unaligned(out + i);
+    for (; i < n; ++i) out[i] = masked(g[i], x[i], r);
+  }
+  XGRAD_TWO_ROUNDINGS static void norm_row_backward(const float* g, const float* x, std::size_t n,
+                                                    const NormRow& r, float* dx) {
+    const Batch a(r.a), b(r.b), k(r.k), mean(r.mean);
+    std::size_t i = 0;
+    for (; i + width <= n; i += width) {
+      const Batch xv = load(x + i), gv = r.relu ? masked(load(g + i), xv, r) : load(g + i);
+      (r.training ? a * gv + b * (xv - mean) + k : a * gv).store_unaligned(dx + i);
+    }
+    for (; i < n; ++i) {
+      const float gv = r.relu ? masked(g[i], x[i], r) : g[i];
+      dx[i] = r.training ? r.a * gv + r.b * (x[i] - r.mean) + r.k : r.a * gv;
+    }
+  }
+
 #undef XGRAD_TWO_ROUNDINGS
 
   static constexpr Functions table = {exp,
@@ -895,6 +940,9 @@ struct Loops {
                                       row_sum,
                                       row_sum_squares,
                                       row_sums,
+                                      norm_row_forward,
+                                      norm_row_mask,
+                                      norm_row_backward,
                                       adam_update,
                                       sgd_update,
                                       rmsprop_update,

@@ -7,13 +7,19 @@
 // JVP, from tangents u, u_w, u_b:  dz = w dxhat + xhat u_w + u_b, with
 //   training: dxhat = (u - mean(u) - xhat mean(u xhat)) / sqrt(var + eps)
 //   evaluation: dxhat = u / sqrt(var + eps)
-// NOTE: a primitive for speed: two passes for the statistics, one for z; the backward one pass
-// for sum(g) and sum(g (x - mu)) together, one for dx = a g + b (x - mu) + k (per-channel
-// constants). Every pass walks x in memory order (batch, then channel), with a running sum per
-// channel: a channel's rows are still added in batch order, and one channel at a time across the
-// batch was about a fifth slower (a strided walk). Rows are summed in T with eight running sums,
-// then in double across rows. Under create_graph the backward is written in ops (the statistics
-// recomputed from x by mean and var), so that its own derivative is recorded.
+// With an epilogue (relu, tanh, sigmoid): y = act(z), and the above from g act'(z) (linear's
+// epilogue's rule: relu [z > 0 or NaN], tanh 1 - y^2, sigmoid y (1 - y)); JVP act'(z) dz. Saves
+// y too, and z's scale and shift per channel (z = x scale + shift): relu's mask is made again
+// from x, so that its backward reads no array more than batch_norm's own.
+// NOTE: a primitive for speed: two passes for the statistics, one for z (and the epilogue, while
+// a row is in cache); the backward one pass for sum(g) and sum(g (x - mu)) together, one for
+// dx = a g + b (x - mu) + k (per-channel constants; a g in evaluation). The reference CNN's step
+// with relu fused so: docs/performance.md. Every pass walks x in memory order (batch, then
+// channel), with a running sum per channel: a channel's rows are still added in batch order, and
+// one channel at a time across the batch was about a fifth slower (a strided walk). Rows are summed
+// in T with eight running sums, then in double across rows. Under create_graph the backward is
+// written in ops (the statistics recomputed from x by mean and var), so that its own derivative is
+// recorded.
 #include <cmath>
 
 #include "autograd/detail/kernels.hpp"
@@ -51,6 +57,44 @@ detail::RowSums gradient_sums(const T* g, const T* x, std::size_t n, T m) {
   }
 }
 
+// A row's output, relu's mask and input gradient (vector_math.hpp's norm_row_*): float32 on the
+// vectorized path, float64 in the same arithmetic here.
+using detail::vec::NormRowOf;
+template <class T>
+bool kept(T z) {  // relu's: z > 0, or NaN
+  return (z > 0) | (z != z);
+}
+template <class T>
+void output_row(const T* x, std::size_t n, const NormRowOf<T>& r, T* z) {
+  if constexpr (std::is_same_v<T, float>) {
+    detail::vec::norm_row_forward(x, n, r, z);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      const T v = x[i] * r.scale + r.shift;
+      z[i] = r.relu && !kept(v) ? T{0} : v;
+    }
+  }
+}
+template <class T>
+void mask_row(const T* g, const T* x, std::size_t n, const NormRowOf<T>& r, T* out) {
+  if constexpr (std::is_same_v<T, float>) {
+    detail::vec::norm_row_mask(g, x, n, r, out);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) out[i] = kept(x[i] * r.scale + r.shift) ? g[i] : T{0};
+  }
+}
+template <class T>
+void input_grad_row(const T* g, const T* x, std::size_t n, const NormRowOf<T>& r, T* dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    detail::vec::norm_row_backward(g, x, n, r, dx);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      const T gv = r.relu && !kept(x[i] * r.scale + r.shift) ? T{0} : g[i];
+      dx[i] = r.training ? r.a * gv + r.b * (x[i] - r.mean) + r.k : r.a * gv;
+    }
+  }
+}
+
 // x viewed as (N, C, S): S the product of the axes after the channels.
 struct Layout {
   std::size_t n, c, s;
@@ -76,28 +120,50 @@ Axes reduced_axes(std::size_t rank) {
   return axes;
 }
 
+// The node's name with each epilogue: indexed by the enum.
+constexpr const char* kNames[] = {"batch_norm", "batch_norm+relu", "batch_norm+tanh",
+                                  "batch_norm+sigmoid"};
+const char* fused_name(Epilogue act) { return kNames[static_cast<int>(act)]; }
+
 struct BatchNorm final : Node {
   // In evaluation the running statistics are constants: kept here too, for the rule (jvp), which
   // runs before save().
   BatchNorm(bool training, bool affine, bool bias, double eps, const Tensor& mu,
-            const Tensor& invstd)
-      : training_(training), affine_(affine), bias_(bias), eps_(eps) {
+            const Tensor& invstd, Epilogue act)
+      : training_(training), affine_(affine), bias_(bias), eps_(eps), act_(act) {
     if (training) return;
     running_mean_ = mu;
     running_invstd_ = invstd;
   }
-  std::string_view name() const override { return "batch_norm"; }
+  std::string_view name() const override { return fused_name(act_); }
 
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor x = saved(0), mu = saved(1), invstd = saved(2);
     const Tensor w = affine_ ? saved(3) : Tensor();
-    const std::size_t wi = 1, bi = affine_ ? 2 : 1;
-    if (detail::differentiable_backward()) return recorded(g, x, mu, invstd, w, grads, wi, bi);
+    const std::size_t wi = 1, bi = affine_ ? 2 : 1, yi = affine_ ? 4 : 3;
+    const Tensor y = act_ == Epilogue::none ? Tensor() : saved(yi);
+    if (detail::differentiable_backward())
+      return recorded(y.defined() ? detail::epilogue_grad_recorded(act_, y, g) : g, x, mu, invstd,
+                      w, grads, wi, bi);
     const Layout L = layout(x);
     detail::dispatch(x.dtype(), [&](auto zero) {
       using T = decltype(zero);
       const T* px = detail::data<T>(x);
       const T* pg = detail::data<T>(g);
+      // With an epilogue, the gradient at z = w xhat + b a row at a time, into `row` as each pass
+      // comes to it: relu's mask made again from x with the forward's scale and shift (saved),
+      // tanh's and sigmoid's derivative from the output.
+      const bool relu = act_ == Epilogue::relu;
+      const T* py = y.defined() ? detail::data<T>(y) : nullptr;
+      const T* pz = y.defined() ? detail::data<T>(saved(yi + 1)) : nullptr;  // scale, shift
+      std::vector<T> row(y.defined() ? L.s : 0);
+      const auto grad_at = [&](std::size_t at, std::size_t c) {
+        if (relu)
+          mask_row(pg + at, px + at, L.s, NormRowOf<T>{pz[c], pz[L.c + c], true}, row.data());
+        else if (py)
+          detail::epilogue_grad(act_, py + at, pg + at, row.data(), L.s);
+        return py ? static_cast<const T*>(row.data()) : pg + at;
+      };
       const T* pm = detail::data<T>(mu);
       const T* pi = detail::data<T>(invstd);
       const T* pw = affine_ ? detail::data<T>(w) : nullptr;
@@ -110,11 +176,12 @@ struct BatchNorm final : Node {
       for (std::size_t n = 0; n < L.n; ++n)
         for (std::size_t c = 0; c < L.c; ++c) {
           const std::size_t at = (n * L.c + c) * L.s;
-          const detail::RowSums row = gradient_sums(pg + at, px + at, L.s, pm[c]);
-          sums[c].g += row.g;
-          sums[c].gd += row.gd;
+          const detail::RowSums s = gradient_sums(grad_at(at, c), px + at, L.s, pm[c]);
+          sums[c].g += s.g;
+          sums[c].gd += s.gd;
         }
-      // dx = a g + b (x - mu) + k, with a, b, k per channel
+      // dx = a g + b (x - mu) + k, with a, b, k per channel (in evaluation a g: b and k are 0,
+      // and 0 (x - mu) would turn a NaN in x into a NaN gradient, which PyTorch's does not)
       std::vector<T> a(L.c), b(L.c), k(L.c);
       for (std::size_t c = 0; c < L.c; ++c) {
         const double wc = pw ? double(pw[c]) : 1.0, inv = double(pi[c]);
@@ -128,11 +195,17 @@ struct BatchNorm final : Node {
       for (std::size_t n = 0; n < L.n; ++n)
         for (std::size_t c = 0; c < L.c; ++c) {
           const std::size_t at = (n * L.c + c) * L.s;
-          const T* gr = pg + at;
-          const T* xr = px + at;
-          T* out = dx.data() + at;
-          const T ac = a[c], bc = b[c], kc = k[c], m = pm[c];
-          for (std::size_t s = 0; s < L.s; ++s) out[s] = ac * gr[s] + bc * (xr[s] - m) + kc;
+          // relu's mask in the same pass; tanh's and sigmoid's gradient made first in `row`
+          const T* gr = relu ? pg + at : grad_at(at, c);
+          const NormRowOf<T> r{relu ? pz[c] : T{0},
+                               relu ? pz[L.c + c] : T{0},
+                               relu,
+                               training_,
+                               a[c],
+                               b[c],
+                               k[c],
+                               pm[c]};
+          input_grad_row(gr, px + at, L.s, r, dx.data() + at);
         }
       if (needs_grad(0)) grads[0] = Tensor(std::move(dx));
       if (affine_ && needs_grad(wi)) grads[wi] = Tensor(std::move(dw));
@@ -154,6 +227,11 @@ struct BatchNorm final : Node {
   }
 
   Tensor jvp(const ForwardInputs& in) const override {
+    const Tensor dz = normalization_jvp(in);
+    return act_ == Epilogue::none ? dz : detail::epilogue_grad_recorded(act_, in.out, dz);
+  }
+
+  Tensor normalization_jvp(const ForwardInputs& in) const {
     const Tensor& x = in.primal(0);
     const std::size_t rank = x.dim(), wi = 1, bi = affine_ ? 2 : 1;
     const Axes axes = reduced_axes(rank);
@@ -180,6 +258,7 @@ struct BatchNorm final : Node {
 
   bool training_, affine_, bias_;
   double eps_;
+  Epilogue act_;
   Tensor running_mean_, running_invstd_;  // evaluation only: mu, 1 / sqrt(var + eps) per channel
 };
 
@@ -196,7 +275,14 @@ void check_channel(const char* what, const Tensor& t, const Tensor& x) {
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum,
                   double eps) {
-  const ProfileScope profiled("batch_norm");
+  return batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps,
+                    Epilogue::none);
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                  double eps, Epilogue activation) {
+  const ProfileScope profiled(fused_name(activation));
   if (x.dim() < 2)
     throw ShapeError("batch_norm: needs (N, C) or (N, C, ...), got " + shape_str(x.shape()));
   check_channel("running_mean", running_mean, x);
@@ -214,7 +300,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   if (training && L.m() < 2)
     throw ValueError("batch_norm: training needs more than one value per channel, got input " +
                      shape_str(x.shape()));
-  Tensor mu, invstd;
+  Tensor mu, invstd, scales_shifts;
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const T* px = detail::data<T>(x);
@@ -248,23 +334,33 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
         rv = static_cast<T>((1 - momentum) * double(rv) + momentum * unbiased);
       }
     }
-    xt::xarray<T> z = detail::empty<T>(x.shape());
+    // z = x scale + shift per channel, scale = w / sqrt(var + eps), shift = b - mu scale: kept
+    // (scales, then shifts) for relu's mask in the backward
+    xt::xarray<T> z = detail::empty<T>(x.shape()), scale_shift = detail::empty<T>({2 * L.c});
     const T* pw = weight.defined() ? detail::data<T>(weight) : nullptr;
     const T* pb = bias.defined() ? detail::data<T>(bias) : nullptr;
+    T* scale = scale_shift.data();
+    T* shift = scale + L.c;
+    for (std::size_t c = 0; c < L.c; ++c) {
+      scale[c] = inv.data()[c] * (pw ? pw[c] : T{1});
+      shift[c] = (pb ? pb[c] : T{0}) - means.data()[c] * scale[c];
+    }
+    const bool relu = activation == Epilogue::relu;
     for (std::size_t n = 0; n < L.n; ++n)
       for (std::size_t c = 0; c < L.c; ++c) {
-        const T scale = inv.data()[c] * (pw ? pw[c] : T{1});
-        const T shift = (pb ? pb[c] : T{0}) - means.data()[c] * scale;
-        const T* src = px + (n * L.c + c) * L.s;
-        T* dst = z.data() + (n * L.c + c) * L.s;
-        for (std::size_t s = 0; s < L.s; ++s) dst[s] = src[s] * scale + shift;
+        const std::size_t at = (n * L.c + c) * L.s;
+        output_row(px + at, L.s, NormRowOf<T>{scale[c], shift[c], relu}, z.data() + at);
+        if (!relu) detail::apply_epilogue(activation, z.data() + at, L.s);  // tanh, sigmoid
       }
     mu = Tensor(std::move(means));
     invstd = Tensor(std::move(inv));
+    scales_shifts = Tensor(std::move(scale_shift));
     return Tensor(std::move(z));
   });
-  detail::record_normalization<BatchNorm>(out, x, weight, bias, mu, invstd, training,
-                                          weight.defined(), bias.defined(), eps, mu, invstd);
+  BatchNorm* node = detail::record_normalization<BatchNorm>(
+      out, x, weight, bias, mu, invstd, training, weight.defined(), bias.defined(), eps, mu, invstd,
+      activation);
+  if (node && activation != Epilogue::none) node->save({out, scales_shifts});
   return out;
 }
 

@@ -11,6 +11,8 @@
 
 #include "autograd/blas.hpp"
 #include "autograd/detail/conv_onednn.hpp"
+#include "autograd/engine.hpp"
+#include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "tests/helpers.hpp"
 
@@ -392,6 +394,100 @@ TEST_CASE("batch_norm: the batch's statistics in training, the running ones afte
                        doctest::Contains("batch_norm: weight [4] for 3 channels"), ShapeError);
   CHECK_THROWS_WITH_AS(batch_norm(x, {}, {}, {}, {}, false),
                        doctest::Contains("evaluation needs the running statistics"), ValueError);
+}
+
+Tensor activated(Epilogue act, const Tensor& z) {
+  return act == Epilogue::relu ? relu(z) : act == Epilogue::tanh ? tanh(z) : sigmoid(z);
+}
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  return testing::max_difference(cast(a, kFloat64), cast(b, kFloat64));
+}
+
+TEST_CASE("batch_norm with an epilogue: the activation after batch_norm, to the last bit") {
+  // Rows of 35 and 196 floats: whole vectors and a tail on every path.
+  Generator gen(35);
+  for (Dtype dtype : {kFloat64, kFloat32})
+    for (Epilogue act : {Epilogue::relu, Epilogue::tanh, Epilogue::sigmoid})
+      for (bool training : {true, false})
+        for (bool affine : {true, false})
+          for (const Shape& shape : {Shape{4, 3, 5, 7}, Shape{2, 2, 14, 14}}) {
+            INFO(epilogue_name(act) << (dtype == kFloat64 ? " float64" : " float32")
+                                    << (training ? " training" : " evaluation")
+                                    << (affine ? " affine " : " ") << shape_str(shape));
+            const std::size_t c = shape[1];
+            const TensorOptions o{.dtype = dtype, .requires_grad = true};
+            const Tensor x = randn(shape, o, gen) * 1.5 + 0.3;
+            const Tensor w = affine ? randn({c}, o, gen) : Tensor();
+            const Tensor b = affine ? randn({c}, o, gen) : Tensor();
+            const Tensor g = randn(shape, {.dtype = dtype}, gen);
+            const auto stats = [&] {
+              return std::pair{cast(randn({c}, {}, gen) * 0.1, dtype),
+                               cast(rand({c}, {}, gen) + 0.5, dtype)};
+            };
+            auto [rm1, rv1] = stats();
+            const Tensor rm2 = rm1.clone(), rv2 = rv1.clone();
+            const Tensor fused = batch_norm(x, rm1, rv1, w, b, training, 0.1, 1e-5, act);
+            const Tensor plain = activated(act, batch_norm(x, rm2, rv2, w, b, training));
+            CHECK(fused.grad_fn()->name() == "batch_norm+" + std::string(epilogue_name(act)));
+            CHECK(max_abs_diff(fused, plain) == 0);
+            CHECK(max_abs_diff(rm1, rm2) == 0);
+            CHECK(max_abs_diff(rv1, rv2) == 0);
+            std::vector<Tensor> inputs = {x};
+            if (affine) inputs.insert(inputs.end(), {w, b});
+            const auto expected = grad({sum(mul(plain, g))}, inputs);
+            const auto got = grad({sum(mul(fused, g))}, inputs);
+            for (std::size_t i = 0; i < inputs.size(); ++i) {
+              INFO("gradient " << i);
+              CHECK(max_abs_diff(got[i], expected[i]) == 0);
+            }
+          }
+}
+
+TEST_CASE("batch_norm with relu against a double loop; its kink and NaN as relu's") {
+  Generator gen(36);
+  const Tensor x = randn({3, 2, 4, 5}, {.dtype = kFloat64}, gen);
+  const Tensor w = testing::f64({1.5, -0.5}), b = testing::f64({0.1, 0.2});
+  const auto& X = x.value<double>();
+  const Tensor y = batch_norm(x, {}, {}, w, b, true, 0.1, 1e-5, Epilogue::relu);
+  for (std::size_t c = 0; c < 2; ++c) {
+    double m = 0, v = 0;
+    for (std::size_t n = 0; n < 3; ++n)
+      for (std::size_t i = 0; i < 20; ++i) m += X(n, c, i / 5, i % 5) / 60;
+    for (std::size_t n = 0; n < 3; ++n)
+      for (std::size_t i = 0; i < 20; ++i)
+        v += (X(n, c, i / 5, i % 5) - m) * (X(n, c, i / 5, i % 5) - m) / 60;
+    for (std::size_t n = 0; n < 3; ++n)
+      for (std::size_t i = 0; i < 20; ++i) {
+        const double z = (X(n, c, i / 5, i % 5) - m) / std::sqrt(v + 1e-5) * w.value<double>()(c) +
+                         b.value<double>()(c);
+        CHECK(y.value<double>()(n, c, i / 5, i % 5) ==
+              doctest::Approx(std::max(z, 0.0)).epsilon(1e-12));
+      }
+  }
+  // In evaluation, z = x - 1 for every entry: 0 at x = 1 exactly, the kink, where relu's gradient
+  // is 0; a NaN stays NaN and its gradient passes, as relu's.
+  for (Dtype dtype : {kFloat64, kFloat32}) {
+    INFO((dtype == kFloat64 ? "float64" : "float32"));
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const Tensor in =
+        from_vector(std::vector<double>{1.0, nan, 0.5, 3.0}, {1, 1, 1, 4}, {.dtype = dtype})
+            .requires_grad_();
+    const Tensor rm = cast(testing::f64({1.0}), dtype), rv = cast(testing::f64({1.0}), dtype);
+    const Tensor out = cast(batch_norm(in, rm, rv, {}, {}, false, 0.1, 0.0625, Epilogue::relu),
+                            kFloat64);  // eps 1/16: 1 / sqrt(1 + eps) = 4 / sqrt(17)
+    const auto& Y = out.value<double>();
+    CHECK(Y(0, 0, 0, 0) == 0.0);
+    CHECK(std::isnan(Y(0, 0, 0, 1)));
+    CHECK(Y(0, 0, 0, 2) == 0.0);
+    CHECK(Y(0, 0, 0, 3) == doctest::Approx(2 * 4 / std::sqrt(17.0)).epsilon(1e-6));
+    sum(out).backward();
+    const Tensor dx = cast(in.grad(), kFloat64);
+    const double s = 4 / std::sqrt(17.0);
+    CHECK(dx.value<double>()(0, 0, 0, 0) == 0.0);
+    CHECK(dx.value<double>()(0, 0, 0, 1) == doctest::Approx(s).epsilon(1e-6));
+    CHECK(dx.value<double>()(0, 0, 0, 2) == 0.0);
+    CHECK(dx.value<double>()(0, 0, 0, 3) == doctest::Approx(s).epsilon(1e-6));
+  }
 }
 
 TEST_CASE("adaptive_avg_pool2d averages each cell of the grid, unequal cells included") {

@@ -430,6 +430,19 @@ std::vector<OpCase> table() {
       {"batch_norm",  // rows of 12: the eight-wide sums of the backward and their tail
        {{3, 2, 3, 4}, {2}, {2}},
        [](V x) { return batch_norm(x[0], {}, {}, x[1], x[2], true); }},
+      {"batch_norm",  // with relu: rows of 12, the vectors' tail
+       {{3, 2, 3, 4}, {2}, {2}},
+       [](V x) { return batch_norm(x[0], {}, {}, x[1], x[2], true, 0.1, 1e-5, Epilogue::relu); }},
+      {"batch_norm",
+       {{4, 3, 5}, {3}},
+       [](V x) { return batch_norm(x[0], {}, {}, x[1], {}, true, 0.1, 1e-5, Epilogue::tanh); }},
+      {"batch_norm",
+       {{3, 2, 4}, {2}, {2}},
+       [](V x) {
+         const Tensor rm = tensor({0.5, -0.25}, {.dtype = kFloat64});
+         const Tensor rv = tensor({1.5, 0.75}, {.dtype = kFloat64});
+         return batch_norm(x[0], rm, rv, x[1], x[2], false, 0.1, 1e-5, Epilogue::sigmoid);
+       }},
       {"batch_norm",
        {{5, 3}},
        [](V x) { return batch_norm(x[0], {}, {}, {}, {}, true, 0.1, 1e-3); }},

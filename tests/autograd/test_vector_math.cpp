@@ -222,6 +222,45 @@ TEST_CASE("batch_norm's row sums equal eight float running sums then double, bit
     }
 }
 
+TEST_CASE(
+    "batch_norm's rows (output, relu's mask, input gradient) equal the plain loop bit for bit") {
+  // z = x scale + shift in two roundings, and dx = (a g' + b (x - mean)) + k: a path that fused a
+  // multiply and an add, or added in another order, would round differently (XGRAD_TWO_ROUNDINGS).
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const auto same = [](float a, float b) {  // NaNs of any sign and payload alike
+    return std::memcmp(&a, &b, sizeof a) == 0 || (a != a && b != b);
+  };
+  for (vec::Isa isa : paths())
+    for (bool relu : {false, true})
+      for (bool training : {true, false})
+        for (std::size_t n : {0u, 1u, 15u, 16u, 17u, 35u, 196u, 784u}) {
+          INFO(std::string(vec::isa_name(isa))
+               << (relu ? ", relu" : ", no epilogue") << (training ? ", training" : ", evaluation")
+               << ", a row of " << n);
+          std::vector<float> x = filled(n, unsigned(n * 5 + 1)), g = filled(n, unsigned(n * 5 + 2));
+          if (n > 3) {
+            x[3] = nan;            // a NaN passes relu, and its gradient too
+            x[1] = -0.25f / 1.7f;  // at the kink, or next to it
+          }
+          const vec::NormRow r{1.7f, 0.25f, relu, training, 0.9f, -0.31f, 0.013f, 0.21f};
+          const vec::Functions& f = vec::functions(isa);
+          std::vector<float> z(n, -1.0f), mask(n, -1.0f), dx(n, -1.0f);
+          f.norm_row_forward(x.data(), n, r, z.data());
+          f.norm_row_mask(g.data(), x.data(), n, r, mask.data());
+          f.norm_row_backward(g.data(), x.data(), n, r, dx.data());
+          for (std::size_t i = 0; i < n; ++i) {
+            INFO("entry " << i);
+            const float v = x[i] * r.scale + r.shift;
+            const bool kept = v > 0 || v != v;
+            CHECK(same(z[i], relu && !kept ? 0.0f : v));
+            CHECK(same(mask[i], kept ? g[i] : 0.0f));
+            const float gv = relu && !kept ? 0.0f : g[i];
+            CHECK(same(dx[i], training ? r.a * gv + r.b * (x[i] - r.mean) + r.k : r.a * gv));
+            if (!training) CHECK(dx[i] == dx[i]);  // the NaN in x stays out of its gradient
+          }
+        }
+}
+
 TEST_CASE("the vectorized Adam update equals the scalar loop bit for bit on every path") {
   // It fails when a path fuses a multiply and an add (XGRAD_TWO_ROUNDINGS in
   // detail/vector_math_impl.hpp keeps the optimizers' two roundings).

@@ -4,7 +4,9 @@
 
 #include <cmath>
 
+#include "autograd/grad_mode.hpp"
 #include "autograd/gradcheck.hpp"
+#include "autograd/node.hpp"
 #include "nn/conv.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
@@ -158,4 +160,34 @@ TEST_CASE(
   CHECK(BatchNorm1d(4)(zeros({2, 4})).shape() == Shape{2, 4});
   CHECK_THROWS_WITH_AS(BatchNorm2d(3)(zeros({2, 3})),
                        doctest::Contains("BatchNorm2d: needs (N, C, H, W)"), ShapeError);
+}
+
+TEST_CASE("BatchNorm2d with a relu epilogue: the module then ReLU, in training and evaluation") {
+  Generator gen(8);
+  BatchNorm2d fused(4), plain(4);
+  fused.epilogue = Epilogue::relu;
+  const Tensor w = randn({4}, {}, gen), b = randn({4}, {}, gen);
+  for (BatchNorm2d* m : {&fused, &plain}) {
+    const NoGradGuard no_grad;
+    m->weight.copy_(w);
+    m->bias.copy_(b);
+  }
+  CHECK(fused.str() == plain.str());  // how it runs, not what it is: checkpoints agree
+  for (bool training : {true, false}) {
+    INFO((training ? "training" : "evaluation"));
+    fused.train(training);
+    plain.train(training);
+    const Tensor x = randn({3, 4, 5, 6}, {}, gen), g = randn({3, 4, 5, 6}, {}, gen);
+    const Tensor y = fused(x), z = relu(plain(x));
+    CHECK(y.grad_fn()->name() == "batch_norm+relu");
+    CHECK(testing::max_difference(cast(y, kFloat64), cast(z, kFloat64)) == 0);
+    sum(mul(y, g)).backward();
+    sum(mul(z, g)).backward();
+    for (auto [a, c] : {std::pair{fused.weight, plain.weight}, std::pair{fused.bias, plain.bias},
+                        std::pair{fused.running_mean, plain.running_mean},
+                        std::pair{fused.running_var, plain.running_var}}) {
+      const Tensor da = a.requires_grad() ? a.grad() : a, dc = c.requires_grad() ? c.grad() : c;
+      CHECK(testing::max_difference(cast(da, kFloat64), cast(dc, kFloat64)) == 0);
+    }
+  }
 }
