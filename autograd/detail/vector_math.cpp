@@ -164,8 +164,9 @@ void row_sums(const float* g, const float* x, std::size_t n, float m, double* su
 void norm_row_forward(const float* x, std::size_t n, const NormRow& r, float* z) {
   best().norm_row_forward(x, n, r, z);
 }
-void norm_row_mask(const float* g, const float* x, std::size_t n, const NormRow& r, float* out) {
-  best().norm_row_mask(g, x, n, r, out);
+void masked_row_sums(const float* g, const float* x, std::size_t n, float m, const NormRow& r,
+                     double* sums) {
+  best().masked_row_sums(g, x, n, m, r, sums);
 }
 void norm_row_backward(const float* g, const float* x, std::size_t n, const NormRow& r, float* dx) {
   best().norm_row_backward(g, x, n, r, dx);

@@ -148,7 +148,8 @@ void row_sums(const float* g, const float* x, std::size_t n, float m, double* su
 // float64 and of SSE2's default flags: the same bits everywhere. With relu (the epilogue), the
 // output is relu(z), a NaN passing, and the backward makes z's mask again from x.
 //   norm_row_forward: z, or relu(z);
-//   norm_row_mask: out = g where z > 0 or is NaN, else 0 (relu's gradient);
+//   masked_row_sums: row_sums of relu's gradient g' = g where z > 0 or is NaN, else 0 (the
+//     same bits as row_sums over g' made first);
 //   norm_row_backward: in training dx = (a g' + b (x - mean)) + k, in evaluation dx = a g' (so
 //     that a NaN in x reaches only its own entry), g' = g, or masked as above with relu.
 // NormRowOf<double> is batch_norm.cpp's own loops' (float64).
@@ -161,7 +162,8 @@ struct NormRowOf {
 };
 using NormRow = NormRowOf<float>;
 void norm_row_forward(const float* x, std::size_t n, const NormRow& r, float* z);
-void norm_row_mask(const float* g, const float* x, std::size_t n, const NormRow& r, float* out);
+void masked_row_sums(const float* g, const float* x, std::size_t n, float m, const NormRow& r,
+                     double* sums);
 void norm_row_backward(const float* g, const float* x, std::size_t n, const NormRow& r, float* dx);
 
 // xgrad::adam_update, sgd_update, rmsprop_update and adagrad_update (autograd/optim_kernels.hpp)
@@ -214,7 +216,7 @@ struct Functions {
   double (*row_sum_squares)(const float*, std::size_t, float);
   void (*row_sums)(const float*, const float*, std::size_t, float, double*);
   void (*norm_row_forward)(const float*, std::size_t, const NormRow&, float*);
-  void (*norm_row_mask)(const float*, const float*, std::size_t, const NormRow&, float*);
+  void (*masked_row_sums)(const float*, const float*, std::size_t, float, const NormRow&, double*);
   void (*norm_row_backward)(const float*, const float*, std::size_t, const NormRow&, float*);
   void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
   void (*sgd_update)(float*, const float*, float*, std::size_t, const SgdStep&);

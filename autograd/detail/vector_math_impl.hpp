@@ -843,34 +843,54 @@ struct Loops {
     for (; i < n; ++i) total += static_cast<double>((p[i] - m) * (p[i] - m));
     return add_lanes(total, acc);
   }
-  XGRAD_TWO_ROUNDINGS static void row_sums(const float* g, const float* x, std::size_t n, float m,
-                                           double* sums) {
+  // row_sums of g, or (masked_row_sums) of relu's gradient g' = g where x scale + shift > 0 or
+  // is NaN, else 0: the same lanes, so the same bits as row_sums over g' made first.
+  template <bool Masked>
+  XGRAD_TWO_ROUNDINGS static void sums_of(const float* g, const float* x, std::size_t n, float m,
+                                          const NormRow* r, double* sums) {
     alignas(32) float acc_g[8] = {}, acc_gd[8] = {};
     std::size_t i = 0;
     if constexpr (kEightWide) {
       const __m256 mean = _mm256_set1_ps(m);
       __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
       for (; i + 8 <= n; i += 8) {
-        const __m256 gi = _mm256_loadu_ps(g + i);
+        const __m256 xi = _mm256_loadu_ps(x + i);
+        __m256 gi = _mm256_loadu_ps(g + i);
+        if constexpr (Masked) {
+          const __m256 z =
+              _mm256_add_ps(_mm256_mul_ps(xi, _mm256_set1_ps(r->scale)), _mm256_set1_ps(r->shift));
+          gi = _mm256_and_ps(gi, _mm256_or_ps(_mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                              _mm256_cmp_ps(z, z, _CMP_UNORD_Q)));
+        }
         a = _mm256_add_ps(a, gi);
-        b = _mm256_add_ps(b, _mm256_mul_ps(gi, _mm256_sub_ps(_mm256_loadu_ps(x + i), mean)));
+        b = _mm256_add_ps(b, _mm256_mul_ps(gi, _mm256_sub_ps(xi, mean)));
       }
       _mm256_store_ps(acc_g, a);
       _mm256_store_ps(acc_gd, b);
     } else {
       for (; i + 8 <= n; i += 8)
         for (std::size_t k = 0; k < 8; ++k) {
-          acc_g[k] += g[i + k];
-          acc_gd[k] += g[i + k] * (x[i + k] - m);
+          const float gk = Masked ? masked(g[i + k], x[i + k], *r) : g[i + k];
+          acc_g[k] += gk;
+          acc_gd[k] += gk * (x[i + k] - m);
         }
     }
     double total_g = 0, total_gd = 0;
     for (; i < n; ++i) {
-      total_g += static_cast<double>(g[i]);
-      total_gd += static_cast<double>(g[i] * (x[i] - m));
+      const float gk = Masked ? masked(g[i], x[i], *r) : g[i];
+      total_g += static_cast<double>(gk);
+      total_gd += static_cast<double>(gk * (x[i] - m));
     }
     sums[0] = add_lanes(total_g, acc_g);
     sums[1] = add_lanes(total_gd, acc_gd);
+  }
+  XGRAD_TWO_ROUNDINGS static void row_sums(const float* g, const float* x, std::size_t n, float m,
+                                           double* sums) {
+    sums_of<false>(g, x, n, m, nullptr, sums);
+  }
+  XGRAD_TWO_ROUNDINGS static void masked_row_sums(const float* g, const float* x, std::size_t n,
+                                                  float m, const NormRow& r, double* sums) {
+    sums_of<true>(g, x, n, m, &r, sums);
   }
 
   // ---- batch_norm's rows (vector_math.hpp): whole vectors, then the tail in scalars ----------
@@ -897,12 +917,6 @@ struct Loops {
       const float v = x[i] * r.scale + r.shift;
       z[i] = r.relu ? relu_of(v) : v;
     }
-  }
-  XGRAD_TWO_ROUNDINGS static void norm_row_mask(const float* g, const float* x, std::size_t n,
-                                                const NormRow& r, float* out) {
-    std::size_t i = 0;
-    for (; i + width <= n; i += width) masked(load(g + i), load(x + i), r).store_unaligned(out + i);
-    for (; i < n; ++i) out[i] = masked(g[i], x[i], r);
   }
   XGRAD_TWO_ROUNDINGS static void norm_row_backward(const float* g, const float* x, std::size_t n,
                                                     const NormRow& r, float* dx) {
@@ -941,7 +955,7 @@ struct Loops {
                                       row_sum_squares,
                                       row_sums,
                                       norm_row_forward,
-                                      norm_row_mask,
+                                      masked_row_sums,
                                       norm_row_backward,
                                       adam_update,
                                       sgd_update,

@@ -75,12 +75,18 @@ void output_row(const T* x, std::size_t n, const NormRowOf<T>& r, T* z) {
     }
   }
 }
+// gradient_sums of relu's gradient g' = g where z > 0 or NaN, else 0; float64 makes g' in
+// `scratch` (n entries) first.
 template <class T>
-void mask_row(const T* g, const T* x, std::size_t n, const NormRowOf<T>& r, T* out) {
+detail::RowSums masked_sums(const T* g, const T* x, std::size_t n, T m, const NormRowOf<T>& r,
+                            T* scratch) {
   if constexpr (std::is_same_v<T, float>) {
-    detail::vec::norm_row_mask(g, x, n, r, out);
+    double sums[2];
+    detail::vec::masked_row_sums(g, x, n, m, r, sums);
+    return {sums[0], sums[1]};
   } else {
-    for (std::size_t i = 0; i < n; ++i) out[i] = kept(x[i] * r.scale + r.shift) ? g[i] : T{0};
+    for (std::size_t i = 0; i < n; ++i) scratch[i] = kept(x[i] * r.scale + r.shift) ? g[i] : T{0};
+    return detail::row_sums(scratch, x, n, m);
   }
 }
 template <class T>
@@ -150,19 +156,17 @@ struct BatchNorm final : Node {
       using T = decltype(zero);
       const T* px = detail::data<T>(x);
       const T* pg = detail::data<T>(g);
-      // With an epilogue, the gradient at z = w xhat + b a row at a time, into `row` as each pass
-      // comes to it: relu's mask made again from x with the forward's scale and shift (saved),
-      // tanh's and sigmoid's derivative from the output.
+      // With an epilogue, the gradient at z = w xhat + b a row at a time as each pass comes to it:
+      // relu's mask made again from x with the forward's scale and shift (saved) inside both
+      // passes' loops; tanh's and sigmoid's derivative from the output, into `row` first.
       const bool relu = act_ == Epilogue::relu;
       const T* py = y.defined() ? detail::data<T>(y) : nullptr;
       const T* pz = y.defined() ? detail::data<T>(saved(yi + 1)) : nullptr;  // scale, shift
       std::vector<T> row(y.defined() ? L.s : 0);
-      const auto grad_at = [&](std::size_t at, std::size_t c) {
-        if (relu)
-          mask_row(pg + at, px + at, L.s, NormRowOf<T>{pz[c], pz[L.c + c], true}, row.data());
-        else if (py)
-          detail::epilogue_grad(act_, py + at, pg + at, row.data(), L.s);
-        return py ? static_cast<const T*>(row.data()) : pg + at;
+      const auto grad_at = [&](std::size_t at) {  // tanh, sigmoid, none
+        if (!py) return pg + at;
+        detail::epilogue_grad(act_, py + at, pg + at, row.data(), L.s);
+        return static_cast<const T*>(row.data());
       };
       const T* pm = detail::data<T>(mu);
       const T* pi = detail::data<T>(invstd);
@@ -176,7 +180,10 @@ struct BatchNorm final : Node {
       for (std::size_t n = 0; n < L.n; ++n)
         for (std::size_t c = 0; c < L.c; ++c) {
           const std::size_t at = (n * L.c + c) * L.s;
-          const detail::RowSums s = gradient_sums(grad_at(at, c), px + at, L.s, pm[c]);
+          const detail::RowSums s =
+              relu ? masked_sums(pg + at, px + at, L.s, pm[c],
+                                 NormRowOf<T>{pz[c], pz[L.c + c], true}, row.data())
+                   : gradient_sums(grad_at(at), px + at, L.s, pm[c]);
           sums[c].g += s.g;
           sums[c].gd += s.gd;
         }
@@ -196,7 +203,7 @@ struct BatchNorm final : Node {
         for (std::size_t c = 0; c < L.c; ++c) {
           const std::size_t at = (n * L.c + c) * L.s;
           // relu's mask in the same pass; tanh's and sigmoid's gradient made first in `row`
-          const T* gr = relu ? pg + at : grad_at(at, c);
+          const T* gr = relu ? pg + at : grad_at(at);
           const NormRowOf<T> r{relu ? pz[c] : T{0},
                                relu ? pz[L.c + c] : T{0},
                                relu,
