@@ -150,8 +150,8 @@ void row_sums(const float* g, const float* x, std::size_t n, float m, double* su
 //   norm_row_forward: z, or relu(z);
 //   masked_row_sums: row_sums of relu's gradient g' = g where z > 0 or is NaN, else 0 (the
 //     same bits as row_sums over g' made first);
-//   norm_row_backward: in training dx = (a g' + b (x - mean)) + k, in evaluation dx = a g' (so
-//     that a NaN in x reaches only its own entry), g' = g, or masked as above with relu.
+//   norm_row_backward: in training dx = (a g' + b (x - mean)) + k, in evaluation dx = a g' (where
+//     0 (x - mean) would make a NaN in x a NaN gradient), g' = g, or masked as above with relu.
 // NormRowOf<double> is batch_norm.cpp's own loops' (float64).
 template <class T>
 struct NormRowOf {
