@@ -288,9 +288,6 @@ Shape reduced_shape(const Shape& shape, const std::vector<std::size_t>& axes, bo
   }
   return out;
 }
-}  // namespace xgrad::detail
-
-namespace xgrad::detail {
 
 template <class T>
 void apply_epilogue(Epilogue act, T* z, std::size_t n) {

@@ -897,14 +897,14 @@ struct Loops {
   // relu's value and its gradient's mask: v > 0 or NaN (isnan, not v != v: xsimd 8.1 compares
   // ordered).
   static auto kept(const Batch& v) { return (v > Batch(0.0f)) | xsimd::isnan(v); }
+  static bool kept(float v) { return (v > 0) | (v != v); }
   static Batch relu_of(const Batch& v) { return xsimd::select(kept(v), v, Batch(0.0f)); }
-  static float relu_of(float v) { return (v > 0) | (v != v) ? v : 0.0f; }
+  static float relu_of(float v) { return kept(v) ? v : 0.0f; }
   XGRAD_TWO_ROUNDINGS static Batch masked(const Batch& g, const Batch& x, const NormRow& r) {
     return xsimd::select(kept(x * Batch(r.scale) + Batch(r.shift)), g, Batch(0.0f));
   }
   XGRAD_TWO_ROUNDINGS static float masked(float g, float x, const NormRow& r) {
-    const float z = x * r.scale + r.shift;
-    return (z > 0) | (z != z) ? g : 0.0f;
+    return kept(x * r.scale + r.shift) ? g : 0.0f;
   }
   XGRAD_TWO_ROUNDINGS static void norm_row_forward(const float* x, std::size_t n, const NormRow& r,
                                                    float* z) {

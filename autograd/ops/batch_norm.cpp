@@ -9,8 +9,8 @@
 //   evaluation: dxhat = u / sqrt(var + eps)
 // With an epilogue (relu, tanh, sigmoid): y = act(z), and the above from g act'(z) (linear's
 // epilogue's rule: relu [z > 0 or NaN], tanh 1 - y^2, sigmoid y (1 - y)); JVP act'(z) dz. Saves
-// y too, and z's scale and shift per channel (z = x scale + shift): relu's mask is made again
-// from x, so that its backward reads no array more than batch_norm's own.
+// y too, and with relu z's scale and shift per channel (z = x scale + shift): relu's mask is made
+// again from x, so that its backward reads no array more than batch_norm's own.
 // NOTE: a primitive for speed: two passes for the statistics, one for z (and the epilogue, while
 // a row is in cache); the backward one pass for sum(g) and sum(g (x - mu)) together, one for
 // dx = a g + b (x - mu) + k (per-channel constants; a g in evaluation). The reference CNN's step
@@ -161,7 +161,7 @@ struct BatchNorm final : Node {
       // passes' loops; tanh's and sigmoid's derivative from the output, into `row` first.
       const bool relu = act_ == Epilogue::relu;
       const T* py = y.defined() ? detail::data<T>(y) : nullptr;
-      const T* pz = y.defined() ? detail::data<T>(saved(yi + 1)) : nullptr;  // scale, shift
+      const T* pz = relu ? detail::data<T>(saved(yi + 1)) : nullptr;  // scales, shifts
       std::vector<T> row(y.defined() ? L.s : 0);
       const auto grad_at = [&](std::size_t at) {  // tanh, sigmoid, none
         if (!py) return pg + at;
@@ -367,7 +367,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   BatchNorm* node = detail::record_normalization<BatchNorm>(
       out, x, weight, bias, mu, invstd, training, weight.defined(), bias.defined(), eps, mu, invstd,
       activation);
-  if (node && activation != Epilogue::none) node->save({out, scales_shifts});
+  if (node && activation == Epilogue::relu)
+    node->save({out, scales_shifts});
+  else if (node && activation != Epilogue::none)
+    node->save({out});
   return out;
 }
 
