@@ -21,7 +21,7 @@ namespace xgrad::detail {
 
 #ifndef XGRAD_ONEDNN
 bool onednn_convolution() { return false; }
-bool onednn_conv_winograd(const ConvGeometry&) { return false; }
+ConvChoice onednn_conv_choice(const ConvGeometry&) { return {}; }
 void onednn_conv_forward(const ConvGeometry&, const float*, const float*, const float*, float*) {
   throw Error("conv2d: this build has no oneDNN");
 }
@@ -45,7 +45,7 @@ struct Plan {
   memory::desc src, weights, dst;                 // forward
   memory::desc bd_weights, bd_diff_dst, bd_diff_src;  // backward data
   memory::desc bw_src, bw_diff_dst, bw_diff_weights;  // backward weights
-  bool winograd = false;  // the forward (and so the weights' gradient) took Winograd
+  ConvChoice choice;
 };
 
 // Whether the convolution may take oneDNN's Winograd convolution (convolution_auto for the
@@ -107,8 +107,25 @@ Plan make_plan(const ConvGeometry& g) {
     }
   }
   if (!bwd_weights) bwd_weights = weights_pd(direct);
+  // With one input channel, oneDNN's direct AVX2 kernel for the weights' gradient took twice the
+  // time of its GEMM-based one (columns of the plain NCHW source, then one product per image) at
+  // batch 1 to 64; its AVX-512 kernel took a sixth of it (docs/performance.md, "The first layer's
+  // weights' gradient on AVX2"). oneDNN takes the GEMM-based one for plain layouts.
+  bool weights_on_gemm = false;
+  if (g.groups == 1 && g.c == 1 && std::string(bwd_weights.impl_info_str()) == "jit:avx2") {
+    const memory::desc plain_src(src, f32, tag::nchw), plain_w(weights, f32, tag::oihw),
+        plain_dst(dst, f32, tag::nchw);
+    try {
+      bwd_weights = dnnl::convolution_backward_weights::primitive_desc(
+          dnnl::convolution_backward_weights::desc(direct, plain_src, plain_w, bias, plain_dst,
+                                                   strides, dilates, pad, pad_r),
+          onednn_engine(), fwd);
+      weights_on_gemm = true;
+    } catch (const dnnl::error&) {  // none: the direct one stays
+    }
+  }
   Plan p;
-  p.winograd = winograd;
+  p.choice = {.winograd = winograd, .weights_on_gemm = weights_on_gemm};
   p.forward = dnnl::convolution_forward(fwd);
   p.backward_data = dnnl::convolution_backward_data(bwd_data);
   p.backward_weights = dnnl::convolution_backward_weights(bwd_weights);
@@ -182,10 +199,10 @@ double multiply_adds(const ConvGeometry& g) {
 
 bool onednn_convolution() { return true; }
 
-bool onednn_conv_winograd(const ConvGeometry& g) {
-  bool winograd = false;
-  onednn_guarded("conv2d: oneDNN's convolution plan failed", [&] { winograd = plan(g).winograd; });
-  return winograd;
+ConvChoice onednn_conv_choice(const ConvGeometry& g) {
+  ConvChoice choice;
+  onednn_guarded("conv2d: oneDNN's convolution plan failed", [&] { choice = plan(g).choice; });
+  return choice;
 }
 
 void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,

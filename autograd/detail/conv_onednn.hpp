@@ -17,9 +17,13 @@ struct ConvGeometry {
 
 /// Whether this build runs float32 convolutions on oneDNN.
 bool onednn_convolution();
-/// Whether oneDNN's convolution of this shape, on this thread at the current settings (threads,
-/// set_allow_winograd), takes Winograd's: for tests that hold its sums to their error bound.
-bool onednn_conv_winograd(const ConvGeometry& g);
+/// Which of oneDNN's convolutions a shape takes, on this thread at the current settings (threads,
+/// set_allow_winograd): for tests that hold each one's sums to their error bound.
+struct ConvChoice {
+  bool winograd = false;         // Winograd's for the forward (and so for both gradients)
+  bool weights_on_gemm = false;  // the weights' gradient by columns and a GEMM (make_plan)
+};
+ConvChoice onednn_conv_choice(const ConvGeometry& g);
 /// y (n, o, oh, ow) = conv(x, w) + b; b null without bias. NCHW in, NCHW out.
 void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                          float* y);
