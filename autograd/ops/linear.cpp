@@ -145,7 +145,7 @@ const char* epilogue_name(Epilogue epilogue) {
 Epilogue epilogue_from_name(const std::string& name) {
   for (Epilogue e : {Epilogue::none, Epilogue::relu, Epilogue::tanh, Epilogue::sigmoid})
     if (name == epilogue_name(e)) return e;
-  throw ValueError("linear: no fused activation \"" + name +
+  throw ValueError("epilogue_from_name: no fused activation \"" + name +
                    "\"; expected one of none, relu, tanh, sigmoid");
 }
 

@@ -149,9 +149,10 @@ TEST_CASE("fused linear: relu keeps NaN and passes its gradient, as the relu op;
   CHECK(linear(x, w, {}, Epilogue::none).grad_fn()->name() == "linear");
   CHECK(linear(x, w, {}, Epilogue::relu).grad_fn()->name() == "linear+relu");
   CHECK(epilogue_from_name("tanh") == Epilogue::tanh);
-  CHECK_THROWS_WITH_AS(epilogue_from_name("gelu"),
-                       doctest::Contains("no fused activation \"gelu\"; expected one of none"),
-                       ValueError);
+  CHECK_THROWS_WITH_AS(
+      epilogue_from_name("gelu"),
+      doctest::Contains("epilogue_from_name: no fused activation \"gelu\"; expected one of none"),
+      ValueError);
   CHECK_THROWS_WITH_AS(linear(x, testing::f64({{1.0, 2.0, 3.0}}), {}, Epilogue::tanh),
                        doctest::Contains("linear: input [1, 2], weight [1, 3]"), ShapeError);
 }
