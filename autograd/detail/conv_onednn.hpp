@@ -20,7 +20,8 @@ bool onednn_convolution();
 /// Which of oneDNN's convolutions a shape takes, on this thread at the current settings (threads,
 /// set_allow_winograd): for tests that hold each one's sums to their error bound.
 struct ConvChoice {
-  bool winograd = false;         // Winograd's for the forward (and so for both gradients)
+  bool winograd = false;  // Winograd's for the forward and the input's gradient (and the weights'
+                          // where oneDNN has it)
   bool weights_on_gemm = false;  // the weights' gradient by columns and a GEMM (make_plan)
 };
 ConvChoice onednn_conv_choice(const ConvGeometry& g);

@@ -701,7 +701,8 @@ TEST_CASE(
   // GEMM-based convolution instead (detail/conv_onednn.cpp, make_plan): another order of the
   // same sums. CI runs this case a second time with ONEDNN_MAX_CPU_ISA=AVX2 (tests/meson.build),
   // so an AVX-512 machine takes that path too. The input's gradient asked for or not: the
-  // output's gradient is read in the plain layout by the one and reordered for the other.
+  // weights' pass reads the output's gradient in the plain layout, the input's pass in oneDNN's
+  // blocked one (a reorder), so the weights' pass is held alone and after the input's.
   const int threads = num_threads();
   set_num_threads(1);
   Generator gen(35);
