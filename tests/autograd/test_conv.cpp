@@ -112,6 +112,52 @@ void within_sum_bound(const std::vector<double>& got, std::span<const double> ex
 }
 std::span<const double> all(const xt::xarray<double>& a) { return std::span(a.data(), a.size()); }
 
+// A 3 x 3 convolution of padding 1 (the reference CNN's) on random x, w, b, and its gradients for
+// a random g, by the definition in double, with the same sums of the products' magnitudes: what
+// within_sum_bound holds a float32 run to.
+struct SumBounds {
+  static constexpr Settings o{.padding = {1, 1}};
+  Tensor x, w, b, g;
+  std::vector<double> exact, magnitude;
+  Grads grads, grads_magnitude;
+  SumBounds(const Shape& xs, const Shape& ws, Generator& gen)
+      : x(randn(xs, {}, gen)),
+        w(randn(ws, {}, gen)),
+        b(randn({ws[0]}, {}, gen)),
+        g(randn({xs[0], ws[0], xs[2], xs[3]}, {}, gen)) {
+    Shape shape;
+    exact = naive_conv<float>(x, w, b, o, shape);
+    magnitude = naive_conv<float>(abs(x), abs(w), abs(b), o, shape);
+    grads = naive_grads(x, w, g, o);
+    grads_magnitude = naive_grads(abs(x), abs(w), abs(g), o);
+  }
+  // One float32 run from copies of x, w and b (x's gradient only when asked for): the output and
+  // the gradients of x, w and b as doubles, x's empty when not asked for.
+  std::array<std::vector<double>, 4> run(bool input_gradient = true) const {
+    const Tensor xv = input_gradient ? x.detach().requires_grad_() : x.detach(),
+                 wv = w.detach().requires_grad_(), bv = b.detach().requires_grad_();
+    const Tensor y = conv2d(xv, wv, bv, func(o));
+    sum(mul(y, g)).backward();
+    const auto flat = [](const Tensor& t) { return testing::flat(cast(t, kFloat64)); };
+    return {flat(y), input_gradient ? flat(xv.grad()) : std::vector<double>{}, flat(wv.grad()),
+            flat(bv.grad())};
+  }
+  // Each entry of a run within its bound: K = the products per entry of each sum.
+  void check(const std::array<std::vector<double>, 4>& r) const {
+    const double per_output = double(w.size(1) * 9), per_input = double(w.size(0) * 9),
+                 per_weight = double(x.size(0) * x.size(2) * x.size(3));
+    within_sum_bound(r[0], exact, magnitude, per_output);
+    if (!r[1].empty()) within_sum_bound(r[1], all(grads.dx), all(grads_magnitude.dx), per_input);
+    within_sum_bound(r[2], all(grads.dw), all(grads_magnitude.dw), per_weight);
+    within_sum_bound(r[3], all(grads.db), all(grads_magnitude.db), per_weight);
+  }
+  // The shape as oneDNN's plans are keyed
+  detail::ConvGeometry geometry() const {
+    return {x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), 3,      3,
+            x.size(2), x.size(3), 1,         {1, 1},    {1, 1},    {1, 1}, true};
+  }
+};
+
 double worst(const std::vector<double>& a, const Tensor& t) {
   const auto b = testing::flat(cast(t, kFloat64));
   REQUIRE(a.size() == b.size());
@@ -643,45 +689,25 @@ TEST_CASE("conv2d float32 on the reference CNN's 3 x 3 layers keeps the error bo
   const int threads = num_threads();
   set_num_threads(1);
   Generator gen(34);
-  const Settings o{.padding = {1, 1}};
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   REQUIRE(allow_winograd());  // the default
   for (const auto& [xs, ws] : {std::pair{Shape{16, 32, 14, 14}, Shape{32, 32, 3, 3}},
                                std::pair{Shape{16, 32, 14, 14}, Shape{64, 32, 3, 3}}}) {
     INFO("x " << shape_str(xs) << " w " << shape_str(ws));
-    const Tensor x = randn(xs, {}, gen), w = randn(ws, {}, gen), b = randn({ws[0]}, {}, gen),
-                 g = randn({xs[0], ws[0], xs[2], xs[3]}, {}, gen);
-    Shape shape;
-    const auto exact = naive_conv<float>(x, w, b, o, shape);
-    const auto magnitude = naive_conv<float>(abs(x), abs(w), abs(b), o, shape);
-    // the gradients' sums, and the same sums of |x| |w| |g|
-    const Grads grads = naive_grads(x, w, g, o),
-                grads_magnitude = naive_grads(abs(x), abs(w), abs(g), o);
-    const double per_output = double(ws[1] * 9), per_input = double(ws[0] * 9),
-                 per_weight = double(xs[0] * xs[2] * xs[3]);
+    const SumBounds bounds(xs, ws, gen);
     // Winograd allowed, not, allowed again: the output and the three gradients of each
     std::vector<std::array<std::vector<double>, 4>> runs;
     for (bool allow : {true, false, true, false}) {
       INFO("Winograd allowed: " << allow);
       set_allow_winograd(allow);
-      const Tensor xv = x.detach().requires_grad_(), wv = w.detach().requires_grad_(),
-                   bv = b.detach().requires_grad_();
-      const Tensor y = conv2d(xv, wv, bv, func(o));
-      sum(mul(y, g)).backward();
-      const auto flat = [](const Tensor& t) { return testing::flat(cast(t, kFloat64)); };
-      runs.push_back({flat(y), flat(xv.grad()), flat(wv.grad()), flat(bv.grad())});
-      within_sum_bound(runs.back()[0], exact, magnitude, per_output);
-      within_sum_bound(runs.back()[1], all(grads.dx), all(grads_magnitude.dx), per_input);
-      within_sum_bound(runs.back()[2], all(grads.dw), all(grads_magnitude.dw), per_weight);
-      within_sum_bound(runs.back()[3], all(grads.db), all(grads_magnitude.db), per_weight);
+      runs.push_back(bounds.run());
+      bounds.check(runs.back());
     }
     set_allow_winograd(true);
     CHECK(runs[2] == runs[0]);
     CHECK(runs[3] == runs[1]);
-    const detail::ConvGeometry geometry{xs[0], xs[1], xs[2], xs[3],  ws[0],  3,      3,
-                                        xs[2], xs[3], 1,     {1, 1}, {1, 1}, {1, 1}, true};
-    const bool taken = detail::onednn_conv_choice(geometry).winograd;
+    const bool taken = detail::onednn_conv_choice(bounds.geometry()).winograd;
     if (std::string(gemm_backend()) == "onednn" && avx512 && !std::getenv("ONEDNN_MAX_CPU_ISA") &&
         !std::getenv("DNNL_MAX_CPU_ISA"))
       CHECK(taken);  // the bound above was Winograd's
@@ -706,39 +732,21 @@ TEST_CASE(
   const int threads = num_threads();
   set_num_threads(1);
   Generator gen(35);
-  const Settings o{.padding = {1, 1}};
-  const Shape xs{16, 1, 28, 28}, ws{32, 1, 3, 3};
-  const Tensor x = randn(xs, {}, gen), w = randn(ws, {}, gen), b = randn({ws[0]}, {}, gen),
-               g = randn({xs[0], ws[0], xs[2], xs[3]}, {}, gen);
-  Shape shape;
-  const auto exact = naive_conv<float>(x, w, b, o, shape);
-  const auto magnitude = naive_conv<float>(abs(x), abs(w), abs(b), o, shape);
-  const Grads grads = naive_grads(x, w, g, o),
-              grads_magnitude = naive_grads(abs(x), abs(w), abs(g), o);
-  const double per_weight = double(xs[0] * xs[2] * xs[3]);
+  const SumBounds bounds({16, 1, 28, 28}, {32, 1, 3, 3}, gen);
   for (bool input_gradient : {false, true}) {
     INFO("the input's gradient asked for: " << input_gradient);
-    const Tensor xv = input_gradient ? x.detach().requires_grad_() : x.detach(),
-                 wv = w.detach().requires_grad_(), bv = b.detach().requires_grad_();
-    const Tensor y = conv2d(xv, wv, bv, func(o));
-    sum(mul(y, g)).backward();
-    const auto flat = [](const Tensor& t) { return testing::flat(cast(t, kFloat64)); };
-    within_sum_bound(flat(y), exact, magnitude, 9);
-    within_sum_bound(flat(wv.grad()), all(grads.dw), all(grads_magnitude.dw), per_weight);
-    within_sum_bound(flat(bv.grad()), all(grads.db), all(grads_magnitude.db), per_weight);
-    if (input_gradient)
-      within_sum_bound(flat(xv.grad()), all(grads.dx), all(grads_magnitude.dx), double(ws[0] * 9));
+    const auto r = bounds.run(input_gradient);
+    CHECK(r[1].empty() == !input_gradient);
+    bounds.check(r);
   }
   // Which kernel: the GEMM-based one exactly where oneDNN's widest is AVX2 (capped or not)
-  const detail::ConvGeometry geometry{xs[0], xs[1], xs[2], xs[3],  ws[0],  3,      3,
-                                      xs[2], xs[3], 1,     {1, 1}, {1, 1}, {1, 1}, true};
   const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),
              avx512 = __builtin_cpu_supports("avx512f");
   if (std::string(gemm_backend()) == "onednn" && !std::getenv("DNNL_MAX_CPU_ISA")) {
     const bool widest_avx2 = avx2 && (cap ? std::string(cap) == "AVX2" : !avx512);
     if (widest_avx2 || (avx512 && !cap))
-      CHECK(detail::onednn_conv_choice(geometry).weights_on_gemm == widest_avx2);
+      CHECK(detail::onednn_conv_choice(bounds.geometry()).weights_on_gemm == widest_avx2);
   }
   set_num_threads(threads);
 }
