@@ -25,4 +25,10 @@ std::atomic<bool> winograd{true};
 void set_allow_winograd(bool allow) { winograd = allow; }
 bool allow_winograd() { return winograd; }
 
+namespace {
+std::atomic<bool> blocked{true};
+}
+void set_blocked_layout(bool on) { blocked = on; }
+bool blocked_layout() { return blocked; }
+
 }  // namespace xgrad

@@ -24,4 +24,12 @@ const char* gemm_backend();
 void set_allow_winograd(bool allow);
 bool allow_winograd();
 
+/// Whether float32 convolutions on oneDNN give their output, and their input's gradient, in
+/// oneDNN's channel-blocked layout (on by default), which batch norm and 2 x 2 max pooling pass on
+/// to the next convolution: no reorder between them. Any other reader sees plain values as ever
+/// (made once, when first read). Off, every tensor is plain; the values are the same either way
+/// (batch norm's sums within float32 rounding). For the whole program, as set_allow_winograd.
+void set_blocked_layout(bool on);
+bool blocked_layout();
+
 }  // namespace xgrad

@@ -91,7 +91,7 @@ void add_in_place(Tensor& dst, const Tensor& src) {
         T* p = d.data();
         for (std::size_t i = 0, n = d.size(); i < n; ++i) p[i] += s[i];
       },
-      *dst.impl()->value);
+      detail::plain(*dst.impl()->value));
   if (dst.impl()->version) dst.impl()->version->fetch_add(1, std::memory_order_relaxed);
 }
 

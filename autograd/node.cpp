@@ -92,8 +92,13 @@ Tensor Node::saved(std::size_t i) const {
 std::size_t Node::saved_bytes() const {
   std::size_t bytes = 0;
   for (const Saved& s : saved_) {
-    const Storage& v = s.tensor ? *s.tensor->value : *s.output;
-    bytes += std::visit([](const auto& a) { return a.size() * sizeof(a.data()[0]); }, v);
+    const Values& v = s.tensor ? *s.tensor->value : *s.output;
+    if (const auto* b = std::get_if<BlockedArray>(&v)) {  // padding channels included
+      bytes += b->values.size() * sizeof(float);
+      continue;
+    }
+    bytes += std::visit([](const auto& a) { return a.size() * sizeof(a.data()[0]); },
+                        std::get<Storage>(v));
   }
   return bytes;
 }

@@ -46,13 +46,37 @@ class NodeRef {
   Node* node_ = nullptr;
 };
 
+/// float32 values (N, C, H, W) in a channel-blocked layout, oneDNN's aBcd8b or aBcd16b: stored as
+/// (N, ceil(C / block), H, W, block), the channels past C zero. A convolution gives its output so
+/// (autograd/ops/conv2d.cpp), batch norm and max pooling pass the layout on, and the next
+/// convolution reads it without a reorder (autograd/detail/blocked.hpp).
+struct BlockedArray {
+  xt::xarray<float> values;  ///< (N, ceil(C / block), H, W, block)
+  Shape logical;             ///< (N, C, H, W)
+  std::size_t block = 0;
+};
+/// What a tensor's storage holds: plain values (Storage: what storage() gives), or blocked ones,
+/// which every reader of plain values turns into plain ones first, in place and once
+/// (detail::plain), for every tensor that shares them.
+using Values = std::variant<Storage, BlockedArray>;
+namespace detail {
+/// The plain values: blocked ones made plain first, in place (under a lock: from any thread;
+/// autograd/detail/blocked.cpp). The values, and so their version, stay the same.
+const Storage& plain(const Values& values);
+Storage& plain(Values& values);
+/// The shape of the values, (N, C, H, W) for blocked ones, without making them plain.
+const Shape& values_shape(const Values& values);
+}  // namespace detail
+
 /// A tensor's values and their version: the count of in-place changes (mutable_value), which a
 /// node compares, when it uses a tensor it saved, with the count it saw at saving.
 struct StorageBox {
   template <class T>
-  explicit StorageBox(xt::xarray<T>&& values) : data(std::in_place_type<xt::xarray<T>>,
-                                                     std::move(values)) {}
-  Storage data;
+  explicit StorageBox(xt::xarray<T>&& values)
+      : data(std::in_place_type<Storage>, std::in_place_type<xt::xarray<T>>, std::move(values)) {}
+  explicit StorageBox(BlockedArray&& values)
+      : data(std::in_place_type<BlockedArray>, std::move(values)) {}
+  Values data;
   std::atomic<std::uint64_t> version{0};
 };
 
@@ -85,8 +109,7 @@ struct ForwardGrad {
 
 struct TensorImpl {
   /// The storage: one xarray, shaped as the tensor that made it (the base of every view of it).
-  std::shared_ptr<Storage>
-      value;  ///< shared so that a node can save its own output without a cycle
+  std::shared_ptr<Values> value;  ///< shared so that a node can save its own output without a cycle
   /// Set for a view: its place in `value`. Null for a tensor that is its whole storage.
   std::shared_ptr<const ViewInfo> view;
   /// The version of `value`, in the same StorageBox (alive as long as `value`); shared by every
@@ -225,7 +248,7 @@ class Node {
 
   struct Saved {
     std::shared_ptr<TensorImpl> tensor;  ///< an input
-    std::shared_ptr<Storage> output;     ///< or the value of this node's output
+    std::shared_ptr<Values> output;      ///< or the value of this node's output
     std::shared_ptr<detail::ForwardGrad> forward;   ///< and the output's tangent, if any
     std::atomic<std::uint64_t>* version = nullptr;  ///< the values' version counter
     std::uint64_t at = 0;                           ///< its count when saved

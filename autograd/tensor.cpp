@@ -8,6 +8,7 @@
 #include <sstream>
 #include <xtensor/xio.hpp>
 
+#include "autograd/detail/blocked.hpp"
 #include "autograd/detail/view.hpp"
 #include "autograd/engine.hpp"
 #include "autograd/node.hpp"
@@ -79,8 +80,8 @@ std::shared_ptr<TensorImpl> make_impl(xt::xarray<T>&& value, bool requires_grad)
   auto impl = std::make_shared<TensorImpl>();
   auto box = std::make_shared<StorageBox>(std::move(value));
   impl->version = &box->version;
-  Storage* data = &box->data;
-  impl->value = std::shared_ptr<Storage>(std::move(box), data);  // one block: values and version
+  Values* data = &box->data;
+  impl->value = std::shared_ptr<Values>(std::move(box), data);  // one block: values and version
   impl->requires_grad = requires_grad;
   return impl;
 }
@@ -107,13 +108,16 @@ const TensorImpl& Tensor::checked(const char* what) const {
 }
 
 Dtype Tensor::dtype() const {
-  return static_cast<Dtype>(checked("dtype").value->index());  // Storage lists them in order
+  const Values& v = *checked("dtype").value;
+  if (const auto* s = std::get_if<Storage>(&v))
+    return static_cast<Dtype>(s->index());  // Storage lists them in order
+  return Dtype::float32;                    // blocked values
 }
 
 const Shape& Tensor::shape() const {
   const TensorImpl& impl = checked("shape");
   if (impl.view) return impl.view->shape;
-  return std::visit([](const auto& a) -> const Shape& { return a.shape(); }, *impl.value);
+  return detail::values_shape(*impl.value);
 }
 
 std::size_t Tensor::numel() const {
@@ -123,7 +127,9 @@ std::size_t Tensor::numel() const {
     for (std::size_t d : impl.view->shape) n *= d;
     return n;
   }
-  return std::visit([](const auto& a) { return a.size(); }, *impl.value);
+  std::size_t n = 1;
+  for (std::size_t d : detail::values_shape(*impl.value)) n *= d;
+  return n;
 }
 
 std::size_t Tensor::size(std::ptrdiff_t axis) const {
@@ -138,7 +144,7 @@ std::size_t Tensor::size(std::ptrdiff_t axis) const {
 template <class T>
 const xt::xarray<T>& Tensor::value() const {
   const TensorImpl& impl = checked("value");
-  const Storage& v = *impl.value;
+  const Storage& v = detail::plain(*impl.value);
   const auto* a = std::get_if<xt::xarray<T>>(&v);
   if (!a)
     throw DtypeError("value: the tensor is " + std::string(dtype_name(dtype())) + ", read as " +
@@ -158,7 +164,7 @@ const xt::xarray<T>& Tensor::value() const {
 template <class T>
 xt::xarray<T>& Tensor::mutable_value() const {
   const TensorImpl& impl = checked("mutable_value");
-  if (impl.view && !detail::is_whole(*impl.view, *impl.value))
+  if (impl.view && !detail::is_whole(*impl.view, detail::plain(*impl.value)))
     throw ValueError("mutable_value: this tensor is a view (shape " + shape_str(impl.view->shape) +
                      ", offset " + std::to_string(impl.view->offset) +
                      ") of another's storage; change the values through its base, or work on "
@@ -181,13 +187,14 @@ XGRAD_VALUE_ACCESS(bool)
 
 const Storage& Tensor::storage() const {
   const TensorImpl& impl = checked("storage");
-  if (!impl.view || detail::is_whole(*impl.view, *impl.value)) return *impl.value;
+  const Storage& values = detail::plain(*impl.value);
+  if (!impl.view || detail::is_whole(*impl.view, values)) return values;
   const ViewInfo& v = *impl.view;
   const std::uint64_t now = impl.version ? impl.version->load(std::memory_order_acquire) : 0;
   const std::lock_guard<std::mutex> lock(v.mutex);
   if (!v.copy || v.copy_version != now) {
     v.copy = std::make_shared<const Storage>(
-        detail::copy_layout(*impl.value, {v.shape, v.strides, v.offset}));
+        detail::copy_layout(values, {v.shape, v.strides, v.offset}));
     v.copy_version = now;
   }
   return *v.copy;
@@ -219,7 +226,7 @@ Tensor Tensor::base() const {
 template <class T>
 T* Tensor::data_ptr() const {
   const TensorImpl& impl = checked("data_ptr");
-  auto* a = std::get_if<xt::xarray<T>>(impl.value.get());
+  auto* a = std::get_if<xt::xarray<T>>(&detail::plain(*impl.value));
   if (!a)
     throw DtypeError("data_ptr: the tensor is " + std::string(dtype_name(dtype())) +
                      ", read as " + std::string(dtype_name(dtype_of<T>())));

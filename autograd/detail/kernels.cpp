@@ -53,14 +53,14 @@ const void* raw_data(const Tensor& x) {
 const void* first_element(const Tensor& x) {
   const TensorImpl& impl = *x.impl();
   if (!impl.view)
-    return std::visit([](const auto& a) -> const void* { return a.data(); }, *impl.value);
+    return std::visit([](const auto& a) -> const void* { return a.data(); }, plain(*impl.value));
   const Layout l{impl.view->shape, impl.view->strides, impl.view->offset};
   return std::visit(
       [&](const auto& a) -> const void* {
         if (extent(l) > a.size()) (void)x.storage();  // throws: the base's values were replaced
         return a.data() + l.offset;
       },
-      *impl.value);
+      plain(*impl.value));
 }
 
 Shape layout_strides(const Tensor& x, const Shape& out) {
@@ -73,7 +73,7 @@ Shape layout_strides(const Tensor& x, const Shape& out) {
 }
 
 void* raw_output(const Tensor& x) {
-  return std::visit([](auto& a) -> void* { return a.data(); }, *x.impl()->value);
+  return std::visit([](auto& a) -> void* { return a.data(); }, plain(*x.impl()->value));
 }
 
 void wrong_dtype(const Tensor& x, Dtype as) {

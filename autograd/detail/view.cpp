@@ -41,7 +41,7 @@ bool is_contiguous(const Shape& shape, const Shape& strides) {
 Layout layout(const Tensor& x) {
   const TensorImpl& impl = *x.impl();
   if (impl.view) return {impl.view->shape, impl.view->strides, impl.view->offset};
-  const Shape& shape = storage_shape(*impl.value);
+  const Shape& shape = values_shape(*impl.value);
   return {shape, contiguous_strides(shape), 0};
 }
 
@@ -100,6 +100,7 @@ Tensor make_view(const Tensor& x, Layout l) {
   info->offset = l.offset;
   info->base = src.view ? src.view->base : x.impl_ptr();
   auto impl = std::make_shared<TensorImpl>();
+  plain(*src.value);  // a view reads plain values through its strides
   impl->value = src.value;
   impl->version = src.version;
   // A view of a detached view is detached too; any other follows its base's history.
@@ -149,7 +150,7 @@ void write_layout(const Tensor& dst, const Tensor& src) {
                                   to[at[0]] = from[i];
                                 });
         },
-        *impl.value);
+        plain(*impl.value));
   });
   if (impl.version) impl.version->fetch_add(1, std::memory_order_relaxed);
 }
@@ -166,7 +167,7 @@ void write_positions(const Tensor& dst, const std::vector<std::int64_t>& positio
           for (std::size_t i = 0; i < positions.size(); ++i)
             to[static_cast<std::size_t>(positions[i])] = from[i];
         },
-        *impl.value);
+        plain(*impl.value));
   });
   if (impl.version) impl.version->fetch_add(1, std::memory_order_relaxed);
 }

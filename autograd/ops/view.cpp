@@ -178,7 +178,7 @@ Tensor copy_of(const Tensor& x) {
   // the view, and this one a second).
   if (x.impl()->view)
     return std::visit([](auto&& a) { return Tensor(std::move(a)); },
-                      detail::copy_layout(*x.impl()->value, detail::layout(x)));
+                      detail::copy_layout(detail::plain(*x.impl()->value), detail::layout(x)));
   return std::visit([](const auto& a) { return Tensor(a); }, x.storage());
 }
 }  // namespace
@@ -307,7 +307,7 @@ Tensor as_strided(const Tensor& x, const Shape& size, const Shape& stride,
   const detail::Layout in = detail::layout(x);
   const detail::Layout out{size, stride, storage_offset.value_or(in.offset)};
   const std::size_t storage =
-      std::visit([](const auto& a) { return a.size(); }, *x.impl()->value);
+      std::visit([](const auto& a) { return a.size(); }, detail::plain(*x.impl()->value));
   if (detail::extent(out) > storage)
     throw ValueError("as_strided: sizes " + shape_str(size) + ", strides " + shape_str(stride) +
                      " and offset " + std::to_string(out.offset) + " reach element " +

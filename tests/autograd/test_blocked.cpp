@@ -1,0 +1,90 @@
+// The blocked layout's storage (autograd/node.hpp's BlockedArray, autograd/detail/blocked.hpp): a
+// tensor over blocked values reads as its plain values through every reader, and turns plain once,
+// in place, for every tensor that shares the values, its version unchanged.
+#include <doctest/doctest.h>
+
+#include "autograd/detail/blocked.hpp"
+#include "autograd/detail/conv_onednn.hpp"
+#include "autograd/engine.hpp"
+#include "autograd/ops.hpp"
+#include "tests/helpers.hpp"
+
+using namespace xgrad;
+
+namespace {
+// 20 channels: the last block of 8 or 16 is padded.
+Tensor random_images(std::uint64_t seed) {
+  Generator gen(seed);
+  return randn({2, 20, 3, 5}, {}, gen);
+}
+}  // namespace
+
+TEST_CASE("a tensor over blocked values reads as its plain values through every reader") {
+  if (!detail::onednn_convolution()) return;  // blocked values come from oneDNN's reorders
+  const Tensor x = random_images(1);
+  const xt::xarray<float> want = x.value<float>();
+  for (const std::size_t block : {std::size_t{8}, std::size_t{16}}) {
+    CAPTURE(block);
+    const auto make = [&] { return detail::make_blocked(detail::to_blocked(x, block)); };
+    {
+      const Tensor b = make();
+      const BlockedArray* held = detail::blocked(b);
+      REQUIRE(held);
+      CHECK(held->values.shape() == Shape{2, (20 + block - 1) / block, 3, 5, block});
+      // the padding channels are zero; the others hold x's values at (n, c / block, h, w, c %
+      // block)
+      const float* v = held->values.data();
+      const std::size_t blocks = (20 + block - 1) / block;
+      bool placed = true;
+      for (std::size_t n = 0; n < 2; ++n)
+        for (std::size_t c = 0; c < blocks * block; ++c)
+          for (std::size_t s = 0; s < 15; ++s) {
+            const float got = v[((n * blocks + c / block) * 15 + s) * block + c % block];
+            placed &= got == (c < 20 ? want.data()[(n * 20 + c) * 15 + s] : 0.0f);
+          }
+      CHECK(placed);
+      // shape, dtype and count without making it plain
+      CHECK(b.dtype() == Dtype::float32);
+      CHECK(b.shape() == Shape{2, 20, 3, 5});
+      CHECK(b.numel() == 600);
+      CHECK(b.is_contiguous());
+      CHECK(detail::blocked(b));
+      const std::uint64_t version = b.impl()->version->load();
+      CHECK(b.value<float>() == want);
+      CHECK_FALSE(detail::blocked(b));  // plain now, in place
+      CHECK(b.impl()->version->load() == version);
+    }
+    // every other way in: data_ptr, a view, an op, a copy, a detached tensor sharing the values
+    CHECK(make().data_ptr<float>()[7] == want.data()[7]);
+    CHECK(transpose(make(), 1, 3).contiguous().value<float>() ==
+          transpose(x, 1, 3).contiguous().value<float>());
+    CHECK(reshape(make(), {2, -1}).value<float>() == reshape(x, {2, -1}).value<float>());
+    CHECK(add(make(), x).value<float>() == add(x, x).value<float>());
+    CHECK(make().clone().value<float>() == want);
+    CHECK(std::get<xt::xarray<float>>(make().storage()) == want);
+    const Tensor shared = make(), detached = shared.detach();
+    CHECK(detached.value<float>() == want);
+    CHECK_FALSE(detail::blocked(shared));  // the values both hold turned plain once
+    CHECK(shared.value<float>() == want);
+    // an in-place change counts once, the layout's change not at all
+    const Tensor changed = make();
+    changed.mutable_value<float>() += 1.0f;
+    CHECK(changed.impl()->version->load() == 1);
+    CHECK(changed.value<float>() == want + 1.0f);
+    // saved by a node and read in the backward
+    Tensor leaf = make();
+    leaf.requires_grad_();
+    mul(leaf, leaf).sum().backward();
+    CHECK(leaf.grad().value<float>() == 2.0f * want);
+  }
+}
+
+TEST_CASE("blocked values: bad shapes and blocks are errors that name the layout") {
+  if (!detail::onednn_convolution()) return;
+  CHECK_THROWS_WITH_AS(detail::to_blocked(zeros({2, 3}), 8),
+                       doctest::Contains("blocked layout: needs (N, C, H, W)"), Error);
+  CHECK_THROWS_WITH_AS(detail::to_blocked(zeros({1, 3, 2, 2}), 4),
+                       doctest::Contains("a block of 8 or 16"), Error);
+  CHECK_THROWS_AS(detail::to_blocked(zeros({1, 3, 2, 2}, {.dtype = Dtype::float64}), 8),
+                  DtypeError);
+}
