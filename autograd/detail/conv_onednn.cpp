@@ -22,11 +22,13 @@ namespace xgrad::detail {
 #ifndef XGRAD_ONEDNN
 bool onednn_convolution() { return false; }
 ConvChoice onednn_conv_choice(const ConvGeometry&) { return {}; }
-void onednn_conv_forward(const ConvGeometry&, const float*, const float*, const float*, float*) {
+ConvBlocks onednn_conv_blocks(const ConvGeometry&) { return {}; }
+void onednn_conv_forward(const ConvGeometry&, Activation<const float>, const float*, const float*,
+                         Activation<float>) {
   throw Error("conv2d: this build has no oneDNN");
 }
-void onednn_conv_backward(const ConvGeometry&, const float*, const float*, const float*, float*,
-                          float*, float*) {
+void onednn_conv_backward(const ConvGeometry&, Activation<const float>, const float*,
+                          Activation<const float>, Activation<float>, float*, float*) {
   throw Error("conv2d: this build has no oneDNN");
 }
 #else
@@ -46,7 +48,23 @@ struct Plan {
   memory::desc bd_weights, bd_diff_dst, bd_diff_src;  // backward data
   memory::desc bw_src, bw_diff_dst, bw_diff_weights;  // backward weights
   ConvChoice choice;
+  ConvBlocks blocks;
+  // xgrad's NCHW arrays and its blocked ones (autograd/node.hpp's BlockedArray), by block
+  memory::desc src_user_of(std::size_t block) const {
+    return block ? src_blocked[block / 16] : src_user;
+  }
+  memory::desc dst_user_of(std::size_t block) const {
+    return block ? dst_blocked[block / 16] : dst_user;
+  }
+  memory::desc src_blocked[2], dst_blocked[2];  // aBcd8b, aBcd16b
 };
+
+// The block of `have` when it is one of `blocked` (aBcd8b, aBcd16b) with whole blocks of channels.
+std::size_t block_of(const memory::desc& have, const memory::desc (&blocked)[2], std::size_t c) {
+  for (const std::size_t block : {std::size_t{8}, std::size_t{16}})
+    if (have == blocked[block / 16] && c % block == 0) return block;
+  return 0;
+}
 
 // Whether the convolution may take oneDNN's Winograd convolution (convolution_auto for the
 // forward and the input's gradient: oneDNN takes F(4x4, 3x3) where it has it and judges it faster,
@@ -131,6 +149,10 @@ Plan make_plan(const ConvGeometry& g) {
   p.backward_weights = dnnl::convolution_backward_weights(bwd_weights);
   p.src_user = memory::desc(src, f32, tag::nchw);
   p.dst_user = memory::desc(dst, f32, tag::nchw);
+  p.src_blocked[0] = memory::desc(src, f32, tag::aBcd8b);
+  p.src_blocked[1] = memory::desc(src, f32, tag::aBcd16b);
+  p.dst_blocked[0] = memory::desc(dst, f32, tag::aBcd8b);
+  p.dst_blocked[1] = memory::desc(dst, f32, tag::aBcd16b);
   p.weights_user = memory::desc(weights, f32, g.groups == 1 ? tag::oihw : tag::goihw);
   p.bias_desc = bias;
   p.src = fwd.src_desc();
@@ -142,6 +164,7 @@ Plan make_plan(const ConvGeometry& g) {
   p.bw_src = bwd_weights.src_desc();
   p.bw_diff_dst = bwd_weights.diff_dst_desc();
   p.bw_diff_weights = bwd_weights.diff_weights_desc();
+  p.blocks = {block_of(p.dst, p.dst_blocked, g.o), block_of(p.bd_diff_src, p.src_blocked, g.c)};
   return p;
 }
 
@@ -205,20 +228,27 @@ ConvChoice onednn_conv_choice(const ConvGeometry& g) {
   return choice;
 }
 
-void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                         float* y) {
+ConvBlocks onednn_conv_blocks(const ConvGeometry& g) {
+  ConvBlocks blocks;
+  onednn_guarded("conv2d: oneDNN's convolution plan failed", [&] { blocks = plan(g).blocks; });
+  return blocks;
+}
+
+void onednn_conv_forward(const ConvGeometry& g, Activation<const float> x, const float* w,
+                         const float* b, Activation<float> y) {
   onednn_guarded("conv2d: oneDNN's forward convolution failed", [&] {
     const Plan& p = plan(g);
     dnnl::stream& s = onednn_stream();
     std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, input(s, p.src_user, x, p.src, kSrc)},
+        {DNNL_ARG_SRC, input(s, p.src_user_of(x.block), x.data, p.src, kSrc)},
         {DNNL_ARG_WEIGHTS, input(s, p.weights_user, w, p.weights, kWeights)}};
-    memory dst = output(p.dst_user, y, p.dst, kDst);
+    const memory::desc y_desc = p.dst_user_of(y.block);
+    memory dst = output(y_desc, y.data, p.dst, kDst);
     args[DNNL_ARG_DST] = dst;
     if (g.bias) args[DNNL_ARG_BIAS] = memory(p.bias_desc, onednn_engine(), const_cast<float*>(b));
     p.forward.execute(s, args);
     count_float32_product(multiply_adds(g));
-    deliver(s, dst, p.dst_user, y);
+    deliver(s, dst, y_desc, y.data);
     s.wait();
   });
 }
@@ -226,34 +256,36 @@ void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, 
 // The data backward first (diff_dst in kDst, weights in kWeights, diff_src in kSrc), then the
 // weights backward (src in kSrc, diff_dst in kDst again unless the layouts agree, diff_weights in
 // kWeights): each step's arrays are free when the next one takes them.
-void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w, const float* dy,
-                          float* dx, float* dw, float* db) {
+void onednn_conv_backward(const ConvGeometry& g, Activation<const float> x, const float* w,
+                          Activation<const float> dy, Activation<float> dx, float* dw, float* db) {
   onednn_guarded("conv2d: oneDNN's backward convolution failed", [&] {
     const Plan& p = plan(g);
     dnnl::stream& s = onednn_stream();
     std::vector<float> bias_sink;  // the bias gradient when only dw is asked for
     memory diff_dst;
-    if (dx) {
-      diff_dst = input(s, p.dst_user, dy, p.bd_diff_dst, kDst);
-      memory diff_src = output(p.src_user, dx, p.bd_diff_src, kSrc);
+    const memory::desc dy_desc = p.dst_user_of(dy.block), dx_desc = p.src_user_of(dx.block);
+    if (dx.data) {
+      diff_dst = input(s, dy_desc, dy.data, p.bd_diff_dst, kDst);
+      memory diff_src = output(dx_desc, dx.data, p.bd_diff_src, kSrc);
       p.backward_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
                                   {DNNL_ARG_WEIGHTS, input(s, p.weights_user, w, p.bd_weights, kWeights)},
                                   {DNNL_ARG_DIFF_SRC, diff_src}});
       count_float32_product(multiply_adds(g));
-      deliver(s, diff_src, p.src_user, dx);
+      deliver(s, diff_src, dx_desc, dx.data);
     }
     if (dw || db) {
-      if (!dx || p.bw_diff_dst != p.bd_diff_dst)
-        diff_dst = input(s, p.dst_user, dy, p.bw_diff_dst, kDst);
+      if (!dx.data || p.bw_diff_dst != p.bd_diff_dst)
+        diff_dst = input(s, dy_desc, dy.data, p.bw_diff_dst, kDst);
       memory diff_weights = output(p.weights_user, dw ? dw : nullptr, p.bw_diff_weights, kWeights);
       std::vector<float> weights_sink;  // dw when only db is asked for, in xgrad's layout
       if (!dw && p.bw_diff_weights == p.weights_user) {
         weights_sink.resize(p.weights_user.get_size() / sizeof(float));
         diff_weights = memory(p.weights_user, onednn_engine(), weights_sink.data());
       }
-      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, input(s, p.src_user, x, p.bw_src, kSrc)},
-                                              {DNNL_ARG_DIFF_DST, diff_dst},
-                                              {DNNL_ARG_DIFF_WEIGHTS, diff_weights}};
+      std::unordered_map<int, memory> args = {
+          {DNNL_ARG_SRC, input(s, p.src_user_of(x.block), x.data, p.bw_src, kSrc)},
+          {DNNL_ARG_DIFF_DST, diff_dst},
+          {DNNL_ARG_DIFF_WEIGHTS, diff_weights}};
       if (g.bias) {
         if (!db) bias_sink.resize(g.o);
         args[DNNL_ARG_DIFF_BIAS] = memory(p.bias_desc, onednn_engine(), db ? db : bias_sink.data());

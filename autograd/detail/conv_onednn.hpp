@@ -25,12 +25,26 @@ struct ConvChoice {
   bool weights_on_gemm = false;  // the weights' gradient by columns and a GEMM (make_plan)
 };
 ConvChoice onednn_conv_choice(const ConvGeometry& g);
-/// y (n, o, oh, ow) = conv(x, w) + b; b null without bias. NCHW in, NCHW out.
-void onednn_conv_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                         float* y);
+/// The channels' block (8 or 16) of the layout oneDNN's forward gives its output in, where that
+/// is aBcd8b or aBcd16b and the output's channels fill whole blocks; else 0. The same for the
+/// layout of the input's gradient.
+struct ConvBlocks {
+  std::size_t output = 0, input_grad = 0;
+};
+ConvBlocks onednn_conv_blocks(const ConvGeometry& g);
+/// An activation (x, y) or its gradient: plain NCHW (block 0) or blocked (autograd/node.hpp's
+/// BlockedArray's values).
+template <class T>
+struct Activation {
+  T* data = nullptr;
+  std::size_t block = 0;
+};
+/// y (n, o, oh, ow) = conv(x, w) + b; b null without bias.
+void onednn_conv_forward(const ConvGeometry& g, Activation<const float> x, const float* w,
+                         const float* b, Activation<float> y);
 /// From dy (n, o, oh, ow): dx, dw and db, each only when its pointer is not null (dw and db are
 /// overwritten, not added to).
-void onednn_conv_backward(const ConvGeometry& g, const float* x, const float* w, const float* dy,
-                          float* dx, float* dw, float* db);
+void onednn_conv_backward(const ConvGeometry& g, Activation<const float> x, const float* w,
+                          Activation<const float> dy, Activation<float> dx, float* dw, float* db);
 
 }  // namespace xgrad::detail

@@ -16,7 +16,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "autograd/blas.hpp"
 #include "autograd/detail/blas.hpp"
+#include "autograd/detail/blocked.hpp"
 #include "autograd/detail/conv_onednn.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/grad_mode.hpp"
@@ -300,16 +302,59 @@ detail::ConvGeometry geometry(const ConvShape& s, bool bias) {
           s.oh, s.ow, s.g, s.opt.stride, s.opt.padding, s.opt.dilation, bias};
 }
 
+// x's values for oneDNN: blocked ones as they are (not made plain).
+detail::Activation<const float> activation(const Tensor& x) {
+  if (const BlockedArray* b = detail::blocked(x)) return {b->values.data(), b->block};
+  return {detail::data<float>(x), 0};
+}
+
+// On oneDNN: the output in the blocked layout oneDNN gives it in (unless
+// set_blocked_layout(false)), so that batch norm, pooling and the next convolution read it without
+// a reorder.
+Tensor onednn_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& b) {
+  const detail::ConvGeometry geo = geometry(s, b.defined());
+  const std::size_t block = blocked_layout() ? detail::onednn_conv_blocks(geo).output : 0;
+  const float* pb = b.defined() ? detail::data<float>(b) : nullptr;
+  if (block) {
+    BlockedArray y = detail::blocked_empty({s.n, s.o, s.oh, s.ow}, block);
+    detail::onednn_conv_forward(geo, activation(x), detail::data<float>(w), pb,
+                                {y.values.data(), block});
+    return detail::make_blocked(std::move(y));
+  }
+  xt::xarray<float> y = detail::empty<float>({s.n, s.o, s.oh, s.ow});
+  detail::onednn_conv_forward(geo, activation(x), detail::data<float>(w), pb, {y.data(), 0});
+  return Tensor(std::move(y));
+}
+
+// From dy: dx in x's layout (blocked or plain), dw and db.
+void onednn_backward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& g,
+                     bool bias, std::array<bool, 3> needed, std::span<Tensor> grads) {
+  const BlockedArray* bx = detail::blocked(x);
+  BlockedArray dx_blocked;
+  xt::xarray<float> dx, dw, db;
+  detail::Activation<float> to;
+  if (needed[0] && bx) {
+    dx_blocked = detail::blocked_empty(bx->logical, bx->block);
+    to = {dx_blocked.values.data(), bx->block};
+  } else if (needed[0]) {
+    dx = detail::empty<float>(x.shape());
+    to = {dx.data(), 0};
+  }
+  if (needed[1]) dw = detail::empty<float>(w.shape());
+  if (bias && needed[2]) db = detail::empty<float>({s.o});
+  detail::onednn_conv_backward(geometry(s, bias), activation(x), detail::data<float>(w),
+                               activation(g), to, needed[1] ? dw.data() : nullptr,
+                               bias && needed[2] ? db.data() : nullptr);
+  if (needed[0])
+    grads[0] = bx ? detail::make_blocked(std::move(dx_blocked)) : Tensor(std::move(dx));
+  if (needed[1]) grads[1] = Tensor(std::move(dw));
+  if (bias && needed[2]) grads[2] = Tensor(std::move(db));
+}
+
 template <class T>
 xt::xarray<T> forward(const ConvShape& s, const T* x, const T* w, const T* b) {
   xt::xarray<T> y = detail::empty<T>({s.n, s.o, s.oh, s.ow});
   const std::size_t K = s.k(), L = s.l(), Og = s.og();
-  if constexpr (std::is_same_v<T, float>) {
-    if (on_onednn<T>(s)) {
-      detail::onednn_conv_forward(geometry(s, b != nullptr), x, w, b, y.data());
-      return y;
-    }
-  }
   if (K > 0 && s.shifted()) {
     forward_taps(s, x, w, b, y.data());
     return y;
@@ -377,6 +422,10 @@ struct Conv2d final : Node {
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const Tensor x = saved(0), w = saved(1);
     if (detail::differentiable_backward()) return recorded(g, x, w, grads);
+    const bool bias = num_inputs() == 3;
+    if (x.dtype() == Dtype::float32 && on_onednn<float>(s_))
+      return onednn_backward(s_, x, w, g, bias,
+                             {needs_grad(0), needs_grad(1), bias && needs_grad(2)}, grads);
     detail::dispatch(x.dtype(), [&](auto zero) {
       using T = decltype(zero);
       const ConvShape& s = s_;
@@ -384,22 +433,6 @@ struct Conv2d final : Node {
       const T* px = detail::data<T>(x);
       const T* pw = detail::data<T>(w);
       const T* pg = detail::data<T>(g);
-      if constexpr (std::is_same_v<T, float>) {
-        if (on_onednn<T>(s)) {
-          const bool bias = num_inputs() == 3;
-          xt::xarray<T> dx, dw, db;
-          if (needs_grad(0)) dx = detail::empty<T>(x.shape());
-          if (needs_grad(1)) dw = detail::empty<T>(w.shape());
-          if (bias && needs_grad(2)) db = detail::empty<T>({s.o});
-          detail::onednn_conv_backward(
-              geometry(s, bias), px, pw, pg, needs_grad(0) ? dx.data() : nullptr,
-              needs_grad(1) ? dw.data() : nullptr, bias && needs_grad(2) ? db.data() : nullptr);
-          if (needs_grad(0)) grads[0] = Tensor(std::move(dx));
-          if (needs_grad(1)) grads[1] = Tensor(std::move(dw));
-          if (bias && needs_grad(2)) grads[2] = Tensor(std::move(db));
-          return;
-        }
-      }
       if (num_inputs() == 3 && needs_grad(2)) {
         xt::xarray<T> db = detail::empty<T>({s.o});
         for (std::size_t o = 0; o < s.o; ++o) {
@@ -477,11 +510,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
               const Conv2dFuncOptions& o) {
   const ProfileScope profiled("conv2d");
   const ConvShape s = conv_shape(x, weight, bias, o);
-  Tensor y = detail::dispatch(x.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    return Tensor(forward<T>(s, detail::data<T>(x), detail::data<T>(weight),
-                             bias.defined() ? detail::data<T>(bias) : nullptr));
-  });
+  Tensor y;
+  if (x.dtype() == Dtype::float32 && on_onednn<float>(s))
+    y = onednn_forward(s, x, weight, bias);
+  else
+    y = detail::dispatch(x.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      return Tensor(forward<T>(s, detail::data<T>(x), detail::data<T>(weight),
+                               bias.defined() ? detail::data<T>(bias) : nullptr));
+    });
   Node* node = bias.defined() ? static_cast<Node*>(record<Conv2d>(y, {x, weight, bias}, s))
                               : static_cast<Node*>(record<Conv2d>(y, {x, weight}, s));
   if (node) node->save({x, weight});

@@ -3,6 +3,7 @@
 // in place, for every tensor that shares the values, its version unchanged.
 #include <doctest/doctest.h>
 
+#include "autograd/blas.hpp"
 #include "autograd/detail/blocked.hpp"
 #include "autograd/detail/conv_onednn.hpp"
 #include "autograd/engine.hpp"
@@ -87,4 +88,62 @@ TEST_CASE("blocked values: bad shapes and blocks are errors that name the layout
                        doctest::Contains("a block of 8 or 16"), Error);
   CHECK_THROWS_AS(detail::to_blocked(zeros({1, 3, 2, 2}, {.dtype = Dtype::float64}), 8),
                   DtypeError);
+}
+
+namespace {
+// Two 3 x 3 convolutions of padding 1 in a row (1 -> 32 -> 32 channels, the reference CNN's first
+// two), float32: the output, and every gradient for a random g.
+struct TwoConvolutions {
+  Tensor y, dx, dw1, db1, dw2, db2;
+  bool output_blocked = false, middle_blocked = false;
+};
+TwoConvolutions two_convolutions(bool blocked) {
+  set_blocked_layout(blocked);
+  Generator gen(3);
+  Tensor x = randn({4, 1, 9, 7}, {}, gen).requires_grad_();
+  Tensor w1 = mul(randn({32, 1, 3, 3}, {}, gen), from_vector(std::vector<float>{0.3f}, {1}))
+                  .detach()
+                  .requires_grad_();
+  Tensor b1 = randn({32}, {}, gen).requires_grad_();
+  Tensor w2 = mul(randn({32, 32, 3, 3}, {}, gen), from_vector(std::vector<float>{0.1f}, {1}))
+                  .detach()
+                  .requires_grad_();
+  Tensor b2 = randn({32}, {}, gen).requires_grad_();
+  const Tensor g = randn({4, 32, 9, 7}, {}, gen);
+  const auto opt = Conv2dFuncOptions().padding(1);
+  const Tensor middle = conv2d(x, w1, b1, opt);
+  TwoConvolutions r;
+  r.middle_blocked = detail::blocked(middle) != nullptr;
+  r.y = conv2d(middle, w2, b2, opt);
+  r.output_blocked = detail::blocked(r.y) != nullptr;
+  r.y.backward(g);
+  r.dx = x.grad();
+  r.dw1 = w1.grad();
+  r.db1 = b1.grad();
+  r.dw2 = w2.grad();
+  r.db2 = b2.grad();
+  set_blocked_layout(true);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("conv2d float32 keeps oneDNN's blocked layout between convolutions, the same bits") {
+  if (!detail::onednn_convolution()) return;
+  const detail::ConvGeometry second{4, 32, 9, 7, 32, 3, 3, 9, 7, 1, {1, 1}, {1, 1}, {1, 1}, true};
+  const detail::ConvBlocks blocks = detail::onednn_conv_blocks(second);
+  const detail::ConvGeometry first{4, 1, 9, 7, 32, 3, 3, 9, 7, 1, {1, 1}, {1, 1}, {1, 1}, true};
+  const TwoConvolutions plain = two_convolutions(false), blocked = two_convolutions(true);
+  CHECK_FALSE(plain.middle_blocked);
+  CHECK_FALSE(plain.output_blocked);
+  // oneDNN gives the 32 channels blocked on every ISA it has a direct kernel for
+  CHECK(blocks.output != 0);
+  CHECK(blocked.output_blocked == (blocks.output != 0));
+  CHECK(blocked.middle_blocked == (detail::onednn_conv_blocks(first).output != 0));
+  // the same primitives on the same values: only the reorders between them are gone
+  CHECK(blocked.y.value<float>() == plain.y.value<float>());
+  CHECK(blocked.dx.value<float>() == plain.dx.value<float>());
+  CHECK(blocked.dw1.value<float>() == plain.dw1.value<float>());
+  CHECK(blocked.db1.value<float>() == plain.db1.value<float>());
+  CHECK(blocked.dw2.value<float>() == plain.dw2.value<float>());
+  CHECK(blocked.db2.value<float>() == plain.db2.value<float>());
 }
