@@ -171,6 +171,16 @@ void masked_row_sums(const float* g, const float* x, std::size_t n, float m, con
 void norm_row_backward(const float* g, const float* x, std::size_t n, const NormRow& r, float* dx) {
   best().norm_row_backward(g, x, n, r, dx);
 }
+void blocked_sums(const BlockedNorm& in, bool squares, double* sums) {
+  best().blocked_sums(in, squares, sums);
+}
+void blocked_grad_sums(const BlockedNorm& in, const float* g, double* sums) {
+  best().blocked_grad_sums(in, g, sums);
+}
+void blocked_norm_forward(const BlockedNorm& in, float* z) { best().blocked_norm_forward(in, z); }
+void blocked_norm_backward(const BlockedNorm& in, const float* g, float* dx) {
+  best().blocked_norm_backward(in, g, dx);
+}
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c) {
   best().adam_update(p, g, m, v, n, c);
 }

@@ -166,6 +166,25 @@ void masked_row_sums(const float* g, const float* x, std::size_t n, float m, con
                      double* sums);
 void norm_row_backward(const float* g, const float* x, std::size_t n, const NormRow& r, float* dx);
 
+// The same over blocked values (autograd/node.hpp's BlockedArray, whole blocks of channels):
+// `planes` (N C / block) planes of area x block floats, plane p holding channel
+// (p % blocks) block + lane at lane. Per entry the rows' arithmetic (the same bits for the same
+// constants); the sums run in float lanes over up to 64 entries of a channel, then in double.
+// Constants are per channel (C of each; null where not used: scale and shift without relu).
+struct BlockedNorm {
+  const float* x;
+  std::size_t planes, blocks, area, block;
+  const float *scale = nullptr, *shift = nullptr, *mean = nullptr;
+  const float *a = nullptr, *b = nullptr, *k = nullptr;
+  bool relu = false, training = true;
+};
+// sums[c] += sum of channel c's x (mean null), or of (x - mean[c])^2
+void blocked_sums(const BlockedNorm& in, bool squares, double* sums);
+// sums[c] += sum of g', sums[C + c] += sum of g' (x - mean[c]): g' as masked_row_sums' (relu) or g
+void blocked_grad_sums(const BlockedNorm& in, const float* g, double* sums);
+void blocked_norm_forward(const BlockedNorm& in, float* z);
+void blocked_norm_backward(const BlockedNorm& in, const float* g, float* dx);
+
 // xgrad::adam_update, sgd_update, rmsprop_update and adagrad_update (autograd/optim_kernels.hpp)
 // on this path.
 void adam_update(float* p, const float* g, float* m, float* v, std::size_t n, const AdamStep& c);
@@ -218,6 +237,10 @@ struct Functions {
   void (*norm_row_forward)(const float*, std::size_t, const NormRow&, float*);
   void (*masked_row_sums)(const float*, const float*, std::size_t, float, const NormRow&, double*);
   void (*norm_row_backward)(const float*, const float*, std::size_t, const NormRow&, float*);
+  void (*blocked_sums)(const BlockedNorm&, bool, double*);
+  void (*blocked_grad_sums)(const BlockedNorm&, const float*, double*);
+  void (*blocked_norm_forward)(const BlockedNorm&, float*);
+  void (*blocked_norm_backward)(const BlockedNorm&, const float*, float*);
   void (*adam_update)(float*, const float*, float*, float*, std::size_t, const AdamStep&);
   void (*sgd_update)(float*, const float*, float*, std::size_t, const SgdStep&);
   void (*rmsprop_update)(float*, const float*, float*, float*, float*, std::size_t,

@@ -932,6 +932,149 @@ struct Loops {
     }
   }
 
+  // ---- batch_norm over blocked planes (vector_math.hpp) ---------------------------------------
+  // A plane is walked in groups of P = max(width, block) floats (a whole number of blocks and of
+  // vectors); vector v of a group holds the lanes v width .. (v + 1) width - 1 of the group,
+  // channel (lane mod block). A plane's tail (block 8 in 16 lanes, an odd area) goes through
+  // scalars.
+  static constexpr std::size_t kGroup = 16;  // P at most: block <= 16, width <= 16
+  static constexpr std::size_t kSpill = 64;  // groups summed in float before double
+  struct Groups {
+    std::size_t p, vectors, whole, floats;  // P, vectors per group, whole groups, plane's floats
+  };
+  static Groups groups_of(const BlockedNorm& in) {
+    const std::size_t p = std::max(width, in.block), floats = in.area * in.block;
+    return {p, p / width, floats / p, floats};
+  }
+  // A per-channel constant (C entries, null: 0) from channel `first`, repeated over a group.
+  static void repeat(const float* c, std::size_t first, std::size_t block, std::size_t p,
+                     Batch* out) {
+    alignas(64) float lanes[kGroup];
+    for (std::size_t j = 0; j < p; ++j) lanes[j] = c ? c[first + j % block] : 0.0f;
+    for (std::size_t v = 0; v < p / width; ++v) out[v] = Batch::load_aligned(lanes + v * width);
+  }
+  XGRAD_TWO_ROUNDINGS static float masked_at(float g, float x, float scale, float shift) {
+    return kept(x * scale + shift) ? g : 0.0f;
+  }
+  // Adds a group's float lanes into the channels' double sums.
+  static void spill(const Batch* acc, std::size_t vectors, std::size_t first, std::size_t block,
+                    double* sums) {
+    alignas(64) float lanes[kGroup];
+    for (std::size_t v = 0; v < vectors; ++v) acc[v].store_aligned(lanes + v * width);
+    for (std::size_t j = 0; j < vectors * width; ++j)
+      sums[first + j % block] += static_cast<double>(lanes[j]);
+  }
+  XGRAD_TWO_ROUNDINGS static void blocked_sums(const BlockedNorm& in, bool squares, double* sums) {
+    const Groups G = groups_of(in);
+    for (std::size_t p = 0; p < in.planes; ++p) {
+      const std::size_t first = (p % in.blocks) * in.block;
+      const float* x = in.x + p * G.floats;
+      Batch m[kGroup], acc[kGroup];
+      repeat(squares ? in.mean : nullptr, first, in.block, G.p, m);
+      for (std::size_t at = 0; at < G.whole; at += kSpill) {
+        for (std::size_t v = 0; v < G.vectors; ++v) acc[v] = Batch(0.0f);
+        for (std::size_t q = at; q < std::min(at + kSpill, G.whole); ++q)
+          for (std::size_t v = 0; v < G.vectors; ++v) {
+            const Batch d = Batch::load_unaligned(x + q * G.p + v * width) - m[v];
+            acc[v] += squares ? d * d : d;
+          }
+        spill(acc, G.vectors, first, in.block, sums);
+      }
+      for (std::size_t j = G.whole * G.p; j < G.floats; ++j) {
+        const float d = x[j] - (squares ? in.mean[first + j % in.block] : 0.0f);
+        sums[first + j % in.block] += static_cast<double>(squares ? d * d : d);
+      }
+    }
+  }
+  XGRAD_TWO_ROUNDINGS static void blocked_grad_sums(const BlockedNorm& in, const float* g,
+                                                    double* sums) {
+    const Groups G = groups_of(in);
+    const std::size_t C = in.blocks * in.block;
+    for (std::size_t p = 0; p < in.planes; ++p) {
+      const std::size_t first = (p % in.blocks) * in.block;
+      const float* x = in.x + p * G.floats;
+      const float* gp = g + p * G.floats;
+      Batch m[kGroup], sc[kGroup], sh[kGroup], ag[kGroup], agd[kGroup];
+      repeat(in.mean, first, in.block, G.p, m);
+      repeat(in.scale, first, in.block, G.p, sc);
+      repeat(in.shift, first, in.block, G.p, sh);
+      for (std::size_t at = 0; at < G.whole; at += kSpill) {
+        for (std::size_t v = 0; v < G.vectors; ++v) ag[v] = agd[v] = Batch(0.0f);
+        for (std::size_t q = at; q < std::min(at + kSpill, G.whole); ++q)
+          for (std::size_t v = 0; v < G.vectors; ++v) {
+            const std::size_t j = q * G.p + v * width;
+            const Batch xv = Batch::load_unaligned(x + j);
+            Batch gv = Batch::load_unaligned(gp + j);
+            if (in.relu) gv = xsimd::select(kept(xv * sc[v] + sh[v]), gv, Batch(0.0f));
+            ag[v] += gv;
+            agd[v] += gv * (xv - m[v]);
+          }
+        spill(ag, G.vectors, first, in.block, sums);
+        spill(agd, G.vectors, first, in.block, sums + C);
+      }
+      for (std::size_t j = G.whole * G.p; j < G.floats; ++j) {
+        const std::size_t c = first + j % in.block;
+        const float gv = in.relu ? masked_at(gp[j], x[j], in.scale[c], in.shift[c]) : gp[j];
+        sums[c] += static_cast<double>(gv);
+        sums[C + c] += static_cast<double>(gv * (x[j] - in.mean[c]));
+      }
+    }
+  }
+  XGRAD_TWO_ROUNDINGS static void blocked_norm_forward(const BlockedNorm& in, float* z) {
+    const Groups G = groups_of(in);
+    for (std::size_t p = 0; p < in.planes; ++p) {
+      const std::size_t first = (p % in.blocks) * in.block;
+      const float* x = in.x + p * G.floats;
+      float* zp = z + p * G.floats;
+      Batch sc[kGroup], sh[kGroup];
+      repeat(in.scale, first, in.block, G.p, sc);
+      repeat(in.shift, first, in.block, G.p, sh);
+      for (std::size_t q = 0; q < G.whole; ++q)
+        for (std::size_t v = 0; v < G.vectors; ++v) {
+          const std::size_t j = q * G.p + v * width;
+          const Batch r = Batch::load_unaligned(x + j) * sc[v] + sh[v];
+          (in.relu ? relu_of(r) : r).store_unaligned(zp + j);
+        }
+      for (std::size_t j = G.whole * G.p; j < G.floats; ++j) {
+        const std::size_t c = first + j % in.block;
+        const float r = x[j] * in.scale[c] + in.shift[c];
+        zp[j] = in.relu ? relu_of(r) : r;
+      }
+    }
+  }
+  XGRAD_TWO_ROUNDINGS static void blocked_norm_backward(const BlockedNorm& in, const float* g,
+                                                        float* dx) {
+    const Groups G = groups_of(in);
+    for (std::size_t p = 0; p < in.planes; ++p) {
+      const std::size_t first = (p % in.blocks) * in.block;
+      const float* x = in.x + p * G.floats;
+      const float* gp = g + p * G.floats;
+      float* out = dx + p * G.floats;
+      Batch sc[kGroup], sh[kGroup], m[kGroup], a[kGroup], b[kGroup], k[kGroup];
+      repeat(in.scale, first, in.block, G.p, sc);
+      repeat(in.shift, first, in.block, G.p, sh);
+      repeat(in.mean, first, in.block, G.p, m);
+      repeat(in.a, first, in.block, G.p, a);
+      repeat(in.b, first, in.block, G.p, b);
+      repeat(in.k, first, in.block, G.p, k);
+      for (std::size_t q = 0; q < G.whole; ++q)
+        for (std::size_t v = 0; v < G.vectors; ++v) {
+          const std::size_t j = q * G.p + v * width;
+          const Batch xv = Batch::load_unaligned(x + j);
+          Batch gv = Batch::load_unaligned(gp + j);
+          if (in.relu) gv = xsimd::select(kept(xv * sc[v] + sh[v]), gv, Batch(0.0f));
+          (in.training ? a[v] * gv + b[v] * (xv - m[v]) + k[v] : a[v] * gv)
+              .store_unaligned(out + j);
+        }
+      for (std::size_t j = G.whole * G.p; j < G.floats; ++j) {
+        const std::size_t c = first + j % in.block;
+        const float gv = in.relu ? masked_at(gp[j], x[j], in.scale[c], in.shift[c]) : gp[j];
+        out[j] =
+            in.training ? in.a[c] * gv + in.b[c] * (x[j] - in.mean[c]) + in.k[c] : in.a[c] * gv;
+      }
+    }
+  }
+
 #undef XGRAD_TWO_ROUNDINGS
 
   static constexpr Functions table = {exp,
@@ -957,6 +1100,10 @@ struct Loops {
                                       norm_row_forward,
                                       masked_row_sums,
                                       norm_row_backward,
+                                      blocked_sums,
+                                      blocked_grad_sums,
+                                      blocked_norm_forward,
+                                      blocked_norm_backward,
                                       adam_update,
                                       sgd_update,
                                       rmsprop_update,

@@ -22,6 +22,8 @@
 // recorded.
 #include <cmath>
 
+#include "autograd/blas.hpp"
+#include "autograd/detail/blocked.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/vector_math.hpp"
 #include "autograd/grad_mode.hpp"
@@ -113,6 +115,13 @@ Layout layout(const Tensor& x) {
   return {x.size(0), x.size(1), s};
 }
 
+// x's values when batch norm runs on them blocked: float32 in the blocked layout, whole blocks of
+// channels.
+const BlockedArray* blocked_input(const Tensor& x) {
+  const BlockedArray* b = detail::blocked(x);
+  return b && b->logical[1] % b->block == 0 ? b : nullptr;
+}
+
 // Shape (1, C, 1, ...) of x's rank: a per-channel tensor broadcast over x.
 Tensor per_channel(const Tensor& t, std::size_t rank) {
   std::vector<std::ptrdiff_t> shape(rank, 1);
@@ -151,6 +160,8 @@ struct BatchNorm final : Node {
     if (detail::differentiable_backward())
       return recorded(y.defined() ? detail::epilogue_grad_recorded(act_, y, g) : g, x, mu, invstd,
                       w, grads, wi, bi);
+    if (const BlockedArray* bx = blocked_input(x))
+      return blocked_backward(*bx, g, mu, invstd, w, y, grads, wi, bi);
     const Layout L = layout(x);
     detail::dispatch(x.dtype(), [&](auto zero) {
       using T = decltype(zero);
@@ -190,15 +201,8 @@ struct BatchNorm final : Node {
       // dx = a g + b (x - mu) + k, with a, b, k per channel (in evaluation a g: b and k are 0,
       // and 0 (x - mu) would turn a NaN in x into a NaN gradient, which PyTorch's does not)
       std::vector<T> a(L.c), b(L.c), k(L.c);
-      for (std::size_t c = 0; c < L.c; ++c) {
-        const double wc = pw ? double(pw[c]) : 1.0, inv = double(pi[c]);
-        const double sum_g = sums[c].g, sum_gx = sums[c].gd * inv;  // sum(g), sum(g xhat)
-        a[c] = static_cast<T>(wc * inv);
-        b[c] = training_ ? static_cast<T>(-wc * inv * inv * sum_gx / M) : T{0};
-        k[c] = training_ ? static_cast<T>(-wc * inv * sum_g / M) : T{0};
-        dw.data()[c] = static_cast<T>(sum_gx);
-        db.data()[c] = static_cast<T>(sum_g);
-      }
+      for (std::size_t c = 0; c < L.c; ++c)
+        input_grad_constants(pw, pi, c, sums[c], M, a[c], b[c], k[c], dw.data()[c], db.data()[c]);
       for (std::size_t n = 0; n < L.n; ++n)
         for (std::size_t c = 0; c < L.c; ++c) {
           const std::size_t at = (n * L.c + c) * L.s;
@@ -218,6 +222,79 @@ struct BatchNorm final : Node {
       if (affine_ && needs_grad(wi)) grads[wi] = Tensor(std::move(dw));
       if (bias_ && needs_grad(bi)) grads[bi] = Tensor(std::move(db));
     });
+  }
+
+  // dx = a g + b (x - mu) + k's constants of channel c, and its dw and db, from the channel's
+  // sum(g) and sum(g (x - mu))
+  template <class T>
+  void input_grad_constants(const T* pw, const T* pi, std::size_t c, detail::RowSums s, double M,
+                            T& a, T& b, T& k, T& dw, T& db) const {
+    const double wc = pw ? double(pw[c]) : 1.0, inv = double(pi[c]);
+    const double sum_g = s.g, sum_gx = s.gd * inv;  // sum(g), sum(g xhat)
+    a = static_cast<T>(wc * inv);
+    b = training_ ? static_cast<T>(-wc * inv * inv * sum_gx / M) : T{0};
+    k = training_ ? static_cast<T>(-wc * inv * sum_g / M) : T{0};
+    dw = static_cast<T>(sum_gx);
+    db = static_cast<T>(sum_g);
+  }
+
+  // The backward over blocked values (a convolution's output): g in x's layout (reordered into it
+  // when it comes plain), dx in it too; the same passes as above, a plane at a time.
+  void blocked_backward(const BlockedArray& bx, const Tensor& g, const Tensor& mu,
+                        const Tensor& invstd, const Tensor& w, const Tensor& y,
+                        std::span<Tensor> grads, std::size_t wi, std::size_t bi) {
+    const std::size_t C = bx.logical[1], block = bx.block;
+    const BlockedArray* bg = detail::blocked(g);
+    BlockedArray g_here;
+    if (!bg || bg->block != block) {
+      g_here = detail::to_blocked(g, block);
+      bg = &g_here;
+    }
+    const bool relu = act_ == Epilogue::relu;
+    const float* pg = bg->values.data();
+    std::vector<float> through;  // g act'(z) for tanh and sigmoid, from the saved output
+    if (y.defined() && !relu) {
+      BlockedArray y_here;
+      const BlockedArray* by = detail::blocked(y);
+      if (!by || by->block != block) {
+        y_here = detail::to_blocked(y, block);
+        by = &y_here;
+      }
+      through.resize(bg->values.size());
+      detail::epilogue_grad(act_, by->values.data(), pg, through.data(), through.size());
+      pg = through.data();
+    }
+    const float* pm = detail::data<float>(mu);
+    const float* pi = detail::data<float>(invstd);
+    const float* pw = affine_ ? detail::data<float>(w) : nullptr;
+    const float* pz = relu ? detail::data<float>(saved(affine_ ? 5 : 4)) : nullptr;
+    detail::vec::BlockedNorm in{bx.values.data(), bx.logical[0] * (C / block), C / block,
+                                bx.logical[2] * bx.logical[3], block};
+    in.mean = pm;
+    in.relu = relu;
+    if (relu) {
+      in.scale = pz;
+      in.shift = pz + C;
+    }
+    std::vector<double> sums(2 * C, 0.0);
+    detail::vec::blocked_grad_sums(in, pg, sums.data());
+    std::vector<float> a(C), b(C), k(C);
+    xt::xarray<float> dw = detail::empty<float>({C}), db = detail::empty<float>({C});
+    const double M = double(bx.logical[0] * bx.logical[2] * bx.logical[3]);
+    for (std::size_t c = 0; c < C; ++c)
+      input_grad_constants(pw, pi, c, detail::RowSums{sums[c], sums[C + c]}, M, a[c], b[c], k[c],
+                           dw.data()[c], db.data()[c]);
+    in.a = a.data();
+    in.b = b.data();
+    in.k = k.data();
+    in.training = training_;
+    if (needs_grad(0)) {
+      BlockedArray dx = detail::blocked_empty(bx.logical, block);
+      detail::vec::blocked_norm_backward(in, pg, dx.values.data());
+      grads[0] = detail::make_blocked(std::move(dx));
+    }
+    if (affine_ && needs_grad(wi)) grads[wi] = Tensor(std::move(dw));
+    if (bias_ && needs_grad(bi)) grads[bi] = Tensor(std::move(db));
   }
 
   // The same in ops, for create_graph: in training the statistics come from x again.
@@ -308,14 +385,29 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     throw ValueError("batch_norm: training needs more than one value per channel, got input " +
                      shape_str(x.shape()));
   Tensor mu, invstd, scales_shifts;
+  // float32 values in the blocked layout (a convolution's output) stay so: the same passes a
+  // plane at a time
+  const BlockedArray* bx = blocked_input(x);
+  detail::vec::BlockedNorm planes{};
+  if (bx) planes = {bx->values.data(), L.n * (L.c / bx->block), L.c / bx->block, L.s, bx->block};
   Tensor out = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* px = detail::data<T>(x);
+    const T* px = bx ? nullptr : detail::data<T>(x);
     xt::xarray<T> means = detail::empty<T>({L.c}), inv = detail::empty<T>({L.c});
     // two passes in training: the mean, then the squares around it; each in memory order (the
     // rows of a channel are added in the same order either way)
     std::vector<double> m_of(L.c, 0.0), v_of(L.c, 0.0);
-    if (training) {
+    if (training && bx) {
+      detail::vec::blocked_sums(planes, false, m_of.data());
+      std::vector<float> m_float(L.c);
+      for (std::size_t c = 0; c < L.c; ++c) {
+        m_of[c] /= double(L.m());
+        m_float[c] = static_cast<float>(m_of[c]);
+      }
+      planes.mean = m_float.data();
+      detail::vec::blocked_sums(planes, true, v_of.data());
+      for (double& v : v_of) v /= double(L.m());
+    } else if (training) {
       for (std::size_t n = 0; n < L.n; ++n)
         for (std::size_t c = 0; c < L.c; ++c) m_of[c] += sum_of(px + (n * L.c + c) * L.s, L.s);
       for (double& m : m_of) m /= double(L.m());
@@ -343,7 +435,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     }
     // z = x scale + shift per channel, scale = w / sqrt(var + eps), shift = b - mu scale: kept
     // (scales, then shifts) for relu's mask in the backward
-    xt::xarray<T> z = detail::empty<T>(x.shape()), scale_shift = detail::empty<T>({2 * L.c});
+    xt::xarray<T> scale_shift = detail::empty<T>({2 * L.c});
     const T* pw = weight.defined() ? detail::data<T>(weight) : nullptr;
     const T* pb = bias.defined() ? detail::data<T>(bias) : nullptr;
     T* scale = scale_shift.data();
@@ -353,14 +445,27 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
       shift[c] = (pb ? pb[c] : T{0}) - means.data()[c] * scale[c];
     }
     const bool relu = activation == Epilogue::relu;
+    mu = Tensor(std::move(means));
+    invstd = Tensor(std::move(inv));
+    if constexpr (std::is_same_v<T, float>) {
+      if (bx) {
+        planes.scale = scale;
+        planes.shift = shift;
+        planes.relu = relu;
+        BlockedArray zb = detail::blocked_empty(x.shape(), bx->block);
+        detail::vec::blocked_norm_forward(planes, zb.values.data());
+        if (!relu) detail::apply_epilogue(activation, zb.values.data(), zb.values.size());
+        scales_shifts = Tensor(std::move(scale_shift));
+        return detail::make_blocked(std::move(zb));
+      }
+    }
+    xt::xarray<T> z = detail::empty<T>(x.shape());
     for (std::size_t n = 0; n < L.n; ++n)
       for (std::size_t c = 0; c < L.c; ++c) {
         const std::size_t at = (n * L.c + c) * L.s;
         output_row(px + at, L.s, NormRowOf<T>{scale[c], shift[c], relu}, z.data() + at);
         if (!relu) detail::apply_epilogue(activation, z.data() + at, L.s);  // tanh, sigmoid
       }
-    mu = Tensor(std::move(means));
-    invstd = Tensor(std::move(inv));
     scales_shifts = Tensor(std::move(scale_shift));
     return Tensor(std::move(z));
   });

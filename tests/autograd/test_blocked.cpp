@@ -3,6 +3,10 @@
 // in place, for every tensor that shares the values, its version unchanged.
 #include <doctest/doctest.h>
 
+#include <bit>
+#include <cmath>
+#include <string>
+
 #include "autograd/blas.hpp"
 #include "autograd/detail/blocked.hpp"
 #include "autograd/detail/conv_onednn.hpp"
@@ -146,4 +150,107 @@ TEST_CASE("conv2d float32 keeps oneDNN's blocked layout between convolutions, th
   CHECK(blocked.db1.value<float>() == plain.db1.value<float>());
   CHECK(blocked.dw2.value<float>() == plain.dw2.value<float>());
   CHECK(blocked.db2.value<float>() == plain.db2.value<float>());
+}
+
+namespace {
+// batch_norm (with `act`) of x, on its values as given (plain or blocked), and its gradients for g
+// (given plain, or blocked as x); the running statistics start from fixed values each time.
+struct NormRun {
+  Tensor y, dx, dw, db, running_mean, running_var;
+  bool blocked_out = false;
+};
+std::vector<float> floats(const Tensor& t) {
+  const auto& a = t.value<float>();
+  return {a.begin(), a.end()};
+}
+// The entries' bits: equal where the floats are the same, NaN included.
+std::vector<std::uint32_t> bits(const Tensor& t) {
+  std::vector<std::uint32_t> out;
+  for (float v : floats(t)) out.push_back(std::bit_cast<std::uint32_t>(v));
+  return out;
+}
+// 32 values from lo to hi, evenly spaced.
+Tensor ramp(float lo, float hi) {
+  std::vector<float> v(32);
+  for (std::size_t i = 0; i < 32; ++i) v[i] = lo + (hi - lo) * float(i) / 31;
+  return from_vector(v, {32});
+}
+std::size_t nans(const Tensor& t) {
+  std::size_t n = 0;
+  for (float v : floats(t)) n += std::isnan(v) ? 1 : 0;
+  return n;
+}
+NormRun norm_run(const Tensor& x_in, const Tensor& g, Epilogue act, bool training) {
+  NormRun r;
+  Tensor x = x_in.detach().requires_grad_();
+  Tensor w = ramp(0.5f, 1.5f).requires_grad_(), b = ramp(-0.3f, 0.4f).requires_grad_();
+  r.running_mean = ramp(-0.2f, 0.2f);
+  r.running_var = ramp(0.5f, 2.0f);
+  r.y = batch_norm(x, r.running_mean, r.running_var, w, b, training, 0.1, 1e-5, act);
+  r.blocked_out = detail::blocked(r.y) != nullptr;
+  r.y.backward(g);
+  r.dx = x.grad();
+  r.dw = w.grad();
+  r.db = b.grad();
+  return r;
+}
+Tensor blocked_copy(const Tensor& x, std::size_t block) {
+  return detail::make_blocked(detail::to_blocked(x, block));
+}
+// Within float32's rounding of the sums (different orders of the same sums), relative to the
+// largest entry: a wrong channel or mask is off by O(1).
+bool near(const Tensor& got, const Tensor& want) {
+  const std::vector<float> a = floats(got), b = floats(want);
+  double largest = 1, worst = 0;
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    largest = std::max(largest, double(std::abs(b[i])));
+    worst = std::max(worst, double(std::abs(a[i] - b[i])));  // NaN: fails below
+  }
+  return a.size() == b.size() && worst <= 1e-5 * largest;
+}
+}  // namespace
+
+TEST_CASE(
+    "batch_norm on blocked float32 values keeps the layout: the plain op's values, every "
+    "epilogue, training and evaluation") {
+  if (!detail::onednn_convolution()) return;
+  Generator gen(5);
+  // 5 x 7 positions: with a block of 8 on 16 lanes each plane ends in half a vector
+  Tensor x = randn({3, 32, 5, 7}, {}, gen);
+  const Tensor g = randn({3, 32, 5, 7}, {}, gen);
+  // evaluation's conventions: an entry at relu's kink (x = running mean: z = 0 exactly, masked)
+  // and a NaN (kept: its gradient passes)
+  const Tensor finite = x.clone();
+  x.mutable_value<float>()(0, 3, 1, 1) = ramp(-0.2f, 0.2f).value<float>()(3);
+  x.mutable_value<float>()(1, 9, 2, 4) = std::nanf("");
+  for (const std::size_t block : {std::size_t{8}, std::size_t{16}})
+    for (const Epilogue act : {Epilogue::none, Epilogue::relu, Epilogue::tanh, Epilogue::sigmoid})
+      for (const bool training : {true, false}) {
+        CAPTURE(block);
+        CAPTURE(std::string(epilogue_name(act)));
+        CAPTURE(training);
+        const Tensor& in = training ? finite : x;  // a NaN makes its channel's statistics NaN
+        const NormRun plain = norm_run(in, g, act, training);
+        const NormRun blocked =
+            norm_run(blocked_copy(in, block), blocked_copy(g, block), act, training);
+        const NormRun g_plain = norm_run(blocked_copy(in, block), g, act, training);
+        CHECK_FALSE(plain.blocked_out);
+        CHECK(blocked.blocked_out);
+        if (training) {
+          CHECK(near(blocked.y, plain.y));
+          CHECK(near(blocked.dx, plain.dx));
+          CHECK(near(blocked.running_mean, plain.running_mean));
+          CHECK(near(blocked.running_var, plain.running_var));
+        } else {  // per-entry arithmetic from the same constants: the same bits, NaN included
+          CHECK(bits(blocked.y) == bits(plain.y));
+          CHECK(nans(blocked.y) == 1);
+          CHECK(bits(blocked.dx) == bits(plain.dx));
+          CHECK(bits(blocked.running_mean) == bits(plain.running_mean));
+        }
+        CHECK(near(blocked.dw, plain.dw));
+        CHECK(near(blocked.db, plain.db));
+        // a gradient that arrives plain is reordered into x's layout: the same bits
+        CHECK(bits(g_plain.dx) == bits(blocked.dx));
+        CHECK(bits(g_plain.dw) == bits(blocked.dw));
+      }
 }
