@@ -13,6 +13,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "autograd/detail/blocked.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/vector_math.hpp"
 #include "autograd/grad_mode.hpp"
@@ -21,12 +22,34 @@ namespace xgrad {
 namespace {
 
 struct MaxPool final : Node {
-  MaxPool(std::vector<std::uint32_t> where, Shape input) : where_(std::move(where)), input_(input) {}
+  MaxPool(std::vector<std::uint32_t> where, Shape input, std::size_t block)
+      : where_(std::move(where)), input_(input), block_(block) {}
   std::string_view name() const override { return "max_pool2d"; }
 
   void backward(const Tensor& g, std::span<Tensor> grads) override {
     const std::size_t planes = input_[0] * input_[1], area = input_[2] * input_[3];
     const std::size_t outputs = where_.size() / std::max<std::size_t>(planes, 1);
+    if (block_ && !detail::differentiable_backward()) {  // blocked, as the forward's x
+      const BlockedArray* bg = detail::blocked(g);
+      BlockedArray g_here;
+      if (!bg || bg->block != block_) {
+        g_here = detail::to_blocked(g, block_);
+        bg = &g_here;
+      }
+      BlockedArray dx = detail::blocked_zeros(input_, block_);
+      const float* pg = bg->values.data();
+      float* out = dx.values.data();
+      const std::size_t b = block_;
+      for (std::size_t p = 0; p < planes / b; ++p)  // (n, channel block) planes
+        for (std::size_t e = p * outputs * b; e < (p + 1) * outputs * b; ++e)
+          out[(p * area + where_[e]) * b + e % b] += pg[e];
+      grads[0] = detail::make_blocked(std::move(dx));
+      return;
+    }
+    if (block_) {
+      where_ = plain_where();
+      block_ = 0;
+    }
     if (detail::differentiable_backward()) {  // in ops: scatter_add into zeros, plane by plane
       const Tensor flat = scatter_add(zeros({planes, area}, {.dtype = g.dtype()}), 1, positions(),
                                       reshape(g, {d(planes), d(outputs)}));
@@ -46,6 +69,19 @@ struct MaxPool final : Node {
     });
   }
 
+  // where_ in the plain order (channel plane, output) from the blocked forward's (plane of
+  // channels, output, lane), for the paths that read it so.
+  std::vector<std::uint32_t> plain_where() const {
+    const std::size_t b = block_, planes = input_[0] * input_[1];
+    const std::size_t outputs = where_.size() / std::max<std::size_t>(planes, 1);
+    std::vector<std::uint32_t> plain(where_.size());
+    for (std::size_t e = 0; e < where_.size(); ++e) {
+      const std::size_t lane = e % b, out = e / b % outputs, p = e / b / outputs;
+      plain[(p * b + lane) * outputs + out] = where_[e];
+    }
+    return plain;
+  }
+
   // In ops: gather from each plane the entries the outputs chose.
   Tensor jvp(const ForwardInputs& in) const override {
     const std::size_t planes = input_[0] * input_[1], area = input_[2] * input_[3];
@@ -58,14 +94,54 @@ struct MaxPool final : Node {
     const std::size_t planes = input_[0] * input_[1];
     xt::xarray<std::int64_t> at =
         detail::empty<std::int64_t>({planes, where_.size() / std::max<std::size_t>(planes, 1)});
-    std::copy(where_.begin(), where_.end(), at.begin());
+    const std::vector<std::uint32_t>& where = block_ ? plain_where() : where_;
+    std::copy(where.begin(), where.end(), at.begin());
     return Tensor(std::move(at));
   }
   static std::ptrdiff_t d(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
-  std::vector<std::uint32_t> where_;  // per output, its entry's offset within its (H, W) plane
+  // per output, its entry's offset within its (H, W) plane; in the blocked layout's order of the
+  // outputs where the forward ran blocked (block_, else 0)
+  std::vector<std::uint32_t> where_;
   Shape input_;
+  std::size_t block_;
 };
+
+// 2 x 2 windows of stride 2 over blocked planes (x's (N, C / b, H, W, b)): each lane of a position
+// as pool_2x2 chooses (the first largest, then the first NaN), the lanes side by side.
+void pool_2x2_blocked(const BlockedArray& x, std::size_t oh, std::size_t ow, float* y,
+                      std::uint32_t* where) {
+  const std::size_t b = x.block, H = x.logical[2], W = x.logical[3];
+  const std::size_t planes = x.values.size() / (H * W * b);
+  for (std::size_t p = 0; p < planes; ++p) {
+    const float* plane = x.values.data() + p * H * W * b;
+    for (std::size_t i = 0; i < oh; ++i)
+      for (std::size_t j = 0; j < ow; ++j) {
+        const std::uint32_t top = static_cast<std::uint32_t>(2 * i * W + 2 * j);
+        const std::uint32_t at[4] = {top, top + 1, top + static_cast<std::uint32_t>(W),
+                                     top + static_cast<std::uint32_t>(W) + 1};
+        const std::size_t o = ((p * oh + i) * ow + j) * b;
+        for (std::size_t lane = 0; lane < b; ++lane) {
+          float best = plane[at[0] * b + lane];
+          std::uint32_t best_at = at[0];
+          for (int k = 1; k < 4; ++k) {
+            const float v = plane[at[k] * b + lane];
+            const bool greater = v > best;
+            best = greater ? v : best;
+            best_at = greater ? at[k] : best_at;
+          }
+          for (int k = 4; k-- > 0;) {  // the first NaN, if any, wins
+            const float v = plane[at[k] * b + lane];
+            const bool nan = v != v;
+            best = nan ? v : best;
+            best_at = nan ? at[k] : best_at;
+          }
+          y[o + lane] = best;
+          where[o + lane] = best_at;
+        }
+      }
+  }
+}
 
 // The 2 x 2 windows of stride 2 without padding (the CNNs' pooling) as pool below chooses, with
 // no loop over the window: a, b in the first row, c, d in the second; the first largest (a
@@ -171,11 +247,23 @@ Tensor max_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> s
   const std::array<std::size_t, 2> out = detail::window_output("max_pool2d", x.shape(), w);
   const std::size_t oh = out[0], ow = out[1];  // captured below
   std::vector<std::uint32_t> where;
+  const std::array<std::size_t, 2> two{2, 2}, none{0, 0};
+  const BlockedArray* bx = detail::blocked(x);
+  if (bx && w.kernel == two && w.stride == two && w.padding == none &&
+      w.dilation == std::array<std::size_t, 2>{1, 1} && x.size(1) % bx->block == 0) {
+    // a convolution's blocked output stays blocked (the CNNs' pooling)
+    BlockedArray y = detail::blocked_empty({x.size(0), x.size(1), oh, ow}, bx->block);
+    where.resize(x.size(0) * x.size(1) * oh * ow);
+    pool_2x2_blocked(*bx, oh, ow, y.values.data(), where.data());
+    Tensor out = detail::make_blocked(std::move(y));
+    record<MaxPool>(out, {x}, std::move(where), x.shape(), bx->block);
+    return out;
+  }
   Tensor y = detail::dispatch(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     return Tensor(pool(detail::data<T>(x), x.shape(), w, oh, ow, where));
   });
-  record<MaxPool>(y, {x}, std::move(where), x.shape());
+  record<MaxPool>(y, {x}, std::move(where), x.shape(), std::size_t{0});
   return y;
 }
 

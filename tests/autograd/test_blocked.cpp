@@ -254,3 +254,42 @@ TEST_CASE(
         CHECK(bits(g_plain.dw) == bits(blocked.dw));
       }
 }
+
+TEST_CASE(
+    "max_pool2d's 2 x 2 windows on blocked float32 values keep the layout: the plain op's "
+    "values, ties and NaN included") {
+  if (!detail::onednn_convolution()) return;
+  Generator gen(7);
+  // rounded to halves, so that windows hold ties; a NaN; 7 x 9: the last row and column dropped
+  xt::xarray<float> values = randn({2, 32, 7, 9}, {}, gen).value<float>();
+  values = xt::round(values * 2.0f) / 2.0f;
+  values(1, 17, 2, 3) = std::nanf("");
+  const Tensor x(values);
+  const Tensor g = randn({2, 32, 3, 4}, {}, gen);
+  const auto run = [&](const Tensor& in, const Tensor& grad_out) {
+    Tensor leaf = in.detach().requires_grad_();
+    Tensor y = max_pool2d(leaf, 2);
+    const bool kept = detail::blocked(y) != nullptr;
+    y.backward(grad_out);
+    return std::tuple{y, leaf.grad(), kept};
+  };
+  for (const std::size_t block : {std::size_t{8}, std::size_t{16}}) {
+    CAPTURE(block);
+    const auto [y, dx, plain_kept] = run(x, g);
+    const auto [by, bdx, kept] = run(blocked_copy(x, block), blocked_copy(g, block));
+    const auto [py, pdx, kept_too] = run(blocked_copy(x, block), g);  // the gradient plain
+    CHECK_FALSE(plain_kept);
+    CHECK(kept);
+    CHECK(detail::blocked(bdx));
+    CHECK(bits(by) == bits(y));
+    CHECK(bits(bdx) == bits(dx));
+    CHECK(bits(pdx) == bits(dx));
+    // the path that reads the chosen entries in the plain order: a backward recorded for a second
+    // derivative
+    Tensor leaf = blocked_copy(x, block).requires_grad_();
+    const Tensor first = grad({max_pool2d(leaf, 2)}, {leaf}, {g}, true)[0];
+    Tensor plain_leaf = x.detach().requires_grad_();
+    const Tensor plain_first = grad({max_pool2d(plain_leaf, 2)}, {plain_leaf}, {g}, true)[0];
+    CHECK(bits(first) == bits(plain_first));
+  }
+}
