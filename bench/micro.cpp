@@ -7,6 +7,8 @@
 #include "autograd/allocator.hpp"
 #include "autograd/blas.hpp"
 #include "autograd/detail/blas.hpp"
+#include "autograd/detail/blocked.hpp"
+#include "autograd/detail/conv_onednn.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/vector_math.hpp"
 #include "autograd/functional.hpp"
@@ -107,6 +109,28 @@ void BM_BatchNormRelu(benchmark::State& state) {
   state.SetLabel(fused ? "fused" : "two ops");
 }
 BENCHMARK(BM_BatchNormRelu)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond);
+
+// The same fused op on plain values (arg 0: 0) and on oneDNN's blocked layout of 16 or 8 channels
+// (arg 0: 16, 8: a convolution's output, autograd/node.hpp's BlockedArray), its gradient in the
+// same layout; arg 1 as above.
+void BM_BatchNormReluLayout(benchmark::State& state) {
+  if (!detail::onednn_convolution()) return state.SkipWithError("no oneDNN in this build");
+  const auto block = static_cast<std::size_t>(state.range(0));
+  const std::size_t c = state.range(1) == 0 ? 32 : 64, hw = state.range(1) == 0 ? 28 : 14;
+  const auto layout = [&](const Tensor& t) {
+    return block ? detail::make_blocked(detail::to_blocked(t, block)) : t;
+  };
+  Tensor x = layout(randn({64, c, hw, hw}));
+  x.requires_grad_();
+  const Tensor g = layout(randn({64, c, hw, hw}));
+  const Tensor w = ones({c}, {.requires_grad = true}), b = zeros({c}, {.requires_grad = true});
+  for (auto _ : state) {
+    batch_norm(x, {}, {}, w, b, true, 0.1, 1e-5, Epilogue::relu).backward(g);
+    x.zero_grad();
+  }
+  state.SetLabel(block ? "blocked " + std::to_string(block) : "plain");
+}
+BENCHMARK(BM_BatchNormReluLayout)->ArgsProduct({{0, 16, 8}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 // GELU, tanh and sigmoid forward and backward over the reference transformer's MLP activations
 // (32 x 128 rows of 512): arrays far larger than the caches, so the passes over them count.

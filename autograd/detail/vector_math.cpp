@@ -126,6 +126,13 @@ void softmax_backward_rows(float* d, std::size_t ldd, const float* p, std::size_
 void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where) {
   best().max_pool_2x2(in, y, where);
 }
+void max_pool_2x2_blocked(const Pool2x2& in, std::size_t block, float* y, std::uint32_t* where) {
+  best().max_pool_2x2_blocked(in, block, y, where);
+}
+void max_unpool_2x2_blocked(const Pool2x2& in, std::size_t block, const std::uint32_t* where,
+                            const float* g, float* dx) {
+  best().max_unpool_2x2_blocked(in, block, where, g, dx);
+}
 void small_gemm(const Product& g, float* scratch) {
   const double multiply_adds = double(g.m) * double(g.n) * double(g.k);
   if (best().small_gemm && multiply_adds <= kSmallProduct) {

@@ -93,6 +93,13 @@ struct Pool2x2 {
   std::size_t planes, H, W, oh, ow;
 };
 void max_pool_2x2(const Pool2x2& in, float* y, std::uint32_t* where);
+// The same over blocked values (autograd/node.hpp's BlockedArray, whole blocks of channels):
+// in.planes planes of (H, W, block), y and where in the blocked order (plane, output, lane), where
+// the chosen entry's offset in its channel's (H, W) plane (below 2^24). The backward writes every
+// window's four entries of dx: g where chosen, else 0.
+void max_pool_2x2_blocked(const Pool2x2& in, std::size_t block, float* y, std::uint32_t* where);
+void max_unpool_2x2_blocked(const Pool2x2& in, std::size_t block, const std::uint32_t* where,
+                            const float* g, float* dx);
 
 // C (m x n) = alpha op(A) op(B) + beta C, row-major, as detail::gemm (blas.hpp) takes it (op
 // transposing when asked; beta 0: C is not read), for the products of one attention head: tens to
@@ -228,6 +235,9 @@ struct Functions {
   void (*softmax_backward_rows)(float*, std::size_t, const float*, std::size_t, std::size_t,
                                 std::size_t, float);
   void (*max_pool_2x2)(const Pool2x2&, float*, std::uint32_t*);
+  void (*max_pool_2x2_blocked)(const Pool2x2&, std::size_t, float*, std::uint32_t*);
+  void (*max_unpool_2x2_blocked)(const Pool2x2&, std::size_t, const std::uint32_t*, const float*,
+                                 float*);
   void (*small_gemm)(const Product&, float*);  // null: detail::gemm
   void (*panel_product)(std::size_t, std::size_t, std::size_t, const float*, const float*,
                         float*);  // null: none on this path

@@ -612,6 +612,89 @@ struct Loops {
     }
   }
 
+  // The same over blocked planes (vector_math.hpp): a position's block lanes in whole vectors, the
+  // four entries of a window `block` lanes apart; where a vector spans more than a block (block 8
+  // on 16 lanes) lane by lane.
+  static void max_pool_2x2_blocked(const Pool2x2& in, std::size_t block, float* y,
+                                   std::uint32_t* where) {
+    const Batch at[4] = {Batch(0.0f), Batch(1.0f), Batch(float(in.W)), Batch(float(in.W + 1))};
+    const std::size_t offsets[4] = {0, 1, in.W, in.W + 1};
+    for (std::size_t p = 0; p < in.planes; ++p) {
+      const float* plane = in.x + p * in.H * in.W * block;
+      for (std::size_t i = 0; i < in.oh; ++i)
+        for (std::size_t j = 0; j < in.ow; ++j) {
+          const std::size_t top = 2 * i * in.W + 2 * j, o = ((p * in.oh + i) * in.ow + j) * block;
+          const float* a = plane + top * block;
+          if (block % width != 0) {
+            for (std::size_t lane = 0; lane < block; ++lane) {
+              float best = a[lane];
+              std::size_t off = 0;
+              for (int k = 1; k < 4; ++k) {
+                const float v = a[offsets[k] * block + lane];
+                off = v > best ? offsets[k] : off;
+                best = v > best ? v : best;
+              }
+              for (int k = 4; k-- > 0;) {
+                const float v = a[offsets[k] * block + lane];
+                off = v != v ? offsets[k] : off;
+                best = v != v ? v : best;
+              }
+              y[o + lane] = best;
+              where[o + lane] = static_cast<std::uint32_t>(top + off);
+            }
+            continue;
+          }
+          for (std::size_t l = 0; l < block; l += width) {
+            Batch v[4];
+            for (int k = 0; k < 4; ++k) v[k] = Batch::load_unaligned(a + offsets[k] * block + l);
+            Batch best = v[0], off = at[0];
+            for (int k = 1; k < 4; ++k) {
+              const auto greater = v[k] > best;
+              best = xsimd::select(greater, v[k], best);
+              off = xsimd::select(greater, at[k], off);
+            }
+            for (int k = 4; k-- > 0;) {
+              const auto nan = xsimd::isnan(v[k]);
+              best = xsimd::select(nan, v[k], best);
+              off = xsimd::select(nan, at[k], off);
+            }
+            best.store_unaligned(y + o + l);
+            (xsimd::batch_cast<std::int32_t>(off) + Ints(static_cast<std::int32_t>(top)))
+                .store_unaligned(reinterpret_cast<std::int32_t*>(where + o + l));
+          }
+        }
+    }
+  }
+  // Its backward: a window's four entries get the output's gradient where chosen, else 0 (dx's
+  // entries that no window covers are left as they are).
+  static void max_unpool_2x2_blocked(const Pool2x2& in, std::size_t block,
+                                     const std::uint32_t* where, const float* g, float* dx) {
+    const std::size_t offsets[4] = {0, 1, in.W, in.W + 1};
+    for (std::size_t p = 0; p < in.planes; ++p) {
+      float* plane = dx + p * in.H * in.W * block;
+      for (std::size_t i = 0; i < in.oh; ++i)
+        for (std::size_t j = 0; j < in.ow; ++j) {
+          const std::size_t top = 2 * i * in.W + 2 * j, o = ((p * in.oh + i) * in.ow + j) * block;
+          float* a = plane + top * block;
+          if (block % width != 0) {
+            for (int k = 0; k < 4; ++k)
+              for (std::size_t lane = 0; lane < block; ++lane)
+                a[offsets[k] * block + lane] =
+                    where[o + lane] == top + offsets[k] ? g[o + lane] : 0.0f;
+            continue;
+          }
+          for (std::size_t l = 0; l < block; l += width) {
+            const Batch chosen = xsimd::batch_cast<float>(
+                Ints::load_unaligned(reinterpret_cast<const std::int32_t*>(where + o + l)));
+            const Batch gv = Batch::load_unaligned(g + o + l);
+            for (int k = 0; k < 4; ++k)
+              xsimd::select(chosen == Batch(float(top + offsets[k])), gv, Batch(0.0f))
+                  .store_unaligned(a + offsets[k] * block + l);
+          }
+        }
+    }
+  }
+
   // ---- small_gemm (vector_math.hpp): register tiles of C ---------------------------------------
   // R rows by V vectors of columns of C = alpha op(A) op(B) + beta C, summed over all of k in
   // registers: op(A)'s entry (i, q) read at a[i ar + q ac] and broadcast, op(B) row-major (rows ldb
@@ -935,8 +1018,8 @@ struct Loops {
   // ---- batch_norm over blocked planes (vector_math.hpp) ---------------------------------------
   // A plane is walked in groups of P = max(width, block) floats (a whole number of blocks and of
   // vectors); vector v of a group holds the lanes v width .. (v + 1) width - 1 of the group,
-  // channel (lane mod block). A plane's tail (block 8 in 16 lanes, an odd area) goes through
-  // scalars.
+  // channel (lane mod block; a block is 8 or 16, so a mask, not a division). A plane's tail (block
+  // 8 in 16 lanes, an odd area) goes through scalars.
   static constexpr std::size_t kGroup = 16;  // P at most: block <= 16, width <= 16
   static constexpr std::size_t kSpill = 64;  // groups summed in float before double
   struct Groups {
@@ -950,8 +1033,16 @@ struct Loops {
   static void repeat(const float* c, std::size_t first, std::size_t block, std::size_t p,
                      Batch* out) {
     alignas(64) float lanes[kGroup];
-    for (std::size_t j = 0; j < p; ++j) lanes[j] = c ? c[first + j % block] : 0.0f;
+    for (std::size_t j = 0; j < p; ++j) lanes[j] = c ? c[first + (j & (block - 1))] : 0.0f;
     for (std::size_t v = 0; v < p / width; ++v) out[v] = Batch::load_aligned(lanes + v * width);
+  }
+  // g's vector, loaded whole: the compiler would fold the select on relu's mask that follows into
+  // a masked load, which waits for the mask (computed from x); on the Zen 5 the passes that did so
+  // took 1.4x as long (bench/micro's BatchNormReluLayout, 28 x 28).
+  static Batch loaded(const float* g) {
+    Batch v = Batch::load_unaligned(g);
+    asm("" : "+v"(v.data));
+    return v;
   }
   XGRAD_TWO_ROUNDINGS static float masked_at(float g, float x, float scale, float shift) {
     return kept(x * scale + shift) ? g : 0.0f;
@@ -962,95 +1053,100 @@ struct Loops {
     alignas(64) float lanes[kGroup];
     for (std::size_t v = 0; v < vectors; ++v) acc[v].store_aligned(lanes + v * width);
     for (std::size_t j = 0; j < vectors * width; ++j)
-      sums[first + j % block] += static_cast<double>(lanes[j]);
+      sums[first + (j & (block - 1))] += static_cast<double>(lanes[j]);
   }
-  XGRAD_TWO_ROUNDINGS static void blocked_sums(const BlockedNorm& in, bool squares, double* sums) {
+  template <std::size_t V>
+  XGRAD_TWO_ROUNDINGS static void blocked_sums_of(const BlockedNorm& in, bool squares,
+                                                  double* sums) {
     const Groups G = groups_of(in);
     for (std::size_t p = 0; p < in.planes; ++p) {
       const std::size_t first = (p % in.blocks) * in.block;
       const float* x = in.x + p * G.floats;
-      Batch m[kGroup], acc[kGroup];
+      Batch m[V], acc[V];
       repeat(squares ? in.mean : nullptr, first, in.block, G.p, m);
       for (std::size_t at = 0; at < G.whole; at += kSpill) {
-        for (std::size_t v = 0; v < G.vectors; ++v) acc[v] = Batch(0.0f);
+        for (std::size_t v = 0; v < V; ++v) acc[v] = Batch(0.0f);
         for (std::size_t q = at; q < std::min(at + kSpill, G.whole); ++q)
-          for (std::size_t v = 0; v < G.vectors; ++v) {
+          for (std::size_t v = 0; v < V; ++v) {
             const Batch d = Batch::load_unaligned(x + q * G.p + v * width) - m[v];
             acc[v] += squares ? d * d : d;
           }
-        spill(acc, G.vectors, first, in.block, sums);
+        spill(acc, V, first, in.block, sums);
       }
       for (std::size_t j = G.whole * G.p; j < G.floats; ++j) {
-        const float d = x[j] - (squares ? in.mean[first + j % in.block] : 0.0f);
-        sums[first + j % in.block] += static_cast<double>(squares ? d * d : d);
+        const float d = x[j] - (squares ? in.mean[first + (j & (in.block - 1))] : 0.0f);
+        sums[first + (j & (in.block - 1))] += static_cast<double>(squares ? d * d : d);
       }
     }
   }
-  XGRAD_TWO_ROUNDINGS static void blocked_grad_sums(const BlockedNorm& in, const float* g,
-                                                    double* sums) {
+  template <std::size_t V>
+  XGRAD_TWO_ROUNDINGS static void blocked_grad_sums_of(const BlockedNorm& in, const float* g,
+                                                       double* sums) {
     const Groups G = groups_of(in);
     const std::size_t C = in.blocks * in.block;
     for (std::size_t p = 0; p < in.planes; ++p) {
       const std::size_t first = (p % in.blocks) * in.block;
       const float* x = in.x + p * G.floats;
       const float* gp = g + p * G.floats;
-      Batch m[kGroup], sc[kGroup], sh[kGroup], ag[kGroup], agd[kGroup];
+      Batch m[V], sc[V], sh[V], ag[V], agd[V];
       repeat(in.mean, first, in.block, G.p, m);
       repeat(in.scale, first, in.block, G.p, sc);
       repeat(in.shift, first, in.block, G.p, sh);
       for (std::size_t at = 0; at < G.whole; at += kSpill) {
-        for (std::size_t v = 0; v < G.vectors; ++v) ag[v] = agd[v] = Batch(0.0f);
+        for (std::size_t v = 0; v < V; ++v) ag[v] = agd[v] = Batch(0.0f);
         for (std::size_t q = at; q < std::min(at + kSpill, G.whole); ++q)
-          for (std::size_t v = 0; v < G.vectors; ++v) {
+          for (std::size_t v = 0; v < V; ++v) {
             const std::size_t j = q * G.p + v * width;
             const Batch xv = Batch::load_unaligned(x + j);
-            Batch gv = Batch::load_unaligned(gp + j);
+            Batch gv = loaded(gp + j);
             if (in.relu) gv = xsimd::select(kept(xv * sc[v] + sh[v]), gv, Batch(0.0f));
             ag[v] += gv;
             agd[v] += gv * (xv - m[v]);
           }
-        spill(ag, G.vectors, first, in.block, sums);
-        spill(agd, G.vectors, first, in.block, sums + C);
+        spill(ag, V, first, in.block, sums);
+        spill(agd, V, first, in.block, sums + C);
       }
       for (std::size_t j = G.whole * G.p; j < G.floats; ++j) {
-        const std::size_t c = first + j % in.block;
+        const std::size_t c = first + (j & (in.block - 1));
         const float gv = in.relu ? masked_at(gp[j], x[j], in.scale[c], in.shift[c]) : gp[j];
         sums[c] += static_cast<double>(gv);
         sums[C + c] += static_cast<double>(gv * (x[j] - in.mean[c]));
       }
     }
   }
-  XGRAD_TWO_ROUNDINGS static void blocked_norm_forward(const BlockedNorm& in, float* z) {
+  template <std::size_t V>
+  XGRAD_TWO_ROUNDINGS static void blocked_norm_forward_of(const BlockedNorm& in, float* z) {
     const Groups G = groups_of(in);
     for (std::size_t p = 0; p < in.planes; ++p) {
       const std::size_t first = (p % in.blocks) * in.block;
       const float* x = in.x + p * G.floats;
       float* zp = z + p * G.floats;
-      Batch sc[kGroup], sh[kGroup];
+      Batch sc[V], sh[V];
       repeat(in.scale, first, in.block, G.p, sc);
       repeat(in.shift, first, in.block, G.p, sh);
       for (std::size_t q = 0; q < G.whole; ++q)
-        for (std::size_t v = 0; v < G.vectors; ++v) {
+        for (std::size_t v = 0; v < V; ++v) {
           const std::size_t j = q * G.p + v * width;
           const Batch r = Batch::load_unaligned(x + j) * sc[v] + sh[v];
           (in.relu ? relu_of(r) : r).store_unaligned(zp + j);
         }
       for (std::size_t j = G.whole * G.p; j < G.floats; ++j) {
-        const std::size_t c = first + j % in.block;
+        const std::size_t c = first + (j & (in.block - 1));
         const float r = x[j] * in.scale[c] + in.shift[c];
         zp[j] = in.relu ? relu_of(r) : r;
       }
     }
   }
-  XGRAD_TWO_ROUNDINGS static void blocked_norm_backward(const BlockedNorm& in, const float* g,
-                                                        float* dx) {
+  template <std::size_t V>
+  XGRAD_TWO_ROUNDINGS static void blocked_norm_backward_of(const BlockedNorm& in, const float* g,
+                                                           float* dx) {
     const Groups G = groups_of(in);
     for (std::size_t p = 0; p < in.planes; ++p) {
       const std::size_t first = (p % in.blocks) * in.block;
       const float* x = in.x + p * G.floats;
       const float* gp = g + p * G.floats;
       float* out = dx + p * G.floats;
-      Batch sc[kGroup], sh[kGroup], m[kGroup], a[kGroup], b[kGroup], k[kGroup];
+      Batch sc[V], sh[V], m[V], a[V], b[V], k[V];
       repeat(in.scale, first, in.block, G.p, sc);
       repeat(in.shift, first, in.block, G.p, sh);
       repeat(in.mean, first, in.block, G.p, m);
@@ -1058,21 +1154,45 @@ struct Loops {
       repeat(in.b, first, in.block, G.p, b);
       repeat(in.k, first, in.block, G.p, k);
       for (std::size_t q = 0; q < G.whole; ++q)
-        for (std::size_t v = 0; v < G.vectors; ++v) {
+        for (std::size_t v = 0; v < V; ++v) {
           const std::size_t j = q * G.p + v * width;
           const Batch xv = Batch::load_unaligned(x + j);
-          Batch gv = Batch::load_unaligned(gp + j);
+          Batch gv = loaded(gp + j);
           if (in.relu) gv = xsimd::select(kept(xv * sc[v] + sh[v]), gv, Batch(0.0f));
           (in.training ? a[v] * gv + b[v] * (xv - m[v]) + k[v] : a[v] * gv)
               .store_unaligned(out + j);
         }
       for (std::size_t j = G.whole * G.p; j < G.floats; ++j) {
-        const std::size_t c = first + j % in.block;
+        const std::size_t c = first + (j & (in.block - 1));
         const float gv = in.relu ? masked_at(gp[j], x[j], in.scale[c], in.shift[c]) : gp[j];
         out[j] =
             in.training ? in.a[c] * gv + in.b[c] * (x[j] - in.mean[c]) + in.k[c] : in.a[c] * gv;
       }
     }
+  }
+
+  // Each kernel with its vectors per group (P / width: 1, 2 or 4) known to the compiler, so that
+  // the group's lanes stay in registers.
+  template <class F>
+  static void with_vectors(std::size_t block, F f) {
+    const std::size_t vectors = std::max(width, block) / width;
+    if constexpr (4 * width <= kGroup)
+      if (vectors == 4) return f(std::integral_constant<std::size_t, 4>{});
+    if constexpr (2 * width <= kGroup)
+      if (vectors == 2) return f(std::integral_constant<std::size_t, 2>{});
+    f(std::integral_constant<std::size_t, 1>{});
+  }
+  static void blocked_sums(const BlockedNorm& in, bool squares, double* sums) {
+    with_vectors(in.block, [&](auto v) { blocked_sums_of<v()>(in, squares, sums); });
+  }
+  static void blocked_grad_sums(const BlockedNorm& in, const float* g, double* sums) {
+    with_vectors(in.block, [&](auto v) { blocked_grad_sums_of<v()>(in, g, sums); });
+  }
+  static void blocked_norm_forward(const BlockedNorm& in, float* z) {
+    with_vectors(in.block, [&](auto v) { blocked_norm_forward_of<v()>(in, z); });
+  }
+  static void blocked_norm_backward(const BlockedNorm& in, const float* g, float* dx) {
+    with_vectors(in.block, [&](auto v) { blocked_norm_backward_of<v()>(in, g, dx); });
   }
 
 #undef XGRAD_TWO_ROUNDINGS
@@ -1092,6 +1212,8 @@ struct Loops {
                                       softmax_rows,
                                       softmax_backward_rows,
                                       max_pool_2x2,
+                                      max_pool_2x2_blocked,
+                                      max_unpool_2x2_blocked,
                                       small_gemm_entry(),
                                       panel_product_entry(),
                                       row_sum,

@@ -36,13 +36,11 @@ struct MaxPool final : Node {
         g_here = detail::to_blocked(g, block_);
         bg = &g_here;
       }
-      BlockedArray dx = detail::blocked_zeros(input_, block_);
-      const float* pg = bg->values.data();
-      float* out = dx.values.data();
-      const std::size_t b = block_;
-      for (std::size_t p = 0; p < planes / b; ++p)  // (n, channel block) planes
-        for (std::size_t e = p * outputs * b; e < (p + 1) * outputs * b; ++e)
-          out[(p * area + where_[e]) * b + e % b] += pg[e];
+      const std::size_t H = input_[2], W = input_[3], oh = H / 2, ow = W / 2;
+      BlockedArray dx = H % 2 || W % 2 ? detail::blocked_zeros(input_, block_)
+                                       : detail::blocked_empty(input_, block_);
+      detail::vec::max_unpool_2x2_blocked({nullptr, planes / block_, H, W, oh, ow}, block_,
+                                          where_.data(), bg->values.data(), dx.values.data());
       grads[0] = detail::make_blocked(std::move(dx));
       return;
     }
@@ -106,42 +104,6 @@ struct MaxPool final : Node {
   Shape input_;
   std::size_t block_;
 };
-
-// 2 x 2 windows of stride 2 over blocked planes (x's (N, C / b, H, W, b)): each lane of a position
-// as pool_2x2 chooses (the first largest, then the first NaN), the lanes side by side.
-void pool_2x2_blocked(const BlockedArray& x, std::size_t oh, std::size_t ow, float* y,
-                      std::uint32_t* where) {
-  const std::size_t b = x.block, H = x.logical[2], W = x.logical[3];
-  const std::size_t planes = x.values.size() / (H * W * b);
-  for (std::size_t p = 0; p < planes; ++p) {
-    const float* plane = x.values.data() + p * H * W * b;
-    for (std::size_t i = 0; i < oh; ++i)
-      for (std::size_t j = 0; j < ow; ++j) {
-        const std::uint32_t top = static_cast<std::uint32_t>(2 * i * W + 2 * j);
-        const std::uint32_t at[4] = {top, top + 1, top + static_cast<std::uint32_t>(W),
-                                     top + static_cast<std::uint32_t>(W) + 1};
-        const std::size_t o = ((p * oh + i) * ow + j) * b;
-        for (std::size_t lane = 0; lane < b; ++lane) {
-          float best = plane[at[0] * b + lane];
-          std::uint32_t best_at = at[0];
-          for (int k = 1; k < 4; ++k) {
-            const float v = plane[at[k] * b + lane];
-            const bool greater = v > best;
-            best = greater ? v : best;
-            best_at = greater ? at[k] : best_at;
-          }
-          for (int k = 4; k-- > 0;) {  // the first NaN, if any, wins
-            const float v = plane[at[k] * b + lane];
-            const bool nan = v != v;
-            best = nan ? v : best;
-            best_at = nan ? at[k] : best_at;
-          }
-          y[o + lane] = best;
-          where[o + lane] = best_at;
-        }
-      }
-  }
-}
 
 // The 2 x 2 windows of stride 2 without padding (the CNNs' pooling) as pool below chooses, with
 // no loop over the window: a, b in the first row, c, d in the second; the first largest (a
@@ -250,11 +212,14 @@ Tensor max_pool2d(const Tensor& x, ExpandingArray<2> kernel, ExpandingArray<2> s
   const std::array<std::size_t, 2> two{2, 2}, none{0, 0};
   const BlockedArray* bx = detail::blocked(x);
   if (bx && w.kernel == two && w.stride == two && w.padding == none &&
-      w.dilation == std::array<std::size_t, 2>{1, 1} && x.size(1) % bx->block == 0) {
+      w.dilation == std::array<std::size_t, 2>{1, 1} && x.size(1) % bx->block == 0 &&
+      x.size(2) * x.size(3) < (std::size_t{1} << 24)) {  // offsets exact as floats
     // a convolution's blocked output stays blocked (the CNNs' pooling)
     BlockedArray y = detail::blocked_empty({x.size(0), x.size(1), oh, ow}, bx->block);
     where.resize(x.size(0) * x.size(1) * oh * ow);
-    pool_2x2_blocked(*bx, oh, ow, y.values.data(), where.data());
+    detail::vec::max_pool_2x2_blocked(
+        {bx->values.data(), x.size(0) * x.size(1) / bx->block, x.size(2), x.size(3), oh, ow},
+        bx->block, y.values.data(), where.data());
     Tensor out = detail::make_blocked(std::move(y));
     record<MaxPool>(out, {x}, std::move(where), x.shape(), bx->block);
     return out;
