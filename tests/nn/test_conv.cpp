@@ -4,6 +4,9 @@
 
 #include <cmath>
 
+#include "autograd/blas.hpp"
+#include "autograd/detail/blocked.hpp"
+#include "autograd/detail/conv_onednn.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/node.hpp"
@@ -189,5 +192,57 @@ TEST_CASE("BatchNorm2d with a relu epilogue: the module then ReLU, in training a
       const Tensor da = a.requires_grad() ? a.grad() : a, dc = c.requires_grad() ? c.grad() : c;
       CHECK(testing::max_difference(cast(da, kFloat64), cast(dc, kFloat64)) == 0);
     }
+  }
+}
+
+namespace {
+// conv, batch norm + ReLU, 2 x 2 max pooling, twice, then a linear layer (the reference CNN's
+// blocks, smaller), float32: the loss and every parameter's gradient with the blocked layout on
+// or off (autograd/blas.hpp's set_blocked_layout), and whether the activations stayed blocked.
+struct CnnRun {
+  double loss = 0;
+  std::vector<Tensor> grads;
+  bool conv_blocked = false, pool_blocked = false;
+};
+CnnRun cnn_run(bool blocked) {
+  set_blocked_layout(blocked);
+  Generator gen(9);
+  Conv2d conv1(Conv2dOptions(1, 16, 3).padding(1), gen),
+      conv2(Conv2dOptions(16, 32, 3).padding(1), gen);
+  BatchNorm2d bn1(16), bn2(32);
+  bn1.epilogue = bn2.epilogue = Epilogue::relu;
+  Linear head(32 * 2 * 2, 3, true, kFloat32, gen);
+  const Tensor x = randn({4, 1, 8, 8}, {}, gen);
+  const Tensor y = testing::i64({0, 1, 2, 1});
+  CnnRun r;
+  const Tensor c1 = conv1(x);
+  r.conv_blocked = detail::blocked(c1) != nullptr;
+  const Tensor p1 = max_pool2d(bn1(c1), 2);
+  r.pool_blocked = detail::blocked(p1) != nullptr;
+  const Tensor h = max_pool2d(bn2(conv2(p1)), 2);
+  const Tensor loss = softmax_cross_entropy(head(flatten(h, 1)), y);
+  loss.backward();
+  r.loss = loss.item();
+  for (Module* m : std::initializer_list<Module*>{&conv1, &bn1, &conv2, &bn2, &head})
+    for (const Tensor& p : m->parameters()) r.grads.push_back(cast(p.grad(), kFloat64));
+  set_blocked_layout(true);
+  return r;
+}
+}  // namespace
+
+TEST_CASE(
+    "the CNN's blocks keep oneDNN's blocked layout from a convolution through batch norm and "
+    "pooling to the next: the same loss and gradients as plain") {
+  const CnnRun plain = cnn_run(false), blocked = cnn_run(true);
+  CHECK_FALSE(plain.conv_blocked);
+  CHECK(blocked.pool_blocked == blocked.conv_blocked);  // passed on through batch norm and pooling
+  if (detail::onednn_convolution()) CHECK(blocked.conv_blocked);
+  CHECK(blocked.loss == doctest::Approx(plain.loss).epsilon(1e-6));
+  REQUIRE(blocked.grads.size() == plain.grads.size());
+  for (std::size_t i = 0; i < plain.grads.size(); ++i) {
+    CAPTURE(i);
+    double largest = 1;
+    for (double v : testing::flat(plain.grads[i])) largest = std::max(largest, std::abs(v));
+    CHECK(testing::max_difference(blocked.grads[i], plain.grads[i]) <= 1e-5 * largest);
   }
 }
