@@ -93,8 +93,8 @@ std::size_t Node::saved_bytes() const {
   std::size_t bytes = 0;
   for (const Saved& s : saved_) {
     const Values& v = s.tensor ? *s.tensor->value : *s.output;
-    if (const auto* b = std::get_if<BlockedArray>(&v)) {  // padding channels included
-      bytes += b->values.size() * sizeof(float);
+    if (const auto* b = std::get_if<std::unique_ptr<BlockedArray>>(&v)) {  // padding included
+      bytes += (*b)->values.size() * sizeof(float);
       continue;
     }
     bytes += std::visit([](const auto& a) { return a.size() * sizeof(a.data()[0]); },

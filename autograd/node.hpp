@@ -57,8 +57,11 @@ struct BlockedArray {
 };
 /// What a tensor's storage holds: plain values (Storage: what storage() gives), or blocked ones,
 /// which every reader of plain values turns into plain ones first, in place and once
-/// (detail::plain), for every tensor that shares them.
-using Values = std::variant<Storage, BlockedArray>;
+/// (detail::plain), for every tensor that shares them. The blocked ones behind a pointer, so that
+/// the box of plain values keeps its size (a larger one moved the heap's later arrays about, and
+/// the LSTM's products with them: 25 ms a step against 20 under the AVX2 caps,
+/// docs/performance.md).
+using Values = std::variant<Storage, std::unique_ptr<BlockedArray>>;
 namespace detail {
 /// The plain values: blocked ones made plain first, in place (under a lock: from any thread;
 /// autograd/detail/blocked.cpp). The values, and so their version, stay the same.
@@ -75,7 +78,7 @@ struct StorageBox {
   explicit StorageBox(xt::xarray<T>&& values)
       : data(std::in_place_type<Storage>, std::in_place_type<xt::xarray<T>>, std::move(values)) {}
   explicit StorageBox(BlockedArray&& values)
-      : data(std::in_place_type<BlockedArray>, std::move(values)) {}
+      : data(std::make_unique<BlockedArray>(std::move(values))) {}
   Values data;
   std::atomic<std::uint64_t> version{0};
 };

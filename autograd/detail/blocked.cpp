@@ -1,4 +1,4 @@
-// The blocked layout's conversions (oneDNN's reorders) and settle(). See blocked.hpp.
+// The blocked layout's conversions (oneDNN's reorders) and detail::plain. See blocked.hpp.
 #include "autograd/detail/blocked.hpp"
 
 #include <mutex>
@@ -48,7 +48,8 @@ void reorder(const dnnl::memory::desc& from_desc, const float* from,
 
 const BlockedArray* blocked(const Tensor& x) {
   if (!x.defined() || x.impl()->view) return nullptr;
-  return std::get_if<BlockedArray>(x.impl()->value.get());
+  const auto* b = std::get_if<std::unique_ptr<BlockedArray>>(x.impl()->value.get());
+  return b ? b->get() : nullptr;
 }
 
 Tensor make_blocked(BlockedArray values) {
@@ -108,8 +109,8 @@ Storage& plain(Values& values) {
   if (auto* s = std::get_if<Storage>(&values)) return *s;
   static std::mutex mutex;
   const std::lock_guard<std::mutex> lock(mutex);
-  if (const auto* b = std::get_if<BlockedArray>(&values)) {
-    xt::xarray<float> values_now = to_plain(*b);
+  if (const auto* b = std::get_if<std::unique_ptr<BlockedArray>>(&values)) {
+    xt::xarray<float> values_now = to_plain(**b);
     values.emplace<Storage>(std::in_place_type<xt::xarray<float>>, std::move(values_now));
   }
   return std::get<Storage>(values);
@@ -118,7 +119,7 @@ Storage& plain(Values& values) {
 const Storage& plain(const Values& values) { return plain(const_cast<Values&>(values)); }
 
 const Shape& values_shape(const Values& values) {
-  if (const auto* b = std::get_if<BlockedArray>(&values)) return b->logical;
+  if (const auto* b = std::get_if<std::unique_ptr<BlockedArray>>(&values)) return (*b)->logical;
   return std::visit([](const auto& a) -> const Shape& { return a.shape(); },
                     std::get<Storage>(values));
 }

@@ -17,7 +17,8 @@ Tensor make_blocked(BlockedArray values);
 BlockedArray blocked_zeros(const Shape& shape, std::size_t block);
 /// Blocked values uninitialized but for the padding channels (zero).
 BlockedArray blocked_empty(const Shape& shape, std::size_t block);
-/// x's values in the blocked layout of `block`: x's own when already so, else reordered.
+/// x's values in the blocked layout of `block`: a copy of x's own when already so, else
+/// reordered (float32 (N, C, H, W) only: DtypeError, Error otherwise).
 BlockedArray to_blocked(const Tensor& x, std::size_t block);
 /// The plain (N, C, H, W) array of blocked values.
 xt::xarray<float> to_plain(const BlockedArray& b);

@@ -17,12 +17,13 @@
 // with relu fused so: docs/performance.md. Every pass walks x in memory order (batch, then
 // channel), with a running sum per channel: a channel's rows are still added in batch order, and
 // one channel at a time across the batch was about a fifth slower (a strided walk). Rows are summed
-// in T with eight running sums, then in double across rows. Under create_graph the backward is
-// written in ops (the statistics recomputed from x by mean and var), so that its own derivative is
-// recorded.
+// in T with eight running sums, then in double across rows. float32 values in oneDNN's blocked
+// layout (a convolution's output, autograd/detail/blocked.hpp) stay so: the same passes over a
+// plane of channel blocks, each lane a channel (vector_math's blocked_*), the output and dx
+// blocked too. Under create_graph the backward is written in ops (the statistics recomputed from x
+// by mean and var), so that its own derivative is recorded.
 #include <cmath>
 
-#include "autograd/blas.hpp"
 #include "autograd/detail/blocked.hpp"
 #include "autograd/detail/kernels.hpp"
 #include "autograd/detail/vector_math.hpp"

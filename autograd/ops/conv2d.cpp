@@ -7,7 +7,8 @@
 // permuting the batch into and out of the products' layout. Now, by measurement on the reference
 // CNN (docs/performance.md):
 // - float32, where the build has oneDNN: its direct convolution primitives, in its blocked layout
-//   (detail/conv_onednn.cpp), 1.0-1.7x faster than the next path, reorders included;
+//   (detail/conv_onednn.cpp), 1.0-1.7x faster than the next path, reorders included; the output
+//   stays in that layout (autograd/detail/blocked.hpp), and so does dx for a blocked x;
 // - stride 1: one product per kernel tap over a tile of zero-padded images, no columns built;
 // - other strides: one image's columns at a time in a reused workspace; a 1x1 convolution with
 //   stride 1 and no padding reads x itself.

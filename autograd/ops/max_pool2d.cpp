@@ -8,7 +8,9 @@
 // area times the output) and took a strided maximum over it; here one pass over the windows
 // records the chosen entry, and the backward adds the gradient back through those positions.
 // Under create_graph the backward is scatter_add into zeros, so that its own derivative is
-// recorded (gather of the gradient's gradient at the same positions).
+// recorded (gather of the gradient's gradient at the same positions). 2 x 2 windows over float32
+// values in oneDNN's blocked layout (a convolution's output through batch norm) give a blocked
+// output and gradient (autograd/detail/blocked.hpp), the choices kept in the blocked order.
 #include <array>
 #include <limits>
 #include <type_traits>
