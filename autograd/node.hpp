@@ -63,12 +63,23 @@ struct BlockedArray {
 /// docs/performance.md).
 using Values = std::variant<Storage, std::unique_ptr<BlockedArray>>;
 namespace detail {
-/// The plain values: blocked ones made plain first, in place (under a lock: from any thread;
-/// autograd/detail/blocked.cpp). The values, and so their version, stay the same.
-const Storage& plain(const Values& values);
-Storage& plain(Values& values);
+/// Blocked values made plain, in place (under a lock: from any thread;
+/// autograd/detail/blocked.cpp).
+Storage& make_plain(Values& values);
+const Shape& logical_shape(const Values& values);  // of blocked ones
+/// The plain values: blocked ones made plain first (make_plain). The values, and so their
+/// version, stay the same. Inline: every op's reads come here, nearly always plain.
+inline Storage& plain(Values& values) {
+  if (auto* s = std::get_if<Storage>(&values)) return *s;
+  return make_plain(values);
+}
+inline const Storage& plain(const Values& values) { return plain(const_cast<Values&>(values)); }
 /// The shape of the values, (N, C, H, W) for blocked ones, without making them plain.
-const Shape& values_shape(const Values& values);
+inline const Shape& values_shape(const Values& values) {
+  if (const auto* s = std::get_if<Storage>(&values))
+    return std::visit([](const auto& a) -> const Shape& { return a.shape(); }, *s);
+  return logical_shape(values);
+}
 }  // namespace detail
 
 /// A tensor's values and their version: the count of in-place changes (mutable_value), which a

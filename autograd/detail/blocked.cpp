@@ -105,8 +105,7 @@ xt::xarray<float> to_plain(const BlockedArray&) {
 }
 #endif
 
-Storage& plain(Values& values) {
-  if (auto* s = std::get_if<Storage>(&values)) return *s;
+Storage& make_plain(Values& values) {
   static std::mutex mutex;
   const std::lock_guard<std::mutex> lock(mutex);
   if (const auto* b = std::get_if<std::unique_ptr<BlockedArray>>(&values)) {
@@ -116,12 +115,8 @@ Storage& plain(Values& values) {
   return std::get<Storage>(values);
 }
 
-const Storage& plain(const Values& values) { return plain(const_cast<Values&>(values)); }
-
-const Shape& values_shape(const Values& values) {
-  if (const auto* b = std::get_if<std::unique_ptr<BlockedArray>>(&values)) return (*b)->logical;
-  return std::visit([](const auto& a) -> const Shape& { return a.shape(); },
-                    std::get<Storage>(values));
+const Shape& logical_shape(const Values& values) {
+  return std::get<std::unique_ptr<BlockedArray>>(values)->logical;
 }
 
 }  // namespace xgrad::detail

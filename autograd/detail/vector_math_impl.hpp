@@ -567,6 +567,23 @@ struct Loops {
     store_n(reinterpret_cast<std::int32_t*>(where), at, n);  // int32 may alias uint32
   }
 
+  // A window's choice, lane by lane, from its four entries v (row-major) and their offsets at: the
+  // first largest (a later entry replaces the best only when greater), then the first NaN.
+  static void choose(const Batch (&v)[4], const Batch (&at)[4], Batch& best, Batch& off) {
+    best = v[0];
+    off = at[0];
+    for (int k = 1; k < 4; ++k) {
+      const auto greater = v[k] > best;
+      best = xsimd::select(greater, v[k], best);
+      off = xsimd::select(greater, at[k], off);
+    }
+    for (int k = 4; k-- > 0;) {
+      const auto nan = xsimd::isnan(v[k]);  // not v != v: xsimd 8.1 compares ordered
+      best = xsimd::select(nan, v[k], best);
+      off = xsimd::select(nan, at[k], off);
+    }
+  }
+
   // Each window's a, b (its first row) and c, d (its second), width windows at a time: the first
   // largest (a later entry replaces the best only when greater), then the first NaN; the chosen
   // entry's offset from a (0, 1, W, W + 1) kept as a float, exact below 2^24.
@@ -593,17 +610,8 @@ struct Loops {
           const Batch v[4] = {every_other<0>(t0, t1), every_other<1>(t0, t1),
                               every_other<0>(b0, b1), every_other<1>(b0, b1)};
           const Batch at[4] = {Batch(0.0f), right, below, below_right};
-          Batch best = v[0], off = at[0];
-          for (int k = 1; k < 4; ++k) {
-            const auto greater = v[k] > best;
-            best = xsimd::select(greater, v[k], best);
-            off = xsimd::select(greater, at[k], off);
-          }
-          for (int k = 4; k-- > 0;) {
-            const auto nan = xsimd::isnan(v[k]);  // not v != v: xsimd 8.1 compares ordered
-            best = xsimd::select(nan, v[k], best);
-            off = xsimd::select(nan, at[k], off);
-          }
+          Batch best, off;
+          choose(v, at, best, off);
           store_n(y + out + j, best, n);
           store_offsets(where + out + j, static_cast<std::uint32_t>(2 * i * in.W + 2 * j),
                         twice_lane, off, n);
@@ -647,17 +655,8 @@ struct Loops {
           for (std::size_t l = 0; l < block; l += width) {
             Batch v[4];
             for (int k = 0; k < 4; ++k) v[k] = Batch::load_unaligned(a + offsets[k] * block + l);
-            Batch best = v[0], off = at[0];
-            for (int k = 1; k < 4; ++k) {
-              const auto greater = v[k] > best;
-              best = xsimd::select(greater, v[k], best);
-              off = xsimd::select(greater, at[k], off);
-            }
-            for (int k = 4; k-- > 0;) {
-              const auto nan = xsimd::isnan(v[k]);
-              best = xsimd::select(nan, v[k], best);
-              off = xsimd::select(nan, at[k], off);
-            }
+            Batch best, off;
+            choose(v, at, best, off);
             best.store_unaligned(y + o + l);
             (xsimd::batch_cast<std::int32_t>(off) + Ints(static_cast<std::int32_t>(top)))
                 .store_unaligned(reinterpret_cast<std::int32_t*>(where + o + l));
